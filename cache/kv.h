@@ -1,0 +1,77 @@
+/* kv: the KV cache as the forward pass sees it.
+ *
+ * The forward pass never touches cache memory: it hands each layer's new keys
+ * and values (after RoPE) to kv_store and asks kv_attend_group for the
+ * attention output. That keeps the representation (FP16 here; mixed
+ * high/low-precision with importance tracking in a later cache) private to
+ * the cache, which can then dequantize inside its own dot-product loops and
+ * observe the attention probabilities it needs.
+ *
+ * Sequences live in slots 0..max_seqs-1. Each token keeps its original
+ * position. A cache is used by one decoder thread; kv_attend_group may run
+ * concurrently for *different* (seq, kv_head) pairs of the same layer (the
+ * model parallelizes over them), with distinct `thread` indices.
+ *
+ * Layout of the float arrays (row-major):
+ *   k, v : [n][n_kv_heads * head_dim]   new tokens, keys already rotated
+ *   q    : [n][n_heads * head_dim]      rotated queries of the same tokens
+ *   out  : [n][n_heads * head_dim]      attention output
+ * Query head h uses KV head h / (n_heads / n_kv_heads). */
+#ifndef PIVOT_KV_H
+#define PIVOT_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int max_seqs;  /* sequence slots */
+    int max_ctx;   /* tokens per sequence */
+    int n_threads; /* distinct `thread` indices that may call attend */
+} kv_shape;
+
+typedef struct {
+    size_t bytes_stored; /* bytes this sequence's entries occupy (incl. metadata) */
+    size_t bytes_fp16;   /* what the same tokens take in a plain FP16 cache */
+    int n_tokens;        /* tokens the sequence has seen */
+} kv_seq_usage;
+
+/* Implementation hooks. A new cache type provides these and kv_create_with. */
+typedef struct {
+    const char *name;
+    int (*store)(void *impl, int seq, int layer, int pos0, int n, const float *k, const float *v);
+    int (*attend_group)(void *impl, int seq, int layer, int kv_head, int pos0, int n,
+                        const float *q, float *out, int thread);
+    void (*seq_reset)(void *impl, int seq);
+    int (*seq_pos)(const void *impl, int seq); /* next position to store */
+    void (*seq_usage)(const void *impl, int seq, kv_seq_usage *u);
+    void (*destroy)(void *impl);
+} kv_vtable;
+
+typedef struct kv_cache kv_cache;
+
+/* Wraps an implementation; takes ownership of impl (vt->destroy frees it). */
+int kv_create_with(const kv_vtable *vt, void *impl, const kv_shape *shape, kv_cache **out);
+/* Plain FP16 cache: memory per sequence grows in pages as tokens arrive. */
+int kv_create_fp16(const kv_shape *shape, kv_cache **out);
+void kv_destroy(kv_cache *c);
+
+const kv_shape *kv_get_shape(const kv_cache *c);
+const char *kv_name(const kv_cache *c);
+
+/* Appends n tokens at positions pos0.. for one layer. PV_ECTXFULL past
+ * max_ctx, PV_EINVAL for bad slot/positions. */
+int kv_store(kv_cache *c, int seq, int layer, int pos0, int n, const float *k, const float *v);
+/* Attention for the query heads of one KV head. Query i (position pos0+i)
+ * attends to every cached token of this seq/layer with position <= pos0+i,
+ * softmax(q.k / sqrt(head_dim)) weighted sum of v. */
+int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, const float *q,
+                    float *out, int thread);
+void kv_seq_reset(kv_cache *c, int seq);
+int kv_seq_pos(const kv_cache *c, int seq);
+void kv_seq_usage(const kv_cache *c, int seq, kv_seq_usage *u);
+
+#endif

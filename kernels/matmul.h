@@ -1,0 +1,39 @@
+/* km: matrix products with weights kept in their GGUF format.
+ *
+ *   y[t][r] = sum_c W[r][c] * x[t][c]     t < n_tok, r < rows, c < cols
+ *
+ * W is a GGUF tensor with ne = [cols, rows] (ne[0] contiguous). x and y are
+ * row-major f32 ([n_tok][cols] and [n_tok][rows]). Activations are quantized
+ * once per call into the weight's vec_dot type (kernels/quant.h); the work is
+ * split over the thread pool by blocks of rows, and for n_tok > 1 tiled so
+ * that each weight block is read once per tile of tokens (prefill and batched
+ * decode). */
+#ifndef PIVOT_KM_MATMUL_H
+#define PIVOT_KM_MATMUL_H
+
+#include <stdint.h>
+
+#include "threadpool.h"
+
+typedef struct {
+    uint32_t type; /* KQ_* */
+    int64_t cols;  /* ne[0] */
+    int64_t rows;  /* ne[1] */
+    const void *data;
+} km_weight;
+
+/* Scratch for quantized activations; grows on demand and is reused, so a
+ * steady-state decode loop does not allocate. One per caller thread. */
+typedef struct km_scratch km_scratch;
+km_scratch *km_scratch_new(void);
+void km_scratch_free(km_scratch *s);
+
+/* Returns 0, PV_EINVAL (bad shapes/type) or PV_ENOMEM. pool may be NULL
+ * (single-threaded). */
+int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, int64_t n_tok,
+              float *y);
+
+/* Gather row `r` of W dequantized to f32 (embedding lookup). */
+int km_get_row(const km_weight *w, int64_t r, float *out);
+
+#endif

@@ -1,0 +1,70 @@
+/* kq: GGML tensor formats — type traits, dequantization, activation
+ * quantization and the dot products used by the matrix kernels.
+ *
+ * Type ids are GGML's (they are what GGUF files store). Weights stay in their
+ * GGUF format in memory; activations are quantized once per row to the
+ * weight type's "vec_dot type" (8-bit blocks for the quantized formats, f32
+ * for F32/F16/BF16) and the inner loops are integer SIMD where the CPU has it.
+ * SIMD paths (AVX2+FMA+F16C, chosen at run time with __builtin_cpu_supports)
+ * and the portable scalar path must give the same results within float
+ * rounding; tests compare them. */
+#ifndef PIVOT_KQ_QUANT_H
+#define PIVOT_KQ_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    KQ_F32 = 0,
+    KQ_F16 = 1,
+    KQ_Q4_0 = 2,
+    KQ_Q4_1 = 3,
+    KQ_Q5_0 = 6,
+    KQ_Q5_1 = 7,
+    KQ_Q8_0 = 8,
+    KQ_Q8_1 = 9, /* activation-only format (for Q4_1/Q5_1 dots) */
+    KQ_Q4_K = 12,
+    KQ_Q6_K = 14,
+    KQ_Q8_K = 15, /* activation-only format (for K-quant dots) */
+    KQ_BF16 = 30,
+    KQ_TYPE_COUNT = 40 /* one past the largest id any table covers */
+} kq_type;
+
+/* 1 when `type` is a weight format Pivot reads (F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q6_K); 0 otherwise (including unknown ids). */
+int kq_weight_supported(uint32_t type);
+/* 1 for any type this module knows (weights and activation-only formats). */
+int kq_known(uint32_t type);
+/* "Q4_1", ...; "type<N>" style static string for unknown ids is not
+ * provided: returns NULL for unknown ids. */
+const char *kq_type_name(uint32_t type);
+/* Elements per block (1 for F32/F16/BF16), bytes per block. 0 if unknown. */
+size_t kq_block_elems(uint32_t type);
+size_t kq_block_bytes(uint32_t type);
+/* Bytes of a row of n elements; 0 when n is not a multiple of the block. */
+size_t kq_row_bytes(uint32_t type, int64_t n);
+
+/* Dequantize n elements (multiple of the block size) to f32. Returns 0 or
+ * PV_EINVAL. Works for every known type. */
+int kq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* The format activations must be in for kq_vec_dot with weights of `type`. */
+uint32_t kq_vec_dot_type(uint32_t type);
+/* Quantize n f32 activations into `vec_dot_type` (KQ_Q8_0, KQ_Q8_1, KQ_Q8_K,
+ * or KQ_F32 which is a copy). dst holds kq_row_bytes(vec_dot_type, n). */
+int kq_quantize_row(uint32_t vec_dot_type, const float *src, void *dst, int64_t n);
+/* Dot product of one weight row (type `type`, n elements) with an activation
+ * row already in kq_vec_dot_type(type). */
+float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row);
+
+/* Scalar half/bfloat conversions (round-to-nearest-even for fp32->fp16). */
+float kq_fp16_to_fp32(uint16_t h);
+uint16_t kq_fp32_to_fp16(float f);
+float kq_bf16_to_fp32(uint16_t h);
+
+/* Force the portable path (tests compare it with SIMD); 0 = auto. */
+void kq_set_force_scalar(int on);
+/* "avx512vnni", "avx2", or "scalar": what kq_vec_dot uses now. */
+const char *kq_simd_name(void);
+
+#endif

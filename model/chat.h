@@ -1,0 +1,41 @@
+/* chat: chat templates, recognized from tokenizer.chat_template.
+ *
+ * Pivot does not run Jinja: it recognizes the common template families by
+ * their markers and renders them with C code.
+ *   ChatML       ("<|im_start|>")      — SmolLM2, Qwen2
+ *   Llama-3      ("<|start_header_id|>")
+ *   Llama-2/Mistral ("[INST]")
+ * A default system prompt literally present in a ChatML template (SmolLM2's
+ * "You are a helpful AI assistant named SmolLM, ...") is extracted and used
+ * when the conversation has no system message, as the template would. */
+#ifndef PIVOT_CHAT_CHAT_H
+#define PIVOT_CHAT_CHAT_H
+
+#include <stddef.h>
+
+typedef enum { CHAT_UNKNOWN = 0, CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA2 } chat_kind;
+
+typedef struct chat_template chat_template;
+
+/* src may be NULL (no template in the file): then CHAT_CHATML without a
+ * default system prompt is assumed. Returns 0 or PV_ENOMEM; an unrecognized
+ * template gives kind CHAT_UNKNOWN (callers turn that into an error). */
+int chat_template_parse(const char *src, size_t len, chat_template **out);
+void chat_template_free(chat_template *t);
+chat_kind chat_template_kind(const chat_template *t);
+const char *chat_kind_name(chat_kind k);
+
+typedef struct {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+} chat_msg;
+
+/* Render messages (and the assistant header when add_generation_prompt) to
+ * a malloc'ed NUL-terminated string in *out (caller frees). The result is
+ * meant to be encoded with parse_special = 1. BOS is not included: callers
+ * add it per tok_add_bos(). Returns 0, PV_EINVAL (unknown role, CHAT_UNKNOWN)
+ * or PV_ENOMEM. */
+int chat_render(const chat_template *t, const chat_msg *msgs, int n, int add_generation_prompt,
+                char **out);
+
+#endif

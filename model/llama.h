@@ -1,0 +1,84 @@
+/* llm: Llama-family models (llama, qwen2) — loading and the batched forward
+ * pass.
+ *
+ * llm_model is read-only after llm_load (weights point into the mmap'ed GGUF,
+ * config, tokenizer, chat template) and may be shared. llm_ctx is the mutable
+ * run state of one decoder thread: thread pool, scratch buffers and the KV
+ * cache. One llm_decode call advances any number of sequences at once, each
+ * with its own prompt chunk or next token: all their tokens go through the
+ * matrix products together; attention runs per sequence against its cache. */
+#ifndef PIVOT_LLM_LLAMA_H
+#define PIVOT_LLM_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "kv.h"
+#include "tokenizer.h"
+
+typedef enum { LLM_ARCH_LLAMA = 0, LLM_ARCH_QWEN2 = 1 } llm_arch;
+
+typedef struct {
+    llm_arch arch;
+    int n_layers;
+    int n_embd;
+    int n_ff;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int n_vocab;
+    int n_ctx_train;
+    int rope_dim;  /* rotated dims per head (<= head_dim) */
+    int rope_neox; /* 1: rotate (x[i], x[i+d/2]); 0: adjacent pairs */
+    float rope_base;
+    float norm_eps;
+    int has_qkv_bias;
+    int tied_embeddings; /* no output.weight: token_embd.weight is reused */
+} llm_config;
+
+typedef struct llm_model llm_model;
+
+/* Errors name the problem: "model: missing required key llama.block_count",
+ * "model: tensor blk.3.attn_q.weight has shape [576,192], expected [576,576]". */
+int llm_load(const char *path, llm_model **out, char *err, size_t errlen);
+void llm_free(llm_model *m);
+const llm_config *llm_get_config(const llm_model *m);
+const tok_vocab *llm_get_vocab(const llm_model *m);
+const chat_template *llm_get_chat(const llm_model *m);
+const char *llm_get_name(const llm_model *m); /* general.name or file stem */
+
+typedef struct {
+    int n_threads;        /* <= 0: one per CPU */
+    int max_seqs;         /* KV slots */
+    int max_ctx;          /* tokens per sequence (<= 0: n_ctx_train) */
+    int max_batch_tokens; /* tokens one llm_decode call may carry */
+} llm_ctx_params;
+
+typedef struct llm_ctx llm_ctx;
+
+/* kv: a cache built for this model's shape, owned by the ctx from now on;
+ * NULL creates the plain FP16 cache. */
+int llm_ctx_create(const llm_model *m, const llm_ctx_params *p, kv_cache *kv, llm_ctx **out);
+void llm_ctx_free(llm_ctx *c);
+kv_cache *llm_ctx_kv(llm_ctx *c);
+/* The kv_shape a cache for this model and these params must have. */
+kv_shape llm_kv_shape(const llm_model *m, const llm_ctx_params *p);
+
+typedef enum { LLM_LOGITS_NONE = 0, LLM_LOGITS_LAST = 1, LLM_LOGITS_ALL = 2 } llm_logits_mode;
+
+typedef struct {
+    int seq;      /* KV slot */
+    int pos;      /* position of tokens[0]; must equal kv_seq_pos(seq) */
+    int n_tokens; /* >= 1 */
+    const int32_t *tokens;
+    llm_logits_mode logits;
+} llm_batch_entry;
+
+/* Runs the entries (total tokens <= max_batch_tokens). Logits rows are written
+ * to `logits` ([rows][n_vocab]) in entry order: one row for LAST, n_tokens
+ * rows for ALL, none for NONE. Returns 0, PV_EINVAL, PV_ERANGE (too many
+ * tokens) or PV_ECTXFULL. */
+int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits);
+
+#endif

@@ -1,0 +1,2 @@
+/* stub: implemented by its issue */
+typedef int pivot_stub_sampler;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Pivot needs on Debian 12 and prepares the Python venv used by
+# tests and tooling. Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcjson-dev
+          libjemalloc-dev libcriterion-dev node-llhttp unzip curl python3 python3-venv)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python venv for tests, references and tooling (never used by the server).
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import numpy, gguf, pytest, sentencepiece" 2>/dev/null; then
+  echo "setup: installing Python test tooling into .venv" >&2
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r scripts/requirements-test.txt
+fi
