@@ -1,2 +1,65 @@
-/* stub: implemented by its issue */
-typedef int pivot_stub_kv;
+#include "kv.h"
+
+#include <stdlib.h>
+
+#include "pverr.h"
+
+struct kv_cache {
+    const kv_vtable *vt;
+    void *impl; /* owned; freed by vt->destroy */
+    kv_shape shape;
+};
+
+int kv_create_with(const kv_vtable *vt, void *impl, const kv_shape *shape, kv_cache **out) {
+    *out = NULL;
+    if (!vt || !impl || !shape) return PV_EINVAL;
+    kv_cache *c = calloc(1, sizeof *c);
+    if (!c) {
+        vt->destroy(impl);
+        return PV_ENOMEM;
+    }
+    c->vt = vt;
+    c->impl = impl;
+    c->shape = *shape;
+    *out = c;
+    return PV_OK;
+}
+
+void kv_destroy(kv_cache *c) {
+    if (!c) return;
+    c->vt->destroy(c->impl);
+    free(c);
+}
+
+const kv_shape *kv_get_shape(const kv_cache *c) { return &c->shape; }
+const char *kv_name(const kv_cache *c) { return c->vt->name; }
+
+static int bad_slot(const kv_cache *c, int seq) { return seq < 0 || seq >= c->shape.max_seqs; }
+
+int kv_store(kv_cache *c, int seq, int layer, int pos0, int n, const float *k, const float *v) {
+    if (bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || n < 0) return PV_EINVAL;
+    return c->vt->store(c->impl, seq, layer, pos0, n, k, v);
+}
+
+int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, const float *q,
+                    float *out, int thread) {
+    if (bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
+        kv_head >= c->shape.n_kv_heads || thread < 0 || thread >= c->shape.n_threads)
+        return PV_EINVAL;
+    return c->vt->attend_group(c->impl, seq, layer, kv_head, pos0, n, q, out, thread);
+}
+
+void kv_seq_reset(kv_cache *c, int seq) {
+    if (!bad_slot(c, seq)) c->vt->seq_reset(c->impl, seq);
+}
+
+int kv_seq_pos(const kv_cache *c, int seq) {
+    if (bad_slot(c, seq)) return PV_EINVAL;
+    return c->vt->seq_pos(c->impl, seq);
+}
+
+void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u) {
+    u->bytes_stored = u->bytes_fp16 = 0;
+    u->n_tokens = 0;
+    if (!bad_slot(c, seq)) c->vt->seq_usage(c->impl, seq, u);
+}

@@ -37,7 +37,7 @@ typedef struct {
     size_t bytes_stored; /* bytes this sequence's entries occupy (incl. metadata) */
     size_t bytes_fp16;   /* what the same tokens take in a plain FP16 cache */
     int n_tokens;        /* tokens the sequence has seen */
-} kv_seq_usage;
+} kv_usage;
 
 /* Implementation hooks. A new cache type provides these and kv_create_with. */
 typedef struct {
@@ -47,7 +47,7 @@ typedef struct {
                         const float *q, float *out, int thread);
     void (*seq_reset)(void *impl, int seq);
     int (*seq_pos)(const void *impl, int seq); /* next position to store */
-    void (*seq_usage)(const void *impl, int seq, kv_seq_usage *u);
+    void (*seq_usage)(const void *impl, int seq, kv_usage *u);
     void (*destroy)(void *impl);
 } kv_vtable;
 
@@ -72,6 +72,6 @@ int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int 
                     float *out, int thread);
 void kv_seq_reset(kv_cache *c, int seq);
 int kv_seq_pos(const kv_cache *c, int seq);
-void kv_seq_usage(const kv_cache *c, int seq, kv_seq_usage *u);
+void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u);
 
 #endif

@@ -1,0 +1,242 @@
+/* The batched forward pass (llm_ctx, llm_decode).
+ *
+ * All tokens of all batch entries are stacked as rows of one activation
+ * matrix, so each weight matrix is streamed once per step for the whole batch
+ * (the continuous-batching server depends on this). Only attention is per
+ * sequence, and it is delegated to the KV cache (cache/kv.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama_internal.h"
+#include "ops.h"
+#include "pverr.h"
+#include "threadpool.h"
+
+struct llm_ctx {
+    const llm_model *m;
+    llm_ctx_params p;
+    tp_pool *pool;
+    km_scratch *ks;
+    kv_cache *kv;
+    /* activations, B = max_batch_tokens rows */
+    float *x;         /* [B][n_embd] residual stream */
+    float *xn;        /* [B][n_embd] normalized input of a block */
+    float *q;         /* [B][n_heads*head_dim] */
+    float *k, *v;     /* [B][n_kv_heads*head_dim] */
+    float *att;       /* [B][n_heads*head_dim] attention output */
+    float *tmp;       /* [B][n_embd] projection output before the residual add */
+    float *gate, *up; /* [B][n_ff] */
+    int *pos;         /* [B] position of each row */
+    int *row0;        /* [max_seqs] first row of each batch entry (scratch) */
+};
+
+kv_shape llm_kv_shape(const llm_model *m, const llm_ctx_params *p) {
+    const llm_config *c = &m->cfg;
+    kv_shape s = {
+        .n_layers = c->n_layers,
+        .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .max_seqs = p->max_seqs,
+        .max_ctx = p->max_ctx > 0 ? p->max_ctx : c->n_ctx_train,
+        .n_threads = p->n_threads,
+    };
+    return s;
+}
+
+void llm_ctx_free(llm_ctx *c) {
+    if (!c) return;
+    tp_destroy(c->pool);
+    km_scratch_free(c->ks);
+    kv_destroy(c->kv);
+    float *bufs[] = {c->x, c->xn, c->q, c->k, c->v, c->att, c->tmp, c->gate, c->up};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c->pos);
+    free(c->row0);
+    free(c);
+}
+
+int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, llm_ctx **out) {
+    *out = NULL;
+    if (!m || !pin || pin->max_seqs <= 0 || pin->max_batch_tokens <= 0) {
+        kv_destroy(kv);
+        return PV_EINVAL;
+    }
+    llm_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        kv_destroy(kv);
+        return PV_ENOMEM;
+    }
+    c->m = m;
+    c->p = *pin;
+    c->kv = kv;
+    int rc = tp_create(pin->n_threads, &c->pool);
+    if (rc) goto fail;
+    c->p.n_threads = tp_size(c->pool);
+    if (c->p.max_ctx <= 0) c->p.max_ctx = m->cfg.n_ctx_train;
+    kv_shape want = llm_kv_shape(m, &c->p);
+    if (!c->kv) {
+        if ((rc = kv_create_fp16(&want, &c->kv))) goto fail;
+    } else {
+        const kv_shape *s = kv_get_shape(c->kv);
+        if (s->n_layers != want.n_layers || s->n_heads != want.n_heads ||
+            s->n_kv_heads != want.n_kv_heads || s->head_dim != want.head_dim ||
+            s->max_seqs < want.max_seqs || s->n_threads < want.n_threads) {
+            rc = PV_EINVAL;
+            goto fail;
+        }
+        c->p.max_ctx = s->max_ctx;
+    }
+    c->ks = km_scratch_new();
+    if (!c->ks) {
+        rc = PV_ENOMEM;
+        goto fail;
+    }
+    const llm_config *cf = &m->cfg;
+    size_t B = (size_t)pin->max_batch_tokens;
+    size_t qd = (size_t)cf->n_heads * cf->head_dim, kvd = (size_t)cf->n_kv_heads * cf->head_dim;
+    c->x = malloc(sizeof(float) * B * cf->n_embd);
+    c->xn = malloc(sizeof(float) * B * cf->n_embd);
+    c->q = malloc(sizeof(float) * B * qd);
+    c->k = malloc(sizeof(float) * B * kvd);
+    c->v = malloc(sizeof(float) * B * kvd);
+    c->att = malloc(sizeof(float) * B * qd);
+    c->tmp = malloc(sizeof(float) * B * cf->n_embd);
+    c->gate = malloc(sizeof(float) * B * cf->n_ff);
+    c->up = malloc(sizeof(float) * B * cf->n_ff);
+    c->pos = malloc(sizeof(int) * B);
+    c->row0 = malloc(sizeof(int) * (size_t)pin->max_seqs);
+    if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->tmp || !c->gate || !c->up ||
+        !c->pos || !c->row0) {
+        rc = PV_ENOMEM;
+        goto fail;
+    }
+    *out = c;
+    return PV_OK;
+fail:
+    llm_ctx_free(c);
+    return rc;
+}
+
+kv_cache *llm_ctx_kv(llm_ctx *c) { return c->kv; }
+
+typedef struct {
+    llm_ctx *c;
+    const llm_batch_entry *e;
+    int layer;
+    int rc; /* first error seen by any task (tasks only ever set it) */
+} attn_job;
+
+static void attn_task(void *ctx, int task, int thread) {
+    attn_job *j = ctx;
+    const llm_config *cf = &j->c->m->cfg;
+    int ei = task / cf->n_kv_heads, h = task % cf->n_kv_heads;
+    const llm_batch_entry *e = &j->e[ei];
+    size_t qd = (size_t)cf->n_heads * cf->head_dim;
+    size_t r0 = (size_t)j->c->row0[ei];
+    int rc = kv_attend_group(j->c->kv, e->seq, j->layer, h, e->pos, e->n_tokens, j->c->q + r0 * qd,
+                             j->c->att + r0 * qd, thread);
+    if (rc) j->rc = rc;
+}
+
+static int check_batch(llm_ctx *c, const llm_batch_entry *e, int n, int *total) {
+    const llm_config *cf = &c->m->cfg;
+    int t = 0;
+    if (n <= 0 || n > c->p.max_seqs) return PV_EINVAL;
+    for (int i = 0; i < n; i++) {
+        if (e[i].seq < 0 || e[i].seq >= c->p.max_seqs || e[i].n_tokens <= 0 || !e[i].tokens)
+            return PV_EINVAL;
+        for (int j = 0; j < i; j++)
+            if (e[j].seq == e[i].seq) return PV_EINVAL; /* one entry per sequence */
+        if (e[i].pos != kv_seq_pos(c->kv, e[i].seq)) return PV_EINVAL;
+        if ((int64_t)e[i].pos + e[i].n_tokens > c->p.max_ctx) return PV_ECTXFULL;
+        for (int j = 0; j < e[i].n_tokens; j++)
+            if (e[i].tokens[j] < 0 || e[i].tokens[j] >= cf->n_vocab) return PV_EINVAL;
+        t += e[i].n_tokens;
+    }
+    if (t > c->p.max_batch_tokens) return PV_ERANGE;
+    *total = t;
+    return PV_OK;
+}
+
+static void add_bias(float *y, const float *b, int rows, int dim) {
+    if (!b) return;
+    for (int r = 0; r < rows; r++) ko_add(y + (size_t)r * dim, b, dim);
+}
+
+int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
+    const llm_model *m = c->m;
+    const llm_config *cf = &m->cfg;
+    int T, rc;
+    if ((rc = check_batch(c, e, n, &T))) return rc;
+    const int D = cf->n_embd, hd = cf->head_dim;
+    const int qd = cf->n_heads * hd, kvd = cf->n_kv_heads * hd;
+
+    /* Embedding lookup and row bookkeeping. */
+    for (int i = 0, r = 0; i < n; i++) {
+        c->row0[i] = r;
+        for (int j = 0; j < e[i].n_tokens; j++, r++) {
+            if ((rc = km_get_row(&m->tok_embd, e[i].tokens[j], c->x + (size_t)r * D))) return rc;
+            c->pos[r] = e[i].pos + j;
+        }
+    }
+
+    for (int l = 0; l < cf->n_layers; l++) {
+        const llm_layer *L = &m->layers[l];
+        /* Attention block. */
+        for (int r = 0; r < T; r++)
+            ko_rmsnorm(c->xn + (size_t)r * D, c->x + (size_t)r * D, L->attn_norm, D, cf->norm_eps);
+        if ((rc = km_matmul(c->pool, c->ks, &L->wq, c->xn, T, c->q))) return rc;
+        if ((rc = km_matmul(c->pool, c->ks, &L->wk, c->xn, T, c->k))) return rc;
+        if ((rc = km_matmul(c->pool, c->ks, &L->wv, c->xn, T, c->v))) return rc;
+        add_bias(c->q, L->bq, T, qd);
+        add_bias(c->k, L->bk, T, kvd);
+        add_bias(c->v, L->bv, T, kvd);
+        for (int r = 0; r < T; r++) {
+            ko_rope(c->q + (size_t)r * qd, cf->n_heads, hd, cf->rope_dim, c->pos[r], cf->rope_base,
+                    cf->rope_neox);
+            ko_rope(c->k + (size_t)r * kvd, cf->n_kv_heads, hd, cf->rope_dim, c->pos[r],
+                    cf->rope_base, cf->rope_neox);
+        }
+        for (int i = 0; i < n; i++) {
+            size_t r0 = (size_t)c->row0[i];
+            rc = kv_store(c->kv, e[i].seq, l, e[i].pos, e[i].n_tokens, c->k + r0 * kvd,
+                          c->v + r0 * kvd);
+            if (rc) return rc;
+        }
+        attn_job job = {.c = c, .e = e, .layer = l, .rc = 0};
+        tp_run(c->pool, attn_task, &job, n * cf->n_kv_heads);
+        if (job.rc) return job.rc;
+        if ((rc = km_matmul(c->pool, c->ks, &L->wo, c->att, T, c->tmp))) return rc;
+        for (int r = 0; r < T; r++) ko_add(c->x + (size_t)r * D, c->tmp + (size_t)r * D, D);
+
+        /* MLP block. */
+        for (int r = 0; r < T; r++)
+            ko_rmsnorm(c->xn + (size_t)r * D, c->x + (size_t)r * D, L->ffn_norm, D, cf->norm_eps);
+        if ((rc = km_matmul(c->pool, c->ks, &L->gate, c->xn, T, c->gate))) return rc;
+        if ((rc = km_matmul(c->pool, c->ks, &L->up, c->xn, T, c->up))) return rc;
+        for (int r = 0; r < T; r++) {
+            size_t o = (size_t)r * cf->n_ff;
+            ko_swiglu(c->gate + o, c->gate + o, c->up + o, cf->n_ff);
+        }
+        if ((rc = km_matmul(c->pool, c->ks, &L->down, c->gate, T, c->tmp))) return rc;
+        for (int r = 0; r < T; r++) ko_add(c->x + (size_t)r * D, c->tmp + (size_t)r * D, D);
+    }
+
+    /* Final norm on the rows that want logits, packed together so the
+     * vocabulary projection (the largest matrix) runs once. */
+    int nr = 0;
+    for (int i = 0; i < n; i++) {
+        int first = e[i].logits == LLM_LOGITS_ALL ? 0 : e[i].n_tokens - 1;
+        if (e[i].logits == LLM_LOGITS_NONE) continue;
+        for (int j = first; j < e[i].n_tokens; j++, nr++) {
+            size_t r = (size_t)c->row0[i] + j;
+            ko_rmsnorm(c->xn + (size_t)nr * D, c->x + r * D, m->output_norm, D, cf->norm_eps);
+        }
+    }
+    if (nr > 0 && logits) {
+        if ((rc = km_matmul(c->pool, c->ks, &m->output, c->xn, nr, logits))) return rc;
+    }
+    return PV_OK;
+}
