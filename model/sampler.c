@@ -1,2 +1,384 @@
-/* stub: implemented by its issue */
-typedef int pivot_stub_sampler;
+/* smp: token sampling (contract in sampler.h).
+ *
+ * Layout of the work per call, chosen so that nothing is allocated after
+ * smp_create and the common cases avoid an O(V log V) sort over the whole
+ * vocabulary (V = 49152 for SmolLM2):
+ *   - penalties touch only the distinct tokens of the window, which are kept
+ *     in a swap-remove list with per-token counts (O(window) per call);
+ *   - top-k uses a size-k min-heap (O(V log k)) then sorts only those k;
+ *   - without top-k, softmax and min-p are linear; only top-p forces a sort,
+ *     and it sorts just the candidates that survived so far.
+ * Ties are broken by the lower token id everywhere so results do not depend
+ * on the order an algorithm happens to visit candidates. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pverr.h"
+
+typedef struct {
+    float logit; /* after penalties and temperature; later the probability */
+    int32_t id;
+} smp_cand;
+
+struct smp_sampler {
+    smp_params p;
+    int n_vocab;
+    smp_rng rng;
+
+    /* Penalty history. counts[t] = occurrences of t in the window;
+     * distinct[0..n_distinct) lists tokens with counts > 0 and
+     * where[t] is t's index there, so removal is O(1). */
+    int32_t *counts;   /* [n_vocab] */
+    int32_t *distinct; /* [n_vocab] */
+    int32_t *where;    /* [n_vocab] */
+    int n_distinct;
+    /* Ring of the last penalty_last_n accepted tokens; NULL when the window
+     * is unbounded (penalty_last_n <= 0): then nothing ever leaves. */
+    int32_t *ring; /* [penalty_last_n] */
+    int ring_len, ring_head;
+
+    smp_cand *cand; /* [n_vocab] scratch */
+};
+
+smp_params smp_default_params(void) {
+    smp_params p;
+    memset(&p, 0, sizeof p);
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repetition_penalty = 1.0f;
+    p.presence_penalty = 0.0f;
+    p.frequency_penalty = 0.0f;
+    p.penalty_last_n = 64;
+    p.seed = 0;
+    return p;
+}
+
+/* ---- PCG32 (O'Neill, pcg-random.org: XSH-RR output, 64-bit LCG) ---- */
+
+/* Stream selector 54 is the one the PCG reference demo uses, which makes the
+ * published outputs for seed 42 an independent test vector. */
+#define SMP_PCG_STREAM 54u
+#define SMP_PCG_MULT 6364136223846793005ULL
+
+uint32_t smp_rng_u32(smp_rng *r) {
+    uint64_t old = r->state;
+    r->state = old * SMP_PCG_MULT + r->inc;
+    uint32_t xorshifted = (uint32_t)(((old >> 18u) ^ old) >> 27u);
+    uint32_t rot = (uint32_t)(old >> 59u);
+    return (xorshifted >> rot) | (xorshifted << ((-rot) & 31u));
+}
+
+void smp_rng_seed(smp_rng *r, uint64_t seed) {
+    r->state = 0;
+    r->inc = ((uint64_t)SMP_PCG_STREAM << 1u) | 1u;
+    smp_rng_u32(r);
+    r->state += seed;
+    smp_rng_u32(r);
+}
+
+double smp_rng_uniform(smp_rng *r) {
+    /* 53 random bits so every double in [0,1) on the 2^-53 grid is
+     * reachable and 1.0 never is. */
+    uint64_t a = smp_rng_u32(r) >> 5; /* 27 bits */
+    uint64_t b = smp_rng_u32(r) >> 6; /* 26 bits */
+    return (double)((a << 26) | b) * (1.0 / 9007199254740992.0);
+}
+
+/* ---- lifecycle ---- */
+
+static int params_valid(const smp_params *p) {
+    if (isnan(p->temperature) || isnan(p->top_p) || isnan(p->min_p) ||
+        isnan(p->presence_penalty) || isnan(p->frequency_penalty) ||
+        isinf(p->presence_penalty) || isinf(p->frequency_penalty))
+        return 0;
+    /* A repetition penalty of 0 or below would flip or zero logits, which is
+     * not a penalty; llama.cpp and vLLM reject it too. */
+    if (!(p->repetition_penalty > 0.0f) || isinf(p->repetition_penalty))
+        return 0;
+    if (p->top_p < 0.0f || p->min_p > 1.0f)
+        return 0;
+    return 1;
+}
+
+int smp_create(const smp_params *p, int n_vocab, smp_sampler **out) {
+    if (!out)
+        return PV_EINVAL;
+    *out = NULL;
+    if (!p || n_vocab <= 0 || !params_valid(p))
+        return PV_EINVAL;
+    smp_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return PV_ENOMEM;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+    s->distinct = malloc((size_t)n_vocab * sizeof *s->distinct);
+    s->where = malloc((size_t)n_vocab * sizeof *s->where);
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    if (p->penalty_last_n > 0)
+        s->ring = malloc((size_t)p->penalty_last_n * sizeof *s->ring);
+    if (!s->counts || !s->distinct || !s->where || !s->cand ||
+        (p->penalty_last_n > 0 && !s->ring)) {
+        smp_free(s);
+        return PV_ENOMEM;
+    }
+    smp_rng_seed(&s->rng, p->seed);
+    *out = s;
+    return PV_OK;
+}
+
+void smp_free(smp_sampler *s) {
+    if (!s)
+        return;
+    free(s->counts);
+    free(s->distinct);
+    free(s->where);
+    free(s->ring);
+    free(s->cand);
+    free(s);
+}
+
+void smp_reset(smp_sampler *s) {
+    if (!s)
+        return;
+    /* Clear only the tokens we know about: O(window), not O(V). */
+    for (int i = 0; i < s->n_distinct; i++)
+        s->counts[s->distinct[i]] = 0;
+    s->n_distinct = 0;
+    s->ring_len = 0;
+    s->ring_head = 0;
+}
+
+/* ---- penalty history ---- */
+
+static void hist_add(smp_sampler *s, int32_t t) {
+    if (s->counts[t]++ == 0) {
+        s->where[t] = s->n_distinct;
+        s->distinct[s->n_distinct++] = t;
+    }
+}
+
+static void hist_remove(smp_sampler *s, int32_t t) {
+    if (--s->counts[t] == 0) {
+        int i = s->where[t];
+        int32_t last = s->distinct[--s->n_distinct];
+        s->distinct[i] = last;
+        s->where[last] = i;
+    }
+}
+
+void smp_accept(smp_sampler *s, int32_t tok) {
+    /* Out-of-range ids cannot be penalized; ignoring them keeps a bad
+     * caller from corrupting memory (the function has no error return). */
+    if (!s || tok < 0 || tok >= s->n_vocab)
+        return;
+    int n = s->p.penalty_last_n;
+    if (n > 0) {
+        if (s->ring_len == n) {
+            hist_remove(s, s->ring[s->ring_head]);
+        } else {
+            s->ring_len++;
+        }
+        s->ring[s->ring_head] = tok;
+        s->ring_head = (s->ring_head + 1) % n;
+    }
+    hist_add(s, tok);
+}
+
+static void apply_penalties(const smp_sampler *s, float *logits) {
+    const smp_params *p = &s->p;
+    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f &&
+        p->frequency_penalty == 0.0f)
+        return;
+    for (int i = 0; i < s->n_distinct; i++) {
+        int32_t t = s->distinct[i];
+        float l = logits[t];
+        int32_t c = s->counts[t];
+        if (p->repetition_penalty != 1.0f)
+            l = l > 0.0f ? l / p->repetition_penalty : l * p->repetition_penalty;
+        l -= p->presence_penalty;
+        l -= p->frequency_penalty * (float)c;
+        logits[t] = l;
+    }
+}
+
+/* ---- selection helpers ---- */
+
+/* a ranks before b: higher value, then lower id. NaN ranks last. */
+static inline int cand_better(const smp_cand *a, const smp_cand *b) {
+    if (a->logit != b->logit) {
+        if (isnan(b->logit))
+            return !isnan(a->logit);
+        if (isnan(a->logit))
+            return 0;
+        return a->logit > b->logit;
+    }
+    return a->id < b->id;
+}
+
+static int cand_cmp(const void *pa, const void *pb) {
+    const smp_cand *a = pa, *b = pb;
+    if (cand_better(a, b))
+        return -1;
+    if (cand_better(b, a))
+        return 1;
+    return 0;
+}
+
+/* Min-heap on "better": the root is the worst of the kept k, so a new
+ * candidate enters iff it beats the root. */
+static void heap_sift_down(smp_cand *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && cand_better(&h[w], &h[l]))
+            w = l;
+        if (r < n && cand_better(&h[w], &h[r]))
+            w = r;
+        if (w == i)
+            return;
+        smp_cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* Leaves the best k of logits[0..n) in c[0..k), sorted best first. */
+static void select_top_k(const float *logits, int n, int k, smp_cand *c) {
+    for (int i = 0; i < k; i++) {
+        c[i].logit = logits[i];
+        c[i].id = i;
+    }
+    for (int i = k / 2 - 1; i >= 0; i--)
+        heap_sift_down(c, k, i);
+    for (int i = k; i < n; i++) {
+        smp_cand x = {logits[i], i};
+        if (cand_better(&x, &c[0])) {
+            c[0] = x;
+            heap_sift_down(c, k, 0);
+        }
+    }
+    qsort(c, (size_t)k, sizeof *c, cand_cmp);
+}
+
+static int32_t argmax(const float *logits, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++) {
+        /* Strict > keeps the lowest id on ties; a NaN never wins. */
+        if (logits[i] > logits[best] || isnan(logits[best]))
+            best = i;
+    }
+    return best;
+}
+
+int32_t smp_sample(smp_sampler *s, float *logits) {
+    if (!s || !logits)
+        return 0;
+    const smp_params *p = &s->p;
+    const int V = s->n_vocab;
+    apply_penalties(s, logits);
+
+    if (p->temperature <= 0.0f)
+        return argmax(logits, V);
+
+    smp_cand *c = s->cand;
+    int n;
+    int sorted = 0;
+    if (p->top_k > 0 && p->top_k < V) {
+        n = p->top_k;
+        select_top_k(logits, V, n, c);
+        sorted = 1;
+    } else {
+        n = V;
+        for (int i = 0; i < V; i++) {
+            c[i].logit = logits[i];
+            c[i].id = i;
+        }
+    }
+
+    /* Softmax of logit/T, shifted by the max so exp never overflows.
+     * NaN and -inf logits get probability 0. */
+    const float inv_t = 1.0f / p->temperature;
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (c[i].logit > mx)
+            mx = c[i].logit;
+    if (!(mx > -INFINITY)) /* nothing finite: fall back to the greedy rule */
+        return argmax(logits, V);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        float l = c[i].logit;
+        float e = (l > -INFINITY) ? expf((l - mx) * inv_t) : 0.0f;
+        c[i].logit = e;
+        sum += e;
+    }
+    /* sum >= 1 because the max term is exp(0). */
+
+    if (p->top_p < 1.0f) {
+        if (!sorted) {
+            /* Drop zero-probability entries first: they can never be in the
+             * nucleus and sorting fewer items is cheaper. */
+            int m = 0;
+            for (int i = 0; i < n; i++)
+                if (c[i].logit > 0.0f)
+                    c[m++] = c[i];
+            n = m;
+            qsort(c, (size_t)n, sizeof *c, cand_cmp);
+            sorted = 1;
+        }
+        const double target = (double)p->top_p * sum;
+        double cum = 0.0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += c[i].logit;
+            if (cum >= target) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep < 1 ? 1 : keep;
+        sum = 0.0;
+        for (int i = 0; i < n; i++)
+            sum += c[i].logit;
+    }
+
+    if (p->min_p > 0.0f) {
+        /* The ratio p/p_max is unchanged by normalization, and the max
+         * (exp(0) = 1, or the first sorted entry) always survives. */
+        float pmax = 0.0f;
+        for (int i = 0; i < n; i++)
+            if (c[i].logit > pmax)
+                pmax = c[i].logit;
+        const float thr = p->min_p * pmax;
+        int m = 0;
+        sum = 0.0;
+        for (int i = 0; i < n; i++) {
+            if (c[i].logit >= thr) {
+                c[m++] = c[i];
+                sum += c[i].logit;
+            }
+        }
+        n = m;
+    }
+
+    /* Inverse-CDF draw over the survivors; the renormalization is the
+     * scaling of u by their sum. */
+    const double u = smp_rng_uniform(&s->rng) * sum;
+    double cum = 0.0;
+    int32_t last = c[0].id;
+    for (int i = 0; i < n; i++) {
+        if (c[i].logit <= 0.0f)
+            continue;
+        cum += c[i].logit;
+        last = c[i].id;
+        if (u < cum)
+            return c[i].id;
+    }
+    /* Rounding can leave u just above the accumulated sum. */
+    return last;
+}
