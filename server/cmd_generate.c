@@ -1,2 +1,273 @@
-/* stub: implemented by its issue */
-typedef int pivot_stub_cmd_generate;
+/* pivot generate: prompt in, completion streamed to stdout, timing on stderr.
+ * stdout carries nothing but the completion text so it can be piped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "llama.h"
+#include "pverr.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: pivot generate --prompt TEXT [options]\n"
+            "\n"
+            "  --prompt TEXT            text to complete (required)\n"
+            "  --model PATH             GGUF model (default: $PIVOT_MODEL or the SmolLM2 default)\n"
+            "  --max-tokens N           tokens to generate (default 256)\n"
+            "  --chat                   wrap the prompt as a user message in the model's chat\n"
+            "                           template (ChatML, Llama-3, Llama-2/Mistral [INST])\n"
+            "  --system TEXT            system message with --chat\n"
+            "  --temperature T          0 = greedy (default 0.8)\n"
+            "  --top-k K                keep the K most likely tokens (default 40, 0 = off)\n"
+            "  --top-p P                nucleus sampling (default 0.95, 1 = off)\n"
+            "  --min-p P                drop tokens below P x the top probability (default 0.05)\n"
+            "  --repeat-penalty R       repetition penalty (default 1 = off)\n"
+            "  --presence-penalty P     presence penalty (default 0)\n"
+            "  --frequency-penalty F    frequency penalty (default 0)\n"
+            "  --penalty-last-n N       tokens the penalties look back over (default 64)\n"
+            "  --seed S                 RNG seed (default 0); same seed, same output\n"
+            "  --threads N              CPU threads (default: all cores)\n"
+            "  --batch N                prompt tokens per forward step (default 256)\n"
+            "  --ctx N                  context size (default: prompt + max tokens, at most the\n"
+            "                           model's training context)\n"
+            "  --ignore-eos             keep generating past end-of-generation tokens\n"
+            "  --special                parse special tokens (e.g. <|im_start|>) in the prompt\n"
+            "  -h, --help               this help\n");
+}
+
+typedef struct {
+    const char *prompt, *model, *system;
+    long max_tokens, threads, batch, ctx;
+    int chat, ignore_eos, special;
+    smp_params sp;
+} gen_opts;
+
+static int parse(int argc, char **argv, gen_opts *o) {
+    *o = (gen_opts){.max_tokens = 256, .batch = 256};
+    o->sp = smp_default_params();
+    o->sp.temperature = 0.8f;
+    o->sp.top_k = 40;
+    o->sp.top_p = 0.95f;
+    o->sp.min_p = 0.05f;
+    for (int i = 1; i < argc; i++) {
+        int miss = 0;
+        const char *v;
+        double d;
+        long l;
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+#define STR(name, field) \
+    if ((v = cli_opt(argc, argv, &i, name, &miss))) { o->field = v; continue; }
+#define INT(name, lo, hi, dst)                                                              \
+    if ((v = cli_opt(argc, argv, &i, name, &miss))) {                                   \
+        if (cli_parse_int(v, lo, hi, &l)) {                                                 \
+            fprintf(stderr, "pivot generate: %s expects an integer in [%ld, %ld], got '%s'\n", \
+                    name, (long)(lo), (long)(hi), v);                                       \
+            return 2;                                                                       \
+        }                                                                                   \
+        dst = l;                                                                            \
+        continue;                                                                           \
+    }
+#define FLT(name, lo, hi, dst)                                                             \
+    if ((v = cli_opt(argc, argv, &i, name, &miss))) {                                  \
+        if (cli_parse_float(v, lo, hi, &d)) {                                              \
+            fprintf(stderr, "pivot generate: %s expects a number in [%g, %g], got '%s'\n", \
+                    name, (double)(lo), (double)(hi), v);                                  \
+            return 2;                                                                      \
+        }                                                                                  \
+        dst = (float)d;                                                                    \
+        continue;                                                                          \
+    }
+        STR("--prompt", prompt);
+        STR("--model", model);
+        STR("--system", system);
+        INT("--max-tokens", 0, 1L << 24, o->max_tokens);
+        INT("--threads", 1, 1024, o->threads);
+        INT("--batch", 1, 65536, o->batch);
+        INT("--ctx", 1, 1L << 24, o->ctx);
+        INT("--top-k", 0, 1L << 24, o->sp.top_k);
+        INT("--penalty-last-n", 0, 1L << 24, o->sp.penalty_last_n);
+        FLT("--temperature", 0, 100, o->sp.temperature);
+        FLT("--top-p", 0, 1, o->sp.top_p);
+        FLT("--min-p", 0, 1, o->sp.min_p);
+        FLT("--repeat-penalty", 0.01, 100, o->sp.repetition_penalty);
+        FLT("--presence-penalty", -2, 2, o->sp.presence_penalty);
+        FLT("--frequency-penalty", -2, 2, o->sp.frequency_penalty);
+        if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
+            if (cli_parse_u64(v, &o->sp.seed)) {
+                fprintf(stderr, "pivot generate: --seed expects a non-negative integer, got '%s'\n", v);
+                return 2;
+            }
+            continue;
+        }
+#undef STR
+#undef INT
+#undef FLT
+        if (miss) {
+            fprintf(stderr, "pivot generate: %s needs a value\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "--chat")) o->chat = 1;
+        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1;
+        else if (!strcmp(a, "--special")) o->special = 1;
+        else {
+            fprintf(stderr, "pivot generate: unknown option '%s' (see pivot generate --help)\n", a);
+            return 2;
+        }
+    }
+    if (!o->prompt) {
+        fprintf(stderr, "pivot generate: --prompt is required (see pivot generate --help)\n");
+        return 2;
+    }
+    if (o->system && !o->chat) {
+        fprintf(stderr, "pivot generate: --system needs --chat\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* Tokenizes the prompt (through the chat template with --chat), BOS first
+ * when the model wants it. Returns a malloc'ed array or NULL (message
+ * printed). */
+static int32_t *build_prompt(const llm_model *m, const gen_opts *o, int *n_out) {
+    const tok_vocab *v = llm_get_vocab(m);
+    char *text = NULL;
+    const char *src = o->prompt;
+    int special = o->special;
+    if (o->chat) {
+        chat_msg msgs[2];
+        int n = 0;
+        if (o->system) msgs[n++] = (chat_msg){"system", o->system};
+        msgs[n++] = (chat_msg){"user", o->prompt};
+        const chat_template *t = llm_get_chat(m);
+        if (chat_template_kind(t) == CHAT_UNKNOWN) {
+            fprintf(stderr, "pivot generate: --chat: the model's chat template is not one Pivot "
+                            "recognizes (ChatML, Llama-3, Llama-2/Mistral)\n");
+            return NULL;
+        }
+        if (chat_render(t, msgs, n, 1, &text)) {
+            fprintf(stderr, "pivot generate: cannot render the chat template\n");
+            return NULL;
+        }
+        src = text;
+        special = 1; /* the template's markers are special tokens */
+    }
+    size_t len = strlen(src);
+    int bos = tok_add_bos(v) && tok_bos(v) >= 0;
+    int need = tok_encode(v, src, len, special, NULL, 0);
+    int32_t *ids = need >= 0 ? malloc(sizeof(int32_t) * (need + bos + 1)) : NULL;
+    if (!ids) {
+        fprintf(stderr, "pivot generate: cannot tokenize the prompt\n");
+        free(text);
+        return NULL;
+    }
+    if (bos) ids[0] = tok_bos(v);
+    tok_encode(v, src, len, special, ids + bos, need);
+    free(text);
+    *n_out = need + bos;
+    return ids;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    char mbuf[4096], err[512] = "";
+    const char *path = o.model ? o.model : cli_default_model(mbuf, sizeof mbuf);
+    llm_model *m = NULL;
+    if ((rc = llm_load(path, &m, err, sizeof err))) {
+        fprintf(stderr, "pivot generate: cannot load model %s: %s\n", path, err[0] ? err : pv_strerror(rc));
+        return 1;
+    }
+    const llm_config *cf = llm_get_config(m);
+    int n_prompt = 0, status = 1;
+    int32_t *prompt = build_prompt(m, &o, &n_prompt);
+    llm_ctx *ctx = NULL;
+    smp_sampler *smp = NULL;
+    tok_stream *ts = NULL;
+    float *logits = NULL;
+    if (!prompt) goto out;
+    if (n_prompt == 0) {
+        fprintf(stderr, "pivot generate: the prompt is empty after tokenization\n");
+        goto out;
+    }
+    long ctx_len = o.ctx > 0 ? o.ctx : n_prompt + o.max_tokens;
+    if (ctx_len > cf->n_ctx_train) ctx_len = cf->n_ctx_train;
+    if (n_prompt >= ctx_len) {
+        fprintf(stderr, "pivot generate: prompt has %d tokens, the context holds %ld\n", n_prompt,
+                ctx_len);
+        goto out;
+    }
+    llm_ctx_params cp = {.n_threads = (int)o.threads, .max_seqs = 1, .max_ctx = (int)ctx_len,
+                         .max_batch_tokens = (int)o.batch};
+    if ((rc = llm_ctx_create(m, &cp, NULL, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
+        fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
+        goto out;
+    }
+    ts = tok_stream_new(llm_get_vocab(m), 0);
+    logits = malloc(sizeof(float) * cf->n_vocab);
+    if (!ts || !logits) goto out;
+    for (int i = 0; i < n_prompt; i++) smp_accept(smp, prompt[i]);
+
+    double t0 = cli_now();
+    for (int p = 0; p < n_prompt; p += (int)o.batch) {
+        int n = n_prompt - p < o.batch ? n_prompt - p : (int)o.batch;
+        llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = n, .tokens = prompt + p,
+                             .logits = p + n == n_prompt ? LLM_LOGITS_LAST : LLM_LOGITS_NONE};
+        if ((rc = llm_decode(ctx, &e, 1, logits))) {
+            fprintf(stderr, "pivot generate: prompt evaluation failed: %s\n", pv_strerror(rc));
+            goto out;
+        }
+    }
+    double t1 = cli_now();
+    int pos = n_prompt, n_gen = 0;
+    char piece[512];
+    long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
+    while (n_gen < max_new) {
+        int32_t tok = smp_sample(smp, logits);
+        smp_accept(smp, tok);
+        n_gen++;
+        if (!o.ignore_eos && tok_is_eog(llm_get_vocab(m), tok)) break;
+        int w = tok_stream_push(ts, tok, piece, sizeof piece);
+        if (w > 0) {
+            fwrite(piece, 1, w, stdout);
+            fflush(stdout);
+        }
+        if (n_gen >= max_new) break;
+        llm_batch_entry e = {.seq = 0, .pos = pos, .n_tokens = 1, .tokens = &tok,
+                             .logits = LLM_LOGITS_LAST};
+        if ((rc = llm_decode(ctx, &e, 1, logits))) {
+            fprintf(stderr, "\npivot generate: decode failed: %s\n", pv_strerror(rc));
+            goto out;
+        }
+        pos++;
+    }
+    int w = tok_stream_flush(ts, piece, sizeof piece);
+    if (w > 0) fwrite(piece, 1, w, stdout);
+    printf("\n");
+    fflush(stdout);
+    double t2 = cli_now();
+    /* Decode rate counts the single-token steps only (the first token comes
+     * out of the prompt pass). */
+    int steps = pos - n_prompt;
+    fprintf(stderr, "pivot: prompt %d tokens in %.1f ms (%.1f tokens/s); generated %d tokens, "
+                    "decode %.1f ms for %d steps (%.1f tokens/s)\n",
+            n_prompt, (t1 - t0) * 1e3, n_prompt / (t1 - t0), n_gen, (t2 - t1) * 1e3, steps,
+            steps > 0 ? steps / (t2 - t1) : 0.0);
+    status = 0;
+out:
+    free(logits);
+    tok_stream_free(ts);
+    smp_free(smp);
+    llm_ctx_free(ctx);
+    free(prompt);
+    llm_free(m);
+    return status;
+}

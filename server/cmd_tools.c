@@ -1,0 +1,196 @@
+/* Developer subcommands: tokenize, logits (used by the reference tests), info. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "device.h"
+#include "gguf.h"
+#include "llama.h"
+#include "pverr.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+static llm_model *load_or_report(const char *cmd, const char *model) {
+    char mbuf[4096], err[512] = "";
+    const char *path = model ? model : cli_default_model(mbuf, sizeof mbuf);
+    llm_model *m = NULL;
+    int rc = llm_load(path, &m, err, sizeof err);
+    if (rc) fprintf(stderr, "pivot %s: cannot load model %s: %s\n", cmd, path, err[0] ? err : pv_strerror(rc));
+    return m;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL;
+    int special = 0;
+    for (int i = 1; i < argc; i++) {
+        int miss = 0;
+        const char *v;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: pivot tokenize --prompt TEXT [--model PATH] [--special]\n"
+                   "  prints the token ids, comma-separated, on one line (no BOS added)\n"
+                   "  --special   parse special tokens such as <|im_start|> in TEXT\n");
+            return 0;
+        }
+        if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
+        else if ((v = cli_opt(argc, argv, &i, "--prompt", &miss))) prompt = v;
+        else if (!miss && !strcmp(argv[i], "--special")) special = 1;
+        else {
+            fprintf(stderr, "pivot tokenize: %s '%s'\n", miss ? "missing value for" : "unknown option", argv[i]);
+            return 2;
+        }
+    }
+    if (!prompt) {
+        fprintf(stderr, "pivot tokenize: --prompt is required\n");
+        return 2;
+    }
+    llm_model *m = load_or_report("tokenize", model);
+    if (!m) return 1;
+    const tok_vocab *v = llm_get_vocab(m);
+    size_t len = strlen(prompt);
+    int n = tok_encode(v, prompt, len, special, NULL, 0);
+    int32_t *ids = n >= 0 ? malloc(sizeof(int32_t) * (n + 1)) : NULL;
+    if (!ids) {
+        fprintf(stderr, "pivot tokenize: tokenization failed\n");
+        llm_free(m);
+        return 1;
+    }
+    tok_encode(v, prompt, len, special, ids, n);
+    for (int i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
+    printf("\n");
+    free(ids);
+    llm_free(m);
+    return 0;
+}
+
+/* Parses "1,2,3" into a malloc'ed array. */
+static int32_t *parse_ids(const char *s, int *n_out) {
+    int cap = 16, n = 0;
+    int32_t *ids = malloc(sizeof(int32_t) * cap);
+    while (ids && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            free(ids);
+            return NULL;
+        }
+        if (n == cap) {
+            int32_t *t = realloc(ids, sizeof(int32_t) * (cap *= 2));
+            if (!t) {
+                free(ids);
+                return NULL;
+            }
+            ids = t;
+        }
+        ids[n++] = (int32_t)v;
+        s = *end ? end + 1 : end;
+    }
+    *n_out = n;
+    return ids;
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *model = NULL, *tokens = NULL, *outp = NULL;
+    long threads = 0, split = 0;
+    for (int i = 1; i < argc; i++) {
+        int miss = 0;
+        const char *v;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: pivot logits --tokens 1,2,3 --out FILE [--model PATH] [--threads N] [--split K]\n"
+                   "  writes float32 logits [n_tokens][n_vocab] for every position to FILE\n"
+                   "  --split K   feed the tokens in chunks of K (exercises the KV cache)\n");
+            return 0;
+        }
+        if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
+        else if ((v = cli_opt(argc, argv, &i, "--tokens", &miss))) tokens = v;
+        else if ((v = cli_opt(argc, argv, &i, "--out", &miss))) outp = v;
+        else if ((v = cli_opt(argc, argv, &i, "--threads", &miss))) {
+            if (cli_parse_int(v, 1, 1024, &threads)) {
+                fprintf(stderr, "pivot logits: bad --threads '%s'\n", v);
+                return 2;
+            }
+        } else if ((v = cli_opt(argc, argv, &i, "--split", &miss))) {
+            if (cli_parse_int(v, 1, 1 << 20, &split)) {
+                fprintf(stderr, "pivot logits: bad --split '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "pivot logits: %s '%s'\n", miss ? "missing value for" : "unknown option", argv[i]);
+            return 2;
+        }
+    }
+    int n = 0;
+    int32_t *ids = tokens ? parse_ids(tokens, &n) : NULL;
+    if (!ids || n == 0 || !outp) {
+        fprintf(stderr, "pivot logits: --tokens (comma-separated ids) and --out are required\n");
+        free(ids);
+        return 2;
+    }
+    llm_model *m = load_or_report("logits", model);
+    if (!m) {
+        free(ids);
+        return 1;
+    }
+    const llm_config *cf = llm_get_config(m);
+    int chunk = split > 0 ? (int)split : n;
+    llm_ctx_params cp = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk};
+    llm_ctx *ctx = NULL;
+    float *lg = malloc(sizeof(float) * (size_t)n * cf->n_vocab);
+    int rc = lg ? llm_ctx_create(m, &cp, NULL, &ctx) : PV_ENOMEM;
+    for (int p = 0; !rc && p < n; p += chunk) {
+        int k = n - p < chunk ? n - p : chunk;
+        llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = k, .tokens = ids + p, .logits = LLM_LOGITS_ALL};
+        rc = llm_decode(ctx, &e, 1, lg + (size_t)p * cf->n_vocab);
+    }
+    FILE *f = rc ? NULL : fopen(outp, "wb");
+    int status = 0;
+    if (rc) {
+        fprintf(stderr, "pivot logits: %s\n", pv_strerror(rc));
+        status = 1;
+    } else if (!f || fwrite(lg, sizeof(float), (size_t)n * cf->n_vocab, f) != (size_t)n * cf->n_vocab) {
+        fprintf(stderr, "pivot logits: cannot write %s\n", outp);
+        status = 1;
+    }
+    if (f && fclose(f)) status = 1;
+    free(lg);
+    free(ids);
+    llm_ctx_free(ctx);
+    llm_free(m);
+    return status;
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *model = NULL;
+    for (int i = 1; i < argc; i++) {
+        int miss = 0;
+        const char *v;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: pivot info [--model PATH]\n  prints the model's shape and this machine's devices\n");
+            return 0;
+        }
+        if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
+        else {
+            fprintf(stderr, "pivot info: %s '%s'\n", miss ? "missing value for" : "unknown option", argv[i]);
+            return 2;
+        }
+    }
+    char why[256] = "";
+    int ngpu = pvdev_cuda_count(why, sizeof why);
+    printf("cpu kernels: %s\ncuda: %d device(s)%s%s\n", kq_simd_name(), ngpu, ngpu ? "" : " — ", ngpu ? "" : why);
+    for (int i = 0; i < ngpu; i++) {
+        char name[256];
+        if (pvdev_cuda_name(i, name, sizeof name) == 0) printf("  gpu %d: %s\n", i, name);
+    }
+    llm_model *m = load_or_report("info", model);
+    if (!m) return 1;
+    const llm_config *c = llm_get_config(m);
+    printf("model: %s\narch: %s\nlayers: %d\nembd: %d\nffn: %d\nheads: %d (kv %d, dim %d)\n"
+           "vocab: %d\ncontext: %d\nrope: %s, base %g, dims %d\ntied embeddings: %s\nchat template: %s\n",
+           llm_get_name(m), c->arch == LLM_ARCH_QWEN2 ? "qwen2" : "llama", c->n_layers, c->n_embd,
+           c->n_ff, c->n_heads, c->n_kv_heads, c->head_dim, c->n_vocab, c->n_ctx_train,
+           c->rope_neox ? "neox" : "normal", c->rope_base, c->rope_dim, c->tied_embeddings ? "yes" : "no",
+           chat_kind_name(chat_template_kind(llm_get_chat(m))));
+    printf("kv bytes per token (fp16): %d\n", 2 * c->n_layers * c->n_kv_heads * c->head_dim * 2);
+    llm_free(m);
+    return 0;
+}
