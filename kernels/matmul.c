@@ -1,2 +1,185 @@
-/* stub: implemented by its issue */
-typedef int pivot_stub_matmul;
+/* km: y = W x with W in its GGUF format.
+ *
+ * Steps: (1) quantize every token's activations once into the scratch, in
+ * the weight's vec_dot type (parallel over tokens when there are many);
+ * (2) split W's rows into blocks, one pool task per block; a task walks the
+ * tokens in tiles of KM_TILE and, per weight row, computes the tile's dots
+ * with the multi-row kernel, which unpacks each weight block once for up to
+ * 4 tokens. The row block (<= KM_BLOCK_BYTES of weights) stays in L1/L2
+ * while the task sweeps the token tiles, so weights are read from memory
+ * once per call whatever n_tok is. */
+#include "matmul.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pverr.h"
+#include "quant.h"
+#include "quant_impl.h"
+
+#define KM_TILE 8                /* tokens per tile: 8 quantized rows sit in L1 */
+#define KM_BLOCK_BYTES (24 << 10) /* weight bytes per row block (fits L1/L2) */
+#define KM_TASKS_PER_THREAD 8     /* enough tasks for dynamic load balance */
+
+struct km_scratch {
+    void *buf;
+    size_t cap;
+};
+
+km_scratch *km_scratch_new(void) { return calloc(1, sizeof(km_scratch)); }
+
+void km_scratch_free(km_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->buf);
+    free(s);
+}
+
+static int scratch_reserve(km_scratch *s, size_t bytes)
+{
+    if (bytes <= s->cap)
+        return PV_OK;
+    /* 64-byte aligned so quantized rows do not straddle extra cache lines;
+     * grow geometrically so a prefill of increasing sizes reallocates rarely */
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap < bytes)
+        cap = cap > SIZE_MAX / 2 ? bytes : cap * 2;
+    cap = (cap + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, cap);
+    if (!p)
+        return PV_ENOMEM;
+    free(s->buf);
+    s->buf = p;
+    s->cap = cap;
+    return PV_OK;
+}
+
+typedef struct {
+    kq_quant_fn quant;
+    const float *x;
+    int64_t cols;
+    char *xq;
+    size_t xrb;
+    int64_t tok_per_task;
+    int64_t n_tok;
+} quant_ctx;
+
+static void quant_task(void *vctx, int task, int thread)
+{
+    (void)thread;
+    quant_ctx *c = vctx;
+    int64_t t0 = task * c->tok_per_task, t1 = t0 + c->tok_per_task;
+    if (t1 > c->n_tok)
+        t1 = c->n_tok;
+    for (int64_t t = t0; t < t1; t++)
+        c->quant(c->x + t * c->cols, c->xq + (size_t)t * c->xrb, c->cols);
+}
+
+typedef struct {
+    kq_dot_fn dot;
+    kq_dot_multi_fn multi;
+    const char *w;
+    size_t wrb;
+    int64_t cols, rows;
+    const char *xq;
+    size_t xrb;
+    int64_t n_tok;
+    int64_t rows_per_task;
+    float *y;
+} mm_ctx;
+
+static void mm_task(void *vctx, int task, int thread)
+{
+    (void)thread;
+    const mm_ctx *c = vctx;
+    int64_t r0 = task * c->rows_per_task, r1 = r0 + c->rows_per_task;
+    if (r1 > c->rows)
+        r1 = c->rows;
+    if (c->n_tok == 1) {
+        for (int64_t r = r0; r < r1; r++)
+            c->y[r] = c->dot(c->cols, c->w + (size_t)r * c->wrb, c->xq);
+        return;
+    }
+    for (int64_t t0 = 0; t0 < c->n_tok; t0 += KM_TILE) {
+        int nt = (int)(c->n_tok - t0 < KM_TILE ? c->n_tok - t0 : KM_TILE);
+        const char *xt = c->xq + (size_t)t0 * c->xrb;
+        for (int64_t r = r0; r < r1; r++)
+            c->multi(c->cols, c->w + (size_t)r * c->wrb, xt, c->xrb, nt, c->y + t0 * c->rows + r,
+                     c->rows);
+    }
+}
+
+static int weight_ok(const km_weight *w)
+{
+    return w && w->data && kq_weight_supported(w->type) && w->cols > 0 && w->rows > 0 &&
+           kq_row_bytes(w->type, w->cols) > 0;
+}
+
+int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, int64_t n_tok,
+              float *y)
+{
+    if (!s || !weight_ok(w) || !x || !y || n_tok < 1 || w->rows > INT32_MAX)
+        return PV_EINVAL;
+    const uint32_t vdt = kq_vec_dot_type(w->type);
+    const size_t xrb = kq_row_bytes(vdt, w->cols);
+    if (xrb == 0) /* e.g. Q4_K with cols not a multiple of 256 is caught above */
+        return PV_EINVAL;
+    if ((size_t)n_tok > SIZE_MAX / xrb)
+        return PV_ENOMEM;
+    const int nth = tp_size(pool);
+
+    const char *xq;
+    if (vdt == KQ_F32) {
+        xq = (const char *)x; /* already in the dot's format: no copy */
+    } else {
+        int rc = scratch_reserve(s, (size_t)n_tok * xrb);
+        if (rc)
+            return rc;
+        quant_ctx qc = {kq_get_quant(vdt), x, w->cols, s->buf, xrb, 1, n_tok};
+        if (n_tok >= 2 * nth && nth > 1) {
+            qc.tok_per_task = (n_tok + 4 * nth - 1) / (4 * nth);
+            tp_run(pool, quant_task, &qc, (int)((n_tok + qc.tok_per_task - 1) / qc.tok_per_task));
+        } else {
+            qc.tok_per_task = n_tok;
+            quant_task(&qc, 0, 0);
+        }
+        xq = s->buf;
+    }
+
+    mm_ctx c = {
+        .dot = kq_get_dot(w->type),
+        .multi = kq_get_dot_multi(w->type),
+        .w = w->data,
+        .wrb = kq_row_bytes(w->type, w->cols),
+        .cols = w->cols,
+        .rows = w->rows,
+        .xq = xq,
+        .xrb = xrb,
+        .n_tok = n_tok,
+        .y = y,
+    };
+    /* rows per task: small enough for load balance across threads, and for
+     * prefill small enough that the block stays cached across token tiles;
+     * multiples of 4 keep neighbouring tasks off each other's output lines
+     * for the common decode case */
+    int64_t rpt = (c.rows + (int64_t)nth * KM_TASKS_PER_THREAD - 1) / ((int64_t)nth * KM_TASKS_PER_THREAD);
+    int64_t cap = (int64_t)(KM_BLOCK_BYTES / c.wrb);
+    if (n_tok > 1 && rpt > cap)
+        rpt = cap;
+    if (rpt < 1)
+        rpt = 1;
+    if (rpt > 4)
+        rpt = (rpt + 3) & ~(int64_t)3;
+    c.rows_per_task = rpt;
+    tp_run(pool, mm_task, &c, (int)((c.rows + rpt - 1) / rpt));
+    return PV_OK;
+}
+
+int km_get_row(const km_weight *w, int64_t r, float *out)
+{
+    if (!weight_ok(w) || !out || r < 0 || r >= w->rows)
+        return PV_EINVAL;
+    size_t rb = kq_row_bytes(w->type, w->cols);
+    return kq_dequantize_row(w->type, (const char *)w->data + (size_t)r * rb, out, w->cols);
+}

@@ -1,0 +1,126 @@
+/* kq internals shared by quant.c, the SIMD files and matmul.c. Not part of
+ * the public contract (kernels/quant.h): block layouts and per-type kernel
+ * function pointers.
+ *
+ * The block layouts are GGML's on-disk formats (facts of the file format);
+ * every half-precision field is stored as raw IEEE fp16 bits in a uint16_t
+ * so the structs have no compiler-specific types. Struct sizes are checked
+ * with static asserts because they must match the bytes in a GGUF file. */
+#ifndef PIVOT_KQ_QUANT_IMPL_H
+#define PIVOT_KQ_QUANT_IMPL_H
+
+#include <stdint.h>
+
+#include "quant.h"
+
+#define KQ_QK 32   /* elements per block of the 32-wide formats */
+#define KQ_QKK 256 /* elements per K-quant super-block */
+
+typedef struct {
+    uint16_t d;         /* fp16 scale */
+    uint8_t qs[16];     /* nibbles: low = elements 0..15, high = 16..31 */
+} kq_block_q4_0;        /* value = (q - 8) * d */
+
+typedef struct {
+    uint16_t d, m;      /* fp16 scale and minimum */
+    uint8_t qs[16];
+} kq_block_q4_1;        /* value = q * d + m */
+
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];      /* bit j of the LE u32 = 5th bit of element j */
+    uint8_t qs[16];
+} kq_block_q5_0;        /* value = (q - 16) * d */
+
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} kq_block_q5_1;        /* value = q * d + m */
+
+typedef struct {
+    uint16_t d;
+    int8_t qs[32];
+} kq_block_q8_0;        /* value = q * d */
+
+typedef struct {
+    uint16_t d;         /* fp16 scale */
+    uint16_t s;         /* fp16 d * sum(qs): lets Q4_1/Q5_1 fold in their min */
+    int8_t qs[32];
+} kq_block_q8_1;
+
+typedef struct {
+    uint16_t d, dmin;   /* fp16 super-block scales for the 6-bit scales/mins */
+    uint8_t scales[12]; /* 8 scales + 8 mins, 6 bits each, packed */
+    uint8_t qs[128];    /* 4 chunks of 64 values: 32 low nibbles, 32 high */
+} kq_block_q4_K;        /* value = d*sc[j]*q - dmin*m[j], j = sub-block of 32 */
+
+typedef struct {
+    uint8_t ql[128];    /* low 4 bits */
+    uint8_t qh[64];     /* high 2 bits */
+    int8_t scales[16];  /* one per 16 values */
+    uint16_t d;         /* fp16 */
+} kq_block_q6_K;        /* value = d * scales[i] * (q - 32) */
+
+typedef struct {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];  /* sum of each 16 consecutive qs (K-quant min terms) */
+} kq_block_q8_K;
+
+_Static_assert(sizeof(kq_block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(kq_block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(kq_block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(kq_block_q5_1) == 24, "q5_1 layout");
+_Static_assert(sizeof(kq_block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(kq_block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(kq_block_q4_K) == 144, "q4_K layout");
+_Static_assert(sizeof(kq_block_q6_K) == 210, "q6_K layout");
+_Static_assert(sizeof(kq_block_q8_K) == 292, "q8_K layout");
+
+/* n is a multiple of the weight type's block size; w and x are rows. */
+typedef float (*kq_dot_fn)(int64_t n, const void *w, const void *x);
+/* Dot of one weight row with nx activation rows (x + i*x_stride bytes),
+ * out[i * out_stride]. Lets a kernel unpack a weight block once and use it
+ * for several tokens (prefill). */
+typedef void (*kq_dot_multi_fn)(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                float *out, int64_t out_stride);
+typedef void (*kq_quant_fn)(const float *src, void *dst, int64_t n);
+
+/* The kernels kq_vec_dot would use now for weight type `type` (honours
+ * kq_set_force_scalar); NULL for unsupported types. matmul.c fetches them
+ * once per call instead of dispatching per row. */
+kq_dot_fn kq_get_dot(uint32_t type);
+kq_dot_multi_fn kq_get_dot_multi(uint32_t type); /* never NULL for a supported type */
+kq_quant_fn kq_get_quant(uint32_t vec_dot_type);
+
+/* Unpack the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
+static inline void kq_q4k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4));
+        *m = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+/* AVX2+FMA+F16C kernels (quant_avx2.c, compiled with those flags; only called
+ * after a run-time CPU check). */
+float kq_avx2_dot_q4_0(int64_t n, const void *w, const void *x);
+float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x);
+float kq_avx2_dot_q8_0(int64_t n, const void *w, const void *x);
+float kq_avx2_dot_q4_K(int64_t n, const void *w, const void *x);
+float kq_avx2_dot_q6_K(int64_t n, const void *w, const void *x);
+float kq_avx2_dot_f16(int64_t n, const void *w, const void *x);
+float kq_avx2_dot_f32(int64_t n, const void *w, const void *x);
+void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                            float *out, int64_t out_stride);
+void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                            float *out, int64_t out_stride);
+void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
+void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n);
+void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
+
+#endif
