@@ -377,6 +377,41 @@ Test(gguf, truncated_at_every_prefix) {
     free(w.b);
 }
 
+/* Corrupting any single byte before the data section must give either a
+ * clean error or a file whose tensors all lie inside the buffer. */
+Test(gguf, single_byte_corruption) {
+    wbuf w = {0};
+    size_t ds = make_valid(&w);
+    uint8_t *cp = malloc(w.n);
+    int n_err = 0;
+    for (size_t pos = 0; pos < ds; pos++) {
+        uint8_t vals[] = {0x00, 0xff, (uint8_t)(w.b[pos] ^ 0x80), (uint8_t)(w.b[pos] + 1)};
+        for (size_t k = 0; k < sizeof vals; k++) {
+            memcpy(cp, w.b, w.n);
+            cp[pos] = vals[k];
+            gguf_file *g = NULL;
+            char err[512] = "";
+            int rc = gguf_open_memory(cp, w.n, &g, err, sizeof err);
+            if (rc != PV_OK) {
+                cr_assert_null(g);
+                cr_assert(rc < 0 && strncmp(err, "gguf: ", 6) == 0, "pos %zu: rc %d %s", pos, rc, err);
+                n_err++;
+                continue;
+            }
+            for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+                const gguf_tensor *t = gguf_tensor_at(g, i);
+                const uint8_t *d = t->data;
+                cr_assert(d >= cp && d + t->nbytes <= cp + w.n, "pos %zu: tensor %lld outside", pos,
+                          (long long)i);
+            }
+            gguf_close(g);
+        }
+    }
+    cr_assert_gt(n_err, 0);
+    free(cp);
+    free(w.b);
+}
+
 Test(gguf, bad_magic) {
     wbuf w = {0};
     make_valid(&w);
