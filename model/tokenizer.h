@@ -9,9 +9,10 @@
  *    leading "▁" when tokenizer.ggml.add_space_prefix is true (default true),
  *    byte fallback to <0xXX> tokens.
  *
- * Special (control / user-defined) tokens are matched in the input only when
- * parse_special is set; otherwise "<|im_start|>" in user text is tokenized as
- * plain text. BOS is never added by tok_encode: callers decide with
+ * Special (control) tokens are matched in the input only when parse_special
+ * is set; otherwise "<|im_start|>" in user text is tokenized as plain text.
+ * User-defined (added, token_type 4) tokens are always matched, as llama.cpp
+ * and HF tokenizers do: they are ordinary text the vocabulary keeps whole. BOS is never added by tok_encode: callers decide with
  * tok_add_bos().
  *
  * Ownership: tok_vocab copies what it needs from the gguf_file; the file may
@@ -35,6 +36,11 @@ int32_t tok_eos(const tok_vocab *v); /* -1 when absent */
 int tok_add_bos(const tok_vocab *v); /* tokenizer.ggml.add_bos_token (model default if absent) */
 /* End of generation: EOS, EOT (<|eot_id|>, <|im_end|>, <|end|>, tokenizer.ggml.eot_token_id). */
 int tok_is_eog(const tok_vocab *v, int32_t id);
+/* Override tokenizer.ggml.pre for a "gpt2" vocabulary (same names as the
+ * metadata key: "smollm", "llama-bpe"/"llama3", "qwen2", anything else =
+ * GPT-2). Meant for tests and for files with a wrong or missing key.
+ * Returns 0, or PV_EINVAL for a non-BPE vocabulary. */
+int tok_set_pretokenizer(tok_vocab *v, const char *name);
 /* Id of a token whose text is exactly `piece`, or -1. */
 int32_t tok_lookup(const tok_vocab *v, const char *piece, size_t len);
 
@@ -57,8 +63,9 @@ int tok_piece(const tok_vocab *v, int32_t id, int render_special, char *buf, int
 typedef struct tok_stream tok_stream;
 tok_stream *tok_stream_new(const tok_vocab *v, int render_special);
 void tok_stream_free(tok_stream *s);
-/* Appends decoded text to buf (NUL-terminated, at most cap-1 bytes). Returns
- * the number of bytes written or a negative PV_* code. */
+/* Writes the newly completed text to buf[0..] (NUL-terminated, at most
+ * cap-1 bytes). Returns the number of bytes written or a negative PV_* code;
+ * PV_ESPACE leaves the stream unchanged (retry with a bigger buffer). */
 int tok_stream_push(tok_stream *s, int32_t id, char *buf, int cap);
 /* Emits whatever is pending (incomplete tail as U+FFFD). */
 int tok_stream_flush(tok_stream *s, char *buf, int cap);
