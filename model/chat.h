@@ -24,6 +24,9 @@ int chat_template_parse(const char *src, size_t len, chat_template **out);
 void chat_template_free(chat_template *t);
 chat_kind chat_template_kind(const chat_template *t);
 const char *chat_kind_name(chat_kind k);
+/* The default system prompt extracted from a ChatML template, or NULL.
+ * Owned by the template. */
+const char *chat_template_default_system(const chat_template *t);
 
 typedef struct {
     const char *role; /* "system", "user", "assistant" */
