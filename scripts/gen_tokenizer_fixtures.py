@@ -13,6 +13,10 @@ References (never our own C code):
     trained here (byte_fallback on); the vocabulary is written into a small
     synthetic GGUF (spm-tiny.gguf) that the C tests load.  llama.cpp's ids on
     that GGUF are recorded too, as a cross-check of the two references.
+  * pre-tokenizer splits: the original regexes run by the `regex` package
+    (SmolLM: digits split off first, then the GPT-2 regex on the rest), so the
+    scanners are checked even where SmolLM2's vocabulary hides a difference
+    (it has no multi-digit tokens, so Llama-3 and Qwen2 give the same ids).
   * chat templates: jinja2 rendering of the real SmolLM2 template text and of
     two hand-written minimal templates (Llama-3, Mistral [INST]).
 
@@ -101,6 +105,18 @@ STRINGS = [
     "The quick brown fox jumps over the lazy dog. " * 3,
     "x" * 40,
     "hello 123abc456 def",
+    # Strings where the GPT-2, Llama-3 and Qwen2 regexes part ways.
+    "\n\n  \n x",
+    "hello!!!\n\nworld",
+    " \t\tword",
+    "'Twas the night; 'TIS true, 'Ll see",
+    "abc\r\n\r\n def",
+    "$1234567 and 99999 items",
+    "x=1;\n\ty=22;\n",
+    "end.  \n",
+    "__init__(self)",
+    "...and then",
+    "a  \t b",
 ]
 
 SPM_TRAIN_TEXT = """\
@@ -161,8 +177,31 @@ def llama_cpp_ids(path, texts):
     return [llm.tokenize(t.encode("utf-8"), add_bos=False, special=False) for t in texts]
 
 
+GPT2_PAT = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
+            r"""|\s+(?!\S)|\s+""")
+LLAMA3_PAT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+              r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_PAT = LLAMA3_PAT.replace(r"\p{N}{1,3}", r"\p{N}")
+
+
+def regex_splits(text, pre):
+    import regex
+
+    if pre == "smollm":
+        out = []
+        for chunk in regex.split(r"(\p{N})", text):
+            if chunk:
+                out += regex.findall(GPT2_PAT, chunk)
+        return out
+    pat = {"gpt-2": GPT2_PAT, "llama-bpe": LLAMA3_PAT, "qwen2": QWEN2_PAT}[pre]
+    pieces = regex.findall(pat, text)
+    assert "".join(pieces) == text, (pre, text)
+    return pieces
+
+
 def gen_bpe():
     import llama_cpp
+    import regex
 
     cases = {"smollm": llama_cpp_ids(MODEL, STRINGS)}
     with tempfile.TemporaryDirectory() as td:
@@ -182,6 +221,9 @@ def gen_bpe():
         "strings": STRINGS,
         "ids": cases,
         "special": {"strings": special, "ids": special_ids},
+        "splits_reference": "regex %s findall with the original patterns" % regex.__version__,
+        "splits": {pre: [regex_splits(t, pre) for t in STRINGS]
+                   for pre in ("smollm", "llama-bpe", "qwen2", "gpt-2")},
     }
     with open(os.path.join(OUT, "bpe.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=0)

@@ -11,6 +11,7 @@
 
 #include "gguf.h"
 #include "pverr.h"
+#include "tok_internal.h" /* tok_pretokenize: checked against the regexes */
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -115,6 +116,43 @@ Test(bpe, smollm_matches_llama_cpp) { bpe_fixture("smollm"); }
 Test(bpe, llama3_matches_llama_cpp) { bpe_fixture("llama-bpe"); }
 Test(bpe, qwen2_matches_llama_cpp) { bpe_fixture("qwen2"); }
 Test(bpe, gpt2_matches_llama_cpp) { bpe_fixture("gpt-2"); }
+
+/* Pre-tokenizer pieces against the `regex` package running the original
+ * patterns; needs no model file. */
+static void split_fixture(const char *pre) {
+    cJSON *j = load_json(FIX "bpe.json");
+    cJSON *strs = cJSON_GetObjectItem(j, "strings");
+    cJSON *want = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "splits"), pre);
+    cr_assert_not_null(want);
+    int total = cJSON_GetArraySize(strs), agree = 0;
+    for (int i = 0; i < total; i++) {
+        const char *s = cJSON_GetArrayItem(strs, i)->valuestring;
+        cJSON *w = cJSON_GetArrayItem(want, i);
+        tok_spans sp = {0};
+        cr_assert_eq(tok_pretokenize(tok_pre_from_name(pre, strlen(pre)), s, strlen(s), &sp),
+                     PV_OK);
+        int ok = (int)sp.n == cJSON_GetArraySize(w);
+        size_t start = 0;
+        for (size_t k = 0; ok && k < sp.n; k++) {
+            const char *piece = cJSON_GetArrayItem(w, (int)k)->valuestring;
+            ok = sp.end[k] - start == strlen(piece) && !memcmp(s + start, piece, strlen(piece));
+            start = sp.end[k];
+        }
+        if (ok)
+            agree++;
+        else
+            fprintf(stderr, "[%s split] mismatch on %d \"%s\"\n", pre, i, s);
+        free(sp.end);
+    }
+    fprintf(stderr, "[%s split] %d/%d strings split as the regex does\n", pre, agree, total);
+    cr_expect_eq(agree, total);
+    cJSON_Delete(j);
+}
+
+Test(pretok, smollm_matches_regex) { split_fixture("smollm"); }
+Test(pretok, llama3_matches_regex) { split_fixture("llama-bpe"); }
+Test(pretok, qwen2_matches_regex) { split_fixture("qwen2"); }
+Test(pretok, gpt2_matches_regex) { split_fixture("gpt-2"); }
 
 Test(bpe, special_tokens_only_with_parse_special) {
     loaded l = open_smollm();
