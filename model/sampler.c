@@ -6,10 +6,11 @@
  *   - penalties touch only the distinct tokens of the window, which are kept
  *     in a swap-remove list with per-token counts (O(window) per call);
  *   - top-k uses a size-k min-heap (O(V log k)) then sorts only those k;
- *   - without top-k, softmax and min-p are linear; only top-p forces a sort,
- *     and it sorts just the candidates that survived so far.
- * Ties are broken by the lower token id everywhere so results do not depend
- * on the order an algorithm happens to visit candidates. */
+ *   - without top-k, softmax and min-p are linear; top-p first pre-selects
+ *     the best 256, then 4096 tokens and sorts the vocabulary only when
+ *     they do not hold top_p of the mass (flat distributions).
+ * Equal candidates are ordered by the lower token id so results do not
+ * depend on the order an algorithm happens to visit them. */
 #include "sampler.h"
 
 #include <math.h>
@@ -276,6 +277,42 @@ static int32_t argmax(const float *logits, int n) {
     return best;
 }
 
+/* Turns logits c[0..n) into unnormalized probabilities exp((l - mx) / T)
+ * (NaN and -inf become 0) and returns their sum. mx must be the largest
+ * logit, so every term is <= 1 and one of them is exactly 1. */
+static double to_probs(smp_cand *c, int n, float mx, float inv_t) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        float l = c[i].logit;
+        float e = (l > -INFINITY) ? expf((l - mx) * inv_t) : 0.0f;
+        c[i].logit = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/* c[0..n) sorted best first: the length of the shortest prefix whose mass
+ * reaches target (its mass in *kept), or -1 if the whole prefix falls
+ * short. */
+static int nucleus(const smp_cand *c, int n, double target, double *kept) {
+    double cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        cum += c[i].logit;
+        if (cum >= target) {
+            *kept = cum;
+            return i + 1;
+        }
+    }
+    *kept = cum;
+    return -1;
+}
+
+/* How many candidates to pre-select when top-p runs without top-k, tried
+ * in turn. Real next-token distributions usually put top_p of their mass in
+ * the first few hundred tokens, heavy tails in a few thousand; only a flat
+ * distribution falls through to sorting the vocabulary (~7 ms at 49152). */
+static const int smp_nucleus_guess[2] = {256, 4096};
+
 int32_t smp_sample(smp_sampler *s, float *logits) {
     if (!s || !logits)
         return 0;
@@ -286,70 +323,74 @@ int32_t smp_sample(smp_sampler *s, float *logits) {
     if (p->temperature <= 0.0f)
         return argmax(logits, V);
 
+    const float inv_t = 1.0f / p->temperature;
+    const int use_top_p = p->top_p < 1.0f;
     smp_cand *c = s->cand;
-    int n;
-    int sorted = 0;
+    int n = -1;     /* candidates left; -1 until decided */
+    double sum = 0; /* their total unnormalized probability */
+
     if (p->top_k > 0 && p->top_k < V) {
         n = p->top_k;
         select_top_k(logits, V, n, c);
-        sorted = 1;
-    } else {
-        n = V;
-        for (int i = 0; i < V; i++) {
-            c[i].logit = logits[i];
-            c[i].id = i;
+        if (!isfinite(c[0].logit)) /* no finite logit, or a +inf one */
+            return argmax(logits, V);
+        sum = to_probs(c, n, c[0].logit, inv_t);
+        if (use_top_p) {
+            int keep = nucleus(c, n, (double)p->top_p * sum, &sum);
+            n = keep > 0 ? keep : n;
+        }
+    } else if (use_top_p) {
+        /* Guess that the nucleus lies in the best k; the logit order is the
+         * probability order, so if their mass reaches top_p of the total
+         * they contain exactly the nucleus. */
+        double total = -1.0;
+        for (int g = 0; g < 2 && n < 0 && smp_nucleus_guess[g] < V; g++) {
+            const int k = smp_nucleus_guess[g];
+            select_top_k(logits, V, k, c);
+            const float mx = c[0].logit;
+            if (!isfinite(mx))
+                return argmax(logits, V);
+            if (total < 0.0) {
+                total = 0.0;
+                for (int i = 0; i < V; i++)
+                    if (logits[i] > -INFINITY)
+                        total += expf((logits[i] - mx) * inv_t);
+            }
+            (void)to_probs(c, k, mx, inv_t);
+            n = nucleus(c, k, (double)p->top_p * total, &sum);
         }
     }
 
-    /* Softmax of logit/T, shifted by the max so exp never overflows.
-     * NaN and -inf logits get probability 0. */
-    const float inv_t = 1.0f / p->temperature;
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (c[i].logit > mx)
-            mx = c[i].logit;
-    if (!(mx > -INFINITY)) /* nothing finite: fall back to the greedy rule */
-        return argmax(logits, V);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        float l = c[i].logit;
-        float e = (l > -INFINITY) ? expf((l - mx) * inv_t) : 0.0f;
-        c[i].logit = e;
-        sum += e;
-    }
-    /* sum >= 1 because the max term is exp(0). */
-
-    if (p->top_p < 1.0f) {
-        if (!sorted) {
-            /* Drop zero-probability entries first: they can never be in the
-             * nucleus and sorting fewer items is cheaper. */
+    if (n < 0) {
+        /* Every token is a candidate. */
+        float mx = -INFINITY;
+        for (int i = 0; i < V; i++) {
+            c[i].logit = logits[i];
+            c[i].id = i;
+            if (logits[i] > mx)
+                mx = logits[i];
+        }
+        if (!isfinite(mx))
+            return argmax(logits, V);
+        n = V;
+        sum = to_probs(c, n, mx, inv_t);
+        if (use_top_p) {
+            /* Zero-probability entries can never be in the nucleus; drop
+             * them so the sort has less to do. */
             int m = 0;
             for (int i = 0; i < n; i++)
                 if (c[i].logit > 0.0f)
                     c[m++] = c[i];
             n = m;
             qsort(c, (size_t)n, sizeof *c, cand_cmp);
-            sorted = 1;
+            int keep = nucleus(c, n, (double)p->top_p * sum, &sum);
+            n = keep > 0 ? keep : n; /* rounding short of target: keep all */
         }
-        const double target = (double)p->top_p * sum;
-        double cum = 0.0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            cum += c[i].logit;
-            if (cum >= target) {
-                keep = i + 1;
-                break;
-            }
-        }
-        n = keep < 1 ? 1 : keep;
-        sum = 0.0;
-        for (int i = 0; i < n; i++)
-            sum += c[i].logit;
     }
 
     if (p->min_p > 0.0f) {
         /* The ratio p/p_max is unchanged by normalization, and the max
-         * (exp(0) = 1, or the first sorted entry) always survives. */
+         * always survives. */
         float pmax = 0.0f;
         for (int i = 0; i < n; i++)
             if (c[i].logit > pmax)

@@ -545,3 +545,82 @@ Test(sampler, top_k_ties_keep_lowest_ids) {
     cr_assert(labs(counts[1] - N / 2) < 160, "count %ld", counts[1]);
     smp_free(s);
 }
+
+Test(sampler, top_p_large_vocab_peaked_and_flat) {
+    /* V > the sampler's pre-selection size, so both of its top-p paths run:
+     * a peaked distribution (nucleus among the best few) and a flat one
+     * (nucleus of 500 tokens: the full sort). */
+    enum { V = 2000, N = 20000 };
+    static float logits[V];
+    static long counts[V];
+    static double probs[V];
+    static int keep[V];
+    /* 0.5, 0.3, 0.15 on scattered ids; 0.05 spread over the other 1997. */
+    const int hot[3] = {1777, 5, 900};
+    const double hp[3] = {0.5, 0.3, 0.15};
+    for (int i = 0; i < V; i++)
+        logits[i] = (float)log(0.05 / (V - 3));
+    for (int j = 0; j < 3; j++)
+        logits[hot[j]] = (float)log(hp[j]);
+    const float tops[2] = {0.75f, 0.9f};
+    for (int c = 0; c < 2; c++) {
+        smp_params p = smp_default_params();
+        p.top_p = tops[c];
+        p.seed = 500 + (uint64_t)c;
+        smp_sampler *s = make(&p, V);
+        histogram(s, logits, V, N, counts);
+        memset(keep, 0, sizeof keep);
+        for (int j = 0; j < 2 + c; j++)
+            keep[hot[j]] = 1;
+        ref_probs(logits, V, 1.0, keep, probs);
+        int df;
+        double x = chi2(counts, probs, V, N, &df);
+        cr_assert(x < CHI2_999[df], "top_p %.2f chi2 %f", tops[c], x);
+        smp_free(s);
+    }
+
+    for (int i = 0; i < V; i++)
+        logits[i] = 0.25f;
+    smp_params p = smp_default_params();
+    p.top_p = 0.5f;
+    p.seed = 9;
+    smp_sampler *s = make(&p, V);
+    enum { N3 = 4000 }; /* each draw sorts 2000 entries: keep this cheap */
+    histogram(s, logits, V, N3, counts);
+    long inside = 0;
+    int distinct = 0;
+    for (int i = 0; i < V; i++) {
+        if (i < V / 2) {
+            inside += counts[i];
+            distinct += counts[i] > 0;
+        }
+    }
+    /* Ties keep the lowest ids: exactly ids 0..999, each ~4 draws, so
+     * P(never drawn) = e^-4 and ~982 +- 4 ids are seen. */
+    cr_assert_eq(inside, N3, "%ld draws outside ids 0..999", N3 - inside);
+    cr_assert_gt(distinct, 950, "only %d of 1000 ids drawn", distinct);
+    smp_free(s);
+
+    /* V = 8192 flat with top_p 0.25: a nucleus of 2048, past the first
+     * pre-selection guess and within the second. */
+    enum { V2 = 8192 };
+    static float flat[V2];
+    static long c2[V2];
+    for (int i = 0; i < V2; i++)
+        flat[i] = -1.0f;
+    p.top_p = 0.25f;
+    s = make(&p, V2);
+    enum { N2 = 4000 }; /* each draw pre-selects 4096: keep this cheap */
+    histogram(s, flat, V2, N2, c2);
+    inside = 0;
+    distinct = 0;
+    for (int i = 0; i < V2 / 4; i++) {
+        inside += c2[i];
+        distinct += c2[i] > 0;
+    }
+    /* ~1.95 draws per id: P(never drawn) = 0.142, so ~1757 +- 16 ids seen;
+     * a sampler stuck on fewer ids (e.g. the 256 of the first guess) fails. */
+    cr_assert_eq(inside, N2, "%ld draws outside ids 0..2047", N2 - inside);
+    cr_assert_gt(distinct, 1650, "only %d of 2048 ids drawn", distinct);
+    smp_free(s);
+}
