@@ -416,7 +416,8 @@ int tok_piece(const tok_vocab *v, int32_t id, int render_special, char *buf, int
     if (v->type[id] == TOK_TYPE_CONTROL && !render_special)
         return 0;
     size_t len = v->bytes_off[id + 1] - v->bytes_off[id];
-    memcpy(buf, v->bytes + v->bytes_off[id], len < (size_t)cap ? len : (size_t)cap);
+    if (cap > 0) /* buf may be NULL when only the length is wanted */
+        memcpy(buf, v->bytes + v->bytes_off[id], len < (size_t)cap ? len : (size_t)cap);
     return (int)len;
 }
 

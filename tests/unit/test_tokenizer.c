@@ -396,3 +396,38 @@ Test(unicode, categories_and_byte_alphabet) {
     cr_assert_eq(uc_decode("\xF0\x9F\x98\x80", 4, &cp), 4);
     cr_assert_eq(cp, 0x1F600u);
 }
+
+/* Deterministic random strings built from pieces that stress the scanners
+ * (multi-byte characters, digits, spaces, newlines, apostrophes, stray
+ * continuation bytes and truncated leads): encoding must not fail and
+ * decoding must give the bytes back, under every pre-tokenizer. */
+Test(bpe, random_round_trips) {
+    loaded l = open_smollm();
+    static const char *const atoms[] = {"a", "Z", " ", "  ", "\t", "\n", "\r\n", "'", "'s",
+                                        "'LL", "7", "42", "\xC3\xA9", "e\xCC\x81", "\xE6\x97\xA5",
+                                        "\xF0\x9F\x98\x80", "\xE2\x80\x8D", "!", "<|im_start|>",
+                                        "\x80", "\xE2\x82", "\xC3", "\xE3\x80\x80", "\xD9\xA3"};
+    const char *pres[] = {"smollm", "llama-bpe", "qwen2", "gpt-2"};
+    uint32_t x = 12345;
+    char s[256];
+    for (int p = 0; p < 4; p++) {
+        cr_assert_eq(tok_set_pretokenizer(l.v, pres[p]), PV_OK);
+        for (int it = 0; it < 300; it++) {
+            size_t len = 0;
+            int k = (int)((x = x * 1664525u + 1013904223u) >> 28);
+            for (int a = 0; a < k; a++) {
+                x = x * 1664525u + 1013904223u;
+                const char *t = atoms[(x >> 16) % (sizeof atoms / sizeof *atoms)];
+                memcpy(s + len, t, strlen(t));
+                len += strlen(t);
+            }
+            int n;
+            size_t dl;
+            int32_t *ids = encode(l.v, s, len, 0, &n);
+            char *d = decode_all(l.v, ids, n, 0, &dl);
+            cr_assert(dl == len && memcmp(d, s, len) == 0, "[%s] round trip %d", pres[p], it);
+            free(ids), free(d);
+        }
+    }
+    tok_free(l.v);
+}
