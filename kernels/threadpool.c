@@ -79,7 +79,9 @@ static void *worker_main(void *argp)
     tp_worker_arg arg = *(tp_worker_arg *)argp;
     free(argp);
     tp_pool *p = arg.pool;
-    unsigned seen = atomic_load(&p->gen);
+    /* gen starts at 0 in tp_create; reading it here instead would race with
+     * a tp_run issued before this thread got scheduled */
+    unsigned seen = 0;
     for (;;) {
         unsigned g;
         int spins = 0;

@@ -1,0 +1,204 @@
+/* km tests: km_matmul against a float reference built from dequantized
+ * rows, for every weight type, several token counts and odd row counts;
+ * thread-count independence; km_get_row; argument errors. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "matmul.h"
+#include "pverr.h"
+#include "quant.h"
+
+static uint64_t rng_state;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(rng_state >> 33);
+}
+static float rnd_unit(void) { return (float)rnd() / 2147483648.0f * 2.0f - 1.0f; }
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static uint16_t rnd_scale(float lo, float hi)
+{
+    return kq_fp32_to_fp16(lo + (hi - lo) * (float)(rnd() % 10000) / 10000.0f);
+}
+
+/* rows x cols random matrix of type t: random codes, sane fp16 scales */
+static uint8_t *random_matrix(uint32_t t, int64_t rows, int64_t cols)
+{
+    size_t rb = kq_row_bytes(t, cols), bb = kq_block_bytes(t), total = rb * (size_t)rows;
+    uint8_t *w = malloc(total);
+    cr_assert_not_null(w);
+    for (size_t i = 0; i < total; i++)
+        w[i] = (uint8_t)rnd();
+    if (t == KQ_F32 || t == KQ_F16 || t == KQ_BF16) {
+        for (size_t i = 0; i < total; i += bb) {
+            float f = rnd_unit();
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            if (t == KQ_F32)
+                memcpy(w + i, &f, 4);
+            else
+                put16(w + i, t == KQ_F16 ? kq_fp32_to_fp16(f) : (uint16_t)(u >> 16));
+        }
+        return w;
+    }
+    for (size_t o = 0; o < total; o += bb) {
+        uint8_t *b = w + o;
+        if (t == KQ_Q6_K) {
+            put16(b + 208, rnd_scale(0.0001f, 0.01f));
+        } else if (t == KQ_Q4_K) {
+            put16(b, rnd_scale(0.0001f, 0.01f));
+            put16(b + 2, rnd_scale(0.0001f, 0.01f));
+        } else {
+            put16(b, rnd_scale(0.001f, 0.1f));
+            if (t == KQ_Q4_1 || t == KQ_Q5_1)
+                put16(b + 2, rnd_scale(-0.5f, 0.5f));
+        }
+    }
+    return w;
+}
+
+static const uint32_t k_types[] = {KQ_F32, KQ_F16, KQ_BF16, KQ_Q4_0, KQ_Q4_1,
+                                   KQ_Q5_0, KQ_Q5_1, KQ_Q8_0, KQ_Q4_K, KQ_Q6_K};
+
+/* Runs one configuration on pools of 1 and 2 threads (and NULL), checks
+ * against the reference and checks the pools agree exactly: every output
+ * element is computed by the same kernel on the same inputs whichever
+ * thread runs it. */
+static void check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp_pool *p1,
+                       tp_pool *p2, km_scratch *s)
+{
+    uint8_t *wd = random_matrix(t, rows, cols);
+    km_weight w = {t, cols, rows, wd};
+    float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+    float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
+    float *y1 = malloc(sizeof(float) * (size_t)(n_tok * rows));
+    float *y2 = malloc(sizeof(float) * (size_t)(n_tok * rows));
+    float *y0 = malloc(sizeof(float) * (size_t)(n_tok * rows));
+    cr_assert(x && wf && y1 && y2 && y0);
+    for (int64_t i = 0; i < n_tok * cols; i++)
+        x[i] = rnd_unit() * (i % 7 == 0 ? 4.0f : 1.0f);
+    for (int64_t r = 0; r < rows; r++)
+        cr_assert_eq(km_get_row(&w, r, wf + r * cols), PV_OK);
+
+    cr_assert_eq(km_matmul(p1, s, &w, x, n_tok, y1), PV_OK);
+    cr_assert_eq(km_matmul(p2, s, &w, x, n_tok, y2), PV_OK);
+    cr_assert_eq(km_matmul(NULL, s, &w, x, n_tok, y0), PV_OK);
+    int act_q = kq_vec_dot_type(t) != KQ_F32;
+    for (int64_t tk = 0; tk < n_tok; tk++) {
+        for (int64_t r = 0; r < rows; r++) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                double v = (double)wf[r * cols + c] * x[tk * cols + c];
+                ref += v;
+                mag += fabs(v);
+            }
+            /* same bound as test_quant: 8-bit activations are off by at most
+             * amax/254 each, so |err| <= ~0.4% of sum|w x| worst case */
+            double tol = act_q ? 1e-2 * mag + 1e-4 : 1e-5 * mag + 1e-6;
+            float got = y1[tk * rows + r];
+            cr_assert_leq(fabs(got - ref), tol, "%s %lldx%lld n_tok %lld: y[%lld][%lld]=%g want %g",
+                          kq_type_name(t), (long long)rows, (long long)cols, (long long)n_tok,
+                          (long long)tk, (long long)r, got, ref);
+        }
+    }
+    cr_assert_eq(memcmp(y1, y2, sizeof(float) * (size_t)(n_tok * rows)), 0,
+                 "%s: 1 and 2 threads differ", kq_type_name(t));
+    cr_assert_eq(memcmp(y1, y0, sizeof(float) * (size_t)(n_tok * rows)), 0,
+                 "%s: NULL pool differs", kq_type_name(t));
+
+    /* batched == one token at a time (the tiled multi-token kernel does
+     * the same per-block arithmetic as the single dot): 1e-6 relative */
+    if (n_tok > 1) {
+        for (int64_t tk = 0; tk < n_tok; tk++) {
+            cr_assert_eq(km_matmul(p2, s, &w, x + tk * cols, 1, y0), PV_OK);
+            for (int64_t r = 0; r < rows; r++)
+                cr_assert_float_eq(y0[r], y1[tk * rows + r], 1e-6f * (fabsf(y0[r]) + 1e-3f),
+                                   "%s tok %lld row %lld", kq_type_name(t), (long long)tk,
+                                   (long long)r);
+        }
+    }
+    free(wd);
+    free(x);
+    free(wf);
+    free(y0);
+    free(y1);
+    free(y2);
+}
+
+Test(matmul, all_types_token_counts, .timeout = 120)
+{
+    tp_pool *p1 = NULL, *p2 = NULL;
+    cr_assert_eq(tp_create(1, &p1), PV_OK);
+    cr_assert_eq(tp_create(2, &p2), PV_OK);
+    km_scratch *s = km_scratch_new();
+    cr_assert_not_null(s);
+    rng_state = 2024;
+    static const int64_t toks[] = {1, 3, 17};
+    for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++) {
+        uint32_t t = k_types[k];
+        int64_t cols = kq_block_elems(t) == 256 ? 512 : 96;
+        for (size_t i = 0; i < 3; i++)
+            check_case(t, 37, cols, toks[i], p1, p2, s);
+    }
+    km_scratch_free(s);
+    tp_destroy(p1);
+    tp_destroy(p2);
+}
+
+/* The model's shapes: Q4_1 576x1536 and 1536x576, a row count that spans
+ * many tasks and a token count with a partial tile. */
+Test(matmul, model_shapes_q4_1, .timeout = 120)
+{
+    tp_pool *p1 = NULL, *p2 = NULL;
+    cr_assert_eq(tp_create(1, &p1), PV_OK);
+    cr_assert_eq(tp_create(2, &p2), PV_OK);
+    km_scratch *s = km_scratch_new();
+    rng_state = 77;
+    check_case(KQ_Q4_1, 1536, 576, 1, p1, p2, s);
+    check_case(KQ_Q4_1, 577, 1536, 11, p1, p2, s);
+    check_case(KQ_Q8_0, 301, 576, 9, p1, p2, s);
+    km_scratch_free(s);
+    tp_destroy(p1);
+    tp_destroy(p2);
+}
+
+Test(matmul, get_row_and_errors)
+{
+    rng_state = 5;
+    uint8_t *wd = random_matrix(KQ_Q8_0, 3, 64);
+    km_weight w = {KQ_Q8_0, 64, 3, wd};
+    float out[64], ref[64], x[64] = {0}, y[3];
+    cr_assert_eq(km_get_row(&w, 2, out), PV_OK);
+    cr_assert_eq(kq_dequantize_row(KQ_Q8_0, wd + 2 * 68, ref, 64), PV_OK);
+    cr_assert_eq(memcmp(out, ref, sizeof out), 0);
+    cr_assert_eq(km_get_row(&w, 3, out), PV_EINVAL);
+    cr_assert_eq(km_get_row(&w, -1, out), PV_EINVAL);
+
+    km_scratch *s = km_scratch_new();
+    cr_assert_eq(km_matmul(NULL, s, &w, x, 0, y), PV_EINVAL);
+    cr_assert_eq(km_matmul(NULL, NULL, &w, x, 1, y), PV_EINVAL);
+    km_weight bad = w;
+    bad.type = KQ_Q8_K; /* activation-only format */
+    cr_assert_eq(km_matmul(NULL, s, &bad, x, 1, y), PV_EINVAL);
+    bad = w;
+    bad.cols = 48; /* not a multiple of the block */
+    cr_assert_eq(km_matmul(NULL, s, &bad, x, 1, y), PV_EINVAL);
+    bad = w;
+    bad.type = KQ_Q4_K; /* 64 columns cannot hold a 256-value super-block */
+    cr_assert_eq(km_matmul(NULL, s, &bad, x, 1, y), PV_EINVAL);
+    /* zero activations give exactly zero for a symmetric format */
+    cr_assert_eq(km_matmul(NULL, s, &w, x, 1, y), PV_OK);
+    for (int r = 0; r < 3; r++)
+        cr_assert_eq(y[r], 0.0f);
+    km_scratch_free(s);
+    free(wd);
+}

@@ -1,0 +1,550 @@
+/* kq tests: hand-built blocks with values worked out by hand, fp16
+ * conversions, and randomized dot products against a float reference
+ * (SIMD and forced-scalar paths). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pverr.h"
+#include "quant.h"
+
+/* fp16 bit patterns of scales that are exact in fp16 */
+#define H_0_125 0x3000
+#define H_0_25 0x3400
+#define H_0_5 0x3800
+#define H_1 0x3C00
+#define H_2 0x4000
+#define H_M1 0xBC00
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* ---- type traits ------------------------------------------------------------ */
+
+Test(quant, traits)
+{
+    static const struct {
+        uint32_t t;
+        size_t blk, bytes;
+        const char *name;
+    } k[] = {
+        {KQ_F32, 1, 4, "F32"},      {KQ_F16, 1, 2, "F16"},      {KQ_BF16, 1, 2, "BF16"},
+        {KQ_Q4_0, 32, 18, "Q4_0"},  {KQ_Q4_1, 32, 20, "Q4_1"},  {KQ_Q5_0, 32, 22, "Q5_0"},
+        {KQ_Q5_1, 32, 24, "Q5_1"},  {KQ_Q8_0, 32, 34, "Q8_0"},  {KQ_Q8_1, 32, 36, "Q8_1"},
+        {KQ_Q4_K, 256, 144, "Q4_K"}, {KQ_Q6_K, 256, 210, "Q6_K"}, {KQ_Q8_K, 256, 292, "Q8_K"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        cr_assert_eq(kq_block_elems(k[i].t), k[i].blk, "%s", k[i].name);
+        cr_assert_eq(kq_block_bytes(k[i].t), k[i].bytes, "%s", k[i].name);
+        cr_assert_str_eq(kq_type_name(k[i].t), k[i].name);
+        cr_assert(kq_known(k[i].t));
+    }
+    cr_assert(kq_weight_supported(KQ_Q4_1));
+    cr_assert_not(kq_weight_supported(KQ_Q8_K));
+    cr_assert_not(kq_weight_supported(KQ_Q8_1));
+    cr_assert_not(kq_known(13)); /* Q5_K: not supported */
+    cr_assert_not(kq_known(1000));
+    cr_assert_null(kq_type_name(10));
+    cr_assert_eq(kq_row_bytes(KQ_Q4_1, 576), 18 * 20);
+    cr_assert_eq(kq_row_bytes(KQ_Q4_1, 33), 0);
+    cr_assert_eq(kq_row_bytes(KQ_Q4_K, 576), 0);
+    cr_assert_eq(kq_row_bytes(KQ_Q6_K, 512), 420);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q4_0), KQ_Q8_0);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q5_0), KQ_Q8_0);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q8_0), KQ_Q8_0);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q4_1), KQ_Q8_1);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q5_1), KQ_Q8_1);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q4_K), KQ_Q8_K);
+    cr_assert_eq(kq_vec_dot_type(KQ_Q6_K), KQ_Q8_K);
+    cr_assert_eq(kq_vec_dot_type(KQ_F16), KQ_F32);
+    cr_assert_eq(kq_vec_dot_type(KQ_BF16), KQ_F32);
+}
+
+Test(quant, bad_arguments)
+{
+    uint8_t buf[64] = {0};
+    float out[64];
+    cr_assert_eq(kq_dequantize_row(1000, buf, out, 32), PV_EINVAL);
+    cr_assert_eq(kq_dequantize_row(KQ_Q4_0, buf, out, 31), PV_EINVAL);
+    cr_assert_eq(kq_dequantize_row(KQ_Q4_0, NULL, out, 32), PV_EINVAL);
+    cr_assert_eq(kq_quantize_row(KQ_Q4_0, out, buf, 32), PV_EINVAL); /* not an activation type */
+    cr_assert_eq(kq_quantize_row(KQ_Q8_0, out, buf, 20), PV_EINVAL);
+    cr_assert(isnan(kq_vec_dot(KQ_Q4_0, 20, buf, buf)));
+    cr_assert(isnan(kq_vec_dot(KQ_Q8_K, 256, buf, buf)));
+}
+
+/* ---- fp16 / bf16 -------------------------------------------------------------- */
+
+Test(quant, fp16_known_values)
+{
+    cr_assert_eq(kq_fp16_to_fp32(0x3C00), 1.0f);
+    cr_assert_eq(kq_fp16_to_fp32(0xC000), -2.0f);
+    cr_assert_eq(kq_fp16_to_fp32(0x7BFF), 65504.0f);
+    cr_assert_eq(kq_fp16_to_fp32(0x0001), ldexpf(1.0f, -24)); /* smallest subnormal */
+    cr_assert_eq(kq_fp16_to_fp32(0x03FF), 1023.0f * ldexpf(1.0f, -24));
+    cr_assert_eq(kq_fp16_to_fp32(0x0400), ldexpf(1.0f, -14)); /* smallest normal */
+    cr_assert(isinf(kq_fp16_to_fp32(0x7C00)) && kq_fp16_to_fp32(0x7C00) > 0);
+    cr_assert(isinf(kq_fp16_to_fp32(0xFC00)) && kq_fp16_to_fp32(0xFC00) < 0);
+    cr_assert(isnan(kq_fp16_to_fp32(0x7E00)));
+    cr_assert(signbit(kq_fp16_to_fp32(0x8000)) && kq_fp16_to_fp32(0x8000) == 0.0f);
+
+    cr_assert_eq(kq_fp32_to_fp16(1.0f), 0x3C00);
+    cr_assert_eq(kq_fp32_to_fp16(-0.0f), 0x8000);
+    cr_assert_eq(kq_fp32_to_fp16(0.333251953125f), 0x3555); /* exact in fp16 */
+    /* round to nearest even: 1 + 2^-11 is halfway between 0x3C00 and 0x3C01 */
+    cr_assert_eq(kq_fp32_to_fp16(1.0f + ldexpf(1.0f, -11)), 0x3C00);
+    cr_assert_eq(kq_fp32_to_fp16(1.0f + 3 * ldexpf(1.0f, -11)), 0x3C02);
+    cr_assert_eq(kq_fp32_to_fp16(1.0f + ldexpf(1.0f, -11) + ldexpf(1.0f, -20)), 0x3C01);
+    /* overflow: 65519 rounds down to 65504, 65520 (the halfway point) to inf */
+    cr_assert_eq(kq_fp32_to_fp16(65519.0f), 0x7BFF);
+    cr_assert_eq(kq_fp32_to_fp16(65520.0f), 0x7C00);
+    cr_assert_eq(kq_fp32_to_fp16(-1e10f), 0xFC00);
+    cr_assert_eq(kq_fp32_to_fp16(INFINITY), 0x7C00);
+    uint16_t nan = kq_fp32_to_fp16(NAN);
+    cr_assert((nan & 0x7C00) == 0x7C00 && (nan & 0x3FF) != 0, "NaN must stay NaN: %04x", nan);
+    /* subnormals: 2^-25 is halfway between 0 and 2^-24 -> 0 (even);
+     * 1.5 * 2^-24 is halfway between 1 and 2 units -> 2 (even) */
+    cr_assert_eq(kq_fp32_to_fp16(ldexpf(1.0f, -25)), 0x0000);
+    cr_assert_eq(kq_fp32_to_fp16(ldexpf(1.0f, -25) * 1.01f), 0x0001);
+    cr_assert_eq(kq_fp32_to_fp16(1.5f * ldexpf(1.0f, -24)), 0x0002);
+    cr_assert_eq(kq_fp32_to_fp16(2.5f * ldexpf(1.0f, -24)), 0x0002);
+    cr_assert_eq(kq_fp32_to_fp16(-3.0f * ldexpf(1.0f, -24)), 0x8003);
+    cr_assert_eq(kq_fp32_to_fp16(1e-30f), 0x0000);
+    /* largest subnormal + half a unit rounds up into the smallest normal */
+    cr_assert_eq(kq_fp32_to_fp16(1023.5f * ldexpf(1.0f, -24)), 0x0400);
+
+    cr_assert_eq(kq_bf16_to_fp32(0x3F80), 1.0f);
+    cr_assert_eq(kq_bf16_to_fp32(0xC040), -3.0f);
+}
+
+Test(quant, fp16_round_trip_all)
+{
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = kq_fp16_to_fp32((uint16_t)h);
+        uint16_t back = kq_fp32_to_fp16(f);
+        if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF)) {
+            cr_assert(isnan(f), "%04x", h);
+            cr_assert((back & 0x7C00) == 0x7C00 && (back & 0x3FF), "%04x", h);
+        } else {
+            cr_assert_eq(back, h, "%04x -> %g -> %04x", h, f, back);
+        }
+        /* the midpoint to the next half up must round to the even one */
+        if ((h & 0x7FFF) < 0x7BFF) {
+            float next = kq_fp16_to_fp32((uint16_t)(h + 1));
+            float mid = (float)(((double)f + next) / 2);
+            uint16_t r = kq_fp32_to_fp16(mid);
+            cr_assert_eq(r, (h & 1) ? h + 1 : h, "midpoint above %04x -> %04x", h, r);
+        }
+    }
+}
+
+/* ---- hand-built blocks ----------------------------------------------------------- */
+
+Test(quant, q4_0_block)
+{
+    uint8_t b[18];
+    put16(b, H_0_5);
+    for (int j = 0; j < 16; j++)
+        b[2 + j] = (uint8_t)(j | (15 - j) << 4);
+    float y[32];
+    cr_assert_eq(kq_dequantize_row(KQ_Q4_0, b, y, 32), PV_OK);
+    /* element j (low nibble j) = (j-8)/2; element 16+j (high nibble 15-j) = (7-j)/2 */
+    cr_assert_eq(y[0], -4.0f);
+    cr_assert_eq(y[8], 0.0f);
+    cr_assert_eq(y[15], 3.5f);
+    cr_assert_eq(y[16], 3.5f);
+    cr_assert_eq(y[31], -4.0f);
+    for (int j = 0; j < 16; j++) {
+        cr_assert_eq(y[j], (j - 8) * 0.5f);
+        cr_assert_eq(y[16 + j], (7 - j) * 0.5f);
+    }
+}
+
+Test(quant, q4_1_block)
+{
+    uint8_t b[20];
+    put16(b, H_0_5);
+    put16(b + 2, H_M1); /* m = -1 */
+    for (int j = 0; j < 16; j++)
+        b[4 + j] = (uint8_t)(j | (15 - j) << 4);
+    float y[32];
+    cr_assert_eq(kq_dequantize_row(KQ_Q4_1, b, y, 32), PV_OK);
+    cr_assert_eq(y[0], -1.0f);   /* 0*0.5 - 1 */
+    cr_assert_eq(y[3], 0.5f);    /* 3*0.5 - 1 */
+    cr_assert_eq(y[15], 6.5f);   /* 15*0.5 - 1 */
+    cr_assert_eq(y[16], 6.5f);   /* high nibble of byte 0 = 15 */
+    cr_assert_eq(y[31], -1.0f);  /* high nibble of byte 15 = 0 */
+    for (int j = 0; j < 16; j++) {
+        cr_assert_eq(y[j], j * 0.5f - 1.0f);
+        cr_assert_eq(y[16 + j], (15 - j) * 0.5f - 1.0f);
+    }
+}
+
+Test(quant, q5_blocks)
+{
+    /* qh = 0x80010001: bit 0 (element 0), bit 16 (element 16), bit 31 (element 31) */
+    uint8_t b0[22], b1[24];
+    put16(b0, H_0_25);
+    put16(b1, H_0_5);
+    put16(b1 + 2, H_2);
+    const uint8_t qh[4] = {0x01, 0x00, 0x01, 0x80};
+    memcpy(b0 + 2, qh, 4);
+    memcpy(b1 + 4, qh, 4);
+    for (int j = 0; j < 16; j++)
+        b0[6 + j] = b1[8 + j] = (uint8_t)(j | (15 - j) << 4);
+    float y0[32], y1[32];
+    cr_assert_eq(kq_dequantize_row(KQ_Q5_0, b0, y0, 32), PV_OK);
+    cr_assert_eq(kq_dequantize_row(KQ_Q5_1, b1, y1, 32), PV_OK);
+    /* Q5_0: (q-16)*0.25 with q = nibble | 16*bit */
+    cr_assert_eq(y0[0], 0.0f);            /* q = 0+16 */
+    cr_assert_eq(y0[1], -3.75f);          /* q = 1 */
+    cr_assert_eq(y0[15], -0.25f);         /* q = 15 */
+    cr_assert_eq(y0[16], (31 - 16) * 0.25f); /* q = 15+16 */
+    cr_assert_eq(y0[17], (14 - 16) * 0.25f);
+    cr_assert_eq(y0[31], 0.0f);           /* q = 0+16 */
+    /* Q5_1: q*0.5 + 2 */
+    cr_assert_eq(y1[0], 10.0f);  /* 16*0.5+2 */
+    cr_assert_eq(y1[1], 2.5f);
+    cr_assert_eq(y1[16], 17.5f); /* 31*0.5+2 */
+    cr_assert_eq(y1[30], 2.5f);  /* q = 1 */
+    cr_assert_eq(y1[31], 10.0f);
+}
+
+Test(quant, q8_blocks)
+{
+    uint8_t b[34];
+    put16(b, H_0_125);
+    for (int j = 0; j < 32; j++)
+        b[2 + j] = (uint8_t)(int8_t)(j * 8 - 128);
+    float y[32];
+    cr_assert_eq(kq_dequantize_row(KQ_Q8_0, b, y, 32), PV_OK);
+    cr_assert_eq(y[0], -16.0f);
+    cr_assert_eq(y[16], 0.0f);
+    cr_assert_eq(y[31], 15.0f);
+
+    uint8_t c[36];
+    put16(c, H_2);
+    put16(c + 2, 0); /* s is not used by dequantization */
+    for (int j = 0; j < 32; j++)
+        c[4 + j] = (uint8_t)(int8_t)(j - 16);
+    cr_assert_eq(kq_dequantize_row(KQ_Q8_1, c, y, 32), PV_OK);
+    cr_assert_eq(y[0], -32.0f);
+    cr_assert_eq(y[31], 30.0f);
+
+    uint8_t k[292] = {0};
+    float d = 0.25f;
+    memcpy(k, &d, 4);
+    k[4 + 0] = (uint8_t)(int8_t)-7;
+    k[4 + 255] = 100;
+    float z[256];
+    cr_assert_eq(kq_dequantize_row(KQ_Q8_K, k, z, 256), PV_OK);
+    cr_assert_eq(z[0], -1.75f);
+    cr_assert_eq(z[1], 0.0f);
+    cr_assert_eq(z[255], 25.0f);
+}
+
+Test(quant, f16_bf16_rows)
+{
+    uint16_t h[4] = {0x3C00, 0xC000, 0x3555, 0x0001};
+    uint16_t bf[4] = {0x3F80, 0xC040, 0x4049, 0x0000};
+    float y[4];
+    cr_assert_eq(kq_dequantize_row(KQ_F16, h, y, 4), PV_OK);
+    cr_assert_eq(y[0], 1.0f);
+    cr_assert_eq(y[1], -2.0f);
+    cr_assert_eq(y[2], 0.333251953125f);
+    cr_assert_eq(y[3], ldexpf(1.0f, -24));
+    cr_assert_eq(kq_dequantize_row(KQ_BF16, bf, y, 4), PV_OK);
+    cr_assert_eq(y[0], 1.0f);
+    cr_assert_eq(y[1], -3.0f);
+    cr_assert_eq(y[2], 3.140625f);
+    cr_assert_eq(y[3], 0.0f);
+}
+
+/* Q4_K: pack 8 scales and 8 mins (6 bits each) the way the format defines:
+ * bytes 0-3: low 6 bits of sc[0..3], top 2 bits = sc[4..7] >> 4;
+ * bytes 4-7: low 6 bits of m[0..3], top 2 bits = m[4..7] >> 4;
+ * bytes 8-11: low nibble = sc[4..7] & 15, high nibble = m[4..7] & 15. */
+static void pack_q4k_scales(uint8_t s[12], const uint8_t sc[8], const uint8_t m[8])
+{
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        s[j + 4] = (uint8_t)(m[j] | (m[j + 4] >> 4) << 6);
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | (m[j + 4] & 15) << 4);
+    }
+}
+
+Test(quant, q4_K_block)
+{
+    uint8_t b[144] = {0};
+    put16(b, H_1);      /* d */
+    put16(b + 2, H_0_5); /* dmin */
+    const uint8_t sc[8] = {1, 2, 3, 63, 17, 33, 50, 5};
+    const uint8_t mn[8] = {0, 1, 2, 40, 63, 20, 16, 9};
+    pack_q4k_scales(b + 4, sc, mn);
+    /* qs: chunk c (32 bytes) holds sub-block 2c in the low nibbles and 2c+1
+     * in the high nibbles */
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b[16 + 32 * c + l] = (uint8_t)((l & 15) | (15 - (l & 15)) << 4);
+    float y[256];
+    cr_assert_eq(kq_dequantize_row(KQ_Q4_K, b, y, 256), PV_OK);
+    /* element = d*sc[j]*q - dmin*m[j], j = element/32 */
+    cr_assert_eq(y[0], 1 * 0 - 0.5f * 0);      /* sub-block 0, q = 0 */
+    cr_assert_eq(y[5], 1 * 5 - 0.0f);
+    cr_assert_eq(y[32], 2 * 15 - 0.5f * 1);    /* sub-block 1, high nibble 15 */
+    cr_assert_eq(y[64 + 3], 3 * 3 - 0.5f * 2); /* sub-block 2 */
+    cr_assert_eq(y[96 + 1], 63 * 14 - 0.5f * 40);
+    cr_assert_eq(y[128 + 15], 17 * 15 - 0.5f * 63); /* sub-block 4: packed scale */
+    cr_assert_eq(y[160 + 0], 33 * 15 - 0.5f * 20);
+    cr_assert_eq(y[192 + 7], 50 * 7 - 0.5f * 16);
+    cr_assert_eq(y[224 + 2], 5 * 13 - 0.5f * 9);
+    for (int e = 0; e < 256; e++) {
+        int j = e / 32, l = e % 32, q = (j & 1) ? 15 - (l & 15) : (l & 15);
+        cr_assert_eq(y[e], (float)(sc[j] * q) - 0.5f * mn[j], "element %d", e);
+    }
+}
+
+/* Q6_K: element e of the super-block (half h = e/128, r = e%128, group
+ * g = r/32, l = r%32) keeps its low 4 bits in ql[64h + l + 32*(g&1)] (low
+ * nibble for g < 2, high nibble otherwise) and its top 2 bits in
+ * qh[32h + l] at bit 2g. */
+static void q6k_set(uint8_t *ql, uint8_t *qh, int e, int q)
+{
+    int h = e / 128, r = e % 128, g = r / 32, l = r % 32;
+    uint8_t *p = &ql[64 * h + l + 32 * (g & 1)];
+    if (g < 2)
+        *p = (uint8_t)((*p & 0xF0) | (q & 15));
+    else
+        *p = (uint8_t)((*p & 0x0F) | (q & 15) << 4);
+    uint8_t *hp = &qh[32 * h + l];
+    *hp = (uint8_t)((*hp & ~(3 << (2 * g))) | ((q >> 4) & 3) << (2 * g));
+}
+
+Test(quant, q6_K_block)
+{
+    uint8_t b[210] = {0};
+    uint8_t *ql = b, *qh = b + 128;
+    int8_t *sc = (int8_t *)(b + 192);
+    put16(b + 208, H_0_5);
+    for (int i = 0; i < 16; i++)
+        sc[i] = (int8_t)(i - 8);
+    for (int e = 0; e < 256; e++)
+        q6k_set(ql, qh, e, (e * 7) % 64);
+    float y[256];
+    cr_assert_eq(kq_dequantize_row(KQ_Q6_K, b, y, 256), PV_OK);
+    /* element = d * sc[e/16] * (q - 32) */
+    cr_assert_eq(y[0], 0.5f * -8 * (0 - 32));
+    cr_assert_eq(y[1], 0.5f * -8 * (7 - 32));
+    cr_assert_eq(y[40], 0.5f * -6 * (24 - 32));   /* 280 % 64 = 24, scale 2 */
+    cr_assert_eq(y[200], 0.5f * 4 * (56 - 32));   /* 1400 % 64 = 56, scale 12 */
+    cr_assert_eq(y[255], 0.5f * 7 * (57 - 32));   /* 1785 % 64 = 57 */
+    for (int e = 0; e < 256; e++)
+        cr_assert_eq(y[e], 0.5f * (e / 16 - 8) * ((e * 7) % 64 - 32), "element %d", e);
+}
+
+/* ---- activation quantization ------------------------------------------------------- */
+
+static uint64_t rng_state;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(rng_state >> 33);
+}
+static float rnd_unit(void) { return (float)rnd() / 2147483648.0f * 2.0f - 1.0f; } /* [-1,1) */
+
+Test(quant, activation_quantizers)
+{
+    enum { N = 512 };
+    float x[N], y[N];
+    rng_state = 7;
+    for (int i = 0; i < N; i++)
+        x[i] = rnd_unit() * (i < 256 ? 3.0f : 0.01f);
+    x[40] = 0; /* a block of zeros must give d = 0 and q = 0 */
+    for (int i = 64; i < 96; i++)
+        x[i] = 0.0f;
+    const uint32_t types[] = {KQ_Q8_0, KQ_Q8_1, KQ_Q8_K};
+    for (int k = 0; k < 3; k++) {
+        uint8_t qs[2048], qv[2048];
+        size_t rb = kq_row_bytes(types[k], N);
+        kq_set_force_scalar(1);
+        cr_assert_eq(kq_quantize_row(types[k], x, qs, N), PV_OK);
+        kq_set_force_scalar(0);
+        cr_assert_eq(kq_quantize_row(types[k], x, qv, N), PV_OK);
+        /* same recipe on both paths: identical bytes */
+        cr_assert_eq(memcmp(qs, qv, rb), 0, "%s: SIMD and scalar bytes differ", kq_type_name(types[k]));
+        cr_assert_eq(kq_dequantize_row(types[k], qs, y, N), PV_OK);
+        size_t blk = kq_block_elems(types[k]);
+        for (int i = 0; i < N; i++) {
+            float amax = 0;
+            for (size_t j = i - i % blk; j < i - i % blk + blk; j++)
+                amax = fmaxf(amax, fabsf(x[j]));
+            /* half a step of amax/127, plus the fp16 rounding of d (2^-11
+             * relative) times the largest code */
+            float tol = amax / 127.0f * 0.5f * 1.001f + amax * 1e-3f;
+            cr_assert_leq(fabsf(y[i] - x[i]), tol, "%s x[%d]=%g got %g", kq_type_name(types[k]), i,
+                          x[i], y[i]);
+        }
+        if (types[k] == KQ_Q8_1) { /* s = d * sum(q) */
+            for (int bi = 0; bi < N / 32; bi++) {
+                const uint8_t *b = qs + 36 * bi;
+                float d = kq_fp16_to_fp32((uint16_t)(b[0] | b[1] << 8));
+                float s = kq_fp16_to_fp32((uint16_t)(b[2] | b[3] << 8));
+                int sum = 0;
+                for (int j = 0; j < 32; j++)
+                    sum += (int8_t)b[4 + j];
+                cr_assert_leq(fabsf(s - d * sum), fabsf(d * sum) * 1e-3f + 1e-7f);
+            }
+        }
+        if (types[k] == KQ_Q8_K) { /* bsums are sums of 16 codes */
+            for (int bi = 0; bi < N / 256; bi++) {
+                const uint8_t *b = qs + 292 * bi;
+                for (int g = 0; g < 16; g++) {
+                    int sum = 0;
+                    for (int j = 0; j < 16; j++)
+                        sum += (int8_t)b[4 + 16 * g + j];
+                    int16_t bs;
+                    memcpy(&bs, b + 4 + 256 + 2 * g, 2);
+                    cr_assert_eq(bs, sum);
+                }
+            }
+        }
+    }
+}
+
+/* ---- randomized dot products --------------------------------------------------------- */
+
+/* random fp16 scale in [lo, hi) */
+static uint16_t rnd_scale(float lo, float hi)
+{
+    return kq_fp32_to_fp16(lo + (hi - lo) * (float)(rnd() % 10000) / 10000.0f);
+}
+
+/* Random weight row of n elements: random code bytes, sane scales. */
+static void random_row(uint32_t t, uint8_t *w, int64_t n)
+{
+    size_t rb = kq_row_bytes(t, n), bb = kq_block_bytes(t);
+    for (size_t i = 0; i < rb; i++)
+        w[i] = (uint8_t)rnd();
+    for (size_t o = 0; o < rb; o += bb) {
+        uint8_t *b = w + o;
+        switch (t) {
+        case KQ_F32:
+            for (size_t i = 0; i < rb; i += 4) {
+                float f = rnd_unit();
+                memcpy(w + i, &f, 4);
+            }
+            return;
+        case KQ_F16:
+        case KQ_BF16:
+            for (size_t i = 0; i < rb; i += 2) {
+                float f = rnd_unit();
+                uint32_t u;
+                memcpy(&u, &f, 4);
+                uint16_t h = t == KQ_F16 ? kq_fp32_to_fp16(f) : (uint16_t)(u >> 16);
+                put16(w + i, h);
+            }
+            return;
+        case KQ_Q4_0: case KQ_Q5_0: case KQ_Q8_0:
+            put16(b, rnd_scale(0.001f, 0.1f));
+            break;
+        case KQ_Q4_1: case KQ_Q5_1:
+            put16(b, rnd_scale(0.001f, 0.1f));
+            put16(b + 2, rnd_scale(-0.5f, 0.5f));
+            break;
+        case KQ_Q4_K:
+            put16(b, rnd_scale(0.0001f, 0.01f));
+            put16(b + 2, rnd_scale(0.0001f, 0.01f));
+            break;
+        case KQ_Q6_K:
+            put16(b + 208, rnd_scale(0.0001f, 0.01f));
+            break;
+        default:
+            cr_assert_fail("type %u", t);
+        }
+    }
+}
+
+static const uint32_t k_weight_types[] = {KQ_F32, KQ_F16, KQ_BF16, KQ_Q4_0, KQ_Q4_1,
+                                          KQ_Q5_0, KQ_Q5_1, KQ_Q8_0, KQ_Q4_K, KQ_Q6_K};
+
+Test(quant, vec_dot_random)
+{
+    enum { N = 1024, REPS = 20 };
+    static uint8_t w[N * 4], xq[N * 4 + 1024];
+    static float x[N], wf[N];
+    rng_state = 12345;
+    for (size_t k = 0; k < sizeof k_weight_types / sizeof k_weight_types[0]; k++) {
+        uint32_t t = k_weight_types[k], vdt = kq_vec_dot_type(t);
+        int act_q = vdt != KQ_F32;
+        for (int rep = 0; rep < REPS; rep++) {
+            random_row(t, w, N);
+            float xs = rep % 3 == 0 ? 100.0f : 1.0f; /* also large activations */
+            for (int i = 0; i < N; i++)
+                x[i] = rnd_unit() * xs;
+            cr_assert_eq(kq_dequantize_row(t, w, wf, N), PV_OK);
+            double ref = 0, mag = 0;
+            for (int i = 0; i < N; i++) {
+                ref += (double)wf[i] * x[i];
+                mag += fabs((double)wf[i] * x[i]);
+            }
+            float res[2];
+            for (int path = 0; path < 2; path++) {
+                kq_set_force_scalar(path);
+                cr_assert_eq(kq_quantize_row(vdt, x, xq, N), PV_OK);
+                res[path] = kq_vec_dot(t, N, w, xq);
+                /* 8-bit activations: each x_i is off by up to amax/254, so
+                 * the error is bounded by ~0.4% of sum|w||x| in the worst
+                 * case (1e-2 leaves margin for fp16 scale rounding); float
+                 * formats only see f32 summation error */
+                double tol = act_q ? 1e-2 * mag + 1e-4 : 1e-5 * mag + 1e-6;
+                cr_assert_leq(fabs(res[path] - ref), tol, "%s rep %d %s: got %g want %g (mag %g)",
+                              kq_type_name(t), rep, path ? "scalar" : kq_simd_name(), res[path], ref,
+                              mag);
+            }
+            kq_set_force_scalar(0);
+            /* identical quantized inputs: SIMD and scalar differ only in
+             * summation order */
+            cr_assert_leq(fabs(res[0] - res[1]), 1e-5 * mag + 1e-6, "%s rep %d: simd %g scalar %g",
+                          kq_type_name(t), rep, res[0], res[1]);
+        }
+    }
+}
+
+/* Error of the 8-bit path must be typical quantization noise, far below the
+ * worst-case bound above: catches a layout bug that only perturbs a few
+ * elements (e.g. one wrong sub-block scale). */
+Test(quant, vec_dot_error_is_small_on_average)
+{
+    enum { N = 2048, REPS = 30 };
+    static uint8_t w[N * 4], xq[N * 4 + 2048];
+    static float x[N], wf[N];
+    rng_state = 99;
+    for (size_t k = 3; k < sizeof k_weight_types / sizeof k_weight_types[0]; k++) {
+        uint32_t t = k_weight_types[k];
+        double err2 = 0, mag2 = 0;
+        for (int rep = 0; rep < REPS; rep++) {
+            random_row(t, w, N);
+            for (int i = 0; i < N; i++)
+                x[i] = rnd_unit();
+            kq_dequantize_row(t, w, wf, N);
+            kq_quantize_row(kq_vec_dot_type(t), x, xq, N);
+            double ref = 0, mag = 0;
+            for (int i = 0; i < N; i++) {
+                ref += (double)wf[i] * x[i];
+                mag += fabs((double)wf[i] * x[i]);
+            }
+            double e = kq_vec_dot(t, N, w, xq) - ref;
+            err2 += e * e;
+            mag2 += mag * mag;
+        }
+        /* random rounding errors add in quadrature: rms error ~ sum|w x| *
+         * (1/254)/sqrt(3)/sqrt(N) ~ 5e-5 of it; 1e-3 still fails on a
+         * misplaced sub-block */
+        cr_assert_leq(sqrt(err2 / mag2), 1e-3, "%s rms rel err %g", kq_type_name(t), sqrt(err2 / mag2));
+    }
+}
