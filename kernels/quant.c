@@ -229,7 +229,7 @@ int kq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
     case KQ_Q8_1:
         for (int64_t i = 0; i < nb; i++) {
             const kq_block_q8_1 *b = (const kq_block_q8_1 *)src + i;
-            float d = H2F(b->d);
+            float d = b->d;
             for (int j = 0; j < KQ_QK; j++)
                 dst[i * KQ_QK + j] = b->qs[j] * d;
         }
@@ -320,8 +320,8 @@ static void quantize_q8_1(const float *src, void *dst, int64_t n)
             b[i].qs[j] = (int8_t)lrintf(src[j] * id);
             sum += b[i].qs[j];
         }
-        b[i].d = kq_fp32_to_fp16(d);
-        b[i].s = kq_fp32_to_fp16(d * (float)sum);
+        b[i].d = d;
+        b[i].s = d * (float)sum;
     }
 }
 
@@ -396,7 +396,7 @@ static float dot_q4_1(int64_t n, const void *w, const void *x)
         for (int j = 0; j < 16; j++)
             s += (a[i].qs[j] & 0xF) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
         /* sum((q*dw + m) * qx*dx) = dw*dx*sum(q*qx) + m * (dx*sum(qx)) */
-        sum += H2F(a[i].d) * H2F(b[i].d) * (float)s + H2F(a[i].m) * H2F(b[i].s);
+        sum += H2F(a[i].d) * b[i].d * (float)s + H2F(a[i].m) * b[i].s;
     }
     return sum;
 }
@@ -429,8 +429,8 @@ static float dot_q5_1(int64_t n, const void *w, const void *x)
     const kq_block_q8_1 *b = x;
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QK; i++)
-        sum += H2F(a[i].d) * H2F(b[i].d) * (float)q5_isum(a[i].qs, a[i].qh, b[i].qs, 0) +
-               H2F(a[i].m) * H2F(b[i].s);
+        sum += H2F(a[i].d) * b[i].d * (float)q5_isum(a[i].qs, a[i].qh, b[i].qs, 0) +
+               H2F(a[i].m) * b[i].s;
     return sum;
 }
 

@@ -56,30 +56,56 @@ float kq_avx2_dot_q4_0(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_0 *a = w;
     const kq_block_q8_0 *b = x;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}; /* 2 chains: see q4_1 */
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i q = _mm256_sub_epi8(unpack_nibbles(a[i].qs), _mm256_set1_epi8(8));
         __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
         __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_ss8(q, y)), acc);
+        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_ss8(q, y)), acc[i & 1]);
     }
-    return hsum_ps(acc);
+    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* Per Q4_1 block: [d, m] of the weight (adjacent fp16, one conversion) times
+ * [dx, sx] of the activation (adjacent f32) gives [d*dx, m*sx]: lane 0 scales
+ * the integer dot, lane 1 is the min term, accumulated in a 128-bit vector. */
+static inline __m128 q4_1_scales(const kq_block_q4_1 *a, const kq_block_q8_1 *b)
+{
+    uint32_t dm;
+    memcpy(&dm, a, 4); /* d and m */
+    __m128 w = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
+    return _mm_mul_ps(w, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)b)));
 }
 
 float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_1 *a = w;
     const kq_block_q8_1 *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
+    /* two independent accumulator chains: one FMA chain per block would be
+     * bound by FMA latency, not throughput */
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m128 ms0 = _mm_setzero_ps(), ms1 = _mm_setzero_ps();
+    const int64_t nb = n / KQ_QK;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i q0 = unpack_nibbles(a[i].qs), q1 = unpack_nibbles(a[i + 1].qs);
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
+        __m128 s0 = q4_1_scales(&a[i], &b[i]), s1 = q4_1_scales(&a[i + 1], &b[i + 1]);
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(dot_us8(q0, y0)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s1), _mm256_cvtepi32_ps(dot_us8(q1, y1)), acc1);
+        ms0 = _mm_add_ps(ms0, s0);
+        ms1 = _mm_add_ps(ms1, s1);
+    }
+    for (; i < nb; i++) {
         __m256i q = unpack_nibbles(a[i].qs);
         __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_us8(q, y)), acc);
-        summs += h2f(a[i].m) * h2f(b[i].s);
+        __m128 s0 = q4_1_scales(&a[i], &b[i]);
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(dot_us8(q, y)), acc0);
+        ms0 = _mm_add_ps(ms0, s0);
     }
-    return hsum_ps(acc) + summs;
+    __m128 ms = _mm_add_ps(ms0, ms1);
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms));
 }
 
 /* Several activation rows against one weight row: the nibbles are unpacked
@@ -90,24 +116,23 @@ multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *o
            const int NX)
 {
     __m256 acc[4];
-    float summs[4];
+    __m128 ms[4];
     for (int r = 0; r < NX; r++) {
         acc[r] = _mm256_setzero_ps();
-        summs[r] = 0.0f;
+        ms[r] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i q = unpack_nibbles(a[i].qs);
-        float dw = h2f(a[i].d), mw = h2f(a[i].m);
         for (int r = 0; r < NX; r++) {
             const kq_block_q8_1 *b = (const kq_block_q8_1 *)(x + (size_t)r * xs) + i;
             __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
-            __m256 d = _mm256_set1_ps(dw * h2f(b->d));
-            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_us8(q, y)), acc[r]);
-            summs[r] += mw * h2f(b->s);
+            __m128 s = q4_1_scales(&a[i], b);
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot_us8(q, y)), acc[r]);
+            ms[r] = _mm_add_ps(ms[r], s);
         }
     }
     for (int r = 0; r < NX; r++)
-        out[r * os] = hsum_ps(acc[r]) + summs[r];
+        out[r * os] = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(ms[r]));
 }
 
 void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
@@ -164,14 +189,14 @@ float kq_avx2_dot_q8_0(int64_t n, const void *w, const void *x)
 {
     const kq_block_q8_0 *a = w;
     const kq_block_q8_0 *b = x;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}; /* 2 chains: see q4_1 */
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)a[i].qs);
         __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
         __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_ss8(q, y)), acc);
+        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_ss8(q, y)), acc[i & 1]);
     }
-    return hsum_ps(acc);
+    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
 
 float kq_avx2_dot_q4_K(int64_t n, const void *w, const void *x)
@@ -332,8 +357,8 @@ void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n)
         float d = amax_n(src, KQ_QK) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         __m256i q = quant32(src, _mm256_set1_ps(id));
         _mm256_storeu_si256((__m256i *)b[i].qs, q);
-        b[i].d = kq_fp32_to_fp16(d);
-        b[i].s = kq_fp32_to_fp16(d * (float)sum_i8(q));
+        b[i].d = d;
+        b[i].s = d * (float)sum_i8(q);
     }
 }
 

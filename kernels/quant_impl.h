@@ -43,9 +43,13 @@ typedef struct {
     int8_t qs[32];
 } kq_block_q8_0;        /* value = q * d */
 
+/* Activation-only, never stored in files, so the layout is ours: f32 d and
+ * s (as in early GGML; current GGML packs them as fp16, 36 bytes). f32 saves
+ * two fp16 conversions per block in the hot Q4_1 loop and keeps s exact-ish;
+ * d and s adjacent let the AVX2 kernel load both with one 8-byte load. */
 typedef struct {
-    uint16_t d;         /* fp16 scale */
-    uint16_t s;         /* fp16 d * sum(qs): lets Q4_1/Q5_1 fold in their min */
+    float d;
+    float s;            /* d * sum(qs): lets Q4_1/Q5_1 fold in their min */
     int8_t qs[32];
 } kq_block_q8_1;
 
@@ -73,7 +77,7 @@ _Static_assert(sizeof(kq_block_q4_1) == 20, "q4_1 layout");
 _Static_assert(sizeof(kq_block_q5_0) == 22, "q5_0 layout");
 _Static_assert(sizeof(kq_block_q5_1) == 24, "q5_1 layout");
 _Static_assert(sizeof(kq_block_q8_0) == 34, "q8_0 layout");
-_Static_assert(sizeof(kq_block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(kq_block_q8_1) == 40, "q8_1 layout");
 _Static_assert(sizeof(kq_block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(kq_block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(kq_block_q8_K) == 292, "q8_K layout");

@@ -35,7 +35,7 @@ Test(quant, traits)
     } k[] = {
         {KQ_F32, 1, 4, "F32"},      {KQ_F16, 1, 2, "F16"},      {KQ_BF16, 1, 2, "BF16"},
         {KQ_Q4_0, 32, 18, "Q4_0"},  {KQ_Q4_1, 32, 20, "Q4_1"},  {KQ_Q5_0, 32, 22, "Q5_0"},
-        {KQ_Q5_1, 32, 24, "Q5_1"},  {KQ_Q8_0, 32, 34, "Q8_0"},  {KQ_Q8_1, 32, 36, "Q8_1"},
+        {KQ_Q5_1, 32, 24, "Q5_1"},  {KQ_Q8_0, 32, 34, "Q8_0"},  {KQ_Q8_1, 32, 40, "Q8_1"},
         {KQ_Q4_K, 256, 144, "Q4_K"}, {KQ_Q6_K, 256, 210, "Q6_K"}, {KQ_Q8_K, 256, 292, "Q8_K"},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
@@ -227,11 +227,11 @@ Test(quant, q8_blocks)
     cr_assert_eq(y[16], 0.0f);
     cr_assert_eq(y[31], 15.0f);
 
-    uint8_t c[36];
-    put16(c, H_2);
-    put16(c + 2, 0); /* s is not used by dequantization */
+    uint8_t c[40] = {0}; /* Q8_1 (ours, activation-only): f32 d, f32 s, 32 x int8 */
+    float two = 2.0f;
+    memcpy(c, &two, 4); /* s (bytes 4-7) is not used by dequantization */
     for (int j = 0; j < 32; j++)
-        c[4 + j] = (uint8_t)(int8_t)(j - 16);
+        c[8 + j] = (uint8_t)(int8_t)(j - 16);
     cr_assert_eq(kq_dequantize_row(KQ_Q8_1, c, y, 32), PV_OK);
     cr_assert_eq(y[0], -32.0f);
     cr_assert_eq(y[31], 30.0f);
@@ -391,13 +391,14 @@ Test(quant, activation_quantizers)
         }
         if (types[k] == KQ_Q8_1) { /* s = d * sum(q) */
             for (int bi = 0; bi < N / 32; bi++) {
-                const uint8_t *b = qs + 36 * bi;
-                float d = kq_fp16_to_fp32((uint16_t)(b[0] | b[1] << 8));
-                float s = kq_fp16_to_fp32((uint16_t)(b[2] | b[3] << 8));
+                const uint8_t *b = qs + 40 * bi;
+                float d, s;
+                memcpy(&d, b, 4);
+                memcpy(&s, b + 4, 4);
                 int sum = 0;
                 for (int j = 0; j < 32; j++)
-                    sum += (int8_t)b[4 + j];
-                cr_assert_leq(fabsf(s - d * sum), fabsf(d * sum) * 1e-3f + 1e-7f);
+                    sum += (int8_t)b[8 + j];
+                cr_assert_leq(fabsf(s - d * sum), fabsf(d * sum) * 1e-6f + 1e-12f);
             }
         }
         if (types[k] == KQ_Q8_K) { /* bsums are sums of 16 codes */
