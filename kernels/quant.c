@@ -592,6 +592,11 @@ kq_dot_multi_fn kq_get_dot_multi(uint32_t type)
     }
 }
 
+kq_dot4_fn kq_get_dot4(uint32_t type)
+{
+    return type == KQ_Q4_1 && use_avx2() ? kq_avx2_dot4_q4_1 : NULL;
+}
+
 float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row)
 {
     kq_dot_fn f = kq_get_dot(type);

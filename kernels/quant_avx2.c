@@ -108,6 +108,37 @@ float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x)
     return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms));
 }
 
+void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
+{
+    const kq_block_q4_1 *a[4];
+    for (int r = 0; r < 4; r++)
+        a[r] = (const kq_block_q4_1 *)((const char *)w + (size_t)r * ws);
+    const kq_block_q8_1 *b = x;
+    __m256 acc[4];
+    __m128 ms[4];
+    for (int r = 0; r < 4; r++) {
+        acc[r] = _mm256_setzero_ps();
+        ms[r] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / KQ_QK; i++) {
+        __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        for (int r = 0; r < 4; r++) {
+            __m128 s = q4_1_scales(&a[r][i], &b[i]);
+            __m256i p = dot_us8(unpack_nibbles(a[r][i].qs), y);
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(p), acc[r]);
+            ms[r] = _mm_add_ps(ms[r], s);
+        }
+    }
+    /* reduce the 4 accumulators together: two hadd levels give per-row
+     * partial sums in each 128-bit lane, then add the lanes */
+    __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+    __m256 h = _mm256_hadd_ps(h01, h23);
+    __m128 sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    /* min terms: lane 1 of each ms[r] -> [ms0.1, ms1.1, ms2.1, ms3.1] */
+    __m128 m01 = _mm_unpacklo_ps(ms[0], ms[1]), m23 = _mm_unpacklo_ps(ms[2], ms[3]);
+    _mm_storeu_ps(out, _mm_add_ps(sums, _mm_movehl_ps(m23, m01)));
+}
+
 /* Several activation rows against one weight row: the nibbles are unpacked
  * once per block and reused NX times (prefill / batched decode). NX is a
  * compile-time constant in every call so the accumulators stay in registers. */

@@ -90,6 +90,10 @@ typedef float (*kq_dot_fn)(int64_t n, const void *w, const void *x);
 typedef void (*kq_dot_multi_fn)(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
                                 float *out, int64_t out_stride);
 typedef void (*kq_quant_fn)(const float *src, void *dst, int64_t n);
+/* Dots of 4 consecutive weight rows (w + i*w_stride bytes) with one
+ * activation row into out[0..3]: the 4 reduction tails overlap and the
+ * activation blocks are loaded once (decode matvec with short rows). */
+typedef void (*kq_dot4_fn)(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 
 /* The kernels kq_vec_dot would use now for weight type `type` (honours
  * kq_set_force_scalar); NULL for unsupported types. matmul.c fetches them
@@ -97,6 +101,7 @@ typedef void (*kq_quant_fn)(const float *src, void *dst, int64_t n);
 kq_dot_fn kq_get_dot(uint32_t type);
 kq_dot_multi_fn kq_get_dot_multi(uint32_t type); /* never NULL for a supported type */
 kq_quant_fn kq_get_quant(uint32_t vec_dot_type);
+kq_dot4_fn kq_get_dot4(uint32_t type); /* NULL where there is none: use kq_get_dot */
 
 /* Unpack the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
 static inline void kq_q4k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *m)
@@ -123,6 +128,7 @@ void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_st
                             float *out, int64_t out_stride);
 void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
                             float *out, int64_t out_stride);
+void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
 void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n);
 void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
