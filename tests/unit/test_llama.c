@@ -1,0 +1,119 @@
+/* The forward pass on the real default model: batching must not change the
+ * math, and bad batches are refused with the documented codes. The numeric
+ * agreement with an independent reference lives in tests/python. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "llama.h"
+#include "pverr.h"
+
+#define MODEL PIVOT_SOURCE_ROOT "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static llm_model *load_or_skip(void) {
+    if (access(MODEL, R_OK) != 0) cr_skip_test("default model not fetched");
+    llm_model *m = NULL;
+    char err[256] = "";
+    cr_assert_eq(llm_load(MODEL, &m, err, sizeof err), 0, "%s", err);
+    return m;
+}
+
+static double rel_l2(const float *a, const float *b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) num += (a[i] - b[i]) * (double)(a[i] - b[i]), den += (double)b[i] * b[i];
+    return sqrt(num / den);
+}
+
+Test(llama, config_read_from_file) {
+    llm_model *m = load_or_skip();
+    const llm_config *c = llm_get_config(m);
+    cr_assert_eq(c->n_layers, 30);
+    cr_assert_eq(c->n_embd, 576);
+    cr_assert_eq(c->n_heads, 9);
+    cr_assert_eq(c->n_kv_heads, 3);
+    cr_assert_eq(c->head_dim, 64);
+    cr_assert_eq(c->n_vocab, 49152);
+    cr_assert_eq(c->tied_embeddings, 1);
+    cr_assert_eq(c->rope_neox, 0);
+    cr_assert_float_eq(c->rope_base, 100000.0f, 1e-3);
+    llm_free(m);
+}
+
+/* Two sequences run one at a time and together in one batch (prefill of
+ * different lengths, then a joint decode step) give the same logits. */
+Test(llama, batched_equals_sequential) {
+    llm_model *m = load_or_skip();
+    int V = llm_get_config(m)->n_vocab;
+    int32_t a[5] = {504, 3575, 282, 4649, 314}, b[9] = {1, 22, 333, 4444, 5555, 66, 777, 8888, 99};
+    int32_t na = 1001, nb = 2002;
+    llm_ctx_params p = {.n_threads = 2, .max_seqs = 2, .max_ctx = 32, .max_batch_tokens = 16};
+    llm_ctx *c1, *c2;
+    cr_assert_eq(llm_ctx_create(m, &p, NULL, &c1), 0);
+    cr_assert_eq(llm_ctx_create(m, &p, NULL, &c2), 0);
+    float *s = malloc(sizeof(float) * 4 * V), *t = malloc(sizeof(float) * 4 * V);
+    llm_batch_entry ea = {0, 0, 5, a, LLM_LOGITS_LAST}, eb = {1, 0, 9, b, LLM_LOGITS_LAST};
+    cr_assert_eq(llm_decode(c1, &ea, 1, s), 0);
+    cr_assert_eq(llm_decode(c1, &eb, 1, s + V), 0);
+    llm_batch_entry da = {0, 5, 1, &na, LLM_LOGITS_LAST}, db = {1, 9, 1, &nb, LLM_LOGITS_LAST};
+    cr_assert_eq(llm_decode(c1, &da, 1, s + 2 * V), 0);
+    cr_assert_eq(llm_decode(c1, &db, 1, s + 3 * V), 0);
+
+    llm_batch_entry both[2] = {ea, eb};
+    cr_assert_eq(llm_decode(c2, both, 2, t), 0);
+    llm_batch_entry step[2] = {da, db};
+    cr_assert_eq(llm_decode(c2, step, 2, t + 2 * V), 0);
+    for (int r = 0; r < 4; r++) {
+        double e = rel_l2(t + (size_t)r * V, s + (size_t)r * V, V);
+        cr_assert_lt(e, 1e-4, "row %d: relative L2 %g", r, e);
+    }
+    cr_assert_eq(kv_seq_pos(llm_ctx_kv(c2), 0), 6);
+    cr_assert_eq(kv_seq_pos(llm_ctx_kv(c2), 1), 10);
+    free(s), free(t);
+    llm_ctx_free(c1), llm_ctx_free(c2);
+    llm_free(m);
+}
+
+Test(llama, bad_batches_are_refused) {
+    llm_model *m = load_or_skip();
+    llm_ctx_params p = {.n_threads = 1, .max_seqs = 2, .max_ctx = 8, .max_batch_tokens = 4};
+    llm_ctx *c;
+    cr_assert_eq(llm_ctx_create(m, &p, NULL, &c), 0);
+    int32_t ok[5] = {1, 2, 3, 4, 5}, bad = 49152;
+    llm_batch_entry e = {0, 0, 5, ok, LLM_LOGITS_NONE};
+    cr_assert_eq(llm_decode(c, &e, 1, NULL), PV_ERANGE, "more tokens than max_batch_tokens");
+    e.n_tokens = 1, e.tokens = &bad;
+    cr_assert_eq(llm_decode(c, &e, 1, NULL), PV_EINVAL, "token id out of range");
+    e.tokens = ok, e.pos = 3;
+    cr_assert_eq(llm_decode(c, &e, 1, NULL), PV_EINVAL, "position must continue the sequence");
+    e.pos = 0, e.seq = 2;
+    cr_assert_eq(llm_decode(c, &e, 1, NULL), PV_EINVAL, "slot out of range");
+    llm_batch_entry two[2] = {{0, 0, 1, ok, LLM_LOGITS_NONE}, {0, 0, 1, ok, LLM_LOGITS_NONE}};
+    cr_assert_eq(llm_decode(c, two, 2, NULL), PV_EINVAL, "same sequence twice");
+    for (int i = 0; i < 2; i++) {
+        llm_batch_entry f = {1, i * 4, 4, ok, LLM_LOGITS_NONE};
+        cr_assert_eq(llm_decode(c, &f, 1, NULL), 0);
+    }
+    llm_batch_entry g = {1, 8, 1, ok, LLM_LOGITS_NONE};
+    cr_assert_eq(llm_decode(c, &g, 1, NULL), PV_ECTXFULL);
+    llm_ctx_free(c);
+    llm_free(m);
+}
+
+Test(llama, load_errors_are_named) {
+    llm_model *m = NULL;
+    char err[256] = "";
+    cr_assert_neq(llm_load("/nonexistent/model.gguf", &m, err, sizeof err), 0);
+    cr_assert_null(m);
+    cr_assert_neq(err[0], 0, "an error message is given");
+    char path[] = "/tmp/pivot_not_gguf_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "GGUF\x03\0\0\0", 8), 8);
+    close(fd);
+    cr_assert_eq(llm_load(path, &m, err, sizeof err), PV_ETRUNCATED, "%s", err);
+    cr_assert(strstr(err, "gguf") != NULL, "%s", err);
+    unlink(path);
+}

@@ -1,0 +1,77 @@
+/* Element-wise kernels against direct double-precision formulas. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops.h"
+
+static float frand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+Test(ops, rmsnorm_matches_formula) {
+    unsigned s = 7;
+    float x[576], w[576], out[576];
+    for (int i = 0; i < 576; i++) x[i] = 3 * frand(&s), w[i] = frand(&s);
+    ko_rmsnorm(out, x, w, 576, 1e-5f);
+    double ss = 0;
+    for (int i = 0; i < 576; i++) ss += (double)x[i] * x[i];
+    double inv = 1.0 / sqrt(ss / 576 + 1e-5);
+    for (int i = 0; i < 576; i++) cr_assert_float_eq(out[i], x[i] * inv * w[i], 1e-5);
+}
+
+/* Rotating by position p and then taking dot products must only depend on
+ * the position difference (the property RoPE exists for), and each variant
+ * must rotate the pairs it claims. */
+Test(ops, rope_variants_rotate_their_pairs) {
+    const int hd = 8;
+    float base = 10000.0f;
+    for (int neox = 0; neox <= 1; neox++) {
+        float v[8] = {1, 2, 3, 4, 5, 6, 7, 8}, o[8];
+        for (int i = 0; i < 8; i++) o[i] = v[i];
+        ko_rope(v, 1, hd, hd, 3, base, neox);
+        for (int i = 0; i < hd / 2; i++) {
+            double th = 3 * pow(base, -2.0 * i / hd);
+            int a = neox ? i : 2 * i, b = neox ? i + hd / 2 : 2 * i + 1;
+            cr_assert_float_eq(v[a], o[a] * cos(th) - o[b] * sin(th), 1e-5, "neox=%d i=%d", neox, i);
+            cr_assert_float_eq(v[b], o[a] * sin(th) + o[b] * cos(th), 1e-5, "neox=%d i=%d", neox, i);
+        }
+    }
+}
+
+Test(ops, rope_partial_dims_and_relative_positions) {
+    unsigned s = 3;
+    float q[64], k[64];
+    for (int i = 0; i < 64; i++) q[i] = frand(&s), k[i] = frand(&s);
+    double d[2];
+    for (int t = 0; t < 2; t++) {
+        float qq[64], kk[64];
+        for (int i = 0; i < 64; i++) qq[i] = q[i], kk[i] = k[i];
+        ko_rope(qq, 1, 64, 64, 10 + 50 * t, 100000.0f, 0);
+        ko_rope(kk, 1, 64, 64, 4 + 50 * t, 100000.0f, 0);
+        d[t] = 0;
+        for (int i = 0; i < 64; i++) d[t] += qq[i] * kk[i];
+    }
+    cr_assert_float_eq(d[0], d[1], 1e-4, "q.k must depend on the offset only");
+    float v[64], o[64];
+    for (int i = 0; i < 64; i++) v[i] = o[i] = frand(&s);
+    ko_rope(v, 1, 64, 32, 9, 10000.0f, 1);
+    for (int i = 32; i < 64; i++) cr_assert_eq(v[i], o[i], "dims past rope_dim stay");
+}
+
+Test(ops, swiglu_softmax_add) {
+    float g[3] = {-2, 0, 3}, u[3] = {1, 5, -2}, o[3];
+    ko_swiglu(o, g, u, 3);
+    for (int i = 0; i < 3; i++) cr_assert_float_eq(o[i], g[i] / (1 + exp(-g[i])) * u[i], 1e-6);
+    float x[4] = {1000, 1001, 999, -INFINITY};
+    float mx = ko_softmax(x, 4);
+    cr_assert_eq(mx, 1001);
+    double z = exp(-1) + 1 + exp(-2);
+    cr_assert_float_eq(x[0], exp(-1) / z, 1e-6);
+    cr_assert_float_eq(x[1], 1 / z, 1e-6);
+    cr_assert_eq(x[3], 0.0f);
+    float y[2] = {1, 2}, a[2] = {0.5f, -3};
+    ko_add(y, a, 2);
+    cr_assert(y[0] == 1.5f && y[1] == -1.0f);
+}
