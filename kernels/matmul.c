@@ -25,9 +25,26 @@
 struct km_scratch {
     void *buf;
     size_t cap;
+    int act_bits; /* 8 or 16 */
 };
 
-km_scratch *km_scratch_new(void) { return calloc(1, sizeof(km_scratch)); }
+km_scratch *km_scratch_new(void)
+{
+    km_scratch *s = calloc(1, sizeof(km_scratch));
+    if (s)
+        s->act_bits = KQ_ACT_BITS_DEFAULT;
+    return s;
+}
+
+int km_scratch_set_act_bits(km_scratch *s, int bits)
+{
+    if (!s || (bits != 8 && bits != 16))
+        return PV_EINVAL;
+    s->act_bits = bits;
+    return PV_OK;
+}
+
+int km_scratch_act_bits(const km_scratch *s) { return s ? s->act_bits : KQ_ACT_BITS_DEFAULT; }
 
 void km_scratch_free(km_scratch *s)
 {
@@ -127,7 +144,8 @@ int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, 
 {
     if (!s || !weight_ok(w) || !x || !y || n_tok < 1 || w->rows > INT32_MAX)
         return PV_EINVAL;
-    const uint32_t vdt = kq_vec_dot_type(w->type);
+    const int bits = s->act_bits;
+    const uint32_t vdt = kq_vec_dot_type_bits(w->type, bits);
     const size_t xrb = kq_row_bytes(vdt, w->cols);
     if (xrb == 0) /* e.g. Q4_K with cols not a multiple of 256 is caught above */
         return PV_EINVAL;
@@ -154,13 +172,14 @@ int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, 
     }
 
     mm_ctx c = {
-        .dot = kq_get_dot(w->type),
+        .dot = kq_get_dot(w->type, bits),
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
          * gain ~50% when the matrix is cache-resident, but with long rows
          * (960 B) streaming from DRAM the 4 interleaved streams ran at less
          * than half the speed of one sequential stream */
-        .dot4 = kq_row_bytes(w->type, w->cols) <= KM_DOT4_MAX_ROW_BYTES ? kq_get_dot4(w->type) : NULL,
-        .multi = kq_get_dot_multi(w->type),
+        .dot4 = kq_row_bytes(w->type, w->cols) <= KM_DOT4_MAX_ROW_BYTES ? kq_get_dot4(w->type, bits)
+                                                                         : NULL,
+        .multi = kq_get_dot_multi(w->type, bits),
         .w = w->data,
         .wrb = kq_row_bytes(w->type, w->cols),
         .cols = w->cols,

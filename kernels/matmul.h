@@ -23,13 +23,25 @@ typedef struct {
 } km_weight;
 
 /* Scratch for quantized activations; grows on demand and is reused, so a
- * steady-state decode loop does not allocate. One per caller thread. */
+ * steady-state decode loop does not allocate. One per caller thread.
+ *
+ * It also carries the activation precision of the matmuls run with it:
+ * 16 bits by default (KQ_ACT_BITS_DEFAULT), or 8 (GGML-style Q8 activations,
+ * faster, but a few % of logit error on a 30-layer model). */
 typedef struct km_scratch km_scratch;
 km_scratch *km_scratch_new(void);
 void km_scratch_free(km_scratch *s);
+/* bits = 8 or 16; PV_EINVAL otherwise (the setting is then unchanged). */
+int km_scratch_set_act_bits(km_scratch *s, int bits);
+int km_scratch_act_bits(const km_scratch *s);
 
 /* Returns 0, PV_EINVAL (bad shapes/type) or PV_ENOMEM. pool may be NULL
- * (single-threaded). */
+ * (single-threaded).
+ *
+ * Determinism: y[t] depends only on W and x[t] — not on n_tok, on which
+ * other tokens share the call, or on the thread count — bit for bit (for one
+ * activation precision and one SIMD choice). Batched prefill, token-by-token
+ * decode and any split of a prompt therefore compute the same numbers. */
 int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, int64_t n_tok,
               float *y);
 

@@ -104,23 +104,26 @@ float kq_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 typedef struct {
     const char *name;
     uint32_t blk, bytes;
-    uint32_t vec_dot_type;
+    uint32_t vec_dot_type;    /* with 8-bit activations */
+    uint32_t vec_dot_type16;  /* with 16-bit activations */
     int weight; /* readable as a weight */
 } kq_traits;
 
 static const kq_traits k_traits[KQ_TYPE_COUNT] = {
-    [KQ_F32] = {"F32", 1, 4, KQ_F32, 1},
-    [KQ_F16] = {"F16", 1, 2, KQ_F32, 1},
-    [KQ_BF16] = {"BF16", 1, 2, KQ_F32, 1},
-    [KQ_Q4_0] = {"Q4_0", KQ_QK, sizeof(kq_block_q4_0), KQ_Q8_0, 1},
-    [KQ_Q4_1] = {"Q4_1", KQ_QK, sizeof(kq_block_q4_1), KQ_Q8_1, 1},
-    [KQ_Q5_0] = {"Q5_0", KQ_QK, sizeof(kq_block_q5_0), KQ_Q8_0, 1},
-    [KQ_Q5_1] = {"Q5_1", KQ_QK, sizeof(kq_block_q5_1), KQ_Q8_1, 1},
-    [KQ_Q8_0] = {"Q8_0", KQ_QK, sizeof(kq_block_q8_0), KQ_Q8_0, 1},
-    [KQ_Q8_1] = {"Q8_1", KQ_QK, sizeof(kq_block_q8_1), KQ_Q8_1, 0},
-    [KQ_Q4_K] = {"Q4_K", KQ_QKK, sizeof(kq_block_q4_K), KQ_Q8_K, 1},
-    [KQ_Q6_K] = {"Q6_K", KQ_QKK, sizeof(kq_block_q6_K), KQ_Q8_K, 1},
-    [KQ_Q8_K] = {"Q8_K", KQ_QKK, sizeof(kq_block_q8_K), KQ_Q8_K, 0},
+    [KQ_F32] = {"F32", 1, 4, KQ_F32, KQ_F32, 1},
+    [KQ_F16] = {"F16", 1, 2, KQ_F32, KQ_F32, 1},
+    [KQ_BF16] = {"BF16", 1, 2, KQ_F32, KQ_F32, 1},
+    [KQ_Q4_0] = {"Q4_0", KQ_QK, sizeof(kq_block_q4_0), KQ_Q8_0, KQ_Q16_1, 1},
+    [KQ_Q4_1] = {"Q4_1", KQ_QK, sizeof(kq_block_q4_1), KQ_Q8_1, KQ_Q16_1, 1},
+    [KQ_Q5_0] = {"Q5_0", KQ_QK, sizeof(kq_block_q5_0), KQ_Q8_0, KQ_Q16_1, 1},
+    [KQ_Q5_1] = {"Q5_1", KQ_QK, sizeof(kq_block_q5_1), KQ_Q8_1, KQ_Q16_1, 1},
+    [KQ_Q8_0] = {"Q8_0", KQ_QK, sizeof(kq_block_q8_0), KQ_Q8_0, KQ_Q16_1, 1},
+    [KQ_Q8_1] = {"Q8_1", KQ_QK, sizeof(kq_block_q8_1), KQ_Q8_1, KQ_Q8_1, 0},
+    [KQ_Q4_K] = {"Q4_K", KQ_QKK, sizeof(kq_block_q4_K), KQ_Q8_K, KQ_Q16_K, 1},
+    [KQ_Q6_K] = {"Q6_K", KQ_QKK, sizeof(kq_block_q6_K), KQ_Q8_K, KQ_Q16_K, 1},
+    [KQ_Q8_K] = {"Q8_K", KQ_QKK, sizeof(kq_block_q8_K), KQ_Q8_K, KQ_Q8_K, 0},
+    [KQ_Q16_1] = {"Q16_1", KQ_QK, sizeof(kq_block_q16_1), KQ_Q16_1, KQ_Q16_1, 0},
+    [KQ_Q16_K] = {"Q16_K", KQ_QKK, sizeof(kq_block_q16_K), KQ_Q16_K, KQ_Q16_K, 0},
 };
 
 static const kq_traits *traits(uint32_t type)
@@ -144,12 +147,18 @@ size_t kq_row_bytes(uint32_t type, int64_t n)
     return (size_t)(n / t->blk) * t->bytes;
 }
 
-uint32_t kq_vec_dot_type(uint32_t type)
+uint32_t kq_vec_dot_type_bits(uint32_t type, int bits)
 {
+    if (bits != 8 && bits != 16)
+        return UINT32_MAX;
     /* activation-only formats have no dot of their own: report F32 for them
      * and for unknown ids so callers size buffers sanely */
-    return kq_weight_supported(type) ? traits(type)->vec_dot_type : KQ_F32;
+    if (!kq_weight_supported(type))
+        return KQ_F32;
+    return bits == 8 ? traits(type)->vec_dot_type : traits(type)->vec_dot_type16;
 }
+
+uint32_t kq_vec_dot_type(uint32_t type) { return kq_vec_dot_type_bits(type, 8); }
 
 /* ---- dequantization -------------------------------------------------------- */
 
@@ -239,6 +248,20 @@ int kq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
             const kq_block_q8_K *b = (const kq_block_q8_K *)src + i;
             for (int j = 0; j < KQ_QKK; j++)
                 dst[i * KQ_QKK + j] = b->qs[j] * b->d;
+        }
+        break;
+    case KQ_Q16_1:
+        for (int64_t i = 0; i < nb; i++) {
+            const kq_block_q16_1 *b = (const kq_block_q16_1 *)src + i;
+            for (int j = 0; j < KQ_QK; j++)
+                dst[i * KQ_QK + j] = b->q[j] * b->d;
+        }
+        break;
+    case KQ_Q16_K:
+        for (int64_t i = 0; i < nb; i++) {
+            const kq_block_q16_K *b = (const kq_block_q16_K *)src + i;
+            for (int j = 0; j < KQ_QKK; j++)
+                dst[i * KQ_QKK + j] = b->q[j] * b->d;
         }
         break;
     case KQ_Q4_K:
@@ -354,6 +377,8 @@ kq_quant_fn kq_get_quant(uint32_t vdt)
     case KQ_Q8_0: return simd ? kq_avx2_quantize_q8_0 : quantize_q8_0;
     case KQ_Q8_1: return simd ? kq_avx2_quantize_q8_1 : quantize_q8_1;
     case KQ_Q8_K: return simd ? kq_avx2_quantize_q8_K : quantize_q8_K;
+    case KQ_Q16_1: return simd ? kq_avx2_q16_quantize_1 : kq_q16_quantize_1;
+    case KQ_Q16_K: return simd ? kq_avx2_q16_quantize_K : kq_q16_quantize_K;
     case KQ_F32: return quantize_f32;
     default: return NULL;
     }
@@ -531,9 +556,16 @@ static float dot_bf16(int64_t n, const void *w, const void *x)
     return sum;
 }
 
-kq_dot_fn kq_get_dot(uint32_t type)
+/* float weights: the same f32 dot at either activation precision */
+static int float_weight(uint32_t type) { return type == KQ_F32 || type == KQ_F16 || type == KQ_BF16; }
+
+kq_dot_fn kq_get_dot(uint32_t type, int bits)
 {
     int simd = use_avx2();
+    if (bits == 16 && !float_weight(type))
+        return kq_q16_get_dot(type, simd);
+    if (bits != 8 && bits != 16)
+        return NULL;
     switch (type) {
     case KQ_F32: return simd ? kq_avx2_dot_f32 : dot_f32;
     case KQ_F16: return simd ? kq_avx2_dot_f16 : dot_f16;
@@ -574,9 +606,13 @@ DEFINE_MULTI(multi_avx2_q8_0, kq_avx2_dot_q8_0)
 DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_dot_q4_K)
 DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_dot_q6_K)
 
-kq_dot_multi_fn kq_get_dot_multi(uint32_t type)
+kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits)
 {
     int simd = use_avx2();
+    if (bits == 16 && !float_weight(type))
+        return kq_q16_get_dot_multi(type, simd);
+    if (bits != 8 && bits != 16)
+        return NULL;
     switch (type) {
     case KQ_F32: return simd ? multi_avx2_f32 : multi_f32;
     case KQ_F16: return simd ? multi_avx2_f16 : multi_f16;
@@ -592,16 +628,23 @@ kq_dot_multi_fn kq_get_dot_multi(uint32_t type)
     }
 }
 
-kq_dot4_fn kq_get_dot4(uint32_t type)
+kq_dot4_fn kq_get_dot4(uint32_t type, int bits)
 {
-    return type == KQ_Q4_1 && use_avx2() ? kq_avx2_dot4_q4_1 : NULL;
+    if (bits == 16)
+        return kq_q16_get_dot4(type, use_avx2());
+    return bits == 8 && type == KQ_Q4_1 && use_avx2() ? kq_avx2_dot4_q4_1 : NULL;
 }
 
-float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row)
+float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row)
 {
-    kq_dot_fn f = kq_get_dot(type);
+    kq_dot_fn f = kq_get_dot(type, bits);
     /* NaN (not 0) for misuse: a silent zero would hide the bug downstream */
     if (!f || !w_row || !x_row || n < 0 || n % (int64_t)kq_block_elems(type))
         return NAN;
     return f(n, w_row, x_row);
+}
+
+float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row)
+{
+    return kq_vec_dot_bits(type, 8, n, w_row, x_row);
 }

@@ -27,7 +27,13 @@ typedef enum {
     KQ_Q6_K = 14,
     KQ_Q8_K = 15, /* activation-only format (for K-quant dots) */
     KQ_BF16 = 30,
-    KQ_TYPE_COUNT = 40 /* one past the largest id any table covers */
+    /* Pivot's own activation-only formats, never in a file: ids far above
+     * GGML's so a future GGML type cannot collide with them. 16-bit
+     * activations keep the end-to-end logit error of small models well under
+     * 1% where 8-bit ones reach several %. */
+    KQ_Q16_1 = 100, /* 32 x int16 + f32 d, s: for every 32-wide weight type */
+    KQ_Q16_K = 101, /* 256 x int16 + f32 d + sums per 32: for Q4_K/Q6_K */
+    KQ_TYPE_COUNT = 102 /* one past the largest id any table covers */
 } kq_type;
 
 /* 1 when `type` is a weight format Pivot reads (F32, F16, BF16, Q8_0, Q4_0,
@@ -48,13 +54,28 @@ size_t kq_row_bytes(uint32_t type, int64_t n);
  * PV_EINVAL. Works for every known type. */
 int kq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
-/* The format activations must be in for kq_vec_dot with weights of `type`. */
+/* Activation precision: the quantized weight types can be dotted with 8-bit
+ * activations (GGML's Q8_0/Q8_1/Q8_K) or 16-bit ones (KQ_Q16_1/KQ_Q16_K).
+ * The choice is the caller's (per km_scratch in matmul.h), not global.
+ * F32/F16/BF16 weights always take f32 activations. */
+#define KQ_ACT_BITS_DEFAULT 16
+
+/* The format activations must be in for a dot with weights of `type` at
+ * `bits` (8 or 16) of activation precision. KQ_F32 for float weights and for
+ * unsupported weight types; UINT32_MAX (an unknown type, which every other
+ * function rejects) when bits is neither 8 nor 16. */
+uint32_t kq_vec_dot_type_bits(uint32_t type, int bits);
+/* The 8-bit one: kq_vec_dot_type_bits(type, 8). */
 uint32_t kq_vec_dot_type(uint32_t type);
 /* Quantize n f32 activations into `vec_dot_type` (KQ_Q8_0, KQ_Q8_1, KQ_Q8_K,
- * or KQ_F32 which is a copy). dst holds kq_row_bytes(vec_dot_type, n). */
+ * KQ_Q16_1, KQ_Q16_K, or KQ_F32 which is a copy). dst holds
+ * kq_row_bytes(vec_dot_type, n). Symmetric: d = max|x| / (2^(bits-1) - 1),
+ * q = x / d rounded to nearest (ties to even). */
 int kq_quantize_row(uint32_t vec_dot_type, const float *src, void *dst, int64_t n);
 /* Dot product of one weight row (type `type`, n elements) with an activation
- * row already in kq_vec_dot_type(type). */
+ * row already in kq_vec_dot_type_bits(type, bits). kq_vec_dot is bits = 8.
+ * NaN on bad arguments. */
+float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row);
 float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row);
 
 /* Scalar half/bfloat conversions (round-to-nearest-even for fp32->fp16). */

@@ -8,37 +8,7 @@
  * saturating 16-bit step never saturates. Per block the int32 sum is
  * converted to float and multiply-added with the block scales, which is the
  * arithmetic the scalar path does (only the summation order differs). */
-#include <immintrin.h>
-#include <string.h>
-
-#include "quant_impl.h"
-
-static inline float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline int hsum_epi32(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
-
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-/* 16 bytes of nibbles -> 32 bytes 0..15: low nibbles (elements 0..15) in the
- * low lane, high nibbles (elements 16..31) in the high lane. */
-static inline __m256i unpack_nibbles(const uint8_t *qs)
-{
-    __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
+#include "quant_avx2_util.h"
 
 /* sum of u[i]*s[i] over 32 bytes (u unsigned, s signed) as 8 int32 lanes */
 static inline __m256i dot_us8(__m256i u, __m256i s)
@@ -52,60 +22,19 @@ static inline __m256i dot_ss8(__m256i a, __m256i b)
     return dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
-float kq_avx2_dot_q4_0(int64_t n, const void *w, const void *x)
+/* The Q4_1 kernels (one row, 4 rows, several tokens) do the same per-row
+ * arithmetic: one accumulator chain per row in block order and
+ * q4_1_finish4 at the end, so their results are bit-identical (the
+ * consistency contract in quant_impl.h). One chain per row is FMA-latency
+ * bound for a lone row; the 4-row and multi-token kernels get their
+ * parallelism from the independent rows instead. */
+static inline __attribute__((always_inline)) void q4_1_block(const kq_block_q4_1 *a, const kq_block_q8_1 *b,
+                                                             __m256i q, __m256 *acc, __m128 *ms)
 {
-    const kq_block_q4_0 *a = w;
-    const kq_block_q8_0 *b = x;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}; /* 2 chains: see q4_1 */
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        __m256i q = _mm256_sub_epi8(unpack_nibbles(a[i].qs), _mm256_set1_epi8(8));
-        __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_ss8(q, y)), acc[i & 1]);
-    }
-    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
-}
-
-/* Per Q4_1 block: [d, m] of the weight (adjacent fp16, one conversion) times
- * [dx, sx] of the activation (adjacent f32) gives [d*dx, m*sx]: lane 0 scales
- * the integer dot, lane 1 is the min term, accumulated in a 128-bit vector. */
-static inline __m128 q4_1_scales(const kq_block_q4_1 *a, const kq_block_q8_1 *b)
-{
-    uint32_t dm;
-    memcpy(&dm, a, 4); /* d and m */
-    __m128 w = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
-    return _mm_mul_ps(w, _mm_castpd_ps(_mm_load_sd((const double *)(const void *)b)));
-}
-
-float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q4_1 *a = w;
-    const kq_block_q8_1 *b = x;
-    /* two independent accumulator chains: one FMA chain per block would be
-     * bound by FMA latency, not throughput */
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m128 ms0 = _mm_setzero_ps(), ms1 = _mm_setzero_ps();
-    const int64_t nb = n / KQ_QK;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256i q0 = unpack_nibbles(a[i].qs), q1 = unpack_nibbles(a[i + 1].qs);
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
-        __m128 s0 = q4_1_scales(&a[i], &b[i]), s1 = q4_1_scales(&a[i + 1], &b[i + 1]);
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(dot_us8(q0, y0)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s1), _mm256_cvtepi32_ps(dot_us8(q1, y1)), acc1);
-        ms0 = _mm_add_ps(ms0, s0);
-        ms1 = _mm_add_ps(ms1, s1);
-    }
-    for (; i < nb; i++) {
-        __m256i q = unpack_nibbles(a[i].qs);
-        __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m128 s0 = q4_1_scales(&a[i], &b[i]);
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(dot_us8(q, y)), acc0);
-        ms0 = _mm_add_ps(ms0, s0);
-    }
-    __m128 ms = _mm_add_ps(ms0, ms1);
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms));
+    __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
+    __m128 s = q4_1_scales(a, b);
+    *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot_us8(q, y)), *acc);
+    *ms = _mm_add_ps(*ms, s);
 }
 
 void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
@@ -120,23 +49,10 @@ void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float
         acc[r] = _mm256_setzero_ps();
         ms[r] = _mm_setzero_ps();
     }
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        for (int r = 0; r < 4; r++) {
-            __m128 s = q4_1_scales(&a[r][i], &b[i]);
-            __m256i p = dot_us8(unpack_nibbles(a[r][i].qs), y);
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(p), acc[r]);
-            ms[r] = _mm_add_ps(ms[r], s);
-        }
-    }
-    /* reduce the 4 accumulators together: two hadd levels give per-row
-     * partial sums in each 128-bit lane, then add the lanes */
-    __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
-    __m256 h = _mm256_hadd_ps(h01, h23);
-    __m128 sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    /* min terms: lane 1 of each ms[r] -> [ms0.1, ms1.1, ms2.1, ms3.1] */
-    __m128 m01 = _mm_unpacklo_ps(ms[0], ms[1]), m23 = _mm_unpacklo_ps(ms[2], ms[3]);
-    _mm_storeu_ps(out, _mm_add_ps(sums, _mm_movehl_ps(m23, m01)));
+    for (int64_t i = 0; i < n / KQ_QK; i++)
+        for (int r = 0; r < 4; r++)
+            q4_1_block(&a[r][i], &b[i], unpack_nibbles(a[r][i].qs), &acc[r], &ms[r]);
+    q4_1_store(acc, ms, 4, out, 1);
 }
 
 /* Several activation rows against one weight row: the nibbles are unpacked
@@ -154,16 +70,17 @@ multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *o
     }
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i q = unpack_nibbles(a[i].qs);
-        for (int r = 0; r < NX; r++) {
-            const kq_block_q8_1 *b = (const kq_block_q8_1 *)(x + (size_t)r * xs) + i;
-            __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
-            __m128 s = q4_1_scales(&a[i], b);
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot_us8(q, y)), acc[r]);
-            ms[r] = _mm_add_ps(ms[r], s);
-        }
+        for (int r = 0; r < NX; r++)
+            q4_1_block(&a[i], (const kq_block_q8_1 *)(x + (size_t)r * xs) + i, q, &acc[r], &ms[r]);
     }
-    for (int r = 0; r < NX; r++)
-        out[r * os] = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(ms[r]));
+    q4_1_store(acc, ms, NX, out, os);
+}
+
+float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x)
+{
+    float out;
+    multi_q4_1(n, w, x, 0, &out, 1, 1);
+    return out;
 }
 
 void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
@@ -200,6 +117,14 @@ multi_q4_0(int64_t n, const kq_block_q4_0 *a, const char *x, size_t xs, float *o
     }
     for (int r = 0; r < NX; r++)
         out[r * os] = hsum_ps(acc[r]);
+}
+
+/* one chain per row, like multi_q4_0 with NX = 1: bit-identical to it */
+float kq_avx2_dot_q4_0(int64_t n, const void *w, const void *x)
+{
+    float out;
+    multi_q4_0(n, w, x, 0, &out, 1, 1);
+    return out;
 }
 
 void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
@@ -350,18 +275,6 @@ static inline __m256i quant32(const float *x, __m256 id)
     /* packs work per 128-bit lane; the permute restores element order */
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
-static inline float amax_n(const float *x, int n)
-{
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
-    for (int j = 0; j < n; j += 8)
-        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* sum of 32 int8 */

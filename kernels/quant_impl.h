@@ -72,6 +72,21 @@ typedef struct {
     int16_t bsums[16];  /* sum of each 16 consecutive qs (K-quant min terms) */
 } kq_block_q8_K;
 
+/* Pivot's 16-bit activation blocks (layout ours). d = amax/32767, so
+ * |q| <= 32767 and the int16 products with any weight code fit the int32
+ * sums noted at each kernel. */
+typedef struct {
+    float d;
+    float s;            /* d * sum(q): the min term of Q4_1/Q5_1 (unused by _0) */
+    int16_t q[32];
+} kq_block_q16_1;
+
+typedef struct {
+    float d;
+    int32_t bsums[8];   /* sum of each 32 consecutive q (Q4_K min terms) */
+    int16_t q[256];
+} kq_block_q16_K;
+
 _Static_assert(sizeof(kq_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(kq_block_q4_1) == 20, "q4_1 layout");
 _Static_assert(sizeof(kq_block_q5_0) == 22, "q5_0 layout");
@@ -81,6 +96,8 @@ _Static_assert(sizeof(kq_block_q8_1) == 40, "q8_1 layout");
 _Static_assert(sizeof(kq_block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(kq_block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(kq_block_q8_K) == 292, "q8_K layout");
+_Static_assert(sizeof(kq_block_q16_1) == 72, "q16_1 layout");
+_Static_assert(sizeof(kq_block_q16_K) == 548, "q16_K layout");
 
 /* n is a multiple of the weight type's block size; w and x are rows. */
 typedef float (*kq_dot_fn)(int64_t n, const void *w, const void *x);
@@ -95,13 +112,29 @@ typedef void (*kq_quant_fn)(const float *src, void *dst, int64_t n);
  * activation blocks are loaded once (decode matvec with short rows). */
 typedef void (*kq_dot4_fn)(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 
-/* The kernels kq_vec_dot would use now for weight type `type` (honours
- * kq_set_force_scalar); NULL for unsupported types. matmul.c fetches them
- * once per call instead of dispatching per row. */
-kq_dot_fn kq_get_dot(uint32_t type);
-kq_dot_multi_fn kq_get_dot_multi(uint32_t type); /* never NULL for a supported type */
+/* The kernels kq_vec_dot_bits would use now for weight type `type` with
+ * `bits`-bit activations (honours kq_set_force_scalar); NULL for unsupported
+ * types or bits. matmul.c fetches them once per call instead of dispatching
+ * per row.
+ *
+ * Consistency contract (matmul relies on it): for one (type, bits) and one
+ * SIMD choice, dot, dot_multi and dot4 give bit-identical results for a
+ * given (weight row, activation row): same per-block integer sums, same
+ * float accumulation order, same final reduction. Then a token's output does
+ * not depend on how many tokens share the call. Without it, float-rounding
+ * differences flip activation rounding decisions in the next layer and grow
+ * layer by layer to the size of the quantization noise itself. */
+kq_dot_fn kq_get_dot(uint32_t type, int bits);
+kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits); /* non-NULL when kq_get_dot is */
 kq_quant_fn kq_get_quant(uint32_t vec_dot_type);
-kq_dot4_fn kq_get_dot4(uint32_t type); /* NULL where there is none: use kq_get_dot */
+kq_dot4_fn kq_get_dot4(uint32_t type, int bits); /* NULL where there is none: use kq_get_dot */
+
+/* 16-bit activation kernels (quant_q16.c: scalar and dispatch). */
+kq_dot_fn kq_q16_get_dot(uint32_t type, int simd);
+kq_dot_multi_fn kq_q16_get_dot_multi(uint32_t type, int simd);
+kq_dot4_fn kq_q16_get_dot4(uint32_t type, int simd);
+void kq_q16_quantize_1(const float *src, void *dst, int64_t n);
+void kq_q16_quantize_K(const float *src, void *dst, int64_t n);
 
 /* Unpack the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
 static inline void kq_q4k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *m)
@@ -132,5 +165,19 @@ void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x,
 void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
 void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n);
 void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
+
+/* AVX2 kernels for 16-bit activations (quant_avx2_q16.c). */
+float kq_avx2_q16_dot_q4_0(int64_t n, const void *w, const void *x);
+float kq_avx2_q16_dot_q4_1(int64_t n, const void *w, const void *x);
+float kq_avx2_q16_dot_q5_0(int64_t n, const void *w, const void *x);
+float kq_avx2_q16_dot_q5_1(int64_t n, const void *w, const void *x);
+float kq_avx2_q16_dot_q8_0(int64_t n, const void *w, const void *x);
+float kq_avx2_q16_dot_q4_K(int64_t n, const void *w, const void *x);
+float kq_avx2_q16_dot_q6_K(int64_t n, const void *w, const void *x);
+void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                float *out, int64_t out_stride);
+void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n);
+void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n);
 
 #endif

@@ -1,0 +1,325 @@
+/* kq AVX2 kernels for 16-bit activations (KQ_Q16_1 / KQ_Q16_K): compiled
+ * with -mavx2 -mfma -mf16c (kernels/meson.build) and only called after
+ * quant.c's run-time CPU check.
+ *
+ * Weights are widened to int16 and multiplied with the int16 activations by
+ * vpmaddwd (_mm256_madd_epi16: int16 x int16 pairs summed into int32). The
+ * only pair that overflows vpmaddwd is (-32768)^2 * 2, impossible since
+ * |q_x| <= 32767. Per-block int32 bounds are in quant_q16.c; the per-lane
+ * bounds of the K-quant kernels are noted at each. Per block the int32 lanes
+ * are converted to float and multiply-added with the block scales. */
+#include "quant_avx2_util.h"
+
+/* 16 nibbles -> elements 0..15 (low nibbles) and 16..31 (high) as int16 */
+static inline void nibbles16(const uint8_t *qs, __m256i *lo, __m256i *hi)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
+    *lo = _mm256_cvtepu8_epi16(_mm_and_si128(b, m));
+    *hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), m));
+}
+
+/* int32 lanes of sum(w[j] * y[j]) over a 32-value block (w, y int16) */
+static inline __m256i dot32(__m256i wlo, __m256i whi, const int16_t *y)
+{
+    return _mm256_add_epi32(_mm256_madd_epi16(wlo, _mm256_loadu_si256((const __m256i *)y)),
+                            _mm256_madd_epi16(whi, _mm256_loadu_si256((const __m256i *)(y + 16))));
+}
+
+/* ---- Q4_1: single row, 4 rows, several tokens ------------------------------
+ * Same per-row arithmetic in all three (one chain per row in block order,
+ * q4_1_finish4): bit-identical results, see quant_impl.h. */
+
+static inline __attribute__((always_inline)) void q4_1_block16(const kq_block_q4_1 *a,
+                                                               const kq_block_q16_1 *b, __m256i wlo,
+                                                               __m256i whi, __m256 *acc, __m128 *ms)
+{
+    __m128 s = q4_1_scales(a, b);
+    *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot32(wlo, whi, b->q)), *acc);
+    *ms = _mm_add_ps(*ms, s);
+}
+
+static inline __attribute__((always_inline)) void
+multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *out, int64_t os,
+           const int NX)
+{
+    __m256 acc[4];
+    __m128 ms[4];
+    for (int r = 0; r < NX; r++) {
+        acc[r] = _mm256_setzero_ps();
+        ms[r] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / KQ_QK; i++) {
+        __m256i wlo, whi; /* unpacked once, used for NX tokens */
+        nibbles16(a[i].qs, &wlo, &whi);
+        for (int r = 0; r < NX; r++)
+            q4_1_block16(&a[i], (const kq_block_q16_1 *)(x + (size_t)r * xs) + i, wlo, whi, &acc[r],
+                         &ms[r]);
+    }
+    q4_1_store(acc, ms, NX, out, os);
+}
+
+float kq_avx2_q16_dot_q4_1(int64_t n, const void *w, const void *x)
+{
+    float out;
+    multi_q4_1(n, w, x, 0, &out, 1, 1);
+    return out;
+}
+
+void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t xs, int nx,
+                                float *out, int64_t os)
+{
+    const char *xp = x;
+    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
+        multi_q4_1(n, w, xp, xs, out, os, 4);
+    switch (nx) {
+    case 3: multi_q4_1(n, w, xp, xs, out, os, 3); break;
+    case 2: multi_q4_1(n, w, xp, xs, out, os, 2); break;
+    case 1: multi_q4_1(n, w, xp, xs, out, os, 1); break;
+    default: break;
+    }
+}
+
+void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
+{
+    const kq_block_q4_1 *a[4];
+    for (int r = 0; r < 4; r++)
+        a[r] = (const kq_block_q4_1 *)((const char *)w + (size_t)r * ws);
+    const kq_block_q16_1 *b = x;
+    __m256 acc[4];
+    __m128 ms[4];
+    for (int r = 0; r < 4; r++) {
+        acc[r] = _mm256_setzero_ps();
+        ms[r] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / KQ_QK; i++)
+        for (int r = 0; r < 4; r++) {
+            __m256i wlo, whi;
+            nibbles16(a[r][i].qs, &wlo, &whi);
+            q4_1_block16(&a[r][i], &b[i], wlo, whi, &acc[r], &ms[r]);
+        }
+    q4_1_store(acc, ms, 4, out, 1);
+}
+
+/* ---- the other 32-wide types -------------------------------------------------
+ * Their multi-token form is one call of these per token (quant_q16.c), so
+ * they may use two accumulator chains (even/odd blocks) for latency. */
+
+float kq_avx2_q16_dot_q4_0(int64_t n, const void *w, const void *x)
+{
+    const kq_block_q4_0 *a = w;
+    const kq_block_q16_1 *b = x;
+    const __m256i eight = _mm256_set1_epi16(8);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / KQ_QK; i++) {
+        __m256i wlo, whi;
+        nibbles16(a[i].qs, &wlo, &whi);
+        __m256i p = dot32(_mm256_sub_epi16(wlo, eight), _mm256_sub_epi16(whi, eight), b[i].q);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
+        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+    }
+    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* 32 5-bit codes of a Q5 block as int16: nibbles | (bit j of qh) << 4 */
+static inline void q5_codes16(const uint8_t *qs, const uint8_t *qhp, __m256i *lo, __m256i *hi)
+{
+    uint32_t qh;
+    memcpy(&qh, qhp, 4);
+    /* byte j (element j) of the 256-bit vector gets qh byte j/8, then keeps
+     * bit j%8 of it: shuffle within lanes (low lane: qh bytes 0,1; high
+     * lane: 2,3), test against the bit pattern 1,2,4,..,128 */
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
+                                         2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), idx);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
+    __m256i q = _mm256_or_si256(unpack_nibbles(qs), _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    *lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(q));
+    *hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(q, 1));
+}
+
+float kq_avx2_q16_dot_q5_0(int64_t n, const void *w, const void *x)
+{
+    const kq_block_q5_0 *a = w;
+    const kq_block_q16_1 *b = x;
+    const __m256i sixteen = _mm256_set1_epi16(16);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / KQ_QK; i++) {
+        __m256i wlo, whi;
+        q5_codes16(a[i].qs, a[i].qh, &wlo, &whi);
+        __m256i p = dot32(_mm256_sub_epi16(wlo, sixteen), _mm256_sub_epi16(whi, sixteen), b[i].q);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
+        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+    }
+    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+}
+
+float kq_avx2_q16_dot_q5_1(int64_t n, const void *w, const void *x)
+{
+    const kq_block_q5_1 *a = w;
+    const kq_block_q16_1 *b = x;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float msum = 0.0f;
+    for (int64_t i = 0; i < n / KQ_QK; i++) {
+        __m256i wlo, whi;
+        q5_codes16(a[i].qs, a[i].qh, &wlo, &whi);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
+        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot32(wlo, whi, b[i].q)), acc[i & 1]);
+        msum += h2f(a[i].m) * b[i].s;
+    }
+    return hsum_ps(_mm256_add_ps(acc[0], acc[1])) + msum;
+}
+
+float kq_avx2_q16_dot_q8_0(int64_t n, const void *w, const void *x)
+{
+    const kq_block_q8_0 *a = w;
+    const kq_block_q16_1 *b = x;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / KQ_QK; i++) {
+        __m256i wlo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].qs));
+        __m256i whi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a[i].qs + 16)));
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
+        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot32(wlo, whi, b[i].q)), acc[i & 1]);
+    }
+    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* ---- K-quants ------------------------------------------------------------------ */
+
+float kq_avx2_q16_dot_q4_K(int64_t n, const void *w, const void *x)
+{
+    const kq_block_q4_K *a = w;
+    const kq_block_q16_K *b = x;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / KQ_QKK; i++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++)
+            kq_q4k_scale_min(a[i].scales, j, &sc[j], &mn[j]);
+        /* The sub-block scale (<= 63) is multiplied into the int16 codes
+         * (<= 15 * 63 = 945). Each int32 lane then gets 4 products per
+         * sub-block, <= 4 * 945 * 32767 = 123.9e6, and 8 sub-blocks make
+         * <= 990.9e6 < 2^31: the super-block sums exactly in int32 lanes.
+         * (Their total can exceed 2^31, so the lanes are summed in float.) */
+        __m256i sumi = _mm256_setzero_si256();
+        const int16_t *y = b[i].q;
+        for (int c = 0; c < 4; c++, y += 64) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * c));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            __m256i w0 = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), s0);
+            __m256i w1 = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1)), s0);
+            __m256i w2 = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), s1);
+            __m256i w3 = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1)), s1);
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(dot32(w0, w1, y), dot32(w2, w3, y + 32)));
+        }
+        /* min terms: 63 * 32 * 32767 * 8 = 528e6 < 2^31 */
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++)
+            summ += mn[j] * b[i].bsums[j];
+        float si = hsum_ps(_mm256_cvtepi32_ps(sumi));
+        sum += b[i].d * (h2f(a[i].d) * si - h2f(a[i].dmin) * (float)summ);
+    }
+    return sum;
+}
+
+float kq_avx2_q16_dot_q6_K(int64_t n, const void *w, const void *x)
+{
+    const kq_block_q6_K *a = w;
+    const kq_block_q16_K *b = x;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    const __m256i off = _mm256_set1_epi16(32);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / KQ_QKK; i++) {
+        __m256 fsum = _mm256_setzero_ps();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = a[i].ql + 64 * h;
+            const int8_t *sc = a[i].scales + 8 * h;
+            const int16_t *y = b[i].q + 128 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h));
+            /* the four 32-value groups of this half, unsigned 0..63 */
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
+            };
+            /* (q - 32) * scale fits int16 (|.| <= 32 * 128 = 4096); a lane
+             * gets 4 products per 32-value group, <= 4 * 4096 * 32767 =
+             * 536.8e6, so two groups (1.07e9 < 2^31) are summed in int32
+             * before the conversion to float */
+            for (int g = 0; g < 4; g += 2) {
+                __m256i p = _mm256_setzero_si256();
+                for (int k = g; k < g + 2; k++) {
+                    __m256i wlo = _mm256_mullo_epi16(
+                        _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[k])), off),
+                        _mm256_set1_epi16(sc[2 * k]));
+                    __m256i whi = _mm256_mullo_epi16(
+                        _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[k], 1)), off),
+                        _mm256_set1_epi16(sc[2 * k + 1]));
+                    p = _mm256_add_epi32(p, dot32(wlo, whi, y + 32 * k));
+                }
+                fsum = _mm256_add_ps(fsum, _mm256_cvtepi32_ps(p));
+            }
+        }
+        sum += h2f(a[i].d) * b[i].d * hsum_ps(fsum);
+    }
+    return sum;
+}
+
+/* ---- quantizers --------------------------------------------------------------
+ * The scalar recipe (quant_q16.c): d = amax/32767, q = nearest-even(x*(1/d));
+ * vcvtps2dq rounds to nearest even, so both give the same bytes. */
+
+/* 16 floats times id -> 16 int16 in order (the saturating pack never
+ * saturates: |x * id| <= 32767.5) */
+static inline __m256i quant16(const float *x, __m256 id)
+{
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+    /* packs works per 128-bit lane: [i0 0-3, i1 0-3 | i0 4-7, i1 4-7];
+     * the 64-bit permute restores element order */
+    return _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
+}
+
+/* sum of the 32 int16 in a and b */
+static inline int32_t sum32_i16(__m256i a, __m256i b)
+{
+    const __m256i one = _mm256_set1_epi16(1);
+    return hsum_epi32(_mm256_add_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(b, one)));
+}
+
+void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n)
+{
+    kq_block_q16_1 *b = dst;
+    for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
+        float d = amax_n(src, KQ_QK) / 32767.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q0 = quant16(src, vid), q1 = quant16(src + 16, vid);
+        _mm256_storeu_si256((__m256i *)b[i].q, q0);
+        _mm256_storeu_si256((__m256i *)(b[i].q + 16), q1);
+        b[i].d = d;
+        b[i].s = d * (float)sum32_i16(q0, q1);
+    }
+}
+
+void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n)
+{
+    kq_block_q16_K *b = dst;
+    for (int64_t i = 0; i < n / KQ_QKK; i++, src += KQ_QKK) {
+        float d = amax_n(src, KQ_QKK) / 32767.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        b[i].d = d;
+        for (int g = 0; g < 8; g++) {
+            __m256i q0 = quant16(src + 32 * g, vid), q1 = quant16(src + 32 * g + 16, vid);
+            _mm256_storeu_si256((__m256i *)(b[i].q + 32 * g), q0);
+            _mm256_storeu_si256((__m256i *)(b[i].q + 32 * g + 16), q1);
+            b[i].bsums[g] = sum32_i16(q0, q1);
+        }
+    }
+}
