@@ -52,7 +52,9 @@ def kq(tmp_path_factory):
         pytest.skip("no C compiler")
     out = tmp_path_factory.mktemp("kq")
     objs = []
-    for src, flags in (("quant.c", []), ("quant_avx2.c", ["-mavx2", "-mfma", "-mf16c"])):
+    avx2 = ["-mavx2", "-mfma", "-mf16c"]
+    for src, flags in (("quant.c", []), ("quant_q16.c", []), ("quant_avx2.c", avx2),
+                       ("quant_avx2_q16.c", avx2)):
         obj = out / (src + ".o")
         subprocess.run([cc, "-std=gnu11", "-O2", "-fPIC", *flags, "-I", str(REPO / "kernels"),
                         "-c", str(REPO / "kernels" / src), "-o", str(obj)], check=True)

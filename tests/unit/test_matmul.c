@@ -69,13 +69,16 @@ static uint8_t *random_matrix(uint32_t t, int64_t rows, int64_t cols)
 static const uint32_t k_types[] = {KQ_F32, KQ_F16, KQ_BF16, KQ_Q4_0, KQ_Q4_1,
                                    KQ_Q5_0, KQ_Q5_1, KQ_Q8_0, KQ_Q4_K, KQ_Q6_K};
 
-/* Runs one configuration on pools of 1 and 2 threads (and NULL), checks
- * against the reference and checks the pools agree exactly: every output
- * element is computed by the same kernel on the same inputs whichever
- * thread runs it. */
-static void check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp_pool *p1,
-                       tp_pool *p2, km_scratch *s)
+/* Runs one configuration with `bits`-bit activations on pools of 1 and 2
+ * threads (and NULL), checks against the reference and checks the pools
+ * agree exactly: every output element is computed by the same kernel on the
+ * same inputs whichever thread runs it. Returns the rms of the error relative
+ * to sum|w x| (to compare precisions). */
+static double check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp_pool *p1,
+                         tp_pool *p2, km_scratch *s, int bits)
 {
+    cr_assert_eq(km_scratch_set_act_bits(s, bits), PV_OK);
+    double err2 = 0, mag2 = 0;
     uint8_t *wd = random_matrix(t, rows, cols);
     km_weight w = {t, cols, rows, wd};
     float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
@@ -93,7 +96,7 @@ static void check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp
     cr_assert_eq(km_matmul(p1, s, &w, x, n_tok, y1), PV_OK);
     cr_assert_eq(km_matmul(p2, s, &w, x, n_tok, y2), PV_OK);
     cr_assert_eq(km_matmul(NULL, s, &w, x, n_tok, y0), PV_OK);
-    int act_q = kq_vec_dot_type(t) != KQ_F32;
+    int act_q = kq_vec_dot_type_bits(t, bits) != KQ_F32;
     for (int64_t tk = 0; tk < n_tok; tk++) {
         for (int64_t r = 0; r < rows; r++) {
             double ref = 0, mag = 0;
@@ -103,13 +106,17 @@ static void check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp
                 mag += fabs(v);
             }
             mags[tk * rows + r] = mag;
-            /* same bound as test_quant: 8-bit activations are off by at most
-             * amax/254 each, so |err| <= ~0.4% of sum|w x| worst case */
-            double tol = act_q ? 1e-2 * mag + 1e-4 : 1e-5 * mag + 1e-6;
+            /* same bounds as test_quant: 8-bit activations are off by at
+             * most amax/254 each, so |err| <= ~0.4% of sum|w x| worst case;
+             * 16-bit ones by amax/65534 (1e-4 leaves room for f32 sums) */
+            double tol = !act_q ? 1e-5 * mag + 1e-6 : bits == 8 ? 1e-2 * mag + 1e-4 : 1e-4 * mag + 1e-6;
             float got = y1[tk * rows + r];
-            cr_assert_leq(fabs(got - ref), tol, "%s %lldx%lld n_tok %lld: y[%lld][%lld]=%g want %g",
-                          kq_type_name(t), (long long)rows, (long long)cols, (long long)n_tok,
-                          (long long)tk, (long long)r, got, ref);
+            cr_assert_leq(fabs(got - ref), tol,
+                          "%s %d-bit %lldx%lld n_tok %lld: y[%lld][%lld]=%g want %g", kq_type_name(t),
+                          bits, (long long)rows, (long long)cols, (long long)n_tok, (long long)tk,
+                          (long long)r, got, ref);
+            err2 += (got - ref) * (got - ref);
+            mag2 += mag * mag;
         }
     }
     cr_assert_eq(memcmp(y1, y2, sizeof(float) * (size_t)(n_tok * rows)), 0,
@@ -117,16 +124,18 @@ static void check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp
     cr_assert_eq(memcmp(y1, y0, sizeof(float) * (size_t)(n_tok * rows)), 0,
                  "%s: NULL pool differs", kq_type_name(t));
 
-    /* batched == one token at a time: the tiled multi-token kernel does the
-     * same per-block arithmetic as the single dot, only the float summation
-     * order may differ: 1e-5 of sum|w x| */
+    /* batched == one token at a time, bit for bit (tolerance 0): the
+     * single-row, 4-row and multi-token kernels share their per-row
+     * arithmetic (kernels/quant_impl.h). Anything looser lets float
+     * rounding flip activation rounding in the next layer of a model, and
+     * a split prompt then diverges from an unsplit one. */
     if (n_tok > 1) {
         for (int64_t tk = 0; tk < n_tok; tk++) {
             cr_assert_eq(km_matmul(p2, s, &w, x + tk * cols, 1, y0), PV_OK);
             for (int64_t r = 0; r < rows; r++)
-                cr_assert_leq(fabs((double)y0[r] - y1[tk * rows + r]),
-                              1e-5 * mags[tk * rows + r] + 1e-7, "%s tok %lld row %lld: %g vs %g",
-                              kq_type_name(t), (long long)tk, (long long)r, y0[r], y1[tk * rows + r]);
+                cr_assert(y0[r] == y1[tk * rows + r], "%s %d-bit tok %lld row %lld: %.9g vs %.9g",
+                          kq_type_name(t), bits, (long long)tk, (long long)r, y0[r],
+                          y1[tk * rows + r]);
         }
     }
     free(mags);
@@ -136,6 +145,7 @@ static void check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, tp
     free(y0);
     free(y1);
     free(y2);
+    return mag2 > 0 ? sqrt(err2 / mag2) : 0;
 }
 
 Test(matmul, all_types_token_counts, .timeout = 120)
@@ -150,8 +160,9 @@ Test(matmul, all_types_token_counts, .timeout = 120)
     for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++) {
         uint32_t t = k_types[k];
         int64_t cols = kq_block_elems(t) == 256 ? 512 : 96;
-        for (size_t i = 0; i < 3; i++)
-            check_case(t, 37, cols, toks[i], p1, p2, s);
+        for (int bits = 8; bits <= 16; bits += 8)
+            for (size_t i = 0; i < 3; i++)
+                check_case(t, 37, cols, toks[i], p1, p2, s, bits);
     }
     km_scratch_free(s);
     tp_destroy(p1);
@@ -166,10 +177,12 @@ Test(matmul, model_shapes_q4_1, .timeout = 120)
     cr_assert_eq(tp_create(1, &p1), PV_OK);
     cr_assert_eq(tp_create(2, &p2), PV_OK);
     km_scratch *s = km_scratch_new();
-    rng_state = 77;
-    check_case(KQ_Q4_1, 1536, 576, 1, p1, p2, s);
-    check_case(KQ_Q4_1, 577, 1536, 11, p1, p2, s);
-    check_case(KQ_Q8_0, 301, 576, 9, p1, p2, s);
+    for (int bits = 8; bits <= 16; bits += 8) {
+        rng_state = 77;
+        check_case(KQ_Q4_1, 1536, 576, 9, p1, p2, s, bits); /* 4-row decode kernel vs tiles */
+        check_case(KQ_Q4_1, 577, 1536, 11, p1, p2, s, bits);
+        check_case(KQ_Q8_0, 301, 576, 9, p1, p2, s, bits);
+    }
     km_scratch_free(s);
     tp_destroy(p1);
     tp_destroy(p2);
@@ -205,4 +218,39 @@ Test(matmul, get_row_and_errors)
         cr_assert_eq(y[r], 0.0f);
     km_scratch_free(s);
     free(wd);
+}
+
+/* The precision is per scratch, defaults to 16 and really changes the
+ * arithmetic: the 16-bit error is far below the 8-bit one on the same data
+ * (expected ratio ~258; 20 leaves margin). Also the portable path keeps the
+ * batched == single-token identity. */
+Test(matmul, act_bits_setting, .timeout = 120)
+{
+    km_scratch *s = km_scratch_new(), *s2 = km_scratch_new();
+    cr_assert(s && s2);
+    cr_assert_eq(km_scratch_act_bits(s), 16);
+    cr_assert_eq(km_scratch_set_act_bits(s, 12), PV_EINVAL);
+    cr_assert_eq(km_scratch_set_act_bits(NULL, 8), PV_EINVAL);
+    cr_assert_eq(km_scratch_act_bits(s), 16);
+    cr_assert_eq(km_scratch_set_act_bits(s2, 8), PV_OK);
+    cr_assert_eq(km_scratch_act_bits(s), 16, "scratches do not share the setting");
+    tp_pool *p2 = NULL;
+    cr_assert_eq(tp_create(2, &p2), PV_OK);
+    static const uint32_t types[] = {KQ_Q4_1, KQ_Q4_K};
+    for (int scalar = 0; scalar < 2; scalar++) {
+        kq_set_force_scalar(scalar);
+        for (size_t k = 0; k < 2; k++) {
+            int64_t cols = types[k] == KQ_Q4_K ? 512 : 576;
+            rng_state = 31;
+            double e8 = check_case(types[k], 64, cols, 6, NULL, p2, s, 8);
+            rng_state = 31;
+            double e16 = check_case(types[k], 64, cols, 6, NULL, p2, s, 16);
+            cr_assert_lt(e16 * 20, e8, "%s: 16-bit rms err %g vs 8-bit %g", kq_type_name(types[k]), e16,
+                         e8);
+        }
+    }
+    kq_set_force_scalar(0);
+    tp_destroy(p2);
+    km_scratch_free(s);
+    km_scratch_free(s2);
 }

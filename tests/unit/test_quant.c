@@ -37,6 +37,7 @@ Test(quant, traits)
         {KQ_Q4_0, 32, 18, "Q4_0"},  {KQ_Q4_1, 32, 20, "Q4_1"},  {KQ_Q5_0, 32, 22, "Q5_0"},
         {KQ_Q5_1, 32, 24, "Q5_1"},  {KQ_Q8_0, 32, 34, "Q8_0"},  {KQ_Q8_1, 32, 40, "Q8_1"},
         {KQ_Q4_K, 256, 144, "Q4_K"}, {KQ_Q6_K, 256, 210, "Q6_K"}, {KQ_Q8_K, 256, 292, "Q8_K"},
+        {KQ_Q16_1, 32, 72, "Q16_1"}, {KQ_Q16_K, 256, 548, "Q16_K"},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         cr_assert_eq(kq_block_elems(k[i].t), k[i].blk, "%s", k[i].name);
@@ -63,6 +64,21 @@ Test(quant, traits)
     cr_assert_eq(kq_vec_dot_type(KQ_Q6_K), KQ_Q8_K);
     cr_assert_eq(kq_vec_dot_type(KQ_F16), KQ_F32);
     cr_assert_eq(kq_vec_dot_type(KQ_BF16), KQ_F32);
+    /* 16-bit activations: one 32-wide format for all 32-wide weights */
+    static const uint32_t w32[] = {KQ_Q4_0, KQ_Q4_1, KQ_Q5_0, KQ_Q5_1, KQ_Q8_0};
+    for (size_t i = 0; i < sizeof w32 / sizeof w32[0]; i++) {
+        cr_assert_eq(kq_vec_dot_type_bits(w32[i], 16), KQ_Q16_1);
+        cr_assert_eq(kq_vec_dot_type_bits(w32[i], 8), kq_vec_dot_type(w32[i]));
+    }
+    cr_assert_eq(kq_vec_dot_type_bits(KQ_Q4_K, 16), KQ_Q16_K);
+    cr_assert_eq(kq_vec_dot_type_bits(KQ_Q6_K, 16), KQ_Q16_K);
+    cr_assert_eq(kq_vec_dot_type_bits(KQ_F16, 16), KQ_F32);
+    cr_assert_eq(kq_vec_dot_type_bits(KQ_Q16_1, 16), KQ_F32); /* not a weight */
+    cr_assert_eq(kq_vec_dot_type_bits(KQ_Q4_1, 12), UINT32_MAX);
+    cr_assert_not(kq_known(UINT32_MAX));
+    cr_assert_not(kq_weight_supported(KQ_Q16_1));
+    cr_assert_not(kq_weight_supported(KQ_Q16_K));
+    cr_assert_eq(kq_row_bytes(KQ_Q16_1, 576), 18 * 72);
 }
 
 Test(quant, bad_arguments)
@@ -76,6 +92,10 @@ Test(quant, bad_arguments)
     cr_assert_eq(kq_quantize_row(KQ_Q8_0, out, buf, 20), PV_EINVAL);
     cr_assert(isnan(kq_vec_dot(KQ_Q4_0, 20, buf, buf)));
     cr_assert(isnan(kq_vec_dot(KQ_Q8_K, 256, buf, buf)));
+    cr_assert(isnan(kq_vec_dot_bits(KQ_Q4_0, 12, 32, buf, buf)));
+    cr_assert(isnan(kq_vec_dot_bits(KQ_Q16_1, 16, 32, buf, buf)));
+    cr_assert_eq(kq_quantize_row(KQ_Q16_1, out, buf, 20), PV_EINVAL);
+    cr_assert_eq(kq_quantize_row(KQ_Q16_K, out, buf, 32), PV_EINVAL);
 }
 
 /* ---- fp16 / bf16 -------------------------------------------------------------- */
@@ -548,4 +568,148 @@ Test(quant, vec_dot_error_is_small_on_average)
          * misplaced sub-block */
         cr_assert_leq(sqrt(err2 / mag2), 1e-3, "%s rms rel err %g", kq_type_name(t), sqrt(err2 / mag2));
     }
+}
+
+/* ---- 16-bit activations ------------------------------------------------------------------ */
+
+Test(quant, activation_quantizers_16)
+{
+    enum { N = 512 };
+    static float x[N], y[N];
+    rng_state = 8;
+    for (int i = 0; i < N; i++)
+        x[i] = rnd_unit() * (i < 256 ? 3.0f : 1e-3f);
+    for (int i = 64; i < 96; i++) /* a block of zeros: d = 0, q = 0 */
+        x[i] = 0.0f;
+    x[300] = -7.5f; /* the block's amax, negative: must map to exactly -32767 */
+    const uint32_t types[] = {KQ_Q16_1, KQ_Q16_K};
+    for (int k = 0; k < 2; k++) {
+        static uint8_t qs[N * 3], qv[N * 3];
+        size_t rb = kq_row_bytes(types[k], N), blk = kq_block_elems(types[k]);
+        kq_set_force_scalar(1);
+        cr_assert_eq(kq_quantize_row(types[k], x, qs, N), PV_OK);
+        kq_set_force_scalar(0);
+        cr_assert_eq(kq_quantize_row(types[k], x, qv, N), PV_OK);
+        cr_assert_eq(memcmp(qs, qv, rb), 0, "%s: SIMD and scalar bytes differ", kq_type_name(types[k]));
+        cr_assert_eq(kq_dequantize_row(types[k], qs, y, N), PV_OK);
+        for (int i = 0; i < N; i++) {
+            float amax = 0;
+            for (size_t j = i - i % blk; j < i - i % blk + blk; j++)
+                amax = fmaxf(amax, fabsf(x[j]));
+            /* half a step (amax/32767/2); 1e-6 relative slack for the f32
+             * rounding of d, 1/d and x*(1/d) (each <= 2^-24 relative) */
+            float tol = amax / 32767.0f * 0.5f + amax * 1e-6f;
+            cr_assert_leq(fabsf(y[i] - x[i]), tol, "%s x[%d]=%g got %g", kq_type_name(types[k]), i,
+                          x[i], y[i]);
+            if (x[i] == 0.0f)
+                cr_assert_eq(y[i], 0.0f);
+        }
+        /* the amax element uses the full range */
+        int16_t q300;
+        size_t bb = kq_block_bytes(types[k]), hdr = types[k] == KQ_Q16_1 ? 8 : 36;
+        memcpy(&q300, qs + (300 / blk) * bb + hdr + 2 * (300 % blk), 2);
+        cr_assert_eq(q300, -32767, "%s", kq_type_name(types[k]));
+        for (int bi = 0; bi < N / (int)blk; bi++) {
+            const uint8_t *b = qs + bb * (size_t)bi;
+            float d;
+            memcpy(&d, b, 4);
+            int16_t q[256];
+            memcpy(q, b + hdr, 2 * blk);
+            if (types[k] == KQ_Q16_1) { /* s = d * sum(q) */
+                float sv;
+                memcpy(&sv, b + 4, 4);
+                int32_t sum = 0;
+                for (int j = 0; j < 32; j++)
+                    sum += q[j];
+                cr_assert_leq(fabsf(sv - d * (float)sum), fabsf(d * (float)sum) * 1e-6f + 1e-30f);
+            } else { /* bsums: sums of 32 codes */
+                for (int g = 0; g < 8; g++) {
+                    int32_t sum = 0, bs;
+                    for (int j = 0; j < 32; j++)
+                        sum += q[32 * g + j];
+                    memcpy(&bs, b + 4 + 4 * g, 4);
+                    cr_assert_eq(bs, sum, "block %d group %d", bi, g);
+                }
+            }
+        }
+    }
+}
+
+/* Dots with 16-bit activations against a double reference on the
+ * dequantized weights, SIMD and scalar, and SIMD vs scalar. */
+Test(quant, vec_dot_random_16)
+{
+    enum { N = 1024, REPS = 20 };
+    static uint8_t w[N * 4], xq[N * 4];
+    static float x[N], wf[N];
+    rng_state = 4242;
+    for (size_t k = 3; k < sizeof k_weight_types / sizeof k_weight_types[0]; k++) {
+        uint32_t t = k_weight_types[k], vdt = kq_vec_dot_type_bits(t, 16);
+        for (int rep = 0; rep < REPS; rep++) {
+            random_row(t, w, N);
+            float xs = rep % 3 == 0 ? 100.0f : 1.0f;
+            for (int i = 0; i < N; i++)
+                x[i] = rnd_unit() * xs;
+            if (rep == 1) /* full-range codes everywhere: the int32 bounds */
+                for (int i = 0; i < N; i++)
+                    x[i] = i % 2 ? xs : -xs;
+            cr_assert_eq(kq_dequantize_row(t, w, wf, N), PV_OK);
+            double ref = 0, mag = 0;
+            for (int i = 0; i < N; i++) {
+                ref += (double)wf[i] * x[i];
+                mag += fabs((double)wf[i] * x[i]);
+            }
+            float res[2];
+            for (int path = 0; path < 2; path++) {
+                kq_set_force_scalar(path);
+                cr_assert_eq(kq_quantize_row(vdt, x, xq, N), PV_OK);
+                res[path] = kq_vec_dot_bits(t, 16, N, w, xq);
+                /* each x_i is off by <= amax/65534, i.e. <= 1.5e-5 of sum|w x|
+                 * for these |x| ~ amax/2 on average; 1e-4 leaves room for
+                 * the f32 sums */
+                cr_assert_leq(fabs(res[path] - ref), 1e-4 * mag + 1e-6,
+                              "%s rep %d %s: got %g want %g (mag %g)", kq_type_name(t), rep,
+                              path ? "scalar" : kq_simd_name(), res[path], ref, mag);
+            }
+            kq_set_force_scalar(0);
+            cr_assert_leq(fabs(res[0] - res[1]), 2e-6 * mag + 1e-6, "%s rep %d: simd %g scalar %g",
+                          kq_type_name(t), rep, res[0], res[1]);
+        }
+    }
+}
+
+/* rms error of the 16-bit path: ~ (1/65534)/sqrt(3)/sqrt(N) ~ 2e-7 of
+ * sum|w x|. 2e-6 fails if the activations were really quantized to 8 bits
+ * (~5e-5) or a sub-block were misplaced. */
+Test(quant, vec_dot_error_16_is_small_on_average)
+{
+    enum { N = 2048, REPS = 30 };
+    static uint8_t w[N * 4], xq[N * 4];
+    static float x[N], wf[N];
+    rng_state = 98;
+    for (int path = 0; path < 2; path++) {
+        kq_set_force_scalar(path);
+        for (size_t k = 3; k < sizeof k_weight_types / sizeof k_weight_types[0]; k++) {
+            uint32_t t = k_weight_types[k];
+            double err2 = 0, mag2 = 0;
+            for (int rep = 0; rep < REPS; rep++) {
+                random_row(t, w, N);
+                for (int i = 0; i < N; i++)
+                    x[i] = rnd_unit();
+                kq_dequantize_row(t, w, wf, N);
+                kq_quantize_row(kq_vec_dot_type_bits(t, 16), x, xq, N);
+                double ref = 0, mag = 0;
+                for (int i = 0; i < N; i++) {
+                    ref += (double)wf[i] * x[i];
+                    mag += fabs((double)wf[i] * x[i]);
+                }
+                double e = kq_vec_dot_bits(t, 16, N, w, xq) - ref;
+                err2 += e * e;
+                mag2 += mag * mag;
+            }
+            cr_assert_leq(sqrt(err2 / mag2), 2e-6, "%s %s rms rel err %g", kq_type_name(t),
+                          path ? "scalar" : kq_simd_name(), sqrt(err2 / mag2));
+        }
+    }
+    kq_set_force_scalar(0);
 }
