@@ -1,9 +1,12 @@
 /* Micro-benchmark for km_matmul (not part of the test suite).
  *
- * Build (after ninja -C build-kern):
- *   cc -O2 -std=gnu11 -Ikernels bench/bench_matmul.c build-kern/libpivotcore.a \
- *      build-kern/kernels/libkq_avx2.a -lpthread -lm -o /tmp/bench_matmul
- *   /tmp/bench_matmul [threads] [--scalar]
+ * Build (after ninja -C build-k16):
+ *   cc -O2 -std=gnu11 -Ikernels bench/bench_matmul.c build-k16/libpivotcore.a \
+ *      build-k16/kernels/libkq_avx2.a -lpthread -lm -o /tmp/bench_matmul
+ *   /tmp/bench_matmul [threads] [--scalar] [--bits 8|16]
+ *
+ * --bits picks the activation precision (km_scratch_set_act_bits; default
+ * 16, as in the library).
  *
  * Matvec (n_tok = 1) is reported as GB/s of weights read, both "hot" (one
  * matrix, cache-resident after the first pass) and "cold" (cycling through
@@ -89,14 +92,22 @@ static void bench(tp_pool *pool, km_scratch *s, uint32_t type, int64_t rows, int
 
 int main(int argc, char **argv)
 {
-    int nth = argc > 1 ? atoi(argv[1]) : 1;
-    if (argc > 2 && !strcmp(argv[2], "--scalar"))
-        kq_set_force_scalar(1);
+    int nth = argc > 1 ? atoi(argv[1]) : 1, bits = KQ_ACT_BITS_DEFAULT;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--scalar"))
+            kq_set_force_scalar(1);
+        else if (!strcmp(argv[i], "--bits") && i + 1 < argc)
+            bits = atoi(argv[++i]);
+    }
     tp_pool *pool = NULL;
     if (tp_create(nth, &pool))
         return 1;
     km_scratch *s = km_scratch_new();
-    printf("threads %d, kernels %s\n", tp_size(pool), kq_simd_name());
+    if (!s || km_scratch_set_act_bits(s, bits)) {
+        fprintf(stderr, "bench_matmul: bits must be 8 or 16\n");
+        return 2;
+    }
+    printf("threads %d, kernels %s, activations %d-bit\n", tp_size(pool), kq_simd_name(), bits);
     bench(pool, s, KQ_Q4_1, 1536, 576); /* ffn_gate/up: ne = [576, 1536] */
     bench(pool, s, KQ_Q4_1, 576, 1536); /* ffn_down:    ne = [1536, 576] */
     bench(pool, s, KQ_Q8_0, 1536, 576);
