@@ -3,8 +3,9 @@
  *
  * Type ids are GGML's (they are what GGUF files store). Weights stay in their
  * GGUF format in memory; activations are quantized once per row to the
- * weight type's "vec_dot type" (8-bit blocks for the quantized formats, f32
- * for F32/F16/BF16) and the inner loops are integer SIMD where the CPU has it.
+ * weight type's "vec_dot type" (16- or 8-bit blocks for the quantized
+ * formats, see kq_vec_dot_type_bits; f32 for F32/F16/BF16) and the inner
+ * loops are integer SIMD where the CPU has it.
  * SIMD paths (AVX2+FMA+F16C, chosen at run time with __builtin_cpu_supports)
  * and the portable scalar path must give the same results within float
  * rounding; tests compare them. */
