@@ -1,0 +1,74 @@
+/* kv_policy: what a sequence's KV cache keeps, at which precision — the
+ * importance-aware cache's configuration, its presets, and the exact memory
+ * it will need (the server admits requests by that number).
+ *
+ * Tiers per (sequence, layer, KV head): *high* (FP16, or INT8 with key
+ * balancing when hi_bits == 8), *low* (INT4/INT2 per-token asymmetric in
+ * groups of `group` channels with fp16 scale and zero), or *dropped*
+ * (lo_bits == 0). Which tokens stay high is decided by `select`:
+ *   persistence  Scissorhands: tokens whose attention stayed below the
+ *                threshold (1/n_visible) most often over the last `window`
+ *                steps are demoted first
+ *   accumulated  H2O: accumulated attention normalized by the number of
+ *                queries that saw the token; lowest first
+ *   recent       StreamingLLM: only `sinks` + the `recent` window stay high
+ *   none         nothing is ever demoted (full) or everything outside the
+ *                recent window is (uniform quantization baselines)
+ * The first `sinks` tokens and the last `recent` tokens are never demoted.
+ * When the high tier exceeds `budget`, `chunk` tokens are demoted at once.
+ *
+ * Presets (kv_policy_preset): full, scissorhands, mikv, h2o, streaming,
+ * quant4, quant2. Every knob can then be set on its own (kv_policy_set). */
+#ifndef PIVOT_KV_POLICY_H
+#define PIVOT_KV_POLICY_H
+
+#include <stddef.h>
+
+#include "kv.h"
+
+typedef enum {
+    KV_SELECT_NONE = 0,
+    KV_SELECT_PERSISTENCE,
+    KV_SELECT_ACCUMULATED,
+    KV_SELECT_RECENT,
+} kv_select;
+
+typedef struct {
+    char preset[24];  /* preset it started from ("full", "mikv", ...) */
+    kv_select select;
+    int hi_bits;      /* 16 or 8 */
+    int lo_bits;      /* 4 or 2; 0 = demoted tokens are dropped */
+    double budget;    /* high-tier tokens per head: >= 1 absolute, (0,1) fraction of
+                         the sequence length, 0 = unlimited */
+    int recent;       /* most recent tokens never demoted */
+    int sinks;        /* first tokens never demoted */
+    int window;       /* persistence window (steps) */
+    double chunk;     /* tokens demoted at once: >= 1 absolute, (0,1) fraction of budget */
+    int group;        /* channels per low-precision quantization group */
+    int key_balance;  /* MiKV per-channel key balancing (1/0) */
+} kv_policy;
+
+/* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
+int kv_policy_preset(const char *name, kv_policy *p);
+/* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, budget, recent,
+ * sinks, window, chunk, group, key-balance. Values are validated; err says
+ * what is wrong ("kv policy: lo-bits must be 0, 2 or 4, got 3"). */
+int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen);
+/* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
+int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
+/* Cross-knob checks (impossible combinations), e.g. hi_bits 8 without
+ * key balancing, group not dividing head_dim (checked in kv_create). */
+int kv_policy_validate(const kv_policy *p, char *err, size_t errlen);
+/* One-line description: "mikv(select=persistence,hi=16,lo=2,budget=0.2,...)". */
+void kv_policy_describe(const kv_policy *p, char *buf, size_t len);
+
+/* Exact bytes the cache will hold for one sequence of n_tokens under this
+ * policy and shape (codes, scales, zero points, positions, importance state,
+ * page rounding included): the number the server admits requests by. The
+ * cache's kv_seq_usage().bytes_stored never exceeds it. */
+size_t kv_policy_seq_bytes(const kv_policy *p, const kv_shape *s, int n_tokens);
+
+/* Creates a cache implementing the policy (the plain FP16 cache for "full"). */
+int kv_create(const kv_shape *s, const kv_policy *p, kv_cache **out, char *err, size_t errlen);
+
+#endif
