@@ -23,7 +23,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
 SMOL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-TIMEOUT_S = 300
+TIMEOUT_S = 60
 
 # Figures collected by the tests and printed once at the end, so they show
 # in the summary whether or not pytest runs with -s.

@@ -40,7 +40,7 @@ SMOL_PROMPTS = [
     "who went out every morning before sunrise. One day, he caught a fish that "
     "could speak, and it said to him:",
     "Water boils at 100 degrees Celsius at sea level. At higher altitudes the boiling point is",
-    "List three primary colors: red, blue and",
+    "Question: list the three primary colors of paint. Answer: red, blue and",
 ]
 
 
@@ -253,7 +253,7 @@ def test_engine_smollm2(engine_logits, engine_tokenize, smol_model):
     got, ref = [], []
     for i, p in enumerate(SMOL_PROMPTS):
         ids = engine_tokenize(smol_model, p)
-        assert 5 <= len(ids) <= 80, f"prompt {i}: {len(ids)} tokens"
+        assert 10 <= len(ids) <= 80, f"prompt {i}: {len(ids)} tokens"
         g = engine_logits(smol_model, ids)
         r = m.forward(ids)
         assert g.shape == r.shape
