@@ -1,0 +1,69 @@
+/* kv_layout (internal): byte sizes of the mixed cache's storage, shared by
+ * the cache (which allocates by them) and kv_policy_seq_bytes (which predicts
+ * them), so the admission number and the allocation cannot drift apart.
+ *
+ * Per (sequence, layer, KV head) the mixed cache keeps two tiers, each a list
+ * of pages of KVL_PAGE tokens. A page holds, for each of its tokens:
+ *   K record, V record  bits 16: head_dim fp16 values
+ *                       bits 8/4/2: head_dim codes packed in bit planes
+ *                       (head_dim*bits/8 bytes) + per group of `group`
+ *                       channels an fp16 scale and an fp16 zero
+ *   position            int32, the token's original position
+ *   tracker state       high tier only: 4 bytes (persistence: two u16
+ *                       bucket counters) or 8 (accumulated: f32 sum +
+ *                       i32 first step); none for recent/none
+ * Per head there is also, when a quantized tier exists and key balancing is
+ * on, 3*head_dim floats (balance factors and the running max|q|, max|k|). */
+#ifndef PIVOT_KV_LAYOUT_H
+#define PIVOT_KV_LAYOUT_H
+
+#include <stddef.h>
+
+#include "kv_policy.h"
+
+/* Tokens per page. Small enough that page rounding costs little on short
+ * sequences, large enough that page bookkeeping is negligible. */
+#define KVL_PAGE 32
+
+/* The plain FP16 cache's page (kv_fp16.c); `full` is that cache. */
+#define KVL_FP16_PAGE 64
+
+static inline size_t kvl_rec_bytes(int bits, int head_dim, int group) {
+    if (bits == 16) return (size_t)head_dim * 2;
+    return (size_t)head_dim * bits / 8 + (size_t)(head_dim / group) * 4;
+}
+
+static inline size_t kvl_state_bytes(kv_select sel) {
+    return sel == KV_SELECT_PERSISTENCE ? 4 : sel == KV_SELECT_ACCUMULATED ? 8 : 0;
+}
+
+/* Bytes per token in a page of the given tier. */
+static inline size_t kvl_hi_token_bytes(const kv_policy *p, int head_dim) {
+    return 2 * kvl_rec_bytes(p->hi_bits, head_dim, p->group) + 4 + kvl_state_bytes(p->select);
+}
+static inline size_t kvl_lo_token_bytes(const kv_policy *p, int head_dim) {
+    return p->lo_bits ? 2 * kvl_rec_bytes(p->lo_bits, head_dim, p->group) + 4 : 0;
+}
+
+/* A quantized tier exists, so keys are balanced (when asked). */
+static inline int kvl_needs_balance(const kv_policy *p) {
+    return p->key_balance && (p->hi_bits == 8 || p->lo_bits > 0);
+}
+static inline size_t kvl_balance_bytes(const kv_policy *p, int head_dim) {
+    return kvl_needs_balance(p) ? (size_t)3 * head_dim * sizeof(float) : 0;
+}
+
+/* The policy is served by the plain FP16 cache. */
+static inline int kvl_is_plain(const kv_policy *p) {
+    return p->select == KV_SELECT_NONE && p->hi_bits == 16;
+}
+
+/* High-tier tokens allowed per head once a sequence has `len` tokens:
+ * the budget (absolute, or a fraction of len rounded up), never below the
+ * protected sinks + recent tokens; -1 = unlimited. select=recent with
+ * budget 0 keeps exactly sinks + recent. */
+int kvl_budget(const kv_policy *p, int len);
+/* Tokens demoted at once when the high tier is over budget `b`. */
+int kvl_chunk(const kv_policy *p, int b);
+
+#endif

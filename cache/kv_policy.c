@@ -1,0 +1,306 @@
+/* kv_policy: presets, knob parsing and validation, the memory a sequence
+ * will need, and the choice of cache implementation. */
+#include "kv_policy.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kv_layout.h"
+#include "kv_mixed.h"
+#include "pverr.h"
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = snprintf(err, errlen, "kv policy: ");
+        if (n >= 0 && (size_t)n < errlen) vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* Defaults follow the papers: Scissorhands r = 10, w = 400, m = 0.4·B;
+ * StreamingLLM 4 sinks; MiKV 20% of tokens at FP16 and the rest at INT2 with
+ * balanced keys; KIVI keeps a short FP16 residual (32) of recent tokens.
+ * The budgets are starting points: `pivot eval --kv-ratio` solves them for
+ * an equal memory comparison. */
+typedef struct {
+    const char *name;
+    kv_policy p;
+} preset;
+
+static const preset presets[] = {
+    {"full", {.select = KV_SELECT_NONE, .hi_bits = 16, .lo_bits = 0, .budget = 0, .recent = 0,
+              .sinks = 0, .window = 400, .chunk = 0.4, .group = 32, .key_balance = 0}},
+    {"scissorhands", {.select = KV_SELECT_PERSISTENCE, .hi_bits = 16, .lo_bits = 0, .budget = 0.3,
+                      .recent = 10, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
+                      .key_balance = 0}},
+    {"mikv", {.select = KV_SELECT_PERSISTENCE, .hi_bits = 16, .lo_bits = 2, .budget = 0.2,
+              .recent = 32, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
+              .key_balance = 1}},
+    {"h2o", {.select = KV_SELECT_ACCUMULATED, .hi_bits = 16, .lo_bits = 0, .budget = 0.3,
+             .recent = 32, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
+             .key_balance = 0}},
+    {"streaming", {.select = KV_SELECT_RECENT, .hi_bits = 16, .lo_bits = 0, .budget = 0.3,
+                   .recent = 32, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
+                   .key_balance = 0}},
+    {"quant4", {.select = KV_SELECT_RECENT, .hi_bits = 16, .lo_bits = 4, .budget = 0,
+                .recent = 32, .sinks = 0, .window = 400, .chunk = 0, .group = 32,
+                .key_balance = 1}},
+    {"quant2", {.select = KV_SELECT_RECENT, .hi_bits = 16, .lo_bits = 2, .budget = 0,
+                .recent = 32, .sinks = 0, .window = 400, .chunk = 0, .group = 32,
+                .key_balance = 1}},
+};
+
+#define N_PRESETS (sizeof presets / sizeof presets[0])
+
+int kv_policy_preset(const char *name, kv_policy *p) {
+    if (!name || !p) return PV_EINVAL;
+    for (size_t i = 0; i < N_PRESETS; i++) {
+        if (strcasecmp(name, presets[i].name)) continue;
+        *p = presets[i].p;
+        snprintf(p->preset, sizeof p->preset, "%s", presets[i].name);
+        return PV_OK;
+    }
+    return PV_ENOTFOUND;
+}
+
+static const char *select_names[] = {"none", "persistence", "accumulated", "recent"};
+
+static int parse_long(const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
+}
+
+static int parse_double(const char *v, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x)) return -1;
+    *out = x;
+    return 0;
+}
+
+/* Budgets and chunks are either whole token counts (>= 1) or fractions in
+ * (0, 1); 2.5 tokens is a typo, not a request. */
+static int count_or_fraction(double x) { return x == 0 || (x > 0 && x < 1) || (x >= 1 && x == floor(x) && x <= 1e9); }
+
+int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
+    if (!p || !knob || !value) return fail(err, errlen, PV_EINVAL, "missing knob or value");
+    long l;
+    double d;
+    if (!strcmp(knob, "select")) {
+        for (int i = 0; i < 4; i++)
+            if (!strcasecmp(value, select_names[i])) {
+                p->select = (kv_select)i;
+                return PV_OK;
+            }
+        return fail(err, errlen, PV_EINVAL,
+                    "select must be persistence, accumulated, recent or none, got '%s'", value);
+    }
+    if (!strcmp(knob, "hi-bits")) {
+        if (parse_long(value, 0, 64, &l) || (l != 16 && l != 8))
+            return fail(err, errlen, PV_EINVAL, "hi-bits must be 16 or 8, got '%s'", value);
+        p->hi_bits = (int)l;
+        return PV_OK;
+    }
+    if (!strcmp(knob, "lo-bits")) {
+        if (parse_long(value, 0, 64, &l) || (l != 0 && l != 2 && l != 4))
+            return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2 or 4, got '%s'", value);
+        p->lo_bits = (int)l;
+        return PV_OK;
+    }
+    if (!strcmp(knob, "budget") || !strcmp(knob, "chunk")) {
+        if (parse_double(value, &d) || !count_or_fraction(d))
+            return fail(err, errlen, PV_EINVAL,
+                        "%s must be a whole number of tokens (>= 1), a fraction in (0,1) or 0, "
+                        "got '%s'",
+                        knob, value);
+        if (knob[0] == 'b') p->budget = d;
+        else p->chunk = d;
+        return PV_OK;
+    }
+    struct {
+        const char *name;
+        long lo, hi;
+        int *dst;
+    } ints[] = {
+        {"recent", 0, 1L << 24, &p->recent},
+        {"sinks", 0, 1L << 24, &p->sinks},
+        {"window", 2, 65535, &p->window},
+        {"group", 8, 4096, &p->group},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (strcmp(knob, ints[i].name)) continue;
+        if (parse_long(value, ints[i].lo, ints[i].hi, &l))
+            return fail(err, errlen, PV_EINVAL, "%s must be an integer in [%ld, %ld], got '%s'",
+                        knob, ints[i].lo, ints[i].hi, value);
+        if (!strcmp(knob, "group") && l % 8)
+            return fail(err, errlen, PV_EINVAL, "group must be a multiple of 8, got %ld", l);
+        *ints[i].dst = (int)l;
+        return PV_OK;
+    }
+    if (!strcmp(knob, "key-balance")) {
+        if (!strcmp(value, "1") || !strcasecmp(value, "on") || !strcasecmp(value, "true")) {
+            p->key_balance = 1;
+        } else if (!strcmp(value, "0") || !strcasecmp(value, "off") || !strcasecmp(value, "false")) {
+            p->key_balance = 0;
+        } else {
+            return fail(err, errlen, PV_EINVAL, "key-balance must be 1 or 0, got '%s'", value);
+        }
+        return PV_OK;
+    }
+    return fail(err, errlen, PV_EINVAL,
+                "unknown knob '%s' (select, hi-bits, lo-bits, budget, recent, sinks, window, chunk, "
+                "group, key-balance)",
+                knob);
+}
+
+int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen) {
+    if (!spec || !p) return fail(err, errlen, PV_EINVAL, "empty policy");
+    char buf[512];
+    if (strlen(spec) >= sizeof buf) return fail(err, errlen, PV_EINVAL, "policy string too long");
+    strcpy(buf, spec);
+    char *save = NULL, *tok = strtok_r(buf, ",", &save);
+    if (!tok) return fail(err, errlen, PV_EINVAL, "empty policy");
+    while (isspace((unsigned char)*tok)) tok++;
+    if (kv_policy_preset(tok, p))
+        return fail(err, errlen, PV_ENOTFOUND,
+                    "unknown preset '%s' (full, scissorhands, mikv, h2o, streaming, quant4, quant2)",
+                    tok);
+    while ((tok = strtok_r(NULL, ",", &save))) {
+        char *eq = strchr(tok, '=');
+        if (!eq) return fail(err, errlen, PV_EINVAL, "expected knob=value, got '%s'", tok);
+        *eq = 0;
+        int rc = kv_policy_set(p, tok, eq + 1, err, errlen);
+        if (rc) return rc;
+    }
+    return kv_policy_validate(p, err, errlen);
+}
+
+int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
+    if (!p) return fail(err, errlen, PV_EINVAL, "no policy");
+    if ((int)p->select < 0 || p->select > KV_SELECT_RECENT)
+        return fail(err, errlen, PV_EINVAL, "unknown select %d", (int)p->select);
+    if (p->hi_bits != 16 && p->hi_bits != 8)
+        return fail(err, errlen, PV_EINVAL, "hi-bits must be 16 or 8, got %d", p->hi_bits);
+    if (p->lo_bits != 0 && p->lo_bits != 2 && p->lo_bits != 4)
+        return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2 or 4, got %d", p->lo_bits);
+    if (!count_or_fraction(p->budget))
+        return fail(err, errlen, PV_EINVAL, "budget %g is neither whole tokens nor a fraction",
+                    p->budget);
+    if (!count_or_fraction(p->chunk))
+        return fail(err, errlen, PV_EINVAL, "chunk %g is neither whole tokens nor a fraction",
+                    p->chunk);
+    if (p->recent < 0 || p->sinks < 0)
+        return fail(err, errlen, PV_EINVAL, "recent and sinks must be >= 0");
+    if (p->group < 8 || p->group % 8)
+        return fail(err, errlen, PV_EINVAL, "group must be a positive multiple of 8, got %d",
+                    p->group);
+    if (p->select == KV_SELECT_PERSISTENCE && (p->window < 2 || p->window > 65535))
+        return fail(err, errlen, PV_EINVAL, "window must be in [2, 65535], got %d", p->window);
+    if (p->select == KV_SELECT_NONE && p->budget != 0)
+        return fail(err, errlen, PV_EINVAL,
+                    "select=none never demotes, so budget=%g cannot be kept; choose select="
+                    "persistence, accumulated or recent",
+                    p->budget);
+    if (p->select == KV_SELECT_NONE && p->lo_bits != 0)
+        return fail(err, errlen, PV_EINVAL,
+                    "select=none never demotes, so lo-bits=%d would never be used; choose a "
+                    "select policy (quant2/quant4 use select=recent)",
+                    p->lo_bits);
+    if (p->hi_bits == 8 && !p->key_balance)
+        return fail(err, errlen, PV_EINVAL,
+                    "hi-bits=8 quantizes every key and needs key-balance=1 (outlier key channels "
+                    "otherwise dominate the INT8 range)");
+    if (p->select == KV_SELECT_RECENT && p->budget == 0 && p->sinks + p->recent == 0)
+        return fail(err, errlen, PV_EINVAL,
+                    "select=recent with budget=0 keeps sinks + recent tokens, and both are 0");
+    return PV_OK;
+}
+
+void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
+    if (!buf || !len) return;
+    if (!p) {
+        snprintf(buf, len, "(none)");
+        return;
+    }
+    int sel = (int)p->select >= 0 && p->select <= KV_SELECT_RECENT ? (int)p->select : 0;
+    snprintf(buf, len,
+             "%s(select=%s,hi=%d,lo=%d,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
+             "key-balance=%d)",
+             p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, p->lo_bits,
+             p->budget, p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance);
+}
+
+int kvl_budget(const kv_policy *p, int len) {
+    long prot = (long)p->sinks + p->recent;
+    long b;
+    if (p->budget >= 1) b = (long)p->budget;
+    else if (p->budget > 0) b = (long)ceil(p->budget * len);
+    else if (p->select == KV_SELECT_RECENT) b = prot;
+    else return -1;
+    if (b < prot) b = prot;
+    if (b < 1) b = 1;
+    return b > (1L << 30) ? 1 << 30 : (int)b;
+}
+
+int kvl_chunk(const kv_policy *p, int b) {
+    long m = p->chunk >= 1 ? (long)p->chunk : (long)(p->chunk * b);
+    if (m < 1) m = 1;
+    return m > b ? b : (int)m;
+}
+
+static size_t pages(size_t n, size_t per) { return (n + per - 1) / per; }
+
+size_t kv_policy_seq_bytes(const kv_policy *p, const kv_shape *s, int n_tokens) {
+    if (!p || !s || n_tokens <= 0) return 0;
+    size_t heads = (size_t)s->n_layers * s->n_kv_heads;
+    if (kvl_is_plain(p))
+        return (size_t)s->n_layers * pages((size_t)n_tokens, KVL_FP16_PAGE) * 2 * s->n_kv_heads *
+               KVL_FP16_PAGE * s->head_dim * 2;
+    size_t hp = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
+    size_t lp = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
+    long n = n_tokens;
+    int b = kvl_budget(p, n_tokens);
+    long hi_max = b < 0 || b > n ? n : b;
+    /* The protected tokens never leave the high tier; chunked demotion can
+     * leave anywhere between them and the budget there. The bytes are
+     * largest near hi_max (a high token costs more than a low one), but page
+     * rounding can make one fewer high token one more low page, so take the
+     * maximum over the last page's worth of counts. */
+    long prot = (long)p->sinks + p->recent;
+    long hi_min = prot < n ? prot : n;
+    size_t best = 0;
+    for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
+        size_t bytes = pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
+        if (bytes > best) best = bytes;
+    }
+    return heads * (best + kvl_balance_bytes(p, s->head_dim));
+}
+
+int kv_create(const kv_shape *s, const kv_policy *p, kv_cache **out, char *err, size_t errlen) {
+    if (out) *out = NULL;
+    if (!s || !p || !out) return fail(err, errlen, PV_EINVAL, "missing shape or policy");
+    int rc = kv_policy_validate(p, err, errlen);
+    if (rc) return rc;
+    if (s->head_dim <= 0 || s->head_dim % 4)
+        return fail(err, errlen, PV_EINVAL, "head_dim %d is not a multiple of 4", s->head_dim);
+    if (!kvl_is_plain(p) && s->head_dim % p->group)
+        return fail(err, errlen, PV_EINVAL, "group=%d does not divide head_dim=%d", p->group,
+                    s->head_dim);
+    rc = kvl_is_plain(p) ? kv_create_fp16(s, out) : kv_create_mixed(s, p, out);
+    if (rc) return fail(err, errlen, rc, "cannot create the cache: %s", pv_strerror(rc));
+    return PV_OK;
+}
