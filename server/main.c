@@ -13,6 +13,7 @@ static void usage(FILE *f) {
             "Pivot serves Llama-family GGUF models; its KV cache keeps the tokens that matter.\n"
             "\n"
             "commands:\n"
+            "  serve      OpenAI-compatible HTTP server with continuous batching\n"
             "  generate   generate text from a prompt (streams to stdout)\n"
             "  tokenize   print the token ids of a text\n"
             "  logits     write the logits of every position of a token list (testing)\n"
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
                pvdev_cuda_built() ? "built" : "not built");
         return 0;
     }
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);

@@ -1,0 +1,65 @@
+/* api_fmt: OpenAI response bodies and Server-Sent Events framing.
+ *
+ * The server describes what it produced (choices, token log-probabilities,
+ * usage) in the plain records below; these functions turn them into the JSON
+ * that OpenAI clients expect:
+ *   text_completion / chat.completion                 (stream false)
+ *   text_completion / chat.completion.chunk in SSE    (stream true)
+ * All returned strings are malloc'ed and NUL-terminated (caller frees); NULL
+ * means out of memory. */
+#ifndef PIVOT_API_FMT_H
+#define PIVOT_API_FMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_req.h"
+
+typedef struct {
+    int32_t id;
+    float logprob;
+    int n_top;
+    int32_t top_id[API_MAX_TOP_LOGPROBS];
+    float top_lp[API_MAX_TOP_LOGPROBS];
+} api_logprob;
+
+/* Text of a token for logprobs output; returns bytes (may exceed cap). */
+typedef int (*api_piece_fn)(void *ctx, int32_t id, char *buf, int cap);
+
+typedef struct {
+    int index;
+    const char *text; /* the whole text (response) or the delta (chunk) */
+    size_t len;
+    const char *finish_reason; /* NULL while running: "stop", "length" */
+    const api_logprob *lp;     /* NULL: no logprobs field */
+    int n_lp;
+    size_t text_offset; /* completions logprobs: offset of the first token's text */
+} api_choice_out;
+
+typedef struct {
+    int prompt_tokens, completion_tokens;
+    const char *kv_policy;
+    size_t kv_bytes_stored, kv_bytes_fp16;
+    long kv_tokens_high, kv_tokens_low, kv_tokens_dropped;
+} api_usage;
+
+typedef struct {
+    api_kind kind;
+    const char *id;    /* "cmpl-..." / "chatcmpl-..." */
+    const char *model;
+    long created;      /* unix seconds */
+    api_piece_fn piece;
+    void *piece_ctx;
+} api_meta;
+
+char *api_format_response(const api_meta *m, const api_choice_out *c, int n, const api_usage *u);
+/* One streamed chunk with choices c[0..n) (role: chat's first chunk carries
+ * {"role":"assistant"}). With u set and n == 0: the usage chunk (empty
+ * choices). */
+char *api_format_chunk(const api_meta *m, const api_choice_out *c, int n, int role,
+                       const api_usage *u);
+/* "data: <json>\n\n" as a malloc'ed string; *len gets its length. */
+char *api_sse_frame(const char *json, size_t *len);
+#define API_SSE_DONE "data: [DONE]\n\n"
+
+#endif

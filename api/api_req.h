@@ -1,0 +1,88 @@
+/* api_req: parsing and validation of the OpenAI request bodies
+ * (/v1/completions, /v1/chat/completions) into a plain record.
+ *
+ * Checks here are the ones that need no model: JSON syntax, field types and
+ * value ranges. The server adds what needs the model (token ids within the
+ * vocabulary, context length, the model name). Unknown fields are ignored.
+ * Every failure fills an api_error with status 400, the field in `param`
+ * and a message naming the expected type or range. */
+#ifndef PIVOT_API_REQ_H
+#define PIVOT_API_REQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_err.h"
+
+typedef enum { API_COMPLETIONS = 0, API_CHAT = 1 } api_kind;
+
+#define API_MAX_N 16          /* choices per prompt */
+#define API_MAX_PROMPTS 64    /* prompts in one completions request */
+#define API_MAX_STOP 16       /* stop strings */
+#define API_STOP_MAXLEN 256   /* bytes per stop string */
+#define API_MAX_STOP_IDS 64
+#define API_MAX_TOP_LOGPROBS 20
+
+typedef struct {
+    char *text;   /* prompt text (owned), or NULL when given as ids */
+    int32_t *ids; /* prompt token ids (owned), or NULL when given as text */
+    int n_ids;
+} api_prompt;
+
+typedef struct {
+    char *role;    /* "system", "user", "assistant" ("developer" maps to system) */
+    char *content; /* text parts joined */
+} api_message;
+
+typedef struct {
+    api_kind kind;
+    char *model; /* NULL when absent */
+    /* completions: one or more prompts */
+    api_prompt *prompts;
+    int n_prompts;
+    /* chat */
+    api_message *msgs;
+    int n_msgs;
+    /* generation */
+    int max_tokens; /* -1: not given (server default) */
+    int min_tokens;
+    int n;
+    float temperature, top_p, min_p;
+    int top_k; /* 0: off */
+    float repetition_penalty, presence_penalty, frequency_penalty;
+    int has_seed;
+    uint64_t seed;
+    char *stop[API_MAX_STOP]; /* owned */
+    int n_stop;
+    int32_t stop_ids[API_MAX_STOP_IDS];
+    int n_stop_ids;
+    int ignore_eos;
+    int echo;
+    int logprobs;     /* 1: return logprobs of sampled tokens */
+    int top_logprobs; /* alternatives per token (0..20) */
+    int stream;
+    int include_usage;
+    char *user;      /* owned, may be NULL */
+    char *kv_policy; /* owned, may be NULL (server default) */
+} api_request;
+
+/* Parses body into *r (zeroed first). Returns 0, or -1 with *e filled (r is
+ * then already freed). */
+int api_parse_request(api_kind kind, const char *body, size_t len, api_request *r, api_error *e);
+void api_request_free(api_request *r);
+
+/* /tokenize and /detokenize bodies. */
+typedef struct {
+    char *text;     /* owned: the prompt, or the rendered chat when messages were given */
+    api_message *msgs;
+    int n_msgs;
+    int add_special; /* add BOS per the model (default 1) */
+    int32_t *ids;   /* detokenize */
+    int n_ids;
+} api_tok_request;
+
+int api_parse_tokenize(const char *body, size_t len, api_tok_request *r, api_error *e);
+int api_parse_detokenize(const char *body, size_t len, api_tok_request *r, api_error *e);
+void api_tok_request_free(api_tok_request *r);
+
+#endif

@@ -1,0 +1,172 @@
+/* metrics: Prometheus counters, gauges and histograms, vLLM's names with the
+ * `pivot:` prefix. Written by the decoder thread, read by the loop thread;
+ * one mutex, held only to copy numbers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+#define MAX_BUCKETS 20
+
+typedef struct {
+    const char *name, *help;
+    int n;
+    double le[MAX_BUCKETS];
+    unsigned long count[MAX_BUCKETS + 1]; /* per bucket, +Inf last (not cumulative) */
+    double sum;
+    unsigned long total;
+} hist;
+
+struct srv_metrics {
+    pthread_mutex_t mu;
+    unsigned long prompt_tokens, gen_tokens, req_ok, req_abort, req_error;
+    hist ttft, tpot, e2e;
+    srv_gauges g;
+};
+
+static void hist_init(hist *h, const char *name, const char *help, const double *le, int n) {
+    h->name = name;
+    h->help = help;
+    h->n = n;
+    memcpy(h->le, le, sizeof(double) * n);
+}
+
+static void hist_add(hist *h, double v) {
+    int i = 0;
+    while (i < h->n && v > h->le[i]) i++;
+    h->count[i]++;
+    h->sum += v;
+    h->total++;
+}
+
+srv_metrics *srv_metrics_new(void) {
+    srv_metrics *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    pthread_mutex_init(&m->mu, NULL);
+    static const double ttft[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+                                  0.75, 1.0, 2.5, 5.0, 7.5, 10.0};
+    static const double tpot[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
+                                  1.0, 2.5};
+    static const double e2e[] = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
+                                 40.0, 50.0, 60.0};
+    hist_init(&m->ttft, "time_to_first_token_seconds", "Time from arrival to the first token.",
+              ttft, (int)(sizeof ttft / sizeof *ttft));
+    hist_init(&m->tpot, "time_per_output_token_seconds",
+              "Mean time per output token after the first, per request.", tpot,
+              (int)(sizeof tpot / sizeof *tpot));
+    hist_init(&m->e2e, "e2e_request_latency_seconds", "Time from arrival to the last token.", e2e,
+              (int)(sizeof e2e / sizeof *e2e));
+    return m;
+}
+
+void srv_metrics_free(srv_metrics *m) {
+    if (!m) return;
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+void srv_metrics_request(srv_metrics *m, int prompt_tokens, int gen_tokens, double ttft,
+                         double e2e, const char *finish) {
+    pthread_mutex_lock(&m->mu);
+    m->prompt_tokens += prompt_tokens;
+    m->gen_tokens += gen_tokens;
+    if (!strcmp(finish, "ok")) m->req_ok++;
+    else if (!strcmp(finish, "abort")) m->req_abort++;
+    else m->req_error++;
+    if (gen_tokens > 0) {
+        hist_add(&m->ttft, ttft);
+        hist_add(&m->e2e, e2e);
+        if (gen_tokens > 1) hist_add(&m->tpot, (e2e - ttft) / (gen_tokens - 1));
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_set_gauges(srv_metrics *m, const srv_gauges *g) {
+    pthread_mutex_lock(&m->mu);
+    m->g = *g;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_get_gauges(srv_metrics *m, srv_gauges *g) {
+    pthread_mutex_lock(&m->mu);
+    *g = m->g;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void put_hist(srv_buf *b, const hist *h, const char *model) {
+    char line[256];
+    int n = snprintf(line, sizeof line, "# HELP pivot:%s %s\n# TYPE pivot:%s histogram\n", h->name,
+                     h->help, h->name);
+    srv_buf_add(b, line, n);
+    unsigned long cum = 0;
+    for (int i = 0; i <= h->n; i++) {
+        cum += h->count[i];
+        if (i < h->n)
+            n = snprintf(line, sizeof line, "pivot:%s_bucket{model_name=\"%s\",le=\"%g\"} %lu\n",
+                         h->name, model, h->le[i], cum);
+        else
+            n = snprintf(line, sizeof line, "pivot:%s_bucket{model_name=\"%s\",le=\"+Inf\"} %lu\n",
+                         h->name, model, cum);
+        srv_buf_add(b, line, n);
+    }
+    n = snprintf(line, sizeof line, "pivot:%s_sum{model_name=\"%s\"} %.6f\npivot:%s_count{model_name=\"%s\"} %lu\n",
+                 h->name, model, h->sum, h->name, model, h->total);
+    srv_buf_add(b, line, n);
+}
+
+static void put(srv_buf *b, const char *type, const char *name, const char *help,
+                const char *model, const char *labels, double v) {
+    char line[512];
+    int n = snprintf(line, sizeof line, "# HELP pivot:%s %s\n# TYPE pivot:%s %s\n", name, help,
+                     name, type);
+    srv_buf_add(b, line, n);
+    n = snprintf(line, sizeof line, "pivot:%s{model_name=\"%s\"%s} %.17g\n", name, model,
+                 labels ? labels : "", v);
+    srv_buf_add(b, line, n);
+}
+
+char *srv_metrics_render(srv_metrics *m, const char *model) {
+    srv_metrics c;
+    pthread_mutex_lock(&m->mu);
+    c = *m;
+    pthread_mutex_unlock(&m->mu);
+    srv_buf b = {0};
+    const srv_gauges *g = &c.g;
+    put(&b, "gauge", "num_requests_running", "Requests in the running batch.", model, NULL, g->running);
+    put(&b, "gauge", "num_requests_waiting", "Requests waiting for KV memory.", model, NULL, g->waiting);
+    put(&b, "gauge", "kv_cache_usage_perc", "Fraction of the KV pool reserved (1 = full).", model,
+        NULL, g->kv_capacity ? (double)g->kv_reserved / g->kv_capacity : 0);
+    put(&b, "gauge", "kv_cache_bytes_capacity", "KV pool size in bytes (--kv-memory).", model, NULL,
+        (double)g->kv_capacity);
+    put(&b, "gauge", "kv_cache_bytes_reserved", "KV bytes reserved by admitted requests.", model,
+        NULL, (double)g->kv_reserved);
+    put(&b, "gauge", "kv_cache_bytes_used", "KV bytes actually stored by running sequences.",
+        model, NULL, (double)g->kv_stored);
+    put(&b, "gauge", "kv_cache_bytes_fp16", "What the running sequences' KV takes in FP16.", model,
+        NULL, (double)g->kv_fp16);
+    put(&b, "gauge", "kv_cache_bytes_saved", "FP16 bytes minus stored bytes (>= 0).", model, NULL,
+        g->kv_fp16 > g->kv_stored ? (double)(g->kv_fp16 - g->kv_stored) : 0);
+    put(&b, "gauge", "kv_cache_tokens_used", "Tokens held by running sequences.", model, NULL,
+        (double)g->kv_tokens);
+    put(&b, "counter", "prompt_tokens_total", "Prompt tokens processed.", model, NULL,
+        (double)c.prompt_tokens);
+    put(&b, "counter", "generation_tokens_total", "Tokens generated.", model, NULL,
+        (double)c.gen_tokens);
+    char line[256];
+    int n = snprintf(line, sizeof line,
+                     "# HELP pivot:request_success_total Finished requests by outcome.\n"
+                     "# TYPE pivot:request_success_total counter\n");
+    srv_buf_add(&b, line, n);
+    const char *names[] = {"ok", "abort", "error"};
+    unsigned long vals[] = {c.req_ok, c.req_abort, c.req_error};
+    for (int i = 0; i < 3; i++) {
+        n = snprintf(line, sizeof line, "pivot:request_success_total{model_name=\"%s\",outcome=\"%s\"} %lu\n",
+                     model, names[i], vals[i]);
+        srv_buf_add(&b, line, n);
+    }
+    put_hist(&b, &c.ttft, model);
+    put_hist(&b, &c.tpot, model);
+    put_hist(&b, &c.e2e, model);
+    return b.p;
+}
