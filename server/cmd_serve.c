@@ -23,7 +23,7 @@ static void usage(FILE *f) {
             "  --port N               TCP port (default 8080)\n"
             "  --api-key KEY          require 'Authorization: Bearer KEY' on /v1/* and\n"
             "                         /tokenize, /detokenize (health and metrics stay open)\n"
-            "  --kv-policy NAME       default KV policy (only 'full' in this build)\n"
+            "  --kv-policy SPEC       KV cache policy, PRESET[,knob=value...] (default full)\n"
             "  --kv-memory BYTES      KV pool for admission (default 1073741824; K/M/G suffixes)\n"
             "  --max-batch N          sequences decoded together (default 32)\n"
             "  --batch-tokens N       tokens per forward step (default 512)\n"
@@ -139,9 +139,10 @@ static int parse(int argc, char **argv, srv_config *c) {
             return 2;
         }
     }
-    if (c->kv_policy && strcmp(c->kv_policy, "full")) {
-        fprintf(stderr, "pivot serve: --kv-policy '%s' is not available in this build (only 'full')\n",
-                c->kv_policy);
+    kv_policy kp;
+    char err[256] = "";
+    if (kv_policy_parse(c->kv_policy, &kp, err, sizeof err) || kv_policy_validate(&kp, err, sizeof err)) {
+        fprintf(stderr, "pivot serve: --kv-policy '%s': %s\n", c->kv_policy, err);
         return 2;
     }
     if (c->api_key && !*c->api_key) c->api_key = NULL;

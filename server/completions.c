@@ -69,11 +69,23 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
                     r->model, s->model_name);
         return -1;
     }
-    if (r->kv_policy && strcmp(r->kv_policy, "full")) {
-        api_err_set(e, 400, "kv_policy", "invalid_value",
-                    "kv_policy '%.64s' is not available in this build: only 'full' (the FP16 cache) "
-                    "is implemented so far", r->kv_policy);
-        return -1;
+    if (r->kv_policy) {
+        /* One cache (one policy) per server today: a request may name a
+         * policy, which must parse and equal the server's. */
+        kv_policy want;
+        char err[256] = "", a[256], b[256];
+        if (kv_policy_parse(r->kv_policy, &want, err, sizeof err)) {
+            api_err_set(e, 400, "kv_policy", "invalid_value", "%s", err);
+            return -1;
+        }
+        kv_policy_describe(&want, a, sizeof a);
+        kv_policy_describe(srv_engine_policy(s->eng), b, sizeof b);
+        if (strcmp(a, b)) {
+            api_err_set(e, 400, "kv_policy", "unsupported_value",
+                        "kv_policy %.100s differs from the server's %.100s; per-request policies "
+                        "other than the server's (--kv-policy) are not supported yet", a, b);
+            return -1;
+        }
     }
     for (int i = 0; i < r->n_stop_ids; i++)
         if (r->stop_ids[i] >= tok_n_vocab(v)) {
@@ -139,6 +151,7 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
         }
     j->req = *r; /* the job owns the request from here */
     memset(r, 0, sizeof *r);
+    snprintf(j->policy_name, sizeof j->policy_name, "%s", srv_engine_policy(s->eng)->preset);
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx", j->req.kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), (unsigned long long)++s->next_id);
     *out = j;
@@ -183,7 +196,7 @@ void srv_handle_completions(srv_conn *c, api_kind kind) {
 }
 
 static void usage_of(const srv_job *j, api_usage *u) {
-    *u = (api_usage){.prompt_tokens = j->prompt_tokens, .kv_policy = "full"};
+    *u = (api_usage){.prompt_tokens = j->prompt_tokens, .kv_policy = j->policy_name};
     for (int i = 0; i < j->n_choices; i++) {
         const srv_choice *c = &j->ch[i];
         u->completion_tokens += c->got_tokens;

@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_policy.h"
 #include "pverr.h"
 #include "srv.h"
 
-#define KV_PAGE_TOKENS 64 /* the FP16 cache's page (cache/kv_fp16.c) */
 
 struct srv_engine {
     const srv_config *cfg;
@@ -42,6 +42,8 @@ struct srv_engine {
     char err[512];
     llm_model *model;
     int max_ctx;
+    kv_policy policy;
+    kv_shape shape;
     /* engine thread only */
     llm_ctx *ctx;
     srv_job *running;
@@ -87,7 +89,6 @@ void srv_job_free(srv_job *j) {
         free(c->got_lp);
     }
     free(j->ch);
-    free(j->echo);
     api_request_free(&j->req);
     free(j);
 }
@@ -99,11 +100,10 @@ const llm_model *srv_engine_model(srv_engine *e) {
 }
 int srv_engine_max_ctx(srv_engine *e) { return e->max_ctx; }
 
+const kv_policy *srv_engine_policy(srv_engine *e) { return &e->policy; }
+
 size_t srv_engine_seq_bytes(srv_engine *e, int n_tokens) {
-    const llm_config *c = llm_get_config(e->model);
-    size_t pages = ((size_t)n_tokens + KV_PAGE_TOKENS - 1) / KV_PAGE_TOKENS;
-    return pages * KV_PAGE_TOKENS * 2 /* K,V */ * (size_t)c->n_layers * c->n_kv_heads * c->head_dim *
-           2 /* fp16 */;
+    return kv_policy_seq_bytes(&e->policy, &e->shape, n_tokens);
 }
 
 /* ---- admission (under mu) ---- */
@@ -495,9 +495,17 @@ static int load(srv_engine *e) {
     }
     const llm_config *cf = llm_get_config(e->model);
     e->max_ctx = e->cfg->ctx > 0 && e->cfg->ctx < cf->n_ctx_train ? e->cfg->ctx : cf->n_ctx_train;
-    llm_ctx_params p = {.n_threads = e->cfg->threads, .max_seqs = e->cfg->max_seqs,
+    int threads = e->cfg->threads > 0 ? e->cfg->threads : (int)uv_available_parallelism();
+    llm_ctx_params p = {.n_threads = threads, .max_seqs = e->cfg->max_seqs,
                         .max_ctx = e->max_ctx, .max_batch_tokens = e->cfg->max_batch_tokens};
-    if ((rc = llm_ctx_create(e->model, &p, NULL, &e->ctx))) {
+    e->shape = llm_kv_shape(e->model, &p);
+    kv_cache *kv = NULL;
+    if ((rc = kv_policy_parse(e->cfg->kv_policy, &e->policy, err, sizeof err)) ||
+        (rc = kv_create(&e->shape, &e->policy, &kv, err, sizeof err))) {
+        snprintf(e->err, sizeof e->err, "kv cache: %s", err);
+        return rc;
+    }
+    if ((rc = llm_ctx_create(e->model, &p, kv, &e->ctx))) {
         snprintf(e->err, sizeof e->err, "cannot create the decoder context: %s", pv_strerror(rc));
         return rc;
     }

@@ -31,6 +31,7 @@
 #include "api_fmt.h"
 #include "api_req.h"
 #include "api_stop.h"
+#include "kv_policy.h"
 #include "llama.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -125,7 +126,7 @@ struct srv_job {
     int err_status;            /* engine failure (with engine_done) */
     char err_msg[200];
     int prompt_tokens;
-    char *echo;                /* completions echo text (loop) */
+    char policy_name[24];      /* KV policy preset, for usage.kv_cache */
     /* loop only */
     srv_conn *conn;
     int done_seen, started;
@@ -148,7 +149,9 @@ int srv_engine_state(srv_engine *e);
 const char *srv_engine_error(srv_engine *e);
 const llm_model *srv_engine_model(srv_engine *e); /* NULL until READY */
 int srv_engine_max_ctx(srv_engine *e);
-/* Bytes the FP16 cache reserves for one sequence of n tokens (page rounded). */
+const kv_policy *srv_engine_policy(srv_engine *e); /* valid once READY */
+/* Bytes the cache will hold for one sequence of n tokens under the server's
+ * policy (kv_policy_seq_bytes: exact, page rounding included). */
 size_t srv_engine_seq_bytes(srv_engine *e, int n_tokens);
 /* Queues a job (kv_reserve and choices filled). 0 ok; 429 queue full; 400
  * the job can never fit (*msg explains). */
