@@ -1,7 +1,9 @@
 #include "kv.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "kv_internal.h"
 #include "pverr.h"
 
 struct kv_cache {
@@ -59,7 +61,9 @@ int kv_seq_pos(const kv_cache *c, int seq) {
 }
 
 void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u) {
-    u->bytes_stored = u->bytes_fp16 = 0;
-    u->n_tokens = 0;
+    memset(u, 0, sizeof *u);
     if (!bad_slot(c, seq)) c->vt->seq_usage(c->impl, seq, u);
 }
+
+void *kv_impl(const kv_cache *c) { return c->impl; }
+const kv_vtable *kv_vt(const kv_cache *c) { return c->vt; }

@@ -37,6 +37,12 @@ typedef struct {
     size_t bytes_stored; /* bytes this sequence's entries occupy (incl. metadata) */
     size_t bytes_fp16;   /* what the same tokens take in a plain FP16 cache */
     int n_tokens;        /* tokens the sequence has seen */
+    /* Tokens per KV head in each tier (every head of every layer holds the
+     * same counts: budgets are equal per head). The plain cache has every
+     * token high. */
+    int n_high;          /* FP16 (or INT8) tier */
+    int n_low;           /* INT4/INT2 tier */
+    int n_dropped;       /* evicted */
 } kv_usage;
 
 /* Implementation hooks. A new cache type provides these and kv_create_with. */

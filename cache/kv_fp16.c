@@ -183,6 +183,7 @@ static void fp16_seq_usage(const void *impl, int seq, kv_usage *u) {
     u->bytes_stored = stored;
     u->bytes_fp16 = (size_t)n * c->s.n_layers * c->s.n_kv_heads * c->s.head_dim * 2 * 2;
     u->n_tokens = n;
+    u->n_high = n;
 }
 
 static void fp16_destroy(void *impl) {

@@ -1,12 +1,555 @@
-/* Placeholder until the mixed cache lands: policies other than full are
- * rejected as unsupported. */
+/* kv_mixed: the importance-aware KV cache.
+ *
+ * Per (sequence, layer, KV head) two tiers of pages (layout in kv_layout.h):
+ * the high tier (FP16, or INT8 with balanced keys) sorted by position, and
+ * the low tier (INT4/INT2) in demotion order. Dropped tokens are counted
+ * only. Every token keeps its original position; causal masking compares
+ * positions, nothing is ever renumbered.
+ *
+ * Flow of one forward step for one layer:
+ *   store   (decoder thread)  copies the new keys/values of every head into
+ *           that head's pending buffer. Nothing is encoded yet because INT8
+ *           keys need the balance factors, which need the queries, which
+ *           only attend sees.
+ *   attend  (one task per (seq, KV head), in parallel) folds the queries
+ *           and keys into the balance statistics, encodes the pending
+ *           tokens into the high tier, runs attention for the gq query heads
+ *           over both tiers (records are dequantized inside the dot and
+ *           axpy loops), feeds the averaged probabilities to the tracker,
+ *           and finally demotes a chunk when the high tier is over budget.
+ * An attend task touches only its own head's state and the scratch of its
+ * thread index, which is what makes the parallel tasks safe. Demotion
+ * counts depend only on lengths and the policy, so every head of every
+ * layer holds the same number of high and low tokens (rectangular storage);
+ * only which positions sit where differs per head. */
 #include "kv_mixed.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_internal.h"
+#include "kv_layout.h"
+#include "kv_quant.h"
+#include "kv_tracker.h"
 #include "pverr.h"
 
-int kv_create_mixed(const kv_shape *s, const kv_policy *p, kv_cache **out) {
-    (void)s;
-    (void)p;
+typedef struct {
+    uint8_t **pages;
+    int n_pages;
+    int n; /* tokens */
+} tier;
+
+typedef struct {
+    tier hi, lo;
+    int n_dropped;
+    int64_t steps;      /* queries served (tracker clock) */
+    int32_t lo_max_pos; /* newest position in the low tier (-1: empty) */
+    float *bal;         /* [3][hd] factors b, running max|q|, max|k|; NULL until needed */
+    int bal_frozen;
+    float *pend; /* [n_pend][2][hd] keys, values stored but not yet encoded */
+    int n_pend, pend_pos0;
+} head_t;
+
+typedef struct {
+    kv_shape s;
+    kv_policy p;
+    int gq; /* query heads per KV head */
+    size_t hi_rec, lo_rec, hi_sb;
+    size_t hi_page, lo_page;
+    kvq_kernels khi, klo;
+    int need_bal;
+    int *len;      /* [max_seqs][n_layers] tokens stored */
+    head_t *heads; /* [max_seqs][n_layers][n_kv_heads] */
+    uint8_t *scratch;
+    size_t scratch_per; /* bytes per thread */
+} mixed_cache;
+
+/* ---- tiers ---------------------------------------------------------------- */
+
+static uint8_t *t_k(const tier *t, size_t rec, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)(i % KVL_PAGE) * rec;
+}
+static uint8_t *t_v(const tier *t, size_t rec, int i) {
+    return t->pages[i / KVL_PAGE] + ((size_t)KVL_PAGE + i % KVL_PAGE) * rec;
+}
+static int32_t *t_pos(const tier *t, size_t rec, int i) {
+    return (int32_t *)(void *)(t->pages[i / KVL_PAGE] + (size_t)2 * KVL_PAGE * rec) +
+           i % KVL_PAGE;
+}
+static uint8_t *t_state(const tier *t, size_t rec, size_t sb, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)2 * KVL_PAGE * rec + 4 * KVL_PAGE +
+           (size_t)(i % KVL_PAGE) * sb;
+}
+
+static int tier_reserve(tier *t, int n_total, size_t page_bytes) {
+    int need = (n_total + KVL_PAGE - 1) / KVL_PAGE;
+    if (need <= t->n_pages) return PV_OK;
+    uint8_t **np = realloc(t->pages, sizeof *np * (size_t)need);
+    if (!np) return PV_ENOMEM;
+    t->pages = np;
+    for (; t->n_pages < need; t->n_pages++)
+        if (!(t->pages[t->n_pages] = malloc(page_bytes))) return PV_ENOMEM;
+    return PV_OK;
+}
+
+/* Frees pages no token uses any more (after demotion shrank the tier), so
+ * that reported bytes follow the tier's size. */
+static void tier_trim(tier *t) {
+    int need = (t->n + KVL_PAGE - 1) / KVL_PAGE;
+    while (t->n_pages > need) free(t->pages[--t->n_pages]);
+    if (t->n_pages == 0) {
+        free(t->pages);
+        t->pages = NULL;
+    }
+}
+
+static void tier_free(tier *t) {
+    for (int i = 0; i < t->n_pages; i++) free(t->pages[i]);
+    free(t->pages);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static head_t *head(const mixed_cache *c, int seq, int layer, int h) {
+    return &c->heads[((size_t)seq * c->s.n_layers + layer) * c->s.n_kv_heads + h];
+}
+
+static void head_reset(head_t *hs) {
+    tier_free(&hs->hi);
+    tier_free(&hs->lo);
+    free(hs->bal);
+    free(hs->pend);
+    memset(hs, 0, sizeof *hs);
+    hs->lo_max_pos = -1;
+}
+
+/* b = sqrt(max|q| / max|k|) per channel, from what was seen so far (the
+ * prompt, in practice: the first quantized encode happens at the end of the
+ * prefill or at its first chunk). A channel never seen keeps b = 1. */
+static void bal_freeze(head_t *hs, int hd) {
+    float *b = hs->bal, *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
+    for (int i = 0; i < hd; i++) {
+        float r = qm[i] > 0 && km[i] > 0 ? sqrtf(qm[i] / km[i]) : 1.0f;
+        b[i] = isfinite(r) && r > 0 ? r : 1.0f;
+    }
+    hs->bal_frozen = 1;
+}
+
+/* Slot of the first high token with position > p (the tier is sorted). */
+static int hi_visible(const tier *t, size_t rec, int p) {
+    int lo = 0, hi = t->n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (*t_pos(t, rec, mid) <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+typedef struct {
+    float *sc;   /* [gq][max_ctx] scores, then probabilities */
+    float *qb;   /* [gq][hd] balanced queries */
+    float *tmp;  /* [2][hd] a decoded record / dot results */
+    int *cand;   /* [max_ctx] */
+    float *csc;  /* [max_ctx] */
+    int32_t *cpos;
+    int *vict;
+    void *pick;  /* [max_ctx] x 16 bytes */
+} scratch_t;
+
+static size_t scratch_bytes(const kv_shape *s, int gq) {
+    size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim;
+    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2)) + M * (4 + 4 + 4 + 4 + 16);
+}
+
+static scratch_t scratch_for(const mixed_cache *c, int thread) {
+    uint8_t *b = c->scratch + (size_t)thread * c->scratch_per;
+    size_t M = (size_t)c->s.max_ctx, hd = (size_t)c->s.head_dim;
+    scratch_t s;
+    s.pick = b; /* 16-byte entries first, for alignment */
+    b += M * 16;
+    s.sc = (float *)(void *)b;
+    s.qb = s.sc + c->gq * M;
+    s.tmp = s.qb + c->gq * hd;
+    s.csc = s.tmp + 2 * hd + (c->gq > 2 ? c->gq : 2);
+    s.cand = (int *)(void *)(s.csc + M);
+    s.cpos = (int32_t *)(s.cand + M);
+    s.vict = (int *)(s.cpos + M);
+    return s;
+}
+
+/* ---- store ---------------------------------------------------------------- */
+
+static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float *k,
+                    const float *v) {
+    mixed_cache *c = impl;
+    int *len = &c->len[(size_t)seq * c->s.n_layers + layer];
+    if (pos0 != *len || n < 0) return PV_EINVAL; /* contiguous, like the plain cache */
+    if ((long)pos0 + n > c->s.max_ctx) return PV_ECTXFULL;
+    if (n == 0) return PV_OK;
+    int hd = c->s.head_dim, nkv = c->s.n_kv_heads;
+    for (int h = 0; h < nkv; h++) {
+        head_t *hs = head(c, seq, layer, h);
+        float *np = realloc(hs->pend, sizeof(float) * 2 * hd * (size_t)(hs->n_pend + n));
+        if (!np) return PV_ENOMEM;
+        hs->pend = np;
+        if (hs->n_pend == 0) hs->pend_pos0 = pos0;
+        for (int i = 0; i < n; i++) {
+            float *dst = np + (size_t)(hs->n_pend + i) * 2 * hd;
+            memcpy(dst, k + ((size_t)i * nkv + h) * hd, sizeof(float) * hd);
+            memcpy(dst + hd, v + ((size_t)i * nkv + h) * hd, sizeof(float) * hd);
+        }
+        hs->n_pend += n;
+    }
+    *len += n;
+    return PV_OK;
+}
+
+/* ---- attend --------------------------------------------------------------- */
+
+/* Folds this call's queries and the pending keys into the running maxima
+ * the balance factors come from; freezes them when INT8 keys need them now. */
+static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, int kvh) {
+    int hd = c->s.head_dim, nh = c->s.n_heads;
+    if (!c->need_bal || hs->bal_frozen) return PV_OK;
+    if (!hs->bal && !(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) return PV_ENOMEM;
+    float *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < c->gq; g++) {
+            const float *qv = q + ((size_t)i * nh + (size_t)kvh * c->gq + g) * hd;
+            for (int d = 0; d < hd; d++)
+                if (fabsf(qv[d]) > qm[d]) qm[d] = fabsf(qv[d]);
+        }
+    for (int j = 0; j < hs->n_pend; j++) {
+        const float *kv = hs->pend + (size_t)j * 2 * hd;
+        for (int d = 0; d < hd; d++)
+            if (fabsf(kv[d]) > km[d]) km[d] = fabsf(kv[d]);
+    }
+    if (c->p.hi_bits == 8) bal_freeze(hs, hd);
+    return PV_OK;
+}
+
+/* Moves the pending tokens into the high tier. pos0: position of the first
+ * query of this call (tracker clock: a token is first seen by the query at
+ * its own position). */
+static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp) {
+    if (!hs->n_pend) return PV_OK;
+    int hd = c->s.head_dim, rc = tier_reserve(&hs->hi, hs->hi.n + hs->n_pend, c->hi_page);
+    if (rc) return rc;
+    for (int j = 0; j < hs->n_pend; j++) {
+        const float *kv = hs->pend + (size_t)j * 2 * hd;
+        int slot = hs->hi.n++, pos = hs->pend_pos0 + j;
+        const float *kk = kv;
+        if (c->p.hi_bits == 8) { /* INT8 keys are stored balanced: K·b */
+            for (int d = 0; d < hd; d++) tmp[d] = kv[d] * hs->bal[d];
+            kk = tmp;
+        }
+        kvq_encode(kk, hd, c->p.hi_bits, c->p.group, t_k(&hs->hi, c->hi_rec, slot));
+        kvq_encode(kv + hd, hd, c->p.hi_bits, c->p.group, t_v(&hs->hi, c->hi_rec, slot));
+        *t_pos(&hs->hi, c->hi_rec, slot) = pos;
+        if (c->hi_sb)
+            kvt_init(c->p.select, t_state(&hs->hi, c->hi_rec, c->hi_sb, slot),
+                     hs->steps + (pos > pos0 ? pos - pos0 : 0));
+    }
+    free(hs->pend);
+    hs->pend = NULL;
+    hs->n_pend = 0;
+    return PV_OK;
+}
+
+/* When the high tier is over budget: demote a chunk of the lowest-ranked
+ * unprotected tokens to the low tier (or drop them), keeping the high tier
+ * sorted by position. */
+static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
+    const kv_policy *p = &c->p;
+    int b = kvl_budget(p, len);
+    if (b < 0 || hs->hi.n <= b) return PV_OK;
+    int target = b - kvl_chunk(p, b), hd = c->s.head_dim, nc = 0;
+    for (int t = 0; t < hs->hi.n; t++) {
+        int32_t pos = *t_pos(&hs->hi, c->hi_rec, t);
+        if (pos < p->sinks || pos >= (int64_t)len - p->recent) continue; /* protected */
+        s->cand[nc] = t;
+        s->cpos[nc] = pos;
+        s->csc[nc] = c->hi_sb ? kvt_demote_score(p->select,
+                                                 t_state(&hs->hi, c->hi_rec, c->hi_sb, t),
+                                                 hs->steps)
+                              : 0.0f;
+        nc++;
+    }
+    int k = kvt_pick(s->cand, s->csc, s->cpos, nc, hs->hi.n - (target > 0 ? target : 0), s->vict,
+                     s->pick);
+    if (k == 0) return PV_OK;
+    if (p->lo_bits) {
+        if (c->need_bal && !hs->bal_frozen) bal_freeze(hs, hd);
+        int rc = tier_reserve(&hs->lo, hs->lo.n + k, c->lo_page);
+        if (rc) return rc;
+        for (int i = 0; i < k; i++) {
+            int t = s->vict[i], slot = hs->lo.n++;
+            float *x = s->tmp;
+            kvq_decode(t_k(&hs->hi, c->hi_rec, t), hd, p->hi_bits, p->group, x);
+            /* FP16 high keys are raw; INT8 ones are balanced already. */
+            if (c->need_bal && p->hi_bits == 16)
+                for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
+            kvq_encode(x, hd, p->lo_bits, p->group, t_k(&hs->lo, c->lo_rec, slot));
+            kvq_decode(t_v(&hs->hi, c->hi_rec, t), hd, p->hi_bits, p->group, x);
+            kvq_encode(x, hd, p->lo_bits, p->group, t_v(&hs->lo, c->lo_rec, slot));
+            int32_t pos = *t_pos(&hs->hi, c->hi_rec, t);
+            *t_pos(&hs->lo, c->lo_rec, slot) = pos;
+            if (pos > hs->lo_max_pos) hs->lo_max_pos = pos;
+        }
+    } else {
+        hs->n_dropped += k;
+    }
+    /* Stable compaction keeps positions sorted (binary search on masking). */
+    int w = 0, vi = 0;
+    for (int t = 0; t < hs->hi.n; t++) {
+        if (vi < k && s->vict[vi] == t) {
+            vi++;
+            continue;
+        }
+        if (w != t) {
+            memcpy(t_k(&hs->hi, c->hi_rec, w), t_k(&hs->hi, c->hi_rec, t), c->hi_rec);
+            memcpy(t_v(&hs->hi, c->hi_rec, w), t_v(&hs->hi, c->hi_rec, t), c->hi_rec);
+            *t_pos(&hs->hi, c->hi_rec, w) = *t_pos(&hs->hi, c->hi_rec, t);
+            if (c->hi_sb)
+                memcpy(t_state(&hs->hi, c->hi_rec, c->hi_sb, w),
+                       t_state(&hs->hi, c->hi_rec, c->hi_sb, t), c->hi_sb);
+        }
+        w++;
+    }
+    hs->hi.n = w;
+    tier_trim(&hs->hi);
+    return PV_OK;
+}
+
+static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const float *q,
+                     float *out, int thread) {
+    mixed_cache *c = impl;
+    head_t *hs = head(c, seq, layer, kvh);
+    int len = c->len[(size_t)seq * c->s.n_layers + layer];
+    if (pos0 < 0 || n < 0 || (long)pos0 + n > len) return PV_EINVAL;
+    scratch_t s = scratch_for(c, thread);
+    int rc;
+    if ((rc = bal_observe(c, hs, q, n, kvh))) return rc;
+    if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
+
+    const int hd = c->s.head_dim, nh = c->s.n_heads, gq = c->gq, M = c->s.max_ctx;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const kv_select sel = c->p.select;
+    const int half = c->p.window / 2 > 0 ? c->p.window / 2 : 1;
+    const tier *hi = &hs->hi, *lo = &hs->lo;
+    float *dots = s.tmp, *a = s.tmp + hd, inv[16];
+    float *invp = gq <= 16 ? inv : s.tmp + hd + gq; /* gq > 16 borrows scratch */
+    for (int i = 0; i < n; i++) {
+        const int p = pos0 + i;
+        const float *qi = q + ((size_t)i * nh + (size_t)kvh * gq) * hd;
+        float *oi = out + ((size_t)i * nh + (size_t)kvh * gq) * hd;
+        const float *qhi = qi, *qlo = qi;
+        if (hs->bal_frozen) { /* balanced keys meet Q/b */
+            for (int g = 0; g < gq; g++)
+                for (int d = 0; d < hd; d++)
+                    s.qb[(size_t)g * hd + d] = qi[(size_t)g * hd + d] / hs->bal[d];
+            qlo = s.qb;
+            if (c->p.hi_bits == 8) qhi = s.qb;
+        }
+        const int nhv = hi_visible(hi, c->hi_rec, p), nl = lo->n;
+        const int lo_all = hs->lo_max_pos <= p;
+        int n_vis = nhv;
+        for (int t = 0; t < nhv; t++) {
+            c->khi.dot(t_k(hi, c->hi_rec, t), qhi, gq, hd, c->p.group, dots);
+            for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + t] = dots[g] * scale;
+        }
+        for (int t = 0; t < nl; t++) {
+            if (!lo_all && *t_pos(lo, c->lo_rec, t) > p) {
+                for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + nhv + t] = -INFINITY;
+                continue;
+            }
+            n_vis++;
+            c->klo.dot(t_k(lo, c->lo_rec, t), qlo, gq, hd, c->p.group, dots);
+            for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + nhv + t] = dots[g] * scale;
+        }
+        /* Softmax per query head, in the plain cache's order of operations. */
+        for (int g = 0; g < gq; g++) {
+            float *sc = s.sc + (size_t)g * M, mx = -INFINITY;
+            for (int t = 0; t < nhv + nl; t++)
+                if (sc[t] > mx) mx = sc[t];
+            double sum = 0.0;
+            for (int t = 0; t < nhv + nl; t++) {
+                sc[t] = expf(sc[t] - mx);
+                sum += sc[t];
+            }
+            invp[g] = (float)(1.0 / sum);
+        }
+        memset(oi, 0, sizeof(float) * hd * gq);
+        for (int t = 0; t < nhv; t++) {
+            for (int g = 0; g < gq; g++) a[g] = s.sc[(size_t)g * M + t] * invp[g];
+            c->khi.axpy(t_v(hi, c->hi_rec, t), a, gq, hd, c->p.group, oi);
+        }
+        for (int t = 0; t < nl; t++) {
+            if (!lo_all && *t_pos(lo, c->lo_rec, t) > p) continue;
+            for (int g = 0; g < gq; g++) a[g] = s.sc[(size_t)g * M + nhv + t] * invp[g];
+            c->klo.axpy(t_v(lo, c->lo_rec, t), a, gq, hd, c->p.group, oi);
+        }
+        if (c->hi_sb) { /* tracker: mean probability over the group's heads */
+            float thr = 1.0f / (float)n_vis;
+            for (int t = 0; t < nhv; t++) {
+                float agg = 0.0f;
+                for (int g = 0; g < gq; g++) agg += s.sc[(size_t)g * M + t] * invp[g];
+                kvt_observe(sel, t_state(hi, c->hi_rec, c->hi_sb, t), agg / (float)gq, thr);
+            }
+        }
+        hs->steps++;
+        if (sel == KV_SELECT_PERSISTENCE && hs->steps % half == 0)
+            for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, c->hi_rec, c->hi_sb, t));
+    }
+    return demote(c, hs, len, &s);
+}
+
+/* ---- bookkeeping ---------------------------------------------------------- */
+
+static void mx_seq_reset(void *impl, int seq) {
+    mixed_cache *c = impl;
+    for (int L = 0; L < c->s.n_layers; L++) {
+        c->len[(size_t)seq * c->s.n_layers + L] = 0;
+        for (int h = 0; h < c->s.n_kv_heads; h++) head_reset(head(c, seq, L, h));
+    }
+}
+
+static int mx_seq_pos(const void *impl, int seq) {
+    const mixed_cache *c = impl;
+    return c->len[(size_t)seq * c->s.n_layers];
+}
+
+static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
+    const mixed_cache *c = impl;
+    size_t bytes = 0, hd = (size_t)c->s.head_dim;
+    long hi = 0, lo = 0, dr = 0, nheads = (long)c->s.n_layers * c->s.n_kv_heads;
+    for (int L = 0; L < c->s.n_layers; L++)
+        for (int h = 0; h < c->s.n_kv_heads; h++) {
+            const head_t *hs = head(c, seq, L, h);
+            bytes += (size_t)hs->hi.n_pages * c->hi_page + (size_t)hs->lo.n_pages * c->lo_page;
+            if (hs->bal) bytes += 3 * hd * sizeof(float);
+            bytes += (size_t)hs->n_pend * 2 * hd * sizeof(float);
+            hi += hs->hi.n + hs->n_pend;
+            lo += hs->lo.n;
+            dr += hs->n_dropped;
+        }
+    int n = c->len[(size_t)seq * c->s.n_layers];
+    u->bytes_stored = bytes;
+    u->bytes_fp16 = (size_t)n * c->s.n_layers * c->s.n_kv_heads * hd * 2 * 2;
+    u->n_tokens = n;
+    u->n_high = (int)(hi / nheads);
+    u->n_low = (int)(lo / nheads);
+    u->n_dropped = (int)(dr / nheads);
+}
+
+static void mx_destroy(void *impl) {
+    mixed_cache *c = impl;
+    if (!c) return;
+    if (c->heads)
+        for (int s = 0; s < c->s.max_seqs; s++) mx_seq_reset(c, s);
+    free(c->heads);
+    free(c->len);
+    free(c->scratch);
+    free(c);
+}
+
+static const kv_vtable mixed_vt = {
+    .name = "mixed",
+    .store = mx_store,
+    .attend_group = mx_attend,
+    .seq_reset = mx_seq_reset,
+    .seq_pos = mx_seq_pos,
+    .seq_usage = mx_seq_usage,
+    .destroy = mx_destroy,
+};
+
+int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar, kv_cache **out) {
     *out = NULL;
-    return PV_EUNSUPPORTED;
+    if (!s || !p || s->n_layers <= 0 || s->n_heads <= 0 || s->n_kv_heads <= 0 ||
+        s->head_dim <= 0 || s->head_dim % 4 || s->n_heads % s->n_kv_heads || s->max_seqs <= 0 ||
+        s->max_ctx <= 0 || s->n_threads <= 0 || p->group <= 0 || s->head_dim % p->group)
+        return PV_EINVAL;
+    mixed_cache *c = calloc(1, sizeof *c);
+    if (!c) return PV_ENOMEM;
+    c->s = *s;
+    c->p = *p;
+    c->gq = s->n_heads / s->n_kv_heads;
+    c->hi_rec = kvl_rec_bytes(p->hi_bits, s->head_dim, p->group);
+    c->lo_rec = p->lo_bits ? kvl_rec_bytes(p->lo_bits, s->head_dim, p->group) : 0;
+    c->hi_sb = kvl_state_bytes(p->select);
+    c->hi_page = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
+    c->lo_page = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
+    c->need_bal = kvl_needs_balance(p);
+    kvq_kernels_for(p->hi_bits, s->head_dim, p->group, force_scalar, &c->khi);
+    kvq_kernels_for(p->lo_bits ? p->lo_bits : 16, s->head_dim, p->group, force_scalar, &c->klo);
+    size_t nh = (size_t)s->max_seqs * s->n_layers * s->n_kv_heads;
+    c->len = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->len);
+    c->heads = calloc(nh, sizeof *c->heads);
+    c->scratch_per = (scratch_bytes(s, c->gq) + 63) & ~(size_t)63;
+    c->scratch = malloc(c->scratch_per * s->n_threads);
+    if (!c->len || !c->heads || !c->scratch) {
+        mx_destroy(c);
+        return PV_ENOMEM;
+    }
+    for (size_t i = 0; i < nh; i++) c->heads[i].lo_max_pos = -1;
+    return kv_create_with(&mixed_vt, c, s, out);
+}
+
+int kv_create_mixed(const kv_shape *s, const kv_policy *p, kv_cache **out) {
+    return kv_create_mixed_opt(s, p, 0, out);
+}
+
+/* ---- inspection (tests, diagnostics) --------------------------------------- */
+
+static const head_t *inspect_head(const kv_cache *kc, int seq, int layer, int h,
+                                  const mixed_cache **cp) {
+    if (!kc || kv_vt(kc) != &mixed_vt) return NULL;
+    const mixed_cache *c = kv_impl(kc);
+    if (seq < 0 || seq >= c->s.max_seqs || layer < 0 || layer >= c->s.n_layers || h < 0 ||
+        h >= c->s.n_kv_heads)
+        return NULL;
+    *cp = c;
+    return head(c, seq, layer, h);
+}
+
+int kv_mixed_head_info(const kv_cache *kc, int seq, int layer, int h, kv_mixed_head *out) {
+    const mixed_cache *c;
+    const head_t *hs = inspect_head(kc, seq, layer, h, &c);
+    if (!hs) return PV_EINVAL;
+    out->n_high = hs->hi.n;
+    out->n_low = hs->lo.n;
+    out->n_dropped = hs->n_dropped;
+    out->steps = hs->steps;
+    out->balanced = hs->bal_frozen;
+    return PV_OK;
+}
+
+int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i,
+                   kv_mixed_tok *out) {
+    const mixed_cache *c;
+    const head_t *hs = inspect_head(kc, seq, layer, h, &c);
+    if (!hs) return PV_EINVAL;
+    const tier *t = low ? &hs->lo : &hs->hi;
+    if (i < 0 || i >= t->n) return PV_EINVAL;
+    size_t rec = low ? c->lo_rec : c->hi_rec;
+    int bits = low ? c->p.lo_bits : c->p.hi_bits, hd = c->s.head_dim;
+    out->pos = *t_pos(t, rec, i);
+    out->score = !low && c->hi_sb ? kvt_demote_score(c->p.select,
+                                                     t_state(t, rec, c->hi_sb, i), hs->steps)
+                                  : 0.0f;
+    if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, c->p.group, out->k);
+    if (out->v) kvq_decode(t_v(t, rec, i), hd, bits, c->p.group, out->v);
+    out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
+    return PV_OK;
+}
+
+int kv_mixed_balance(const kv_cache *kc, int seq, int layer, int h, float *b) {
+    const mixed_cache *c;
+    const head_t *hs = inspect_head(kc, seq, layer, h, &c);
+    if (!hs) return PV_EINVAL;
+    for (int d = 0; d < c->s.head_dim; d++) b[d] = hs->bal_frozen ? hs->bal[d] : 1.0f;
+    return PV_OK;
 }

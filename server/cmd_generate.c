@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "chat.h"
 #include "cli.h"
+#include "kv_policy.h"
 #include "llama.h"
 #include "pverr.h"
 #include "sampler.h"
@@ -36,11 +39,34 @@ static void usage(FILE *f) {
             "                           model's training context)\n"
             "  --ignore-eos             keep generating past end-of-generation tokens\n"
             "  --special                parse special tokens (e.g. <|im_start|>) in the prompt\n"
+            "\n"
+            "KV cache (docs/KV_CACHE.md):\n"
+            "  --kv-policy P            full (default), scissorhands, mikv, h2o, streaming,\n"
+            "                           quant4, quant2; or P,knob=value,... e.g. mikv,budget=0.25\n"
+            "  --kv-budget B            high-precision tokens per head: count >= 1 or fraction\n"
+            "                           of the sequence in (0,1); 0 = unlimited\n"
+            "  --kv-hi-bits 16|8        high tier: FP16, or INT8 with key balancing\n"
+            "  --kv-lo-bits 4|2|0       low tier: INT4, INT2, or 0 = drop demoted tokens\n"
+            "  --kv-recent N            most recent tokens never demoted\n"
+            "  --kv-sinks N             first tokens never demoted (attention sinks)\n"
+            "  --kv-window W            persistence window in steps (Scissorhands)\n"
+            "  --kv-chunk C             tokens demoted at once: count or fraction of the budget\n"
+            "  --kv-group G             channels per low-bit scale/zero group (multiple of 8)\n"
+            "  --kv-select S            persistence, accumulated (H2O), recent, none\n"
+            "  --kv-key-balance 1|0     MiKV per-channel key balancing\n"
             "  -h, --help               this help\n");
 }
 
+/* --kv-* knob flags, applied on top of the --kv-policy preset whatever
+ * their order on the command line. */
+static const char *const kv_knobs[] = {"budget", "hi-bits", "lo-bits", "recent", "sinks",
+                                       "window", "chunk", "group", "select", "key-balance"};
+#define N_KV_KNOBS (int)(sizeof kv_knobs / sizeof kv_knobs[0])
+
 typedef struct {
     const char *prompt, *model, *system;
+    const char *kv_policy;
+    const char *kv_vals[N_KV_KNOBS];
     long max_tokens, threads, batch, ctx;
     int chat, ignore_eos, special;
     smp_params sp;
@@ -110,6 +136,20 @@ static int parse(int argc, char **argv, gen_opts *o) {
 #undef STR
 #undef INT
 #undef FLT
+        if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) {
+            o->kv_policy = v;
+            continue;
+        }
+        int kv_hit = 0;
+        for (int k = 0; k < N_KV_KNOBS && !kv_hit && !miss; k++) {
+            char flag[32];
+            snprintf(flag, sizeof flag, "--kv-%s", kv_knobs[k]);
+            if ((v = cli_opt(argc, argv, &i, flag, &miss))) {
+                o->kv_vals[k] = v;
+                kv_hit = 1;
+            }
+        }
+        if (kv_hit) continue;
         if (miss) {
             fprintf(stderr, "pivot generate: %s needs a value\n", a);
             return 2;
@@ -131,6 +171,32 @@ static int parse(int argc, char **argv, gen_opts *o) {
         return 2;
     }
     return 0;
+}
+
+/* The policy from --kv-policy and the --kv-* knobs; 2 (usage) on error. */
+static int build_policy(const gen_opts *o, kv_policy *p) {
+    char err[256];
+    int rc = kv_policy_parse(o->kv_policy ? o->kv_policy : "full", p, err, sizeof err);
+    for (int k = 0; !rc && k < N_KV_KNOBS; k++)
+        if (o->kv_vals[k]) rc = kv_policy_set(p, kv_knobs[k], o->kv_vals[k], err, sizeof err);
+    if (!rc) rc = kv_policy_validate(p, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "pivot generate: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
+static void print_kv_usage(llm_ctx *ctx, const kv_policy *p) {
+    kv_usage u;
+    char desc[256];
+    kv_seq_usage(llm_ctx_kv(ctx), 0, &u);
+    kv_policy_describe(p, desc, sizeof desc);
+    fprintf(stderr, "pivot: kv %s: %.2f MiB stored vs %.2f MiB fp16 (%.1f%%); tokens per head: "
+                    "%d high, %d low, %d dropped of %d\n",
+            desc, u.bytes_stored / 1048576.0, u.bytes_fp16 / 1048576.0,
+            u.bytes_fp16 ? 100.0 * u.bytes_stored / u.bytes_fp16 : 0.0, u.n_high, u.n_low,
+            u.n_dropped, u.n_tokens);
 }
 
 /* Tokenizes the prompt (through the chat template with --chat), BOS first
@@ -177,8 +243,10 @@ static int32_t *build_prompt(const llm_model *m, const gen_opts *o, int *n_out) 
 
 int cmd_generate(int argc, char **argv) {
     gen_opts o;
+    kv_policy pol;
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
+    if ((rc = build_policy(&o, &pol))) return rc;
     char mbuf[4096], err[512] = "";
     const char *path = o.model ? o.model : cli_default_model(mbuf, sizeof mbuf);
     llm_model *m = NULL;
@@ -205,9 +273,16 @@ int cmd_generate(int argc, char **argv) {
                 ctx_len);
         goto out;
     }
-    llm_ctx_params cp = {.n_threads = (int)o.threads, .max_seqs = 1, .max_ctx = (int)ctx_len,
-                         .max_batch_tokens = (int)o.batch};
-    if ((rc = llm_ctx_create(m, &cp, NULL, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
+    long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
+                         .max_ctx = (int)ctx_len, .max_batch_tokens = (int)o.batch};
+    kv_shape ks = llm_kv_shape(m, &cp);
+    kv_cache *kv = NULL;
+    if ((rc = kv_create(&ks, &pol, &kv, err, sizeof err))) {
+        fprintf(stderr, "pivot generate: %s\n", err);
+        goto out;
+    }
+    if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
         fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
         goto out;
     }
@@ -261,6 +336,7 @@ int cmd_generate(int argc, char **argv) {
                     "decode %.1f ms for %d steps (%.1f tokens/s)\n",
             n_prompt, (t1 - t0) * 1e3, n_prompt / (t1 - t0), n_gen, (t2 - t1) * 1e3, steps,
             steps > 0 ? steps / (t2 - t1) : 0.0);
+    print_kv_usage(ctx, &pol);
     status = 0;
 out:
     free(logits);
