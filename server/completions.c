@@ -202,7 +202,9 @@ static void usage_of(const srv_job *j, api_usage *u) {
         u->completion_tokens += c->got_tokens;
         u->kv_bytes_stored += c->kv.bytes_stored;
         u->kv_bytes_fp16 += c->kv.bytes_fp16;
-        u->kv_tokens_high += c->kv.n_tokens;
+        u->kv_tokens_high += c->kv.n_high;
+        u->kv_tokens_low += c->kv.n_low;
+        u->kv_tokens_dropped += c->kv.n_dropped;
     }
 }
 
