@@ -49,6 +49,10 @@ typedef struct {
     int bal_frozen;
     float *pend; /* [n_pend][2][hd] keys, values stored but not yet encoded */
     int n_pend, pend_pos0;
+    /* Bytes this head holds, counted where memory is obtained and released:
+     * the accounting test checks kv_seq_usage (computed from counts) against
+     * it. */
+    size_t alloc;
 } head_t;
 
 typedef struct {
@@ -82,7 +86,7 @@ static uint8_t *t_state(const tier *t, size_t rec, size_t sb, int i) {
            (size_t)(i % KVL_PAGE) * sb;
 }
 
-static int tier_reserve(tier *t, int n_total, size_t page_bytes) {
+static int tier_reserve(tier *t, int n_total, size_t page_bytes, size_t *alloc) {
     int need = (n_total + KVL_PAGE - 1) / KVL_PAGE;
     if (need <= t->n_pages) return PV_OK;
     uint8_t **np = realloc(t->pages, sizeof *np * (size_t)need);
@@ -90,14 +94,15 @@ static int tier_reserve(tier *t, int n_total, size_t page_bytes) {
     t->pages = np;
     for (; t->n_pages < need; t->n_pages++)
         if (!(t->pages[t->n_pages] = malloc(page_bytes))) return PV_ENOMEM;
+        else *alloc += page_bytes;
     return PV_OK;
 }
 
 /* Frees pages no token uses any more (after demotion shrank the tier), so
  * that reported bytes follow the tier's size. */
-static void tier_trim(tier *t) {
+static void tier_trim(tier *t, size_t page_bytes, size_t *alloc) {
     int need = (t->n + KVL_PAGE - 1) / KVL_PAGE;
-    while (t->n_pages > need) free(t->pages[--t->n_pages]);
+    for (; t->n_pages > need; *alloc -= page_bytes) free(t->pages[--t->n_pages]);
     if (t->n_pages == 0) {
         free(t->pages);
         t->pages = NULL;
@@ -195,6 +200,7 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
         float *np = realloc(hs->pend, sizeof(float) * 2 * hd * (size_t)(hs->n_pend + n));
         if (!np) return PV_ENOMEM;
         hs->pend = np;
+        hs->alloc += sizeof(float) * 2 * hd * (size_t)n;
         if (hs->n_pend == 0) hs->pend_pos0 = pos0;
         for (int i = 0; i < n; i++) {
             float *dst = np + (size_t)(hs->n_pend + i) * 2 * hd;
@@ -214,7 +220,10 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
 static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, int kvh) {
     int hd = c->s.head_dim, nh = c->s.n_heads;
     if (!c->need_bal || hs->bal_frozen) return PV_OK;
-    if (!hs->bal && !(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) return PV_ENOMEM;
+    if (!hs->bal) {
+        if (!(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) return PV_ENOMEM;
+        hs->alloc += (size_t)3 * hd * sizeof(float);
+    }
     float *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
     for (int i = 0; i < n; i++)
         for (int g = 0; g < c->gq; g++) {
@@ -236,7 +245,7 @@ static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, 
  * its own position). */
 static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp) {
     if (!hs->n_pend) return PV_OK;
-    int hd = c->s.head_dim, rc = tier_reserve(&hs->hi, hs->hi.n + hs->n_pend, c->hi_page);
+    int hd = c->s.head_dim, rc = tier_reserve(&hs->hi, hs->hi.n + hs->n_pend, c->hi_page, &hs->alloc);
     if (rc) return rc;
     for (int j = 0; j < hs->n_pend; j++) {
         const float *kv = hs->pend + (size_t)j * 2 * hd;
@@ -254,6 +263,7 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
                      hs->steps + (pos > pos0 ? pos - pos0 : 0));
     }
     free(hs->pend);
+    hs->alloc -= sizeof(float) * 2 * hd * (size_t)hs->n_pend;
     hs->pend = NULL;
     hs->n_pend = 0;
     return PV_OK;
@@ -283,7 +293,7 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
     if (k == 0) return PV_OK;
     if (p->lo_bits) {
         if (c->need_bal && !hs->bal_frozen) bal_freeze(hs, hd);
-        int rc = tier_reserve(&hs->lo, hs->lo.n + k, c->lo_page);
+        int rc = tier_reserve(&hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
         if (rc) return rc;
         for (int i = 0; i < k; i++) {
             int t = s->vict[i], slot = hs->lo.n++;
@@ -320,7 +330,7 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
         w++;
     }
     hs->hi.n = w;
-    tier_trim(&hs->hi);
+    tier_trim(&hs->hi, c->hi_page, &hs->alloc);
     return PV_OK;
 }
 
@@ -544,6 +554,15 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     if (out->v) kvq_decode(t_v(t, rec, i), hd, bits, c->p.group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
     return PV_OK;
+}
+
+size_t kv_mixed_allocated(const kv_cache *kc, int seq) {
+    const mixed_cache *c;
+    size_t sum = 0;
+    if (!inspect_head(kc, seq, 0, 0, &c)) return 0;
+    for (int L = 0; L < c->s.n_layers; L++)
+        for (int h = 0; h < c->s.n_kv_heads; h++) sum += head(c, seq, L, h)->alloc;
+    return sum;
 }
 
 int kv_mixed_balance(const kv_cache *kc, int seq, int layer, int h, float *b) {

@@ -33,6 +33,9 @@ int kv_mixed_head_info(const kv_cache *kc, int seq, int layer, int h, kv_mixed_h
 /* Token i of the high (low = 0, sorted by position) or low tier. */
 int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i,
                    kv_mixed_tok *out);
+/* Bytes the sequence's heads obtained from malloc and still hold, counted
+ * at allocation (kv_seq_usage computes its figure from tier counts). */
+size_t kv_mixed_allocated(const kv_cache *kc, int seq);
 /* The head's balance factors b[head_dim] (all 1 until frozen). */
 int kv_mixed_balance(const kv_cache *kc, int seq, int layer, int h, float *b);
 

@@ -2,10 +2,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "device.h"
 #include "gguf.h"
+#include "kv_policy.h"
 #include "llama.h"
 #include "pverr.h"
 #include "quant.h"
@@ -90,7 +92,7 @@ static int32_t *parse_ids(const char *s, int *n_out) {
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *model = NULL, *tokens = NULL, *outp = NULL;
+    const char *model = NULL, *tokens = NULL, *outp = NULL, *kvspec = "full";
     long threads = 0, split = 0;
     for (int i = 1; i < argc; i++) {
         int miss = 0;
@@ -98,12 +100,14 @@ int cmd_logits(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: pivot logits --tokens 1,2,3 --out FILE [--model PATH] [--threads N] [--split K]\n"
                    "  writes float32 logits [n_tokens][n_vocab] for every position to FILE\n"
-                   "  --split K   feed the tokens in chunks of K (exercises the KV cache)\n");
+                   "  --split K   feed the tokens in chunks of K (exercises the KV cache)\n"
+                   "  --kv-policy P   KV cache policy, e.g. mikv,budget=0.25 (default full)\n");
             return 0;
         }
         if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
         else if ((v = cli_opt(argc, argv, &i, "--tokens", &miss))) tokens = v;
         else if ((v = cli_opt(argc, argv, &i, "--out", &miss))) outp = v;
+        else if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) kvspec = v;
         else if ((v = cli_opt(argc, argv, &i, "--threads", &miss))) {
             if (cli_parse_int(v, 1, 1024, &threads)) {
                 fprintf(stderr, "pivot logits: bad --threads '%s'\n", v);
@@ -119,6 +123,12 @@ int cmd_logits(int argc, char **argv) {
             return 2;
         }
     }
+    kv_policy pol;
+    char kerr[256];
+    if (kv_policy_parse(kvspec, &pol, kerr, sizeof kerr)) {
+        fprintf(stderr, "pivot logits: %s\n", kerr);
+        return 2;
+    }
     int n = 0;
     int32_t *ids = tokens ? parse_ids(tokens, &n) : NULL;
     if (!ids || n == 0 || !outp) {
@@ -133,10 +143,14 @@ int cmd_logits(int argc, char **argv) {
     }
     const llm_config *cf = llm_get_config(m);
     int chunk = split > 0 ? (int)split : n;
+    if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     llm_ctx_params cp = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk};
     llm_ctx *ctx = NULL;
+    kv_shape ks = llm_kv_shape(m, &cp);
+    kv_cache *kv = NULL;
     float *lg = malloc(sizeof(float) * (size_t)n * cf->n_vocab);
-    int rc = lg ? llm_ctx_create(m, &cp, NULL, &ctx) : PV_ENOMEM;
+    int rc = lg ? kv_create(&ks, &pol, &kv, kerr, sizeof kerr) : PV_ENOMEM;
+    if (!rc) rc = llm_ctx_create(m, &cp, kv, &ctx);
     for (int p = 0; !rc && p < n; p += chunk) {
         int k = n - p < chunk ? n - p : chunk;
         llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = k, .tokens = ids + p, .logits = LLM_LOGITS_ALL};

@@ -1,0 +1,325 @@
+/* The mixed cache: equality with the plain FP16 cache when nothing is
+ * demoted, attention against a float64 reference over the dequantized cache,
+ * budgets, protection, positions and accounting through demotion. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv.h"
+#include "kv_mixed.h"
+#include "kv_policy.h"
+#include "pverr.h"
+
+static float frand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+typedef struct {
+    int N, nkv, nh, hd, L;
+    float *K, *V, *Q; /* [N][nkv*hd], [N][nkv*hd], [N][nh*hd] */
+} seqdata;
+
+/* Random keys/values/queries; key channel 3 is an outlier (x8) as in real
+ * models, so key balancing has something to do. */
+static seqdata make_seq(int N, int nkv, int nh, int hd, int L, unsigned seed) {
+    seqdata d = {N, nkv, nh, hd, L, NULL, NULL, NULL};
+    size_t kvn = (size_t)L * N * nkv * hd, qn = (size_t)L * N * nh * hd;
+    d.K = malloc(sizeof(float) * kvn);
+    d.V = malloc(sizeof(float) * kvn);
+    d.Q = malloc(sizeof(float) * qn);
+    for (size_t i = 0; i < kvn; i++) {
+        d.K[i] = 2 * frand(&seed) * (i % hd == 3 ? 8.0f : 1.0f);
+        d.V[i] = frand(&seed);
+    }
+    for (size_t i = 0; i < qn; i++) d.Q[i] = 2 * frand(&seed);
+    return d;
+}
+
+static void free_seq(seqdata *d) {
+    free(d->K);
+    free(d->V);
+    free(d->Q);
+}
+
+static const float *Kat(const seqdata *d, int l, int p) { return d->K + ((size_t)l * d->N + p) * d->nkv * d->hd; }
+static const float *Vat(const seqdata *d, int l, int p) { return d->V + ((size_t)l * d->N + p) * d->nkv * d->hd; }
+static const float *Qat(const seqdata *d, int l, int p) { return d->Q + ((size_t)l * d->N + p) * d->nh * d->hd; }
+
+/* One forward-like step: every layer stores then attends every KV head. */
+static void step(kv_cache *c, const seqdata *d, int seq, int p, int n, float *out) {
+    for (int l = 0; l < d->L; l++) {
+        cr_assert_eq(kv_store(c, seq, l, p, n, Kat(d, l, p), Vat(d, l, p)), 0);
+        for (int h = 0; h < d->nkv; h++)
+            cr_assert_eq(kv_attend_group(c, seq, l, h, p, n, Qat(d, l, p),
+                                         out + ((size_t)l * d->N + p) * d->nh * d->hd, h % 2), 0);
+    }
+}
+
+static kv_cache *make(const kv_shape *s, const char *spec) {
+    kv_policy p;
+    char err[256] = "";
+    kv_cache *c = NULL;
+    cr_assert_eq(kv_policy_parse(spec, &p, err, sizeof err), 0, "%s: %s", spec, err);
+    cr_assert_eq(kv_create(s, &p, &c, err, sizeof err), 0, "%s: %s", spec, err);
+    return c;
+}
+
+Test(kv_mixed, nothing_demoted_is_bit_identical_to_fp16) {
+    kv_shape s = {.n_layers = 2, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
+                  .max_ctx = 160, .n_threads = 2};
+    const int N = 150;
+    seqdata d = make_seq(N, 2, 6, 64, 2, 7);
+    size_t on = (size_t)2 * N * 6 * 64;
+    float *ref = calloc(on, sizeof(float)), *got = calloc(on, sizeof(float));
+    kv_cache *plain;
+    cr_assert_eq(kv_create_fp16(&s, &plain), 0);
+    int chunks[] = {37, 1, 1, 64, 5, 42};
+    for (int i = 0, p = 0; i < 6; p += chunks[i++]) step(plain, &d, 1, p, chunks[i], ref);
+    /* Budgets that the sequence never reaches: these caches hold every
+     * token at FP16 and must compute exactly what the plain cache does. */
+    const char *specs[] = {"mikv,budget=100000", "h2o,budget=1000", "scissorhands,budget=151",
+                           "quant2,recent=1000", "streaming,budget=200"};
+    for (int k = 0; k < 5; k++) {
+        kv_cache *c = make(&s, specs[k]);
+        cr_assert_str_eq(kv_name(c), "mixed");
+        memset(got, 0, on * sizeof(float));
+        for (int i = 0, p = 0; i < 6; p += chunks[i++]) step(c, &d, 1, p, chunks[i], got);
+        cr_assert(memcmp(ref, got, on * sizeof(float)) == 0, "%s differs from fp16", specs[k]);
+        kv_usage u;
+        kv_seq_usage(c, 1, &u);
+        cr_assert_eq(u.n_high, N);
+        cr_assert_eq(u.n_low + u.n_dropped, 0);
+        kv_destroy(c);
+    }
+    kv_cache *full = make(&s, "full");
+    cr_assert_str_eq(kv_name(full), "fp16"); /* full *is* the plain cache */
+    kv_destroy(full);
+    kv_destroy(plain);
+    free(ref);
+    free(got);
+    free_seq(&d);
+}
+
+/* float64 attention for the gq query heads of KV head h at the cache's
+ * current state, from the dequantized records the inspection API returns. */
+static void ref_attention(kv_cache *c, int seq, int l, int h, const float *q, int gq, int hd,
+                          double *out) {
+    kv_mixed_head info;
+    cr_assert_eq(kv_mixed_head_info(c, seq, l, h, &info), 0);
+    int n = info.n_high + info.n_low;
+    float *b = malloc(sizeof(float) * hd), *K = malloc(sizeof(float) * n * hd),
+          *V = malloc(sizeof(float) * n * hd);
+    int *bal = malloc(sizeof(int) * n);
+    cr_assert_eq(kv_mixed_balance(c, seq, l, h, b), 0);
+    for (int t = 0; t < n; t++) {
+        int low = t >= info.n_high;
+        kv_mixed_tok tk = {.k = K + (size_t)t * hd, .v = V + (size_t)t * hd};
+        cr_assert_eq(kv_mixed_token(c, seq, l, h, low, low ? t - info.n_high : t, &tk), 0);
+        bal[t] = tk.k_balanced;
+    }
+    double *sc = malloc(sizeof(double) * n);
+    for (int g = 0; g < gq; g++) {
+        const float *qg = q + (size_t)g * hd;
+        double mx = -1e300, sum = 0;
+        for (int t = 0; t < n; t++) {
+            double dot = 0;
+            for (int i = 0; i < hd; i++)
+                dot += (bal[t] ? (double)qg[i] / b[i] : (double)qg[i]) * K[(size_t)t * hd + i];
+            sc[t] = dot / sqrt(hd);
+            if (sc[t] > mx) mx = sc[t];
+        }
+        for (int t = 0; t < n; t++) sum += (sc[t] = exp(sc[t] - mx));
+        for (int i = 0; i < hd; i++) {
+            double o = 0;
+            for (int t = 0; t < n; t++) o += sc[t] / sum * V[(size_t)t * hd + i];
+            out[(size_t)g * hd + i] = o;
+        }
+    }
+    free(sc);
+    free(b);
+    free(K);
+    free(V);
+    free(bal);
+}
+
+/* Decode steps after a compressing prefill; at each step whose demotion
+ * left the tiers unchanged, the output must equal float64 attention over
+ * what the cache holds. */
+static void check_vs_reference(const char *spec, int force_scalar) {
+    kv_shape s = {.n_layers = 1, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 200, .n_threads = 2};
+    const int N = 160, P = 120, hd = 64, nh = 6;
+    seqdata d = make_seq(N, 2, nh, hd, 1, 99);
+    kv_policy pol;
+    char err[256];
+    cr_assert_eq(kv_policy_parse(spec, &pol, err, sizeof err), 0, "%s", err);
+    kv_cache *c;
+    cr_assert_eq(kv_create_mixed_opt(&s, &pol, force_scalar, &c), 0);
+    float *out = calloc((size_t)N * nh * hd, sizeof(float));
+    double ref[3 * 64];
+    step(c, &d, 0, 0, P, out);
+    int checked = 0;
+    for (int p = P; p < N; p++) {
+        kv_mixed_head before[2], after;
+        for (int h = 0; h < 2; h++) kv_mixed_head_info(c, 0, 0, h, &before[h]);
+        step(c, &d, 0, p, 1, out);
+        for (int h = 0; h < 2; h++) {
+            kv_mixed_head_info(c, 0, 0, h, &after);
+            if (after.n_high != before[h].n_high + 1) continue; /* demoted at the end */
+            ref_attention(c, 0, 0, h, Qat(&d, 0, p) + (size_t)h * 3 * hd, 3, hd, ref);
+            const float *o = out + ((size_t)p * nh + h * 3) * hd;
+            for (int i = 0; i < 3 * hd; i++)
+                cr_assert(fabs(o[i] - ref[i]) <= 2e-5 + 2e-5 * fabs(ref[i]),
+                          "%s p=%d h=%d i=%d got %g want %g", spec, p, h, i, o[i], ref[i]);
+            checked++;
+        }
+    }
+    kv_usage u;
+    kv_seq_usage(c, 0, &u);
+    cr_assert(u.n_low + u.n_dropped > 0, "%s: nothing was demoted", spec);
+    cr_assert(checked > 20, "%s: only %d steps checked", spec, checked);
+    kv_destroy(c);
+    free(out);
+    free_seq(&d);
+}
+
+Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
+    const char *specs[] = {"mikv,budget=40", "mikv,budget=40,lo-bits=4,group=64",
+                           "mikv,budget=40,hi-bits=8", "quant2,group=8,budget=40,chunk=8", "scissorhands,budget=30",
+                           "h2o,budget=60", "mikv,budget=0.25,key-balance=0"};
+    for (int i = 0; i < 7; i++) {
+        check_vs_reference(specs[i], 0);
+        check_vs_reference(specs[i], 1);
+    }
+}
+
+/* Budget, protection, positions and accounting through prefill in chunks
+ * and decode, for every preset and some variants. */
+Test(kv_mixed, invariants_and_accounting_for_every_preset) {
+    kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .max_seqs = 2,
+                  .max_ctx = 260, .n_threads = 2};
+    const int N = 250, hd = 32;
+    seqdata d = make_seq(N, 2, 4, hd, 2, 5);
+    float *out = calloc((size_t)2 * N * 4 * hd, sizeof(float));
+    const char *specs[] = {"full", "scissorhands", "mikv", "h2o", "streaming", "quant4", "quant2",
+                           "mikv,hi-bits=8,budget=50", "h2o,lo-bits=4,budget=17,chunk=5",
+                           "scissorhands,budget=0.5,window=10", "streaming,budget=40,chunk=0"};
+    for (int k = 0; k < 11; k++) {
+        kv_policy pol;
+        char err[256];
+        cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
+        kv_cache *c = make(&s, specs[k]);
+        int p = 0, sizes[] = {64, 64, 1, 7};
+        for (int it = 0; p < N; it++) {
+            int n = it < 2 ? sizes[it] : sizes[2 + it % 2];
+            if (p + n > N) n = N - p;
+            step(c, &d, 1, p, n, out);
+            p += n;
+            kv_usage u;
+            kv_seq_usage(c, 1, &u);
+            cr_assert_eq(u.n_tokens, p);
+            cr_assert_eq(u.bytes_fp16, (size_t)p * 2 * 2 * hd * 2 * 2);
+            cr_assert(u.bytes_stored <= kv_policy_seq_bytes(&pol, &s, p),
+                      "%s at %d: stored %zu > predicted %zu", specs[k], p, u.bytes_stored,
+                      kv_policy_seq_bytes(&pol, &s, p));
+            if (!strcmp(specs[k], "full")) {
+                cr_assert_eq(u.bytes_stored, kv_policy_seq_bytes(&pol, &s, p));
+                continue;
+            }
+            cr_assert_eq(u.bytes_stored, kv_mixed_allocated(c, 1), "%s: reported != allocated",
+                         specs[k]);
+            /* Bytes from the format's definition, written out here. */
+            size_t hrec = pol.hi_bits == 16 ? hd * 2 : hd + hd / pol.group * 4;
+            size_t lrec = pol.lo_bits ? hd * pol.lo_bits / 8 + hd / pol.group * 4 : 0;
+            size_t st = pol.select == KV_SELECT_PERSISTENCE ? 4 : pol.select == KV_SELECT_ACCUMULATED ? 8 : 0;
+            size_t want = 0;
+            long budget = pol.budget >= 1 ? (long)pol.budget : pol.budget > 0 ? (long)ceil(pol.budget * p) : pol.sinks + pol.recent;
+            if (budget < pol.sinks + pol.recent) budget = pol.sinks + pol.recent;
+            for (int l = 0; l < 2; l++)
+                for (int h = 0; h < 2; h++) {
+                    kv_mixed_head hi;
+                    cr_assert_eq(kv_mixed_head_info(c, 1, l, h, &hi), 0);
+                    /* rectangular: every head holds the same counts */
+                    cr_assert_eq(hi.n_high, u.n_high);
+                    cr_assert_eq(hi.n_low, u.n_low);
+                    cr_assert_eq(hi.n_dropped, u.n_dropped);
+                    cr_assert_eq(hi.n_high + hi.n_low + hi.n_dropped, p);
+                    cr_assert(hi.n_high <= budget, "%s: %d high > budget %ld", specs[k],
+                              hi.n_high, budget);
+                    want += (size_t)(hi.n_high + 31) / 32 * 32 * (2 * hrec + 4 + st);
+                    want += (size_t)(hi.n_low + 31) / 32 * 32 * (lrec ? 2 * lrec + 4 : 0);
+                    if (hi.balanced) want += 3 * hd * sizeof(float);
+                    /* sinks and the recent window are high; positions are
+                     * unique and, in the high tier, sorted */
+                    char *seen = calloc(p, 1);
+                    int32_t prev = -1;
+                    for (int t = 0; t < hi.n_high; t++) {
+                        kv_mixed_tok tk = {0};
+                        kv_mixed_token(c, 1, l, h, 0, t, &tk);
+                        cr_assert(tk.pos > prev && tk.pos < p);
+                        prev = tk.pos;
+                        seen[tk.pos]++;
+                    }
+                    for (int t = 0; t < hi.n_low; t++) {
+                        kv_mixed_tok tk = {0};
+                        kv_mixed_token(c, 1, l, h, 1, t, &tk);
+                        cr_assert(tk.pos >= 0 && tk.pos < p && !seen[tk.pos]);
+                        seen[tk.pos]++;
+                    }
+                    for (int q = 0; q < p; q++)
+                        if (q < pol.sinks || q >= p - pol.recent)
+                            cr_assert(seen[q], "%s: protected %d demoted", specs[k], q);
+                    free(seen);
+                }
+            cr_assert_eq(u.bytes_stored, want, "%s at %d", specs[k], p);
+        }
+        kv_seq_reset(c, 1);
+        kv_usage u;
+        kv_seq_usage(c, 1, &u);
+        cr_assert_eq(u.bytes_stored, 0);
+        if (strcmp(specs[k], "full")) cr_assert_eq(kv_mixed_allocated(c, 1), 0);
+        kv_destroy(c);
+    }
+    free(out);
+    free_seq(&d);
+}
+
+Test(kv_mixed, demoted_values_keep_their_positions) {
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .max_seqs = 1,
+                  .max_ctx = 100, .n_threads = 2};
+    const int N = 100, hd = 32;
+    seqdata d = make_seq(N, 1, 2, hd, 1, 3);
+    float *out = calloc((size_t)N * 2 * hd, sizeof(float));
+    kv_cache *c = make(&s, "mikv,lo-bits=4,budget=20");
+    for (int p = 0; p < N; p += 10) step(c, &d, 0, p, 10, out);
+    kv_mixed_head hi;
+    kv_mixed_head_info(c, 0, 0, 0, &hi);
+    cr_assert(hi.n_low > 50);
+    float v[32];
+    for (int t = 0; t < hi.n_low; t++) {
+        kv_mixed_tok tk = {.v = v};
+        kv_mixed_token(c, 0, 0, 0, 1, t, &tk);
+        /* INT4 of values in [-1,1] with groups of 32: error <= 1/15 */
+        for (int i = 0; i < hd; i++)
+            cr_assert(fabsf(v[i] - Vat(&d, 0, tk.pos)[i]) < 0.07f, "pos %d", tk.pos);
+    }
+    kv_destroy(c);
+    free(out);
+    free_seq(&d);
+}
+
+Test(kv_mixed, bad_calls_are_errors) {
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .max_seqs = 1,
+                  .max_ctx = 8, .n_threads = 1};
+    kv_cache *c = make(&s, "mikv");
+    float k[10 * 32] = {0}, q[10 * 64] = {0}, o[10 * 64];
+    cr_assert_eq(kv_store(c, 0, 0, 1, 1, k, k), PV_EINVAL); /* gap */
+    cr_assert_eq(kv_store(c, 0, 0, 0, 9, k, k), PV_ECTXFULL);
+    cr_assert_eq(kv_store(c, 0, 0, 0, 2, k, k), 0);
+    cr_assert_eq(kv_attend_group(c, 0, 0, 0, 1, 2, q, o, 0), PV_EINVAL); /* past the keys */
+    cr_assert_eq(kv_attend_group(c, 0, 0, 0, 0, 2, q, o, 0), 0);
+    cr_assert_eq(kv_seq_pos(c, 0), 2);
+    kv_destroy(c);
+}
