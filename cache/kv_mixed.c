@@ -276,7 +276,9 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
     const kv_policy *p = &c->p;
     int b = kvl_budget(p, len);
     if (b < 0 || hs->hi.n <= b) return PV_OK;
-    int target = b - kvl_chunk(p, b), hd = c->s.head_dim, nc = 0;
+    /* From b+1 tokens, a chunk of m leaves b+1-m: chunk 1 slides the tier
+     * one token per step, larger chunks amortize the scoring. */
+    int target = b + 1 - kvl_chunk(p, b), hd = c->s.head_dim, nc = 0;
     for (int t = 0; t < hs->hi.n; t++) {
         int32_t pos = *t_pos(&hs->hi, c->hi_rec, t);
         if (pos < p->sinks || pos >= (int64_t)len - p->recent) continue; /* protected */

@@ -1,0 +1,112 @@
+/* Presets, knob parsing and validation, and kv_policy_seq_bytes. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "kv.h"
+#include "kv_policy.h"
+#include "pverr.h"
+
+static const char *presets[] = {"full", "scissorhands", "mikv", "h2o", "streaming", "quant4",
+                                "quant2"};
+
+Test(kv_policy, presets_are_valid_and_distinct) {
+    for (int i = 0; i < 7; i++) {
+        kv_policy p;
+        char err[200] = "";
+        cr_assert_eq(kv_policy_preset(presets[i], &p), 0);
+        cr_assert_str_eq(p.preset, presets[i]);
+        cr_assert_eq(kv_policy_validate(&p, err, sizeof err), 0, "%s: %s", presets[i], err);
+    }
+    kv_policy p;
+    kv_policy_preset("mikv", &p);
+    cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 2 && p.key_balance == 1 && p.sinks == 4);
+    kv_policy_preset("scissorhands", &p);
+    cr_assert(p.lo_bits == 0 && p.recent == 10 && p.window == 400 && p.chunk == 0.4);
+    kv_policy_preset("h2o", &p);
+    cr_assert(p.select == KV_SELECT_ACCUMULATED && p.lo_bits == 0);
+    kv_policy_preset("quant2", &p);
+    cr_assert(p.select == KV_SELECT_RECENT && p.lo_bits == 2 && p.budget == 0);
+    kv_policy_preset("full", &p);
+    cr_assert(p.select == KV_SELECT_NONE && p.hi_bits == 16);
+    cr_assert_eq(kv_policy_preset("nope", &p), PV_ENOTFOUND);
+}
+
+Test(kv_policy, parse_sets_every_knob) {
+    kv_policy p;
+    char err[200] = "";
+    cr_assert_eq(kv_policy_parse("mikv,select=accumulated,hi-bits=8,lo-bits=4,budget=0.25,recent=7,"
+                                 "sinks=2,window=64,chunk=9,group=16,key-balance=on",
+                                 &p, err, sizeof err), 0, "%s", err);
+    cr_assert(p.select == KV_SELECT_ACCUMULATED && p.hi_bits == 8 && p.lo_bits == 4 &&
+              p.budget == 0.25 && p.recent == 7 && p.sinks == 2 && p.window == 64 &&
+              p.chunk == 9 && p.group == 16 && p.key_balance == 1);
+    char d[300];
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, "mikv(select=accumulated,hi=8,lo=4,budget=0.25,recent=7,sinks=2"), "%s", d);
+    cr_assert_eq(kv_policy_parse("scissorhands,budget=512", &p, err, sizeof err), 0);
+    cr_assert_eq(p.budget, 512);
+}
+
+Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
+    struct {
+        const char *spec, *needle;
+    } bad[] = {
+        {"mikv,lo-bits=3", "lo-bits must be 0, 2 or 4"},
+        {"mikv,hi-bits=4", "hi-bits must be 16 or 8"},
+        {"mikv,budget=2.5", "budget must be"},
+        {"mikv,budget=-1", "budget must be"},
+        {"mikv,group=12", "multiple of 8"},
+        {"mikv,window=1", "window"},
+        {"mikv,select=magic", "select must be"},
+        {"mikv,key-balance=maybe", "key-balance"},
+        {"mikv,colour=red", "unknown knob"},
+        {"mikv,budget", "knob=value"},
+        {"nope", "unknown preset"},
+        {"mikv,hi-bits=8,key-balance=0", "needs key-balance=1"},
+        {"full,budget=100", "select=none never demotes"},
+        {"full,lo-bits=2", "select=none never demotes"},
+        {"quant2,recent=0", "both are 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kv_policy p;
+        char err[300] = "";
+        cr_assert_neq(kv_policy_parse(bad[i].spec, &p, err, sizeof err), 0, "%s accepted", bad[i].spec);
+        cr_assert(strstr(err, bad[i].needle), "%s: '%s' lacks '%s'", bad[i].spec, err, bad[i].needle);
+        cr_assert(!strncmp(err, "kv policy: ", 11));
+    }
+    /* group must divide head_dim: checked where the shape is known */
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 40, .max_seqs = 1,
+                  .max_ctx = 8, .n_threads = 1};
+    kv_policy p;
+    char err[200] = "";
+    kv_cache *c = NULL;
+    kv_policy_parse("mikv,group=16", &p, err, sizeof err);
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "does not divide head_dim") && c == NULL, "%s", err);
+}
+
+Test(kv_policy, seq_bytes_by_hand) {
+    kv_shape s = {.n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 4096, .n_threads = 1};
+    kv_policy p;
+    char err[200];
+    /* full: the FP16 cache, 64-token pages of K and V for all heads */
+    kv_policy_parse("full", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), (size_t)2048 * 30 * 3 * 64 * 2 * 2);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 1), (size_t)64 * 30 * 3 * 64 * 2 * 2);
+    /* quant2 at 2048: high = 32 recent FP16 tokens (K,V 256 B + pos 4), low
+     * = 2016 INT2 tokens (K,V: 16 B codes + 2 groups x 4 B, + pos 4), in
+     * 32-token pages; plus 3 x 64 floats of balance state per head */
+    kv_policy_parse("quant2", &p, err, sizeof err);
+    size_t per_head = 1 * 32 * 260 + 63 * 32 * (2 * 24 + 4) + 768;
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
+    /* scissorhands, budget 512 absolute: at most 512 high (+4 B persistence
+     * state), the rest dropped */
+    kv_policy_parse("scissorhands,budget=512", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), (size_t)90 * 16 * 32 * 264);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 100), (size_t)90 * 4 * 32 * 264);
+    /* mikv at a quarter of FP16 is reachable at 2048 tokens */
+    kv_policy_parse("mikv,budget=0.15", &p, err, sizeof err);
+    double r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
+    cr_assert(r > 0.25 && r < 0.40, "%g", r);
+}

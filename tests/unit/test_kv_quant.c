@@ -1,0 +1,185 @@
+/* Low-bit records: round-trip error within the format's bound, SIMD and
+ * portable kernels against float64 over the decoded records, and MiKV key
+ * balancing (factors, Q·Kᵀ invariance, and what it buys at INT2). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv.h"
+#include "kv_layout.h"
+#include "kv_mixed.h"
+#include "kv_policy.h"
+#include "kv_quant.h"
+#include "quant.h"
+
+static float frand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+Test(kv_quant, round_trip_within_format_bound) {
+    unsigned r = 1;
+    int bits[] = {8, 4, 2}, groups[] = {8, 32, 64};
+    float x[64], y[64];
+    uint8_t rec[256];
+    for (int bi = 0; bi < 3; bi++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int trial = 0; trial < 200; trial++) {
+                int b = bits[bi], G = groups[gi], d = 64;
+                float off = trial % 3 == 0 ? 30.0f * frand(&r) : 0.0f;
+                for (int i = 0; i < d; i++)
+                    x[i] = off + frand(&r) * (trial % 5 == 0 && i == 7 ? 50.0f : 2.0f);
+                if (trial == 1)
+                    for (int i = 0; i < d; i++) x[i] = 0.5f; /* flat group: exact */
+                kvq_encode(x, d, b, G, rec);
+                kvq_decode(rec, d, b, G, y);
+                double worst_ratio = 0;
+                for (int g = 0; g < d / G; g++) {
+                    double mn = x[g * G], mx = x[g * G];
+                    for (int i = 1; i < G; i++) {
+                        mn = fmin(mn, x[g * G + i]);
+                        mx = fmax(mx, x[g * G + i]);
+                    }
+                    double s = (mx - mn) / ((1 << b) - 1);
+                    /* half a step, plus the fp16 rounding of zero (relative
+                     * 2^-11) and of the scale carried over 2^b-1 steps */
+                    double bound = s / 2 * (1 + 1e-3) + fabs(mn) * 0x1p-11 +
+                                   ((1 << b) - 1) * s * 0x1p-11 + 1e-7;
+                    for (int i = 0; i < G; i++) {
+                        double e = fabs((double)y[g * G + i] - x[g * G + i]);
+                        cr_assert(e <= bound, "bits %d group %d: |%g - %g| = %g > %g", b, G,
+                                  y[g * G + i], x[g * G + i], e, bound);
+                        if (s > 0) worst_ratio = fmax(worst_ratio, e / s);
+                    }
+                }
+                if (trial == 1)
+                    for (int i = 0; i < d; i++) cr_assert_eq(y[i], 0.5f);
+                /* round to nearest, not truncation: errors reach ~half a step */
+                if (trial == 7) cr_assert(worst_ratio > 0.3 && worst_ratio <= 0.51, "%g", worst_ratio);
+            }
+    /* FP16 records are exactly fp16 rounding. */
+    for (int i = 0; i < 64; i++) x[i] = 100 * frand(&r);
+    kvq_encode(x, 64, 16, 32, rec);
+    kvq_decode(rec, 64, 16, 32, y);
+    for (int i = 0; i < 64; i++) cr_assert_eq(y[i], kq_fp16_to_fp32(kq_fp32_to_fp16(x[i])));
+}
+
+Test(kv_quant, kernels_match_float64_over_decoded_records) {
+    unsigned r = 3;
+    int bits[] = {16, 8, 4, 2};
+    float x[64], dec[64], q[5 * 64], out[5], acc[5 * 64], acc2[5 * 64], a[5];
+    uint8_t rec[256];
+    for (int bi = 0; bi < 4; bi++)
+        for (int G = 8; G <= 64; G *= 2)
+            for (int gq = 1; gq <= 5; gq++)
+                for (int simd = 0; simd < 2; simd++) {
+                    kvq_kernels k;
+                    kvq_kernels_for(bits[bi], 64, G, !simd, &k);
+                    if (simd && !k.simd) continue; /* CPU without AVX2 */
+                    for (int i = 0; i < 64; i++) x[i] = 3 * frand(&r);
+                    for (int i = 0; i < gq * 64; i++) q[i] = frand(&r), acc[i] = acc2[i] = frand(&r);
+                    for (int g = 0; g < gq; g++) a[g] = frand(&r);
+                    kvq_encode(x, 64, bits[bi], G, rec);
+                    kvq_decode(rec, 64, bits[bi], G, dec);
+                    k.dot(rec, q, gq, 64, G, out);
+                    k.axpy(rec, a, gq, 64, G, acc);
+                    for (int g = 0; g < gq; g++) {
+                        double ref = 0, mag = 0;
+                        for (int i = 0; i < 64; i++) {
+                            ref += (double)q[g * 64 + i] * dec[i];
+                            mag += fabs((double)q[g * 64 + i] * dec[i]);
+                        }
+                        cr_assert(fabs(out[g] - ref) <= 1e-5 * mag + 1e-6,
+                                  "bits %d G %d gq %d simd %d: %g vs %g", bits[bi], G, gq, simd,
+                                  out[g], ref);
+                        for (int i = 0; i < 64; i++) {
+                            double want = acc2[g * 64 + i] + (double)a[g] * dec[i];
+                            cr_assert(fabs(acc[g * 64 + i] - want) <= 1e-5 * (1 + fabs(want)));
+                        }
+                    }
+                }
+}
+
+/* Keys with an outlier channel (3) and queries with a large channel (5). */
+static void balance_run(int key_balance, double *score_err, float *b_out, double *b_want) {
+    enum { N = 48, HD = 64, GQ = 3 };
+    kv_shape s = {.n_layers = 1, .n_heads = GQ, .n_kv_heads = 1, .head_dim = HD, .max_seqs = 1,
+                  .max_ctx = N, .n_threads = 1};
+    kv_policy p;
+    char err[200];
+    cr_assert_eq(kv_policy_parse(key_balance ? "mikv,budget=8,recent=4,sinks=0,chunk=1"
+                                             : "mikv,budget=8,recent=4,sinks=0,chunk=1,key-balance=0",
+                                 &p, err, sizeof err), 0, "%s", err);
+    kv_cache *c;
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0);
+    static float K[N * HD], V[N * HD], Q[N * GQ * HD], O[N * GQ * HD];
+    unsigned r = 42;
+    for (int i = 0; i < N * HD; i++) {
+        K[i] = frand(&r) + (i % HD == 3 ? 20.0f : 0.0f);
+        V[i] = frand(&r);
+    }
+    for (int i = 0; i < N * GQ * HD; i++) Q[i] = frand(&r) * (i % HD == 5 ? 6.0f : 1.0f);
+    cr_assert_eq(kv_store(c, 0, 0, 0, N, K, V), 0);
+    cr_assert_eq(kv_attend_group(c, 0, 0, 0, 0, N, Q, O, 0), 0);
+    kv_mixed_head info;
+    kv_mixed_head_info(c, 0, 0, 0, &info);
+    cr_assert_eq(info.n_low, N - 8); /* budget + 1 - chunk stay high */
+    cr_assert_eq(info.balanced, key_balance);
+    float b[HD], kd[HD];
+    kv_mixed_balance(c, 0, 0, 0, b);
+    for (int ch = 0; ch < HD; ch++) {
+        double qm = 0, km = 0;
+        for (int i = 0; i < N * GQ; i++) qm = fmax(qm, fabs(Q[i * HD + ch]));
+        for (int t = 0; t < N; t++) km = fmax(km, fabs(K[t * HD + ch]));
+        b_want[ch] = key_balance ? sqrt(qm / km) : 1.0;
+        b_out[ch] = b[ch];
+    }
+    /* Score error of the INT2 keys against the exact q·k, probing with the
+     * last query of every head. */
+    double err_sum = 0;
+    for (int t = 0; t < info.n_low; t++) {
+        kv_mixed_tok tk = {.k = kd};
+        kv_mixed_token(c, 0, 0, 0, 1, t, &tk);
+        for (int g = 0; g < GQ; g++) {
+            const float *qv = Q + ((size_t)(N - 1) * GQ + g) * HD;
+            double exact = 0, got = 0;
+            for (int ch = 0; ch < HD; ch++) {
+                exact += (double)qv[ch] * K[tk.pos * HD + ch];
+                got += (double)(qv[ch] / b[ch]) * kd[ch];
+            }
+            err_sum += fabs(got - exact);
+        }
+    }
+    *score_err = err_sum / (info.n_low * GQ);
+    kv_destroy(c);
+}
+
+Test(kv_quant, key_balancing_factors_invariance_and_benefit) {
+    float b[64];
+    double want[64], err_bal, err_raw;
+    balance_run(1, &err_bal, b, want);
+    for (int ch = 0; ch < 64; ch++)
+        cr_assert(fabs(b[ch] - want[ch]) <= 1e-6 * want[ch], "b[%d] %g want %g", ch, b[ch], want[ch]);
+    cr_assert(b[3] < 0.5f && b[5] > 1.5f); /* the outlier moved into the query */
+    /* Q/b · K·b equals Q·K within fp32 rounding. */
+    unsigned r = 9;
+    for (int trial = 0; trial < 100; trial++) {
+        float q[64], k[64];
+        double exact = 0, mag = 0;
+        float bal = 0;
+        for (int ch = 0; ch < 64; ch++) {
+            q[ch] = 4 * frand(&r);
+            k[ch] = 4 * frand(&r) + (ch == 3 ? 20 : 0);
+            exact += (double)q[ch] * k[ch];
+            mag += fabs((double)q[ch] * k[ch]);
+            bal += (q[ch] / b[ch]) * (k[ch] * b[ch]);
+        }
+        cr_assert(fabs(bal - exact) <= 64 * 0x1p-23 * 4 * mag, "%g vs %g", bal, exact);
+    }
+    double dummy[64];
+    balance_run(0, &err_raw, b, dummy);
+    for (int ch = 0; ch < 64; ch++) cr_assert_eq(b[ch], 1.0f);
+    cr_assert(err_bal < 0.7 * err_raw, "balanced INT2 score error %g vs unbalanced %g", err_bal,
+              err_raw);
+}
