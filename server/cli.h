@@ -14,6 +14,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Option scanning: recognizes "--name value" and "--name=value". Returns
  * the value (pointer into argv) and advances *i, or NULL when argv[*i] is not

@@ -1,0 +1,376 @@
+/* pivot eval: quality of KV cache policies at equal memory (BRIEF.md §3).
+ * Options, the run list (policy x memory target), the table on stdout, the
+ * JSON and the plot. The decode itself is in eval_run.c. */
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eval.h"
+#include "pverr.h"
+
+extern char **environ;
+
+#define DEFAULT_TEXT "/usr/share/common-licenses/GPL-3"
+#define DEFAULT_POLICIES "full,scissorhands,mikv,quant2"
+#define DEFAULT_RATIOS "0.5,0.33,0.25,0.2,0.125"
+#define MAX_POLICIES 32
+#define MAX_RATIOS 16
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: pivot eval --task ppl|copy|retrieval [options]\n"
+            "\n"
+            "Runs each KV cache policy through a real compressed decode (prefix prefilled, then\n"
+            "one token at a time) beside the full FP16 cache and reports quality vs KV memory.\n"
+            "\n"
+            "  --task T             ppl: teacher-forced perplexity, top-1 agreement and KL vs full\n"
+            "                       copy: random word tokens twice; accuracy on the second copy\n"
+            "                       retrieval: LongEval-style lines; exact match on the number\n"
+            "  --policies LIST      comma-separated presets, each optionally followed by its\n"
+            "                       knobs: full,mikv,lo-bits=4,scissorhands (knob=value items\n"
+            "                       belong to the policy before them; ';' also separates)\n"
+            "                       (default " DEFAULT_POLICIES "; full is always run first as\n"
+            "                       the reference)\n"
+            "  --kv-ratio R         solve each budgeted policy's budget so that its stored KV\n"
+            "                       bytes are <= R x FP16 bytes at the end of each sample\n"
+            "                       (0 < R <= 1); policies without a budget (full, quant4,\n"
+            "                       quant2) or with budget= given keep their natural ratio\n"
+            "  --text FILE          ppl: the text (default " DEFAULT_TEXT ")\n"
+            "  --samples N          samples (default 4)\n"
+            "  --seed S             seed for copy/retrieval samples (default 0)\n"
+            "  --length N           ppl, copy: tokens per sample incl. BOS (default 512)\n"
+            "  --prefix N           ppl: tokens prefilled before scoring (default 64)\n"
+            "  --lines N            retrieval: records per sample (default 12)\n"
+            "  --digits N           retrieval: digits of each record's number (default 3)\n"
+            "  --threads N          CPU threads (default: all cores)\n"
+            "  --model PATH         GGUF model (default: $PIVOT_MODEL or the SmolLM2 default)\n"
+            "  --json OUT           write the results as JSON\n"
+            "  --plot OUT.png       sweep --ratios and plot quality vs KV memory per policy\n"
+            "                       (needs --json; runs scripts/plot_eval.py with $PIVOT_PYTHON,\n"
+            "                       else <repo>/.venv/bin/python, else python3; matplotlib)\n"
+            "  --ratios LIST        memory targets of the sweep (default " DEFAULT_RATIOS ");\n"
+            "                       given without --plot, sweeps into the JSON only\n"
+            "  -h, --help           this help\n");
+}
+
+typedef struct {
+    ev_task_opts t;
+    const char *task, *policies, *model, *json, *plot, *ratios;
+    double kv_ratio;
+    int ratios_given; /* --ratios alone sweeps too (JSON without a plot) */
+} eval_opts;
+
+static int bad(const char *msg, const char *arg) {
+    fprintf(stderr, "pivot eval: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+static int parse(int argc, char **argv, eval_opts *o) {
+    *o = (eval_opts){.t = {.samples = 4, .length = 512, .prefix = 64, .lines = 12, .digits = 3},
+                     .policies = DEFAULT_POLICIES, .ratios = DEFAULT_RATIOS, .kv_ratio = -1};
+    const char *text = NULL;
+    for (int i = 1; i < argc; i++) {
+        int miss = 0;
+        const char *v;
+        long l;
+        double d;
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+#define STR(name, dst) \
+    if ((v = cli_opt(argc, argv, &i, name, &miss))) { dst = v; continue; }
+#define INT(name, lo, hi, dst)                                                               \
+    if ((v = cli_opt(argc, argv, &i, name, &miss))) {                                    \
+        if (cli_parse_int(v, lo, hi, &l)) {                                                  \
+            fprintf(stderr, "pivot eval: %s expects an integer in [%ld, %ld], got '%s'\n", \
+                    name, (long)(lo), (long)(hi), v);                                        \
+            return 2;                                                                        \
+        }                                                                                    \
+        dst = (int)l;                                                                        \
+        continue;                                                                            \
+    }
+        STR("--task", o->task);
+        STR("--policies", o->policies);
+        STR("--model", o->model);
+        STR("--json", o->json);
+        STR("--plot", o->plot);
+        if ((v = cli_opt(argc, argv, &i, "--ratios", &miss))) {
+            o->ratios = v;
+            o->ratios_given = 1;
+            continue;
+        }
+        STR("--text", text);
+        INT("--samples", 1, 100000, o->t.samples);
+        INT("--length", 4, 1 << 20, o->t.length);
+        INT("--prefix", 1, 1 << 20, o->t.prefix);
+        INT("--lines", 1, 4096, o->t.lines);
+        INT("--digits", 1, 8, o->t.digits);
+        INT("--threads", 1, 1024, o->t.threads);
+#undef STR
+#undef INT
+        if ((v = cli_opt(argc, argv, &i, "--kv-ratio", &miss))) {
+            if (cli_parse_float(v, 0, 1, &d) || !(d > 0))
+                return bad("--kv-ratio expects a number in (0, 1], got", v);
+            o->kv_ratio = d;
+            continue;
+        }
+        if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
+            if (cli_parse_u64(v, &o->t.seed)) return bad("--seed expects a non-negative integer, got", v);
+            continue;
+        }
+        if (miss) return bad("missing value for", a);
+        fprintf(stderr, "pivot eval: unknown option '%s' (see pivot eval --help)\n", a);
+        return 2;
+    }
+    if (!o->task) return bad("--task is required (ppl, copy or retrieval)", NULL);
+    if (!strcmp(o->task, "ppl")) o->t.task = EV_PPL;
+    else if (!strcmp(o->task, "copy")) o->t.task = EV_COPY;
+    else if (!strcmp(o->task, "retrieval")) o->t.task = EV_RETRIEVAL;
+    else return bad("unknown task (ppl, copy or retrieval):", o->task);
+    if (o->t.task == EV_PPL && o->t.prefix >= o->t.length)
+        return bad("--prefix must be smaller than --length", NULL);
+    if (o->plot && !o->json) return bad("--plot needs --json (the plot is drawn from it)", NULL);
+    o->t.text = text ? text : DEFAULT_TEXT;
+    if (o->t.task == EV_PPL && access(o->t.text, R_OK)) {
+        fprintf(stderr, "pivot eval: cannot read text file '%s'\n", o->t.text);
+        return 1;
+    }
+    if (o->t.threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->t.threads = n > 0 ? (int)n : 1;
+    }
+    return 0;
+}
+
+/* Splits --policies into specs: "full,mikv,lo-bits=4;quant2" ->
+ * ["full", "mikv,lo-bits=4", "quant2"]. */
+static int split_policies(const char *list, char specs[][256], int max) {
+    int n = 0;
+    char buf[2048];
+    if (strlen(list) >= sizeof buf) return -1;
+    strcpy(buf, list);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",;", &save); t; t = strtok_r(NULL, ",;", &save)) {
+        while (*t == ' ') t++;
+        if (!*t) continue;
+        if (strchr(t, '=')) {
+            if (n == 0) return -1;
+            size_t len = strlen(specs[n - 1]);
+            if (len + strlen(t) + 2 > 256) return -1;
+            snprintf(specs[n - 1] + len, 256 - len, ",%s", t);
+        } else {
+            if (n == max) return -1;
+            snprintf(specs[n++], 256, "%s", t);
+        }
+    }
+    return n;
+}
+
+static int parse_ratios(const char *s, double *r, int max) {
+    int n = 0;
+    char buf[512];
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double d;
+        if (n == max || cli_parse_float(t, 0, 1, &d) || !(d > 0)) return -1;
+        r[n++] = d;
+    }
+    return n;
+}
+
+/* Builds the run list: full first, then each policy once per memory target
+ * when its budget is solved, once otherwise. */
+static int build_runs(const eval_opts *o, ev_run **out, int *n_out) {
+    char specs[MAX_POLICIES][256];
+    int np = split_policies(o->policies, specs, MAX_POLICIES);
+    if (np <= 0) return bad("bad --policies list:", o->policies);
+    double targets[MAX_RATIOS + 1];
+    int nt = 0;
+    if (o->plot || o->ratios_given) {
+        nt = parse_ratios(o->ratios, targets, MAX_RATIOS);
+        if (nt <= 0) return bad("--ratios expects numbers in (0, 1], got", o->ratios);
+    }
+    if (o->kv_ratio > 0) {
+        int dup = 0;
+        for (int i = 0; i < nt; i++) dup |= fabs(targets[i] - o->kv_ratio) < 1e-9;
+        if (!dup) targets[nt++] = o->kv_ratio;
+    }
+    ev_run *r = calloc((size_t)(np + 1) * (nt > 0 ? nt : 1), sizeof *r);
+    if (!r) return 1;
+    int n = 0;
+    /* The reference is a plain `full` (the first one given, or an added one). */
+    int ref = -1;
+    for (int i = 0; i < np && ref < 0; i++)
+        if (!strcmp(specs[i], "full")) ref = i;
+    snprintf(r[n].spec, sizeof r[n].spec, "full");
+    kv_policy_preset("full", &r[n].pol);
+    r[n++].ratio_target = -1;
+    for (int i = 0; i < np; i++) {
+        if (i == ref) continue;
+        kv_policy p;
+        char err[256] = "";
+        if (kv_policy_parse(specs[i], &p, err, sizeof err)) {
+            fprintf(stderr, "pivot eval: policy '%s': %s\n", specs[i], err);
+            free(r);
+            return 2;
+        }
+        int solve = o->kv_ratio > 0 || o->plot || o->ratios_given;
+        solve = solve && p.budget != 0 && !strstr(specs[i], "budget=");
+        for (int j = 0; j < (solve ? nt : 1); j++) {
+            snprintf(r[n].spec, sizeof r[n].spec, "%s", specs[i]);
+            r[n].pol = p;
+            r[n].budgeted = solve;
+            r[n++].ratio_target = solve ? targets[j] : -1;
+        }
+    }
+    *out = r;
+    *n_out = n;
+    return 0;
+}
+
+/* Refuses policies the cache cannot build before any time is spent. */
+static int check_policies(const llm_model *m, const ev_run *r, int n, int threads) {
+    llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = 64,
+                         .max_batch_tokens = 1};
+    kv_shape sh = llm_kv_shape(m, &cp);
+    for (int k = 0; k < n; k++) {
+        if (k && !strcmp(r[k].spec, r[k - 1].spec)) continue;
+        kv_cache *kv = NULL;
+        char err[256] = "";
+        if (kv_create(&sh, &r[k].pol, &kv, err, sizeof err)) {
+            fprintf(stderr, "pivot eval: policy '%s': %s\n", r[k].spec, err);
+            return 1;
+        }
+        kv_destroy(kv);
+    }
+    return 0;
+}
+
+static void fmt_or_dash(char *b, size_t n, const char *fmt, double v, int show) {
+    if (show) snprintf(b, n, fmt, v);
+    else snprintf(b, n, "-");
+}
+
+static void print_table(const eval_opts *o, const ev_run *r, int n) {
+    int ppl = o->t.task != EV_RETRIEVAL, acc = o->t.task != EV_PPL;
+    printf("%-28s %7s %7s %9s %8s %7s %8s %8s\n", "policy", "target", "kv mem", "ppl", "dppl%",
+           "top1", "KL", "acc");
+    for (int k = 0; k < n; k++) {
+        char tgt[16], mem[16], p[16], dp[16], t1[16], kl[16], ac[16];
+        fmt_or_dash(tgt, sizeof tgt, "%.3f", r[k].ratio_target, r[k].ratio_target > 0);
+        if (!r[k].feasible || !r[k].samples) {
+            printf("%-28.28s %7s  infeasible: needs >= %.3f of FP16\n", r[k].spec, tgt,
+                   r[k].min_ratio);
+            continue;
+        }
+        ev_metrics mt;
+        ev_metrics_of(&r[k], &r[0], o->t.task, &mt);
+        snprintf(mem, sizeof mem, "%.3f", mt.kv_memory_ratio);
+        fmt_or_dash(p, sizeof p, "%.3f", mt.ppl, ppl);
+        fmt_or_dash(dp, sizeof dp, "%+.2f", mt.delta_ppl_pct, ppl);
+        fmt_or_dash(t1, sizeof t1, "%.4f", mt.top1_agreement, ppl);
+        fmt_or_dash(kl, sizeof kl, "%.4f", mt.mean_kl, ppl);
+        fmt_or_dash(ac, sizeof ac, "%.4f", mt.accuracy, acc);
+        printf("%-28.28s %7s %7s %9s %8s %7s %8s %8s\n", r[k].spec, tgt, mem, p, dp, t1, kl, ac);
+    }
+    fflush(stdout);
+}
+
+/* <dir of the repository the binary was built in>/rel, or rel in the
+ * current directory when it exists there. */
+static void find_rel(const char *rel, char *buf, size_t len) {
+    snprintf(buf, len, "%s", rel);
+    if (!access(buf, R_OK)) return;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return;
+    exe[n] = 0;
+    for (int up = 0; up < 3; up++) {
+        char *s = strrchr(exe, '/');
+        if (!s) break;
+        *s = 0;
+        char cand[4200];
+        snprintf(cand, sizeof cand, "%s/%s", exe, rel);
+        if (!access(cand, R_OK)) {
+            snprintf(buf, len, "%s", cand);
+            return;
+        }
+    }
+}
+
+static int run_plot(const char *json, const char *png) {
+    char script[4300], py[4300];
+    find_rel("scripts/plot_eval.py", script, sizeof script);
+    const char *env = getenv("PIVOT_PYTHON");
+    if (env && *env) snprintf(py, sizeof py, "%s", env);
+    else {
+        find_rel(".venv/bin/python", py, sizeof py);
+        if (access(py, X_OK)) snprintf(py, sizeof py, "python3");
+    }
+    char *args[] = {py, script, (char *)json, (char *)png, NULL};
+    pid_t pid;
+    int st = 0;
+    if (posix_spawnp(&pid, py, NULL, NULL, args, environ) || waitpid(pid, &st, 0) < 0 ||
+        !WIFEXITED(st) || WEXITSTATUS(st)) {
+        fprintf(stderr, "pivot eval: plotting failed (%s %s); the JSON is in %s\n", py, script,
+                json);
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    ev_run *runs = NULL;
+    int n_runs = 0;
+    if ((rc = build_runs(&o, &runs, &n_runs))) return rc;
+    char mbuf[4096], err[512] = "";
+    const char *path = o.model ? o.model : cli_default_model(mbuf, sizeof mbuf);
+    llm_model *m = NULL;
+    ev_sample *smp = NULL;
+    int n_smp = 0, status = 1;
+    if ((rc = llm_load(path, &m, err, sizeof err))) {
+        fprintf(stderr, "pivot eval: cannot load model %s: %s\n", path, err[0] ? err : pv_strerror(rc));
+        goto out;
+    }
+    if (check_policies(m, runs, n_runs, o.t.threads)) goto out;
+    if (ev_build_samples(m, &o.t, &smp, &n_smp, err, sizeof err)) {
+        fprintf(stderr, "pivot eval: %s\n", err);
+        goto out;
+    }
+    int longest = 0;
+    for (int i = 0; i < n_smp; i++) longest = smp[i].n > longest ? smp[i].n : longest;
+    if (longest + 9 > llm_get_config(m)->n_ctx_train) {
+        fprintf(stderr, "pivot eval: samples of %d tokens exceed the model's context (%d)\n",
+                longest, llm_get_config(m)->n_ctx_train);
+        goto out;
+    }
+    fprintf(stderr, "pivot eval: task %s, %d samples of up to %d tokens, %d runs, %d threads\n",
+            ev_task_name(o.t.task), n_smp, longest, n_runs, o.t.threads);
+    if (ev_run_all(m, &o.t, smp, n_smp, runs, n_runs)) goto out;
+    print_table(&o, runs, n_runs);
+    if (o.json && ev_write_json(o.json, llm_get_name(m), &o.t, o.kv_ratio, runs, n_runs)) goto out;
+    if (o.plot && run_plot(o.json, o.plot)) goto out;
+    status = 0;
+out:
+    for (int k = 0; k < n_runs; k++) {
+        free(runs[k].logits);
+        free(runs[k].sample_acc);
+        free(runs[k].sample_ppl);
+    }
+    free(runs);
+    ev_free_samples(smp, n_smp);
+    llm_free(m);
+    return status;
+}
