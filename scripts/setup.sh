@@ -24,8 +24,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, gguf, pytest, sentencepiece" 2>/dev/null; then
+# Reinstall only when the requirement list changed (a stamp of its hash).
+want=$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python test tooling into .venv" >&2
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r scripts/requirements-test.txt
+  echo "$want" > .venv/.requirements.sha
 fi
