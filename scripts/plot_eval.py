@@ -40,6 +40,9 @@ def main(argv: list[str]) -> int:
     if not panels:
         print("plot_eval.py: no task with a metric to plot", file=sys.stderr)
         return 1
+    # One color per policy across every panel.
+    specs = sorted({r["policy_spec"] for d in docs for r in d["results"]} - {"full"})
+    color = {sp: plt.cm.tab10(i % 10) for i, sp in enumerate(specs)}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (d, key, label) in zip(axes[0], panels):
         lines = defaultdict(list)
@@ -54,7 +57,8 @@ def main(argv: list[str]) -> int:
         for spec, pts in sorted(lines.items()):
             pts.sort()
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o", markersize=4, linewidth=1.2, label=spec)
+            ax.plot(xs, ys, marker="o", markersize=4, linewidth=1.2, label=spec,
+                    color=color[spec])
         if ref is not None:
             ax.axhline(ref, color="black", linestyle="--", linewidth=1, label="full")
         n = d.get("samples")

@@ -13,3 +13,7 @@ $BIN eval --task copy --policies "$POL" --ratios $R --length 193 --samples 2 --s
     --threads $T --json "$OUT/copy.json" > "$OUT/copy.txt"
 $BIN eval --task retrieval --policies "$POL" --ratios $R --lines 8 --digits 3 --samples 10 \
     --seed 1 --threads $T --json "$OUT/retrieval.json" > "$OUT/retrieval.txt"
+# MiKV with an INT4 low tier (the INT2 tier is what limits quality here).
+$BIN eval --task ppl --policies 'full,mikv,lo-bits=4,recent=8,group=64' --ratios 0.5,0.33 \
+    --length 320 --prefix 64 --samples 2 --threads $T --json "$OUT/ppl_mikv4.json" \
+    > "$OUT/ppl_mikv4.txt"
