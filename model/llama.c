@@ -255,6 +255,8 @@ void llm_free(llm_model *m) {
         free(m->layers);
     }
     free(m->output_norm);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     tok_free(m->vocab);
     chat_template_free(m->chat);
     gguf_close(m->g);

@@ -48,20 +48,51 @@ const tok_vocab *llm_get_vocab(const llm_model *m);
 const chat_template *llm_get_chat(const llm_model *m);
 const char *llm_get_name(const llm_model *m); /* general.name or file stem */
 
+/* Synthetic model (model/llama_synth.c): random FP16 weights of a Llama
+ * shape, no file, no tokenizer (llm_get_vocab returns NULL: pass token ids).
+ * spec: a named shape ("llama3-8b", "llama2-7b", "smollm2-135m",
+ * "smollm2-360m", "tiny"), optionally followed by overrides, or overrides
+ * alone on the llama3-8b base: "layers=32,embd=4096,ff=14336,heads=32,kv=8,
+ * vocab=128256" (keys: layers embd ff heads kv head_dim vocab ctx rope_dim
+ * rope_base neox bias tied eps). host_weights = 0 generates nothing on the
+ * host: such a model runs only on CUDA, which generates the same values in
+ * place on the GPU. */
+int llm_synthetic(const char *spec, uint64_t seed, int host_weights, llm_model **out, char *err,
+                  size_t errlen);
+int llm_is_synthetic(const llm_model *m);
+
+/* Where a ctx runs. CPU is 0 so zero-initialized params keep the CPU path;
+ * AUTO takes CUDA when the build has it, a GPU is present and the model's
+ * shape and cache are supported there, else the CPU. */
+typedef enum { LLM_DEVICE_CPU = 0, LLM_DEVICE_AUTO = 1, LLM_DEVICE_CUDA = 2 } llm_device;
+/* 1 when this build has CUDA, GPU `gpu` is present and the model's shape is
+ * one the CUDA kernels support; else 0 and why (may be NULL) says which. */
+int llm_cuda_usable(const llm_model *m, int gpu, char *why, size_t whylen);
+/* "cpu", "auto", "cuda" -> 0 and *out; PV_EINVAL otherwise. */
+int llm_device_parse(const char *s, llm_device *out);
+const char *llm_device_name(llm_device d);
+
 typedef struct {
     int n_threads;        /* <= 0: one per CPU */
     int max_seqs;         /* KV slots */
     int max_ctx;          /* tokens per sequence (<= 0: n_ctx_train) */
     int max_batch_tokens; /* tokens one llm_decode call may carry */
+    llm_device device;    /* LLM_DEVICE_CPU (default), _AUTO or _CUDA */
+    int gpu;              /* CUDA device index with _CUDA/_AUTO */
 } llm_ctx_params;
 
 typedef struct llm_ctx llm_ctx;
 
 /* kv: a cache built for this model's shape, owned by the ctx from now on;
- * NULL creates the plain FP16 cache. */
+ * NULL creates the plain FP16 cache. On CUDA the cache lives on the GPU: a
+ * plain FP16 cache passed in is replaced by the GPU's own (same semantics),
+ * any other cache type is PV_EUNSUPPORTED there for now. PV_ENODEV: CUDA
+ * asked for but not built in or no usable GPU. */
 int llm_ctx_create(const llm_model *m, const llm_ctx_params *p, kv_cache *kv, llm_ctx **out);
 void llm_ctx_free(llm_ctx *c);
 kv_cache *llm_ctx_kv(llm_ctx *c);
+/* LLM_DEVICE_CPU or LLM_DEVICE_CUDA: where this ctx actually runs. */
+llm_device llm_ctx_device(const llm_ctx *c);
 /* The kv_shape a cache for this model and these params must have. */
 kv_shape llm_kv_shape(const llm_model *m, const llm_ctx_params *p);
 
@@ -80,5 +111,15 @@ typedef struct {
  * rows for ALL, none for NONE. Returns 0, PV_EINVAL, PV_ERANGE (too many
  * tokens) or PV_ECTXFULL. */
 int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits);
+/* llm_decode plus greedy sampling: tokens[i] = argmax of logits row i (rows
+ * as above; lowest id on ties). logits may be NULL; on CUDA only the ids then
+ * leave the GPU. */
+int llm_decode_greedy(llm_ctx *c, const llm_batch_entry *e, int n, float *logits, int32_t *tokens);
+
+/* Benchmarks: resets slot `seq` and gives it n_tokens of random cache
+ * contents at positions 0..n_tokens-1 in every layer, as if a prompt had been
+ * evaluated, so decode speed at a long context is measured without the
+ * prefill. */
+int llm_ctx_fill_random(llm_ctx *c, int seq, int n_tokens, uint64_t seed);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/synth_hash.h"
 #include "llama_internal.h"
 #include "ops.h"
 #include "pverr.h"
@@ -29,6 +30,11 @@ struct llm_ctx {
     float *gate, *up; /* [B][n_ff] */
     int *pos;         /* [B] position of each row */
     int *row0;        /* [max_seqs] first row of each batch entry (scratch) */
+    llm_cuda *cu;     /* non-NULL: the ctx runs on the GPU (llama_cuda.c) and
+                         none of the CPU buffers above exist */
+    float *greedy;    /* [rows][n_vocab] logits for llm_decode_greedy without
+                         a caller buffer (CPU), grown on demand */
+    int greedy_rows;
 };
 
 kv_shape llm_kv_shape(const llm_model *m, const llm_ctx_params *p) {
@@ -49,7 +55,9 @@ void llm_ctx_free(llm_ctx *c) {
     if (!c) return;
     tp_destroy(c->pool);
     km_scratch_free(c->ks);
-    kv_destroy(c->kv);
+    kv_destroy(c->kv); /* the GPU cache's face goes before the GPU state */
+    llm_cuda_free(c->cu);
+    free(c->greedy);
     float *bufs[] = {c->x, c->xn, c->q, c->k, c->v, c->att, c->tmp, c->gate, c->up};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
@@ -71,7 +79,29 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
     c->m = m;
     c->p = *pin;
     c->kv = kv;
-    int rc = tp_create(pin->n_threads, &c->pool);
+    int rc;
+    /* Device choice. Only the plain FP16 cache exists on the GPU so far; a
+     * caller's plain cache is replaced by the GPU's own. */
+    int plain = !kv || !strcmp(kv_name(kv), "fp16");
+    int on_cuda = pin->device == LLM_DEVICE_CUDA ||
+                  (pin->device == LLM_DEVICE_AUTO && plain && llm_cuda_usable(m, pin->gpu, NULL, 0));
+    if (on_cuda) {
+        if (!plain) {
+            rc = PV_EUNSUPPORTED;
+            goto fail;
+        }
+        kv_destroy(kv);
+        c->kv = NULL;
+        if (c->p.max_ctx <= 0) c->p.max_ctx = m->cfg.n_ctx_train;
+        if ((rc = llm_cuda_create(m, &c->p, &c->cu, &c->kv))) goto fail;
+        *out = c;
+        return PV_OK;
+    }
+    if (!m->tok_embd.data) { /* a synthetic model generated on the GPU only */
+        rc = PV_EUNSUPPORTED;
+        goto fail;
+    }
+    rc = tp_create(pin->n_threads, &c->pool);
     if (rc) goto fail;
     c->p.n_threads = tp_size(c->pool);
     if (c->p.max_ctx <= 0) c->p.max_ctx = m->cfg.n_ctx_train;
@@ -120,6 +150,21 @@ fail:
 }
 
 kv_cache *llm_ctx_kv(llm_ctx *c) { return c->kv; }
+
+llm_device llm_ctx_device(const llm_ctx *c) { return c->cu ? LLM_DEVICE_CUDA : LLM_DEVICE_CPU; }
+
+int llm_device_parse(const char *s, llm_device *out) {
+    if (!s) return PV_EINVAL;
+    if (!strcmp(s, "cpu")) *out = LLM_DEVICE_CPU;
+    else if (!strcmp(s, "auto")) *out = LLM_DEVICE_AUTO;
+    else if (!strcmp(s, "cuda")) *out = LLM_DEVICE_CUDA;
+    else return PV_EINVAL;
+    return PV_OK;
+}
+
+const char *llm_device_name(llm_device d) {
+    return d == LLM_DEVICE_CUDA ? "cuda" : d == LLM_DEVICE_AUTO ? "auto" : "cpu";
+}
 
 typedef struct {
     llm_ctx *c;
@@ -170,6 +215,7 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
     const llm_config *cf = &m->cfg;
     int T, rc;
     if ((rc = check_batch(c, e, n, &T))) return rc;
+    if (c->cu) return llm_cuda_decode(c->cu, e, n, T, logits, NULL);
     const int D = cf->n_embd, hd = cf->head_dim;
     const int qd = cf->n_heads * hd, kvd = cf->n_kv_heads * hd;
 
@@ -239,4 +285,61 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
         if ((rc = km_matmul(c->pool, c->ks, &m->output, c->xn, nr, logits))) return rc;
     }
     return PV_OK;
+}
+
+static int logit_rows(const llm_batch_entry *e, int n) {
+    int nr = 0;
+    for (int i = 0; i < n; i++)
+        nr += e[i].logits == LLM_LOGITS_ALL ? e[i].n_tokens : e[i].logits == LLM_LOGITS_LAST;
+    return nr;
+}
+
+int llm_decode_greedy(llm_ctx *c, const llm_batch_entry *e, int n, float *logits, int32_t *tokens) {
+    if (!tokens) return PV_EINVAL;
+    if (c->cu) {
+        int T, rc;
+        if ((rc = check_batch(c, e, n, &T))) return rc;
+        return llm_cuda_decode(c->cu, e, n, T, logits, tokens);
+    }
+    const int V = c->m->cfg.n_vocab, nr = logit_rows(e, n);
+    if (!logits && nr > c->greedy_rows) {
+        float *g = realloc(c->greedy, sizeof(float) * (size_t)nr * V);
+        if (!g) return PV_ENOMEM;
+        c->greedy = g;
+        c->greedy_rows = nr;
+    }
+    float *lg = logits ? logits : c->greedy;
+    int rc = llm_decode(c, e, n, lg);
+    if (rc) return rc;
+    for (int r = 0; r < nr; r++) {
+        const float *x = lg + (size_t)r * V;
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (x[i] > x[best]) best = i;
+        tokens[r] = best;
+    }
+    return PV_OK;
+}
+
+int llm_ctx_fill_random(llm_ctx *c, int seq, int n_tokens, uint64_t seed) {
+    if (seq < 0 || seq >= c->p.max_seqs || n_tokens < 0 || n_tokens > c->p.max_ctx)
+        return PV_EINVAL;
+    kv_seq_reset(c->kv, seq);
+    if (c->cu) return llm_cuda_fill_random(c->cu, seq, n_tokens, seed);
+    if (!n_tokens) return PV_OK;
+    const llm_config *cf = &c->m->cfg;
+    size_t kvd = (size_t)cf->n_kv_heads * cf->head_dim, cnt = (size_t)n_tokens * kvd;
+    float *k = malloc(sizeof(float) * cnt), *v = malloc(sizeof(float) * cnt);
+    int rc = k && v ? PV_OK : PV_ENOMEM;
+    for (int l = 0; !rc && l < cf->n_layers; l++) {
+        /* Same value family as the GPU fill; the exact values do not matter. */
+        for (size_t i = 0; i < cnt; i++) {
+            k[i] = pvsyn_value(seed + (uint64_t)seq, PVSYN_KV_FILL, (uint64_t)l * cnt + i, 1.0f);
+            v[i] = pvsyn_value(seed + (uint64_t)seq, PVSYN_KV_FILL + 1, (uint64_t)l * cnt + i, 1.0f);
+        }
+        rc = kv_store(c->kv, seq, l, 0, n_tokens, k, v);
+    }
+    free(k);
+    free(v);
+    return rc;
 }

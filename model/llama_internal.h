@@ -23,6 +23,29 @@ struct llm_model {
     tok_vocab *vocab;
     chat_template *chat;
     char name[128];
+    /* Synthetic models (llama_synth.c): no file; weight data generated from
+     * synth_seed into `owned` buffers, or NULL when only the GPU holds them. */
+    int synthetic;
+    uint64_t synth_seed;
+    void **owned;
+    int n_owned;
 };
+
+/* llama_synth.c */
+int llm_synth_parse(const char *spec, llm_config *out, char *err, size_t errlen);
+/* Scale of a synthetic tensor's uniform values (pvsyn_value's `scale`). */
+float llm_synth_scale(uint32_t tensor, int64_t cols);
+
+/* llama_cuda.c: the forward pass on the GPU (stubs without CUDA). */
+typedef struct llm_cuda llm_cuda;
+/* Uploads (or generates) the weights, allocates activations and the FP16 KV
+ * cache; *kv receives the cache's kv_cache face (slot positions, reset,
+ * usage), to be destroyed before llm_cuda_free. */
+int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out, kv_cache **kv);
+void llm_cuda_free(llm_cuda *cu);
+/* A batch already validated by llm_decode (T tokens in all). */
+int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float *logits,
+                    int32_t *argmax);
+int llm_cuda_fill_random(llm_cuda *cu, int seq, int n_tokens, uint64_t seed);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "chat.h"
 #include "cli.h"
+#include "device.h"
 #include "kv_policy.h"
 #include "llama.h"
 #include "pverr.h"
@@ -34,6 +35,7 @@ static void usage(FILE *f) {
             "  --penalty-last-n N       tokens the penalties look back over (default 64)\n"
             "  --seed S                 RNG seed (default 0); same seed, same output\n"
             "  --threads N              CPU threads (default: all cores)\n"
+            "  --device D               auto (default: CUDA when a GPU is present), cpu, cuda\n"
             "  --batch N                prompt tokens per forward step (default 256)\n"
             "  --ctx N                  context size (default: prompt + max tokens, at most the\n"
             "                           model's training context)\n"
@@ -67,6 +69,7 @@ typedef struct {
     const char *prompt, *model, *system;
     const char *kv_policy;
     const char *kv_vals[N_KV_KNOBS];
+    const char *device;
     long max_tokens, threads, batch, ctx;
     int chat, ignore_eos, special;
     smp_params sp;
@@ -114,6 +117,7 @@ static int parse(int argc, char **argv, gen_opts *o) {
         STR("--prompt", prompt);
         STR("--model", model);
         STR("--system", system);
+        STR("--device", device);
         INT("--max-tokens", 0, 1L << 24, o->max_tokens);
         INT("--threads", 1, 1024, o->threads);
         INT("--batch", 1, 65536, o->batch);
@@ -247,7 +251,17 @@ int cmd_generate(int argc, char **argv) {
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
     if ((rc = build_policy(&o, &pol))) return rc;
-    char mbuf[4096], err[512] = "";
+    llm_device dev = LLM_DEVICE_AUTO;
+    char err[512] = "";
+    if (o.device && llm_device_parse(o.device, &dev)) {
+        fprintf(stderr, "pivot generate: --device expects auto, cpu or cuda, got '%s'\n", o.device);
+        return 2;
+    }
+    if (dev == LLM_DEVICE_CUDA && pvdev_cuda_count(err, sizeof err) == 0) {
+        fprintf(stderr, "pivot generate: --device cuda: no usable CUDA device (%s)\n", err);
+        return 1;
+    }
+    char mbuf[4096];
     const char *path = o.model ? o.model : cli_default_model(mbuf, sizeof mbuf);
     llm_model *m = NULL;
     if ((rc = llm_load(path, &m, err, sizeof err))) {
@@ -276,6 +290,11 @@ int cmd_generate(int argc, char **argv) {
     long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
     llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
                          .max_ctx = (int)ctx_len, .max_batch_tokens = (int)o.batch};
+    cp.device = dev;
+    if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, err, sizeof err)) {
+        fprintf(stderr, "pivot generate: --device cuda: %s\n", err);
+        goto out;
+    }
     kv_shape ks = llm_kv_shape(m, &cp);
     kv_cache *kv = NULL;
     if ((rc = kv_create(&ks, &pol, &kv, err, sizeof err))) {
@@ -283,7 +302,10 @@ int cmd_generate(int argc, char **argv) {
         goto out;
     }
     if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
-        fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
+        if (dev == LLM_DEVICE_CUDA && rc == PV_EUNSUPPORTED)
+            fprintf(stderr, "pivot generate: --device cuda: only --kv-policy full runs on the GPU so far\n");
+        else
+            fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
         goto out;
     }
     ts = tok_stream_new(llm_get_vocab(m), 0);

@@ -93,7 +93,9 @@ static int32_t *parse_ids(const char *s, int *n_out) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *tokens = NULL, *outp = NULL, *kvspec = "full";
+    const char *device = NULL, *synth = NULL;
     long threads = 0, split = 0;
+    uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         int miss = 0;
         const char *v;
@@ -101,13 +103,24 @@ int cmd_logits(int argc, char **argv) {
             printf("usage: pivot logits --tokens 1,2,3 --out FILE [--model PATH] [--threads N] [--split K]\n"
                    "  writes float32 logits [n_tokens][n_vocab] for every position to FILE\n"
                    "  --split K   feed the tokens in chunks of K (exercises the KV cache)\n"
-                   "  --kv-policy P   KV cache policy, e.g. mikv,budget=0.25 (default full)\n");
+                   "  --kv-policy P   KV cache policy, e.g. mikv,budget=0.25 (default full)\n"
+                   "  --device D      cpu (default), auto (CUDA when a GPU is present) or cuda\n"
+                   "  --synthetic SHAPE [--seed S]   random FP16 weights instead of a file: llama3-8b,\n"
+                   "                  smollm2-135m, tiny, ... or layers=N,embd=N,ff=N,heads=N,kv=N,vocab=N\n");
             return 0;
         }
         if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
         else if ((v = cli_opt(argc, argv, &i, "--tokens", &miss))) tokens = v;
         else if ((v = cli_opt(argc, argv, &i, "--out", &miss))) outp = v;
         else if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) kvspec = v;
+        else if ((v = cli_opt(argc, argv, &i, "--device", &miss))) device = v;
+        else if ((v = cli_opt(argc, argv, &i, "--synthetic", &miss))) synth = v;
+        else if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
+            if (cli_parse_u64(v, &seed)) {
+                fprintf(stderr, "pivot logits: bad --seed '%s'\n", v);
+                return 2;
+            }
+        }
         else if ((v = cli_opt(argc, argv, &i, "--threads", &miss))) {
             if (cli_parse_int(v, 1, 1024, &threads)) {
                 fprintf(stderr, "pivot logits: bad --threads '%s'\n", v);
@@ -136,15 +149,42 @@ int cmd_logits(int argc, char **argv) {
         free(ids);
         return 2;
     }
-    llm_model *m = load_or_report("logits", model);
+    /* The logits command is the reference tests' tool: CPU unless asked. */
+    llm_device dev = LLM_DEVICE_CPU;
+    char why[256] = "";
+    if (device && llm_device_parse(device, &dev)) {
+        fprintf(stderr, "pivot logits: --device expects auto, cpu or cuda, got '%s'\n", device);
+        free(ids);
+        return 2;
+    }
+    if (dev == LLM_DEVICE_CUDA && pvdev_cuda_count(why, sizeof why) == 0) {
+        fprintf(stderr, "pivot logits: --device cuda: no usable CUDA device (%s)\n", why);
+        free(ids);
+        return 1;
+    }
+    llm_model *m = NULL;
+    if (synth) {
+        /* On an explicit cuda device the weights are generated on the GPU only. */
+        int src = llm_synthetic(synth, seed, dev != LLM_DEVICE_CUDA, &m, why, sizeof why);
+        if (src) fprintf(stderr, "pivot logits: %s\n", why[0] ? why : pv_strerror(src));
+    } else {
+        m = load_or_report("logits", model);
+    }
     if (!m) {
         free(ids);
+        return 1;
+    }
+    if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, why, sizeof why)) {
+        fprintf(stderr, "pivot logits: --device cuda: %s\n", why);
+        free(ids);
+        llm_free(m);
         return 1;
     }
     const llm_config *cf = llm_get_config(m);
     int chunk = split > 0 ? (int)split : n;
     if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
-    llm_ctx_params cp = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk};
+    llm_ctx_params cp = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk,
+                         .device = dev};
     llm_ctx *ctx = NULL;
     kv_shape ks = llm_kv_shape(m, &cp);
     kv_cache *kv = NULL;
@@ -195,6 +235,8 @@ int cmd_info(int argc, char **argv) {
         char name[256];
         if (pvdev_cuda_name(i, name, sizeof name) == 0) printf("  gpu %d: %s\n", i, name);
     }
+    printf("cuda backend: %s\n", pvdev_cuda_built() ? "built (--device auto picks it when a GPU is present)"
+                                                     : "not built (-Dcuda=disabled or no nvcc)");
     llm_model *m = load_or_report("info", model);
     if (!m) return 1;
     const llm_config *c = llm_get_config(m);

@@ -1,0 +1,326 @@
+// The FP16 KV cache on the GPU and attention over it.
+//
+// Cache layout (pvc_kv_fp16): [slot][layer][kv_head][max_ctx][head_dim] for K
+// and for V, so one head's tokens are contiguous and a block streams them
+// with 16-byte loads.
+//
+// Attention (one kernel for decode and chunked prefill): a block takes one
+// query row, one KV head (all `group` query heads that share it, so K/V are
+// read once per group: GQA) and one split of the keys 0..pos. Inside a split
+// it walks tiles of keys: scores for the tile into shared memory (lanes split
+// head_dim 8 values each, a few lanes per key), an online-softmax update of
+// the running max/sum, then the V accumulation. Splits are merged by a second
+// kernel that also writes each head's log-sum-exp — the quantity an
+// importance-tracking cache needs to turn recomputed scores into
+// probabilities (p_i = exp(s_i - lse)). Flash-decoding: at batch 1 the splits
+// put every SM to work on a long context; at large batch they go to 1-2.
+#include <math.h>
+
+#include "common.cuh"
+#include "synth_hash.h"
+
+#define ATT_THREADS 128
+#define ATT_TILE 128
+
+struct att_args {
+    const float *qkv;
+    int ld, n_heads, n_kv, group;
+    const int32_t *pos, *seq;
+    const __half *kc, *vc;
+    int n_layers, max_ctx, layer;
+    int n_split, chunk;
+    float *part_o;  // [T][n_heads][n_split][HD]
+    float *part_ml; // [T][n_heads][n_split][2] running max, sum
+};
+
+template <int HD, int GM>
+__global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(att_args a) {
+    constexpr int L = HD / 8;            // lanes per key
+    constexpr int KP = ATT_THREADS / L;  // keys in flight per pass
+    __shared__ float s_sc[GM][ATT_TILE]; // scores, then probabilities
+    __shared__ float s_m[GM], s_l[GM], s_corr[GM];
+    __shared__ float s_red[KP][GM][HD];
+
+    const int row = blockIdx.z, kvh = blockIdx.y, sp = blockIdx.x;
+    const int tid = threadIdx.x, sub = tid / L, ln = tid % L;
+    const int G = a.group;
+    const int n_keys = a.pos[row] + 1;
+    const int k0 = sp * a.chunk;
+    const int k1 = min(k0 + a.chunk, n_keys);
+    const size_t base =
+        (((size_t)a.seq[row] * a.n_layers + a.layer) * a.n_kv + kvh) * (size_t)a.max_ctx * HD;
+    const pvc_h8 *Kh = (const pvc_h8 *)(a.kc + base);
+    const pvc_h8 *Vh = (const pvc_h8 *)(a.vc + base);
+
+    // This lane's 8 dims of each query head, pre-scaled by 1/sqrt(hd).
+    const float scale = rsqrtf((float)HD);
+    float qf[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        const float *q = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G + g) * HD + ln * 8;
+#pragma unroll
+        for (int i = 0; i < 8; i++) qf[g][i] = 0.f;
+        if (g < G) // heads past the group would read the next KV head's queries
+#pragma unroll
+            for (int i = 0; i < 8; i++) qf[g][i] = q[i] * scale;
+    }
+    float acc[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+    if (tid < GM) {
+        s_m[tid] = -INFINITY;
+        s_l[tid] = 0.f;
+    }
+    __syncthreads();
+
+    for (int t0 = k0; t0 < k1; t0 += ATT_TILE) {
+        const int nt = min(ATT_TILE, k1 - t0);
+        // Scores. Trip count is uniform over the block so the shuffles below
+        // always see whole warps.
+        for (int j0 = 0; j0 < nt; j0 += KP) {
+            const int j = j0 + sub;
+            float kf[8];
+            if (j < nt) {
+                pvc_h8_to_f(Kh[(size_t)(t0 + j) * L + ln], kf);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kf[i] = 0.f;
+            }
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                float p = 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) p = fmaf(qf[g][i], kf[i], p);
+#pragma unroll
+                for (int o = L / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
+                if (ln == 0 && j < nt && g < G) s_sc[g][j] = p;
+            }
+        }
+        __syncthreads();
+        // Online softmax: one warp per query head.
+        for (int g = tid >> 5; g < G; g += ATT_THREADS / 32) {
+            const int lane = tid & 31;
+            float mt = -INFINITY;
+            for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
+            mt = pvc_warp_max(mt);
+            const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
+            float sum = 0.f;
+            for (int j = lane; j < nt; j += 32) {
+                float p = __expf(s_sc[g][j] - m_new);
+                s_sc[g][j] = p;
+                sum += p;
+            }
+            sum = pvc_warp_sum(sum);
+            if (lane == 0) {
+                const float corr = __expf(m_old - m_new); // 0 on the first tile
+                s_corr[g] = corr;
+                s_l[g] = s_l[g] * corr + sum;
+                s_m[g] = m_new;
+            }
+        }
+        __syncthreads();
+        // V accumulation: each lane keeps its 8 dims of every head.
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            const float corr = g < G ? s_corr[g] : 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
+        }
+        for (int j = sub; j < nt; j += KP) {
+            float vf[8];
+            pvc_h8_to_f(Vh[(size_t)(t0 + j) * L + ln], vf);
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                const float p = g < G ? s_sc[g][j] : 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
+            }
+        }
+        __syncthreads();
+    }
+
+    // Merge the KP key slots of the block and write this split's partials.
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) s_red[sub][g][ln * 8 + i] = acc[g][i];
+    __syncthreads();
+    for (int idx = tid; idx < G * HD; idx += ATT_THREADS) {
+        const int g = idx / HD, d = idx % HD;
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < KP; k++) s += s_red[k][g][d];
+        const size_t ph = ((size_t)row * a.n_heads + kvh * G + g) * a.n_split + sp;
+        a.part_o[ph * HD + d] = s;
+        if (d == 0) {
+            a.part_ml[ph * 2] = s_m[g];
+            a.part_ml[ph * 2 + 1] = s_l[g];
+        }
+    }
+}
+
+// One block per (head, row), one thread per output dim.
+__global__ void attn_combine_kernel(const float *part_o, const float *part_ml, int n_heads,
+                                    int n_split, int hd, __half *out, float *lse) {
+    const int h = blockIdx.x, row = blockIdx.y, d = threadIdx.x;
+    const size_t ph = ((size_t)row * n_heads + h) * n_split;
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, part_ml[(ph + s) * 2]);
+    float L = 0.f, o = 0.f;
+    for (int s = 0; s < n_split; s++) {
+        const float m = part_ml[(ph + s) * 2];
+        if (m == -INFINITY) continue; // empty split
+        const float w = expf(m - M);
+        L += part_ml[(ph + s) * 2 + 1] * w;
+        o += part_o[(ph + s) * hd + d] * w;
+    }
+    out[((size_t)row * n_heads + h) * hd + d] = __float2half_rn(o / L);
+    if (d == 0 && lse) lse[(size_t)row * n_heads + h] = M + logf(L);
+}
+
+template <int HD>
+static int launch_split(pvc_ctx *c, const att_args &a, int T, int G) {
+    dim3 grid(a.n_split, a.n_kv, T);
+    if (G <= 1) attn_split_kernel<HD, 1><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+    else if (G <= 2) attn_split_kernel<HD, 2><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+    else if (G <= 4) attn_split_kernel<HD, 4><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+    else attn_split_kernel<HD, 8><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+    PVC_CHECK_LAUNCH("attention");
+    return PV_OK;
+}
+
+// Row-splits the scratch holds: enough for every SM at batch 1 and for a
+// split per row of a prefill chunk.
+static size_t part_rows(int max_rows) { return (size_t)(max_rows * 2 > 2048 ? max_rows * 2 : 2048); }
+
+extern "C" size_t pvc_attention_part_floats(const pvc_attn_shape *s, int max_rows) {
+    return part_rows(max_rows) * s->n_heads * (size_t)(s->head_dim + 2);
+}
+
+extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const pvc_attn_shape *s,
+                             const int32_t *pos, const int32_t *seq, const pvc_kv_fp16 *kv,
+                             int layer, int max_keys, float *part, size_t part_floats,
+                             uint16_t *out, float *lse) {
+    const int hd = s->head_dim;
+    if (T <= 0 || T > 65535 || max_keys <= 0 || s->n_kv_heads <= 0 ||
+        s->n_heads % s->n_kv_heads || layer < 0 || layer >= kv->n_layers || max_keys > kv->max_ctx)
+        return PV_EINVAL;
+    const int G = s->n_heads / s->n_kv_heads;
+    if ((hd != 64 && hd != 128 && hd != 256) || G > 8) {
+        pvc_set_error("attention: head_dim %d / group %d not supported (64/128/256, <= 8)", hd, G);
+        return PV_EUNSUPPORTED;
+    }
+    // Splits: aim for ~4 blocks per SM, keep >= 64 keys per split, and stay
+    // within the scratch.
+    const long base_blocks = (long)T * s->n_kv_heads;
+    long want = (4L * c->n_sm + base_blocks - 1) / base_blocks;
+    long by_keys = (max_keys + 63) / 64;
+    long by_space = (long)(part_floats / ((size_t)T * s->n_heads * (hd + 2)));
+    long n_split = want < by_keys ? want : by_keys;
+    if (n_split > by_space) n_split = by_space;
+    if (n_split < 1) {
+        if (by_space < 1) return PV_ESPACE;
+        n_split = 1;
+    }
+    int chunk = (int)((max_keys + n_split - 1) / n_split);
+    chunk = (chunk + 31) & ~31;
+    n_split = (max_keys + chunk - 1) / chunk;
+
+    att_args a;
+    a.qkv = qkv;
+    a.ld = ld;
+    a.n_heads = s->n_heads;
+    a.n_kv = s->n_kv_heads;
+    a.group = G;
+    a.pos = pos;
+    a.seq = seq;
+    a.kc = (const __half *)kv->k;
+    a.vc = (const __half *)kv->v;
+    a.n_layers = kv->n_layers;
+    a.max_ctx = kv->max_ctx;
+    a.layer = layer;
+    a.n_split = (int)n_split;
+    a.chunk = chunk;
+    a.part_o = part;
+    a.part_ml = part + (size_t)T * s->n_heads * n_split * hd;
+    int rc = hd == 64 ? launch_split<64>(c, a, T, G)
+             : hd == 128 ? launch_split<128>(c, a, T, G)
+                         : launch_split<256>(c, a, T, G);
+    if (rc) return rc;
+    attn_combine_kernel<<<dim3(s->n_heads, T), hd, 0, c->stream>>>(
+        a.part_o, a.part_ml, s->n_heads, a.n_split, hd, (__half *)out, lse);
+    PVC_CHECK_LAUNCH("attention combine");
+    return PV_OK;
+}
+
+// ---- RoPE + cache store ----
+// One block per row: the row's cos/sin table first (double, as ko_rope, so
+// long positions agree with the CPU), then the rotation of every q and k
+// head in place, then k and v to the cache as half.
+__global__ void rope_store_kernel(float *qkv, int ld, pvc_attn_shape s, const int32_t *pos,
+                                  const int32_t *seq, pvc_kv_fp16 kv, int layer) {
+    __shared__ float s_cos[256], s_sin[256];
+    const int t = blockIdx.x, hd = s.head_dim, half_r = s.rope_dim / 2;
+    const int p = pos[t];
+    for (int i = threadIdx.x; i < half_r; i += blockDim.x) {
+        double ang = p * pow((double)s.rope_base, -2.0 * i / s.rope_dim);
+        s_cos[i] = (float)cos(ang);
+        s_sin[i] = (float)sin(ang);
+    }
+    __syncthreads();
+    float *row = qkv + (size_t)t * ld;
+    const int nh = s.n_heads + s.n_kv_heads; // q heads then k heads, contiguous
+    for (int idx = threadIdx.x; idx < nh * half_r; idx += blockDim.x) {
+        const int h = idx / half_r, i = idx % half_r;
+        float *v = row + (size_t)h * hd;
+        const int ia = s.rope_neox ? i : 2 * i, ib = s.rope_neox ? i + half_r : 2 * i + 1;
+        const float x0 = v[ia], x1 = v[ib], cs = s_cos[i], sn = s_sin[i];
+        v[ia] = x0 * cs - x1 * sn;
+        v[ib] = x0 * sn + x1 * cs;
+    }
+    __syncthreads();
+    const float *kr = row + (size_t)s.n_heads * hd;
+    const float *vr = kr + (size_t)s.n_kv_heads * hd;
+    const size_t slot = ((size_t)seq[t] * kv.n_layers + layer) * kv.n_kv_heads;
+    for (int idx = threadIdx.x; idx < s.n_kv_heads * hd; idx += blockDim.x) {
+        const int h = idx / hd, d = idx % hd;
+        const size_t o = ((slot + h) * kv.max_ctx + p) * hd + d;
+        ((__half *)kv.k)[o] = __float2half_rn(kr[idx]);
+        ((__half *)kv.v)[o] = __float2half_rn(vr[idx]);
+    }
+}
+
+extern "C" int pvc_rope_store(pvc_ctx *c, float *qkv, int ld, int T, const pvc_attn_shape *s,
+                              const int32_t *pos, const int32_t *seq, const pvc_kv_fp16 *kv,
+                              int layer) {
+    if (T <= 0 || s->rope_dim > s->head_dim || s->rope_dim % 2 || s->rope_dim > 512 ||
+        kv->head_dim != s->head_dim || kv->n_kv_heads != s->n_kv_heads || layer < 0 ||
+        layer >= kv->n_layers || ld < (s->n_heads + 2 * s->n_kv_heads) * s->head_dim)
+        return PV_EINVAL;
+    rope_store_kernel<<<T, 256, 0, c->stream>>>(qkv, ld, *s, pos, seq, *kv, layer);
+    PVC_CHECK_LAUNCH("rope_store");
+    return PV_OK;
+}
+
+// ---- benchmark fill ----
+__global__ void kv_fill_kernel(pvc_kv_fp16 kv, int seq, int n, uint64_t seed) {
+    const size_t per_head = (size_t)n * kv.head_dim;
+    const size_t total = per_head * kv.n_layers * kv.n_kv_heads;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t lh = i / per_head, r = i % per_head; // (layer, head), offset
+        const size_t o = ((size_t)seq * kv.n_layers * kv.n_kv_heads + lh) * kv.max_ctx * kv.head_dim + r;
+        ((__half *)kv.k)[o] = __float2half_rn(pvsyn_value(seed, PVSYN_KV_FILL, i, 1.0f));
+        ((__half *)kv.v)[o] = __float2half_rn(pvsyn_value(seed, PVSYN_KV_FILL + 1, i, 1.0f));
+    }
+}
+
+extern "C" int pvc_kv_fill_synth(pvc_ctx *c, const pvc_kv_fp16 *kv, int seq, int n, uint64_t seed) {
+    if (seq < 0 || seq >= kv->max_seqs || n < 0 || n > kv->max_ctx) return PV_EINVAL;
+    if (!n) return PV_OK;
+    kv_fill_kernel<<<4096, 256, 0, c->stream>>>(*kv, seq, n, seed + (uint64_t)seq * 0x9e37u);
+    PVC_CHECK_LAUNCH("kv_fill");
+    return PV_OK;
+}

@@ -1,0 +1,32 @@
+/* Shared by the GPU check driver's files (gpu_check.c: ops vs the CPU;
+ * gpu_e2e.c: end-to-end logits and the decode benchmark). */
+#ifndef PIVOT_GPU_CHECK_H
+#define PIVOT_GPU_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cuda/pvcuda.h"
+
+extern int g_failed, g_passed;
+extern FILE *g_tsv; /* key \t value lines for the report table (may be NULL) */
+
+/* Records one check: prints "PASS|FAIL name  detail" and counts it. */
+void check(int ok, const char *name, const char *fmt, ...);
+void tsv(const char *key, const char *fmt, ...);
+double now_s(void);
+
+/* Deterministic random numbers for inputs. */
+typedef struct {
+    uint64_t s;
+} rng;
+float rng_uniform(rng *r); /* [-1, 1) */
+int rng_int(rng *r, int n);
+
+int run_ops(pvc_ctx *pc);
+int run_e2e_synthetic(void);
+int run_e2e_model(const char *path);
+int run_bench(int quick);
+
+#endif
