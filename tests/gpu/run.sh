@@ -47,8 +47,9 @@ echo "cuda: $CUDA_HOME (libs $CUDA_LIB), arch $ARCH, $JOBS jobs"
 
 # Source lists come from the meson.build files, so this build tracks the real one.
 srcs() { grep -o "'[A-Za-z0-9_]*\.c'" "$1/meson.build" | tr -d "'" | sed "s|^|$1/|"; }
-C_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep -v 'quant_avx2')
-SIMD_SRCS=$(srcs kernels | grep 'quant_avx2')
+# Files named *avx2* are the SIMD variants meson builds with ISA flags.
+C_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep -v 'avx2')
+SIMD_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep 'avx2')
 CU_SRCS=$(ls kernels/cuda/*.cu)
 CFLAGS="-O2 -std=gnu11 -pthread -DNDEBUG -DPIVOT_HAVE_CUDA=1 -Ikernels -Imodel -Icache -I$CUDA_HOME/include -w"
 
