@@ -162,11 +162,13 @@ typedef struct {
     int32_t *cpos;
     int *vict;
     void *pick;  /* [max_ctx] x 16 bytes */
+    kvq_qprep qp; /* the query prepared for the low tier's run kernels */
 } scratch_t;
 
 static size_t scratch_bytes(const kv_shape *s, int gq) {
     size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim;
-    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2)) + M * (4 + 4 + 4 + 4 + 16);
+    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2)) + M * (4 + 4 + 4 + 4 + 16) +
+           64 + kvq_qprep_bytes(gq, s->head_dim, 8);
 }
 
 static scratch_t scratch_for(const mixed_cache *c, int thread) {
@@ -182,6 +184,8 @@ static scratch_t scratch_for(const mixed_cache *c, int thread) {
     s.cand = (int *)(void *)(s.csc + M);
     s.cpos = (int32_t *)(s.cand + M);
     s.vict = (int *)(s.cpos + M);
+    uintptr_t qm = ((uintptr_t)(s.vict + M) + 31) & ~(uintptr_t)31;
+    kvq_qprep_init(&s.qp, (void *)qm, c->gq, c->s.head_dim, c->p.group);
     return s;
 }
 
@@ -373,14 +377,18 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
             c->khi.dot(t_k(hi, c->hi_rec, t), qhi, gq, hd, c->p.group, dots);
             for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + t] = dots[g] * scale;
         }
+        /* The low tier a page at a time through the run kernels. */
+        if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s.qp);
+        for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
+            c->klo.dotn(t_k(lo, c->lo_rec, t0), c->lo_rec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+                        qlo, &s.qp, gq, hd, c->p.group, s.sc + nhv + t0, M);
         for (int t = 0; t < nl; t++) {
-            if (!lo_all && *t_pos(lo, c->lo_rec, t) > p) {
-                for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + nhv + t] = -INFINITY;
-                continue;
+            int masked = !lo_all && *t_pos(lo, c->lo_rec, t) > p;
+            n_vis += !masked;
+            for (int g = 0; g < gq; g++) {
+                float *x = s.sc + (size_t)g * M + nhv + t;
+                *x = masked ? -INFINITY : *x * scale;
             }
-            n_vis++;
-            c->klo.dot(t_k(lo, c->lo_rec, t), qlo, gq, hd, c->p.group, dots);
-            for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + nhv + t] = dots[g] * scale;
         }
         /* Softmax per query head, in the plain cache's order of operations. */
         for (int g = 0; g < gq; g++) {
@@ -399,11 +407,11 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
             for (int g = 0; g < gq; g++) a[g] = s.sc[(size_t)g * M + t] * invp[g];
             c->khi.axpy(t_v(hi, c->hi_rec, t), a, gq, hd, c->p.group, oi);
         }
-        for (int t = 0; t < nl; t++) {
-            if (!lo_all && *t_pos(lo, c->lo_rec, t) > p) continue;
-            for (int g = 0; g < gq; g++) a[g] = s.sc[(size_t)g * M + nhv + t] * invp[g];
-            c->klo.axpy(t_v(lo, c->lo_rec, t), a, gq, hd, c->p.group, oi);
-        }
+        for (int g = 0; g < gq && nl; g++) /* probabilities in place (masked: 0) */
+            for (int t = 0; t < nl; t++) s.sc[(size_t)g * M + nhv + t] *= invp[g];
+        for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
+            c->klo.axpyn(t_v(lo, c->lo_rec, t0), c->lo_rec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+                         s.sc + nhv + t0, M, gq, hd, c->p.group, oi);
         if (c->hi_sb) { /* tracker: mean probability over the group's heads */
             float thr = 1.0f / (float)n_vis;
             for (int t = 0; t < nhv; t++) {

@@ -187,56 +187,144 @@ AVX2 static void axpy16_avx2(const uint8_t *rec, const float *a, int gq, int d, 
         for (int g = 0; g < gq; g++) out[(size_t)g * d + i] += a[g] * kq_fp16_to_fp32(v[i]);
 }
 
-/* Eight channels c..c+7 of a quantized record, dequantized in registers. */
-AVX2 static inline __m256 deq8(const uint8_t *rec, size_t nb, int bits, int c, __m256 s,
-                               __m256 z) {
-    __m128i raw = _mm_loadl_epi64((const __m128i *)(rec + (size_t)c % nb));
-    __m256i w = _mm256_cvtepu8_epi32(raw);
-    w = _mm256_srli_epi32(w, bits * (c / (int)nb));
-    w = _mm256_and_si256(w, _mm256_set1_epi32((1 << bits) - 1));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z);
-}
-
 AVX2 static inline void gsz(const uint8_t *rec, size_t nb, int gi, __m256 *s, __m256 *z) {
     *s = _mm256_set1_ps(_cvtsh_ss(rd16(rec + nb + 4 * gi)));
     *z = _mm256_set1_ps(_cvtsh_ss(rd16(rec + nb + 4 * gi + 2)));
 }
 
+/* Channels are visited plane by plane (c = plane*nb + byte), so each
+ * 8-channel chunk is 8 consecutive bytes under one shift; the group's scale
+ * and zero are reloaded every `group` channels by a countdown (no division
+ * in the loop). */
 #define QUANT_AVX2(BITS)                                                                      \
     AVX2 static void dotq##BITS##_avx2(const uint8_t *rec, const float *q, int gq, int d,     \
                                        int group, float *out) {                               \
-        size_t nb = code_bytes(d, BITS);                                                      \
+        const int nb = (int)code_bytes(d, BITS);                                              \
+        const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);                              \
         for (int g0 = 0; g0 < gq; g0 += HEADS_PER_PASS) {                                     \
             int G = gq - g0 < HEADS_PER_PASS ? gq - g0 : HEADS_PER_PASS;                      \
             const float *qb = q + (size_t)g0 * d;                                             \
             __m256 acc[HEADS_PER_PASS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),           \
                                           _mm256_setzero_ps(), _mm256_setzero_ps()};          \
             __m256 s = _mm256_setzero_ps(), z = s;                                            \
-            for (int c = 0; c < d; c += 8) {                                                  \
-                if (c % group == 0) gsz(rec, nb, c / group, &s, &z);                          \
-                __m256 x = deq8(rec, nb, BITS, c, s, z);                                      \
-                for (int g = 0; g < G; g++)                                                   \
-                    acc[g] = _mm256_fmadd_ps(x, _mm256_loadu_ps(qb + (size_t)g * d + c), acc[g]); \
+            int gi = 0, left = 0, c = 0;                                                      \
+            for (int pl = 0; pl < 8 / BITS; pl++) {                                           \
+                const __m128i sh = _mm_cvtsi32_si128(pl * BITS);                              \
+                for (int j = 0; j < nb; j += 8, c += 8, left -= 8) {                          \
+                    if (left == 0) {                                                          \
+                        gsz(rec, nb, gi++, &s, &z);                                           \
+                        left = group;                                                         \
+                    }                                                                         \
+                    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j))); \
+                    w = _mm256_and_si256(_mm256_srl_epi32(w, sh), mask);                      \
+                    __m256 x = _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z);                  \
+                    for (int g = 0; g < G; g++)                                               \
+                        acc[g] = _mm256_fmadd_ps(x, _mm256_loadu_ps(qb + (size_t)g * d + c), acc[g]); \
+                }                                                                             \
             }                                                                                 \
             for (int g = 0; g < G; g++) out[g0 + g] = hsum8(acc[g]);                          \
         }                                                                                     \
     }                                                                                         \
     AVX2 static void axpyq##BITS##_avx2(const uint8_t *rec, const float *a, int gq, int d,    \
                                         int group, float *out) {                              \
-        size_t nb = code_bytes(d, BITS);                                                      \
+        const int nb = (int)code_bytes(d, BITS);                                              \
+        const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);                              \
         __m256 s = _mm256_setzero_ps(), z = s;                                                \
-        for (int c = 0; c < d; c += 8) {                                                      \
-            if (c % group == 0) gsz(rec, nb, c / group, &s, &z);                              \
-            __m256 x = deq8(rec, nb, BITS, c, s, z);                                          \
-            for (int g = 0; g < gq; g++) {                                                    \
-                float *o = out + (size_t)g * d + c;                                           \
-                _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_set1_ps(a[g]), x, _mm256_loadu_ps(o))); \
+        int gi = 0, left = 0, c = 0;                                                          \
+        for (int pl = 0; pl < 8 / BITS; pl++) {                                               \
+            const __m128i sh = _mm_cvtsi32_si128(pl * BITS);                                  \
+            for (int j = 0; j < nb; j += 8, c += 8, left -= 8) {                              \
+                if (left == 0) {                                                              \
+                    gsz(rec, nb, gi++, &s, &z);                                               \
+                    left = group;                                                             \
+                }                                                                             \
+                __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j))); \
+                w = _mm256_and_si256(_mm256_srl_epi32(w, sh), mask);                          \
+                __m256 x = _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z);                      \
+                for (int g = 0; g < gq; g++) {                                                \
+                    float *o = out + (size_t)g * d + c;                                       \
+                    _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_set1_ps(a[g]), x, _mm256_loadu_ps(o))); \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }
 QUANT_AVX2(8)
 QUANT_AVX2(4)
 QUANT_AVX2(2)
+
+/* Runs of records through the one-record kernels (portable path, FP16,
+ * and shapes the fast run kernels do not take). The one-record kernel is
+ * looked up again by format because the run signature carries no pointer. */
+static void one_dotn(kvq_dot_fn dot, const uint8_t *rec0, size_t stride, int n, const float *q,
+                     int gq, int d, int group, float *sc, size_t scs) {
+    float o[16];
+    for (int t = 0; t < n; t++)
+        for (int g0 = 0; g0 < gq; g0 += 16) {
+            int G = gq - g0 < 16 ? gq - g0 : 16;
+            dot(rec0 + (size_t)t * stride, q + (size_t)g0 * d, G, d, group, o);
+            for (int g = 0; g < G; g++) sc[(size_t)(g0 + g) * scs + t] = o[g];
+        }
+}
+
+static void one_axpyn(kvq_axpy_fn axpy, const uint8_t *rec0, size_t stride, int n,
+                      const float *a, size_t as, int gq, int d, int group, float *out) {
+    for (int t = 0; t < n; t++)
+        for (int g = 0; g < gq; g++)
+            axpy(rec0 + (size_t)t * stride, a + (size_t)g * as + t, 1, d, group,
+                 out + (size_t)g * d);
+}
+
+#define RUN_WRAP(K)                                                                            \
+    static void run##K##_n(const uint8_t *r, size_t st, int n, const float *q, const kvq_qprep *qp,  \
+                      int gq, int d, int group, float *sc, size_t scs) {                        \
+        (void)qp;                                                                               \
+        one_dotn(dot##K, r, st, n, q, gq, d, group, sc, scs);                                   \
+    }                                                                                           \
+    static void run##K##_an(const uint8_t *r, size_t st, int n, const float *a, size_t as, int gq,   \
+                       int d, int group, float *out) {                                          \
+        one_axpyn(axpy##K, r, st, n, a, as, gq, d, group, out);                                 \
+    }
+RUN_WRAP(16_scalar)
+RUN_WRAP(q8_scalar)
+RUN_WRAP(q4_scalar)
+RUN_WRAP(q2_scalar)
+RUN_WRAP(16_avx2)
+RUN_WRAP(q8_avx2)
+RUN_WRAP(q4_avx2)
+RUN_WRAP(q2_avx2)
+
+size_t kvq_qprep_bytes(int gq, int d, int group) {
+    size_t b = ((size_t)gq * d * 2 + 31) & ~(size_t)31;
+    b += ((size_t)gq * 4 + 31) & ~(size_t)31;
+    return b + (size_t)gq * (d / group) * 4;
+}
+
+void kvq_qprep_init(kvq_qprep *p, void *mem, int gq, int d, int group) {
+    (void)group;
+    uint8_t *m = mem;
+    p->q16 = (int16_t *)(void *)m;
+    m += ((size_t)gq * d * 2 + 31) & ~(size_t)31;
+    p->qs = (float *)(void *)m;
+    m += ((size_t)gq * 4 + 31) & ~(size_t)31;
+    p->qsum = (float *)(void *)m;
+}
+
+void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p) {
+    int ng = d / group;
+    for (int g = 0; g < gq; g++) {
+        const float *qg = q + (size_t)g * d;
+        float mx = 0.0f;
+        for (int c = 0; c < d; c++) mx = fabsf(qg[c]) > mx ? fabsf(qg[c]) : mx;
+        float s = mx > 0 ? mx / 32767.0f : 1.0f, inv = 1.0f / s;
+        p->qs[g] = s;
+        for (int c = 0; c < d; c++) p->q16[(size_t)g * d + c] = (int16_t)lrintf(qg[c] * inv);
+        for (int gi = 0; gi < ng; gi++) {
+            float sum = 0.0f;
+            for (int c = gi * group; c < (gi + 1) * group; c++) sum += qg[c];
+            p->qsum[(size_t)g * ng + gi] = sum;
+        }
+    }
+}
 
 void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *k) {
     int cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -245,22 +333,28 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
     int shape_ok = bits == 16 || (group % 8 == 0 && code_bytes(d, bits) % 8 == 0);
     int simd = cpu && shape_ok && !force_scalar;
     k->simd = simd;
+#define PICK(K, S)                                                                             \
+    do {                                                                                       \
+        k->dot = simd ? dot##K##_avx2 : dot##K##_scalar;                                       \
+        k->axpy = simd ? axpy##K##_avx2 : axpy##K##_scalar;                                    \
+        k->dotn = simd ? run##K##_avx2_n : run##K##_scalar_n;                                  \
+        k->axpyn = simd ? run##K##_avx2_an : run##K##_scalar_an;                               \
+    } while (0)
     switch (bits) {
-    case 16:
-        k->dot = simd ? dot16_avx2 : dot16_scalar;
-        k->axpy = simd ? axpy16_avx2 : axpy16_scalar;
-        break;
-    case 8:
-        k->dot = simd ? dotq8_avx2 : dotq8_scalar;
-        k->axpy = simd ? axpyq8_avx2 : axpyq8_scalar;
-        break;
-    case 4:
-        k->dot = simd ? dotq4_avx2 : dotq4_scalar;
-        k->axpy = simd ? axpyq4_avx2 : axpyq4_scalar;
-        break;
-    default:
-        k->dot = simd ? dotq2_avx2 : dotq2_scalar;
-        k->axpy = simd ? axpyq2_avx2 : axpyq2_scalar;
-        break;
+    case 16: PICK(16, 0); break;
+    case 8: PICK(q8, 0); break;
+    case 4: PICK(q4, 0); break;
+    default: PICK(q2, 0); break;
+    }
+#undef PICK
+    k->wants_prep = 0;
+    if (simd && bits != 16) {
+        kvq_dotn_fn dn = kvq_fast_dotn(bits, d, group);
+        kvq_axpyn_fn an = kvq_fast_axpyn(bits, d, group);
+        if (dn) {
+            k->dotn = dn;
+            k->wants_prep = 1;
+        }
+        if (an) k->axpyn = an;
     }
 }

@@ -30,10 +30,37 @@ typedef void (*kvq_dot_fn)(const uint8_t *rec, const float *q, int gq, int d, in
 typedef void (*kvq_axpy_fn)(const uint8_t *rec, const float *a, int gq, int d, int group,
                             float *out);
 
+/* A query prepared once for many records of a quantized tier: the query
+ * as int16 (q ≈ q16·qs per head) and its float sum per channel group, so
+ * that a record's dot is qs·Σ_g scale_g·(codes·q16)_g + Σ_g zero_g·qsum_g
+ * with the code products in integer SIMD. */
+typedef struct {
+    int16_t *q16; /* [gq][d] */
+    float *qs;    /* [gq] */
+    float *qsum;  /* [gq][d/group] */
+} kvq_qprep;
+
+size_t kvq_qprep_bytes(int gq, int d, int group);
+/* Lays the buffers out in mem (kvq_qprep_bytes, 32-byte aligned). */
+void kvq_qprep_init(kvq_qprep *p, void *mem, int gq, int d, int group);
+void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p);
+
+/* n records `stride` bytes apart: sc[g*sc_stride + t] = dot(q_g, record t).
+ * qp is used by kernels that want it (kvq_kernels.wants_prep). */
+typedef void (*kvq_dotn_fn)(const uint8_t *rec0, size_t stride, int n, const float *q,
+                            const kvq_qprep *qp, int gq, int d, int group, float *sc,
+                            size_t sc_stride);
+/* out + g*d += Σ_t a[g*a_stride + t] * record t. */
+typedef void (*kvq_axpyn_fn)(const uint8_t *rec0, size_t stride, int n, const float *a,
+                             size_t a_stride, int gq, int d, int group, float *out);
+
 typedef struct {
     kvq_dot_fn dot;
     kvq_axpy_fn axpy;
-    int simd; /* 1 when the AVX2 kernels were chosen */
+    kvq_dotn_fn dotn;   /* runs of records (the low tier, a page at a time) */
+    kvq_axpyn_fn axpyn;
+    int wants_prep;     /* dotn reads a kvq_qprep */
+    int simd;           /* 1 when the AVX2 kernels were chosen */
 } kvq_kernels;
 
 /* Kernels for one record format. AVX2+FMA+F16C when the CPU has them, the
@@ -41,5 +68,10 @@ typedef struct {
  * force_scalar is 0; the portable ones otherwise. For bits 16 both produce
  * exactly what the plain FP16 cache computes, operation for operation. */
 void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *k);
+
+/* kv_quant_fast.c: AVX2 run kernels for quantized records; NULL when the
+ * shape does not suit them (16-channel blocks inside one plane and group). */
+kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group);
+kvq_axpyn_fn kvq_fast_axpyn(int bits, int d, int group);
 
 #endif

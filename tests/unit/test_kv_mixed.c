@@ -159,6 +159,11 @@ static void check_vs_reference(const char *spec, int force_scalar) {
     cr_assert_eq(kv_create_mixed_opt(&s, &pol, force_scalar, &c), 0);
     float *out = calloc((size_t)N * nh * hd, sizeof(float));
     double ref[3 * 64];
+    /* The AVX2 low-tier dot rounds the query to int16 (relative 2^-16 of
+     * its largest channel), which moves scores by ~1e-4 here; the portable
+     * kernels compute in float. A wrong scale or zero point moves them by
+     * ~1e-1. */
+    const double tol = force_scalar ? 2e-5 : 2e-4;
     step(c, &d, 0, 0, P, out);
     int checked = 0;
     for (int p = P; p < N; p++) {
@@ -171,7 +176,7 @@ static void check_vs_reference(const char *spec, int force_scalar) {
             ref_attention(c, 0, 0, h, Qat(&d, 0, p) + (size_t)h * 3 * hd, 3, hd, ref);
             const float *o = out + ((size_t)p * nh + h * 3) * hd;
             for (int i = 0; i < 3 * hd; i++)
-                cr_assert(fabs(o[i] - ref[i]) <= 2e-5 + 2e-5 * fabs(ref[i]),
+                cr_assert(fabs(o[i] - ref[i]) <= tol + tol * fabs(ref[i]),
                           "%s p=%d h=%d i=%d got %g want %g", spec, p, h, i, o[i], ref[i]);
             checked++;
         }

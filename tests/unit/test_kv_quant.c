@@ -101,6 +101,58 @@ Test(kv_quant, kernels_match_float64_over_decoded_records) {
                 }
 }
 
+/* Run kernels (a page of records at once) against float64. */
+Test(kv_quant, run_kernels_match_float64) {
+    unsigned r = 11;
+    enum { NT = 32, D = 64, GQ = 3 };
+    int bits[] = {16, 8, 4, 2}, groups[] = {16, 32, 64};
+    static uint8_t recs[NT * 256];
+    static float dec[NT][D], q[GQ * D], sc[GQ * NT], a[GQ * NT], out[GQ * D], out0[GQ * D];
+    static char qmem[4096] __attribute__((aligned(32)));
+    for (int bi = 0; bi < 4; bi++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int simd = 0; simd < 2; simd++) {
+                int b = bits[bi], G = groups[gi];
+                size_t rec = kvl_rec_bytes(b, D, G);
+                kvq_kernels k;
+                kvq_kernels_for(b, D, G, !simd, &k);
+                for (int t = 0; t < NT; t++) {
+                    float x[D];
+                    for (int i = 0; i < D; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0);
+                    kvq_encode(x, D, b, G, recs + t * rec);
+                    kvq_decode(recs + t * rec, D, b, G, dec[t]);
+                }
+                for (int i = 0; i < GQ * D; i++) q[i] = frand(&r), out[i] = out0[i] = frand(&r);
+                for (int i = 0; i < GQ * NT; i++) a[i] = frand(&r) * 0.1f;
+                kvq_qprep qp;
+                kvq_qprep_init(&qp, qmem, GQ, D, G);
+                kvq_prep(q, GQ, D, G, &qp);
+                k.dotn(recs, rec, NT, q, &qp, GQ, D, G, sc, NT);
+                k.axpyn(recs, rec, NT, a, NT, GQ, D, G, out);
+                for (int g = 0; g < GQ; g++) {
+                    double qmax = 0;
+                    for (int i = 0; i < D; i++) qmax = fmax(qmax, fabs(q[g * D + i]));
+                    for (int t = 0; t < NT; t++) {
+                        double ref = 0, kabs = 0;
+                        for (int i = 0; i < D; i++) {
+                            ref += (double)q[g * D + i] * dec[t][i];
+                            kabs += fabs(dec[t][i]);
+                        }
+                        /* int16 query: half a step of qmax/32767 per channel */
+                        double tol = (k.wants_prep ? 0.5 * qmax / 32767 * kabs : 0) + 1e-5 * kabs * qmax + 1e-6;
+                        cr_assert(fabs(sc[g * NT + t] - ref) <= tol, "bits %d G %d simd %d: %g vs %g",
+                                  b, G, simd, sc[g * NT + t], ref);
+                    }
+                    for (int i = 0; i < D; i++) {
+                        double want = out0[g * D + i];
+                        for (int t = 0; t < NT; t++) want += (double)a[g * NT + t] * dec[t][i];
+                        cr_assert(fabs(out[g * D + i] - want) <= 1e-5 * (1 + fabs(want)),
+                                  "axpyn bits %d G %d simd %d: %g vs %g", b, G, simd, out[g * D + i], want);
+                    }
+                }
+            }
+}
+
 /* Keys with an outlier channel (3) and queries with a large channel (5). */
 static void balance_run(int key_balance, double *score_err, float *b_out, double *b_want) {
     enum { N = 48, HD = 64, GQ = 3 };
