@@ -15,6 +15,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Option scanning: recognizes "--name value" and "--name=value". Returns
  * the value (pointer into argv) and advances *i, or NULL when argv[*i] is not

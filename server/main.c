@@ -19,6 +19,7 @@ static void usage(FILE *f) {
             "  logits     write the logits of every position of a token list (testing)\n"
             "  info       describe a model file and this machine's compute devices\n"
             "  eval       quality of KV cache policies at equal memory (ppl, copy, retrieval)\n"
+            "  bench      load-test an OpenAI-compatible server (vLLM bench serve's metrics)\n"
             "\n"
             "options:\n"
             "  -h, --help     this help; `pivot <command> --help` for a command's options\n"
@@ -49,6 +50,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "pivot: unknown command '%s' (see pivot --help)\n", cmd);
     return 2;
 }

@@ -1,0 +1,659 @@
+/* pivot bench: load-test an OpenAI-compatible server the way vLLM's
+ * `bench serve` does, with the same metric definitions (BRIEF.md §5), so
+ * that numbers from either client mean the same thing.
+ *
+ * Arrivals: --rate R draws exponential gaps with mean 1/R from a seeded RNG
+ * (vLLM's gamma with burstiness 1); --rate inf sends all at once.
+ * --concurrency C caps the requests in flight (with --rate inf that is a
+ * closed loop of C clients). Requests start in order.
+ *
+ * Random prompts: --input-len N words drawn from a list of common English
+ * words that are one token each (with their leading space) in the
+ * GPT-2/Llama-style BPE vocabularies Pivot serves, so the server counts N
+ * tokens, plus one for BOS where the model adds it (chat adds the template).
+ * The report uses the server's usage.prompt_tokens, not N, whenever given. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cli.h"
+
+#define MAX_REASONS 16
+
+static const char *WORDS[] = {
+    "the",   "of",    "and",   "to",    "in",    "is",    "that",  "for",   "it",    "as",
+    "was",   "with",  "be",    "by",    "on",    "not",   "he",    "this",  "are",   "or",
+    "his",   "from",  "at",    "which", "but",   "have",  "an",    "had",   "they",  "you",
+    "were",  "their", "one",   "all",   "we",    "can",   "her",   "has",   "there", "been",
+    "if",    "more",  "when",  "will",  "would", "who",   "so",    "no",    "time",  "people",
+    "new",   "first", "also",  "after", "year",  "other", "some",  "water", "house", "world",
+    "city",  "light", "story", "river", "music", "night", "small", "great", "work",  "day",
+    "game",  "school", "house", "book", "place", "hand",  "life",  "old",   "good",  "long",
+};
+#define N_WORDS (sizeof WORDS / sizeof WORDS[0])
+
+typedef struct {
+    char *prompt;
+    int input_len; /* planned: words, or 0 for dataset prompts */
+    int output_len;
+} bench_item;
+
+typedef struct {
+    /* options */
+    const char *url, *endpoint, *model, *api_key, *dataset, *json_out, *kv_policy;
+    long num_prompts, concurrency, input_len, output_len;
+    double rate, timeout_s;
+    int stream, ignore_eos, chat;
+    uint64_t seed;
+    double slo_ttft, slo_tpot, slo_e2el; /* ms; < 0 = not set */
+    int goodput;
+    /* run */
+    bench_target target;
+    char model_buf[256];
+    bench_item *items;
+    double *arrivals;
+    bench_result *res;
+    long n_arrived, n_started, n_done, n_failed, in_flight;
+    double t0, t_end;
+    uv_loop_t loop;
+    uv_timer_t arrive_timer, progress_timer;
+    int progress;
+    char path[64];
+} bench;
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: pivot bench [options]\n"
+            "Load-test an OpenAI-compatible server (vLLM bench serve's metrics).\n"
+            "  --url URL             server, http://host:port[/v1] (default http://127.0.0.1:8080)\n"
+            "  --endpoint E          completions (default) | chat\n"
+            "  --model NAME          model field (default: first of GET /v1/models)\n"
+            "  --num-prompts N       requests (default 100)\n"
+            "  --rate R              Poisson arrivals per second, or inf (default inf)\n"
+            "  --concurrency C       at most C requests in flight (default unlimited)\n"
+            "  --input-len N         random prompt of N one-token words (default 128)\n"
+            "  --output-len N        max_tokens per request (default 128)\n"
+            "  --dataset FILE        prompts: JSONL {\"prompt\": ...} or ShareGPT JSON\n"
+            "  --stream | --no-stream  SSE streaming (default) or whole responses\n"
+            "  --seed N              prompts and arrivals (default 0)\n"
+            "  --api-key KEY         Authorization: Bearer KEY (default $OPENAI_API_KEY)\n"
+            "  --ignore-eos          ask for exactly --output-len tokens\n"
+            "  --goodput ttft:MS tpot:MS e2el:MS   SLOs for goodput (any subset)\n"
+            "  --kv-policy SPEC      sent as the request's kv_policy (Pivot extension)\n"
+            "  --timeout S           per-request timeout in seconds (default 600)\n"
+            "  --json OUT            write the results as JSON\n");
+    return f == stdout ? 0 : 2;
+}
+
+/* ---- RNG: splitmix64, so a seed gives the same workload everywhere ---- */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rng_unit(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
+
+/* ---- workload ---- */
+
+static char *random_prompt(uint64_t *rng, long n) {
+    size_t cap = (size_t)n * 8 + 1, len = 0;
+    char *p = malloc(cap);
+    if (!p) return NULL;
+    p[0] = 0;
+    for (long i = 0; i < n; i++) {
+        const char *w = WORDS[rng_next(rng) % N_WORDS];
+        len += (size_t)snprintf(p + len, cap - len, "%s%s", i ? " " : "", w);
+    }
+    return p;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = (n + 65536 + 1) * 2;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = b;
+        }
+        size_t got = fread(buf + n, 1, 65536, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* A dataset record's prompt: {"prompt": s} or ShareGPT's first turn. */
+static const char *record_prompt(const cJSON *o) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    if (cJSON_IsString(p)) return p->valuestring;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "conversations");
+    const cJSON *t = cJSON_IsArray(c) ? cJSON_GetArrayItem(c, 0) : NULL;
+    const cJSON *v = t ? cJSON_GetObjectItemCaseSensitive(t, "value") : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Load prompts; returns count (0 on error, message printed). */
+static size_t load_dataset(const char *path, char ***out) {
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) {
+        fprintf(stderr, "pivot bench: cannot read --dataset %s\n", path);
+        return 0;
+    }
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    const char *s = text;
+    while (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t') s++;
+    cJSON *arr = *s == '[' ? cJSON_Parse(s) : NULL;
+    char *save = NULL, *line = *s == '[' ? NULL : strtok_r(text, "\n", &save);
+    const cJSON *it = arr ? arr->child : NULL;
+    for (;;) {
+        cJSON *o = NULL;
+        const cJSON *rec;
+        if (arr) {
+            if (!it) break;
+            rec = it;
+            it = it->next;
+        } else {
+            if (!line) break;
+            o = cJSON_Parse(line);
+            rec = o;
+            line = strtok_r(NULL, "\n", &save);
+        }
+        const char *p = rec ? record_prompt(rec) : NULL;
+        if (p && *p) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                char **nv = realloc(v, cap * sizeof *nv);
+                if (!nv) break;
+                v = nv;
+            }
+            v[n] = strdup(p);
+            if (v[n]) n++;
+        }
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(arr);
+    free(text);
+    if (!n) fprintf(stderr, "pivot bench: no prompts in --dataset %s\n", path);
+    *out = v;
+    return n;
+}
+
+static int build_workload(bench *b) {
+    uint64_t rng = b->seed;
+    b->items = calloc((size_t)b->num_prompts, sizeof *b->items);
+    b->arrivals = calloc((size_t)b->num_prompts, sizeof *b->arrivals);
+    b->res = calloc((size_t)b->num_prompts, sizeof *b->res);
+    if (!b->items || !b->arrivals || !b->res) return -1;
+    char **ds = NULL;
+    size_t n_ds = 0;
+    if (b->dataset && !(n_ds = load_dataset(b->dataset, &ds))) return -1;
+    for (long i = 0; i < b->num_prompts; i++) {
+        bench_item *it = &b->items[i];
+        it->output_len = (int)b->output_len;
+        if (n_ds) {
+            it->prompt = strdup(ds[(size_t)i % n_ds]);
+        } else {
+            it->prompt = random_prompt(&rng, b->input_len);
+            it->input_len = (int)b->input_len;
+        }
+        if (!it->prompt) return -1;
+    }
+    for (size_t i = 0; i < n_ds; i++) free(ds[i]);
+    free(ds);
+    /* Poisson process: exponential gaps, the first request at t = 0 + gap like vLLM */
+    double t = 0;
+    uint64_t arng = b->seed ^ 0x5eedf00dull;
+    for (long i = 0; i < b->num_prompts; i++) {
+        if (isfinite(b->rate)) t += -log(1.0 - rng_unit(&arng)) / b->rate;
+        b->arrivals[i] = t;
+    }
+    return 0;
+}
+
+static char *request_body(const bench *b, const bench_item *it) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", b->model);
+    if (b->chat) {
+        cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "user");
+        cJSON_AddStringToObject(m, "content", it->prompt);
+        cJSON_AddItemToArray(msgs, m);
+    } else {
+        cJSON_AddStringToObject(o, "prompt", it->prompt);
+    }
+    cJSON_AddNumberToObject(o, "max_tokens", it->output_len);
+    cJSON_AddNumberToObject(o, "temperature", 0); /* vLLM's default: greedy */
+    cJSON_AddBoolToObject(o, "stream", b->stream);
+    if (b->stream) {
+        cJSON *so = cJSON_AddObjectToObject(o, "stream_options");
+        cJSON_AddBoolToObject(so, "include_usage", 1);
+    }
+    if (b->ignore_eos) cJSON_AddBoolToObject(o, "ignore_eos", 1);
+    if (b->kv_policy) cJSON_AddStringToObject(o, "kv_policy", b->kv_policy);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* ---- the run ---- */
+
+static void start_ready(bench *b);
+static bench g_bench; /* one run per process; the loop's handles point into it */
+
+static void print_progress(bench *b, int final) {
+    fprintf(stderr, "\rpivot bench: %ld/%ld done, %ld failed, %ld in flight, %.1f s%s",
+            b->n_done, b->num_prompts, b->n_failed, b->in_flight, bench_now() - b->t0,
+            final ? "\n" : "  ");
+}
+
+static void on_progress(uv_timer_t *t) { print_progress(t->data, 0); }
+
+static void maybe_end(bench *b) {
+    if (b->n_done == b->num_prompts) {
+        uv_close((uv_handle_t *)&b->arrive_timer, NULL);
+        if (b->progress) {
+            uv_close((uv_handle_t *)&b->progress_timer, NULL);
+            print_progress(b, 1);
+        }
+        return;
+    }
+    start_ready(b);
+}
+
+/* ud is the request's result slot in b->res. */
+static void on_done(bench_req *r, void *ud) {
+    bench *b = uv_loop_get_data(&g_bench.loop);
+    bench_result *res = bench_req_result(r);
+    *(bench_result *)ud = *res; /* takes the itl and body arrays */
+    b->in_flight--;
+    b->n_done++;
+    if (!res->ok) b->n_failed++;
+    b->t_end = bench_now();
+    maybe_end(b);
+}
+
+static void start_one(bench *b, long i) {
+    char *body = request_body(b, &b->items[i]);
+    bench_result *slot = &b->res[i];
+    slot->ok = 0;
+    bench_req *r = body ? bench_req_start(&b->loop, &b->target, "POST", b->path, body,
+                                          b->api_key, b->stream, b->chat, b->timeout_s,
+                                          on_done, slot) : NULL;
+    free(body);
+    b->in_flight++;
+    if (!r) { /* allocation failure: count it as a failed request */
+        snprintf(slot->err, sizeof slot->err, "out of memory");
+        b->in_flight--;
+        b->n_done++;
+        b->n_failed++;
+        b->t_end = bench_now();
+    }
+}
+
+static void start_ready(bench *b) {
+    while (b->n_started < b->n_arrived && b->n_done < b->num_prompts &&
+           (b->concurrency <= 0 || b->in_flight < b->concurrency)) {
+        start_one(b, b->n_started++);
+        if (b->n_done == b->num_prompts) { /* the last one failed to allocate */
+            maybe_end(b);
+            return;
+        }
+    }
+}
+
+static void on_arrive(uv_timer_t *t) {
+    bench *b = t->data;
+    double now = bench_now() - b->t0;
+    while (b->n_arrived < b->num_prompts && b->arrivals[b->n_arrived] <= now) b->n_arrived++;
+    start_ready(b);
+    if (b->n_arrived < b->num_prompts) {
+        double wait = b->arrivals[b->n_arrived] - now;
+        uv_timer_start(&b->arrive_timer, on_arrive, (uint64_t)ceil(wait * 1e3), 0);
+    }
+}
+
+/* GET /v1/models for the model name, when --model is absent. */
+static bench_result g_probe;
+static void on_probe(bench_req *r, void *ud) {
+    (void)ud;
+    g_probe = *bench_req_result(r);
+}
+
+static int probe_model(bench *b) {
+    bench_req *r = bench_req_start(&b->loop, &b->target, "GET", "/v1/models", NULL, b->api_key,
+                                   0, 0, b->timeout_s, on_probe, NULL);
+    if (!r) return -1;
+    uv_run(&b->loop, UV_RUN_DEFAULT);
+    int rc = -1;
+    if (g_probe.ok) {
+        cJSON *o = cJSON_Parse(g_probe.body ? g_probe.body : "");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "data");
+        const cJSON *m = cJSON_IsArray(d) ? cJSON_GetArrayItem(d, 0) : NULL;
+        const cJSON *id = m ? cJSON_GetObjectItemCaseSensitive(m, "id") : NULL;
+        if (cJSON_IsString(id)) {
+            snprintf(b->model_buf, sizeof b->model_buf, "%s", id->valuestring);
+            b->model = b->model_buf;
+            rc = 0;
+        }
+        cJSON_Delete(o);
+        if (rc) fprintf(stderr, "pivot bench: GET /v1/models: no model id; use --model\n");
+    } else {
+        fprintf(stderr, "pivot bench: GET /v1/models: %s (use --model)\n", g_probe.err);
+    }
+    free(g_probe.body);
+    free(g_probe.itl);
+    return rc;
+}
+
+/* ---- report: vLLM's calculate_metrics, field names as in its JSON ---- */
+
+typedef struct {
+    double mean, std, median, p90, p99;
+} dist;
+
+static dist distribution(double *v, size_t n) {
+    dist d = {0};
+    if (!n) return d;
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    d.mean = s / (double)n;
+    for (size_t i = 0; i < n; i++) s2 += (v[i] - d.mean) * (v[i] - d.mean);
+    d.std = sqrt(s2 / (double)n); /* numpy's std: population */
+    d.median = bench_percentile(v, n, 50);
+    d.p90 = bench_percentile(v, n, 90);
+    d.p99 = bench_percentile(v, n, 99);
+    return d;
+}
+
+static long out_tokens(const bench_result *r) {
+    /* the server's count; without usage, one token per content chunk */
+    return r->completion_tokens >= 0 ? r->completion_tokens : r->n_chunks;
+}
+
+static void add_dist(cJSON *o, const char *name, dist d) {
+    char k[64];
+    snprintf(k, sizeof k, "mean_%s_ms", name), cJSON_AddNumberToObject(o, k, d.mean * 1e3);
+    snprintf(k, sizeof k, "median_%s_ms", name), cJSON_AddNumberToObject(o, k, d.median * 1e3);
+    snprintf(k, sizeof k, "std_%s_ms", name), cJSON_AddNumberToObject(o, k, d.std * 1e3);
+    snprintf(k, sizeof k, "p90_%s_ms", name), cJSON_AddNumberToObject(o, k, d.p90 * 1e3);
+    snprintf(k, sizeof k, "p99_%s_ms", name), cJSON_AddNumberToObject(o, k, d.p99 * 1e3);
+}
+
+static void print_dist(const char *title, const char *name, dist d) {
+    printf("%-50s\n", title);
+    printf("Mean %s (ms):%*s%.2f\n", name, (int)(40 - 11 - strlen(name)), "", d.mean * 1e3);
+    printf("Median %s (ms):%*s%.2f\n", name, (int)(40 - 13 - strlen(name)), "", d.median * 1e3);
+    printf("P90 %s (ms):%*s%.2f\n", name, (int)(40 - 10 - strlen(name)), "", d.p90 * 1e3);
+    printf("P99 %s (ms):%*s%.2f\n", name, (int)(40 - 10 - strlen(name)), "", d.p99 * 1e3);
+}
+
+static int report(bench *b) {
+    size_t n = (size_t)b->num_prompts;
+    double *ttft = calloc(n + 1, sizeof *ttft), *tpot = calloc(n + 1, sizeof *tpot);
+    double *e2el = calloc(n + 1, sizeof *e2el), *itl = NULL;
+    size_t n_itl = 0, n_ok = 0, n_tpot = 0, n_good = 0;
+    for (size_t i = 0; i < n; i++) n_itl += b->res[i].ok ? b->res[i].n_itl : 0;
+    itl = calloc(n_itl + 1, sizeof *itl);
+    cJSON *o = cJSON_CreateObject();
+    if (!ttft || !tpot || !e2el || !itl || !o) {
+        fprintf(stderr, "pivot bench: out of memory\n");
+        free(ttft), free(tpot), free(e2el), free(itl), cJSON_Delete(o);
+        return 1;
+    }
+    long tot_in = 0, tot_out = 0;
+    struct { const char *why; long n; } reasons[MAX_REASONS];
+    int n_reasons = 0;
+    cJSON *in_lens = cJSON_CreateArray(), *out_lens = cJSON_CreateArray();
+    cJSON *ttfts = cJSON_CreateArray(), *errors = cJSON_CreateArray();
+    n_itl = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bench_result *r = &b->res[i];
+        long in = r->prompt_tokens >= 0 ? r->prompt_tokens : b->items[i].input_len;
+        long out = r->ok ? out_tokens(r) : 0;
+        cJSON_AddItemToArray(in_lens, cJSON_CreateNumber((double)in));
+        cJSON_AddItemToArray(out_lens, cJSON_CreateNumber((double)out));
+        cJSON_AddItemToArray(ttfts, cJSON_CreateNumber(r->ok ? r->ttft : 0));
+        cJSON_AddItemToArray(errors, cJSON_CreateString(r->ok ? "" : r->err));
+        if (!r->ok) {
+            int k = 0;
+            while (k < n_reasons && strcmp(reasons[k].why, r->err)) k++;
+            if (k == n_reasons && n_reasons < MAX_REASONS) reasons[n_reasons++].why = r->err, reasons[k].n = 0;
+            if (k < n_reasons) reasons[k].n++;
+            continue;
+        }
+        tot_in += in;
+        tot_out += out;
+        ttft[n_ok] = r->ttft;
+        e2el[n_ok++] = r->latency;
+        double tp = out > 1 ? (r->latency - r->ttft) / (double)(out - 1) : 0;
+        if (out > 1) tpot[n_tpot++] = tp;
+        for (size_t k = 0; k < r->n_itl; k++) itl[n_itl++] = r->itl[k];
+        int good = (b->slo_ttft < 0 || r->ttft * 1e3 <= b->slo_ttft) &&
+                   (b->slo_tpot < 0 || tp * 1e3 <= b->slo_tpot) &&
+                   (b->slo_e2el < 0 || r->latency * 1e3 <= b->slo_e2el);
+        n_good += (size_t)good;
+    }
+    double dur = b->t_end - b->t0;
+    if (dur <= 0) dur = 1e-9;
+    dist dt = distribution(ttft, n_ok), dp = distribution(tpot, n_tpot);
+    dist di = distribution(itl, n_itl), de = distribution(e2el, n_ok);
+
+    printf("============ Serving Benchmark Result ============\n");
+    printf("%-40s%-10zu\n", "Successful requests:", n_ok);
+    printf("%-40s%-10ld\n", "Failed requests:", b->n_failed);
+    if (b->concurrency > 0) printf("%-40s%-10ld\n", "Maximum request concurrency:", b->concurrency);
+    if (isfinite(b->rate)) printf("%-40s%-10.2f\n", "Request rate (req/s):", b->rate);
+    else printf("%-40s%-10s\n", "Request rate (req/s):", "inf");
+    printf("%-40s%-10.2f\n", "Benchmark duration (s):", dur);
+    printf("%-40s%-10ld\n", "Total input tokens:", tot_in);
+    printf("%-40s%-10ld\n", "Total generated tokens:", tot_out);
+    printf("%-40s%-10.2f\n", "Request throughput (req/s):", (double)n_ok / dur);
+    if (b->goodput) printf("%-40s%-10.2f\n", "Request goodput (req/s):", (double)n_good / dur);
+    printf("%-40s%-10.2f\n", "Output token throughput (tok/s):", (double)tot_out / dur);
+    printf("%-40s%-10.2f\n", "Total token throughput (tok/s):", (double)(tot_in + tot_out) / dur);
+    print_dist("---------------Time to First Token----------------", "TTFT", dt);
+    print_dist("-----Time per Output Token (excl. 1st token)------", "TPOT", dp);
+    print_dist("---------------Inter-token Latency----------------", "ITL", di);
+    print_dist("----------------End-to-end Latency----------------", "E2EL", de);
+    printf("==================================================\n");
+    for (int k = 0; k < n_reasons; k++) printf("failed x%ld: %s\n", reasons[k].n, reasons[k].why);
+    fflush(stdout);
+
+    cJSON_AddStringToObject(o, "backend", "pivot-bench");
+    cJSON_AddStringToObject(o, "url", b->url);
+    cJSON_AddStringToObject(o, "endpoint", b->chat ? "chat" : "completions");
+    cJSON_AddStringToObject(o, "model_id", b->model);
+    cJSON_AddNumberToObject(o, "num_prompts", (double)n);
+    if (isfinite(b->rate)) cJSON_AddNumberToObject(o, "request_rate", b->rate);
+    else cJSON_AddStringToObject(o, "request_rate", "inf");
+    if (b->concurrency > 0) cJSON_AddNumberToObject(o, "max_concurrency", (double)b->concurrency);
+    else cJSON_AddNullToObject(o, "max_concurrency");
+    cJSON_AddBoolToObject(o, "stream", b->stream);
+    cJSON_AddNumberToObject(o, "seed", (double)b->seed);
+    cJSON_AddNumberToObject(o, "input_len", b->dataset ? 0 : (double)b->input_len);
+    cJSON_AddNumberToObject(o, "output_len", (double)b->output_len);
+    cJSON_AddNumberToObject(o, "duration", dur);
+    cJSON_AddNumberToObject(o, "completed", (double)n_ok);
+    cJSON_AddNumberToObject(o, "failed", (double)b->n_failed);
+    cJSON_AddNumberToObject(o, "total_input_tokens", (double)tot_in);
+    cJSON_AddNumberToObject(o, "total_output_tokens", (double)tot_out);
+    cJSON_AddNumberToObject(o, "request_throughput", (double)n_ok / dur);
+    if (b->goodput) cJSON_AddNumberToObject(o, "request_goodput", (double)n_good / dur);
+    else cJSON_AddNullToObject(o, "request_goodput");
+    cJSON_AddNumberToObject(o, "output_throughput", (double)tot_out / dur);
+    cJSON_AddNumberToObject(o, "total_token_throughput", (double)(tot_in + tot_out) / dur);
+    add_dist(o, "ttft", dt);
+    add_dist(o, "tpot", dp);
+    add_dist(o, "itl", di);
+    add_dist(o, "e2el", de);
+    cJSON *fr = cJSON_AddObjectToObject(o, "failure_reasons");
+    for (int k = 0; k < n_reasons; k++) cJSON_AddNumberToObject(fr, reasons[k].why, (double)reasons[k].n);
+    cJSON_AddItemToObject(o, "input_lens", in_lens);
+    cJSON_AddItemToObject(o, "output_lens", out_lens);
+    cJSON_AddItemToObject(o, "ttfts", ttfts);
+    cJSON_AddItemToObject(o, "errors", errors);
+    int rc = n_ok ? 0 : 1; /* nothing completed: the run says nothing about the server */
+    if (b->json_out) {
+        char *s = cJSON_Print(o);
+        FILE *f = fopen(b->json_out, "w");
+        if (!s || !f || fputs(s, f) < 0 || fputc('\n', f) < 0) {
+            fprintf(stderr, "pivot bench: cannot write --json %s\n", b->json_out);
+            rc = 1;
+        }
+        if (f && fclose(f)) rc = 1;
+        free(s);
+    }
+    cJSON_Delete(o);
+    free(ttft), free(tpot), free(e2el), free(itl);
+    return rc;
+}
+
+static int parse_args(bench *b, int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int miss = 0;
+        long l;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout) - 1;
+        else if (!strcmp(a, "--stream")) b->stream = 1;
+        else if (!strcmp(a, "--no-stream")) b->stream = 0;
+        else if (!strcmp(a, "--ignore-eos")) b->ignore_eos = 1;
+        else if (!strcmp(a, "--goodput")) {
+            int got = 0;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+                const char *s = argv[++i];
+                double ms;
+                const char *c = strchr(s, ':');
+                if (!c || cli_parse_float(c + 1, 0, 1e9, &ms)) goto bad_goodput;
+                if (!strncmp(s, "ttft:", 5)) b->slo_ttft = ms;
+                else if (!strncmp(s, "tpot:", 5)) b->slo_tpot = ms;
+                else if (!strncmp(s, "e2el:", 5)) b->slo_e2el = ms;
+                else goto bad_goodput;
+                got++;
+            }
+            if (!got) {
+            bad_goodput:
+                fprintf(stderr, "pivot bench: --goodput takes ttft:MS tpot:MS e2el:MS\n");
+                return 2;
+            }
+            b->goodput = 1;
+        } else if ((v = cli_opt(argc, argv, &i, "--url", &miss))) b->url = v;
+        else if ((v = cli_opt(argc, argv, &i, "--endpoint", &miss))) b->endpoint = v;
+        else if ((v = cli_opt(argc, argv, &i, "--model", &miss))) b->model = v;
+        else if ((v = cli_opt(argc, argv, &i, "--api-key", &miss))) b->api_key = v;
+        else if ((v = cli_opt(argc, argv, &i, "--dataset", &miss))) b->dataset = v;
+        else if ((v = cli_opt(argc, argv, &i, "--json", &miss))) b->json_out = v;
+        else if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) b->kv_policy = v;
+        else if ((v = cli_opt(argc, argv, &i, "--num-prompts", &miss))) {
+            if (cli_parse_int(v, 1, 10000000, &b->num_prompts)) goto bad;
+        } else if ((v = cli_opt(argc, argv, &i, "--concurrency", &miss))) {
+            if (cli_parse_int(v, 1, 100000, &b->concurrency)) goto bad;
+        } else if ((v = cli_opt(argc, argv, &i, "--input-len", &miss))) {
+            if (cli_parse_int(v, 1, 1000000, &b->input_len)) goto bad;
+        } else if ((v = cli_opt(argc, argv, &i, "--output-len", &miss))) {
+            if (cli_parse_int(v, 1, 1000000, &b->output_len)) goto bad;
+        } else if ((v = cli_opt(argc, argv, &i, "--rate", &miss))) {
+            if (!strcmp(v, "inf")) b->rate = INFINITY;
+            else if (cli_parse_float(v, 1e-6, 1e9, &b->rate)) goto bad;
+        } else if ((v = cli_opt(argc, argv, &i, "--timeout", &miss))) {
+            if (cli_parse_float(v, 1e-3, 1e7, &b->timeout_s)) goto bad;
+        } else if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
+            if (cli_parse_u64(v, &b->seed)) goto bad;
+        } else {
+            if (miss) fprintf(stderr, "pivot bench: %s needs a value\n", a);
+            else fprintf(stderr, "pivot bench: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+        (void)l;
+        continue;
+    bad:
+        fprintf(stderr, "pivot bench: bad value for %s: '%s'\n", a, argv[i]);
+        return 2;
+    }
+    if (!strcmp(b->endpoint, "chat") || !strcmp(b->endpoint, "chat/completions")) b->chat = 1;
+    else if (strcmp(b->endpoint, "completions") != 0) {
+        fprintf(stderr, "pivot bench: --endpoint must be completions or chat\n");
+        return 2;
+    }
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench *b = &g_bench;
+    memset(b, 0, sizeof *b);
+    b->url = "http://127.0.0.1:8080";
+    b->endpoint = "completions";
+    b->api_key = getenv("OPENAI_API_KEY");
+    b->num_prompts = 100;
+    b->input_len = 128;
+    b->output_len = 128;
+    b->rate = INFINITY;
+    b->timeout_s = 600;
+    b->stream = 1;
+    b->slo_ttft = b->slo_tpot = b->slo_e2el = -1;
+    int rc = parse_args(b, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    char err[512];
+    if (bench_target_parse(&b->target, b->url, err, sizeof err)) {
+        fprintf(stderr, "pivot bench: %s\n", err);
+        return 2;
+    }
+    /* accept both http://h:p and http://h:p/v1 as the base */
+    size_t pl = strlen(b->target.prefix);
+    if (pl >= 3 && !strcmp(b->target.prefix + pl - 3, "/v1")) b->target.prefix[pl - 3] = 0;
+    snprintf(b->path, sizeof b->path, "%s", b->chat ? "/v1/chat/completions" : "/v1/completions");
+    if (uv_loop_init(&b->loop)) return 1;
+    uv_loop_set_data(&b->loop, b);
+    rc = 1;
+    if (!b->model && probe_model(b)) goto out;
+    if (build_workload(b)) {
+        fprintf(stderr, "pivot bench: cannot build the workload\n");
+        goto out;
+    }
+    b->progress = isatty(2);
+    uv_timer_init(&b->loop, &b->arrive_timer);
+    b->arrive_timer.data = b;
+    if (b->progress) {
+        uv_timer_init(&b->loop, &b->progress_timer);
+        b->progress_timer.data = b;
+        uv_timer_start(&b->progress_timer, on_progress, 250, 250);
+    }
+    b->t0 = bench_now();
+    on_arrive(&b->arrive_timer);
+    uv_run(&b->loop, UV_RUN_DEFAULT);
+    rc = report(b);
+out:
+    uv_run(&b->loop, UV_RUN_DEFAULT); /* close callbacks */
+    uv_loop_close(&b->loop);
+    if (b->items)
+        for (long i = 0; i < b->num_prompts; i++) free(b->items[i].prompt);
+    if (b->res)
+        for (long i = 0; i < b->num_prompts; i++) {
+            free(b->res[i].itl);
+            free(b->res[i].body);
+        }
+    free(b->items);
+    free(b->arrivals);
+    free(b->res);
+    return rc;
+}
