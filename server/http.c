@@ -372,7 +372,14 @@ static void conn_process(srv_conn *c) {
         srv_conn_close(c);
         return;
     }
-    double t = c->in_message ? c->srv->cfg.request_timeout : c->srv->cfg.idle_timeout;
+    /* The request timeout counts from the request's first byte: re-arming
+     * it in full on every read would let a client that drips a byte at a
+     * time (slowloris) hold the connection forever. */
+    double t = c->srv->cfg.idle_timeout;
+    if (c->in_message) {
+        t = c->srv->cfg.request_timeout - (srv_now() - c->t_start);
+        if (t < 0) t = 0;
+    }
     uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(t * 1000), 0);
 }
 
