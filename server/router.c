@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "srv.h"
+#include "unicode.h"
 
 static void reply_json(srv_conn *c, int status, cJSON *o) {
     char *s = cJSON_PrintUnformatted(o);
@@ -243,6 +244,16 @@ void srv_route(srv_conn *c) {
         if (r->method == HTTP_POST && ct[0] && strncasecmp(ct, "application/json", 16)) {
             api_err_set(&e, 415, NULL, "unsupported_media_type",
                         "the request body must be application/json, got '%.64s'", ct);
+            srv_conn_reply_error(c, &e, NULL);
+            return;
+        }
+        /* JSON is UTF-8 (RFC 8259) and cJSON does not check it: text that is
+         * not would reach the tokenizer and come back, echoed or detokenized,
+         * inside responses that are then not valid JSON themselves. */
+        size_t blen;
+        const char *body = srv_conn_body(c, &blen);
+        if (r->method == HTTP_POST && !uc_is_valid(body, blen)) {
+            api_err_set(&e, 400, NULL, "invalid_json", "the request body is not valid UTF-8");
             srv_conn_reply_error(c, &e, NULL);
             return;
         }
