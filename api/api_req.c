@@ -218,10 +218,44 @@ static int parse_stop(const cJSON *root, api_request *r, api_error *e) {
     return 0;
 }
 
+const char *const api_kv_fields[API_KV_FIELDS + 1][2] = {
+    {"kv_select", "select"},       {"kv_hi_bits", "hi-bits"},   {"kv_lo_bits", "lo-bits"},
+    {"kv_lo_k_bits", "lo-k-bits"}, {"kv_lo_v_bits", "lo-v-bits"}, {"kv_budget", "budget"},
+    {"kv_recent", "recent"},       {"kv_sinks", "sinks"},       {"kv_window", "window"},
+    {"kv_chunk", "chunk"},         {"kv_group", "group"},       {"kv_key_balance", "key-balance"},
+    {NULL, NULL},
+};
+
+/* Only the JSON type is checked here; the values' ranges and combinations
+ * are kv_policy_set's (the server applies them and names the field). */
+static int parse_kv_knobs(const cJSON *o, api_request *r, api_error *e) {
+    for (int i = 0; api_kv_fields[i][0]; i++) {
+        const char *f = api_kv_fields[i][0];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f);
+        if (!v || cJSON_IsNull(v)) continue;
+        api_kv_knob *k = &r->kv_knobs[r->n_kv_knobs];
+        if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) {
+            double d = v->valuedouble;
+            if (d == floor(d) && fabs(d) < 1e15) snprintf(k->value, sizeof k->value, "%.0f", d);
+            else snprintf(k->value, sizeof k->value, "%.17g", d);
+        } else if (cJSON_IsBool(v)) {
+            snprintf(k->value, sizeof k->value, "%d", cJSON_IsTrue(v) ? 1 : 0);
+        } else if (cJSON_IsString(v) && strlen(v->valuestring) < sizeof k->value) {
+            snprintf(k->value, sizeof k->value, "%s", v->valuestring);
+        } else {
+            return bad(e, f, "'%s' must be a number, a short string or a boolean%s", "");
+        }
+        k->field = f;
+        k->knob = api_kv_fields[i][1];
+        r->n_kv_knobs++;
+    }
+    return 0;
+}
+
 static int parse_fields(const cJSON *o, api_request *r, api_error *e) {
     const cJSON *v;
     if (get_str(o, "model", &r->model, e) || get_str(o, "user", &r->user, e) ||
-        get_str(o, "kv_policy", &r->kv_policy, e))
+        get_str(o, "kv_policy", &r->kv_policy, e) || parse_kv_knobs(o, r, e))
         return -1;
     if (r->kind == API_COMPLETIONS ? parse_prompt(o, r, e) : parse_messages(o, &r->msgs, &r->n_msgs, e))
         return -1;

@@ -29,6 +29,18 @@ typedef struct {
     int n_ids;
 } api_prompt;
 
+/* A KV cache knob given as its own field: "kv_budget": 0.25 ->
+ * {field "kv_budget", knob "budget", value "0.25"}. */
+#define API_KV_FIELDS 12
+typedef struct {
+    const char *field; /* JSON field (static), the `param` of errors */
+    const char *knob;  /* kv_policy_set's name (static) */
+    char value[48];    /* the JSON value as text: numbers, strings, true -> 1 */
+} api_kv_knob;
+/* The knob fields in the order they are applied, NULL-terminated pairs
+ * {field, knob}. */
+extern const char *const api_kv_fields[API_KV_FIELDS + 1][2];
+
 typedef struct {
     char *role;    /* "system", "user", "assistant" ("developer" maps to system) */
     char *content; /* text parts joined */
@@ -64,6 +76,11 @@ typedef struct {
     int include_usage;
     char *user;      /* owned, may be NULL */
     char *kv_policy; /* owned, may be NULL (server default) */
+    /* Pivot's KV knob fields (kv_budget, kv_lo_bits, ...), in api_kv_fields
+     * order, applied on top of kv_policy (or the server's policy) by the
+     * server with kv_policy_set, which validates the values. */
+    api_kv_knob kv_knobs[API_KV_FIELDS];
+    int n_kv_knobs;
 } api_request;
 
 /* Parses body into *r (zeroed first). Returns 0, or -1 with *e filled (r is

@@ -31,6 +31,9 @@ typedef struct {
     int max_seqs;  /* sequence slots */
     int max_ctx;   /* tokens per sequence */
     int n_threads; /* distinct `thread` indices that may call attend */
+    /* Where pages come from (kv_pool.h): shared by every cache of a server so
+     * one byte limit covers them all. NULL: plain malloc, no limit. */
+    struct kv_pool *pool;
 } kv_shape;
 
 typedef struct {

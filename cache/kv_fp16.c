@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kv.h"
+#include "kv_pool.h"
 #include "pverr.h"
 #include "quant.h"
 
@@ -102,7 +103,7 @@ static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const flo
         if (!np) return PV_ENOMEM;
         l->pages = np;
         for (int p = l->n_pages; p < need_pages; p++) {
-            l->pages[p] = malloc(page_elems(c) * sizeof(uint16_t));
+            l->pages[p] = kv_pool_alloc(c->s.pool, page_elems(c) * sizeof(uint16_t));
             if (!l->pages[p]) {
                 l->n_pages = p;
                 return PV_ENOMEM;
@@ -163,7 +164,8 @@ static void fp16_seq_reset(void *impl, int seq) {
     fp16_cache *c = impl;
     for (int L = 0; L < c->s.n_layers; L++) {
         layer_store *l = get_ls(c, seq, L);
-        for (int p = 0; p < l->n_pages; p++) free(l->pages[p]);
+        for (int p = 0; p < l->n_pages; p++)
+            kv_pool_free(c->s.pool, l->pages[p], page_elems(c) * sizeof(uint16_t));
         free(l->pages);
         memset(l, 0, sizeof *l);
     }

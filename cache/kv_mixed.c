@@ -30,6 +30,7 @@
 
 #include "kv_internal.h"
 #include "kv_layout.h"
+#include "kv_pool.h"
 #include "kv_quant.h"
 #include "kv_tracker.h"
 #include "pverr.h"
@@ -86,31 +87,33 @@ static uint8_t *t_state(const tier *t, size_t rec, size_t sb, int i) {
            (size_t)(i % KVL_PAGE) * sb;
 }
 
-static int tier_reserve(tier *t, int n_total, size_t page_bytes, size_t *alloc) {
+/* Pages come from the shape's pool (kv_pool.h), which may refuse: PV_ENOMEM. */
+static int tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, size_t *alloc) {
     int need = (n_total + KVL_PAGE - 1) / KVL_PAGE;
     if (need <= t->n_pages) return PV_OK;
     uint8_t **np = realloc(t->pages, sizeof *np * (size_t)need);
     if (!np) return PV_ENOMEM;
     t->pages = np;
     for (; t->n_pages < need; t->n_pages++)
-        if (!(t->pages[t->n_pages] = malloc(page_bytes))) return PV_ENOMEM;
+        if (!(t->pages[t->n_pages] = kv_pool_alloc(pool, page_bytes))) return PV_ENOMEM;
         else *alloc += page_bytes;
     return PV_OK;
 }
 
 /* Frees pages no token uses any more (after demotion shrank the tier), so
  * that reported bytes follow the tier's size. */
-static void tier_trim(tier *t, size_t page_bytes, size_t *alloc) {
+static void tier_trim(kv_pool *pool, tier *t, size_t page_bytes, size_t *alloc) {
     int need = (t->n + KVL_PAGE - 1) / KVL_PAGE;
-    for (; t->n_pages > need; *alloc -= page_bytes) free(t->pages[--t->n_pages]);
+    for (; t->n_pages > need; *alloc -= page_bytes)
+        kv_pool_free(pool, t->pages[--t->n_pages], page_bytes);
     if (t->n_pages == 0) {
         free(t->pages);
         t->pages = NULL;
     }
 }
 
-static void tier_free(tier *t) {
-    for (int i = 0; i < t->n_pages; i++) free(t->pages[i]);
+static void tier_free(kv_pool *pool, tier *t, size_t page_bytes) {
+    for (int i = 0; i < t->n_pages; i++) kv_pool_free(pool, t->pages[i], page_bytes);
     free(t->pages);
     memset(t, 0, sizeof *t);
 }
@@ -121,9 +124,12 @@ static head_t *head(const mixed_cache *c, int seq, int layer, int h) {
     return &c->heads[((size_t)seq * c->s.n_layers + layer) * c->s.n_kv_heads + h];
 }
 
-static void head_reset(head_t *hs) {
-    tier_free(&hs->hi);
-    tier_free(&hs->lo);
+static void head_reset(const mixed_cache *c, head_t *hs) {
+    kv_pool *pool = c->s.pool;
+    tier_free(pool, &hs->hi, c->hi_page);
+    tier_free(pool, &hs->lo, c->lo_page);
+    if (hs->bal) kv_pool_uncharge(pool, (size_t)3 * c->s.head_dim * sizeof(float));
+    kv_pool_uncharge(pool, sizeof(float) * 2 * c->s.head_dim * (size_t)hs->n_pend);
     free(hs->bal);
     free(hs->pend);
     memset(hs, 0, sizeof *hs);
@@ -199,10 +205,18 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
     if ((long)pos0 + n > c->s.max_ctx) return PV_ECTXFULL;
     if (n == 0) return PV_OK;
     int hd = c->s.head_dim, nkv = c->s.n_kv_heads;
+    /* The pending copies count in the pool (and in bytes_stored) until
+     * attend encodes them; charged for every head at once so a refusal
+     * leaves nothing half-stored. */
+    size_t per = sizeof(float) * 2 * hd * (size_t)n;
+    if (kv_pool_charge(c->s.pool, per * nkv)) return PV_ENOMEM;
     for (int h = 0; h < nkv; h++) {
         head_t *hs = head(c, seq, layer, h);
         float *np = realloc(hs->pend, sizeof(float) * 2 * hd * (size_t)(hs->n_pend + n));
-        if (!np) return PV_ENOMEM;
+        if (!np) {
+            kv_pool_uncharge(c->s.pool, per * (size_t)(nkv - h));
+            return PV_ENOMEM;
+        }
         hs->pend = np;
         hs->alloc += sizeof(float) * 2 * hd * (size_t)n;
         if (hs->n_pend == 0) hs->pend_pos0 = pos0;
@@ -225,7 +239,11 @@ static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, 
     int hd = c->s.head_dim, nh = c->s.n_heads;
     if (!c->need_bal || hs->bal_frozen) return PV_OK;
     if (!hs->bal) {
-        if (!(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) return PV_ENOMEM;
+        if (kv_pool_charge(c->s.pool, (size_t)3 * hd * sizeof(float))) return PV_ENOMEM;
+        if (!(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) {
+            kv_pool_uncharge(c->s.pool, (size_t)3 * hd * sizeof(float));
+            return PV_ENOMEM;
+        }
         hs->alloc += (size_t)3 * hd * sizeof(float);
     }
     float *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
@@ -249,7 +267,7 @@ static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, 
  * its own position). */
 static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp) {
     if (!hs->n_pend) return PV_OK;
-    int hd = c->s.head_dim, rc = tier_reserve(&hs->hi, hs->hi.n + hs->n_pend, c->hi_page, &hs->alloc);
+    int hd = c->s.head_dim, rc = tier_reserve(c->s.pool, &hs->hi, hs->hi.n + hs->n_pend, c->hi_page, &hs->alloc);
     if (rc) return rc;
     for (int j = 0; j < hs->n_pend; j++) {
         const float *kv = hs->pend + (size_t)j * 2 * hd;
@@ -267,6 +285,7 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
                      hs->steps + (pos > pos0 ? pos - pos0 : 0));
     }
     free(hs->pend);
+    kv_pool_uncharge(c->s.pool, sizeof(float) * 2 * hd * (size_t)hs->n_pend);
     hs->alloc -= sizeof(float) * 2 * hd * (size_t)hs->n_pend;
     hs->pend = NULL;
     hs->n_pend = 0;
@@ -299,7 +318,7 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
     if (k == 0) return PV_OK;
     if (p->lo_bits) {
         if (c->need_bal && !hs->bal_frozen) bal_freeze(hs, hd);
-        int rc = tier_reserve(&hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
+        int rc = tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
         if (rc) return rc;
         for (int i = 0; i < k; i++) {
             int t = s->vict[i], slot = hs->lo.n++;
@@ -336,7 +355,7 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
         w++;
     }
     hs->hi.n = w;
-    tier_trim(&hs->hi, c->hi_page, &hs->alloc);
+    tier_trim(c->s.pool, &hs->hi, c->hi_page, &hs->alloc);
     return PV_OK;
 }
 
@@ -433,7 +452,7 @@ static void mx_seq_reset(void *impl, int seq) {
     mixed_cache *c = impl;
     for (int L = 0; L < c->s.n_layers; L++) {
         c->len[(size_t)seq * c->s.n_layers + L] = 0;
-        for (int h = 0; h < c->s.n_kv_heads; h++) head_reset(head(c, seq, L, h));
+        for (int h = 0; h < c->s.n_kv_heads; h++) head_reset(c, head(c, seq, L, h));
     }
 }
 

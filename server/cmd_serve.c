@@ -24,7 +24,11 @@ static void usage(FILE *f) {
             "  --api-key KEY          require 'Authorization: Bearer KEY' on /v1/* and\n"
             "                         /tokenize, /detokenize (health and metrics stay open)\n"
             "  --kv-policy SPEC       KV cache policy, PRESET[,knob=value...] (default full)\n"
-            "  --kv-memory BYTES      KV pool for admission (default 1073741824; K/M/G suffixes)\n"
+            "  --kv-memory BYTES      KV memory: requests are admitted by it and the page pool\n"
+            "                         is limited to it (plus one step's headroom) (default\n"
+            "                         1073741824; K/M/G suffixes)\n"
+            "  --device D             auto (CUDA when a GPU is usable and the policy is full),\n"
+            "                         cpu, cuda (plain FP16 cache only: --kv-policy full)\n"
             "  --max-batch N          sequences decoded together (default 32)\n"
             "  --batch-tokens N       tokens per forward step (default 512)\n"
             "  --prefill-chunk N      prompt tokens one sequence adds per step (default 256)\n"
@@ -99,6 +103,7 @@ static int parse(int argc, char **argv, srv_config *c) {
         {"--api-key", "PIVOT_API_KEY", 's', &c->api_key, 0, 0},
         {"--kv-policy", "PIVOT_KV_POLICY", 's', &c->kv_policy, 0, 0},
         {"--kv-memory", "PIVOT_KV_MEMORY", 'b', &c->kv_memory, 1, 0},
+        {"--device", "PIVOT_DEVICE", 's', &c->device, 0, 0},
         {"--max-batch", "PIVOT_MAX_BATCH", 'i', &c->max_seqs, 1, 1024},
         {"--batch-tokens", "PIVOT_BATCH_TOKENS", 'i', &c->max_batch_tokens, 1, 65536},
         {"--prefill-chunk", "PIVOT_PREFILL_CHUNK", 'i', &c->prefill_chunk, 1, 65536},
@@ -143,6 +148,21 @@ static int parse(int argc, char **argv, srv_config *c) {
     char err[256] = "";
     if (kv_policy_parse(c->kv_policy, &kp, err, sizeof err) || kv_policy_validate(&kp, err, sizeof err)) {
         fprintf(stderr, "pivot serve: --kv-policy '%s': %s\n", c->kv_policy, err);
+        return 2;
+    }
+    llm_device dev;
+    if (c->device && llm_device_parse(c->device, &dev)) {
+        fprintf(stderr, "pivot serve: --device expects auto, cpu or cuda, got '%s'\n", c->device);
+        return 2;
+    }
+    /* Checked before loading anything: the GPU has only the plain FP16
+     * cache, so a compressed default policy (and per-request ones) cannot
+     * run there. */
+    if (c->device && dev == LLM_DEVICE_CUDA && !(kp.select == KV_SELECT_NONE && kp.hi_bits == 16)) {
+        fprintf(stderr,
+                "pivot serve: --device cuda supports only the plain FP16 KV cache; --kv-policy "
+                "'%s' needs the CPU (use --device cpu, or --kv-policy full)\n",
+                c->kv_policy);
         return 2;
     }
     if (c->api_key && !*c->api_key) c->api_key = NULL;

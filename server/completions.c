@@ -59,6 +59,33 @@ oom:
     return -1;
 }
 
+/* The request's KV policy: its kv_policy (a preset or a full spec) or the
+ * server's, then the kv_* knob fields on top, each error naming its field. */
+static int resolve_policy(srv_server *s, const api_request *r, kv_policy *want, api_error *e) {
+    char err[256] = "";
+    const char *param = "kv_policy";
+    *want = *srv_engine_policy(s->eng);
+    if (r->kv_policy && kv_policy_parse(r->kv_policy, want, err, sizeof err)) {
+        api_err_set(e, 400, "kv_policy", "invalid_value", "%s", err);
+        return -1;
+    }
+    for (int i = 0; i < r->n_kv_knobs; i++) {
+        const api_kv_knob *k = &r->kv_knobs[i];
+        param = k->field;
+        if (kv_policy_set(want, k->knob, k->value, err, sizeof err)) {
+            api_err_set(e, 400, k->field, "invalid_value", "%s: %s", k->field, err);
+            return -1;
+        }
+    }
+    /* Cross-knob checks, the shape (group | head_dim) and the device; the
+     * last knob given is the likeliest culprit of a combination. */
+    if (srv_engine_check_policy(s->eng, want, err, sizeof err)) {
+        api_err_set(e, 400, param, "invalid_value", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks the fields that need the model; fills *j. */
 static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) {
     const llm_model *m = srv_engine_model(s->eng);
@@ -69,24 +96,8 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
                     r->model, s->model_name);
         return -1;
     }
-    if (r->kv_policy) {
-        /* One cache (one policy) per server today: a request may name a
-         * policy, which must parse and equal the server's. */
-        kv_policy want;
-        char err[256] = "", a[256], b[256];
-        if (kv_policy_parse(r->kv_policy, &want, err, sizeof err)) {
-            api_err_set(e, 400, "kv_policy", "invalid_value", "%s", err);
-            return -1;
-        }
-        kv_policy_describe(&want, a, sizeof a);
-        kv_policy_describe(srv_engine_policy(s->eng), b, sizeof b);
-        if (strcmp(a, b)) {
-            api_err_set(e, 400, "kv_policy", "unsupported_value",
-                        "kv_policy %.100s differs from the server's %.100s; per-request policies "
-                        "other than the server's (--kv-policy) are not supported yet", a, b);
-            return -1;
-        }
-    }
+    kv_policy want;
+    if (resolve_policy(s, r, &want, e)) return -1;
     for (int i = 0; i < r->n_stop_ids; i++)
         if (r->stop_ids[i] >= tok_n_vocab(v)) {
             api_err_set(e, 400, "stop_token_ids", "invalid_value",
@@ -131,7 +142,7 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
                 goto out;
             }
             memcpy(c->prompt, ids[i], sizeof(int32_t) * n[i]);
-            j->kv_reserve += srv_engine_seq_bytes(s->eng, c->n_prompt + c->max_new);
+            j->kv_reserve += srv_engine_seq_bytes(s->eng, &want, c->n_prompt + c->max_new);
             if (r->echo && r->kind == API_COMPLETIONS) {
                 if (r->prompts[i].text) {
                     srv_buf_add(&c->got, r->prompts[i].text, strlen(r->prompts[i].text));
@@ -151,7 +162,8 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
         }
     j->req = *r; /* the job owns the request from here */
     memset(r, 0, sizeof *r);
-    snprintf(j->policy_name, sizeof j->policy_name, "%s", srv_engine_policy(s->eng)->preset);
+    j->policy = want;
+    snprintf(j->policy_name, sizeof j->policy_name, "%s", want.preset);
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx", j->req.kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), (unsigned long long)++s->next_id);
     *out = j;

@@ -8,16 +8,26 @@
  * or cancelled sequence leaves at once and kv_seq_reset frees its pages.
  *
  * Admission is by KV bytes: a job reserves, per choice, the bytes its cache
- * will hold at prompt + max_tokens tokens (the FP16 cache's exact page-rounded
- * size), and is admitted when the reservation fits --kv-memory and it gets
- * enough sequence slots. Accounting happens under `mu` at submit and release
- * time, so the 429 decision is exact. */
+ * will hold at prompt + max_tokens tokens under the request's own policy
+ * (kv_policy_seq_bytes: exact, page-rounded), and is admitted when the
+ * reservation fits --kv-memory and it gets enough sequence slots. Accounting
+ * happens under `mu` at submit and release time, so the 429 decision is
+ * exact.
+ *
+ * Per-request policies: on the CPU the cache is a kv_router over one
+ * kv_pool; start_job gives each slot its request's policy before the first
+ * store. The pool's limit is --kv-memory plus kv_router_headroom (what one
+ * step may hold above the admitted sizes), so a running batch never hits it;
+ * if it did, the step fails with PV_ENOMEM and the running requests get 500,
+ * nothing crashes. On CUDA the GPU's own FP16 cache serves `full` only. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv_policy.h"
+#include "kv_pool.h"
+#include "kv_router.h"
 #include "pverr.h"
 #include "srv.h"
 
@@ -44,6 +54,8 @@ struct srv_engine {
     int max_ctx;
     kv_policy policy;
     kv_shape shape;
+    kv_pool *pool; /* pages of every CPU cache (NULL on CUDA) */
+    int on_cuda;   /* GPU cache: plain FP16 only, no per-slot policies */
     /* engine thread only */
     llm_ctx *ctx;
     srv_job *running;
@@ -102,8 +114,18 @@ int srv_engine_max_ctx(srv_engine *e) { return e->max_ctx; }
 
 const kv_policy *srv_engine_policy(srv_engine *e) { return &e->policy; }
 
-size_t srv_engine_seq_bytes(srv_engine *e, int n_tokens) {
-    return kv_policy_seq_bytes(&e->policy, &e->shape, n_tokens);
+size_t srv_engine_seq_bytes(srv_engine *e, const kv_policy *p, int n_tokens) {
+    return kv_policy_seq_bytes(p ? p : &e->policy, &e->shape, n_tokens);
+}
+
+int srv_engine_check_policy(srv_engine *e, const kv_policy *p, char *err, size_t errlen) {
+    if (e->on_cuda && !(p->select == KV_SELECT_NONE && p->hi_bits == 16)) {
+        snprintf(err, errlen,
+                 "this server runs on CUDA, where only the plain FP16 cache (kv_policy full) "
+                 "exists so far");
+        return PV_EUNSUPPORTED;
+    }
+    return kv_policy_check_shape(p, &e->shape, err, errlen);
 }
 
 /* ---- admission (under mu) ---- */
@@ -239,9 +261,11 @@ static int is_eog(const srv_engine *e, int32_t t) {
 static int start_job(srv_engine *e, srv_job *j) {
     const tok_vocab *v = llm_get_vocab(e->model);
     const api_request *r = &j->req;
+    /* No slot yet for any choice: a failure part-way must not make
+     * finish_choice reset slot 0 for the choices not reached. */
+    for (int i = 0; i < j->n_choices; i++) j->ch[i].slot = -1;
     for (int i = 0; i < j->n_choices; i++) {
         srv_choice *c = &j->ch[i];
-        c->slot = -1;
         for (int s = 0; s < e->cfg->max_seqs; s++)
             if (e->slot_free[s]) {
                 e->slot_free[s] = 0;
@@ -263,6 +287,17 @@ static int start_job(srv_engine *e, srv_job *j) {
         if (c->slot < 0 || smp_create(&p, llm_get_config(e->model)->n_vocab, &c->smp) ||
             !(c->ts = tok_stream_new(v, 0)))
             return PV_ENOMEM;
+        /* The slot is empty (reset when it was freed), so its policy can be
+         * set before the first store. */
+        char err[256] = "";
+        int rc = e->on_cuda ? 0
+                            : kv_seq_set_policy(llm_ctx_kv(e->ctx), c->slot, &j->policy, err,
+                                                sizeof err);
+        if (rc) {
+            j->err_status = rc == PV_ESPACE ? 503 : 500;
+            snprintf(j->err_msg, sizeof j->err_msg, "%s", err);
+            return rc;
+        }
         for (int k = 0; k < c->n_prompt; k++) smp_accept(c->smp, c->prompt[k]);
         api_stop_init(&c->stop, r->stop, r->n_stop);
     }
@@ -482,6 +517,11 @@ static void publish_gauges(srv_engine *e) {
     g.kv_reserved = e->reserved;
     pthread_mutex_unlock(&e->mu);
     g.kv_capacity = e->cfg->kv_memory;
+    kv_pool_stats ps;
+    kv_pool_get_stats(e->pool, &ps);
+    g.pool_used = ps.used;
+    g.pool_peak = ps.peak;
+    g.pool_limit = ps.limit;
     srv_metrics_set_gauges(e->met, &g);
 }
 
@@ -498,17 +538,44 @@ static int load(srv_engine *e) {
     int threads = e->cfg->threads > 0 ? e->cfg->threads : (int)uv_available_parallelism();
     llm_ctx_params p = {.n_threads = threads, .max_seqs = e->cfg->max_seqs,
                         .max_ctx = e->max_ctx, .max_batch_tokens = e->cfg->max_batch_tokens};
-    e->shape = llm_kv_shape(e->model, &p);
-    kv_cache *kv = NULL;
-    if ((rc = kv_policy_parse(e->cfg->kv_policy, &e->policy, err, sizeof err)) ||
-        (rc = kv_create(&e->shape, &e->policy, &kv, err, sizeof err))) {
+    if ((rc = kv_policy_parse(e->cfg->kv_policy, &e->policy, err, sizeof err))) {
         snprintf(e->err, sizeof e->err, "kv cache: %s", err);
         return rc;
     }
+    /* Device: cmd_serve already refused cuda with a compressed policy; auto
+     * takes the GPU only when the default policy is full (the GPU has no
+     * other cache yet) and the model runs there. */
+    llm_device dev = LLM_DEVICE_AUTO;
+    if (e->cfg->device) llm_device_parse(e->cfg->device, &dev);
+    int plain = e->policy.select == KV_SELECT_NONE && e->policy.hi_bits == 16;
+    char why[256] = "";
+    if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(e->model, 0, why, sizeof why)) {
+        snprintf(e->err, sizeof e->err, "--device cuda: %s", why);
+        return PV_ENODEV;
+    }
+    e->on_cuda = dev == LLM_DEVICE_CUDA ||
+                 (dev == LLM_DEVICE_AUTO && plain && llm_cuda_usable(e->model, 0, NULL, 0));
+    p.device = e->on_cuda ? LLM_DEVICE_CUDA : LLM_DEVICE_CPU;
+    e->shape = llm_kv_shape(e->model, &p);
+    kv_cache *kv = NULL;
+    if (!e->on_cuda) {
+        size_t limit = e->cfg->kv_memory + kv_router_headroom(&e->shape, e->cfg->max_batch_tokens);
+        if ((rc = kv_pool_create(limit, &e->pool))) {
+            snprintf(e->err, sizeof e->err, "kv pool: %s", pv_strerror(rc));
+            return rc;
+        }
+        e->shape.pool = e->pool;
+        if ((rc = kv_create_router(&e->shape, &e->policy, &kv, err, sizeof err))) {
+            snprintf(e->err, sizeof e->err, "kv cache: %s", err);
+            return rc;
+        }
+    }
     if ((rc = llm_ctx_create(e->model, &p, kv, &e->ctx))) {
-        snprintf(e->err, sizeof e->err, "cannot create the decoder context: %s", pv_strerror(rc));
+        snprintf(e->err, sizeof e->err, "cannot create the decoder context on %s: %s",
+                 e->on_cuda ? "cuda" : "cpu", pv_strerror(rc));
         return rc;
     }
+    fprintf(stderr, "pivot serve: decoding on %s\n", e->on_cuda ? "cuda" : "cpu");
     int S = e->cfg->max_seqs;
     e->slot_free = malloc(sizeof(int) * S);
     e->logits = malloc(sizeof(float) * (size_t)S * cf->n_vocab);
@@ -589,6 +656,7 @@ void srv_engine_stop(srv_engine *e) {
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->th, NULL);
     llm_ctx_free(e->ctx);
+    kv_pool_destroy(e->pool); /* after the caches that take pages from it */
     llm_free(e->model);
     free(e->slot_free);
     free(e->logits);

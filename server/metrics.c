@@ -143,6 +143,13 @@ char *srv_metrics_render(srv_metrics *m, const char *model) {
         NULL, (double)g->kv_reserved);
     put(&b, "gauge", "kv_cache_bytes_used", "KV bytes actually stored by running sequences.",
         model, NULL, (double)g->kv_stored);
+    put(&b, "gauge", "kv_pool_used_bytes", "Bytes the KV page pool has handed out (live pages).",
+        model, NULL, (double)g->pool_used);
+    put(&b, "gauge", "kv_pool_peak_bytes", "Largest kv_pool_used_bytes since the start.", model,
+        NULL, (double)g->pool_peak);
+    put(&b, "gauge", "kv_pool_limit_bytes",
+        "The pool's byte limit: --kv-memory plus one step's transient headroom (0 = none).", model,
+        NULL, (double)g->pool_limit);
     put(&b, "gauge", "kv_cache_bytes_fp16", "What the running sequences' KV takes in FP16.", model,
         NULL, (double)g->kv_fp16);
     put(&b, "gauge", "kv_cache_bytes_saved", "FP16 bytes minus stored bytes (>= 0).", model, NULL,

@@ -42,6 +42,7 @@ typedef struct {
     int port;
     const char *api_key;   /* NULL: no auth */
     const char *kv_policy; /* default policy name */
+    const char *device;    /* --device auto|cpu|cuda (NULL: auto) */
     size_t kv_memory;      /* bytes the KV pool may reserve */
     int max_seqs;          /* --max-batch: sequences decoded together */
     int max_batch_tokens;  /* tokens per llm_decode step */
@@ -72,6 +73,7 @@ void srv_metrics_request(srv_metrics *m, int prompt_tokens, int gen_tokens, doub
 typedef struct {
     int running, waiting;
     size_t kv_stored, kv_fp16, kv_reserved, kv_capacity;
+    size_t pool_used, pool_peak, pool_limit; /* the KV page pool (kv_pool.h) */
     long kv_tokens;
 } srv_gauges;
 void srv_metrics_set_gauges(srv_metrics *m, const srv_gauges *g);
@@ -127,6 +129,7 @@ struct srv_job {
     char err_msg[200];
     int prompt_tokens;
     char policy_name[24];      /* KV policy preset, for usage.kv_cache */
+    kv_policy policy;          /* the request's KV policy (loop sets it before submit) */
     /* loop only */
     srv_conn *conn;
     int done_seen, started;
@@ -150,9 +153,12 @@ const char *srv_engine_error(srv_engine *e);
 const llm_model *srv_engine_model(srv_engine *e); /* NULL until READY */
 int srv_engine_max_ctx(srv_engine *e);
 const kv_policy *srv_engine_policy(srv_engine *e); /* valid once READY */
-/* Bytes the cache will hold for one sequence of n tokens under the server's
- * policy (kv_policy_seq_bytes: exact, page rounding included). */
-size_t srv_engine_seq_bytes(srv_engine *e, int n_tokens);
+/* Bytes the cache will hold for one sequence of n tokens under policy p
+ * (kv_policy_seq_bytes: exact, page rounding included). */
+size_t srv_engine_seq_bytes(srv_engine *e, const kv_policy *p, int n_tokens);
+/* Whether this server can run a sequence under p (shape, device): 0, or
+ * nonzero with the reason in err. Valid once READY. */
+int srv_engine_check_policy(srv_engine *e, const kv_policy *p, char *err, size_t errlen);
 /* Queues a job (kv_reserve and choices filled). 0 ok; 429 queue full; 400
  * the job can never fit (*msg explains). */
 int srv_engine_submit(srv_engine *e, srv_job *j, char *msg, size_t msglen);

@@ -101,6 +101,10 @@ Test(api_req, completion_fields) {
         {"{" P ",\"model\":5}", "model", NULL},
         {"{" P ",\"kv_policy\":\"full\"}", NULL, NULL},
         {"{" P ",\"kv_policy\":[1]}", "kv_policy", NULL},
+        {"{" P ",\"kv_budget\":0.25,\"kv_lo_bits\":4,\"kv_select\":\"recent\"}", NULL, NULL},
+        {"{" P ",\"kv_key_balance\":true}", NULL, NULL},
+        {"{" P ",\"kv_budget\":[0.25]}", "kv_budget", NULL},
+        {"{" P ",\"kv_recent\":{}}", "kv_recent", NULL},
     };
     run_cases(API_COMPLETIONS, cs, sizeof cs / sizeof *cs);
 }
@@ -179,4 +183,22 @@ Test(api_req, tokenize_bodies) {
     cr_expect_eq(api_parse_detokenize(c, strlen(c), &r, &e), -1);
     cr_expect_str_eq(e.param, "tokens");
     cr_expect_eq(api_parse_tokenize("{}", 2, &r, &e), -1);
+}
+
+Test(api_req, kv_knob_fields_as_text) {
+    const char *b = "{\"prompt\":\"a\",\"kv_policy\":\"mikv\",\"kv_budget\":0.25,"
+                    "\"kv_lo_bits\":4,\"kv_key_balance\":false,\"kv_select\":\"accumulated\"}";
+    api_request r;
+    api_error e;
+    cr_assert_eq(api_parse_request(API_COMPLETIONS, b, strlen(b), &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.n_kv_knobs, 4);
+    /* applied in the table's order: select, lo-bits, budget, key-balance */
+    cr_expect_str_eq(r.kv_knobs[0].knob, "select");
+    cr_expect_str_eq(r.kv_knobs[0].value, "accumulated");
+    cr_expect_str_eq(r.kv_knobs[1].field, "kv_lo_bits");
+    cr_expect_str_eq(r.kv_knobs[1].value, "4");
+    cr_expect_str_eq(r.kv_knobs[2].knob, "budget");
+    cr_expect_str_eq(r.kv_knobs[2].value, "0.25");
+    cr_expect_str_eq(r.kv_knobs[3].value, "0");
+    api_request_free(&r);
 }

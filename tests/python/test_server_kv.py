@@ -1,0 +1,161 @@
+"""`pivot serve` per-request KV policies, the KV page pool in /metrics, and
+--device. The real binary on a loopback port; tiny workloads (2 CPU cores)."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from server_util import Server, pivot_path, REPO
+
+MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# ~120 tokens, so that compressed policies have something to demote
+LONG = ("The river wound through the valley past farms, mills and old stone bridges. " * 9).strip()
+
+
+@pytest.fixture(scope="module")
+def srv():
+    if not pivot_path().is_file() or not MODEL.is_file():
+        pytest.skip("pivot binary or default model missing")
+    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", "64M")
+    yield s
+    s.stop()
+
+
+def complete(srv, **body):
+    body = {"prompt": LONG, "max_tokens": 8, "temperature": 0, "ignore_eos": True, **body}
+    st, _, b = srv.request("POST", "/v1/completions", body)
+    return st, json.loads(b)
+
+
+def test_two_concurrent_requests_with_different_policies(srv):
+    out = {}
+
+    def one(name, extra):
+        out[name] = complete(srv, max_tokens=24, **extra)
+
+    ts = [threading.Thread(target=one, args=("full", {})),
+          threading.Thread(target=one, args=("mikv", {"kv_policy": "mikv,budget=0.25,lo-bits=4"})),
+          threading.Thread(target=one, args=("sh", {"kv_policy": "scissorhands", "kv_budget": 40,
+                                                   "kv_recent": 8}))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    kv = {}
+    for name, (st, b) in out.items():
+        assert st == 200, b
+        kv[name] = b["usage"]["kv_cache"]
+        assert b["usage"]["completion_tokens"] == 24
+    assert kv["full"]["policy"] == "full" and kv["mikv"]["policy"] == "mikv"
+    assert kv["sh"]["policy"] == "scissorhands"
+    n = kv["full"]["tokens_high"]
+    assert kv["full"]["tokens_low"] == 0 and kv["full"]["bytes_stored"] >= kv["full"]["bytes_fp16"]
+    # same tokens, so the same FP16 size; the compressed ones store less
+    assert kv["mikv"]["bytes_fp16"] == kv["full"]["bytes_fp16"] == kv["sh"]["bytes_fp16"]
+    assert kv["mikv"]["tokens_low"] > 0 and kv["mikv"]["tokens_high"] < n
+    assert kv["mikv"]["bytes_stored"] < kv["full"]["bytes_stored"]
+    assert kv["sh"]["tokens_dropped"] > 0 and kv["sh"]["tokens_high"] <= 40
+    assert kv["sh"]["bytes_stored"] < kv["full"]["bytes_stored"]
+    m = srv.metrics()
+    assert m["pivot:kv_pool_used_bytes"] == 0 and m["pivot:kv_cache_bytes_used"] == 0
+    assert m["pivot:kv_pool_peak_bytes"] > 0
+    assert m["pivot:kv_pool_limit_bytes"] >= 64 * 2**20
+
+
+def test_full_equals_server_default_and_large_budget(srv):
+    st0, b0 = complete(srv)
+    st1, b1 = complete(srv, kv_policy="full")
+    st2, b2 = complete(srv, kv_policy="mikv", kv_budget=100000)
+    assert st0 == st1 == st2 == 200
+    assert b0["choices"][0]["text"] == b1["choices"][0]["text"] == b2["choices"][0]["text"]
+    assert b1["usage"]["kv_cache"] == b0["usage"]["kv_cache"]
+    assert b2["usage"]["kv_cache"]["tokens_low"] == 0
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"kv_lo_bits": 3, "kv_policy": "mikv"}, "kv_lo_bits"),
+    ({"kv_budget": 0.25}, "kv_budget"),            # the server's full never demotes
+    ({"kv_policy": "mikv", "kv_group": 24}, "kv_group"),  # 24 does not divide head_dim 64
+    ({"kv_policy": "mikv", "kv_select": "bogus"}, "kv_select"),
+    ({"kv_policy": "mikv", "kv_budget": [1]}, "kv_budget"),
+    ({"kv_policy": "mikv", "kv_window": 1}, "kv_window"),
+    ({"kv_policy": "mikv,budget=2.5"}, "kv_policy"),
+    ({"kv_policy": "nonsense"}, "kv_policy"),
+])
+def test_knob_fields_validated(srv, body, param):
+    st, b = complete(srv, **body)
+    assert st == 400, b
+    assert b["error"]["param"] == param and b["error"]["type"] == "invalid_request_error"
+
+
+def test_knob_fields_applied(srv):
+    st, b = complete(srv, kv_policy="mikv", kv_budget=0.5, kv_lo_bits=4, kv_key_balance=True)
+    assert st == 200, b
+    kv = b["usage"]["kv_cache"]
+    assert kv["policy"] == "mikv" and kv["tokens_low"] > 0
+    st, b2 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4)
+    assert st == 200 and b2["usage"]["kv_cache"]["tokens_high"] < kv["tokens_high"]
+
+
+def test_pool_tracks_stored_bytes_while_streaming(srv):
+    done = threading.Event()
+
+    def run():
+        complete(srv, max_tokens=120, kv_policy="mikv,budget=0.3")
+        done.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    seen = 0
+    while not done.is_set():
+        m = srv.metrics()
+        if m["pivot:num_requests_running"] >= 1 and m["pivot:kv_cache_bytes_used"] > 0:
+            # one publication: the pool holds exactly the live sequences' bytes
+            assert m["pivot:kv_pool_used_bytes"] == m["pivot:kv_cache_bytes_used"]
+            seen += 1
+        time.sleep(0.02)
+    t.join()
+    assert seen > 0
+    assert srv.metrics()["pivot:kv_pool_used_bytes"] == 0
+
+
+def run_serve(*args, timeout=60):
+    return subprocess.run([str(pivot_path()), "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_device_errors():
+    if not pivot_path().is_file():
+        pytest.skip("pivot binary missing")
+    r = run_serve("--device", "gpu")
+    assert r.returncode == 2 and "--device expects auto, cpu or cuda" in r.stderr
+    r = run_serve("--device", "cuda", "--kv-policy", "mikv")
+    assert r.returncode == 2 and "only the plain FP16 KV cache" in r.stderr
+    if not MODEL.is_file():
+        return
+    probe = subprocess.run([str(pivot_path()), "info", "--model", str(MODEL)], capture_output=True,
+                           text=True, timeout=60)
+    if "cuda: 0 device" not in probe.stdout + probe.stderr:
+        return  # a GPU host: the no-GPU error path does not apply
+    r = run_serve("--model", str(MODEL), "--device", "cuda")
+    assert r.returncode == 1 and "--device cuda" in r.stderr, r.stderr
+
+
+def test_device_cpu_serves():
+    if not pivot_path().is_file() or not MODEL.is_file():
+        pytest.skip("pivot binary or default model missing")
+    s = Server("--model", str(MODEL), "--ctx", "256", "--device", "cpu")
+    try:
+        st, _, b = s.request("POST", "/v1/completions",
+                             {"prompt": "The capital of France is", "max_tokens": 4,
+                              "temperature": 0, "kv_policy": "mikv"})
+        assert st == 200 and json.loads(b)["usage"]["kv_cache"]["policy"] == "mikv"
+        s.proc.send_signal(signal.SIGTERM)
+        assert "decoding on cpu" in s.output()
+    finally:
+        s.stop()
