@@ -4,7 +4,8 @@
  *
  * Per (sequence, layer, KV head) the mixed cache keeps two tiers, each a list
  * of pages of KVL_PAGE tokens. A page holds, for each of its tokens:
- *   K record, V record  bits 16: head_dim fp16 values
+ *   K record, V record  bits 16: head_dim fp16 values (low tier: keys
+ *                       and values may differ in bits, lo_bits/lo_v_bits)
  *                       bits 8/4/2: head_dim codes packed in bit planes
  *                       (head_dim*bits/8 bytes) + per group of `group`
  *                       channels an fp16 scale and an fp16 zero
@@ -42,7 +43,9 @@ static inline size_t kvl_hi_token_bytes(const kv_policy *p, int head_dim) {
     return 2 * kvl_rec_bytes(p->hi_bits, head_dim, p->group) + 4 + kvl_state_bytes(p->select);
 }
 static inline size_t kvl_lo_token_bytes(const kv_policy *p, int head_dim) {
-    return p->lo_bits ? 2 * kvl_rec_bytes(p->lo_bits, head_dim, p->group) + 4 : 0;
+    return p->lo_bits ? kvl_rec_bytes(p->lo_bits, head_dim, p->group) +
+                            kvl_rec_bytes(kv_policy_lo_v_bits(p), head_dim, p->group) + 4
+                      : 0;
 }
 
 /* A quantized tier exists, so keys are balanced (when asked). */

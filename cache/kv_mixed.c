@@ -41,6 +41,12 @@ typedef struct {
     int n; /* tokens */
 } tier;
 
+/* Record sizes of one tier's pages: keys and values may differ in width
+ * (the low tier's lo_bits/lo_v_bits), sb is the tracker state per token. */
+typedef struct {
+    size_t krec, vrec, sb;
+} tfmt;
+
 typedef struct {
     tier hi, lo;
     int n_dropped;
@@ -60,9 +66,9 @@ typedef struct {
     kv_shape s;
     kv_policy p;
     int gq; /* query heads per KV head */
-    size_t hi_rec, lo_rec, hi_sb;
+    tfmt fhi, flo;
     size_t hi_page, lo_page;
-    kvq_kernels khi, klo;
+    kvq_kernels khi, klo, klov; /* high tier; low-tier keys, low-tier values */
     int need_bal;
     int *len;      /* [max_seqs][n_layers] tokens stored */
     head_t *heads; /* [max_seqs][n_layers][n_kv_heads] */
@@ -72,19 +78,22 @@ typedef struct {
 
 /* ---- tiers ---------------------------------------------------------------- */
 
-static uint8_t *t_k(const tier *t, size_t rec, int i) {
-    return t->pages[i / KVL_PAGE] + (size_t)(i % KVL_PAGE) * rec;
+/* A page: KVL_PAGE key records, KVL_PAGE value records, KVL_PAGE int32
+ * positions, then (high tier) KVL_PAGE tracker states. Records of one kind
+ * are contiguous so the run kernels stream a page's keys or values. */
+static uint8_t *t_k(const tier *t, const tfmt *f, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)(i % KVL_PAGE) * f->krec;
 }
-static uint8_t *t_v(const tier *t, size_t rec, int i) {
-    return t->pages[i / KVL_PAGE] + ((size_t)KVL_PAGE + i % KVL_PAGE) * rec;
+static uint8_t *t_v(const tier *t, const tfmt *f, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * f->krec + (size_t)(i % KVL_PAGE) * f->vrec;
 }
-static int32_t *t_pos(const tier *t, size_t rec, int i) {
-    return (int32_t *)(void *)(t->pages[i / KVL_PAGE] + (size_t)2 * KVL_PAGE * rec) +
+static int32_t *t_pos(const tier *t, const tfmt *f, int i) {
+    return (int32_t *)(void *)(t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec)) +
            i % KVL_PAGE;
 }
-static uint8_t *t_state(const tier *t, size_t rec, size_t sb, int i) {
-    return t->pages[i / KVL_PAGE] + (size_t)2 * KVL_PAGE * rec + 4 * KVL_PAGE +
-           (size_t)(i % KVL_PAGE) * sb;
+static uint8_t *t_state(const tier *t, const tfmt *f, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec) + 4 * KVL_PAGE +
+           (size_t)(i % KVL_PAGE) * f->sb;
 }
 
 /* Pages come from the shape's pool (kv_pool.h), which may refuse: PV_ENOMEM. */
@@ -149,7 +158,7 @@ static void bal_freeze(head_t *hs, int hd) {
 }
 
 /* Slot of the first high token with position > p (the tier is sorted). */
-static int hi_visible(const tier *t, size_t rec, int p) {
+static int hi_visible(const tier *t, const tfmt *rec, int p) {
     int lo = 0, hi = t->n;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
@@ -277,11 +286,11 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
             for (int d = 0; d < hd; d++) tmp[d] = kv[d] * hs->bal[d];
             kk = tmp;
         }
-        kvq_encode(kk, hd, c->p.hi_bits, c->p.group, t_k(&hs->hi, c->hi_rec, slot));
-        kvq_encode(kv + hd, hd, c->p.hi_bits, c->p.group, t_v(&hs->hi, c->hi_rec, slot));
-        *t_pos(&hs->hi, c->hi_rec, slot) = pos;
-        if (c->hi_sb)
-            kvt_init(c->p.select, t_state(&hs->hi, c->hi_rec, c->hi_sb, slot),
+        kvq_encode(kk, hd, c->p.hi_bits, c->p.group, t_k(&hs->hi, &c->fhi, slot));
+        kvq_encode(kv + hd, hd, c->p.hi_bits, c->p.group, t_v(&hs->hi, &c->fhi, slot));
+        *t_pos(&hs->hi, &c->fhi, slot) = pos;
+        if (c->fhi.sb)
+            kvt_init(c->p.select, t_state(&hs->hi, &c->fhi, slot),
                      hs->steps + (pos > pos0 ? pos - pos0 : 0));
     }
     free(hs->pend);
@@ -303,12 +312,12 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
      * one token per step, larger chunks amortize the scoring. */
     int target = b + 1 - kvl_chunk(p, b), hd = c->s.head_dim, nc = 0;
     for (int t = 0; t < hs->hi.n; t++) {
-        int32_t pos = *t_pos(&hs->hi, c->hi_rec, t);
+        int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
         if (pos < p->sinks || pos >= (int64_t)len - p->recent) continue; /* protected */
         s->cand[nc] = t;
         s->cpos[nc] = pos;
-        s->csc[nc] = c->hi_sb ? kvt_demote_score(p->select,
-                                                 t_state(&hs->hi, c->hi_rec, c->hi_sb, t),
+        s->csc[nc] = c->fhi.sb ? kvt_demote_score(p->select,
+                                                 t_state(&hs->hi, &c->fhi, t),
                                                  hs->steps)
                               : 0.0f;
         nc++;
@@ -323,15 +332,15 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
         for (int i = 0; i < k; i++) {
             int t = s->vict[i], slot = hs->lo.n++;
             float *x = s->tmp;
-            kvq_decode(t_k(&hs->hi, c->hi_rec, t), hd, p->hi_bits, p->group, x);
+            kvq_decode(t_k(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
             /* FP16 high keys are raw; INT8 ones are balanced already. */
             if (c->need_bal && p->hi_bits == 16)
                 for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-            kvq_encode(x, hd, p->lo_bits, p->group, t_k(&hs->lo, c->lo_rec, slot));
-            kvq_decode(t_v(&hs->hi, c->hi_rec, t), hd, p->hi_bits, p->group, x);
-            kvq_encode(x, hd, p->lo_bits, p->group, t_v(&hs->lo, c->lo_rec, slot));
-            int32_t pos = *t_pos(&hs->hi, c->hi_rec, t);
-            *t_pos(&hs->lo, c->lo_rec, slot) = pos;
+            kvq_encode(x, hd, p->lo_bits, p->group, t_k(&hs->lo, &c->flo, slot));
+            kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
+            kvq_encode(x, hd, kv_policy_lo_v_bits(p), p->group, t_v(&hs->lo, &c->flo, slot));
+            int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
+            *t_pos(&hs->lo, &c->flo, slot) = pos;
             if (pos > hs->lo_max_pos) hs->lo_max_pos = pos;
         }
     } else {
@@ -345,12 +354,12 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
             continue;
         }
         if (w != t) {
-            memcpy(t_k(&hs->hi, c->hi_rec, w), t_k(&hs->hi, c->hi_rec, t), c->hi_rec);
-            memcpy(t_v(&hs->hi, c->hi_rec, w), t_v(&hs->hi, c->hi_rec, t), c->hi_rec);
-            *t_pos(&hs->hi, c->hi_rec, w) = *t_pos(&hs->hi, c->hi_rec, t);
-            if (c->hi_sb)
-                memcpy(t_state(&hs->hi, c->hi_rec, c->hi_sb, w),
-                       t_state(&hs->hi, c->hi_rec, c->hi_sb, t), c->hi_sb);
+            memcpy(t_k(&hs->hi, &c->fhi, w), t_k(&hs->hi, &c->fhi, t), c->fhi.krec);
+            memcpy(t_v(&hs->hi, &c->fhi, w), t_v(&hs->hi, &c->fhi, t), c->fhi.vrec);
+            *t_pos(&hs->hi, &c->fhi, w) = *t_pos(&hs->hi, &c->fhi, t);
+            if (c->fhi.sb)
+                memcpy(t_state(&hs->hi, &c->fhi, w),
+                       t_state(&hs->hi, &c->fhi, t), c->fhi.sb);
         }
         w++;
     }
@@ -389,20 +398,20 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
             qlo = s.qb;
             if (c->p.hi_bits == 8) qhi = s.qb;
         }
-        const int nhv = hi_visible(hi, c->hi_rec, p), nl = lo->n;
+        const int nhv = hi_visible(hi, &c->fhi, p), nl = lo->n;
         const int lo_all = hs->lo_max_pos <= p;
         int n_vis = nhv;
         for (int t = 0; t < nhv; t++) {
-            c->khi.dot(t_k(hi, c->hi_rec, t), qhi, gq, hd, c->p.group, dots);
+            c->khi.dot(t_k(hi, &c->fhi, t), qhi, gq, hd, c->p.group, dots);
             for (int g = 0; g < gq; g++) s.sc[(size_t)g * M + t] = dots[g] * scale;
         }
         /* The low tier a page at a time through the run kernels. */
         if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s.qp);
         for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
-            c->klo.dotn(t_k(lo, c->lo_rec, t0), c->lo_rec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+            c->klo.dotn(t_k(lo, &c->flo, t0), c->flo.krec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
                         qlo, &s.qp, gq, hd, c->p.group, s.sc + nhv + t0, M);
         for (int t = 0; t < nl; t++) {
-            int masked = !lo_all && *t_pos(lo, c->lo_rec, t) > p;
+            int masked = !lo_all && *t_pos(lo, &c->flo, t) > p;
             n_vis += !masked;
             for (int g = 0; g < gq; g++) {
                 float *x = s.sc + (size_t)g * M + nhv + t;
@@ -424,24 +433,24 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
         memset(oi, 0, sizeof(float) * hd * gq);
         for (int t = 0; t < nhv; t++) {
             for (int g = 0; g < gq; g++) a[g] = s.sc[(size_t)g * M + t] * invp[g];
-            c->khi.axpy(t_v(hi, c->hi_rec, t), a, gq, hd, c->p.group, oi);
+            c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, hd, c->p.group, oi);
         }
         for (int g = 0; g < gq && nl; g++) /* probabilities in place (masked: 0) */
             for (int t = 0; t < nl; t++) s.sc[(size_t)g * M + nhv + t] *= invp[g];
         for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
-            c->klo.axpyn(t_v(lo, c->lo_rec, t0), c->lo_rec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+            c->klov.axpyn(t_v(lo, &c->flo, t0), c->flo.vrec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
                          s.sc + nhv + t0, M, gq, hd, c->p.group, oi);
-        if (c->hi_sb) { /* tracker: mean probability over the group's heads */
+        if (c->fhi.sb) { /* tracker: mean probability over the group's heads */
             float thr = 1.0f / (float)n_vis;
             for (int t = 0; t < nhv; t++) {
                 float agg = 0.0f;
                 for (int g = 0; g < gq; g++) agg += s.sc[(size_t)g * M + t] * invp[g];
-                kvt_observe(sel, t_state(hi, c->hi_rec, c->hi_sb, t), agg / (float)gq, thr);
+                kvt_observe(sel, t_state(hi, &c->fhi, t), agg / (float)gq, thr);
             }
         }
         hs->steps++;
         if (sel == KV_SELECT_PERSISTENCE && hs->steps % half == 0)
-            for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, c->hi_rec, c->hi_sb, t));
+            for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, &c->fhi, t));
     }
     return demote(c, hs, len, &s);
 }
@@ -516,14 +525,19 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->s = *s;
     c->p = *p;
     c->gq = s->n_heads / s->n_kv_heads;
-    c->hi_rec = kvl_rec_bytes(p->hi_bits, s->head_dim, p->group);
-    c->lo_rec = p->lo_bits ? kvl_rec_bytes(p->lo_bits, s->head_dim, p->group) : 0;
-    c->hi_sb = kvl_state_bytes(p->select);
+    c->fhi.krec = c->fhi.vrec = kvl_rec_bytes(p->hi_bits, s->head_dim, p->group);
+    c->fhi.sb = kvl_state_bytes(p->select);
+    if (p->lo_bits) {
+        c->flo.krec = kvl_rec_bytes(p->lo_bits, s->head_dim, p->group);
+        c->flo.vrec = kvl_rec_bytes(kv_policy_lo_v_bits(p), s->head_dim, p->group);
+    }
     c->hi_page = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
     c->lo_page = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
     c->need_bal = kvl_needs_balance(p);
     kvq_kernels_for(p->hi_bits, s->head_dim, p->group, force_scalar, &c->khi);
     kvq_kernels_for(p->lo_bits ? p->lo_bits : 16, s->head_dim, p->group, force_scalar, &c->klo);
+    kvq_kernels_for(p->lo_bits ? kv_policy_lo_v_bits(p) : 16, s->head_dim, p->group, force_scalar,
+                    &c->klov);
     size_t nh = (size_t)s->max_seqs * s->n_layers * s->n_kv_heads;
     c->len = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->len);
     c->heads = calloc(nh, sizeof *c->heads);
@@ -573,14 +587,15 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     if (!hs) return PV_EINVAL;
     const tier *t = low ? &hs->lo : &hs->hi;
     if (i < 0 || i >= t->n) return PV_EINVAL;
-    size_t rec = low ? c->lo_rec : c->hi_rec;
+    const tfmt *rec = low ? &c->flo : &c->fhi;
     int bits = low ? c->p.lo_bits : c->p.hi_bits, hd = c->s.head_dim;
+    int vbits = low ? kv_policy_lo_v_bits(&c->p) : c->p.hi_bits;
     out->pos = *t_pos(t, rec, i);
-    out->score = !low && c->hi_sb ? kvt_demote_score(c->p.select,
-                                                     t_state(t, rec, c->hi_sb, i), hs->steps)
+    out->score = !low && c->fhi.sb ? kvt_demote_score(c->p.select,
+                                                     t_state(t, rec, i), hs->steps)
                                   : 0.0f;
     if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, c->p.group, out->k);
-    if (out->v) kvq_decode(t_v(t, rec, i), hd, bits, c->p.group, out->v);
+    if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, c->p.group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
     return PV_OK;
 }

@@ -115,10 +115,33 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         p->hi_bits = (int)l;
         return PV_OK;
     }
-    if (!strcmp(knob, "lo-bits")) {
-        if (parse_long(value, 0, 64, &l) || (l != 0 && l != 2 && l != 4))
-            return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2 or 4, got '%s'", value);
+    if (!strcmp(knob, "lo-bits")) { /* "N" (keys and values) or "K/V" */
+        char kb[16], *slash;
+        long vb = 0;
+        snprintf(kb, sizeof kb, "%s", value);
+        if ((slash = strchr(kb, '/'))) *slash = 0;
+        if (strlen(value) >= sizeof kb || parse_long(kb, 0, 64, &l) ||
+            (l != 0 && l != 2 && l != 4) ||
+            (slash && (parse_long(slash + 1, 0, 64, &vb) || (vb != 2 && vb != 4) || l == 0)))
+            return fail(err, errlen, PV_EINVAL,
+                        "lo-bits must be 0, 2 or 4 (or K/V bits, e.g. 4/2), got '%s'",
+                        value);
         p->lo_bits = (int)l;
+        p->lo_v_bits = slash && vb != l ? (int)vb : 0;
+        return PV_OK;
+    }
+    if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
+        if (parse_long(value, 0, 64, &l) || (l != 2 && l != 4))
+            return fail(err, errlen, PV_EINVAL, "%s must be 2 or 4, got '%s'", knob, value);
+        /* One side only: pin the other to what it is now. Turning a dropping
+         * policy (lo-bits 0) into a quantizing one takes both. */
+        if (!p->lo_bits && knob[3] == 'v')
+            return fail(err, errlen, PV_EINVAL,
+                        "lo-v-bits=%ld needs a low tier; set lo-bits or lo-k-bits first", l);
+        int v = p->lo_bits ? kv_policy_lo_v_bits(p) : (int)l;
+        if (knob[3] == 'k') p->lo_bits = (int)l;
+        else v = (int)l;
+        p->lo_v_bits = v == p->lo_bits ? 0 : v;
         return PV_OK;
     }
     if (!strcmp(knob, "budget") || !strcmp(knob, "chunk")) {
@@ -162,8 +185,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         return PV_OK;
     }
     return fail(err, errlen, PV_EINVAL,
-                "unknown knob '%s' (select, hi-bits, lo-bits, budget, recent, sinks, window, chunk, "
-                "group, key-balance)",
+                "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, budget, recent, "
+                "sinks, window, chunk, group, key-balance)",
                 knob);
 }
 
@@ -197,6 +220,13 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
         return fail(err, errlen, PV_EINVAL, "hi-bits must be 16 or 8, got %d", p->hi_bits);
     if (p->lo_bits != 0 && p->lo_bits != 2 && p->lo_bits != 4)
         return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2 or 4, got %d", p->lo_bits);
+    if (p->lo_v_bits != 0 && p->lo_v_bits != 2 && p->lo_v_bits != 4)
+        return fail(err, errlen, PV_EINVAL, "lo-v-bits must be 2 or 4, got %d", p->lo_v_bits);
+    if (p->lo_bits == 0 && p->lo_v_bits != 0)
+        return fail(err, errlen, PV_EINVAL,
+                    "lo-v-bits=%d with lo-bits=0: demoted tokens are dropped, so values cannot "
+                    "be kept",
+                    p->lo_v_bits);
     if (!count_or_fraction(p->budget))
         return fail(err, errlen, PV_EINVAL, "budget %g is neither whole tokens nor a fraction",
                     p->budget);
@@ -237,11 +267,16 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         return;
     }
     int sel = (int)p->select >= 0 && p->select <= KV_SELECT_RECENT ? (int)p->select : 0;
+    char lo[16];
+    if (p->lo_v_bits && p->lo_v_bits != p->lo_bits)
+        snprintf(lo, sizeof lo, "%d/%d", p->lo_bits, p->lo_v_bits);
+    else
+        snprintf(lo, sizeof lo, "%d", p->lo_bits);
     snprintf(buf, len,
-             "%s(select=%s,hi=%d,lo=%d,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
+             "%s(select=%s,hi=%d,lo=%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
              "key-balance=%d)",
-             p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, p->lo_bits,
-             p->budget, p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance);
+             p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, p->budget,
+             p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance);
 }
 
 int kvl_budget(const kv_policy *p, int len) {

@@ -5,7 +5,11 @@
  * Tiers per (sequence, layer, KV head): *high* (FP16, or INT8 with key
  * balancing when hi_bits == 8), *low* (INT4/INT2 per-token asymmetric in
  * groups of `group` channels with fp16 scale and zero), or *dropped*
- * (lo_bits == 0). Which tokens stay high is decided by `select`:
+ * (lo_bits == 0). Keys and values of the low tier can have different
+ * widths (lo_bits for keys, lo_v_bits for values): values quantize far more
+ * easily than keys, so "4/2" (INT4 balanced keys, INT2 values) buys most of
+ * INT4's quality at little more than INT2's memory. Which tokens stay high
+ * is decided by `select`:
  *   persistence  Scissorhands: tokens whose attention stayed below the
  *                threshold (1/n_visible) most often over the last `window`
  *                steps are demoted first
@@ -37,7 +41,9 @@ typedef struct {
     char preset[24];  /* preset it started from ("full", "mikv", ...) */
     kv_select select;
     int hi_bits;      /* 16 or 8 */
-    int lo_bits;      /* 4 or 2; 0 = demoted tokens are dropped */
+    int lo_bits;      /* low-tier keys: 4 or 2; 0 = demoted tokens are dropped */
+    int lo_v_bits;    /* low-tier values: 4 or 2; 0 = same as lo_bits (presets
+                         leave it 0, so one knob sets both) */
     double budget;    /* high-tier tokens per head: >= 1 absolute, (0,1) fraction of
                          the sequence length, 0 = unlimited */
     int recent;       /* most recent tokens never demoted */
@@ -50,17 +56,25 @@ typedef struct {
 
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
 int kv_policy_preset(const char *name, kv_policy *p);
-/* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, budget, recent,
- * sinks, window, chunk, group, key-balance. Values are validated; err says
- * what is wrong ("kv policy: lo-bits must be 0, 2 or 4, got 3"). */
+/* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
+ * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance. Values
+ * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
+ * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
+ * lo-k-bits and lo-v-bits set one side only. */
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen);
 /* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
 /* Cross-knob checks (impossible combinations), e.g. hi_bits 8 without
  * key balancing, group not dividing head_dim (checked in kv_create). */
 int kv_policy_validate(const kv_policy *p, char *err, size_t errlen);
-/* One-line description: "mikv(select=persistence,hi=16,lo=2,budget=0.2,...)". */
+/* One-line description: "mikv(select=persistence,hi=16,lo=4/2,budget=0.2,...)"
+ * (lo=N when keys and values have the same width). */
 void kv_policy_describe(const kv_policy *p, char *buf, size_t len);
+
+/* Bits of the low tier's values (lo_v_bits, or lo_bits when that is 0). */
+static inline int kv_policy_lo_v_bits(const kv_policy *p) {
+    return p->lo_v_bits ? p->lo_v_bits : p->lo_bits;
+}
 
 /* Exact bytes the cache will hold for one sequence of n_tokens under this
  * policy and shape (codes, scales, zero points, positions, importance state,

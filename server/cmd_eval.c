@@ -40,7 +40,9 @@ static void usage(FILE *f) {
             "                       bytes are <= R x FP16 bytes at the end of each sample\n"
             "                       (0 < R <= 1); policies without a budget (full, quant4,\n"
             "                       quant2) or with budget= given keep their natural ratio\n"
-            "  --text FILE          ppl: the text (default " DEFAULT_TEXT ")\n"
+            "  --text FILE          ppl, copy --copy-text: the text (default " DEFAULT_TEXT ")\n"
+            "  --copy-text          copy: the first copy is a window of --text (evenly spread\n"
+            "                       over it) instead of random word tokens\n"
             "  --samples N          samples (default 4)\n"
             "  --seed S             seed for copy/retrieval samples (default 0)\n"
             "  --length N           ppl, copy: tokens per sample incl. BOS (default 512)\n"
@@ -107,6 +109,10 @@ static int parse(int argc, char **argv, eval_opts *o) {
             continue;
         }
         STR("--text", text);
+        if (!strcmp(a, "--copy-text")) { /* a flag: no value */
+            o->t.copy_text = 1;
+            continue;
+        }
         INT("--samples", 1, 100000, o->t.samples);
         INT("--length", 4, 1 << 20, o->t.length);
         INT("--prefix", 1, 1 << 20, o->t.prefix);
@@ -138,7 +144,8 @@ static int parse(int argc, char **argv, eval_opts *o) {
         return bad("--prefix must be smaller than --length", NULL);
     if (o->plot && !o->json) return bad("--plot needs --json (the plot is drawn from it)", NULL);
     o->t.text = text ? text : DEFAULT_TEXT;
-    if (o->t.task == EV_PPL && access(o->t.text, R_OK)) {
+    if ((o->t.task == EV_PPL || (o->t.task == EV_COPY && o->t.copy_text)) &&
+        access(o->t.text, R_OK)) {
         fprintf(stderr, "pivot eval: cannot read text file '%s'\n", o->t.text);
         return 1;
     }

@@ -41,6 +41,8 @@ typedef struct {
     int lines;          /* retrieval: records per sample */
     int digits;         /* retrieval: digits of the numbers (LongEval: up to 5) */
     int threads;
+    int copy_text;      /* copy: the first copy is a window of `text` instead of
+                           random word tokens (a 135M model copies text far better) */
 } ev_task_opts;
 
 /* Builds opt->samples samples. Returns 0, or 1 with a one-line message in err. */

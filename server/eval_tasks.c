@@ -126,11 +126,22 @@ static int build_copy(const llm_model *m, const ev_task_opts *o, ev_sample *s, c
     int bos = tok_add_bos(v) && tok_bos(v) >= 0;
     int L = (o->length - bos) / 2;
     if (L < 2) return set_err(err, errlen, "%s--length %ld is too short for two copies", "", o->length, 0);
-    int nw = 0;
-    int32_t *w = word_tokens(v, &nw);
+    int nw = 0, nt = 0;
+    int32_t *w = word_tokens(v, &nw), *text = NULL;
     if (!w || nw < 100) {
         free(w);
         return set_err(err, errlen, "%sthe vocabulary has only %ld plain word tokens", "", nw, 0);
+    }
+    if (o->copy_text) { /* windows of the text, evenly spread as in ppl */
+        size_t len = 0;
+        char *raw = read_file(o->text, &len);
+        if (raw) text = encode(v, raw, len, &nt, 0);
+        free(raw);
+        if (!text || nt < L) {
+            free(w);
+            free(text);
+            return set_err(err, errlen, "%s: %ld tokens of text, a copy needs %ld", o->text, nt, L);
+        }
     }
     for (int i = 0; i < o->samples; i++) {
         uint64_t st = o->seed * 1000003u + (uint64_t)i;
@@ -138,15 +149,20 @@ static int build_copy(const llm_model *m, const ev_task_opts *o, ev_sample *s, c
         s[i].tokens = malloc(sizeof(int32_t) * n);
         if (!s[i].tokens) {
             free(w);
+            free(text);
             return set_err(err, errlen, "%s", "out of memory", 0, 0);
         }
         if (bos) s[i].tokens[0] = tok_bos(v);
-        for (int j = 0; j < L; j++) s[i].tokens[bos + j] = s[i].tokens[bos + L + j] = w[rng_below(&st, nw)];
+        long start = o->samples > 1 ? (long)(nt - L) * i / (o->samples - 1) : 0;
+        for (int j = 0; j < L; j++)
+            s[i].tokens[bos + j] = s[i].tokens[bos + L + j] =
+                text ? text[start + j] : w[rng_below(&st, nw)];
         s[i].n = n;
         s[i].prefix = bos + L;
         s[i].score = 1;
     }
     free(w);
+    free(text);
     return 0;
 }
 

@@ -118,6 +118,19 @@ def test_retrieval_runs_and_scores(pivot_bin, smol_model, tmp_path):
     assert "ppl" not in full
 
 
+def test_copy_text_copies_a_window_of_the_text(pivot_bin, smol_model, tmp_path):
+    # The first copy is natural text, which the model copies far better than
+    # random words; a K/V-split mikv runs through the same harness.
+    doc, _ = evaluate(pivot_bin, smol_model, tmp_path, "--task", "copy", "--copy-text",
+                      "--policies", "full,mikv,lo-bits=4/2,group=64,recent=8", "--kv-ratio",
+                      "0.5", "--length", "193", "--samples", "1", "--threads", "2")
+    full, mikv = doc["results"]
+    assert full["samples"] == 1 and full["accuracy"] >= 0.7, full
+    assert mikv["feasible"] and mikv["tokens_low"] > 0, mikv
+    assert 0 < mikv["kv_memory_ratio"] <= 0.5 and ",lo=4/2," in mikv["policy_resolved"], mikv
+    assert mikv["accuracy"] > 0.5 * full["accuracy"], mikv
+
+
 @pytest.mark.parametrize("args, code, msg", [
     (["--task", "nope"], 2, "unknown task"),
     ([], 2, "--task is required"),
@@ -128,6 +141,7 @@ def test_retrieval_runs_and_scores(pivot_bin, smol_model, tmp_path):
     (["--task", "ppl", "--plot", "x.png"], 2, "--plot needs --json"),
     (["--task", "ppl", "--frobnicate"], 2, "unknown option"),
     (["--task", "ppl", "--text", "/nonexistent/text.txt"], 1, "cannot read text file"),
+    (["--task", "copy", "--copy-text", "--text", "/nonexistent/t.txt"], 1, "cannot read text file"),
 ])
 def test_bad_arguments(pivot_bin, args, code, msg):
     r = run(pivot_bin, *args)

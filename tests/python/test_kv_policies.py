@@ -48,6 +48,8 @@ def test_full_equals_plain_and_large_budget_equals_full(pivot_bin, smol_model, t
     ("quant4", 0.8, 0.03),
     ("mikv,budget=0.5,lo-bits=4,hi-bits=8", 0.85, 0.05),
     ("mikv,budget=0.5", 0.35, 1.0),
+    # INT4 keys, INT2 values: keys carry most of INT4's quality
+    ("mikv,budget=0.5,lo-bits=4/2", 0.85, 0.03),
 ])
 def test_compressing_policies_stay_close(pivot_bin, smol_model, tmp_path, spec, min_top1, max_kl):
     full = logits(pivot_bin, smol_model, tmp_path, "--kv-policy", "full", split=40)
@@ -67,6 +69,8 @@ def test_compressing_policies_stay_close(pivot_bin, smol_model, tmp_path, spec, 
 
 @pytest.mark.parametrize("spec,needle", [
     ("mikv,lo-bits=3", "lo-bits must be 0, 2 or 4"),
+    ("mikv,lo-bits=4/3", "lo-bits must be 0, 2 or 4"),
+    ("scissorhands,lo-v-bits=2", "needs a low tier"),
     ("nosuch", "unknown preset"),
     ("full,budget=10", "select=none never demotes"),
 ])

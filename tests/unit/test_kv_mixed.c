@@ -191,10 +191,14 @@ static void check_vs_reference(const char *spec, int force_scalar) {
 }
 
 Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
+    /* Mixed K/V widths (4/2, 2/4) read keys and values with different
+     * kernels and record sizes: a swapped kernel or stride shows here. */
     const char *specs[] = {"mikv,budget=40", "mikv,budget=40,lo-bits=4,group=64",
                            "mikv,budget=40,hi-bits=8", "quant2,group=8,budget=40,chunk=8", "scissorhands,budget=30",
-                           "h2o,budget=60", "mikv,budget=0.25,key-balance=0"};
-    for (int i = 0; i < 7; i++) {
+                           "h2o,budget=60", "mikv,budget=0.25,key-balance=0",
+                           "mikv,budget=40,lo-bits=4/2", "mikv,budget=40,lo-bits=2/4,group=64",
+                           "quant2,lo-k-bits=4,group=16,budget=40,chunk=8", "mikv,budget=40,lo-bits=4/2,hi-bits=8"};
+    for (int i = 0; i < 11; i++) {
         check_vs_reference(specs[i], 0);
         check_vs_reference(specs[i], 1);
     }
@@ -210,8 +214,10 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
     float *out = calloc((size_t)2 * N * 4 * hd, sizeof(float));
     const char *specs[] = {"full", "scissorhands", "mikv", "h2o", "streaming", "quant4", "quant2",
                            "mikv,hi-bits=8,budget=50", "h2o,lo-bits=4,budget=17,chunk=5",
-                           "scissorhands,budget=0.5,window=10", "streaming,budget=40,chunk=0"};
-    for (int k = 0; k < 11; k++) {
+                           "scissorhands,budget=0.5,window=10", "streaming,budget=40,chunk=0",
+                           "mikv,lo-bits=4/2", "mikv,lo-bits=2/4,group=8,budget=30",
+                           "quant4,lo-v-bits=2", "h2o,lo-k-bits=4,lo-v-bits=2,budget=0.2,chunk=1"};
+    for (int k = 0; k < 15; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -237,7 +243,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                          specs[k]);
             /* Bytes from the format's definition, written out here. */
             size_t hrec = pol.hi_bits == 16 ? hd * 2 : hd + hd / pol.group * 4;
+            int lvb = pol.lo_v_bits ? pol.lo_v_bits : pol.lo_bits;
             size_t lrec = pol.lo_bits ? hd * pol.lo_bits / 8 + hd / pol.group * 4 : 0;
+            size_t lvrec = pol.lo_bits ? hd * lvb / 8 + hd / pol.group * 4 : 0;
             size_t st = pol.select == KV_SELECT_PERSISTENCE ? 4 : pol.select == KV_SELECT_ACCUMULATED ? 8 : 0;
             size_t want = 0;
             long budget = pol.budget >= 1 ? (long)pol.budget : pol.budget > 0 ? (long)ceil(pol.budget * p) : pol.sinks + pol.recent;
@@ -254,7 +262,7 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                     cr_assert(hi.n_high <= budget, "%s: %d high > budget %ld", specs[k],
                               hi.n_high, budget);
                     want += (size_t)(hi.n_high + 31) / 32 * 32 * (2 * hrec + 4 + st);
-                    want += (size_t)(hi.n_low + 31) / 32 * 32 * (lrec ? 2 * lrec + 4 : 0);
+                    want += (size_t)(hi.n_low + 31) / 32 * 32 * (lrec ? lrec + lvrec + 4 : 0);
                     if (hi.balanced) want += 3 * hd * sizeof(float);
                     /* sinks and the recent window are high; positions are
                      * unique and, in the high tier, sorted */
@@ -312,6 +320,53 @@ Test(kv_mixed, demoted_values_keep_their_positions) {
     }
     kv_destroy(c);
     free(out);
+    free_seq(&d);
+}
+
+/* Keys at INT4 and values at INT2 in the low tier: each side is decoded
+ * with its own width, so each stays within its own bound: values in
+ * [-1,1] by (max-min)/3/2 <= 1/3 at INT2, balanced keys to 1/15 of their
+ * group's range at INT4 (2/4 swaps them). */
+Test(kv_mixed, low_tier_keys_and_values_keep_their_own_widths) {
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .max_seqs = 1,
+                  .max_ctx = 100, .n_threads = 2};
+    const int N = 100, hd = 32;
+    seqdata d = make_seq(N, 1, 2, hd, 1, 3);
+    const char *specs[] = {"mikv,lo-bits=4/2,budget=20,key-balance=0",
+                           "mikv,lo-bits=2/4,budget=20,key-balance=0"};
+    for (int k = 0; k < 2; k++) {
+        float *out = calloc((size_t)N * 2 * hd, sizeof(float));
+        kv_cache *c = make(&s, specs[k]);
+        for (int p = 0; p < N; p += 10) step(c, &d, 0, p, 10, out);
+        kv_mixed_head hi;
+        kv_mixed_head_info(c, 0, 0, 0, &hi);
+        cr_assert(hi.n_low > 50);
+        int kb = k == 0 ? 4 : 2, vb = k == 0 ? 2 : 4;
+        double kerr = 0, verr = 0;
+        float kk[32], v[32];
+        for (int t = 0; t < hi.n_low; t++) {
+            kv_mixed_tok tk = {.k = kk, .v = v};
+            kv_mixed_token(c, 0, 0, 0, 1, t, &tk);
+            const float *K = Kat(&d, 0, tk.pos), *V = Vat(&d, 0, tk.pos);
+            float lo = K[0], hi_ = K[0];
+            for (int i = 0; i < hd; i++) {
+                lo = fminf(lo, K[i]);
+                hi_ = fmaxf(hi_, K[i]);
+            }
+            for (int i = 0; i < hd; i++) {
+                double ek = fabs(kk[i] - K[i]) / (hi_ - lo), ev = fabs(v[i] - V[i]);
+                cr_assert(ek <= 0.5 / ((1 << kb) - 1) + 1e-3, "%s key pos %d", specs[k], tk.pos);
+                cr_assert(ev <= 1.0 / ((1 << vb) - 1) + 1e-3, "%s value pos %d", specs[k], tk.pos);
+                kerr = fmax(kerr, ek);
+                verr = fmax(verr, ev);
+            }
+        }
+        /* and the coarse side really is coarse (the widths are not swapped) */
+        if (k == 0) cr_assert(verr > 0.1 && kerr < 0.05, "k %g v %g", kerr, verr);
+        else cr_assert(kerr > 0.1 && verr < 0.07, "k %g v %g", kerr, verr);
+        kv_destroy(c);
+        free(out);
+    }
     free_seq(&d);
 }
 

@@ -45,6 +45,23 @@ Test(kv_policy, parse_sets_every_knob) {
     cr_assert(strstr(d, "mikv(select=accumulated,hi=8,lo=4,budget=0.25,recent=7,sinks=2"), "%s", d);
     cr_assert_eq(kv_policy_parse("scissorhands,budget=512", &p, err, sizeof err), 0);
     cr_assert_eq(p.budget, 512);
+    /* Low-tier key/value widths: "K/V", or one side at a time. */
+    cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/2", &p, err, sizeof err), 0, "%s", err);
+    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",lo=4/2,"), "%s", d);
+    cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/4", &p, err, sizeof err), 0);
+    cr_assert(p.lo_bits == 4 && p.lo_v_bits == 0); /* equal widths are one width */
+    cr_assert_eq(kv_policy_parse("mikv,lo-k-bits=4", &p, err, sizeof err), 0);
+    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2); /* values stay INT2 */
+    cr_assert_eq(kv_policy_parse("quant4,lo-v-bits=2", &p, err, sizeof err), 0);
+    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2);
+    cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/2,lo-bits=2", &p, err, sizeof err), 0);
+    cr_assert(p.lo_bits == 2 && kv_policy_lo_v_bits(&p) == 2); /* lo-bits sets both */
+    cr_assert_eq(kv_policy_parse("scissorhands,lo-k-bits=4", &p, err, sizeof err), 0);
+    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 4); /* a new tier: both */
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",lo=4,"), "%s", d);
 }
 
 Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
@@ -66,6 +83,12 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"full,budget=100", "select=none never demotes"},
         {"full,lo-bits=2", "select=none never demotes"},
         {"quant2,recent=0", "both are 0"},
+        {"mikv,lo-bits=4/3", "lo-bits must be 0, 2 or 4"},
+        {"mikv,lo-bits=0/2", "lo-bits must be 0, 2 or 4"},
+        {"mikv,lo-bits=4/", "lo-bits must be 0, 2 or 4"},
+        {"mikv,lo-v-bits=8", "lo-v-bits must be 2 or 4"},
+        {"mikv,lo-k-bits=0", "lo-k-bits must be 2 or 4"},
+        {"scissorhands,lo-v-bits=2", "needs a low tier"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kv_policy p;
@@ -109,4 +132,13 @@ Test(kv_policy, seq_bytes_by_hand) {
     kv_policy_parse("mikv,budget=0.15", &p, err, sizeof err);
     double r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
     cr_assert(r > 0.25 && r < 0.40, "%g", r);
+    /* quant4 with INT2 values, group 64: low tokens have a 36 B key record
+     * (32 B codes + one scale/zero), a 20 B value record and a 4 B position */
+    kv_policy_parse("quant4,lo-v-bits=2,group=64", &p, err, sizeof err);
+    per_head = 1 * 32 * 260 + 63 * 32 * (36 + 20 + 4) + 768;
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
+    /* mikv 4/2 with 10% high tokens is about a third of FP16 */
+    kv_policy_parse("mikv,lo-bits=4/2,group=64,budget=0.1", &p, err, sizeof err);
+    r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
+    cr_assert(r > 0.30 && r < 0.33, "%g", r);
 }
