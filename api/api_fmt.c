@@ -87,6 +87,7 @@ static cJSON *usage_json(const api_usage *u) {
     cJSON_AddNumberToObject(o, "total_tokens", u->prompt_tokens + u->completion_tokens);
     cJSON *kv = cJSON_AddObjectToObject(o, "kv_cache");
     cJSON_AddStringToObject(kv, "policy", u->kv_policy ? u->kv_policy : "full");
+    if (u->kv_spec) cJSON_AddStringToObject(kv, "spec", u->kv_spec);
     cJSON_AddNumberToObject(kv, "bytes_stored", (double)u->kv_bytes_stored);
     cJSON_AddNumberToObject(kv, "bytes_fp16", (double)u->kv_bytes_fp16);
     cJSON_AddNumberToObject(kv, "tokens_high", (double)u->kv_tokens_high);

@@ -39,6 +39,7 @@ typedef struct {
 typedef struct {
     int prompt_tokens, completion_tokens;
     const char *kv_policy;
+    const char *kv_spec; /* every knob of the policy (kv_policy_describe), or NULL */
     size_t kv_bytes_stored, kv_bytes_fp16;
     long kv_tokens_high, kv_tokens_low, kv_tokens_dropped;
 } api_usage;

@@ -164,6 +164,7 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
     memset(r, 0, sizeof *r);
     j->policy = want;
     snprintf(j->policy_name, sizeof j->policy_name, "%s", want.preset);
+    kv_policy_describe(&want, j->policy_spec, sizeof j->policy_spec);
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx", j->req.kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), (unsigned long long)++s->next_id);
     *out = j;
@@ -208,7 +209,8 @@ void srv_handle_completions(srv_conn *c, api_kind kind) {
 }
 
 static void usage_of(const srv_job *j, api_usage *u) {
-    *u = (api_usage){.prompt_tokens = j->prompt_tokens, .kv_policy = j->policy_name};
+    *u = (api_usage){.prompt_tokens = j->prompt_tokens, .kv_policy = j->policy_name,
+                     .kv_spec = j->policy_spec[0] ? j->policy_spec : NULL};
     for (int i = 0; i < j->n_choices; i++) {
         const srv_choice *c = &j->ch[i];
         u->completion_tokens += c->got_tokens;

@@ -130,6 +130,7 @@ struct srv_job {
     int prompt_tokens;
     char policy_name[24];      /* KV policy preset, for usage.kv_cache */
     kv_policy policy;          /* the request's KV policy (loop sets it before submit) */
+    char policy_spec[320];     /* kv_policy_describe(policy), for usage.kv_cache.spec */
     /* loop only */
     srv_conn *conn;
     int done_seen, started;

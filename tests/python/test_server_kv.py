@@ -98,8 +98,10 @@ def test_knob_fields_applied(srv):
     assert st == 200, b
     kv = b["usage"]["kv_cache"]
     assert kv["policy"] == "mikv" and kv["tokens_low"] > 0
+    assert "budget=0.5" in kv["spec"] and "key-balance=1" in kv["spec"]
     st, b2 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4)
     assert st == 200 and b2["usage"]["kv_cache"]["tokens_high"] < kv["tokens_high"]
+    assert "budget=0.25" in b2["usage"]["kv_cache"]["spec"]
 
 
 def test_pool_tracks_stored_bytes_while_streaming(srv):

@@ -43,7 +43,7 @@ Test(api_fmt, chat_chunks) {
     free(s);
     /* usage chunk: empty choices */
     api_usage u = {.prompt_tokens = 3, .completion_tokens = 4, .kv_policy = "full",
-                   .kv_bytes_stored = 100, .kv_bytes_fp16 = 80, .kv_tokens_high = 7};
+                   .kv_spec = "full(select=none)", .kv_bytes_stored = 100, .kv_bytes_fp16 = 80, .kv_tokens_high = 7};
     s = api_format_chunk(&m, NULL, 0, 0, &u);
     o = cJSON_Parse(s);
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "choices")), 0);
@@ -51,6 +51,7 @@ Test(api_fmt, chat_chunks) {
     cr_expect_eq(cJSON_GetObjectItem(us, "total_tokens")->valueint, 7);
     cJSON *kv = cJSON_GetObjectItem(us, "kv_cache");
     cr_expect_str_eq(cJSON_GetObjectItem(kv, "policy")->valuestring, "full");
+    cr_expect_str_eq(cJSON_GetObjectItem(kv, "spec")->valuestring, "full(select=none)");
     cr_expect_eq(cJSON_GetObjectItem(kv, "bytes_stored")->valueint, 100);
     cr_expect_eq(cJSON_GetObjectItem(kv, "tokens_high")->valueint, 7);
     cr_expect_eq(cJSON_GetObjectItem(kv, "tokens_dropped")->valueint, 0);
