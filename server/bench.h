@@ -28,7 +28,9 @@ typedef struct {
     double latency;    /* send -> response complete */
     double *itl;       /* gaps between chunks with choices (streaming) */
     size_t n_itl, cap_itl;
-    int n_chunks;      /* chunks with non-empty choices */
+    int n_chunks;      /* chunks with non-empty choices (TTFT/ITL, as vLLM) */
+    int n_text_chunks; /* of those, chunks with non-empty text: the token count
+                          when the server sends no usage */
     long prompt_tokens, completion_tokens; /* from usage; -1 when absent */
     size_t text_len;   /* generated characters */
     char *body;        /* non-streaming / probe: the whole response body */

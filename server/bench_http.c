@@ -161,7 +161,9 @@ static int sse_line(bench_req *r, char *s) {
         }
         r->t_last = r->t_read;
         r->res.n_chunks++;
-        r->res.text_len += choice_text_len(cJSON_GetArrayItem(ch, 0), r->chat);
+        size_t tl = choice_text_len(cJSON_GetArrayItem(ch, 0), r->chat);
+        r->res.text_len += tl;
+        r->res.n_text_chunks += tl > 0; /* a final chunk may carry only finish_reason */
     }
     read_usage(&r->res, o);
     cJSON_Delete(o);
@@ -246,7 +248,7 @@ static void finish_body(bench_req *r) {
     }
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
     if (cJSON_IsArray(ch) && cJSON_GetArraySize(ch) > 0) {
-        r->res.n_chunks = 1;
+        r->res.n_chunks = r->res.n_text_chunks = 1;
         r->res.text_len = choice_text_len(cJSON_GetArrayItem(ch, 0), r->chat);
     }
     read_usage(&r->res, o);

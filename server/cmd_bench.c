@@ -387,8 +387,9 @@ static dist distribution(double *v, size_t n) {
 }
 
 static long out_tokens(const bench_result *r) {
-    /* the server's count; without usage, one token per content chunk */
-    return r->completion_tokens >= 0 ? r->completion_tokens : r->n_chunks;
+    /* the server's count; without usage, one token per chunk with text
+     * (llama.cpp-style servers stream one token per chunk) */
+    return r->completion_tokens >= 0 ? r->completion_tokens : r->n_text_chunks;
 }
 
 static void add_dist(cJSON *o, const char *name, dist d) {

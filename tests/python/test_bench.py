@@ -76,7 +76,10 @@ class Fake(BaseHTTPRequestHandler):
             if prompt.startswith("MODE:cut") and i == 1:
                 self.close_connection = True
                 return  # no terminating chunk: the response is incomplete
-        usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": N_TOK}}
+        if prompt.startswith("MODE:nousage"):  # llama.cpp-style: a last chunk without text
+            usage = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+        else:
+            usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": N_TOK}}
         self._chunk(b"data: " + json.dumps(usage).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
@@ -166,6 +169,15 @@ def test_fake_failures_with_reasons(fake, tmp_path):
     assert "malformed SSE chunk" in reasons
     assert "closed before the response was complete" in reasons
     assert sum(d["failure_reasons"].values()) == 3
+
+
+def test_fake_without_usage_counts_text_chunks(fake, tmp_path):
+    ds = tmp_path / "ds.jsonl"
+    ds.write_text(json.dumps({"prompt": "MODE:nousage"}) + "\n")
+    d, _ = bench(tmp_path, "--url", url(fake), "--dataset", str(ds), "--num-prompts", "2",
+                 "--output-len", "5")
+    assert d["completed"] == 2 and d["output_lens"] == [N_TOK, N_TOK]
+    assert d["input_lens"] == [0, 0]  # no usage, no tokenizer: dataset prompts count 0
 
 
 def test_sharegpt_dataset(fake, tmp_path):
