@@ -79,6 +79,7 @@ def test_full_equals_server_default_and_large_budget(srv):
 
 @pytest.mark.parametrize("body,param", [
     ({"kv_lo_bits": 3, "kv_policy": "mikv"}, "kv_lo_bits"),
+    ({"kv_lo_v_bits": 3, "kv_policy": "mikv"}, "kv_lo_v_bits"),
     ({"kv_budget": 0.25}, "kv_budget"),            # the server's full never demotes
     ({"kv_policy": "mikv", "kv_group": 24}, "kv_group"),  # 24 does not divide head_dim 64
     ({"kv_policy": "mikv", "kv_select": "bogus"}, "kv_select"),
@@ -102,6 +103,13 @@ def test_knob_fields_applied(srv):
     st, b2 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4)
     assert st == 200 and b2["usage"]["kv_cache"]["tokens_high"] < kv["tokens_high"]
     assert "budget=0.25" in b2["usage"]["kv_cache"]["spec"]
+    # separate key/value widths of the low tier: "4/2" or one side at a time
+    st, b3 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits="4/2")
+    st4, b4 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_k_bits=4, kv_lo_v_bits=2)
+    assert st == st4 == 200, (b3, b4)
+    assert "lo=4/2" in b3["usage"]["kv_cache"]["spec"] and "lo=4/2" in b4["usage"]["kv_cache"]["spec"]
+    assert b3["usage"]["kv_cache"]["bytes_stored"] == b4["usage"]["kv_cache"]["bytes_stored"]
+    assert b3["usage"]["kv_cache"]["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
 
 
 def test_pool_tracks_stored_bytes_while_streaming(srv):
