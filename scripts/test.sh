@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds (warnings are errors), fetches the default
 # model and runs every test: the Criterion unit suites (through meson test)
-# and the Python integration/reference tests (pytest). Ends with one line
-# "N passed, N failed" that counts the individual tests of every suite.
+# and the Python integration/reference tests (pytest); then the hardening
+# checks: the unit suites and the server/CLI integration tests again under
+# ASan+UBSan (LeakSanitizer on: a leak at exit fails), the libFuzzer targets
+# (tests/fuzz/run.sh, FUZZ_SECONDS each) and the soak/abuse/drain test
+# (tests/soak/soak.py, SOAK_SECONDS). PIVOT_HARDENING=0 skips them. Ends
+# with one line "N passed, N failed" that counts the individual tests of
+# every suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BUILD_DIR=${BUILD_DIR:-build}
@@ -18,7 +23,48 @@ junit="$BUILD_DIR/pytest-junit.xml"
 py_rc=$?
 # pytest exits 5 when it collected nothing; that is a failure of this script.
 
-.venv/bin/python scripts/count_results.py "$BUILD_DIR/meson-logs/testlog.json" "$junit"
+# The container images' steps and manifests, checked without a Docker engine.
+rm -f "$BUILD_DIR/docker-junit.xml"
+.venv/bin/python -m pytest docker/test_images.py -q -rs --junitxml="$BUILD_DIR/docker-junit.xml"
+docker_rc=$?
+
+results=("$BUILD_DIR/meson-logs/testlog.json" "$junit" "$BUILD_DIR/docker-junit.xml")
+hard_rc=0
+if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
+  # 1. The same suites under ASan+UBSan (gcc; its own build dir). UBSan
+  # findings stop the process so they fail their test. Warnings are not
+  # errors here: gcc's sanitizer instrumentation brings false positives
+  # (-Wrestrict, -Wmaybe-uninitialized); the plain build above has -Werror.
+  ASAN_DIR=${ASAN_BUILD_DIR:-build-asan}
+  results+=("$ASAN_DIR/meson-logs/testlog.json" "$ASAN_DIR/pytest-junit.xml")
+  # a stale result must not count when a step cannot run
+  rm -f "$ASAN_DIR/meson-logs/testlog.json" "$ASAN_DIR/pytest-junit.xml"
+  if BUILD_DIR=$ASAN_DIR bash scripts/build.sh -Dcuda=disabled -Db_sanitize=address,undefined \
+       -Dbuildtype=debugoptimized -Dwerror=false; then
+    (
+      export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+      meson test -C "$ASAN_DIR" --print-errorlogs --num-processes 2 || exit 1
+      # the tests that run the server and the CLI end to end (the reference
+      # comparisons are long and exercise no other code path)
+      PIVOT_BIN="$PWD/$ASAN_DIR/server/pivot" .venv/bin/python -m pytest -q -rs \
+        --junitxml="$ASAN_DIR/pytest-junit.xml" ${ASAN_PYTESTS:-tests/python/test_server.py tests/python/test_cli.py}
+    ) || hard_rc=1
+  else
+    hard_rc=1
+  fi
+  # 2. Fuzzing (clang + libFuzzer, ASan+UBSan), 60 s per target.
+  results+=(build-fuzz/fuzz-junit.xml)
+  rm -f build-fuzz/fuzz-junit.xml
+  { bash scripts/setup-hardening.sh && bash tests/fuzz/run.sh build-fuzz/fuzz-junit.xml; } || hard_rc=1
+  # 3. Soak and abuse, then SIGTERM under load, on the release binary (its
+  # memory is what the RSS check is about).
+  results+=("$BUILD_DIR/soak-junit.xml")
+  rm -f "$BUILD_DIR/soak-junit.xml"
+  .venv/bin/python tests/soak/soak.py --bin "$PIVOT_BIN" --log "$BUILD_DIR/soak-server.log" \
+    --junit "$BUILD_DIR/soak-junit.xml" || hard_rc=1
+fi
+
+.venv/bin/python scripts/count_results.py "${results[@]}"
 count_rc=$?
-if [ $meson_rc -ne 0 ] || [ $py_rc -ne 0 ] || [ $count_rc -ne 0 ]; then exit 1; fi
+if [ $meson_rc -ne 0 ] || [ $py_rc -ne 0 ] || [ $docker_rc -ne 0 ] || [ $hard_rc -ne 0 ] || [ $count_rc -ne 0 ]; then exit 1; fi
 exit 0

@@ -77,7 +77,7 @@ fuzz_one() {
     echo "fuzz/$t|1|${execs:-?} executions, ${cov:-?}, ${SECS}s" >> "$cases"
   else
     for a in "$art"*; do # keep what crashed as a regression input
-      [ -f "$a" ] && cp "$a" "$REG/$t/" && echo "fuzz: $t: saved $REG/$t/$(basename "$a")" >&2
+      [ -f "$a" ] && mkdir -p "$REG/$t" && cp "$a" "$REG/$t/" && echo "fuzz: $t: saved $REG/$t/$(basename "$a")" >&2
     done
     echo "fuzz/$t|0|exit $rc after ${execs:-?} executions; input saved under $REG/$t" >> "$cases"
     grep -v '^pivot:' "$log" | tail -n 60 >&2
