@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
     /* options */
     const char *url, *endpoint, *model, *api_key, *dataset, *json_out, *kv_policy;
+    cJSON *extra; /* --extra-body: merged into every request */
     long num_prompts, concurrency, input_len, output_len;
     double rate, timeout_s;
     int stream, ignore_eos, chat;
@@ -85,6 +86,7 @@ static int usage(FILE *f) {
             "  --ignore-eos          ask for exactly --output-len tokens\n"
             "  --goodput ttft:MS tpot:MS e2el:MS   SLOs for goodput (any subset)\n"
             "  --kv-policy SPEC      sent as the request's kv_policy (Pivot extension)\n"
+            "  --extra-body JSON     object merged into every request (e.g. logit_bias)\n"
             "  --timeout S           per-request timeout in seconds (default 600)\n"
             "  --json OUT            write the results as JSON\n");
     return f == stdout ? 0 : 2;
@@ -251,6 +253,11 @@ static char *request_body(const bench *b, const bench_item *it) {
     }
     if (b->ignore_eos) cJSON_AddBoolToObject(o, "ignore_eos", 1);
     if (b->kv_policy) cJSON_AddStringToObject(o, "kv_policy", b->kv_policy);
+    for (const cJSON *e = b->extra ? b->extra->child : NULL; e; e = e->next) {
+        /* servers that ignore ignore_eos take other fields (logit_bias) */
+        cJSON_DeleteItemFromObjectCaseSensitive(o, e->string);
+        cJSON_AddItemToObject(o, e->string, cJSON_Duplicate(e, 1));
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -565,6 +572,11 @@ static int parse_args(bench *b, int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--dataset", &miss))) b->dataset = v;
         else if ((v = cli_opt(argc, argv, &i, "--json", &miss))) b->json_out = v;
         else if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) b->kv_policy = v;
+        else if ((v = cli_opt(argc, argv, &i, "--extra-body", &miss))) {
+            cJSON_Delete(b->extra);
+            b->extra = cJSON_Parse(v);
+            if (!cJSON_IsObject(b->extra)) goto bad;
+        }
         else if ((v = cli_opt(argc, argv, &i, "--num-prompts", &miss))) {
             if (cli_parse_int(v, 1, 10000000, &b->num_prompts)) goto bad;
         } else if ((v = cli_opt(argc, argv, &i, "--concurrency", &miss))) {
@@ -613,11 +625,14 @@ int cmd_bench(int argc, char **argv) {
     b->stream = 1;
     b->slo_ttft = b->slo_tpot = b->slo_e2el = -1;
     int rc = parse_args(b, argc, argv);
-    if (rc) return rc < 0 ? 0 : rc;
     char err[512];
-    if (bench_target_parse(&b->target, b->url, err, sizeof err)) {
+    if (!rc && bench_target_parse(&b->target, b->url, err, sizeof err)) {
         fprintf(stderr, "pivot bench: %s\n", err);
-        return 2;
+        rc = 2;
+    }
+    if (rc) {
+        cJSON_Delete(b->extra);
+        return rc < 0 ? 0 : rc;
     }
     /* accept both http://h:p and http://h:p/v1 as the base */
     size_t pl = strlen(b->target.prefix);
@@ -656,5 +671,6 @@ out:
     free(b->items);
     free(b->arrivals);
     free(b->res);
+    cJSON_Delete(b->extra);
     return rc;
 }

@@ -116,7 +116,8 @@ def test_fake_known_timings(fake, tmp_path, endpoint):
     fake.seen.clear()
     d, out = bench(tmp_path, "--url", url(fake), "--endpoint", endpoint, "--num-prompts", "4",
                    "--concurrency", "4", "--input-len", "10", "--output-len", "5",
-                   "--ignore-eos", "--kv-policy", "mikv", "--api-key", "k1")
+                   "--ignore-eos", "--kv-policy", "mikv", "--api-key", "k1",
+                   "--extra-body", '{"logit_bias": {"2": -100}, "temperature": 0.5}')
     assert d["completed"] == 4 and d["failed"] == 0 and d["model_id"] == "fake-model"
     assert d["total_output_tokens"] == 4 * N_TOK and d["total_input_tokens"] == 4 * 7
     tol = 0.08  # seconds; a loaded 2-core machine
@@ -133,6 +134,7 @@ def test_fake_known_timings(fake, tmp_path, endpoint):
     r = fake.seen[0]
     assert r["max_tokens"] == 5 and r["ignore_eos"] is True and r["kv_policy"] == "mikv"
     assert r["stream"] is True and r["stream_options"] == {"include_usage": True}
+    assert r["logit_bias"] == {"2": -100} and r["temperature"] == 0.5
     text = r["messages"][0]["content"] if endpoint == "chat" else r["prompt"]
     assert len(text.split()) == 10
     assert "Mean TTFT (ms):" in out and "Output token throughput (tok/s):" in out
@@ -201,7 +203,8 @@ def test_refused_connection(tmp_path):
 
 @pytest.mark.parametrize("args", [["--rate", "0"], ["--num-prompts", "x"], ["--bogus"],
                                   ["--endpoint", "foo"], ["--goodput", "ttft"],
-                                  ["--url", "https://x"], ["--concurrency"]])
+                                  ["--url", "https://x"], ["--concurrency"],
+                                  ["--extra-body", "[1]"], ["--extra-body", "{"]])
 def test_bad_flags_exit_2(args):
     if not pivot_path().is_file():
         pytest.skip("pivot binary missing")
