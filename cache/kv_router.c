@@ -144,7 +144,8 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
     int rc = kv_policy_validate(p, err, errlen);
     if (rc) return rc;
     int plain = p->select == KV_SELECT_NONE && p->hi_bits == 16;
-    if (!plain && (p->group <= 0 || s->head_dim % p->group)) {
+    /* A group wider than head_dim is one group per record (kv_create fits it). */
+    if (!plain && (p->group <= 0 || (p->group < s->head_dim && s->head_dim % p->group))) {
         if (err && errlen)
             snprintf(err, errlen, "kv policy: group=%d does not divide head_dim=%d", p->group,
                      s->head_dim);

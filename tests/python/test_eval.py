@@ -77,12 +77,12 @@ def test_budget_above_length_equals_full(pivot_bin, smol_model, tmp_path):
 @pytest.mark.parametrize("task", ["ppl", "copy"])
 def test_budgeted_policies_meet_the_ratio(pivot_bin, smol_model, tmp_path, task):
     target = 0.5
-    args = ["--task", task, "--policies", "full,scissorhands,mikv,recent=4,group=64;quant2",
+    args = ["--task", task, "--policies", "full,scissorhands,mikv,recent=4,group=64,lo-bits=2;quant2",
             "--kv-ratio", str(target), "--length", "128", "--prefix", "64", "--samples", "1",
             "--threads", "2"]
     doc, _ = evaluate(pivot_bin, smol_model, tmp_path, *args)
     res = by_spec(doc)
-    for spec in ("scissorhands", "mikv,recent=4,group=64"):
+    for spec in ("scissorhands", "mikv,recent=4,group=64,lo-bits=2"):
         r = res[spec]
         assert r["budget_solved"] is True and r["kv_ratio_target"] == target
         assert r["feasible"], r
@@ -92,8 +92,8 @@ def test_budgeted_policies_meet_the_ratio(pivot_bin, smol_model, tmp_path, task)
         assert 0 <= r["top1_agreement"] <= 1 and r["mean_kl"] >= 0 and r["ppl"] > 1
     # Compression is really active: scissorhands dropped tokens, mikv kept them low.
     assert res["scissorhands"]["tokens_dropped"] > 0
-    assert res["mikv,recent=4,group=64"]["tokens_low"] > 0
-    assert res["mikv,recent=4,group=64"]["tokens_dropped"] == 0
+    assert res["mikv,recent=4,group=64,lo-bits=2"]["tokens_low"] > 0
+    assert res["mikv,recent=4,group=64,lo-bits=2"]["tokens_dropped"] == 0
     assert res["scissorhands"]["mean_kl"] > 0
     # quant2 has no budget: its natural ratio, well under FP16.
     q = res["quant2"]

@@ -19,7 +19,8 @@ Test(kv_policy, presets_are_valid_and_distinct) {
     }
     kv_policy p;
     kv_policy_preset("mikv", &p);
-    cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 2 && p.key_balance == 1 && p.sinks == 4);
+    cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2 &&
+              p.group == 64 && p.key_balance == 1 && p.sinks == 4);
     kv_policy_preset("scissorhands", &p);
     cr_assert(p.lo_bits == 0 && p.recent == 10 && p.window == 400 && p.chunk == 0.4);
     kv_policy_preset("h2o", &p);
@@ -106,6 +107,13 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
     kv_policy_parse("mikv,group=16", &p, err, sizeof err);
     cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "does not divide head_dim") && c == NULL, "%s", err);
+    /* a group wider than head_dim is one group per record (mikv's 64 here) */
+    kv_policy_parse("mikv,group=64", &p, err, sizeof err);
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
+    kv_policy q = p;
+    q.group = 40;
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 8), kv_policy_seq_bytes(&q, &s, 8));
+    kv_destroy(c);
 }
 
 Test(kv_policy, seq_bytes_by_hand) {
