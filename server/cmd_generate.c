@@ -48,7 +48,9 @@ static void usage(FILE *f) {
             "  --kv-budget B            high-precision tokens per head: count >= 1 or fraction\n"
             "                           of the sequence in (0,1); 0 = unlimited\n"
             "  --kv-hi-bits 16|8        high tier: FP16, or INT8 with key balancing\n"
-            "  --kv-lo-bits 4|2|0       low tier: INT4, INT2, or 0 = drop demoted tokens\n"
+            "  --kv-lo-bits 4|2|0|K/V   low tier: INT4, INT2, 0 = drop demoted tokens, or\n"
+            "                           key/value widths, e.g. 4/2 (INT4 keys, INT2 values)\n"
+            "  --kv-lo-k-bits 4|2       low-tier keys only; --kv-lo-v-bits 4|2: values only\n"
             "  --kv-recent N            most recent tokens never demoted\n"
             "  --kv-sinks N             first tokens never demoted (attention sinks)\n"
             "  --kv-window W            persistence window in steps (Scissorhands)\n"
@@ -61,8 +63,9 @@ static void usage(FILE *f) {
 
 /* --kv-* knob flags, applied on top of the --kv-policy preset whatever
  * their order on the command line. */
-static const char *const kv_knobs[] = {"budget", "hi-bits", "lo-bits", "recent", "sinks",
-                                       "window", "chunk", "group", "select", "key-balance"};
+static const char *const kv_knobs[] = {"budget", "hi-bits", "lo-bits", "lo-k-bits", "lo-v-bits",
+                                       "recent", "sinks", "window", "chunk", "group", "select",
+                                       "key-balance"};
 #define N_KV_KNOBS (int)(sizeof kv_knobs / sizeof kv_knobs[0])
 
 typedef struct {
