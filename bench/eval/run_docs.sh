@@ -15,6 +15,14 @@ nice $BIN eval --task ppl --policies "$POL" --ratios $R --length 768 --prefix 25
 nice $BIN eval --task copy --copy-text --policies "$POL" --ratios $R --length 513 --samples 3 \
     --threads 1 --json "$OUT/copy.json" > "$OUT/copy.txt" &
 wait
+# Longer samples, the mikv preset and its INT8 high tier (hi-bits=8 halves a
+# high token's bytes, so the same memory keeps twice as many high tokens).
+$BIN eval --task ppl --policies 'full,mikv;mikv,hi-bits=8' --ratios 0.33,0.25 --length 1024 \
+    --prefix 256 --samples 2 --threads 1 --json "$OUT/ppl1024.json" > "$OUT/ppl1024.txt"
+$BIN eval --task ppl --policies 'full,mikv;mikv,hi-bits=8' --ratios 0.33,0.25 --length 2048 \
+    --prefix 256 --samples 1 --threads 2 --json "$OUT/ppl2048.json" > "$OUT/ppl2048.txt"
+$BIN eval --task copy --copy-text --policies 'full,mikv,hi-bits=8' --ratios 0.33,0.25 \
+    --length 513 --samples 3 --threads 1 --json "$OUT/copy_hi8.json" > "$OUT/copy_hi8.txt"
 # Retrieval at the size where full scores >= 80% (4 lines, ~71 tokens): only
 # small recent windows leave anything to compress.
 $BIN eval --task retrieval --policies 'full,quant4,recent=8;quant2,recent=8;quant4,lo-v-bits=2,group=64,recent=8;mikv,lo-bits=4/2,group=64,recent=8;scissorhands,recent=8;h2o,recent=8;streaming,recent=8' \
