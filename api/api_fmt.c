@@ -1,6 +1,7 @@
 #include "api_fmt.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +68,14 @@ static cJSON *cmpl_logprobs(const api_meta *m, const api_choice_out *c) {
         const api_logprob *l = &c->lp[i];
         piece(m, l->id, buf, sizeof buf);
         cJSON_AddItemToArray(toks, cJSON_CreateString(buf));
-        cJSON_AddItemToArray(lps, cJSON_CreateNumber(l->logprob));
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
         off += strlen(buf);
+        if (isnan(l->logprob)) { /* echo's first prompt token: nothing to score it from */
+            cJSON_AddItemToArray(lps, cJSON_CreateNull());
+            cJSON_AddItemToArray(tops, cJSON_CreateNull());
+            continue;
+        }
+        cJSON_AddItemToArray(lps, cJSON_CreateNumber(l->logprob));
         cJSON *t = cJSON_CreateObject();
         for (int k = 0; k < l->n_top; k++) {
             piece(m, l->top_id[k], buf, sizeof buf);

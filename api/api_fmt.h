@@ -17,7 +17,7 @@
 
 typedef struct {
     int32_t id;
-    float logprob;
+    float logprob; /* NaN: none (echo's first prompt token), written as null */
     int n_top;
     int32_t top_id[API_MAX_TOP_LOGPROBS];
     float top_lp[API_MAX_TOP_LOGPROBS];

@@ -157,7 +157,9 @@ static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) 
                     if (w > 0) srv_buf_add(&c->got, piece, (size_t)w);
                     tok_stream_free(ts);
                 }
-                c->text_offset = c->got.len;
+                /* with logprobs the prompt's tokens lead the list, so the
+                 * offsets count from the start of the echoed text */
+                c->text_offset = r->logprobs ? 0 : c->got.len;
             }
         }
     j->req = *r; /* the job owns the request from here */

@@ -63,6 +63,7 @@ struct srv_engine {
     int32_t *eog; /* end-of-generation ids */
     int n_eog;
     float *logits, *row_copy;
+    int logits_rows; /* rows e->logits holds: max_seqs, more once a prompt's logprobs are asked */
     llm_batch_entry *ent;
     srv_choice **ent_ch;
     srv_job **ent_job;
@@ -360,6 +361,44 @@ static void fill_logprob(const float *row, int n_vocab, int32_t tok, int top, ap
     }
 }
 
+/* A new entry at the end of a choice's logprobs, or NULL when out of memory
+ * (the logprobs are lost rather than the text). Called under out_mu. */
+static api_logprob *push_lp(srv_choice *c) {
+    if (c->n_lp == c->cap_lp) {
+        int cap = c->cap_lp ? c->cap_lp * 2 : 16;
+        api_logprob *p = realloc(c->lp, sizeof *p * cap);
+        if (!p) return NULL;
+        c->lp = p;
+        c->cap_lp = cap;
+    }
+    return &c->lp[c->n_lp++];
+}
+
+/* echo + logprobs: the prompt's own logprobs from a chunk prefilled with
+ * LLM_LOGITS_ALL. rows[r] is the distribution after prompt[pos + r], so it
+ * scores prompt[pos + r + 1]; the first prompt token has nothing before it
+ * and gets a NaN logprob, which the formatter writes as null. Called under
+ * out_mu. */
+static void prompt_logprobs(srv_engine *e, srv_job *j, srv_choice *c, int pos, int k,
+                            const float *rows) {
+    int n_vocab = llm_get_config(e->model)->n_vocab;
+    if (pos == 0) {
+        api_logprob *lp = push_lp(c);
+        if (lp) *lp = (api_logprob){.id = c->prompt[0], .logprob = NAN};
+    }
+    for (int r = 0; r < k && pos + r + 1 < c->n_prompt; r++) {
+        api_logprob *lp = push_lp(c);
+        if (lp)
+            fill_logprob(rows + (size_t)r * n_vocab, n_vocab, c->prompt[pos + r + 1],
+                         j->req.top_logprobs, lp);
+    }
+}
+
+/* Rows of logits an echo + logprobs chunk may take: each is n_vocab floats
+ * (64 rows of a 128k vocab: 32 MiB), so such a prompt is prefilled in chunks
+ * of at most this many tokens, one such chunk per step. */
+#define ECHO_LP_CHUNK 64
+
 /* Samples the next token of a choice from its logits row and emits its text.
  * Called under out_mu. */
 static void sample_choice(srv_engine *e, srv_job *j, srv_choice *c, float *row) {
@@ -378,15 +417,8 @@ static void sample_choice(srv_engine *e, srv_job *j, srv_choice *c, float *row) 
     c->next_tok = tok;
     if (!j->t_first) j->t_first = srv_now();
     if (r->logprobs) {
-        if (c->n_lp == c->cap_lp) {
-            int cap = c->cap_lp ? c->cap_lp * 2 : 16;
-            api_logprob *p = realloc(c->lp, sizeof *p * cap);
-            if (p) {
-                c->lp = p;
-                c->cap_lp = cap;
-            }
-        }
-        if (c->n_lp < c->cap_lp) fill_logprob(e->row_copy, n_vocab, tok, r->top_logprobs, &c->lp[c->n_lp++]);
+        api_logprob *lp = push_lp(c);
+        if (lp) fill_logprob(e->row_copy, n_vocab, tok, r->top_logprobs, lp);
     }
     int stop_tok = (!r->ignore_eos && is_eog(e, tok));
     for (int i = 0; i < r->n_stop_ids && !stop_tok; i++) stop_tok = r->stop_ids[i] == tok;
@@ -421,6 +453,7 @@ static void job_release(srv_engine *e, srv_job *j) {
  * forward pass (then every running job fails). */
 static int step(srv_engine *e) {
     int n = 0, budget = e->cfg->max_batch_tokens;
+    int n_vocab = llm_get_config(e->model)->n_vocab;
     /* decoding sequences first: one token each keeps their latency flat */
     for (srv_job *j = e->running; j; j = j->next)
         for (int i = 0; i < j->n_choices; i++) {
@@ -433,29 +466,55 @@ static int step(srv_engine *e) {
             e->ent_job[n++] = j;
             budget--;
         }
+    int rows = n, all_used = 0;
     for (srv_job *j = e->running; j; j = j->next)
         for (int i = 0; i < j->n_choices; i++) {
             srv_choice *c = &j->ch[i];
             if (c->finished || c->n_fed >= c->n_prompt || budget < 1) continue;
+            /* echo + logprobs needs a logits row per prompt token: one such
+             * chunk a step, at most ECHO_LP_CHUNK tokens, keeps the buffer
+             * at max_seqs + ECHO_LP_CHUNK rows; others wait a step. */
+            int all = j->req.echo && j->req.logprobs && j->req.kind == API_COMPLETIONS;
+            if (all && all_used) continue;
             int k = c->n_prompt - c->n_fed;
             if (k > e->cfg->prefill_chunk) k = e->cfg->prefill_chunk;
+            if (all && k > ECHO_LP_CHUNK) k = ECHO_LP_CHUNK;
             if (k > budget) k = budget;
+            llm_logits_mode lm = all                        ? LLM_LOGITS_ALL
+                                 : c->n_fed + k == c->n_prompt ? LLM_LOGITS_LAST
+                                                               : LLM_LOGITS_NONE;
+            all_used |= all;
+            rows += lm == LLM_LOGITS_ALL ? k : lm == LLM_LOGITS_LAST;
             e->ent[n] = (llm_batch_entry){.seq = c->slot, .pos = c->n_fed, .n_tokens = k,
-                                          .tokens = c->prompt + c->n_fed,
-                                          .logits = c->n_fed + k == c->n_prompt ? LLM_LOGITS_LAST
-                                                                                : LLM_LOGITS_NONE};
+                                          .tokens = c->prompt + c->n_fed, .logits = lm};
             e->ent_ch[n] = c;
             e->ent_job[n++] = j;
             budget -= k;
         }
     if (!n) return 0;
+    if (rows > e->logits_rows) { /* grown once, on the first echo + logprobs request */
+        float *p = realloc(e->logits, sizeof(float) * (size_t)rows * n_vocab);
+        if (!p) return PV_ENOMEM;
+        e->logits = p;
+        e->logits_rows = rows;
+    }
     int rc = llm_decode(e->ctx, e->ent, n, e->logits);
     if (rc) return rc;
-    int n_vocab = llm_get_config(e->model)->n_vocab, row = 0;
+    int row = 0;
     pthread_mutex_lock(&e->out_mu);
     for (int i = 0; i < n; i++) {
         srv_choice *c = e->ent_ch[i];
         if (e->ent[i].n_tokens > 1 || c->n_fed < c->n_prompt) c->n_fed += e->ent[i].n_tokens;
+        if (e->ent[i].logits == LLM_LOGITS_ALL) {
+            int k = e->ent[i].n_tokens;
+            prompt_logprobs(e, e->ent_job[i], c, e->ent[i].pos, k, e->logits + (size_t)row * n_vocab);
+            row += k;
+            /* the last prompt chunk's last row is also the first sample's */
+            if (c->n_fed == c->n_prompt)
+                sample_choice(e, e->ent_job[i], c, e->logits + (size_t)(row - 1) * n_vocab);
+            mark_dirty_locked(e, e->ent_job[i]);
+            continue;
+        }
         if (e->ent[i].logits != LLM_LOGITS_LAST) continue;
         sample_choice(e, e->ent_job[i], c, e->logits + (size_t)row++ * n_vocab);
         mark_dirty_locked(e, e->ent_job[i]);
@@ -579,6 +638,7 @@ static int load(srv_engine *e) {
     int S = e->cfg->max_seqs;
     e->slot_free = malloc(sizeof(int) * S);
     e->logits = malloc(sizeof(float) * (size_t)S * cf->n_vocab);
+    e->logits_rows = S;
     e->row_copy = malloc(sizeof(float) * cf->n_vocab);
     e->ent = malloc(sizeof *e->ent * S);
     e->ent_ch = malloc(sizeof *e->ent_ch * S);

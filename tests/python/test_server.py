@@ -113,8 +113,10 @@ def test_sampling_fields_logprobs_stop_n(client):
         assert ch.text.startswith("1, 2, 3, 4,") and " 7" not in ch.text
         assert ch.finish_reason == "stop"
         assert len(ch.logprobs.tokens) == len(ch.logprobs.token_logprobs) >= 1
-        assert all(len(t) <= 2 for t in ch.logprobs.top_logprobs)
-        assert all(lp <= 0 for lp in ch.logprobs.token_logprobs)
+        # echo: the prompt's first token has nothing to be scored from
+        assert ch.logprobs.token_logprobs[0] is None and ch.logprobs.top_logprobs[0] is None
+        assert all(len(t) <= 2 for t in ch.logprobs.top_logprobs[1:])
+        assert all(lp <= 0 for lp in ch.logprobs.token_logprobs[1:])
     # stop_token_ids: stop at the first generated token
     first = client.completions.create(model=NAME, prompt="Hello", max_tokens=1, temperature=0)
     tid = client.post("/../tokenize", cast_to=object, body={"prompt": first.choices[0].text,
