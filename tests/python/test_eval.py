@@ -148,3 +148,12 @@ def test_bad_arguments(pivot_bin, args, code, msg):
     assert r.returncode == code, (r.returncode, r.stderr)
     assert msg in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_plot_writes_a_png(pivot_bin, smol_model, tmp_path):
+    png = tmp_path / "q.png"
+    doc, r = evaluate(pivot_bin, smol_model, tmp_path, "--task", "ppl", "--policies",
+                      "full,quant4", "--ratios", "0.5", "--plot", str(png), *TINY)
+    assert png.is_file(), r.stderr[-2000:]
+    head = png.read_bytes()[:8]
+    assert head == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
