@@ -15,7 +15,7 @@
  * draining that final output. A job cancelled while still waiting is unlinked
  * by srv_engine_cancel and freed by the loop at once.
  *
- * Connections (http.c): handles are freed only in their close callbacks;
+ * Connections (srv_http.c): handles are freed only in their close callbacks;
  * srv_conn_close is the one close path. */
 #ifndef PIVOT_SRV_H
 #define PIVOT_SRV_H
@@ -191,7 +191,7 @@ typedef struct srv_server {
     char model_name[128];
 } srv_server;
 
-/* http.c */
+/* srv_http.c */
 void srv_http_settings(llhttp_settings_t *st);
 void srv_conn_set_job(srv_conn *c, srv_job *j); /* the job answering the current request */
 void srv_on_connection(uv_stream_t *listener, int status);

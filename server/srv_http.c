@@ -1,4 +1,4 @@
-/* http: connections — libuv TCP + llhttp, keep-alive, pipelining, limits,
+/* srv_http: connections — libuv TCP + llhttp, keep-alive, pipelining, limits,
  * timeouts, and the response writers.
  *
  * Pipelining: when llhttp completes a message we pause the parser and route
