@@ -23,6 +23,8 @@ typedef void (*axpy_fn)(float *out, float a, const uint16_t *v, int d);
 typedef struct {
     uint16_t **pages; /* [n_pages] each [2][n_kv_heads][KV_PAGE][head_dim] */
     int n_pages;
+    int cap_pages; /* entries of `pages`; kept across resets so that reusing a
+                    * slot allocates nothing once its pages come from the pool */
     int len; /* tokens stored in this layer */
 } layer_store;
 
@@ -99,9 +101,13 @@ static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const flo
     if (pos0 + n > c->s.max_ctx) return PV_ECTXFULL;
     int need_pages = (pos0 + n + KV_PAGE - 1) / KV_PAGE;
     if (need_pages > l->n_pages) {
-        uint16_t **np = realloc(l->pages, sizeof *np * need_pages);
-        if (!np) return PV_ENOMEM;
-        l->pages = np;
+        if (need_pages > l->cap_pages) {
+            int cap = l->cap_pages * 2 > need_pages ? l->cap_pages * 2 : need_pages;
+            uint16_t **np = realloc(l->pages, sizeof *np * (size_t)cap);
+            if (!np) return PV_ENOMEM;
+            l->pages = np;
+            l->cap_pages = cap;
+        }
         for (int p = l->n_pages; p < need_pages; p++) {
             l->pages[p] = kv_pool_alloc(c->s.pool, page_elems(c) * sizeof(uint16_t));
             if (!l->pages[p]) {
@@ -166,8 +172,8 @@ static void fp16_seq_reset(void *impl, int seq) {
         layer_store *l = get_ls(c, seq, L);
         for (int p = 0; p < l->n_pages; p++)
             kv_pool_free(c->s.pool, l->pages[p], page_elems(c) * sizeof(uint16_t));
-        free(l->pages);
-        memset(l, 0, sizeof *l);
+        l->n_pages = 0;
+        l->len = 0;
     }
 }
 
@@ -192,7 +198,10 @@ static void fp16_destroy(void *impl) {
     fp16_cache *c = impl;
     if (!c) return;
     if (c->ls)
-        for (int s = 0; s < c->s.max_seqs; s++) fp16_seq_reset(c, s);
+        for (int s = 0; s < c->s.max_seqs; s++) {
+            fp16_seq_reset(c, s);
+            for (int L = 0; L < c->s.n_layers; L++) free(get_ls(c, s, L)->pages);
+        }
     free(c->ls);
     free(c->scratch);
     free(c);

@@ -38,6 +38,8 @@
 typedef struct {
     uint8_t **pages;
     int n_pages;
+    int cap_pages; /* entries of `pages`, kept across resets and trims: a slot
+                    * reused with pooled pages then allocates nothing */
     int n; /* tokens */
 } tier;
 
@@ -54,8 +56,12 @@ typedef struct {
     int32_t lo_max_pos; /* newest position in the low tier (-1: empty) */
     float *bal;         /* [3][hd] factors b, running max|q|, max|k|; NULL until needed */
     int bal_frozen;
-    float *pend; /* [n_pend][2][hd] keys, values stored but not yet encoded */
+    float *pend; /* [n_pend][2][hd] keys, values stored but not yet encoded:
+                  * this head's slot of the cache's one-token arena while
+                  * n_pend <= 1 (decode), a heap buffer beyond (prompts) */
     int n_pend, pend_pos0;
+    int pend_cap;  /* tokens `pend` holds; 0 when NULL */
+    int pend_heap; /* pend is a heap buffer (freed when encoded) */
     /* Bytes this head holds, counted where memory is obtained and released:
      * the accounting test checks kv_seq_usage (computed from counts) against
      * it. */
@@ -74,6 +80,8 @@ typedef struct {
     head_t *heads; /* [max_seqs][n_layers][n_kv_heads] */
     uint8_t *scratch;
     size_t scratch_per; /* bytes per thread */
+    float *pend1; /* [max_seqs][n_layers][n_kv_heads][2][hd]: one pending token
+                   * per head, so a decode step stores without malloc */
 } mixed_cache;
 
 /* ---- tiers ---------------------------------------------------------------- */
@@ -100,9 +108,13 @@ static uint8_t *t_state(const tier *t, const tfmt *f, int i) {
 static int tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, size_t *alloc) {
     int need = (n_total + KVL_PAGE - 1) / KVL_PAGE;
     if (need <= t->n_pages) return PV_OK;
-    uint8_t **np = realloc(t->pages, sizeof *np * (size_t)need);
-    if (!np) return PV_ENOMEM;
-    t->pages = np;
+    if (need > t->cap_pages) {
+        int cap = t->cap_pages * 2 > need ? t->cap_pages * 2 : need;
+        uint8_t **np = realloc(t->pages, sizeof *np * (size_t)cap);
+        if (!np) return PV_ENOMEM;
+        t->pages = np;
+        t->cap_pages = cap;
+    }
     for (; t->n_pages < need; t->n_pages++)
         if (!(t->pages[t->n_pages] = kv_pool_alloc(pool, page_bytes))) return PV_ENOMEM;
         else *alloc += page_bytes;
@@ -115,16 +127,13 @@ static void tier_trim(kv_pool *pool, tier *t, size_t page_bytes, size_t *alloc) 
     int need = (t->n + KVL_PAGE - 1) / KVL_PAGE;
     for (; t->n_pages > need; *alloc -= page_bytes)
         kv_pool_free(pool, t->pages[--t->n_pages], page_bytes);
-    if (t->n_pages == 0) {
-        free(t->pages);
-        t->pages = NULL;
-    }
 }
 
-static void tier_free(kv_pool *pool, tier *t, size_t page_bytes) {
+/* Returns every page; the page table stays for the slot's next sequence. */
+static void tier_release(kv_pool *pool, tier *t, size_t page_bytes) {
     for (int i = 0; i < t->n_pages; i++) kv_pool_free(pool, t->pages[i], page_bytes);
-    free(t->pages);
-    memset(t, 0, sizeof *t);
+    t->n_pages = 0;
+    t->n = 0;
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -133,16 +142,44 @@ static head_t *head(const mixed_cache *c, int seq, int layer, int h) {
     return &c->heads[((size_t)seq * c->s.n_layers + layer) * c->s.n_kv_heads + h];
 }
 
+static void pend_release(head_t *hs) {
+    if (hs->pend_heap) free(hs->pend);
+    hs->pend = NULL;
+    hs->pend_cap = hs->pend_heap = hs->n_pend = 0;
+}
+
 static void head_reset(const mixed_cache *c, head_t *hs) {
     kv_pool *pool = c->s.pool;
-    tier_free(pool, &hs->hi, c->hi_page);
-    tier_free(pool, &hs->lo, c->lo_page);
+    tier_release(pool, &hs->hi, c->hi_page);
+    tier_release(pool, &hs->lo, c->lo_page);
     if (hs->bal) kv_pool_uncharge(pool, (size_t)3 * c->s.head_dim * sizeof(float));
     kv_pool_uncharge(pool, sizeof(float) * 2 * c->s.head_dim * (size_t)hs->n_pend);
     free(hs->bal);
-    free(hs->pend);
+    pend_release(hs);
+    tier hi = hs->hi, lo = hs->lo; /* keep the page tables */
     memset(hs, 0, sizeof *hs);
+    hs->hi = hi;
+    hs->lo = lo;
     hs->lo_max_pos = -1;
+}
+
+/* Room for `need` pending tokens: the head's arena slot for one, a heap
+ * buffer (keeping what is pending) beyond. */
+static int pend_reserve(const mixed_cache *c, head_t *hs, int need) {
+    size_t tok = sizeof(float) * 2 * (size_t)c->s.head_dim;
+    if (need <= hs->pend_cap) return PV_OK;
+    if (need == 1) {
+        hs->pend = c->pend1 + (size_t)(hs - c->heads) * 2 * c->s.head_dim;
+        hs->pend_cap = 1;
+        return PV_OK;
+    }
+    float *np = hs->pend_heap ? realloc(hs->pend, tok * (size_t)need) : malloc(tok * (size_t)need);
+    if (!np) return PV_ENOMEM;
+    if (!hs->pend_heap && hs->n_pend) memcpy(np, hs->pend, tok * (size_t)hs->n_pend);
+    hs->pend = np;
+    hs->pend_cap = need;
+    hs->pend_heap = 1;
+    return PV_OK;
 }
 
 /* b = sqrt(max|q| / max|k|) per channel, from what was seen so far (the
@@ -221,12 +258,11 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
     if (kv_pool_charge(c->s.pool, per * nkv)) return PV_ENOMEM;
     for (int h = 0; h < nkv; h++) {
         head_t *hs = head(c, seq, layer, h);
-        float *np = realloc(hs->pend, sizeof(float) * 2 * hd * (size_t)(hs->n_pend + n));
-        if (!np) {
+        if (pend_reserve(c, hs, hs->n_pend + n)) {
             kv_pool_uncharge(c->s.pool, per * (size_t)(nkv - h));
             return PV_ENOMEM;
         }
-        hs->pend = np;
+        float *np = hs->pend;
         hs->alloc += sizeof(float) * 2 * hd * (size_t)n;
         if (hs->n_pend == 0) hs->pend_pos0 = pos0;
         for (int i = 0; i < n; i++) {
@@ -293,11 +329,9 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
             kvt_init(c->p.select, t_state(&hs->hi, &c->fhi, slot),
                      hs->steps + (pos > pos0 ? pos - pos0 : 0));
     }
-    free(hs->pend);
     kv_pool_uncharge(c->s.pool, sizeof(float) * 2 * hd * (size_t)hs->n_pend);
     hs->alloc -= sizeof(float) * 2 * hd * (size_t)hs->n_pend;
-    hs->pend = NULL;
-    hs->n_pend = 0;
+    pend_release(hs);
     return PV_OK;
 }
 
@@ -496,11 +530,18 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
 static void mx_destroy(void *impl) {
     mixed_cache *c = impl;
     if (!c) return;
-    if (c->heads)
+    if (c->heads && c->len)
         for (int s = 0; s < c->s.max_seqs; s++) mx_seq_reset(c, s);
+    if (c->heads)
+        for (size_t i = 0, nh = (size_t)c->s.max_seqs * c->s.n_layers * c->s.n_kv_heads; i < nh;
+             i++) {
+            free(c->heads[i].hi.pages);
+            free(c->heads[i].lo.pages);
+        }
     free(c->heads);
     free(c->len);
     free(c->scratch);
+    free(c->pend1);
     free(c);
 }
 
@@ -543,7 +584,8 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->heads = calloc(nh, sizeof *c->heads);
     c->scratch_per = (scratch_bytes(s, c->gq) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
-    if (!c->len || !c->heads || !c->scratch) {
+    c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
+    if (!c->len || !c->heads || !c->scratch || !c->pend1) {
         mx_destroy(c);
         return PV_ENOMEM;
     }

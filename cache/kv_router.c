@@ -13,7 +13,7 @@ typedef struct {
     kv_cache *c;   /* NULL: unused entry */
     kv_policy p;
     char key[320]; /* the policy's knobs, for equivalence */
-    int users;     /* slots routed here */
+    int users;     /* slots routed here; 0: idle, kept for reuse */
 } sub_t;
 
 typedef struct {
@@ -42,18 +42,18 @@ static void release(router *r, int seq) {
     int i = r->slot[seq];
     if (i < 0) return;
     r->slot[seq] = -1;
-    sub_t *sb = &r->subs[i];
-    if (--sb->users == 0) { /* its last slot is gone (and was reset) */
-        kv_destroy(sb->c);
-        memset(sb, 0, sizeof *sb);
-    }
+    /* A sub-cache whose last slot left stays (its pages are back in the
+     * pool; what remains is page tables and staging): the next request with
+     * the same policy then decodes without allocating. route() reclaims idle
+     * entries when a new policy needs one. */
+    r->subs[i].users--;
 }
 
 /* Routes seq to the sub-cache for p, creating it if needed. */
 static int route(router *r, int seq, const kv_policy *p, char *err, size_t errlen) {
     char key[320];
     policy_key(p, key, sizeof key);
-    int free_i = -1;
+    int free_i = -1, idle_i = -1;
     for (int i = 0; i < KV_ROUTER_MAX_POLICIES; i++) {
         if (r->subs[i].c && !strcmp(r->subs[i].key, key)) {
             r->subs[i].users++;
@@ -61,6 +61,12 @@ static int route(router *r, int seq, const kv_policy *p, char *err, size_t errle
             return PV_OK;
         }
         if (!r->subs[i].c && free_i < 0) free_i = i;
+        if (r->subs[i].c && !r->subs[i].users && idle_i < 0) idle_i = i;
+    }
+    if (free_i < 0 && idle_i >= 0) { /* reclaim an idle sub-cache */
+        kv_destroy(r->subs[idle_i].c);
+        memset(&r->subs[idle_i], 0, sizeof r->subs[idle_i]);
+        free_i = idle_i;
     }
     if (free_i < 0) {
         if (err && errlen)
@@ -220,7 +226,7 @@ size_t kv_router_headroom(const kv_shape *s, int max_batch_tokens) {
 int kv_router_n_caches(const kv_cache *c) {
     router *r = as_router(c);
     int n = 0;
-    for (int i = 0; r && i < KV_ROUTER_MAX_POLICIES; i++) n += r->subs[i].c != NULL;
+    for (int i = 0; r && i < KV_ROUTER_MAX_POLICIES; i++) n += r->subs[i].c && r->subs[i].users;
     return n;
 }
 

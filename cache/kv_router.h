@@ -46,8 +46,11 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
  * this never refuses a step the admission let in. */
 size_t kv_router_headroom(const kv_shape *s, int max_batch_tokens);
 
-/* Diagnostics and tests: live sub-caches, and the sub-cache serving a slot
- * (NULL before its first store when it has no policy yet). */
+/* Diagnostics and tests: sub-caches in use by at least one slot (one whose
+ * last slot left is kept idle, pages returned to the pool, and reused by the
+ * next slot with that policy or reclaimed for another policy), and the
+ * sub-cache serving a slot (NULL before its first store when it has no
+ * policy yet). */
 int kv_router_n_caches(const kv_cache *c);
 const kv_cache *kv_router_slot_cache(const kv_cache *c, int seq);
 

@@ -1,7 +1,6 @@
 /* kv_tracker: demotion choice. */
 #include "kv_tracker.h"
 
-#include <stdlib.h>
 
 typedef struct {
     float score;
@@ -10,15 +9,61 @@ typedef struct {
     int pad;
 } cand_t;
 
-static int by_demotion(const void *a, const void *b) {
-    const cand_t *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return (x->pos > y->pos) - (x->pos < y->pos);
+/* Demotion order: highest score first, then oldest position. Positions are
+ * unique within a head, so the order is total and any correct sort gives
+ * the same result. */
+static int before(const cand_t *x, const cand_t *y) {
+    if (x->score != y->score) return x->score > y->score;
+    return x->pos < y->pos;
 }
 
-static int by_slot(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
+/* In-place heap sorts: glibc's qsort mallocs a merge buffer for arrays over
+ * a few hundred bytes, and this runs inside decode steps, which must not
+ * allocate (tests/unit/test_noalloc.c). */
+static void sift_cand(cand_t *a, int i, int n) {
+    for (;;) {
+        int m = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && before(&a[m], &a[l])) m = l;
+        if (r < n && before(&a[m], &a[r])) m = r;
+        if (m == i) return;
+        cand_t t = a[i];
+        a[i] = a[m];
+        a[m] = t;
+        i = m;
+    }
+}
+
+static void sort_cand(cand_t *a, int n) {
+    for (int i = n / 2 - 1; i >= 0; i--) sift_cand(a, i, n);
+    for (int e = n - 1; e > 0; e--) {
+        cand_t t = a[0];
+        a[0] = a[e];
+        a[e] = t;
+        sift_cand(a, 0, e);
+    }
+}
+
+static void sift_int(int *a, int i, int n) {
+    for (;;) {
+        int m = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && a[m] < a[l]) m = l;
+        if (r < n && a[m] < a[r]) m = r;
+        if (m == i) return;
+        int t = a[i];
+        a[i] = a[m];
+        a[m] = t;
+        i = m;
+    }
+}
+
+static void sort_int(int *a, int n) {
+    for (int i = n / 2 - 1; i >= 0; i--) sift_int(a, i, n);
+    for (int e = n - 1; e > 0; e--) {
+        int t = a[0];
+        a[0] = a[e];
+        a[e] = t;
+        sift_int(a, 0, e);
+    }
 }
 
 int kvt_pick(const int *cand, const float *score, const int32_t *pos, int n, int k, int *out,
@@ -29,8 +74,8 @@ int kvt_pick(const int *cand, const float *score, const int32_t *pos, int n, int
     for (int i = 0; i < n; i++) c[i] = (cand_t){score[i], pos[i], cand[i], 0};
     /* Demotion runs once per chunk of steps, so a full sort is cheap enough
      * and keeps the tie rule exact. */
-    qsort(c, (size_t)n, sizeof *c, by_demotion);
+    sort_cand(c, n);
     for (int i = 0; i < k; i++) out[i] = c[i].slot;
-    qsort(out, (size_t)k, sizeof *out, by_slot);
+    sort_int(out, k);
     return k;
 }

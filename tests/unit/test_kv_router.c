@@ -3,6 +3,7 @@
  * its policy; sub-caches are shared per policy and freed with their last
  * slot; all sub-caches draw on one pool. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,4 +185,25 @@ Test(kv_router, subcaches_share_the_pool) {
     free(out);
     kv_destroy(r);
     kv_pool_destroy(pool);
+}
+
+/* Idle sub-caches are kept for reuse but never block a new policy: one slot
+ * cycling through more policies than the router has entries always gets
+ * one, and only the slot's current cache counts as in use. */
+Test(kv_router, idle_subcaches_are_reclaimed) {
+    kv_shape s = shape();
+    kv_policy def = pol("full");
+    kv_cache *r;
+    char err[256];
+    cr_assert_eq(kv_create_router(&s, &def, &r, err, sizeof err), 0);
+    for (int i = 0; i < 3 * KV_ROUTER_MAX_POLICIES; i++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "mikv,budget=%d", 8 + i);
+        kv_policy p = pol(spec);
+        cr_assert_eq(kv_seq_set_policy(r, 0, &p, err, sizeof err), 0, "policy %d: %s", i, err);
+        cr_assert_eq(kv_router_n_caches(r), 1);
+    }
+    kv_seq_reset(r, 0);
+    cr_assert_eq(kv_router_n_caches(r), 0);
+    kv_destroy(r);
 }
