@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pverr.h"
@@ -140,4 +141,37 @@ Test(threadpool, default_size_and_errors)
     cr_assert_eq(tp_size(p), cpus > 0 ? (int)cpus : 1);
     tp_destroy(p);
     cr_assert_eq(tp_create(2, NULL), PV_EINVAL);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* An idle pool costs no CPU: after a run, workers spin only briefly before
+ * sleeping. Over 300 ms of idleness 3 workers that kept spinning would burn
+ * ~0.9 s of CPU time; sleeping ones a few tens of microseconds (the bound
+ * leaves room for a loaded or instrumented machine). */
+Test(threadpool, idle_pool_uses_no_cpu, .timeout = 30)
+{
+    static counters c;
+    tp_pool *p = NULL;
+    cr_assert_eq(tp_create(4, &p), PV_OK);
+    c.n_threads = 4;
+    for (int run = 0; run < 3; run++)
+        tp_run(p, count_task, &c, 64);
+    usleep(50000); /* let the spin window pass */
+    double t0 = cpu_seconds();
+    usleep(300000);
+    double used = cpu_seconds() - t0;
+    cr_assert_lt(used, 0.03, "idle pool used %.3f s of CPU in 0.3 s", used);
+    /* and it still works afterwards */
+    memset(&c, 0, sizeof c);
+    c.n_threads = 4;
+    tp_run(p, count_task, &c, 64);
+    for (int t = 0; t < 64; t++)
+        cr_assert_eq(atomic_load(&c.count[t]), 1);
+    tp_destroy(p);
 }
