@@ -1,40 +1,96 @@
 /* kq: type traits, dequantization, activation quantization and the portable
- * (scalar) dot products. SIMD variants live in quant_avx2.c; this file picks
- * them at run time.
+ * (scalar) dot products. SIMD variants live in quant_avx2*.c (built twice:
+ * AVX2, and AVX512-VNNI as kq_vnni_*); this file picks them at run time.
  *
  * Process-wide state (documented exception to "no global mutable state"):
- * g_force_scalar, a test switch, and nothing else. CPU features are queried
+ * the SIMD level cap (a test/benchmark switch) and two caches of facts that
+ * do not change during a run (PIVOT_SIMD, the CPU's level). CPU features are queried
  * through __builtin_cpu_supports, whose cache belongs to libgcc. */
 #include "quant.h"
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pverr.h"
 #include "quant_impl.h"
 
-static atomic_int g_force_scalar;
+/* The cap set by kq_set_simd_level; < 0 = auto. */
+static atomic_int g_simd_cap = -1;
+/* PIVOT_SIMD as a level, read once: -2 = not read yet, -1 = unset/unknown.
+ * Two threads racing on the first read store the same value. */
+static atomic_int g_env_cap = -2;
+/* The CPU's best level, detected once: -1 = not yet. */
+static atomic_int g_cpu_level = -1;
 
-void kq_set_force_scalar(int on) { atomic_store_explicit(&g_force_scalar, on != 0, memory_order_relaxed); }
+void kq_set_simd_level(int max_level)
+{
+    atomic_store_explicit(&g_simd_cap, max_level < 0 ? -1 : max_level, memory_order_relaxed);
+}
+
+void kq_set_force_scalar(int on) { kq_set_simd_level(on ? KQ_SIMD_SCALAR : -1); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #define KQ_X86 1
 #endif
 
-static int use_avx2(void)
+int kq_simd_cpu_level(void)
 {
-    if (atomic_load_explicit(&g_force_scalar, memory_order_relaxed))
-        return 0;
+    int lvl = atomic_load_explicit(&g_cpu_level, memory_order_relaxed);
+    if (lvl >= 0)
+        return lvl;
+    lvl = KQ_SIMD_SCALAR;
 #ifdef KQ_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
-#else
-    return 0;
+    /* Feature names both gcc 12 and clang 14 accept (clang 14 lacks "f16c",
+     * which is why the fuzz build, tests/fuzz/run.sh, defines the builtin
+     * to 0 and so runs the scalar kernels). The VNNI kernels are the AVX2
+     * ones with vpdpwssd/vpdpbusd on 256-bit vectors: they need AVX2/FMA/
+     * F16C too, plus VL (256-bit EVEX) and BW (the 16-bit element forms). */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+        lvl = KQ_SIMD_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+            lvl = KQ_SIMD_AVX512VNNI;
+    }
 #endif
+    atomic_store_explicit(&g_cpu_level, lvl, memory_order_relaxed);
+    return lvl;
 }
 
-const char *kq_simd_name(void) { return use_avx2() ? "avx2" : "scalar"; }
+static int env_cap(void)
+{
+    int cap = atomic_load_explicit(&g_env_cap, memory_order_relaxed);
+    if (cap != -2)
+        return cap;
+    const char *e = getenv("PIVOT_SIMD");
+    cap = -1; /* unset or unknown: no cap (a typo must not silently slow the server down) */
+    if (e && !strcmp(e, "scalar"))
+        cap = KQ_SIMD_SCALAR;
+    else if (e && !strcmp(e, "avx2"))
+        cap = KQ_SIMD_AVX2;
+    else if (e && (!strcmp(e, "avx512vnni") || !strcmp(e, "avx512")))
+        cap = KQ_SIMD_AVX512VNNI;
+    atomic_store_explicit(&g_env_cap, cap, memory_order_relaxed);
+    return cap;
+}
+
+int kq_simd_level(void)
+{
+    int lvl = kq_simd_cpu_level();
+    int cap = atomic_load_explicit(&g_simd_cap, memory_order_relaxed);
+    if (cap < 0)
+        cap = env_cap();
+    return cap >= 0 && cap < lvl ? cap : lvl;
+}
+
+static const char *const k_simd_names[] = {"scalar", "avx2", "avx512vnni"};
+
+const char *kq_simd_name(void) { return k_simd_names[kq_simd_level()]; }
+
+/* pick the kernel for level l among scalar / AVX2 / VNNI versions */
+#define PICK(l, sc, avx2, vnni) ((l) >= KQ_SIMD_AVX512VNNI ? (vnni) : (l) == KQ_SIMD_AVX2 ? (avx2) : (sc))
 
 /* ---- half / bfloat conversions ------------------------------------------ */
 
@@ -372,7 +428,8 @@ static void quantize_f32(const float *src, void *dst, int64_t n)
 
 kq_quant_fn kq_get_quant(uint32_t vdt)
 {
-    int simd = use_avx2();
+    /* no integer dots in the quantizers: the AVX2 ones serve both levels */
+    int simd = kq_simd_level() >= KQ_SIMD_AVX2;
     switch (vdt) {
     case KQ_Q8_0: return simd ? kq_avx2_quantize_q8_0 : quantize_q8_0;
     case KQ_Q8_1: return simd ? kq_avx2_quantize_q8_1 : quantize_q8_1;
@@ -561,20 +618,20 @@ static int float_weight(uint32_t type) { return type == KQ_F32 || type == KQ_F16
 
 kq_dot_fn kq_get_dot(uint32_t type, int bits)
 {
-    int simd = use_avx2();
+    int lvl = kq_simd_level(), simd = lvl >= KQ_SIMD_AVX2;
     if (bits == 16 && !float_weight(type))
-        return kq_q16_get_dot(type, simd);
+        return kq_q16_get_dot(type, lvl);
     if (bits != 8 && bits != 16)
         return NULL;
     switch (type) {
     case KQ_F32: return simd ? kq_avx2_dot_f32 : dot_f32;
     case KQ_F16: return simd ? kq_avx2_dot_f16 : dot_f16;
     case KQ_BF16: return dot_bf16;
-    case KQ_Q4_0: return simd ? kq_avx2_dot_q4_0 : dot_q4_0;
-    case KQ_Q4_1: return simd ? kq_avx2_dot_q4_1 : dot_q4_1;
+    case KQ_Q4_0: return PICK(lvl, dot_q4_0, kq_avx2_dot_q4_0, kq_vnni_dot_q4_0);
+    case KQ_Q4_1: return PICK(lvl, dot_q4_1, kq_avx2_dot_q4_1, kq_vnni_dot_q4_1);
     case KQ_Q5_0: return dot_q5_0;
     case KQ_Q5_1: return dot_q5_1;
-    case KQ_Q8_0: return simd ? kq_avx2_dot_q8_0 : dot_q8_0;
+    case KQ_Q8_0: return PICK(lvl, dot_q8_0, kq_avx2_dot_q8_0, kq_vnni_dot_q8_0);
     case KQ_Q4_K: return simd ? kq_avx2_dot_q4_K : dot_q4_K;
     case KQ_Q6_K: return simd ? kq_avx2_dot_q6_K : dot_q6_K;
     default: return NULL;
@@ -603,25 +660,26 @@ DEFINE_MULTI(multi_q6_K, dot_q6_K)
 DEFINE_MULTI(multi_avx2_f32, kq_avx2_dot_f32)
 DEFINE_MULTI(multi_avx2_f16, kq_avx2_dot_f16)
 DEFINE_MULTI(multi_avx2_q8_0, kq_avx2_dot_q8_0)
+DEFINE_MULTI(multi_vnni_q8_0, kq_vnni_dot_q8_0)
 DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_dot_q4_K)
 DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_dot_q6_K)
 
 kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits)
 {
-    int simd = use_avx2();
+    int lvl = kq_simd_level(), simd = lvl >= KQ_SIMD_AVX2;
     if (bits == 16 && !float_weight(type))
-        return kq_q16_get_dot_multi(type, simd);
+        return kq_q16_get_dot_multi(type, lvl);
     if (bits != 8 && bits != 16)
         return NULL;
     switch (type) {
     case KQ_F32: return simd ? multi_avx2_f32 : multi_f32;
     case KQ_F16: return simd ? multi_avx2_f16 : multi_f16;
     case KQ_BF16: return multi_bf16;
-    case KQ_Q4_0: return simd ? kq_avx2_dot_multi_q4_0 : multi_q4_0;
-    case KQ_Q4_1: return simd ? kq_avx2_dot_multi_q4_1 : multi_q4_1;
+    case KQ_Q4_0: return PICK(lvl, multi_q4_0, kq_avx2_dot_multi_q4_0, kq_vnni_dot_multi_q4_0);
+    case KQ_Q4_1: return PICK(lvl, multi_q4_1, kq_avx2_dot_multi_q4_1, kq_vnni_dot_multi_q4_1);
     case KQ_Q5_0: return multi_q5_0;
     case KQ_Q5_1: return multi_q5_1;
-    case KQ_Q8_0: return simd ? multi_avx2_q8_0 : multi_q8_0;
+    case KQ_Q8_0: return PICK(lvl, multi_q8_0, multi_avx2_q8_0, multi_vnni_q8_0);
     case KQ_Q4_K: return simd ? multi_avx2_q4_K : multi_q4_K;
     case KQ_Q6_K: return simd ? multi_avx2_q6_K : multi_q6_K;
     default: return NULL;
@@ -630,9 +688,12 @@ kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits)
 
 kq_dot4_fn kq_get_dot4(uint32_t type, int bits)
 {
+    int lvl = kq_simd_level();
     if (bits == 16)
-        return kq_q16_get_dot4(type, use_avx2());
-    return bits == 8 && type == KQ_Q4_1 && use_avx2() ? kq_avx2_dot4_q4_1 : NULL;
+        return kq_q16_get_dot4(type, lvl);
+    if (bits != 8 || type != KQ_Q4_1)
+        return NULL;
+    return PICK(lvl, NULL, kq_avx2_dot4_q4_1, kq_vnni_dot4_q4_1);
 }
 
 float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row)

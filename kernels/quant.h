@@ -84,7 +84,21 @@ float kq_fp16_to_fp32(uint16_t h);
 uint16_t kq_fp32_to_fp16(float f);
 float kq_bf16_to_fp32(uint16_t h);
 
-/* Force the portable path (tests compare it with SIMD); 0 = auto. */
+/* SIMD levels, lowest first. Each level's kernels give the same results
+ * as the scalar ones within float rounding (the AVX512-VNNI ones are even
+ * bit-identical to the AVX2 ones: same integer lane sums, same float steps). */
+enum { KQ_SIMD_SCALAR = 0, KQ_SIMD_AVX2 = 1, KQ_SIMD_AVX512VNNI = 2 };
+/* Caps the level the kernels may use (tests and benchmarks compare levels
+ * in one process); what is used is min(cap, what the CPU has). A negative
+ * cap means auto (the default): the environment variable PIVOT_SIMD
+ * (scalar, avx2, avx512vnni; read once, at the first kernel lookup) caps it,
+ * else the CPU's best is used. */
+void kq_set_simd_level(int max_level);
+/* The level in use now (after the cap and the CPU check). */
+int kq_simd_level(void);
+/* The best level this CPU supports, ignoring caps. */
+int kq_simd_cpu_level(void);
+/* kq_set_simd_level(KQ_SIMD_SCALAR) when on, auto (-1) when off. */
 void kq_set_force_scalar(int on);
 /* "avx512vnni", "avx2", or "scalar": what kq_vec_dot uses now. */
 const char *kq_simd_name(void);

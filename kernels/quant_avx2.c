@@ -7,13 +7,28 @@
  * (|w| * sign(x, w)). Pair sums are at most 2*128*127 < 32767 so the
  * saturating 16-bit step never saturates. Per block the int32 sum is
  * converted to float and multiply-added with the block scales, which is the
- * arithmetic the scalar path does (only the summation order differs). */
+ * arithmetic the scalar path does (only the summation order differs).
+ *
+ * kernels/meson.build compiles this file again with KQ_VNNI defined (names
+ * kq_vnni_*): dot_us8 is then one vpdpbusd (u8 x s8, 4 products summed into
+ * each int32 lane), the same lane integers as maddubs + madd(1), so the
+ * results are bit-identical to the AVX2 build. */
 #include "quant_avx2_util.h"
+
+#ifdef KQ_VNNI
+#define KQ_FN(name) kq_vnni_##name
+#else
+#define KQ_FN(name) kq_avx2_##name
+#endif
 
 /* sum of u[i]*s[i] over 32 bytes (u unsigned, s signed) as 8 int32 lanes */
 static inline __m256i dot_us8(__m256i u, __m256i s)
 {
+#ifdef KQ_VNNI
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
 }
 
 /* signed x signed */
@@ -37,7 +52,7 @@ static inline __attribute__((always_inline)) void q4_1_block(const kq_block_q4_1
     *ms = _mm_add_ps(*ms, s);
 }
 
-void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
+void KQ_FN(dot4_q4_1)(int64_t n, const void *w, size_t ws, const void *x, float *out)
 {
     const kq_block_q4_1 *a[4];
     for (int r = 0; r < 4; r++)
@@ -76,14 +91,14 @@ multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *o
     q4_1_store(acc, ms, NX, out, os);
 }
 
-float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x)
+float KQ_FN(dot_q4_1)(int64_t n, const void *w, const void *x)
 {
     float out;
     multi_q4_1(n, w, x, 0, &out, 1, 1);
     return out;
 }
 
-void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
+void KQ_FN(dot_multi_q4_1)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
                             int64_t os)
 {
     const char *xp = x;
@@ -120,14 +135,14 @@ multi_q4_0(int64_t n, const kq_block_q4_0 *a, const char *x, size_t xs, float *o
 }
 
 /* one chain per row, like multi_q4_0 with NX = 1: bit-identical to it */
-float kq_avx2_dot_q4_0(int64_t n, const void *w, const void *x)
+float KQ_FN(dot_q4_0)(int64_t n, const void *w, const void *x)
 {
     float out;
     multi_q4_0(n, w, x, 0, &out, 1, 1);
     return out;
 }
 
-void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
+void KQ_FN(dot_multi_q4_0)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
                             int64_t os)
 {
     const char *xp = x;
@@ -141,7 +156,7 @@ void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t xs, 
     }
 }
 
-float kq_avx2_dot_q8_0(int64_t n, const void *w, const void *x)
+float KQ_FN(dot_q8_0)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q8_0 *a = w;
     const kq_block_q8_0 *b = x;
@@ -155,7 +170,7 @@ float kq_avx2_dot_q8_0(int64_t n, const void *w, const void *x)
     return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
 
-float kq_avx2_dot_q4_K(int64_t n, const void *w, const void *x)
+float KQ_FN(dot_q4_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_K *a = w;
     const kq_block_q8_K *b = x;
@@ -187,7 +202,7 @@ float kq_avx2_dot_q4_K(int64_t n, const void *w, const void *x)
     return sum;
 }
 
-float kq_avx2_dot_q6_K(int64_t n, const void *w, const void *x)
+float KQ_FN(dot_q6_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q6_K *a = w;
     const kq_block_q8_K *b = x;
@@ -228,7 +243,8 @@ float kq_avx2_dot_q6_K(int64_t n, const void *w, const void *x)
     return sum;
 }
 
-float kq_avx2_dot_f16(int64_t n, const void *w, const void *x)
+#ifndef KQ_VNNI /* float dots and quantizers have no integer dot: one (AVX2) copy */
+float KQ_FN(dot_f16)(int64_t n, const void *w, const void *x)
 {
     const uint16_t *a = w;
     const float *b = x;
@@ -246,7 +262,7 @@ float kq_avx2_dot_f16(int64_t n, const void *w, const void *x)
     return sum;
 }
 
-float kq_avx2_dot_f32(int64_t n, const void *w, const void *x)
+float KQ_FN(dot_f32)(int64_t n, const void *w, const void *x)
 {
     const float *a = w, *b = x;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -284,7 +300,7 @@ static inline int sum_i8(__m256i q)
     return hsum_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
 }
 
-void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n)
+void KQ_FN(quantize_q8_0)(const float *src, void *dst, int64_t n)
 {
     kq_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
@@ -294,7 +310,7 @@ void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n)
     }
 }
 
-void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n)
+void KQ_FN(quantize_q8_1)(const float *src, void *dst, int64_t n)
 {
     kq_block_q8_1 *b = dst;
     for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
@@ -306,7 +322,7 @@ void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n)
     }
 }
 
-void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n)
+void KQ_FN(quantize_q8_K)(const float *src, void *dst, int64_t n)
 {
     kq_block_q8_K *b = dst;
     for (int64_t i = 0; i < n / KQ_QKK; i++, src += KQ_QKK) {
@@ -329,3 +345,4 @@ void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n)
         }
     }
 }
+#endif

@@ -2,6 +2,12 @@
  * with -mavx2 -mfma -mf16c (kernels/meson.build) and only called after
  * quant.c's run-time CPU check.
  *
+ * kernels/meson.build compiles this file a second time with KQ_VNNI defined
+ * (AVX512-VNNI/VL flags, names kq_vnni_*): dot32 then uses vpdpwssd, which
+ * adds the second int16 pair product into the first's int32 lanes in one
+ * instruction. The lane sums are the same integers, so both builds give
+ * bit-identical results; only the instruction count differs.
+ *
  * Weights are widened to int16 and multiplied with the int16 activations by
  * vpmaddwd (_mm256_madd_epi16: int16 x int16 pairs summed into int32). The
  * only pair that overflows vpmaddwd is (-32768)^2 * 2, impossible since
@@ -9,6 +15,12 @@
  * bounds of the K-quant kernels are noted at each. Per block the int32 lanes
  * are converted to float and multiply-added with the block scales. */
 #include "quant_avx2_util.h"
+
+#ifdef KQ_VNNI
+#define KQ_FN(name) kq_vnni_##name
+#else
+#define KQ_FN(name) kq_avx2_##name
+#endif
 
 /* 16 nibbles -> elements 0..15 (low nibbles) and 16..31 (high) as int16 */
 static inline void nibbles16(const uint8_t *qs, __m256i *lo, __m256i *hi)
@@ -21,8 +33,15 @@ static inline void nibbles16(const uint8_t *qs, __m256i *lo, __m256i *hi)
 /* int32 lanes of sum(w[j] * y[j]) over a 32-value block (w, y int16) */
 static inline __m256i dot32(__m256i wlo, __m256i whi, const int16_t *y)
 {
+#ifdef KQ_VNNI
+    /* madd for the first half, not dpwssd on zero: the two multiplies then
+     * run in parallel instead of as a dependent chain */
+    return _mm256_dpwssd_epi32(_mm256_madd_epi16(wlo, _mm256_loadu_si256((const __m256i *)y)), whi,
+                               _mm256_loadu_si256((const __m256i *)(y + 16)));
+#else
     return _mm256_add_epi32(_mm256_madd_epi16(wlo, _mm256_loadu_si256((const __m256i *)y)),
                             _mm256_madd_epi16(whi, _mm256_loadu_si256((const __m256i *)(y + 16))));
+#endif
 }
 
 /* ---- Q4_1: single row, 4 rows, several tokens ------------------------------
@@ -58,14 +77,14 @@ multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *o
     q4_1_store(acc, ms, NX, out, os);
 }
 
-float kq_avx2_q16_dot_q4_1(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q4_1)(int64_t n, const void *w, const void *x)
 {
     float out;
     multi_q4_1(n, w, x, 0, &out, 1, 1);
     return out;
 }
 
-void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t xs, int nx,
+void KQ_FN(q16_dot_multi_q4_1)(int64_t n, const void *w, const void *x, size_t xs, int nx,
                                 float *out, int64_t os)
 {
     const char *xp = x;
@@ -79,7 +98,7 @@ void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t 
     }
 }
 
-void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
+void KQ_FN(q16_dot4_q4_1)(int64_t n, const void *w, size_t ws, const void *x, float *out)
 {
     const kq_block_q4_1 *a[4];
     for (int r = 0; r < 4; r++)
@@ -104,7 +123,7 @@ void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, f
  * Their multi-token form is one call of these per token (quant_q16.c), so
  * they may use two accumulator chains (even/odd blocks) for latency. */
 
-float kq_avx2_q16_dot_q4_0(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q4_0)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_0 *a = w;
     const kq_block_q16_1 *b = x;
@@ -138,7 +157,7 @@ static inline void q5_codes16(const uint8_t *qs, const uint8_t *qhp, __m256i *lo
     *hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(q, 1));
 }
 
-float kq_avx2_q16_dot_q5_0(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q5_0)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q5_0 *a = w;
     const kq_block_q16_1 *b = x;
@@ -154,7 +173,7 @@ float kq_avx2_q16_dot_q5_0(int64_t n, const void *w, const void *x)
     return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
 
-float kq_avx2_q16_dot_q5_1(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q5_1)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q5_1 *a = w;
     const kq_block_q16_1 *b = x;
@@ -170,7 +189,7 @@ float kq_avx2_q16_dot_q5_1(int64_t n, const void *w, const void *x)
     return hsum_ps(_mm256_add_ps(acc[0], acc[1])) + msum;
 }
 
-float kq_avx2_q16_dot_q8_0(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q8_0)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q8_0 *a = w;
     const kq_block_q16_1 *b = x;
@@ -186,7 +205,7 @@ float kq_avx2_q16_dot_q8_0(int64_t n, const void *w, const void *x)
 
 /* ---- K-quants ------------------------------------------------------------------ */
 
-float kq_avx2_q16_dot_q4_K(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q4_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_K *a = w;
     const kq_block_q16_K *b = x;
@@ -223,7 +242,7 @@ float kq_avx2_q16_dot_q4_K(int64_t n, const void *w, const void *x)
     return sum;
 }
 
-float kq_avx2_q16_dot_q6_K(int64_t n, const void *w, const void *x)
+float KQ_FN(q16_dot_q6_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q6_K *a = w;
     const kq_block_q16_K *b = x;
@@ -272,6 +291,7 @@ float kq_avx2_q16_dot_q6_K(int64_t n, const void *w, const void *x)
     return sum;
 }
 
+#ifndef KQ_VNNI /* the quantizers have no dot products: one copy (AVX2) serves both */
 /* ---- quantizers --------------------------------------------------------------
  * The scalar recipe (quant_q16.c): d = amax/32767, q = nearest-even(x*(1/d));
  * vcvtps2dq rounds to nearest even, so both give the same bytes. */
@@ -294,7 +314,7 @@ static inline int32_t sum32_i16(__m256i a, __m256i b)
     return hsum_epi32(_mm256_add_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(b, one)));
 }
 
-void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n)
+void KQ_FN(q16_quantize_1)(const float *src, void *dst, int64_t n)
 {
     kq_block_q16_1 *b = dst;
     for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
@@ -308,7 +328,7 @@ void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n)
     }
 }
 
-void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n)
+void KQ_FN(q16_quantize_K)(const float *src, void *dst, int64_t n)
 {
     kq_block_q16_K *b = dst;
     for (int64_t i = 0; i < n / KQ_QKK; i++, src += KQ_QKK) {
@@ -323,3 +343,4 @@ void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n)
         }
     }
 }
+#endif

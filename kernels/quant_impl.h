@@ -113,7 +113,7 @@ typedef void (*kq_quant_fn)(const float *src, void *dst, int64_t n);
 typedef void (*kq_dot4_fn)(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 
 /* The kernels kq_vec_dot_bits would use now for weight type `type` with
- * `bits`-bit activations (honours kq_set_force_scalar); NULL for unsupported
+ * `bits`-bit activations (honours kq_set_simd_level / PIVOT_SIMD); NULL for unsupported
  * types or bits. matmul.c fetches them once per call instead of dispatching
  * per row.
  *
@@ -129,7 +129,8 @@ kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits); /* non-NULL when kq_g
 kq_quant_fn kq_get_quant(uint32_t vec_dot_type);
 kq_dot4_fn kq_get_dot4(uint32_t type, int bits); /* NULL where there is none: use kq_get_dot */
 
-/* 16-bit activation kernels (quant_q16.c: scalar and dispatch). */
+/* 16-bit activation kernels (quant_q16.c: scalar and dispatch). `simd` is
+ * the level in use (KQ_SIMD_SCALAR, KQ_SIMD_AVX2, KQ_SIMD_AVX512VNNI). */
 kq_dot_fn kq_q16_get_dot(uint32_t type, int simd);
 kq_dot_multi_fn kq_q16_get_dot_multi(uint32_t type, int simd);
 kq_dot4_fn kq_q16_get_dot4(uint32_t type, int simd);
@@ -179,5 +180,28 @@ void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t 
 void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n);
 void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n);
+
+/* AVX512-VNNI builds of the integer dots above (quant_avx2.c and
+ * quant_avx2_q16.c compiled again with KQ_VNNI, kernels/meson.build):
+ * vpdpbusd / vpdpwssd on 256-bit vectors. Same lane integers and the same
+ * float steps as the AVX2 kernels, so results are bit-identical to them. */
+float kq_vnni_dot_q4_0(int64_t n, const void *w, const void *x);
+float kq_vnni_dot_q4_1(int64_t n, const void *w, const void *x);
+float kq_vnni_dot_q8_0(int64_t n, const void *w, const void *x);
+void kq_vnni_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                            float *out, int64_t out_stride);
+void kq_vnni_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                            float *out, int64_t out_stride);
+void kq_vnni_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+float kq_vnni_q16_dot_q4_0(int64_t n, const void *w, const void *x);
+float kq_vnni_q16_dot_q4_1(int64_t n, const void *w, const void *x);
+float kq_vnni_q16_dot_q5_0(int64_t n, const void *w, const void *x);
+float kq_vnni_q16_dot_q5_1(int64_t n, const void *w, const void *x);
+float kq_vnni_q16_dot_q8_0(int64_t n, const void *w, const void *x);
+float kq_vnni_q16_dot_q4_K(int64_t n, const void *w, const void *x);
+float kq_vnni_q16_dot_q6_K(int64_t n, const void *w, const void *x);
+void kq_vnni_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                float *out, int64_t out_stride);
+void kq_vnni_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 
 #endif

@@ -1,6 +1,6 @@
 /* kq, 16-bit activations: the scalar quantizers and dot products for
  * KQ_Q16_1 / KQ_Q16_K activations, and the choice between them and the AVX2
- * versions (quant_avx2_q16.c).
+ * and AVX512-VNNI builds of quant_avx2_q16.c.
  *
  * Why 16 bits: with 8-bit activations every matmul input carries an error of
  * up to amax/254, and over a 30-layer model that compounds to several % of
@@ -232,17 +232,26 @@ DEFINE_MULTI(multi_avx2_q5_1, kq_avx2_q16_dot_q5_1)
 DEFINE_MULTI(multi_avx2_q8_0, kq_avx2_q16_dot_q8_0)
 DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_q16_dot_q4_K)
 DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_q16_dot_q6_K)
+DEFINE_MULTI(multi_vnni_q4_0, kq_vnni_q16_dot_q4_0)
+DEFINE_MULTI(multi_vnni_q5_0, kq_vnni_q16_dot_q5_0)
+DEFINE_MULTI(multi_vnni_q5_1, kq_vnni_q16_dot_q5_1)
+DEFINE_MULTI(multi_vnni_q8_0, kq_vnni_q16_dot_q8_0)
+DEFINE_MULTI(multi_vnni_q4_K, kq_vnni_q16_dot_q4_K)
+DEFINE_MULTI(multi_vnni_q6_K, kq_vnni_q16_dot_q6_K)
+
+/* pick the kernel for level l among scalar / AVX2 / VNNI versions */
+#define PICK(l, sc, avx2, vnni) ((l) >= KQ_SIMD_AVX512VNNI ? (vnni) : (l) == KQ_SIMD_AVX2 ? (avx2) : (sc))
 
 kq_dot_fn kq_q16_get_dot(uint32_t type, int simd)
 {
     switch (type) {
-    case KQ_Q4_0: return simd ? kq_avx2_q16_dot_q4_0 : dot_q4_0;
-    case KQ_Q4_1: return simd ? kq_avx2_q16_dot_q4_1 : dot_q4_1;
-    case KQ_Q5_0: return simd ? kq_avx2_q16_dot_q5_0 : dot_q5_0;
-    case KQ_Q5_1: return simd ? kq_avx2_q16_dot_q5_1 : dot_q5_1;
-    case KQ_Q8_0: return simd ? kq_avx2_q16_dot_q8_0 : dot_q8_0;
-    case KQ_Q4_K: return simd ? kq_avx2_q16_dot_q4_K : dot_q4_K;
-    case KQ_Q6_K: return simd ? kq_avx2_q16_dot_q6_K : dot_q6_K;
+    case KQ_Q4_0: return PICK(simd, dot_q4_0, kq_avx2_q16_dot_q4_0, kq_vnni_q16_dot_q4_0);
+    case KQ_Q4_1: return PICK(simd, dot_q4_1, kq_avx2_q16_dot_q4_1, kq_vnni_q16_dot_q4_1);
+    case KQ_Q5_0: return PICK(simd, dot_q5_0, kq_avx2_q16_dot_q5_0, kq_vnni_q16_dot_q5_0);
+    case KQ_Q5_1: return PICK(simd, dot_q5_1, kq_avx2_q16_dot_q5_1, kq_vnni_q16_dot_q5_1);
+    case KQ_Q8_0: return PICK(simd, dot_q8_0, kq_avx2_q16_dot_q8_0, kq_vnni_q16_dot_q8_0);
+    case KQ_Q4_K: return PICK(simd, dot_q4_K, kq_avx2_q16_dot_q4_K, kq_vnni_q16_dot_q4_K);
+    case KQ_Q6_K: return PICK(simd, dot_q6_K, kq_avx2_q16_dot_q6_K, kq_vnni_q16_dot_q6_K);
     default: return NULL;
     }
 }
@@ -250,18 +259,20 @@ kq_dot_fn kq_q16_get_dot(uint32_t type, int simd)
 kq_dot_multi_fn kq_q16_get_dot_multi(uint32_t type, int simd)
 {
     switch (type) {
-    case KQ_Q4_0: return simd ? multi_avx2_q4_0 : multi_q4_0;
-    case KQ_Q4_1: return simd ? kq_avx2_q16_dot_multi_q4_1 : multi_q4_1;
-    case KQ_Q5_0: return simd ? multi_avx2_q5_0 : multi_q5_0;
-    case KQ_Q5_1: return simd ? multi_avx2_q5_1 : multi_q5_1;
-    case KQ_Q8_0: return simd ? multi_avx2_q8_0 : multi_q8_0;
-    case KQ_Q4_K: return simd ? multi_avx2_q4_K : multi_q4_K;
-    case KQ_Q6_K: return simd ? multi_avx2_q6_K : multi_q6_K;
+    case KQ_Q4_0: return PICK(simd, multi_q4_0, multi_avx2_q4_0, multi_vnni_q4_0);
+    case KQ_Q4_1: return PICK(simd, multi_q4_1, kq_avx2_q16_dot_multi_q4_1, kq_vnni_q16_dot_multi_q4_1);
+    case KQ_Q5_0: return PICK(simd, multi_q5_0, multi_avx2_q5_0, multi_vnni_q5_0);
+    case KQ_Q5_1: return PICK(simd, multi_q5_1, multi_avx2_q5_1, multi_vnni_q5_1);
+    case KQ_Q8_0: return PICK(simd, multi_q8_0, multi_avx2_q8_0, multi_vnni_q8_0);
+    case KQ_Q4_K: return PICK(simd, multi_q4_K, multi_avx2_q4_K, multi_vnni_q4_K);
+    case KQ_Q6_K: return PICK(simd, multi_q6_K, multi_avx2_q6_K, multi_vnni_q6_K);
     default: return NULL;
     }
 }
 
 kq_dot4_fn kq_q16_get_dot4(uint32_t type, int simd)
 {
-    return type == KQ_Q4_1 && simd ? kq_avx2_q16_dot4_q4_1 : NULL;
+    if (type != KQ_Q4_1)
+        return NULL;
+    return PICK(simd, NULL, kq_avx2_q16_dot4_q4_1, kq_vnni_q16_dot4_q4_1);
 }
