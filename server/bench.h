@@ -1,10 +1,13 @@
 /* bench: `pivot bench`, a load-testing client for OpenAI-compatible servers.
  *
- * cmd_bench.c owns the command line, the workload (prompts, arrivals), the
- * statistics and the report; bench_http.c is the HTTP/1.1 client (libuv +
- * llhttp, one TCP connection per request, SSE parsing and the per-chunk
- * timestamps that TTFT/ITL are made of). Everything runs on one libuv loop
- * thread, so no locking anywhere.
+ * cmd_bench.c owns the command line, the orchestration of the run and the
+ * report; bench_http.c is the HTTP/1.1 client (libuv + llhttp, one TCP
+ * connection per request, the per-read timestamps that TTFT/ITL are made of).
+ * The pure logic, unit-tested without sockets, has its own modules:
+ * bench_workload.h (RNG, prompts, arrivals, datasets), bench_sse.h (SSE
+ * stream and response bodies), bench_stats.h (per-request record, metrics,
+ * percentiles). Everything runs on one libuv loop thread, so no locking
+ * anywhere.
  *
  * Metric definitions follow vLLM's `bench serve` (BRIEF.md §5): a request's
  * clock starts just before its connection is opened (vLLM starts it just
@@ -17,25 +20,11 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "bench_stats.h"
+
 typedef struct bench_req bench_req;
 
-/* One request's outcome, filled by bench_http.c. */
-typedef struct {
-    int ok;
-    char err[160];     /* failure reason when !ok */
-    double t_send;     /* loop clock, seconds */
-    double ttft;       /* seconds; streaming: first chunk with choices; else = latency */
-    double latency;    /* send -> response complete */
-    double *itl;       /* gaps between chunks with choices (streaming) */
-    size_t n_itl, cap_itl;
-    int n_chunks;      /* chunks with non-empty choices (TTFT/ITL, as vLLM) */
-    int n_text_chunks; /* of those, chunks with non-empty text: the token count
-                          when the server sends no usage */
-    long prompt_tokens, completion_tokens; /* from usage; -1 when absent */
-    size_t text_len;   /* generated characters */
-    char *body;        /* non-streaming / probe: the whole response body */
-    size_t body_len;
-} bench_result;
+/* bench_result, one request's outcome: bench_stats.h. */
 
 typedef void (*bench_done_cb)(bench_req *r, void *ud);
 
@@ -63,10 +52,5 @@ bench_result *bench_req_result(bench_req *r);
 
 /* The loop clock in seconds (uv_hrtime). */
 double bench_now(void);
-
-/* Statistics (pure; also used by the report). Percentile with linear
- * interpolation between closest ranks, numpy's default, which vLLM uses.
- * Sorts v in place. n == 0 gives 0. */
-double bench_percentile(double *v, size_t n, double p);
 
 #endif

@@ -1,5 +1,6 @@
 /* bench_http: the HTTP/1.1 client side of `pivot bench` — libuv TCP + llhttp
- * in response mode, SSE chunk parsing, per-chunk timestamps.
+ * in response mode, per-read timestamps. What the body means (SSE chunks,
+ * JSON bodies, error messages) is bench_sse.c's.
  *
  * One TCP connection per request with "Connection: close": a benchmark
  * request then never queues behind another on a shared connection, and the
@@ -20,9 +21,9 @@
 #include <strings.h>
 
 #include "bench.h"
+#include "bench_sse.h"
 
 #define MAX_BODY (4u << 20) /* non-streaming bodies kept; beyond this is an error */
-#define MAX_LINE (1u << 20) /* one SSE line */
 
 struct bench_req {
     uv_tcp_t tcp;
@@ -33,10 +34,8 @@ struct bench_req {
     int handles_open, closing, done, pending_fail, stream, chat, msg_complete;
     double timeout_s;
     char *out; /* request bytes, alive until the write completes or the req closes */
-    char *line;
-    size_t line_len, line_cap;
+    bench_sse *sse; /* streaming: the body's parser, filling res */
     double t_read; /* timestamp of the read being parsed */
-    double t_last; /* last chunk with choices */
     bench_done_cb cb;
     void *ud;
     bench_result res;
@@ -53,9 +52,8 @@ static void on_closed(uv_handle_t *h) {
     bench_req *r = h->data;
     if (--r->handles_open > 0) return;
     free(r->out);
-    free(r->line);
-    free(r->res.itl); /* NULL when the caller took them */
-    free(r->res.body);
+    bench_sse_free(r->sse);
+    bench_result_release(&r->res); /* nothing left when the caller took them */
     free(r);
 }
 
@@ -89,87 +87,6 @@ bench_result *bench_req_result(bench_req *r) { return &r->res; }
 
 /* ---- response body ---- */
 
-static int push_itl(bench_result *res, double v) {
-    if (res->n_itl == res->cap_itl) {
-        size_t cap = res->cap_itl ? res->cap_itl * 2 : 64;
-        double *p = realloc(res->itl, cap * sizeof *p);
-        if (!p) return -1;
-        res->itl = p;
-        res->cap_itl = cap;
-    }
-    res->itl[res->n_itl++] = v;
-    return 0;
-}
-
-static void read_usage(bench_result *res, const cJSON *o) {
-    const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "usage");
-    if (!cJSON_IsObject(u)) return;
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(u, "completion_tokens");
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens");
-    if (cJSON_IsNumber(c)) res->completion_tokens = (long)c->valuedouble;
-    if (cJSON_IsNumber(p)) res->prompt_tokens = (long)p->valuedouble;
-}
-
-static size_t choice_text_len(const cJSON *choice, int chat) {
-    const cJSON *t;
-    if (chat) {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(choice, "delta");
-        if (!d) d = cJSON_GetObjectItemCaseSensitive(choice, "message");
-        t = cJSON_GetObjectItemCaseSensitive(d, "content");
-    } else {
-        t = cJSON_GetObjectItemCaseSensitive(choice, "text");
-    }
-    return cJSON_IsString(t) ? strlen(t->valuestring) : 0;
-}
-
-/* An error object's message, for failure reasons. */
-static void error_message(const cJSON *o, char *buf, size_t len) {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
-    const cJSON *m = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "message") : e;
-    snprintf(buf, len, "%s", cJSON_IsString(m) ? m->valuestring : "error object");
-}
-
-/* One SSE line. Returns -1 after failing the request. */
-static int sse_line(bench_req *r, char *s) {
-    if (strncmp(s, "data:", 5) != 0) return 0; /* blank, comment, event:, id: */
-    s += 5;
-    if (*s == ' ') s++;
-    if (!strcmp(s, "[DONE]")) return 0;
-    cJSON *o = cJSON_Parse(s);
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        char snip[48];
-        snprintf(snip, sizeof snip, "%.40s", s);
-        fail(r, "malformed SSE chunk: %s", snip);
-        return -1;
-    }
-    if (cJSON_GetObjectItemCaseSensitive(o, "error")) {
-        char m[120];
-        error_message(o, m, sizeof m);
-        cJSON_Delete(o);
-        fail(r, "error in stream: %s", m);
-        return -1;
-    }
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
-    if (cJSON_IsArray(ch) && cJSON_GetArraySize(ch) > 0) {
-        /* vLLM: the first chunk with choices is TTFT, every later one an ITL gap */
-        if (r->res.n_chunks == 0) r->res.ttft = r->t_read - r->res.t_send;
-        else if (push_itl(&r->res, r->t_read - r->t_last)) {
-            cJSON_Delete(o);
-            fail(r, "%s", "out of memory");
-            return -1;
-        }
-        r->t_last = r->t_read;
-        r->res.n_chunks++;
-        size_t tl = choice_text_len(cJSON_GetArrayItem(ch, 0), r->chat);
-        r->res.text_len += tl;
-        r->res.n_text_chunks += tl > 0; /* a final chunk may carry only finish_reason */
-    }
-    read_usage(&r->res, o);
-    cJSON_Delete(o);
-    return 0;
-}
-
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     bench_req *r = p->data;
     if (!r->stream || r->parser.status_code != 200) {
@@ -188,71 +105,33 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
         b[r->res.body_len] = 0;
         return 0;
     }
-    /* Streaming: split into lines; a line may span reads. */
-    for (size_t i = 0; i < len; i++) {
-        char c = at[i];
-        if (c == '\n') {
-            if (r->line_len && r->line[r->line_len - 1] == '\r') r->line_len--;
-            if (!r->line) continue; /* empty line before any byte */
-            r->line[r->line_len] = 0;
-            r->line_len = 0;
-            if (sse_line(r, r->line)) return -1;
-            continue;
-        }
-        if (r->line_len + 2 > r->line_cap) {
-            size_t cap = r->line_cap ? r->line_cap * 2 : 1024;
-            char *l = cap > MAX_LINE ? NULL : realloc(r->line, cap);
-            if (!l) {
-                fail(r, "%s", "SSE line too long");
-                return -1;
-            }
-            r->line = l;
-            r->line_cap = cap;
-        }
-        r->line[r->line_len++] = c;
+    if (bench_sse_feed(r->sse, at, len, r->t_read)) {
+        fail(r, "%s", bench_sse_error(r->sse));
+        return -1;
     }
     return 0;
 }
 
 static void finish_body(bench_req *r) {
     int status = r->parser.status_code;
-    cJSON *o = r->res.body ? cJSON_Parse(r->res.body) : NULL;
     if (status != 200) {
-        char m[120], why[150];
-        if (o) error_message(o, m, sizeof m);
-        else snprintf(m, sizeof m, "%.60s", r->res.body ? r->res.body : "");
-        snprintf(why, sizeof why, "%d %s", status, m);
-        cJSON_Delete(o);
-        fail(r, "HTTP %s", why);
+        char why[160];
+        bench_http_error_reason(status, r->res.body, why, sizeof why);
+        fail(r, "%s", why);
         return;
     }
     if (r->stream) {
-        cJSON_Delete(o);
-        if (r->line_len) { /* a last line without its newline */
-            r->line[r->line_len] = 0;
-            r->line_len = 0;
-            if (sse_line(r, r->line)) return;
-        }
-        if (r->res.n_chunks == 0) {
-            fail(r, "%s", "stream ended without any chunk with choices");
+        if (bench_sse_finish(r->sse)) {
+            fail(r, "%s", bench_sse_error(r->sse));
             return;
         }
-        r->res.ok = 1;
-        finish(r);
-        return;
+    } else {
+        char why[160];
+        if (bench_parse_body(&r->res, r->res.body, r->chat, why, sizeof why)) {
+            fail(r, "%s", why);
+            return;
+        }
     }
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        fail(r, "%s", "malformed JSON response");
-        return;
-    }
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
-    if (cJSON_IsArray(ch) && cJSON_GetArraySize(ch) > 0) {
-        r->res.n_chunks = r->res.n_text_chunks = 1;
-        r->res.text_len = choice_text_len(cJSON_GetArrayItem(ch, 0), r->chat);
-    }
-    read_usage(&r->res, o);
-    cJSON_Delete(o);
     r->res.ok = 1;
     finish(r);
 }
@@ -315,7 +194,11 @@ static void on_connect(uv_connect_t *c, int status) {
 static void on_timer(uv_timer_t *t) {
     bench_req *r = t->data;
     if (r->pending_fail) {
-        fail(r, "%s", r->res.err);
+        /* fail() formats into res.err: copy first, overlapping snprintf
+         * arguments are undefined behaviour */
+        char why[sizeof r->res.err];
+        memcpy(why, r->res.err, sizeof why);
+        fail(r, "%s", why);
         return;
     }
     char d[32];
@@ -359,7 +242,12 @@ bench_req *bench_req_start(uv_loop_t *loop, const bench_target *t, const char *m
     r->timeout_s = timeout_s;
     r->cb = cb;
     r->ud = ud;
-    r->res.prompt_tokens = r->res.completion_tokens = -1;
+    bench_result_init(&r->res);
+    if (stream && !(r->sse = bench_sse_new(&r->res, chat, 0))) {
+        free(r->out);
+        free(r);
+        return NULL;
+    }
     r->res.t_send = bench_now();
     llhttp_init(&r->parser, HTTP_RESPONSE, &g_settings);
     r->parser.data = r;
@@ -428,20 +316,4 @@ int bench_target_parse(bench_target *t, const char *url, char *err, size_t errle
     memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(ai);
     return 0;
-}
-
-/* ---- statistics ---- */
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-double bench_percentile(double *v, size_t n, double p) {
-    if (n == 0) return 0;
-    qsort(v, n, sizeof *v, cmp_d);
-    double k = (double)(n - 1) * p / 100.0;
-    size_t lo = (size_t)k;
-    if (lo + 1 >= n) return v[n - 1];
-    return v[lo] + (v[lo + 1] - v[lo]) * (k - (double)lo);
 }

@@ -1,6 +1,9 @@
 /* pivot bench: load-test an OpenAI-compatible server the way vLLM's
  * `bench serve` does, with the same metric definitions (BRIEF.md §5), so
- * that numbers from either client mean the same thing.
+ * that numbers from either client mean the same thing. This file is the
+ * command line, the run on the libuv loop and the report; the workload
+ * (bench_workload.c), the response parsing (bench_sse.c) and the arithmetic
+ * (bench_stats.c) are pure modules with their own unit tests.
  *
  * Arrivals: --rate R draws exponential gaps with mean 1/R from a seeded RNG
  * (vLLM's gamma with burstiness 1); --rate inf sends all at once.
@@ -21,21 +24,8 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_workload.h"
 #include "cli.h"
-
-#define MAX_REASONS 16
-
-static const char *WORDS[] = {
-    "the",   "of",    "and",   "to",    "in",    "is",    "that",  "for",   "it",    "as",
-    "was",   "with",  "be",    "by",    "on",    "not",   "he",    "this",  "are",   "or",
-    "his",   "from",  "at",    "which", "but",   "have",  "an",    "had",   "they",  "you",
-    "were",  "their", "one",   "all",   "we",    "can",   "her",   "has",   "there", "been",
-    "if",    "more",  "when",  "will",  "would", "who",   "so",    "no",    "time",  "people",
-    "new",   "first", "also",  "after", "year",  "other", "some",  "water", "house", "world",
-    "city",  "light", "story", "river", "music", "night", "small", "great", "work",  "day",
-    "game",  "school", "house", "book", "place", "hand",  "life",  "old",   "good",  "long",
-};
-#define N_WORDS (sizeof WORDS / sizeof WORDS[0])
 
 typedef struct {
     char *prompt;
@@ -51,7 +41,7 @@ typedef struct {
     double rate, timeout_s;
     int stream, ignore_eos, chat;
     uint64_t seed;
-    double slo_ttft, slo_tpot, slo_e2el; /* ms; < 0 = not set */
+    bench_slo slo; /* ms; < 0 = not set */
     int goodput;
     /* run */
     bench_target target;
@@ -92,113 +82,7 @@ static int usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-/* ---- RNG: splitmix64, so a seed gives the same workload everywhere ---- */
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_unit(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
-
 /* ---- workload ---- */
-
-static char *random_prompt(uint64_t *rng, long n) {
-    size_t cap = (size_t)n * 8 + 1, len = 0;
-    char *p = malloc(cap);
-    if (!p) return NULL;
-    p[0] = 0;
-    for (long i = 0; i < n; i++) {
-        const char *w = WORDS[rng_next(rng) % N_WORDS];
-        len += (size_t)snprintf(p + len, cap - len, "%s%s", i ? " " : "", w);
-    }
-    return p;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = (n + 65536 + 1) * 2;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = b;
-        }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got == 0) break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-/* A dataset record's prompt: {"prompt": s} or ShareGPT's first turn. */
-static const char *record_prompt(const cJSON *o) {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-    if (cJSON_IsString(p)) return p->valuestring;
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "conversations");
-    const cJSON *t = cJSON_IsArray(c) ? cJSON_GetArrayItem(c, 0) : NULL;
-    const cJSON *v = t ? cJSON_GetObjectItemCaseSensitive(t, "value") : NULL;
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* Load prompts; returns count (0 on error, message printed). */
-static size_t load_dataset(const char *path, char ***out) {
-    size_t len;
-    char *text = read_file(path, &len);
-    if (!text) {
-        fprintf(stderr, "pivot bench: cannot read --dataset %s\n", path);
-        return 0;
-    }
-    char **v = NULL;
-    size_t n = 0, cap = 0;
-    const char *s = text;
-    while (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t') s++;
-    cJSON *arr = *s == '[' ? cJSON_Parse(s) : NULL;
-    char *save = NULL, *line = *s == '[' ? NULL : strtok_r(text, "\n", &save);
-    const cJSON *it = arr ? arr->child : NULL;
-    for (;;) {
-        cJSON *o = NULL;
-        const cJSON *rec;
-        if (arr) {
-            if (!it) break;
-            rec = it;
-            it = it->next;
-        } else {
-            if (!line) break;
-            o = cJSON_Parse(line);
-            rec = o;
-            line = strtok_r(NULL, "\n", &save);
-        }
-        const char *p = rec ? record_prompt(rec) : NULL;
-        if (p && *p) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                char **nv = realloc(v, cap * sizeof *nv);
-                if (!nv) break;
-                v = nv;
-            }
-            v[n] = strdup(p);
-            if (v[n]) n++;
-        }
-        cJSON_Delete(o);
-    }
-    cJSON_Delete(arr);
-    free(text);
-    if (!n) fprintf(stderr, "pivot bench: no prompts in --dataset %s\n", path);
-    *out = v;
-    return n;
-}
 
 static int build_workload(bench *b) {
     uint64_t rng = b->seed;
@@ -206,30 +90,30 @@ static int build_workload(bench *b) {
     b->arrivals = calloc((size_t)b->num_prompts, sizeof *b->arrivals);
     b->res = calloc((size_t)b->num_prompts, sizeof *b->res);
     if (!b->items || !b->arrivals || !b->res) return -1;
+    for (long i = 0; i < b->num_prompts; i++) bench_result_init(&b->res[i]);
     char **ds = NULL;
     size_t n_ds = 0;
-    if (b->dataset && !(n_ds = load_dataset(b->dataset, &ds))) return -1;
+    char err[1024];
+    if (b->dataset && bench_dataset_load(b->dataset, &ds, &n_ds, err, sizeof err)) {
+        fprintf(stderr, "pivot bench: %s\n", err);
+        return -1;
+    }
     for (long i = 0; i < b->num_prompts; i++) {
         bench_item *it = &b->items[i];
         it->output_len = (int)b->output_len;
         if (n_ds) {
             it->prompt = strdup(ds[(size_t)i % n_ds]);
         } else {
-            it->prompt = random_prompt(&rng, b->input_len);
+            it->prompt = bench_random_prompt(&rng, b->input_len);
             it->input_len = (int)b->input_len;
         }
-        if (!it->prompt) return -1;
+        if (!it->prompt) {
+            bench_prompts_free(ds, n_ds);
+            return -1;
+        }
     }
-    for (size_t i = 0; i < n_ds; i++) free(ds[i]);
-    free(ds);
-    /* Poisson process: exponential gaps, the first request at t = 0 + gap like vLLM */
-    double t = 0;
-    uint64_t arng = b->seed ^ 0x5eedf00dull;
-    for (long i = 0; i < b->num_prompts; i++) {
-        if (isfinite(b->rate)) t += -log(1.0 - rng_unit(&arng)) / b->rate;
-        b->arrivals[i] = t;
-    }
-    return 0;
+    bench_prompts_free(ds, n_ds);
+    return bench_arrivals(b->arrivals, (size_t)b->num_prompts, b->rate, b->seed);
 }
 
 static char *request_body(const bench *b, const bench_item *it) {
@@ -368,38 +252,13 @@ static int probe_model(bench *b) {
     } else {
         fprintf(stderr, "pivot bench: GET /v1/models: %s (use --model)\n", g_probe.err);
     }
-    free(g_probe.body);
-    free(g_probe.itl);
+    bench_result_release(&g_probe);
     return rc;
 }
 
 /* ---- report: vLLM's calculate_metrics, field names as in its JSON ---- */
 
-typedef struct {
-    double mean, std, median, p90, p99;
-} dist;
-
-static dist distribution(double *v, size_t n) {
-    dist d = {0};
-    if (!n) return d;
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) s += v[i];
-    d.mean = s / (double)n;
-    for (size_t i = 0; i < n; i++) s2 += (v[i] - d.mean) * (v[i] - d.mean);
-    d.std = sqrt(s2 / (double)n); /* numpy's std: population */
-    d.median = bench_percentile(v, n, 50);
-    d.p90 = bench_percentile(v, n, 90);
-    d.p99 = bench_percentile(v, n, 99);
-    return d;
-}
-
-static long out_tokens(const bench_result *r) {
-    /* the server's count; without usage, one token per chunk with text
-     * (llama.cpp-style servers stream one token per chunk) */
-    return r->completion_tokens >= 0 ? r->completion_tokens : r->n_text_chunks;
-}
-
-static void add_dist(cJSON *o, const char *name, dist d) {
+static void add_dist(cJSON *o, const char *name, bench_dist d) {
     char k[64];
     snprintf(k, sizeof k, "mean_%s_ms", name), cJSON_AddNumberToObject(o, k, d.mean * 1e3);
     snprintf(k, sizeof k, "median_%s_ms", name), cJSON_AddNumberToObject(o, k, d.median * 1e3);
@@ -408,7 +267,7 @@ static void add_dist(cJSON *o, const char *name, dist d) {
     snprintf(k, sizeof k, "p99_%s_ms", name), cJSON_AddNumberToObject(o, k, d.p99 * 1e3);
 }
 
-static void print_dist(const char *title, const char *name, dist d) {
+static void print_dist(const char *title, const char *name, bench_dist d) {
     printf("%-50s\n", title);
     printf("Mean %s (ms):%*s%.2f\n", name, (int)(40 - 11 - strlen(name)), "", d.mean * 1e3);
     printf("Median %s (ms):%*s%.2f\n", name, (int)(40 - 13 - strlen(name)), "", d.median * 1e3);
@@ -418,54 +277,27 @@ static void print_dist(const char *title, const char *name, dist d) {
 
 static int report(bench *b) {
     size_t n = (size_t)b->num_prompts;
-    double *ttft = calloc(n + 1, sizeof *ttft), *tpot = calloc(n + 1, sizeof *tpot);
-    double *e2el = calloc(n + 1, sizeof *e2el), *itl = NULL;
-    size_t n_itl = 0, n_ok = 0, n_tpot = 0, n_good = 0;
-    for (size_t i = 0; i < n; i++) n_itl += b->res[i].ok ? b->res[i].n_itl : 0;
-    itl = calloc(n_itl + 1, sizeof *itl);
+    long planned = b->dataset ? 0 : b->input_len;
+    bench_metrics m;
     cJSON *o = cJSON_CreateObject();
-    if (!ttft || !tpot || !e2el || !itl || !o) {
+    if (!o || bench_metrics_compute(&m, b->res, n, planned, b->t_end - b->t0,
+                                    b->goodput ? &b->slo : NULL)) {
         fprintf(stderr, "pivot bench: out of memory\n");
-        free(ttft), free(tpot), free(e2el), free(itl), cJSON_Delete(o);
+        cJSON_Delete(o);
         return 1;
     }
-    long tot_in = 0, tot_out = 0;
-    struct { const char *why; long n; } reasons[MAX_REASONS];
-    int n_reasons = 0;
     cJSON *in_lens = cJSON_CreateArray(), *out_lens = cJSON_CreateArray();
     cJSON *ttfts = cJSON_CreateArray(), *errors = cJSON_CreateArray();
-    n_itl = 0;
     for (size_t i = 0; i < n; i++) {
         const bench_result *r = &b->res[i];
-        long in = r->prompt_tokens >= 0 ? r->prompt_tokens : b->items[i].input_len;
-        long out = r->ok ? out_tokens(r) : 0;
-        cJSON_AddItemToArray(in_lens, cJSON_CreateNumber((double)in));
-        cJSON_AddItemToArray(out_lens, cJSON_CreateNumber((double)out));
+        cJSON_AddItemToArray(in_lens, cJSON_CreateNumber((double)bench_in_tokens(r, planned)));
+        cJSON_AddItemToArray(out_lens, cJSON_CreateNumber(r->ok ? (double)bench_out_tokens(r) : 0));
         cJSON_AddItemToArray(ttfts, cJSON_CreateNumber(r->ok ? r->ttft : 0));
         cJSON_AddItemToArray(errors, cJSON_CreateString(r->ok ? "" : r->err));
-        if (!r->ok) {
-            int k = 0;
-            while (k < n_reasons && strcmp(reasons[k].why, r->err)) k++;
-            if (k == n_reasons && n_reasons < MAX_REASONS) reasons[n_reasons++].why = r->err, reasons[k].n = 0;
-            if (k < n_reasons) reasons[k].n++;
-            continue;
-        }
-        tot_in += in;
-        tot_out += out;
-        ttft[n_ok] = r->ttft;
-        e2el[n_ok++] = r->latency;
-        double tp = out > 1 ? (r->latency - r->ttft) / (double)(out - 1) : 0;
-        if (out > 1) tpot[n_tpot++] = tp;
-        for (size_t k = 0; k < r->n_itl; k++) itl[n_itl++] = r->itl[k];
-        int good = (b->slo_ttft < 0 || r->ttft * 1e3 <= b->slo_ttft) &&
-                   (b->slo_tpot < 0 || tp * 1e3 <= b->slo_tpot) &&
-                   (b->slo_e2el < 0 || r->latency * 1e3 <= b->slo_e2el);
-        n_good += (size_t)good;
     }
-    double dur = b->t_end - b->t0;
-    if (dur <= 0) dur = 1e-9;
-    dist dt = distribution(ttft, n_ok), dp = distribution(tpot, n_tpot);
-    dist di = distribution(itl, n_itl), de = distribution(e2el, n_ok);
+    size_t n_ok = m.completed;
+    double dur = m.duration;
+    bench_dist dt = m.ttft, dp = m.tpot, di = m.itl, de = m.e2el;
 
     printf("============ Serving Benchmark Result ============\n");
     printf("%-40s%-10zu\n", "Successful requests:", n_ok);
@@ -474,18 +306,19 @@ static int report(bench *b) {
     if (isfinite(b->rate)) printf("%-40s%-10.2f\n", "Request rate (req/s):", b->rate);
     else printf("%-40s%-10s\n", "Request rate (req/s):", "inf");
     printf("%-40s%-10.2f\n", "Benchmark duration (s):", dur);
-    printf("%-40s%-10ld\n", "Total input tokens:", tot_in);
-    printf("%-40s%-10ld\n", "Total generated tokens:", tot_out);
-    printf("%-40s%-10.2f\n", "Request throughput (req/s):", (double)n_ok / dur);
-    if (b->goodput) printf("%-40s%-10.2f\n", "Request goodput (req/s):", (double)n_good / dur);
-    printf("%-40s%-10.2f\n", "Output token throughput (tok/s):", (double)tot_out / dur);
-    printf("%-40s%-10.2f\n", "Total token throughput (tok/s):", (double)(tot_in + tot_out) / dur);
+    printf("%-40s%-10ld\n", "Total input tokens:", m.total_input);
+    printf("%-40s%-10ld\n", "Total generated tokens:", m.total_output);
+    printf("%-40s%-10.2f\n", "Request throughput (req/s):", m.request_throughput);
+    if (b->goodput) printf("%-40s%-10.2f\n", "Request goodput (req/s):", m.request_goodput);
+    printf("%-40s%-10.2f\n", "Output token throughput (tok/s):", m.output_throughput);
+    printf("%-40s%-10.2f\n", "Total token throughput (tok/s):", m.total_token_throughput);
     print_dist("---------------Time to First Token----------------", "TTFT", dt);
     print_dist("-----Time per Output Token (excl. 1st token)------", "TPOT", dp);
     print_dist("---------------Inter-token Latency----------------", "ITL", di);
     print_dist("----------------End-to-end Latency----------------", "E2EL", de);
     printf("==================================================\n");
-    for (int k = 0; k < n_reasons; k++) printf("failed x%ld: %s\n", reasons[k].n, reasons[k].why);
+    for (int k = 0; k < m.n_reasons; k++)
+        printf("failed x%ld: %s\n", m.reasons[k].n, m.reasons[k].why);
     fflush(stdout);
 
     cJSON_AddStringToObject(o, "backend", "pivot-bench");
@@ -504,19 +337,20 @@ static int report(bench *b) {
     cJSON_AddNumberToObject(o, "duration", dur);
     cJSON_AddNumberToObject(o, "completed", (double)n_ok);
     cJSON_AddNumberToObject(o, "failed", (double)b->n_failed);
-    cJSON_AddNumberToObject(o, "total_input_tokens", (double)tot_in);
-    cJSON_AddNumberToObject(o, "total_output_tokens", (double)tot_out);
-    cJSON_AddNumberToObject(o, "request_throughput", (double)n_ok / dur);
-    if (b->goodput) cJSON_AddNumberToObject(o, "request_goodput", (double)n_good / dur);
+    cJSON_AddNumberToObject(o, "total_input_tokens", (double)m.total_input);
+    cJSON_AddNumberToObject(o, "total_output_tokens", (double)m.total_output);
+    cJSON_AddNumberToObject(o, "request_throughput", m.request_throughput);
+    if (b->goodput) cJSON_AddNumberToObject(o, "request_goodput", m.request_goodput);
     else cJSON_AddNullToObject(o, "request_goodput");
-    cJSON_AddNumberToObject(o, "output_throughput", (double)tot_out / dur);
-    cJSON_AddNumberToObject(o, "total_token_throughput", (double)(tot_in + tot_out) / dur);
+    cJSON_AddNumberToObject(o, "output_throughput", m.output_throughput);
+    cJSON_AddNumberToObject(o, "total_token_throughput", m.total_token_throughput);
     add_dist(o, "ttft", dt);
     add_dist(o, "tpot", dp);
     add_dist(o, "itl", di);
     add_dist(o, "e2el", de);
     cJSON *fr = cJSON_AddObjectToObject(o, "failure_reasons");
-    for (int k = 0; k < n_reasons; k++) cJSON_AddNumberToObject(fr, reasons[k].why, (double)reasons[k].n);
+    for (int k = 0; k < m.n_reasons; k++)
+        cJSON_AddNumberToObject(fr, m.reasons[k].why, (double)m.reasons[k].n);
     cJSON_AddItemToObject(o, "input_lens", in_lens);
     cJSON_AddItemToObject(o, "output_lens", out_lens);
     cJSON_AddItemToObject(o, "ttfts", ttfts);
@@ -533,7 +367,6 @@ static int report(bench *b) {
         free(s);
     }
     cJSON_Delete(o);
-    free(ttft), free(tpot), free(e2el), free(itl);
     return rc;
 }
 
@@ -553,9 +386,9 @@ static int parse_args(bench *b, int argc, char **argv) {
                 double ms;
                 const char *c = strchr(s, ':');
                 if (!c || cli_parse_float(c + 1, 0, 1e9, &ms)) goto bad_goodput;
-                if (!strncmp(s, "ttft:", 5)) b->slo_ttft = ms;
-                else if (!strncmp(s, "tpot:", 5)) b->slo_tpot = ms;
-                else if (!strncmp(s, "e2el:", 5)) b->slo_e2el = ms;
+                if (!strncmp(s, "ttft:", 5)) b->slo.ttft_ms = ms;
+                else if (!strncmp(s, "tpot:", 5)) b->slo.tpot_ms = ms;
+                else if (!strncmp(s, "e2el:", 5)) b->slo.e2el_ms = ms;
                 else goto bad_goodput;
                 got++;
             }
@@ -623,7 +456,7 @@ int cmd_bench(int argc, char **argv) {
     b->rate = INFINITY;
     b->timeout_s = 600;
     b->stream = 1;
-    b->slo_ttft = b->slo_tpot = b->slo_e2el = -1;
+    b->slo.ttft_ms = b->slo.tpot_ms = b->slo.e2el_ms = -1;
     int rc = parse_args(b, argc, argv);
     char err[512];
     if (!rc && bench_target_parse(&b->target, b->url, err, sizeof err)) {
@@ -664,10 +497,7 @@ out:
     if (b->items)
         for (long i = 0; i < b->num_prompts; i++) free(b->items[i].prompt);
     if (b->res)
-        for (long i = 0; i < b->num_prompts; i++) {
-            free(b->res[i].itl);
-            free(b->res[i].body);
-        }
+        for (long i = 0; i < b->num_prompts; i++) bench_result_release(&b->res[i]);
     free(b->items);
     free(b->arrivals);
     free(b->res);
