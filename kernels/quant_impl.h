@@ -204,4 +204,11 @@ void kq_vnni_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t 
                                 float *out, int64_t out_stride);
 void kq_vnni_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 
+/* 512-bit Q4_1 x Q16_1 kernels (quant_avx512.c, two blocks per float step):
+ * bit-identical among themselves, not to the AVX2 ones (float order). */
+float kq_avx512_q16_dot_q4_1(int64_t n, const void *w, const void *x);
+void kq_avx512_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                  float *out, int64_t out_stride);
+void kq_avx512_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+
 #endif

@@ -239,6 +239,21 @@ DEFINE_MULTI(multi_vnni_q8_0, kq_vnni_q16_dot_q8_0)
 DEFINE_MULTI(multi_vnni_q4_K, kq_vnni_q16_dot_q4_K)
 DEFINE_MULTI(multi_vnni_q6_K, kq_vnni_q16_dot_q6_K)
 
+/* Q4_1 at the VNNI level: the VNNI build of the AVX2 kernels, or with
+ * -DKQ_Q41_PAIRS=1 the 512-bit pair kernels of quant_avx512.c; all three
+ * (dot, dot4, multi) from one family, since the consistency contract holds
+ * within a family. The pairs are not the default: on the Zen 4 EPYC they
+ * were measured no faster than AVX2 (512-bit ops run as two 256-bit halves
+ * there) while the VNNI build is ~9% faster (docs/PERFORMANCE.md). */
+#ifndef KQ_Q41_PAIRS
+#define KQ_Q41_PAIRS 0
+#endif
+#if KQ_Q41_PAIRS
+#define Q41(f) kq_avx512_q16_##f##_q4_1
+#else
+#define Q41(f) kq_vnni_q16_##f##_q4_1
+#endif
+
 /* pick the kernel for level l among scalar / AVX2 / VNNI versions */
 #define PICK(l, sc, avx2, vnni) ((l) >= KQ_SIMD_AVX512VNNI ? (vnni) : (l) == KQ_SIMD_AVX2 ? (avx2) : (sc))
 
@@ -246,7 +261,7 @@ kq_dot_fn kq_q16_get_dot(uint32_t type, int simd)
 {
     switch (type) {
     case KQ_Q4_0: return PICK(simd, dot_q4_0, kq_avx2_q16_dot_q4_0, kq_vnni_q16_dot_q4_0);
-    case KQ_Q4_1: return PICK(simd, dot_q4_1, kq_avx2_q16_dot_q4_1, kq_vnni_q16_dot_q4_1);
+    case KQ_Q4_1: return PICK(simd, dot_q4_1, kq_avx2_q16_dot_q4_1, Q41(dot));
     case KQ_Q5_0: return PICK(simd, dot_q5_0, kq_avx2_q16_dot_q5_0, kq_vnni_q16_dot_q5_0);
     case KQ_Q5_1: return PICK(simd, dot_q5_1, kq_avx2_q16_dot_q5_1, kq_vnni_q16_dot_q5_1);
     case KQ_Q8_0: return PICK(simd, dot_q8_0, kq_avx2_q16_dot_q8_0, kq_vnni_q16_dot_q8_0);
@@ -260,7 +275,7 @@ kq_dot_multi_fn kq_q16_get_dot_multi(uint32_t type, int simd)
 {
     switch (type) {
     case KQ_Q4_0: return PICK(simd, multi_q4_0, multi_avx2_q4_0, multi_vnni_q4_0);
-    case KQ_Q4_1: return PICK(simd, multi_q4_1, kq_avx2_q16_dot_multi_q4_1, kq_vnni_q16_dot_multi_q4_1);
+    case KQ_Q4_1: return PICK(simd, multi_q4_1, kq_avx2_q16_dot_multi_q4_1, Q41(dot_multi));
     case KQ_Q5_0: return PICK(simd, multi_q5_0, multi_avx2_q5_0, multi_vnni_q5_0);
     case KQ_Q5_1: return PICK(simd, multi_q5_1, multi_avx2_q5_1, multi_vnni_q5_1);
     case KQ_Q8_0: return PICK(simd, multi_q8_0, multi_avx2_q8_0, multi_vnni_q8_0);
@@ -274,5 +289,5 @@ kq_dot4_fn kq_q16_get_dot4(uint32_t type, int simd)
 {
     if (type != KQ_Q4_1)
         return NULL;
-    return PICK(simd, NULL, kq_avx2_q16_dot4_q4_1, kq_vnni_q16_dot4_q4_1);
+    return PICK(simd, NULL, kq_avx2_q16_dot4_q4_1, Q41(dot4));
 }
