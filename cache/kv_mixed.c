@@ -651,6 +651,12 @@ size_t kv_mixed_allocated(const kv_cache *kc, int seq) {
     return sum;
 }
 
+int kv_mixed_policy(const kv_cache *kc, kv_policy *out) {
+    if (!kc || kv_vt(kc) != &mixed_vt) return PV_EINVAL;
+    *out = ((const mixed_cache *)kv_impl(kc))->p;
+    return PV_OK;
+}
+
 int kv_mixed_balance(const kv_cache *kc, int seq, int layer, int h, float *b) {
     const mixed_cache *c;
     const head_t *hs = inspect_head(kc, seq, layer, h, &c);

@@ -17,12 +17,21 @@
  *              act[T][ff] half = swiglu(gu); x += Wdown act
  *   xn[nr] = rmsnorm(x[rows wanting logits]); logits[nr][V] f32 = Wout xn
  * Half activations feed the products (FP32 accumulation); the residual
- * stream, projection outputs and queries stay f32. */
+ * stream, projection outputs and queries stay f32.
+ *
+ * With a mixed policy (every preset but full) the cache is pvc_kv_mixed
+ * (kernels/cuda/kv_mixed.cu): per layer rope + store into the high tier at
+ * packed slots, post_store, attention over both tiers, the tracker; after
+ * the layers one demotion launch. The tier counts live on the host in
+ * kv_mirror (cache/kv_mirror.h), planned before the step and committed
+ * after it succeeds, so kv_usage follows the CPU cache's rules exactly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "device.h"
+#include "kv_layout.h"
+#include "kv_mirror.h"
 #include "llama_internal.h"
 #include "pverr.h"
 
@@ -46,7 +55,13 @@ typedef struct {
     int max_seqs;
     size_t tok_bytes; /* FP16 bytes per token over all layers */
     int *len;         /* [max_seqs] tokens stored */
+    llm_cuda *cu;     /* the mixed cache's counts and device state */
 } gpu_kv;
+
+/* Rows one sequence may add to the mixed cache's high tier per forward
+ * pass: sizes the tier (budget + this); longer prompt chunks are run as
+ * several passes (as if the caller had chunked them). */
+#define MX_ROWS_PER_SEQ 64
 
 struct llm_cuda {
     const llm_model *m;
@@ -63,6 +78,17 @@ struct llm_cuda {
     int32_t *d_argmax;
     pvc_kv_fp16 kv;
     gpu_kv *gkv; /* owned by the kv_cache wrapper */
+    /* the mixed cache (policy other than full) */
+    int mixed;
+    kv_policy pol;
+    kv_shape shape;
+    pvc_kv_mixed mx;
+    pvc_kv_fp16 hiview; /* the high tier as pvc_rope_store_slots sees it */
+    int rows_per_seq;
+    kvm_seq *ms, *ms_next; /* [max_seqs] counts; planned counts of a step */
+    int32_t *d_mx, *h_mx;  /* [2][B] hslot, nlo; [B][8] entries; [B][8] demotions */
+    float *rb_logits;      /* host rows of one pass when a call is split */
+    int32_t *rb_ids;
 };
 
 /* ---- the kv_cache face ---- */
@@ -77,11 +103,23 @@ static int gkv_attend(void *impl, int seq, int layer, int kv_head, int pos0, int
         (void)thread;
     return PV_EUNSUPPORTED;
 }
-/* Nothing to free on the GPU: slots are preallocated, a reset rewinds. */
-static void gkv_reset(void *impl, int seq) { ((gpu_kv *)impl)->len[seq] = 0; }
+/* Nothing to free on the GPU: slots are preallocated, a reset rewinds (the
+ * mixed cache also restores its balance factors, queued on the stream). */
+static void gkv_reset(void *impl, int seq) {
+    gpu_kv *g = impl;
+    g->len[seq] = 0;
+    if (g->cu && g->cu->mixed) {
+        memset(&g->cu->ms[seq], 0, sizeof g->cu->ms[seq]);
+        (void)pvc_mixed_reset(g->cu->pc, &g->cu->mx, seq); /* a failure shows at the next step */
+    }
+}
 static int gkv_pos(const void *impl, int seq) { return ((const gpu_kv *)impl)->len[seq]; }
 static void gkv_usage(const void *impl, int seq, kv_usage *u) {
     const gpu_kv *g = impl;
+    if (g->cu && g->cu->mixed) {
+        kvm_usage(&g->cu->pol, &g->cu->shape, &g->cu->ms[seq], u);
+        return;
+    }
     memset(u, 0, sizeof *u);
     u->n_tokens = u->n_high = g->len[seq];
     u->bytes_stored = u->bytes_fp16 = (size_t)g->len[seq] * g->tok_bytes;
@@ -93,6 +131,15 @@ static void gkv_destroy(void *impl) {
 }
 static const kv_vtable gkv_vt = {
     .name = "fp16-cuda",
+    .store = gkv_store,
+    .attend_group = gkv_attend,
+    .seq_reset = gkv_reset,
+    .seq_pos = gkv_pos,
+    .seq_usage = gkv_usage,
+    .destroy = gkv_destroy,
+};
+static const kv_vtable gkv_mixed_vt = {
+    .name = "mixed-cuda",
     .store = gkv_store,
     .attend_group = gkv_attend,
     .seq_reset = gkv_reset,
@@ -231,16 +278,68 @@ void llm_cuda_free(llm_cuda *cu) {
         if (cu->output != cu->tok_embd) pvc_free(pc, cu->output);
         void *p[] = {cu->tok_embd, cu->output_norm, cu->x, cu->qkv, cu->gu, cu->logits, cu->lse,
                      cu->part, cu->xn, cu->att, cu->act, cu->d_meta, cu->d_argmax, cu->kv.k,
-                     cu->kv.v};
+                     cu->kv.v, cu->d_mx};
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) pvc_free(pc, p[i]);
+        if (cu->mixed) pvc_mixed_free(pc, &cu->mx);
         pvc_host_free(cu->h_meta);
+        pvc_host_free(cu->h_mx);
         pvc_destroy(pc);
     }
     free(cu->L);
+    free(cu->ms);
+    free(cu->ms_next);
+    free(cu->rb_logits);
+    free(cu->rb_ids);
     free(cu);
 }
 
-int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out, kv_cache **kvo) {
+/* The mixed cache's device side, sized from the policy: the high tier holds
+ * at most the budget at max_ctx after any step (demotion brings it there,
+ * protected tokens count in the budget) plus one pass's new rows; the low
+ * tier every unprotected token. */
+static int mixed_setup(llm_cuda *cu, const kv_policy *pol, int n_threads) {
+    const llm_config *c = &cu->m->cfg;
+    cu->mixed = 1;
+    cu->pol = *pol;
+    cu->shape = (kv_shape){.n_layers = c->n_layers, .n_heads = c->n_heads,
+                           .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                           .max_seqs = cu->max_seqs, .max_ctx = cu->max_ctx,
+                           .n_threads = n_threads > 0 ? n_threads : 1};
+    if (pol->hi_bits != 16 || pol->select == KV_SELECT_NONE) {
+        /* INT8 high tiers are CPU-only for now; select=none with FP16 is `full` */
+        return PV_EUNSUPPORTED;
+    }
+    cu->rows_per_seq = cu->B < MX_ROWS_PER_SEQ ? cu->B : MX_ROWS_PER_SEQ;
+    int b = kvl_budget(pol, cu->max_ctx);
+    long hi_cap = (long)b + cu->rows_per_seq;
+    if (b < 0 || hi_cap > cu->max_ctx) hi_cap = cu->max_ctx;
+    int lo_cap = cu->max_ctx - kvm_protected(pol, cu->max_ctx);
+    cu->mx = (pvc_kv_mixed){.max_seqs = cu->max_seqs, .n_layers = c->n_layers,
+                            .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                            .hi_cap = (int)hi_cap, .lo_cap = pol->lo_bits ? (lo_cap > 1 ? lo_cap : 1) : 0,
+                            .lo_kbits = pol->lo_bits, .lo_vbits = kv_policy_lo_v_bits(pol),
+                            .group = pol->group, .select = (int)pol->select,
+                            .balance = kvl_needs_balance(pol), .sinks = pol->sinks,
+                            .recent = pol->recent, .window = pol->window};
+    cu->hiview = (pvc_kv_fp16){.max_seqs = cu->max_seqs, .n_layers = c->n_layers,
+                               .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                               .max_ctx = (int)hi_cap};
+    int rc = pvc_mixed_alloc(cu->pc, &cu->mx);
+    if (rc) return rc;
+    cu->hiview.k = cu->mx.hk;
+    cu->hiview.v = cu->mx.hv;
+    size_t B = (size_t)cu->B, meta = (2 * B + 2 * B * 8) * sizeof(int32_t);
+    cu->ms = calloc((size_t)cu->max_seqs, sizeof *cu->ms);
+    cu->ms_next = calloc((size_t)cu->max_seqs, sizeof *cu->ms_next);
+    if (!cu->ms || !cu->ms_next) return PV_ENOMEM;
+    if ((rc = pvc_alloc(cu->pc, meta, (void **)&cu->d_mx))) return rc;
+    if ((rc = pvc_host_alloc(meta, (void **)&cu->h_mx))) return rc;
+    for (int s = 0; s < cu->max_seqs && !rc; s++) rc = pvc_mixed_reset(cu->pc, &cu->mx, s);
+    return rc ? rc : pvc_sync(cu->pc);
+}
+
+int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, const kv_policy *pol,
+                    llm_cuda **out, kv_cache **kvo) {
     *out = NULL;
     *kvo = NULL;
     const llm_config *c = &m->cfg;
@@ -280,8 +379,12 @@ int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out,
                            .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                            .max_ctx = cu->max_ctx};
     size_t kv_bytes = (size_t)cu->max_seqs * c->n_layers * kvd * (size_t)cu->max_ctx * 2;
-    ALLOC(cu->kv.k, kv_bytes);
-    ALLOC(cu->kv.v, kv_bytes);
+    if (!pol) {
+        ALLOC(cu->kv.k, kv_bytes);
+        ALLOC(cu->kv.v, kv_bytes);
+    } else if (!rc) {
+        rc = mixed_setup(cu, pol, p->n_threads);
+    }
 #undef ALLOC
     if (!rc) rc = pvc_host_alloc(4 * B * 4, (void **)&cu->h_meta);
     gpu_kv *g = NULL;
@@ -296,12 +399,13 @@ int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out,
     if (!rc) {
         g->max_seqs = cu->max_seqs;
         g->tok_bytes = (size_t)c->n_layers * kvd * 2 * 2;
+        g->cu = cu;
         kv_shape s = {.n_layers = c->n_layers, .n_heads = c->n_heads,
                       .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                       .max_seqs = cu->max_seqs, .max_ctx = cu->max_ctx,
                       .n_threads = p->n_threads > 0 ? p->n_threads : 1};
         cu->gkv = g;
-        rc = kv_create_with(&gkv_vt, g, &s, kvo); /* frees g on failure */
+        rc = kv_create_with(cu->mixed ? &gkv_mixed_vt : &gkv_vt, g, &s, kvo); /* frees g on failure */
     }
     if (rc) {
         llm_cuda_free(cu);
@@ -312,8 +416,52 @@ int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out,
     return PV_OK;
 }
 
-int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float *logits,
-                    int32_t *argmax) {
+/* The mixed cache's part of a pass: plans every entry's call on a copy of
+ * the counts (kvm_plan), fills the per-row, per-entry and demotion arrays of
+ * h_mx, and the largest key count of a row. Committed by the caller once the
+ * step ran. */
+static int mixed_plan(llm_cuda *cu, const llm_batch_entry *e, int n, int *max_keys, int *n_dem) {
+    const int B = cu->B;
+    int32_t *hslot = cu->h_mx, *nlo = hslot + B, *ent = nlo + B, *dem = ent + (size_t)B * 8;
+    *max_keys = 0;
+    *n_dem = 0;
+    for (int i = 0, r = 0; i < n; i++) {
+        kvm_seq *q = &cu->ms_next[e[i].seq];
+        *q = cu->ms[e[i].seq];
+        kvm_call k;
+        kvm_plan(&cu->pol, q, e[i].n_tokens, &k);
+        if (k.hi > cu->mx.hi_cap || k.lo + k.k > (cu->mx.lo_kbits ? cu->mx.lo_cap : k.lo + k.k))
+            return PV_ERANGE; /* cannot happen with rows <= rows_per_seq */
+        int32_t *en = ent + (size_t)i * PVC_MXE_STRIDE;
+        memset(en, 0, sizeof(int32_t) * PVC_MXE_STRIDE);
+        en[PVC_MXE_SEQ] = e[i].seq;
+        en[PVC_MXE_ROW0] = r;
+        en[PVC_MXE_N] = e[i].n_tokens;
+        en[PVC_MXE_HI0] = k.hi0;
+        en[PVC_MXE_LO] = k.lo;
+        en[PVC_MXE_STEP0] = (int32_t)k.step0;
+        en[PVC_MXE_OBSERVE] = k.observe;
+        for (int j = 0; j < e[i].n_tokens; j++, r++) {
+            hslot[r] = k.hi0 + j;
+            nlo[r] = k.lo;
+        }
+        if (k.hi + k.lo > *max_keys) *max_keys = k.hi + k.lo;
+        if (!k.k) continue;
+        int32_t *d = dem + (size_t)(*n_dem)++ * PVC_MXD_STRIDE;
+        memset(d, 0, sizeof(int32_t) * PVC_MXD_STRIDE);
+        d[PVC_MXD_SEQ] = e[i].seq;
+        d[PVC_MXD_K] = k.k;
+        d[PVC_MXD_LEN] = k.len;
+        d[PVC_MXD_STEPS] = (int32_t)k.steps;
+        d[PVC_MXD_HI] = k.hi;
+        d[PVC_MXD_LO] = k.lo;
+        d[PVC_MXD_FREEZE] = k.freeze;
+    }
+    return PV_OK;
+}
+
+static int decode_pass(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float *logits,
+                       int32_t *argmax) {
     const llm_config *c = &cu->m->cfg;
     const int B = cu->B, D = c->n_embd, hd = c->head_dim, ff = c->n_ff;
     const int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, ld = qd + 2 * kvd;
@@ -334,22 +482,42 @@ int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float 
     const int32_t *d_ids = cu->d_meta, *d_pos = d_ids + B, *d_seq = d_pos + B,
                   *d_lrows = d_seq + B;
     int rc = pvc_h2d(pc, cu->d_meta, cu->h_meta, (size_t)4 * B * sizeof(int32_t));
+    int n_dem = 0;
+    const int32_t *d_hslot = cu->d_mx, *d_nlo = d_hslot + B, *d_ent = d_nlo + B,
+                  *d_dem = d_ent + (size_t)B * 8;
+    if (!rc && cu->mixed) rc = mixed_plan(cu, e, n, &max_keys, &n_dem);
+    if (!rc && cu->mixed)
+        rc = pvc_h2d(pc, cu->d_mx, cu->h_mx, (2 * (size_t)B + 2 * (size_t)B * 8) * sizeof(int32_t));
     if (!rc) rc = pvc_embed(pc, cu->tok_embd, d_ids, T, D, cu->x);
     for (int l = 0; !rc && l < c->n_layers; l++) {
         const cu_layer *G = &cu->L[l];
         rc = pvc_rmsnorm(pc, cu->x, NULL, G->attn_norm, T, D, c->norm_eps, cu->xn);
         if (!rc) rc = pvc_matmul(pc, G->wqkv, ld, D, cu->xn, T, cu->qkv, 0, PVC_MM_AUTO);
         if (!rc && G->bqkv) rc = pvc_add_bias(pc, cu->qkv, ld, G->bqkv, T, ld);
-        if (!rc) rc = pvc_rope_store(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, &cu->kv, l);
-        if (!rc)
-            rc = pvc_attention(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, &cu->kv, l, max_keys,
-                               cu->part, cu->part_floats, cu->att, cu->lse);
+        if (!rc && cu->mixed) {
+            rc = pvc_rope_store_slots(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, d_hslot,
+                                      &cu->hiview, l);
+            if (!rc) rc = pvc_mixed_post_store(pc, cu->qkv, ld, &cu->as, d_pos, d_ent, n, &cu->mx, l);
+            if (!rc)
+                rc = pvc_mixed_attention(pc, cu->qkv, ld, T, &cu->as, d_seq, d_hslot, d_nlo,
+                                         &cu->mx, l, max_keys, cu->part, cu->part_floats, cu->att,
+                                         cu->lse);
+            if (!rc) rc = pvc_mixed_track(pc, cu->qkv, ld, &cu->as, d_ent, n, cu->lse, &cu->mx, l);
+        } else if (!rc) {
+            rc = pvc_rope_store(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, &cu->kv, l);
+            if (!rc)
+                rc = pvc_attention(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, &cu->kv, l,
+                                   max_keys, cu->part, cu->part_floats, cu->att, cu->lse);
+        }
         if (!rc) rc = pvc_matmul(pc, G->wo, D, qd, cu->att, T, cu->x, 1, PVC_MM_AUTO);
         if (!rc) rc = pvc_rmsnorm(pc, cu->x, NULL, G->ffn_norm, T, D, c->norm_eps, cu->xn);
         if (!rc) rc = pvc_matmul(pc, G->wgu, 2 * ff, D, cu->xn, T, cu->gu, 0, PVC_MM_AUTO);
         if (!rc) rc = pvc_swiglu(pc, cu->gu, T, ff, cu->act);
         if (!rc) rc = pvc_matmul(pc, G->down, D, ff, cu->act, T, cu->x, 1, PVC_MM_AUTO);
     }
+    /* every layer's demotions at once: layer l's only matter from the next
+     * step on, as in the CPU cache, which demotes after attending l */
+    if (!rc && cu->mixed) rc = pvc_mixed_demote(pc, &cu->mx, d_dem, n_dem);
     if (!rc && nr > 0 && (logits || argmax)) {
         rc = pvc_rmsnorm(pc, cu->x, d_lrows, cu->output_norm, nr, D, c->norm_eps, cu->xn);
         if (!rc) rc = pvc_matmul(pc, cu->output, c->n_vocab, D, cu->xn, nr, cu->logits, 0, PVC_MM_AUTO);
@@ -360,12 +528,80 @@ int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float 
     }
     if (!rc) rc = pvc_sync(pc);
     if (rc) return rc;
-    for (int i = 0; i < n; i++) cu->gkv->len[e[i].seq] = e[i].pos + e[i].n_tokens;
+    for (int i = 0; i < n; i++) {
+        cu->gkv->len[e[i].seq] = e[i].pos + e[i].n_tokens;
+        if (cu->mixed) cu->ms[e[i].seq] = cu->ms_next[e[i].seq];
+    }
+    return PV_OK;
+}
+
+/* A call whose entries carry more rows than the mixed cache's high tier
+ * takes per pass runs as passes of at most rows_per_seq rows per entry;
+ * output rows are put back in the caller's order. */
+int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float *logits,
+                    int32_t *argmax) {
+    int maxn = 0;
+    for (int i = 0; i < n; i++)
+        if (e[i].n_tokens > maxn) maxn = e[i].n_tokens;
+    if (!cu->mixed || maxn <= cu->rows_per_seq) return decode_pass(cu, e, n, T, logits, argmax);
+    const int V = cu->m->cfg.n_vocab, R = cu->rows_per_seq;
+    if ((logits && !cu->rb_logits &&
+         !(cu->rb_logits = malloc(sizeof(float) * (size_t)cu->B * V))) ||
+        (argmax && !cu->rb_ids && !(cu->rb_ids = malloc(sizeof(int32_t) * (size_t)cu->B))))
+        return PV_ENOMEM;
+    llm_batch_entry sub[64];
+    int idx[64], out0[64];
+    if (n > 64) return PV_ERANGE; /* passes of <= 64 entries is plenty for prompts */
+    for (int i = 0, o = 0; i < n; i++) { /* caller's first output row of entry i */
+        out0[i] = o;
+        o += e[i].logits == LLM_LOGITS_ALL ? e[i].n_tokens : e[i].logits == LLM_LOGITS_LAST;
+    }
+    for (int r0 = 0; r0 < maxn; r0 += R) {
+        int m = 0, t = 0;
+        for (int i = 0; i < n; i++) {
+            if (e[i].n_tokens <= r0) continue;
+            int take = e[i].n_tokens - r0 < R ? e[i].n_tokens - r0 : R;
+            int last = r0 + take == e[i].n_tokens;
+            llm_logits_mode md = e[i].logits == LLM_LOGITS_ALL                 ? LLM_LOGITS_ALL
+                                 : e[i].logits == LLM_LOGITS_LAST && last ? LLM_LOGITS_LAST
+                                                                          : LLM_LOGITS_NONE;
+            sub[m] = (llm_batch_entry){.seq = e[i].seq, .pos = e[i].pos + r0, .n_tokens = take,
+                                       .tokens = e[i].tokens + r0, .logits = md};
+            idx[m++] = i;
+            t += take;
+        }
+        int rc = decode_pass(cu, sub, m, t, logits ? cu->rb_logits : NULL,
+                             argmax ? cu->rb_ids : NULL);
+        if (rc) return rc;
+        for (int j = 0, row = 0; j < m; j++) { /* scatter this pass's rows */
+            int nr = sub[j].logits == LLM_LOGITS_ALL ? sub[j].n_tokens : sub[j].logits == LLM_LOGITS_LAST;
+            int dst = out0[idx[j]] + (e[idx[j]].logits == LLM_LOGITS_ALL ? r0 : 0);
+            if (logits && nr)
+                memcpy(logits + (size_t)dst * V, cu->rb_logits + (size_t)row * V,
+                       sizeof(float) * (size_t)nr * V);
+            if (argmax && nr) memcpy(argmax + dst, cu->rb_ids + row, sizeof(int32_t) * nr);
+            row += nr;
+        }
+    }
     return PV_OK;
 }
 
 int llm_cuda_fill_random(llm_cuda *cu, int seq, int n_tokens, uint64_t seed) {
     if (seq < 0 || seq >= cu->max_seqs || n_tokens < 0 || n_tokens > cu->max_ctx) return PV_EINVAL;
+    if (cu->mixed) { /* the state a decode reaches: budget high (sinks + newest), rest low/dropped */
+        const kv_policy *p = &cu->pol;
+        int b = kvl_budget(p, n_tokens), hi = b >= 0 && b < n_tokens ? b : n_tokens;
+        int lo = p->lo_bits ? n_tokens - hi : 0;
+        int rc = pvc_mixed_fill_synth(cu->pc, &cu->mx, seq, n_tokens, hi, lo, seed);
+        if (!rc) rc = pvc_sync(cu->pc);
+        if (rc) return rc;
+        int bal = kvl_needs_balance(p) && n_tokens > 0;
+        cu->ms[seq] = (kvm_seq){.len = n_tokens, .n_hi = hi, .n_lo = lo,
+                                .n_drop = n_tokens - hi - lo, .steps = n_tokens,
+                                .bal_alloc = bal, .frozen = bal};
+        cu->gkv->len[seq] = n_tokens;
+        return PV_OK;
+    }
     int rc = pvc_kv_fill_synth(cu->pc, &cu->kv, seq, n_tokens, seed);
     if (!rc) rc = pvc_sync(cu->pc);
     if (!rc) cu->gkv->len[seq] = n_tokens;
@@ -379,8 +615,9 @@ int llm_cuda_usable(const llm_model *m, int gpu, char *why, size_t whylen) {
     if (why && whylen) snprintf(why, whylen, "built without CUDA");
     return 0;
 }
-int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out, kv_cache **kv) {
-    (void)m, (void)p;
+int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, const kv_policy *pol,
+                    llm_cuda **out, kv_cache **kv) {
+    (void)m, (void)p, (void)pol;
     *out = NULL;
     *kv = NULL;
     return PV_ENODEV;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda/synth_hash.h"
+#include "kv_mixed.h"
 #include "llama_internal.h"
 #include "ops.h"
 #include "pverr.h"
@@ -80,20 +81,24 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
     c->p = *pin;
     c->kv = kv;
     int rc;
-    /* Device choice. Only the plain FP16 cache exists on the GPU so far; a
-     * caller's plain cache is replaced by the GPU's own. */
+    /* Device choice. On the GPU a caller's cache is replaced by the GPU's own
+     * with the same policy: the plain FP16 cache, or the mixed cache (its
+     * policy read back from the CPU cache). AUTO picks the GPU for the plain
+     * cache only until the mixed cache's GPU run is on record (docs/CUDA.md). */
     int plain = !kv || !strcmp(kv_name(kv), "fp16");
+    kv_policy pol;
+    int mixed = !plain && kv_mixed_policy(kv, &pol) == PV_OK;
     int on_cuda = pin->device == LLM_DEVICE_CUDA ||
                   (pin->device == LLM_DEVICE_AUTO && plain && llm_cuda_usable(m, pin->gpu, NULL, 0));
     if (on_cuda) {
-        if (!plain) {
+        if (!plain && !mixed) {
             rc = PV_EUNSUPPORTED;
             goto fail;
         }
         kv_destroy(kv);
         c->kv = NULL;
         if (c->p.max_ctx <= 0) c->p.max_ctx = m->cfg.n_ctx_train;
-        if ((rc = llm_cuda_create(m, &c->p, &c->cu, &c->kv))) goto fail;
+        if ((rc = llm_cuda_create(m, &c->p, mixed ? &pol : NULL, &c->cu, &c->kv))) goto fail;
         *out = c;
         return PV_OK;
     }

@@ -4,6 +4,7 @@
 #define PIVOT_LLM_LLAMA_INTERNAL_H
 
 #include "gguf.h"
+#include "kv_policy.h"
 #include "llama.h"
 #include "matmul.h"
 
@@ -38,10 +39,12 @@ float llm_synth_scale(uint32_t tensor, int64_t cols);
 
 /* llama_cuda.c: the forward pass on the GPU (stubs without CUDA). */
 typedef struct llm_cuda llm_cuda;
-/* Uploads (or generates) the weights, allocates activations and the FP16 KV
- * cache; *kv receives the cache's kv_cache face (slot positions, reset,
- * usage), to be destroyed before llm_cuda_free. */
-int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, llm_cuda **out, kv_cache **kv);
+/* Uploads (or generates) the weights, allocates activations and the KV
+ * cache: plain FP16 when pol is NULL, else the mixed cache of that policy
+ * (kv_mixed_policy's copy); *kv receives the cache's kv_cache face (slot
+ * positions, reset, usage), to be destroyed before llm_cuda_free. */
+int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, const kv_policy *pol,
+                    llm_cuda **out, kv_cache **kv);
 void llm_cuda_free(llm_cuda *cu);
 /* A batch already validated by llm_decode (T tokens in all). */
 int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float *logits,

@@ -180,6 +180,34 @@ __global__ void attn_combine_kernel(const float *part_o, const float *part_ml, i
     if (d == 0 && lse) lse[(size_t)row * n_heads + h] = M + logf(L);
 }
 
+int pvc_attn_combine(pvc_ctx *c, const float *part_o, const float *part_ml, int T, int n_heads,
+                     int n_split, int hd, uint16_t *out, float *lse) {
+    attn_combine_kernel<<<dim3(n_heads, T), hd, 0, c->stream>>>(part_o, part_ml, n_heads, n_split,
+                                                                hd, (__half *)out, lse);
+    PVC_CHECK_LAUNCH("attention combine");
+    return PV_OK;
+}
+
+int pvc_attn_splits(const pvc_ctx *c, int T, int n_kv, int n_heads, int hd, int max_keys,
+                    size_t part_floats, int *chunk) {
+    // Splits: aim for ~4 blocks per SM, keep >= 64 keys per split, and stay
+    // within the scratch.
+    const long base_blocks = (long)T * n_kv;
+    long want = (4L * c->n_sm + base_blocks - 1) / base_blocks;
+    long by_keys = (max_keys + 63) / 64;
+    long by_space = (long)(part_floats / ((size_t)T * n_heads * (hd + 2)));
+    long n_split = want < by_keys ? want : by_keys;
+    if (n_split > by_space) n_split = by_space;
+    if (n_split < 1) {
+        if (by_space < 1) return PV_ESPACE;
+        n_split = 1;
+    }
+    int ch = (int)((max_keys + n_split - 1) / n_split);
+    ch = (ch + 31) & ~31;
+    *chunk = ch;
+    return (int)((max_keys + ch - 1) / ch);
+}
+
 template <int HD>
 static int launch_split(pvc_ctx *c, const att_args &a, int T, int G) {
     dim3 grid(a.n_split, a.n_kv, T);
@@ -212,21 +240,10 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
         pvc_set_error("attention: head_dim %d / group %d not supported (64/128/256, <= 8)", hd, G);
         return PV_EUNSUPPORTED;
     }
-    // Splits: aim for ~4 blocks per SM, keep >= 64 keys per split, and stay
-    // within the scratch.
-    const long base_blocks = (long)T * s->n_kv_heads;
-    long want = (4L * c->n_sm + base_blocks - 1) / base_blocks;
-    long by_keys = (max_keys + 63) / 64;
-    long by_space = (long)(part_floats / ((size_t)T * s->n_heads * (hd + 2)));
-    long n_split = want < by_keys ? want : by_keys;
-    if (n_split > by_space) n_split = by_space;
-    if (n_split < 1) {
-        if (by_space < 1) return PV_ESPACE;
-        n_split = 1;
-    }
-    int chunk = (int)((max_keys + n_split - 1) / n_split);
-    chunk = (chunk + 31) & ~31;
-    n_split = (max_keys + chunk - 1) / chunk;
+    int chunk = 0;
+    const int n_split = pvc_attn_splits(c, T, s->n_kv_heads, s->n_heads, hd, max_keys,
+                                        part_floats, &chunk);
+    if (n_split < 0) return n_split;
 
     att_args a;
     a.qkv = qkv;
@@ -241,7 +258,7 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
     a.n_layers = kv->n_layers;
     a.max_ctx = kv->max_ctx;
     a.layer = layer;
-    a.n_split = (int)n_split;
+    a.n_split = n_split;
     a.chunk = chunk;
     a.part_o = part;
     a.part_ml = part + (size_t)T * s->n_heads * n_split * hd;
@@ -249,10 +266,7 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
              : hd == 128 ? launch_split<128>(c, a, T, G)
                          : launch_split<256>(c, a, T, G);
     if (rc) return rc;
-    attn_combine_kernel<<<dim3(s->n_heads, T), hd, 0, c->stream>>>(
-        a.part_o, a.part_ml, s->n_heads, a.n_split, hd, (__half *)out, lse);
-    PVC_CHECK_LAUNCH("attention combine");
-    return PV_OK;
+    return pvc_attn_combine(c, a.part_o, a.part_ml, T, s->n_heads, a.n_split, hd, out, lse);
 }
 
 // ---- RoPE + cache store ----
@@ -260,7 +274,8 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
 // long positions agree with the CPU), then the rotation of every q and k
 // head in place, then k and v to the cache as half.
 __global__ void rope_store_kernel(float *qkv, int ld, pvc_attn_shape s, const int32_t *pos,
-                                  const int32_t *seq, pvc_kv_fp16 kv, int layer) {
+                                  const int32_t *seq, const int32_t *slot, pvc_kv_fp16 kv,
+                                  int layer) {
     __shared__ float s_cos[256], s_sin[256];
     const int t = blockIdx.x, hd = s.head_dim, half_r = s.rope_dim / 2;
     const int p = pos[t];
@@ -283,25 +298,40 @@ __global__ void rope_store_kernel(float *qkv, int ld, pvc_attn_shape s, const in
     __syncthreads();
     const float *kr = row + (size_t)s.n_heads * hd;
     const float *vr = kr + (size_t)s.n_kv_heads * hd;
-    const size_t slot = ((size_t)seq[t] * kv.n_layers + layer) * kv.n_kv_heads;
+    const size_t hb = ((size_t)seq[t] * kv.n_layers + layer) * kv.n_kv_heads;
+    const int at = slot ? slot[t] : p; // the mixed cache's high tier stores by slot
     for (int idx = threadIdx.x; idx < s.n_kv_heads * hd; idx += blockDim.x) {
         const int h = idx / hd, d = idx % hd;
-        const size_t o = ((slot + h) * kv.max_ctx + p) * hd + d;
+        const size_t o = ((hb + h) * kv.max_ctx + at) * hd + d;
         ((__half *)kv.k)[o] = __float2half_rn(kr[idx]);
         ((__half *)kv.v)[o] = __float2half_rn(vr[idx]);
     }
 }
 
-extern "C" int pvc_rope_store(pvc_ctx *c, float *qkv, int ld, int T, const pvc_attn_shape *s,
-                              const int32_t *pos, const int32_t *seq, const pvc_kv_fp16 *kv,
-                              int layer) {
+static int rope_store(pvc_ctx *c, float *qkv, int ld, int T, const pvc_attn_shape *s,
+                      const int32_t *pos, const int32_t *seq, const int32_t *slot,
+                      const pvc_kv_fp16 *kv, int layer) {
     if (T <= 0 || s->rope_dim > s->head_dim || s->rope_dim % 2 || s->rope_dim > 512 ||
         kv->head_dim != s->head_dim || kv->n_kv_heads != s->n_kv_heads || layer < 0 ||
         layer >= kv->n_layers || ld < (s->n_heads + 2 * s->n_kv_heads) * s->head_dim)
         return PV_EINVAL;
-    rope_store_kernel<<<T, 256, 0, c->stream>>>(qkv, ld, *s, pos, seq, *kv, layer);
+    rope_store_kernel<<<T, 256, 0, c->stream>>>(qkv, ld, *s, pos, seq, slot, *kv, layer);
     PVC_CHECK_LAUNCH("rope_store");
     return PV_OK;
+}
+
+extern "C" int pvc_rope_store(pvc_ctx *c, float *qkv, int ld, int T, const pvc_attn_shape *s,
+                              const int32_t *pos, const int32_t *seq, const pvc_kv_fp16 *kv,
+                              int layer) {
+    return rope_store(c, qkv, ld, T, s, pos, seq, NULL, kv, layer);
+}
+
+extern "C" int pvc_rope_store_slots(pvc_ctx *c, float *qkv, int ld, int T,
+                                    const pvc_attn_shape *s, const int32_t *pos,
+                                    const int32_t *seq, const int32_t *slot,
+                                    const pvc_kv_fp16 *kv, int layer) {
+    if (!slot) return PV_EINVAL;
+    return rope_store(c, qkv, ld, T, s, pos, seq, slot, kv, layer);
 }
 
 // ---- benchmark fill ----

@@ -33,6 +33,14 @@ void pvc_set_error(const char *fmt, ...);
 // After a <<<>>> launch: catches bad configurations (no sync, so cheap).
 #define PVC_CHECK_LAUNCH(name) PVC_CHECK(cudaPeekAtLastError())
 
+// attention.cu, shared with kv_mixed.cu's attention: the split count and
+// chunk for T rows (returns n_split, or PV_ESPACE), and the log-sum-exp merge
+// of the split partials ([T][n_heads][n_split][hd] then [..][2] max, sum).
+int pvc_attn_splits(const pvc_ctx *c, int T, int n_kv, int n_heads, int hd, int max_keys,
+                    size_t part_floats, int *chunk);
+int pvc_attn_combine(pvc_ctx *c, const float *part_o, const float *part_ml, int T, int n_heads,
+                     int n_split, int hd, uint16_t *out, float *lse);
+
 static inline unsigned pvc_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
 }

@@ -1,0 +1,726 @@
+// The mixed-precision KV cache on the GPU: cache/kv_mixed.c's tiers, tracker
+// and demotion as kernels (layout in pvcuda.h, design in docs/CUDA.md).
+//
+// What runs where. The host keeps the tier *counts* (cache/kv_mirror.c: they
+// depend only on lengths and the policy, as in the CPU cache) and hands them
+// to the kernels; the GPU keeps everything per token: values, positions,
+// tracker state, and decides *which* tokens are demoted from that state. So
+// a decode step needs no device-to-host traffic beyond the logits/ids.
+//
+// Per layer of a step: rope + store into the high tier at packed slots
+// (attention.cu), post_store (positions, tracker init, balance maxima),
+// attention over both tiers (split over keys, merged with log-sum-exp), the
+// tracker (probabilities from the merged lse). After the step, one demotion
+// launch for every (sequence that is over budget, layer, KV head).
+//
+// Numerics follow cache/kv_quant.c where codes are concerned: the
+// quantization of a demoted token is the same sequence of IEEE operations
+// (fp16 round-to-nearest-even metadata, codes chosen against the rounded
+// scale/zero, round-half-even codes), so codes match the CPU's bit for bit
+// given the same input; dequantization uses __fmul_rn/__fadd_rn so no FMA
+// contraction changes the values relative to kvq_decode.
+#include <float.h>
+#include <math.h>
+
+#include "common.cuh"
+#include "synth_hash.h"
+
+#define MX_THREADS 128
+#define MX_TILE 128
+#define MX_DEM_THREADS 256
+#define MX_STAGE 32 // high-tier slots moved per compaction round
+
+enum { SEL_NONE = 0, SEL_PERSIST = 1, SEL_ACCUM = 2, SEL_RECENT = 3 };
+
+static __host__ __device__ inline size_t mx_head(const pvc_kv_mixed &kv, int seq, int layer,
+                                                 int kvh) {
+    return ((size_t)seq * kv.n_layers + layer) * kv.n_kv_heads + kvh;
+}
+static __host__ __device__ inline int mx_nb(int hd, int bits) { return hd * bits / 8; }
+
+// Dequantizes the 8 channels c0..c0+7 (c0 % 8 == 0) of low-tier record `slot`:
+// in the bit-plane layout they are 8 consecutive bytes under one shift, one
+// 8-byte load (nb is a multiple of 8 for head_dim 64/128/256).
+__device__ __forceinline__ void mx_deq8(const uint8_t *codes, const uint32_t *sz, int nb, int ng,
+                                        int bits, int group, size_t slot, int c0, float *f) {
+    const uint2 w = *(const uint2 *)(codes + slot * nb + (c0 % nb));
+    const int sh = bits * (c0 / nb);
+    const unsigned mask = (1u << bits) - 1u;
+    const uint32_t m = sz[slot * ng + c0 / group];
+    const float s = __half2float(__ushort_as_half((unsigned short)(m & 0xffffu)));
+    const float z = __half2float(__ushort_as_half((unsigned short)(m >> 16)));
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[i] = __fadd_rn(__fmul_rn((float)((w.x >> (8 * i + sh)) & mask), s), z);
+        f[4 + i] = __fadd_rn(__fmul_rn((float)((w.y >> (8 * i + sh)) & mask), s), z);
+    }
+}
+
+// ---- attention over both tiers ----
+struct mx_att_args {
+    const float *qkv;
+    int ld, n_heads, group, layer;
+    const int32_t *seq, *hslot, *nlo;
+    pvc_kv_mixed kv;
+    int n_split, chunk;
+    float *part_o, *part_ml; // as attention.cu
+};
+
+// attention.cu's split kernel with a key index space of [0, nhv) high-tier
+// slots then [nhv, nhv + nlo) low-tier records. Low-tier keys are K*b, so a
+// lane multiplies its 8 dequantized channels by 1/b (b = 1 until frozen):
+// q.(Kb/b) = (q/b).Kb, the CPU's product, up to rounding.
+template <int HD, int GM>
+__global__ void __launch_bounds__(MX_THREADS) mx_split_kernel(mx_att_args a) {
+    constexpr int L = HD / 8;
+    constexpr int KP = MX_THREADS / L;
+    __shared__ float s_sc[GM][MX_TILE];
+    __shared__ float s_m[GM], s_l[GM], s_corr[GM];
+    __shared__ float s_red[KP][GM][HD];
+
+    const int row = blockIdx.z, kvh = blockIdx.y, sp = blockIdx.x;
+    const int tid = threadIdx.x, sub = tid / L, ln = tid % L;
+    const int G = a.group;
+    const pvc_kv_mixed &kv = a.kv;
+    const int nhv = a.hslot[row] + 1, nl = a.nlo[row];
+    const int n_keys = nhv + nl;
+    const int k0 = sp * a.chunk;
+    const int k1 = min(k0 + a.chunk, n_keys);
+    const size_t hh = mx_head(kv, a.seq[row], a.layer, kvh);
+    const pvc_h8 *Kh = (const pvc_h8 *)(kv.hk + hh * kv.hi_cap * HD);
+    const pvc_h8 *Vh = (const pvc_h8 *)(kv.hv + hh * kv.hi_cap * HD);
+    const int nbk = mx_nb(HD, kv.lo_kbits), nbv = mx_nb(HD, kv.lo_vbits), ng = HD / kv.group;
+    const size_t lo0 = hh * kv.lo_cap; // first low record of this head
+    float ib[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) ib[i] = 1.0f / kv.bal[hh * 3 * HD + ln * 8 + i];
+
+    const float scale = rsqrtf((float)HD);
+    float qf[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        const float *q = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G + g) * HD + ln * 8;
+#pragma unroll
+        for (int i = 0; i < 8; i++) qf[g][i] = 0.f;
+        if (g < G)
+#pragma unroll
+            for (int i = 0; i < 8; i++) qf[g][i] = q[i] * scale;
+    }
+    float acc[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+    if (tid < GM) {
+        s_m[tid] = -INFINITY;
+        s_l[tid] = 0.f;
+    }
+    __syncthreads();
+
+    for (int t0 = k0; t0 < k1; t0 += MX_TILE) {
+        const int nt = min(MX_TILE, k1 - t0);
+        for (int j0 = 0; j0 < nt; j0 += KP) { // uniform trip count: whole warps shuffle
+            const int j = j0 + sub, key = t0 + j;
+            float kf[8];
+            if (j < nt && key < nhv) {
+                pvc_h8_to_f(Kh[(size_t)key * L + ln], kf);
+            } else if (j < nt) {
+                mx_deq8(kv.lk, kv.lksz, nbk, ng, kv.lo_kbits, kv.group, lo0 + (key - nhv), ln * 8,
+                        kf);
+#pragma unroll
+                for (int i = 0; i < 8; i++) kf[i] *= ib[i];
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kf[i] = 0.f;
+            }
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                float p = 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) p = fmaf(qf[g][i], kf[i], p);
+#pragma unroll
+                for (int o = L / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
+                if (ln == 0 && j < nt && g < G) s_sc[g][j] = p;
+            }
+        }
+        __syncthreads();
+        for (int g = tid >> 5; g < G; g += MX_THREADS / 32) {
+            const int lane = tid & 31;
+            float mt = -INFINITY;
+            for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
+            mt = pvc_warp_max(mt);
+            const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
+            float sum = 0.f;
+            for (int j = lane; j < nt; j += 32) {
+                float p = __expf(s_sc[g][j] - m_new);
+                s_sc[g][j] = p;
+                sum += p;
+            }
+            sum = pvc_warp_sum(sum);
+            if (lane == 0) {
+                const float corr = __expf(m_old - m_new);
+                s_corr[g] = corr;
+                s_l[g] = s_l[g] * corr + sum;
+                s_m[g] = m_new;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            const float corr = g < G ? s_corr[g] : 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
+        }
+        for (int j = sub; j < nt; j += KP) {
+            const int key = t0 + j;
+            float vf[8];
+            if (key < nhv) pvc_h8_to_f(Vh[(size_t)key * L + ln], vf);
+            else
+                mx_deq8(kv.lv, kv.lvsz, nbv, ng, kv.lo_vbits, kv.group, lo0 + (key - nhv), ln * 8,
+                        vf);
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                const float p = g < G ? s_sc[g][j] : 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) s_red[sub][g][ln * 8 + i] = acc[g][i];
+    __syncthreads();
+    for (int idx = tid; idx < G * HD; idx += MX_THREADS) {
+        const int g = idx / HD, d = idx % HD;
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < KP; k++) s += s_red[k][g][d];
+        const size_t ph = ((size_t)row * a.n_heads + kvh * G + g) * a.n_split + sp;
+        a.part_o[ph * HD + d] = s;
+        if (d == 0) {
+            a.part_ml[ph * 2] = s_m[g];
+            a.part_ml[ph * 2 + 1] = s_l[g];
+        }
+    }
+}
+
+template <int HD>
+static int mx_launch_split(pvc_ctx *c, const mx_att_args &a, int T, int G) {
+    dim3 grid(a.n_split, a.kv.n_kv_heads, T);
+    if (G <= 1) mx_split_kernel<HD, 1><<<grid, MX_THREADS, 0, c->stream>>>(a);
+    else if (G <= 2) mx_split_kernel<HD, 2><<<grid, MX_THREADS, 0, c->stream>>>(a);
+    else if (G <= 4) mx_split_kernel<HD, 4><<<grid, MX_THREADS, 0, c->stream>>>(a);
+    else mx_split_kernel<HD, 8><<<grid, MX_THREADS, 0, c->stream>>>(a);
+    PVC_CHECK_LAUNCH("mixed attention");
+    return PV_OK;
+}
+
+extern "C" int pvc_mixed_attention(pvc_ctx *c, const float *qkv, int ld, int T,
+                                   const pvc_attn_shape *s, const int32_t *seq,
+                                   const int32_t *hslot, const int32_t *nlo,
+                                   const pvc_kv_mixed *kv, int layer, int max_keys, float *part,
+                                   size_t part_floats, uint16_t *out, float *lse) {
+    const int hd = s->head_dim;
+    if (T <= 0 || T > 65535 || max_keys <= 0 || s->n_kv_heads != kv->n_kv_heads ||
+        s->n_heads % s->n_kv_heads || layer < 0 || layer >= kv->n_layers ||
+        hd != kv->head_dim || max_keys > kv->hi_cap + kv->lo_cap)
+        return PV_EINVAL;
+    const int G = s->n_heads / s->n_kv_heads;
+    if ((hd != 64 && hd != 128 && hd != 256) || G > 8) {
+        pvc_set_error("mixed attention: head_dim %d / group %d not supported", hd, G);
+        return PV_EUNSUPPORTED;
+    }
+    int chunk = 0;
+    const int n_split =
+        pvc_attn_splits(c, T, s->n_kv_heads, s->n_heads, hd, max_keys, part_floats, &chunk);
+    if (n_split < 0) return n_split;
+    mx_att_args a;
+    a.qkv = qkv;
+    a.ld = ld;
+    a.n_heads = s->n_heads;
+    a.group = G;
+    a.layer = layer;
+    a.seq = seq;
+    a.hslot = hslot;
+    a.nlo = nlo;
+    a.kv = *kv;
+    // With no low tier the kernel never reads it; keep the bit widths sane
+    // for the index arithmetic anyway.
+    if (!a.kv.lo_kbits) a.kv.lo_kbits = a.kv.lo_vbits = 4;
+    a.n_split = n_split;
+    a.chunk = chunk;
+    a.part_o = part;
+    a.part_ml = part + (size_t)T * s->n_heads * n_split * hd;
+    int rc = hd == 64 ? mx_launch_split<64>(c, a, T, G)
+             : hd == 128 ? mx_launch_split<128>(c, a, T, G)
+                         : mx_launch_split<256>(c, a, T, G);
+    if (rc) return rc;
+    return pvc_attn_combine(c, a.part_o, a.part_ml, T, s->n_heads, n_split, hd, out, lse);
+}
+
+// ---- after the store: positions, tracker init, balance maxima ----
+// One block per (entry, KV head).
+__global__ void mx_post_store_kernel(const float *qkv, int ld, pvc_attn_shape s,
+                                     const int32_t *pos, const int32_t *ent, pvc_kv_mixed kv,
+                                     int layer) {
+    const int32_t *e = ent + (size_t)blockIdx.x * PVC_MXE_STRIDE;
+    const int kvh = blockIdx.y, hd = s.head_dim, G = s.n_heads / s.n_kv_heads;
+    const int seq = e[PVC_MXE_SEQ], row0 = e[PVC_MXE_ROW0], n = e[PVC_MXE_N];
+    const int hi0 = e[PVC_MXE_HI0], step0 = e[PVC_MXE_STEP0];
+    const size_t hh = mx_head(kv, seq, layer, kvh);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const size_t slot = hh * kv.hi_cap + hi0 + i;
+        kv.hpos[slot] = pos[row0 + i];
+        // kvt_init: first step = steps + (pos - pos0) = step0 + i
+        kv.hst[slot * 2] = kv.select == SEL_ACCUM ? __float_as_uint(0.f) : 0u;
+        kv.hst[slot * 2 + 1] = kv.select == SEL_ACCUM ? (uint32_t)(step0 + i) : 0u;
+    }
+    if (!e[PVC_MXE_OBSERVE]) return;
+    // bal_observe: max|q| over this call's queries of the group, max|k| over
+    // its new keys. Maxima are exact, so the order does not matter.
+    float *qm = kv.bal + hh * 3 * hd + hd, *km = qm + hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float mq = qm[d], mk = km[d];
+        for (int i = 0; i < n; i++) {
+            const float *r = qkv + (size_t)(row0 + i) * ld;
+            for (int g = 0; g < G; g++) mq = fmaxf(mq, fabsf(r[(size_t)(kvh * G + g) * hd + d]));
+            mk = fmaxf(mk, fabsf(r[(size_t)(s.n_heads + kvh) * hd + d]));
+        }
+        qm[d] = mq;
+        km[d] = mk;
+    }
+}
+
+extern "C" int pvc_mixed_post_store(pvc_ctx *c, const float *qkv, int ld,
+                                    const pvc_attn_shape *s, const int32_t *pos,
+                                    const int32_t *ent, int n_ent, const pvc_kv_mixed *kv,
+                                    int layer) {
+    if (n_ent <= 0 || layer < 0 || layer >= kv->n_layers || s->n_kv_heads != kv->n_kv_heads)
+        return PV_EINVAL;
+    mx_post_store_kernel<<<dim3(n_ent, s->n_kv_heads), 128, 0, c->stream>>>(qkv, ld, *s, pos, ent,
+                                                                           *kv, layer);
+    PVC_CHECK_LAUNCH("mixed post_store");
+    return PV_OK;
+}
+
+// ---- tracker ----
+// One block per (entry, KV head); the rows of the entry in order, as the CPU
+// attend loop (each row is one step). A warp per high-tier token recomputes
+// the group's scores and turns them into probabilities with the merged lse.
+__global__ void mx_track_kernel(const float *qkv, int ld, pvc_attn_shape s, const int32_t *ent,
+                                const float *lse, pvc_kv_mixed kv, int layer) {
+    extern __shared__ float s_q[]; // [G][hd] then [G] lse
+    const int32_t *e = ent + (size_t)blockIdx.x * PVC_MXE_STRIDE;
+    const int kvh = blockIdx.y, hd = s.head_dim, G = s.n_heads / s.n_kv_heads;
+    const int seq = e[PVC_MXE_SEQ], row0 = e[PVC_MXE_ROW0], n = e[PVC_MXE_N];
+    const int hi0 = e[PVC_MXE_HI0], nlo = e[PVC_MXE_LO], step0 = e[PVC_MXE_STEP0];
+    const int half = kv.window / 2 > 0 ? kv.window / 2 : 1;
+    const size_t hh = mx_head(kv, seq, layer, kvh);
+    const __half *K = (const __half *)kv.hk + hh * kv.hi_cap * hd;
+    uint32_t *st = kv.hst + hh * kv.hi_cap * 2;
+    float *s_lse = s_q + G * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int i = 0; i < n; i++) {
+        const int row = row0 + i, nhv = hi0 + i + 1;
+        const float thr = 1.0f / (float)(nhv + nlo);
+        for (int x = threadIdx.x; x < G * hd; x += blockDim.x)
+            s_q[x] = qkv[(size_t)row * ld + (size_t)kvh * G * hd + x];
+        for (int g = threadIdx.x; g < G; g += blockDim.x)
+            s_lse[g] = lse[(size_t)row * s.n_heads + kvh * G + g];
+        __syncthreads();
+        for (int t = warp; t < nhv; t += nw) {
+            float agg = 0.f;
+            for (int g = 0; g < G; g++) {
+                float d = 0.f;
+                for (int c = lane; c < hd; c += 32)
+                    d = fmaf(s_q[g * hd + c], __half2float(K[(size_t)t * hd + c]), d);
+                d = pvc_warp_sum(d);
+                agg += expf(d * scale - s_lse[g]);
+            }
+            if (lane == 0) { // kvt_observe with the group mean
+                const float p = agg / (float)G;
+                if (kv.select == SEL_PERSIST) {
+                    if (p < thr) {
+                        uint32_t w = st[(size_t)t * 2];
+                        if ((w & 0xffffu) < 0xffffu) w += 1u;
+                        st[(size_t)t * 2] = w;
+                    }
+                } else {
+                    st[(size_t)t * 2] = __float_as_uint(__uint_as_float(st[(size_t)t * 2]) + p);
+                }
+            }
+        }
+        __syncthreads();
+        // kvt_rotate of every high token (visible or not) each window/2 steps
+        if (kv.select == SEL_PERSIST && (step0 + i + 1) % half == 0) {
+            for (int t = threadIdx.x; t < hi0 + n; t += blockDim.x)
+                st[(size_t)t * 2] = (st[(size_t)t * 2] & 0xffffu) << 16; // prev = cur, cur = 0
+        }
+        __syncthreads();
+    }
+}
+
+extern "C" int pvc_mixed_track(pvc_ctx *c, const float *qkv, int ld, const pvc_attn_shape *s,
+                               const int32_t *ent, int n_ent, const float *lse,
+                               const pvc_kv_mixed *kv, int layer) {
+    if (kv->select != SEL_PERSIST && kv->select != SEL_ACCUM) return PV_OK; // no state
+    if (n_ent <= 0 || layer < 0 || layer >= kv->n_layers || s->n_kv_heads != kv->n_kv_heads)
+        return PV_EINVAL;
+    const int G = s->n_heads / s->n_kv_heads;
+    const size_t smem = sizeof(float) * (size_t)G * (s->head_dim + 1);
+    mx_track_kernel<<<dim3(n_ent, s->n_kv_heads), 256, smem, c->stream>>>(qkv, ld, *s, ent, lse,
+                                                                         *kv, layer);
+    PVC_CHECK_LAUNCH("mixed track");
+    return PV_OK;
+}
+
+// ---- demotion ----
+// Dynamic shared memory of one demotion block.
+struct mx_dem_smem {
+    size_t sc, ps, vic, cnd, xq, gs, stage_k, stage_v, stage_p, stage_s, total;
+};
+static __host__ __device__ inline mx_dem_smem mx_dem_layout(int hi_cap, int hd) {
+    mx_dem_smem m;
+    const int nw = MX_DEM_THREADS / 32;
+    size_t o = 0;
+    m.sc = o, o += sizeof(float) * hi_cap;           // demotion score
+    m.ps = o, o += sizeof(int32_t) * hi_cap;         // position
+    m.vic = o, o += sizeof(int32_t) * hi_cap;        // new high slot, or -1 - low slot / -1
+    m.cnd = o, o += (hi_cap + 15) & ~15;             // candidate (unprotected) flag
+    m.xq = o, o += sizeof(float) * nw * hd;          // a warp's record being quantized
+    m.gs = o, o += sizeof(float) * nw * 2 * (hd / 8); // a warp's group scale, 1/scale
+    m.stage_k = o, o += (size_t)2 * MX_STAGE * hd;
+    m.stage_v = o, o += (size_t)2 * MX_STAGE * hd;
+    m.stage_p = o, o += sizeof(int32_t) * MX_STAGE;
+    m.stage_s = o, o += sizeof(uint32_t) * 2 * MX_STAGE;
+    m.total = o;
+    return m;
+}
+
+__device__ __forceinline__ float mx_score(int sel, const uint32_t *st, int steps) {
+    if (sel == SEL_PERSIST) return (float)(st[0] & 0xffffu) + (float)(st[0] >> 16);
+    if (sel == SEL_ACCUM) {
+        const int seen = steps - (int32_t)st[1];
+        return seen > 0 ? -__uint_as_float(st[0]) / (float)seen : -FLT_MAX;
+    }
+    return 0.f;
+}
+
+// kvq_encode of x[0..hd) (shared memory, this warp's) into record `slot`.
+// Lanes take groups (hd/group <= 32), then bytes.
+__device__ void mx_encode_warp(const float *x, int hd, int bits, int group, float *gs,
+                               uint8_t *codes, uint32_t *sz, size_t slot) {
+    const int lane = threadIdx.x & 31, ng = hd / group, nb = mx_nb(hd, bits);
+    const int qmax = (1 << bits) - 1;
+    for (int g = lane; g < ng; g += 32) {
+        const float *xg = x + g * group;
+        float mn = xg[0], mx = xg[0];
+        for (int i = 1; i < group; i++) {
+            if (xg[i] < mn) mn = xg[i];
+            if (xg[i] > mx) mx = xg[i];
+        }
+        float r = __fdiv_rn(__fsub_rn(mx, mn), (float)qmax);
+        r = fminf(fmaxf(r, -65504.f), 65504.f);
+        const float mnc = fminf(fmaxf(mn, -65504.f), 65504.f);
+        const __half hs = __float2half_rn(r), hz = __float2half_rn(mnc);
+        const float sf = __half2float(hs), zf = __half2float(hz);
+        gs[2 * g] = zf;
+        gs[2 * g + 1] = sf > 0.f ? __fdiv_rn(1.0f, sf) : 0.f;
+        sz[slot * ng + g] =
+            (uint32_t)__half_as_ushort(hs) | ((uint32_t)__half_as_ushort(hz) << 16);
+    }
+    __syncwarp();
+    for (int j = lane; j < nb; j += 32) {
+        unsigned byte = 0;
+        for (int m = 0; m < 8 / bits; m++) {
+            const int ch = j + m * nb, g = ch / group;
+            const float inv = gs[2 * g + 1];
+            int q = 0;
+            if (inv > 0.f) q = __float2int_rn(__fmul_rn(__fsub_rn(x[ch], gs[2 * g]), inv));
+            q = q < 0 ? 0 : q > qmax ? qmax : q;
+            byte |= (unsigned)q << (bits * m);
+        }
+        codes[slot * nb + j] = (uint8_t)byte;
+    }
+    __syncwarp();
+}
+
+// One block per (demotion, layer * n_kv + kvh). Order as cache/kv_mixed.c's
+// demote(): choose victims among unprotected tokens, freeze the balance
+// factors if asked, encode victims into the low tier in slot order, compact
+// the high tier keeping position order.
+__global__ void __launch_bounds__(MX_DEM_THREADS)
+    mx_demote_kernel(pvc_kv_mixed kv, const int32_t *dem) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int32_t *d = dem + (size_t)blockIdx.x * PVC_MXD_STRIDE;
+    const int layer = blockIdx.y / kv.n_kv_heads, kvh = blockIdx.y % kv.n_kv_heads;
+    const int hd = kv.head_dim, tid = threadIdx.x;
+    const int seq = d[PVC_MXD_SEQ], k = d[PVC_MXD_K], len = d[PVC_MXD_LEN];
+    const int steps = d[PVC_MXD_STEPS], nhi = d[PVC_MXD_HI], nlo = d[PVC_MXD_LO];
+    if (k <= 0 || nhi > kv.hi_cap) return;
+    const mx_dem_smem L = mx_dem_layout(kv.hi_cap, hd);
+    float *sc = (float *)(smem + L.sc);
+    int32_t *ps = (int32_t *)(smem + L.ps), *vic = (int32_t *)(smem + L.vic);
+    uint8_t *cnd = smem + L.cnd;
+    const size_t hh = mx_head(kv, seq, layer, kvh);
+    __half *HK = (__half *)kv.hk + hh * kv.hi_cap * hd, *HV = (__half *)kv.hv + hh * kv.hi_cap * hd;
+    int32_t *HP = kv.hpos + hh * kv.hi_cap;
+    uint32_t *HS = kv.hst + hh * kv.hi_cap * 2;
+    float *bal = kv.bal + hh * 3 * hd;
+
+    for (int t = tid; t < nhi; t += blockDim.x) {
+        const int32_t p = HP[t];
+        ps[t] = p;
+        cnd[t] = !(p < kv.sinks || (long)p >= (long)len - kv.recent);
+        sc[t] = mx_score(kv.select, HS + (size_t)t * 2, steps);
+    }
+    __syncthreads();
+    // Rank among candidates in kvt_pick's order (score desc, position asc):
+    // a total order, so ranks are distinct and rank < k picks exactly k.
+    for (int t = tid; t < nhi; t += blockDim.x) {
+        int rank = 0;
+        if (cnd[t]) {
+            const float s = sc[t];
+            const int32_t p = ps[t];
+            for (int u = 0; u < nhi; u++)
+                rank += cnd[u] && (sc[u] > s || (sc[u] == s && ps[u] < p));
+        }
+        vic[t] = cnd[t] && rank < k; // 1 = victim, for now
+    }
+    __syncthreads();
+    // Destinations in slot order (victims go to the low tier in increasing
+    // high-slot order, as kvt_pick's sorted output). Serial: this runs once
+    // per chunk of steps, and keeps the order obviously right.
+    if (tid == 0) {
+        int nv = 0;
+        for (int t = 0; t < nhi; t++) {
+            if (vic[t]) {
+                vic[t] = kv.lo_kbits ? -1 - (nlo + nv) : -1;
+                nv++;
+            } else {
+                vic[t] = t - nv;
+            }
+        }
+    }
+    if (kv.lo_kbits && d[PVC_MXD_FREEZE] && kv.balance) { // bal_freeze
+        for (int c = tid; c < hd; c += blockDim.x) {
+            const float qm = bal[hd + c], km = bal[2 * hd + c];
+            const float r = qm > 0.f && km > 0.f ? sqrtf(__fdiv_rn(qm, km)) : 1.0f;
+            bal[c] = isfinite(r) && r > 0.f ? r : 1.0f;
+        }
+    }
+    __syncthreads();
+    if (kv.lo_kbits) {
+        const int warp = tid >> 5, lane = tid & 31, nw = blockDim.x >> 5;
+        float *x = (float *)(smem + L.xq) + (size_t)warp * hd;
+        float *gs = (float *)(smem + L.gs) + (size_t)warp * 2 * (hd / 8);
+        const size_t lo0 = hh * kv.lo_cap;
+        for (int t = warp; t < nhi; t += nw) {
+            if (vic[t] >= 0) continue;
+            const size_t slot = lo0 + (size_t)(-1 - vic[t]);
+            for (int c = lane; c < hd; c += 32) {
+                const float v = __half2float(HK[(size_t)t * hd + c]);
+                x[c] = kv.balance ? __fmul_rn(v, bal[c]) : v;
+            }
+            __syncwarp();
+            mx_encode_warp(x, hd, kv.lo_kbits, kv.group, gs, kv.lk, kv.lksz, slot);
+            for (int c = lane; c < hd; c += 32) x[c] = __half2float(HV[(size_t)t * hd + c]);
+            __syncwarp();
+            mx_encode_warp(x, hd, kv.lo_vbits, kv.group, gs, kv.lv, kv.lvsz, slot);
+        }
+    }
+    __syncthreads();
+    // Stable compaction in rounds of MX_STAGE slots: a round reads all its
+    // slots into shared memory before writing any, and a survivor's new slot
+    // is <= its old one, so no write lands on a slot still to be read.
+    __half *sk = (__half *)(smem + L.stage_k), *sv = (__half *)(smem + L.stage_v);
+    int32_t *sp = (int32_t *)(smem + L.stage_p);
+    uint32_t *ss = (uint32_t *)(smem + L.stage_s);
+    for (int t0 = 0; t0 < nhi; t0 += MX_STAGE) {
+        const int nt = min(MX_STAGE, nhi - t0);
+        for (int x = tid; x < nt * hd; x += blockDim.x) {
+            sk[x] = HK[(size_t)t0 * hd + x];
+            sv[x] = HV[(size_t)t0 * hd + x];
+        }
+        for (int j = tid; j < nt; j += blockDim.x) {
+            sp[j] = ps[t0 + j];
+            ss[2 * j] = HS[(size_t)(t0 + j) * 2];
+            ss[2 * j + 1] = HS[(size_t)(t0 + j) * 2 + 1];
+        }
+        __syncthreads();
+        for (int x = tid; x < nt * hd; x += blockDim.x) {
+            const int j = x / hd, w = vic[t0 + j];
+            if (w >= 0 && w != t0 + j) {
+                HK[(size_t)w * hd + x % hd] = sk[x];
+                HV[(size_t)w * hd + x % hd] = sv[x];
+            }
+        }
+        for (int j = tid; j < nt; j += blockDim.x) {
+            const int w = vic[t0 + j];
+            if (w >= 0 && w != t0 + j) {
+                HP[w] = sp[j];
+                HS[(size_t)w * 2] = ss[2 * j];
+                HS[(size_t)w * 2 + 1] = ss[2 * j + 1];
+            }
+        }
+        __syncthreads();
+    }
+}
+
+extern "C" int pvc_mixed_demote(pvc_ctx *c, const pvc_kv_mixed *kv, const int32_t *dem,
+                                int n_dem) {
+    if (n_dem <= 0) return PV_OK;
+    const size_t smem = mx_dem_layout(kv->hi_cap, kv->head_dim).total;
+    PVC_CHECK(cudaFuncSetAttribute(mx_demote_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+    mx_demote_kernel<<<dim3(n_dem, kv->n_layers * kv->n_kv_heads), MX_DEM_THREADS, smem,
+                       c->stream>>>(*kv, dem);
+    PVC_CHECK_LAUNCH("mixed demote");
+    return PV_OK;
+}
+
+// ---- allocation, reset, benchmark fill ----
+#define MX_MAX_SMEM (200 * 1024)
+
+extern "C" size_t pvc_mixed_seq_bytes(const pvc_kv_mixed *kv) {
+    const size_t hd = kv->head_dim, heads = (size_t)kv->n_layers * kv->n_kv_heads;
+    size_t hi = (size_t)kv->hi_cap * (2 * hd * 2 + 4 + 8);
+    size_t lo = 0;
+    if (kv->lo_kbits)
+        lo = (size_t)kv->lo_cap * (mx_nb((int)hd, kv->lo_kbits) + mx_nb((int)hd, kv->lo_vbits) +
+                                   2 * 4 * (hd / kv->group));
+    return heads * (hi + lo + 3 * hd * sizeof(float));
+}
+
+extern "C" int pvc_mixed_check(const pvc_kv_mixed *kv) {
+    const int hd = kv->head_dim;
+    const char *why = NULL;
+    if (hd != 64 && hd != 128 && hd != 256) why = "head_dim must be 64, 128 or 256";
+    else if (kv->group < 8 || kv->group % 8 || hd % kv->group) why = "group must divide head_dim";
+    else if (kv->lo_kbits && ((kv->lo_kbits != 2 && kv->lo_kbits != 4) ||
+                              (kv->lo_vbits != 2 && kv->lo_vbits != 4)))
+        why = "low-tier bits must be 2 or 4";
+    else if (kv->hi_cap < 1 || kv->lo_cap < 0 || (kv->lo_kbits && kv->lo_cap < 1))
+        why = "bad tier capacities";
+    else if (mx_dem_layout(kv->hi_cap, hd).total > MX_MAX_SMEM)
+        why = "high tier too large for the demotion kernel's shared memory (lower the budget or "
+              "max_ctx)";
+    if (why) {
+        pvc_set_error("mixed cache: %s", why);
+        return PV_EUNSUPPORTED;
+    }
+    return PV_OK;
+}
+
+extern "C" int pvc_mixed_alloc(pvc_ctx *c, pvc_kv_mixed *kv) {
+    int rc = pvc_mixed_check(kv);
+    if (rc) return rc;
+    const size_t hd = kv->head_dim,
+                 heads = (size_t)kv->max_seqs * kv->n_layers * kv->n_kv_heads;
+    const size_t hi = heads * kv->hi_cap, lo = heads * kv->lo_cap;
+    kv->hk = kv->hv = NULL;
+    kv->hpos = NULL;
+    kv->hst = kv->lksz = kv->lvsz = NULL;
+    kv->lk = kv->lv = NULL;
+    kv->bal = NULL;
+    if (!rc) rc = pvc_alloc(c, hi * hd * 2, (void **)&kv->hk);
+    if (!rc) rc = pvc_alloc(c, hi * hd * 2, (void **)&kv->hv);
+    if (!rc) rc = pvc_alloc(c, hi * 4, (void **)&kv->hpos);
+    if (!rc) rc = pvc_alloc(c, hi * 8, (void **)&kv->hst);
+    if (!rc) rc = pvc_alloc(c, heads * 3 * hd * sizeof(float), (void **)&kv->bal);
+    if (!rc && kv->lo_kbits && lo) {
+        rc = pvc_alloc(c, lo * mx_nb((int)hd, kv->lo_kbits), (void **)&kv->lk);
+        if (!rc) rc = pvc_alloc(c, lo * mx_nb((int)hd, kv->lo_vbits), (void **)&kv->lv);
+        if (!rc) rc = pvc_alloc(c, lo * 4 * (hd / kv->group), (void **)&kv->lksz);
+        if (!rc) rc = pvc_alloc(c, lo * 4 * (hd / kv->group), (void **)&kv->lvsz);
+    }
+    if (rc) pvc_mixed_free(c, kv);
+    return rc;
+}
+
+extern "C" void pvc_mixed_free(pvc_ctx *c, pvc_kv_mixed *kv) {
+    void *p[] = {kv->hk, kv->hv, kv->hpos, kv->hst, kv->bal, kv->lk, kv->lv, kv->lksz, kv->lvsz};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) pvc_free(c, p[i]);
+    kv->hk = kv->hv = NULL;
+    kv->hpos = NULL;
+    kv->hst = kv->lksz = kv->lvsz = NULL;
+    kv->lk = kv->lv = NULL;
+    kv->bal = NULL;
+}
+
+// b = 1, max|q| = max|k| = 0 for every head of the slot.
+__global__ void mx_reset_kernel(pvc_kv_mixed kv, int seq) {
+    const int hd = kv.head_dim;
+    const size_t n = (size_t)kv.n_layers * kv.n_kv_heads * 3 * hd;
+    float *b = kv.bal + (size_t)seq * n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        b[i] = (i / hd) % 3 == 0 ? 1.0f : 0.0f;
+}
+
+extern "C" int pvc_mixed_reset(pvc_ctx *c, const pvc_kv_mixed *kv, int seq) {
+    if (seq < 0 || seq >= kv->max_seqs) return PV_EINVAL;
+    const size_t n = (size_t)kv->n_layers * kv->n_kv_heads * 3 * kv->head_dim;
+    mx_reset_kernel<<<pvc_blocks(n, 256) < 1024 ? pvc_blocks(n, 256) : 1024, 256, 0, c->stream>>>(
+        *kv, seq);
+    PVC_CHECK_LAUNCH("mixed reset");
+    return PV_OK;
+}
+
+// Random contents for a slot (benchmarks): one thread per (layer, head,
+// element) over the high tier, then the low tier's bytes and metadata.
+__global__ void mx_fill_kernel(pvc_kv_mixed kv, int seq, int n, int n_hi, int n_lo,
+                               uint64_t seed) {
+    const int hd = kv.head_dim;
+    const size_t heads = (size_t)kv.n_layers * kv.n_kv_heads;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    const size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    const size_t h0 = (size_t)seq * heads;
+    for (size_t i = i0; i < heads * n_hi * hd; i += stride) {
+        const size_t h = i / ((size_t)n_hi * hd), r = i % ((size_t)n_hi * hd);
+        const size_t o = (h0 + h) * kv.hi_cap * hd + r;
+        ((__half *)kv.hk)[o] = __float2half_rn(pvsyn_value(seed, PVSYN_KV_FILL, i, 1.0f));
+        ((__half *)kv.hv)[o] = __float2half_rn(pvsyn_value(seed, PVSYN_KV_FILL + 1, i, 1.0f));
+    }
+    for (size_t i = i0; i < heads * n_hi; i += stride) {
+        const size_t h = i / n_hi, t = i % n_hi;
+        const size_t o = (h0 + h) * kv.hi_cap + t;
+        const int sinks = kv.sinks < n_hi ? kv.sinks : n_hi;
+        kv.hpos[o] = (int)t < sinks ? (int)t : n - n_hi + (int)t; // sinks, then the newest
+        kv.hst[2 * o] = kv.hst[2 * o + 1] = 0u;
+    }
+    if (!kv.lo_kbits) return;
+    const int nbk = mx_nb(hd, kv.lo_kbits), nbv = mx_nb(hd, kv.lo_vbits), ng = hd / kv.group;
+    const uint32_t meta = (uint32_t)__half_as_ushort(__float2half_rn(0.125f)) |
+                          ((uint32_t)__half_as_ushort(__float2half_rn(-1.0f)) << 16);
+    for (size_t i = i0; i < heads * n_lo; i += stride) {
+        const size_t h = i / n_lo, t = i % n_lo;
+        const size_t o = (h0 + h) * kv.lo_cap + t;
+        for (int j = 0; j < nbk; j += 8) {
+            const uint64_t r = pvsyn_mix(seed ^ (i * 0x100000001b3ull + (uint64_t)j));
+            for (int b = 0; b < 8 && j + b < nbk; b++) kv.lk[o * nbk + j + b] = (uint8_t)(r >> (8 * b));
+        }
+        for (int j = 0; j < nbv; j += 8) {
+            const uint64_t r = pvsyn_mix(~seed ^ (i * 0x100000001b3ull + (uint64_t)j));
+            for (int b = 0; b < 8 && j + b < nbv; b++) kv.lv[o * nbv + j + b] = (uint8_t)(r >> (8 * b));
+        }
+        for (int g = 0; g < ng; g++) kv.lksz[o * ng + g] = kv.lvsz[o * ng + g] = meta;
+    }
+}
+
+extern "C" int pvc_mixed_fill_synth(pvc_ctx *c, const pvc_kv_mixed *kv, int seq, int n, int n_hi,
+                                    int n_lo, uint64_t seed) {
+    if (seq < 0 || seq >= kv->max_seqs || n_hi < 0 || n_hi > kv->hi_cap || n_lo < 0 ||
+        n_lo > (kv->lo_kbits ? kv->lo_cap : 0) || n_hi + n_lo > n)
+        return PV_EINVAL;
+    int rc = pvc_mixed_reset(c, kv, seq);
+    if (rc) return rc;
+    mx_fill_kernel<<<2048, 256, 0, c->stream>>>(*kv, seq, n, n_hi, n_lo,
+                                                seed + (uint64_t)seq * 0x9e37u);
+    PVC_CHECK_LAUNCH("mixed fill");
+    return PV_OK;
+}
