@@ -6,9 +6,10 @@
  * weight type's "vec_dot type" (16- or 8-bit blocks for the quantized
  * formats, see kq_vec_dot_type_bits; f32 for F32/F16/BF16) and the inner
  * loops are integer SIMD where the CPU has it.
- * SIMD paths (AVX2+FMA+F16C, chosen at run time with __builtin_cpu_supports)
- * and the portable scalar path must give the same results within float
- * rounding; tests compare them. */
+ * SIMD paths (AVX2+FMA+F16C, and AVX512-VNNI/BW/VL on top of it, chosen at
+ * run time with __builtin_cpu_supports; PIVOT_SIMD or kq_set_simd_level
+ * cap the choice) and the portable scalar path must give the same results
+ * within float rounding; tests compare them. */
 #ifndef PIVOT_KQ_QUANT_H
 #define PIVOT_KQ_QUANT_H
 
