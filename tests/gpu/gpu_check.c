@@ -436,6 +436,7 @@ int run_ops(pvc_ctx *pc) {
     op_attention(pc, &r, 32, 8, 128, 128, 0);  /* Llama-3-8B */
     op_attention(pc, &r, 14, 2, 64, 64, 1);    /* qwen2-like: group 7, NEOX */
     op_attention(pc, &r, 8, 8, 128, 64, 1);    /* MHA, partial rotation */
+    run_ops_mixed(pc, &r);                     /* gpu_mixed.c */
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* Shared by the GPU check driver's files (gpu_check.c: ops vs the CPU;
- * gpu_e2e.c: end-to-end logits and the decode benchmark). */
+ * gpu_mixed.c: the mixed cache's ops; gpu_e2e.c: end-to-end logits and the
+ * decode benchmark). */
 #ifndef PIVOT_GPU_CHECK_H
 #define PIVOT_GPU_CHECK_H
 
@@ -25,6 +26,7 @@ float rng_uniform(rng *r); /* [-1, 1) */
 int rng_int(rng *r, int n);
 
 int run_ops(pvc_ctx *pc);
+int run_ops_mixed(pvc_ctx *pc, rng *r); /* gpu_mixed.c: the mixed cache's kernels */
 int run_e2e_synthetic(void);
 int run_e2e_model(const char *path);
 int run_bench(int quick);

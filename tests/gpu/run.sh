@@ -47,21 +47,27 @@ echo "cuda: $CUDA_HOME (libs $CUDA_LIB), arch $ARCH, $JOBS jobs"
 
 # Source lists come from the meson.build files, so this build tracks the real one.
 srcs() { grep -o "'[A-Za-z0-9_]*\.c'" "$1/meson.build" | tr -d "'" | sed "s|^|$1/|"; }
-# Files named *avx2* are the SIMD variants meson builds with ISA flags.
-C_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep -v 'avx2')
+# Files named *avx* are the SIMD variants meson builds with ISA flags: the
+# AVX2 ones once as they are, and (kernels/meson.build's kq_vnni library) the
+# sources listed there again with AVX512-VNNI flags and -DKQ_VNNI=1.
+C_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep -v 'avx')
 SIMD_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep 'avx2')
+VNNI_SRCS=$(grep "static_library('kq_vnni'" kernels/meson.build | grep -o "'[A-Za-z0-9_]*\.c'" | tr -d "'" | sed 's|^|kernels/|')
 CU_SRCS=$(ls kernels/cuda/*.cu)
 CFLAGS="-O2 -std=gnu11 -pthread -DNDEBUG -DPIVOT_HAVE_CUDA=1 -Ikernels -Imodel -Icache -I$CUDA_HOME/include -w"
 
 note "compile C (gcc)"
 build_c() { # src flags...
     local s=$1; shift
-    local o="$B/obj/$(echo "$s" | tr / _).o"
+    local o="$B/obj/$(echo "$s" | tr / _)${OBJ_SUFFIX:-}.o"
     gcc $CFLAGS "$@" -c "$s" -o "$o" || { echo "FAIL  gcc $s"; return 1; }
 }
 export -f build_c; export B CFLAGS
 echo "$C_SRCS" | xargs -P "$JOBS" -I{} bash -c 'build_c {}' || fail "C compile"
 echo "$SIMD_SRCS" | xargs -P "$JOBS" -I{} bash -c 'build_c {} -mavx2 -mfma -mf16c -ffp-contract=off' || fail "SIMD compile"
+if [ -n "$VNNI_SRCS" ]; then
+    echo "$VNNI_SRCS" | OBJ_SUFFIX=_vnni xargs -P "$JOBS" -I{} bash -c 'build_c {} -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -ffp-contract=off -DKQ_VNNI=1' || fail "VNNI compile"
+fi
 
 note "compile CUDA (nvcc -arch=$ARCH)"
 build_cu() {
@@ -72,7 +78,7 @@ export -f build_cu; export NVCC ARCH
 echo "$CU_SRCS" | xargs -P "$JOBS" -I{} bash -c 'build_cu {}' || fail "CUDA compile"
 
 note "link gpu_check"
-gcc $CFLAGS tests/gpu/gpu_check.c tests/gpu/gpu_e2e.c "$B"/obj/*.o -o "$B/gpu_check" \
+gcc $CFLAGS tests/gpu/gpu_check.c tests/gpu/gpu_mixed.c tests/gpu/gpu_e2e.c "$B"/obj/*.o -o "$B/gpu_check" \
     -L"$CUDA_LIB" -Wl,-rpath,"$CUDA_LIB" -lcublas -lcudart -lstdc++ -lm -lpthread -ldl -lrt \
     || fail "link gpu_check"
 
