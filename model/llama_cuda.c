@@ -89,6 +89,8 @@ struct llm_cuda {
     int32_t *d_mx, *h_mx;  /* [2][B] hslot, nlo; [B][8] entries; [B][8] demotions */
     float *rb_logits;      /* host rows of one pass when a call is split */
     int32_t *rb_ids;
+    llm_batch_entry *rb_sub; /* [B] a split call's passes: entries, their source, */
+    int *rb_idx, *rb_out0;   /* and each source entry's first output row */
 };
 
 /* ---- the kv_cache face ---- */
@@ -290,6 +292,9 @@ void llm_cuda_free(llm_cuda *cu) {
     free(cu->ms_next);
     free(cu->rb_logits);
     free(cu->rb_ids);
+    free(cu->rb_sub);
+    free(cu->rb_idx);
+    free(cu->rb_out0);
     free(cu);
 }
 
@@ -331,7 +336,10 @@ static int mixed_setup(llm_cuda *cu, const kv_policy *pol, int n_threads) {
     size_t B = (size_t)cu->B, meta = (2 * B + 2 * B * 8) * sizeof(int32_t);
     cu->ms = calloc((size_t)cu->max_seqs, sizeof *cu->ms);
     cu->ms_next = calloc((size_t)cu->max_seqs, sizeof *cu->ms_next);
-    if (!cu->ms || !cu->ms_next) return PV_ENOMEM;
+    cu->rb_sub = malloc(sizeof *cu->rb_sub * B);
+    cu->rb_idx = malloc(sizeof(int) * B);
+    cu->rb_out0 = malloc(sizeof(int) * B);
+    if (!cu->ms || !cu->ms_next || !cu->rb_sub || !cu->rb_idx || !cu->rb_out0) return PV_ENOMEM;
     if ((rc = pvc_alloc(cu->pc, meta, (void **)&cu->d_mx))) return rc;
     if ((rc = pvc_host_alloc(meta, (void **)&cu->h_mx))) return rc;
     for (int s = 0; s < cu->max_seqs && !rc; s++) rc = pvc_mixed_reset(cu->pc, &cu->mx, s);
@@ -549,9 +557,8 @@ int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float 
          !(cu->rb_logits = malloc(sizeof(float) * (size_t)cu->B * V))) ||
         (argmax && !cu->rb_ids && !(cu->rb_ids = malloc(sizeof(int32_t) * (size_t)cu->B))))
         return PV_ENOMEM;
-    llm_batch_entry sub[64];
-    int idx[64], out0[64];
-    if (n > 64) return PV_ERANGE; /* passes of <= 64 entries is plenty for prompts */
+    llm_batch_entry *sub = cu->rb_sub; /* n <= B: every entry has a token */
+    int *idx = cu->rb_idx, *out0 = cu->rb_out0;
     for (int i = 0, o = 0; i < n; i++) { /* caller's first output row of entry i */
         out0[i] = o;
         o += e[i].logits == LLM_LOGITS_ALL ? e[i].n_tokens : e[i].logits == LLM_LOGITS_LAST;
