@@ -189,18 +189,50 @@ float KQ_FN(q16_dot_q5_1)(int64_t n, const void *w, const void *x)
     return hsum_ps(_mm256_add_ps(acc[0], acc[1])) + msum;
 }
 
-float KQ_FN(q16_dot_q8_0)(int64_t n, const void *w, const void *x)
+/* Q8_0: the output projection (SmolLM2's tied embedding). One row against
+ * NX tokens, the weight block widened once; per token two chains (even /
+ * odd blocks) for FMA latency and one final hsum, so the single dot (NX = 1)
+ * and the multi-token form give bit-identical results (quant_impl.h). */
+static inline __attribute__((always_inline)) void
+multi_q8_0(int64_t n, const kq_block_q8_0 *a, const char *x, size_t xs, float *out, int64_t os,
+           const int NX)
 {
-    const kq_block_q8_0 *a = w;
-    const kq_block_q16_1 *b = x;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4][2];
+    for (int r = 0; r < NX; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i wlo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].qs));
         __m256i whi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a[i].qs + 16)));
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot32(wlo, whi, b[i].q)), acc[i & 1]);
+        float dw = h2f(a[i].d);
+        for (int r = 0; r < NX; r++) {
+            const kq_block_q16_1 *b = (const kq_block_q16_1 *)(x + (size_t)r * xs) + i;
+            __m256 d = _mm256_set1_ps(dw * b->d);
+            acc[r][i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot32(wlo, whi, b->q)), acc[r][i & 1]);
+        }
     }
-    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+    for (int r = 0; r < NX; r++)
+        out[r * os] = hsum_ps(_mm256_add_ps(acc[r][0], acc[r][1]));
+}
+
+float KQ_FN(q16_dot_q8_0)(int64_t n, const void *w, const void *x)
+{
+    float out;
+    multi_q8_0(n, w, x, 0, &out, 1, 1);
+    return out;
+}
+
+void KQ_FN(q16_dot_multi_q8_0)(int64_t n, const void *w, const void *x, size_t xs, int nx,
+                               float *out, int64_t os)
+{
+    const char *xp = x;
+    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
+        multi_q8_0(n, w, xp, xs, out, os, 4);
+    switch (nx) {
+    case 3: multi_q8_0(n, w, xp, xs, out, os, 3); break;
+    case 2: multi_q8_0(n, w, xp, xs, out, os, 2); break;
+    case 1: multi_q8_0(n, w, xp, xs, out, os, 1); break;
+    default: break;
+    }
 }
 
 /* ---- K-quants ------------------------------------------------------------------ */

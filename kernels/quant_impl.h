@@ -178,6 +178,8 @@ float kq_avx2_q16_dot_q6_K(int64_t n, const void *w, const void *x);
 void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
                                 float *out, int64_t out_stride);
 void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void kq_avx2_q16_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                float *out, int64_t out_stride);
 void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n);
 void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n);
 
@@ -203,6 +205,8 @@ float kq_vnni_q16_dot_q6_K(int64_t n, const void *w, const void *x);
 void kq_vnni_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
                                 float *out, int64_t out_stride);
 void kq_vnni_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void kq_vnni_q16_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                float *out, int64_t out_stride);
 
 /* 512-bit Q4_1 x Q16_1 kernels (quant_avx512.c, two blocks per float step):
  * bit-identical among themselves, not to the AVX2 ones (float order). */

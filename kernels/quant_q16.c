@@ -229,13 +229,11 @@ DEFINE_MULTI(multi_q6_K, dot_q6_K)
 DEFINE_MULTI(multi_avx2_q4_0, kq_avx2_q16_dot_q4_0)
 DEFINE_MULTI(multi_avx2_q5_0, kq_avx2_q16_dot_q5_0)
 DEFINE_MULTI(multi_avx2_q5_1, kq_avx2_q16_dot_q5_1)
-DEFINE_MULTI(multi_avx2_q8_0, kq_avx2_q16_dot_q8_0)
 DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_q16_dot_q4_K)
 DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_q16_dot_q6_K)
 DEFINE_MULTI(multi_vnni_q4_0, kq_vnni_q16_dot_q4_0)
 DEFINE_MULTI(multi_vnni_q5_0, kq_vnni_q16_dot_q5_0)
 DEFINE_MULTI(multi_vnni_q5_1, kq_vnni_q16_dot_q5_1)
-DEFINE_MULTI(multi_vnni_q8_0, kq_vnni_q16_dot_q8_0)
 DEFINE_MULTI(multi_vnni_q4_K, kq_vnni_q16_dot_q4_K)
 DEFINE_MULTI(multi_vnni_q6_K, kq_vnni_q16_dot_q6_K)
 
@@ -278,7 +276,7 @@ kq_dot_multi_fn kq_q16_get_dot_multi(uint32_t type, int simd)
     case KQ_Q4_1: return PICK(simd, multi_q4_1, kq_avx2_q16_dot_multi_q4_1, Q41(dot_multi));
     case KQ_Q5_0: return PICK(simd, multi_q5_0, multi_avx2_q5_0, multi_vnni_q5_0);
     case KQ_Q5_1: return PICK(simd, multi_q5_1, multi_avx2_q5_1, multi_vnni_q5_1);
-    case KQ_Q8_0: return PICK(simd, multi_q8_0, multi_avx2_q8_0, multi_vnni_q8_0);
+    case KQ_Q8_0: return PICK(simd, multi_q8_0, kq_avx2_q16_dot_multi_q8_0, kq_vnni_q16_dot_multi_q8_0);
     case KQ_Q4_K: return PICK(simd, multi_q4_K, multi_avx2_q4_K, multi_vnni_q4_K);
     case KQ_Q6_K: return PICK(simd, multi_q6_K, multi_avx2_q6_K, multi_vnni_q6_K);
     default: return NULL;
