@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "device.h"
 #include "eval.h"
 #include "pverr.h"
 
@@ -50,6 +51,8 @@ static void usage(FILE *f) {
             "  --lines N            retrieval: records per sample (default 12)\n"
             "  --digits N           retrieval: digits of each record's number (default 3)\n"
             "  --threads N          CPU threads (default: all cores)\n"
+            "  --device D           cpu (default), cuda, auto: where every run decodes (on\n"
+            "                       cuda each policy runs in the GPU's own cache)\n"
             "  --model PATH         GGUF model (default: $PIVOT_MODEL or the SmolLM2 default)\n"
             "  --json OUT           write the results as JSON\n"
             "  --plot OUT.png       sweep --ratios and plot quality vs KV memory per policy\n"
@@ -103,6 +106,11 @@ static int parse(int argc, char **argv, eval_opts *o) {
         STR("--model", o->model);
         STR("--json", o->json);
         STR("--plot", o->plot);
+        if ((v = cli_opt(argc, argv, &i, "--device", &miss))) {
+            if (llm_device_parse(v, &o->t.device))
+                return bad("--device expects auto, cpu or cuda, got", v);
+            continue;
+        }
         if ((v = cli_opt(argc, argv, &i, "--ratios", &miss))) {
             o->ratios = v;
             o->ratios_given = 1;
@@ -347,8 +355,16 @@ int cmd_eval(int argc, char **argv) {
     llm_model *m = NULL;
     ev_sample *smp = NULL;
     int n_smp = 0, status = 1;
+    if (o.t.device == LLM_DEVICE_CUDA && pvdev_cuda_count(err, sizeof err) == 0) {
+        fprintf(stderr, "pivot eval: --device cuda: no usable CUDA device (%s)\n", err);
+        goto out;
+    }
     if ((rc = llm_load(path, &m, err, sizeof err))) {
         fprintf(stderr, "pivot eval: cannot load model %s: %s\n", path, err[0] ? err : pv_strerror(rc));
+        goto out;
+    }
+    if (o.t.device == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, err, sizeof err)) {
+        fprintf(stderr, "pivot eval: --device cuda: %s\n", err);
         goto out;
     }
     if (check_policies(m, runs, n_runs, o.t.threads)) goto out;

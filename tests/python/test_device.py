@@ -42,12 +42,13 @@ def test_bad_device_and_shape_are_usage_errors(pivot_bin, tmp_path):
     assert r.returncode == 1 and "unknown shape" in r.stderr
 
 
-@pytest.mark.parametrize("cmd", ["generate", "logits"])
+@pytest.mark.parametrize("cmd", ["generate", "logits", "eval"])
 def test_device_cuda_without_gpu_is_one_line(pivot_bin, smol_model, tmp_path, cmd):
     if has_gpu(pivot_bin):
         pytest.skip("a GPU is present: the no-GPU error cannot be exercised here")
-    args = (["generate", "--prompt", "hi", "--max-tokens", "2"] if cmd == "generate"
-            else ["logits", "--tokens", "1,2", "--out", str(tmp_path / "x")])
+    args = {"generate": ["generate", "--prompt", "hi", "--max-tokens", "2"],
+            "logits": ["logits", "--tokens", "1,2", "--out", str(tmp_path / "x")],
+            "eval": ["eval", "--task", "copy", "--samples", "1", "--length", "32"]}[cmd]
     r = run(pivot_bin, *args, "--model", str(smol_model), "--device", "cuda")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
