@@ -307,7 +307,8 @@ int cmd_generate(int argc, char **argv) {
     if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
         if (dev == LLM_DEVICE_CUDA && rc == PV_EUNSUPPORTED)
             fprintf(stderr, "pivot generate: --device cuda: this --kv-policy does not run on the GPU "
-                            "(hi-bits=8 is CPU-only)\n");
+                            "(hi-bits=8 is CPU-only; a high-tier budget over ~14k tokens does "
+                            "not fit the GPU's demotion kernel)\n");
         else
             fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
         goto out;

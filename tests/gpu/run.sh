@@ -4,9 +4,12 @@
 #      libm) with gcc and the CUDA backend (kernels/cuda/*.cu) with nvcc for
 #      sm_90 -- no meson, no Debian libraries;
 #   2. runs tests/gpu/gpu_check: every CUDA op vs the CPU code on fresh random
-#      inputs, end-to-end logits CUDA vs CPU (synthetic models, and the real
+#      inputs (the mixed cache's kernels too: gpu_mixed.c), end-to-end logits
+#      CUDA vs CPU for every cache preset (synthetic models, and the real
 #      default model when models/ is present), the decode benchmark of the
-#      Llama-3-8B shape at 2k context (batch 1, 16, 64) and the copy bandwidth;
+#      Llama-3-8B shape at 2k context (batch 1, 16, 64; full and mikv), the
+#      largest batch full and mikv fit at 4k with the throughput there, and the
+#      copy bandwidth;
 #   3. runs the same shape in PyTorch / HF transformers (tests/gpu/torch_bench.py);
 #   4. writes the table to $OUT/gpu_report.txt.
 # Each step says what failed and the script goes on to the next where it can.
