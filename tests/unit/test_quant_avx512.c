@@ -85,6 +85,23 @@ Test(quant_avx512, levels_cap_and_names)
     kq_set_simd_level(-1);
 }
 
+/* PIVOT_SIMD is read once, at the first lookup: Criterion runs each test in
+ * a fresh process, so setting it first here reaches that first read. */
+Test(quant_avx512, pivot_simd_env_caps_level)
+{
+    cr_assert_eq(setenv("PIVOT_SIMD", "avx2", 1), 0);
+    int cpu = kq_simd_cpu_level();
+    cr_assert_eq(kq_simd_level(), cpu < KQ_SIMD_AVX2 ? cpu : KQ_SIMD_AVX2);
+    if (cpu >= KQ_SIMD_AVX2) {
+        cr_assert_str_eq(kq_simd_name(), "avx2");
+        cr_assert(kq_get_dot(KQ_Q4_1, 16) == kq_avx2_q16_dot_q4_1);
+    }
+    kq_set_simd_level(KQ_SIMD_SCALAR); /* an explicit cap overrides the variable */
+    cr_assert_str_eq(kq_simd_name(), "scalar");
+    kq_set_simd_level(-1);
+    cr_assert_eq(kq_simd_level(), cpu < KQ_SIMD_AVX2 ? cpu : KQ_SIMD_AVX2);
+}
+
 /* One weight row against one activation row at each level; VNNI must equal
  * AVX2 bit for bit (same lane integers, same float steps, by construction,
  * kernels/meson.build), and both the scalar path within float rounding:
