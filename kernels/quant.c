@@ -659,8 +659,6 @@ DEFINE_MULTI(multi_q4_K, dot_q4_K)
 DEFINE_MULTI(multi_q6_K, dot_q6_K)
 DEFINE_MULTI(multi_avx2_f32, kq_avx2_dot_f32)
 DEFINE_MULTI(multi_avx2_f16, kq_avx2_dot_f16)
-DEFINE_MULTI(multi_avx2_q8_0, kq_avx2_dot_q8_0)
-DEFINE_MULTI(multi_vnni_q8_0, kq_vnni_dot_q8_0)
 DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_dot_q4_K)
 DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_dot_q6_K)
 
@@ -679,7 +677,7 @@ kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits)
     case KQ_Q4_1: return PICK(lvl, multi_q4_1, kq_avx2_dot_multi_q4_1, kq_vnni_dot_multi_q4_1);
     case KQ_Q5_0: return multi_q5_0;
     case KQ_Q5_1: return multi_q5_1;
-    case KQ_Q8_0: return PICK(lvl, multi_q8_0, multi_avx2_q8_0, multi_vnni_q8_0);
+    case KQ_Q8_0: return PICK(lvl, multi_q8_0, kq_avx2_dot_multi_q8_0, kq_vnni_dot_multi_q8_0);
     case KQ_Q4_K: return simd ? multi_avx2_q4_K : multi_q4_K;
     case KQ_Q6_K: return simd ? multi_avx2_q6_K : multi_q6_K;
     default: return NULL;

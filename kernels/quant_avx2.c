@@ -156,18 +156,51 @@ void KQ_FN(dot_multi_q4_0)(int64_t n, const void *w, const void *x, size_t xs, i
     }
 }
 
-float KQ_FN(dot_q8_0)(int64_t n, const void *w, const void *x)
+/* Q8_0 x Q8_0, one row against NX tokens: |w| and the weight's signs are
+ * taken once per block (dot_ss8 split in two); per token two chains (even /
+ * odd blocks, for FMA latency) and one final hsum, so the single dot
+ * (NX = 1) and the multi-token form are bit-identical (quant_impl.h). */
+static inline __attribute__((always_inline)) void
+multi_q8_0(int64_t n, const kq_block_q8_0 *a, const char *x, size_t xs, float *out, int64_t os,
+           const int NX)
 {
-    const kq_block_q8_0 *a = w;
-    const kq_block_q8_0 *b = x;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}; /* 2 chains: see q4_1 */
+    __m256 acc[4][2];
+    for (int r = 0; r < NX; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i y = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_ss8(q, y)), acc[i & 1]);
+        __m256i qa = _mm256_sign_epi8(q, q);
+        float dw = h2f(a[i].d);
+        for (int r = 0; r < NX; r++) {
+            const kq_block_q8_0 *b = (const kq_block_q8_0 *)(x + (size_t)r * xs) + i;
+            __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b->qs), q);
+            __m256 d = _mm256_set1_ps(dw * h2f(b->d));
+            acc[r][i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_us8(qa, y)), acc[r][i & 1]);
+        }
     }
-    return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+    for (int r = 0; r < NX; r++)
+        out[r * os] = hsum_ps(_mm256_add_ps(acc[r][0], acc[r][1]));
+}
+
+float KQ_FN(dot_q8_0)(int64_t n, const void *w, const void *x)
+{
+    float out;
+    multi_q8_0(n, w, x, 0, &out, 1, 1);
+    return out;
+}
+
+void KQ_FN(dot_multi_q8_0)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
+                           int64_t os)
+{
+    const char *xp = x;
+    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
+        multi_q8_0(n, w, xp, xs, out, os, 4);
+    switch (nx) {
+    case 3: multi_q8_0(n, w, xp, xs, out, os, 3); break;
+    case 2: multi_q8_0(n, w, xp, xs, out, os, 2); break;
+    case 1: multi_q8_0(n, w, xp, xs, out, os, 1); break;
+    default: break;
+    }
 }
 
 float KQ_FN(dot_q4_K)(int64_t n, const void *w, const void *x)

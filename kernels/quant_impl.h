@@ -163,6 +163,8 @@ void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_st
 void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
                             float *out, int64_t out_stride);
 void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void kq_avx2_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                            float *out, int64_t out_stride);
 void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
 void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n);
 void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
@@ -195,6 +197,8 @@ void kq_vnni_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_st
 void kq_vnni_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
                             float *out, int64_t out_stride);
 void kq_vnni_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void kq_vnni_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                            float *out, int64_t out_stride);
 float kq_vnni_q16_dot_q4_0(int64_t n, const void *w, const void *x);
 float kq_vnni_q16_dot_q4_1(int64_t n, const void *w, const void *x);
 float kq_vnni_q16_dot_q5_0(int64_t n, const void *w, const void *x);
