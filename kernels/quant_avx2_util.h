@@ -1,6 +1,7 @@
 /* Inline helpers shared by the AVX2 kq files (quant_avx2.c,
- * quant_avx2_q16.c). Include only from files compiled with -mavx2 -mfma
- * -mf16c (the kq_avx2 library in kernels/meson.build). */
+ * quant_avx2_q16.c) and quant_avx512.c. Include only from files compiled
+ * with at least -mavx2 -mfma -mf16c (the kq_avx2 and kq_vnni libraries in
+ * kernels/meson.build). */
 #ifndef PIVOT_KQ_QUANT_AVX2_UTIL_H
 #define PIVOT_KQ_QUANT_AVX2_UTIL_H
 
