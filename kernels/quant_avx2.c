@@ -31,12 +31,6 @@ static inline __m256i dot_us8(__m256i u, __m256i s)
 #endif
 }
 
-/* signed x signed */
-static inline __m256i dot_ss8(__m256i a, __m256i b)
-{
-    return dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
 /* The Q4_1 kernels (one row, 4 rows, several tokens) do the same per-row
  * arithmetic: one accumulator chain per row in block order and
  * q4_1_finish4 at the end, so their results are bit-identical (the
@@ -157,7 +151,7 @@ void KQ_FN(dot_multi_q4_0)(int64_t n, const void *w, const void *x, size_t xs, i
 }
 
 /* Q8_0 x Q8_0, one row against NX tokens: |w| and the weight's signs are
- * taken once per block (dot_ss8 split in two); per token two chains (even /
+ * taken once per block (signed x signed as |w| x sign(y, w)); per token two chains (even /
  * odd blocks, for FMA latency) and one final hsum, so the single dot
  * (NX = 1) and the multi-token form are bit-identical (quant_impl.h). */
 static inline __attribute__((always_inline)) void
