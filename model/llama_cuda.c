@@ -124,7 +124,10 @@ static void gkv_usage(const void *impl, int seq, kv_usage *u) {
     }
     memset(u, 0, sizeof *u);
     u->n_tokens = u->n_high = g->len[seq];
-    u->bytes_stored = u->bytes_fp16 = (size_t)g->len[seq] * g->tok_bytes;
+    /* as the CPU's plain cache reports it: whole pages of KVL_FP16_PAGE tokens */
+    u->bytes_stored = (size_t)(g->len[seq] + KVL_FP16_PAGE - 1) / KVL_FP16_PAGE * KVL_FP16_PAGE *
+                      g->tok_bytes;
+    u->bytes_fp16 = (size_t)g->len[seq] * g->tok_bytes;
 }
 static void gkv_destroy(void *impl) {
     gpu_kv *g = impl;

@@ -1,12 +1,11 @@
 // emu_cuda.h: just enough of CUDA to run the mixed cache's kernels on the
-// CPU (tests/gpu/emu/run.sh). Each CUDA thread of a block is a std::thread;
+// CPU (tests/gpu/emu/run.sh). Each CUDA thread of a block is a coroutine;
 // __syncthreads, __syncwarp and warp shuffles are barriers, so a kernel whose
-// threads do not all reach a barrier hangs here as it would misbehave on a
-// GPU. Blocks run one after another, so `__shared__` arrays can be function
+// threads do not all reach a barrier is reported (deadlock) as it would
+// misbehave on a GPU. Blocks run one after another, so `__shared__` arrays can be function
 // statics. Device allocations are filled with garbage (0xA5) to expose reads
 // of memory nothing wrote. Not a performance or race detector.
 #pragma once
-#include <barrier>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +21,7 @@
 #define __forceinline__ inline
 #define __launch_bounds__(x)
 #define __align__(n) alignas(n)
+#define __restrict__
 #define __shared__ static
 
 struct dim3 {
@@ -31,33 +31,24 @@ struct dim3 {
 struct emu_idx {
     unsigned x, y, z;
 };
-extern thread_local emu_idx threadIdx, blockIdx, blockDim, gridDim;
-extern thread_local void *emu_dyn_smem;
+extern emu_idx threadIdx, blockIdx, blockDim, gridDim;
+extern void *emu_dyn_smem;
 
-// Barriers of the running block: one for the block, one per warp, and a
-// per-warp exchange buffer for shuffles.
-struct emu_warp {
-    std::barrier<> bar{32};
-    float buf[32];
-};
-struct emu_block {
-    std::barrier<> bar;
-    std::vector<std::unique_ptr<emu_warp>> warps;
-    explicit emu_block(int n) : bar(n) {
-        for (int i = 0; i < n / 32; i++) warps.emplace_back(new emu_warp);
-    }
-};
-extern thread_local emu_block *emu_cur;
+// The threads of a block are coroutines (ucontext) switched at barriers:
+// emu_barrier(0) is __syncthreads, emu_barrier(1) this thread's warp.
+void emu_barrier(int warp);
+extern uint64_t *emu_shfl_buf; // [threads] exchange slots of the running block
 
-inline void __syncthreads() { emu_cur->bar.arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu_cur->warps[threadIdx.x / 32]->bar.arrive_and_wait(); }
-inline float __shfl_xor_sync(unsigned, float v, int o) {
-    emu_warp &w = *emu_cur->warps[threadIdx.x / 32];
-    const int lane = threadIdx.x % 32;
-    w.buf[lane] = v;
-    w.bar.arrive_and_wait();
-    const float r = w.buf[lane ^ o];
-    w.bar.arrive_and_wait();
+inline void __syncthreads() { emu_barrier(0); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_barrier(1); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int o) {
+    static_assert(sizeof(T) <= 8, "shuffle of a scalar");
+    const unsigned t = threadIdx.x;
+    memcpy(&emu_shfl_buf[t], &v, sizeof v);
+    emu_barrier(1);
+    T r;
+    memcpy(&r, &emu_shfl_buf[(t & ~31u) | ((t & 31u) ^ (unsigned)o)], sizeof r);
+    emu_barrier(1);
     return r;
 }
 

@@ -1,4 +1,4 @@
-// The pvc runtime for emu_cuda.h: launches (a std::thread per CUDA thread,
+// The pvc runtime for emu_cuda.h: launches (a coroutine per CUDA thread,
 // blocks in order), half conversions, and host memory standing in for device
 // memory (filled with 0xA5 so reads of unwritten memory show up as garbage).
 #include <cstdarg>
@@ -8,35 +8,102 @@
 #include "emu_cuda.h"
 #include "common.cuh"
 
-thread_local emu_idx threadIdx, blockIdx, blockDim, gridDim;
-thread_local void *emu_dyn_smem;
-thread_local emu_block *emu_cur;
+#include <ucontext.h>
+
+emu_idx threadIdx, blockIdx, blockDim, gridDim;
+void *emu_dyn_smem;
+uint64_t *emu_shfl_buf;
+
+// Coroutine scheduler of one block: threads run round-robin; a thread at a
+// barrier yields until every participant (block, or its warp) has arrived.
+namespace {
+const size_t STACK = 256 * 1024;
+struct cthread {
+    ucontext_t ctx;
+    bool done;
+    char *stack;
+};
+struct bar {
+    int arrived;
+    unsigned gen;
+};
+std::vector<cthread> th;
+std::vector<bar> bars; // [0] block, [1 + w] warp w
+ucontext_t sched;
+int cur, n_threads;
+const std::function<void()> *body;
+
+void entry() {
+    (*body)();
+    th[cur].done = true;
+}
+} // namespace
+
+void emu_barrier(int warp) {
+    bar &b = bars[warp ? 1 + cur / 32 : 0];
+    const int need = warp ? 32 : n_threads;
+    const unsigned gen = b.gen;
+    if (++b.arrived == need) {
+        b.arrived = 0;
+        b.gen++;
+        return;
+    }
+    while (b.gen == gen) {
+        int me = cur;
+        swapcontext(&th[me].ctx, &sched);
+        cur = me;
+        threadIdx = {(unsigned)me, 0, 0};
+    }
+}
 
 void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &fn) {
     const int nt = (int)(block.x * block.y * block.z);
-    if (nt % 32 || block.y != 1 || block.z != 1) {
-        fprintf(stderr, "emu: block of %d threads (need a multiple of 32, 1-D)\n", nt);
+    if (nt % 32 || block.y != 1 || block.z != 1 || nt > 1024) {
+        fprintf(stderr, "emu: block of %d threads (need a multiple of 32, 1-D, <= 1024)\n", nt);
         abort();
     }
     std::vector<unsigned char> dyn(smem + 16, 0xA5);
-    void *dp = (void *)(((uintptr_t)dyn.data() + 15) & ~(uintptr_t)15);
+    std::vector<uint64_t> shfl(nt);
+    emu_dyn_smem = (void *)(((uintptr_t)dyn.data() + 15) & ~(uintptr_t)15);
+    emu_shfl_buf = shfl.data();
+    if (th.size() < (size_t)nt) {
+        size_t old = th.size();
+        th.resize(nt);
+        for (size_t i = old; i < th.size(); i++) th[i].stack = (char *)malloc(STACK);
+    }
+    n_threads = nt;
+    body = &fn;
+    blockDim = {block.x, 1, 1};
+    gridDim = {grid.x, grid.y, grid.z};
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
-                emu_block b(nt);
-                std::vector<std::thread> th;
-                th.reserve(nt);
-                for (int t = 0; t < nt; t++)
-                    th.emplace_back([&, t] {
+                blockIdx = {x, y, z};
+                bars.assign(1 + nt / 32, bar{0, 0});
+                for (int t = 0; t < nt; t++) {
+                    getcontext(&th[t].ctx);
+                    th[t].ctx.uc_stack.ss_sp = th[t].stack;
+                    th[t].ctx.uc_stack.ss_size = STACK;
+                    th[t].ctx.uc_link = &sched;
+                    th[t].done = false;
+                    makecontext(&th[t].ctx, entry, 0);
+                }
+                for (int left = nt, rounds = 0; left; rounds++) {
+                    int progressed = 0;
+                    left = 0;
+                    for (int t = 0; t < nt; t++) {
+                        if (th[t].done) continue;
+                        cur = t;
                         threadIdx = {(unsigned)t, 0, 0};
-                        blockIdx = {x, y, z};
-                        blockDim = {block.x, 1, 1};
-                        gridDim = {grid.x, grid.y, grid.z};
-                        emu_dyn_smem = dp;
-                        emu_cur = &b;
-                        fn();
-                    });
-                for (auto &t : th) t.join();
+                        swapcontext(&sched, &th[t].ctx);
+                        progressed = 1;
+                        left += !th[t].done;
+                    }
+                    if (!progressed || rounds > 100000000) {
+                        fprintf(stderr, "emu: deadlock in a block\n");
+                        abort();
+                    }
+                }
             }
 }
 
@@ -117,3 +184,29 @@ extern "C" int pvc_d2h(pvc_ctx *c, void *dst, const void *src, size_t bytes) {
     return pvc_h2d(c, dst, src, bytes);
 }
 extern "C" int pvc_sync(pvc_ctx *c) { return (void)c, PV_OK; }
+
+// ---- the rest of device.cu, for the forward pass ----
+extern "C" int pvcuda_device_count(char *why, size_t whylen) {
+    (void)why, (void)whylen;
+    return 1;
+}
+extern "C" int pvcuda_device_name(int i, char *name, size_t len) {
+    (void)i;
+    snprintf(name, len, "emulated (tests/gpu/emu)");
+    return PV_OK;
+}
+extern "C" int pvc_mem_info(pvc_ctx *c, size_t *free_b, size_t *total_b) {
+    (void)c;
+    *free_b = *total_b = (size_t)1 << 34;
+    return PV_OK;
+}
+extern "C" int pvc_host_alloc(size_t bytes, void **p) { return pvc_alloc(NULL, bytes, p); }
+extern "C" void pvc_host_free(void *p) { free(p); }
+extern "C" int pvc_d2d(pvc_ctx *c, void *dst, const void *src, size_t bytes) {
+    return pvc_h2d(c, dst, src, bytes);
+}
+extern "C" int pvc_copy_bandwidth(pvc_ctx *c, size_t bytes, int iters, double *gbps) {
+    (void)c, (void)bytes, (void)iters;
+    *gbps = 0;
+    return PV_EUNSUPPORTED; // nothing to measure on the CPU
+}

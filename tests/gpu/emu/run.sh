@@ -1,24 +1,43 @@
 #!/usr/bin/env bash
-# Runs the mixed cache's GPU op checks (tests/gpu/gpu_mixed.c) with the CUDA
-# kernels of kernels/cuda/kv_mixed.cu and attention.cu executed on the CPU
-# (emu_cuda.h): a check of their indexing, barriers and numerics on machines
-# without a GPU. Not a substitute for tests/gpu/run.sh on a GPU.
-#   bash tests/gpu/emu/run.sh [BUILD_DIR]   # BUILD_DIR: a meson build (default build-gpuy)
-set -eu
+# The CUDA kernels executed on the CPU (emu_cuda.h: a coroutine per CUDA
+# thread, barriers for __syncthreads/__syncwarp/shuffles, cuBLAS as a loop):
+# a check of indexing, barriers and numerics on machines without a GPU. Not
+# a substitute for tests/gpu/run.sh on a GPU (no timing, no memory model).
+#   bash tests/gpu/emu/run.sh [ops|e2e|all]   # default all; OUT dir: build-gpuemu (PIVOT_EMU_BUILD)
+#     ops: tests/gpu/gpu_mixed.c's checks of kv_mixed.cu (~1 min)
+#     e2e: the tiny synthetic model through model/llama_cuda.c, CUDA (emulated)
+#          vs CPU, every cache preset (gpu_e2e.c's run_pair)
+set -u
 cd "$(dirname "$0")/../../.."
-BD=${1:-build-gpuy}
-O=$BD/gpu-emu
-mkdir -p "$O"
+WHAT=${1:-all}
+O=${PIVOT_EMU_BUILD:-build-gpuemu}
 E=tests/gpu/emu
-for f in kv_mixed attention; do
-    python3 $E/emu_prep.py kernels/cuda/$f.cu "$O/$f.cpp"
-done
+mkdir -p "$O/obj"
+JOBS=$(nproc 2>/dev/null || echo 4)
 CXX="g++ -std=c++20 -O2 -pthread -w -I$E/include -I$E -Ikernels -Ikernels/cuda"
-$CXX -c "$O/kv_mixed.cpp" -o "$O/kv_mixed.o"
-$CXX -c "$O/attention.cpp" -o "$O/attention.o"
-$CXX -c $E/emu_device.cpp -o "$O/emu_device.o"
-CC="gcc -std=gnu11 -O2 -Wall -Wextra -DPIVOT_HAVE_CUDA=1 -Ikernels -Imodel -Icache"
-$CC -c tests/gpu/gpu_mixed.c -o "$O/gpu_mixed.o"
-$CC -c $E/emu_main.c -o "$O/emu_main.o"
-g++ -pthread "$O"/*.o "$BD/libpivotcore.a" "$BD"/kernels/libkq_*.a -lm -o "$O/emu_check"
-"$O/emu_check"
+for f in kernels/cuda/*.cu; do
+    b=$(basename "$f" .cu)
+    [ "$b" = device ] && continue # emu_device.cpp stands in for it
+    python3 $E/emu_prep.py "$f" "$O/$b.cpp" || exit 1
+done
+ls "$O"/*.cpp | xargs -P "$JOBS" -I{} sh -c "$CXX -c {} -o {}.o" || exit 1
+$CXX -c $E/emu_device.cpp -o "$O/emu_device.o" || exit 1
+# The engine's C code with PIVOT_HAVE_CUDA, as tests/gpu/run.sh builds it.
+srcs() { grep -o "'[A-Za-z0-9_]*\.c'" "$1/meson.build" | tr -d "'" | sed "s|^|$1/|"; }
+CC="gcc -std=gnu11 -O2 -pthread -DPIVOT_HAVE_CUDA=1 -Ikernels -Imodel -Icache -w"
+export CC O
+cc1() { $CC "${@:2}" -c "$1" -o "$O/obj/$(echo "$1" | tr / _)${SUF:-}.o"; }
+export -f cc1
+(srcs kernels; srcs cache; srcs model) | grep -v avx | xargs -P "$JOBS" -I{} bash -c 'cc1 {}' || exit 1
+(srcs kernels; srcs cache; srcs model) | grep avx2 | xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -ffp-contract=off' || exit 1
+grep "static_library('kq_vnni'" kernels/meson.build | grep -o "'[A-Za-z0-9_]*\.c'" | tr -d "'" | sed 's|^|kernels/|' |
+    SUF=_vnni xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -ffp-contract=off -DKQ_VNNI=1' || exit 1
+$CC -c tests/gpu/gpu_mixed.c -o "$O/gpu_mixed.o" && $CC -c $E/emu_util.c -o "$O/emu_util.o" &&
+    $CC -c $E/emu_main.c -o "$O/emu_main.o" && $CC -c $E/emu_e2e.c -o "$O/emu_e2e.o" || exit 1
+LIBS=("$O"/*.cpp.o "$O/emu_device.o" "$O"/obj/*.o "$O/emu_util.o")
+g++ -pthread "$O/emu_main.o" "$O/gpu_mixed.o" "${LIBS[@]}" -lm -o "$O/emu_ops" || exit 1
+g++ -pthread "$O/emu_e2e.o" "${LIBS[@]}" -lm -o "$O/emu_e2e" || exit 1
+ST=0
+if [ "$WHAT" = ops ] || [ "$WHAT" = all ]; then "$O/emu_ops" || ST=1; fi
+if [ "$WHAT" = e2e ] || [ "$WHAT" = all ]; then "$O/emu_e2e" || ST=1; fi
+exit $ST
