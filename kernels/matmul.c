@@ -26,13 +26,18 @@ struct km_scratch {
     void *buf;
     size_t cap;
     int act_bits; /* 8 or 16 */
+    int prefetch; /* software prefetch in the matvec (decode) path */
 };
 
 km_scratch *km_scratch_new(void)
 {
     km_scratch *s = calloc(1, sizeof(km_scratch));
-    if (s)
+    if (s) {
         s->act_bits = KQ_ACT_BITS_DEFAULT;
+        /* PIVOT_PREFETCH=0 turns it off, for A/B benchmarks */
+        const char *e = getenv("PIVOT_PREFETCH");
+        s->prefetch = !(e && e[0] == '0');
+    }
     return s;
 }
 
@@ -105,8 +110,25 @@ typedef struct {
     size_t xrb;
     int64_t n_tok;
     int64_t rows_per_task;
+    int prefetch;
     float *y;
 } mm_ctx;
+
+/* Decode streams each weight byte once, in short runs (a task's row block,
+ * tens of KB) that the hardware prefetchers learn too late and do not carry
+ * across 4 KB pages. Requesting the bytes KM_PREFETCH_BYTES ahead of the
+ * rows being computed, while they are computed, keeps the loads in flight.
+ * `cur`..`cur+len` are the rows about to be used; lines past `end` (another
+ * task's rows) are not requested. */
+#define KM_PREFETCH_BYTES 2048
+static inline void prefetch_ahead(const char *cur, size_t len, const char *end)
+{
+    const char *p = cur + KM_PREFETCH_BYTES, *q = p + len;
+    if (q > end)
+        q = end;
+    for (; p < q; p += 64)
+        __builtin_prefetch(p, 0, 3);
+}
 
 static void mm_task(void *vctx, int task, int thread)
 {
@@ -117,11 +139,17 @@ static void mm_task(void *vctx, int task, int thread)
         r1 = c->rows;
     if (c->n_tok == 1) {
         int64_t r = r0;
+        /* no prefetch: requests nothing past the task's own rows */
+        const char *end = c->prefetch ? c->w + (size_t)r1 * c->wrb : c->w;
         if (c->dot4)
-            for (; r + 4 <= r1; r += 4)
+            for (; r + 4 <= r1; r += 4) {
+                prefetch_ahead(c->w + (size_t)r * c->wrb, 4 * c->wrb, end);
                 c->dot4(c->cols, c->w + (size_t)r * c->wrb, c->wrb, c->xq, c->y + r);
-        for (; r < r1; r++)
+            }
+        for (; r < r1; r++) {
+            prefetch_ahead(c->w + (size_t)r * c->wrb, c->wrb, end);
             c->y[r] = c->dot(c->cols, c->w + (size_t)r * c->wrb, c->xq);
+        }
         return;
     }
     for (int64_t t0 = 0; t0 < c->n_tok; t0 += KM_TILE) {
@@ -187,6 +215,7 @@ int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, 
         .xq = xq,
         .xrb = xrb,
         .n_tok = n_tok,
+        .prefetch = s->prefetch,
         .y = y,
     };
     /* rows per task: small enough for load balance across threads, and for
