@@ -3,7 +3,7 @@ run: PIVOT_SIMD=<base> (default avx2) against the build's own choice
 (PIVOT_SIMD unset: avx512vnni on a CPU with AVX512-VNNI), alternating the
 order every round so that the load of a shared machine hits both alike.
 
-usage: .venv/bin/python bench/simd_generate.py [--model PATH] [--threads 2]
+usage: .venv/bin/python bench/simd_generate.py [--model PATH] [--threads 2] [--base-env VAR=VAL]
            [--prompt-chars 580] [--gen 128] [--reps 5] [--base avx2]
 PIVOT_BIN picks the binary. Greedy, EOS ignored: every run generates --gen
 tokens. Prints each run, then medians and the ratio default / base."""
@@ -24,7 +24,15 @@ ap.add_argument("--prompt-chars", type=int, default=580)
 ap.add_argument("--gen", type=int, default=128)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--base", default="avx2")
+ap.add_argument("--base-env", default=None,
+                help="VAR=VALUE for the base runs instead of PIVOT_SIMD=--base, "
+                     "e.g. PIVOT_PREFETCH=0 (the other runs leave VAR unset)")
 a = ap.parse_args()
+if a.base_env:
+    BASE_VAR, BASE_VAL = a.base_env.split("=", 1)
+    a.base = a.base_env
+else:
+    BASE_VAR, BASE_VAL = "PIVOT_SIMD", a.base
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the river runs to the sea. " * 200)
 PROMPT = TEXT[: a.prompt_chars]
@@ -33,8 +41,9 @@ PROMPT = TEXT[: a.prompt_chars]
 def run(level):
     env = dict(os.environ)
     env.pop("PIVOT_SIMD", None)
+    env.pop(BASE_VAR, None)
     if level != "default":
-        env["PIVOT_SIMD"] = level
+        env[BASE_VAR] = BASE_VAL
     r = subprocess.run([a.pivot, "generate", "--model", a.model, "--threads", str(a.threads),
                         "--prompt", PROMPT, "--max-tokens", str(a.gen), "--temperature", "0",
                         "--ignore-eos"], capture_output=True, text=True, check=True, env=env)
@@ -56,7 +65,7 @@ med = {lv: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in 
        for lv, v in res.items()}
 print(f"\n{Path(a.model).name}, {a.threads} threads, prompt {n_prompt} tokens, {a.gen} generated, "
       f"median of {a.reps}, alternating")
-print(f"{'PIVOT_SIMD':<10} {'prompt tok/s':>13} {'decode tok/s':>13}")
+print(f"{BASE_VAR:<10} {'prompt tok/s':>13} {'decode tok/s':>13}")
 for lv in levels:
     print(f"{lv:<10} {med[lv][0]:>13.1f} {med[lv][1]:>13.1f}")
 print(f"{'ratio':<10} {med['default'][0] / med[a.base][0]:>13.3f} "
