@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gpu_check.h"
+#include "kv_mixed.h"
 #include "kv_policy.h"
 #include "llama.h"
 #include "pverr.h"
@@ -49,7 +50,10 @@ static void compare_rows(stats *st, const float *cpu, const float *gpu, int rows
 
 /* A ctx with the cache of `policy` (a kv_policy_parse spec): built on the
  * CPU and handed over, as pivot generate does; on CUDA the GPU takes the
- * policy over. */
+ * policy over. The CPU side of a comparison runs the mixed cache's portable
+ * kernels (force_scalar), which compute in float as the GPU does; the AVX2
+ * kernels' int16 queries for the low tier (tested against them in
+ * test_kv_quant) would add their own ~0.04 logit-sd differences. */
 static int make_ctx_p(const llm_model *m, llm_device dev, int max_seqs, int max_ctx, int max_batch,
                       const char *policy, llm_ctx **c) {
     llm_ctx_params p = {.n_threads = 8, .max_seqs = max_seqs, .max_ctx = max_ctx,
@@ -60,8 +64,16 @@ static int make_ctx_p(const llm_model *m, llm_device dev, int max_seqs, int max_
         kv_policy pol;
         char err[256];
         kv_shape ks = llm_kv_shape(m, &p);
-        if (kv_policy_parse(policy, &pol, err, sizeof err) || kv_create(&ks, &pol, &kv, err, sizeof err)) {
+        if (kv_policy_parse(policy, &pol, err, sizeof err)) {
             printf("      %s\n", err);
+            return PV_EINVAL;
+        }
+        if (pol.group > ks.head_dim) pol.group = ks.head_dim; /* as kv_create fits it */
+        int r0 = dev == LLM_DEVICE_CPU && !(pol.select == KV_SELECT_NONE && pol.hi_bits == 16)
+                     ? kv_create_mixed_opt(&ks, &pol, 1, &kv)
+                     : kv_create(&ks, &pol, &kv, err, sizeof err);
+        if (r0) {
+            printf("      %s: cannot create the cache (%d)\n", policy, r0);
             return PV_EINVAL;
         }
     }
