@@ -92,19 +92,7 @@ float KQ_FN(dot_q4_1)(int64_t n, const void *w, const void *x)
     return out;
 }
 
-void KQ_FN(dot_multi_q4_1)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
-                            int64_t os)
-{
-    const char *xp = x;
-    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
-        multi_q4_1(n, w, xp, xs, out, os, 4);
-    switch (nx) {
-    case 3: multi_q4_1(n, w, xp, xs, out, os, 3); break;
-    case 2: multi_q4_1(n, w, xp, xs, out, os, 2); break;
-    case 1: multi_q4_1(n, w, xp, xs, out, os, 1); break;
-    default: break;
-    }
-}
+KQ_DEFINE_DOT_MULTI(KQ_FN(dot_multi_q4_1), multi_q4_1)
 
 static inline __attribute__((always_inline)) void
 multi_q4_0(int64_t n, const kq_block_q4_0 *a, const char *x, size_t xs, float *out, int64_t os,
@@ -136,19 +124,7 @@ float KQ_FN(dot_q4_0)(int64_t n, const void *w, const void *x)
     return out;
 }
 
-void KQ_FN(dot_multi_q4_0)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
-                            int64_t os)
-{
-    const char *xp = x;
-    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
-        multi_q4_0(n, w, xp, xs, out, os, 4);
-    switch (nx) {
-    case 3: multi_q4_0(n, w, xp, xs, out, os, 3); break;
-    case 2: multi_q4_0(n, w, xp, xs, out, os, 2); break;
-    case 1: multi_q4_0(n, w, xp, xs, out, os, 1); break;
-    default: break;
-    }
-}
+KQ_DEFINE_DOT_MULTI(KQ_FN(dot_multi_q4_0), multi_q4_0)
 
 /* Q8_0 x Q8_0, one row against NX tokens: |w| and the weight's signs are
  * taken once per block (signed x signed as |w| x sign(y, w)); per token two chains (even /
@@ -183,19 +159,7 @@ float KQ_FN(dot_q8_0)(int64_t n, const void *w, const void *x)
     return out;
 }
 
-void KQ_FN(dot_multi_q8_0)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,
-                           int64_t os)
-{
-    const char *xp = x;
-    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
-        multi_q8_0(n, w, xp, xs, out, os, 4);
-    switch (nx) {
-    case 3: multi_q8_0(n, w, xp, xs, out, os, 3); break;
-    case 2: multi_q8_0(n, w, xp, xs, out, os, 2); break;
-    case 1: multi_q8_0(n, w, xp, xs, out, os, 1); break;
-    default: break;
-    }
-}
+KQ_DEFINE_DOT_MULTI(KQ_FN(dot_multi_q8_0), multi_q8_0)
 
 float KQ_FN(dot_q4_K)(int64_t n, const void *w, const void *x)
 {

@@ -84,19 +84,7 @@ float KQ_FN(q16_dot_q4_1)(int64_t n, const void *w, const void *x)
     return out;
 }
 
-void KQ_FN(q16_dot_multi_q4_1)(int64_t n, const void *w, const void *x, size_t xs, int nx,
-                                float *out, int64_t os)
-{
-    const char *xp = x;
-    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
-        multi_q4_1(n, w, xp, xs, out, os, 4);
-    switch (nx) {
-    case 3: multi_q4_1(n, w, xp, xs, out, os, 3); break;
-    case 2: multi_q4_1(n, w, xp, xs, out, os, 2); break;
-    case 1: multi_q4_1(n, w, xp, xs, out, os, 1); break;
-    default: break;
-    }
-}
+KQ_DEFINE_DOT_MULTI(KQ_FN(q16_dot_multi_q4_1), multi_q4_1)
 
 void KQ_FN(q16_dot4_q4_1)(int64_t n, const void *w, size_t ws, const void *x, float *out)
 {
@@ -221,19 +209,7 @@ float KQ_FN(q16_dot_q8_0)(int64_t n, const void *w, const void *x)
     return out;
 }
 
-void KQ_FN(q16_dot_multi_q8_0)(int64_t n, const void *w, const void *x, size_t xs, int nx,
-                               float *out, int64_t os)
-{
-    const char *xp = x;
-    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
-        multi_q8_0(n, w, xp, xs, out, os, 4);
-    switch (nx) {
-    case 3: multi_q8_0(n, w, xp, xs, out, os, 3); break;
-    case 2: multi_q8_0(n, w, xp, xs, out, os, 2); break;
-    case 1: multi_q8_0(n, w, xp, xs, out, os, 1); break;
-    default: break;
-    }
-}
+KQ_DEFINE_DOT_MULTI(KQ_FN(q16_dot_multi_q8_0), multi_q8_0)
 
 /* ---- K-quants ------------------------------------------------------------------ */
 

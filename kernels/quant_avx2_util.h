@@ -92,4 +92,22 @@ static inline __attribute__((always_inline)) void q4_1_store(const __m256 *acc, 
         out[r * os] = v[r];
 }
 
+/* Defines `name`, a kq_dot_multi_fn over `multi`: an always_inline kernel
+ * taking the token count NX (1..4) as its last argument. Tokens go in groups
+ * of 4 and the tail is dispatched on a literal, so every call sees NX as a
+ * compile-time constant and its per-token loops unroll. */
+#define KQ_DEFINE_DOT_MULTI(name, multi)                                                           \
+    void name(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out, int64_t os) \
+    {                                                                                              \
+        const char *xp = x;                                                                        \
+        for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)                                     \
+            multi(n, w, xp, xs, out, os, 4);                                                       \
+        switch (nx) {                                                                              \
+        case 3: multi(n, w, xp, xs, out, os, 3); break;                                            \
+        case 2: multi(n, w, xp, xs, out, os, 2); break;                                            \
+        case 1: multi(n, w, xp, xs, out, os, 1); break;                                            \
+        default: break;                                                                            \
+        }                                                                                          \
+    }
+
 #endif
