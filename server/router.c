@@ -203,9 +203,13 @@ void srv_route(srv_conn *c) {
     srv_server *s = srv_conn_server(c);
     char path[256];
     const char *url = srv_conn_url(c);
+    /* Copy at most sizeof path - 1 bytes of the path part; every index below
+     * uses the copied length, never the URL's (a long URL is just a 404). */
     size_t pl = strcspn(url, "?");
-    snprintf(path, sizeof path, "%.*s", (int)(pl < sizeof path - 1 ? pl : sizeof path - 1), url);
-    if (pl > 1 && path[pl - 1] == '/' && pl < sizeof path) path[pl - 1] = 0;
+    if (pl > sizeof path - 1) pl = sizeof path - 1;
+    memcpy(path, url, pl);
+    path[pl] = 0;
+    if (pl > 1 && path[pl - 1] == '/') path[pl - 1] = 0;
     api_error e;
     int method = srv_conn_method(c);
     const route *r = NULL;

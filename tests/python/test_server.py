@@ -257,6 +257,13 @@ def test_error_statuses(srv):
     st, _, b = srv.get("/nope")
     st, e = err(st, b)
     assert st == 404
+    # a path longer than the router's buffer (found by fuzz/http: it indexed past it)
+    for long_path in ("/v1/" + "a" * 292 + "/", "/" + "b" * 400 + "?x=1", "/health" + "/" * 300):
+        st, _, b = srv.get(long_path)
+        st, e = err(st, b)
+        assert st == 404 and "no route" in e["message"]
+    st, _, b = srv.get("/health/")
+    assert st == 200
     st, h, b = srv.get("/v1/completions", headers=auth())
     st, e = err(st, b)
     assert st == 405 and h.get("Allow") == "POST"
