@@ -51,6 +51,11 @@ int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int 
     return c->vt->attend_group(c->impl, seq, layer, kv_head, pos0, n, q, out, thread);
 }
 
+int kv_attend_splits(const kv_cache *c, int seq) {
+    if (bad_slot(c, seq) || !c->vt->attend_splits) return 0;
+    return c->vt->attend_splits(c->impl, seq);
+}
+
 void kv_seq_reset(kv_cache *c, int seq) {
     if (!bad_slot(c, seq)) c->vt->seq_reset(c->impl, seq);
 }

@@ -54,6 +54,10 @@ typedef struct {
     int (*store)(void *impl, int seq, int layer, int pos0, int n, const float *k, const float *v);
     int (*attend_group)(void *impl, int seq, int layer, int kv_head, int pos0, int n,
                         const float *q, float *out, int thread);
+    /* Optional: nonzero when attend_group may also run concurrently for
+     * disjoint query ranges of one (seq, kv_head) (it only reads the cache).
+     * NULL means no. */
+    int (*attend_splits)(const void *impl, int seq);
     void (*seq_reset)(void *impl, int seq);
     int (*seq_pos)(const void *impl, int seq); /* next position to store */
     void (*seq_usage)(const void *impl, int seq, kv_usage *u);
@@ -79,6 +83,11 @@ int kv_store(kv_cache *c, int seq, int layer, int pos0, int n, const float *k, c
  * softmax(q.k / sqrt(head_dim)) weighted sum of v. */
 int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, const float *q,
                     float *out, int thread);
+/* Nonzero when, for this sequence, kv_attend_group may run concurrently on
+ * disjoint query ranges [pos0, pos0+n) of the same kv_head, once the keys of
+ * all of them are stored (the model then splits long prompts across
+ * threads). */
+int kv_attend_splits(const kv_cache *c, int seq);
 void kv_seq_reset(kv_cache *c, int seq);
 int kv_seq_pos(const kv_cache *c, int seq);
 void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u);

@@ -1,27 +1,24 @@
 /* The plain FP16 KV cache: every token of every head at half precision.
  *
- * Memory per (sequence, layer) is a list of pages of KV_PAGE tokens, laid
- * out [k|v][kv_head][token][head_dim] so that one head's keys are contiguous
- * within a page (the attention loop streams them). Pages are allocated as a
+ * Memory per (sequence, layer) is a list of pages of KV_PAGE tokens. A page
+ * holds, per KV head, a key block [head_dim][KV_PAGE] (transposed: the
+ * attention kernel scores 64 keys per vector op, kv_attn.h) and then, per KV
+ * head, a value block [KV_PAGE][head_dim]. Pages are allocated as a
  * sequence grows and freed when it is reset, so a short request costs little
  * even when max_ctx is large. */
-#include <immintrin.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv.h"
+#include "kv_attn.h"
 #include "kv_pool.h"
 #include "pverr.h"
 #include "quant.h"
 
-#define KV_PAGE 64
-
-typedef float (*dot_fn)(const uint16_t *k, const float *q, int d);
-typedef void (*axpy_fn)(float *out, float a, const uint16_t *v, int d);
+#define KV_PAGE KVA_PAGE
 
 typedef struct {
-    uint16_t **pages; /* [n_pages] each [2][n_kv_heads][KV_PAGE][head_dim] */
+    uint16_t **pages; /* [n_pages] keys then values of every head, see above */
     int n_pages;
     int cap_pages; /* entries of `pages`; kept across resets so that reusing a
                     * slot allocates nothing once its pages come from the pool */
@@ -31,50 +28,10 @@ typedef struct {
 typedef struct {
     kv_shape s;
     layer_store *ls; /* [max_seqs][n_layers] */
-    float *scratch;  /* [n_threads][max_ctx] attention scores */
-    dot_fn dot;
-    axpy_fn axpy;
+    float *scratch;  /* [n_threads][kva_scratch_floats] attention scratch */
+    size_t scratch_per_thread;
+    int kind;        /* kv_attn kernel, picked at creation */
 } fp16_cache;
-
-static float dot_scalar(const uint16_t *k, const float *q, int d) {
-    float s = 0.0f;
-    for (int i = 0; i < d; i++) s += kq_fp16_to_fp32(k[i]) * q[i];
-    return s;
-}
-
-static void axpy_scalar(float *out, float a, const uint16_t *v, int d) {
-    for (int i = 0; i < d; i++) out[i] += a * kq_fp16_to_fp32(v[i]);
-}
-
-/* F16C converts 8 halves per instruction; without it the conversion, not
- * the arithmetic, would dominate attention time. */
-__attribute__((target("avx2,fma,f16c"))) static float dot_f16c(const uint16_t *k, const float *q,
-                                                                int d) {
-    __m256 acc = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= d; i += 8) {
-        __m256 kk = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i)));
-        acc = _mm256_fmadd_ps(kk, _mm256_loadu_ps(q + i), acc);
-    }
-    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    float s = _mm_cvtss_f32(lo);
-    for (; i < d; i++) s += kq_fp16_to_fp32(k[i]) * q[i];
-    return s;
-}
-
-__attribute__((target("avx2,fma,f16c"))) static void axpy_f16c(float *out, float a,
-                                                                const uint16_t *v, int d) {
-    __m256 va = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= d; i += 8) {
-        __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(va, vv, _mm256_loadu_ps(out + i)));
-    }
-    for (; i < d; i++) out[i] += a * kq_fp16_to_fp32(v[i]);
-}
 
 static layer_store *get_ls(fp16_cache *c, int seq, int layer) {
     return &c->ls[(size_t)seq * c->s.n_layers + layer];
@@ -84,11 +41,12 @@ static size_t page_elems(const fp16_cache *c) {
     return (size_t)2 * c->s.n_kv_heads * KV_PAGE * c->s.head_dim;
 }
 
-/* Pointer to token t's key (kv=0) or value (kv=1) for one head. */
-static uint16_t *slot(const fp16_cache *c, const layer_store *l, int kv, int head, int t) {
-    uint16_t *p = l->pages[t / KV_PAGE];
-    size_t hd = (size_t)c->s.head_dim;
-    return p + (((size_t)kv * c->s.n_kv_heads + head) * KV_PAGE + (t % KV_PAGE)) * hd;
+/* Element offsets of one head's key block and value block in a page. */
+static size_t k_off(const fp16_cache *c, int head) {
+    return (size_t)head * KV_PAGE * c->s.head_dim;
+}
+static size_t v_off(const fp16_cache *c, int head) {
+    return (size_t)(c->s.n_kv_heads + head) * KV_PAGE * c->s.head_dim;
 }
 
 static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const float *k,
@@ -114,6 +72,9 @@ static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const flo
                 l->n_pages = p;
                 return PV_ENOMEM;
             }
+            /* The kernel converts whole key blocks and masks the unused
+             * tail; zeroing keeps what it reads defined. */
+            memset(l->pages[p], 0, page_elems(c) * sizeof(uint16_t));
         }
         l->n_pages = need_pages;
     }
@@ -122,9 +83,12 @@ static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const flo
         for (int h = 0; h < nkv; h++) {
             const float *ks = k + (size_t)i * nkv * hd + (size_t)h * hd;
             const float *vs = v + (size_t)i * nkv * hd + (size_t)h * hd;
-            uint16_t *kd = slot(c, l, 0, h, pos0 + i), *vd = slot(c, l, 1, h, pos0 + i);
+            int t = pos0 + i;
+            uint16_t *page = l->pages[t / KV_PAGE];
+            uint16_t *kd = page + k_off(c, h) + t % KV_PAGE; /* column t of [hd][KV_PAGE] */
+            uint16_t *vd = page + v_off(c, h) + (size_t)(t % KV_PAGE) * hd;
             for (int d = 0; d < hd; d++) {
-                kd[d] = kq_fp32_to_fp16(ks[d]);
+                kd[(size_t)d * KV_PAGE] = kq_fp32_to_fp16(ks[d]);
                 vd[d] = kq_fp32_to_fp16(vs[d]);
             }
         }
@@ -137,33 +101,24 @@ static int fp16_attend(void *impl, int seq, int layer, int kv_head, int pos0, in
                        float *out, int thread) {
     fp16_cache *c = impl;
     layer_store *l = get_ls(c, seq, layer);
-    int hd = c->s.head_dim, nh = c->s.n_heads;
-    int group = nh / c->s.n_kv_heads;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *sc = c->scratch + (size_t)thread * c->s.max_ctx;
-    if (pos0 + n > l->len) return PV_EINVAL; /* queries must follow their own keys */
-    for (int i = 0; i < n; i++) {
-        int n_keys = pos0 + i + 1; /* causal: positions 0..pos0+i */
-        for (int g = 0; g < group; g++) {
-            int h = kv_head * group + g;
-            const float *qv = q + (size_t)i * nh * hd + (size_t)h * hd;
-            float *o = out + (size_t)i * nh * hd + (size_t)h * hd;
-            float mx = -INFINITY;
-            for (int t = 0; t < n_keys; t++) {
-                sc[t] = c->dot(slot(c, l, 0, kv_head, t), qv, hd) * scale;
-                if (sc[t] > mx) mx = sc[t];
-            }
-            double sum = 0.0;
-            for (int t = 0; t < n_keys; t++) {
-                sc[t] = expf(sc[t] - mx);
-                sum += sc[t];
-            }
-            float inv = (float)(1.0 / sum);
-            memset(o, 0, sizeof(float) * hd);
-            for (int t = 0; t < n_keys; t++) c->axpy(o, sc[t] * inv, slot(c, l, 1, kv_head, t), hd);
-        }
-    }
+    if (pos0 < 0 || n < 0 || pos0 + n > l->len) return PV_EINVAL; /* queries follow their keys */
+    if (n == 0) return PV_OK;
+    kva_src src = {.pages = (const uint16_t *const *)l->pages,
+                   .k_off = k_off(c, kv_head),
+                   .v_off = v_off(c, kv_head),
+                   .len = l->len,
+                   .head_dim = c->s.head_dim,
+                   .group = c->s.n_heads / c->s.n_kv_heads,
+                   .n_heads = c->s.n_heads,
+                   .kv_head = kv_head};
+    kva_attend(&src, c->kind, pos0, n, q, out, c->scratch + (size_t)thread * c->scratch_per_thread);
     return PV_OK;
+}
+
+/* Attention only reads pages: disjoint query ranges of one head may run at once. */
+static int fp16_attend_splits(const void *impl, int seq) {
+    (void)impl, (void)seq;
+    return 1;
 }
 
 static void fp16_seq_reset(void *impl, int seq) {
@@ -211,6 +166,7 @@ static const kv_vtable fp16_vt = {
     .name = "fp16",
     .store = fp16_store,
     .attend_group = fp16_attend,
+    .attend_splits = fp16_attend_splits,
     .seq_reset = fp16_seq_reset,
     .seq_pos = fp16_seq_pos,
     .seq_usage = fp16_seq_usage,
@@ -226,14 +182,12 @@ int kv_create_fp16(const kv_shape *s, kv_cache **out) {
     if (!c) return PV_ENOMEM;
     c->s = *s;
     c->ls = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->ls);
-    c->scratch = malloc(sizeof(float) * (size_t)s->n_threads * s->max_ctx);
+    c->scratch_per_thread = kva_scratch_floats(s->head_dim);
+    c->scratch = malloc(sizeof(float) * (size_t)s->n_threads * c->scratch_per_thread);
     if (!c->ls || !c->scratch) {
         fp16_destroy(c);
         return PV_ENOMEM;
     }
-    int simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    c->dot = simd ? dot_f16c : dot_scalar;
-    c->axpy = simd ? axpy_f16c : axpy_scalar;
+    c->kind = kva_pick(s->head_dim);
     return kv_create_with(&fp16_vt, c, s, out);
 }

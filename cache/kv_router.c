@@ -107,6 +107,11 @@ static int rt_attend(void *impl, int seq, int layer, int kv_head, int pos0, int 
     return kv_attend_group(c, seq, layer, kv_head, pos0, n, q, out, thread);
 }
 
+static int rt_attend_splits(const void *impl, int seq) {
+    kv_cache *c = sub_of(impl, seq);
+    return c ? kv_attend_splits(c, seq) : 0;
+}
+
 /* Frees the slot's memory and its routing, so a sub-cache with no slot
  * left is destroyed. */
 static void rt_reset(void *impl, int seq) {
@@ -140,6 +145,7 @@ static const kv_vtable router_vt = {
     .name = "router",
     .store = rt_store,
     .attend_group = rt_attend,
+    .attend_splits = rt_attend_splits,
     .seq_reset = rt_reset,
     .seq_pos = rt_pos,
     .seq_usage = rt_usage,

@@ -31,6 +31,7 @@ struct llm_ctx {
     float *gate, *up; /* [B][n_ff] */
     int *pos;         /* [B] position of each row */
     int *row0;        /* [max_seqs] first row of each batch entry (scratch) */
+    int *blk0;        /* [max_seqs + 1] first attention query block of each entry */
     llm_cuda *cu;     /* non-NULL: the ctx runs on the GPU (llama_cuda.c) and
                          none of the CPU buffers above exist */
     float *greedy;    /* [rows][n_vocab] logits for llm_decode_greedy without
@@ -63,6 +64,7 @@ void llm_ctx_free(llm_ctx *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
     free(c->row0);
+    free(c->blk0);
     free(c);
 }
 
@@ -142,8 +144,9 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
     c->up = malloc(sizeof(float) * B * cf->n_ff);
     c->pos = malloc(sizeof(int) * B);
     c->row0 = malloc(sizeof(int) * (size_t)pin->max_seqs);
+    c->blk0 = malloc(sizeof(int) * ((size_t)pin->max_seqs + 1));
     if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->tmp || !c->gate || !c->up ||
-        !c->pos || !c->row0) {
+        !c->pos || !c->row0 || !c->blk0) {
         rc = PV_ENOMEM;
         goto fail;
     }
@@ -171,21 +174,35 @@ const char *llm_device_name(llm_device d) {
     return d == LLM_DEVICE_CUDA ? "cuda" : d == LLM_DEVICE_AUTO ? "auto" : "cpu";
 }
 
+/* Query positions per attention task when the cache lets one head's
+ * queries be split (kv_attend_splits): a 256-token prompt chunk then gives
+ * 4 tasks per KV head instead of 1, so 3 KV heads keep 2+ threads busy. */
+#define ATTN_BLOCK 64
+
 typedef struct {
     llm_ctx *c;
     const llm_batch_entry *e;
+    int n;     /* batch entries */
     int layer;
     int rc; /* first error seen by any task (tasks only ever set it) */
 } attn_job;
 
+/* Task = (query block, KV head); an entry's blocks are numbered last first
+ * so the longest (causal: latest queries see the most keys) start first. */
 static void attn_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     const llm_config *cf = &j->c->m->cfg;
-    int ei = task / cf->n_kv_heads, h = task % cf->n_kv_heads;
+    int b = task / cf->n_kv_heads, h = task % cf->n_kv_heads;
+    int ei = 0;
+    while (ei + 1 < j->n && j->c->blk0[ei + 1] <= b) ei++;
     const llm_batch_entry *e = &j->e[ei];
+    int nb = j->c->blk0[ei + 1] - j->c->blk0[ei];
+    int bi = nb - 1 - (b - j->c->blk0[ei]);
+    int i0 = nb == 1 ? 0 : bi * ATTN_BLOCK;
+    int ni = nb == 1 ? e->n_tokens : (e->n_tokens - i0 < ATTN_BLOCK ? e->n_tokens - i0 : ATTN_BLOCK);
     size_t qd = (size_t)cf->n_heads * cf->head_dim;
-    size_t r0 = (size_t)j->c->row0[ei];
-    int rc = kv_attend_group(j->c->kv, e->seq, j->layer, h, e->pos, e->n_tokens, j->c->q + r0 * qd,
+    size_t r0 = (size_t)j->c->row0[ei] + (size_t)i0;
+    int rc = kv_attend_group(j->c->kv, e->seq, j->layer, h, e->pos + i0, ni, j->c->q + r0 * qd,
                              j->c->att + r0 * qd, thread);
     if (rc) j->rc = rc;
 }
@@ -256,8 +273,15 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
                           c->v + r0 * kvd);
             if (rc) return rc;
         }
-        attn_job job = {.c = c, .e = e, .layer = l, .rc = 0};
-        tp_run(c->pool, attn_task, &job, n * cf->n_kv_heads);
+        if (l == 0) /* after the first store: a router knows each sequence's cache by now */
+            for (int i = 0; i < n; i++) {
+                int split = e[i].n_tokens > ATTN_BLOCK && kv_attend_splits(c->kv, e[i].seq);
+                c->blk0[i + 1] = (i ? c->blk0[i] : 0) +
+                                 (split ? (e[i].n_tokens + ATTN_BLOCK - 1) / ATTN_BLOCK : 1);
+            }
+        c->blk0[0] = 0;
+        attn_job job = {.c = c, .e = e, .n = n, .layer = l, .rc = 0};
+        tp_run(c->pool, attn_task, &job, c->blk0[n] * cf->n_kv_heads);
         if (job.rc) return job.rc;
         if ((rc = km_matmul(c->pool, c->ks, &L->wo, c->att, T, c->tmp))) return rc;
         for (int r = 0; r < T; r++) ko_add(c->x + (size_t)r * D, c->tmp + (size_t)r * D, D);

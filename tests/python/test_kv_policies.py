@@ -1,8 +1,10 @@
 """KV cache policies on the real model through `pivot logits --kv-policy`.
 
 - `full` is the plain FP16 cache: same logits as no flag at all;
-- a policy whose budget exceeds the sequence demotes nothing: same logits
-  as `full`, bit for bit;
+- a policy whose budget exceeds the sequence demotes nothing: the logits
+  of `full` within float rounding (the plain cache runs the blocked
+  online-softmax kernel of cache/kv_attn.c, the mixed one a per-token loop)
+  and the same greedy token everywhere;
 - compressing policies change the logits but stay close on a short text
   (a sanity bound, not the quality protocol: that is `pivot eval`);
 - bad policies are usage errors with a message.
@@ -38,7 +40,14 @@ def test_full_equals_plain_and_large_budget_equals_full(pivot_bin, smol_model, t
     assert np.array_equal(plain, full)
     for spec in ["mikv,budget=100000", "h2o,budget=1000", "scissorhands,budget=200"]:
         got = logits(pivot_bin, smol_model, tmp_path, "--kv-policy", spec, split=40)
-        assert np.array_equal(got, full), spec
+        # Attention differs by ~1e-7; the int8 activation quantization of the
+        # matmuls turns that into ~1e-3 mean logit noise (measured 2026-11-27:
+        # max 0.023, mean 0.0017, logits in [-10, 34]). A demoted token moves
+        # logits by far more (see the bounds below).
+        d = np.abs(got - full)
+        report(f"kv policy {spec} (nothing demoted): |logit - full| max {d.max():.2e} mean {d.mean():.2e}")
+        assert d.max() < 0.1 and d.mean() < 0.01, (spec, d.max(), d.mean())
+        assert np.array_equal(got.argmax(1), full.argmax(1)), spec
 
 
 # Sanity bounds on 160 tokens of pseudo-text, measured with margin

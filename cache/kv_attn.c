@@ -1,0 +1,262 @@
+/* kv_attn: blocked attention over FP16 pages (see kv_attn.h).
+ *
+ * Per call: rows are processed in chunks of KVA_CHUNK (bounded scratch for
+ * the running max/sum); for each chunk the pages are walked once, converted
+ * to fp32 (keys [head_dim][64], values [64][head_dim]) and offered to the
+ * row tiles that see them. A tile of rows computes its 64 scores per row,
+ * masks keys past each row's causal limit, and folds them into the running
+ * softmax: m' = max(m, max s), l' = l*e^(m-m') + sum e^(s-m'),
+ * o' = o*e^(m-m') + sum e^(s-m') v. The rows are divided by l at the end. */
+#include "kv_attn.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define KVA_TILE 6    /* rows per AVX-512 tile: 6 rows x 4 zmm accumulators */
+#define KVA_CHUNK 192 /* rows per pass over the pages */
+
+/* Scratch layout (floats): kt[hd*64] | vf[64*hd] | p[KVA_TILE*64] | m[CHUNK] | l[CHUNK] | corr[TILE] */
+size_t kva_scratch_floats(int head_dim) {
+    return (size_t)2 * KVA_PAGE * head_dim + KVA_TILE * KVA_PAGE + 2 * KVA_CHUNK + KVA_TILE;
+}
+
+static int cpu_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+
+int kva_pick(int head_dim) {
+    int lvl = kq_simd_level();
+    if (lvl >= KQ_SIMD_AVX512VNNI && head_dim % 64 == 0 && cpu_avx512()) return KVA_AVX512;
+    if (lvl >= KQ_SIMD_AVX2 && __builtin_cpu_supports("f16c")) return KVA_F16C;
+    return KVA_SCALAR;
+}
+
+/* ---- page conversion ----------------------------------------------------- */
+
+static void cvt_scalar(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = kq_fp16_to_fp32(src[i]);
+}
+
+__attribute__((target("avx2,f16c"))) static void cvt_f16c(float *dst, const uint16_t *src,
+                                                           size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = kq_fp16_to_fp32(src[i]);
+}
+
+static void cvt(int kind, float *dst, const uint16_t *src, size_t n) {
+    if (kind == KVA_SCALAR) cvt_scalar(dst, src, n);
+    else cvt_f16c(dst, src, n); /* AVX-512 CPUs have F16C */
+}
+
+/* ---- one tile, plain C --------------------------------------------------- */
+
+typedef struct {
+    const float *kt, *vf; /* this page in fp32 */
+    float *p;             /* [KVA_TILE][64] probabilities of the tile */
+    float *m, *l;         /* running max and sum of the tile's first row */
+    float *corr;          /* [KVA_TILE] e^(m_old - m_new) per row */
+    const float *q[KVA_TILE];
+    float *o[KVA_TILE];
+    int nvalid[KVA_TILE]; /* keys of this page each row may see (>= 1) */
+    int nr, hd;
+    float scale;
+} tile_t;
+
+static void tile_plain(tile_t *T) {
+    const int hd = T->hd;
+    for (int r = 0; r < T->nr; r++) {
+        float *s = T->p + r * KVA_PAGE;
+        const float *q = T->q[r];
+        int nv = T->nvalid[r];
+        for (int t = 0; t < KVA_PAGE; t++) s[t] = 0.0f;
+        for (int d = 0; d < hd; d++) { /* inner loop over keys: vectorizes */
+            float qd = q[d];
+            const float *k = T->kt + (size_t)d * KVA_PAGE;
+            for (int t = 0; t < KVA_PAGE; t++) s[t] += qd * k[t];
+        }
+        float mx = T->m[r];
+        for (int t = 0; t < nv; t++) {
+            s[t] *= T->scale;
+            if (s[t] > mx) mx = s[t];
+        }
+        float corr = expf(T->m[r] - mx), sum = 0.0f;
+        for (int t = 0; t < nv; t++) sum += (s[t] = expf(s[t] - mx));
+        T->m[r] = mx;
+        T->l[r] = T->l[r] * corr + sum;
+        float *o = T->o[r];
+        for (int x = 0; x < hd; x++) o[x] *= corr;
+        for (int t = 0; t < nv; t++) {
+            float pt = s[t];
+            const float *v = T->vf + (size_t)t * hd;
+            for (int x = 0; x < hd; x++) o[x] += pt * v[x];
+        }
+    }
+}
+
+/* ---- one tile, AVX-512 --------------------------------------------------- */
+
+/* e^x for x <= 0 (softmax arguments): 2^n * e^r with n = round(x/ln2),
+ * r = x - n*ln2 (ln2 split in two so r is exact enough), e^r by its Taylor
+ * series to r^7 (|r| <= ln2/2: truncation < 6e-9 relative). Below -104 the
+ * float result is 0 anyway, so x is clamped there (keeps -inf out of r). */
+__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 lanes_below(int nv, int j) { /* lanes 16j.. that are < nv */
+    int k = nv - 16 * j;
+    return k >= 16 ? (__mmask16)0xFFFF : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
+}
+
+/* NR rows (a compile-time constant after inlining, so the 4*NR accumulators
+ * live in registers). Scores: for each dimension d, 4 vectors of 16 keys are
+ * loaded once and multiplied by each row's q[d]. */
+__attribute__((target("avx512f,avx512bw"), always_inline)) static inline void
+tile_avx512_n(tile_t *T, const int NR) {
+    const int hd = T->hd;
+    __m512 acc[KVA_TILE][4];
+    for (int r = 0; r < NR; r++)
+        for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        const float *k = T->kt + (size_t)d * KVA_PAGE;
+        __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
+        __m512 k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
+        for (int r = 0; r < NR; r++) {
+            __m512 b = _mm512_set1_ps(T->q[r][d]);
+            acc[r][0] = _mm512_fmadd_ps(b, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(b, k1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(b, k2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(b, k3, acc[r][3]);
+        }
+    }
+    const __m512 sc = _mm512_set1_ps(T->scale), ninf = _mm512_set1_ps(-INFINITY);
+    int tmax = 0;
+    for (int r = 0; r < NR; r++) {
+        int nv = T->nvalid[r];
+        if (nv > tmax) tmax = nv;
+        __m512 s[4];
+        __m512 mv = ninf;
+        for (int j = 0; j < 4; j++) {
+            s[j] = _mm512_mask_mov_ps(ninf, lanes_below(nv, j), _mm512_mul_ps(acc[r][j], sc));
+            mv = _mm512_max_ps(mv, s[j]);
+        }
+        float mx = _mm512_reduce_max_ps(mv);
+        if (T->m[r] > mx) mx = T->m[r];
+        __m512 mxv = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
+        float *p = T->p + r * KVA_PAGE;
+        for (int j = 0; j < 4; j++) {
+            __m512 e = _mm512_maskz_mov_ps(lanes_below(nv, j), exp512(_mm512_sub_ps(s[j], mxv)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_storeu_ps(p + 16 * j, e);
+        }
+        float corr = expf(T->m[r] - mx);
+        T->m[r] = mx;
+        T->l[r] = T->l[r] * corr + _mm512_reduce_add_ps(sum);
+        T->corr[r] = corr;
+    }
+    /* P.V, 64 output dimensions at a time; rows past their own limit have
+     * p = 0 there, so every row can run to the tile's longest. */
+    for (int dc = 0; dc < hd; dc += 64) {
+        for (int r = 0; r < NR; r++) {
+            __m512 c = _mm512_set1_ps(T->corr[r]);
+            for (int j = 0; j < 4; j++)
+                acc[r][j] = _mm512_mul_ps(_mm512_loadu_ps(T->o[r] + dc + 16 * j), c);
+        }
+        for (int t = 0; t < tmax; t++) {
+            const float *v = T->vf + (size_t)t * hd + dc;
+            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+            __m512 v2 = _mm512_loadu_ps(v + 32), v3 = _mm512_loadu_ps(v + 48);
+            for (int r = 0; r < NR; r++) {
+                __m512 b = _mm512_set1_ps(T->p[r * KVA_PAGE + t]);
+                acc[r][0] = _mm512_fmadd_ps(b, v0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(b, v1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(b, v2, acc[r][2]);
+                acc[r][3] = _mm512_fmadd_ps(b, v3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < NR; r++)
+            for (int j = 0; j < 4; j++) _mm512_storeu_ps(T->o[r] + dc + 16 * j, acc[r][j]);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void tile_avx512(tile_t *T) {
+    switch (T->nr) {
+    case 1: tile_avx512_n(T, 1); break;
+    case 2: tile_avx512_n(T, 2); break;
+    case 3: tile_avx512_n(T, 3); break;
+    case 4: tile_avx512_n(T, 4); break;
+    case 5: tile_avx512_n(T, 5); break;
+    default: tile_avx512_n(T, 6); break;
+    }
+}
+
+/* ---- driver --------------------------------------------------------------- */
+
+void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, float *out,
+                float *scratch) {
+    const int hd = s->head_dim, G = s->group, R = n * G;
+    const size_t row = (size_t)s->n_heads * hd;
+    float *kt = scratch, *vf = kt + (size_t)KVA_PAGE * hd, *pb = vf + (size_t)KVA_PAGE * hd;
+    float *m = pb + KVA_TILE * KVA_PAGE, *l = m + KVA_CHUNK, *corr = l + KVA_CHUNK;
+    tile_t T = {.kt = kt, .vf = vf, .p = pb, .corr = corr, .hd = hd,
+                .scale = 1.0f / sqrtf((float)hd)};
+#define ROW_Q(r) (q + (size_t)((r) / G) * row + (size_t)(s->kv_head * G + (r) % G) * hd)
+#define ROW_O(r) (out + (size_t)((r) / G) * row + (size_t)(s->kv_head * G + (r) % G) * hd)
+    for (int c0 = 0; c0 < R; c0 += KVA_CHUNK) {
+        int c1 = R - c0 < KVA_CHUNK ? R : c0 + KVA_CHUNK;
+        for (int r = c0; r < c1; r++) {
+            m[r - c0] = -INFINITY;
+            l[r - c0] = 0.0f;
+            memset(ROW_O(r), 0, sizeof(float) * hd);
+        }
+        int last_key = pos0 + (c1 - 1) / G; /* the chunk's last row sees keys 0..last_key */
+        for (int p0 = 0; p0 <= last_key; p0 += KVA_PAGE) {
+            const uint16_t *page = s->pages[p0 / KVA_PAGE];
+            int nt = s->len - p0 < KVA_PAGE ? s->len - p0 : KVA_PAGE;
+            if (last_key + 1 - p0 < nt) nt = last_key + 1 - p0;
+            cvt(kind, kt, page + s->k_off, (size_t)hd * KVA_PAGE);
+            cvt(kind, vf, page + s->v_off, (size_t)nt * hd);
+            /* rows see the page once their limit pos0 + r/G reaches p0 */
+            int r0 = p0 > pos0 ? (p0 - pos0) * G : 0;
+            if (r0 < c0) r0 = c0;
+            for (int t0 = r0; t0 < c1; t0 += KVA_TILE) {
+                T.nr = c1 - t0 < KVA_TILE ? c1 - t0 : KVA_TILE;
+                T.m = m + (t0 - c0);
+                T.l = l + (t0 - c0);
+                for (int i = 0; i < T.nr; i++) {
+                    int lim = pos0 + (t0 + i) / G - p0 + 1;
+                    T.nvalid[i] = lim < nt ? lim : nt;
+                    T.q[i] = ROW_Q(t0 + i);
+                    T.o[i] = ROW_O(t0 + i);
+                }
+                if (kind == KVA_AVX512) tile_avx512(&T);
+                else tile_plain(&T);
+            }
+        }
+        for (int r = c0; r < c1; r++) {
+            float inv = 1.0f / l[r - c0], *o = ROW_O(r);
+            for (int x = 0; x < hd; x++) o[x] *= inv;
+        }
+    }
+#undef ROW_Q
+#undef ROW_O
+}
