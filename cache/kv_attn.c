@@ -57,6 +57,7 @@ static void cvt(int kind, float *dst, const uint16_t *src, size_t n) {
 
 typedef struct {
     const float *kt, *vf; /* this page in fp32 */
+    const uint16_t *kh, *vh; /* ... and as stored (AVX-512 direct tiles read these) */
     float *p;             /* [KVA_TILE][64] probabilities of the tile */
     float *m, *l;         /* running max and sum of the tile's first row */
     float *corr;          /* [KVA_TILE] e^(m_old - m_new) per row */
@@ -127,19 +128,25 @@ static inline __mmask16 lanes_below(int nv, int j) { /* lanes 16j.. that are < n
     return k >= 16 ? (__mmask16)0xFFFF : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
 }
 
+/* 16 floats of a page at element i: from the fp32 copy, or converted from
+ * the stored halves (DIRECT: a page only one tile reads is not worth a copy). */
+#define LD(DIRECT, f, hsrc, i)                                                                   \
+    ((DIRECT) ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((hsrc) + (i))))          \
+              : _mm512_loadu_ps((f) + (i)))
+
 /* NR rows (a compile-time constant after inlining, so the 4*NR accumulators
  * live in registers). Scores: for each dimension d, 4 vectors of 16 keys are
  * loaded once and multiplied by each row's q[d]. */
 __attribute__((target("avx512f,avx512bw"), always_inline)) static inline void
-tile_avx512_n(tile_t *T, const int NR) {
+tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
     const int hd = T->hd;
     __m512 acc[KVA_TILE][4];
     for (int r = 0; r < NR; r++)
         for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
     for (int d = 0; d < hd; d++) {
-        const float *k = T->kt + (size_t)d * KVA_PAGE;
-        __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
-        __m512 k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
+        size_t o = (size_t)d * KVA_PAGE;
+        __m512 k0 = LD(DIRECT, T->kt, T->kh, o), k1 = LD(DIRECT, T->kt, T->kh, o + 16);
+        __m512 k2 = LD(DIRECT, T->kt, T->kh, o + 32), k3 = LD(DIRECT, T->kt, T->kh, o + 48);
         for (int r = 0; r < NR; r++) {
             __m512 b = _mm512_set1_ps(T->q[r][d]);
             acc[r][0] = _mm512_fmadd_ps(b, k0, acc[r][0]);
@@ -182,9 +189,9 @@ tile_avx512_n(tile_t *T, const int NR) {
                 acc[r][j] = _mm512_mul_ps(_mm512_loadu_ps(T->o[r] + dc + 16 * j), c);
         }
         for (int t = 0; t < tmax; t++) {
-            const float *v = T->vf + (size_t)t * hd + dc;
-            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
-            __m512 v2 = _mm512_loadu_ps(v + 32), v3 = _mm512_loadu_ps(v + 48);
+            size_t o = (size_t)t * hd + dc;
+            __m512 v0 = LD(DIRECT, T->vf, T->vh, o), v1 = LD(DIRECT, T->vf, T->vh, o + 16);
+            __m512 v2 = LD(DIRECT, T->vf, T->vh, o + 32), v3 = LD(DIRECT, T->vf, T->vh, o + 48);
             for (int r = 0; r < NR; r++) {
                 __m512 b = _mm512_set1_ps(T->p[r * KVA_PAGE + t]);
                 acc[r][0] = _mm512_fmadd_ps(b, v0, acc[r][0]);
@@ -200,12 +207,23 @@ tile_avx512_n(tile_t *T, const int NR) {
 
 __attribute__((target("avx512f,avx512bw"))) static void tile_avx512(tile_t *T) {
     switch (T->nr) {
-    case 1: tile_avx512_n(T, 1); break;
-    case 2: tile_avx512_n(T, 2); break;
-    case 3: tile_avx512_n(T, 3); break;
-    case 4: tile_avx512_n(T, 4); break;
-    case 5: tile_avx512_n(T, 5); break;
-    default: tile_avx512_n(T, 6); break;
+    case 1: tile_avx512_n(T, 1, 0); break;
+    case 2: tile_avx512_n(T, 2, 0); break;
+    case 3: tile_avx512_n(T, 3, 0); break;
+    case 4: tile_avx512_n(T, 4, 0); break;
+    case 5: tile_avx512_n(T, 5, 0); break;
+    default: tile_avx512_n(T, 6, 0); break;
+    }
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void tile_avx512_direct(tile_t *T) {
+    switch (T->nr) {
+    case 1: tile_avx512_n(T, 1, 1); break;
+    case 2: tile_avx512_n(T, 2, 1); break;
+    case 3: tile_avx512_n(T, 3, 1); break;
+    case 4: tile_avx512_n(T, 4, 1); break;
+    case 5: tile_avx512_n(T, 5, 1); break;
+    default: tile_avx512_n(T, 6, 1); break;
     }
 }
 
@@ -233,11 +251,17 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
             const uint16_t *page = s->pages[p0 / KVA_PAGE];
             int nt = s->len - p0 < KVA_PAGE ? s->len - p0 : KVA_PAGE;
             if (last_key + 1 - p0 < nt) nt = last_key + 1 - p0;
-            cvt(kind, kt, page + s->k_off, (size_t)hd * KVA_PAGE);
-            cvt(kind, vf, page + s->v_off, (size_t)nt * hd);
             /* rows see the page once their limit pos0 + r/G reaches p0 */
             int r0 = p0 > pos0 ? (p0 - pos0) * G : 0;
             if (r0 < c0) r0 = c0;
+            /* One tile (decode: n = 1) converts as it goes; more share a copy. */
+            int direct = kind == KVA_AVX512 && c1 - r0 <= KVA_TILE;
+            T.kh = page + s->k_off;
+            T.vh = page + s->v_off;
+            if (!direct) {
+                cvt(kind, kt, T.kh, (size_t)hd * KVA_PAGE);
+                cvt(kind, vf, T.vh, (size_t)nt * hd);
+            }
             for (int t0 = r0; t0 < c1; t0 += KVA_TILE) {
                 T.nr = c1 - t0 < KVA_TILE ? c1 - t0 : KVA_TILE;
                 T.m = m + (t0 - c0);
@@ -248,7 +272,8 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
                     T.q[i] = ROW_Q(t0 + i);
                     T.o[i] = ROW_O(t0 + i);
                 }
-                if (kind == KVA_AVX512) tile_avx512(&T);
+                if (direct) tile_avx512_direct(&T);
+                else if (kind == KVA_AVX512) tile_avx512(&T);
                 else tile_plain(&T);
             }
         }

@@ -1,0 +1,76 @@
+/* Speed of the plain cache's attention kernel (cache/kv_attn.c), one thread,
+ * SmolLM2-135M's shape (9 query heads over 3 KV heads, head_dim 64); not part
+ * of the test suite.
+ *
+  *   cc -O2 -std=gnu11 -Icache -Ikernels bench/bench_attn.c build/libpivotcore.a -lpthread -lm \
+ *      -o /tmp/bench_attn && /tmp/bench_attn [context (2048)]
+ *
+ * Prints, for each kernel this CPU has: decode (one query over `context`
+ * keys) in microseconds per KV head, and a prefill block (64 queries at the
+ * end of `context`) in microseconds and GFLOP/s (2 x 2 x head_dim flops per
+ * query head and visible key: q.k and p.v). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "kv.h"
+#include "kv_attn.h"
+#include "quant.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const int N = argc > 1 ? atoi(argv[1]) : 2048, nh = 9, nkv = 3, hd = 64, B = 64;
+    if (N < B + 1 || N > 1 << 20) {
+        fprintf(stderr, "bench_attn: context must be in [%d, %d]\n", B + 1, 1 << 20);
+        return 1;
+    }
+    size_t kvd = (size_t)nkv * hd, qd = (size_t)nh * hd;
+    float *k = malloc(sizeof(float) * N * kvd), *v = malloc(sizeof(float) * N * kvd);
+    float *q = malloc(sizeof(float) * B * qd), *o = malloc(sizeof(float) * B * qd);
+    unsigned s = 1;
+    for (size_t i = 0; i < N * kvd; i++) {
+        s = s * 1103515245u + 12345u;
+        k[i] = ((s >> 9) & 1023) / 512.0f - 1.0f;
+        v[i] = ((s >> 19) & 1023) / 512.0f - 1.0f;
+    }
+    for (size_t i = 0; i < B * qd; i++) q[i] = k[i % (N * kvd)];
+    const int levels[] = {KQ_SIMD_SCALAR, KQ_SIMD_AVX2, KQ_SIMD_AVX512VNNI};
+    const char *names[] = {"scalar", "f16c", "avx512"};
+    printf("context %d, head_dim %d, group 3, one thread\n", N, hd);
+    printf("%-8s %14s %16s %14s\n", "kernel", "decode us/head", "prefill-64 us", "GFLOP/s");
+    for (int li = 0; li < 3; li++) {
+        if (levels[li] > kq_simd_cpu_level()) continue;
+        kq_set_simd_level(levels[li]);
+        kv_shape sh = {.n_layers = 1, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                       .max_seqs = 1, .max_ctx = N, .n_threads = 1};
+        kv_cache *c;
+        if (kv_create_fp16(&sh, &c) || kv_store(c, 0, 0, 0, N, k, v)) return 1;
+        int kind = kva_pick(hd);
+        double best_d = 1e9, best_p = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = now();
+            int it = 0;
+            for (; it < 200 || now() - t0 < 0.2; it++) kv_attend_group(c, 0, 0, it % nkv, N - 1, 1, q, o, 0);
+            double d = (now() - t0) / it;
+            if (d < best_d) best_d = d;
+            t0 = now();
+            for (it = 0; it < 3 || now() - t0 < 0.3; it++)
+                kv_attend_group(c, 0, 0, it % nkv, N - B, B, q, o, 0);
+            d = (now() - t0) / it;
+            if (d < best_p) best_p = d;
+        }
+        double flops = 0; /* prefill block: query i sees N - B + i + 1 keys, 3 query heads */
+        for (int i = 0; i < B; i++) flops += 3.0 * 4.0 * hd * (N - B + i + 1);
+        printf("%-8s %14.1f %16.1f %14.1f\n", names[kind], best_d * 1e6, best_p * 1e6,
+               flops / best_p * 1e-9);
+        kv_destroy(c);
+    }
+    kq_set_simd_level(-1);
+    free(k), free(v), free(q), free(o);
+    return 0;
+}
