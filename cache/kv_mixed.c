@@ -30,6 +30,7 @@
 
 #include "kv_internal.h"
 #include "kv_layout.h"
+#include "kv_mixed_blk.h"
 #include "kv_pool.h"
 #include "kv_quant.h"
 #include "kv_tracker.h"
@@ -82,6 +83,7 @@ typedef struct {
     size_t scratch_per; /* bytes per thread */
     float *pend1; /* [max_seqs][n_layers][n_kv_heads][2][hd]: one pending token
                    * per head, so a decode step stores without malloc */
+    int blk_q;    /* queries per block for kv_mixed_blk (prompt chunks); 0: off */
 } mixed_cache;
 
 /* ---- tiers ---------------------------------------------------------------- */
@@ -215,12 +217,23 @@ typedef struct {
     int *vict;
     void *pick;  /* [max_ctx] x 16 bytes */
     kvq_qprep qp; /* the query prepared for the low tier's run kernels */
+    /* block attention (kv_mixed_blk.h), when c->blk_q */
+    float *pt;      /* [max_ctx][KVB_MAX_ROWS] probabilities, token-major */
+    float *qt;      /* [2][hd][KVB_MAX_ROWS] queries transposed (high, low tier) */
+    float *kf;      /* [KVL_PAGE][hd] decoded records */
+    int32_t *lim;   /* [KVB_MAX_ROWS] */
+    float **outp;   /* [KVB_MAX_ROWS] */
 } scratch_t;
 
-static size_t scratch_bytes(const kv_shape *s, int gq) {
+static size_t blk_bytes(const kv_shape *s) {
+    size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim, R = KVB_MAX_ROWS;
+    return sizeof(float) * (M * R + 2 * hd * R + KVL_PAGE * hd) + R * (sizeof(int32_t) + sizeof(float *)) + 64;
+}
+
+static size_t scratch_bytes(const kv_shape *s, int gq, int blk) {
     size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim;
     return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2)) + M * (4 + 4 + 4 + 4 + 16) +
-           64 + kvq_qprep_bytes(gq, s->head_dim, 8);
+           64 + kvq_qprep_bytes(gq, s->head_dim, 8) + (blk ? blk_bytes(s) : 0);
 }
 
 static scratch_t scratch_for(const mixed_cache *c, int thread) {
@@ -238,6 +251,14 @@ static scratch_t scratch_for(const mixed_cache *c, int thread) {
     s.vict = (int *)(s.cpos + M);
     uintptr_t qm = ((uintptr_t)(s.vict + M) + 31) & ~(uintptr_t)31;
     kvq_qprep_init(&s.qp, (void *)qm, c->gq, c->s.head_dim, c->p.group);
+    if (c->blk_q) {
+        uintptr_t bm = (qm + kvq_qprep_bytes(c->gq, c->s.head_dim, 8) + 63) & ~(uintptr_t)63;
+        s.pt = (float *)bm;
+        s.qt = s.pt + M * KVB_MAX_ROWS;
+        s.kf = s.qt + 2 * hd * KVB_MAX_ROWS;
+        s.lim = (int32_t *)(s.kf + KVL_PAGE * hd);
+        s.outp = (float **)(void *)(s.lim + KVB_MAX_ROWS);
+    }
     return s;
 }
 
@@ -402,6 +423,63 @@ static int demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
     return PV_OK;
 }
 
+/* Prompt chunks: blocks of queries through kv_mixed_blk, then the tracker
+ * query by query, in the order the per-query loop below would observe. */
+static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, int n,
+                          const float *q, float *out, scratch_t *s) {
+    const int hd = c->s.head_dim, nh = c->s.n_heads, gq = c->gq;
+    const kv_select sel = c->p.select;
+    const int half = c->p.window / 2 > 0 ? c->p.window / 2 : 1;
+    const tier *hi = &hs->hi, *lo = &hs->lo;
+    const int bal_hi = hs->bal_frozen && c->p.hi_bits == 8, bal_lo = hs->bal_frozen;
+    for (int i0 = 0; i0 < n; i0 += c->blk_q) {
+        const int nq = n - i0 < c->blk_q ? n - i0 : c->blk_q, rows = nq * gq, rp = kvb_rpad(rows);
+        float *qhi = s->qt, *qlo = s->qt + (size_t)hd * KVB_MAX_ROWS;
+        for (int r = 0; r < rp; r++) {
+            const float *qv = NULL;
+            if (r < rows) {
+                int i = i0 + r / gq;
+                qv = q + ((size_t)i * nh + (size_t)kvh * gq + r % gq) * hd;
+                s->lim[r] = pos0 + i;
+                s->outp[r] = out + ((size_t)i * nh + (size_t)kvh * gq + r % gq) * hd;
+            } else {
+                s->lim[r] = INT32_MAX; /* padding: sees everything, output unused */
+            }
+            for (int d = 0; d < hd; d++) {
+                float x = qv ? qv[d] : 0.0f;
+                qhi[(size_t)d * rp + r] = bal_hi ? x / hs->bal[d] : x;
+                qlo[(size_t)d * rp + r] = bal_lo ? x / hs->bal[d] : x;
+            }
+        }
+        kvb_job j = {
+            .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi},
+                     {lo->pages, c->p.lo_bits ? lo->n : 0, c->p.lo_bits, kv_policy_lo_v_bits(&c->p),
+                      c->flo.krec, c->flo.vrec, qlo}},
+            .page = KVL_PAGE, .head_dim = hd, .group = c->p.group, .rows = rows, .rpad = rp,
+            .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
+            .out = s->outp};
+        kvb_attend(&j);
+        for (int qi = 0; qi < nq; qi++) {
+            const int p = pos0 + i0 + qi, nhv = hi_visible(hi, &c->fhi, p);
+            if (c->fhi.sb) {
+                int n_vis = nhv;
+                if (hs->lo_max_pos <= p) n_vis += lo->n;
+                else
+                    for (int t = 0; t < lo->n; t++) n_vis += *t_pos(lo, &c->flo, t) <= p;
+                float thr = 1.0f / (float)n_vis;
+                for (int t = 0; t < nhv; t++) {
+                    float agg = 0.0f;
+                    for (int g = 0; g < gq; g++) agg += s->pt[(size_t)t * rp + qi * gq + g];
+                    kvt_observe(sel, t_state(hi, &c->fhi, t), agg / (float)gq, thr);
+                }
+            }
+            hs->steps++;
+            if (sel == KV_SELECT_PERSISTENCE && hs->steps % half == 0)
+                for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, &c->fhi, t));
+        }
+    }
+}
+
 static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const float *q,
                      float *out, int thread) {
     mixed_cache *c = impl;
@@ -412,6 +490,10 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
     int rc;
     if ((rc = bal_observe(c, hs, q, n, kvh))) return rc;
     if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
+    if (c->blk_q && n > 1) {
+        attend_blocks(c, hs, kvh, pos0, n, q, out, &s);
+        return demote(c, hs, len, &s);
+    }
 
     const int hd = c->s.head_dim, nh = c->s.n_heads, gq = c->gq, M = c->s.max_ctx;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -582,7 +664,12 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     size_t nh = (size_t)s->max_seqs * s->n_layers * s->n_kv_heads;
     c->len = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->len);
     c->heads = calloc(nh, sizeof *c->heads);
-    c->scratch_per = (scratch_bytes(s, c->gq) + 63) & ~(size_t)63;
+    /* Prompt chunks take the block kernel: up to KVB_MAX_ROWS rows = blocks
+     * of queries x the query heads of a KV head. */
+    c->blk_q = !force_scalar && c->gq <= KVB_MAX_ROWS && kvb_available(s->head_dim)
+                   ? KVB_MAX_ROWS / c->gq
+                   : 0;
+    c->scratch_per = (scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
     if (!c->len || !c->heads || !c->scratch || !c->pend1) {

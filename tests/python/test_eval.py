@@ -71,7 +71,9 @@ def test_budget_above_length_equals_full(pivot_bin, smol_model, tmp_path):
     assert r["tokens_dropped"] == 0 and r["tokens_low"] == 0
     assert r["top1_agreement"] == 1
     assert r["mean_kl"] < 1e-6
-    assert abs(r["delta_ppl_pct"]) < 1e-4
+    # Not bit for bit since the plain cache got its own blocked kernel
+    # (cache/kv_attn.c): float rounding moved perplexity by 0.013% (measured).
+    assert abs(r["delta_ppl_pct"]) < 0.1
 
 
 @pytest.mark.parametrize("task", ["ppl", "copy"])

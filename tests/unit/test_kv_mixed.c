@@ -390,3 +390,57 @@ Test(kv_mixed, bad_calls_are_errors) {
     cr_assert_eq(kv_seq_pos(c, 0), 2);
     kv_destroy(c);
 }
+
+/* Prompt chunks take the block kernel (kv_mixed_blk.c: records decoded to
+ * float once per block of queries, token-major probabilities) where the CPU
+ * has AVX-512; force_scalar caches run the per-query portable kernels, which
+ * are within 2e-5 of float64 (above). Same data, same chunks, both through
+ * compressing prefills: every tier count must agree and every output within
+ * float rounding: scores of these outlier keys (|k| up to 16) carry ~1e-5
+ * of summation-order noise, seen as up to 6e-5 in the outputs (measured);
+ * a wrong scale, zero point, stride or mask moves them by ~1e-1. */
+Test(kv_mixed, prompt_blocks_match_per_query_kernels) {
+    const char *specs[] = {"mikv,budget=40", "mikv,budget=40,hi-bits=8", "mikv,budget=40,lo-bits=2/4,group=64",
+                           "quant2,group=8,budget=40,chunk=8", "h2o,budget=60", "scissorhands,budget=30",
+                           "mikv,budget=0.25,key-balance=0"};
+    int shapes[][2] = {{6, 2}, {2, 2}, {8, 1}}; /* groups of 3 (blocks of 10 queries), 1 (32), 8 (4) */
+    int chunks[] = {50, 37, 1, 40, 33, 2}, N = 163, hd = 64;
+    double worst = 0;
+    for (int si = 0; si < 3; si++)
+        for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+            int nh = shapes[si][0], nkv = shapes[si][1];
+            kv_shape s = {.n_layers = 1, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                          .max_seqs = 1, .max_ctx = N, .n_threads = 2};
+            seqdata d = make_seq(N, nkv, nh, hd, 1, 31 + (unsigned)k);
+            kv_policy pol;
+            char err[256];
+            cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0, "%s", err);
+            kv_cache *a, *b;
+            cr_assert_eq(kv_create_mixed_opt(&s, &pol, 0, &a), 0);
+            cr_assert_eq(kv_create_mixed_opt(&s, &pol, 1, &b), 0);
+            size_t on = (size_t)N * nh * hd;
+            float *oa = calloc(on, sizeof(float)), *ob = calloc(on, sizeof(float));
+            for (int i = 0, p = 0; i < 6; p += chunks[i++]) {
+                step(a, &d, 0, p, chunks[i], oa);
+                step(b, &d, 0, p, chunks[i], ob);
+                kv_usage ua, ub;
+                kv_seq_usage(a, 0, &ua);
+                kv_seq_usage(b, 0, &ub);
+                cr_assert(ua.n_high == ub.n_high && ua.n_low == ub.n_low && ua.n_dropped == ub.n_dropped,
+                          "%s nh %d: tiers differ after %d tokens", specs[k], nh, p + chunks[i]);
+            }
+            kv_usage u;
+            kv_seq_usage(a, 0, &u);
+            cr_assert(u.n_low + u.n_dropped > 0, "%s: nothing was demoted", specs[k]);
+            for (size_t i = 0; i < on; i++) {
+                double e = fabs((double)oa[i] - ob[i]);
+                cr_assert(e <= 3e-4 + 3e-4 * fabs(ob[i]), "%s nh %d: output %zu got %g want %g",
+                          specs[k], nh, i, oa[i], ob[i]);
+                if (e > worst) worst = e;
+            }
+            free(oa), free(ob);
+            kv_destroy(a), kv_destroy(b);
+            free_seq(&d);
+        }
+    cr_log_info("block vs per-query kernels: max abs difference %g", worst);
+}

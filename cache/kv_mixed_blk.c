@@ -1,0 +1,219 @@
+/* kv_mixed_blk: block attention for the mixed cache (see kv_mixed_blk.h). */
+#include "kv_mixed_blk.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kv_quant.h"
+#include "quant.h"
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
+#define TILE 6 /* output rows per register tile: 6 x 4 zmm */
+
+int kvb_available(int head_dim) {
+    return head_dim % 64 == 0 && kq_simd_level() >= KQ_SIMD_AVX512VNNI &&
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+
+int kvb_rpad(int rows) { return rows <= 16 ? 16 : 32; }
+
+AVX512 static inline float h2f(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
+
+/* One record to head_dim floats (the same values as kvq_decode, with the
+ * scale and zero applied in one fused multiply-add). */
+AVX512 static void decode(const uint8_t *rec, int bits, int d, int group, float *x) {
+    if (bits == 16) {
+        for (int i = 0; i < d; i += 16)
+            _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * i))));
+        return;
+    }
+    const int nb = d * bits / 8;
+    if (nb % 16 || group % 16) { /* 16 channels need one plane and one group */
+        kvq_decode(rec, d, bits, group, x);
+        return;
+    }
+    const uint8_t *sz = rec + nb;
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    for (int pl = 0; pl < 8 / bits; pl++) {
+        const __m128i sh = _mm_cvtsi32_si128(pl * bits);
+        for (int j = 0; j < nb; j += 16) {
+            int c0 = pl * nb + j, g = c0 / group;
+            __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(rec + j)));
+            w = _mm512_and_si512(_mm512_srl_epi32(w, sh), mask);
+            _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(h2f(sz + 4 * g)),
+                                                     _mm512_set1_ps(h2f(sz + 4 * g + 2))));
+        }
+    }
+}
+
+static const int32_t *page_pos(const kvb_tier *T, int page, int p) {
+    return (const int32_t *)(const void *)(T->pages[p] + (size_t)page * (T->krec + T->vrec));
+}
+
+/* Scores of nt decoded keys (kf rows) for every row: 8 keys at a time, NZ
+ * vectors of 16 rows each, so a key's value per dimension is broadcast once
+ * and meets all rows. Keys a row may not see get -inf. */
+AVX512 __attribute__((always_inline)) static inline void
+score_keys(const kvb_job *j, const float *qt, const float *kf, const int32_t *pos, int nt,
+           float *pt, const int NZ) {
+    const int hd = j->head_dim, rp = j->rpad;
+    const __m512 sc = _mm512_set1_ps(j->scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512i limv[2];
+    for (int z = 0; z < NZ; z++) limv[z] = _mm512_loadu_si512(j->lim + 16 * z);
+    for (int u0 = 0; u0 < nt; u0 += 8) {
+        __m512 acc[8][2];
+        for (int u = 0; u < 8; u++)
+            for (int z = 0; z < NZ; z++) acc[u][z] = _mm512_setzero_ps();
+        const float *k = kf + (size_t)u0 * hd;
+        for (int d = 0; d < hd; d++) {
+            __m512 qv[2];
+            for (int z = 0; z < NZ; z++) qv[z] = _mm512_loadu_ps(qt + (size_t)d * rp + 16 * z);
+            for (int u = 0; u < 8; u++) {
+                __m512 b = _mm512_set1_ps(k[(size_t)u * hd + d]);
+                for (int z = 0; z < NZ; z++) acc[u][z] = _mm512_fmadd_ps(b, qv[z], acc[u][z]);
+            }
+        }
+        int cnt = nt - u0 < 8 ? nt - u0 : 8;
+        for (int u = 0; u < cnt; u++) {
+            __m512i pv = _mm512_set1_epi32(pos[u0 + u]);
+            for (int z = 0; z < NZ; z++) {
+                __mmask16 m = _mm512_cmp_epi32_mask(pv, limv[z], _MM_CMPINT_LE);
+                _mm512_storeu_ps(pt + (size_t)(u0 + u) * rp + 16 * z,
+                                 _mm512_mask_mov_ps(ninf, m, _mm512_mul_ps(acc[u][z], sc)));
+            }
+        }
+    }
+}
+
+AVX512 static void score_keys16(const kvb_job *j, const float *qt, const float *kf,
+                                const int32_t *pos, int nt, float *pt) {
+    score_keys(j, qt, kf, pos, nt, pt, 1);
+}
+AVX512 static void score_keys32(const kvb_job *j, const float *qt, const float *kf,
+                                const int32_t *pos, int nt, float *pt) {
+    score_keys(j, qt, kf, pos, nt, pt, 2);
+}
+
+/* e^x for x <= 0 as in kv_attn.c: 2^n e^r, Taylor to r^7. */
+AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Rows of probabilities, 16 rows per vector: max, exp and sum, scale.
+ * Masked entries (-inf) become exactly 0. */
+AVX512 static void softmax_cols(float *pt, int ncol, int rp) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int z = 0; z < rp; z += 16) {
+        __m512 mx = ninf, sum = _mm512_setzero_ps();
+        for (int t = 0; t < ncol; t++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(pt + (size_t)t * rp + z));
+        for (int t = 0; t < ncol; t++) {
+            float *p = pt + (size_t)t * rp + z;
+            __m512 s = _mm512_loadu_ps(p);
+            __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ),
+                                           exp512(_mm512_sub_ps(s, mx)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_storeu_ps(p, e);
+        }
+        __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+        for (int t = 0; t < ncol; t++) {
+            float *p = pt + (size_t)t * rp + z;
+            _mm512_storeu_ps(p, _mm512_mul_ps(_mm512_loadu_ps(p), inv));
+        }
+    }
+}
+
+/* out rows r0.. (NR of them) += sum_t p[t][r] * v_t over nt decoded values. */
+AVX512 __attribute__((always_inline)) static inline void
+accum_values(const kvb_job *j, const float *vf, const float *pt, int nt, int r0, const int NR) {
+    const int hd = j->head_dim, rp = j->rpad;
+    for (int dc = 0; dc < hd; dc += 64) {
+        __m512 acc[TILE][4];
+        for (int r = 0; r < NR; r++)
+            for (int q = 0; q < 4; q++) acc[r][q] = _mm512_loadu_ps(j->out[r0 + r] + dc + 16 * q);
+        for (int t = 0; t < nt; t++) {
+            const float *v = vf + (size_t)t * hd + dc;
+            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+            __m512 v2 = _mm512_loadu_ps(v + 32), v3 = _mm512_loadu_ps(v + 48);
+            for (int r = 0; r < NR; r++) {
+                __m512 b = _mm512_set1_ps(pt[(size_t)t * rp + r0 + r]);
+                acc[r][0] = _mm512_fmadd_ps(b, v0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(b, v1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(b, v2, acc[r][2]);
+                acc[r][3] = _mm512_fmadd_ps(b, v3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < NR; r++)
+            for (int q = 0; q < 4; q++) _mm512_storeu_ps(j->out[r0 + r] + dc + 16 * q, acc[r][q]);
+    }
+}
+
+AVX512 static void accum_tile(const kvb_job *j, const float *vf, const float *pt, int nt, int r0,
+                              int nr) {
+    switch (nr) {
+    case 1: accum_values(j, vf, pt, nt, r0, 1); break;
+    case 2: accum_values(j, vf, pt, nt, r0, 2); break;
+    case 3: accum_values(j, vf, pt, nt, r0, 3); break;
+    case 4: accum_values(j, vf, pt, nt, r0, 4); break;
+    case 5: accum_values(j, vf, pt, nt, r0, 5); break;
+    default: accum_values(j, vf, pt, nt, r0, 6); break;
+    }
+}
+
+void kvb_attend(const kvb_job *j) {
+    const int hd = j->head_dim, rp = j->rpad, P = j->page;
+    float *kf = j->kf;
+    /* Pass 1: scores, tier by tier, page by page (columns: high then low). */
+    int col = 0;
+    for (int ti = 0; ti < 2; ti++) {
+        const kvb_tier *T = &j->tier[ti];
+        for (int t0 = 0; t0 < T->n; t0 += P) {
+            int nt = T->n - t0 < P ? T->n - t0 : P, pg = t0 / P;
+            for (int u = 0; u < nt; u++)
+                decode(T->pages[pg] + (size_t)u * T->krec, T->kbits, hd, j->group, kf + (size_t)u * hd);
+            /* the last group of 8 keys may run past nt: keep those rows defined */
+            int pad = (nt + 7) / 8 * 8;
+            if (pad > nt) memset(kf + (size_t)nt * hd, 0, sizeof(float) * hd * (size_t)(pad - nt));
+            const int32_t *pos = page_pos(T, P, pg);
+            float *pt = j->pt + (size_t)(col + t0) * rp;
+            if (rp == 16) score_keys16(j, T->qt, kf, pos, nt, pt);
+            else score_keys32(j, T->qt, kf, pos, nt, pt);
+        }
+        col += T->n;
+    }
+    /* Pass 2: probabilities. */
+    softmax_cols(j->pt, col, rp);
+    /* Pass 3: outputs. */
+    for (int r = 0; r < j->rows; r++) memset(j->out[r], 0, sizeof(float) * hd);
+    col = 0;
+    for (int ti = 0; ti < 2; ti++) {
+        const kvb_tier *T = &j->tier[ti];
+        for (int t0 = 0; t0 < T->n; t0 += P) {
+            int nt = T->n - t0 < P ? T->n - t0 : P, pg = t0 / P;
+            const uint8_t *vrec = T->pages[pg] + (size_t)P * T->krec;
+            for (int u = 0; u < nt; u++)
+                decode(vrec + (size_t)u * T->vrec, T->vbits, hd, j->group, kf + (size_t)u * hd);
+            const float *pt = j->pt + (size_t)(col + t0) * rp;
+            for (int r0 = 0; r0 < j->rows; r0 += TILE)
+                accum_tile(j, kf, pt, nt, r0, j->rows - r0 < TILE ? j->rows - r0 : TILE);
+        }
+        col += T->n;
+    }
+}
