@@ -2,19 +2,25 @@
  * SmolLM2-135M's shape (9 query heads over 3 KV heads, head_dim 64); not part
  * of the test suite.
  *
-  *   cc -O2 -std=gnu11 -Icache -Ikernels bench/bench_attn.c build/libpivotcore.a -lpthread -lm \
- *      -o /tmp/bench_attn && /tmp/bench_attn [context (2048)]
+  *   cc -O2 -std=gnu11 -Icache -Ikernels bench/bench_attn.c build/libpivotcore.a \
+ *      build/kernels/libkq_avx2.a build/kernels/libkq_vnni.a -lpthread -lm -o /tmp/bench_attn
+ *   /tmp/bench_attn [context (2048)] [policy ...]
  *
- * Prints, for each kernel this CPU has: decode (one query over `context`
- * keys) in microseconds per KV head, and a prefill block (64 queries at the
- * end of `context`) in microseconds and GFLOP/s (2 x 2 x head_dim flops per
- * query head and visible key: q.k and p.v). */
+ * Prints, for each kernel of the plain cache this CPU has: decode (one query
+ * over `context` keys) in microseconds per KV head, and a prefill block (64
+ * queries at the end of `context`) in microseconds and GFLOP/s (2 x 2 x
+ * head_dim flops per query head and visible key: q.k and p.v).
+ * Then, per policy (default: full mikv; naming policies skips the kernel
+ * table), the cache as the model drives it:
+ * a prompt of `context` tokens stored and attended in chunks of 256 (what a
+ * compressing cache encodes and demotes included), then 128 decode steps. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "kv.h"
 #include "kv_attn.h"
+#include "kv_policy.h"
 #include "quant.h"
 
 static double now(void) {
@@ -42,8 +48,8 @@ int main(int argc, char **argv) {
     const int levels[] = {KQ_SIMD_SCALAR, KQ_SIMD_AVX2, KQ_SIMD_AVX512VNNI};
     const char *names[] = {"scalar", "f16c", "avx512"};
     printf("context %d, head_dim %d, group 3, one thread\n", N, hd);
-    printf("%-8s %14s %16s %14s\n", "kernel", "decode us/head", "prefill-64 us", "GFLOP/s");
-    for (int li = 0; li < 3; li++) {
+    if (argc <= 2) printf("%-8s %14s %16s %14s\n", "kernel", "decode us/head", "prefill-64 us", "GFLOP/s");
+    for (int li = 0; li < 3 && argc <= 2; li++) {
         if (levels[li] > kq_simd_cpu_level()) continue;
         kq_set_simd_level(levels[li]);
         kv_shape sh = {.n_layers = 1, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
@@ -71,6 +77,46 @@ int main(int argc, char **argv) {
         kv_destroy(c);
     }
     kq_set_simd_level(-1);
+
+    /* Policies through prefill chunks and decode steps. */
+    const char *defaults[] = {"full", "mikv"};
+    const char **pols = argc > 2 ? (const char **)argv + 2 : defaults;
+    int npol = argc > 2 ? argc - 2 : 2, steps = 128, chunk = 256;
+    float *qa = malloc(sizeof(float) * chunk * qd), *oa = malloc(sizeof(float) * chunk * qd);
+    float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
+    for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
+    for (size_t i = 0; i < chunk * qd; i++) qa[i] = k[(i * 7) % (N * kvd)];
+    printf("\npolicy (one thread)          prompt us/token   decode us/step/head\n");
+    for (int pi = 0; pi < npol; pi++) {
+        kv_policy pol;
+        char err[256];
+        kv_cache *c;
+        kv_shape sh = {.n_layers = 1, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                       .max_seqs = 1, .max_ctx = N + steps, .n_threads = 1};
+        if (kv_policy_parse(pols[pi], &pol, err, sizeof err) || kv_create(&sh, &pol, &c, err, sizeof err)) {
+            fprintf(stderr, "bench_attn: %s: %s\n", pols[pi], err);
+            return 1;
+        }
+        double t0 = now();
+        for (int p = 0; p < N; p += chunk) {
+            int n = N - p < chunk ? N - p : chunk;
+            if (kv_store(c, 0, 0, p, n, k2 + p * kvd, v2 + p * kvd)) return 1;
+            for (int h = 0; h < nkv; h++)
+                if (kv_attend_group(c, 0, 0, h, p, n, qa, oa, 0)) return 1;
+        }
+        double tp = (now() - t0) / N;
+        t0 = now();
+        for (int i = 0; i < steps; i++) {
+            int p = N + i;
+            if (kv_store(c, 0, 0, p, 1, k2 + p * kvd, v2 + p * kvd)) return 1;
+            for (int h = 0; h < nkv; h++)
+                if (kv_attend_group(c, 0, 0, h, p, 1, qa, oa, 0)) return 1;
+        }
+        double td = (now() - t0) / steps / nkv;
+        printf("%-28s %16.1f %21.1f\n", pols[pi], tp * 1e6, td * 1e6);
+        kv_destroy(c);
+    }
+    free(qa), free(oa), free(k2), free(v2);
     free(k), free(v), free(q), free(o);
     return 0;
 }

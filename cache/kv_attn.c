@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "kv_simd.h"
 
 #define KVA_TILE 6    /* rows per AVX-512 tile: 6 rows x 4 zmm accumulators */
 #define KVA_CHUNK 192 /* rows per pass over the pages */
@@ -101,28 +102,6 @@ static void tile_plain(tile_t *T) {
 
 /* ---- one tile, AVX-512 --------------------------------------------------- */
 
-/* e^x for x <= 0 (softmax arguments): 2^n * e^r with n = round(x/ln2),
- * r = x - n*ln2 (ln2 split in two so r is exact enough), e^r by its Taylor
- * series to r^7 (|r| <= ln2/2: truncation < 6e-9 relative). Below -104 the
- * float result is 0 anyway, so x is clamped there (keeps -inf out of r). */
-__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 static inline __mmask16 lanes_below(int nv, int j) { /* lanes 16j.. that are < nv */
     int k = nv - 16 * j;
     return k >= 16 ? (__mmask16)0xFFFF : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
@@ -171,7 +150,7 @@ tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
         __m512 mxv = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
         float *p = T->p + r * KVA_PAGE;
         for (int j = 0; j < 4; j++) {
-            __m512 e = _mm512_maskz_mov_ps(lanes_below(nv, j), exp512(_mm512_sub_ps(s[j], mxv)));
+            __m512 e = _mm512_maskz_mov_ps(lanes_below(nv, j), kvs_exp512(_mm512_sub_ps(s[j], mxv)));
             sum = _mm512_add_ps(sum, e);
             _mm512_storeu_ps(p + 16 * j, e);
         }

@@ -7,6 +7,7 @@
 
 #include "kv_quant.h"
 #include "quant.h"
+#include "kv_simd.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
 #define TILE 6 /* output rows per register tile: 6 x 4 zmm */
@@ -99,24 +100,6 @@ AVX512 static void score_keys32(const kvb_job *j, const float *qt, const float *
     score_keys(j, qt, kf, pos, nt, pt, 2);
 }
 
-/* e^x for x <= 0 as in kv_attn.c: 2^n e^r, Taylor to r^7. */
-AVX512 static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 /* Rows of probabilities, 16 rows per vector: max, exp and sum, scale.
  * Masked entries (-inf) become exactly 0. */
 AVX512 static void softmax_cols(float *pt, int ncol, int rp) {
@@ -128,7 +111,7 @@ AVX512 static void softmax_cols(float *pt, int ncol, int rp) {
             float *p = pt + (size_t)t * rp + z;
             __m512 s = _mm512_loadu_ps(p);
             __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ),
-                                           exp512(_mm512_sub_ps(s, mx)));
+                                           kvs_exp512(_mm512_sub_ps(s, mx)));
             sum = _mm512_add_ps(sum, e);
             _mm512_storeu_ps(p, e);
         }

@@ -1,0 +1,31 @@
+/* kv_simd (internal): vector helpers shared by the attention kernels
+ * (kv_attn.c, kv_mixed_blk.c). Callers are compiled for AVX-512F. */
+#ifndef PIVOT_KV_SIMD_H
+#define PIVOT_KV_SIMD_H
+
+#include <immintrin.h>
+
+/* e^x for x <= 0 (softmax arguments): 2^n * e^r with n = round(x/ln2),
+ * r = x - n*ln2 (ln2 split in two so r is exact enough), e^r by its Taylor
+ * series to r^7 (|r| <= ln2/2: truncation < 6e-9 relative). Below -104 the
+ * float result is 0 anyway, so x is clamped there (keeps -inf out of r);
+ * callers that need an exact 0 for masked entries mask the result. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 kvs_exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+#endif
