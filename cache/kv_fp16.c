@@ -11,11 +11,14 @@
 
 #include "kv.h"
 #include "kv_attn.h"
+#include "kv_layout.h"
 #include "kv_pool.h"
 #include "pverr.h"
 #include "quant.h"
 
 #define KV_PAGE KVA_PAGE
+/* kv_policy_seq_bytes predicts this cache's pages with KVL_FP16_PAGE. */
+_Static_assert(KVA_PAGE == KVL_FP16_PAGE, "plain cache page size differs from kv_layout.h");
 
 typedef struct {
     uint16_t **pages; /* [n_pages] keys then values of every head, see above */

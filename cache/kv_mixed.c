@@ -526,16 +526,27 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
         for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
             c->klo.dotn(t_k(lo, &c->flo, t0), c->flo.krec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
                         qlo, &s.qp, gq, hd, c->p.group, s.sc + nhv + t0, M);
-        for (int t = 0; t < nl; t++) {
-            int masked = !lo_all && *t_pos(lo, &c->flo, t) > p;
-            n_vis += !masked;
-            for (int g = 0; g < gq; g++) {
-                float *x = s.sc + (size_t)g * M + nhv + t;
-                *x = masked ? -INFINITY : *x * scale;
+        if (c->blk_q) { /* AVX-512: the same steps 16 tokens at a time */
+            for (int g = 0; g < gq; g++)
+                for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
+                    int v = kvb_mask_scale(s.sc + (size_t)g * M + nhv + t0, t_pos(lo, &c->flo, t0),
+                                           nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE, lo_all ? INT32_MAX : p,
+                                           scale);
+                    n_vis += g == 0 ? v : 0;
+                }
+            for (int g = 0; g < gq; g++) invp[g] = kvb_exp_row(s.sc + (size_t)g * M, nhv + nl);
+        } else {
+            for (int t = 0; t < nl; t++) {
+                int masked = !lo_all && *t_pos(lo, &c->flo, t) > p;
+                n_vis += !masked;
+                for (int g = 0; g < gq; g++) {
+                    float *x = s.sc + (size_t)g * M + nhv + t;
+                    *x = masked ? -INFINITY : *x * scale;
+                }
             }
         }
         /* Softmax per query head, in the plain cache's order of operations. */
-        for (int g = 0; g < gq; g++) {
+        for (int g = 0; g < gq && !c->blk_q; g++) {
             float *sc = s.sc + (size_t)g * M, mx = -INFINITY;
             for (int t = 0; t < nhv + nl; t++)
                 if (sc[t] > mx) mx = sc[t];
@@ -552,7 +563,9 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
             c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, hd, c->p.group, oi);
         }
         for (int g = 0; g < gq && nl; g++) /* probabilities in place (masked: 0) */
-            for (int t = 0; t < nl; t++) s.sc[(size_t)g * M + nhv + t] *= invp[g];
+            if (c->blk_q) kvb_scale_row(s.sc + (size_t)g * M + nhv, nl, invp[g]);
+            else
+                for (int t = 0; t < nl; t++) s.sc[(size_t)g * M + nhv + t] *= invp[g];
         for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
             c->klov.axpyn(t_v(lo, &c->flo, t0), c->flo.vrec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
                          s.sc + nhv + t0, M, gq, hd, c->p.group, oi);
@@ -669,6 +682,15 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->blk_q = !force_scalar && c->gq <= KVB_MAX_ROWS && kvb_available(s->head_dim)
                    ? KVB_MAX_ROWS / c->gq
                    : 0;
+    if (c->blk_q && p->lo_bits) { /* decode: the AVX-512 run kernels where they apply */
+        kvq_dotn_fn dn = kvq_avx512_dotn(p->lo_bits, s->head_dim, p->group);
+        kvq_axpyn_fn an = kvq_avx512_axpyn(kv_policy_lo_v_bits(p), s->head_dim, p->group);
+        if (dn) {
+            c->klo.dotn = dn;
+            c->klo.wants_prep = 1;
+        }
+        if (an) c->klov.axpyn = an;
+    }
     c->scratch_per = (scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);

@@ -200,3 +200,47 @@ void kvb_attend(const kvb_job *j) {
         col += T->n;
     }
 }
+
+/* ---- row helpers (one query) ----------------------------------------------- */
+
+static inline __mmask16 first(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+
+AVX512 int kvb_mask_scale(float *x, const int32_t *pos, int n, int32_t p, float scale) {
+    const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i pv = _mm512_set1_epi32(p);
+    int vis = 0;
+    for (int t = 0; t < n; t += 16) {
+        __mmask16 live = first(n - t);
+        __m512i ps = _mm512_maskz_loadu_epi32(live, pos + t);
+        __mmask16 m = _mm512_mask_cmp_epi32_mask(live, ps, pv, _MM_CMPINT_LE);
+        __m512 v = _mm512_maskz_loadu_ps(live, x + t);
+        _mm512_mask_storeu_ps(x + t, live, _mm512_mask_mov_ps(ninf, m, _mm512_mul_ps(v, sc)));
+        vis += __builtin_popcount((unsigned)m);
+    }
+    return vis;
+}
+
+AVX512 float kvb_exp_row(float *x, int n) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mv = ninf, sum = _mm512_setzero_ps();
+    for (int t = 0; t < n; t += 16)
+        mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(ninf, first(n - t), x + t));
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    for (int t = 0; t < n; t += 16) {
+        __mmask16 live = first(n - t);
+        __m512 s = _mm512_mask_loadu_ps(ninf, live, x + t);
+        __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ),
+                                       kvs_exp512(_mm512_sub_ps(s, mx)));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_mask_storeu_ps(x + t, live, e);
+    }
+    return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+AVX512 void kvb_scale_row(float *x, int n, float a) {
+    const __m512 av = _mm512_set1_ps(a);
+    for (int t = 0; t < n; t += 16) {
+        __mmask16 live = first(n - t);
+        _mm512_mask_storeu_ps(x + t, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + t), av));
+    }
+}

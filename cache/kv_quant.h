@@ -69,6 +69,14 @@ typedef struct {
  * exactly what the plain FP16 cache computes, operation for operation. */
 void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *k);
 
+/* AVX-512 run kernels (kv_quant_avx512.c), the same contracts as dotn
+ * (wants_prep: reads the kvq_qprep) and axpyn; NULL when the CPU or the
+ * shape does not allow them. Not bit-identical to the AVX2 ones (other
+ * float summation order); the mixed cache uses them where it uses its
+ * AVX-512 block kernel. */
+kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group);
+kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group);
+
 /* kv_quant_fast.c: AVX2 run kernels for quantized records; NULL when the
  * shape does not suit them (16-channel blocks inside one plane and group). */
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group);
