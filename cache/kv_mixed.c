@@ -451,10 +451,13 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                 qlo[(size_t)d * rp + r] = bal_lo ? x / hs->bal[d] : x;
             }
         }
+        const int lo_n = c->p.lo_bits ? lo->n : 0;
         kvb_job j = {
-            .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi},
-                     {lo->pages, c->p.lo_bits ? lo->n : 0, c->p.lo_bits, kv_policy_lo_v_bits(&c->p),
-                      c->flo.krec, c->flo.vrec, qlo}},
+            /* the high tier is sorted: past the block's last query nothing is visible */
+            .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi,
+                      hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)},
+                     {lo->pages, lo_n, c->p.lo_bits, kv_policy_lo_v_bits(&c->p), c->flo.krec,
+                      c->flo.vrec, qlo, lo_n}},
             .page = KVL_PAGE, .head_dim = hd, .group = c->p.group, .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
             .out = s->outp};

@@ -167,8 +167,8 @@ void kvb_attend(const kvb_job *j) {
     int col = 0;
     for (int ti = 0; ti < 2; ti++) {
         const kvb_tier *T = &j->tier[ti];
-        for (int t0 = 0; t0 < T->n; t0 += P) {
-            int nt = T->n - t0 < P ? T->n - t0 : P, pg = t0 / P;
+        for (int t0 = 0; t0 < T->n_vis; t0 += P) {
+            int nt = T->n_vis - t0 < P ? T->n_vis - t0 : P, pg = t0 / P;
             for (int u = 0; u < nt; u++)
                 decode(T->pages[pg] + (size_t)u * T->krec, T->kbits, hd, j->group, kf + (size_t)u * hd);
             /* the last group of 8 keys may run past nt: keep those rows defined */
@@ -179,6 +179,8 @@ void kvb_attend(const kvb_job *j) {
             if (rp == 16) score_keys16(j, T->qt, kf, pos, nt, pt);
             else score_keys32(j, T->qt, kf, pos, nt, pt);
         }
+        for (int t = T->n_vis; t < T->n; t++)
+            for (int r = 0; r < rp; r++) j->pt[(size_t)(col + t) * rp + r] = -INFINITY;
         col += T->n;
     }
     /* Pass 2: probabilities. */
@@ -188,8 +190,8 @@ void kvb_attend(const kvb_job *j) {
     col = 0;
     for (int ti = 0; ti < 2; ti++) {
         const kvb_tier *T = &j->tier[ti];
-        for (int t0 = 0; t0 < T->n; t0 += P) {
-            int nt = T->n - t0 < P ? T->n - t0 : P, pg = t0 / P;
+        for (int t0 = 0; t0 < T->n_vis; t0 += P) {
+            int nt = T->n_vis - t0 < P ? T->n_vis - t0 : P, pg = t0 / P;
             const uint8_t *vrec = T->pages[pg] + (size_t)P * T->krec;
             for (int u = 0; u < nt; u++)
                 decode(vrec + (size_t)u * T->vrec, T->vbits, hd, j->group, kf + (size_t)u * hd);

@@ -30,6 +30,8 @@ typedef struct {
     int kbits, vbits; /* 16, 8, 4 or 2 */
     size_t krec, vrec;
     const float *qt;  /* [head_dim][rpad] queries this tier's keys meet, transposed */
+    int n_vis;        /* tokens [n_vis, n) are visible to no row (a tier sorted by
+                       * position knows): not scored, probability 0 */
 } kvb_tier;
 
 typedef struct {
