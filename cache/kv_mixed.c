@@ -548,7 +548,7 @@ static int mx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, c
                 }
             }
         }
-        /* Softmax per query head, in the plain cache's order of operations. */
+        /* Softmax per query head (portable path: expf, double sum). */
         for (int g = 0; g < gq && !c->blk_q; g++) {
             float *sc = s.sc + (size_t)g * M, mx = -INFINITY;
             for (int t = 0; t < nhv + nl; t++)

@@ -14,7 +14,9 @@
 
 int kvb_available(int head_dim) {
     return head_dim % 64 == 0 && kq_simd_level() >= KQ_SIMD_AVX512VNNI &&
-           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 }
 
 int kvb_rpad(int rows) { return rows <= 16 ? 16 : 32; }

@@ -74,7 +74,7 @@ void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {
 
 /* ---- portable kernels ---------------------------------------------------- */
 
-/* Mirrors kv_fp16.c's dot_scalar/axpy_scalar per head. */
+/* Plain float loops per head (the portable kernels). */
 static void dot16_scalar(const uint8_t *rec, const float *q, int gq, int d, int group, float *out) {
     (void)group;
     for (int g = 0; g < gq; g++) {

@@ -65,8 +65,9 @@ typedef struct {
 
 /* Kernels for one record format. AVX2+FMA+F16C when the CPU has them, the
  * shape allows (8-channel chunks inside one bit plane and one group) and
- * force_scalar is 0; the portable ones otherwise. For bits 16 both produce
- * exactly what the plain FP16 cache computes, operation for operation. */
+ * force_scalar is 0; the portable ones otherwise. (For bits 16 they once
+ * matched the plain FP16 cache operation for operation; that cache now has
+ * its own blocked kernel, kv_attn.c, and agrees within float rounding.) */
 void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *k);
 
 /* AVX-512 run kernels (kv_quant_avx512.c), the same contracts as dotn

@@ -154,13 +154,17 @@ WRAP(2)
 
 static int cpu_ok(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 }
 
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group) {
     /* 16 channels per plane step, 32 per madd inside one group */
     if (!cpu_ok() || d > MAXD || d % 32 || (d * bits / 8) % 16 || group % 32 || d / group > MAXG)
         return NULL;
+    /* a group's dot is summed in int32: |q16| <= 32767 times codes <= 255
+     * overflows past 257 channels (4- and 2-bit codes cannot) */
+    if (bits == 8 && group > 256) return NULL;
     return bits == 8 ? dotn512_q8 : bits == 4 ? dotn512_q4 : bits == 2 ? dotn512_q2 : NULL;
 }
 
