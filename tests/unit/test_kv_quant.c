@@ -235,3 +235,36 @@ Test(kv_quant, key_balancing_factors_invariance_and_benefit) {
     cr_assert(err_bal < 0.7 * err_raw, "balanced INT2 score error %g vs unbalanced %g", err_bal,
               err_raw);
 }
+
+/* The AVX-512 decode kernels sum a group's code x int16-query products in
+ * int32: 8-bit codes (<= 255) times |q16| <= 32767 overflow past 257
+ * channels, so such shapes must fall back to the AVX2 kernels; worst-case
+ * inputs at the largest accepted group must still be exact. */
+Test(kv_quant, avx512_dotn_refuses_overflowing_groups) {
+    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl"))
+        cr_skip_test("no AVX-512 here");
+    cr_assert_null(kvq_avx512_dotn(8, 512, 512));
+    cr_assert_null(kvq_avx512_dotn(8, 320, 320));
+    cr_assert_not_null(kvq_avx512_dotn(4, 512, 512), "4-bit codes cannot overflow");
+    kvq_dotn_fn dn = kvq_avx512_dotn(8, 256, 256);
+    cr_assert_not_null(dn);
+    const int d = 256, g = 256;
+    size_t rb = kvl_rec_bytes(8, d, g);
+    uint8_t *rec = malloc(rb);
+    float *x = malloc(sizeof(float) * d), *q = malloc(sizeof(float) * d);
+    for (int i = 0; i < d; i++) x[i] = i % 2 ? 1.0f : 0.0f; /* codes 255 and 0 */
+    for (int i = 0; i < d; i++) q[i] = 1.0f;               /* q16 = 32767 everywhere */
+    kvq_encode(x, d, 8, g, rec);
+    float dec[256];
+    kvq_decode(rec, d, 8, g, dec);
+    double want = 0;
+    for (int i = 0; i < d; i++) want += dec[i];
+    void *mem = aligned_alloc(32, (kvq_qprep_bytes(1, d, g) + 31) & ~(size_t)31);
+    kvq_qprep qp;
+    kvq_qprep_init(&qp, mem, 1, d, g);
+    kvq_prep(q, 1, d, g, &qp);
+    float sc = 0;
+    dn(rec, rb, 1, q, &qp, 1, d, g, &sc, 1);
+    cr_assert(fabs(sc - want) <= 1e-3 * fabs(want), "got %g want %g", sc, want);
+    free(mem), free(rec), free(x), free(q);
+}
