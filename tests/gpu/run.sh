@@ -50,11 +50,13 @@ echo "cuda: $CUDA_HOME (libs $CUDA_LIB), arch $ARCH, $JOBS jobs"
 
 # Source lists come from the meson.build files, so this build tracks the real one.
 srcs() { grep -o "'[A-Za-z0-9_]*\.c'" "$1/meson.build" | tr -d "'" | sed "s|^|$1/|"; }
-# Files named *avx* are the SIMD variants meson builds with ISA flags: the
-# AVX2 ones once as they are, and (kernels/meson.build's kq_vnni library) the
-# sources listed there again with AVX512-VNNI flags and -DKQ_VNNI=1.
-C_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep -v 'avx')
-SIMD_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep 'avx2')
+# kernels/ files named *avx* are the SIMD variants meson builds with ISA
+# flags: the AVX2 ones once as they are, and (kernels/meson.build's kq_vnni
+# library) the sources listed there again with AVX512-VNNI flags and
+# -DKQ_VNNI=1. Elsewhere (cache/kv_quant_avx512.c) SIMD code carries its own
+# target attributes and builds with the plain flags.
+C_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep -v '^kernels/.*avx')
+SIMD_SRCS=$( (srcs kernels; srcs cache; srcs model) | grep '^kernels/.*avx2')
 VNNI_SRCS=$(grep "static_library('kq_vnni'" kernels/meson.build | grep -o "'[A-Za-z0-9_]*\.c'" | tr -d "'" | sed 's|^|kernels/|')
 CU_SRCS=$(ls kernels/cuda/*.cu)
 CFLAGS="-O2 -std=gnu11 -pthread -DNDEBUG -DPIVOT_HAVE_CUDA=1 -Ikernels -Imodel -Icache -I$CUDA_HOME/include -w"

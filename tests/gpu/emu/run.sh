@@ -29,8 +29,9 @@ CC="gcc -std=gnu11 -O2 -pthread -DPIVOT_HAVE_CUDA=1 -Ikernels -Imodel -Icache -w
 export CC O
 cc1() { $CC "${@:2}" -c "$1" -o "$O/obj/$(echo "$1" | tr / _)${SUF:-}.o"; }
 export -f cc1
-(srcs kernels; srcs cache; srcs model) | grep -v avx | xargs -P "$JOBS" -I{} bash -c 'cc1 {}' || exit 1
-(srcs kernels; srcs cache; srcs model) | grep avx2 | xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -ffp-contract=off' || exit 1
+# as tests/gpu/run.sh: only kernels/*avx* need ISA flags
+(srcs kernels; srcs cache; srcs model) | grep -v '^kernels/.*avx' | xargs -P "$JOBS" -I{} bash -c 'cc1 {}' || exit 1
+(srcs kernels; srcs cache; srcs model) | grep '^kernels/.*avx2' | xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -ffp-contract=off' || exit 1
 grep "static_library('kq_vnni'" kernels/meson.build | grep -o "'[A-Za-z0-9_]*\.c'" | tr -d "'" | sed 's|^|kernels/|' |
     SUF=_vnni xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -ffp-contract=off -DKQ_VNNI=1' || exit 1
 $CC -c tests/gpu/gpu_mixed.c -o "$O/gpu_mixed.o" && $CC -c $E/emu_util.c -o "$O/emu_util.o" &&
