@@ -30,6 +30,24 @@ docker_rc=$?
 
 results=("$BUILD_DIR/meson-logs/testlog.json" "$junit" "$BUILD_DIR/docker-junit.xml")
 hard_rc=0
+
+# The GPU check script's own build (tests/gpu/run.sh --dry-run: gcc + nvcc,
+# compile and link, no GPU needed; ~15 s). It lists sources from the
+# meson.build files by name pattern, so a new file it mis-sorts breaks the
+# build a lent GPU would run; this catches that here. Skipped without nvcc.
+gpu_junit="$BUILD_DIR/gpu-build-junit.xml"
+results+=("$gpu_junit")
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  if bash tests/gpu/run.sh --dry-run > "$BUILD_DIR/gpu-build.log" 2>&1; then
+    printf '<testsuite name="gpu-build" tests="1" failures="0"><testcase classname="gpu" name="run.sh --dry-run builds and links"/></testsuite>\n' > "$gpu_junit"
+  else
+    printf '<testsuite name="gpu-build" tests="1" failures="1"><testcase classname="gpu" name="run.sh --dry-run builds and links"><failure message="see %s"/></testcase></testsuite>\n' "$BUILD_DIR/gpu-build.log" > "$gpu_junit"
+    tail -20 "$BUILD_DIR/gpu-build.log"
+    hard_rc=1
+  fi
+else
+  printf '<testsuite name="gpu-build" tests="1" skipped="1"><testcase classname="gpu" name="run.sh --dry-run builds and links"><skipped message="no nvcc"/></testcase></testsuite>\n' > "$gpu_junit"
+fi
 if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
   # 1. The same suites under ASan+UBSan (gcc; its own build dir). UBSan
   # findings stop the process so they fail their test. Warnings are not
