@@ -184,26 +184,14 @@ tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
     }
 }
 
-__attribute__((target("avx512f,avx512bw"))) static void tile_avx512(tile_t *T) {
-    switch (T->nr) {
-    case 1: tile_avx512_n(T, 1, 0); break;
-    case 2: tile_avx512_n(T, 2, 0); break;
-    case 3: tile_avx512_n(T, 3, 0); break;
-    case 4: tile_avx512_n(T, 4, 0); break;
-    case 5: tile_avx512_n(T, 5, 0); break;
-    default: tile_avx512_n(T, 6, 0); break;
-    }
-}
-
-__attribute__((target("avx512f,avx512bw"))) static void tile_avx512_direct(tile_t *T) {
-    switch (T->nr) {
-    case 1: tile_avx512_n(T, 1, 1); break;
-    case 2: tile_avx512_n(T, 2, 1); break;
-    case 3: tile_avx512_n(T, 3, 1); break;
-    case 4: tile_avx512_n(T, 4, 1); break;
-    case 5: tile_avx512_n(T, 5, 1); break;
-    default: tile_avx512_n(T, 6, 1); break;
-    }
+/* direct: the page is read as stored (FP16), see LD. */
+__attribute__((target("avx512f,avx512bw"))) static void tile_avx512(tile_t *T, int direct) {
+#define COPY(k) tile_avx512_n(T, k, 0)
+#define DIRECT(k) tile_avx512_n(T, k, 1)
+    if (direct) KVS_SWITCH6(T->nr, DIRECT)
+    else KVS_SWITCH6(T->nr, COPY)
+#undef COPY
+#undef DIRECT
 }
 
 /* ---- driver --------------------------------------------------------------- */
@@ -251,8 +239,7 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
                     T.q[i] = ROW_Q(t0 + i);
                     T.o[i] = ROW_O(t0 + i);
                 }
-                if (direct) tile_avx512_direct(&T);
-                else if (kind == KVA_AVX512) tile_avx512(&T);
+                if (kind == KVA_AVX512) tile_avx512(&T, direct);
                 else tile_plain(&T);
             }
         }

@@ -152,14 +152,9 @@ accum_values(const kvb_job *j, const float *vf, const float *pt, int nt, int r0,
 
 AVX512 static void accum_tile(const kvb_job *j, const float *vf, const float *pt, int nt, int r0,
                               int nr) {
-    switch (nr) {
-    case 1: accum_values(j, vf, pt, nt, r0, 1); break;
-    case 2: accum_values(j, vf, pt, nt, r0, 2); break;
-    case 3: accum_values(j, vf, pt, nt, r0, 3); break;
-    case 4: accum_values(j, vf, pt, nt, r0, 4); break;
-    case 5: accum_values(j, vf, pt, nt, r0, 5); break;
-    default: accum_values(j, vf, pt, nt, r0, 6); break;
-    }
+#define ACC(k) accum_values(j, vf, pt, nt, r0, k)
+    KVS_SWITCH6(nr, ACC)
+#undef ACC
 }
 
 void kvb_attend(const kvb_job *j) {

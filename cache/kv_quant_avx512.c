@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kv_quant.h"
+#include "kv_simd.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
 #define MAXD 512 /* head_dim the kernels take */
@@ -128,14 +129,11 @@ axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, 
 AVX512 static void axpyn512(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
                             int gq, int d, int group, float *out, int bits) {
     for (int r0 = 0; r0 < gq; r0 += ROWS)
-        for (int c0 = 0; c0 < d; c0 += 64) switch (gq - r0 < ROWS ? gq - r0 : ROWS) {
-            case 1: axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, 1); break;
-            case 2: axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, 2); break;
-            case 3: axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, 3); break;
-            case 4: axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, 4); break;
-            case 5: axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, 5); break;
-            default: axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, 6); break;
-            }
+        for (int c0 = 0; c0 < d; c0 += 64) {
+#define PASS(k) axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, k)
+            KVS_SWITCH6(gq - r0, PASS)
+#undef PASS
+        }
 }
 
 #define WRAP(B)                                                                                   \

@@ -28,4 +28,17 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 kvs_exp51
     return _mm512_scalef_ps(p, n);
 }
 
+/* Calls CALL(k) with k = n as a compile-time constant in 1..6 (n >= 6 takes
+ * 6): the register-tiled kernels are always_inline functions of their row
+ * count, and this is the one dispatch from a run-time count to them. */
+#define KVS_SWITCH6(n, CALL)                                                                    \
+    switch (n) {                                                                                \
+    case 1: CALL(1); break;                                                                     \
+    case 2: CALL(2); break;                                                                     \
+    case 3: CALL(3); break;                                                                     \
+    case 4: CALL(4); break;                                                                     \
+    case 5: CALL(5); break;                                                                     \
+    default: CALL(6); break;                                                                    \
+    }
+
 #endif
