@@ -83,7 +83,7 @@ export -f build_cu; export NVCC ARCH
 echo "$CU_SRCS" | xargs -P "$JOBS" -I{} bash -c 'build_cu {}' || fail "CUDA compile"
 
 note "link gpu_check"
-gcc $CFLAGS tests/gpu/gpu_check.c tests/gpu/gpu_mixed.c tests/gpu/gpu_e2e.c "$B"/obj/*.o -o "$B/gpu_check" \
+gcc $CFLAGS tests/gpu/gpu_check.c tests/gpu/gpu_util.c tests/gpu/gpu_mixed.c tests/gpu/gpu_e2e.c "$B"/obj/*.o -o "$B/gpu_check" \
     -L"$CUDA_LIB" -Wl,-rpath,"$CUDA_LIB" -lcublas -lcudart -lstdc++ -lm -lpthread -ldl -lrt \
     || fail "link gpu_check"
 

@@ -34,9 +34,9 @@ export -f cc1
 (srcs kernels; srcs cache; srcs model) | grep '^kernels/.*avx2' | xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -ffp-contract=off' || exit 1
 grep "static_library('kq_vnni'" kernels/meson.build | grep -o "'[A-Za-z0-9_]*\.c'" | tr -d "'" | sed 's|^|kernels/|' |
     SUF=_vnni xargs -P "$JOBS" -I{} bash -c 'cc1 {} -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -ffp-contract=off -DKQ_VNNI=1' || exit 1
-$CC -c tests/gpu/gpu_mixed.c -o "$O/gpu_mixed.o" && $CC -c $E/emu_util.c -o "$O/emu_util.o" &&
+$CC -c tests/gpu/gpu_mixed.c -o "$O/gpu_mixed.o" && $CC -c tests/gpu/gpu_util.c -o "$O/gpu_util.o" &&
     $CC -c $E/emu_main.c -o "$O/emu_main.o" && $CC -c $E/emu_e2e.c -o "$O/emu_e2e.o" || exit 1
-LIBS=("$O"/*.cpp.o "$O/emu_device.o" "$O"/obj/*.o "$O/emu_util.o")
+LIBS=("$O"/*.cpp.o "$O/emu_device.o" "$O"/obj/*.o "$O/gpu_util.o")
 g++ -pthread "$O/emu_main.o" "$O/gpu_mixed.o" "${LIBS[@]}" -lm -o "$O/emu_ops" || exit 1
 g++ -pthread "$O/emu_e2e.o" "${LIBS[@]}" -lm -o "$O/emu_e2e" || exit 1
 ST=0
