@@ -98,7 +98,7 @@ def main():
     ap.add_argument("--base", default="http://127.0.0.1:8080")
     ap.add_argument("--api-key", default="none")
     ap.add_argument("--pivot", default=os.environ.get("PIVOT_BIN",
-                                                      str(REPO / "build/server/pivot")))
+                                                      str(REPO / "build/cli/pivot")))
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--num-prompts", type=int, default=16)
     ap.add_argument("--input-len", type=int, default=64)

@@ -11,7 +11,7 @@
 # step, with everything per step included (forward pass, cache, sampling,
 # detokenization). Prints that and the top functions of the longer run.
 set -euo pipefail
-BIN=${1:-build/server/pivot}
+BIN=${1:-build/cli/pivot}
 OUT=${2:-/tmp/pivot-profile}
 N=${N:-64}
 MODEL=${PIVOT_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default=str(REPO / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-ap.add_argument("--pivot", default=os.environ.get("PIVOT_BIN", str(REPO / "build/server/pivot")))
+ap.add_argument("--pivot", default=os.environ.get("PIVOT_BIN", str(REPO / "build/cli/pivot")))
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--prompt-chars", type=int, default=580)
 ap.add_argument("--gen", type=int, default=128)

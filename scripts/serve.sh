@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 bash scripts/fetch-model.sh >/dev/null
-exec "${BUILD_DIR:-build}/server/pivot" serve "$@"
+exec "${BUILD_DIR:-build}/cli/pivot" serve "$@"

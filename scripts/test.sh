@@ -17,7 +17,7 @@ bash scripts/fetch-model.sh >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2
 meson_rc=$?
 
-export PIVOT_BIN="$PWD/$BUILD_DIR/server/pivot"
+export PIVOT_BIN="$PWD/$BUILD_DIR/cli/pivot"
 junit="$BUILD_DIR/pytest-junit.xml"
 .venv/bin/python -m pytest tests/python -q -rs --junitxml="$junit"
 py_rc=$?
@@ -64,7 +64,7 @@ if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
       meson test -C "$ASAN_DIR" --print-errorlogs --num-processes 2 || exit 1
       # the tests that run the server and the CLI end to end (the reference
       # comparisons are long and exercise no other code path)
-      PIVOT_BIN="$PWD/$ASAN_DIR/server/pivot" .venv/bin/python -m pytest -q -rs \
+      PIVOT_BIN="$PWD/$ASAN_DIR/cli/pivot" .venv/bin/python -m pytest -q -rs \
         --junitxml="$ASAN_DIR/pytest-junit.xml" ${ASAN_PYTESTS:-tests/python/test_server.py tests/python/test_cli.py}
     ) || hard_rc=1
   else

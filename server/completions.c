@@ -196,7 +196,7 @@ void srv_handle_completions(srv_conn *c, api_kind kind) {
         srv_conn_reply_error(c, &e, NULL);
         return;
     }
-    j->t_arrive = srv_now();
+    j->t_arrive = pv_now();
     char msg[256];
     int st = srv_engine_submit(s->eng, j, msg, sizeof msg);
     if (st) {

@@ -33,6 +33,7 @@
 #include "api_stop.h"
 #include "kv_policy.h"
 #include "llama.h"
+#include "pvtime.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -228,6 +229,5 @@ void srv_conn_detach_job(srv_conn *c, srv_job *j); /* the connection closed unde
 
 /* cmd_serve.c */
 void srv_maybe_finish(srv_server *s);
-double srv_now(void);
 
 #endif

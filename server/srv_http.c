@@ -133,7 +133,7 @@ static void conn_write(srv_conn *c, const char *d1, size_t n1, const char *d2, s
 }
 
 static void log_request(srv_conn *c) {
-    double dt = srv_now() - c->t_start;
+    double dt = pv_now() - c->t_start;
     const char *m = llhttp_method_name(llhttp_get_method(&c->parser));
     if (c->log_id[0])
         fprintf(stderr, "pivot: %s %s %s %d in=%d out=%d ttft=%.1fms dur=%.1fms kv=%zuB\n",
@@ -242,7 +242,7 @@ static int on_message_begin(llhttp_t *p) {
     c->ctype[0] = c->auth[0] = 0;
     c->body.len = 0;
     c->in_message = 1;
-    c->t_start = srv_now();
+    c->t_start = pv_now();
     /* header + body must arrive within the request timeout */
     uv_timer_stop(&c->timer);
     return 0;
@@ -329,7 +329,7 @@ static void parse_failed(srv_conn *c) {
     int st = c->parse_error ? c->parse_error : 400;
     c->parse_error = st;
     c->busy = 1;
-    if (!c->t_start) c->t_start = srv_now();
+    if (!c->t_start) c->t_start = pv_now();
     if (st == 413)
         api_err_set(&e, 413, NULL, "request_too_large", "the request body exceeds %zu bytes",
                     c->srv->cfg.max_body);
@@ -377,7 +377,7 @@ static void conn_process(srv_conn *c) {
      * time (slowloris) hold the connection forever. */
     double t = c->srv->cfg.idle_timeout;
     if (c->in_message) {
-        t = c->srv->cfg.request_timeout - (srv_now() - c->t_start);
+        t = c->srv->cfg.request_timeout - (pv_now() - c->t_start);
         if (t < 0) t = 0;
     }
     uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(t * 1000), 0);

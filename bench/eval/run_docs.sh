@@ -6,7 +6,7 @@
 # (the raw JSON of the documented run names it "mikv"); the current preset is
 # "mikv,lo-bits=4/2,group=64,recent=16" with budget 0.08 (solved here).
 set -e
-BIN=${1:-build/server/pivot}
+BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval}
 POL='full,scissorhands,h2o,streaming,quant4,quant2,mikv,lo-bits=2,group=32,recent=32;mikv,lo-bits=4/2,group=64,recent=32;mikv,lo-bits=4/2,group=64,recent=16'
 R=0.5,0.33,0.25

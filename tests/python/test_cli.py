@@ -1,6 +1,6 @@
 """The `pivot` binary driven as a user drives it: generate, help, errors.
 
-Runs the real binary (PIVOT_BIN or build/server/pivot) on the default model."""
+Runs the real binary (PIVOT_BIN or build/cli/pivot) on the default model."""
 from __future__ import annotations
 
 import re

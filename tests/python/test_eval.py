@@ -2,7 +2,7 @@
 is known (full vs full, a budget above the length) and keep its memory
 promise (stored KV bytes <= target x FP16) for budgeted policies.
 
-Runs the real binary (PIVOT_BIN or build/server/pivot) on the default model;
+Runs the real binary (PIVOT_BIN or build/cli/pivot) on the default model;
 every call is a few seconds on 2 threads."""
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ exactly max_tokens completion tokens; every invalid request gets its status
 checks above; the drain. Prints the figures (requests and errors by kind,
 memory before/after).
 
-Usage: soak.py [--bin build/server/pivot] [--model M] [--duration 180]
+Usage: soak.py [--bin build/cli/pivot] [--model M] [--duration 180]
 (SOAK_SECONDS overrides the default duration)."""
 from __future__ import annotations
 

@@ -33,7 +33,4 @@ int cli_parse_u64(const char *s, uint64_t *out);
  * returns buf. */
 const char *cli_default_model(char *buf, size_t len);
 
-/* Monotonic clock in seconds. */
-double cli_now(void);
-
 #endif

@@ -9,8 +9,6 @@
 #include "cli.h"
 #include "srv.h"
 
-double srv_now(void) { return cli_now(); }
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: pivot serve [options]\n"

@@ -63,8 +63,8 @@ const char *cli_default_model(char *buf, size_t len) {
     }
     snprintf(buf, len, "%s", DEFAULT_MODEL_REL);
     if (readable(buf)) return buf;
-    /* The binary lives in <repo>/<builddir>/server/pivot: look two levels up
-     * so `build/server/pivot generate ...` works from anywhere. */
+    /* The binary lives in <repo>/<builddir>/cli/pivot: look two levels up
+     * so `build/cli/pivot generate ...` works from anywhere. */
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -85,8 +85,3 @@ const char *cli_default_model(char *buf, size_t len) {
     return buf;
 }
 
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}

@@ -284,7 +284,7 @@ static int start_job(srv_engine *e, srv_job *j) {
         /* Without a seed each choice draws differently; with one, choice i
          * uses seed + i so n > 1 still gives distinct samples. */
         p.seed = r->has_seed ? r->seed + (uint64_t)i
-                             : (uint64_t)(srv_now() * 1e9) ^ ((uint64_t)(uintptr_t)c << 7);
+                             : (uint64_t)(pv_now() * 1e9) ^ ((uint64_t)(uintptr_t)c << 7);
         if (c->slot < 0 || smp_create(&p, llm_get_config(e->model)->n_vocab, &c->smp) ||
             !(c->ts = tok_stream_new(v, 0)))
             return PV_ENOMEM;
@@ -415,7 +415,7 @@ static void sample_choice(srv_engine *e, srv_job *j, srv_choice *c, float *row) 
     c->n_gen++;
     c->out_tokens = c->n_gen;
     c->next_tok = tok;
-    if (!j->t_first) j->t_first = srv_now();
+    if (!j->t_first) j->t_first = pv_now();
     if (r->logprobs) {
         api_logprob *lp = push_lp(c);
         if (lp) fill_logprob(e->row_copy, n_vocab, tok, r->top_logprobs, lp);
@@ -541,7 +541,7 @@ static void retire(srv_engine *e, int fail_rc) {
             continue;
         }
         *pp = j->next;
-        j->t_end = srv_now();
+        j->t_end = pv_now();
         int gen = 0;
         for (int i = 0; i < j->n_choices; i++) gen += j->ch[i].n_gen;
         srv_metrics_request(e->met, j->prompt_tokens, gen, j->t_first ? j->t_first - j->t_arrive : 0,

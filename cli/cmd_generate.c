@@ -8,6 +8,7 @@
 
 #include "chat.h"
 #include "cli.h"
+#include "pvtime.h"
 #include "device.h"
 #include "kv_policy.h"
 #include "llama.h"
@@ -318,7 +319,7 @@ int cmd_generate(int argc, char **argv) {
     if (!ts || !logits) goto out;
     for (int i = 0; i < n_prompt; i++) smp_accept(smp, prompt[i]);
 
-    double t0 = cli_now();
+    double t0 = pv_now();
     for (int p = 0; p < n_prompt; p += (int)o.batch) {
         int n = n_prompt - p < o.batch ? n_prompt - p : (int)o.batch;
         llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = n, .tokens = prompt + p,
@@ -328,7 +329,7 @@ int cmd_generate(int argc, char **argv) {
             goto out;
         }
     }
-    double t1 = cli_now();
+    double t1 = pv_now();
     int pos = n_prompt, n_gen = 0;
     char piece[512];
     long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
@@ -355,7 +356,7 @@ int cmd_generate(int argc, char **argv) {
     if (w > 0) fwrite(piece, 1, w, stdout);
     printf("\n");
     fflush(stdout);
-    double t2 = cli_now();
+    double t2 = pv_now();
     /* Decode rate counts the single-token steps only (the first token comes
      * out of the prompt pass). */
     int steps = pos - n_prompt;

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "eval.h"
 #include "pverr.h"
+#include "pvtime.h"
 
 #define EV_BATCH 256 /* prefill chunk: the forward pass' batch size */
 
@@ -199,7 +199,7 @@ static void end_sample(ev_run *r, const ev_sample *s, int task, int idx, int cor
 
 static void progress(int si, int ns, int step, int nsteps, double t0, int final) {
     static double last;
-    double now = cli_now();
+    double now = pv_now();
     if (!final && now - last < 2.0) return;
     last = now;
     int tty = isatty(2);
@@ -223,7 +223,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
     }
     float *ref = malloc(sizeof(float) * n_vocab);
     if (!ref) return 1;
-    double t0 = cli_now();
+    double t0 = pv_now();
     int status = 1;
     for (int si = 0; si < n_smp; si++) {
         const ev_sample *s = &smp[si];
@@ -234,9 +234,9 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
             if (!r->feasible) continue;
             if (open_run(m, o, r, n_total)) goto out;
             if (!r->ctx) continue; /* infeasible at this target */
-            double ts = cli_now();
+            double ts = pv_now();
             int rc = prefill(r, s);
-            r->seconds += cli_now() - ts;
+            r->seconds += pv_now() - ts;
             if (rc) {
                 fprintf(stderr, "pivot eval: %s: prefill failed: %s\n", r->spec, pv_strerror(rc));
                 goto out;
@@ -255,9 +255,9 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
             if (t + 1 == s->n && s->score) break;
             for (int k = 0; k < n_runs; k++) {
                 if (!runs[k].ctx) continue;
-                double ts = cli_now();
+                double ts = pv_now();
                 int rc = decode1(&runs[k], t, s->tokens[t]);
-                runs[k].seconds += cli_now() - ts;
+                runs[k].seconds += pv_now() - ts;
                 if (rc) {
                     fprintf(stderr, "pivot eval: %s: decode failed at position %d: %s\n",
                             runs[k].spec, t, pv_strerror(rc));
