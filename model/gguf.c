@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf_internal.h"
 #include "pverr.h"
 
 /* Values are read with memcpy straight into host integers. */
@@ -69,59 +70,11 @@ static const type_traits k_types[] = {
 };
 #define N_TYPES (sizeof k_types / sizeof k_types[0])
 
-/* Fixed byte size of a scalar metadata type; 0 for string/array/unknown. */
-static size_t vtype_size(uint32_t t) {
-    switch (t) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
-    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
-    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
-    case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 static const char *vtype_name(uint32_t t) {
     static const char *const names[] = {"u8",  "i8",   "u16",    "i16", "u32", "i32", "f32",
                                         "bool", "string", "array", "u64", "i64", "f64"};
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
-
-typedef struct {
-    gguf_str key;
-    uint32_t type;
-    uint32_t elem_type;      /* arrays only */
-    uint64_t n;              /* arrays only: element count */
-    const uint8_t *val;      /* scalar bytes, string length prefix, or first array element */
-    uint64_t *str_off;       /* string arrays: file offset of each element's length prefix */
-} kv_entry;
-
-typedef struct {
-    const char *ptr;
-    uint64_t len;
-    int idx;
-} key_ix;
-
-typedef struct {
-    const char *name;
-    int64_t idx;
-} name_ix;
-
-struct gguf_file {
-    const uint8_t *buf;
-    size_t size;
-    void *map; /* non-NULL when gguf_open owns an mmap of map_size bytes */
-    size_t map_size;
-    uint32_t version;
-    size_t alignment;
-    size_t data_start;
-    int64_t n_kv;
-    kv_entry *kvs;
-    key_ix *kv_sorted;
-    int64_t n_tensors;
-    gguf_tensor *tensors;
-    name_ix *t_sorted;
-    char *names; /* arena for the NUL-terminated tensor names */
-};
 
 /* ---- parse cursor and errors ---------------------------------------------- */
 
@@ -209,7 +162,7 @@ static int skip_value(cursor *c, uint32_t type, int level);
 /* Validates an array body (after its element type and count were read).
  * `off`, when non-NULL, receives the offset of each string element. */
 static int skip_array_body(cursor *c, uint32_t et, uint64_t n, int level, uint64_t *off) {
-    size_t es = vtype_size(et);
+    size_t es = ggi_vtype_size(et);
     if (es) {
         if (n > left(c) / es)
             return fail(c, PV_ETRUNCATED, "%s: array of %llu %s values exceeds the %zu bytes left",
@@ -244,7 +197,7 @@ static int skip_array_body(cursor *c, uint32_t et, uint64_t n, int level, uint64
 
 /* Validates and skips one value; `level` is the array nesting of the value. */
 static int skip_value(cursor *c, uint32_t type, int level) {
-    size_t es = vtype_size(type);
+    size_t es = ggi_vtype_size(type);
     if (es) {
         int rc = need(c, es);
         if (!rc) c->pos += es;
@@ -265,14 +218,6 @@ static int skip_value(cursor *c, uint32_t type, int level) {
     if (!rc) rc = rd_u64(c, &n);
     if (rc) return rc;
     return skip_array_body(c, et, n, level, NULL);
-}
-
-static int cmp_key(const void *a, const void *b) {
-    const key_ix *x = a, *y = b;
-    uint64_t m = x->len < y->len ? x->len : y->len;
-    int r = m ? memcmp(x->ptr, y->ptr, (size_t)m) : 0;
-    if (r) return r;
-    return (x->len > y->len) - (x->len < y->len);
 }
 
 static int parse_kvs(cursor *c, gguf_file *g) {
@@ -316,9 +261,9 @@ static int parse_kvs(cursor *c, gguf_file *g) {
     }
     /* Sorting gives O(n log n) duplicate detection and binary-search lookup,
      * so a hostile file with millions of keys cannot make open quadratic. */
-    qsort(g->kv_sorted, (size_t)g->n_kv, sizeof *g->kv_sorted, cmp_key);
+    qsort(g->kv_sorted, (size_t)g->n_kv, sizeof *g->kv_sorted, ggi_cmp_key);
     for (int64_t i = 1; i < g->n_kv; i++) {
-        if (cmp_key(&g->kv_sorted[i - 1], &g->kv_sorted[i]) == 0) {
+        if (ggi_cmp_key(&g->kv_sorted[i - 1], &g->kv_sorted[i]) == 0) {
             char nm[96];
             sanitize(nm, sizeof nm, g->kv_sorted[i].ptr, g->kv_sorted[i].len);
             return fail(c, PV_EFORMAT, "duplicate key '%s'", nm);
@@ -327,68 +272,13 @@ static int parse_kvs(cursor *c, gguf_file *g) {
     return PV_OK;
 }
 
-static const kv_entry *find_kv(const gguf_file *g, const char *key) {
-    if (!g || !key) return NULL;
-    key_ix probe = {key, strlen(key), -1};
-    const key_ix *hit = bsearch(&probe, g->kv_sorted, (size_t)g->n_kv, sizeof probe, cmp_key);
-    return hit ? &g->kvs[hit->idx] : NULL;
-}
-
-/* Reads a scalar integer/bool of any width. 1 if `type` is an integer type. */
-static int load_int(uint32_t type, const uint8_t *p, int64_t *out, int *range_err) {
-    *range_err = 0;
-    switch (type) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_BOOL: *out = *p; return 1;
-    case GGUF_TYPE_INT8: { int8_t v; memcpy(&v, p, 1); *out = v; return 1; }
-    case GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, p, 2); *out = v; return 1; }
-    case GGUF_TYPE_INT16: { int16_t v; memcpy(&v, p, 2); *out = v; return 1; }
-    case GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, p, 4); *out = v; return 1; }
-    case GGUF_TYPE_INT32: { int32_t v; memcpy(&v, p, 4); *out = v; return 1; }
-    case GGUF_TYPE_INT64: { int64_t v; memcpy(&v, p, 8); *out = v; return 1; }
-    case GGUF_TYPE_UINT64: {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        if (v > (uint64_t)INT64_MAX) *range_err = 1;
-        else *out = (int64_t)v;
-        return 1;
-    }
-    default: return 0;
-    }
-}
-
-static int load_float(uint32_t type, const uint8_t *p, double *out) {
-    if (type == GGUF_TYPE_FLOAT32) {
-        float v;
-        memcpy(&v, p, 4);
-        *out = v;
-        return 1;
-    }
-    if (type == GGUF_TYPE_FLOAT64) {
-        memcpy(out, p, 8);
-        return 1;
-    }
-    if (type == GGUF_TYPE_UINT64) { /* keep full range: not via int64 */
-        uint64_t v;
-        memcpy(&v, p, 8);
-        *out = (double)v;
-        return 1;
-    }
-    int64_t iv = 0;
-    int re;
-    if (type != GGUF_TYPE_BOOL && load_int(type, p, &iv, &re)) {
-        *out = (double)iv;
-        return 1;
-    }
-    return 0;
-}
-
 static int read_alignment(cursor *c, gguf_file *g) {
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
-    const kv_entry *kv = find_kv(g, "general.alignment");
+    const kv_entry *kv = ggi_find_kv(g, "general.alignment");
     if (!kv) return PV_OK;
     int64_t v = 0;
     int re = 0;
-    if (kv->type == GGUF_TYPE_BOOL || !load_int(kv->type, kv->val, &v, &re))
+    if (kv->type == GGUF_TYPE_BOOL || !ggi_load_int(kv->type, kv->val, &v, &re))
         return fail(c, PV_EFORMAT, "general.alignment has type %s, expected an integer",
                     vtype_name(kv->type));
     /* Cap far above any real value (32) so align-up arithmetic cannot overflow. */
@@ -409,10 +299,6 @@ typedef struct {
 static int cmp_span(const void *a, const void *b) {
     const span *x = a, *y = b;
     return (x->start > y->start) - (x->start < y->start);
-}
-
-static int cmp_name(const void *a, const void *b) {
-    return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
 }
 
 /* Reads one tensor info; names stay pointers into the file until the arena
@@ -520,7 +406,7 @@ static int parse_tensors(cursor *c, gguf_file *g) {
         t->data = g->buf + start;
         sp[i] = (span){start, end, i};
     }
-    qsort(g->t_sorted, (size_t)n, sizeof *g->t_sorted, cmp_name);
+    qsort(g->t_sorted, (size_t)n, sizeof *g->t_sorted, ggi_cmp_name);
     for (int64_t i = 1; i < n; i++) {
         if (strcmp(g->t_sorted[i - 1].name, g->t_sorted[i].name) == 0) {
             char nm[96];
@@ -660,139 +546,4 @@ void gguf_close(gguf_file *g) {
     free(g->names);
     if (g->map) munmap(g->map, g->map_size);
     free(g);
-}
-
-/* ---- accessors ------------------------------------------------------------- */
-
-uint32_t gguf_version(const gguf_file *g) { return g ? g->version : 0; }
-int64_t gguf_n_kv(const gguf_file *g) { return g ? g->n_kv : 0; }
-int64_t gguf_n_tensors(const gguf_file *g) { return g ? g->n_tensors : 0; }
-size_t gguf_alignment(const gguf_file *g) { return g ? g->alignment : 0; }
-
-int gguf_find_key(const gguf_file *g, const char *key) {
-    const kv_entry *kv = find_kv(g, key);
-    return kv ? (int)(kv - g->kvs) : -1;
-}
-
-gguf_str gguf_key_at(const gguf_file *g, int idx) {
-    if (!g || idx < 0 || idx >= g->n_kv) return (gguf_str){NULL, 0};
-    return g->kvs[idx].key;
-}
-
-/* Out-of-range indices give (gguf_vtype)-1, which matches no valid type. */
-gguf_vtype gguf_kv_type(const gguf_file *g, int idx) {
-    if (!g || idx < 0 || idx >= g->n_kv) return (gguf_vtype)-1;
-    return (gguf_vtype)g->kvs[idx].type;
-}
-
-int gguf_get_int(const gguf_file *g, const char *key, int64_t *out) {
-    const kv_entry *kv = find_kv(g, key);
-    if (!kv) return PV_ENOTFOUND;
-    int64_t v;
-    int re;
-    if (!load_int(kv->type, kv->val, &v, &re)) return PV_EINVAL;
-    if (re) return PV_ERANGE;
-    if (out) *out = v;
-    return PV_OK;
-}
-
-int gguf_get_float(const gguf_file *g, const char *key, double *out) {
-    const kv_entry *kv = find_kv(g, key);
-    if (!kv) return PV_ENOTFOUND;
-    double v;
-    if (!load_float(kv->type, kv->val, &v)) return PV_EINVAL;
-    if (out) *out = v;
-    return PV_OK;
-}
-
-int gguf_get_bool(const gguf_file *g, const char *key, int *out) {
-    const kv_entry *kv = find_kv(g, key);
-    if (!kv) return PV_ENOTFOUND;
-    int64_t v;
-    int re;
-    if (!load_int(kv->type, kv->val, &v, &re)) return PV_EINVAL;
-    if (out) *out = re || v != 0; /* a u64 beyond int64 is still non-zero */
-    return PV_OK;
-}
-
-int gguf_get_str(const gguf_file *g, const char *key, gguf_str *out) {
-    const kv_entry *kv = find_kv(g, key);
-    if (!kv) return PV_ENOTFOUND;
-    if (kv->type != GGUF_TYPE_STRING) return PV_EINVAL;
-    uint64_t len;
-    memcpy(&len, kv->val, 8);
-    if (out) *out = (gguf_str){(const char *)kv->val + 8, len};
-    return PV_OK;
-}
-
-int gguf_get_arr(const gguf_file *g, const char *key, gguf_vtype *elem_type, uint64_t *n) {
-    const kv_entry *kv = find_kv(g, key);
-    if (!kv) return PV_ENOTFOUND;
-    if (kv->type != GGUF_TYPE_ARRAY) return PV_EINVAL;
-    if (elem_type) *elem_type = (gguf_vtype)kv->elem_type;
-    if (n) *n = kv->n;
-    return PV_OK;
-}
-
-/* Common checks of the element accessors: the key, array-ness and bounds. */
-static int arr_elem(const gguf_file *g, const char *key, uint64_t i, const kv_entry **kv) {
-    *kv = find_kv(g, key);
-    if (!*kv) return PV_ENOTFOUND;
-    if ((*kv)->type != GGUF_TYPE_ARRAY) return PV_EINVAL;
-    if (i >= (*kv)->n) return PV_ERANGE;
-    return PV_OK;
-}
-
-int gguf_arr_str(const gguf_file *g, const char *key, uint64_t i, gguf_str *out) {
-    const kv_entry *kv;
-    int rc = arr_elem(g, key, i, &kv);
-    if (rc) return rc;
-    if (kv->elem_type != GGUF_TYPE_STRING) return PV_EINVAL;
-    const uint8_t *p = g->buf + kv->str_off[i];
-    uint64_t len;
-    memcpy(&len, p, 8);
-    if (out) *out = (gguf_str){(const char *)p + 8, len};
-    return PV_OK;
-}
-
-int gguf_arr_int(const gguf_file *g, const char *key, uint64_t i, int64_t *out) {
-    const kv_entry *kv;
-    int rc = arr_elem(g, key, i, &kv);
-    if (rc) return rc;
-    size_t es = vtype_size(kv->elem_type);
-    int64_t v;
-    int re;
-    if (!es || !load_int(kv->elem_type, kv->val + i * es, &v, &re)) return PV_EINVAL;
-    if (re) return PV_ERANGE;
-    if (out) *out = v;
-    return PV_OK;
-}
-
-int gguf_arr_float(const gguf_file *g, const char *key, uint64_t i, double *out) {
-    const kv_entry *kv;
-    int rc = arr_elem(g, key, i, &kv);
-    if (rc) return rc;
-    size_t es = vtype_size(kv->elem_type);
-    double v;
-    if (!es || !load_float(kv->elem_type, kv->val + i * es, &v)) return PV_EINVAL;
-    if (out) *out = v;
-    return PV_OK;
-}
-
-const gguf_tensor *gguf_tensor_at(const gguf_file *g, int64_t i) {
-    if (!g || i < 0 || i >= g->n_tensors) return NULL;
-    return &g->tensors[i];
-}
-
-const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name) {
-    if (!g || !name) return NULL;
-    name_ix probe = {name, -1};
-    const name_ix *hit = bsearch(&probe, g->t_sorted, (size_t)g->n_tensors, sizeof probe, cmp_name);
-    return hit ? &g->tensors[hit->idx] : NULL;
-}
-
-int gguf_str_eq(gguf_str s, const char *c) {
-    if (!c) return 0;
-    size_t n = strlen(c);
-    return s.len == n && (n == 0 || memcmp(s.ptr, c, n) == 0);
 }

@@ -313,102 +313,87 @@ static int nucleus(const smp_cand *c, int n, double target, double *kept) {
  * distribution falls through to sorting the vocabulary (~7 ms at 49152). */
 static const int smp_nucleus_guess[2] = {256, 4096};
 
-int32_t smp_sample(smp_sampler *s, float *logits) {
-    if (!s || !logits)
-        return 0;
-    const smp_params *p = &s->p;
+/* Top-p without top-k: guess that the nucleus lies in the best k; the
+ * logit order is the probability order, so if their mass reaches top_p of
+ * the total they contain exactly the nucleus. Returns the nucleus size with
+ * its mass in *sum, -1 when no guess held it, -2 when no logit is finite. */
+static int nucleus_by_guess(smp_sampler *s, const float *logits, float inv_t, double *sum) {
     const int V = s->n_vocab;
-    apply_penalties(s, logits);
-
-    if (p->temperature <= 0.0f)
-        return argmax(logits, V);
-
-    const float inv_t = 1.0f / p->temperature;
-    const int use_top_p = p->top_p < 1.0f;
     smp_cand *c = s->cand;
-    int n = -1;     /* candidates left; -1 until decided */
-    double sum = 0; /* their total unnormalized probability */
-
-    if (p->top_k > 0 && p->top_k < V) {
-        n = p->top_k;
-        select_top_k(logits, V, n, c);
-        if (!isfinite(c[0].logit)) /* no finite logit, or a +inf one */
-            return argmax(logits, V);
-        sum = to_probs(c, n, c[0].logit, inv_t);
-        if (use_top_p) {
-            int keep = nucleus(c, n, (double)p->top_p * sum, &sum);
-            n = keep > 0 ? keep : n;
-        }
-    } else if (use_top_p) {
-        /* Guess that the nucleus lies in the best k; the logit order is the
-         * probability order, so if their mass reaches top_p of the total
-         * they contain exactly the nucleus. */
-        double total = -1.0;
-        for (int g = 0; g < 2 && n < 0 && smp_nucleus_guess[g] < V; g++) {
-            const int k = smp_nucleus_guess[g];
-            select_top_k(logits, V, k, c);
-            const float mx = c[0].logit;
-            if (!isfinite(mx))
-                return argmax(logits, V);
-            if (total < 0.0) {
-                total = 0.0;
-                for (int i = 0; i < V; i++)
-                    if (logits[i] > -INFINITY)
-                        total += expf((logits[i] - mx) * inv_t);
-            }
-            (void)to_probs(c, k, mx, inv_t);
-            n = nucleus(c, k, (double)p->top_p * total, &sum);
-        }
-    }
-
-    if (n < 0) {
-        /* Every token is a candidate. */
-        float mx = -INFINITY;
-        for (int i = 0; i < V; i++) {
-            c[i].logit = logits[i];
-            c[i].id = i;
-            if (logits[i] > mx)
-                mx = logits[i];
-        }
+    double total = -1.0;
+    int n = -1;
+    for (int g = 0; g < 2 && n < 0 && smp_nucleus_guess[g] < V; g++) {
+        const int k = smp_nucleus_guess[g];
+        select_top_k(logits, V, k, c);
+        const float mx = c[0].logit;
         if (!isfinite(mx))
-            return argmax(logits, V);
-        n = V;
-        sum = to_probs(c, n, mx, inv_t);
-        if (use_top_p) {
-            /* Zero-probability entries can never be in the nucleus; drop
-             * them so the sort has less to do. */
-            int m = 0;
-            for (int i = 0; i < n; i++)
-                if (c[i].logit > 0.0f)
-                    c[m++] = c[i];
-            n = m;
-            qsort(c, (size_t)n, sizeof *c, cand_cmp);
-            int keep = nucleus(c, n, (double)p->top_p * sum, &sum);
-            n = keep > 0 ? keep : n; /* rounding short of target: keep all */
+            return -2;
+        if (total < 0.0) {
+            total = 0.0;
+            for (int i = 0; i < V; i++)
+                if (logits[i] > -INFINITY)
+                    total += expf((logits[i] - mx) * inv_t);
         }
+        (void)to_probs(c, k, mx, inv_t);
+        n = nucleus(c, k, (double)s->p.top_p * total, sum);
     }
+    return n;
+}
 
-    if (p->min_p > 0.0f) {
-        /* The ratio p/p_max is unchanged by normalization, and the max
-         * always survives. */
-        float pmax = 0.0f;
-        for (int i = 0; i < n; i++)
-            if (c[i].logit > pmax)
-                pmax = c[i].logit;
-        const float thr = p->min_p * pmax;
+/* Every token a candidate (then the nucleus by a full sort when top-p is
+ * on). Returns the count with the mass in *sum, -2 when no logit is finite. */
+static int all_candidates(smp_sampler *s, const float *logits, float inv_t, double *sum) {
+    const int V = s->n_vocab;
+    smp_cand *c = s->cand;
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) {
+        c[i].logit = logits[i];
+        c[i].id = i;
+        if (logits[i] > mx)
+            mx = logits[i];
+    }
+    if (!isfinite(mx))
+        return -2;
+    int n = V;
+    *sum = to_probs(c, n, mx, inv_t);
+    if (s->p.top_p < 1.0f) {
+        /* Zero-probability entries can never be in the nucleus; drop them
+         * so the sort has less to do. */
         int m = 0;
-        sum = 0.0;
-        for (int i = 0; i < n; i++) {
-            if (c[i].logit >= thr) {
+        for (int i = 0; i < n; i++)
+            if (c[i].logit > 0.0f)
                 c[m++] = c[i];
-                sum += c[i].logit;
-            }
-        }
         n = m;
+        qsort(c, (size_t)n, sizeof *c, cand_cmp);
+        int keep = nucleus(c, n, (double)s->p.top_p * *sum, sum);
+        n = keep > 0 ? keep : n; /* rounding short of target: keep all */
     }
+    return n;
+}
 
-    /* Inverse-CDF draw over the survivors; the renormalization is the
-     * scaling of u by their sum. */
+/* min-p: keeps candidates with p >= min_p * p_max. The ratio p/p_max is
+ * unchanged by normalization, and the max always survives. */
+static int min_p_filter(smp_cand *c, int n, float min_p, double *sum) {
+    float pmax = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (c[i].logit > pmax)
+            pmax = c[i].logit;
+    const float thr = min_p * pmax;
+    int m = 0;
+    *sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (c[i].logit >= thr) {
+            c[m++] = c[i];
+            *sum += c[i].logit;
+        }
+    }
+    return m;
+}
+
+/* Inverse-CDF draw over the n survivors; the renormalization is the
+ * scaling of u by their sum. */
+static int32_t draw(smp_sampler *s, int n, double sum) {
+    const smp_cand *c = s->cand;
     const double u = smp_rng_uniform(&s->rng) * sum;
     double cum = 0.0;
     int32_t last = c[0].id;
@@ -422,4 +407,41 @@ int32_t smp_sample(smp_sampler *s, float *logits) {
     }
     /* Rounding can leave u just above the accumulated sum. */
     return last;
+}
+
+int32_t smp_sample(smp_sampler *s, float *logits) {
+    if (!s || !logits)
+        return 0;
+    const smp_params *p = &s->p;
+    const int V = s->n_vocab;
+    apply_penalties(s, logits);
+
+    if (p->temperature <= 0.0f)
+        return argmax(logits, V);
+
+    const float inv_t = 1.0f / p->temperature;
+    smp_cand *c = s->cand;
+    int n = -1;     /* candidates left; -1 until decided, -2: no finite logit */
+    double sum = 0; /* their total unnormalized probability */
+
+    if (p->top_k > 0 && p->top_k < V) {
+        n = p->top_k;
+        select_top_k(logits, V, n, c);
+        if (!isfinite(c[0].logit)) /* no finite logit, or a +inf one */
+            return argmax(logits, V);
+        sum = to_probs(c, n, c[0].logit, inv_t);
+        if (p->top_p < 1.0f) {
+            int keep = nucleus(c, n, (double)p->top_p * sum, &sum);
+            n = keep > 0 ? keep : n;
+        }
+    } else if (p->top_p < 1.0f) {
+        n = nucleus_by_guess(s, logits, inv_t, &sum);
+    }
+    if (n == -1)
+        n = all_candidates(s, logits, inv_t, &sum);
+    if (n == -2)
+        return argmax(logits, V);
+    if (p->min_p > 0.0f)
+        n = min_p_filter(c, n, p->min_p, &sum);
+    return draw(s, n, sum);
 }
