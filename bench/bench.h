@@ -9,7 +9,7 @@
  * percentiles). Everything runs on one libuv loop thread, so no locking
  * anywhere.
  *
- * Metric definitions follow vLLM's `bench serve` (BRIEF.md §5): a request's
+ * Metric definitions follow vLLM's `bench serve` (docs/BENCH.md, "Metrics"): a request's
  * clock starts just before its connection is opened (vLLM starts it just
  * before the aiohttp POST, which also connects); TTFT is the time to the first
  * SSE chunk whose "choices" is non-empty; ITL is every later gap between such

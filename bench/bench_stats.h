@@ -3,7 +3,7 @@
  * known timestamps.
  *
  * Everything here follows vLLM's benchmark client (`vllm bench serve`,
- * calculate_metrics; BRIEF.md §5, docs/BENCH.md):
+ * calculate_metrics; docs/BENCH.md):
  *  - TTFT: send -> first chunk with non-empty choices; E2EL: send -> done;
  *  - TPOT = (E2EL - TTFT) / (output tokens - 1), only over requests with more
  *    than one output token (a request with one token has TPOT 0 for goodput);

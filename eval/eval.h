@@ -1,5 +1,5 @@
-/* eval: `pivot eval`, the quality protocol of BRIEF.md §3 run through a real
- * compressed decode.
+/* eval: `pivot eval`, the quality protocol of docs/KV_CACHE.md ("pivot eval")
+ * run through a real compressed decode.
  *
  * A task builds samples (token sequences); every policy under test decodes
  * each sample in its own llm_ctx whose KV cache kv_create built for that
