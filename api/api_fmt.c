@@ -122,27 +122,37 @@ static char *done(cJSON *o) {
     return s;
 }
 
+/* How a choice carries its text: a whole chat message, or a streamed delta
+ * (the first one of a chat stream names the role). Completions always
+ * carry "text". */
+enum { CHOICE_MESSAGE, CHOICE_DELTA, CHOICE_DELTA_ROLE };
+
+static cJSON *choice_json(const api_meta *m, const api_choice_out *c, int how) {
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", c->index);
+    if (m->kind != API_CHAT) {
+        cJSON_AddItemToObject(ch, "text", str_n(c->text, c->len));
+    } else if (how == CHOICE_MESSAGE) {
+        cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        cJSON_AddItemToObject(msg, "content", str_n(c->text, c->len));
+    } else {
+        cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+        if (how == CHOICE_DELTA_ROLE) cJSON_AddStringToObject(d, "role", "assistant");
+        if (c->len || !c->finish_reason) cJSON_AddItemToObject(d, "content", str_n(c->text, c->len));
+    }
+    if (!c->lp) cJSON_AddNullToObject(ch, "logprobs");
+    else if (m->kind == API_CHAT) cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(m, c));
+    else cJSON_AddItemToObject(ch, "logprobs", cmpl_logprobs(m, c));
+    add_finish(ch, c->finish_reason);
+    return ch;
+}
+
 char *api_format_response(const api_meta *m, const api_choice_out *c, int n, const api_usage *u) {
     int chat = m->kind == API_CHAT;
     cJSON *o = envelope(m, chat ? "chat.completion" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    for (int i = 0; i < n; i++) {
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", c[i].index);
-        if (chat) {
-            cJSON *msg = cJSON_AddObjectToObject(ch, "message");
-            cJSON_AddStringToObject(msg, "role", "assistant");
-            cJSON_AddItemToObject(msg, "content", str_n(c[i].text, c[i].len));
-            if (c[i].lp) cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(m, &c[i]));
-            else cJSON_AddNullToObject(ch, "logprobs");
-        } else {
-            cJSON_AddItemToObject(ch, "text", str_n(c[i].text, c[i].len));
-            if (c[i].lp) cJSON_AddItemToObject(ch, "logprobs", cmpl_logprobs(m, &c[i]));
-            else cJSON_AddNullToObject(ch, "logprobs");
-        }
-        add_finish(ch, c[i].finish_reason);
-        cJSON_AddItemToArray(choices, ch);
-    }
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(choices, choice_json(m, &c[i], CHOICE_MESSAGE));
     if (u) cJSON_AddItemToObject(o, "usage", usage_json(u));
     return done(o);
 }
@@ -152,23 +162,8 @@ char *api_format_chunk(const api_meta *m, const api_choice_out *c, int n, int ro
     int chat = m->kind == API_CHAT;
     cJSON *o = envelope(m, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    for (int i = 0; i < n; i++) {
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", c[i].index);
-        if (chat) {
-            cJSON *d = cJSON_AddObjectToObject(ch, "delta");
-            if (role) cJSON_AddStringToObject(d, "role", "assistant");
-            if (c[i].len || !c[i].finish_reason) cJSON_AddItemToObject(d, "content", str_n(c[i].text, c[i].len));
-            if (c[i].lp) cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(m, &c[i]));
-            else cJSON_AddNullToObject(ch, "logprobs");
-        } else {
-            cJSON_AddItemToObject(ch, "text", str_n(c[i].text, c[i].len));
-            if (c[i].lp) cJSON_AddItemToObject(ch, "logprobs", cmpl_logprobs(m, &c[i]));
-            else cJSON_AddNullToObject(ch, "logprobs");
-        }
-        add_finish(ch, c[i].finish_reason);
-        cJSON_AddItemToArray(choices, ch);
-    }
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(choices, choice_json(m, &c[i], role ? CHOICE_DELTA_ROLE : CHOICE_DELTA));
     if (u) cJSON_AddItemToObject(o, "usage", usage_json(u));
     else cJSON_AddNullToObject(o, "usage");
     return done(o);
