@@ -7,16 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcjson-dev
           libjemalloc-dev libcriterion-dev node-llhttp unzip curl python3 python3-venv)
 
-missing=()
-for p in "${APT_PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash scripts/apt-missing.sh setup "${APT_PKGS[@]}"
 
 # Python venv for tests, references and tooling (never used by the server).
 PY=${PYTHON:-python3}
