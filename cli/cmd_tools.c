@@ -13,40 +13,29 @@
 #include "quant.h"
 #include "tokenizer.h"
 
-static llm_model *load_or_report(const char *cmd, const char *model) {
-    char mbuf[4096], err[512] = "";
-    const char *path = model ? model : cli_default_model(mbuf, sizeof mbuf);
-    llm_model *m = NULL;
-    int rc = llm_load(path, &m, err, sizeof err);
-    if (rc) fprintf(stderr, "pivot %s: cannot load model %s: %s\n", cmd, path, err[0] ? err : pv_strerror(rc));
-    return m;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL;
     int special = 0;
-    for (int i = 1; i < argc; i++) {
-        int miss = 0;
-        const char *v;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: pivot tokenize --prompt TEXT [--model PATH] [--special]\n"
-                   "  prints the token ids, comma-separated, on one line (no BOS added)\n"
-                   "  --special   parse special tokens such as <|im_start|> in TEXT\n");
-            return 0;
-        }
-        if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
-        else if ((v = cli_opt(argc, argv, &i, "--prompt", &miss))) prompt = v;
-        else if (!miss && !strcmp(argv[i], "--special")) special = 1;
-        else {
-            fprintf(stderr, "pivot tokenize: %s '%s'\n", miss ? "missing value for" : "unknown option", argv[i]);
-            return 2;
-        }
+    const cli_opt opts[] = {
+        CLI_OPT_MODEL(&model),
+        {.name = "--prompt", .kind = CLI_STR, .dst = &prompt},
+        {.name = "--special", .kind = CLI_FLAG, .dst = &special},
+        {.name = NULL},
+    };
+    const cli_opt *const tables[] = {opts, NULL};
+    int rc = cli_parse("tokenize", argc, argv, tables);
+    if (rc == CLI_HELP) {
+        printf("usage: pivot tokenize --prompt TEXT [--model PATH] [--special]\n"
+               "  prints the token ids, comma-separated, on one line (no BOS added)\n"
+               "  --special   parse special tokens such as <|im_start|> in TEXT\n");
+        return 0;
     }
+    if (rc) return rc;
     if (!prompt) {
         fprintf(stderr, "pivot tokenize: --prompt is required\n");
         return 2;
     }
-    llm_model *m = load_or_report("tokenize", model);
+    llm_model *m = cli_load_model("tokenize", model, NULL, 0, LLM_DEVICE_CPU);
     if (!m) return 1;
     const tok_vocab *v = llm_get_vocab(m);
     size_t len = strlen(prompt);
@@ -91,57 +80,39 @@ static int32_t *parse_ids(const char *s, int *n_out) {
     return ids;
 }
 
+static void logits_usage(void) {
+    printf("usage: pivot logits --tokens 1,2,3 --out FILE [--model PATH] [--threads N] [--split K]\n"
+           "  writes float32 logits [n_tokens][n_vocab] for every position to FILE\n"
+           "  --split K   feed the tokens in chunks of K (exercises the KV cache)\n"
+           "  --kv-policy P   KV cache policy, e.g. mikv,budget=0.25 (default full)\n"
+           "  --device D      cpu (default), auto (CUDA when a GPU is present) or cuda\n"
+           "  --synthetic SHAPE [--seed S]   random FP16 weights instead of a file: llama3-8b,\n"
+           "                  smollm2-135m, tiny, ... or layers=N,embd=N,ff=N,heads=N,kv=N,vocab=N\n");
+}
+
 int cmd_logits(int argc, char **argv) {
-    const char *model = NULL, *tokens = NULL, *outp = NULL, *kvspec = "full";
-    const char *device = NULL, *synth = NULL;
-    long threads = 0, split = 0;
+    const char *model = NULL, *tokens = NULL, *outp = NULL, *kvspec = NULL, *synth = NULL;
+    int threads = 0, split = 0;
     uint64_t seed = 1;
-    for (int i = 1; i < argc; i++) {
-        int miss = 0;
-        const char *v;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: pivot logits --tokens 1,2,3 --out FILE [--model PATH] [--threads N] [--split K]\n"
-                   "  writes float32 logits [n_tokens][n_vocab] for every position to FILE\n"
-                   "  --split K   feed the tokens in chunks of K (exercises the KV cache)\n"
-                   "  --kv-policy P   KV cache policy, e.g. mikv,budget=0.25 (default full)\n"
-                   "  --device D      cpu (default), auto (CUDA when a GPU is present) or cuda\n"
-                   "  --synthetic SHAPE [--seed S]   random FP16 weights instead of a file: llama3-8b,\n"
-                   "                  smollm2-135m, tiny, ... or layers=N,embd=N,ff=N,heads=N,kv=N,vocab=N\n");
-            return 0;
-        }
-        if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
-        else if ((v = cli_opt(argc, argv, &i, "--tokens", &miss))) tokens = v;
-        else if ((v = cli_opt(argc, argv, &i, "--out", &miss))) outp = v;
-        else if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) kvspec = v;
-        else if ((v = cli_opt(argc, argv, &i, "--device", &miss))) device = v;
-        else if ((v = cli_opt(argc, argv, &i, "--synthetic", &miss))) synth = v;
-        else if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
-            if (cli_parse_u64(v, &seed)) {
-                fprintf(stderr, "pivot logits: bad --seed '%s'\n", v);
-                return 2;
-            }
-        }
-        else if ((v = cli_opt(argc, argv, &i, "--threads", &miss))) {
-            if (cli_parse_int(v, 1, 1024, &threads)) {
-                fprintf(stderr, "pivot logits: bad --threads '%s'\n", v);
-                return 2;
-            }
-        } else if ((v = cli_opt(argc, argv, &i, "--split", &miss))) {
-            if (cli_parse_int(v, 1, 1 << 20, &split)) {
-                fprintf(stderr, "pivot logits: bad --split '%s'\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "pivot logits: %s '%s'\n", miss ? "missing value for" : "unknown option", argv[i]);
-            return 2;
-        }
-    }
+    /* The logits command is the reference tests' tool: CPU unless asked. */
+    llm_device dev = LLM_DEVICE_CPU;
+    const cli_opt opts[] = {
+        CLI_OPT_MODEL(&model),
+        {.name = "--tokens", .kind = CLI_STR, .dst = &tokens},
+        {.name = "--out", .kind = CLI_STR, .dst = &outp},
+        CLI_OPT_KV_POLICY(&kvspec),
+        CLI_OPT_DEVICE(&dev),
+        {.name = "--synthetic", .kind = CLI_STR, .dst = &synth},
+        CLI_OPT_SEED(&seed),
+        CLI_OPT_THREADS(&threads),
+        {.name = "--split", .kind = CLI_INT, .dst = &split, .lo = 1, .hi = 1 << 20},
+        {.name = NULL},
+    };
+    const cli_opt *const tables[] = {opts, NULL};
+    int rc = cli_parse("logits", argc, argv, tables);
+    if (rc == CLI_HELP) return logits_usage(), 0;
     kv_policy pol;
-    char kerr[256];
-    if (kv_policy_parse(kvspec, &pol, kerr, sizeof kerr)) {
-        fprintf(stderr, "pivot logits: %s\n", kerr);
-        return 2;
-    }
+    if (rc || (rc = cli_kv_policy("logits", kvspec, NULL, &pol))) return rc;
     int n = 0;
     int32_t *ids = tokens ? parse_ids(tokens, &n) : NULL;
     if (!ids || n == 0 || !outp) {
@@ -149,47 +120,22 @@ int cmd_logits(int argc, char **argv) {
         free(ids);
         return 2;
     }
-    /* The logits command is the reference tests' tool: CPU unless asked. */
-    llm_device dev = LLM_DEVICE_CPU;
-    char why[256] = "";
-    if (device && llm_device_parse(device, &dev)) {
-        fprintf(stderr, "pivot logits: --device expects auto, cpu or cuda, got '%s'\n", device);
-        free(ids);
-        return 2;
-    }
-    if (dev == LLM_DEVICE_CUDA && pvdev_cuda_count(why, sizeof why) == 0) {
-        fprintf(stderr, "pivot logits: --device cuda: no usable CUDA device (%s)\n", why);
-        free(ids);
-        return 1;
-    }
-    llm_model *m = NULL;
-    if (synth) {
-        /* On an explicit cuda device the weights are generated on the GPU only. */
-        int src = llm_synthetic(synth, seed, dev != LLM_DEVICE_CUDA, &m, why, sizeof why);
-        if (src) fprintf(stderr, "pivot logits: %s\n", why[0] ? why : pv_strerror(src));
-    } else {
-        m = load_or_report("logits", model);
-    }
+    llm_model *m = cli_load_model("logits", model, synth, seed, dev);
     if (!m) {
         free(ids);
         return 1;
     }
-    if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, why, sizeof why)) {
-        fprintf(stderr, "pivot logits: --device cuda: %s\n", why);
-        free(ids);
-        llm_free(m);
-        return 1;
-    }
     const llm_config *cf = llm_get_config(m);
     int chunk = split > 0 ? (int)split : n;
-    if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
-    llm_ctx_params cp = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk,
+    if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk,
                          .device = dev};
     llm_ctx *ctx = NULL;
     kv_shape ks = llm_kv_shape(m, &cp);
     kv_cache *kv = NULL;
     float *lg = malloc(sizeof(float) * (size_t)n * cf->n_vocab);
-    int rc = lg ? kv_create(&ks, &pol, &kv, kerr, sizeof kerr) : PV_ENOMEM;
+    char kerr[256] = "";
+    rc = lg ? kv_create(&ks, &pol, &kv, kerr, sizeof kerr) : PV_ENOMEM;
     if (!rc) rc = llm_ctx_create(m, &cp, kv, &ctx);
     for (int p = 0; !rc && p < n; p += chunk) {
         int k = n - p < chunk ? n - p : chunk;
@@ -215,19 +161,14 @@ int cmd_logits(int argc, char **argv) {
 
 int cmd_info(int argc, char **argv) {
     const char *model = NULL;
-    for (int i = 1; i < argc; i++) {
-        int miss = 0;
-        const char *v;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: pivot info [--model PATH]\n  prints the model's shape and this machine's devices\n");
-            return 0;
-        }
-        if ((v = cli_opt(argc, argv, &i, "--model", &miss))) model = v;
-        else {
-            fprintf(stderr, "pivot info: %s '%s'\n", miss ? "missing value for" : "unknown option", argv[i]);
-            return 2;
-        }
+    const cli_opt opts[] = {CLI_OPT_MODEL(&model), {.name = NULL}};
+    const cli_opt *const tables[] = {opts, NULL};
+    int rc = cli_parse("info", argc, argv, tables);
+    if (rc == CLI_HELP) {
+        printf("usage: pivot info [--model PATH]\n  prints the model's shape and this machine's devices\n");
+        return 0;
     }
+    if (rc) return rc;
     char why[256] = "";
     int ngpu = pvdev_cuda_count(why, sizeof why);
     printf("cpu kernels: %s\ncuda: %d device(s)%s%s\n", kq_simd_name(), ngpu, ngpu ? "" : " — ", ngpu ? "" : why);
@@ -237,7 +178,7 @@ int cmd_info(int argc, char **argv) {
     }
     printf("cuda backend: %s\n", pvdev_cuda_built() ? "built (--device auto picks it when a GPU is present)"
                                                      : "not built (-Dcuda=disabled or no nvcc)");
-    llm_model *m = load_or_report("info", model);
+    llm_model *m = cli_load_model("info", model, NULL, 0, LLM_DEVICE_CPU);
     if (!m) return 1;
     const llm_config *c = llm_get_config(m);
     printf("model: %s\narch: %s\nlayers: %d\nembd: %d\nffn: %d\nheads: %d (kv %d, dim %d)\n"
