@@ -58,9 +58,21 @@ static void reset(void) {
     unsetenv("T_COUNT");
 }
 
+/* Every test starts from the defaults, its stderr captured. */
+static void setup(void) {
+    reset();
+    cr_redirect_stderr();
+}
+
 static int parse(int argc, char **argv) { return cli_parse("t", argc, argv, tables); }
 
-TestSuite(cli_opt, .init = reset);
+/* What the parses so far wrote on stderr, exactly. */
+static void expect_stderr(const char *want) {
+    fflush(stderr);
+    cr_assert_stderr_eq_str(want);
+}
+
+TestSuite(cli_opt, .init = setup);
 
 Test(cli_opt, nothing_given_keeps_every_default) {
     char *argv[] = {"t"};
@@ -86,8 +98,7 @@ Test(cli_opt, space_and_equals_forms_store_the_same) {
     cr_assert_str_eq(d.s, "");
 }
 
-Test(cli_opt, int_range_is_inclusive_and_checked, .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, int_range_is_inclusive_and_checked) {
     char *ok[] = {"t", "--count", "100"};
     cr_assert_eq(parse(ARGC(ok), ok), 0);
     cr_assert_eq(d.i, 100);
@@ -96,13 +107,11 @@ Test(cli_opt, int_range_is_inclusive_and_checked, .init = cr_redirect_stderr) {
     cr_assert_eq(d.i, 100, "a refused value must not be stored");
     char *junk[] = {"t", "--count", "12abc"};
     cr_assert_eq(parse(ARGC(junk), junk), 2);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: --count expects an integer in [-5, 100], got '101'\n"
+    expect_stderr("pivot t: --count expects an integer in [-5, 100], got '101'\n"
                             "pivot t: --count expects an integer in [-5, 100], got '12abc'\n");
 }
 
-Test(cli_opt, floats_doubles_and_open_ranges, .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, floats_doubles_and_open_ranges) {
     char *ok[] = {"t", "--temp", "1.5", "--scale=-1", "--ratio", "1"};
     cr_assert_eq(parse(ARGC(ok), ok), 0);
     cr_assert_float_eq(d.f, 1.5f, 1e-6);
@@ -115,8 +124,7 @@ Test(cli_opt, floats_doubles_and_open_ranges, .init = cr_redirect_stderr) {
     char *neg[] = {"t", "--temp", "-0.1"};
     cr_assert_eq(parse(ARGC(neg), neg), 2);
     cr_assert_float_eq(d.f, 1.5f, 1e-6);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: --ratio expects a number in (0, 1], got '0'\n"
+    expect_stderr("pivot t: --ratio expects a number in (0, 1], got '0'\n"
                             "pivot t: --temp expects a number in [0, 2], got 'nan'\n"
                             "pivot t: --temp expects a number in [0, 2], got '-0.1'\n");
 }
@@ -149,8 +157,7 @@ Test(cli_opt, bytes_with_suffixes_and_a_minimum) {
     cr_assert_eq(d.bytes, 2048);
 }
 
-Test(cli_opt, choices_store_an_index_or_a_value, .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, choices_store_an_index_or_a_value) {
     char *ok[] = {"t", "--pick", "auto", "--mode", "slow"};
     cr_assert_eq(parse(ARGC(ok), ok), 0);
     cr_assert_eq(d.pick, 2);
@@ -158,13 +165,10 @@ Test(cli_opt, choices_store_an_index_or_a_value, .init = cr_redirect_stderr) {
     char *bad[] = {"t", "--mode", "Fast"};
     cr_assert_eq(parse(ARGC(bad), bad), 2);
     cr_assert_eq(d.mode, 20);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: --mode expects fast, slow or auto, got 'Fast'\n");
+    expect_stderr("pivot t: --mode expects fast, slow or auto, got 'Fast'\n");
 }
 
-Test(cli_opt, multi_valued_callback_takes_values_up_to_the_next_option,
-     .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, multi_valued_callback_takes_values_up_to_the_next_option) {
     char *ok[] = {"t", "--item", "k:1", "k:2", "k:3", "--count", "9"};
     cr_assert_eq(parse(ARGC(ok), ok), 0);
     cr_assert_eq(d.items, 3);
@@ -177,25 +181,21 @@ Test(cli_opt, multi_valued_callback_takes_values_up_to_the_next_option,
     cr_assert_eq(parse(ARGC(none), none), 2, "an option is not a value of --item");
     char *bad[] = {"t", "--item", "k:1", "x"};
     cr_assert_eq(parse(ARGC(bad), bad), 2);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: --item needs a value\n"
+    expect_stderr("pivot t: --item needs a value\n"
                             "pivot t: --item expects k:N items, got 'x'\n");
 }
 
-Test(cli_opt, flags_take_no_value, .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, flags_take_no_value) {
     char *ok[] = {"t", "--verbose", "--no-on"};
     cr_assert_eq(parse(ARGC(ok), ok), 0);
     cr_assert_eq(d.flag, 1);
     cr_assert_eq(d.on, 0);
     char *eq[] = {"t", "--verbose=1"};
     cr_assert_eq(parse(ARGC(eq), eq), 2);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: --verbose takes no value\n");
+    expect_stderr("pivot t: --verbose takes no value\n");
 }
 
-Test(cli_opt, missing_value_and_unknown_options, .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, missing_value_and_unknown_options) {
     char *miss[] = {"t", "--count"};
     cr_assert_eq(parse(ARGC(miss), miss), 2);
     char *unk[] = {"t", "--counts", "1"};
@@ -205,8 +205,7 @@ Test(cli_opt, missing_value_and_unknown_options, .init = cr_redirect_stderr) {
     char *pos[] = {"t", "stray"};
     cr_assert_eq(parse(ARGC(pos), pos), 2);
     cr_assert_eq(d.i, 7);
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: --count needs a value\n"
+    expect_stderr("pivot t: --count needs a value\n"
                             "pivot t: unknown option '--counts' (see pivot t --help)\n"
                             "pivot t: unknown option '--coun=1' (see pivot t --help)\n"
                             "pivot t: unknown option 'stray' (see pivot t --help)\n");
@@ -228,8 +227,7 @@ Test(cli_opt, help_is_reported_not_printed) {
     cr_assert_str_eq(d.s, "--help");
 }
 
-Test(cli_opt, environment_is_the_fallback_and_a_flag_wins, .init = cr_redirect_stderr) {
-    reset();
+Test(cli_opt, environment_is_the_fallback_and_a_flag_wins) {
     setenv("T_COUNT", "11", 1);
     setenv("T_NAME", "from-env", 1);
     char *none[] = {"t"};
@@ -239,15 +237,13 @@ Test(cli_opt, environment_is_the_fallback_and_a_flag_wins, .init = cr_redirect_s
     char *flag[] = {"t", "--count", "12"};
     cr_assert_eq(parse(ARGC(flag), flag), 0);
     cr_assert_eq(d.i, 12);
-    setenv("T_NAME", "", 1); /* empty: as if unset */
     reset();
-    setenv("T_NAME", "", 1);
+    setenv("T_NAME", "", 1); /* empty: as if unset */
     cr_assert_eq(parse(ARGC(none), none), 0);
     cr_assert_str_eq(d.s, "default");
     setenv("T_COUNT", "lots", 1);
     cr_assert_eq(parse(ARGC(flag), flag), 2, "a bad environment value is an error");
-    fflush(stderr);
-    cr_assert_stderr_eq_str("pivot t: T_COUNT expects an integer in [-5, 100], got 'lots'\n");
+    expect_stderr("pivot t: T_COUNT expects an integer in [-5, 100], got 'lots'\n");
 }
 
 Test(cli_opt, several_tables_are_searched_in_order) {
