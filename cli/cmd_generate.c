@@ -170,63 +170,20 @@ static int32_t *build_prompt(const llm_model *m, const gen_opts *o, int *n_out) 
     return ids;
 }
 
-int cmd_generate(int argc, char **argv) {
-    gen_opts o;
-    kv_policy pol;
-    int rc = parse(argc, argv, &o);
-    if (rc == CLI_HELP) return usage(stdout), 0;
-    if (rc) return rc;
-    if ((rc = cli_kv_policy("generate", o.kv.policy, o.kv.vals, &pol))) return rc;
-    llm_device dev = o.device;
-    char err[512] = "";
-    llm_model *m = cli_load_model("generate", o.model, NULL, 0, dev);
-    if (!m) return 1;
-    const llm_config *cf = llm_get_config(m);
-    int n_prompt = 0, status = 1;
-    int32_t *prompt = build_prompt(m, &o, &n_prompt);
-    llm_ctx *ctx = NULL;
-    smp_sampler *smp = NULL;
-    tok_stream *ts = NULL;
-    float *logits = NULL;
-    if (!prompt) goto out;
-    if (n_prompt == 0) {
-        fprintf(stderr, "pivot generate: the prompt is empty after tokenization\n");
-        goto out;
-    }
-    long ctx_len = o.ctx > 0 ? o.ctx : n_prompt + o.max_tokens;
-    if (ctx_len > cf->n_ctx_train) ctx_len = cf->n_ctx_train;
-    if (n_prompt >= ctx_len) {
-        fprintf(stderr, "pivot generate: prompt has %d tokens, the context holds %ld\n", n_prompt,
-                ctx_len);
-        goto out;
-    }
-    long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
-                         .max_ctx = (int)ctx_len, .max_batch_tokens = (int)o.batch};
-    cp.device = dev;
-    kv_shape ks = llm_kv_shape(m, &cp);
-    kv_cache *kv = NULL;
-    if ((rc = kv_create(&ks, &pol, &kv, err, sizeof err))) {
-        fprintf(stderr, "pivot generate: %s\n", err);
-        goto out;
-    }
-    if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
-        if (dev == LLM_DEVICE_CUDA && rc == PV_EUNSUPPORTED)
-            fprintf(stderr, "pivot generate: --device cuda: this --kv-policy does not run on the GPU "
-                            "(hi-bits=8 is CPU-only; a high-tier budget over ~14k tokens does "
-                            "not fit the GPU's demotion kernel)\n");
-        else
-            fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
-        goto out;
-    }
-    ts = tok_stream_new(llm_get_vocab(m), 0);
-    logits = malloc(sizeof(float) * cf->n_vocab);
+/* Prefills the prompt, then samples and streams up to max_new tokens to
+ * stdout; the timing goes to stderr. 0, or 1 after a message. */
+static int run(const gen_opts *o, const llm_model *m, llm_ctx *ctx, smp_sampler *smp,
+               const int32_t *prompt, int n_prompt, int max_new) {
+    const tok_vocab *v = llm_get_vocab(m);
+    tok_stream *ts = tok_stream_new(v, 0);
+    float *logits = malloc(sizeof(float) * llm_get_config(m)->n_vocab);
+    int rc, status = 1;
     if (!ts || !logits) goto out;
     for (int i = 0; i < n_prompt; i++) smp_accept(smp, prompt[i]);
 
     double t0 = pv_now();
-    for (int p = 0; p < n_prompt; p += (int)o.batch) {
-        int n = n_prompt - p < o.batch ? n_prompt - p : (int)o.batch;
+    for (int p = 0; p < n_prompt; p += o->batch) {
+        int n = n_prompt - p < o->batch ? n_prompt - p : o->batch;
         llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = n, .tokens = prompt + p,
                              .logits = p + n == n_prompt ? LLM_LOGITS_LAST : LLM_LOGITS_NONE};
         if ((rc = llm_decode(ctx, &e, 1, logits))) {
@@ -237,12 +194,11 @@ int cmd_generate(int argc, char **argv) {
     double t1 = pv_now();
     int pos = n_prompt, n_gen = 0;
     char piece[512];
-    long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
     while (n_gen < max_new) {
         int32_t tok = smp_sample(smp, logits);
         smp_accept(smp, tok);
         n_gen++;
-        if (!o.ignore_eos && tok_is_eog(llm_get_vocab(m), tok)) break;
+        if (!o->ignore_eos && tok_is_eog(v, tok)) break;
         int w = tok_stream_push(ts, tok, piece, sizeof piece);
         if (w > 0) {
             fwrite(piece, 1, w, stdout);
@@ -269,11 +225,65 @@ int cmd_generate(int argc, char **argv) {
                     "decode %.1f ms for %d steps (%.1f tokens/s)\n",
             n_prompt, (t1 - t0) * 1e3, n_prompt / (t1 - t0), n_gen, (t2 - t1) * 1e3, steps,
             steps > 0 ? steps / (t2 - t1) : 0.0);
-    print_kv_usage(ctx, &pol);
     status = 0;
 out:
     free(logits);
     tok_stream_free(ts);
+    return status;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o;
+    kv_policy pol;
+    int rc = parse(argc, argv, &o);
+    if (rc == CLI_HELP) return usage(stdout), 0;
+    if (rc) return rc;
+    if ((rc = cli_kv_policy("generate", o.kv.policy, o.kv.vals, &pol))) return rc;
+    llm_device dev = o.device;
+    char err[512] = "";
+    llm_model *m = cli_load_model("generate", o.model, NULL, 0, dev);
+    if (!m) return 1;
+    const llm_config *cf = llm_get_config(m);
+    int n_prompt = 0, status = 1;
+    int32_t *prompt = build_prompt(m, &o, &n_prompt);
+    llm_ctx *ctx = NULL;
+    smp_sampler *smp = NULL;
+    if (!prompt) goto out;
+    if (n_prompt == 0) {
+        fprintf(stderr, "pivot generate: the prompt is empty after tokenization\n");
+        goto out;
+    }
+    long ctx_len = o.ctx > 0 ? o.ctx : n_prompt + o.max_tokens;
+    if (ctx_len > cf->n_ctx_train) ctx_len = cf->n_ctx_train;
+    if (n_prompt >= ctx_len) {
+        fprintf(stderr, "pivot generate: prompt has %d tokens, the context holds %ld\n", n_prompt,
+                ctx_len);
+        goto out;
+    }
+    long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
+                         .max_ctx = (int)ctx_len, .max_batch_tokens = o.batch};
+    cp.device = dev;
+    kv_shape ks = llm_kv_shape(m, &cp);
+    kv_cache *kv = NULL;
+    if ((rc = kv_create(&ks, &pol, &kv, err, sizeof err))) {
+        fprintf(stderr, "pivot generate: %s\n", err);
+        goto out;
+    }
+    if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
+        if (dev == LLM_DEVICE_CUDA && rc == PV_EUNSUPPORTED)
+            fprintf(stderr, "pivot generate: --device cuda: this --kv-policy does not run on the GPU "
+                            "(hi-bits=8 is CPU-only; a high-tier budget over ~14k tokens does "
+                            "not fit the GPU's demotion kernel)\n");
+        else
+            fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
+        goto out;
+    }
+    long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
+    if (run(&o, m, ctx, smp, prompt, n_prompt, (int)max_new)) goto out;
+    print_kv_usage(ctx, &pol);
+    status = 0;
+out:
     smp_free(smp);
     llm_ctx_free(ctx);
     free(prompt);
