@@ -82,6 +82,10 @@ static int parse(int argc, char **argv, srv_config *c) {
     };
     const cli_opt *const tables[] = {opts, NULL};
     int rc = cli_parse("serve", argc, argv, tables);
+    if (rc == CLI_HELP) { /* here, so that cmd_serve below stays as it was */
+        usage(stdout);
+        exit(0);
+    }
     if (rc) return rc;
     kv_policy kp;
     if ((rc = cli_kv_policy("serve", c->kv_policy, NULL, &kp))) return rc;
@@ -166,7 +170,6 @@ static void model_name_from_path(const char *path, char *buf, size_t len) {
 int cmd_serve(int argc, char **argv) {
     srv_server s = {0};
     int rc = parse(argc, argv, &s.cfg);
-    if (rc == CLI_HELP) return usage(stdout), 0;
     if (rc) return rc;
     char mbuf[4096];
     if (!s.cfg.model_path) s.cfg.model_path = cli_default_model(mbuf, sizeof mbuf);

@@ -1,58 +1,13 @@
-/* Developer subcommands: tokenize, logits (used by the reference tests), info. */
+/* pivot logits: float32 logits of every position of a token list, the
+ * reference tests' tool (tests/python/conftest.py). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "device.h"
-#include "gguf.h"
 #include "kv_policy.h"
 #include "llama.h"
 #include "pverr.h"
-#include "quant.h"
-#include "tokenizer.h"
-
-int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL;
-    int special = 0;
-    const cli_opt opts[] = {
-        CLI_OPT_MODEL(&model),
-        {.name = "--prompt", .kind = CLI_STR, .dst = &prompt},
-        {.name = "--special", .kind = CLI_FLAG, .dst = &special},
-        {.name = NULL},
-    };
-    const cli_opt *const tables[] = {opts, NULL};
-    int rc = cli_parse("tokenize", argc, argv, tables);
-    if (rc == CLI_HELP) {
-        printf("usage: pivot tokenize --prompt TEXT [--model PATH] [--special]\n"
-               "  prints the token ids, comma-separated, on one line (no BOS added)\n"
-               "  --special   parse special tokens such as <|im_start|> in TEXT\n");
-        return 0;
-    }
-    if (rc) return rc;
-    if (!prompt) {
-        fprintf(stderr, "pivot tokenize: --prompt is required\n");
-        return 2;
-    }
-    llm_model *m = cli_load_model("tokenize", model, NULL, 0, LLM_DEVICE_CPU);
-    if (!m) return 1;
-    const tok_vocab *v = llm_get_vocab(m);
-    size_t len = strlen(prompt);
-    int n = tok_encode(v, prompt, len, special, NULL, 0);
-    int32_t *ids = n >= 0 ? malloc(sizeof(int32_t) * (n + 1)) : NULL;
-    if (!ids) {
-        fprintf(stderr, "pivot tokenize: tokenization failed\n");
-        llm_free(m);
-        return 1;
-    }
-    tok_encode(v, prompt, len, special, ids, n);
-    for (int i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
-    printf("\n");
-    free(ids);
-    llm_free(m);
-    return 0;
-}
 
 /* Parses "1,2,3" into a malloc'ed array. */
 static int32_t *parse_ids(const char *s, int *n_out) {
@@ -157,37 +112,4 @@ int cmd_logits(int argc, char **argv) {
     llm_ctx_free(ctx);
     llm_free(m);
     return status;
-}
-
-int cmd_info(int argc, char **argv) {
-    const char *model = NULL;
-    const cli_opt opts[] = {CLI_OPT_MODEL(&model), {.name = NULL}};
-    const cli_opt *const tables[] = {opts, NULL};
-    int rc = cli_parse("info", argc, argv, tables);
-    if (rc == CLI_HELP) {
-        printf("usage: pivot info [--model PATH]\n  prints the model's shape and this machine's devices\n");
-        return 0;
-    }
-    if (rc) return rc;
-    char why[256] = "";
-    int ngpu = pvdev_cuda_count(why, sizeof why);
-    printf("cpu kernels: %s\ncuda: %d device(s)%s%s\n", kq_simd_name(), ngpu, ngpu ? "" : " — ", ngpu ? "" : why);
-    for (int i = 0; i < ngpu; i++) {
-        char name[256];
-        if (pvdev_cuda_name(i, name, sizeof name) == 0) printf("  gpu %d: %s\n", i, name);
-    }
-    printf("cuda backend: %s\n", pvdev_cuda_built() ? "built (--device auto picks it when a GPU is present)"
-                                                     : "not built (-Dcuda=disabled or no nvcc)");
-    llm_model *m = cli_load_model("info", model, NULL, 0, LLM_DEVICE_CPU);
-    if (!m) return 1;
-    const llm_config *c = llm_get_config(m);
-    printf("model: %s\narch: %s\nlayers: %d\nembd: %d\nffn: %d\nheads: %d (kv %d, dim %d)\n"
-           "vocab: %d\ncontext: %d\nrope: %s, base %g, dims %d\ntied embeddings: %s\nchat template: %s\n",
-           llm_get_name(m), c->arch == LLM_ARCH_QWEN2 ? "qwen2" : "llama", c->n_layers, c->n_embd,
-           c->n_ff, c->n_heads, c->n_kv_heads, c->head_dim, c->n_vocab, c->n_ctx_train,
-           c->rope_neox ? "neox" : "normal", c->rope_base, c->rope_dim, c->tied_embeddings ? "yes" : "no",
-           chat_kind_name(chat_template_kind(llm_get_chat(m))));
-    printf("kv bytes per token (fp16): %d\n", 2 * c->n_layers * c->n_kv_heads * c->head_dim * 2);
-    llm_free(m);
-    return 0;
 }
