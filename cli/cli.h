@@ -47,7 +47,8 @@ int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv
  * loading when no GPU is usable, and after it when the model cannot run
  * there. path NULL: cli_default_model; synth non-NULL: llm_synthetic(synth,
  * seed) instead of a file (on cuda its weights exist on the GPU only).
- * NULL after one line "pivot <cmd>: ..." on stderr (exit status 1). */
+ * The caller frees the model (llm_free). NULL after one line
+ * "pivot <cmd>: ..." on stderr (exit status 1). */
 llm_model *cli_load_model(const char *cmd, const char *path, const char *synth, uint64_t seed,
                           llm_device dev);
 

@@ -13,6 +13,8 @@
 
 #define DEFAULT_MODEL_REL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
+/* CLI_CHOICE stores an int; the --device destinations are llm_device. */
+_Static_assert(sizeof(llm_device) == sizeof(int), "llm_device must be int-sized");
 const char *const cli_device_names[] = {"auto", "cpu", "cuda", NULL};
 const int cli_device_values[] = {LLM_DEVICE_AUTO, LLM_DEVICE_CPU, LLM_DEVICE_CUDA};
 
