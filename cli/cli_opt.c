@@ -107,7 +107,9 @@ static void list_choices(const cli_opt *o, char *buf, size_t len) {
 static int refuse(const char *cmd, const cli_opt *o, const char *from, const char *v) {
     char what[256];
     switch (o->kind) {
-    case CLI_INT: snprintf(what, sizeof what, "an integer in [%ld, %ld]", (long)o->lo, (long)o->hi); break;
+    case CLI_INT:
+        snprintf(what, sizeof what, "an integer in [%ld, %ld]", (long)o->lo, (long)o->hi);
+        break;
     case CLI_FLOAT:
     case CLI_DOUBLE:
         snprintf(what, sizeof what, "a number in %c%g, %g]", o->open_lo ? '(' : '[', o->lo, o->hi);
@@ -174,7 +176,8 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tabl
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return CLI_HELP;
         const char *eq = strchr(a, '=');
-        const cli_opt *o = strncmp(a, "--", 2) ? NULL : find(tables, a, eq ? (size_t)(eq - a) : strlen(a));
+        size_t n = eq ? (size_t)(eq - a) : strlen(a);
+        const cli_opt *o = strncmp(a, "--", 2) ? NULL : find(tables, a, n);
         if (!o) {
             fprintf(stderr, "pivot %s: unknown option '%s' (see pivot %s --help)\n", cmd, a, cmd);
             return 2;
