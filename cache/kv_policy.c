@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +14,8 @@
 #include "kv_mixed.h"
 #include "pverr.h"
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = snprintf(err, errlen, "kv policy: ");
-        if (n >= 0 && (size_t)n < errlen) vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
+/* Every message names the module; fmt is always a literal. */
+#define fail(err, errlen, rc, fmt, ...) pv_fail(err, errlen, rc, "kv policy: " fmt, ##__VA_ARGS__)
 
 /* Defaults follow the papers: Scissorhands r = 10, w = 400, m = 0.4·B;
  * StreamingLLM 4 sinks; KIVI keeps a short FP16 residual (32) of recent

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_opt.h"
+#include "kv_policy.h"
+#include "llama.h"
+
 int cmd_generate(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
@@ -17,20 +21,44 @@ int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
-/* Option scanning: recognizes "--name value" and "--name=value". Returns
- * the value (pointer into argv) and advances *i, or NULL when argv[*i] is not
- * this option. *missing is set when the option is present without a value. */
-const char *cli_opt(int argc, char **argv, int *i, const char *name, int *missing);
+/* --device auto|cpu|cuda into an llm_device (an int-sized enum). */
+extern const char *const cli_device_names[];
+extern const int cli_device_values[];
+#define CLI_OPT_DEVICE(d, ...)                                                        \
+    {.name = "--device", .kind = CLI_CHOICE, .dst = (d), .choices = cli_device_names, \
+     .values = cli_device_values, __VA_ARGS__}
 
-/* Strict number parsing (whole string, range-checked). 0 ok, -1 bad. */
-int cli_parse_int(const char *s, long lo, long hi, long *out);
-int cli_parse_float(const char *s, double lo, double hi, double *out);
-int cli_parse_u64(const char *s, uint64_t *out);
+/* --kv-policy and the --kv-<knob> flags (kv_policy_set's knobs), which
+ * apply on top of the policy whatever their order on the command line. */
+#define CLI_KV_N_KNOBS 12
+typedef struct {
+    const char *policy;                /* NULL: full */
+    const char *vals[CLI_KV_N_KNOBS];  /* NULL: not given */
+    cli_opt opts[CLI_KV_N_KNOBS + 2];  /* the table cli_kv_table returns */
+} cli_kv;
+/* The table of kv's options (valid while kv is). */
+const cli_opt *cli_kv_table(cli_kv *kv);
+/* The policy: spec (NULL: full), then the knob values of vals (NULL: none)
+ * in the table's order, then the cross-knob checks. 0, or 2 after one line
+ * "pivot <cmd>: ..." on stderr. */
+int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv_policy *p);
+
+/* Loads the model for a run on dev: --device cuda is refused before any
+ * loading when no GPU is usable, and after it when the model cannot run
+ * there. path NULL: cli_default_model; synth non-NULL: llm_synthetic(synth,
+ * seed) instead of a file (on cuda its weights exist on the GPU only).
+ * The caller frees the model (llm_free). NULL after one line
+ * "pivot <cmd>: ..." on stderr (exit status 1). */
+llm_model *cli_load_model(const char *cmd, const char *path, const char *synth, uint64_t seed,
+                          llm_device dev);
+
+/* rel in the current directory when readable there, else next to the
+ * repository the binary was built in (<repo>/<builddir>/cli/pivot), else rel
+ * as given. Writes into buf; returns buf. */
+const char *cli_find_rel(const char *rel, char *buf, size_t len);
 
 /* The model used when --model is absent: $PIVOT_MODEL, else
- * models/SmolLM2-135M-Instruct.Q4_1.gguf in the current directory, else the
- * same path next to the repository the binary was built in. Writes into buf;
- * returns buf. */
+ * cli_find_rel("models/SmolLM2-135M-Instruct.Q4_1.gguf"). Returns buf. */
 const char *cli_default_model(char *buf, size_t len);
 
 #endif

@@ -1,59 +1,100 @@
-#include <errno.h>
+/* Helpers several subcommands share: the --device and --kv-* option groups,
+ * the KV policy they build, model loading, and finding files of the
+ * repository the binary was built in. */
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "device.h"
+#include "pverr.h"
 
 #define DEFAULT_MODEL_REL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-const char *cli_opt(int argc, char **argv, int *i, const char *name, int *missing) {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0) return NULL;
-    if (a[n] == '=') return a + n + 1;
-    if (a[n] != 0) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
+/* CLI_CHOICE stores an int; the --device destinations are llm_device. */
+_Static_assert(sizeof(llm_device) == sizeof(int), "llm_device must be int-sized");
+const char *const cli_device_names[] = {"auto", "cpu", "cuda", NULL};
+const int cli_device_values[] = {LLM_DEVICE_AUTO, LLM_DEVICE_CPU, LLM_DEVICE_CUDA};
+
+/* The flags are "--kv-" + kv_policy_set's knob name. */
+static const char *const kv_flags[CLI_KV_N_KNOBS] = {
+    "--kv-budget", "--kv-hi-bits", "--kv-lo-bits", "--kv-lo-k-bits", "--kv-lo-v-bits",
+    "--kv-recent", "--kv-sinks", "--kv-window", "--kv-chunk", "--kv-group", "--kv-select",
+    "--kv-key-balance"};
+
+const cli_opt *cli_kv_table(cli_kv *kv) {
+    kv->opts[0] = (cli_opt)CLI_OPT_KV_POLICY(&kv->policy);
+    for (int k = 0; k < CLI_KV_N_KNOBS; k++)
+        kv->opts[k + 1] = (cli_opt){.name = kv_flags[k], .kind = CLI_STR, .dst = &kv->vals[k]};
+    kv->opts[CLI_KV_N_KNOBS + 1] = (cli_opt){.name = NULL};
+    return kv->opts;
+}
+
+int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv_policy *p) {
+    char err[256] = "";
+    int rc = kv_policy_parse(spec ? spec : "full", p, err, sizeof err);
+    for (int k = 0; !rc && vals && k < CLI_KV_N_KNOBS; k++)
+        if (vals[k]) rc = kv_policy_set(p, kv_flags[k] + strlen("--kv-"), vals[k], err, sizeof err);
+    if (!rc) rc = kv_policy_validate(p, err, sizeof err);
+    if (!rc) return 0;
+    fprintf(stderr, "pivot %s: %s\n", cmd, err);
+    return 2;
+}
+
+llm_model *cli_load_model(const char *cmd, const char *path, const char *synth, uint64_t seed,
+                          llm_device dev) {
+    char err[512] = "", mbuf[4096];
+    if (dev == LLM_DEVICE_CUDA && pvdev_cuda_count(err, sizeof err) == 0) {
+        fprintf(stderr, "pivot %s: --device cuda: no usable CUDA device (%s)\n", cmd, err);
         return NULL;
     }
-    (*i)++;
-    return argv[*i];
-}
-
-int cli_parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-int cli_parse_float(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-int cli_parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (*s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end) return -1;
-    *out = v;
-    return 0;
+    llm_model *m = NULL;
+    int rc;
+    if (synth) {
+        rc = llm_synthetic(synth, seed, dev != LLM_DEVICE_CUDA, &m, err, sizeof err);
+        if (rc) fprintf(stderr, "pivot %s: %s\n", cmd, err[0] ? err : pv_strerror(rc));
+    } else {
+        if (!path) path = cli_default_model(mbuf, sizeof mbuf);
+        rc = llm_load(path, &m, err, sizeof err);
+        if (rc)
+            fprintf(stderr, "pivot %s: cannot load model %s: %s\n", cmd, path,
+                    err[0] ? err : pv_strerror(rc));
+    }
+    if (rc) return NULL;
+    if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, err, sizeof err)) {
+        fprintf(stderr, "pivot %s: --device cuda: %s\n", cmd, err);
+        llm_free(m);
+        return NULL;
+    }
+    return m;
 }
 
 static int readable(const char *p) { return access(p, R_OK) == 0; }
+
+const char *cli_find_rel(const char *rel, char *buf, size_t len) {
+    snprintf(buf, len, "%s", rel);
+    if (readable(buf)) return buf;
+    /* The binary lives in <repo>/<builddir>/cli/pivot: look up to three
+     * levels up so `build/cli/pivot generate ...` works from anywhere. */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return buf;
+    exe[n] = 0;
+    for (int up = 0; up < 3; up++) {
+        char *s = strrchr(exe, '/');
+        if (!s) break;
+        *s = 0;
+        char cand[PATH_MAX + 64];
+        snprintf(cand, sizeof cand, "%s/%s", exe, rel);
+        if (readable(cand)) {
+            snprintf(buf, len, "%s", cand);
+            return buf;
+        }
+    }
+    return buf;
+}
 
 const char *cli_default_model(char *buf, size_t len) {
     const char *env = getenv("PIVOT_MODEL");
@@ -61,27 +102,5 @@ const char *cli_default_model(char *buf, size_t len) {
         snprintf(buf, len, "%s", env);
         return buf;
     }
-    snprintf(buf, len, "%s", DEFAULT_MODEL_REL);
-    if (readable(buf)) return buf;
-    /* The binary lives in <repo>/<builddir>/cli/pivot: look two levels up
-     * so `build/cli/pivot generate ...` works from anywhere. */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        for (int up = 0; up < 3; up++) {
-            char *s = strrchr(exe, '/');
-            if (!s) break;
-            *s = 0;
-            char cand[PATH_MAX + 64];
-            snprintf(cand, sizeof cand, "%s/%s", exe, DEFAULT_MODEL_REL);
-            if (readable(cand)) {
-                snprintf(buf, len, "%s", cand);
-                return buf;
-            }
-        }
-    }
-    snprintf(buf, len, "%s", DEFAULT_MODEL_REL);
-    return buf;
+    return cli_find_rel(DEFAULT_MODEL_REL, buf, len);
 }
-

@@ -35,9 +35,9 @@ typedef struct {
 
 typedef struct {
     /* options */
-    const char *url, *endpoint, *model, *api_key, *dataset, *json_out, *kv_policy;
+    const char *url, *model, *api_key, *dataset, *json_out, *kv_policy;
     cJSON *extra; /* --extra-body: merged into every request */
-    long num_prompts, concurrency, input_len, output_len;
+    int num_prompts, concurrency, input_len, output_len;
     double rate, timeout_s;
     int stream, ignore_eos, chat;
     uint64_t seed;
@@ -153,7 +153,7 @@ static void start_ready(bench *b);
 static bench g_bench; /* one run per process; the loop's handles point into it */
 
 static void print_progress(bench *b, int final) {
-    fprintf(stderr, "\rpivot bench: %ld/%ld done, %ld failed, %ld in flight, %.1f s%s",
+    fprintf(stderr, "\rpivot bench: %ld/%d done, %ld failed, %ld in flight, %.1f s%s",
             b->n_done, b->num_prompts, b->n_failed, b->in_flight, bench_now() - b->t0,
             final ? "\n" : "  ");
 }
@@ -302,7 +302,7 @@ static int report(bench *b) {
     printf("============ Serving Benchmark Result ============\n");
     printf("%-40s%-10zu\n", "Successful requests:", n_ok);
     printf("%-40s%-10ld\n", "Failed requests:", b->n_failed);
-    if (b->concurrency > 0) printf("%-40s%-10ld\n", "Maximum request concurrency:", b->concurrency);
+    if (b->concurrency > 0) printf("%-40s%-10d\n", "Maximum request concurrency:", b->concurrency);
     if (isfinite(b->rate)) printf("%-40s%-10.2f\n", "Request rate (req/s):", b->rate);
     else printf("%-40s%-10s\n", "Request rate (req/s):", "inf");
     printf("%-40s%-10.2f\n", "Benchmark duration (s):", dur);
@@ -370,86 +370,71 @@ static int report(bench *b) {
     return rc;
 }
 
-static int parse_args(bench *b, int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int miss = 0;
-        long l;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout) - 1;
-        else if (!strcmp(a, "--stream")) b->stream = 1;
-        else if (!strcmp(a, "--no-stream")) b->stream = 0;
-        else if (!strcmp(a, "--ignore-eos")) b->ignore_eos = 1;
-        else if (!strcmp(a, "--goodput")) {
-            int got = 0;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                const char *s = argv[++i];
-                double ms;
-                const char *c = strchr(s, ':');
-                if (!c || cli_parse_float(c + 1, 0, 1e9, &ms)) goto bad_goodput;
-                if (!strncmp(s, "ttft:", 5)) b->slo.ttft_ms = ms;
-                else if (!strncmp(s, "tpot:", 5)) b->slo.tpot_ms = ms;
-                else if (!strncmp(s, "e2el:", 5)) b->slo.e2el_ms = ms;
-                else goto bad_goodput;
-                got++;
-            }
-            if (!got) {
-            bad_goodput:
-                fprintf(stderr, "pivot bench: --goodput takes ttft:MS tpot:MS e2el:MS\n");
-                return 2;
-            }
-            b->goodput = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--url", &miss))) b->url = v;
-        else if ((v = cli_opt(argc, argv, &i, "--endpoint", &miss))) b->endpoint = v;
-        else if ((v = cli_opt(argc, argv, &i, "--model", &miss))) b->model = v;
-        else if ((v = cli_opt(argc, argv, &i, "--api-key", &miss))) b->api_key = v;
-        else if ((v = cli_opt(argc, argv, &i, "--dataset", &miss))) b->dataset = v;
-        else if ((v = cli_opt(argc, argv, &i, "--json", &miss))) b->json_out = v;
-        else if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) b->kv_policy = v;
-        else if ((v = cli_opt(argc, argv, &i, "--extra-body", &miss))) {
-            cJSON_Delete(b->extra);
-            b->extra = cJSON_Parse(v);
-            if (!cJSON_IsObject(b->extra)) goto bad;
-        }
-        else if ((v = cli_opt(argc, argv, &i, "--num-prompts", &miss))) {
-            if (cli_parse_int(v, 1, 10000000, &b->num_prompts)) goto bad;
-        } else if ((v = cli_opt(argc, argv, &i, "--concurrency", &miss))) {
-            if (cli_parse_int(v, 1, 100000, &b->concurrency)) goto bad;
-        } else if ((v = cli_opt(argc, argv, &i, "--input-len", &miss))) {
-            if (cli_parse_int(v, 1, 1000000, &b->input_len)) goto bad;
-        } else if ((v = cli_opt(argc, argv, &i, "--output-len", &miss))) {
-            if (cli_parse_int(v, 1, 1000000, &b->output_len)) goto bad;
-        } else if ((v = cli_opt(argc, argv, &i, "--rate", &miss))) {
-            if (!strcmp(v, "inf")) b->rate = INFINITY;
-            else if (cli_parse_float(v, 1e-6, 1e9, &b->rate)) goto bad;
-        } else if ((v = cli_opt(argc, argv, &i, "--timeout", &miss))) {
-            if (cli_parse_float(v, 1e-3, 1e7, &b->timeout_s)) goto bad;
-        } else if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
-            if (cli_parse_u64(v, &b->seed)) goto bad;
-        } else {
-            if (miss) fprintf(stderr, "pivot bench: %s needs a value\n", a);
-            else fprintf(stderr, "pivot bench: unknown option '%s' (see --help)\n", a);
-            return 2;
-        }
-        (void)l;
-        continue;
-    bad:
-        fprintf(stderr, "pivot bench: bad value for %s: '%s'\n", a, argv[i]);
-        return 2;
-    }
-    if (!strcmp(b->endpoint, "chat") || !strcmp(b->endpoint, "chat/completions")) b->chat = 1;
-    else if (strcmp(b->endpoint, "completions") != 0) {
-        fprintf(stderr, "pivot bench: --endpoint must be completions or chat\n");
-        return 2;
-    }
+/* --goodput ttft:MS tpot:MS e2el:MS, one item per call (any subset). */
+static int set_goodput(void *dst, const char *s) {
+    bench *b = dst;
+    double ms;
+    const char *c = strchr(s, ':');
+    if (!c || cli_parse_float(c + 1, 0, 1e9, &ms)) return -1;
+    if (!strncmp(s, "ttft:", 5)) b->slo.ttft_ms = ms;
+    else if (!strncmp(s, "tpot:", 5)) b->slo.tpot_ms = ms;
+    else if (!strncmp(s, "e2el:", 5)) b->slo.e2el_ms = ms;
+    else return -1;
+    b->goodput = 1;
     return 0;
+}
+
+static int set_extra_body(void *dst, const char *s) {
+    cJSON **extra = dst;
+    cJSON_Delete(*extra);
+    *extra = cJSON_Parse(s);
+    return cJSON_IsObject(*extra) ? 0 : -1;
+}
+
+static int set_rate(void *dst, const char *s) {
+    if (strcmp(s, "inf") != 0) return cli_parse_float(s, 1e-6, 1e9, dst);
+    *(double *)dst = INFINITY;
+    return 0;
+}
+
+static const char *const endpoints[] = {"completions", "chat", "chat/completions", NULL};
+static const int endpoint_is_chat[] = {0, 1, 1};
+
+static int parse_args(bench *b, int argc, char **argv) {
+    const cli_opt opts[] = {
+        {.name = "--url", .kind = CLI_STR, .dst = &b->url},
+        {.name = "--endpoint", .kind = CLI_CHOICE, .dst = &b->chat, .choices = endpoints,
+         .values = endpoint_is_chat},
+        {.name = "--model", .kind = CLI_STR, .dst = &b->model},
+        {.name = "--api-key", .kind = CLI_STR, .dst = &b->api_key, .env = "OPENAI_API_KEY"},
+        {.name = "--dataset", .kind = CLI_STR, .dst = &b->dataset},
+        {.name = "--json", .kind = CLI_STR, .dst = &b->json_out},
+        CLI_OPT_KV_POLICY(&b->kv_policy),
+        CLI_OPT_SEED(&b->seed),
+        {.name = "--num-prompts", .kind = CLI_INT, .dst = &b->num_prompts, .lo = 1, .hi = 10000000},
+        {.name = "--concurrency", .kind = CLI_INT, .dst = &b->concurrency, .lo = 1, .hi = 100000},
+        {.name = "--input-len", .kind = CLI_INT, .dst = &b->input_len, .lo = 1, .hi = 1000000},
+        {.name = "--output-len", .kind = CLI_INT, .dst = &b->output_len, .lo = 1, .hi = 1000000},
+        {.name = "--timeout", .kind = CLI_DOUBLE, .dst = &b->timeout_s, .lo = 1e-3, .hi = 1e7},
+        {.name = "--rate", .kind = CLI_FN, .dst = &b->rate, .fn = set_rate,
+         .what = "a number in [1e-06, 1e+09] or inf"},
+        {.name = "--extra-body", .kind = CLI_FN, .dst = &b->extra, .fn = set_extra_body,
+         .what = "a JSON object"},
+        {.name = "--goodput", .kind = CLI_FN, .dst = b, .fn = set_goodput, .multi = 1,
+         .what = "ttft:MS tpot:MS e2el:MS"},
+        {.name = "--stream", .kind = CLI_FLAG, .dst = &b->stream},
+        {.name = "--no-stream", .kind = CLI_FLAG_OFF, .dst = &b->stream},
+        {.name = "--ignore-eos", .kind = CLI_FLAG, .dst = &b->ignore_eos},
+        {.name = NULL},
+    };
+    const cli_opt *const tables[] = {opts, NULL};
+    return cli_parse("bench", argc, argv, tables);
 }
 
 int cmd_bench(int argc, char **argv) {
     bench *b = &g_bench;
     memset(b, 0, sizeof *b);
     b->url = "http://127.0.0.1:8080";
-    b->endpoint = "completions";
-    b->api_key = getenv("OPENAI_API_KEY");
     b->num_prompts = 100;
     b->input_len = 128;
     b->output_len = 128;
@@ -465,7 +450,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (rc) {
         cJSON_Delete(b->extra);
-        return rc < 0 ? 0 : rc;
+        return rc == CLI_HELP ? usage(stdout) : rc;
     }
     /* accept both http://h:p and http://h:p/v1 as the base */
     size_t pl = strlen(b->target.prefix);

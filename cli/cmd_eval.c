@@ -77,102 +77,76 @@ static int bad(const char *msg, const char *arg) {
 
 static int parse(int argc, char **argv, eval_opts *o) {
     *o = (eval_opts){.t = {.samples = 4, .length = 512, .prefix = 64, .lines = 12, .digits = 3},
-                     .policies = DEFAULT_POLICIES, .ratios = DEFAULT_RATIOS, .kv_ratio = -1};
-    const char *text = NULL;
-    for (int i = 1; i < argc; i++) {
-        int miss = 0;
-        const char *v;
-        long l;
-        double d;
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-#define STR(name, dst) \
-    if ((v = cli_opt(argc, argv, &i, name, &miss))) { dst = v; continue; }
-#define INT(name, lo, hi, dst)                                                               \
-    if ((v = cli_opt(argc, argv, &i, name, &miss))) {                                    \
-        if (cli_parse_int(v, lo, hi, &l)) {                                                  \
-            fprintf(stderr, "pivot eval: %s expects an integer in [%ld, %ld], got '%s'\n", \
-                    name, (long)(lo), (long)(hi), v);                                        \
-            return 2;                                                                        \
-        }                                                                                    \
-        dst = (int)l;                                                                        \
-        continue;                                                                            \
-    }
-        STR("--task", o->task);
-        STR("--policies", o->policies);
-        STR("--model", o->model);
-        STR("--json", o->json);
-        STR("--plot", o->plot);
-        if ((v = cli_opt(argc, argv, &i, "--device", &miss))) {
-            if (llm_device_parse(v, &o->t.device))
-                return bad("--device expects auto, cpu or cuda, got", v);
-            continue;
-        }
-        if ((v = cli_opt(argc, argv, &i, "--ratios", &miss))) {
-            o->ratios = v;
-            o->ratios_given = 1;
-            continue;
-        }
-        STR("--text", text);
-        if (!strcmp(a, "--copy-text")) { /* a flag: no value */
-            o->t.copy_text = 1;
-            continue;
-        }
-        INT("--samples", 1, 100000, o->t.samples);
-        INT("--length", 4, 1 << 20, o->t.length);
-        INT("--prefix", 1, 1 << 20, o->t.prefix);
-        INT("--lines", 1, 4096, o->t.lines);
-        INT("--digits", 1, 8, o->t.digits);
-        INT("--threads", 1, 1024, o->t.threads);
-#undef STR
-#undef INT
-        if ((v = cli_opt(argc, argv, &i, "--kv-ratio", &miss))) {
-            if (cli_parse_float(v, 0, 1, &d) || !(d > 0))
-                return bad("--kv-ratio expects a number in (0, 1], got", v);
-            o->kv_ratio = d;
-            continue;
-        }
-        if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
-            if (cli_parse_u64(v, &o->t.seed)) return bad("--seed expects a non-negative integer, got", v);
-            continue;
-        }
-        if (miss) return bad("missing value for", a);
-        fprintf(stderr, "pivot eval: unknown option '%s' (see pivot eval --help)\n", a);
-        return 2;
-    }
+                     .policies = DEFAULT_POLICIES, .kv_ratio = -1};
+    ev_task_opts *t = &o->t;
+    const cli_opt opts[] = {
+        {.name = "--task", .kind = CLI_STR, .dst = &o->task},
+        {.name = "--policies", .kind = CLI_STR, .dst = &o->policies},
+        {.name = "--json", .kind = CLI_STR, .dst = &o->json},
+        {.name = "--plot", .kind = CLI_STR, .dst = &o->plot},
+        {.name = "--ratios", .kind = CLI_STR, .dst = &o->ratios},
+        {.name = "--text", .kind = CLI_STR, .dst = &t->text},
+        {.name = "--copy-text", .kind = CLI_FLAG, .dst = &t->copy_text},
+        {.name = "--kv-ratio", .kind = CLI_DOUBLE, .dst = &o->kv_ratio,
+         .lo = 0, .hi = 1, .open_lo = 1},
+        {.name = "--samples", .kind = CLI_INT, .dst = &t->samples, .lo = 1, .hi = 100000},
+        {.name = "--length", .kind = CLI_INT, .dst = &t->length, .lo = 4, .hi = 1 << 20},
+        {.name = "--prefix", .kind = CLI_INT, .dst = &t->prefix, .lo = 1, .hi = 1 << 20},
+        {.name = "--lines", .kind = CLI_INT, .dst = &t->lines, .lo = 1, .hi = 4096},
+        {.name = "--digits", .kind = CLI_INT, .dst = &t->digits, .lo = 1, .hi = 8},
+        CLI_OPT_MODEL(&o->model),
+        CLI_OPT_DEVICE(&t->device),
+        CLI_OPT_THREADS(&t->threads),
+        CLI_OPT_SEED(&t->seed),
+        {.name = NULL},
+    };
+    const cli_opt *const tables[] = {opts, NULL};
+    int rc = cli_parse("eval", argc, argv, tables);
+    if (rc) return rc;
+    o->ratios_given = o->ratios != NULL;
+    if (!o->ratios) o->ratios = DEFAULT_RATIOS;
     if (!o->task) return bad("--task is required (ppl, copy or retrieval)", NULL);
-    if (!strcmp(o->task, "ppl")) o->t.task = EV_PPL;
-    else if (!strcmp(o->task, "copy")) o->t.task = EV_COPY;
-    else if (!strcmp(o->task, "retrieval")) o->t.task = EV_RETRIEVAL;
+    if (!strcmp(o->task, "ppl")) t->task = EV_PPL;
+    else if (!strcmp(o->task, "copy")) t->task = EV_COPY;
+    else if (!strcmp(o->task, "retrieval")) t->task = EV_RETRIEVAL;
     else return bad("unknown task (ppl, copy or retrieval):", o->task);
-    if (o->t.task == EV_PPL && o->t.prefix >= o->t.length)
+    if (t->task == EV_PPL && t->prefix >= t->length)
         return bad("--prefix must be smaller than --length", NULL);
     if (o->plot && !o->json) return bad("--plot needs --json (the plot is drawn from it)", NULL);
-    o->t.text = text ? text : DEFAULT_TEXT;
-    if ((o->t.task == EV_PPL || (o->t.task == EV_COPY && o->t.copy_text)) &&
-        access(o->t.text, R_OK)) {
-        fprintf(stderr, "pivot eval: cannot read text file '%s'\n", o->t.text);
+    if (!t->text) t->text = DEFAULT_TEXT;
+    if ((t->task == EV_PPL || (t->task == EV_COPY && t->copy_text)) && access(t->text, R_OK)) {
+        fprintf(stderr, "pivot eval: cannot read text file '%s'\n", t->text);
         return 1;
     }
-    if (o->t.threads <= 0) {
+    if (t->threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o->t.threads = n > 0 ? (int)n : 1;
+        t->threads = n > 0 ? (int)n : 1;
     }
     return 0;
+}
+
+/* Splits a copy of list (in buf) at any of seps into item[]: the count, or
+ * -1 when the list is too long or has more than max items. */
+static int split_list(const char *list, const char *seps, char *buf, size_t len, char **item,
+                      int max) {
+    int n = 0;
+    if (strlen(list) >= len) return -1;
+    strcpy(buf, list);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, seps, &save); t; t = strtok_r(NULL, seps, &save)) {
+        if (n == max) return -1;
+        item[n++] = t;
+    }
+    return n;
 }
 
 /* Splits --policies into specs: "full,mikv,lo-bits=4;quant2" ->
  * ["full", "mikv,lo-bits=4", "quant2"]. */
 static int split_policies(const char *list, char specs[][256], int max) {
-    int n = 0;
-    char buf[2048];
-    if (strlen(list) >= sizeof buf) return -1;
-    strcpy(buf, list);
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ",;", &save); t; t = strtok_r(NULL, ",;", &save)) {
+    char buf[2048], *item[512];
+    int n = 0, n_items = split_list(list, ",;", buf, sizeof buf, item, 512);
+    for (int i = 0; i < n_items; i++) {
+        char *t = item[i];
         while (*t == ' ') t++;
         if (!*t) continue;
         if (strchr(t, '=')) {
@@ -185,20 +159,14 @@ static int split_policies(const char *list, char specs[][256], int max) {
             snprintf(specs[n++], 256, "%s", t);
         }
     }
-    return n;
+    return n_items < 0 ? -1 : n;
 }
 
 static int parse_ratios(const char *s, double *r, int max) {
-    int n = 0;
-    char buf[512];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        double d;
-        if (n == max || cli_parse_float(t, 0, 1, &d) || !(d > 0)) return -1;
-        r[n++] = d;
-    }
+    char buf[512], *item[MAX_RATIOS];
+    int n = split_list(s, ",", buf, sizeof buf, item, max < MAX_RATIOS ? max : MAX_RATIOS);
+    for (int i = 0; i < n; i++)
+        if (cli_parse_float(item[i], 0, 1, &r[i]) || !(r[i] > 0)) return -1;
     return n;
 }
 
@@ -300,35 +268,13 @@ static void print_table(const eval_opts *o, const ev_run *r, int n) {
     fflush(stdout);
 }
 
-/* <dir of the repository the binary was built in>/rel, or rel in the
- * current directory when it exists there. */
-static void find_rel(const char *rel, char *buf, size_t len) {
-    snprintf(buf, len, "%s", rel);
-    if (!access(buf, R_OK)) return;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return;
-    exe[n] = 0;
-    for (int up = 0; up < 3; up++) {
-        char *s = strrchr(exe, '/');
-        if (!s) break;
-        *s = 0;
-        char cand[4200];
-        snprintf(cand, sizeof cand, "%s/%s", exe, rel);
-        if (!access(cand, R_OK)) {
-            snprintf(buf, len, "%s", cand);
-            return;
-        }
-    }
-}
-
 static int run_plot(const char *json, const char *png) {
     char script[4300], py[4300];
-    find_rel("scripts/plot_eval.py", script, sizeof script);
+    cli_find_rel("scripts/plot_eval.py", script, sizeof script);
     const char *env = getenv("PIVOT_PYTHON");
     if (env && *env) snprintf(py, sizeof py, "%s", env);
     else {
-        find_rel(".venv/bin/python", py, sizeof py);
+        cli_find_rel(".venv/bin/python", py, sizeof py);
         if (access(py, X_OK)) snprintf(py, sizeof py, "python3");
     }
     char *args[] = {py, script, (char *)json, (char *)png, NULL};
@@ -346,27 +292,16 @@ static int run_plot(const char *json, const char *png) {
 int cmd_eval(int argc, char **argv) {
     eval_opts o;
     int rc = parse(argc, argv, &o);
+    if (rc == CLI_HELP) return usage(stdout), 0;
     if (rc) return rc;
     ev_run *runs = NULL;
     int n_runs = 0;
     if ((rc = build_runs(&o, &runs, &n_runs))) return rc;
-    char mbuf[4096], err[512] = "";
-    const char *path = o.model ? o.model : cli_default_model(mbuf, sizeof mbuf);
-    llm_model *m = NULL;
+    char err[512] = "";
     ev_sample *smp = NULL;
     int n_smp = 0, status = 1;
-    if (o.t.device == LLM_DEVICE_CUDA && pvdev_cuda_count(err, sizeof err) == 0) {
-        fprintf(stderr, "pivot eval: --device cuda: no usable CUDA device (%s)\n", err);
-        goto out;
-    }
-    if ((rc = llm_load(path, &m, err, sizeof err))) {
-        fprintf(stderr, "pivot eval: cannot load model %s: %s\n", path, err[0] ? err : pv_strerror(rc));
-        goto out;
-    }
-    if (o.t.device == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, err, sizeof err)) {
-        fprintf(stderr, "pivot eval: --device cuda: %s\n", err);
-        goto out;
-    }
+    llm_model *m = cli_load_model("eval", o.model, NULL, 0, o.t.device);
+    if (!m) goto out;
     if (check_policies(m, runs, n_runs, o.t.threads)) goto out;
     if (ev_build_samples(m, &o.t, &smp, &n_smp, err, sizeof err)) {
         fprintf(stderr, "pivot eval: %s\n", err);

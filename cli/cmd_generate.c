@@ -62,134 +62,59 @@ static void usage(FILE *f) {
             "  -h, --help               this help\n");
 }
 
-/* --kv-* knob flags, applied on top of the --kv-policy preset whatever
- * their order on the command line. */
-static const char *const kv_knobs[] = {"budget", "hi-bits", "lo-bits", "lo-k-bits", "lo-v-bits",
-                                       "recent", "sinks", "window", "chunk", "group", "select",
-                                       "key-balance"};
-#define N_KV_KNOBS (int)(sizeof kv_knobs / sizeof kv_knobs[0])
-
 typedef struct {
     const char *prompt, *model, *system;
-    const char *kv_policy;
-    const char *kv_vals[N_KV_KNOBS];
-    const char *device;
-    long max_tokens, threads, batch, ctx;
+    cli_kv kv;
+    llm_device device;
+    int max_tokens, threads, batch, ctx;
     int chat, ignore_eos, special;
     smp_params sp;
 } gen_opts;
 
 static int parse(int argc, char **argv, gen_opts *o) {
-    *o = (gen_opts){.max_tokens = 256, .batch = 256};
+    *o = (gen_opts){.max_tokens = 256, .batch = 256, .device = LLM_DEVICE_AUTO};
     o->sp = smp_default_params();
     o->sp.temperature = 0.8f;
     o->sp.top_k = 40;
     o->sp.top_p = 0.95f;
     o->sp.min_p = 0.05f;
-    for (int i = 1; i < argc; i++) {
-        int miss = 0;
-        const char *v;
-        double d;
-        long l;
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-#define STR(name, field) \
-    if ((v = cli_opt(argc, argv, &i, name, &miss))) { o->field = v; continue; }
-#define INT(name, lo, hi, dst)                                                              \
-    if ((v = cli_opt(argc, argv, &i, name, &miss))) {                                   \
-        if (cli_parse_int(v, lo, hi, &l)) {                                                 \
-            fprintf(stderr, "pivot generate: %s expects an integer in [%ld, %ld], got '%s'\n", \
-                    name, (long)(lo), (long)(hi), v);                                       \
-            return 2;                                                                       \
-        }                                                                                   \
-        dst = l;                                                                            \
-        continue;                                                                           \
-    }
-#define FLT(name, lo, hi, dst)                                                             \
-    if ((v = cli_opt(argc, argv, &i, name, &miss))) {                                  \
-        if (cli_parse_float(v, lo, hi, &d)) {                                              \
-            fprintf(stderr, "pivot generate: %s expects a number in [%g, %g], got '%s'\n", \
-                    name, (double)(lo), (double)(hi), v);                                  \
-            return 2;                                                                      \
-        }                                                                                  \
-        dst = (float)d;                                                                    \
-        continue;                                                                          \
-    }
-        STR("--prompt", prompt);
-        STR("--model", model);
-        STR("--system", system);
-        STR("--device", device);
-        INT("--max-tokens", 0, 1L << 24, o->max_tokens);
-        INT("--threads", 1, 1024, o->threads);
-        INT("--batch", 1, 65536, o->batch);
-        INT("--ctx", 1, 1L << 24, o->ctx);
-        INT("--top-k", 0, 1L << 24, o->sp.top_k);
-        INT("--penalty-last-n", 0, 1L << 24, o->sp.penalty_last_n);
-        FLT("--temperature", 0, 100, o->sp.temperature);
-        FLT("--top-p", 0, 1, o->sp.top_p);
-        FLT("--min-p", 0, 1, o->sp.min_p);
-        FLT("--repeat-penalty", 0.01, 100, o->sp.repetition_penalty);
-        FLT("--presence-penalty", -2, 2, o->sp.presence_penalty);
-        FLT("--frequency-penalty", -2, 2, o->sp.frequency_penalty);
-        if ((v = cli_opt(argc, argv, &i, "--seed", &miss))) {
-            if (cli_parse_u64(v, &o->sp.seed)) {
-                fprintf(stderr, "pivot generate: --seed expects a non-negative integer, got '%s'\n", v);
-                return 2;
-            }
-            continue;
-        }
-#undef STR
-#undef INT
-#undef FLT
-        if ((v = cli_opt(argc, argv, &i, "--kv-policy", &miss))) {
-            o->kv_policy = v;
-            continue;
-        }
-        int kv_hit = 0;
-        for (int k = 0; k < N_KV_KNOBS && !kv_hit && !miss; k++) {
-            char flag[32];
-            snprintf(flag, sizeof flag, "--kv-%s", kv_knobs[k]);
-            if ((v = cli_opt(argc, argv, &i, flag, &miss))) {
-                o->kv_vals[k] = v;
-                kv_hit = 1;
-            }
-        }
-        if (kv_hit) continue;
-        if (miss) {
-            fprintf(stderr, "pivot generate: %s needs a value\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--chat")) o->chat = 1;
-        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1;
-        else if (!strcmp(a, "--special")) o->special = 1;
-        else {
-            fprintf(stderr, "pivot generate: unknown option '%s' (see pivot generate --help)\n", a);
-            return 2;
-        }
-    }
+    smp_params *sp = &o->sp;
+    const cli_opt opts[] = {
+        {.name = "--prompt", .kind = CLI_STR, .dst = &o->prompt},
+        {.name = "--system", .kind = CLI_STR, .dst = &o->system},
+        CLI_OPT_MODEL(&o->model),
+        CLI_OPT_DEVICE(&o->device),
+        CLI_OPT_THREADS(&o->threads),
+        CLI_OPT_CTX(&o->ctx),
+        CLI_OPT_SEED(&sp->seed),
+        {.name = "--max-tokens", .kind = CLI_INT, .dst = &o->max_tokens, .lo = 0, .hi = 1 << 24},
+        {.name = "--batch", .kind = CLI_INT, .dst = &o->batch, .lo = 1, .hi = 65536},
+        {.name = "--top-k", .kind = CLI_INT, .dst = &sp->top_k, .lo = 0, .hi = 1 << 24},
+        {.name = "--penalty-last-n", .kind = CLI_INT, .dst = &sp->penalty_last_n,
+         .lo = 0, .hi = 1 << 24},
+        {.name = "--temperature", .kind = CLI_FLOAT, .dst = &sp->temperature, .lo = 0, .hi = 100},
+        {.name = "--top-p", .kind = CLI_FLOAT, .dst = &sp->top_p, .lo = 0, .hi = 1},
+        {.name = "--min-p", .kind = CLI_FLOAT, .dst = &sp->min_p, .lo = 0, .hi = 1},
+        {.name = "--repeat-penalty", .kind = CLI_FLOAT, .dst = &sp->repetition_penalty,
+         .lo = 0.01, .hi = 100},
+        {.name = "--presence-penalty", .kind = CLI_FLOAT, .dst = &sp->presence_penalty,
+         .lo = -2, .hi = 2},
+        {.name = "--frequency-penalty", .kind = CLI_FLOAT, .dst = &sp->frequency_penalty,
+         .lo = -2, .hi = 2},
+        {.name = "--chat", .kind = CLI_FLAG, .dst = &o->chat},
+        {.name = "--ignore-eos", .kind = CLI_FLAG, .dst = &o->ignore_eos},
+        {.name = "--special", .kind = CLI_FLAG, .dst = &o->special},
+        {.name = NULL},
+    };
+    const cli_opt *const tables[] = {opts, cli_kv_table(&o->kv), NULL};
+    int rc = cli_parse("generate", argc, argv, tables);
+    if (rc) return rc;
     if (!o->prompt) {
         fprintf(stderr, "pivot generate: --prompt is required (see pivot generate --help)\n");
         return 2;
     }
     if (o->system && !o->chat) {
         fprintf(stderr, "pivot generate: --system needs --chat\n");
-        return 2;
-    }
-    return 0;
-}
-
-/* The policy from --kv-policy and the --kv-* knobs; 2 (usage) on error. */
-static int build_policy(const gen_opts *o, kv_policy *p) {
-    char err[256];
-    int rc = kv_policy_parse(o->kv_policy ? o->kv_policy : "full", p, err, sizeof err);
-    for (int k = 0; !rc && k < N_KV_KNOBS; k++)
-        if (o->kv_vals[k]) rc = kv_policy_set(p, kv_knobs[k], o->kv_vals[k], err, sizeof err);
-    if (!rc) rc = kv_policy_validate(p, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "pivot generate: %s\n", err);
         return 2;
     }
     return 0;
@@ -249,79 +174,20 @@ static int32_t *build_prompt(const llm_model *m, const gen_opts *o, int *n_out) 
     return ids;
 }
 
-int cmd_generate(int argc, char **argv) {
-    gen_opts o;
-    kv_policy pol;
-    int rc = parse(argc, argv, &o);
-    if (rc) return rc;
-    if ((rc = build_policy(&o, &pol))) return rc;
-    llm_device dev = LLM_DEVICE_AUTO;
-    char err[512] = "";
-    if (o.device && llm_device_parse(o.device, &dev)) {
-        fprintf(stderr, "pivot generate: --device expects auto, cpu or cuda, got '%s'\n", o.device);
-        return 2;
-    }
-    if (dev == LLM_DEVICE_CUDA && pvdev_cuda_count(err, sizeof err) == 0) {
-        fprintf(stderr, "pivot generate: --device cuda: no usable CUDA device (%s)\n", err);
-        return 1;
-    }
-    char mbuf[4096];
-    const char *path = o.model ? o.model : cli_default_model(mbuf, sizeof mbuf);
-    llm_model *m = NULL;
-    if ((rc = llm_load(path, &m, err, sizeof err))) {
-        fprintf(stderr, "pivot generate: cannot load model %s: %s\n", path, err[0] ? err : pv_strerror(rc));
-        return 1;
-    }
-    const llm_config *cf = llm_get_config(m);
-    int n_prompt = 0, status = 1;
-    int32_t *prompt = build_prompt(m, &o, &n_prompt);
-    llm_ctx *ctx = NULL;
-    smp_sampler *smp = NULL;
-    tok_stream *ts = NULL;
-    float *logits = NULL;
-    if (!prompt) goto out;
-    if (n_prompt == 0) {
-        fprintf(stderr, "pivot generate: the prompt is empty after tokenization\n");
-        goto out;
-    }
-    long ctx_len = o.ctx > 0 ? o.ctx : n_prompt + o.max_tokens;
-    if (ctx_len > cf->n_ctx_train) ctx_len = cf->n_ctx_train;
-    if (n_prompt >= ctx_len) {
-        fprintf(stderr, "pivot generate: prompt has %d tokens, the context holds %ld\n", n_prompt,
-                ctx_len);
-        goto out;
-    }
-    long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
-                         .max_ctx = (int)ctx_len, .max_batch_tokens = (int)o.batch};
-    cp.device = dev;
-    if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(m, 0, err, sizeof err)) {
-        fprintf(stderr, "pivot generate: --device cuda: %s\n", err);
-        goto out;
-    }
-    kv_shape ks = llm_kv_shape(m, &cp);
-    kv_cache *kv = NULL;
-    if ((rc = kv_create(&ks, &pol, &kv, err, sizeof err))) {
-        fprintf(stderr, "pivot generate: %s\n", err);
-        goto out;
-    }
-    if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
-        if (dev == LLM_DEVICE_CUDA && rc == PV_EUNSUPPORTED)
-            fprintf(stderr, "pivot generate: --device cuda: this --kv-policy does not run on the GPU "
-                            "(hi-bits=8 is CPU-only; a high-tier budget over ~14k tokens does "
-                            "not fit the GPU's demotion kernel)\n");
-        else
-            fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
-        goto out;
-    }
-    ts = tok_stream_new(llm_get_vocab(m), 0);
-    logits = malloc(sizeof(float) * cf->n_vocab);
+/* Prefills the prompt, then samples and streams up to max_new tokens to
+ * stdout; the timing goes to stderr. 0, or 1 after a message. */
+static int run(const gen_opts *o, const llm_model *m, llm_ctx *ctx, smp_sampler *smp,
+               const int32_t *prompt, int n_prompt, int max_new) {
+    const tok_vocab *v = llm_get_vocab(m);
+    tok_stream *ts = tok_stream_new(v, 0);
+    float *logits = malloc(sizeof(float) * llm_get_config(m)->n_vocab);
+    int rc, status = 1;
     if (!ts || !logits) goto out;
     for (int i = 0; i < n_prompt; i++) smp_accept(smp, prompt[i]);
 
     double t0 = pv_now();
-    for (int p = 0; p < n_prompt; p += (int)o.batch) {
-        int n = n_prompt - p < o.batch ? n_prompt - p : (int)o.batch;
+    for (int p = 0; p < n_prompt; p += o->batch) {
+        int n = n_prompt - p < o->batch ? n_prompt - p : o->batch;
         llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = n, .tokens = prompt + p,
                              .logits = p + n == n_prompt ? LLM_LOGITS_LAST : LLM_LOGITS_NONE};
         if ((rc = llm_decode(ctx, &e, 1, logits))) {
@@ -332,12 +198,11 @@ int cmd_generate(int argc, char **argv) {
     double t1 = pv_now();
     int pos = n_prompt, n_gen = 0;
     char piece[512];
-    long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
     while (n_gen < max_new) {
         int32_t tok = smp_sample(smp, logits);
         smp_accept(smp, tok);
         n_gen++;
-        if (!o.ignore_eos && tok_is_eog(llm_get_vocab(m), tok)) break;
+        if (!o->ignore_eos && tok_is_eog(v, tok)) break;
         int w = tok_stream_push(ts, tok, piece, sizeof piece);
         if (w > 0) {
             fwrite(piece, 1, w, stdout);
@@ -364,11 +229,65 @@ int cmd_generate(int argc, char **argv) {
                     "decode %.1f ms for %d steps (%.1f tokens/s)\n",
             n_prompt, (t1 - t0) * 1e3, n_prompt / (t1 - t0), n_gen, (t2 - t1) * 1e3, steps,
             steps > 0 ? steps / (t2 - t1) : 0.0);
-    print_kv_usage(ctx, &pol);
     status = 0;
 out:
     free(logits);
     tok_stream_free(ts);
+    return status;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o;
+    kv_policy pol;
+    int rc = parse(argc, argv, &o);
+    if (rc == CLI_HELP) return usage(stdout), 0;
+    if (rc) return rc;
+    if ((rc = cli_kv_policy("generate", o.kv.policy, o.kv.vals, &pol))) return rc;
+    llm_device dev = o.device;
+    char err[512] = "";
+    llm_model *m = cli_load_model("generate", o.model, NULL, 0, dev);
+    if (!m) return 1;
+    const llm_config *cf = llm_get_config(m);
+    int n_prompt = 0, status = 1;
+    int32_t *prompt = build_prompt(m, &o, &n_prompt);
+    llm_ctx *ctx = NULL;
+    smp_sampler *smp = NULL;
+    if (!prompt) goto out;
+    if (n_prompt == 0) {
+        fprintf(stderr, "pivot generate: the prompt is empty after tokenization\n");
+        goto out;
+    }
+    long ctx_len = o.ctx > 0 ? o.ctx : n_prompt + o.max_tokens;
+    if (ctx_len > cf->n_ctx_train) ctx_len = cf->n_ctx_train;
+    if (n_prompt >= ctx_len) {
+        fprintf(stderr, "pivot generate: prompt has %d tokens, the context holds %ld\n", n_prompt,
+                ctx_len);
+        goto out;
+    }
+    long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
+                         .max_ctx = (int)ctx_len, .max_batch_tokens = o.batch};
+    cp.device = dev;
+    kv_shape ks = llm_kv_shape(m, &cp);
+    kv_cache *kv = NULL;
+    if ((rc = kv_create(&ks, &pol, &kv, err, sizeof err))) {
+        fprintf(stderr, "pivot generate: %s\n", err);
+        goto out;
+    }
+    if ((rc = llm_ctx_create(m, &cp, kv, &ctx)) || (rc = smp_create(&o.sp, cf->n_vocab, &smp))) {
+        if (dev == LLM_DEVICE_CUDA && rc == PV_EUNSUPPORTED)
+            fprintf(stderr, "pivot generate: --device cuda: this --kv-policy does not run on the GPU "
+                            "(hi-bits=8 is CPU-only; a high-tier budget over ~14k tokens does "
+                            "not fit the GPU's demotion kernel)\n");
+        else
+            fprintf(stderr, "pivot generate: %s\n", pv_strerror(rc));
+        goto out;
+    }
+    long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
+    if (run(&o, m, ctx, smp, prompt, n_prompt, (int)max_new)) goto out;
+    print_kv_usage(ctx, &pol);
+    status = 0;
+out:
     smp_free(smp);
     llm_ctx_free(ctx);
     free(prompt);

@@ -42,121 +42,64 @@ static void usage(FILE *f) {
             "  -h, --help             this help\n");
 }
 
-static int parse_bytes(const char *s, size_t *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return -1;
-    double mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1024, end++;
-    else if (*end == 'M' || *end == 'm') mul = 1024.0 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mul = 1024.0 * 1024 * 1024, end++;
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end == 'B') end++;
-    if (*end) return -1;
-    *out = (size_t)(v * mul);
-    return 0;
-}
-
-typedef struct {
-    const char *flag, *env;
-    char kind; /* s string, i int, b bytes, f seconds */
-    void *dst;
-    double lo, hi;
-} opt;
-
-static int set_opt(const opt *o, const char *v, const char *from) {
-    long l;
-    double d;
-    size_t b;
-    switch (o->kind) {
-    case 's': *(const char **)o->dst = v; return 0;
-    case 'i':
-        if (cli_parse_int(v, (long)o->lo, (long)o->hi, &l)) break;
-        *(int *)o->dst = (int)l;
-        return 0;
-    case 'f':
-        if (cli_parse_float(v, o->lo, o->hi, &d)) break;
-        *(double *)o->dst = d;
-        return 0;
-    case 'b':
-        if (parse_bytes(v, &b) || b < (size_t)o->lo) break;
-        *(size_t *)o->dst = b;
-        return 0;
-    }
-    fprintf(stderr, "pivot serve: %s '%s' is not valid (%s)\n", from, v,
-            o->kind == 'b' ? "bytes, e.g. 2G" : o->kind == 'i' ? "an integer in range" : "a number in range");
-    return 2;
-}
-
+/* Fills c from the flags and the PIVOT_<NAME> environment variables (the
+ * flag wins) and checks what can be checked before loading anything. */
 static int parse(int argc, char **argv, srv_config *c) {
     *c = (srv_config){.host = "127.0.0.1", .port = 8080, .kv_policy = "full",
                       .kv_memory = (size_t)1 << 30, .max_seqs = 32, .max_batch_tokens = 512,
                       .prefill_chunk = 256, .max_queue = 64, .drain_timeout = 30,
                       .max_body = 4u << 20, .max_conns = 1024, .idle_timeout = 60,
                       .request_timeout = 30};
-    const opt opts[] = {
-        {"--model", "PIVOT_MODEL", 's', &c->model_path, 0, 0},
-        {"--host", "PIVOT_HOST", 's', &c->host, 0, 0},
-        {"--port", "PIVOT_PORT", 'i', &c->port, 0, 65535},
-        {"--api-key", "PIVOT_API_KEY", 's', &c->api_key, 0, 0},
-        {"--kv-policy", "PIVOT_KV_POLICY", 's', &c->kv_policy, 0, 0},
-        {"--kv-memory", "PIVOT_KV_MEMORY", 'b', &c->kv_memory, 1, 0},
-        {"--device", "PIVOT_DEVICE", 's', &c->device, 0, 0},
-        {"--max-batch", "PIVOT_MAX_BATCH", 'i', &c->max_seqs, 1, 1024},
-        {"--batch-tokens", "PIVOT_BATCH_TOKENS", 'i', &c->max_batch_tokens, 1, 65536},
-        {"--prefill-chunk", "PIVOT_PREFILL_CHUNK", 'i', &c->prefill_chunk, 1, 65536},
-        {"--max-queue", "PIVOT_MAX_QUEUE", 'i', &c->max_queue, 0, 1 << 20},
-        {"--threads", "PIVOT_THREADS", 'i', &c->threads, 1, 1024},
-        {"--ctx", "PIVOT_CTX", 'i', &c->ctx, 1, 1 << 24},
-        {"--drain-timeout", "PIVOT_DRAIN_TIMEOUT", 'f', &c->drain_timeout, 0, 86400},
-        {"--max-body", "PIVOT_MAX_BODY", 'b', &c->max_body, 1, 0},
-        {"--max-connections", "PIVOT_MAX_CONNECTIONS", 'i', &c->max_conns, 1, 1 << 20},
-        {"--idle-timeout", "PIVOT_IDLE_TIMEOUT", 'f', &c->idle_timeout, 0.001, 86400},
-        {"--request-timeout", "PIVOT_REQUEST_TIMEOUT", 'f', &c->request_timeout, 0.001, 86400},
+    int dev = -1; /* not given: the engine's auto */
+    const cli_opt opts[] = {
+        CLI_OPT_MODEL(&c->model_path, .env = "PIVOT_MODEL"),
+        {.name = "--host", .kind = CLI_STR, .dst = &c->host, .env = "PIVOT_HOST"},
+        {.name = "--port", .kind = CLI_INT, .dst = &c->port,
+         .lo = 0, .hi = 65535, .env = "PIVOT_PORT"},
+        {.name = "--api-key", .kind = CLI_STR, .dst = &c->api_key, .env = "PIVOT_API_KEY"},
+        CLI_OPT_KV_POLICY(&c->kv_policy, .env = "PIVOT_KV_POLICY"),
+        {.name = "--kv-memory", .kind = CLI_BYTES, .dst = &c->kv_memory,
+         .lo = 1, .env = "PIVOT_KV_MEMORY"},
+        CLI_OPT_DEVICE(&dev, .env = "PIVOT_DEVICE"),
+        {.name = "--max-batch", .kind = CLI_INT, .dst = &c->max_seqs, .lo = 1, .hi = 1024,
+         .env = "PIVOT_MAX_BATCH"},
+        {.name = "--batch-tokens", .kind = CLI_INT, .dst = &c->max_batch_tokens,
+         .lo = 1, .hi = 65536,
+         .env = "PIVOT_BATCH_TOKENS"},
+        {.name = "--prefill-chunk", .kind = CLI_INT, .dst = &c->prefill_chunk, .lo = 1, .hi = 65536,
+         .env = "PIVOT_PREFILL_CHUNK"},
+        {.name = "--max-queue", .kind = CLI_INT, .dst = &c->max_queue, .lo = 0, .hi = 1 << 20,
+         .env = "PIVOT_MAX_QUEUE"},
+        CLI_OPT_THREADS(&c->threads, .env = "PIVOT_THREADS"),
+        CLI_OPT_CTX(&c->ctx, .env = "PIVOT_CTX"),
+        {.name = "--drain-timeout", .kind = CLI_DOUBLE, .dst = &c->drain_timeout,
+         .lo = 0, .hi = 86400,
+         .env = "PIVOT_DRAIN_TIMEOUT"},
+        {.name = "--max-body", .kind = CLI_BYTES, .dst = &c->max_body,
+         .lo = 1, .env = "PIVOT_MAX_BODY"},
+        {.name = "--max-connections", .kind = CLI_INT, .dst = &c->max_conns, .lo = 1, .hi = 1 << 20,
+         .env = "PIVOT_MAX_CONNECTIONS"},
+        {.name = "--idle-timeout", .kind = CLI_DOUBLE, .dst = &c->idle_timeout,
+         .lo = 0.001, .hi = 86400,
+         .env = "PIVOT_IDLE_TIMEOUT"},
+        {.name = "--request-timeout", .kind = CLI_DOUBLE, .dst = &c->request_timeout, .lo = 0.001,
+         .hi = 86400, .env = "PIVOT_REQUEST_TIMEOUT"},
+        {.name = NULL},
     };
-    int n_opts = (int)(sizeof opts / sizeof *opts), rc;
-    /* environment first, flags override */
-    for (int k = 0; k < n_opts; k++) {
-        const char *v = getenv(opts[k].env);
-        if (v && *v && (rc = set_opt(&opts[k], v, opts[k].env))) return rc;
+    const cli_opt *const tables[] = {opts, NULL};
+    int rc = cli_parse("serve", argc, argv, tables);
+    if (rc == CLI_HELP) { /* here, so that cmd_serve below stays as it was */
+        usage(stdout);
+        exit(0);
     }
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-        int found = 0, miss = 0;
-        for (int k = 0; k < n_opts && !found; k++) {
-            const char *v = cli_opt(argc, argv, &i, opts[k].flag, &miss);
-            if (miss) {
-                fprintf(stderr, "pivot serve: %s needs a value\n", opts[k].flag);
-                return 2;
-            }
-            if (v) {
-                found = 1;
-                if ((rc = set_opt(&opts[k], v, opts[k].flag))) return rc;
-            }
-        }
-        if (!found) {
-            fprintf(stderr, "pivot serve: unknown option '%s' (see pivot serve --help)\n", argv[i]);
-            return 2;
-        }
-    }
+    if (rc) return rc;
     kv_policy kp;
-    char err[256] = "";
-    if (kv_policy_parse(c->kv_policy, &kp, err, sizeof err) || kv_policy_validate(&kp, err, sizeof err)) {
-        fprintf(stderr, "pivot serve: --kv-policy '%s': %s\n", c->kv_policy, err);
-        return 2;
-    }
-    llm_device dev;
-    if (c->device && llm_device_parse(c->device, &dev)) {
-        fprintf(stderr, "pivot serve: --device expects auto, cpu or cuda, got '%s'\n", c->device);
-        return 2;
-    }
+    if ((rc = cli_kv_policy("serve", c->kv_policy, NULL, &kp))) return rc;
+    if (dev >= 0) c->device = llm_device_name((llm_device)dev);
     /* Checked before loading anything: the GPU has only the plain FP16
      * cache, so a compressed default policy (and per-request ones) cannot
      * run there. */
-    if (c->device && dev == LLM_DEVICE_CUDA && !(kp.select == KV_SELECT_NONE && kp.hi_bits == 16)) {
+    if (dev == LLM_DEVICE_CUDA && !(kp.select == KV_SELECT_NONE && kp.hi_bits == 16)) {
         fprintf(stderr,
                 "pivot serve: --device cuda supports only the plain FP16 KV cache; --kv-policy "
                 "'%s' needs the CPU (use --device cpu, or --kv-policy full)\n",

@@ -6,6 +6,8 @@
 #ifndef PIVOT_PVERR_H
 #define PIVOT_PVERR_H
 
+#include <stddef.h>
+
 #define PV_ERRNO_MAP(X)                                                  \
     X(PV_OK, 0, "ok")                                                    \
     X(PV_ENOMEM, -1, "out of memory")                                    \
@@ -28,5 +30,11 @@ enum pv_errno {
 
 /* Static string for a code; unknown codes get "unknown error". */
 const char *pv_strerror(int code);
+
+/* Writes the printf-style message into err (when err is non-NULL and errlen
+ * > 0) and returns code, so a failing path is one line:
+ *   return pv_fail(err, errlen, PV_EINVAL, "bad knob '%s'", name); */
+__attribute__((format(printf, 4, 5))) int pv_fail(char *err, size_t errlen, int code,
+                                                  const char *fmt, ...);
 
 #endif

@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,18 +86,8 @@ typedef struct {
     char ctx[160]; /* what is being parsed, for messages: "key 'x'" */
 } cursor;
 
-__attribute__((format(printf, 3, 4))) static int fail(cursor *c, int code, const char *fmt, ...) {
-    if (c->err && c->errlen) {
-        int n = snprintf(c->err, c->errlen, "gguf: ");
-        if (n >= 0 && (size_t)n < c->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
-    return code;
-}
+/* Every message names the module; fmt is always a literal. */
+#define fail(c, code, fmt, ...) pv_fail((c)->err, (c)->errlen, code, "gguf: " fmt, ##__VA_ARGS__)
 
 /* Copy a file-supplied name into dst for a message: bounded, and with
  * control characters replaced so the message stays on one line. */

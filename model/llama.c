@@ -5,7 +5,6 @@
 #include "llama.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +17,6 @@
 #include "quant.h"
 #include "threadpool.h"
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* Reads "<arch>.<suffix>" as an integer; def < 0 means required. */
 static int get_arch_int(const gguf_file *g, const char *arch, const char *suffix, int64_t def,
                         int64_t *out, char *err, size_t errlen) {
@@ -38,10 +27,10 @@ static int get_arch_int(const gguf_file *g, const char *arch, const char *suffix
         *out = def;
         return PV_OK;
     }
-    if (rc == PV_ENOTFOUND) return fail(err, errlen, PV_EFORMAT, "model: missing required key %s", key);
-    if (rc) return fail(err, errlen, PV_EFORMAT, "model: key %s is not an integer", key);
+    if (rc == PV_ENOTFOUND) return pv_fail(err, errlen, PV_EFORMAT, "model: missing required key %s", key);
+    if (rc) return pv_fail(err, errlen, PV_EFORMAT, "model: key %s is not an integer", key);
     if (*out <= 0 || *out > (1 << 24))
-        return fail(err, errlen, PV_EFORMAT, "model: key %s has implausible value %lld", key,
+        return pv_fail(err, errlen, PV_EFORMAT, "model: key %s has implausible value %lld", key,
                     (long long)*out);
     return PV_OK;
 }
@@ -56,14 +45,14 @@ static int get_arch_float(const gguf_file *g, const char *arch, const char *suff
         return PV_OK;
     }
     if (rc || !isfinite(*out) || *out <= 0)
-        return fail(err, errlen, PV_EFORMAT, "model: key %s is not a positive number", key);
+        return pv_fail(err, errlen, PV_EFORMAT, "model: key %s is not a positive number", key);
     return PV_OK;
 }
 
 static int read_config(const gguf_file *g, llm_config *c, char *err, size_t errlen) {
     gguf_str a;
     if (gguf_get_str(g, "general.architecture", &a))
-        return fail(err, errlen, PV_EFORMAT, "model: missing required key general.architecture");
+        return pv_fail(err, errlen, PV_EFORMAT, "model: missing required key general.architecture");
     const char *arch;
     if (gguf_str_eq(a, "llama")) {
         c->arch = LLM_ARCH_LLAMA;
@@ -73,7 +62,7 @@ static int read_config(const gguf_file *g, llm_config *c, char *err, size_t errl
         arch = "qwen2";
     } else {
         int n = a.len > 64 ? 64 : (int)a.len;
-        return fail(err, errlen, PV_EUNSUPPORTED,
+        return pv_fail(err, errlen, PV_EUNSUPPORTED,
                     "model: unsupported architecture '%.*s' (supported: llama, qwen2)", n, a.ptr);
     }
     int64_t v;
@@ -92,18 +81,18 @@ static int read_config(const gguf_file *g, llm_config *c, char *err, size_t errl
     if ((rc = get_arch_int(g, arch, "context_length", 2048, &v, err, errlen))) return rc;
     c->n_ctx_train = (int)v;
     if (c->n_embd % c->n_heads)
-        return fail(err, errlen, PV_EFORMAT, "model: embedding_length %d not divisible by head_count %d",
+        return pv_fail(err, errlen, PV_EFORMAT, "model: embedding_length %d not divisible by head_count %d",
                     c->n_embd, c->n_heads);
     if ((rc = get_arch_int(g, arch, "attention.key_length", c->n_embd / c->n_heads, &v, err, errlen)))
         return rc;
     c->head_dim = (int)v;
     if (c->n_heads % c->n_kv_heads)
-        return fail(err, errlen, PV_EFORMAT, "model: head_count %d not divisible by head_count_kv %d",
+        return pv_fail(err, errlen, PV_EFORMAT, "model: head_count %d not divisible by head_count_kv %d",
                     c->n_heads, c->n_kv_heads);
     if ((rc = get_arch_int(g, arch, "rope.dimension_count", c->head_dim, &v, err, errlen))) return rc;
     c->rope_dim = (int)v;
     if (c->rope_dim > c->head_dim || c->rope_dim % 2)
-        return fail(err, errlen, PV_EFORMAT, "model: rope.dimension_count %d invalid for head size %d",
+        return pv_fail(err, errlen, PV_EFORMAT, "model: rope.dimension_count %d invalid for head size %d",
                     c->rope_dim, c->head_dim);
     double f;
     if ((rc = get_arch_float(g, arch, "rope.freq_base", 10000.0, &f, err, errlen))) return rc;
@@ -122,13 +111,13 @@ static int read_config(const gguf_file *g, llm_config *c, char *err, size_t errl
 static int get_weight(const gguf_file *g, const char *name, int64_t cols, int64_t rows, km_weight *w,
                       char *err, size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(g, name);
-    if (!t) return fail(err, errlen, PV_EFORMAT, "model: missing tensor %s", name);
+    if (!t) return pv_fail(err, errlen, PV_EFORMAT, "model: missing tensor %s", name);
     if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
-        return fail(err, errlen, PV_EFORMAT,
+        return pv_fail(err, errlen, PV_EFORMAT,
                     "model: tensor %s has shape [%lld,%lld], expected [%lld,%lld]", name,
                     (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
     if (!kq_weight_supported(t->type))
-        return fail(err, errlen, PV_EUNSUPPORTED, "model: unsupported tensor type %u in tensor %s",
+        return pv_fail(err, errlen, PV_EUNSUPPORTED, "model: unsupported tensor type %u in tensor %s",
                     t->type, name);
     w->type = t->type;
     w->cols = cols;
@@ -143,15 +132,15 @@ static int get_vec(const gguf_file *g, const char *name, int64_t n, int required
                    char *err, size_t errlen) {
     *out = NULL;
     const gguf_tensor *t = gguf_find_tensor(g, name);
-    if (!t) return required ? fail(err, errlen, PV_EFORMAT, "model: missing tensor %s", name) : PV_OK;
+    if (!t) return required ? pv_fail(err, errlen, PV_EFORMAT, "model: missing tensor %s", name) : PV_OK;
     if (t->n_dims != 1 || t->ne[0] != n)
-        return fail(err, errlen, PV_EFORMAT, "model: tensor %s has %lld elements, expected %lld", name,
+        return pv_fail(err, errlen, PV_EFORMAT, "model: tensor %s has %lld elements, expected %lld", name,
                     (long long)t->ne[0], (long long)n);
     float *v = malloc(sizeof(float) * n);
     if (!v) return PV_ENOMEM;
     if (kq_dequantize_row(t->type, t->data, v, n)) {
         free(v);
-        return fail(err, errlen, PV_EUNSUPPORTED, "model: cannot read tensor %s", name);
+        return pv_fail(err, errlen, PV_EUNSUPPORTED, "model: cannot read tensor %s", name);
     }
     *out = v;
     return PV_OK;
@@ -200,7 +189,7 @@ int llm_load(const char *path, llm_model **out, char *err, size_t errlen) {
     llm_config *c = &m->cfg;
     const gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
     if (!te) {
-        rc = fail(err, errlen, PV_EFORMAT, "model: missing tensor token_embd.weight");
+        rc = pv_fail(err, errlen, PV_EFORMAT, "model: missing tensor token_embd.weight");
         goto fail;
     }
     c->n_vocab = (int)te->ne[1];
@@ -218,7 +207,7 @@ int llm_load(const char *path, llm_model **out, char *err, size_t errlen) {
     if ((rc = load_layers(m, err, errlen))) goto fail;
     if ((rc = tok_load(m->g, &m->vocab, err, errlen))) goto fail;
     if (tok_n_vocab(m->vocab) > c->n_vocab) {
-        rc = fail(err, errlen, PV_EFORMAT, "model: tokenizer has %d tokens but token_embd has %d rows",
+        rc = pv_fail(err, errlen, PV_EFORMAT, "model: tokenizer has %d tokens but token_embd has %d rows",
                   tok_n_vocab(m->vocab), c->n_vocab);
         goto fail;
     }

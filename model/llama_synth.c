@@ -8,7 +8,6 @@
  * weights (host_weights = 0) therefore costs no host memory and runs only on
  * CUDA. There is no tokenizer or chat template: callers pass token ids. */
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,25 +40,15 @@ static const synth_shape shapes[] = {
               .n_vocab = 1000, .n_ctx_train = 2048, .rope_base = 10000.f}},
 };
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* Applies "key=value" to c. */
 static int set_key(llm_config *c, const char *kv, char *err, size_t errlen) {
     const char *eq = strchr(kv, '=');
-    if (!eq) return fail(err, errlen, PV_EINVAL, "synthetic: expected key=value, got '%s'", kv);
+    if (!eq) return pv_fail(err, errlen, PV_EINVAL, "synthetic: expected key=value, got '%s'", kv);
     size_t kl = (size_t)(eq - kv);
     char *end;
     double v = strtod(eq + 1, &end);
     if (end == eq + 1 || *end || !isfinite(v) || v < 0)
-        return fail(err, errlen, PV_EINVAL, "synthetic: bad value in '%s'", kv);
+        return pv_fail(err, errlen, PV_EINVAL, "synthetic: bad value in '%s'", kv);
     static const struct {
         const char *k;
         size_t off;
@@ -74,7 +63,7 @@ static int set_key(llm_config *c, const char *kv, char *err, size_t errlen) {
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (strlen(ints[i].k) == kl && !strncmp(kv, ints[i].k, kl)) {
             if (v != floor(v) || v > (1 << 24))
-                return fail(err, errlen, PV_EINVAL, "synthetic: '%s' needs an integer", kv);
+                return pv_fail(err, errlen, PV_EINVAL, "synthetic: '%s' needs an integer", kv);
             *(int *)((char *)c + ints[i].off) = (int)v;
             return PV_OK;
         }
@@ -82,7 +71,7 @@ static int set_key(llm_config *c, const char *kv, char *err, size_t errlen) {
     if (kl == 9 && !strncmp(kv, "rope_base", 9)) c->rope_base = (float)v;
     else if (kl == 3 && !strncmp(kv, "eps", 3)) c->norm_eps = (float)v;
     else
-        return fail(err, errlen, PV_EINVAL,
+        return pv_fail(err, errlen, PV_EINVAL,
                     "synthetic: unknown key '%.*s' (layers, embd, ff, heads, kv, head_dim, vocab, "
                     "ctx, rope_dim, rope_base, neox, bias, tied, eps)",
                     (int)kl, kv);
@@ -93,7 +82,7 @@ int llm_synth_parse(const char *spec, llm_config *out, char *err, size_t errlen)
     llm_config c = shapes[0].c;
     char buf[512];
     if (!spec || !*spec || strlen(spec) >= sizeof buf)
-        return fail(err, errlen, PV_EINVAL, "synthetic: empty or too long shape");
+        return pv_fail(err, errlen, PV_EINVAL, "synthetic: empty or too long shape");
     snprintf(buf, sizeof buf, "%s", spec);
     char *save = NULL;
     int first = 1;
@@ -103,7 +92,7 @@ int llm_synth_parse(const char *spec, llm_config *out, char *err, size_t errlen)
             for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
                 if (!strcmp(tok, shapes[i].name)) break;
             if (i == sizeof shapes / sizeof shapes[0])
-                return fail(err, errlen, PV_ENOTFOUND,
+                return pv_fail(err, errlen, PV_ENOTFOUND,
                             "synthetic: unknown shape '%s' (llama3-8b, llama2-7b, smollm2-135m, "
                             "smollm2-360m, tiny, or key=value,...)", tok);
             c = shapes[i].c;
@@ -114,19 +103,19 @@ int llm_synth_parse(const char *spec, llm_config *out, char *err, size_t errlen)
     }
     if (c.n_layers <= 0 || c.n_embd <= 0 || c.n_ff <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
         c.n_vocab <= 0 || c.n_ctx_train <= 0)
-        return fail(err, errlen, PV_EINVAL, "synthetic: every dimension must be positive");
+        return pv_fail(err, errlen, PV_EINVAL, "synthetic: every dimension must be positive");
     if (c.n_heads % c.n_kv_heads)
-        return fail(err, errlen, PV_EINVAL, "synthetic: heads %d not divisible by kv %d", c.n_heads,
+        return pv_fail(err, errlen, PV_EINVAL, "synthetic: heads %d not divisible by kv %d", c.n_heads,
                     c.n_kv_heads);
     if (!c.head_dim) {
         if (c.n_embd % c.n_heads)
-            return fail(err, errlen, PV_EINVAL, "synthetic: embd %d not divisible by heads %d",
+            return pv_fail(err, errlen, PV_EINVAL, "synthetic: embd %d not divisible by heads %d",
                         c.n_embd, c.n_heads);
         c.head_dim = c.n_embd / c.n_heads;
     }
     if (!c.rope_dim) c.rope_dim = c.head_dim;
     if (c.rope_dim > c.head_dim || c.rope_dim % 2)
-        return fail(err, errlen, PV_EINVAL, "synthetic: rope_dim %d invalid for head_dim %d",
+        return pv_fail(err, errlen, PV_EINVAL, "synthetic: rope_dim %d invalid for head_dim %d",
                     c.rope_dim, c.head_dim);
     if (c.rope_base <= 0) c.rope_base = 10000.f;
     if (c.norm_eps <= 0) c.norm_eps = 1e-5f;
@@ -231,7 +220,7 @@ int llm_synthetic(const char *spec, uint64_t seed, int host_weights, llm_model *
     }
     if (rc) {
         llm_free(m);
-        if (rc == PV_ENOMEM) fail(err, errlen, rc, "synthetic: out of host memory");
+        if (rc == PV_ENOMEM) pv_fail(err, errlen, rc, "synthetic: out of host memory");
         return rc;
     }
     *out = m;
