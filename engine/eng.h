@@ -81,6 +81,9 @@ const llm_model *eng_model(eng_engine *e); /* NULL until READY */
 /* The following are valid once READY. */
 int eng_max_ctx(eng_engine *e);
 const kv_policy *eng_policy(eng_engine *e); /* the default policy */
+/* Bytes the cache holds for one sequence of n tokens under p (NULL: the
+ * default policy): what a choice reserves at admission. */
+size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens);
 /* Whether this engine can run a sequence under p (shape, device): 0, or a
  * PV_* code with the reason in err. */
 int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen);

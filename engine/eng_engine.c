@@ -21,6 +21,10 @@ const llm_model *eng_model(eng_engine *e) {
 int eng_max_ctx(eng_engine *e) { return e->max_ctx; }
 const kv_policy *eng_policy(eng_engine *e) { return &e->policy; }
 
+size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens) {
+    return kv_policy_seq_bytes(p ? p : &e->policy, &e->shape, n_tokens);
+}
+
 int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen) {
     if (e->on_cuda && !(p->select == KV_SELECT_NONE && p->hi_bits == 16)) {
         snprintf(err, errlen,

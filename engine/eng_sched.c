@@ -48,8 +48,7 @@ static void admit_locked(eng_engine *e) {
 int eng_submit(eng_engine *e, eng_job *j, char *msg, size_t msglen) {
     j->kv_reserve = 0;
     for (int i = 0; i < j->n_choices; i++)
-        j->kv_reserve += kv_policy_seq_bytes(&j->p.policy, &e->shape,
-                                             j->ch[i].n_prompt + j->ch[i].max_new);
+        j->kv_reserve += eng_seq_bytes(e, &j->p.policy, j->ch[i].n_prompt + j->ch[i].max_new);
     if (j->kv_reserve > e->cfg.kv_memory || j->n_choices > e->cfg.max_seqs) {
         snprintf(msg, msglen,
                  "this request needs %zu bytes of KV cache in %d sequences; the server holds at "
