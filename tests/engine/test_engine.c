@@ -205,6 +205,24 @@ static void run_until_done(eng_job **js, int n) {
 
 static void counts(int *waiting, int *running) { eng_counts(E, waiting, running); }
 
+/* Submits js[0], holds the decoder in its first step, then submits the
+ * rest: every later job is decided while js[0] provably runs. The decoder
+ * stays held until set_hold(0). */
+static void submit_behind_first(eng_job **js, int n) {
+    set_hold(1);
+    submit(js[0]);
+    wait_held();
+    for (int i = 1; i < n; i++) submit(js[i]);
+}
+
+/* One job alone, start to finish; freed. */
+static void run_alone(const eng_params *p, int base, int n, int max_new, rec *r) {
+    eng_job *j = job_of(p, base, n, max_new, r);
+    submit(j);
+    run_until_done(&j, 1);
+    eng_job_free(j);
+}
+
 /* ---- admission ---- */
 
 Test(admission, waits_for_memory_then_runs) {
@@ -215,16 +233,13 @@ Test(admission, waits_for_memory_then_runs) {
     eng_params p = greedy();
     rec ra, rb;
     eng_job *a = job_of(&p, 1, 8, 6, &ra), *b = job_of(&p, 2, 8, 6, &rb);
-    set_hold(1);
-    submit(a);
-    wait_held();
-    submit(b);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
     int waiting, running;
     counts(&waiting, &running);
     cr_expect_eq(waiting, 1, "b should wait for a's memory");
     cr_expect_eq(running, 1);
     set_hold(0);
-    eng_job *js[] = {a, b};
     run_until_done(js, 2);
     cr_expect_eq(ra.n_ids, 6);
     cr_expect_eq(rb.n_ids, 6);
@@ -272,11 +287,7 @@ Test(admission, queue_full_is_busy_and_fifo) {
     rec rr[4];
     eng_job *js[4];
     for (int i = 0; i < 4; i++) js[i] = job_of(&p, 10 + i, 8, 4, &rr[i]);
-    set_hold(1);
-    submit(js[0]);
-    wait_held();
-    submit(js[1]);
-    submit(js[2]);
+    submit_behind_first(js, 3);
     char msg[256] = "";
     cr_expect_eq(eng_submit(E, js[3], msg, sizeof msg), PV_EBUSY);
     cr_expect(strstr(msg, "2 requests are waiting"), "message: %s", msg);
@@ -300,16 +311,14 @@ Test(admission, small_job_does_not_overtake_the_queue_head) {
     rec ra, rb, rc;
     eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_of(&p, 2, 8, 200, &rb),
             *c = job_of(&p, 3, 4, 2, &rc);
-    set_hold(1);
-    submit(a);
-    wait_held();
-    submit(b); /* waits: a and b do not fit together */
-    submit(c); /* would fit beside a, but b is first in line */
+    /* b waits: a and b do not fit together; c would fit beside a, but b is
+     * first in line */
+    eng_job *js[] = {a, b, c};
+    submit_behind_first(js, 3);
     int waiting, running;
     counts(&waiting, &running);
     cr_expect_eq(waiting, 2);
     set_hold(0);
-    eng_job *js[] = {a, b, c};
     run_until_done(js, 3);
     cr_expect_geq(rc.t_first, ra.t_end, "c overtook b");
     eng_job_free(a);
@@ -325,10 +334,8 @@ Test(cancel, queued_job_never_runs) {
     eng_params p = greedy();
     rec ra, rb;
     eng_job *a = job_of(&p, 1, 5, 4, &ra), *b = job_of(&p, 2, 7, 4, &rb);
-    set_hold(1);
-    submit(a);
-    wait_held();
-    submit(b); /* no free sequence: waits */
+    eng_job *both[] = {a, b};
+    submit_behind_first(both, 2); /* b: no free sequence, waits */
     cr_expect_eq(eng_cancel(E, b), 1, "a waiting job is unlinked at once");
     eng_job_free(b);
     set_hold(0);
@@ -349,7 +356,7 @@ Test(cancel, running_job_stops_with_cancelled) {
     eng_params p = greedy();
     rec r;
     eng_job *j = job_of(&p, 1, 5, 200, &r);
-    W.hold_at = 6; /* prefill, then a few tokens, then hold */
+    W.hold_at = 6; /* prefill, then a few tokens, then hold (no thread yet: no lock) */
     submit(j);
     wait_held();
     cr_expect_eq(eng_cancel(E, j), 0, "a running job is finished by the engine");
@@ -378,10 +385,7 @@ Test(batching, several_sequences_in_one_step) {
     rec rr[4];
     eng_job *js[4];
     for (int i = 0; i < 4; i++) js[i] = job_of(&p, 100 * i, 12 + i, 5, &rr[i]);
-    set_hold(1);
-    submit(js[0]);
-    wait_held();
-    for (int i = 1; i < 4; i++) submit(js[i]);
+    submit_behind_first(js, 4);
     set_hold(0);
     run_until_done(js, 4);
     cr_expect_eq(W.max_entries, 4, "four sequences should share a step");
@@ -398,10 +402,7 @@ Test(batching, max_seqs_respected) {
     rec rr[5];
     eng_job *js[5];
     for (int i = 0; i < 5; i++) js[i] = job_of(&p, 7 * i, 6, 6, &rr[i]);
-    set_hold(1);
-    submit(js[0]);
-    wait_held();
-    for (int i = 1; i < 5; i++) submit(js[i]);
+    submit_behind_first(js, 5);
     int waiting, running;
     counts(&waiting, &running);
     cr_expect_eq(running, 2);
@@ -422,19 +423,13 @@ Test(batching, greedy_concurrent_equals_alone) {
     enum { N = 4, NEW = 12 };
     rec alone[N], together[N];
     for (int i = 0; i < N; i++) {
-        eng_job *j = job_of(&p, 31 * i + 3, 6 + 3 * i, NEW, &alone[i]);
-        submit(j);
-        run_until_done(&j, 1);
-        eng_job_free(j);
+        run_alone(&p, 31 * i + 3, 6 + 3 * i, NEW, &alone[i]);
         cr_assert_eq(alone[i].n_ids, NEW);
     }
     eng_job *js[N];
     for (int i = 0; i < N; i++) js[i] = job_of(&p, 31 * i + 3, 6 + 3 * i, NEW, &together[i]);
-    set_hold(1);
     W.multi_steps = 0;
-    submit(js[0]);
-    wait_held();
-    for (int i = 1; i < N; i++) submit(js[i]);
+    submit_behind_first(js, N);
     set_hold(0);
     run_until_done(js, N);
     cr_expect_gt(W.multi_steps, 0);
@@ -454,13 +449,12 @@ Test(fault, failed_step_errors_every_running_job) {
     eng_params p = greedy();
     rec ra, rb;
     eng_job *a = job_of(&p, 1, 5, 50, &ra), *b = job_of(&p, 2, 6, 50, &rb);
-    set_hold(1);
-    submit(a);
-    wait_held();
-    submit(b);
-    W.fail_at = 4;
-    set_hold(0);
     eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    pthread_mutex_lock(&W.mu);
+    W.fail_at = 4; /* a later step, with both jobs in it */
+    pthread_mutex_unlock(&W.mu);
+    set_hold(0);
     run_until_done(js, 2);
     for (int k = 0; k < 2; k++) {
         rec *r = k ? &rb : &ra;
@@ -471,15 +465,12 @@ Test(fault, failed_step_errors_every_running_job) {
     }
     /* the engine goes on: the next job runs normally */
     rec rc;
-    eng_job *c = job_of(&p, 3, 5, 3, &rc);
-    submit(c);
-    run_until_done(&c, 1);
+    run_alone(&p, 3, 5, 3, &rc);
     cr_expect_eq(rc.err, 0);
     cr_expect_eq(rc.n_ids, 3);
     cr_expect_str_eq(rc.finish, "length");
     eng_job_free(a);
     eng_job_free(b);
-    eng_job_free(c);
     stop();
 }
 
@@ -489,26 +480,17 @@ Test(sampling, min_tokens_suppresses_stop_ids) {
     start((setup){0});
     eng_params p = greedy();
     rec base, r0, r3;
-    eng_job *j = job_of(&p, 5, 6, 8, &base);
-    submit(j);
-    run_until_done(&j, 1);
-    eng_job_free(j);
+    run_alone(&p, 5, 6, 8, &base);
     cr_assert_eq(base.n_ids, 8);
     int32_t stop_id = base.ids[0];
     p.stop_ids = &stop_id;
     p.n_stop_ids = 1;
-    j = job_of(&p, 5, 6, 8, &r0); /* the first token is the stop id: done at once */
-    submit(j);
-    run_until_done(&j, 1);
-    eng_job_free(j);
+    run_alone(&p, 5, 6, 8, &r0); /* the first token is the stop id: done at once */
     cr_expect_eq(r0.n_ids, 1);
     cr_expect_eq(r0.ids[0], stop_id);
     cr_expect_str_eq(r0.finish, "stop");
     p.min_tokens = 3;
-    j = job_of(&p, 5, 6, 8, &r3);
-    submit(j);
-    run_until_done(&j, 1);
-    eng_job_free(j);
+    run_alone(&p, 5, 6, 8, &r3);
     cr_assert_geq(r3.n_ids, 3, "min_tokens 3 but %d tokens", r3.n_ids);
     for (int i = 0; i < 3; i++) cr_expect_neq(r3.ids[i], stop_id, "stop id at %d < min_tokens", i);
     if (!strcmp(r3.finish, "stop")) cr_expect_eq(r3.ids[r3.n_ids - 1], stop_id);
