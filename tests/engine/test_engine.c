@@ -168,7 +168,7 @@ static void submit(eng_job *j) {
     cr_assert_eq(rc, PV_OK, "submit: %s (%s)", pv_strerror(rc), msg);
 }
 
-/* Collects until every job in js is done (20 s at most), recording. */
+/* Collects until every job in js is done (60 s at most), recording. */
 static void run_until_done(eng_job **js, int n) {
     double t0 = pv_now();
     for (;;) {
@@ -191,7 +191,7 @@ static void run_until_done(eng_job **js, int n) {
         int all = 1;
         for (int i = 0; i < n; i++) all &= eng_job_done(js[i]);
         if (all) return;
-        cr_assert(pv_now() - t0 < 20, "jobs not done in 20 s");
+        cr_assert(pv_now() - t0 < 60, "jobs not done in 60 s");
         pthread_mutex_lock(&W.mu);
         int w = W.wakes;
         struct timespec ts;
