@@ -1,13 +1,13 @@
 /* pivot serve: options (flags and PIVOT_* environment variables, the flag
- * wins), the loop thread's set-up, signals, drain and shutdown. */
-#include <signal.h>
+ * wins); the server itself is server/srv_server.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
-#include "srv.h"
+#include "kv_policy.h"
+#include "llama.h"
+#include "srv_server.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -110,121 +110,11 @@ static int parse(int argc, char **argv, srv_config *c) {
     return 0;
 }
 
-static void on_handle_closed(uv_handle_t *h) { (void)h; }
-
-/* Ends the loop once draining is over: no running work, no busy
- * connection. Every handle is closed here, so uv_run returns. */
-void srv_maybe_finish(srv_server *s) {
-    if (!s->draining || s->closed) return;
-    if (s->n_jobs > 0 || srv_conn_busy_count(s) > 0) return;
-    s->closed = 1;
-    srv_close_all_conns(s);
-    if (s->listening) uv_close((uv_handle_t *)&s->listener, on_handle_closed);
-    s->listening = 0;
-    uv_close((uv_handle_t *)&s->wake, on_handle_closed);
-    uv_close((uv_handle_t *)&s->sig_term, on_handle_closed);
-    uv_close((uv_handle_t *)&s->sig_int, on_handle_closed);
-    uv_close((uv_handle_t *)&s->drain_timer, on_handle_closed);
-}
-
-static void on_drain_timeout(uv_timer_t *t) {
-    srv_server *s = t->data;
-    fprintf(stderr, "pivot serve: drain timeout: cancelling %d requests\n", s->n_jobs);
-    srv_engine_cancel_all(s->eng);
-}
-
-static void on_signal(uv_signal_t *h, int signum) {
-    srv_server *s = h->data;
-    if (s->draining) return;
-    fprintf(stderr, "pivot serve: %s: draining (up to %.0f s)\n", signum == SIGTERM ? "SIGTERM" : "SIGINT",
-            s->cfg.drain_timeout);
-    s->draining = 1;
-    if (s->listening) uv_close((uv_handle_t *)&s->listener, on_handle_closed);
-    s->listening = 0;
-    srv_close_idle_conns(s);
-    uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)(s->cfg.drain_timeout * 1000), 0);
-    srv_maybe_finish(s);
-}
-
-static void on_wake(uv_async_t *a) {
-    srv_server *s = a->data;
-    if (!s->announced && srv_engine_state(s->eng) != SRV_LOADING) {
-        s->announced = 1;
-        if (srv_engine_state(s->eng) == SRV_READY) {
-            fprintf(stderr, "pivot serve: model %s ready on http://%s:%d\n", s->model_name,
-                    s->cfg.host, s->cfg.port);
-        } else { /* nothing to serve: exit 1 so a supervisor sees it */
-            fprintf(stderr, "pivot serve: %s\n", srv_engine_error(s->eng));
-            s->failed = 1;
-            s->draining = 1;
-            if (s->listening) uv_close((uv_handle_t *)&s->listener, on_handle_closed);
-            s->listening = 0;
-            srv_close_idle_conns(s);
-        }
-    }
-    srv_on_engine_output(s);
-}
-
-static void model_name_from_path(const char *path, char *buf, size_t len) {
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
-    size_t n = strlen(b);
-    if (n > 5 && !strcmp(b + n - 5, ".gguf")) n -= 5;
-    snprintf(buf, len, "%.*s", (int)n, b);
-}
-
 int cmd_serve(int argc, char **argv) {
-    srv_server s = {0};
-    int rc = parse(argc, argv, &s.cfg);
+    srv_config cfg;
+    int rc = parse(argc, argv, &cfg);
     if (rc) return rc;
     char mbuf[4096];
-    if (!s.cfg.model_path) s.cfg.model_path = cli_default_model(mbuf, sizeof mbuf);
-    model_name_from_path(s.cfg.model_path, s.model_name, sizeof s.model_name);
-    signal(SIGPIPE, SIG_IGN); /* a peer that vanishes must not kill the server */
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    s.loop = &loop;
-    srv_http_settings(&s.settings);
-    if (!(s.met = srv_metrics_new())) return 1;
-    uv_async_init(&loop, &s.wake, on_wake);
-    uv_signal_init(&loop, &s.sig_term);
-    uv_signal_init(&loop, &s.sig_int);
-    uv_timer_init(&loop, &s.drain_timer);
-    s.wake.data = s.sig_term.data = s.sig_int.data = s.drain_timer.data = &s;
-    uv_tcp_init(&loop, &s.listener);
-    s.listener.data = &s;
-    s.listening = 1;
-    struct sockaddr_storage addr;
-    if (uv_ip4_addr(s.cfg.host, s.cfg.port, (struct sockaddr_in *)&addr) &&
-        uv_ip6_addr(s.cfg.host, s.cfg.port, (struct sockaddr_in6 *)&addr)) {
-        fprintf(stderr, "pivot serve: --host '%s' is not an IP address\n", s.cfg.host);
-        rc = 2;
-    } else if ((rc = uv_tcp_bind(&s.listener, (const struct sockaddr *)&addr, 0)) ||
-               (rc = uv_listen((uv_stream_t *)&s.listener, 511, srv_on_connection))) {
-        fprintf(stderr, "pivot serve: cannot listen on %s:%d: %s\n", s.cfg.host, s.cfg.port,
-                uv_strerror(rc));
-        rc = 1;
-    }
-    if (!rc && srv_engine_start(&s.cfg, s.met, &s.wake, &s.eng)) {
-        fprintf(stderr, "pivot serve: cannot start the decoder thread\n");
-        rc = 1;
-    }
-    if (rc) {
-        s.draining = 1;
-        srv_maybe_finish(&s);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
-        srv_metrics_free(s.met);
-        return rc;
-    }
-    fprintf(stderr, "pivot serve: listening on http://%s:%d, loading %s\n", s.cfg.host, s.cfg.port,
-            s.cfg.model_path);
-    uv_signal_start(&s.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&s.sig_int, on_signal, SIGINT);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    srv_engine_stop(s.eng);
-    int lrc = uv_loop_close(&loop);
-    srv_metrics_free(s.met);
-    fprintf(stderr, "pivot serve: stopped%s\n", lrc ? " (loop not closed cleanly)" : "");
-    return lrc || s.failed ? 1 : 0;
+    if (!cfg.model_path) cfg.model_path = cli_default_model(mbuf, sizeof mbuf);
+    return srv_run(&cfg);
 }

@@ -20,7 +20,9 @@
     X(PV_ETRUNCATED, -8, "file truncated")                               \
     X(PV_ECTXFULL, -9, "context full")                                   \
     X(PV_ESPACE, -10, "buffer too small")                                \
-    X(PV_ENODEV, -11, "device not available")
+    X(PV_ENODEV, -11, "device not available")                           \
+    X(PV_EBUSY, -12, "busy: the queue is full")                          \
+    X(PV_ETOOBIG, -13, "larger than the whole capacity")
 
 enum pv_errno {
 #define PV_ERR_ENUM(name, val, msg) name = val,

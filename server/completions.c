@@ -1,29 +1,97 @@
 /* completions: /v1/completions and /v1/chat/completions on the loop side —
- * request -> job (tokenize, check against the model and the context), and
- * engine output -> JSON response or SSE chunks. */
+ * request -> engine job (tokenize, check against the model and the context),
+ * and engine output -> JSON response or SSE chunks.
+ *
+ * Ownership: a cmpl_req is made per accepted request and freed once the
+ * engine reports its job done (or at once when the client goes away while
+ * the job still waits). Its connection pointer is cleared when the client
+ * goes away; the engine then finishes the job as cancelled. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "srv.h"
+#include "completions.h"
+#include "eng_job.h"
+#include "prompt.h"
+#include "pverr.h"
 
-int srv_render_chat(const llm_model *m, const api_message *msgs, int n, char **out, api_error *e);
-int32_t *srv_tokenize(const llm_model *m, const char *text, int special, int add_bos, int *n);
+struct srv_cmpl {
+    eng_engine *eng;
+    const char *model_name;
+    int n_jobs;
+    uint64_t next_id;
+};
+
+/* What the client has been sent of one choice, and what it has not yet. */
+typedef struct {
+    pv_buf got; /* text not yet sent (all of it, for a plain response) */
+    api_logprob *lp;
+    int n_lp, cap_lp;
+    int tokens;
+    const char *finish;
+    int sent_finish;
+    size_t text_offset;
+} cmpl_choice;
+
+typedef struct {
+    srv_cmpl *m;
+    eng_job *job;
+    srv_conn *conn; /* NULL once the client went away */
+    char id[48];
+    api_request req;
+    int n_choices;
+    cmpl_choice *ch;
+    char policy_name[24];  /* KV policy preset, for usage.kv_cache */
+    char policy_spec[320]; /* kv_policy_describe, for usage.kv_cache.spec */
+    int started;
+} cmpl_req;
+
+srv_cmpl *srv_cmpl_new(eng_engine *eng, const char *model_name) {
+    srv_cmpl *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->eng = eng;
+    m->model_name = model_name;
+    return m;
+}
+
+void srv_cmpl_free(srv_cmpl *m) { free(m); }
+int srv_cmpl_jobs(const srv_cmpl *m) { return m->n_jobs; }
+
+/* The one place engine codes become HTTP statuses. */
+static int http_status(int pv) {
+    switch (pv) {
+    case PV_EBUSY: return 429;   /* the queue is full: retry */
+    case PV_ETOOBIG: return 400; /* never fits this server */
+    case PV_ESPACE: return 503;  /* too many distinct KV policies in use: retry */
+    default: return 500;
+    }
+}
+
+static void req_free(cmpl_req *q) {
+    if (!q) return;
+    for (int i = 0; i < q->n_choices; i++) {
+        pv_buf_free(&q->ch[i].got);
+        free(q->ch[i].lp);
+    }
+    free(q->ch);
+    eng_job_free(q->job);
+    api_request_free(&q->req);
+    free(q);
+}
 
 static int piece_fn(void *ctx, int32_t id, char *buf, int cap) {
     return tok_piece((const tok_vocab *)ctx, id, 0, buf, cap);
 }
 
 /* Prompt token lists for every prompt of the request (chat: one). */
-static int build_prompts(srv_server *s, const llm_model *m, api_request *r, int32_t ***ids,
+static int build_prompts(const llm_model *m, api_request *r, int32_t ***ids,
                          int **n, int *np, api_error *e) {
     const tok_vocab *v = llm_get_vocab(m);
     *np = r->kind == API_CHAT ? 1 : r->n_prompts;
     *ids = calloc(*np, sizeof **ids);
     *n = calloc(*np, sizeof **n);
     if (!*ids || !*n) goto oom;
-    (void)s;
     if (r->kind == API_CHAT) {
         char *text = NULL;
         if (srv_render_chat(m, r->msgs, r->n_msgs, &text, e)) return -1;
@@ -61,10 +129,10 @@ oom:
 
 /* The request's KV policy: its kv_policy (a preset or a full spec) or the
  * server's, then the kv_* knob fields on top, each error naming its field. */
-static int resolve_policy(srv_server *s, const api_request *r, kv_policy *want, api_error *e) {
+static int resolve_policy(srv_cmpl *s, const api_request *r, kv_policy *want, api_error *e) {
     char err[256] = "";
     const char *param = "kv_policy";
-    *want = *srv_engine_policy(s->eng);
+    *want = *eng_policy(s->eng);
     if (r->kv_policy && kv_policy_parse(r->kv_policy, want, err, sizeof err)) {
         api_err_set(e, 400, "kv_policy", "invalid_value", "%s", err);
         return -1;
@@ -79,148 +147,177 @@ static int resolve_policy(srv_server *s, const api_request *r, kv_policy *want, 
     }
     /* Cross-knob checks, the shape (group | head_dim) and the device; the
      * last knob given is the likeliest culprit of a combination. */
-    if (srv_engine_check_policy(s->eng, want, err, sizeof err)) {
+    if (eng_check_policy(s->eng, want, err, sizeof err)) {
         api_err_set(e, 400, param, "invalid_value", "%s", err);
         return -1;
     }
     return 0;
 }
 
-/* Checks the fields that need the model; fills *j. */
-static int make_job(srv_server *s, api_request *r, srv_job **out, api_error *e) {
-    const llm_model *m = srv_engine_model(s->eng);
-    const tok_vocab *v = llm_get_vocab(m);
-    int max_ctx = srv_engine_max_ctx(s->eng);
+static int max_new_of(const api_request *r, int max_ctx, int n_prompt) {
+    return r->max_tokens >= 0 ? r->max_tokens : r->kind == API_CHAT ? max_ctx - n_prompt : 16;
+}
+
+/* The checks that need the model (name, stop ids, context length). */
+static int check_request(srv_cmpl *s, const api_request *r, api_error *e) {
+    const tok_vocab *v = llm_get_vocab(eng_model(s->eng));
     if (r->model && strcmp(r->model, s->model_name)) {
-        api_err_set(e, 404, "model", "model_not_found", "the model '%.100s' does not exist; this server serves '%s'",
-                    r->model, s->model_name);
+        api_err_set(e, 404, "model", "model_not_found",
+                    "the model '%.100s' does not exist; this server serves '%s'", r->model,
+                    s->model_name);
         return -1;
     }
-    kv_policy want;
-    if (resolve_policy(s, r, &want, e)) return -1;
     for (int i = 0; i < r->n_stop_ids; i++)
         if (r->stop_ids[i] >= tok_n_vocab(v)) {
             api_err_set(e, 400, "stop_token_ids", "invalid_value",
-                        "token id %d is outside the vocabulary (%d tokens)", r->stop_ids[i], tok_n_vocab(v));
+                        "token id %d is outside the vocabulary (%d tokens)", r->stop_ids[i],
+                        tok_n_vocab(v));
             return -1;
         }
-    int32_t **ids = NULL;
-    int *n = NULL, np = 0, rc = -1;
-    srv_job *j = NULL;
-    if (build_prompts(s, m, r, &ids, &n, &np, e)) goto out;
-    int total_prompt = 0;
+    return 0;
+}
+
+static int check_context(const api_request *r, int max_ctx, const int *n, int np, api_error *e) {
+    const char *what = r->kind == API_CHAT ? "messages" : "prompt";
     for (int i = 0; i < np; i++) {
-        int want = r->max_tokens >= 0 ? r->max_tokens : r->kind == API_CHAT ? max_ctx - n[i] : 16;
-        if (n[i] + (want > 0 ? want : 1) > max_ctx) {
-            api_err_set(e, 400, r->kind == API_CHAT ? "messages" : "prompt", "context_length_exceeded",
+        int want = max_new_of(r, max_ctx, n[i]);
+        if (want < 1) want = 1;
+        if (n[i] + want > max_ctx) {
+            api_err_set(e, 400, what, "context_length_exceeded",
                         "This model's maximum context length is %d tokens. However, you requested "
                         "%d tokens (%d in the %s, %d in the completion). Please reduce the length "
                         "of the %s or the completion.",
-                        max_ctx, n[i] + (want > 0 ? want : 1), n[i],
-                        r->kind == API_CHAT ? "messages" : "prompt", want > 0 ? want : 1,
-                        r->kind == API_CHAT ? "messages" : "prompt");
-            goto out;
+                        max_ctx, n[i] + want, n[i], what, want, what);
+            return -1;
         }
-        total_prompt += n[i];
     }
-    j = calloc(1, sizeof *j);
-    if (!j || !(j->ch = calloc((size_t)np * r->n, sizeof *j->ch))) {
+    return 0;
+}
+
+static eng_params params_of(const api_request *r, const kv_policy *want) {
+    eng_params p = {.sampling = smp_default_params(), .has_seed = r->has_seed,
+                    .min_tokens = r->min_tokens, .ignore_eos = r->ignore_eos,
+                    .stop_ids = r->stop_ids, .n_stop_ids = r->n_stop_ids, .stop = r->stop,
+                    .n_stop = r->n_stop, .logprobs = r->logprobs, .top_logprobs = r->top_logprobs,
+                    .prompt_logprobs = r->echo && r->logprobs && r->kind == API_COMPLETIONS,
+                    .policy = *want};
+    p.sampling.temperature = r->temperature;
+    p.sampling.top_k = r->top_k;
+    p.sampling.top_p = r->top_p;
+    p.sampling.min_p = r->min_p;
+    p.sampling.repetition_penalty = r->repetition_penalty;
+    p.sampling.presence_penalty = r->presence_penalty;
+    p.sampling.frequency_penalty = r->frequency_penalty;
+    p.sampling.seed = r->seed;
+    return p;
+}
+
+/* echo: the prompt's text leads each choice of prompt i. */
+static void echo_prompt(cmpl_req *q, const tok_vocab *v, int i, const int32_t *ids, int n) {
+    const api_request *r = &q->req;
+    for (int k = 0; k < r->n; k++) {
+        cmpl_choice *c = &q->ch[i * r->n + k];
+        if (r->prompts[i].text) pv_buf_add(&c->got, r->prompts[i].text, strlen(r->prompts[i].text));
+        else srv_detokenize(v, ids, n, &c->got);
+        /* with logprobs the prompt's tokens lead the list, so the offsets
+         * count from the start of the echoed text */
+        c->text_offset = r->logprobs ? 0 : c->got.len;
+    }
+}
+
+/* The request and its engine job, from the prompts' token lists; takes *r. */
+static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, int32_t **ids,
+                    const int *n, int np, cmpl_req **out, api_error *e) {
+    int max_ctx = eng_max_ctx(s->eng), max_new[API_MAX_PROMPTS];
+    for (int i = 0; i < np; i++) max_new[i] = max_new_of(r, max_ctx, n[i]);
+    cmpl_req *q = calloc(1, sizeof *q);
+    eng_params p = params_of(r, want);
+    if (!q || !(q->ch = calloc((size_t)np * r->n, sizeof *q->ch)) ||
+        eng_job_create(&p, np, (const int32_t *const *)ids, n, max_new, r->n, &q->job)) {
+        req_free(q);
         api_err_set(e, 500, NULL, NULL, "out of memory");
-        goto out;
+        return -1;
     }
-    j->n_choices = np * r->n;
-    j->prompt_tokens = total_prompt;
-    for (int i = 0; i < np; i++)
-        for (int k = 0; k < r->n; k++) {
-            srv_choice *c = &j->ch[i * r->n + k];
-            c->index = i * r->n + k;
-            c->n_prompt = n[i];
-            c->max_new = r->max_tokens >= 0 ? r->max_tokens : r->kind == API_CHAT ? max_ctx - n[i] : 16;
-            c->prompt = malloc(sizeof(int32_t) * n[i]);
-            if (!c->prompt) {
-                api_err_set(e, 500, NULL, NULL, "out of memory");
-                goto out;
-            }
-            memcpy(c->prompt, ids[i], sizeof(int32_t) * n[i]);
-            j->kv_reserve += srv_engine_seq_bytes(s->eng, &want, c->n_prompt + c->max_new);
-            if (r->echo && r->kind == API_COMPLETIONS) {
-                if (r->prompts[i].text) {
-                    srv_buf_add(&c->got, r->prompts[i].text, strlen(r->prompts[i].text));
-                } else {
-                    char piece[256];
-                    tok_stream *ts = tok_stream_new(v, 0);
-                    for (int t = 0; ts && t < n[i]; t++) {
-                        int w = tok_stream_push(ts, ids[i][t], piece, sizeof piece);
-                        if (w > 0) srv_buf_add(&c->got, piece, (size_t)w);
-                    }
-                    int w = ts ? tok_stream_flush(ts, piece, sizeof piece) : 0;
-                    if (w > 0) srv_buf_add(&c->got, piece, (size_t)w);
-                    tok_stream_free(ts);
-                }
-                /* with logprobs the prompt's tokens lead the list, so the
-                 * offsets count from the start of the echoed text */
-                c->text_offset = r->logprobs ? 0 : c->got.len;
-            }
-        }
-    j->req = *r; /* the job owns the request from here */
+    q->m = s;
+    q->n_choices = np * r->n;
+    q->req = *r; /* the request is the job's from here */
     memset(r, 0, sizeof *r);
-    j->policy = want;
-    snprintf(j->policy_name, sizeof j->policy_name, "%s", want.preset);
-    kv_policy_describe(&want, j->policy_spec, sizeof j->policy_spec);
-    snprintf(j->id, sizeof j->id, "%s-%llx%06llx", j->req.kind == API_CHAT ? "chatcmpl" : "cmpl",
+    eng_job_set_user(q->job, q);
+    if (q->req.echo && q->req.kind == API_COMPLETIONS)
+        for (int i = 0; i < np; i++) echo_prompt(q, llm_get_vocab(eng_model(s->eng)), i, ids[i], n[i]);
+    snprintf(q->policy_name, sizeof q->policy_name, "%s", want->preset);
+    kv_policy_describe(want, q->policy_spec, sizeof q->policy_spec);
+    snprintf(q->id, sizeof q->id, "%s-%llx%06llx", q->req.kind == API_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), (unsigned long long)++s->next_id);
-    *out = j;
-    j = NULL;
-    rc = 0;
-out:
+    *out = q;
+    return 0;
+}
+
+/* Checks what needs the model and builds the request's job. */
+static int make_job(srv_cmpl *s, api_request *r, cmpl_req **out, api_error *e) {
+    kv_policy want;
+    if (check_request(s, r, e) || resolve_policy(s, r, &want, e)) return -1;
+    int32_t **ids = NULL;
+    int *n = NULL, np = 0, rc = -1;
+    if (!build_prompts(eng_model(s->eng), r, &ids, &n, &np, e) &&
+        !check_context(r, eng_max_ctx(s->eng), n, np, e))
+        rc = make_req(s, r, &want, ids, n, np, out, e);
     for (int i = 0; i < np; i++) free(ids ? ids[i] : NULL);
     free(ids);
     free(n);
-    srv_job_free(j);
     return rc;
 }
 
-void srv_handle_completions(srv_conn *c, api_kind kind) {
-    srv_server *s = srv_conn_server(c);
+static void on_gone(void *arg) {
+    cmpl_req *q = arg;
+    q->conn = NULL;
+    if (eng_cancel(q->m->eng, q->job)) { /* it never reached the decoder */
+        q->m->n_jobs--;
+        req_free(q);
+    }
+}
+
+void srv_cmpl_handle(srv_cmpl *s, srv_conn *c, api_kind kind) {
     size_t len;
     const char *body = srv_conn_body(c, &len);
     api_request r;
     api_error e;
-    srv_job *j = NULL;
+    cmpl_req *q = NULL;
     if (api_parse_request(kind, body, len, &r, &e)) {
         srv_conn_reply_error(c, &e, NULL);
         return;
     }
-    if (make_job(s, &r, &j, &e)) {
+    if (make_job(s, &r, &q, &e)) {
         api_request_free(&r);
         srv_conn_reply_error(c, &e, NULL);
         return;
     }
-    j->t_arrive = pv_now();
     char msg[256];
-    int st = srv_engine_submit(s->eng, j, msg, sizeof msg);
-    if (st) {
-        api_err_set(&e, st, NULL, st == 429 ? "queue_full" : "kv_memory_exceeded", "%s", msg);
-        srv_job_free(j);
+    int rc = eng_submit(s->eng, q->job, msg, sizeof msg);
+    if (rc) {
+        int st = http_status(rc);
+        api_err_set(&e, st, NULL, rc == PV_EBUSY ? "queue_full" : "kv_memory_exceeded", "%s", msg);
+        req_free(q);
         srv_conn_reply_error(c, &e, st == 429 ? "Retry-After: 1\r\n" : NULL);
         return;
     }
-    j->conn = c;
+    q->conn = c;
     s->n_jobs++;
-    srv_conn_set_job(c, j);
+    srv_conn_watch(c, on_gone, q);
 }
 
-static void usage_of(const srv_job *j, api_usage *u) {
-    *u = (api_usage){.prompt_tokens = j->prompt_tokens, .kv_policy = j->policy_name,
-                     .kv_spec = j->policy_spec[0] ? j->policy_spec : NULL};
-    for (int i = 0; i < j->n_choices; i++) {
-        const srv_choice *c = &j->ch[i];
-        u->completion_tokens += c->got_tokens;
-        u->kv_bytes_stored += c->kv.bytes_stored;
-        u->kv_bytes_fp16 += c->kv.bytes_fp16;
-        u->kv_tokens_high += c->kv.n_high;
-        u->kv_tokens_low += c->kv.n_low;
-        u->kv_tokens_dropped += c->kv.n_dropped;
+static void usage_of(const cmpl_req *q, api_usage *u) {
+    *u = (api_usage){.prompt_tokens = eng_job_prompt_tokens(q->job), .kv_policy = q->policy_name,
+                     .kv_spec = q->policy_spec[0] ? q->policy_spec : NULL};
+    for (int i = 0; i < q->n_choices; i++) {
+        kv_usage kv;
+        eng_job_kv_usage(q->job, i, &kv);
+        u->completion_tokens += q->ch[i].tokens;
+        u->kv_bytes_stored += kv.bytes_stored;
+        u->kv_bytes_fp16 += kv.bytes_fp16;
+        u->kv_tokens_high += kv.n_high;
+        u->kv_tokens_low += kv.n_low;
+        u->kv_tokens_dropped += kv.n_dropped;
     }
 }
 
@@ -229,82 +326,79 @@ static const char *public_finish(const char *f) {
     return !strcmp(f, "stop") ? "stop" : "length"; /* cancelled/error never reach a live client as such */
 }
 
-static void log_job(srv_conn *c, const srv_job *j) {
+static void log_job(srv_conn *c, const cmpl_req *q) {
     api_usage u;
-    usage_of(j, &u);
-    srv_conn_log_info(c, j->id, u.prompt_tokens, u.completion_tokens,
-                      j->t_first ? j->t_first - j->t_arrive : 0, u.kv_bytes_stored);
+    usage_of(q, &u);
+    double t0, t1;
+    eng_job_times(q->job, &t0, &t1, NULL);
+    srv_conn_log_info(c, q->id, u.prompt_tokens, u.completion_tokens, t1 ? t1 - t0 : 0,
+                      u.kv_bytes_stored);
 }
 
-static void stream_job(srv_server *s, srv_conn *c, srv_job *j, const api_meta *m) {
-    if (!j->started) {
+/* One SSE event of a chunk (choice o, or usage u). */
+static void send_chunk(srv_conn *c, const api_meta *m, const api_choice_out *o, int first,
+                       const api_usage *u) {
+    char *js = api_format_chunk(m, o, o ? 1 : 0, first, u);
+    size_t n;
+    char *fr = js ? api_sse_frame(js, &n) : NULL;
+    if (fr) srv_conn_stream_write(c, fr, n);
+    free(js);
+    free(fr);
+}
+
+static void stream_job(srv_conn *c, cmpl_req *q, const api_meta *m) {
+    if (!q->started) {
         srv_conn_stream_begin(c);
-        j->started = 1;
-        if (j->req.kind == API_CHAT)
-            for (int i = 0; i < j->n_choices; i++) {
-                api_choice_out o = {.index = j->ch[i].index, .text = "", .len = 0};
-                char *js = api_format_chunk(m, &o, 1, 1, NULL);
-                size_t n;
-                char *fr = js ? api_sse_frame(js, &n) : NULL;
-                if (fr) srv_conn_stream_write(c, fr, n);
-                free(js);
-                free(fr);
+        q->started = 1;
+        if (q->req.kind == API_CHAT)
+            for (int i = 0; i < q->n_choices; i++) {
+                api_choice_out o = {.index = i, .text = "", .len = 0};
+                send_chunk(c, m, &o, 1, NULL);
             }
     }
-    for (int i = 0; i < j->n_choices; i++) {
-        srv_choice *ch = &j->ch[i];
-        int fin = ch->got_finish && !ch->sent_finish;
-        if (!ch->got.len && !ch->n_got_lp && !fin) continue;
-        api_choice_out o = {.index = ch->index, .text = ch->got.p, .len = ch->got.len,
-                            .finish_reason = fin ? public_finish(ch->got_finish) : NULL,
-                            .lp = j->req.logprobs ? ch->got_lp : NULL, .n_lp = ch->n_got_lp,
+    for (int i = 0; i < q->n_choices; i++) {
+        cmpl_choice *ch = &q->ch[i];
+        int fin = ch->finish && !ch->sent_finish;
+        if (!ch->got.len && !ch->n_lp && !fin) continue;
+        api_choice_out o = {.index = i, .text = ch->got.p, .len = ch->got.len,
+                            .finish_reason = fin ? public_finish(ch->finish) : NULL,
+                            .lp = q->req.logprobs ? ch->lp : NULL, .n_lp = ch->n_lp,
                             .text_offset = ch->text_offset};
-        char *js = api_format_chunk(m, &o, 1, 0, NULL);
-        size_t n;
-        char *fr = js ? api_sse_frame(js, &n) : NULL;
-        if (fr) srv_conn_stream_write(c, fr, n);
-        free(js);
-        free(fr);
+        send_chunk(c, m, &o, 0, NULL);
         ch->text_offset += ch->got.len;
         ch->got.len = 0;
-        ch->n_got_lp = 0;
+        ch->n_lp = 0;
         ch->sent_finish |= fin;
     }
-    if (!j->done_seen) return;
-    if (j->req.include_usage) {
+    if (!eng_job_done(q->job)) return;
+    if (q->req.include_usage) {
         api_usage u;
-        usage_of(j, &u);
-        char *js = api_format_chunk(m, NULL, 0, 0, &u);
-        size_t n;
-        char *fr = js ? api_sse_frame(js, &n) : NULL;
-        if (fr) srv_conn_stream_write(c, fr, n);
-        free(js);
-        free(fr);
+        usage_of(q, &u);
+        send_chunk(c, m, NULL, 0, &u);
     }
     srv_conn_stream_write(c, API_SSE_DONE, strlen(API_SSE_DONE));
-    log_job(c, j);
-    (void)s;
+    log_job(c, q);
     srv_conn_stream_end(c);
 }
 
-static void reply_job(srv_conn *c, srv_job *j, const api_meta *m) {
+static void reply_job(srv_conn *c, cmpl_req *q, const api_meta *m) {
     static const api_logprob no_lp; /* logprobs asked for, none produced: an empty list */
-    api_choice_out *o = calloc(j->n_choices, sizeof *o);
+    api_choice_out *o = calloc(q->n_choices, sizeof *o);
     char *js = NULL;
     if (o) {
-        for (int i = 0; i < j->n_choices; i++) {
-            srv_choice *ch = &j->ch[i];
-            o[i] = (api_choice_out){.index = ch->index, .text = ch->got.p, .len = ch->got.len,
-                                    .finish_reason = public_finish(ch->got_finish),
-                                    .lp = j->req.logprobs ? (ch->got_lp ? ch->got_lp : &no_lp) : NULL,
-                                    .n_lp = ch->n_got_lp, .text_offset = ch->text_offset};
+        for (int i = 0; i < q->n_choices; i++) {
+            cmpl_choice *ch = &q->ch[i];
+            o[i] = (api_choice_out){.index = i, .text = ch->got.p, .len = ch->got.len,
+                                    .finish_reason = public_finish(ch->finish),
+                                    .lp = q->req.logprobs ? (ch->lp ? ch->lp : &no_lp) : NULL,
+                                    .n_lp = ch->n_lp, .text_offset = ch->text_offset};
         }
         api_usage u;
-        usage_of(j, &u);
-        js = api_format_response(m, o, j->n_choices, &u);
+        usage_of(q, &u);
+        js = api_format_response(m, o, q->n_choices, &u);
     }
     free(o);
-    log_job(c, j);
+    log_job(c, q);
     if (!js) {
         api_error e;
         api_err_set(&e, 500, NULL, NULL, "out of memory");
@@ -315,40 +409,54 @@ static void reply_job(srv_conn *c, srv_job *j, const api_meta *m) {
     free(js);
 }
 
-void srv_on_engine_output(srv_server *s) {
-    srv_job *list = srv_engine_collect(s->eng);
-    while (list) {
-        srv_job *j = list;
-        list = j->dirty_next;
-        srv_conn *c = j->conn;
-        if (c) {
-            api_meta m = {.kind = j->req.kind, .id = j->id, .model = s->model_name,
-                          .created = (long)time(NULL), .piece = piece_fn,
-                          .piece_ctx = (void *)llm_get_vocab(srv_engine_model(s->eng))};
-            if (j->done_seen && j->err_status && !j->started) {
-                api_error e;
-                api_err_set(&e, j->err_status, NULL, NULL, "%s", j->err_msg);
-                log_job(c, j);
-                srv_conn_reply_error(c, &e, NULL);
-            } else if (j->req.stream) {
-                stream_job(s, c, j, &m);
-            } else if (j->done_seen) {
-                reply_job(c, j, &m);
-            }
+/* Appends what the engine handed over to what the client has not seen. */
+static void take_output(cmpl_req *q) {
+    for (int i = 0; i < q->n_choices; i++) {
+        cmpl_choice *ch = &q->ch[i];
+        eng_delta d;
+        eng_job_take(q->job, i, &d);
+        if (d.len) pv_buf_add(&ch->got, d.text, d.len);
+        api_logprob *lp = d.n_lp ? pv_grow(ch->lp, &ch->cap_lp, ch->n_lp + d.n_lp, sizeof *lp) : NULL;
+        if (lp) { /* else the logprobs are lost rather than the text */
+            ch->lp = lp;
+            memcpy(lp + ch->n_lp, d.lp, sizeof *d.lp * d.n_lp);
+            ch->n_lp += d.n_lp;
         }
-        if (j->done_seen) {
-            s->n_jobs--;
-            srv_job_free(j);
-        }
+        ch->tokens = d.tokens;
+        if (d.finish) ch->finish = d.finish;
     }
-    srv_maybe_finish(s);
 }
 
-void srv_conn_detach_job(srv_conn *c, srv_job *j) {
-    srv_server *s = srv_conn_server(c);
-    j->conn = NULL;
-    if (srv_engine_cancel(s->eng, j)) { /* it never reached the engine */
-        s->n_jobs--;
-        srv_job_free(j);
+static void answer(srv_cmpl *s, cmpl_req *q) {
+    srv_conn *c = q->conn;
+    api_meta m = {.kind = q->req.kind, .id = q->id, .model = s->model_name,
+                  .created = (long)time(NULL), .piece = piece_fn,
+                  .piece_ctx = (void *)llm_get_vocab(eng_model(s->eng))};
+    const char *msg;
+    int err = eng_job_error(q->job, &msg);
+    if (eng_job_done(q->job) && err && !q->started) {
+        api_error e;
+        api_err_set(&e, http_status(err), NULL, NULL, "%s", msg);
+        log_job(c, q);
+        srv_conn_reply_error(c, &e, NULL);
+    } else if (q->req.stream) {
+        stream_job(c, q, &m);
+    } else if (eng_job_done(q->job)) {
+        reply_job(c, q, &m);
+    }
+}
+
+void srv_cmpl_on_output(srv_cmpl *s) {
+    eng_job *list = eng_collect(s->eng);
+    while (list) {
+        eng_job *j = list;
+        list = eng_job_next(j);
+        cmpl_req *q = eng_job_user(j);
+        take_output(q);
+        if (q->conn) answer(s, q);
+        if (eng_job_done(j)) {
+            s->n_jobs--;
+            req_free(q);
+        }
     }
 }

@@ -1,11 +1,13 @@
 /* metrics: Prometheus counters, gauges and histograms, vLLM's names with the
  * `pivot:` prefix. Written by the decoder thread, read by the loop thread;
  * one mutex, held only to copy numbers. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "srv.h"
+#include "metrics.h"
+#include "pvbuf.h"
 
 #define MAX_BUCKETS 20
 
@@ -22,7 +24,7 @@ struct srv_metrics {
     pthread_mutex_t mu;
     unsigned long prompt_tokens, gen_tokens, req_ok, req_abort, req_error;
     hist ttft, tpot, e2e;
-    srv_gauges g;
+    eng_gauges g;
 };
 
 static void hist_init(hist *h, const char *name, const char *help, const double *le, int n) {
@@ -82,23 +84,23 @@ void srv_metrics_request(srv_metrics *m, int prompt_tokens, int gen_tokens, doub
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_set_gauges(srv_metrics *m, const srv_gauges *g) {
+void srv_metrics_set_gauges(srv_metrics *m, const eng_gauges *g) {
     pthread_mutex_lock(&m->mu);
     m->g = *g;
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_get_gauges(srv_metrics *m, srv_gauges *g) {
+void srv_metrics_get_gauges(srv_metrics *m, eng_gauges *g) {
     pthread_mutex_lock(&m->mu);
     *g = m->g;
     pthread_mutex_unlock(&m->mu);
 }
 
-static void put_hist(srv_buf *b, const hist *h, const char *model) {
+static void put_hist(pv_buf *b, const hist *h, const char *model) {
     char line[256];
     int n = snprintf(line, sizeof line, "# HELP pivot:%s %s\n# TYPE pivot:%s histogram\n", h->name,
                      h->help, h->name);
-    srv_buf_add(b, line, n);
+    pv_buf_add(b, line, n);
     unsigned long cum = 0;
     for (int i = 0; i <= h->n; i++) {
         cum += h->count[i];
@@ -108,22 +110,22 @@ static void put_hist(srv_buf *b, const hist *h, const char *model) {
         else
             n = snprintf(line, sizeof line, "pivot:%s_bucket{model_name=\"%s\",le=\"+Inf\"} %lu\n",
                          h->name, model, cum);
-        srv_buf_add(b, line, n);
+        pv_buf_add(b, line, n);
     }
     n = snprintf(line, sizeof line, "pivot:%s_sum{model_name=\"%s\"} %.6f\npivot:%s_count{model_name=\"%s\"} %lu\n",
                  h->name, model, h->sum, h->name, model, h->total);
-    srv_buf_add(b, line, n);
+    pv_buf_add(b, line, n);
 }
 
-static void put(srv_buf *b, const char *type, const char *name, const char *help,
+static void put(pv_buf *b, const char *type, const char *name, const char *help,
                 const char *model, const char *labels, double v) {
     char line[512];
     int n = snprintf(line, sizeof line, "# HELP pivot:%s %s\n# TYPE pivot:%s %s\n", name, help,
                      name, type);
-    srv_buf_add(b, line, n);
+    pv_buf_add(b, line, n);
     n = snprintf(line, sizeof line, "pivot:%s{model_name=\"%s\"%s} %.17g\n", name, model,
                  labels ? labels : "", v);
-    srv_buf_add(b, line, n);
+    pv_buf_add(b, line, n);
 }
 
 char *srv_metrics_render(srv_metrics *m, const char *model) {
@@ -131,8 +133,8 @@ char *srv_metrics_render(srv_metrics *m, const char *model) {
     pthread_mutex_lock(&m->mu);
     c = *m;
     pthread_mutex_unlock(&m->mu);
-    srv_buf b = {0};
-    const srv_gauges *g = &c.g;
+    pv_buf b = {0};
+    const eng_gauges *g = &c.g;
     put(&b, "gauge", "num_requests_running", "Requests in the running batch.", model, NULL, g->running);
     put(&b, "gauge", "num_requests_waiting", "Requests waiting for KV memory.", model, NULL, g->waiting);
     put(&b, "gauge", "kv_cache_usage_perc", "Fraction of the KV pool reserved (1 = full).", model,
@@ -164,13 +166,13 @@ char *srv_metrics_render(srv_metrics *m, const char *model) {
     int n = snprintf(line, sizeof line,
                      "# HELP pivot:request_success_total Finished requests by outcome.\n"
                      "# TYPE pivot:request_success_total counter\n");
-    srv_buf_add(&b, line, n);
+    pv_buf_add(&b, line, n);
     const char *names[] = {"ok", "abort", "error"};
     unsigned long vals[] = {c.req_ok, c.req_abort, c.req_error};
     for (int i = 0; i < 3; i++) {
         n = snprintf(line, sizeof line, "pivot:request_success_total{model_name=\"%s\",outcome=\"%s\"} %lu\n",
                      model, names[i], vals[i]);
-        srv_buf_add(&b, line, n);
+        pv_buf_add(&b, line, n);
     }
     put_hist(&b, &c.ttft, model);
     put_hist(&b, &c.tpot, model);

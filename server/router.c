@@ -8,8 +8,25 @@
 #include <strings.h>
 #include <time.h>
 
-#include "srv.h"
+#include <llhttp.h>
+
+#include "prompt.h"
+#include "router.h"
 #include "unicode.h"
+
+struct srv_router {
+    srv_router_deps d;
+    int draining;
+};
+
+srv_router *srv_router_new(const srv_router_deps *d) {
+    srv_router *r = calloc(1, sizeof *r);
+    if (r) r->d = *d;
+    return r;
+}
+
+void srv_router_free(srv_router *r) { free(r); }
+void srv_router_set_draining(srv_router *r) { r->draining = 1; }
 
 static void reply_json(srv_conn *c, int status, cJSON *o) {
     char *s = cJSON_PrintUnformatted(o);
@@ -24,83 +41,39 @@ static void reply_json(srv_conn *c, int status, cJSON *o) {
     free(s);
 }
 
-static void handle_health(srv_conn *c) {
-    srv_server *s = srv_conn_server(c);
-    int st = srv_engine_state(s->eng);
-    const char *what = st == SRV_READY ? (s->draining ? "draining" : "ok")
-                       : st == SRV_LOADING ? "loading" : "failed";
+static void handle_health(srv_router *s, srv_conn *c) {
+    int st = eng_state(s->d.eng);
+    const char *what = st == ENG_READY ? (s->draining ? "draining" : "ok")
+                       : st == ENG_LOADING ? "loading" : "failed";
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", what);
-    if (st == SRV_FAILED) cJSON_AddStringToObject(o, "error", srv_engine_error(s->eng));
-    reply_json(c, st == SRV_READY && !s->draining ? 200 : 503, o);
+    if (st == ENG_FAILED) cJSON_AddStringToObject(o, "error", eng_error(s->d.eng));
+    reply_json(c, st == ENG_READY && !s->draining ? 200 : 503, o);
 }
 
-static void handle_models(srv_conn *c) {
-    srv_server *s = srv_conn_server(c);
+static void handle_models(srv_router *s, srv_conn *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
     cJSON *d = cJSON_AddArrayToObject(o, "data");
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", s->model_name);
+    cJSON_AddStringToObject(m, "id", s->d.model_name);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", (double)time(NULL));
     cJSON_AddStringToObject(m, "owned_by", "pivot");
-    cJSON_AddNumberToObject(m, "max_model_len", srv_engine_max_ctx(s->eng));
+    cJSON_AddNumberToObject(m, "max_model_len", eng_max_ctx(s->d.eng));
     cJSON_AddItemToArray(d, m);
     reply_json(c, 200, o);
 }
 
-static void handle_metrics(srv_conn *c) {
-    srv_server *s = srv_conn_server(c);
-    char *t = srv_metrics_render(s->met, s->model_name);
+static void handle_metrics(srv_router *s, srv_conn *c) {
+    char *t = srv_metrics_render(s->d.met, s->d.model_name);
     const char *b = t ? t : "";
     srv_conn_reply(c, 200, "text/plain; version=0.0.4", b, strlen(b), NULL);
     free(t);
 }
 
-/* Renders chat messages with the model's template (shared with completions). */
-int srv_render_chat(const llm_model *m, const api_message *msgs, int n, char **out, api_error *e) {
-    const chat_template *t = llm_get_chat(m);
-    if (chat_template_kind(t) == CHAT_UNKNOWN) {
-        api_err_set(e, 400, "messages", "chat_template_unsupported",
-                    "the model's chat template is not one Pivot recognizes (ChatML, Llama-3, "
-                    "Llama-2/Mistral)");
-        return -1;
-    }
-    chat_msg *cm = malloc(sizeof *cm * (n > 0 ? n : 1));
-    if (!cm) {
-        api_err_set(e, 500, NULL, NULL, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < n; i++) cm[i] = (chat_msg){msgs[i].role, msgs[i].content};
-    int rc = chat_render(t, cm, n, 1, out);
-    free(cm);
-    if (rc) {
-        api_err_set(e, 400, "messages", "invalid_value", "cannot render the messages");
-        return -1;
-    }
-    return 0;
-}
-
-/* Tokenizes text (special tokens parsed when `special`), BOS first when the
- * model wants it and add_bos. Returns a malloc'ed array or NULL. */
-int32_t *srv_tokenize(const llm_model *m, const char *text, int special, int add_bos, int *n) {
-    const tok_vocab *v = llm_get_vocab(m);
-    int bos = add_bos && tok_add_bos(v) && tok_bos(v) >= 0;
-    size_t len = strlen(text);
-    int need = tok_encode(v, text, len, special, NULL, 0);
-    if (need < 0) return NULL;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(need + bos + 1));
-    if (!ids) return NULL;
-    if (bos) ids[0] = tok_bos(v);
-    tok_encode(v, text, len, special, ids + bos, need);
-    *n = need + bos;
-    return ids;
-}
-
-static void handle_tokenize(srv_conn *c) {
-    srv_server *s = srv_conn_server(c);
-    const llm_model *m = srv_engine_model(s->eng);
+static void handle_tokenize(srv_router *s, srv_conn *c) {
+    const llm_model *m = eng_model(s->d.eng);
     size_t len;
     const char *body = srv_conn_body(c, &len);
     api_tok_request r;
@@ -125,14 +98,13 @@ static void handle_tokenize(srv_conn *c) {
     cJSON *a = cJSON_AddArrayToObject(o, "tokens");
     for (int i = 0; ids && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
     cJSON_AddNumberToObject(o, "count", n);
-    cJSON_AddNumberToObject(o, "max_model_len", srv_engine_max_ctx(s->eng));
+    cJSON_AddNumberToObject(o, "max_model_len", eng_max_ctx(s->d.eng));
     free(ids);
     reply_json(c, 200, o);
 }
 
-static void handle_detokenize(srv_conn *c) {
-    srv_server *s = srv_conn_server(c);
-    const llm_model *m = srv_engine_model(s->eng);
+static void handle_detokenize(srv_router *s, srv_conn *c) {
+    const llm_model *m = eng_model(s->d.eng);
     const tok_vocab *v = llm_get_vocab(m);
     size_t len;
     const char *body = srv_conn_body(c, &len);
@@ -150,20 +122,12 @@ static void handle_detokenize(srv_conn *c) {
             srv_conn_reply_error(c, &e, NULL);
             return;
         }
-    srv_buf out = {0};
-    tok_stream *ts = tok_stream_new(v, 0);
-    char piece[512];
-    for (int i = 0; ts && i < r.n_ids; i++) {
-        int w = tok_stream_push(ts, r.ids[i], piece, sizeof piece);
-        if (w > 0) srv_buf_add(&out, piece, (size_t)w);
-    }
-    int w = ts ? tok_stream_flush(ts, piece, sizeof piece) : 0;
-    if (w > 0) srv_buf_add(&out, piece, (size_t)w);
-    tok_stream_free(ts);
+    pv_buf out = {0};
+    srv_detokenize(v, r.ids, r.n_ids, &out);
     api_tok_request_free(&r);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "prompt", out.p ? out.p : "");
-    srv_buf_free(&out);
+    pv_buf_free(&out);
     reply_json(c, 200, o);
 }
 
@@ -171,11 +135,11 @@ typedef struct {
     const char *path;
     int method; /* HTTP_GET / HTTP_POST */
     int api;    /* needs auth, a loaded model, JSON and not draining */
-    void (*fn)(srv_conn *c);
+    void (*fn)(srv_router *s, srv_conn *c);
 } route;
 
-static void h_cmpl(srv_conn *c) { srv_handle_completions(c, API_COMPLETIONS); }
-static void h_chat(srv_conn *c) { srv_handle_completions(c, API_CHAT); }
+static void h_cmpl(srv_router *s, srv_conn *c) { srv_cmpl_handle(s->d.cmpl, c, API_COMPLETIONS); }
+static void h_chat(srv_router *s, srv_conn *c) { srv_cmpl_handle(s->d.cmpl, c, API_CHAT); }
 
 static const route routes[] = {
     {"/health", HTTP_GET, 0, handle_health},
@@ -199,8 +163,7 @@ static int auth_ok(srv_conn *c, const char *key) {
     return diff == 0;
 }
 
-void srv_route(srv_conn *c) {
-    srv_server *s = srv_conn_server(c);
+void srv_route(srv_router *s, srv_conn *c) {
     char path[256];
     const char *url = srv_conn_url(c);
     /* Copy at most sizeof path - 1 bytes of the path part; every index below
@@ -229,17 +192,18 @@ void srv_route(srv_conn *c) {
         return;
     }
     if (r->api) {
-        if (s->cfg.api_key && !auth_ok(c, s->cfg.api_key)) {
+        const char *key = s->d.cfg->api_key;
+        if (key && !auth_ok(c, key)) {
             api_err_set(&e, 401, NULL, "invalid_api_key",
                         "missing or wrong API key: send 'Authorization: Bearer <key>'");
             srv_conn_reply_error(c, &e, "WWW-Authenticate: Bearer\r\n");
             return;
         }
-        int st = srv_engine_state(s->eng);
-        if (st != SRV_READY || s->draining) {
-            api_err_set(&e, 503, NULL, st == SRV_LOADING ? "model_loading" : "unavailable", "%s",
-                        st == SRV_LOADING ? "the model is loading; retry shortly"
-                        : st == SRV_FAILED ? "the model failed to load"
+        int st = eng_state(s->d.eng);
+        if (st != ENG_READY || s->draining) {
+            api_err_set(&e, 503, NULL, st == ENG_LOADING ? "model_loading" : "unavailable", "%s",
+                        st == ENG_LOADING ? "the model is loading; retry shortly"
+                        : st == ENG_FAILED ? "the model failed to load"
                                            : "the server is shutting down");
             srv_conn_reply_error(c, &e, "Retry-After: 1\r\n");
             return;
@@ -262,5 +226,5 @@ void srv_route(srv_conn *c) {
             return;
         }
     }
-    r->fn(c);
+    r->fn(s, c);
 }

@@ -15,16 +15,31 @@
 #include <string.h>
 #include <strings.h>
 
-#include "srv.h"
+#include <llhttp.h>
+
+#include "pvbuf.h"
+#include "pvtime.h"
+#include "srv_http.h"
 
 #define MAX_HEADER_BYTES (16 * 1024)
 #define MAX_URL 8192
 #define MAX_PEND (1 << 20)
 
+struct srv_http {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    llhttp_settings_t settings;
+    srv_http_limits lim;
+    srv_http_hooks hooks;
+    srv_conn *conns; /* all open connections */
+    int n_conns;
+    int draining, listening;
+};
+
 struct srv_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
-    srv_server *srv;
+    srv_http *srv;
     srv_conn *prev, *next; /* srv->conns */
     llhttp_t parser;
     int handles_open;
@@ -39,8 +54,8 @@ struct srv_conn {
     char hval[1024];
     size_t hval_len;
     char ctype[128], auth[1024];
-    srv_buf body;
-    srv_buf pend; /* bytes received but not yet parsed */
+    pv_buf body;
+    pv_buf pend; /* bytes received but not yet parsed */
     /* response */
     int streaming;
     int status;
@@ -50,7 +65,8 @@ struct srv_conn {
     int log_in, log_out;
     double log_ttft;
     size_t log_kv;
-    srv_job *job;
+    void (*gone)(void *arg); /* srv_conn_watch */
+    void *gone_arg;
 };
 
 typedef struct {
@@ -64,7 +80,6 @@ typedef struct {
 static void conn_process(srv_conn *c);
 static void conn_timer_cb(uv_timer_t *t);
 
-srv_server *srv_conn_server(srv_conn *c) { return c->srv; }
 const char *srv_conn_url(srv_conn *c) { return c->url; }
 int srv_conn_method(srv_conn *c) { return (int)llhttp_get_method(&c->parser); }
 const char *srv_conn_body(srv_conn *c, size_t *len) {
@@ -79,22 +94,27 @@ const char *srv_conn_header(srv_conn *c, const char *name) {
 
 /* ---- close path ---- */
 
+static void changed(srv_http *h) {
+    if (h->hooks.changed) h->hooks.changed(h->hooks.arg);
+}
+
 static void on_handle_closed(uv_handle_t *h) {
     srv_conn *c = h->data;
     if (--c->handles_open > 0) return;
-    srv_server *s = c->srv;
-    srv_buf_free(&c->body);
-    srv_buf_free(&c->pend);
+    srv_http *s = c->srv;
+    pv_buf_free(&c->body);
+    pv_buf_free(&c->pend);
     free(c);
-    srv_maybe_finish(s);
+    changed(s);
 }
 
 void srv_conn_close(srv_conn *c) {
     if (c->closing) return;
     c->closing = 1;
-    if (c->job) srv_conn_detach_job(c, c->job);
-    c->job = NULL;
-    srv_server *s = c->srv;
+    void (*gone)(void *) = c->gone;
+    c->gone = NULL;
+    if (gone) gone(c->gone_arg);
+    srv_http *s = c->srv;
     if (c->prev) c->prev->next = c->next;
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -152,7 +172,7 @@ static void response_done(srv_conn *c) {
     c->busy = 0;
     c->streaming = 0;
     c->log_id[0] = 0;
-    c->job = NULL;
+    c->gone = NULL;
     if (c->closing) return;
     if (closes_after(c)) { /* the last write's callback closes it */
         c->done = 1;
@@ -160,7 +180,7 @@ static void response_done(srv_conn *c) {
     }
     llhttp_resume(&c->parser);
     if (!c->in_process) conn_process(c);
-    srv_maybe_finish(c->srv);
+    changed(c->srv);
 }
 
 void srv_conn_reply(srv_conn *c, int status, const char *ctype, const char *body, size_t len,
@@ -301,7 +321,7 @@ static int on_header_value_complete(llhttp_t *p) {
 
 static int on_headers_complete(llhttp_t *p) {
     srv_conn *c = p->data;
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->cfg.max_body) {
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->lim.max_body) {
         c->parse_error = 413;
         return HPE_USER;
     }
@@ -310,11 +330,11 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     srv_conn *c = p->data;
-    if (c->body.len + len > c->srv->cfg.max_body) { /* chunked bodies have no length up front */
+    if (c->body.len + len > c->srv->lim.max_body) { /* chunked bodies have no length up front */
         c->parse_error = 413;
         return HPE_USER;
     }
-    return srv_buf_add(&c->body, at, len) ? HPE_USER : 0;
+    return pv_buf_add(&c->body, at, len) ? HPE_USER : 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -332,7 +352,7 @@ static void parse_failed(srv_conn *c) {
     if (!c->t_start) c->t_start = pv_now();
     if (st == 413)
         api_err_set(&e, 413, NULL, "request_too_large", "the request body exceeds %zu bytes",
-                    c->srv->cfg.max_body);
+                    c->srv->lim.max_body);
     else if (st == 414) api_err_set(&e, 414, NULL, "uri_too_long", "the URL exceeds %d bytes", MAX_URL);
     else if (st == 431)
         api_err_set(&e, 431, NULL, "headers_too_large", "the request headers exceed %d bytes",
@@ -349,21 +369,21 @@ static void parse_failed(srv_conn *c) {
 static void conn_process(srv_conn *c) {
     c->in_process = 1;
     while (!c->closing && !c->busy && !c->done && c->pend.len) {
-        srv_buf data = c->pend;
-        c->pend = (srv_buf){0};
+        pv_buf data = c->pend;
+        c->pend = (pv_buf){0};
         llhttp_errno_t rc = llhttp_execute(&c->parser, data.p, data.len);
         if (rc == HPE_PAUSED) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             size_t used = pos ? (size_t)(pos - data.p) : data.len;
-            if (used < data.len) srv_buf_add(&c->pend, data.p + used, data.len - used);
-            srv_buf_free(&data);
+            if (used < data.len) pv_buf_add(&c->pend, data.p + used, data.len - used);
+            pv_buf_free(&data);
             c->busy = 1;
-            srv_route(c);
+            c->srv->hooks.request(c->srv->hooks.arg, c);
         } else if (rc != HPE_OK) {
-            srv_buf_free(&data);
+            pv_buf_free(&data);
             parse_failed(c);
         } else {
-            srv_buf_free(&data);
+            pv_buf_free(&data);
         }
     }
     c->in_process = 0;
@@ -375,9 +395,9 @@ static void conn_process(srv_conn *c) {
     /* The request timeout counts from the request's first byte: re-arming
      * it in full on every read would let a client that drips a byte at a
      * time (slowloris) hold the connection forever. */
-    double t = c->srv->cfg.idle_timeout;
+    double t = c->srv->lim.idle_timeout;
     if (c->in_message) {
-        t = c->srv->cfg.request_timeout - (pv_now() - c->t_start);
+        t = c->srv->lim.request_timeout - (pv_now() - c->t_start);
         if (t < 0) t = 0;
     }
     uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(t * 1000), 0);
@@ -416,19 +436,19 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
         return;
     }
     if (n > 0) {
-        if (c->pend.len + (size_t)n > MAX_PEND + c->srv->cfg.max_body) {
+        if (c->pend.len + (size_t)n > MAX_PEND + c->srv->lim.max_body) {
             free(buf->base);
             srv_conn_close(c);
             return;
         }
-        srv_buf_add(&c->pend, buf->base, (size_t)n);
+        pv_buf_add(&c->pend, buf->base, (size_t)n);
     }
     free(buf->base);
     if (!c->busy) conn_process(c);
 }
 
-void srv_on_connection(uv_stream_t *listener, int status) {
-    srv_server *s = listener->data;
+static void on_connection(uv_stream_t *listener, int status) {
+    srv_http *s = listener->data;
     if (status < 0) return;
     srv_conn *c = calloc(1, sizeof *c);
     if (!c) return;
@@ -443,17 +463,17 @@ void srv_on_connection(uv_stream_t *listener, int status) {
     s->n_conns++;
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) || s->n_conns > s->cfg.max_conns ||
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) || s->n_conns > s->lim.max_conns ||
         s->draining) {
         srv_conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(s->cfg.idle_timeout * 1000), 0);
+    uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(s->lim.idle_timeout * 1000), 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-void srv_http_settings(llhttp_settings_t *st) {
+static void http_settings(llhttp_settings_t *st) {
     llhttp_settings_init(st);
     st->on_message_begin = on_message_begin;
     st->on_url = on_url;
@@ -465,7 +485,44 @@ void srv_http_settings(llhttp_settings_t *st) {
     st->on_message_complete = on_message_complete;
 }
 
-void srv_close_idle_conns(srv_server *s) {
+srv_http *srv_http_new(uv_loop_t *loop, const srv_http_limits *lim, const srv_http_hooks *hooks) {
+    srv_http *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->loop = loop;
+    h->lim = *lim;
+    h->hooks = *hooks;
+    http_settings(&h->settings);
+    uv_tcp_init(loop, &h->listener);
+    h->listener.data = h;
+    h->listening = 1; /* the handle is open: stop_listening closes it */
+    return h;
+}
+
+void srv_http_free(srv_http *h) { free(h); }
+
+int srv_http_listen(srv_http *h, const struct sockaddr *addr) {
+    int rc = uv_tcp_bind(&h->listener, addr, 0);
+    return rc ? rc : uv_listen((uv_stream_t *)&h->listener, 511, on_connection);
+}
+
+int srv_http_port(srv_http *h) {
+    struct sockaddr_storage a;
+    int len = sizeof a;
+    if (uv_tcp_getsockname(&h->listener, (struct sockaddr *)&a, &len)) return 0;
+    return a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
+                                   : ntohs(((struct sockaddr_in *)&a)->sin_port);
+}
+
+static void on_listener_closed(uv_handle_t *h) { (void)h; }
+
+void srv_http_stop_listening(srv_http *h) {
+    if (h->listening) uv_close((uv_handle_t *)&h->listener, on_listener_closed);
+    h->listening = 0;
+}
+
+void srv_http_set_draining(srv_http *h) { h->draining = 1; }
+
+void srv_http_close_idle(srv_http *s) {
     srv_conn *c = s->conns;
     while (c) {
         srv_conn *next = c->next;
@@ -474,14 +531,19 @@ void srv_close_idle_conns(srv_server *s) {
     }
 }
 
-void srv_close_all_conns(srv_server *s) {
+void srv_http_close_all(srv_http *s) {
     while (s->conns) srv_conn_close(s->conns);
 }
 
-int srv_conn_busy_count(srv_server *s) {
+int srv_http_busy_count(srv_http *s) {
     int n = 0;
     for (srv_conn *c = s->conns; c; c = c->next) n += c->busy;
     return n;
 }
 
-void srv_conn_set_job(srv_conn *c, srv_job *j) { c->job = j; }
+int srv_http_conn_count(srv_http *s) { return s->n_conns; }
+
+void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg) {
+    c->gone = gone;
+    c->gone_arg = arg;
+}

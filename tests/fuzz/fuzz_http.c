@@ -2,10 +2,10 @@
  * bytes -> libuv read -> llhttp -> router -> API parsing/validation ->
  * tokenizing -> the decoder thread -> responses/SSE — in one process.
  *
- * No seam in server/: the harness builds a srv_server exactly as cmd_serve
- * does (same files, same callbacks), listens on an ephemeral loopback port
- * and, per input, connects one client socket, writes the input and drives
- * the loop itself until the connection is gone again. The model is the tiny
+ * No seam in server/: the harness opens the server as srv_run does
+ * (srv_server_open: same files, same callbacks), listens on an ephemeral
+ * loopback port and, per input, connects one client socket, writes the input
+ * and drives the loop itself until the connection is gone again. The model is the tiny
  * ChatML Llama written by tests/fuzz/make_seeds.py (PIVOT_FUZZ_MODEL), so a
  * completion costs microseconds and requests really reach the engine.
  *
@@ -28,17 +28,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "srv.h"
+#include "srv_server.h"
 
 #ifndef PIVOT_SOURCE_ROOT
 #define PIVOT_SOURCE_ROOT "."
 #endif
 
-static srv_server S;
+static srv_config C; /* read live by the server: api_key flips per input */
+static srv_server *S;
 static uv_loop_t L;
 static int port;
-
-static void on_wake(uv_async_t *a) { srv_on_engine_output(a->data); }
 
 static double now(void) {
     struct timespec t;
@@ -54,37 +53,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     static char def[512];
     snprintf(def, sizeof def, "%s/build-fuzz/tiny-chat.gguf", PIVOT_SOURCE_ROOT);
     /* small limits so that 413/431/429/context errors are reachable */
-    S.cfg = (srv_config){.model_path = model && *model ? model : def, .host = "127.0.0.1",
-                         .kv_policy = "full", .kv_memory = 64u << 10, .max_seqs = 4,
-                         .max_batch_tokens = 64, .prefill_chunk = 16, .max_queue = 2,
-                         .threads = 1, .ctx = 96, .drain_timeout = 5, .max_body = 8192,
-                         .max_conns = 8, .idle_timeout = 30, .request_timeout = 30};
-    snprintf(S.model_name, sizeof S.model_name, "tiny-chat");
+    C = (srv_config){.model_path = model && *model ? model : def, .host = "127.0.0.1",
+                     .kv_policy = "full", .kv_memory = 64u << 10, .max_seqs = 4,
+                     .max_batch_tokens = 64, .prefill_chunk = 16, .max_queue = 2,
+                     .threads = 1, .ctx = 96, .drain_timeout = 5, .max_body = 8192,
+                     .max_conns = 8, .idle_timeout = 30, .request_timeout = 30};
     uv_loop_init(&L);
-    S.loop = &L;
-    srv_http_settings(&S.settings);
-    S.met = srv_metrics_new();
-    uv_async_init(&L, &S.wake, on_wake);
-    S.wake.data = &S;
-    uv_tcp_init(&L, &S.listener);
-    S.listener.data = &S;
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    if (uv_tcp_bind(&S.listener, (const struct sockaddr *)&addr, 0) ||
-        uv_listen((uv_stream_t *)&S.listener, 64, srv_on_connection)) {
-        fprintf(stderr, "fuzz_http: cannot listen\n");
+    if (srv_server_open(&C, &L, &S)) {
+        fprintf(stderr, "fuzz_http: cannot listen or start the engine\n");
         exit(1);
     }
-    S.listening = 1;
-    struct sockaddr_in got;
-    int len = sizeof got;
-    uv_tcp_getsockname(&S.listener, (struct sockaddr *)&got, &len);
-    port = ntohs(got.sin_port);
-    if (srv_engine_start(&S.cfg, S.met, &S.wake, &S.eng)) exit(1);
+    port = srv_server_port(S);
     double t0 = now();
-    while (srv_engine_state(S.eng) == SRV_LOADING && now() - t0 < 60) uv_run(&L, UV_RUN_ONCE);
-    if (srv_engine_state(S.eng) != SRV_READY) {
-        fprintf(stderr, "fuzz_http: model %s: %s\n", S.cfg.model_path, srv_engine_error(S.eng));
+    while (srv_server_ready(S) == 0 && now() - t0 < 60) uv_run(&L, UV_RUN_ONCE);
+    if (srv_server_ready(S) != 1) {
+        fprintf(stderr, "fuzz_http: model %s: %s\n", C.model_path, srv_server_error(S));
         exit(1);
     }
     return 0;
@@ -99,16 +82,14 @@ static void turn(int fd) {
     uv_run(&L, UV_RUN_NOWAIT);
 }
 
-static int engine_idle(void) {
-    srv_gauges g;
-    srv_metrics_get_gauges(S.met, &g);
-    return g.running == 0 && g.waiting == 0 && g.kv_reserved == 0;
+static int engine_idle(const srv_activity *a) {
+    return a->running == 0 && a->waiting == 0 && a->kv_reserved == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     int half_close = data[0] & 1;
-    S.cfg.api_key = data[0] & 2 ? "k" : NULL;
+    C.api_key = data[0] & 2 ? "k" : NULL;
     data++, size--;
 
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -145,16 +126,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* Everything is written: once the server has had a few idle turns
          * with nothing running and nothing new on the wire, it has answered
          * all it can (what remains is an incomplete request). */
-        quiet = (!got_bytes && S.n_jobs == 0 && srv_conn_busy_count(&S) == 0) ? quiet + 1 : 0;
+        srv_activity act;
+        srv_server_activity(S, &act);
+        quiet = (!got_bytes && act.jobs == 0 && act.busy_conns == 0) ? quiet + 1 : 0;
         if (quiet >= 3 || now() - t0 > 10) break;
     }
     close(fd);
     /* the server notices the close, cancels what is left and frees the conn */
-    while (S.n_conns > 0 || S.n_jobs > 0 || !engine_idle()) {
+    for (;;) {
+        srv_activity act;
+        srv_server_activity(S, &act);
+        if (act.conns == 0 && act.jobs == 0 && engine_idle(&act)) break;
         turn(-1);
         if (now() - t0 > 20) {
-            fprintf(stderr, "fuzz_http: server did not wind down (conns %d, jobs %d)\n", S.n_conns,
-                    S.n_jobs);
+            fprintf(stderr, "fuzz_http: server did not wind down (conns %d, jobs %d)\n", act.conns,
+                    act.jobs);
             abort();
         }
     }

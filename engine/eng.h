@@ -1,0 +1,109 @@
+/* eng: the decoder thread and its continuous-batching scheduler, behind an
+ * interface that knows nothing of HTTP.
+ *
+ * Threads. eng_start starts one decoder thread, which loads the model and
+ * then owns the run state (llm_ctx, KV cache, samplers). Any other thread
+ * (the server's loop) submits, cancels and collects jobs (eng_job.h); they
+ * meet in two mutex-protected queues:
+ *   caller -> engine   eng_submit / eng_cancel (a condvar wakes the thread)
+ *   engine -> caller   per-job output and a "dirty" list; hooks.wake is the
+ *                      wake-up only (it may coalesce: the caller drains the
+ *                      whole list with eng_collect every time it wakes).
+ *
+ * Admission is by KV bytes: a job reserves, per choice, the bytes its cache
+ * will hold at prompt + max_new tokens under the job's policy
+ * (kv_policy_seq_bytes: exact, page-rounded), and is admitted, in FIFO
+ * order, when the reservation fits kv_memory and it gets enough sequence
+ * slots. Errors are PV_* codes (pverr.h): the caller maps them to whatever
+ * its protocol says. */
+#ifndef PIVOT_ENG_H
+#define PIVOT_ENG_H
+
+#include <stddef.h>
+
+#include "kv_policy.h"
+#include "llama.h"
+
+typedef struct eng_engine eng_engine;
+typedef struct eng_job eng_job;
+
+typedef struct {
+    const char *model_path; /* loaded by the decoder thread, unless `model` */
+    const llm_model *model; /* borrowed, must outlive the engine; NULL: load model_path */
+    const char *kv_policy;  /* default policy spec (kv_policy_parse) */
+    const char *device;     /* auto|cpu|cuda (NULL: auto) */
+    size_t kv_memory;       /* bytes admitted jobs may reserve */
+    int max_seqs;           /* sequences decoded together */
+    int max_batch_tokens;   /* tokens per llm_decode step */
+    int prefill_chunk;      /* prompt tokens one sequence adds per step */
+    int max_queue;          /* waiting jobs before PV_EBUSY */
+    int threads;            /* <= 0: all cores */
+    int ctx;                /* tokens per sequence (0: the model's training context) */
+} eng_config;
+
+typedef struct {
+    int running, waiting;
+    size_t kv_stored, kv_fp16, kv_reserved, kv_capacity;
+    size_t pool_used, pool_peak, pool_limit; /* the KV page pool (kv_pool.h) */
+    long kv_tokens;
+} eng_gauges;
+
+/* One finished job, for request metrics. outcome: "ok", "abort", "error". */
+typedef struct {
+    int prompt_tokens, gen_tokens;
+    double ttft, e2e; /* seconds from submit */
+    const char *outcome;
+} eng_request_stats;
+
+/* Callbacks, all called on the decoder thread; each may be NULL. */
+typedef struct {
+    void (*wake)(void *arg); /* state changed or output is ready: call eng_collect */
+    void (*request_done)(void *arg, const eng_request_stats *st);
+    void (*gauges)(void *arg, const eng_gauges *g); /* after every step */
+    /* Tests only: called before each forward pass with its entries; a
+     * nonzero PV_* return fails the step as if llm_decode had. */
+    int (*step)(void *arg, const llm_batch_entry *ent, int n);
+    void *arg;
+} eng_hooks;
+
+enum { ENG_LOADING = 0, ENG_READY = 1, ENG_FAILED = 2 };
+
+/* Starts the decoder thread. cfg and hooks are copied (cfg's strings and
+ * model are borrowed). 0, or PV_ENOMEM when no thread could start. */
+int eng_start(const eng_config *cfg, const eng_hooks *hooks, eng_engine **out);
+/* Tells the thread to finish and joins it; frees everything. Every job must
+ * have been collected done (or cancelled while waiting) first. */
+void eng_stop(eng_engine *e);
+
+int eng_state(eng_engine *e);              /* ENG_* */
+const char *eng_error(eng_engine *e);      /* why ENG_FAILED */
+const llm_model *eng_model(eng_engine *e); /* NULL until READY */
+/* The following are valid once READY. */
+int eng_max_ctx(eng_engine *e);
+const kv_policy *eng_policy(eng_engine *e); /* the default policy */
+/* Bytes the cache holds for one sequence of n tokens under p (NULL: the
+ * default policy): what a choice reserves at admission. */
+size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens);
+/* Whether this engine can run a sequence under p (shape, device): 0, or a
+ * PV_* code with the reason in err. */
+int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen);
+
+/* Queues a job. 0; PV_EBUSY: max_queue jobs are already waiting; PV_ETOOBIG:
+ * its reservation or its choices exceed the whole engine (it never fits).
+ * msg gets a sentence for the client either way. The job stays the
+ * caller's to free, but not before it is collected done (or cancelled while
+ * waiting). */
+int eng_submit(eng_engine *e, eng_job *j, char *msg, size_t msglen);
+/* Cancels a job. 1: it was still waiting, is unlinked and never runs (the
+ * caller may free it now); 0: the engine finishes it ("cancelled") and
+ * reports it done through eng_collect. */
+int eng_cancel(eng_engine *e, eng_job *j);
+/* Cancels every admitted and running job (a drain timeout). */
+void eng_cancel_all(eng_engine *e);
+/* Moves the output of every job that has news to the caller's side (see
+ * eng_job_take) and returns them as a list (eng_job_next). */
+eng_job *eng_collect(eng_engine *e);
+/* Jobs waiting for admission and jobs admitted or running. */
+void eng_counts(eng_engine *e, int *waiting, int *running);
+
+#endif

@@ -1,0 +1,120 @@
+/* eng_internal: the engine's and the job's structs, shared by the engine's
+ * own files only (eng_engine.c loads and owns, eng_sched.c schedules,
+ * eng_sample.c turns logits into tokens and text, eng_job.c holds the job
+ * API and the engine -> caller hand-over). */
+#ifndef PIVOT_ENG_INTERNAL_H
+#define PIVOT_ENG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "api_stop.h"
+#include "eng.h"
+#include "eng_job.h"
+#include "kv_pool.h"
+#include "pvbuf.h"
+#include "tokenizer.h"
+
+/* Output of one choice on one side of the hand-over. */
+typedef struct {
+    pv_buf text;
+    api_logprob *lp;
+    int n_lp, cap_lp;
+    int32_t *ids;
+    int n_ids, cap_ids;
+    int tokens;
+    const char *finish;
+} eng_out;
+
+typedef struct {
+    /* set at creation, read-only afterwards */
+    int32_t *prompt;
+    int n_prompt;
+    int max_new;
+    /* decoder thread only */
+    int slot, n_fed, n_gen, finished;
+    int32_t next_tok;
+    smp_sampler *smp;
+    tok_stream *ts; /* NULL when the model has no vocabulary (synthetic) */
+    api_stop stop;
+    kv_usage kv;
+    eng_out out; /* decoder -> caller, under out_mu */
+    eng_out got; /* caller only: what the last eng_collect took */
+} eng_choice;
+
+enum { ENG_J_NONE = 0, ENG_J_WAITING, ENG_J_ADMITTED, ENG_J_RUNNING };
+
+struct eng_job {
+    eng_job *next;       /* engine queues (under mu / decoder thread) */
+    eng_job *dirty_next; /* under out_mu */
+    int in_dirty;        /* under out_mu */
+    int where;           /* under mu: ENG_J_* */
+    eng_params p;        /* stop_ids and stop strings point at owned copies */
+    int n_choices;
+    eng_choice *ch;
+    int prompt_tokens;
+    size_t kv_reserve; /* set by eng_submit */
+    atomic_int cancelled;
+    double t_submit;        /* caller, at submit */
+    double t_first, t_end;  /* decoder; read by the caller once done */
+    int engine_done;        /* under out_mu */
+    int done_seen;          /* caller: eng_collect saw engine_done */
+    int err;                /* PV_* failure (with engine_done) */
+    char err_msg[200];
+    void *user;
+};
+
+struct eng_engine {
+    eng_config cfg;
+    eng_hooks hooks;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    eng_job *wait_head, *wait_tail, *admitted;
+    int n_waiting, n_running_jobs, quit;
+    size_t reserved;
+    int slots_used;
+    /* under out_mu */
+    pthread_mutex_t out_mu;
+    eng_job *dirty;
+    /* published once by the decoder thread (state is the release flag) */
+    atomic_int state;
+    char err[512];
+    llm_model *owned_model; /* loaded from model_path; NULL when borrowed */
+    const llm_model *model;
+    int max_ctx;
+    kv_policy policy;
+    kv_shape shape;
+    kv_pool *pool; /* pages of every CPU cache (NULL on CUDA) */
+    int on_cuda;   /* GPU cache: plain FP16 only, no per-slot policies */
+    /* decoder thread only */
+    llm_ctx *ctx;
+    eng_job *running;
+    int *slot_free;
+    int32_t *eog; /* end-of-generation ids */
+    int n_eog;
+    float *logits, *row_copy;
+    int logits_rows; /* rows logits holds: max_seqs, more once a prompt's logprobs are asked */
+    llm_batch_entry *ent;
+    eng_choice **ent_ch;
+    eng_job **ent_job;
+};
+
+/* eng_engine.c: the model and the run state, on the decoder thread. */
+int eng_load(eng_engine *e);
+void eng_unload(eng_engine *e);
+
+/* eng_sched.c */
+void *eng_main(void *arg);
+
+/* eng_sample.c (decoder thread; the ones that write output under out_mu) */
+void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flush);
+void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row);
+void eng_prompt_logprobs(eng_engine *e, eng_job *j, eng_choice *c, int pos, int k,
+                         const float *rows);
+
+/* eng_job.c */
+void eng_mark_dirty_locked(eng_engine *e, eng_job *j); /* under out_mu */
+
+#endif

@@ -1,0 +1,151 @@
+/* eng_job: the job API and the engine -> caller hand-over (eng_collect). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_internal.h"
+#include "pverr.h"
+
+static void out_free(eng_out *o) {
+    pv_buf_free(&o->text);
+    free(o->lp);
+    free(o->ids);
+}
+
+/* Copies the stop ids and strings the params borrow into the job. */
+static int own_stops(eng_job *j) {
+    eng_params *p = &j->p;
+    const int32_t *ids = p->stop_ids;
+    char *const *stop = p->stop;
+    p->stop_ids = NULL;
+    p->stop = NULL;
+    int32_t *own_ids = malloc(sizeof *own_ids * (size_t)(p->n_stop_ids + 1));
+    char **own = calloc((size_t)p->n_stop + 1, sizeof *own);
+    p->stop_ids = own_ids;
+    p->stop = own;
+    if (!own_ids || !own) return PV_ENOMEM;
+    if (p->n_stop_ids) memcpy(own_ids, ids, sizeof *own_ids * p->n_stop_ids);
+    for (int i = 0; i < p->n_stop; i++)
+        if (!(own[i] = strdup(stop[i]))) return PV_ENOMEM;
+    return 0;
+}
+
+int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *prompts,
+                   const int *n_prompt, const int *max_new, int n_per_prompt, eng_job **out) {
+    *out = NULL;
+    if (n_prompts < 1 || n_per_prompt < 1) return PV_EINVAL;
+    for (int i = 0; i < n_prompts; i++)
+        if (n_prompt[i] < 1) return PV_EINVAL;
+    eng_job *j = calloc(1, sizeof *j);
+    if (!j) return PV_ENOMEM;
+    j->p = *p;
+    int n = n_prompts * n_per_prompt;
+    int rc = own_stops(j);
+    if (!rc && !(j->ch = calloc((size_t)n, sizeof *j->ch))) rc = PV_ENOMEM;
+    if (rc) {
+        j->n_choices = 0;
+        eng_job_free(j);
+        return rc;
+    }
+    j->n_choices = n;
+    for (int i = 0; i < n_prompts; i++) {
+        j->prompt_tokens += n_prompt[i];
+        for (int k = 0; k < n_per_prompt; k++) {
+            eng_choice *c = &j->ch[i * n_per_prompt + k];
+            c->slot = -1;
+            c->n_prompt = n_prompt[i];
+            c->max_new = max_new[i];
+            if (!(c->prompt = malloc(sizeof(int32_t) * n_prompt[i]))) {
+                eng_job_free(j);
+                return PV_ENOMEM;
+            }
+            memcpy(c->prompt, prompts[i], sizeof(int32_t) * n_prompt[i]);
+        }
+    }
+    *out = j;
+    return 0;
+}
+
+void eng_job_free(eng_job *j) {
+    if (!j) return;
+    for (int i = 0; i < j->n_choices; i++) {
+        eng_choice *c = &j->ch[i];
+        free(c->prompt);
+        smp_free(c->smp);
+        tok_stream_free(c->ts);
+        out_free(&c->out);
+        out_free(&c->got);
+    }
+    free(j->ch);
+    for (int i = 0; j->p.stop && i < j->p.n_stop; i++) free(j->p.stop[i]);
+    free((void *)j->p.stop);
+    free((void *)j->p.stop_ids);
+    free(j);
+}
+
+void eng_job_set_user(eng_job *j, void *user) { j->user = user; }
+void *eng_job_user(const eng_job *j) { return j->user; }
+eng_job *eng_job_next(const eng_job *j) { return j->dirty_next; }
+int eng_job_n_choices(const eng_job *j) { return j->n_choices; }
+int eng_job_prompt_tokens(const eng_job *j) { return j->prompt_tokens; }
+int eng_job_done(const eng_job *j) { return j->done_seen; }
+
+int eng_job_error(const eng_job *j, const char **msg) {
+    if (msg) *msg = j->err_msg;
+    return j->err;
+}
+
+void eng_job_times(const eng_job *j, double *t_submit, double *t_first, double *t_end) {
+    if (t_submit) *t_submit = j->t_submit;
+    if (t_first) *t_first = j->t_first;
+    if (t_end) *t_end = j->t_end;
+}
+
+void eng_job_kv_usage(const eng_job *j, int i, kv_usage *u) { *u = j->ch[i].kv; }
+
+void eng_job_take(const eng_job *j, int i, eng_delta *d) {
+    const eng_out *g = &j->ch[i].got;
+    *d = (eng_delta){.text = g->text.p ? g->text.p : "", .len = g->text.len, .lp = g->lp,
+                     .n_lp = g->n_lp, .ids = g->ids, .n_ids = g->n_ids, .tokens = g->tokens,
+                     .finish = g->finish};
+}
+
+void eng_mark_dirty_locked(eng_engine *e, eng_job *j) {
+    if (j->in_dirty) return;
+    j->in_dirty = 1;
+    j->dirty_next = e->dirty;
+    e->dirty = j;
+}
+
+/* Swaps a choice's fresh output to the caller's side: what the caller took
+ * last time is dropped, and the decoder's side starts empty again with the
+ * old buffers (no allocation in the steady state). */
+static void hand_over(eng_choice *c) {
+    eng_out *o = &c->out, *g = &c->got;
+    pv_buf t = g->text;
+    api_logprob *lp = g->lp;
+    int cap_lp = g->cap_lp, cap_ids = g->cap_ids;
+    int32_t *ids = g->ids;
+    *g = *o;
+    o->text = t;
+    o->text.len = 0;
+    if (o->text.p) o->text.p[0] = 0;
+    o->lp = lp;
+    o->cap_lp = cap_lp;
+    o->n_lp = 0;
+    o->ids = ids;
+    o->cap_ids = cap_ids;
+    o->n_ids = 0;
+}
+
+eng_job *eng_collect(eng_engine *e) {
+    pthread_mutex_lock(&e->out_mu);
+    eng_job *list = e->dirty;
+    e->dirty = NULL;
+    for (eng_job *j = list; j; j = j->dirty_next) {
+        j->in_dirty = 0;
+        for (int i = 0; i < j->n_choices; i++) hand_over(&j->ch[i]);
+        if (j->engine_done) j->done_seen = 1;
+    }
+    pthread_mutex_unlock(&e->out_mu);
+    return list;
+}

@@ -1,0 +1,154 @@
+/* eng_sample: a choice's logits row -> its next token, its text (through the
+ * stream decoder and the stop-string matcher), its logprobs, and its end.
+ * Decoder thread; everything that writes a choice's output runs under
+ * out_mu. */
+#include <math.h>
+#include <string.h>
+
+#include "eng_internal.h"
+#include "pvtime.h"
+
+static int is_eog(const eng_engine *e, int32_t t) {
+    for (int i = 0; i < e->n_eog; i++)
+        if (e->eog[i] == t) return 1;
+    return 0;
+}
+
+static void emit_text(eng_choice *c, const char *s, size_t n) {
+    if (n) pv_buf_add(&c->out.text, s, n); /* out of memory loses text, not the job */
+}
+
+/* Ends a choice: the held-back text is released (unless a stop string cut
+ * it), usage recorded, the KV slot reset and freed. */
+void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flush) {
+    if (c->finished) return;
+    if (flush && c->ts) {
+        char buf[API_STOP_MAXLEN + 64];
+        int w = tok_stream_flush(c->ts, buf, sizeof buf);
+        size_t n = 0;
+        char out[2 * API_STOP_MAXLEN + 128];
+        if (w > 0 && api_stop_push(&c->stop, buf, (size_t)w, out, &n)) {
+            emit_text(c, out, n);
+        } else {
+            emit_text(c, out, n);
+            n = api_stop_flush(&c->stop, out);
+            emit_text(c, out, n);
+        }
+    }
+    c->finished = 1;
+    c->out.finish = reason;
+    if (c->slot >= 0) {
+        kv_seq_usage(llm_ctx_kv(e->ctx), c->slot, &c->kv);
+        kv_seq_reset(llm_ctx_kv(e->ctx), c->slot);
+        e->slot_free[c->slot] = 1;
+        c->slot = -1;
+    }
+}
+
+/* log-softmax over the raw logits for the logprobs fields. */
+static void fill_logprob(const float *row, int n_vocab, int32_t tok, int top, api_logprob *lp) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n_vocab; i++) mx = row[i] > mx ? row[i] : mx;
+    double s = 0;
+    for (int i = 0; i < n_vocab; i++) s += exp((double)row[i] - mx);
+    float lse = mx + (float)log(s);
+    lp->id = tok;
+    lp->logprob = row[tok] - lse;
+    lp->n_top = 0;
+    for (int i = 0; i < n_vocab && top > 0; i++) {
+        int k = lp->n_top;
+        if (k == top && row[i] - lse <= lp->top_lp[k - 1]) continue;
+        if (k < top) lp->n_top++;
+        else k--;
+        while (k > 0 && lp->top_lp[k - 1] < row[i] - lse) {
+            lp->top_lp[k] = lp->top_lp[k - 1];
+            lp->top_id[k] = lp->top_id[k - 1];
+            k--;
+        }
+        lp->top_lp[k] = row[i] - lse;
+        lp->top_id[k] = i;
+    }
+}
+
+/* A new entry at the end of a choice's logprobs, or NULL when out of memory
+ * (the logprobs are lost rather than the text). */
+static api_logprob *push_lp(eng_choice *c) {
+    eng_out *o = &c->out;
+    api_logprob *lp = pv_grow(o->lp, &o->cap_lp, o->n_lp + 1, sizeof *lp);
+    if (!lp) return NULL;
+    o->lp = lp;
+    return &lp[o->n_lp++];
+}
+
+static void push_id(eng_choice *c, int32_t tok) {
+    eng_out *o = &c->out;
+    int32_t *ids = pv_grow(o->ids, &o->cap_ids, o->n_ids + 1, sizeof *ids);
+    if (!ids) return; /* the ids are lost rather than the text */
+    o->ids = ids;
+    ids[o->n_ids++] = tok;
+}
+
+/* The prompt's own logprobs from a chunk prefilled with LLM_LOGITS_ALL.
+ * rows[r] is the distribution after prompt[pos + r], so it scores
+ * prompt[pos + r + 1]; the first prompt token has nothing before it and gets
+ * a NaN logprob, which the formatter writes as null. */
+void eng_prompt_logprobs(eng_engine *e, eng_job *j, eng_choice *c, int pos, int k,
+                         const float *rows) {
+    int n_vocab = llm_get_config(e->model)->n_vocab;
+    if (pos == 0) {
+        api_logprob *lp = push_lp(c);
+        if (lp) *lp = (api_logprob){.id = c->prompt[0], .logprob = NAN};
+    }
+    for (int r = 0; r < k && pos + r + 1 < c->n_prompt; r++) {
+        api_logprob *lp = push_lp(c);
+        if (lp)
+            fill_logprob(rows + (size_t)r * n_vocab, n_vocab, c->prompt[pos + r + 1],
+                         j->p.top_logprobs, lp);
+    }
+}
+
+static int is_stop_token(const eng_engine *e, const eng_params *p, int32_t tok) {
+    if (!p->ignore_eos && is_eog(e, tok)) return 1;
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] == tok) return 1;
+    return 0;
+}
+
+/* Samples the next token of a choice from its logits row and emits its
+ * text. */
+void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
+    const eng_params *p = &j->p;
+    int n_vocab = llm_get_config(e->model)->n_vocab;
+    if (c->n_gen < p->min_tokens) { /* vLLM's min_tokens: no stop tokens before */
+        if (!p->ignore_eos)
+            for (int i = 0; i < e->n_eog; i++) row[e->eog[i]] = -INFINITY;
+        for (int i = 0; i < p->n_stop_ids; i++) row[p->stop_ids[i]] = -INFINITY;
+    }
+    if (p->logprobs) memcpy(e->row_copy, row, sizeof(float) * n_vocab);
+    int32_t tok = smp_sample(c->smp, row);
+    smp_accept(c->smp, tok);
+    c->n_gen++;
+    c->out.tokens = c->n_gen;
+    c->next_tok = tok;
+    push_id(c, tok);
+    if (!j->t_first) j->t_first = pv_now();
+    if (p->logprobs) {
+        api_logprob *lp = push_lp(c);
+        if (lp) fill_logprob(e->row_copy, n_vocab, tok, p->top_logprobs, lp);
+    }
+    if (is_stop_token(e, p, tok)) {
+        eng_finish_choice(e, c, "stop", 1);
+        return;
+    }
+    char piece[256], out[API_STOP_MAXLEN + 256];
+    int w = c->ts ? tok_stream_push(c->ts, tok, piece, sizeof piece) : 0;
+    size_t n = 0;
+    if (w > 0 && api_stop_push(&c->stop, piece, (size_t)w, out, &n)) {
+        emit_text(c, out, n);
+        eng_finish_choice(e, c, "stop", 0);
+        return;
+    }
+    emit_text(c, out, n);
+    int pos = c->n_prompt + c->n_gen - 1; /* position the sampled token would take */
+    if (c->n_gen >= c->max_new || pos >= e->max_ctx) eng_finish_choice(e, c, "length", 1);
+}

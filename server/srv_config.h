@@ -1,0 +1,28 @@
+/* srv_config: what `pivot serve` is told (cli/cmd_serve.c fills it from
+ * flags and PIVOT_* variables). Plain data, no behaviour. */
+#ifndef PIVOT_SRV_CONFIG_H
+#define PIVOT_SRV_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *model_path;
+    const char *host;
+    int port;
+    const char *api_key;   /* NULL: no auth */
+    const char *kv_policy; /* default policy name */
+    const char *device;    /* --device auto|cpu|cuda (NULL: auto) */
+    size_t kv_memory;      /* bytes the KV pool may reserve */
+    int max_seqs;          /* --max-batch: sequences decoded together */
+    int max_batch_tokens;  /* tokens per llm_decode step */
+    int prefill_chunk;     /* prompt tokens one sequence adds per step */
+    int max_queue;         /* waiting requests before 429 */
+    int threads;
+    int ctx;               /* tokens per sequence (0: the model's training context) */
+    double drain_timeout;  /* seconds */
+    size_t max_body;
+    int max_conns;
+    double idle_timeout, request_timeout; /* seconds */
+} srv_config;
+
+#endif
