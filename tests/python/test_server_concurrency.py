@@ -111,6 +111,7 @@ class PeakWatcher:
             try:
                 m = self.srv.metrics()
             except OSError:
+                time.sleep(0.01)
                 continue
             self.running = max(self.running, m["pivot:num_requests_running"])
             self.waiting = max(self.waiting, m["pivot:num_requests_waiting"])
