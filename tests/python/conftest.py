@@ -42,6 +42,30 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _server_log_dir(tmp_path_factory):
+    """`pivot serve` logs (server_util.Server) go under the pytest tmp dir."""
+    import server_util
+    server_util.LOG_DIR = tmp_path_factory.mktemp("serve-logs")
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test shows the log tail of every server alive during it."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    import server_util
+    for s in server_util.STARTED:
+        if s.stopped_at is not None and s.stopped_at < call.start:
+            continue
+        text = s.log_text()
+        rep.sections.append((f"pivot serve log {s.log_path} ({' '.join(s.cmd[1:])})",
+                             text[-8000:] or "(empty)"))
+
+
 def _pivot_path() -> Path:
     env = os.environ.get("PIVOT_BIN")
     return Path(env) if env else REPO / "build" / "server" / "pivot"

@@ -1,17 +1,28 @@
 """Start and stop `pivot serve` for tests: a free loopback port, wait for
-/health 200, always killed at teardown."""
+/health 200, always killed at teardown.
+
+The server's stdout and stderr go to a log file, never to a pipe: a pipe that
+nobody reads fills after 64 KiB and blocks the server mid-write (a hang that
+looks like a server bug). The files lie in LOG_DIR (conftest points it at the
+pytest tmp dir); conftest prints the logs of every server that was alive
+during a failing test."""
 from __future__ import annotations
 
 import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
+# Where server logs go; conftest sets it to a pytest tmp dir per session.
+LOG_DIR: Path | None = None
+# Every Server started in this process, for conftest's failure report.
+STARTED: list["Server"] = []
 
 
 def pivot_path() -> Path:
@@ -29,11 +40,17 @@ class Server:
     def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 60):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = open(os.devnull, "w") if os.environ.get("PIVOT_QUIET") else None
         cmd = [str(pivot_path()), "serve", "--port", str(self.port), "--threads",
                os.environ.get("PIVOT_THREADS", "2"), *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, text=True)
+        fd, name = tempfile.mkstemp(prefix=f"serve-{self.port}-", suffix=".log",
+                                    dir=str(LOG_DIR) if LOG_DIR else None)
+        self.log_path = Path(name)
+        self.cmd = cmd
+        self.stopped_at: float | None = None
+        with os.fdopen(fd, "wb") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **(env or {})})
+        STARTED.append(self)
         deadline = time.time() + ready_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -75,16 +92,76 @@ class Server:
             out[base] = float(value)
         return out
 
-    def output(self) -> str:
+    def wait_metrics(self, pred, timeout: float, what: str) -> dict[str, float]:
+        """Polls /metrics until pred(metrics) holds; returns those metrics or
+        fails the test (see wait_until)."""
+        return wait_until(lambda: m if pred(m := self.metrics()) else None, timeout, what)
+
+    def log_text(self) -> str:
+        """What the server wrote so far (stdout and stderr interleaved)."""
         try:
-            out, _ = self.proc.communicate(timeout=5)
-            return out or ""
-        except Exception:
-            return ""
+            return self.log_path.read_text(errors="replace")
+        except OSError as e:
+            return f"(cannot read {self.log_path}: {e})"
+
+    def output(self) -> str:
+        """The whole log once the server exited (waits up to 5 s for that)."""
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.log_text()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        if self.stopped_at is None:
+            self.stopped_at = time.time()
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.02):
+    """Polls pred() until it returns a truthy value, which is returned; fails
+    the test with `what` (and pred's last value) when timeout passes first."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def raw_post(port: int, path: str, body: dict, headers: dict | None = None,
+             timeout: float = 60) -> socket.socket:
+    """Sends one POST on a fresh socket whose every recv() times out after
+    `timeout` s; returns the socket (the caller reads and closes it)."""
+    data = json.dumps(body).encode()
+    h = {"Host": "x", "Content-Type": "application/json", "Content-Length": str(len(data)),
+         **(headers or {})}
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(f"POST {path} HTTP/1.1\r\n".encode() +
+              b"".join(f"{k}: {v}\r\n".encode() for k, v in h.items()) + b"\r\n" + data)
+    return s
+
+
+def recv_until(s: socket.socket, done, got: bytes = b"") -> bytes:
+    """recv() on s (its own timeout applies to each call) until done(data) is
+    true; fails when the peer closes first."""
+    while not done(got):
+        d = s.recv(65536)
+        if not d:
+            raise AssertionError(f"connection closed before the expected data: {got[-2000:]!r}")
+        got += d
+    return got
+
+
+def recv_all(s: socket.socket) -> bytes:
+    """recv() until the peer closes (each call under the socket's timeout)."""
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return got
+        got += d

@@ -50,13 +50,16 @@ def test_full_equals_plain_and_large_budget_equals_full(pivot_bin, smol_model, t
         assert np.array_equal(got.argmax(1), full.argmax(1)), spec
 
 
-# Sanity bounds on 160 tokens of pseudo-text, measured with margin
-# (INT2 is far harsher than INT4 on this 135M model: reported, loosely bound).
+# Sanity bounds on 160 tokens of pseudo-text, measured with margin.
 @pytest.mark.parametrize("spec,min_top1,max_kl", [
     ("mikv,budget=0.5,lo-bits=4", 0.9, 0.02),
     ("quant4", 0.8, 0.03),
     ("mikv,budget=0.5,lo-bits=4,hi-bits=8", 0.85, 0.05),
-    ("mikv,budget=0.5", 0.35, 1.0),
+    # The preset is INT4 keys / INT2 values (measured 2026-12-02: top-1 0.912,
+    # KL 0.0117, the same as lo-bits=4/2 below). The bound of 0.35 / 1.0 this
+    # row had was the old INT2/INT2 preset's, which a regression back to INT2
+    # keys (or to any 2/2 cache) passed.
+    ("mikv,budget=0.5", 0.85, 0.03),
     # INT4 keys, INT2 values: keys carry most of INT4's quality
     ("mikv,budget=0.5,lo-bits=4/2", 0.85, 0.03),
 ])

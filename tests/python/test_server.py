@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from server_util import Server, pivot_path, REPO
+from server_util import Server, pivot_path, raw_post, recv_all, recv_until, REPO
 
 openai = pytest.importorskip("openai")
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -115,7 +115,8 @@ def test_sampling_fields_logprobs_stop_n(client):
         assert len(ch.logprobs.tokens) == len(ch.logprobs.token_logprobs) >= 1
         # echo: the prompt's first token has nothing to be scored from
         assert ch.logprobs.token_logprobs[0] is None and ch.logprobs.top_logprobs[0] is None
-        assert all(len(t) <= 2 for t in ch.logprobs.top_logprobs[1:])
+        # logprobs=2: exactly two alternatives per scored token, never fewer
+        assert all(len(t) == 2 for t in ch.logprobs.top_logprobs[1:]), ch.logprobs.top_logprobs
         assert all(lp <= 0 for lp in ch.logprobs.token_logprobs[1:])
     # stop_token_ids: stop at the first generated token
     first = client.completions.create(model=NAME, prompt="Hello", max_tokens=1, temperature=0)
@@ -158,25 +159,16 @@ def test_sixteen_concurrent_streams(client, srv):
 
 def test_disconnect_mid_stream_frees_memory(srv):
     before = srv.metrics().get("pivot:request_success_total:abort", 0)
-    s = socket.create_connection(("127.0.0.1", srv.port))
-    body = json.dumps({"model": NAME, "prompt": "Count forever:", "max_tokens": 400, "stream": True,
-                       "ignore_eos": True}).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: " +
-              str(len(body)).encode() + b"\r\n\r\n" + body)
-    got = b""
-    while got.count(b"data: ") < 3:
-        got += s.recv(4096)
+    s = raw_post(srv.port, "/v1/completions", {"model": NAME, "prompt": "Count forever:",
+                                                "max_tokens": 400, "stream": True,
+                                                "ignore_eos": True},
+                 headers=auth(), timeout=30)
+    recv_until(s, lambda got: got.count(b"data: ") >= 3)
     m = srv.metrics()
     assert m["pivot:num_requests_running"] == 1 and m["pivot:kv_cache_bytes_used"] > 0
     s.close()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        m = srv.metrics()
-        if m["pivot:num_requests_running"] == 0:
-            break
-        time.sleep(0.05)
-    assert m["pivot:num_requests_running"] == 0
+    m = srv.wait_metrics(lambda m: m["pivot:num_requests_running"] == 0, 10,
+                         "the disconnected stream to leave the batch")
     assert m["pivot:kv_cache_bytes_used"] == 0 and m["pivot:kv_cache_bytes_reserved"] == 0
     assert m["pivot:request_success_total:abort"] == before + 1
     assert m["pivot:generation_tokens_total"] > 0
@@ -204,8 +196,39 @@ def test_health_models_metrics_tokenize(srv):
     assert st == 200 and json.loads(b)["prompt"] == "The capital of France is"
 
 
+def test_metrics_token_counters_equal_usage(client, srv):
+    """After N requests the counters moved by exactly the responses' usage
+    (and N requests, all ok): not only present, but right."""
+    before = srv.metrics()
+    usages = []
+    r = client.completions.create(model=NAME, prompt="The capital of France is", max_tokens=6,
+                                  temperature=0)
+    usages.append(r.usage)
+    r = client.completions.create(model=NAME, prompt="Once upon a time there was", max_tokens=5,
+                                  temperature=0.7, seed=3, extra_body={"ignore_eos": True})
+    usages.append(r.usage)
+    r = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi!"}],
+                                       max_tokens=7, temperature=0)
+    usages.append(r.usage)
+    chunks = list(client.completions.create(model=NAME, prompt="Stream me", max_tokens=4,
+                                            temperature=0, stream=True,
+                                            stream_options={"include_usage": True},
+                                            extra_body={"ignore_eos": True}))
+    usages.append(chunks[-1].usage)
+    after = srv.metrics()
+    d = lambda k: after.get(k, 0) - before.get(k, 0)
+    assert all(u.prompt_tokens > 0 and u.completion_tokens > 0 for u in usages), usages
+    assert d("pivot:prompt_tokens_total") == sum(u.prompt_tokens for u in usages)
+    assert d("pivot:generation_tokens_total") == sum(u.completion_tokens for u in usages)
+    assert d("pivot:request_success_total:ok") == len(usages)
+    assert d("pivot:request_success_total:abort") == 0
+    assert d("pivot:request_success_total:error") == 0
+    assert d("pivot:e2e_request_latency_seconds_count") == len(usages)
+    assert d("pivot:time_to_first_token_seconds_count") == len(usages)
+
+
 def test_keepalive_pipelining_and_chunked_body(srv):
-    s = socket.create_connection(("127.0.0.1", srv.port))
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
     body = b'{"prompt": "Hi", "max_tokens": 2, "temperature": 0}'
     chunked = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, body[:10], len(body) - 10, body[10:])
     req = (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -213,13 +236,7 @@ def test_keepalive_pipelining_and_chunked_body(srv):
            b"Authorization: Bearer " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked +
            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     s.sendall(req)
-    data = b""
-    s.settimeout(30)
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
+    data = recv_all(s)
     s.close()
     assert data.count(b"HTTP/1.1 200 OK") == 3, data
     assert b'"text_completion"' in data
@@ -285,12 +302,9 @@ def test_queue_full_gives_429():
               for _ in range(2)]
         for t in ts:
             t.start()
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            m = s.metrics()
-            if m["pivot:num_requests_running"] == 1 and m["pivot:num_requests_waiting"] == 1:
-                break
-            time.sleep(0.02)
+        s.wait_metrics(lambda m: m["pivot:num_requests_running"] == 1 and
+                       m["pivot:num_requests_waiting"] == 1, 10,
+                       "one request running and one waiting")
         st, h, b = s.request("POST", "/v1/completions", body)
         st, e = err(st, b)
         assert st == 429 and e["type"] == "rate_limit_error" and h.get("Retry-After")
@@ -304,21 +318,12 @@ def test_queue_full_gives_429():
 def test_sigterm_drains_and_exits_zero():
     s = Server("--model", str(MODEL), "--drain-timeout", "30")
     try:
-        sock = socket.create_connection(("127.0.0.1", s.port))
-        body = json.dumps({"prompt": "Tell me", "max_tokens": 24, "stream": True, "ignore_eos": True,
-                           "stream_options": {"include_usage": True}}).encode()
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        got = b""
-        while b"data: " not in got:
-            got += sock.recv(4096)
+        sock = raw_post(s.port, "/v1/completions",
+                        {"prompt": "Tell me", "max_tokens": 24, "stream": True, "ignore_eos": True,
+                         "stream_options": {"include_usage": True}}, timeout=60)
+        got = recv_until(sock, lambda got: b"data: " in got)
         s.proc.send_signal(signal.SIGTERM)
-        sock.settimeout(60)
-        while True:
-            d = sock.recv(65536)
-            if not d:
-                break
-            got += d
+        got += recv_all(sock)
         assert b"data: [DONE]" in got
         assert b'"completion_tokens":24' in got
         assert s.proc.wait(timeout=30) == 0

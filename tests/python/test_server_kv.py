@@ -114,22 +114,28 @@ def test_knob_fields_applied(srv):
 
 def test_pool_tracks_stored_bytes_while_streaming(srv):
     done = threading.Event()
+    result = []
 
     def run():
-        complete(srv, max_tokens=120, kv_policy="mikv,budget=0.3")
-        done.set()
+        try:  # set done even when the request fails, or the loop below never ends
+            result.append(complete(srv, max_tokens=120, kv_policy="mikv,budget=0.3"))
+        finally:
+            done.set()
 
     t = threading.Thread(target=run)
     t.start()
     seen = 0
+    deadline = time.time() + 120
     while not done.is_set():
+        assert time.time() < deadline, "the streaming request did not finish in 120 s"
         m = srv.metrics()
         if m["pivot:num_requests_running"] >= 1 and m["pivot:kv_cache_bytes_used"] > 0:
             # one publication: the pool holds exactly the live sequences' bytes
             assert m["pivot:kv_pool_used_bytes"] == m["pivot:kv_cache_bytes_used"]
             seen += 1
         time.sleep(0.02)
-    t.join()
+    t.join(timeout=30)
+    assert result and result[0][0] == 200, result
     assert seen > 0
     assert srv.metrics()["pivot:kv_pool_used_bytes"] == 0
 
