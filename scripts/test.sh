@@ -7,18 +7,24 @@
 # (tests/fuzz/run.sh, FUZZ_SECONDS each) and the soak/abuse/drain test
 # (tests/soak/soak.py, SOAK_SECONDS). PIVOT_HARDENING=0 skips them. Ends
 # with one line "N passed, N failed" that counts the individual tests of
-# every suite.
+# every suite (scripts/count_results.py: each suite's result file is removed
+# before it runs, so a suite that dies counts as failed, never as its last
+# run; each runner's exit status goes with its file, so a non-zero exit is a
+# failure whatever the file says).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BUILD_DIR=${BUILD_DIR:-build}
 bash scripts/build.sh || { echo "0 passed, 1 failed"; exit 1; }
 bash scripts/fetch-model.sh >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 
+# testlog.json and the Criterion reports (tests/meson.build) of the last run
+rm -f "$BUILD_DIR/meson-logs/testlog.json" "$BUILD_DIR"/tests/criterion-*.json
 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2
 meson_rc=$?
 
 export PIVOT_BIN="$PWD/$BUILD_DIR/cli/pivot"
 junit="$BUILD_DIR/pytest-junit.xml"
+rm -f "$junit"
 .venv/bin/python -m pytest tests/python -q -rs --junitxml="$junit"
 py_rc=$?
 # pytest exits 5 when it collected nothing; that is a failure of this script.
@@ -28,7 +34,9 @@ rm -f "$BUILD_DIR/docker-junit.xml"
 .venv/bin/python -m pytest docker/test_images.py -q -rs --junitxml="$BUILD_DIR/docker-junit.xml"
 docker_rc=$?
 
-results=("$BUILD_DIR/meson-logs/testlog.json" "$junit" "$BUILD_DIR/docker-junit.xml")
+# count_results.py's arguments: --exit=RC of the runner, then its file
+results=(--exit=$meson_rc "$BUILD_DIR/meson-logs/testlog.json" --exit=$py_rc "$junit"
+         --exit=$docker_rc "$BUILD_DIR/docker-junit.xml")
 hard_rc=0
 
 # The GPU check script's own build (tests/gpu/run.sh --dry-run: gcc + nvcc,
@@ -54,32 +62,42 @@ if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
   # errors here: gcc's sanitizer instrumentation brings false positives
   # (-Wrestrict, -Wmaybe-uninitialized); the plain build above has -Werror.
   ASAN_DIR=${ASAN_BUILD_DIR:-build-asan}
-  results+=("$ASAN_DIR/meson-logs/testlog.json" "$ASAN_DIR/pytest-junit.xml")
-  # a stale result must not count when a step cannot run
-  rm -f "$ASAN_DIR/meson-logs/testlog.json" "$ASAN_DIR/pytest-junit.xml"
+  # a stale result must not count when a step cannot run (a missing one is
+  # a failure)
+  rm -f "$ASAN_DIR/meson-logs/testlog.json" "$ASAN_DIR/pytest-junit.xml" \
+    "$ASAN_DIR"/tests/criterion-*.json
+  asan_meson_rc=1 asan_py_rc=1
+  asan_env=(ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
   if BUILD_DIR=$ASAN_DIR bash scripts/build.sh -Dcuda=disabled -Db_sanitize=address,undefined \
        -Dbuildtype=debugoptimized -Dwerror=false; then
-    (
-      export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-      meson test -C "$ASAN_DIR" --print-errorlogs --num-processes 2 || exit 1
-      # the tests that run the server and the CLI end to end (the reference
-      # comparisons are long and exercise no other code path)
-      PIVOT_BIN="$PWD/$ASAN_DIR/cli/pivot" .venv/bin/python -m pytest -q -rs \
+    env "${asan_env[@]}" meson test -C "$ASAN_DIR" --print-errorlogs --num-processes 2
+    asan_meson_rc=$?
+    # the tests that run the server and the CLI end to end (the reference
+    # comparisons are long and exercise no other code path); not run when
+    # the unit suites failed, and then counted as failed (no file)
+    if [ $asan_meson_rc -eq 0 ]; then
+      env "${asan_env[@]}" PIVOT_BIN="$PWD/$ASAN_DIR/cli/pivot" .venv/bin/python -m pytest -q -rs \
         --junitxml="$ASAN_DIR/pytest-junit.xml" ${ASAN_PYTESTS:-tests/python/test_server.py tests/python/test_cli.py}
-    ) || hard_rc=1
-  else
-    hard_rc=1
+      asan_py_rc=$?
+    fi
   fi
+  [ $asan_meson_rc -eq 0 ] && [ $asan_py_rc -eq 0 ] || hard_rc=1
+  results+=(--exit=$asan_meson_rc "$ASAN_DIR/meson-logs/testlog.json"
+            --exit=$asan_py_rc "$ASAN_DIR/pytest-junit.xml")
   # 2. Fuzzing (clang + libFuzzer, ASan+UBSan), 60 s per target.
-  results+=(build-fuzz/fuzz-junit.xml)
   rm -f build-fuzz/fuzz-junit.xml
-  { bash scripts/setup-hardening.sh && bash tests/fuzz/run.sh build-fuzz/fuzz-junit.xml; } || hard_rc=1
+  bash scripts/setup-hardening.sh && bash tests/fuzz/run.sh build-fuzz/fuzz-junit.xml
+  fuzz_rc=$?
+  [ $fuzz_rc -eq 0 ] || hard_rc=1
+  results+=(--exit=$fuzz_rc build-fuzz/fuzz-junit.xml)
   # 3. Soak and abuse, then SIGTERM under load, on the release binary (its
   # memory is what the RSS check is about).
-  results+=("$BUILD_DIR/soak-junit.xml")
   rm -f "$BUILD_DIR/soak-junit.xml"
   .venv/bin/python tests/soak/soak.py --bin "$PIVOT_BIN" --log "$BUILD_DIR/soak-server.log" \
-    --junit "$BUILD_DIR/soak-junit.xml" || hard_rc=1
+    --junit "$BUILD_DIR/soak-junit.xml"
+  soak_rc=$?
+  [ $soak_rc -eq 0 ] || hard_rc=1
+  results+=(--exit=$soak_rc "$BUILD_DIR/soak-junit.xml")
 fi
 
 .venv/bin/python scripts/count_results.py "${results[@]}"

@@ -16,6 +16,7 @@ hit the target spread; any bytes are a valid block for these formats.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,6 +241,23 @@ def spec_for(arch_name: str, wtype: str, seed: int = 0) -> SynthSpec:
                              rms_eps=1e-6 if arch == "qwen2" else 1e-5,
                              seed=seed)
     raise KeyError(arch_name)
+
+
+def case_seed(*parts) -> int:
+    """The seed of one test case's model or tokens, from its names (the
+    reference tests and scripts/gen_llamacpp_fixtures.py must agree)."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def case_model(path: str | os.PathLike, arch_name: str, wtype: str) -> str:
+    """Writes the model of the (arch, type) test case."""
+    return write_model(path, spec_for(arch_name, wtype, seed=case_seed(arch_name, wtype)))
+
+
+def case_tokens(arch_name: str, wtype: str, n: int) -> list[int]:
+    """The prompt of the (arch, type) test case: n random token ids."""
+    rng = np.random.default_rng(case_seed("tokens", arch_name, wtype))
+    return rng.integers(0, N_VOCAB, n).tolist()
 
 
 if __name__ == "__main__":

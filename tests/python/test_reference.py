@@ -2,10 +2,14 @@
 
 Two groups:
 - self-checks of the reference and the synthetic models (need no engine):
-  GGUF round trip, the reference against llama.cpp (llama-cpp-python, when
-  installed) and a greedy "Paris" sanity check on SmolLM2;
+  GGUF round trip, the reference against llama.cpp on the F32 models (live
+  where llama-cpp-python is installed; in every run against llama.cpp's
+  logits stored by scripts/gen_llamacpp_fixtures.py, with checks that the
+  stored logits catch a wrong RoPE, GQA mapping, output matrix or bias), on
+  SmolLM2 (live only) and a greedy "Paris" sanity check on SmolLM2;
 - the engine (`pivot logits`) against the reference on synthetic models of
-  every weight type and on SmolLM2, plus prompt splitting (KV cache reuse).
+  every weight type and on SmolLM2, against llama.cpp's stored logits on
+  the F32 models, plus prompt splitting (KV cache reuse).
 
 Criteria (from the design brief): per position relative L2 error
 ||engine - ref|| / ||ref|| below RTOL (default 1e-2, env PIVOT_REF_RTOL) and
@@ -16,17 +20,19 @@ top-2 are within 3% of the row's rms counts as a tie (see ref_llama.compare).
 from __future__ import annotations
 
 import os
-import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+import llamacpp_fixtures
 import ref_llama
 import synth
 from conftest import SMOL, report
 
 RTOL = float(os.environ.get("PIVOT_REF_RTOL", "1e-2"))
 AGREE_MIN = 0.99
+LLAMACPP_RTOL = 1e-4  # F32 math on both sides: float rounding only
 SPLIT_RTOL = 1e-4  # splitting the prompt changes only the order of work
 N_SYNTH_TOKENS = 20
 
@@ -44,10 +50,6 @@ SMOL_PROMPTS = [
 ]
 
 
-def _seed(*parts) -> int:
-    return zlib.crc32("/".join(map(str, parts)).encode())
-
-
 @pytest.fixture(scope="session")
 def synth_models(tmp_path_factory):
     """Lazily written synthetic models, one per (arch, type), per session."""
@@ -57,16 +59,14 @@ def synth_models(tmp_path_factory):
     def get(arch: str, wtype: str) -> str:
         key = (arch, wtype)
         if key not in made:
-            made[key] = synth.write_model(d / f"{arch}-{wtype}.gguf",
-                                          synth.spec_for(arch, wtype, seed=_seed(arch, wtype)))
+            made[key] = synth.case_model(d / f"{arch}-{wtype}.gguf", arch, wtype)
         return made[key]
 
     return get
 
 
 def _synth_tokens(arch, wtype) -> list[int]:
-    rng = np.random.default_rng(_seed("tokens", arch, wtype))
-    return rng.integers(0, synth.N_VOCAB, N_SYNTH_TOKENS).tolist()
+    return synth.case_tokens(arch, wtype, N_SYNTH_TOKENS)
 
 
 def _figures(label: str, c: dict) -> str:
@@ -119,29 +119,103 @@ def _llama_cpp():
     return pytest.importorskip("llama_cpp")
 
 
-def _llama_cpp_logits(path, tokens) -> np.ndarray:
-    lc = _llama_cpp()
-    # F32 KV cache so that F32 models are compared without fp16 rounding.
-    llm = lc.Llama(model_path=str(path), logits_all=True, n_ctx=256, n_batch=256,
-                   n_threads=2, verbose=False, type_k=0, type_v=0)
-    llm.reset()
-    llm.eval(list(tokens))
-    return np.array(llm.scores[:len(tokens)], dtype=np.float32)
-
-
 @pytest.mark.parametrize("arch", [a for a, _, _ in synth.ARCHES])
 def test_reference_matches_llama_cpp_f32(synth_models, arch):
     """With F32 weights llama.cpp does float math throughout, so it and the
     reference must agree to float rounding: this pins the RoPE variant, GQA
     mapping, biases and tied output of the reference to an outside
-    implementation."""
-    _llama_cpp()
+    implementation. Live, where llama-cpp-python is installed; the stored
+    logits below make the same check in every run."""
+    lc = _llama_cpp()
     path = synth_models(arch, "F32")
     toks = _synth_tokens(arch, "F32")
-    c = ref_llama.compare(_llama_cpp_logits(path, toks), ref_llama.logits(path, toks))
+    c = ref_llama.compare(llamacpp_fixtures.llama_cpp_logits(lc, path, toks),
+                          ref_llama.logits(path, toks))
     report(_figures(f"llama.cpp vs ref {arch}-F32", c))
-    assert c["rel_max"] < 1e-4
+    assert c["rel_max"] < LLAMACPP_RTOL
     assert c["agree_frac"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def llamacpp_logits(synth_models):
+    """stored(arch) -> llama.cpp's logits for the arch's F32 case, after
+    checking that they were computed on the model and prompt synth.py makes
+    now (scripts/gen_llamacpp_fixtures.py)."""
+    stored = llamacpp_fixtures.load()
+    assert llamacpp_fixtures.N_TOKENS == N_SYNTH_TOKENS
+
+    def get(arch: str) -> np.ndarray:
+        lg, digest = stored[arch]
+        now = llamacpp_fixtures.model_digest(synth_models(arch, "F32"), _synth_tokens(arch, "F32"))
+        assert now == digest, (f"{arch}-F32: the synthetic model or prompt changed since "
+                               f"{llamacpp_fixtures.PATH.name} was written (llama-cpp-python "
+                               f"{stored['version']}): rerun scripts/gen_llamacpp_fixtures.py")
+        assert lg.shape == (N_SYNTH_TOKENS, synth.N_VOCAB) and np.isfinite(lg).all()
+        return lg
+
+    return get
+
+
+@pytest.mark.parametrize("arch", [a for a, _, _ in synth.ARCHES])
+def test_reference_matches_stored_llama_cpp_f32(synth_models, llamacpp_logits, arch):
+    """The live check above, against llama.cpp's stored logits."""
+    path = synth_models(arch, "F32")
+    c = ref_llama.compare(llamacpp_logits(arch), ref_llama.logits(path, _synth_tokens(arch, "F32")))
+    report(_figures(f"stored llama.cpp vs ref {arch}", c))
+    assert c["rel_max"] < LLAMACPP_RTOL, f"{arch}: max rel L2 {c['rel_max']:.3e}"
+    assert c["agree_frac"] == 1.0
+
+
+@pytest.mark.parametrize("arch", [a for a, _, _ in synth.ARCHES])
+def test_engine_matches_stored_llama_cpp_f32(engine_logits, synth_models, llamacpp_logits, arch):
+    """The engine against llama.cpp directly, so that an engine and a
+    reference wrong in the same way cannot pass together."""
+    got = engine_logits(synth_models(arch, "F32"), _synth_tokens(arch, "F32"))
+    c = ref_llama.compare(got, llamacpp_logits(arch))
+    label = f"engine vs stored llama.cpp {arch}"
+    report(_figures(label, c))
+    _assert_close(label, c)
+
+
+def _swap_kv_heads(m: ref_llama.RefModel):
+    """Query heads read the other KV head: a wrong GQA mapping."""
+    for il in range(m.cfg.n_layer):
+        for name in ("attn_k.weight", "attn_v.weight", "attn_k.bias", "attn_v.bias"):
+            name = f"blk.{il}.{name}"
+            if m.has(name):
+                w = m.w(name)
+                m._cache[name] = w.reshape(m.cfg.n_head_kv, -1, *w.shape[1:])[::-1].reshape(w.shape)
+
+
+def _drop_tensors(m: ref_llama.RefModel, which):
+    for name in [n for n in m._tensors if which(n)]:
+        del m._tensors[name]
+
+
+# Mistakes the stored logits must expose: (name, archs it applies to, how).
+MISTAKES = [
+    ("rope_variant", None, lambda m: setattr(m, "cfg", replace(m.cfg, neox=not m.cfg.neox))),
+    ("rope_base", None, lambda m: setattr(m, "cfg", replace(
+        m.cfg, rope_base=1e6 if m.cfg.rope_base != 1e6 else 1e4))),
+    ("gqa_mapping", None, _swap_kv_heads),
+    ("tied_output", {"llama_out"}, lambda m: _drop_tensors(m, lambda n: n == "output.weight")),
+    ("qkv_bias", {"qwen2"}, lambda m: _drop_tensors(m, lambda n: n.endswith(".bias"))),
+]
+MISTAKE_CASES = [(a, name, how) for name, archs, how in MISTAKES
+                 for a, _, _ in synth.ARCHES if archs is None or a in archs]
+
+
+@pytest.mark.parametrize("arch,mistake,how", MISTAKE_CASES,
+                         ids=[f"{a}-{n}" for a, n, _ in MISTAKE_CASES])
+def test_stored_llama_cpp_catches_reference_mistakes(synth_models, llamacpp_logits, arch,
+                                                     mistake, how):
+    """The stored logits are a real check: a reference with one classic
+    mistake misses them by far more than the tolerance above."""
+    m = ref_llama.RefModel(synth_models(arch, "F32"))  # not the shared cached one
+    how(m)
+    c = ref_llama.compare(llamacpp_logits(arch), m.forward(_synth_tokens(arch, "F32")))
+    report(_figures(f"stored llama.cpp vs {mistake} {arch}", c))
+    assert c["rel_max"] > 100 * LLAMACPP_RTOL, f"{mistake} goes unnoticed: {c['rel_max']:.2e}"
 
 
 def test_reference_matches_llama_cpp_smollm2(smol_model):
