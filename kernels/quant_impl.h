@@ -9,6 +9,7 @@
 #ifndef PIVOT_KQ_QUANT_IMPL_H
 #define PIVOT_KQ_QUANT_IMPL_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "quant.h"
@@ -187,6 +188,19 @@ static inline void kq_q4k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_
     }
 }
 
+/* The scale of one activation block for the portable quantizers (8- and
+ * 16-bit): d = max|x[0..n)| / qmax (127 or 32767), *id = 1/d (0 when d is
+ * 0). Inline so each quantizer gets it with its constant qmax. */
+static inline float kq_block_scale(const float *x, int n, float qmax, float *id)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / qmax;
+    *id = d != 0.0f ? 1.0f / d : 0.0f;
+    return d;
+}
+
 /* ---- the kernels the table lists -------------------------------------------- */
 
 /* Dequantizers (quant_dequant.c). */
@@ -195,9 +209,6 @@ kq_dequant_kernel kq_dequant_f32, kq_dequant_f16, kq_dequant_bf16, kq_dequant_q4
     kq_dequant_q4_K, kq_dequant_q6_K, kq_dequant_q8_K, kq_dequant_q16_1, kq_dequant_q16_K;
 
 /* Scalar, 8-bit activations and float weights (quant_scalar.c). */
-/* d = max|x[0..n)| / qmax and *id = 1/d (0 when d is 0): the scale of one
- * activation block, qmax = 127 or 32767 */
-float kq_block_scale(const float *x, int n, float qmax, float *id);
 kq_quant_kernel kq_scalar_quantize_q8_0, kq_scalar_quantize_q8_1, kq_scalar_quantize_q8_K,
     kq_scalar_quantize_f32;
 kq_dot_kernel kq_scalar_dot_q4_0, kq_scalar_dot_q4_1, kq_scalar_dot_q5_0, kq_scalar_dot_q5_1,

@@ -13,16 +13,6 @@
  * Symmetric: d = amax/127, q = round-half-even(x / d) computed as x * (1/d)
  * so the SIMD versions can reproduce it bit for bit. */
 
-float kq_block_scale(const float *x, int n, float qmax, float *id)
-{
-    float amax = 0.0f;
-    for (int j = 0; j < n; j++)
-        amax = fmaxf(amax, fabsf(x[j]));
-    float d = amax / qmax;
-    *id = d != 0.0f ? 1.0f / d : 0.0f;
-    return d;
-}
-
 void kq_scalar_quantize_q8_0(const float *src, void *dst, int64_t n)
 {
     kq_block_q8_0 *b = dst;
