@@ -106,8 +106,7 @@ float KQ_FN(dot_q4_K)(int64_t n, const void *w, const void *x)
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QKK; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            kq_q4k_scale_min(a[i].scales, j, &sc[j], &mn[j]);
+        kq_q4k_scales_mins(a[i].scales, sc, mn);
         /* |q*y| sums per sub-block <= 15*127*32; times a 6-bit scale and 8
          * sub-blocks this stays far below 2^31 */
         __m256i sumi = _mm256_setzero_si256();

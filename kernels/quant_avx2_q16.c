@@ -81,6 +81,17 @@ static inline __attribute__((always_inline)) __m256i q8_0_idot(kq_w2 w, const kq
  * Their multi-token form is one call of these per token (quant.c), so
  * they may use two accumulator chains (even/odd blocks) for latency. */
 
+/* One block of a _0 weight (unsigned codes wlo/whi, offset off, fp16 scale
+ * dw) into the even/odd chain i & 1 (Q4_0, Q5_0). */
+static inline __attribute__((always_inline)) void x0_block(__m256 acc[2], int64_t i, __m256i wlo,
+                                                           __m256i whi, __m256i off, uint16_t dw,
+                                                           const kq_block_q16_1 *b)
+{
+    __m256i p = dot32(_mm256_sub_epi16(wlo, off), _mm256_sub_epi16(whi, off), b->q);
+    __m256 d = _mm256_set1_ps(h2f(dw) * b->d);
+    acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+}
+
 float KQ_FN(q16_dot_q4_0)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_0 *a = w;
@@ -90,9 +101,7 @@ float KQ_FN(q16_dot_q4_0)(int64_t n, const void *w, const void *x)
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i wlo, whi;
         nibbles16(a[i].qs, &wlo, &whi);
-        __m256i p = dot32(_mm256_sub_epi16(wlo, eight), _mm256_sub_epi16(whi, eight), b[i].q);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+        x0_block(acc, i, wlo, whi, eight, a[i].d, &b[i]);
     }
     return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
@@ -124,9 +133,7 @@ float KQ_FN(q16_dot_q5_0)(int64_t n, const void *w, const void *x)
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i wlo, whi;
         q5_codes16(a[i].qs, a[i].qh, &wlo, &whi);
-        __m256i p = dot32(_mm256_sub_epi16(wlo, sixteen), _mm256_sub_epi16(whi, sixteen), b[i].q);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+        x0_block(acc, i, wlo, whi, sixteen, a[i].d, &b[i]);
     }
     return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
@@ -157,8 +164,7 @@ float KQ_FN(q16_dot_q4_K)(int64_t n, const void *w, const void *x)
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QKK; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            kq_q4k_scale_min(a[i].scales, j, &sc[j], &mn[j]);
+        kq_q4k_scales_mins(a[i].scales, sc, mn);
         /* The sub-block scale (<= 63) is multiplied into the int16 codes
          * (<= 15 * 63 = 945). Each int32 lane then gets 4 products per
          * sub-block, <= 4 * 945 * 32767 = 123.9e6, and 8 sub-blocks make

@@ -201,6 +201,13 @@ static inline float kq_block_scale(const float *x, int n, float qmax, float *id)
     return d;
 }
 
+/* All 8 scales and mins of a Q4_K block. */
+static inline void kq_q4k_scales_mins(const uint8_t *s, uint8_t sc[8], uint8_t m[8])
+{
+    for (int j = 0; j < 8; j++)
+        kq_q4k_scale_min(s, j, &sc[j], &m[j]);
+}
+
 /* ---- the kernels the table lists -------------------------------------------- */
 
 /* Dequantizers (quant_dequant.c). */

@@ -31,21 +31,6 @@
  * same bytes) as the AVX2 versions, whose float->int conversion rounds to
  * nearest even. */
 
-void kq_q16_quantize_1(const float *src, void *dst, int64_t n)
-{
-    kq_block_q16_1 *b = dst;
-    for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
-        float id, d = kq_block_scale(src, KQ_QK, 32767.0f, &id);
-        int32_t sum = 0;
-        for (int j = 0; j < KQ_QK; j++) {
-            b[i].q[j] = (int16_t)lrintf(src[j] * id);
-            sum += b[i].q[j];
-        }
-        b[i].d = d;
-        b[i].s = d * (float)sum;
-    }
-}
-
 void kq_q16_quantize_K(const float *src, void *dst, int64_t n)
 {
     kq_block_q16_K *b = dst;
@@ -63,7 +48,7 @@ void kq_q16_quantize_K(const float *src, void *dst, int64_t n)
     }
 }
 
-/* ---- dots of the 32-wide formats (the template) ---------------------------- */
+/* ---- dots of the 32-wide formats and the Q16_1 quantizer (the template) ----- */
 
 #define KQS_FN(name) kq_scalar_q16_##name
 #define KQS_X0 kq_block_q16_1
@@ -71,6 +56,8 @@ void kq_q16_quantize_K(const float *src, void *dst, int64_t n)
 #define KQS_X1 kq_block_q16_1
 #define KQS_Q q
 #define KQS_ELEM int16_t
+#define KQS_QMAX 32767.0f
+#define KQS_QUANT_X1 kq_q16_quantize_1
 #include "quant_scalar_dots.h"
 
 /* ---- K-quant dots ------------------------------------------------------------- */

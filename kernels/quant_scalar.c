@@ -24,21 +24,6 @@ void kq_scalar_quantize_q8_0(const float *src, void *dst, int64_t n)
     }
 }
 
-void kq_scalar_quantize_q8_1(const float *src, void *dst, int64_t n)
-{
-    kq_block_q8_1 *b = dst;
-    for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
-        float id, d = kq_block_scale(src, KQ_QK, 127.0f, &id);
-        int sum = 0;
-        for (int j = 0; j < KQ_QK; j++) {
-            b[i].qs[j] = (int8_t)lrintf(src[j] * id);
-            sum += b[i].qs[j];
-        }
-        b[i].d = d;
-        b[i].s = d * (float)sum;
-    }
-}
-
 void kq_scalar_quantize_q8_K(const float *src, void *dst, int64_t n)
 {
     kq_block_q8_K *b = dst;
@@ -62,7 +47,7 @@ void kq_scalar_quantize_f32(const float *src, void *dst, int64_t n)
     memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
-/* ---- dots of the 32-wide formats (the template) ---------------------------- */
+/* ---- dots of the 32-wide formats and the Q8_1 quantizer (the template) ------ */
 
 #define KQS_FN(name) kq_scalar_##name
 #define KQS_X0 kq_block_q8_0
@@ -70,6 +55,8 @@ void kq_scalar_quantize_f32(const float *src, void *dst, int64_t n)
 #define KQS_X1 kq_block_q8_1
 #define KQS_Q qs
 #define KQS_ELEM int8_t
+#define KQS_QMAX 127.0f
+#define KQS_QUANT_X1 kq_scalar_quantize_q8_1
 #include "quant_scalar_dots.h"
 
 /* ---- K-quant dots ------------------------------------------------------------- */

@@ -9,6 +9,8 @@
  *                 with float d and s = d * sum(codes)
  *   KQS_Q         the name of the code array in both (int8 qs / int16 q)
  *   KQS_ELEM      its element type
+ *   KQS_QMAX      the largest code (127 / 32767)
+ *   KQS_QUANT_X1  the name of the quantizer to KQS_X1
  * Integer sums inside a block, one float multiply-add per block: the same
  * arithmetic the SIMD paths do, so both agree to float rounding. int32 sums
  * are exact at both precisions (bounds in quant_q16.c). */
@@ -89,4 +91,21 @@ float KQS_FN(dot_q8_0)(int64_t n, const void *w, const void *x)
         sum += kq_fp16_to_fp32(a[i].d) * KQS_X0_D(b[i]) * (float)s;
     }
     return sum;
+}
+
+/* Quantizer to the _1 activation format: per block the codes, d and
+ * s = d * sum(codes) (recipe in quant_scalar.c) */
+void KQS_QUANT_X1(const float *src, void *dst, int64_t n)
+{
+    KQS_X1 *b = dst;
+    for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
+        float id, d = kq_block_scale(src, KQ_QK, KQS_QMAX, &id);
+        int32_t sum = 0;
+        for (int j = 0; j < KQ_QK; j++) {
+            b[i].KQS_Q[j] = (KQS_ELEM)lrintf(src[j] * id);
+            sum += b[i].KQS_Q[j];
+        }
+        b[i].d = d;
+        b[i].s = d * (float)sum;
+    }
 }
