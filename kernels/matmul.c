@@ -199,15 +199,18 @@ int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, 
         xq = s->buf;
     }
 
+    /* one lookup: dot, dot4 and multi from one family (quant_impl.h) */
+    const kq_dot_family *fam = kq_get_dot_family(w->type, bits);
+    if (!fam) /* cannot happen for a supported weight type and 8/16 bits */
+        return PV_EINVAL;
     mm_ctx c = {
-        .dot = kq_get_dot(w->type, bits),
+        .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
          * gain ~50% when the matrix is cache-resident, but with long rows
          * (960 B) streaming from DRAM the 4 interleaved streams ran at less
          * than half the speed of one sequential stream */
-        .dot4 = kq_row_bytes(w->type, w->cols) <= KM_DOT4_MAX_ROW_BYTES ? kq_get_dot4(w->type, bits)
-                                                                         : NULL,
-        .multi = kq_get_dot_multi(w->type, bits),
+        .dot4 = kq_row_bytes(w->type, w->cols) <= KM_DOT4_MAX_ROW_BYTES ? fam->dot4 : NULL,
+        .multi = fam->multi,
         .w = w->data,
         .wrb = kq_row_bytes(w->type, w->cols),
         .cols = w->cols,

@@ -1,6 +1,9 @@
-/* kq: type traits, dequantization, activation quantization and the portable
- * (scalar) dot products. SIMD variants live in quant_avx2*.c (built twice:
- * AVX2, and AVX512-VNNI as kq_vnni_*); this file picks them at run time.
+/* kq: the type traits table (one entry per format: its block facts and
+ * every kernel for it, per activation precision and SIMD level), the run-time
+ * SIMD choice, the lookups into the table and half/bfloat conversions.
+ * The kernels live in quant_dequant.c, quant_scalar.c (8-bit activations,
+ * float weights), quant_q16.c (16-bit activations) and quant_avx2*.c (built
+ * twice: AVX2, and AVX512-VNNI as kq_vnni_*), quant_avx512.c.
  *
  * Process-wide state (documented exception to "no global mutable state"):
  * the SIMD level cap (a test/benchmark switch) and two caches of facts that
@@ -89,9 +92,6 @@ static const char *const k_simd_names[] = {"scalar", "avx2", "avx512vnni"};
 
 const char *kq_simd_name(void) { return k_simd_names[kq_simd_level()]; }
 
-/* pick the kernel for level l among scalar / AVX2 / VNNI versions */
-#define PICK(l, sc, avx2, vnni) ((l) >= KQ_SIMD_AVX512VNNI ? (vnni) : (l) == KQ_SIMD_AVX2 ? (avx2) : (sc))
-
 /* ---- half / bfloat conversions ------------------------------------------ */
 
 static inline float bits_f32(uint32_t u)
@@ -153,41 +153,144 @@ uint16_t kq_fp32_to_fp16(float f)
 
 float kq_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
-#define H2F(h) kq_fp16_to_fp32(h)
+/* ---- multi-row dots for the families without their own ----------------------
+ * One row dot per activation row (the weight row is still hot in L1 after
+ * the first): trivially bit-identical to the single dot, as the consistency
+ * contract in quant_impl.h asks. */
+#define DEFINE_MULTI(name, dotfn)                                                             \
+    static void name(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,  \
+                     int64_t os)                                                              \
+    {                                                                                         \
+        for (int i = 0; i < nx; i++)                                                          \
+            out[i * os] = dotfn(n, w, (const char *)x + (size_t)i * xs);                      \
+    }
+DEFINE_MULTI(multi_scalar_f32, kq_scalar_dot_f32)
+DEFINE_MULTI(multi_scalar_f16, kq_scalar_dot_f16)
+DEFINE_MULTI(multi_scalar_bf16, kq_scalar_dot_bf16)
+DEFINE_MULTI(multi_scalar_q4_0, kq_scalar_dot_q4_0)
+DEFINE_MULTI(multi_scalar_q4_1, kq_scalar_dot_q4_1)
+DEFINE_MULTI(multi_scalar_q5_0, kq_scalar_dot_q5_0)
+DEFINE_MULTI(multi_scalar_q5_1, kq_scalar_dot_q5_1)
+DEFINE_MULTI(multi_scalar_q8_0, kq_scalar_dot_q8_0)
+DEFINE_MULTI(multi_scalar_q4_K, kq_scalar_dot_q4_K)
+DEFINE_MULTI(multi_scalar_q6_K, kq_scalar_dot_q6_K)
+DEFINE_MULTI(multi_avx2_f32, kq_avx2_dot_f32)
+DEFINE_MULTI(multi_avx2_f16, kq_avx2_dot_f16)
+DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_dot_q4_K)
+DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_dot_q6_K)
+DEFINE_MULTI(multi_scalar_q16_q4_0, kq_scalar_q16_dot_q4_0)
+DEFINE_MULTI(multi_scalar_q16_q4_1, kq_scalar_q16_dot_q4_1)
+DEFINE_MULTI(multi_scalar_q16_q5_0, kq_scalar_q16_dot_q5_0)
+DEFINE_MULTI(multi_scalar_q16_q5_1, kq_scalar_q16_dot_q5_1)
+DEFINE_MULTI(multi_scalar_q16_q8_0, kq_scalar_q16_dot_q8_0)
+DEFINE_MULTI(multi_scalar_q16_q4_K, kq_scalar_q16_dot_q4_K)
+DEFINE_MULTI(multi_scalar_q16_q6_K, kq_scalar_q16_dot_q6_K)
+DEFINE_MULTI(multi_avx2_q16_q4_0, kq_avx2_q16_dot_q4_0)
+DEFINE_MULTI(multi_avx2_q16_q5_0, kq_avx2_q16_dot_q5_0)
+DEFINE_MULTI(multi_avx2_q16_q5_1, kq_avx2_q16_dot_q5_1)
+DEFINE_MULTI(multi_avx2_q16_q4_K, kq_avx2_q16_dot_q4_K)
+DEFINE_MULTI(multi_avx2_q16_q6_K, kq_avx2_q16_dot_q6_K)
+DEFINE_MULTI(multi_vnni_q16_q4_0, kq_vnni_q16_dot_q4_0)
+DEFINE_MULTI(multi_vnni_q16_q5_0, kq_vnni_q16_dot_q5_0)
+DEFINE_MULTI(multi_vnni_q16_q5_1, kq_vnni_q16_dot_q5_1)
+DEFINE_MULTI(multi_vnni_q16_q4_K, kq_vnni_q16_dot_q4_K)
+DEFINE_MULTI(multi_vnni_q16_q6_K, kq_vnni_q16_dot_q6_K)
 
-/* ---- type traits ---------------------------------------------------------- */
+/* Q4_1 x 16-bit at the VNNI level: the VNNI build of the AVX2 kernels, or
+ * with -DKQ_Q41_PAIRS=1 the 512-bit pair kernels of quant_avx512.c; all
+ * three (dot, dot4, multi) from one family. The pairs are not the default:
+ * on the Zen 4 EPYC they were measured no faster than AVX2 (512-bit ops run
+ * as two 256-bit halves there) while the VNNI build is ~9% faster
+ * (docs/PERFORMANCE.md). */
+#ifndef KQ_Q41_PAIRS
+#define KQ_Q41_PAIRS 0
+#endif
+#if KQ_Q41_PAIRS
+#define Q41(f) kq_avx512_q16_##f##_q4_1
+#else
+#define Q41(f) kq_vnni_q16_##f##_q4_1
+#endif
 
-typedef struct {
-    const char *name;
-    uint32_t blk, bytes;
-    uint32_t vec_dot_type;    /* with 8-bit activations */
-    uint32_t vec_dot_type16;  /* with 16-bit activations */
-    int weight; /* readable as a weight */
-} kq_traits;
+/* ---- the type traits table ----------------------------------------------------
+ * Per weight type, .dot[precision][level] = {dot, multi, dot4}; {0} = none at
+ * that level (the lookup falls back to the level below). Float weights take
+ * f32 activations whatever the precision, so both rows are the same. */
+#define NONE {NULL, NULL, NULL}
+#define FLOAT_DOTS(sc, scm, avx2, avx2m)                                                      \
+    {{{sc, scm, NULL}, {avx2, avx2m, NULL}, NONE}, {{sc, scm, NULL}, {avx2, avx2m, NULL}, NONE}}
 
-static const kq_traits k_traits[KQ_TYPE_COUNT] = {
-    [KQ_F32] = {"F32", 1, 4, KQ_F32, KQ_F32, 1},
-    [KQ_F16] = {"F16", 1, 2, KQ_F32, KQ_F32, 1},
-    [KQ_BF16] = {"BF16", 1, 2, KQ_F32, KQ_F32, 1},
-    [KQ_Q4_0] = {"Q4_0", KQ_QK, sizeof(kq_block_q4_0), KQ_Q8_0, KQ_Q16_1, 1},
-    [KQ_Q4_1] = {"Q4_1", KQ_QK, sizeof(kq_block_q4_1), KQ_Q8_1, KQ_Q16_1, 1},
-    [KQ_Q5_0] = {"Q5_0", KQ_QK, sizeof(kq_block_q5_0), KQ_Q8_0, KQ_Q16_1, 1},
-    [KQ_Q5_1] = {"Q5_1", KQ_QK, sizeof(kq_block_q5_1), KQ_Q8_1, KQ_Q16_1, 1},
-    [KQ_Q8_0] = {"Q8_0", KQ_QK, sizeof(kq_block_q8_0), KQ_Q8_0, KQ_Q16_1, 1},
-    [KQ_Q8_1] = {"Q8_1", KQ_QK, sizeof(kq_block_q8_1), KQ_Q8_1, KQ_Q8_1, 0},
-    [KQ_Q4_K] = {"Q4_K", KQ_QKK, sizeof(kq_block_q4_K), KQ_Q8_K, KQ_Q16_K, 1},
-    [KQ_Q6_K] = {"Q6_K", KQ_QKK, sizeof(kq_block_q6_K), KQ_Q8_K, KQ_Q16_K, 1},
-    [KQ_Q8_K] = {"Q8_K", KQ_QKK, sizeof(kq_block_q8_K), KQ_Q8_K, KQ_Q8_K, 0},
-    [KQ_Q16_1] = {"Q16_1", KQ_QK, sizeof(kq_block_q16_1), KQ_Q16_1, KQ_Q16_1, 0},
-    [KQ_Q16_K] = {"Q16_K", KQ_QKK, sizeof(kq_block_q16_K), KQ_Q16_K, KQ_Q16_K, 0},
+static const kq_type_traits k_traits[KQ_TYPE_COUNT] = {
+    [KQ_F32] = {"F32", 1, 4, 1, kq_dequant_f32, {kq_scalar_quantize_f32}, {KQ_F32, KQ_F32},
+                FLOAT_DOTS(kq_scalar_dot_f32, multi_scalar_f32, kq_avx2_dot_f32, multi_avx2_f32)},
+    [KQ_F16] = {"F16", 1, 2, 1, kq_dequant_f16, {NULL}, {KQ_F32, KQ_F32},
+                FLOAT_DOTS(kq_scalar_dot_f16, multi_scalar_f16, kq_avx2_dot_f16, multi_avx2_f16)},
+    [KQ_BF16] = {"BF16", 1, 2, 1, kq_dequant_bf16, {NULL}, {KQ_F32, KQ_F32},
+                 FLOAT_DOTS(kq_scalar_dot_bf16, multi_scalar_bf16, NULL, NULL)},
+    [KQ_Q4_0] = {"Q4_0", KQ_QK, sizeof(kq_block_q4_0), 1, kq_dequant_q4_0, {NULL}, {KQ_Q8_0, KQ_Q16_1},
+                 {{{kq_scalar_dot_q4_0, multi_scalar_q4_0, NULL},
+                   {kq_avx2_dot_q4_0, kq_avx2_dot_multi_q4_0, NULL},
+                   {kq_vnni_dot_q4_0, kq_vnni_dot_multi_q4_0, NULL}},
+                  {{kq_scalar_q16_dot_q4_0, multi_scalar_q16_q4_0, NULL},
+                   {kq_avx2_q16_dot_q4_0, multi_avx2_q16_q4_0, NULL},
+                   {kq_vnni_q16_dot_q4_0, multi_vnni_q16_q4_0, NULL}}}},
+    [KQ_Q4_1] = {"Q4_1", KQ_QK, sizeof(kq_block_q4_1), 1, kq_dequant_q4_1, {NULL}, {KQ_Q8_1, KQ_Q16_1},
+                 {{{kq_scalar_dot_q4_1, multi_scalar_q4_1, NULL},
+                   {kq_avx2_dot_q4_1, kq_avx2_dot_multi_q4_1, kq_avx2_dot4_q4_1},
+                   {kq_vnni_dot_q4_1, kq_vnni_dot_multi_q4_1, kq_vnni_dot4_q4_1}},
+                  {{kq_scalar_q16_dot_q4_1, multi_scalar_q16_q4_1, NULL},
+                   {kq_avx2_q16_dot_q4_1, kq_avx2_q16_dot_multi_q4_1, kq_avx2_q16_dot4_q4_1},
+                   {Q41(dot), Q41(dot_multi), Q41(dot4)}}}},
+    [KQ_Q5_0] = {"Q5_0", KQ_QK, sizeof(kq_block_q5_0), 1, kq_dequant_q5_0, {NULL}, {KQ_Q8_0, KQ_Q16_1},
+                 {{{kq_scalar_dot_q5_0, multi_scalar_q5_0, NULL}, NONE, NONE},
+                  {{kq_scalar_q16_dot_q5_0, multi_scalar_q16_q5_0, NULL},
+                   {kq_avx2_q16_dot_q5_0, multi_avx2_q16_q5_0, NULL},
+                   {kq_vnni_q16_dot_q5_0, multi_vnni_q16_q5_0, NULL}}}},
+    [KQ_Q5_1] = {"Q5_1", KQ_QK, sizeof(kq_block_q5_1), 1, kq_dequant_q5_1, {NULL}, {KQ_Q8_1, KQ_Q16_1},
+                 {{{kq_scalar_dot_q5_1, multi_scalar_q5_1, NULL}, NONE, NONE},
+                  {{kq_scalar_q16_dot_q5_1, multi_scalar_q16_q5_1, NULL},
+                   {kq_avx2_q16_dot_q5_1, multi_avx2_q16_q5_1, NULL},
+                   {kq_vnni_q16_dot_q5_1, multi_vnni_q16_q5_1, NULL}}}},
+    /* Q8_0 is a weight format and the 8-bit activations of the _0 weights */
+    [KQ_Q8_0] = {"Q8_0", KQ_QK, sizeof(kq_block_q8_0), 1, kq_dequant_q8_0,
+                 {kq_scalar_quantize_q8_0, kq_avx2_quantize_q8_0}, {KQ_Q8_0, KQ_Q16_1},
+                 {{{kq_scalar_dot_q8_0, multi_scalar_q8_0, NULL},
+                   {kq_avx2_dot_q8_0, kq_avx2_dot_multi_q8_0, NULL},
+                   {kq_vnni_dot_q8_0, kq_vnni_dot_multi_q8_0, NULL}},
+                  {{kq_scalar_q16_dot_q8_0, multi_scalar_q16_q8_0, NULL},
+                   {kq_avx2_q16_dot_q8_0, kq_avx2_q16_dot_multi_q8_0, NULL},
+                   {kq_vnni_q16_dot_q8_0, kq_vnni_q16_dot_multi_q8_0, NULL}}}},
+    [KQ_Q4_K] = {"Q4_K", KQ_QKK, sizeof(kq_block_q4_K), 1, kq_dequant_q4_K, {NULL}, {KQ_Q8_K, KQ_Q16_K},
+                 {{{kq_scalar_dot_q4_K, multi_scalar_q4_K, NULL},
+                   {kq_avx2_dot_q4_K, multi_avx2_q4_K, NULL}, NONE},
+                  {{kq_scalar_q16_dot_q4_K, multi_scalar_q16_q4_K, NULL},
+                   {kq_avx2_q16_dot_q4_K, multi_avx2_q16_q4_K, NULL},
+                   {kq_vnni_q16_dot_q4_K, multi_vnni_q16_q4_K, NULL}}}},
+    [KQ_Q6_K] = {"Q6_K", KQ_QKK, sizeof(kq_block_q6_K), 1, kq_dequant_q6_K, {NULL}, {KQ_Q8_K, KQ_Q16_K},
+                 {{{kq_scalar_dot_q6_K, multi_scalar_q6_K, NULL},
+                   {kq_avx2_dot_q6_K, multi_avx2_q6_K, NULL}, NONE},
+                  {{kq_scalar_q16_dot_q6_K, multi_scalar_q16_q6_K, NULL},
+                   {kq_avx2_q16_dot_q6_K, multi_avx2_q16_q6_K, NULL},
+                   {kq_vnni_q16_dot_q6_K, multi_vnni_q16_q6_K, NULL}}}},
+    /* activation-only formats: no dots of their own. The quantizers have no
+     * integer dot products, so the AVX2 ones serve the VNNI level too. */
+    [KQ_Q8_1] = {"Q8_1", KQ_QK, sizeof(kq_block_q8_1), 0, kq_dequant_q8_1,
+                 {kq_scalar_quantize_q8_1, kq_avx2_quantize_q8_1}, {0}, {{NONE}}},
+    [KQ_Q8_K] = {"Q8_K", KQ_QKK, sizeof(kq_block_q8_K), 0, kq_dequant_q8_K,
+                 {kq_scalar_quantize_q8_K, kq_avx2_quantize_q8_K}, {0}, {{NONE}}},
+    [KQ_Q16_1] = {"Q16_1", KQ_QK, sizeof(kq_block_q16_1), 0, kq_dequant_q16_1,
+                  {kq_q16_quantize_1, kq_avx2_q16_quantize_1}, {0}, {{NONE}}},
+    [KQ_Q16_K] = {"Q16_K", KQ_QKK, sizeof(kq_block_q16_K), 0, kq_dequant_q16_K,
+                  {kq_q16_quantize_K, kq_avx2_q16_quantize_K}, {0}, {{NONE}}},
 };
 
-static const kq_traits *traits(uint32_t type)
+const kq_type_traits *kq_type_traits_of(uint32_t type)
 {
     if (type >= KQ_TYPE_COUNT || !k_traits[type].name)
         return NULL;
     return &k_traits[type];
 }
+
+static const kq_type_traits *traits(uint32_t type) { return kq_type_traits_of(type); }
 
 int kq_known(uint32_t type) { return traits(type) != NULL; }
 int kq_weight_supported(uint32_t type) { return traits(type) && traits(type)->weight; }
@@ -197,7 +300,7 @@ size_t kq_block_bytes(uint32_t type) { return traits(type) ? traits(type)->bytes
 
 size_t kq_row_bytes(uint32_t type, int64_t n)
 {
-    const kq_traits *t = traits(type);
+    const kq_type_traits *t = traits(type);
     if (!t || n < 0 || n % t->blk)
         return 0;
     return (size_t)(n / t->blk) * t->bytes;
@@ -211,234 +314,27 @@ uint32_t kq_vec_dot_type_bits(uint32_t type, int bits)
      * and for unknown ids so callers size buffers sanely */
     if (!kq_weight_supported(type))
         return KQ_F32;
-    return bits == 8 ? traits(type)->vec_dot_type : traits(type)->vec_dot_type16;
+    return traits(type)->vec_dot_type[bits == 8 ? KQ_ACT8 : KQ_ACT16];
 }
 
 uint32_t kq_vec_dot_type(uint32_t type) { return kq_vec_dot_type_bits(type, 8); }
 
-/* ---- dequantization -------------------------------------------------------- */
-
-static uint32_t load_u32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int kq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 {
-    const kq_traits *t = traits(type);
+    const kq_type_traits *t = traits(type);
     if (!t || !src || !dst || n < 0 || n % t->blk)
         return PV_EINVAL;
-    const int64_t nb = n / t->blk;
-    switch (type) {
-    case KQ_F32:
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        break;
-    case KQ_F16:
-    case KQ_BF16: {
-        const uint16_t *h = src;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = type == KQ_F16 ? H2F(h[i]) : kq_bf16_to_fp32(h[i]);
-        break;
-    }
-    case KQ_Q4_0:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q4_0 *b = (const kq_block_q4_0 *)src + i;
-            float d = H2F(b->d), *y = dst + i * KQ_QK;
-            for (int j = 0; j < 16; j++) {
-                y[j] = ((b->qs[j] & 0xF) - 8) * d;
-                y[j + 16] = ((b->qs[j] >> 4) - 8) * d;
-            }
-        }
-        break;
-    case KQ_Q4_1:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q4_1 *b = (const kq_block_q4_1 *)src + i;
-            float d = H2F(b->d), m = H2F(b->m), *y = dst + i * KQ_QK;
-            for (int j = 0; j < 16; j++) {
-                y[j] = (b->qs[j] & 0xF) * d + m;
-                y[j + 16] = (b->qs[j] >> 4) * d + m;
-            }
-        }
-        break;
-    case KQ_Q5_0:
-    case KQ_Q5_1:
-        for (int64_t i = 0; i < nb; i++) {
-            const uint8_t *qs, *qhp;
-            float d, m;
-            if (type == KQ_Q5_0) {
-                const kq_block_q5_0 *b = (const kq_block_q5_0 *)src + i;
-                d = H2F(b->d), m = -16.0f * d, qs = b->qs, qhp = b->qh;
-            } else {
-                const kq_block_q5_1 *b = (const kq_block_q5_1 *)src + i;
-                d = H2F(b->d), m = H2F(b->m), qs = b->qs, qhp = b->qh;
-            }
-            uint32_t qh = load_u32le(qhp);
-            float *y = dst + i * KQ_QK;
-            for (int j = 0; j < 16; j++) {
-                int q0 = (qs[j] & 0xF) | (int)((qh >> j) & 1) << 4;
-                int q1 = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-                /* Q5_0: (q-16)*d, written as q*d + (-16d) like Q5_1 */
-                y[j] = type == KQ_Q5_0 ? (q0 - 16) * d : q0 * d + m;
-                y[j + 16] = type == KQ_Q5_0 ? (q1 - 16) * d : q1 * d + m;
-            }
-        }
-        break;
-    case KQ_Q8_0:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q8_0 *b = (const kq_block_q8_0 *)src + i;
-            float d = H2F(b->d);
-            for (int j = 0; j < KQ_QK; j++)
-                dst[i * KQ_QK + j] = b->qs[j] * d;
-        }
-        break;
-    case KQ_Q8_1:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q8_1 *b = (const kq_block_q8_1 *)src + i;
-            float d = b->d;
-            for (int j = 0; j < KQ_QK; j++)
-                dst[i * KQ_QK + j] = b->qs[j] * d;
-        }
-        break;
-    case KQ_Q8_K:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q8_K *b = (const kq_block_q8_K *)src + i;
-            for (int j = 0; j < KQ_QKK; j++)
-                dst[i * KQ_QKK + j] = b->qs[j] * b->d;
-        }
-        break;
-    case KQ_Q16_1:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q16_1 *b = (const kq_block_q16_1 *)src + i;
-            for (int j = 0; j < KQ_QK; j++)
-                dst[i * KQ_QK + j] = b->q[j] * b->d;
-        }
-        break;
-    case KQ_Q16_K:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q16_K *b = (const kq_block_q16_K *)src + i;
-            for (int j = 0; j < KQ_QKK; j++)
-                dst[i * KQ_QKK + j] = b->q[j] * b->d;
-        }
-        break;
-    case KQ_Q4_K:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q4_K *b = (const kq_block_q4_K *)src + i;
-            float d = H2F(b->d), dmin = H2F(b->dmin), *y = dst + i * KQ_QKK;
-            for (int c = 0; c < 4; c++) { /* chunk of 64: sub-blocks 2c, 2c+1 */
-                uint8_t sc0, m0, sc1, m1;
-                kq_q4k_scale_min(b->scales, 2 * c, &sc0, &m0);
-                kq_q4k_scale_min(b->scales, 2 * c + 1, &sc1, &m1);
-                const uint8_t *q = b->qs + 32 * c;
-                for (int l = 0; l < 32; l++) {
-                    y[64 * c + l] = d * sc0 * (q[l] & 0xF) - dmin * m0;
-                    y[64 * c + 32 + l] = d * sc1 * (q[l] >> 4) - dmin * m1;
-                }
-            }
-        }
-        break;
-    case KQ_Q6_K:
-        for (int64_t i = 0; i < nb; i++) {
-            const kq_block_q6_K *b = (const kq_block_q6_K *)src + i;
-            float d = H2F(b->d);
-            for (int h = 0; h < 2; h++) { /* halves of 128 values */
-                const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-                const int8_t *sc = b->scales + 8 * h;
-                float *y = dst + i * KQ_QKK + 128 * h;
-                for (int l = 0; l < 32; l++) {
-                    int s = l / 16;
-                    int q1 = ((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32;
-                    int q2 = ((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32;
-                    int q3 = ((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
-                    int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
-                    y[l] = d * sc[s] * q1;
-                    y[l + 32] = d * sc[s + 2] * q2;
-                    y[l + 64] = d * sc[s + 4] * q3;
-                    y[l + 96] = d * sc[s + 6] * q4;
-                }
-            }
-        }
-        break;
-    default:
-        return PV_EINVAL;
-    }
+    t->dequantize(src, dst, n);
     return PV_OK;
-}
-
-/* ---- activation quantization (scalar) -------------------------------------
- * Symmetric: d = amax/127, q = round-half-even(x / d) computed as x * (1/d)
- * so the SIMD versions can reproduce it bit for bit. */
-
-static float block_scale(const float *x, int n, float *id)
-{
-    float amax = 0.0f;
-    for (int j = 0; j < n; j++)
-        amax = fmaxf(amax, fabsf(x[j]));
-    float d = amax / 127.0f;
-    *id = d != 0.0f ? 1.0f / d : 0.0f;
-    return d;
-}
-
-static void quantize_q8_0(const float *src, void *dst, int64_t n)
-{
-    kq_block_q8_0 *b = dst;
-    for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
-        float id, d = block_scale(src, KQ_QK, &id);
-        b[i].d = kq_fp32_to_fp16(d);
-        for (int j = 0; j < KQ_QK; j++)
-            b[i].qs[j] = (int8_t)lrintf(src[j] * id);
-    }
-}
-
-static void quantize_q8_1(const float *src, void *dst, int64_t n)
-{
-    kq_block_q8_1 *b = dst;
-    for (int64_t i = 0; i < n / KQ_QK; i++, src += KQ_QK) {
-        float id, d = block_scale(src, KQ_QK, &id);
-        int sum = 0;
-        for (int j = 0; j < KQ_QK; j++) {
-            b[i].qs[j] = (int8_t)lrintf(src[j] * id);
-            sum += b[i].qs[j];
-        }
-        b[i].d = d;
-        b[i].s = d * (float)sum;
-    }
-}
-
-static void quantize_q8_K(const float *src, void *dst, int64_t n)
-{
-    kq_block_q8_K *b = dst;
-    for (int64_t i = 0; i < n / KQ_QKK; i++, src += KQ_QKK) {
-        float id;
-        b[i].d = block_scale(src, KQ_QKK, &id);
-        for (int g = 0; g < 16; g++) {
-            int sum = 0;
-            for (int j = 16 * g; j < 16 * g + 16; j++) {
-                b[i].qs[j] = (int8_t)lrintf(src[j] * id);
-                sum += b[i].qs[j];
-            }
-            b[i].bsums[g] = (int16_t)sum;
-        }
-    }
-}
-
-static void quantize_f32(const float *src, void *dst, int64_t n)
-{
-    memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
 kq_quant_fn kq_get_quant(uint32_t vdt)
 {
-    /* no integer dots in the quantizers: the AVX2 ones serve both levels */
-    int simd = kq_simd_level() >= KQ_SIMD_AVX2;
-    switch (vdt) {
-    case KQ_Q8_0: return simd ? kq_avx2_quantize_q8_0 : quantize_q8_0;
-    case KQ_Q8_1: return simd ? kq_avx2_quantize_q8_1 : quantize_q8_1;
-    case KQ_Q8_K: return simd ? kq_avx2_quantize_q8_K : quantize_q8_K;
-    case KQ_Q16_1: return simd ? kq_avx2_q16_quantize_1 : kq_q16_quantize_1;
-    case KQ_Q16_K: return simd ? kq_avx2_q16_quantize_K : kq_q16_quantize_K;
-    case KQ_F32: return quantize_f32;
-    default: return NULL;
-    }
+    const kq_type_traits *t = traits(vdt);
+    for (int l = t ? kq_simd_level() : -1; l >= 0; l--)
+        if (t->quantize[l])
+            return t->quantize[l];
+    return NULL;
 }
 
 int kq_quantize_row(uint32_t vdt, const float *src, void *dst, int64_t n)
@@ -450,248 +346,34 @@ int kq_quantize_row(uint32_t vdt, const float *src, void *dst, int64_t n)
     return PV_OK;
 }
 
-/* ---- scalar dot products ----------------------------------------------------
- * Integer sums inside a block, one float multiply-add per block: the same
- * arithmetic the SIMD paths do, so both agree to float rounding. */
-
-static float dot_q4_0(int64_t n, const void *w, const void *x)
+const kq_dot_family *kq_get_dot_family(uint32_t type, int bits)
 {
-    const kq_block_q4_0 *a = w;
-    const kq_block_q8_0 *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        int s = 0;
-        for (int j = 0; j < 16; j++)
-            s += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j] + ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
-        sum += H2F(a[i].d) * H2F(b[i].d) * (float)s;
-    }
-    return sum;
+    const kq_type_traits *t = traits(type);
+    if (!t || (bits != 8 && bits != 16))
+        return NULL;
+    const kq_dot_family *f = t->dot[bits == 8 ? KQ_ACT8 : KQ_ACT16];
+    for (int l = kq_simd_level(); l >= 0; l--)
+        if (f[l].dot)
+            return &f[l];
+    return NULL;
 }
-
-static float dot_q4_1(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q4_1 *a = w;
-    const kq_block_q8_1 *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        int s = 0;
-        for (int j = 0; j < 16; j++)
-            s += (a[i].qs[j] & 0xF) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
-        /* sum((q*dw + m) * qx*dx) = dw*dx*sum(q*qx) + m * (dx*sum(qx)) */
-        sum += H2F(a[i].d) * b[i].d * (float)s + H2F(a[i].m) * b[i].s;
-    }
-    return sum;
-}
-
-static int q5_isum(const uint8_t *qs, const uint8_t *qhp, const int8_t *x, int offset)
-{
-    uint32_t qh = load_u32le(qhp);
-    int s = 0;
-    for (int j = 0; j < 16; j++) {
-        int q0 = ((qs[j] & 0xF) | (int)((qh >> j) & 1) << 4) - offset;
-        int q1 = ((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - offset;
-        s += q0 * x[j] + q1 * x[j + 16];
-    }
-    return s;
-}
-
-static float dot_q5_0(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q5_0 *a = w;
-    const kq_block_q8_0 *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QK; i++)
-        sum += H2F(a[i].d) * H2F(b[i].d) * (float)q5_isum(a[i].qs, a[i].qh, b[i].qs, 16);
-    return sum;
-}
-
-static float dot_q5_1(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q5_1 *a = w;
-    const kq_block_q8_1 *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QK; i++)
-        sum += H2F(a[i].d) * b[i].d * (float)q5_isum(a[i].qs, a[i].qh, b[i].qs, 0) +
-               H2F(a[i].m) * b[i].s;
-    return sum;
-}
-
-static float dot_q8_0(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q8_0 *a = w;
-    const kq_block_q8_0 *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        int s = 0;
-        for (int j = 0; j < KQ_QK; j++)
-            s += a[i].qs[j] * b[i].qs[j];
-        sum += H2F(a[i].d) * H2F(b[i].d) * (float)s;
-    }
-    return sum;
-}
-
-static float dot_q4_K(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q4_K *a = w;
-    const kq_block_q8_K *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QKK; i++) {
-        int32_t sumi = 0, summ = 0;
-        for (int c = 0; c < 4; c++) {
-            uint8_t sc0, m0, sc1, m1;
-            kq_q4k_scale_min(a[i].scales, 2 * c, &sc0, &m0);
-            kq_q4k_scale_min(a[i].scales, 2 * c + 1, &sc1, &m1);
-            const uint8_t *q = a[i].qs + 32 * c;
-            const int8_t *y = b[i].qs + 64 * c;
-            int s0 = 0, s1 = 0;
-            for (int l = 0; l < 32; l++) {
-                s0 += (q[l] & 0xF) * y[l];
-                s1 += (q[l] >> 4) * y[l + 32];
-            }
-            sumi += sc0 * s0 + sc1 * s1;
-            /* the min terms only need the activation sums per sub-block */
-            summ += m0 * (b[i].bsums[4 * c] + b[i].bsums[4 * c + 1]) +
-                    m1 * (b[i].bsums[4 * c + 2] + b[i].bsums[4 * c + 3]);
-        }
-        sum += b[i].d * (H2F(a[i].d) * (float)sumi - H2F(a[i].dmin) * (float)summ);
-    }
-    return sum;
-}
-
-static float dot_q6_K(int64_t n, const void *w, const void *x)
-{
-    const kq_block_q6_K *a = w;
-    const kq_block_q8_K *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / KQ_QKK; i++) {
-        int32_t sumi = 0;
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = a[i].ql + 64 * h, *qh = a[i].qh + 32 * h;
-            const int8_t *sc = a[i].scales + 8 * h, *y = b[i].qs + 128 * h;
-            int s[8] = {0}; /* per 16-value group, unsigned q (offset folded below) */
-            for (int l = 0; l < 32; l++) {
-                int g = l / 16;
-                s[g] += ((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) * y[l];
-                s[g + 2] += ((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) * y[l + 32];
-                s[g + 4] += ((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) * y[l + 64];
-                s[g + 6] += ((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) * y[l + 96];
-            }
-            for (int g = 0; g < 8; g++)
-                sumi += sc[g] * (s[g] - 32 * b[i].bsums[8 * h + g]);
-        }
-        sum += H2F(a[i].d) * b[i].d * (float)sumi;
-    }
-    return sum;
-}
-
-static float dot_f32(int64_t n, const void *w, const void *x)
-{
-    const float *a = w, *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        sum += a[i] * b[i];
-    return sum;
-}
-
-static float dot_f16(int64_t n, const void *w, const void *x)
-{
-    const uint16_t *a = w;
-    const float *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        sum += H2F(a[i]) * b[i];
-    return sum;
-}
-
-static float dot_bf16(int64_t n, const void *w, const void *x)
-{
-    const uint16_t *a = w;
-    const float *b = x;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        sum += kq_bf16_to_fp32(a[i]) * b[i];
-    return sum;
-}
-
-/* float weights: the same f32 dot at either activation precision */
-static int float_weight(uint32_t type) { return type == KQ_F32 || type == KQ_F16 || type == KQ_BF16; }
 
 kq_dot_fn kq_get_dot(uint32_t type, int bits)
 {
-    int lvl = kq_simd_level(), simd = lvl >= KQ_SIMD_AVX2;
-    if (bits == 16 && !float_weight(type))
-        return kq_q16_get_dot(type, lvl);
-    if (bits != 8 && bits != 16)
-        return NULL;
-    switch (type) {
-    case KQ_F32: return simd ? kq_avx2_dot_f32 : dot_f32;
-    case KQ_F16: return simd ? kq_avx2_dot_f16 : dot_f16;
-    case KQ_BF16: return dot_bf16;
-    case KQ_Q4_0: return PICK(lvl, dot_q4_0, kq_avx2_dot_q4_0, kq_vnni_dot_q4_0);
-    case KQ_Q4_1: return PICK(lvl, dot_q4_1, kq_avx2_dot_q4_1, kq_vnni_dot_q4_1);
-    case KQ_Q5_0: return dot_q5_0;
-    case KQ_Q5_1: return dot_q5_1;
-    case KQ_Q8_0: return PICK(lvl, dot_q8_0, kq_avx2_dot_q8_0, kq_vnni_dot_q8_0);
-    case KQ_Q4_K: return simd ? kq_avx2_dot_q4_K : dot_q4_K;
-    case KQ_Q6_K: return simd ? kq_avx2_dot_q6_K : dot_q6_K;
-    default: return NULL;
-    }
+    const kq_dot_family *f = kq_get_dot_family(type, bits);
+    return f ? f->dot : NULL;
 }
-
-/* Generic multi-row dot for types without a dedicated kernel: one row dot
- * per activation row (the weight row is still hot in L1 after the first). */
-#define DEFINE_MULTI(name, dotfn)                                                             \
-    static void name(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out,  \
-                     int64_t os)                                                              \
-    {                                                                                         \
-        for (int i = 0; i < nx; i++)                                                          \
-            out[i * os] = dotfn(n, w, (const char *)x + (size_t)i * xs);                      \
-    }
-DEFINE_MULTI(multi_f32, dot_f32)
-DEFINE_MULTI(multi_f16, dot_f16)
-DEFINE_MULTI(multi_bf16, dot_bf16)
-DEFINE_MULTI(multi_q4_0, dot_q4_0)
-DEFINE_MULTI(multi_q4_1, dot_q4_1)
-DEFINE_MULTI(multi_q5_0, dot_q5_0)
-DEFINE_MULTI(multi_q5_1, dot_q5_1)
-DEFINE_MULTI(multi_q8_0, dot_q8_0)
-DEFINE_MULTI(multi_q4_K, dot_q4_K)
-DEFINE_MULTI(multi_q6_K, dot_q6_K)
-DEFINE_MULTI(multi_avx2_f32, kq_avx2_dot_f32)
-DEFINE_MULTI(multi_avx2_f16, kq_avx2_dot_f16)
-DEFINE_MULTI(multi_avx2_q4_K, kq_avx2_dot_q4_K)
-DEFINE_MULTI(multi_avx2_q6_K, kq_avx2_dot_q6_K)
 
 kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits)
 {
-    int lvl = kq_simd_level(), simd = lvl >= KQ_SIMD_AVX2;
-    if (bits == 16 && !float_weight(type))
-        return kq_q16_get_dot_multi(type, lvl);
-    if (bits != 8 && bits != 16)
-        return NULL;
-    switch (type) {
-    case KQ_F32: return simd ? multi_avx2_f32 : multi_f32;
-    case KQ_F16: return simd ? multi_avx2_f16 : multi_f16;
-    case KQ_BF16: return multi_bf16;
-    case KQ_Q4_0: return PICK(lvl, multi_q4_0, kq_avx2_dot_multi_q4_0, kq_vnni_dot_multi_q4_0);
-    case KQ_Q4_1: return PICK(lvl, multi_q4_1, kq_avx2_dot_multi_q4_1, kq_vnni_dot_multi_q4_1);
-    case KQ_Q5_0: return multi_q5_0;
-    case KQ_Q5_1: return multi_q5_1;
-    case KQ_Q8_0: return PICK(lvl, multi_q8_0, kq_avx2_dot_multi_q8_0, kq_vnni_dot_multi_q8_0);
-    case KQ_Q4_K: return simd ? multi_avx2_q4_K : multi_q4_K;
-    case KQ_Q6_K: return simd ? multi_avx2_q6_K : multi_q6_K;
-    default: return NULL;
-    }
+    const kq_dot_family *f = kq_get_dot_family(type, bits);
+    return f ? f->multi : NULL;
 }
 
 kq_dot4_fn kq_get_dot4(uint32_t type, int bits)
 {
-    int lvl = kq_simd_level();
-    if (bits == 16)
-        return kq_q16_get_dot4(type, lvl);
-    if (bits != 8 || type != KQ_Q4_1)
-        return NULL;
-    return PICK(lvl, NULL, kq_avx2_dot4_q4_1, kq_vnni_dot4_q4_1);
+    const kq_dot_family *f = kq_get_dot_family(type, bits);
+    return f ? f->dot4 : NULL;
 }
 
 float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row)

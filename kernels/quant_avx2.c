@@ -31,68 +31,40 @@ static inline __m256i dot_us8(__m256i u, __m256i s)
 #endif
 }
 
-/* The Q4_1 kernels (one row, 4 rows, several tokens) do the same per-row
- * arithmetic: one accumulator chain per row in block order and
- * q4_1_finish4 at the end, so their results are bit-identical (the
- * consistency contract in quant_impl.h). One chain per row is FMA-latency
- * bound for a lone row; the 4-row and multi-token kernels get their
- * parallelism from the independent rows instead. */
-static inline __attribute__((always_inline)) void q4_1_block(const kq_block_q4_1 *a, const kq_block_q8_1 *b,
-                                                             __m256i q, __m256 *acc, __m128 *ms)
+/* ---- Q4_1 and Q8_0: the families of quant_avx2_tmpl.h -------------------------- */
+
+/* Q4_1: the unsigned nibbles go in directly */
+static inline __attribute__((always_inline)) kq_w2 q4_1_weights(const kq_block_q4_1 *a)
 {
-    __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
-    __m128 s = q4_1_scales(a, b);
-    *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot_us8(q, y)), *acc);
-    *ms = _mm_add_ps(*ms, s);
+    kq_w2 w = {unpack_nibbles(a->qs), _mm256_setzero_si256()};
+    return w;
 }
 
-void KQ_FN(dot4_q4_1)(int64_t n, const void *w, size_t ws, const void *x, float *out)
+static inline __attribute__((always_inline)) __m256i q4_1_idot(kq_w2 w, const kq_block_q8_1 *b)
 {
-    const kq_block_q4_1 *a[4];
-    for (int r = 0; r < 4; r++)
-        a[r] = (const kq_block_q4_1 *)((const char *)w + (size_t)r * ws);
-    const kq_block_q8_1 *b = x;
-    __m256 acc[4];
-    __m128 ms[4];
-    for (int r = 0; r < 4; r++) {
-        acc[r] = _mm256_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / KQ_QK; i++)
-        for (int r = 0; r < 4; r++)
-            q4_1_block(&a[r][i], &b[i], unpack_nibbles(a[r][i].qs), &acc[r], &ms[r]);
-    q4_1_store(acc, ms, 4, out, 1);
+    return dot_us8(w.a, _mm256_loadu_si256((const __m256i *)b->qs));
 }
 
-/* Several activation rows against one weight row: the nibbles are unpacked
- * once per block and reused NX times (prefill / batched decode). NX is a
- * compile-time constant in every call so the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void
-multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *out, int64_t os,
-           const int NX)
+/* Q8_0: signed x signed as |w| x sign(y, w); a = w, b = |w| */
+static inline __attribute__((always_inline)) kq_w2 q8_0_weights(const kq_block_q8_0 *a)
 {
-    __m256 acc[4];
-    __m128 ms[4];
-    for (int r = 0; r < NX; r++) {
-        acc[r] = _mm256_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        __m256i q = unpack_nibbles(a[i].qs);
-        for (int r = 0; r < NX; r++)
-            q4_1_block(&a[i], (const kq_block_q8_1 *)(x + (size_t)r * xs) + i, q, &acc[r], &ms[r]);
-    }
-    q4_1_store(acc, ms, NX, out, os);
+    __m256i q = _mm256_loadu_si256((const __m256i *)a->qs);
+    kq_w2 w = {q, _mm256_sign_epi8(q, q)};
+    return w;
 }
 
-float KQ_FN(dot_q4_1)(int64_t n, const void *w, const void *x)
+static inline __attribute__((always_inline)) __m256i q8_0_idot(kq_w2 w, const kq_block_q8_0 *b)
 {
-    float out;
-    multi_q4_1(n, w, x, 0, &out, 1, 1);
-    return out;
+    return dot_us8(w.b, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b->qs), w.a));
 }
 
-KQ_DEFINE_DOT_MULTI(KQ_FN(dot_multi_q4_1), multi_q4_1)
+#define KQT_FN(name) KQ_FN(name)
+#define KQT_X1 kq_block_q8_1
+#define KQT_X0 kq_block_q8_0
+#define KQT_X0_D(b) h2f((b)->d)
+#include "quant_avx2_tmpl.h"
+
+/* ---- Q4_0 ------------------------------------------------------------------------ */
 
 static inline __attribute__((always_inline)) void
 multi_q4_0(int64_t n, const kq_block_q4_0 *a, const char *x, size_t xs, float *out, int64_t os,
@@ -126,41 +98,6 @@ float KQ_FN(dot_q4_0)(int64_t n, const void *w, const void *x)
 
 KQ_DEFINE_DOT_MULTI(KQ_FN(dot_multi_q4_0), multi_q4_0)
 
-/* Q8_0 x Q8_0, one row against NX tokens: |w| and the weight's signs are
- * taken once per block (signed x signed as |w| x sign(y, w)); per token two chains (even /
- * odd blocks, for FMA latency) and one final hsum, so the single dot
- * (NX = 1) and the multi-token form are bit-identical (quant_impl.h). */
-static inline __attribute__((always_inline)) void
-multi_q8_0(int64_t n, const kq_block_q8_0 *a, const char *x, size_t xs, float *out, int64_t os,
-           const int NX)
-{
-    __m256 acc[4][2];
-    for (int r = 0; r < NX; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i qa = _mm256_sign_epi8(q, q);
-        float dw = h2f(a[i].d);
-        for (int r = 0; r < NX; r++) {
-            const kq_block_q8_0 *b = (const kq_block_q8_0 *)(x + (size_t)r * xs) + i;
-            __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b->qs), q);
-            __m256 d = _mm256_set1_ps(dw * h2f(b->d));
-            acc[r][i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_us8(qa, y)), acc[r][i & 1]);
-        }
-    }
-    for (int r = 0; r < NX; r++)
-        out[r * os] = hsum_ps(_mm256_add_ps(acc[r][0], acc[r][1]));
-}
-
-float KQ_FN(dot_q8_0)(int64_t n, const void *w, const void *x)
-{
-    float out;
-    multi_q8_0(n, w, x, 0, &out, 1, 1);
-    return out;
-}
-
-KQ_DEFINE_DOT_MULTI(KQ_FN(dot_multi_q8_0), multi_q8_0)
-
 float KQ_FN(dot_q4_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q4_K *a = w;
@@ -169,8 +106,7 @@ float KQ_FN(dot_q4_K)(int64_t n, const void *w, const void *x)
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QKK; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            kq_q4k_scale_min(a[i].scales, j, &sc[j], &mn[j]);
+        kq_q4k_scales_mins(a[i].scales, sc, mn);
         /* |q*y| sums per sub-block <= 15*127*32; times a 6-bit scale and 8
          * sub-blocks this stays far below 2^31 */
         __m256i sumi = _mm256_setzero_si256();
@@ -197,26 +133,14 @@ float KQ_FN(dot_q6_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q6_K *a = w;
     const kq_block_q8_K *b = x;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QKK; i++) {
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = a[i].ql + 64 * h;
             const int8_t *sc = a[i].scales + 8 * h, *y = b[i].qs + 128 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h));
-            /* the four 32-value groups of this half, unsigned 0..63 */
-            __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
-            };
+            __m256i q[4]; /* the four 32-value groups of this half */
+            q6k_groups(ql, a[i].qh + 32 * h, q);
             for (int g = 0; g < 4; g++) {
                 __m256i yy = _mm256_loadu_si256((const __m256i *)(y + 32 * g));
                 /* int16 lanes 0..7 come from values 0..15 (scale 2g), 8..15

@@ -44,72 +44,53 @@ static inline __m256i dot32(__m256i wlo, __m256i whi, const int16_t *y)
 #endif
 }
 
-/* ---- Q4_1: single row, 4 rows, several tokens ------------------------------
- * Same per-row arithmetic in all three (one chain per row in block order,
- * q4_1_finish4): bit-identical results, see quant_impl.h. */
+/* ---- Q4_1 and Q8_0: the families of quant_avx2_tmpl.h -------------------------- */
 
-static inline __attribute__((always_inline)) void q4_1_block16(const kq_block_q4_1 *a,
-                                                               const kq_block_q16_1 *b, __m256i wlo,
-                                                               __m256i whi, __m256 *acc, __m128 *ms)
+static inline __attribute__((always_inline)) kq_w2 q4_1_weights(const kq_block_q4_1 *a)
 {
-    __m128 s = q4_1_scales(a, b);
-    *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot32(wlo, whi, b->q)), *acc);
-    *ms = _mm_add_ps(*ms, s);
+    kq_w2 w;
+    nibbles16(a->qs, &w.a, &w.b);
+    return w;
 }
 
-static inline __attribute__((always_inline)) void
-multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *out, int64_t os,
-           const int NX)
+static inline __attribute__((always_inline)) __m256i q4_1_idot(kq_w2 w, const kq_block_q16_1 *b)
 {
-    __m256 acc[4];
-    __m128 ms[4];
-    for (int r = 0; r < NX; r++) {
-        acc[r] = _mm256_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        __m256i wlo, whi; /* unpacked once, used for NX tokens */
-        nibbles16(a[i].qs, &wlo, &whi);
-        for (int r = 0; r < NX; r++)
-            q4_1_block16(&a[i], (const kq_block_q16_1 *)(x + (size_t)r * xs) + i, wlo, whi, &acc[r],
-                         &ms[r]);
-    }
-    q4_1_store(acc, ms, NX, out, os);
+    return dot32(w.a, w.b, b->q);
 }
 
-float KQ_FN(q16_dot_q4_1)(int64_t n, const void *w, const void *x)
+/* Q8_0 (the output projection of SmolLM2's tied embedding): widened once */
+static inline __attribute__((always_inline)) kq_w2 q8_0_weights(const kq_block_q8_0 *a)
 {
-    float out;
-    multi_q4_1(n, w, x, 0, &out, 1, 1);
-    return out;
+    kq_w2 w = {_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->qs)),
+               _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a->qs + 16)))};
+    return w;
 }
 
-KQ_DEFINE_DOT_MULTI(KQ_FN(q16_dot_multi_q4_1), multi_q4_1)
-
-void KQ_FN(q16_dot4_q4_1)(int64_t n, const void *w, size_t ws, const void *x, float *out)
+static inline __attribute__((always_inline)) __m256i q8_0_idot(kq_w2 w, const kq_block_q16_1 *b)
 {
-    const kq_block_q4_1 *a[4];
-    for (int r = 0; r < 4; r++)
-        a[r] = (const kq_block_q4_1 *)((const char *)w + (size_t)r * ws);
-    const kq_block_q16_1 *b = x;
-    __m256 acc[4];
-    __m128 ms[4];
-    for (int r = 0; r < 4; r++) {
-        acc[r] = _mm256_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / KQ_QK; i++)
-        for (int r = 0; r < 4; r++) {
-            __m256i wlo, whi;
-            nibbles16(a[r][i].qs, &wlo, &whi);
-            q4_1_block16(&a[r][i], &b[i], wlo, whi, &acc[r], &ms[r]);
-        }
-    q4_1_store(acc, ms, 4, out, 1);
+    return dot32(w.a, w.b, b->q);
 }
+
+#define KQT_FN(name) KQ_FN(q16_##name)
+#define KQT_X1 kq_block_q16_1
+#define KQT_X0 kq_block_q16_1
+#define KQT_X0_D(b) (b)->d
+#include "quant_avx2_tmpl.h"
 
 /* ---- the other 32-wide types -------------------------------------------------
- * Their multi-token form is one call of these per token (quant_q16.c), so
+ * Their multi-token form is one call of these per token (quant.c), so
  * they may use two accumulator chains (even/odd blocks) for latency. */
+
+/* One block of a _0 weight (unsigned codes wlo/whi, offset off, fp16 scale
+ * dw) into the even/odd chain i & 1 (Q4_0, Q5_0). */
+static inline __attribute__((always_inline)) void x0_block(__m256 acc[2], int64_t i, __m256i wlo,
+                                                           __m256i whi, __m256i off, uint16_t dw,
+                                                           const kq_block_q16_1 *b)
+{
+    __m256i p = dot32(_mm256_sub_epi16(wlo, off), _mm256_sub_epi16(whi, off), b->q);
+    __m256 d = _mm256_set1_ps(h2f(dw) * b->d);
+    acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+}
 
 float KQ_FN(q16_dot_q4_0)(int64_t n, const void *w, const void *x)
 {
@@ -120,9 +101,7 @@ float KQ_FN(q16_dot_q4_0)(int64_t n, const void *w, const void *x)
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i wlo, whi;
         nibbles16(a[i].qs, &wlo, &whi);
-        __m256i p = dot32(_mm256_sub_epi16(wlo, eight), _mm256_sub_epi16(whi, eight), b[i].q);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+        x0_block(acc, i, wlo, whi, eight, a[i].d, &b[i]);
     }
     return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
@@ -154,9 +133,7 @@ float KQ_FN(q16_dot_q5_0)(int64_t n, const void *w, const void *x)
     for (int64_t i = 0; i < n / KQ_QK; i++) {
         __m256i wlo, whi;
         q5_codes16(a[i].qs, a[i].qh, &wlo, &whi);
-        __m256i p = dot32(_mm256_sub_epi16(wlo, sixteen), _mm256_sub_epi16(whi, sixteen), b[i].q);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * b[i].d);
-        acc[i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[i & 1]);
+        x0_block(acc, i, wlo, whi, sixteen, a[i].d, &b[i]);
     }
     return hsum_ps(_mm256_add_ps(acc[0], acc[1]));
 }
@@ -177,40 +154,6 @@ float KQ_FN(q16_dot_q5_1)(int64_t n, const void *w, const void *x)
     return hsum_ps(_mm256_add_ps(acc[0], acc[1])) + msum;
 }
 
-/* Q8_0: the output projection (SmolLM2's tied embedding). One row against
- * NX tokens, the weight block widened once; per token two chains (even /
- * odd blocks) for FMA latency and one final hsum, so the single dot (NX = 1)
- * and the multi-token form give bit-identical results (quant_impl.h). */
-static inline __attribute__((always_inline)) void
-multi_q8_0(int64_t n, const kq_block_q8_0 *a, const char *x, size_t xs, float *out, int64_t os,
-           const int NX)
-{
-    __m256 acc[4][2];
-    for (int r = 0; r < NX; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / KQ_QK; i++) {
-        __m256i wlo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].qs));
-        __m256i whi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a[i].qs + 16)));
-        float dw = h2f(a[i].d);
-        for (int r = 0; r < NX; r++) {
-            const kq_block_q16_1 *b = (const kq_block_q16_1 *)(x + (size_t)r * xs) + i;
-            __m256 d = _mm256_set1_ps(dw * b->d);
-            acc[r][i & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot32(wlo, whi, b->q)), acc[r][i & 1]);
-        }
-    }
-    for (int r = 0; r < NX; r++)
-        out[r * os] = hsum_ps(_mm256_add_ps(acc[r][0], acc[r][1]));
-}
-
-float KQ_FN(q16_dot_q8_0)(int64_t n, const void *w, const void *x)
-{
-    float out;
-    multi_q8_0(n, w, x, 0, &out, 1, 1);
-    return out;
-}
-
-KQ_DEFINE_DOT_MULTI(KQ_FN(q16_dot_multi_q8_0), multi_q8_0)
-
 /* ---- K-quants ------------------------------------------------------------------ */
 
 float KQ_FN(q16_dot_q4_K)(int64_t n, const void *w, const void *x)
@@ -221,8 +164,7 @@ float KQ_FN(q16_dot_q4_K)(int64_t n, const void *w, const void *x)
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QKK; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            kq_q4k_scale_min(a[i].scales, j, &sc[j], &mn[j]);
+        kq_q4k_scales_mins(a[i].scales, sc, mn);
         /* The sub-block scale (<= 63) is multiplied into the int16 codes
          * (<= 15 * 63 = 945). Each int32 lane then gets 4 products per
          * sub-block, <= 4 * 945 * 32767 = 123.9e6, and 8 sub-blocks make
@@ -254,7 +196,6 @@ float KQ_FN(q16_dot_q6_K)(int64_t n, const void *w, const void *x)
 {
     const kq_block_q6_K *a = w;
     const kq_block_q16_K *b = x;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
     const __m256i off = _mm256_set1_epi16(32);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / KQ_QKK; i++) {
@@ -263,19 +204,8 @@ float KQ_FN(q16_dot_q6_K)(int64_t n, const void *w, const void *x)
             const uint8_t *ql = a[i].ql + 64 * h;
             const int8_t *sc = a[i].scales + 8 * h;
             const int16_t *y = b[i].q + 128 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h));
-            /* the four 32-value groups of this half, unsigned 0..63 */
-            __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
-            };
+            __m256i q[4]; /* the four 32-value groups of this half */
+            q6k_groups(ql, a[i].qh + 32 * h, q);
             /* (q - 32) * scale fits int16 (|.| <= 32 * 128 = 4096); a lane
              * gets 4 products per 32-value group, <= 4 * 4096 * 32767 =
              * 536.8e6, so two groups (1.07e9 < 2^31) are summed in int32

@@ -50,6 +50,30 @@ static inline float amax_n(const float *x, int n)
     return _mm_cvtss_f32(s);
 }
 
+/* A weight block unpacked for the integer dot: two vectors whose meaning is
+ * the kernel's (the quant_avx2_tmpl.h hooks). */
+typedef struct {
+    __m256i a, b;
+} kq_w2;
+
+/* The four 32-value groups of one half (128 values) of a Q6_K block as
+ * unsigned 0..63 codes: the low nibbles of ql (the first 64 bytes for
+ * groups 0, 1 low, then high nibbles for 2, 3) with 2 bits each of qh. */
+static inline __attribute__((always_inline)) void q6k_groups(const uint8_t *ql, const uint8_t *qh, __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+}
+
 /* Per Q4_1 block: [d, m] of the weight (adjacent fp16, one conversion) times
  * [dx, sx] of the activation (adjacent f32 at the start of both Q8_1 and
  * Q16_1 blocks) gives [d*dx, m*sx]: lane 0 scales the integer dot, lane 1 is

@@ -24,9 +24,9 @@
  * Zen 4 EPYC these are no faster than the AVX2 kernels for 8-token tiles
  * (0.99-1.01x) while the VNNI build of the AVX2 kernels is ~1.09x: Zen 4
  * runs 512-bit instructions as two 256-bit halves, so fewer, wider float
- * steps save nothing. quant_q16.c therefore uses them only when built with
- * -DKQ_Q41_PAIRS=1 (for CPUs with full-width 512-bit units);
- * tests/unit/test_quant_avx512.c tests them directly either way. */
+ * steps save nothing. quant.c's traits table therefore lists them only
+ * when built with -DKQ_Q41_PAIRS=1 (for CPUs with full-width 512-bit
+ * units); tests/kernels/test_quant_avx512.c tests them directly either way. */
 #include "quant_avx2_util.h"
 
 /* 16 nibbles -> elements 0..15 and 16..31 as int16 (as quant_avx2_q16.c) */

@@ -1,6 +1,6 @@
-/* kq internals shared by quant.c, the SIMD files and matmul.c. Not part of
+/* kq internals shared by the quant*.c files and matmul.c. Not part of
  * the public contract (kernels/quant.h): block layouts and per-type kernel
- * function pointers.
+ * function pointers (the type traits table).
  *
  * The block layouts are GGML's on-disk formats (facts of the file format);
  * every half-precision field is stored as raw IEEE fp16 bits in a uint16_t
@@ -9,6 +9,7 @@
 #ifndef PIVOT_KQ_QUANT_IMPL_H
 #define PIVOT_KQ_QUANT_IMPL_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "quant.h"
@@ -99,43 +100,81 @@ _Static_assert(sizeof(kq_block_q8_K) == 292, "q8_K layout");
 _Static_assert(sizeof(kq_block_q16_1) == 72, "q16_1 layout");
 _Static_assert(sizeof(kq_block_q16_K) == 548, "q16_K layout");
 
-/* n is a multiple of the weight type's block size; w and x are rows. */
-typedef float (*kq_dot_fn)(int64_t n, const void *w, const void *x);
+/* Kernel signatures, as function types so that the kernel lists below are
+ * declarations of that type (`kq_dot_kernel kq_avx2_dot_q4_0;`) and the
+ * pointer types are the ones the traits table and matmul.c hold.
+ *
+ * dot: n is a multiple of the weight type's block size; w and x are rows. */
+typedef float kq_dot_kernel(int64_t n, const void *w, const void *x);
 /* Dot of one weight row with nx activation rows (x + i*x_stride bytes),
  * out[i * out_stride]. Lets a kernel unpack a weight block once and use it
  * for several tokens (prefill). */
-typedef void (*kq_dot_multi_fn)(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                                float *out, int64_t out_stride);
-typedef void (*kq_quant_fn)(const float *src, void *dst, int64_t n);
+typedef void kq_dot_multi_kernel(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
+                                 float *out, int64_t out_stride);
 /* Dots of 4 consecutive weight rows (w + i*w_stride bytes) with one
  * activation row into out[0..3]: the 4 reduction tails overlap and the
  * activation blocks are loaded once (decode matvec with short rows). */
-typedef void (*kq_dot4_fn)(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+typedef void kq_dot4_kernel(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+/* n f32 activations -> n elements of an activation format */
+typedef void kq_quant_kernel(const float *src, void *dst, int64_t n);
+/* n elements (a multiple of the block) of a format -> f32 */
+typedef void kq_dequant_kernel(const void *src, float *dst, int64_t n);
+
+typedef kq_dot_kernel *kq_dot_fn;
+typedef kq_dot_multi_kernel *kq_dot_multi_fn;
+typedef kq_dot4_kernel *kq_dot4_fn;
+typedef kq_quant_kernel *kq_quant_fn;
+typedef kq_dequant_kernel *kq_dequant_fn;
+
+/* ---- type traits (kernels/quant.c holds the table) ---------------------------
+ * One entry per type id, as GGML's type_traits: the format's facts and every
+ * kernel for it, per activation precision and SIMD level. */
+
+/* Index of an activation precision in kq_type_traits.vec_dot_type / .dot */
+enum { KQ_ACT8 = 0, KQ_ACT16 = 1, KQ_ACT_KINDS = 2 };
+#define KQ_SIMD_LEVELS 3 /* KQ_SIMD_SCALAR, KQ_SIMD_AVX2, KQ_SIMD_AVX512VNNI */
+
+/* The kernels of one (weight type, activation precision, SIMD level).
+ * Consistency contract (matmul relies on it): dot, multi and dot4 of one
+ * family give bit-identical results for a given (weight row, activation
+ * row): same per-block integer sums, same float accumulation order, same
+ * final reduction. Then a token's output does not depend on how many tokens
+ * share the call. Without it, float-rounding differences flip activation
+ * rounding decisions in the next layer and grow layer by layer to the size
+ * of the quantization noise itself. So the lookups take all three from one
+ * family, never mix levels. */
+typedef struct {
+    kq_dot_fn dot;
+    kq_dot_multi_fn multi; /* non-NULL when dot is */
+    kq_dot4_fn dot4;       /* optional: NULL where there is none */
+} kq_dot_family;
+
+typedef struct {
+    const char *name;  /* NULL: no such type */
+    uint32_t blk;      /* elements per block */
+    uint32_t bytes;    /* bytes per block */
+    int weight;        /* readable as a weight (else activation-only) */
+    kq_dequant_fn dequantize;            /* every known type */
+    kq_quant_fn quantize[KQ_SIMD_LEVELS]; /* activation formats (and F32, a copy) */
+    /* the activation format of the dots, per precision (weights only) */
+    uint32_t vec_dot_type[KQ_ACT_KINDS];
+    /* [precision][level]. A level left empty (dot NULL) falls back to the
+     * best level below it that has one; a weight type always has scalar. */
+    kq_dot_family dot[KQ_ACT_KINDS][KQ_SIMD_LEVELS];
+} kq_type_traits;
+
+/* The table entry of `type`; NULL for ids no entry describes. */
+const kq_type_traits *kq_type_traits_of(uint32_t type);
 
 /* The kernels kq_vec_dot_bits would use now for weight type `type` with
- * `bits`-bit activations (honours kq_set_simd_level / PIVOT_SIMD); NULL for unsupported
- * types or bits. matmul.c fetches them once per call instead of dispatching
- * per row.
- *
- * Consistency contract (matmul relies on it): for one (type, bits) and one
- * SIMD choice, dot, dot_multi and dot4 give bit-identical results for a
- * given (weight row, activation row): same per-block integer sums, same
- * float accumulation order, same final reduction. Then a token's output does
- * not depend on how many tokens share the call. Without it, float-rounding
- * differences flip activation rounding decisions in the next layer and grow
- * layer by layer to the size of the quantization noise itself. */
+ * `bits`-bit activations (honours kq_set_simd_level / PIVOT_SIMD): lookups
+ * into the table. NULL for unsupported types or bits. matmul.c fetches them
+ * once per call instead of dispatching per row. */
+const kq_dot_family *kq_get_dot_family(uint32_t type, int bits); /* all three of one family */
 kq_dot_fn kq_get_dot(uint32_t type, int bits);
 kq_dot_multi_fn kq_get_dot_multi(uint32_t type, int bits); /* non-NULL when kq_get_dot is */
 kq_quant_fn kq_get_quant(uint32_t vec_dot_type);
 kq_dot4_fn kq_get_dot4(uint32_t type, int bits); /* NULL where there is none: use kq_get_dot */
-
-/* 16-bit activation kernels (quant_q16.c: scalar and dispatch). `simd` is
- * the level in use (KQ_SIMD_SCALAR, KQ_SIMD_AVX2, KQ_SIMD_AVX512VNNI). */
-kq_dot_fn kq_q16_get_dot(uint32_t type, int simd);
-kq_dot_multi_fn kq_q16_get_dot_multi(uint32_t type, int simd);
-kq_dot4_fn kq_q16_get_dot4(uint32_t type, int simd);
-void kq_q16_quantize_1(const float *src, void *dst, int64_t n);
-void kq_q16_quantize_K(const float *src, void *dst, int64_t n);
 
 /* Unpack the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
 static inline void kq_q4k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *m)
@@ -149,74 +188,76 @@ static inline void kq_q4k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_
     }
 }
 
+/* The scale of one activation block for the portable quantizers (8- and
+ * 16-bit): d = max|x[0..n)| / qmax (127 or 32767), *id = 1/d (0 when d is
+ * 0). Inline so each quantizer gets it with its constant qmax. */
+static inline float kq_block_scale(const float *x, int n, float qmax, float *id)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / qmax;
+    *id = d != 0.0f ? 1.0f / d : 0.0f;
+    return d;
+}
+
+/* All 8 scales and mins of a Q4_K block. */
+static inline void kq_q4k_scales_mins(const uint8_t *s, uint8_t sc[8], uint8_t m[8])
+{
+    for (int j = 0; j < 8; j++)
+        kq_q4k_scale_min(s, j, &sc[j], &m[j]);
+}
+
+/* ---- the kernels the table lists -------------------------------------------- */
+
+/* Dequantizers (quant_dequant.c). */
+kq_dequant_kernel kq_dequant_f32, kq_dequant_f16, kq_dequant_bf16, kq_dequant_q4_0,
+    kq_dequant_q4_1, kq_dequant_q5_0, kq_dequant_q5_1, kq_dequant_q8_0, kq_dequant_q8_1,
+    kq_dequant_q4_K, kq_dequant_q6_K, kq_dequant_q8_K, kq_dequant_q16_1, kq_dequant_q16_K;
+
+/* Scalar, 8-bit activations and float weights (quant_scalar.c). */
+kq_quant_kernel kq_scalar_quantize_q8_0, kq_scalar_quantize_q8_1, kq_scalar_quantize_q8_K,
+    kq_scalar_quantize_f32;
+kq_dot_kernel kq_scalar_dot_q4_0, kq_scalar_dot_q4_1, kq_scalar_dot_q5_0, kq_scalar_dot_q5_1,
+    kq_scalar_dot_q8_0, kq_scalar_dot_q4_K, kq_scalar_dot_q6_K, kq_scalar_dot_f32,
+    kq_scalar_dot_f16, kq_scalar_dot_bf16;
+
+/* Scalar, 16-bit activations (quant_q16.c). */
+kq_quant_kernel kq_q16_quantize_1, kq_q16_quantize_K;
+kq_dot_kernel kq_scalar_q16_dot_q4_0, kq_scalar_q16_dot_q4_1, kq_scalar_q16_dot_q5_0,
+    kq_scalar_q16_dot_q5_1, kq_scalar_q16_dot_q8_0, kq_scalar_q16_dot_q4_K, kq_scalar_q16_dot_q6_K;
+
 /* AVX2+FMA+F16C kernels (quant_avx2.c, compiled with those flags; only called
  * after a run-time CPU check). */
-float kq_avx2_dot_q4_0(int64_t n, const void *w, const void *x);
-float kq_avx2_dot_q4_1(int64_t n, const void *w, const void *x);
-float kq_avx2_dot_q8_0(int64_t n, const void *w, const void *x);
-float kq_avx2_dot_q4_K(int64_t n, const void *w, const void *x);
-float kq_avx2_dot_q6_K(int64_t n, const void *w, const void *x);
-float kq_avx2_dot_f16(int64_t n, const void *w, const void *x);
-float kq_avx2_dot_f32(int64_t n, const void *w, const void *x);
-void kq_avx2_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                            float *out, int64_t out_stride);
-void kq_avx2_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                            float *out, int64_t out_stride);
-void kq_avx2_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
-void kq_avx2_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                            float *out, int64_t out_stride);
-void kq_avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
-void kq_avx2_quantize_q8_1(const float *src, void *dst, int64_t n);
-void kq_avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
+kq_dot_kernel kq_avx2_dot_q4_0, kq_avx2_dot_q4_1, kq_avx2_dot_q8_0, kq_avx2_dot_q4_K,
+    kq_avx2_dot_q6_K, kq_avx2_dot_f16, kq_avx2_dot_f32;
+kq_dot_multi_kernel kq_avx2_dot_multi_q4_1, kq_avx2_dot_multi_q4_0, kq_avx2_dot_multi_q8_0;
+kq_dot4_kernel kq_avx2_dot4_q4_1;
+kq_quant_kernel kq_avx2_quantize_q8_0, kq_avx2_quantize_q8_1, kq_avx2_quantize_q8_K;
 
 /* AVX2 kernels for 16-bit activations (quant_avx2_q16.c). */
-float kq_avx2_q16_dot_q4_0(int64_t n, const void *w, const void *x);
-float kq_avx2_q16_dot_q4_1(int64_t n, const void *w, const void *x);
-float kq_avx2_q16_dot_q5_0(int64_t n, const void *w, const void *x);
-float kq_avx2_q16_dot_q5_1(int64_t n, const void *w, const void *x);
-float kq_avx2_q16_dot_q8_0(int64_t n, const void *w, const void *x);
-float kq_avx2_q16_dot_q4_K(int64_t n, const void *w, const void *x);
-float kq_avx2_q16_dot_q6_K(int64_t n, const void *w, const void *x);
-void kq_avx2_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                                float *out, int64_t out_stride);
-void kq_avx2_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
-void kq_avx2_q16_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                                float *out, int64_t out_stride);
-void kq_avx2_q16_quantize_1(const float *src, void *dst, int64_t n);
-void kq_avx2_q16_quantize_K(const float *src, void *dst, int64_t n);
+kq_dot_kernel kq_avx2_q16_dot_q4_0, kq_avx2_q16_dot_q4_1, kq_avx2_q16_dot_q5_0,
+    kq_avx2_q16_dot_q5_1, kq_avx2_q16_dot_q8_0, kq_avx2_q16_dot_q4_K, kq_avx2_q16_dot_q6_K;
+kq_dot_multi_kernel kq_avx2_q16_dot_multi_q4_1, kq_avx2_q16_dot_multi_q8_0;
+kq_dot4_kernel kq_avx2_q16_dot4_q4_1;
+kq_quant_kernel kq_avx2_q16_quantize_1, kq_avx2_q16_quantize_K;
 
 /* AVX512-VNNI builds of the integer dots above (quant_avx2.c and
  * quant_avx2_q16.c compiled again with KQ_VNNI, kernels/meson.build):
  * vpdpbusd / vpdpwssd on 256-bit vectors. Same lane integers and the same
  * float steps as the AVX2 kernels, so results are bit-identical to them. */
-float kq_vnni_dot_q4_0(int64_t n, const void *w, const void *x);
-float kq_vnni_dot_q4_1(int64_t n, const void *w, const void *x);
-float kq_vnni_dot_q8_0(int64_t n, const void *w, const void *x);
-void kq_vnni_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                            float *out, int64_t out_stride);
-void kq_vnni_dot_multi_q4_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                            float *out, int64_t out_stride);
-void kq_vnni_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
-void kq_vnni_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                            float *out, int64_t out_stride);
-float kq_vnni_q16_dot_q4_0(int64_t n, const void *w, const void *x);
-float kq_vnni_q16_dot_q4_1(int64_t n, const void *w, const void *x);
-float kq_vnni_q16_dot_q5_0(int64_t n, const void *w, const void *x);
-float kq_vnni_q16_dot_q5_1(int64_t n, const void *w, const void *x);
-float kq_vnni_q16_dot_q8_0(int64_t n, const void *w, const void *x);
-float kq_vnni_q16_dot_q4_K(int64_t n, const void *w, const void *x);
-float kq_vnni_q16_dot_q6_K(int64_t n, const void *w, const void *x);
-void kq_vnni_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                                float *out, int64_t out_stride);
-void kq_vnni_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
-void kq_vnni_q16_dot_multi_q8_0(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                                float *out, int64_t out_stride);
+kq_dot_kernel kq_vnni_dot_q4_0, kq_vnni_dot_q4_1, kq_vnni_dot_q8_0;
+kq_dot_multi_kernel kq_vnni_dot_multi_q4_1, kq_vnni_dot_multi_q4_0, kq_vnni_dot_multi_q8_0;
+kq_dot4_kernel kq_vnni_dot4_q4_1;
+kq_dot_kernel kq_vnni_q16_dot_q4_0, kq_vnni_q16_dot_q4_1, kq_vnni_q16_dot_q5_0,
+    kq_vnni_q16_dot_q5_1, kq_vnni_q16_dot_q8_0, kq_vnni_q16_dot_q4_K, kq_vnni_q16_dot_q6_K;
+kq_dot_multi_kernel kq_vnni_q16_dot_multi_q4_1, kq_vnni_q16_dot_multi_q8_0;
+kq_dot4_kernel kq_vnni_q16_dot4_q4_1;
 
 /* 512-bit Q4_1 x Q16_1 kernels (quant_avx512.c, two blocks per float step):
  * bit-identical among themselves, not to the AVX2 ones (float order). */
-float kq_avx512_q16_dot_q4_1(int64_t n, const void *w, const void *x);
-void kq_avx512_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t x_stride, int nx,
-                                  float *out, int64_t out_stride);
-void kq_avx512_q16_dot4_q4_1(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+kq_dot_kernel kq_avx512_q16_dot_q4_1;
+kq_dot_multi_kernel kq_avx512_q16_dot_multi_q4_1;
+kq_dot4_kernel kq_avx512_q16_dot4_q4_1;
 
 #endif

@@ -57,7 +57,8 @@ def kq(tmp_path_factory):
     # references whichever level the CPU has
     avx2 = ["-mavx2", "-mfma", "-mf16c", "-ffp-contract=off"]
     vnni = avx2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-DKQ_VNNI=1"]
-    units = [("quant.c", [], ""), ("quant_q16.c", [], ""), ("quant_avx2.c", avx2, ""),
+    units = [("quant.c", [], ""), ("quant_dequant.c", [], ""), ("quant_scalar.c", [], ""),
+             ("quant_q16.c", [], ""), ("quant_avx2.c", avx2, ""),
              ("quant_avx2_q16.c", avx2, ""), ("quant_avx2.c", vnni, "vnni-"),
              ("quant_avx2_q16.c", vnni, "vnni-"), ("quant_avx512.c", vnni, "vnni-")]
     for src, flags, tag in units:
