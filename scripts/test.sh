@@ -39,10 +39,10 @@ results=(--exit=$meson_rc "$BUILD_DIR/meson-logs/testlog.json" --exit=$py_rc "$j
          --exit=$docker_rc "$BUILD_DIR/docker-junit.xml")
 hard_rc=0
 
-# The GPU check script's own build (tests/gpu/run.sh --dry-run: gcc + nvcc,
-# compile and link, no GPU needed; ~15 s). It lists sources from the
-# meson.build files by name pattern, so a new file it mis-sorts breaks the
-# build a lent GPU would run; this catches that here. Skipped without nvcc.
+# The GPU check's build (tests/gpu/run.sh --dry-run: meson -Dgpu_checks=true
+# -Dcuda=enabled in build-gpu-check, gcc + nvcc, compile and link, no GPU
+# needed): one counted test, so build rot fails here rather than on a lent
+# GPU. Skipped without nvcc.
 gpu_junit="$BUILD_DIR/gpu-build-junit.xml"
 results+=("$gpu_junit")
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -55,6 +55,19 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   fi
 else
   printf '<testsuite name="gpu-build" tests="1" skipped="1"><testcase classname="gpu" name="run.sh --dry-run builds and links"><skipped message="no nvcc"/></testcase></testsuite>\n' > "$gpu_junit"
+fi
+# The mixed cache's CUDA kernels executed on the CPU (tests/gpu/emu: g++ only,
+# no nvcc or GPU; ~1-3 min): each op check of gpu_mixed.c and
+# gpu_mixed_layout.c is one counted test (the emulator writes the JUnit).
+emu_junit="$BUILD_DIR/gpu-emu-junit.xml"
+results+=("$emu_junit")
+rm -f "$emu_junit" # a stale result must not count
+if ! bash tests/gpu/emu/run.sh ops --junit "$emu_junit" > "$BUILD_DIR/gpu-emu.log" 2>&1; then
+  grep '^FAIL' "$BUILD_DIR/gpu-emu.log" || tail -20 "$BUILD_DIR/gpu-emu.log"
+  hard_rc=1
+fi
+if [ ! -s "$emu_junit" ]; then # it did not build or did not finish
+  printf '<testsuite name="gpu-emu-ops" tests="1" failures="1"><testcase classname="gpu-emu-ops" name="emu ops ran"><failure message="see %s"/></testcase></testsuite>\n' "$BUILD_DIR/gpu-emu.log" > "$emu_junit"
 fi
 if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
   # 1. The same suites under ASan+UBSan (gcc; its own build dir). UBSan

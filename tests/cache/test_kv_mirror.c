@@ -1,21 +1,15 @@
 /* kv_mirror (the GPU mixed cache's host-side counts) against the CPU mixed
- * cache, and C emulations of the GPU kernels' index arithmetic
- * (kernels/cuda/kv_mixed.cu) against cache/kv_quant.c and kvt_pick: these
- * run without a GPU, so the layouts the kernels rely on are checked here. */
+ * cache. The kernels' own layouts (kernels/cuda/kv_mixed.cu's quantizer vs
+ * cache/kv_quant.c, its victim choice vs kvt_pick) are checked by running
+ * them: tests/gpu/gpu_mixed_layout.c, on the CPU through tests/gpu/emu. */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv.h"
-#include "kv_layout.h"
 #include "kv_mirror.h"
 #include "kv_mixed.h"
 #include "kv_policy.h"
-#include "kv_quant.h"
-#include "kv_tracker.h"
-#include "pverr.h"
-#include "quant.h"
 
 static float frand(unsigned *s) {
     *s = *s * 1103515245u + 12345u;
@@ -107,133 +101,4 @@ Test(kv_mirror, protected_counts) {
     cr_assert_eq(kvm_protected(&p, 20), 20);
     cr_assert_eq(kvm_protected(&p, 21), 20);
     cr_assert_eq(kvm_protected(&p, 1000), 20);
-}
-
-/* ---- the GPU quantizer (mx_encode_warp's loop order) vs kvq_encode ----
- * The kernel computes per group scale/zero/1/scale first, then each output
- * byte from its 8/bits channels (c = j + m*nb), and writes codes and the
- * (scale | zero << 16) u32s to separate arrays. */
-static void emu_encode(const float *x, int hd, int bits, int group, uint8_t *codes, uint32_t *sz) {
-    const int ng = hd / group, nb = hd * bits / 8, qmax = (1 << bits) - 1;
-    float zf[64], inv[64];
-    for (int g = 0; g < ng; g++) {
-        const float *xg = x + g * group;
-        float mn = xg[0], mx = xg[0];
-        for (int i = 1; i < group; i++) {
-            if (xg[i] < mn) mn = xg[i];
-            if (xg[i] > mx) mx = xg[i];
-        }
-        float r = (mx - mn) / (float)qmax;
-        r = fminf(fmaxf(r, -65504.f), 65504.f);
-        float mnc = fminf(fmaxf(mn, -65504.f), 65504.f);
-        uint16_t hs = kq_fp32_to_fp16(r), hz = kq_fp32_to_fp16(mnc);
-        float sf = kq_fp16_to_fp32(hs);
-        zf[g] = kq_fp16_to_fp32(hz);
-        inv[g] = sf > 0.f ? 1.0f / sf : 0.f;
-        sz[g] = (uint32_t)hs | (uint32_t)hz << 16;
-    }
-    for (int j = 0; j < nb; j++) {
-        unsigned byte = 0;
-        for (int m = 0; m < 8 / bits; m++) {
-            int ch = j + m * nb, g = ch / group, q = 0;
-            if (inv[g] > 0.f) q = (int)rintf((x[ch] - zf[g]) * inv[g]);
-            q = q < 0 ? 0 : q > qmax ? qmax : q;
-            byte |= (unsigned)q << (bits * m);
-        }
-        codes[j] = (uint8_t)byte;
-    }
-}
-
-/* mx_deq8: channels c0..c0+7 from one 8-byte load at c0 % nb under one shift */
-static void emu_deq8(const uint8_t *codes, const uint32_t *sz, int hd, int bits, int group, int c0,
-                     float *f) {
-    const int nb = hd * bits / 8, sh = bits * (c0 / nb);
-    uint64_t w;
-    memcpy(&w, codes + c0 % nb, 8);
-    uint32_t m = sz[c0 / group];
-    float s = kq_fp16_to_fp32((uint16_t)(m & 0xffff)), z = kq_fp16_to_fp32((uint16_t)(m >> 16));
-    for (int i = 0; i < 8; i++) f[i] = (float)((w >> (8 * i + sh)) & ((1u << bits) - 1)) * s + z;
-}
-
-Test(kv_mirror, gpu_quantizer_layout_matches_kv_quant) {
-    unsigned seed = 3;
-    const int hds[] = {64, 128, 256}, groups[] = {8, 32, 64, 128}, bitss[] = {2, 4};
-    float x[256], a[256], b[256];
-    uint8_t rec[1024], codes[256];
-    uint32_t sz[64];
-    for (int hi = 0; hi < 3; hi++)
-        for (int gi = 0; gi < 4; gi++)
-            for (int bi = 0; bi < 2; bi++) {
-                int hd = hds[hi], group = groups[gi], bits = bitss[bi];
-                if (group > hd) continue;
-                for (int trial = 0; trial < 40; trial++) {
-                    float amp = trial % 5 == 0 ? 1e-3f : trial % 5 == 1 ? 300.f : 2.f;
-                    for (int i = 0; i < hd; i++) x[i] = amp * frand(&seed);
-                    if (trial % 7 == 0) /* a constant group: scale 0 */
-                        for (int i = 0; i < group; i++) x[i] = 0.5f;
-                    kvq_encode(x, hd, bits, group, rec);
-                    emu_encode(x, hd, bits, group, codes, sz);
-                    size_t nb = (size_t)hd * bits / 8;
-                    cr_assert_eq(kvl_rec_bytes(bits, hd, group), nb + 4 * (size_t)(hd / group));
-                    cr_assert(!memcmp(rec, codes, nb), "codes differ hd %d g %d b %d", hd, group, bits);
-                    cr_assert(!memcmp(rec + nb, sz, 4 * (size_t)(hd / group)), "scale/zero differ");
-                    kvq_decode(rec, hd, bits, group, a);
-                    for (int c0 = 0; c0 < hd; c0 += 8) emu_deq8(codes, sz, hd, bits, group, c0, b + c0);
-                    cr_assert(!memcmp(a, b, sizeof(float) * hd), "decode differs hd %d g %d b %d",
-                              hd, group, bits);
-                }
-            }
-}
-
-/* ---- the GPU demotion choice (rank among candidates, victims to the low
- * tier in slot order, stable compaction) vs kvt_pick + kv_mixed's loop ---- */
-Test(kv_mirror, gpu_victim_choice_matches_kvt_pick) {
-    unsigned seed = 11;
-    int cand[400], vict[400], out[400], pos[400], dst[400];
-    float score[400], csc[400];
-    int32_t cpos[400];
-    static unsigned char scratch[400 * 16];
-    for (int trial = 0; trial < 300; trial++) {
-        int nhi = 1 + trial % 300, sinks = trial % 4, len = nhi + trial % 50, recent = trial % 9;
-        /* sorted distinct positions: sinks first, then a random increasing run */
-        int p = 0;
-        for (int t = 0; t < nhi; t++) {
-            pos[t] = p;
-            p += 1 + (frand(&seed) > 0.5f);
-        }
-        len = p + recent;
-        for (int t = 0; t < nhi; t++) /* few distinct scores: many ties */
-            score[t] = (float)(int)((frand(&seed) + 1) * (trial % 3 ? 3 : 50));
-        int nc = 0;
-        for (int t = 0; t < nhi; t++) {
-            if (pos[t] < sinks || pos[t] >= len - recent) continue;
-            cand[nc] = t, cpos[nc] = pos[t], csc[nc] = score[t], nc++;
-        }
-        int want = (int)((frand(&seed) + 1) * 0.5f * (nhi + 2));
-        int k = kvt_pick(cand, csc, cpos, nc, want, vict, scratch);
-        /* the kernel */
-        int kk = want < nc ? want : nc, nlo = 5, nv = 0, victim[400];
-        for (int t = 0; t < nhi; t++) {
-            int isc = !(pos[t] < sinks || pos[t] >= len - recent), rank = 0;
-            if (isc)
-                for (int u = 0; u < nhi; u++) {
-                    int uc = !(pos[u] < sinks || pos[u] >= len - recent);
-                    rank += uc && (score[u] > score[t] || (score[u] == score[t] && pos[u] < pos[t]));
-                }
-            victim[t] = isc && rank < kk;
-        }
-        for (int t = 0; t < nhi; t++) dst[t] = victim[t] ? -1 - (nlo + nv++) : t - nv;
-        cr_assert_eq(nv, k, "trial %d: %d victims vs kvt_pick %d", trial, nv, k);
-        for (int i = 0, j = 0; i < nhi; i++)
-            if (victim[i]) {
-                cr_assert_eq(i, vict[j], "trial %d: victim %d", trial, j);
-                cr_assert_eq(dst[i], -1 - (nlo + j)); /* low slots in slot order */
-                j++;
-            }
-        /* compaction keeps the survivors in order */
-        int w = 0;
-        for (int t = 0; t < nhi; t++)
-            if (!victim[t]) out[w++] = t;
-        for (int i = 0; i < w; i++) cr_assert_eq(dst[out[i]], i);
-    }
 }

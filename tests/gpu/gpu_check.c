@@ -25,16 +25,7 @@
 
 /* check, tsv, now_s, rng_*: gpu_util.c (shared with the CPU emulator) */
 
-/* ---- helpers: device buffers from host data ---- */
-static void *up(pvc_ctx *pc, const void *h, size_t bytes) {
-    void *d = NULL;
-    if (pvc_alloc(pc, bytes, &d)) return NULL;
-    if (h && (pvc_h2d(pc, d, h, bytes) || pvc_sync(pc))) {
-        pvc_free(pc, d);
-        return NULL;
-    }
-    return d;
-}
+/* ---- helpers (device buffers from host data: gpu_up, gpu_util.c) ---- */
 static void fill(rng *r, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = rng_uniform(r) * scale;
 }
@@ -83,7 +74,7 @@ static int op_small(pvc_ctx *pc, rng *r) {
             ids[i] = rng_int(r, V);
             half_to_f(th + (size_t)ids[i] * D, ref + (size_t)i * D, D);
         }
-        void *dt = up(pc, th, 2 * (size_t)V * D), *di = up(pc, ids, sizeof ids), *dx = up(pc, NULL, 4 * T * D);
+        void *dt = gpu_up(pc, th, 2 * (size_t)V * D), *di = gpu_up(pc, ids, sizeof ids), *dx = gpu_up(pc, NULL, 4 * T * D);
         int rc = pvc_embed(pc, dt, di, T, D, dx);
         if (!rc) rc = pvc_d2h(pc, got, dx, 4 * (size_t)T * D);
         if (rc) check(0, "embed", "rc %d: %s", rc, pvc_last_error());
@@ -100,8 +91,8 @@ static int op_small(pvc_ctx *pc, rng *r) {
         uint16_t *h = malloc(2 * (size_t)T * D);
         fill(r, x, (size_t)T * D, 3.f);
         fill(r, w, D, 1.f);
-        void *dx = up(pc, x, 4 * (size_t)T * D), *dw = up(pc, w, 4 * (size_t)D),
-             *dr = up(pc, rows, sizeof rows), *dout = up(pc, NULL, 2 * (size_t)T * D);
+        void *dx = gpu_up(pc, x, 4 * (size_t)T * D), *dw = gpu_up(pc, w, 4 * (size_t)D),
+             *dr = gpu_up(pc, rows, sizeof rows), *dout = gpu_up(pc, NULL, 2 * (size_t)T * D);
         for (int variant = 0; variant < 2; variant++) {
             int n = variant ? 3 : T;
             for (int i = 0; i < n; i++)
@@ -129,7 +120,7 @@ static int op_small(pvc_ctx *pc, rng *r) {
         fill(r, gu, (size_t)T * 2 * ff, 6.f);
         for (int t = 0; t < T; t++)
             ko_swiglu(ref + (size_t)t * ff, gu + (size_t)t * 2 * ff, gu + (size_t)t * 2 * ff + ff, ff);
-        void *dg = up(pc, gu, 4 * (size_t)T * 2 * ff), *dout = up(pc, NULL, 2 * (size_t)T * ff);
+        void *dg = gpu_up(pc, gu, 4 * (size_t)T * 2 * ff), *dout = gpu_up(pc, NULL, 2 * (size_t)T * ff);
         int rc = pvc_swiglu(pc, dg, T, ff, dout);
         if (!rc) rc = pvc_d2h(pc, h, dout, 2 * (size_t)T * ff);
         if (rc) check(0, "swiglu", "rc %d: %s", rc, pvc_last_error());
@@ -142,7 +133,7 @@ static int op_small(pvc_ctx *pc, rng *r) {
         fill(r, b, ff, 1.f);
         memcpy(y, gu, sizeof(float) * T * 2 * ff);
         for (int t = 0; t < T; t++) ko_add(y + (size_t)t * 2 * ff, b, ff);
-        void *db = up(pc, b, 4 * (size_t)ff);
+        void *db = gpu_up(pc, b, 4 * (size_t)ff);
         rc = pvc_add_bias(pc, dg, 2 * ff, db, T, ff);
         float *yg = malloc(sizeof(float) * T * 2 * ff);
         if (!rc) rc = pvc_d2h(pc, yg, dg, 4 * (size_t)T * 2 * ff);
@@ -165,7 +156,7 @@ static int op_small(pvc_ctx *pc, rng *r) {
                 if (x[(size_t)i * n + j] > x[(size_t)i * n + b]) b = j;
             ref[i] = b;
         }
-        void *dx = up(pc, x, 4 * (size_t)rows * n), *dg = up(pc, NULL, sizeof got);
+        void *dx = gpu_up(pc, x, 4 * (size_t)rows * n), *dg = gpu_up(pc, NULL, sizeof got);
         int rc = pvc_argmax(pc, dx, rows, n, dg);
         if (!rc) rc = pvc_d2h(pc, got, dg, sizeof got);
         int ok = !rc && !memcmp(got, ref, sizeof got);
@@ -179,7 +170,7 @@ static int op_small(pvc_ctx *pc, rng *r) {
         uint16_t *h = malloc(2 * n), *g = malloc(2 * n);
         float sc = sqrtf(3.0f / 4096.0f);
         for (size_t i = 0; i < n; i++) h[i] = kq_fp32_to_fp16(pvsyn_value(42, pvsyn_tensor(3, PVSYN_UP), i, sc));
-        void *d = up(pc, NULL, 2 * n);
+        void *d = gpu_up(pc, NULL, 2 * n);
         int rc = pvc_fill_synth(pc, d, n, 42, pvsyn_tensor(3, PVSYN_UP), sc);
         if (!rc) rc = pvc_d2h(pc, g, d, 2 * n);
         check(!rc && !memcmp(g, h, 2 * n), "synthetic fill == host (bit-exact)", "rc %d", rc);
@@ -209,8 +200,8 @@ static int op_matmul(pvc_ctx *pc, rng *r) {
         km_scratch *ks = km_scratch_new();
         km_matmul(NULL, ks, &kw, x, T, ref);
         km_scratch_free(ks);
-        void *dw = up(pc, wh, 2 * (size_t)rows * cols), *dx = up(pc, xh, 2 * (size_t)T * cols),
-             *dy = up(pc, NULL, 4 * (size_t)T * rows);
+        void *dw = gpu_up(pc, wh, 2 * (size_t)rows * cols), *dx = gpu_up(pc, xh, 2 * (size_t)T * cols),
+             *dy = gpu_up(pc, NULL, 4 * (size_t)T * rows);
         for (int impl = 0; impl < 3; impl++) {
             if (impl == PVC_MM_MATVEC && (T > PVC_MATVEC_MAX_T || cols % 8)) continue;
             for (int acc = 0; acc < 2; acc++) {
@@ -251,8 +242,8 @@ static int op_attention(pvc_ctx *pc, rng *r, int n_heads, int n_kv, int hd, int 
     size_t kvb = (size_t)n_seqs * n_layers * kvd * max_ctx * 2;
     pvc_kv_fp16 kv = {.max_seqs = n_seqs, .n_layers = n_layers, .n_kv_heads = n_kv, .head_dim = hd,
                       .max_ctx = max_ctx};
-    kv.k = up(pc, NULL, kvb);
-    kv.v = up(pc, NULL, kvb);
+    kv.k = gpu_up(pc, NULL, kvb);
+    kv.v = gpu_up(pc, NULL, kvb);
     kv_shape ks = {.n_layers = n_layers, .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd,
                    .max_seqs = n_seqs, .max_ctx = max_ctx, .n_threads = 1};
     kv_cache *cpu = NULL;
@@ -271,7 +262,7 @@ static int op_attention(pvc_ctx *pc, rng *r, int n_heads, int n_kv, int hd, int 
             ko_rope(ref + (size_t)t * ld, n_heads, hd, rope_dim, pos[t], 10000.f, neox);
             ko_rope(ref + (size_t)t * ld + qd, n_kv, hd, rope_dim, pos[t], 10000.f, neox);
         }
-        void *dq = up(pc, qkv, 4 * (size_t)T * ld), *dp = up(pc, pos, sizeof pos), *ds = up(pc, seq, sizeof seq);
+        void *dq = gpu_up(pc, qkv, 4 * (size_t)T * ld), *dp = gpu_up(pc, pos, sizeof pos), *ds = gpu_up(pc, seq, sizeof seq);
         int rc = pvc_rope_store(pc, dq, ld, T, &as, dp, ds, &kv, layer);
         if (!rc) rc = pvc_d2h(pc, got, dq, 4 * (size_t)T * ld);
         char nm[96];
@@ -361,11 +352,11 @@ static int op_attention(pvc_ctx *pc, rng *r, int n_heads, int n_kv, int hd, int 
             free(sc);
         }
     free(kall);
-    void *dq = up(pc, qkv, 4 * (size_t)T * ld), *dp = up(pc, pos, sizeof(int) * T),
-         *ds = up(pc, seq, sizeof(int) * T), *dout = up(pc, NULL, 2 * (size_t)T * qd),
-         *dl = up(pc, NULL, 4 * (size_t)T * n_heads);
+    void *dq = gpu_up(pc, qkv, 4 * (size_t)T * ld), *dp = gpu_up(pc, pos, sizeof(int) * T),
+         *ds = gpu_up(pc, seq, sizeof(int) * T), *dout = gpu_up(pc, NULL, 2 * (size_t)T * qd),
+         *dl = gpu_up(pc, NULL, 4 * (size_t)T * n_heads);
     size_t pf = pvc_attention_part_floats(&as, T);
-    float *part = up(pc, NULL, 4 * pf);
+    float *part = gpu_up(pc, NULL, 4 * pf);
     /* Two scratch sizes: the normal one (many splits) and one that forces a
      * single split, so one block walks all 2048 keys tile by tile. */
     size_t sizes[2] = {pf, (size_t)T * n_heads * (hd + 2)};

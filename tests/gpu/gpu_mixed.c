@@ -24,16 +24,6 @@
 #include "pverr.h"
 #include "quant.h"
 
-static void *upm(pvc_ctx *pc, const void *h, size_t bytes) {
-    void *d = NULL;
-    if (pvc_alloc(pc, bytes, &d)) return NULL;
-    if (h && (pvc_h2d(pc, d, h, bytes) || pvc_sync(pc))) {
-        pvc_free(pc, d);
-        return NULL;
-    }
-    return d;
-}
-
 static float h2f(uint16_t h) { return kq_fp16_to_fp32(h); }
 
 typedef struct {
@@ -113,7 +103,7 @@ static void demote_case(pvc_ctx *pc, rng *r, int hd, int group, int kb, int vb, 
     dem[PVC_MXD_HI] = nhi;
     dem[PVC_MXD_LO] = nlo0;
     dem[PVC_MXD_FREEZE] = freeze;
-    void *dd = rc ? NULL : upm(pc, dem, sizeof dem);
+    void *dd = rc ? NULL : gpu_up(pc, dem, sizeof dem);
     if (!rc && !dd) rc = PV_ENOMEM;
     if (!rc) rc = pvc_mixed_demote(pc, &m.kv, dd, 1);
     if (!rc) rc = pvc_sync(pc);
@@ -275,10 +265,10 @@ static void attn_case(pvc_ctx *pc, rng *r, int n_heads, int n_kv, int hd, int gr
     pvc_kv_fp16 view = {.k = m.kv.hk, .v = m.kv.hv, .max_seqs = 2, .n_layers = 2, .n_kv_heads = n_kv,
                         .head_dim = hd, .max_ctx = hi_cap};
     size_t part_floats = pvc_attention_part_floats(&as, T);
-    void *dq = upm(pc, qkv, sizeof(float) * T * ld), *dp = upm(pc, pos, 4 * T), *ds = upm(pc, seqv, 4 * T),
-         *dh = upm(pc, hslot, 4 * T), *dn = upm(pc, nlov, 4 * T), *de = upm(pc, ent, sizeof ent),
-         *dpart = upm(pc, NULL, 4 * part_floats), *dout = upm(pc, NULL, 2 * (size_t)T * qd),
-         *dlse = upm(pc, NULL, 4 * (size_t)T * n_heads);
+    void *dq = gpu_up(pc, qkv, sizeof(float) * T * ld), *dp = gpu_up(pc, pos, 4 * T), *ds = gpu_up(pc, seqv, 4 * T),
+         *dh = gpu_up(pc, hslot, 4 * T), *dn = gpu_up(pc, nlov, 4 * T), *de = gpu_up(pc, ent, sizeof ent),
+         *dpart = gpu_up(pc, NULL, 4 * part_floats), *dout = gpu_up(pc, NULL, 2 * (size_t)T * qd),
+         *dlse = gpu_up(pc, NULL, 4 * (size_t)T * n_heads);
     if (!rc && (!dq || !dp || !ds || !dh || !dn || !de || !dpart || !dout || !dlse)) rc = PV_ENOMEM;
     int max_keys = 0;
     for (int t = 0; t < T; t++)
@@ -468,5 +458,6 @@ int run_ops_mixed(pvc_ctx *pc, rng *r) {
     attn_case(pc, r, 9, 9, 64, 32, 2, 2, KV_SELECT_ACCUMULATED);
     attn_case(pc, r, 14, 2, 64, 64, 4, 4, KV_SELECT_PERSISTENCE);
     attn_case(pc, r, 8, 2, 256, 64, 4, 2, KV_SELECT_ACCUMULATED);
+    run_ops_mixed_layout(pc, r);
     return 0;
 }
