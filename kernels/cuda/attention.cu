@@ -14,8 +14,10 @@
 // importance-tracking cache needs to turn recomputed scores into
 // probabilities (p_i = exp(s_i - lse)). Flash-decoding: at batch 1 the splits
 // put every SM to work on a long context; at large batch they go to 1-2.
+// The loop inside a split is attn_body.cuh's, shared with the mixed cache.
 #include <math.h>
 
+#include "attn_body.cuh"
 #include "common.cuh"
 #include "synth_hash.h"
 
@@ -33,132 +35,32 @@ struct att_args {
     float *part_ml; // [T][n_heads][n_split][2] running max, sum
 };
 
+// The FP16 cache's keys and values of one (slot, layer, KV head).
+template <int HD>
+struct att_fp16_src {
+    const pvc_h8 *K, *V;
+    __device__ void key(int key, int ln, float *f) const {
+        pvc_h8_to_f(K[(size_t)key * (HD / 8) + ln], f);
+    }
+    __device__ void val(int key, int ln, float *f) const {
+        pvc_h8_to_f(V[(size_t)key * (HD / 8) + ln], f);
+    }
+};
+
 template <int HD, int GM>
 __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(att_args a) {
-    constexpr int L = HD / 8;            // lanes per key
-    constexpr int KP = ATT_THREADS / L;  // keys in flight per pass
-    __shared__ float s_sc[GM][ATT_TILE]; // scores, then probabilities
-    __shared__ float s_m[GM], s_l[GM], s_corr[GM];
-    __shared__ float s_red[KP][GM][HD];
-
     const int row = blockIdx.z, kvh = blockIdx.y, sp = blockIdx.x;
-    const int tid = threadIdx.x, sub = tid / L, ln = tid % L;
     const int G = a.group;
     const int n_keys = a.pos[row] + 1;
     const int k0 = sp * a.chunk;
     const int k1 = min(k0 + a.chunk, n_keys);
     const size_t base =
         (((size_t)a.seq[row] * a.n_layers + a.layer) * a.n_kv + kvh) * (size_t)a.max_ctx * HD;
-    const pvc_h8 *Kh = (const pvc_h8 *)(a.kc + base);
-    const pvc_h8 *Vh = (const pvc_h8 *)(a.vc + base);
-
-    // This lane's 8 dims of each query head, pre-scaled by 1/sqrt(hd).
-    const float scale = rsqrtf((float)HD);
-    float qf[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++) {
-        const float *q = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G + g) * HD + ln * 8;
-#pragma unroll
-        for (int i = 0; i < 8; i++) qf[g][i] = 0.f;
-        if (g < G) // heads past the group would read the next KV head's queries
-#pragma unroll
-            for (int i = 0; i < 8; i++) qf[g][i] = q[i] * scale;
-    }
-    float acc[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
-    if (tid < GM) {
-        s_m[tid] = -INFINITY;
-        s_l[tid] = 0.f;
-    }
-    __syncthreads();
-
-    for (int t0 = k0; t0 < k1; t0 += ATT_TILE) {
-        const int nt = min(ATT_TILE, k1 - t0);
-        // Scores. Trip count is uniform over the block so the shuffles below
-        // always see whole warps.
-        for (int j0 = 0; j0 < nt; j0 += KP) {
-            const int j = j0 + sub;
-            float kf[8];
-            if (j < nt) {
-                pvc_h8_to_f(Kh[(size_t)(t0 + j) * L + ln], kf);
-            } else {
-#pragma unroll
-                for (int i = 0; i < 8; i++) kf[i] = 0.f;
-            }
-#pragma unroll
-            for (int g = 0; g < GM; g++) {
-                float p = 0.f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) p = fmaf(qf[g][i], kf[i], p);
-#pragma unroll
-                for (int o = L / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
-                if (ln == 0 && j < nt && g < G) s_sc[g][j] = p;
-            }
-        }
-        __syncthreads();
-        // Online softmax: one warp per query head.
-        for (int g = tid >> 5; g < G; g += ATT_THREADS / 32) {
-            const int lane = tid & 31;
-            float mt = -INFINITY;
-            for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
-            mt = pvc_warp_max(mt);
-            const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
-            float sum = 0.f;
-            for (int j = lane; j < nt; j += 32) {
-                float p = __expf(s_sc[g][j] - m_new);
-                s_sc[g][j] = p;
-                sum += p;
-            }
-            sum = pvc_warp_sum(sum);
-            if (lane == 0) {
-                const float corr = __expf(m_old - m_new); // 0 on the first tile
-                s_corr[g] = corr;
-                s_l[g] = s_l[g] * corr + sum;
-                s_m[g] = m_new;
-            }
-        }
-        __syncthreads();
-        // V accumulation: each lane keeps its 8 dims of every head.
-#pragma unroll
-        for (int g = 0; g < GM; g++) {
-            const float corr = g < G ? s_corr[g] : 0.f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
-        }
-        for (int j = sub; j < nt; j += KP) {
-            float vf[8];
-            pvc_h8_to_f(Vh[(size_t)(t0 + j) * L + ln], vf);
-#pragma unroll
-            for (int g = 0; g < GM; g++) {
-                const float p = g < G ? s_sc[g][j] : 0.f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
-            }
-        }
-        __syncthreads();
-    }
-
-    // Merge the KP key slots of the block and write this split's partials.
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) s_red[sub][g][ln * 8 + i] = acc[g][i];
-    __syncthreads();
-    for (int idx = tid; idx < G * HD; idx += ATT_THREADS) {
-        const int g = idx / HD, d = idx % HD;
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < KP; k++) s += s_red[k][g][d];
-        const size_t ph = ((size_t)row * a.n_heads + kvh * G + g) * a.n_split + sp;
-        a.part_o[ph * HD + d] = s;
-        if (d == 0) {
-            a.part_ml[ph * 2] = s_m[g];
-            a.part_ml[ph * 2 + 1] = s_l[g];
-        }
-    }
+    const att_fp16_src<HD> src = {(const pvc_h8 *)(a.kc + base), (const pvc_h8 *)(a.vc + base)};
+    const float *qrow = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G) * HD;
+    const size_t ph0 = ((size_t)row * a.n_heads + kvh * G) * a.n_split + sp;
+    pvc_attn_split_body<HD, GM, ATT_THREADS, ATT_TILE>(src, qrow, G, k0, k1, ph0, a.n_split,
+                                                       a.part_o, a.part_ml);
 }
 
 // One block per (head, row), one thread per output dim.

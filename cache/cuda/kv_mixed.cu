@@ -1,9 +1,9 @@
 // The mixed-precision KV cache on the GPU: cache/kv_mixed.c's tiers, tracker
-// and demotion as kernels (layout in pvcuda.h, design in docs/CUDA.md).
+// and demotion as kernels (layout in kv_mixed_cuda.h, design in docs/CUDA.md).
 //
 // What runs where. The host keeps the tier *counts* (cache/kv_mirror.c: they
 // depend only on lengths and the policy, as in the CPU cache) and hands them
-// to the kernels; the GPU keeps everything per token: values, positions,
+// to the kernels through cache/kv_cuda.c; the GPU keeps everything per token: values, positions,
 // tracker state, and decides *which* tokens are demoted from that state. So
 // a decode step needs no device-to-host traffic beyond the logits/ids.
 //
@@ -22,8 +22,10 @@
 #include <float.h>
 #include <math.h>
 
-#include "common.cuh"
-#include "synth_hash.h"
+#include "cuda/attn_body.cuh"
+#include "cuda/common.cuh"
+#include "cuda/kv_mixed_cuda.h"
+#include "cuda/synth_hash.h"
 
 #define MX_THREADS 128
 #define MX_TILE 128
@@ -66,145 +68,67 @@ struct mx_att_args {
     float *part_o, *part_ml; // as attention.cu
 };
 
-// attention.cu's split kernel with a key index space of [0, nhv) high-tier
-// slots then [nhv, nhv + nlo) low-tier records. Low-tier keys are K*b, so a
-// lane multiplies its 8 dequantized channels by 1/b (b = 1 until frozen):
-// q.(Kb/b) = (q/b).Kb, the CPU's product, up to rounding.
+// The keys and values of one (slot, layer, KV head) over both tiers: key
+// index [0, nhv) are high-tier slots, [nhv, nhv + nlo) low-tier records.
+// Low-tier keys are K*b, so a lane multiplies its 8 dequantized channels by
+// 1/b (b = 1 until frozen): q.(Kb/b) = (q/b).Kb, the CPU's product, up to
+// rounding.
+template <int HD>
+struct mx_src {
+    const pvc_h8 *Kh, *Vh;
+    const uint8_t *lk, *lv;       // the low tier's codes and scale|zero words
+    const uint32_t *lksz, *lvsz;
+    int kbits, vbits, group;
+    int nhv, nbk, nbv, ng;
+    size_t lo0;   // first low record of this head
+    float ib[8];  // this lane's 1/b
+    __device__ void key(int key, int ln, float *f) const {
+        if (key < nhv) {
+            pvc_h8_to_f(Kh[(size_t)key * (HD / 8) + ln], f);
+            return;
+        }
+        mx_deq8(lk, lksz, nbk, ng, kbits, group, lo0 + (key - nhv), ln * 8, f);
+#pragma unroll
+        for (int i = 0; i < 8; i++) f[i] *= ib[i];
+    }
+    __device__ void val(int key, int ln, float *f) const {
+        if (key < nhv) pvc_h8_to_f(Vh[(size_t)key * (HD / 8) + ln], f);
+        else mx_deq8(lv, lvsz, nbv, ng, vbits, group, lo0 + (key - nhv), ln * 8, f);
+    }
+};
+
+// attention.cu's split kernel (attn_body.cuh) over mx_src.
 template <int HD, int GM>
 __global__ void __launch_bounds__(MX_THREADS) mx_split_kernel(mx_att_args a) {
-    constexpr int L = HD / 8;
-    constexpr int KP = MX_THREADS / L;
-    __shared__ float s_sc[GM][MX_TILE];
-    __shared__ float s_m[GM], s_l[GM], s_corr[GM];
-    __shared__ float s_red[KP][GM][HD];
-
     const int row = blockIdx.z, kvh = blockIdx.y, sp = blockIdx.x;
-    const int tid = threadIdx.x, sub = tid / L, ln = tid % L;
+    const int ln = threadIdx.x % (HD / 8);
     const int G = a.group;
     const pvc_kv_mixed &kv = a.kv;
     const int nhv = a.hslot[row] + 1, nl = a.nlo[row];
-    const int n_keys = nhv + nl;
     const int k0 = sp * a.chunk;
-    const int k1 = min(k0 + a.chunk, n_keys);
+    const int k1 = min(k0 + a.chunk, nhv + nl);
     const size_t hh = mx_head(kv, a.seq[row], a.layer, kvh);
-    const pvc_h8 *Kh = (const pvc_h8 *)(kv.hk + hh * kv.hi_cap * HD);
-    const pvc_h8 *Vh = (const pvc_h8 *)(kv.hv + hh * kv.hi_cap * HD);
-    const int nbk = mx_nb(HD, kv.lo_kbits), nbv = mx_nb(HD, kv.lo_vbits), ng = HD / kv.group;
-    const size_t lo0 = hh * kv.lo_cap; // first low record of this head
-    float ib[8];
+    mx_src<HD> src;
+    src.Kh = (const pvc_h8 *)(kv.hk + hh * kv.hi_cap * HD);
+    src.Vh = (const pvc_h8 *)(kv.hv + hh * kv.hi_cap * HD);
+    src.lk = kv.lk;
+    src.lv = kv.lv;
+    src.lksz = kv.lksz;
+    src.lvsz = kv.lvsz;
+    src.kbits = kv.lo_kbits;
+    src.vbits = kv.lo_vbits;
+    src.group = kv.group;
+    src.nhv = nhv;
+    src.nbk = mx_nb(HD, kv.lo_kbits);
+    src.nbv = mx_nb(HD, kv.lo_vbits);
+    src.ng = HD / kv.group;
+    src.lo0 = hh * kv.lo_cap;
 #pragma unroll
-    for (int i = 0; i < 8; i++) ib[i] = 1.0f / kv.bal[hh * 3 * HD + ln * 8 + i];
-
-    const float scale = rsqrtf((float)HD);
-    float qf[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++) {
-        const float *q = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G + g) * HD + ln * 8;
-#pragma unroll
-        for (int i = 0; i < 8; i++) qf[g][i] = 0.f;
-        if (g < G)
-#pragma unroll
-            for (int i = 0; i < 8; i++) qf[g][i] = q[i] * scale;
-    }
-    float acc[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
-    if (tid < GM) {
-        s_m[tid] = -INFINITY;
-        s_l[tid] = 0.f;
-    }
-    __syncthreads();
-
-    for (int t0 = k0; t0 < k1; t0 += MX_TILE) {
-        const int nt = min(MX_TILE, k1 - t0);
-        for (int j0 = 0; j0 < nt; j0 += KP) { // uniform trip count: whole warps shuffle
-            const int j = j0 + sub, key = t0 + j;
-            float kf[8];
-            if (j < nt && key < nhv) {
-                pvc_h8_to_f(Kh[(size_t)key * L + ln], kf);
-            } else if (j < nt) {
-                mx_deq8(kv.lk, kv.lksz, nbk, ng, kv.lo_kbits, kv.group, lo0 + (key - nhv), ln * 8,
-                        kf);
-#pragma unroll
-                for (int i = 0; i < 8; i++) kf[i] *= ib[i];
-            } else {
-#pragma unroll
-                for (int i = 0; i < 8; i++) kf[i] = 0.f;
-            }
-#pragma unroll
-            for (int g = 0; g < GM; g++) {
-                float p = 0.f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) p = fmaf(qf[g][i], kf[i], p);
-#pragma unroll
-                for (int o = L / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
-                if (ln == 0 && j < nt && g < G) s_sc[g][j] = p;
-            }
-        }
-        __syncthreads();
-        for (int g = tid >> 5; g < G; g += MX_THREADS / 32) {
-            const int lane = tid & 31;
-            float mt = -INFINITY;
-            for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
-            mt = pvc_warp_max(mt);
-            const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
-            float sum = 0.f;
-            for (int j = lane; j < nt; j += 32) {
-                float p = __expf(s_sc[g][j] - m_new);
-                s_sc[g][j] = p;
-                sum += p;
-            }
-            sum = pvc_warp_sum(sum);
-            if (lane == 0) {
-                const float corr = __expf(m_old - m_new);
-                s_corr[g] = corr;
-                s_l[g] = s_l[g] * corr + sum;
-                s_m[g] = m_new;
-            }
-        }
-        __syncthreads();
-#pragma unroll
-        for (int g = 0; g < GM; g++) {
-            const float corr = g < G ? s_corr[g] : 0.f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
-        }
-        for (int j = sub; j < nt; j += KP) {
-            const int key = t0 + j;
-            float vf[8];
-            if (key < nhv) pvc_h8_to_f(Vh[(size_t)key * L + ln], vf);
-            else
-                mx_deq8(kv.lv, kv.lvsz, nbv, ng, kv.lo_vbits, kv.group, lo0 + (key - nhv), ln * 8,
-                        vf);
-#pragma unroll
-            for (int g = 0; g < GM; g++) {
-                const float p = g < G ? s_sc[g][j] : 0.f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
-            }
-        }
-        __syncthreads();
-    }
-
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) s_red[sub][g][ln * 8 + i] = acc[g][i];
-    __syncthreads();
-    for (int idx = tid; idx < G * HD; idx += MX_THREADS) {
-        const int g = idx / HD, d = idx % HD;
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < KP; k++) s += s_red[k][g][d];
-        const size_t ph = ((size_t)row * a.n_heads + kvh * G + g) * a.n_split + sp;
-        a.part_o[ph * HD + d] = s;
-        if (d == 0) {
-            a.part_ml[ph * 2] = s_m[g];
-            a.part_ml[ph * 2 + 1] = s_l[g];
-        }
-    }
+    for (int i = 0; i < 8; i++) src.ib[i] = 1.0f / kv.bal[hh * 3 * HD + ln * 8 + i];
+    const float *qrow = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G) * HD;
+    const size_t ph0 = ((size_t)row * a.n_heads + kvh * G) * a.n_split + sp;
+    pvc_attn_split_body<HD, GM, MX_THREADS, MX_TILE>(src, qrow, G, k0, k1, ph0, a.n_split,
+                                                     a.part_o, a.part_ml);
 }
 
 template <int HD>
