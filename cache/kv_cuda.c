@@ -105,26 +105,15 @@ static void gkv_destroy(void *impl) {
     free(g->ms_next);
     free(g);
 }
-static const kv_vtable gkv_vt = {
-    .name = "fp16-cuda",
-    .store = gkv_store,
-    .attend_group = gkv_attend,
-    .seq_reset = gkv_reset,
-    .seq_pos = gkv_pos,
-    .seq_usage = gkv_usage,
-    .policy = gkv_policy,
-    .destroy = gkv_destroy,
-};
-static const kv_vtable gkv_mixed_vt = {
-    .name = "mixed-cuda",
-    .store = gkv_store,
-    .attend_group = gkv_attend,
-    .seq_reset = gkv_reset,
-    .seq_pos = gkv_pos,
-    .seq_usage = gkv_usage,
-    .policy = gkv_policy,
-    .destroy = gkv_destroy,
-};
+/* The plain and the mixed GPU cache differ in name only (kv_name). */
+#define GKV_VTABLE(nm)                                                                    \
+    {                                                                                     \
+        .name = nm, .store = gkv_store, .attend_group = gkv_attend, .seq_reset = gkv_reset, \
+        .seq_pos = gkv_pos, .seq_usage = gkv_usage, .policy = gkv_policy,                 \
+        .destroy = gkv_destroy,                                                           \
+    }
+static const kv_vtable gkv_vt = GKV_VTABLE("fp16-cuda");
+static const kv_vtable gkv_mixed_vt = GKV_VTABLE("mixed-cuda");
 
 /* ---- creation ---- */
 

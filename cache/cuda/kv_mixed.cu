@@ -23,40 +23,8 @@
 #include <math.h>
 
 #include "cuda/attn_body.cuh"
-#include "cuda/common.cuh"
-#include "cuda/kv_mixed_cuda.h"
+#include "cuda/kv_mixed_common.cuh"
 #include "cuda/synth_hash.h"
-
-#define MX_THREADS 128
-#define MX_TILE 128
-#define MX_DEM_THREADS 256
-#define MX_STAGE 32 // high-tier slots moved per compaction round
-
-enum { SEL_NONE = 0, SEL_PERSIST = 1, SEL_ACCUM = 2, SEL_RECENT = 3 };
-
-static __host__ __device__ inline size_t mx_head(const pvc_kv_mixed &kv, int seq, int layer,
-                                                 int kvh) {
-    return ((size_t)seq * kv.n_layers + layer) * kv.n_kv_heads + kvh;
-}
-static __host__ __device__ inline int mx_nb(int hd, int bits) { return hd * bits / 8; }
-
-// Dequantizes the 8 channels c0..c0+7 (c0 % 8 == 0) of low-tier record `slot`:
-// in the bit-plane layout they are 8 consecutive bytes under one shift, one
-// 8-byte load (nb is a multiple of 8 for head_dim 64/128/256).
-__device__ __forceinline__ void mx_deq8(const uint8_t *codes, const uint32_t *sz, int nb, int ng,
-                                        int bits, int group, size_t slot, int c0, float *f) {
-    const uint2 w = *(const uint2 *)(codes + slot * nb + (c0 % nb));
-    const int sh = bits * (c0 / nb);
-    const unsigned mask = (1u << bits) - 1u;
-    const uint32_t m = sz[slot * ng + c0 / group];
-    const float s = __half2float(__ushort_as_half((unsigned short)(m & 0xffffu)));
-    const float z = __half2float(__ushort_as_half((unsigned short)(m >> 16)));
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[i] = __fadd_rn(__fmul_rn((float)((w.x >> (8 * i + sh)) & mask), s), z);
-        f[4 + i] = __fadd_rn(__fmul_rn((float)((w.y >> (8 * i + sh)) & mask), s), z);
-    }
-}
 
 // ---- attention over both tiers ----
 struct mx_att_args {
@@ -131,17 +99,6 @@ __global__ void __launch_bounds__(MX_THREADS) mx_split_kernel(mx_att_args a) {
                                                      a.part_o, a.part_ml);
 }
 
-template <int HD>
-static int mx_launch_split(pvc_ctx *c, const mx_att_args &a, int T, int G) {
-    dim3 grid(a.n_split, a.kv.n_kv_heads, T);
-    if (G <= 1) mx_split_kernel<HD, 1><<<grid, MX_THREADS, 0, c->stream>>>(a);
-    else if (G <= 2) mx_split_kernel<HD, 2><<<grid, MX_THREADS, 0, c->stream>>>(a);
-    else if (G <= 4) mx_split_kernel<HD, 4><<<grid, MX_THREADS, 0, c->stream>>>(a);
-    else mx_split_kernel<HD, 8><<<grid, MX_THREADS, 0, c->stream>>>(a);
-    PVC_CHECK_LAUNCH("mixed attention");
-    return PV_OK;
-}
-
 extern "C" int pvc_mixed_attention(pvc_ctx *c, const float *qkv, int ld, int T,
                                    const pvc_attn_shape *s, const int32_t *seq,
                                    const int32_t *hslot, const int32_t *nlo,
@@ -153,14 +110,9 @@ extern "C" int pvc_mixed_attention(pvc_ctx *c, const float *qkv, int ld, int T,
         hd != kv->head_dim || max_keys > kv->hi_cap + kv->lo_cap)
         return PV_EINVAL;
     const int G = s->n_heads / s->n_kv_heads;
-    if ((hd != 64 && hd != 128 && hd != 256) || G > 8) {
-        pvc_set_error("mixed attention: head_dim %d / group %d not supported", hd, G);
-        return PV_EUNSUPPORTED;
-    }
-    int chunk = 0;
-    const int n_split =
-        pvc_attn_splits(c, T, s->n_kv_heads, s->n_heads, hd, max_keys, part_floats, &chunk);
-    if (n_split < 0) return n_split;
+    pvc_attn_split sp;
+    int rc = pvc_attn_plan(c, s, T, max_keys, part, part_floats, "mixed attention", &sp);
+    if (rc) return rc;
     mx_att_args a;
     a.qkv = qkv;
     a.ld = ld;
@@ -174,15 +126,16 @@ extern "C" int pvc_mixed_attention(pvc_ctx *c, const float *qkv, int ld, int T,
     // With no low tier the kernel never reads it; keep the bit widths sane
     // for the index arithmetic anyway.
     if (!a.kv.lo_kbits) a.kv.lo_kbits = a.kv.lo_vbits = 4;
-    a.n_split = n_split;
-    a.chunk = chunk;
-    a.part_o = part;
-    a.part_ml = part + (size_t)T * s->n_heads * n_split * hd;
-    int rc = hd == 64 ? mx_launch_split<64>(c, a, T, G)
-             : hd == 128 ? mx_launch_split<128>(c, a, T, G)
-                         : mx_launch_split<256>(c, a, T, G);
-    if (rc) return rc;
-    return pvc_attn_combine(c, a.part_o, a.part_ml, T, s->n_heads, n_split, hd, out, lse);
+    a.n_split = sp.n_split;
+    a.chunk = sp.chunk;
+    a.part_o = sp.part_o;
+    a.part_ml = sp.part_ml;
+    const dim3 grid(a.n_split, kv->n_kv_heads, T);
+    pvc_attn_for_shape(hd, G, [&](auto k) {
+        mx_split_kernel<decltype(k)::hd, decltype(k)::gm><<<grid, MX_THREADS, 0, c->stream>>>(a);
+    });
+    PVC_CHECK_LAUNCH("mixed attention");
+    return pvc_attn_combine(c, a.part_o, a.part_ml, T, s->n_heads, a.n_split, hd, out, lse);
 }
 
 // ---- after the store: positions, tracker init, balance maxima ----
@@ -302,213 +255,7 @@ extern "C" int pvc_mixed_track(pvc_ctx *c, const float *qkv, int ld, const pvc_a
     return PV_OK;
 }
 
-// ---- demotion ----
-// Dynamic shared memory of one demotion block.
-struct mx_dem_smem {
-    size_t sc, ps, vic, cnd, xq, gs, stage_k, stage_v, stage_p, stage_s, total;
-};
-static __host__ __device__ inline mx_dem_smem mx_dem_layout(int hi_cap, int hd) {
-    mx_dem_smem m;
-    const int nw = MX_DEM_THREADS / 32;
-    size_t o = 0;
-    m.sc = o, o += sizeof(float) * hi_cap;           // demotion score
-    m.ps = o, o += sizeof(int32_t) * hi_cap;         // position
-    m.vic = o, o += sizeof(int32_t) * hi_cap;        // new high slot, or -1 - low slot / -1
-    m.cnd = o, o += (hi_cap + 15) & ~15;             // candidate (unprotected) flag
-    m.xq = o, o += sizeof(float) * nw * hd;          // a warp's record being quantized
-    m.gs = o, o += sizeof(float) * nw * 2 * (hd / 8); // a warp's group scale, 1/scale
-    m.stage_k = o, o += (size_t)2 * MX_STAGE * hd;
-    m.stage_v = o, o += (size_t)2 * MX_STAGE * hd;
-    m.stage_p = o, o += sizeof(int32_t) * MX_STAGE;
-    m.stage_s = o, o += sizeof(uint32_t) * 2 * MX_STAGE;
-    m.total = o;
-    return m;
-}
-
-__device__ __forceinline__ float mx_score(int sel, const uint32_t *st, int steps) {
-    if (sel == SEL_PERSIST) return (float)(st[0] & 0xffffu) + (float)(st[0] >> 16);
-    if (sel == SEL_ACCUM) {
-        const int seen = steps - (int32_t)st[1];
-        return seen > 0 ? -__uint_as_float(st[0]) / (float)seen : -FLT_MAX;
-    }
-    return 0.f;
-}
-
-// kvq_encode of x[0..hd) (shared memory, this warp's) into record `slot`.
-// Lanes take groups (hd/group <= 32), then bytes.
-__device__ void mx_encode_warp(const float *x, int hd, int bits, int group, float *gs,
-                               uint8_t *codes, uint32_t *sz, size_t slot) {
-    const int lane = threadIdx.x & 31, ng = hd / group, nb = mx_nb(hd, bits);
-    const int qmax = (1 << bits) - 1;
-    for (int g = lane; g < ng; g += 32) {
-        const float *xg = x + g * group;
-        float mn = xg[0], mx = xg[0];
-        for (int i = 1; i < group; i++) {
-            if (xg[i] < mn) mn = xg[i];
-            if (xg[i] > mx) mx = xg[i];
-        }
-        float r = __fdiv_rn(__fsub_rn(mx, mn), (float)qmax);
-        r = fminf(fmaxf(r, -65504.f), 65504.f);
-        const float mnc = fminf(fmaxf(mn, -65504.f), 65504.f);
-        const __half hs = __float2half_rn(r), hz = __float2half_rn(mnc);
-        const float sf = __half2float(hs), zf = __half2float(hz);
-        gs[2 * g] = zf;
-        gs[2 * g + 1] = sf > 0.f ? __fdiv_rn(1.0f, sf) : 0.f;
-        sz[slot * ng + g] =
-            (uint32_t)__half_as_ushort(hs) | ((uint32_t)__half_as_ushort(hz) << 16);
-    }
-    __syncwarp();
-    for (int j = lane; j < nb; j += 32) {
-        unsigned byte = 0;
-        for (int m = 0; m < 8 / bits; m++) {
-            const int ch = j + m * nb, g = ch / group;
-            const float inv = gs[2 * g + 1];
-            int q = 0;
-            if (inv > 0.f) q = __float2int_rn(__fmul_rn(__fsub_rn(x[ch], gs[2 * g]), inv));
-            q = q < 0 ? 0 : q > qmax ? qmax : q;
-            byte |= (unsigned)q << (bits * m);
-        }
-        codes[slot * nb + j] = (uint8_t)byte;
-    }
-    __syncwarp();
-}
-
-// One block per (demotion, layer * n_kv + kvh). Order as cache/kv_mixed.c's
-// demote(): choose victims among unprotected tokens, freeze the balance
-// factors if asked, encode victims into the low tier in slot order, compact
-// the high tier keeping position order.
-__global__ void __launch_bounds__(MX_DEM_THREADS)
-    mx_demote_kernel(pvc_kv_mixed kv, const int32_t *dem) {
-    extern __shared__ __align__(16) unsigned char smem[];
-    const int32_t *d = dem + (size_t)blockIdx.x * PVC_MXD_STRIDE;
-    const int layer = blockIdx.y / kv.n_kv_heads, kvh = blockIdx.y % kv.n_kv_heads;
-    const int hd = kv.head_dim, tid = threadIdx.x;
-    const int seq = d[PVC_MXD_SEQ], k = d[PVC_MXD_K], len = d[PVC_MXD_LEN];
-    const int steps = d[PVC_MXD_STEPS], nhi = d[PVC_MXD_HI], nlo = d[PVC_MXD_LO];
-    if (k <= 0 || nhi > kv.hi_cap) return;
-    const mx_dem_smem L = mx_dem_layout(kv.hi_cap, hd);
-    float *sc = (float *)(smem + L.sc);
-    int32_t *ps = (int32_t *)(smem + L.ps), *vic = (int32_t *)(smem + L.vic);
-    uint8_t *cnd = smem + L.cnd;
-    const size_t hh = mx_head(kv, seq, layer, kvh);
-    __half *HK = (__half *)kv.hk + hh * kv.hi_cap * hd, *HV = (__half *)kv.hv + hh * kv.hi_cap * hd;
-    int32_t *HP = kv.hpos + hh * kv.hi_cap;
-    uint32_t *HS = kv.hst + hh * kv.hi_cap * 2;
-    float *bal = kv.bal + hh * 3 * hd;
-
-    for (int t = tid; t < nhi; t += blockDim.x) {
-        const int32_t p = HP[t];
-        ps[t] = p;
-        cnd[t] = !(p < kv.sinks || (long)p >= (long)len - kv.recent);
-        sc[t] = mx_score(kv.select, HS + (size_t)t * 2, steps);
-    }
-    __syncthreads();
-    // Rank among candidates in kvt_pick's order (score desc, position asc):
-    // a total order, so ranks are distinct and rank < k picks exactly k.
-    for (int t = tid; t < nhi; t += blockDim.x) {
-        int rank = 0;
-        if (cnd[t]) {
-            const float s = sc[t];
-            const int32_t p = ps[t];
-            for (int u = 0; u < nhi; u++)
-                rank += cnd[u] && (sc[u] > s || (sc[u] == s && ps[u] < p));
-        }
-        vic[t] = cnd[t] && rank < k; // 1 = victim, for now
-    }
-    __syncthreads();
-    // Destinations in slot order (victims go to the low tier in increasing
-    // high-slot order, as kvt_pick's sorted output). Serial: this runs once
-    // per chunk of steps, and keeps the order obviously right.
-    if (tid == 0) {
-        int nv = 0;
-        for (int t = 0; t < nhi; t++) {
-            if (vic[t]) {
-                vic[t] = kv.lo_kbits ? -1 - (nlo + nv) : -1;
-                nv++;
-            } else {
-                vic[t] = t - nv;
-            }
-        }
-    }
-    if (kv.lo_kbits && d[PVC_MXD_FREEZE] && kv.balance) { // bal_freeze
-        for (int c = tid; c < hd; c += blockDim.x) {
-            const float qm = bal[hd + c], km = bal[2 * hd + c];
-            const float r = qm > 0.f && km > 0.f ? sqrtf(__fdiv_rn(qm, km)) : 1.0f;
-            bal[c] = isfinite(r) && r > 0.f ? r : 1.0f;
-        }
-    }
-    __syncthreads();
-    if (kv.lo_kbits) {
-        const int warp = tid >> 5, lane = tid & 31, nw = blockDim.x >> 5;
-        float *x = (float *)(smem + L.xq) + (size_t)warp * hd;
-        float *gs = (float *)(smem + L.gs) + (size_t)warp * 2 * (hd / 8);
-        const size_t lo0 = hh * kv.lo_cap;
-        for (int t = warp; t < nhi; t += nw) {
-            if (vic[t] >= 0) continue;
-            const size_t slot = lo0 + (size_t)(-1 - vic[t]);
-            for (int c = lane; c < hd; c += 32) {
-                const float v = __half2float(HK[(size_t)t * hd + c]);
-                x[c] = kv.balance ? __fmul_rn(v, bal[c]) : v;
-            }
-            __syncwarp();
-            mx_encode_warp(x, hd, kv.lo_kbits, kv.group, gs, kv.lk, kv.lksz, slot);
-            for (int c = lane; c < hd; c += 32) x[c] = __half2float(HV[(size_t)t * hd + c]);
-            __syncwarp();
-            mx_encode_warp(x, hd, kv.lo_vbits, kv.group, gs, kv.lv, kv.lvsz, slot);
-        }
-    }
-    __syncthreads();
-    // Stable compaction in rounds of MX_STAGE slots: a round reads all its
-    // slots into shared memory before writing any, and a survivor's new slot
-    // is <= its old one, so no write lands on a slot still to be read.
-    __half *sk = (__half *)(smem + L.stage_k), *sv = (__half *)(smem + L.stage_v);
-    int32_t *sp = (int32_t *)(smem + L.stage_p);
-    uint32_t *ss = (uint32_t *)(smem + L.stage_s);
-    for (int t0 = 0; t0 < nhi; t0 += MX_STAGE) {
-        const int nt = min(MX_STAGE, nhi - t0);
-        for (int x = tid; x < nt * hd; x += blockDim.x) {
-            sk[x] = HK[(size_t)t0 * hd + x];
-            sv[x] = HV[(size_t)t0 * hd + x];
-        }
-        for (int j = tid; j < nt; j += blockDim.x) {
-            sp[j] = ps[t0 + j];
-            ss[2 * j] = HS[(size_t)(t0 + j) * 2];
-            ss[2 * j + 1] = HS[(size_t)(t0 + j) * 2 + 1];
-        }
-        __syncthreads();
-        for (int x = tid; x < nt * hd; x += blockDim.x) {
-            const int j = x / hd, w = vic[t0 + j];
-            if (w >= 0 && w != t0 + j) {
-                HK[(size_t)w * hd + x % hd] = sk[x];
-                HV[(size_t)w * hd + x % hd] = sv[x];
-            }
-        }
-        for (int j = tid; j < nt; j += blockDim.x) {
-            const int w = vic[t0 + j];
-            if (w >= 0 && w != t0 + j) {
-                HP[w] = sp[j];
-                HS[(size_t)w * 2] = ss[2 * j];
-                HS[(size_t)w * 2 + 1] = ss[2 * j + 1];
-            }
-        }
-        __syncthreads();
-    }
-}
-
-extern "C" int pvc_mixed_demote(pvc_ctx *c, const pvc_kv_mixed *kv, const int32_t *dem,
-                                int n_dem) {
-    if (n_dem <= 0) return PV_OK;
-    const size_t smem = mx_dem_layout(kv->hi_cap, kv->head_dim).total;
-    PVC_CHECK(cudaFuncSetAttribute(mx_demote_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-    mx_demote_kernel<<<dim3(n_dem, kv->n_layers * kv->n_kv_heads), MX_DEM_THREADS, smem,
-                       c->stream>>>(*kv, dem);
-    PVC_CHECK_LAUNCH("mixed demote");
-    return PV_OK;
-}
-
 // ---- allocation, reset, benchmark fill ----
-#define MX_MAX_SMEM (200 * 1024)
 
 extern "C" size_t pvc_mixed_seq_bytes(const pvc_kv_mixed *kv) {
     const size_t hd = kv->head_dim, heads = (size_t)kv->n_layers * kv->n_kv_heads;

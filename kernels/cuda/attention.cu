@@ -110,17 +110,6 @@ int pvc_attn_splits(const pvc_ctx *c, int T, int n_kv, int n_heads, int hd, int 
     return (int)((max_keys + ch - 1) / ch);
 }
 
-template <int HD>
-static int launch_split(pvc_ctx *c, const att_args &a, int T, int G) {
-    dim3 grid(a.n_split, a.n_kv, T);
-    if (G <= 1) attn_split_kernel<HD, 1><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else if (G <= 2) attn_split_kernel<HD, 2><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else if (G <= 4) attn_split_kernel<HD, 4><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else attn_split_kernel<HD, 8><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    PVC_CHECK_LAUNCH("attention");
-    return PV_OK;
-}
-
 // Row-splits the scratch holds: enough for every SM at batch 1 and for a
 // split per row of a prefill chunk.
 static size_t part_rows(int max_rows) { return (size_t)(max_rows * 2 > 2048 ? max_rows * 2 : 2048); }
@@ -138,14 +127,9 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
         s->n_heads % s->n_kv_heads || layer < 0 || layer >= kv->n_layers || max_keys > kv->max_ctx)
         return PV_EINVAL;
     const int G = s->n_heads / s->n_kv_heads;
-    if ((hd != 64 && hd != 128 && hd != 256) || G > 8) {
-        pvc_set_error("attention: head_dim %d / group %d not supported (64/128/256, <= 8)", hd, G);
-        return PV_EUNSUPPORTED;
-    }
-    int chunk = 0;
-    const int n_split = pvc_attn_splits(c, T, s->n_kv_heads, s->n_heads, hd, max_keys,
-                                        part_floats, &chunk);
-    if (n_split < 0) return n_split;
+    pvc_attn_split sp;
+    int rc = pvc_attn_plan(c, s, T, max_keys, part, part_floats, "attention", &sp);
+    if (rc) return rc;
 
     att_args a;
     a.qkv = qkv;
@@ -160,14 +144,15 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
     a.n_layers = kv->n_layers;
     a.max_ctx = kv->max_ctx;
     a.layer = layer;
-    a.n_split = n_split;
-    a.chunk = chunk;
-    a.part_o = part;
-    a.part_ml = part + (size_t)T * s->n_heads * n_split * hd;
-    int rc = hd == 64 ? launch_split<64>(c, a, T, G)
-             : hd == 128 ? launch_split<128>(c, a, T, G)
-                         : launch_split<256>(c, a, T, G);
-    if (rc) return rc;
+    a.n_split = sp.n_split;
+    a.chunk = sp.chunk;
+    a.part_o = sp.part_o;
+    a.part_ml = sp.part_ml;
+    const dim3 grid(a.n_split, a.n_kv, T);
+    pvc_attn_for_shape(hd, G, [&](auto k) {
+        attn_split_kernel<decltype(k)::hd, decltype(k)::gm><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+    });
+    PVC_CHECK_LAUNCH("attention");
     return pvc_attn_combine(c, a.part_o, a.part_ml, T, s->n_heads, a.n_split, hd, out, lse);
 }
 

@@ -20,6 +20,34 @@
 
 #include "common.cuh"
 
+// Online softmax over one tile of nt scores per query head (one warp per
+// head): scores become exp(s - m_new), and the running max m, sum l and
+// the factor that rescales earlier partials (corr) are updated.
+template <int THREADS, int TILE>
+__device__ __forceinline__ void pvc_attn_softmax_tile(float (*s_sc)[TILE], float *s_m, float *s_l,
+                                                      float *s_corr, int G, int nt) {
+    const int tid = threadIdx.x, lane = tid & 31;
+    for (int g = tid >> 5; g < G; g += THREADS / 32) {
+        float mt = -INFINITY;
+        for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
+        mt = pvc_warp_max(mt);
+        const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
+        float sum = 0.f;
+        for (int j = lane; j < nt; j += 32) {
+            float p = __expf(s_sc[g][j] - m_new);
+            s_sc[g][j] = p;
+            sum += p;
+        }
+        sum = pvc_warp_sum(sum);
+        if (lane == 0) {
+            const float corr = __expf(m_old - m_new); // 0 on the first tile
+            s_corr[g] = corr;
+            s_l[g] = s_l[g] * corr + sum;
+            s_m[g] = m_new;
+        }
+    }
+}
+
 template <int HD, int GM, int THREADS, int TILE, class Src>
 __device__ __forceinline__ void pvc_attn_split_body(const Src &src, const float *qrow, int G,
                                                     int k0, int k1, size_t ph0, int n_split,
@@ -78,27 +106,7 @@ __device__ __forceinline__ void pvc_attn_split_body(const Src &src, const float 
             }
         }
         __syncthreads();
-        // Online softmax: one warp per query head.
-        for (int g = tid >> 5; g < G; g += THREADS / 32) {
-            const int lane = tid & 31;
-            float mt = -INFINITY;
-            for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
-            mt = pvc_warp_max(mt);
-            const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
-            float sum = 0.f;
-            for (int j = lane; j < nt; j += 32) {
-                float p = __expf(s_sc[g][j] - m_new);
-                s_sc[g][j] = p;
-                sum += p;
-            }
-            sum = pvc_warp_sum(sum);
-            if (lane == 0) {
-                const float corr = __expf(m_old - m_new); // 0 on the first tile
-                s_corr[g] = corr;
-                s_l[g] = s_l[g] * corr + sum;
-                s_m[g] = m_new;
-            }
-        }
+        pvc_attn_softmax_tile<THREADS, TILE>(s_sc, s_m, s_l, s_corr, G, nt);
         __syncthreads();
         // V accumulation: each lane keeps its 8 dims of every head.
 #pragma unroll
@@ -138,6 +146,55 @@ __device__ __forceinline__ void pvc_attn_split_body(const Src &src, const float 
             part_ml[ph * 2 + 1] = s_l[g];
         }
     }
+}
+
+// Host side of both callers. Checks that the kernels have the shape
+// (PV_EUNSUPPORTED, the reason under `what` in pvc_last_error), then the
+// splits of T rows over max_keys keys and where their partials go in `part`
+// (pvc_attn_splits; PV_ESPACE when the scratch is too small).
+struct pvc_attn_split {
+    int n_split, chunk;
+    float *part_o, *part_ml;
+};
+static inline int pvc_attn_plan(pvc_ctx *c, const pvc_attn_shape *s, int T, int max_keys,
+                                float *part, size_t part_floats, const char *what,
+                                pvc_attn_split *sp) {
+    const int hd = s->head_dim, G = s->n_heads / s->n_kv_heads;
+    if ((hd != 64 && hd != 128 && hd != 256) || G > 8) {
+        pvc_set_error("%s: head_dim %d / group %d not supported (64/128/256, <= 8)", what, hd, G);
+        return PV_EUNSUPPORTED;
+    }
+    sp->n_split = pvc_attn_splits(c, T, s->n_kv_heads, s->n_heads, s->head_dim, max_keys,
+                                  part_floats, &sp->chunk);
+    if (sp->n_split < 0) return sp->n_split;
+    sp->part_o = part;
+    sp->part_ml = part + (size_t)T * s->n_heads * sp->n_split * s->head_dim;
+    return PV_OK;
+}
+
+// The kernels' compile-time shape: head_dim HD (64, 128 or 256, checked by
+// the caller) and the group rounded up to GM = 1, 2, 4 or 8 (register arrays
+// are sized by it). pvc_attn_for_shape(hd, G, f) calls f(pvc_attn_ic<HD, GM>)
+// once, so a caller writes its launch once:
+//   pvc_attn_for_shape(hd, G, [&](auto k) {
+//       kernel<decltype(k)::hd, decltype(k)::gm><<<grid, threads, 0, stream>>>(args);
+//   });
+template <int HD, int GM>
+struct pvc_attn_ic {
+    static constexpr int hd = HD, gm = GM;
+};
+template <int HD, class F>
+static inline void pvc_attn_for_group(int G, F &&f) {
+    if (G <= 1) f(pvc_attn_ic<HD, 1>{});
+    else if (G <= 2) f(pvc_attn_ic<HD, 2>{});
+    else if (G <= 4) f(pvc_attn_ic<HD, 4>{});
+    else f(pvc_attn_ic<HD, 8>{});
+}
+template <class F>
+static inline void pvc_attn_for_shape(int hd, int G, F &&f) {
+    if (hd == 64) pvc_attn_for_group<64>(G, f);
+    else if (hd == 128) pvc_attn_for_group<128>(G, f);
+    else pvc_attn_for_group<256>(G, f);
 }
 
 #endif
