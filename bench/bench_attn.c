@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "kv.h"
+#include "kv_internal.h"
 #include "kv_attn.h"
 #include "kv_policy.h"
 #include "quant.h"

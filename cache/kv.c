@@ -1,3 +1,4 @@
+/* kv: the kv_cache wrapper every implementation sits behind (kv.h). */
 #include "kv.h"
 
 #include <stdlib.h>
@@ -35,6 +36,11 @@ void kv_destroy(kv_cache *c) {
 
 const kv_shape *kv_get_shape(const kv_cache *c) { return &c->shape; }
 const char *kv_name(const kv_cache *c) { return c->vt->name; }
+
+int kv_get_policy(const kv_cache *c, kv_policy *out) {
+    if (!c || !out) return PV_EINVAL;
+    return c->vt->policy ? c->vt->policy(c->impl, out) : PV_EUNSUPPORTED;
+}
 
 static int bad_slot(const kv_cache *c, int seq) { return seq < 0 || seq >= c->shape.max_seqs; }
 

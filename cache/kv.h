@@ -23,6 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a cache keeps and at which precision (kv_policy.h). */
+typedef struct kv_policy kv_policy;
+
 typedef struct {
     int n_layers;
     int n_heads;
@@ -34,6 +37,14 @@ typedef struct {
     /* Where pages come from (kv_pool.h): shared by every cache of a server so
      * one byte limit covers them all. NULL: plain malloc, no limit. */
     struct kv_pool *pool;
+    /* kv_create only. routed: a router (kv_router.h) whose slots may each
+     * get their own policy (kv_seq_set_policy), the given one by default. */
+    int routed;
+    /* gpu: non-NULL puts the cache on this CUDA context (kv_cuda.h), where
+     * the GPU forward pass fills it; gpu_rows: the most tokens one sequence
+     * adds per pass (sizes the mixed cache's high tier). */
+    struct pvc_ctx *gpu;
+    int gpu_rows;
 } kv_shape;
 
 typedef struct {
@@ -48,7 +59,8 @@ typedef struct {
     int n_dropped;       /* evicted */
 } kv_usage;
 
-/* Implementation hooks. A new cache type provides these and kv_create_with. */
+/* Implementation hooks. A new cache type provides these, calls kv_create_with,
+ * and is chosen by kv_create (kv_create.c). */
 typedef struct {
     const char *name;
     int (*store)(void *impl, int seq, int layer, int pos0, int n, const float *k, const float *v);
@@ -61,19 +73,29 @@ typedef struct {
     void (*seq_reset)(void *impl, int seq);
     int (*seq_pos)(const void *impl, int seq); /* next position to store */
     void (*seq_usage)(const void *impl, int seq, kv_usage *u);
+    /* Optional: the one policy every slot runs (NULL: none, e.g. a router). */
+    int (*policy)(const void *impl, kv_policy *out);
     void (*destroy)(void *impl);
 } kv_vtable;
 
 typedef struct kv_cache kv_cache;
 
+/* The one constructor of every cache: validates the policy against the
+ * shape and builds what serves it — the plain FP16 cache when
+ * kv_policy_is_plain (memory per sequence grows in pages as tokens arrive),
+ * the mixed importance-aware cache otherwise, a router of such caches when
+ * s->routed, the GPU cache when s->gpu. err (may be NULL) says what is
+ * wrong. The caller owns *out (kv_destroy). */
+int kv_create(const kv_shape *s, const kv_policy *p, kv_cache **out, char *err, size_t errlen);
 /* Wraps an implementation; takes ownership of impl (vt->destroy frees it). */
 int kv_create_with(const kv_vtable *vt, void *impl, const kv_shape *shape, kv_cache **out);
-/* Plain FP16 cache: memory per sequence grows in pages as tokens arrive. */
-int kv_create_fp16(const kv_shape *shape, kv_cache **out);
 void kv_destroy(kv_cache *c);
 
 const kv_shape *kv_get_shape(const kv_cache *c);
 const char *kv_name(const kv_cache *c);
+/* The policy the cache runs for every slot (group fitted to head_dim):
+ * PV_EUNSUPPORTED when slots may differ (a router). */
+int kv_get_policy(const kv_cache *c, kv_policy *out);
 
 /* Appends n tokens at positions pos0.. for one layer. PV_ECTXFULL past
  * max_ctx, PV_EINVAL for bad slot/positions. */

@@ -11,6 +11,7 @@
 
 #include "kv.h"
 #include "kv_attn.h"
+#include "kv_internal.h"
 #include "kv_layout.h"
 #include "kv_pool.h"
 #include "pverr.h"
@@ -165,6 +166,11 @@ static void fp16_destroy(void *impl) {
     free(c);
 }
 
+static int fp16_policy(const void *impl, kv_policy *out) {
+    (void)impl;
+    return kv_policy_preset("full", out);
+}
+
 static const kv_vtable fp16_vt = {
     .name = "fp16",
     .store = fp16_store,
@@ -173,6 +179,7 @@ static const kv_vtable fp16_vt = {
     .seq_reset = fp16_seq_reset,
     .seq_pos = fp16_seq_pos,
     .seq_usage = fp16_seq_usage,
+    .policy = fp16_policy,
     .destroy = fp16_destroy,
 };
 

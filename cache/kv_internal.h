@@ -9,4 +9,8 @@
 void *kv_impl(const kv_cache *c);
 const kv_vtable *kv_vt(const kv_cache *c);
 
+/* The plain FP16 cache itself (kv_fp16.c), without a policy: what kv_create
+ * builds when kv_policy_is_plain. Tests and kv_create call it. */
+int kv_create_fp16(const kv_shape *shape, kv_cache **out);
+
 #endif

@@ -1,4 +1,4 @@
-/* kv_layout (internal): byte sizes of the mixed cache's storage, shared by
+/* kv_layout (internal to cache/): byte sizes of the mixed cache's storage, shared by
  * the cache (which allocates by them) and kv_policy_seq_bytes (which predicts
  * them), so the admission number and the allocation cannot drift apart.
  *
@@ -56,17 +56,13 @@ static inline size_t kvl_balance_bytes(const kv_policy *p, int head_dim) {
     return kvl_needs_balance(p) ? (size_t)3 * head_dim * sizeof(float) : 0;
 }
 
-/* The policy is served by the plain FP16 cache. */
-static inline int kvl_is_plain(const kv_policy *p) {
-    return p->select == KV_SELECT_NONE && p->hi_bits == 16;
+/* A group never spans more than one head's vector: a policy's group larger
+ * than head_dim (the mikv preset's 64 on a 32-wide test shape) means one
+ * group per record. kv_create and kv_policy_seq_bytes both apply this. */
+static inline kv_policy kvl_fit_group(const kv_policy *p, const kv_shape *s) {
+    kv_policy q = *p;
+    if (s->head_dim > 0 && q.group > s->head_dim) q.group = s->head_dim;
+    return q;
 }
-
-/* High-tier tokens allowed per head once a sequence has `len` tokens:
- * the budget (absolute, or a fraction of len rounded up), never below the
- * protected sinks + recent tokens; -1 = unlimited. select=recent with
- * budget 0 keeps exactly sinks + recent. */
-int kvl_budget(const kv_policy *p, int len);
-/* Tokens demoted at once when the high tier is over budget `b`. */
-int kvl_chunk(const kv_policy *p, int b);
 
 #endif

@@ -5,15 +5,7 @@
 #include <string.h>
 
 #include "kv_layout.h"
-
-int kvm_protected(const kv_policy *p, int len) {
-    /* positions < sinks, or >= len - recent (demote()'s test) */
-    long a = p->sinks < len ? p->sinks : len;
-    long b0 = (long)len - p->recent > 0 ? (long)len - p->recent : 0;
-    long b = len - b0;
-    long both = a - b0 > 0 ? a - b0 : 0;
-    return (int)(a + b - both);
-}
+#include "kv_tier.h"
 
 void kvm_plan(const kv_policy *p, kvm_seq *s, int n, kvm_call *out) {
     memset(out, 0, sizeof *out);
@@ -35,14 +27,9 @@ void kvm_plan(const kv_policy *p, kvm_seq *s, int n, kvm_call *out) {
     out->len = s->len;
     out->hi = s->n_hi;
     out->steps = s->steps;
-    /* demote(): over budget -> chunk, clipped to the unprotected tokens */
-    int b = kvl_budget(p, s->len);
-    if (b < 0 || s->n_hi <= b) return;
-    int target = b + 1 - kvl_chunk(p, b);
-    int want = s->n_hi - (target > 0 ? target : 0);
-    int nc = s->n_hi - kvm_protected(p, s->len);
-    int k = want < nc ? want : nc;
-    if (k <= 0) return;
+    /* kvmx_demote(): the tier rule */
+    int k = kv_tier_demote(p, s->len, s->n_hi);
+    if (k == 0) return;
     out->k = k;
     if (p->lo_bits) {
         if (need_bal && !s->frozen) {

@@ -1,13 +1,13 @@
-/* kv_mirror (internal): the tier counts of cache/kv_mixed.c for one sequence,
+/* kv_mirror (internal to cache/): the tier counts of cache/kv_mixed.c for one sequence,
  * computed without the cache's data.
  *
  * The mixed cache's demotion *counts* depend only on sequence lengths and the
  * policy (kv_mixed.c: every head of every layer holds the same number of high
  * and low tokens; only which positions sit where differs per head). A cache
- * whose per-token state lives elsewhere — the GPU's (kernels/cuda/kv_mixed.cu)
+ * whose per-token state lives elsewhere — the GPU's (cache/cuda/kv_mixed.cu)
  * — keeps these counts on the host to size its kernels' work and to report
  * kv_usage by the CPU cache's rules, and asks the device only which tokens to
- * move. tests/unit/test_kv_mirror.c checks every count against kv_mixed.c. */
+ * move. tests/cache/test_kv_mirror.c checks every count against kv_mixed.c. */
 #ifndef PIVOT_KV_MIRROR_H
 #define PIVOT_KV_MIRROR_H
 
@@ -39,8 +39,6 @@ typedef struct {
 /* The policy must be one kv_create accepts, with the group already fitted
  * to head_dim (as kv_mixed's copy is). Updates s and describes the call. */
 void kvm_plan(const kv_policy *p, kvm_seq *s, int n, kvm_call *out);
-/* Protected tokens (first `sinks`, last `recent`) among positions 0..len-1. */
-int kvm_protected(const kv_policy *p, int len);
 /* kv_seq_usage as kv_mixed.c reports it (pages, balance bytes, counts). */
 void kvm_usage(const kv_policy *p, const kv_shape *sh, const kvm_seq *s, kv_usage *u);
 

@@ -1,6 +1,6 @@
-/* kv_mixed (internal): the importance-aware cache behind kv_create for every
- * policy other than plain FP16, and a read-only view of its state for tests
- * and diagnostics. */
+/* kv_mixed (internal to cache/ and its tests): the importance-aware cache
+ * behind kv_create for every policy other than plain FP16, and a read-only
+ * view of its state for tests and diagnostics. */
 #ifndef PIVOT_KV_MIXED_H
 #define PIVOT_KV_MIXED_H
 
@@ -36,9 +36,6 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
 /* Bytes the sequence's heads obtained from malloc and still hold, counted
  * at allocation (kv_seq_usage computes its figure from tier counts). */
 size_t kv_mixed_allocated(const kv_cache *kc, int seq);
-/* The policy the cache runs (group already fitted to head_dim): lets the GPU
- * backend take over a mixed cache handed to llm_ctx_create. */
-int kv_mixed_policy(const kv_cache *kc, kv_policy *out);
 /* The head's balance factors b[head_dim] (all 1 until frozen). */
 int kv_mixed_balance(const kv_cache *kc, int seq, int layer, int h, float *b);
 

@@ -1,5 +1,5 @@
-/* kv_policy: presets, knob parsing and validation, the memory a sequence
- * will need, and the choice of cache implementation. */
+/* kv_policy: presets, knob parsing and validation, and the memory a
+ * sequence will need (kv_create.c picks the cache that implements one). */
 #include "kv_policy.h"
 
 #include <ctype.h>
@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include "kv_layout.h"
-#include "kv_mixed.h"
+#include "kv_tier.h"
 #include "pverr.h"
 
 /* Every message names the module; fmt is always a literal. */
@@ -275,76 +275,31 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
              p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance);
 }
 
-int kvl_budget(const kv_policy *p, int len) {
-    long prot = (long)p->sinks + p->recent;
-    long b;
-    if (p->budget >= 1) b = (long)p->budget;
-    else if (p->budget > 0) b = (long)ceil(p->budget * len);
-    else if (p->select == KV_SELECT_RECENT) b = prot;
-    else return -1;
-    if (b < prot) b = prot;
-    if (b < 1) b = 1;
-    return b > (1L << 30) ? 1 << 30 : (int)b;
-}
-
-int kvl_chunk(const kv_policy *p, int b) {
-    long m = p->chunk >= 1 ? (long)p->chunk : (long)(p->chunk * b);
-    if (m < 1) m = 1;
-    return m > b ? b : (int)m;
-}
-
 static size_t pages(size_t n, size_t per) { return (n + per - 1) / per; }
-
-/* A group never spans more than one head's vector: a policy's group larger
- * than head_dim (the mikv preset's 64 on a 32-wide test shape) means one
- * group per record. kv_create and kv_policy_seq_bytes both apply this. */
-static kv_policy fit_group(const kv_policy *p, const kv_shape *s) {
-    kv_policy q = *p;
-    if (s->head_dim > 0 && q.group > s->head_dim) q.group = s->head_dim;
-    return q;
-}
 
 size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens) {
     if (!p0 || !s || n_tokens <= 0) return 0;
-    kv_policy fitted = fit_group(p0, s);
+    kv_policy fitted = kvl_fit_group(p0, s);
     const kv_policy *p = &fitted;
     size_t heads = (size_t)s->n_layers * s->n_kv_heads;
-    if (kvl_is_plain(p))
+    if (kv_policy_is_plain(p))
         return (size_t)s->n_layers * pages((size_t)n_tokens, KVL_FP16_PAGE) * 2 * s->n_kv_heads *
                KVL_FP16_PAGE * s->head_dim * 2;
     size_t hp = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
     size_t lp = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
     long n = n_tokens;
-    int b = kvl_budget(p, n_tokens);
-    long hi_max = b < 0 || b > n ? n : b;
-    /* The protected tokens never leave the high tier; chunked demotion can
-     * leave anywhere between them and the budget there. The bytes are
-     * largest near hi_max (a high token costs more than a low one), but page
-     * rounding can make one fewer high token one more low page, so take the
-     * maximum over the last page's worth of counts. */
-    long prot = (long)p->sinks + p->recent;
-    long hi_min = prot < n ? prot : n;
+    /* Between calls the tier rule (kv_tier.h) leaves between the protected
+     * tokens and hi_max high. The bytes are largest near hi_max (a high
+     * token costs more than a low one), but page rounding can make one fewer
+     * high token one more low page, so take the maximum over the last page's
+     * worth of counts the rule lets rest. */
+    long hi_max = kv_tier_max_high(p, n_tokens);
+    long hi_min = kv_tier_protected(p, n_tokens);
     size_t best = 0;
     for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
+        if (kv_tier_demote(p, n_tokens, (int)k)) continue; /* never rests there */
         size_t bytes = pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
         if (bytes > best) best = bytes;
     }
     return heads * (best + kvl_balance_bytes(p, s->head_dim));
-}
-
-int kv_create(const kv_shape *s, const kv_policy *p0, kv_cache **out, char *err, size_t errlen) {
-    if (out) *out = NULL;
-    if (!s || !p0 || !out) return fail(err, errlen, PV_EINVAL, "missing shape or policy");
-    int rc = kv_policy_validate(p0, err, errlen);
-    if (rc) return rc;
-    kv_policy fitted = fit_group(p0, s);
-    const kv_policy *p = &fitted;
-    if (s->head_dim <= 0 || s->head_dim % 4)
-        return fail(err, errlen, PV_EINVAL, "head_dim %d is not a multiple of 4", s->head_dim);
-    if (!kvl_is_plain(p) && s->head_dim % p->group)
-        return fail(err, errlen, PV_EINVAL, "group=%d does not divide head_dim=%d", p->group,
-                    s->head_dim);
-    rc = kvl_is_plain(p) ? kv_create_fp16(s, out) : kv_create_mixed(s, p, out);
-    if (rc) return fail(err, errlen, rc, "cannot create the cache: %s", pv_strerror(rc));
-    return PV_OK;
 }

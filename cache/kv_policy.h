@@ -37,7 +37,7 @@ typedef enum {
     KV_SELECT_RECENT,
 } kv_select;
 
-typedef struct {
+typedef struct kv_policy {
     char preset[24];  /* preset it started from ("full", "mikv", ...) */
     kv_select select;
     int hi_bits;      /* 16 or 8 */
@@ -71,6 +71,10 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen);
  * (lo=N when keys and values have the same width). */
 void kv_policy_describe(const kv_policy *p, char *buf, size_t len);
 
+/* Checks that a policy can be served with this shape (kv_create's checks,
+ * without creating anything): 0, or a PV_* code with the reason in err. */
+int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size_t errlen);
+
 /* Bits of the low tier's values (lo_v_bits, or lo_bits when that is 0). */
 static inline int kv_policy_lo_v_bits(const kv_policy *p) {
     return p->lo_v_bits ? p->lo_v_bits : p->lo_bits;
@@ -82,7 +86,11 @@ static inline int kv_policy_lo_v_bits(const kv_policy *p) {
  * cache's kv_seq_usage().bytes_stored never exceeds it. */
 size_t kv_policy_seq_bytes(const kv_policy *p, const kv_shape *s, int n_tokens);
 
-/* Creates a cache implementing the policy (the plain FP16 cache for "full"). */
-int kv_create(const kv_shape *s, const kv_policy *p, kv_cache **out, char *err, size_t errlen);
+/* The policy is served by the plain FP16 cache (kv_fp16.c): nothing is ever
+ * demoted and the high tier is FP16 — `full`, or any policy equal to it in
+ * effect. The one test for "is this the plain cache?" everywhere. */
+static inline int kv_policy_is_plain(const kv_policy *p) {
+    return p->select == KV_SELECT_NONE && p->hi_bits == 16;
+}
 
 #endif

@@ -29,7 +29,7 @@ typedef struct {
  * used rather than memcmp so that struct padding and future knobs cannot
  * make equal policies differ. */
 static void policy_key(const kv_policy *p, char *buf, size_t len) {
-    if (p->select == KV_SELECT_NONE && p->hi_bits == 16) {
+    if (kv_policy_is_plain(p)) {
         snprintf(buf, len, "plain");
         return;
     }
@@ -152,20 +152,6 @@ static const kv_vtable router_vt = {
     .destroy = rt_destroy,
 };
 
-int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size_t errlen) {
-    int rc = kv_policy_validate(p, err, errlen);
-    if (rc) return rc;
-    int plain = p->select == KV_SELECT_NONE && p->hi_bits == 16;
-    /* A group wider than head_dim is one group per record (kv_create fits it). */
-    if (!plain && (p->group <= 0 || (p->group < s->head_dim && s->head_dim % p->group))) {
-        if (err && errlen)
-            snprintf(err, errlen, "kv policy: group=%d does not divide head_dim=%d", p->group,
-                     s->head_dim);
-        return PV_EINVAL;
-    }
-    return PV_OK;
-}
-
 int kv_create_router(const kv_shape *s, const kv_policy *def, kv_cache **out, char *err,
                      size_t errlen) {
     if (out) *out = NULL;
@@ -181,6 +167,7 @@ int kv_create_router(const kv_shape *s, const kv_policy *def, kv_cache **out, ch
         return PV_ENOMEM;
     }
     r->s = *s;
+    r->s.routed = 0; /* the sub-caches are plain or mixed caches of this shape */
     r->def = *def;
     for (int i = 0; i < s->max_seqs; i++) r->slot[i] = -1;
     return kv_create_with(&router_vt, r, s, out);

@@ -23,7 +23,8 @@
  * a sub-cache is freed. */
 #define KV_ROUTER_MAX_POLICIES 8
 
-/* def: the policy of slots that get none (validated like kv_create). */
+/* kv_create with s->routed builds one (call that); def: the policy of slots
+ * that get none (validated like kv_create). */
 int kv_create_router(const kv_shape *s, const kv_policy *def, kv_cache **out, char *err,
                      size_t errlen);
 
@@ -32,10 +33,6 @@ int kv_create_router(const kv_shape *s, const kv_policy *def, kv_cache **out, ch
  * PV_ESPACE: KV_ROUTER_MAX_POLICIES other policies are in use; policy errors
  * from kv_create (message in err). NULL p: the default policy. */
 int kv_seq_set_policy(kv_cache *c, int seq, const kv_policy *p, char *err, size_t errlen);
-
-/* Checks that a policy can be served with this shape (kv_create's checks,
- * without creating anything): 0, or a PV_* code with the reason in err. */
-int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size_t errlen);
 
 /* Bytes the caches may hold, during one step of at most max_batch_tokens new
  * tokens, above the sum of kv_policy_seq_bytes of their sequences: the mixed

@@ -99,7 +99,7 @@ static int parse(int argc, char **argv, srv_config *c) {
     /* Checked before loading anything: the GPU has only the plain FP16
      * cache, so a compressed default policy (and per-request ones) cannot
      * run there. */
-    if (dev == LLM_DEVICE_CUDA && !(kp.select == KV_SELECT_NONE && kp.hi_bits == 16)) {
+    if (dev == LLM_DEVICE_CUDA && !kv_policy_is_plain(&kp)) {
         fprintf(stderr,
                 "pivot serve: --device cuda supports only the plain FP16 KV cache; --kv-policy "
                 "'%s' needs the CPU (use --device cpu, or --kv-policy full)\n",

@@ -26,7 +26,7 @@ size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens) {
 }
 
 int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen) {
-    if (e->on_cuda && !(p->select == KV_SELECT_NONE && p->hi_bits == 16)) {
+    if (e->on_cuda && !kv_policy_is_plain(p)) {
         snprintf(err, errlen,
                  "this server runs on CUDA, where only the plain FP16 cache (kv_policy full) "
                  "exists so far");
@@ -41,7 +41,7 @@ int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen
 static int pick_device(eng_engine *e) {
     llm_device dev = LLM_DEVICE_AUTO;
     if (e->cfg.device) llm_device_parse(e->cfg.device, &dev);
-    int plain = e->policy.select == KV_SELECT_NONE && e->policy.hi_bits == 16;
+    int plain = kv_policy_is_plain(&e->policy);
     char why[256] = "";
     if (dev == LLM_DEVICE_CUDA && !llm_cuda_usable(e->model, 0, why, sizeof why)) {
         snprintf(e->err, sizeof e->err, "--device cuda: %s", why);
@@ -68,7 +68,9 @@ static int make_ctx(eng_engine *e) {
             return rc;
         }
         e->shape.pool = e->pool;
-        if ((rc = kv_create_router(&e->shape, &e->policy, &kv, err, sizeof err))) {
+        kv_shape routed = e->shape; /* slots take each request's own policy */
+        routed.routed = 1;
+        if ((rc = kv_create(&routed, &e->policy, &kv, err, sizeof err))) {
             snprintf(e->err, sizeof e->err, "kv cache: %s", err);
             return rc;
         }

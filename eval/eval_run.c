@@ -29,7 +29,7 @@ static double ratio_at(kv_policy *p, const kv_shape *s, int n, int budget) {
 int ev_solve_budget(const kv_policy *pin, const kv_shape *s, int n_tokens, double target,
                     double *min_ratio) {
     kv_policy p = *pin;
-    /* Below sinks + recent the cache keeps those anyway (kvl_budget clamps),
+    /* Below sinks + recent the cache keeps those anyway (kv_tier_budget clamps),
      * so the smallest meaningful budget is that, and at least one token. */
     int lo = p.sinks + p.recent;
     if (lo < 1) lo = 1;

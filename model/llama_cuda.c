@@ -4,34 +4,29 @@
  * At creation every weight is dequantized to FP16 on the host
  * (kq_dequantize_row) and uploaded once, Q|K|V and gate|up fused into one
  * matrix each so a layer runs 4 matrix products; a synthetic model without
- * host weights is generated in place on the GPU instead. The KV cache is the
- * plain FP16 layout of pvc_kv_fp16, allocated for max_seqs x max_ctx up
- * front; its kv_cache face (positions, reset, usage) keeps callers such as
- * the server unchanged.
+ * host weights is generated in place on the GPU instead. The KV cache is
+ * the GPU cache of cache/kv_cuda.h (kv_create on this CUDA context): the
+ * plain FP16 one or, with a compressing policy, the mixed one; its kv_cache
+ * face (positions, reset, usage) keeps callers such as the server unchanged.
  *
  * Per step (T rows = all tokens of all entries):
  *   x[T][D] f32      = embed(ids)
  *   per layer: xn[T][D] half = rmsnorm(x); qkv[T][qd+2kvd] f32 = Wqkv xn (+b)
- *              rope(q,k) and k,v -> cache; att[T][qd] half = attention
+ *              rope(q,k), k,v -> cache, att[T][qd] half = attention
+ *              (kv_cuda_layer)
  *              x += Wo att; xn = rmsnorm(x); gu[T][2ff] f32 = Wgu xn
  *              act[T][ff] half = swiglu(gu); x += Wdown act
  *   xn[nr] = rmsnorm(x[rows wanting logits]); logits[nr][V] f32 = Wout xn
  * Half activations feed the products (FP32 accumulation); the residual
- * stream, projection outputs and queries stay f32.
- *
- * With a mixed policy (every preset but full) the cache is pvc_kv_mixed
- * (kernels/cuda/kv_mixed.cu): per layer rope + store into the high tier at
- * packed slots, post_store, attention over both tiers, the tracker; after
- * the layers one demotion launch. The tier counts live on the host in
- * kv_mirror (cache/kv_mirror.h), planned before the step and committed
- * after it succeeds, so kv_usage follows the CPU cache's rules exactly. */
+ * stream, projection outputs and queries stay f32. After the layers the
+ * cache's demotions (kv_cuda_end). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "device.h"
-#include "kv_layout.h"
-#include "kv_mirror.h"
+#include "kv.h"
+#include "kv_cuda.h"
 #include "llama_internal.h"
 #include "pverr.h"
 
@@ -50,19 +45,6 @@ typedef struct {
     float *bqkv;                 /* [qd + 2 kvd] or NULL */
 } cu_layer;
 
-/* The kv_cache face of the GPU cache: host bookkeeping only. */
-typedef struct {
-    int max_seqs;
-    size_t tok_bytes; /* FP16 bytes per token over all layers */
-    int *len;         /* [max_seqs] tokens stored */
-    llm_cuda *cu;     /* the mixed cache's counts and device state */
-} gpu_kv;
-
-/* Rows one sequence may add to the mixed cache's high tier per forward
- * pass: sizes the tier (budget + this); longer prompt chunks are run as
- * several passes (as if the caller had chunked them). */
-#define MX_ROWS_PER_SEQ 64
-
 struct llm_cuda {
     const llm_model *m;
     pvc_ctx *pc;
@@ -76,81 +58,13 @@ struct llm_cuda {
     size_t part_floats;
     int32_t *d_meta, *h_meta; /* [4][B]: ids, pos, seq, logit rows (pinned mirror) */
     int32_t *d_argmax;
-    pvc_kv_fp16 kv;
-    gpu_kv *gkv; /* owned by the kv_cache wrapper */
-    /* the mixed cache (policy other than full) */
-    int mixed;
-    kv_policy pol;
-    kv_shape shape;
-    pvc_kv_mixed mx;
-    pvc_kv_fp16 hiview; /* the high tier as pvc_rope_store_slots sees it */
-    int rows_per_seq;
-    kvm_seq *ms, *ms_next; /* [max_seqs] counts; planned counts of a step */
-    int32_t *d_mx, *h_mx;  /* [2][B] hslot, nlo; [B][8] entries; [B][8] demotions */
+    kv_cache *kv;          /* the GPU cache; owned by the caller (kv_destroy first) */
+    int rows_per_seq;      /* kv_cuda_rows_per_pass: 0 = no limit */
+    kv_cuda_call *calls;   /* [B] the cache's view of a pass */
     float *rb_logits;      /* host rows of one pass when a call is split */
     int32_t *rb_ids;
     llm_batch_entry *rb_sub; /* [B] a split call's passes: entries, their source, */
     int *rb_idx, *rb_out0;   /* and each source entry's first output row */
-};
-
-/* ---- the kv_cache face ---- */
-static int gkv_store(void *impl, int seq, int layer, int pos0, int n, const float *k,
-                     const float *v) {
-    (void)impl, (void)seq, (void)layer, (void)pos0, (void)n, (void)k, (void)v;
-    return PV_EUNSUPPORTED; /* the GPU forward pass writes the cache itself */
-}
-static int gkv_attend(void *impl, int seq, int layer, int kv_head, int pos0, int n, const float *q,
-                      float *out, int thread) {
-    (void)impl, (void)seq, (void)layer, (void)kv_head, (void)pos0, (void)n, (void)q, (void)out,
-        (void)thread;
-    return PV_EUNSUPPORTED;
-}
-/* Nothing to free on the GPU: slots are preallocated, a reset rewinds (the
- * mixed cache also restores its balance factors, queued on the stream). */
-static void gkv_reset(void *impl, int seq) {
-    gpu_kv *g = impl;
-    g->len[seq] = 0;
-    if (g->cu && g->cu->mixed) {
-        memset(&g->cu->ms[seq], 0, sizeof g->cu->ms[seq]);
-        (void)pvc_mixed_reset(g->cu->pc, &g->cu->mx, seq); /* a failure shows at the next step */
-    }
-}
-static int gkv_pos(const void *impl, int seq) { return ((const gpu_kv *)impl)->len[seq]; }
-static void gkv_usage(const void *impl, int seq, kv_usage *u) {
-    const gpu_kv *g = impl;
-    if (g->cu && g->cu->mixed) {
-        kvm_usage(&g->cu->pol, &g->cu->shape, &g->cu->ms[seq], u);
-        return;
-    }
-    memset(u, 0, sizeof *u);
-    u->n_tokens = u->n_high = g->len[seq];
-    /* as the CPU's plain cache reports it: whole pages of KVL_FP16_PAGE tokens */
-    u->bytes_stored = (size_t)(g->len[seq] + KVL_FP16_PAGE - 1) / KVL_FP16_PAGE * KVL_FP16_PAGE *
-                      g->tok_bytes;
-    u->bytes_fp16 = (size_t)g->len[seq] * g->tok_bytes;
-}
-static void gkv_destroy(void *impl) {
-    gpu_kv *g = impl;
-    if (g) free(g->len);
-    free(g);
-}
-static const kv_vtable gkv_vt = {
-    .name = "fp16-cuda",
-    .store = gkv_store,
-    .attend_group = gkv_attend,
-    .seq_reset = gkv_reset,
-    .seq_pos = gkv_pos,
-    .seq_usage = gkv_usage,
-    .destroy = gkv_destroy,
-};
-static const kv_vtable gkv_mixed_vt = {
-    .name = "mixed-cuda",
-    .store = gkv_store,
-    .attend_group = gkv_attend,
-    .seq_reset = gkv_reset,
-    .seq_pos = gkv_pos,
-    .seq_usage = gkv_usage,
-    .destroy = gkv_destroy,
 };
 
 int llm_cuda_usable(const llm_model *m, int gpu, char *why, size_t whylen) {
@@ -282,71 +196,19 @@ void llm_cuda_free(llm_cuda *cu) {
             }
         if (cu->output != cu->tok_embd) pvc_free(pc, cu->output);
         void *p[] = {cu->tok_embd, cu->output_norm, cu->x, cu->qkv, cu->gu, cu->logits, cu->lse,
-                     cu->part, cu->xn, cu->att, cu->act, cu->d_meta, cu->d_argmax, cu->kv.k,
-                     cu->kv.v, cu->d_mx};
+                     cu->part, cu->xn, cu->att, cu->act, cu->d_meta, cu->d_argmax};
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) pvc_free(pc, p[i]);
-        if (cu->mixed) pvc_mixed_free(pc, &cu->mx);
         pvc_host_free(cu->h_meta);
-        pvc_host_free(cu->h_mx);
         pvc_destroy(pc);
     }
     free(cu->L);
-    free(cu->ms);
-    free(cu->ms_next);
+    free(cu->calls);
     free(cu->rb_logits);
     free(cu->rb_ids);
     free(cu->rb_sub);
     free(cu->rb_idx);
     free(cu->rb_out0);
     free(cu);
-}
-
-/* The mixed cache's device side, sized from the policy: the high tier holds
- * at most the budget at max_ctx after any step (demotion brings it there,
- * protected tokens count in the budget) plus one pass's new rows; the low
- * tier every unprotected token. */
-static int mixed_setup(llm_cuda *cu, const kv_policy *pol, int n_threads) {
-    const llm_config *c = &cu->m->cfg;
-    cu->mixed = 1;
-    cu->pol = *pol;
-    cu->shape = (kv_shape){.n_layers = c->n_layers, .n_heads = c->n_heads,
-                           .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
-                           .max_seqs = cu->max_seqs, .max_ctx = cu->max_ctx,
-                           .n_threads = n_threads > 0 ? n_threads : 1};
-    if (pol->hi_bits != 16 || pol->select == KV_SELECT_NONE) {
-        /* INT8 high tiers are CPU-only for now; select=none with FP16 is `full` */
-        return PV_EUNSUPPORTED;
-    }
-    cu->rows_per_seq = cu->B < MX_ROWS_PER_SEQ ? cu->B : MX_ROWS_PER_SEQ;
-    int b = kvl_budget(pol, cu->max_ctx);
-    long hi_cap = (long)b + cu->rows_per_seq;
-    if (b < 0 || hi_cap > cu->max_ctx) hi_cap = cu->max_ctx;
-    int lo_cap = cu->max_ctx - kvm_protected(pol, cu->max_ctx);
-    cu->mx = (pvc_kv_mixed){.max_seqs = cu->max_seqs, .n_layers = c->n_layers,
-                            .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
-                            .hi_cap = (int)hi_cap, .lo_cap = pol->lo_bits ? (lo_cap > 1 ? lo_cap : 1) : 0,
-                            .lo_kbits = pol->lo_bits, .lo_vbits = kv_policy_lo_v_bits(pol),
-                            .group = pol->group, .select = (int)pol->select,
-                            .balance = kvl_needs_balance(pol), .sinks = pol->sinks,
-                            .recent = pol->recent, .window = pol->window};
-    cu->hiview = (pvc_kv_fp16){.max_seqs = cu->max_seqs, .n_layers = c->n_layers,
-                               .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
-                               .max_ctx = (int)hi_cap};
-    int rc = pvc_mixed_alloc(cu->pc, &cu->mx);
-    if (rc) return rc;
-    cu->hiview.k = cu->mx.hk;
-    cu->hiview.v = cu->mx.hv;
-    size_t B = (size_t)cu->B, meta = (2 * B + 2 * B * 8) * sizeof(int32_t);
-    cu->ms = calloc((size_t)cu->max_seqs, sizeof *cu->ms);
-    cu->ms_next = calloc((size_t)cu->max_seqs, sizeof *cu->ms_next);
-    cu->rb_sub = malloc(sizeof *cu->rb_sub * B);
-    cu->rb_idx = malloc(sizeof(int) * B);
-    cu->rb_out0 = malloc(sizeof(int) * B);
-    if (!cu->ms || !cu->ms_next || !cu->rb_sub || !cu->rb_idx || !cu->rb_out0) return PV_ENOMEM;
-    if ((rc = pvc_alloc(cu->pc, meta, (void **)&cu->d_mx))) return rc;
-    if ((rc = pvc_host_alloc(meta, (void **)&cu->h_mx))) return rc;
-    for (int s = 0; s < cu->max_seqs && !rc; s++) rc = pvc_mixed_reset(cu->pc, &cu->mx, s);
-    return rc ? rc : pvc_sync(cu->pc);
 }
 
 int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, const kv_policy *pol,
@@ -386,88 +248,27 @@ int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, const kv_policy
     ALLOC(cu->part, cu->part_floats * 4);
     ALLOC(cu->d_meta, 4 * B * 4);
     ALLOC(cu->d_argmax, B * 4);
-    cu->kv = (pvc_kv_fp16){.max_seqs = cu->max_seqs, .n_layers = c->n_layers,
-                           .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
-                           .max_ctx = cu->max_ctx};
-    size_t kv_bytes = (size_t)cu->max_seqs * c->n_layers * kvd * (size_t)cu->max_ctx * 2;
-    if (!pol) {
-        ALLOC(cu->kv.k, kv_bytes);
-        ALLOC(cu->kv.v, kv_bytes);
-    } else if (!rc) {
-        rc = mixed_setup(cu, pol, p->n_threads);
-    }
 #undef ALLOC
     if (!rc) rc = pvc_host_alloc(4 * B * 4, (void **)&cu->h_meta);
-    gpu_kv *g = NULL;
-    if (!rc) {
-        g = calloc(1, sizeof *g);
-        if (g) g->len = calloc((size_t)cu->max_seqs, sizeof(int));
-        if (!g || !g->len) {
-            gkv_destroy(g);
-            rc = PV_ENOMEM;
-        }
-    }
-    if (!rc) {
-        g->max_seqs = cu->max_seqs;
-        g->tok_bytes = (size_t)c->n_layers * kvd * 2 * 2;
-        g->cu = cu;
-        kv_shape s = {.n_layers = c->n_layers, .n_heads = c->n_heads,
-                      .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
-                      .max_seqs = cu->max_seqs, .max_ctx = cu->max_ctx,
-                      .n_threads = p->n_threads > 0 ? p->n_threads : 1};
-        cu->gkv = g;
-        rc = kv_create_with(cu->mixed ? &gkv_mixed_vt : &gkv_vt, g, &s, kvo); /* frees g on failure */
+    if (!rc && !(cu->calls = malloc(sizeof *cu->calls * B))) rc = PV_ENOMEM;
+    kv_policy full;
+    if (!pol) kv_policy_preset("full", &full);
+    if (!rc) { /* last: the cache's device memory must go before llm_cuda_free */
+        kv_shape s = llm_kv_shape(m, p);
+        s.gpu = cu->pc;
+        s.gpu_rows = cu->B;
+        s.max_ctx = cu->max_ctx;
+        s.n_threads = p->n_threads > 0 ? p->n_threads : 1;
+        rc = kv_create(&s, pol ? pol : &full, kvo, err, sizeof err);
     }
     if (rc) {
         llm_cuda_free(cu);
         *kvo = NULL;
         return rc;
     }
+    cu->kv = *kvo;
+    cu->rows_per_seq = kv_cuda_rows_per_pass(cu->kv);
     *out = cu;
-    return PV_OK;
-}
-
-/* The mixed cache's part of a pass: plans every entry's call on a copy of
- * the counts (kvm_plan), fills the per-row, per-entry and demotion arrays of
- * h_mx, and the largest key count of a row. Committed by the caller once the
- * step ran. */
-static int mixed_plan(llm_cuda *cu, const llm_batch_entry *e, int n, int *max_keys, int *n_dem) {
-    const int B = cu->B;
-    int32_t *hslot = cu->h_mx, *nlo = hslot + B, *ent = nlo + B, *dem = ent + (size_t)B * 8;
-    *max_keys = 0;
-    *n_dem = 0;
-    for (int i = 0, r = 0; i < n; i++) {
-        kvm_seq *q = &cu->ms_next[e[i].seq];
-        *q = cu->ms[e[i].seq];
-        kvm_call k;
-        kvm_plan(&cu->pol, q, e[i].n_tokens, &k);
-        if (k.hi > cu->mx.hi_cap || k.lo + k.k > (cu->mx.lo_kbits ? cu->mx.lo_cap : k.lo + k.k))
-            return PV_ERANGE; /* cannot happen with rows <= rows_per_seq */
-        int32_t *en = ent + (size_t)i * PVC_MXE_STRIDE;
-        memset(en, 0, sizeof(int32_t) * PVC_MXE_STRIDE);
-        en[PVC_MXE_SEQ] = e[i].seq;
-        en[PVC_MXE_ROW0] = r;
-        en[PVC_MXE_N] = e[i].n_tokens;
-        en[PVC_MXE_HI0] = k.hi0;
-        en[PVC_MXE_LO] = k.lo;
-        en[PVC_MXE_STEP0] = (int32_t)k.step0;
-        en[PVC_MXE_OBSERVE] = k.observe;
-        for (int j = 0; j < e[i].n_tokens; j++, r++) {
-            hslot[r] = k.hi0 + j;
-            nlo[r] = k.lo;
-        }
-        if (k.hi + k.lo > *max_keys) *max_keys = k.hi + k.lo;
-        if (!k.k) continue;
-        int32_t *d = dem + (size_t)(*n_dem)++ * PVC_MXD_STRIDE;
-        memset(d, 0, sizeof(int32_t) * PVC_MXD_STRIDE);
-        d[PVC_MXD_SEQ] = e[i].seq;
-        d[PVC_MXD_K] = k.k;
-        d[PVC_MXD_LEN] = k.len;
-        d[PVC_MXD_STEPS] = (int32_t)k.steps;
-        d[PVC_MXD_HI] = k.hi;
-        d[PVC_MXD_LO] = k.lo;
-        d[PVC_MXD_FREEZE] = k.freeze;
-    }
     return PV_OK;
 }
 
@@ -484,7 +285,7 @@ static int decode_pass(llm_cuda *cu, const llm_batch_entry *e, int n, int T, flo
             pos[r] = e[i].pos + j;
             seq[r] = e[i].seq;
         }
-        if (e[i].pos + e[i].n_tokens > max_keys) max_keys = e[i].pos + e[i].n_tokens;
+        cu->calls[i] = (kv_cuda_call){.seq = e[i].seq, .pos = e[i].pos, .n_tokens = e[i].n_tokens};
         if (e[i].logits == LLM_LOGITS_NONE) continue;
         int first = e[i].logits == LLM_LOGITS_ALL ? 0 : e[i].n_tokens - 1;
         for (int j = first; j < e[i].n_tokens; j++) lrows[nr++] = r - e[i].n_tokens + j;
@@ -493,42 +294,23 @@ static int decode_pass(llm_cuda *cu, const llm_batch_entry *e, int n, int T, flo
     const int32_t *d_ids = cu->d_meta, *d_pos = d_ids + B, *d_seq = d_pos + B,
                   *d_lrows = d_seq + B;
     int rc = pvc_h2d(pc, cu->d_meta, cu->h_meta, (size_t)4 * B * sizeof(int32_t));
-    int n_dem = 0;
-    const int32_t *d_hslot = cu->d_mx, *d_nlo = d_hslot + B, *d_ent = d_nlo + B,
-                  *d_dem = d_ent + (size_t)B * 8;
-    if (!rc && cu->mixed) rc = mixed_plan(cu, e, n, &max_keys, &n_dem);
-    if (!rc && cu->mixed)
-        rc = pvc_h2d(pc, cu->d_mx, cu->h_mx, (2 * (size_t)B + 2 * (size_t)B * 8) * sizeof(int32_t));
+    if (!rc) rc = kv_cuda_begin(cu->kv, cu->calls, n, &max_keys);
     if (!rc) rc = pvc_embed(pc, cu->tok_embd, d_ids, T, D, cu->x);
     for (int l = 0; !rc && l < c->n_layers; l++) {
         const cu_layer *G = &cu->L[l];
         rc = pvc_rmsnorm(pc, cu->x, NULL, G->attn_norm, T, D, c->norm_eps, cu->xn);
         if (!rc) rc = pvc_matmul(pc, G->wqkv, ld, D, cu->xn, T, cu->qkv, 0, PVC_MM_AUTO);
         if (!rc && G->bqkv) rc = pvc_add_bias(pc, cu->qkv, ld, G->bqkv, T, ld);
-        if (!rc && cu->mixed) {
-            rc = pvc_rope_store_slots(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, d_hslot,
-                                      &cu->hiview, l);
-            if (!rc) rc = pvc_mixed_post_store(pc, cu->qkv, ld, &cu->as, d_pos, d_ent, n, &cu->mx, l);
-            if (!rc)
-                rc = pvc_mixed_attention(pc, cu->qkv, ld, T, &cu->as, d_seq, d_hslot, d_nlo,
-                                         &cu->mx, l, max_keys, cu->part, cu->part_floats, cu->att,
-                                         cu->lse);
-            if (!rc) rc = pvc_mixed_track(pc, cu->qkv, ld, &cu->as, d_ent, n, cu->lse, &cu->mx, l);
-        } else if (!rc) {
-            rc = pvc_rope_store(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, &cu->kv, l);
-            if (!rc)
-                rc = pvc_attention(pc, cu->qkv, ld, T, &cu->as, d_pos, d_seq, &cu->kv, l,
-                                   max_keys, cu->part, cu->part_floats, cu->att, cu->lse);
-        }
+        if (!rc)
+            rc = kv_cuda_layer(cu->kv, cu->qkv, ld, T, &cu->as, d_pos, d_seq, l, max_keys,
+                               cu->part, cu->part_floats, cu->att, cu->lse);
         if (!rc) rc = pvc_matmul(pc, G->wo, D, qd, cu->att, T, cu->x, 1, PVC_MM_AUTO);
         if (!rc) rc = pvc_rmsnorm(pc, cu->x, NULL, G->ffn_norm, T, D, c->norm_eps, cu->xn);
         if (!rc) rc = pvc_matmul(pc, G->wgu, 2 * ff, D, cu->xn, T, cu->gu, 0, PVC_MM_AUTO);
         if (!rc) rc = pvc_swiglu(pc, cu->gu, T, ff, cu->act);
         if (!rc) rc = pvc_matmul(pc, G->down, D, ff, cu->act, T, cu->x, 1, PVC_MM_AUTO);
     }
-    /* every layer's demotions at once: layer l's only matter from the next
-     * step on, as in the CPU cache, which demotes after attending l */
-    if (!rc && cu->mixed) rc = pvc_mixed_demote(pc, &cu->mx, d_dem, n_dem);
+    if (!rc) rc = kv_cuda_end(cu->kv);
     if (!rc && nr > 0 && (logits || argmax)) {
         rc = pvc_rmsnorm(pc, cu->x, d_lrows, cu->output_norm, nr, D, c->norm_eps, cu->xn);
         if (!rc) rc = pvc_matmul(pc, cu->output, c->n_vocab, D, cu->xn, nr, cu->logits, 0, PVC_MM_AUTO);
@@ -539,10 +321,7 @@ static int decode_pass(llm_cuda *cu, const llm_batch_entry *e, int n, int T, flo
     }
     if (!rc) rc = pvc_sync(pc);
     if (rc) return rc;
-    for (int i = 0; i < n; i++) {
-        cu->gkv->len[e[i].seq] = e[i].pos + e[i].n_tokens;
-        if (cu->mixed) cu->ms[e[i].seq] = cu->ms_next[e[i].seq];
-    }
+    kv_cuda_commit(cu->kv, cu->calls, n);
     return PV_OK;
 }
 
@@ -554,11 +333,14 @@ int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float 
     int maxn = 0;
     for (int i = 0; i < n; i++)
         if (e[i].n_tokens > maxn) maxn = e[i].n_tokens;
-    if (!cu->mixed || maxn <= cu->rows_per_seq) return decode_pass(cu, e, n, T, logits, argmax);
+    if (!cu->rows_per_seq || maxn <= cu->rows_per_seq) return decode_pass(cu, e, n, T, logits, argmax);
     const int V = cu->m->cfg.n_vocab, R = cu->rows_per_seq;
     if ((logits && !cu->rb_logits &&
          !(cu->rb_logits = malloc(sizeof(float) * (size_t)cu->B * V))) ||
-        (argmax && !cu->rb_ids && !(cu->rb_ids = malloc(sizeof(int32_t) * (size_t)cu->B))))
+        (argmax && !cu->rb_ids && !(cu->rb_ids = malloc(sizeof(int32_t) * (size_t)cu->B))) ||
+        (!cu->rb_sub && !(cu->rb_sub = malloc(sizeof *cu->rb_sub * (size_t)cu->B))) ||
+        (!cu->rb_idx && !(cu->rb_idx = malloc(sizeof(int) * (size_t)cu->B))) ||
+        (!cu->rb_out0 && !(cu->rb_out0 = malloc(sizeof(int) * (size_t)cu->B))))
         return PV_ENOMEM;
     llm_batch_entry *sub = cu->rb_sub; /* n <= B: every entry has a token */
     int *idx = cu->rb_idx, *out0 = cu->rb_out0;
@@ -597,25 +379,7 @@ int llm_cuda_decode(llm_cuda *cu, const llm_batch_entry *e, int n, int T, float 
 }
 
 int llm_cuda_fill_random(llm_cuda *cu, int seq, int n_tokens, uint64_t seed) {
-    if (seq < 0 || seq >= cu->max_seqs || n_tokens < 0 || n_tokens > cu->max_ctx) return PV_EINVAL;
-    if (cu->mixed) { /* the state a decode reaches: budget high (sinks + newest), rest low/dropped */
-        const kv_policy *p = &cu->pol;
-        int b = kvl_budget(p, n_tokens), hi = b >= 0 && b < n_tokens ? b : n_tokens;
-        int lo = p->lo_bits ? n_tokens - hi : 0;
-        int rc = pvc_mixed_fill_synth(cu->pc, &cu->mx, seq, n_tokens, hi, lo, seed);
-        if (!rc) rc = pvc_sync(cu->pc);
-        if (rc) return rc;
-        int bal = kvl_needs_balance(p) && n_tokens > 0;
-        cu->ms[seq] = (kvm_seq){.len = n_tokens, .n_hi = hi, .n_lo = lo,
-                                .n_drop = n_tokens - hi - lo, .steps = n_tokens,
-                                .bal_alloc = bal, .frozen = bal};
-        cu->gkv->len[seq] = n_tokens;
-        return PV_OK;
-    }
-    int rc = pvc_kv_fill_synth(cu->pc, &cu->kv, seq, n_tokens, seed);
-    if (!rc) rc = pvc_sync(cu->pc);
-    if (!rc) cu->gkv->len[seq] = n_tokens;
-    return rc;
+    return kv_cuda_fill_random(cu->kv, seq, n_tokens, seed);
 }
 
 #else /* no CUDA in this build: the CPU path only */

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cuda/synth_hash.h"
-#include "kv_mixed.h"
+#include "kv.h"
 #include "llama_internal.h"
 #include "ops.h"
 #include "pverr.h"
@@ -87,9 +87,9 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
      * with the same policy: the plain FP16 cache, or the mixed cache (its
      * policy read back from the CPU cache). AUTO picks the GPU for the plain
      * cache only until the mixed cache's GPU run is on record (docs/CUDA.md). */
-    int plain = !kv || !strcmp(kv_name(kv), "fp16");
     kv_policy pol;
-    int mixed = !plain && kv_mixed_policy(kv, &pol) == PV_OK;
+    int known = kv ? kv_get_policy(kv, &pol) == PV_OK : kv_policy_preset("full", &pol) == PV_OK;
+    int plain = known && kv_policy_is_plain(&pol), mixed = known && !plain;
     int on_cuda = pin->device == LLM_DEVICE_CUDA ||
                   (pin->device == LLM_DEVICE_AUTO && plain && llm_cuda_usable(m, pin->gpu, NULL, 0));
     if (on_cuda) {
@@ -100,7 +100,7 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
         kv_destroy(kv);
         c->kv = NULL;
         if (c->p.max_ctx <= 0) c->p.max_ctx = m->cfg.n_ctx_train;
-        if ((rc = llm_cuda_create(m, &c->p, mixed ? &pol : NULL, &c->cu, &c->kv))) goto fail;
+        if ((rc = llm_cuda_create(m, &c->p, &pol, &c->cu, &c->kv))) goto fail;
         *out = c;
         return PV_OK;
     }
@@ -114,7 +114,7 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
     if (c->p.max_ctx <= 0) c->p.max_ctx = m->cfg.n_ctx_train;
     kv_shape want = llm_kv_shape(m, &c->p);
     if (!c->kv) {
-        if ((rc = kv_create_fp16(&want, &c->kv))) goto fail;
+        if ((rc = kv_create(&want, &pol, &c->kv, NULL, 0))) goto fail;
     } else {
         const kv_shape *s = kv_get_shape(c->kv);
         if (s->n_layers != want.n_layers || s->n_heads != want.n_heads ||

@@ -40,9 +40,9 @@ float llm_synth_scale(uint32_t tensor, int64_t cols);
 /* llama_cuda.c: the forward pass on the GPU (stubs without CUDA). */
 typedef struct llm_cuda llm_cuda;
 /* Uploads (or generates) the weights, allocates activations and the KV
- * cache: plain FP16 when pol is NULL, else the mixed cache of that policy
- * (kv_mixed_policy's copy); *kv receives the cache's kv_cache face (slot
- * positions, reset, usage), to be destroyed before llm_cuda_free. */
+ * cache (kv_create on the GPU, cache/kv_cuda.h): plain FP16 when pol is NULL
+ * or plain, else the mixed cache of that policy (kv_get_policy's copy); *kv
+ * receives the cache, to be destroyed before llm_cuda_free. */
 int llm_cuda_create(const llm_model *m, const llm_ctx_params *p, const kv_policy *pol,
                     llm_cuda **out, kv_cache **kv);
 void llm_cuda_free(llm_cuda *cu);

@@ -14,8 +14,10 @@
 // importance-tracking cache needs to turn recomputed scores into
 // probabilities (p_i = exp(s_i - lse)). Flash-decoding: at batch 1 the splits
 // put every SM to work on a long context; at large batch they go to 1-2.
+// The loop inside a split is attn_body.cuh's, shared with the mixed cache.
 #include <math.h>
 
+#include "attn_body.cuh"
 #include "common.cuh"
 #include "synth_hash.h"
 
@@ -33,132 +35,32 @@ struct att_args {
     float *part_ml; // [T][n_heads][n_split][2] running max, sum
 };
 
+// The FP16 cache's keys and values of one (slot, layer, KV head).
+template <int HD>
+struct att_fp16_src {
+    const pvc_h8 *K, *V;
+    __device__ void key(int key, int ln, float *f) const {
+        pvc_h8_to_f(K[(size_t)key * (HD / 8) + ln], f);
+    }
+    __device__ void val(int key, int ln, float *f) const {
+        pvc_h8_to_f(V[(size_t)key * (HD / 8) + ln], f);
+    }
+};
+
 template <int HD, int GM>
 __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(att_args a) {
-    constexpr int L = HD / 8;            // lanes per key
-    constexpr int KP = ATT_THREADS / L;  // keys in flight per pass
-    __shared__ float s_sc[GM][ATT_TILE]; // scores, then probabilities
-    __shared__ float s_m[GM], s_l[GM], s_corr[GM];
-    __shared__ float s_red[KP][GM][HD];
-
     const int row = blockIdx.z, kvh = blockIdx.y, sp = blockIdx.x;
-    const int tid = threadIdx.x, sub = tid / L, ln = tid % L;
     const int G = a.group;
     const int n_keys = a.pos[row] + 1;
     const int k0 = sp * a.chunk;
     const int k1 = min(k0 + a.chunk, n_keys);
     const size_t base =
         (((size_t)a.seq[row] * a.n_layers + a.layer) * a.n_kv + kvh) * (size_t)a.max_ctx * HD;
-    const pvc_h8 *Kh = (const pvc_h8 *)(a.kc + base);
-    const pvc_h8 *Vh = (const pvc_h8 *)(a.vc + base);
-
-    // This lane's 8 dims of each query head, pre-scaled by 1/sqrt(hd).
-    const float scale = rsqrtf((float)HD);
-    float qf[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++) {
-        const float *q = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G + g) * HD + ln * 8;
-#pragma unroll
-        for (int i = 0; i < 8; i++) qf[g][i] = 0.f;
-        if (g < G) // heads past the group would read the next KV head's queries
-#pragma unroll
-            for (int i = 0; i < 8; i++) qf[g][i] = q[i] * scale;
-    }
-    float acc[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
-    if (tid < GM) {
-        s_m[tid] = -INFINITY;
-        s_l[tid] = 0.f;
-    }
-    __syncthreads();
-
-    for (int t0 = k0; t0 < k1; t0 += ATT_TILE) {
-        const int nt = min(ATT_TILE, k1 - t0);
-        // Scores. Trip count is uniform over the block so the shuffles below
-        // always see whole warps.
-        for (int j0 = 0; j0 < nt; j0 += KP) {
-            const int j = j0 + sub;
-            float kf[8];
-            if (j < nt) {
-                pvc_h8_to_f(Kh[(size_t)(t0 + j) * L + ln], kf);
-            } else {
-#pragma unroll
-                for (int i = 0; i < 8; i++) kf[i] = 0.f;
-            }
-#pragma unroll
-            for (int g = 0; g < GM; g++) {
-                float p = 0.f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) p = fmaf(qf[g][i], kf[i], p);
-#pragma unroll
-                for (int o = L / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
-                if (ln == 0 && j < nt && g < G) s_sc[g][j] = p;
-            }
-        }
-        __syncthreads();
-        // Online softmax: one warp per query head.
-        for (int g = tid >> 5; g < G; g += ATT_THREADS / 32) {
-            const int lane = tid & 31;
-            float mt = -INFINITY;
-            for (int j = lane; j < nt; j += 32) mt = fmaxf(mt, s_sc[g][j]);
-            mt = pvc_warp_max(mt);
-            const float m_old = s_m[g], m_new = fmaxf(m_old, mt);
-            float sum = 0.f;
-            for (int j = lane; j < nt; j += 32) {
-                float p = __expf(s_sc[g][j] - m_new);
-                s_sc[g][j] = p;
-                sum += p;
-            }
-            sum = pvc_warp_sum(sum);
-            if (lane == 0) {
-                const float corr = __expf(m_old - m_new); // 0 on the first tile
-                s_corr[g] = corr;
-                s_l[g] = s_l[g] * corr + sum;
-                s_m[g] = m_new;
-            }
-        }
-        __syncthreads();
-        // V accumulation: each lane keeps its 8 dims of every head.
-#pragma unroll
-        for (int g = 0; g < GM; g++) {
-            const float corr = g < G ? s_corr[g] : 0.f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
-        }
-        for (int j = sub; j < nt; j += KP) {
-            float vf[8];
-            pvc_h8_to_f(Vh[(size_t)(t0 + j) * L + ln], vf);
-#pragma unroll
-            for (int g = 0; g < GM; g++) {
-                const float p = g < G ? s_sc[g][j] : 0.f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
-            }
-        }
-        __syncthreads();
-    }
-
-    // Merge the KP key slots of the block and write this split's partials.
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) s_red[sub][g][ln * 8 + i] = acc[g][i];
-    __syncthreads();
-    for (int idx = tid; idx < G * HD; idx += ATT_THREADS) {
-        const int g = idx / HD, d = idx % HD;
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < KP; k++) s += s_red[k][g][d];
-        const size_t ph = ((size_t)row * a.n_heads + kvh * G + g) * a.n_split + sp;
-        a.part_o[ph * HD + d] = s;
-        if (d == 0) {
-            a.part_ml[ph * 2] = s_m[g];
-            a.part_ml[ph * 2 + 1] = s_l[g];
-        }
-    }
+    const att_fp16_src<HD> src = {(const pvc_h8 *)(a.kc + base), (const pvc_h8 *)(a.vc + base)};
+    const float *qrow = a.qkv + (size_t)row * a.ld + (size_t)(kvh * G) * HD;
+    const size_t ph0 = ((size_t)row * a.n_heads + kvh * G) * a.n_split + sp;
+    pvc_attn_split_body<HD, GM, ATT_THREADS, ATT_TILE>(src, qrow, G, k0, k1, ph0, a.n_split,
+                                                       a.part_o, a.part_ml);
 }
 
 // One block per (head, row), one thread per output dim.
@@ -208,17 +110,6 @@ int pvc_attn_splits(const pvc_ctx *c, int T, int n_kv, int n_heads, int hd, int 
     return (int)((max_keys + ch - 1) / ch);
 }
 
-template <int HD>
-static int launch_split(pvc_ctx *c, const att_args &a, int T, int G) {
-    dim3 grid(a.n_split, a.n_kv, T);
-    if (G <= 1) attn_split_kernel<HD, 1><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else if (G <= 2) attn_split_kernel<HD, 2><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else if (G <= 4) attn_split_kernel<HD, 4><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else attn_split_kernel<HD, 8><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    PVC_CHECK_LAUNCH("attention");
-    return PV_OK;
-}
-
 // Row-splits the scratch holds: enough for every SM at batch 1 and for a
 // split per row of a prefill chunk.
 static size_t part_rows(int max_rows) { return (size_t)(max_rows * 2 > 2048 ? max_rows * 2 : 2048); }
@@ -236,14 +127,9 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
         s->n_heads % s->n_kv_heads || layer < 0 || layer >= kv->n_layers || max_keys > kv->max_ctx)
         return PV_EINVAL;
     const int G = s->n_heads / s->n_kv_heads;
-    if ((hd != 64 && hd != 128 && hd != 256) || G > 8) {
-        pvc_set_error("attention: head_dim %d / group %d not supported (64/128/256, <= 8)", hd, G);
-        return PV_EUNSUPPORTED;
-    }
-    int chunk = 0;
-    const int n_split = pvc_attn_splits(c, T, s->n_kv_heads, s->n_heads, hd, max_keys,
-                                        part_floats, &chunk);
-    if (n_split < 0) return n_split;
+    pvc_attn_split sp;
+    int rc = pvc_attn_plan(c, s, T, max_keys, part, part_floats, "attention", &sp);
+    if (rc) return rc;
 
     att_args a;
     a.qkv = qkv;
@@ -258,14 +144,15 @@ extern "C" int pvc_attention(pvc_ctx *c, const float *qkv, int ld, int T, const 
     a.n_layers = kv->n_layers;
     a.max_ctx = kv->max_ctx;
     a.layer = layer;
-    a.n_split = n_split;
-    a.chunk = chunk;
-    a.part_o = part;
-    a.part_ml = part + (size_t)T * s->n_heads * n_split * hd;
-    int rc = hd == 64 ? launch_split<64>(c, a, T, G)
-             : hd == 128 ? launch_split<128>(c, a, T, G)
-                         : launch_split<256>(c, a, T, G);
-    if (rc) return rc;
+    a.n_split = sp.n_split;
+    a.chunk = sp.chunk;
+    a.part_o = sp.part_o;
+    a.part_ml = sp.part_ml;
+    const dim3 grid(a.n_split, a.n_kv, T);
+    pvc_attn_for_shape(hd, G, [&](auto k) {
+        attn_split_kernel<decltype(k)::hd, decltype(k)::gm><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+    });
+    PVC_CHECK_LAUNCH("attention");
     return pvc_attn_combine(c, a.part_o, a.part_ml, T, s->n_heads, a.n_split, hd, out, lse);
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "kv.h"
+#include "kv_internal.h"
 #include "pverr.h"
 #include "quant.h"
 

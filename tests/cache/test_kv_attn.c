@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kv.h"
+#include "kv_internal.h"
 #include "kv_attn.h"
 #include "pverr.h"
 #include "quant.h"

@@ -9,6 +9,7 @@
 #include "kv.h"
 #include "kv_mirror.h"
 #include "kv_mixed.h"
+#include "kv_tier.h"
 #include "kv_policy.h"
 
 static float frand(unsigned *s) {
@@ -27,7 +28,7 @@ static void run_policy(const char *spec, unsigned seed) {
     kv_cache *c = NULL;
     cr_assert_eq(kv_create(&sh, &p, &c, err, sizeof err), 0, "%s", err);
     kv_policy cp;
-    cr_assert_eq(kv_mixed_policy(c, &cp), 0);
+    cr_assert_eq(kv_get_policy(c, &cp), 0);
     const int hd = sh.head_dim, kvd = sh.n_kv_heads * hd, qd = sh.n_heads * hd, maxn = 40;
     float *k = malloc(sizeof(float) * maxn * kvd), *v = malloc(sizeof(float) * maxn * kvd);
     float *q = malloc(sizeof(float) * maxn * qd), *o = malloc(sizeof(float) * maxn * qd);
@@ -96,9 +97,9 @@ Test(kv_mirror, counts_match_cpu_cache_for_every_preset) {
 Test(kv_mirror, protected_counts) {
     kv_policy p;
     cr_assert_eq(kv_policy_preset("mikv", &p), 0); /* sinks 4, recent 16 */
-    cr_assert_eq(kvm_protected(&p, 0), 0);
-    cr_assert_eq(kvm_protected(&p, 3), 3);
-    cr_assert_eq(kvm_protected(&p, 20), 20);
-    cr_assert_eq(kvm_protected(&p, 21), 20);
-    cr_assert_eq(kvm_protected(&p, 1000), 20);
+    cr_assert_eq(kv_tier_protected(&p, 0), 0);
+    cr_assert_eq(kv_tier_protected(&p, 3), 3);
+    cr_assert_eq(kv_tier_protected(&p, 20), 20);
+    cr_assert_eq(kv_tier_protected(&p, 21), 20);
+    cr_assert_eq(kv_tier_protected(&p, 1000), 20);
 }

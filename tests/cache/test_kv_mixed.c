@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kv.h"
+#include "kv_internal.h"
 #include "kv_mixed.h"
 #include "kv_policy.h"
 #include "pverr.h"

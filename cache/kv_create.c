@@ -1,0 +1,49 @@
+/* kv_create: the one constructor; picks the implementation that serves a
+ * policy on a shape (kv.h). The implementations never call back here except
+ * the router, which builds its sub-caches through kv_create. */
+#include <stdio.h>
+
+#include "kv.h"
+#include "kv_cuda.h"
+#include "kv_internal.h"
+#include "kv_layout.h"
+#include "kv_mixed.h"
+#include "kv_policy.h"
+#include "kv_router.h"
+#include "pverr.h"
+
+int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size_t errlen) {
+    int rc = kv_policy_validate(p, err, errlen);
+    if (rc) return rc;
+    /* A group wider than head_dim is one group per record (kvl_fit_group). */
+    if (!kv_policy_is_plain(p) &&
+        (p->group <= 0 || (p->group < s->head_dim && s->head_dim % p->group))) {
+        if (err && errlen)
+            snprintf(err, errlen, "kv policy: group=%d does not divide head_dim=%d", p->group,
+                     s->head_dim);
+        return PV_EINVAL;
+    }
+    return PV_OK;
+}
+
+int kv_create(const kv_shape *s, const kv_policy *p0, kv_cache **out, char *err, size_t errlen) {
+    if (out) *out = NULL;
+    if (!s || !p0 || !out) {
+        if (err && errlen) snprintf(err, errlen, "kv policy: missing shape or policy");
+        return PV_EINVAL;
+    }
+    if (s->routed) return kv_create_router(s, p0, out, err, errlen);
+    int rc = kv_policy_check_shape(p0, s, err, errlen);
+    if (rc) return rc;
+    if (s->head_dim <= 0 || s->head_dim % 4) {
+        if (err && errlen)
+            snprintf(err, errlen, "kv policy: head_dim %d is not a multiple of 4", s->head_dim);
+        return PV_EINVAL;
+    }
+    const kv_policy p = kvl_fit_group(p0, s);
+    if (s->gpu) rc = kv_cuda_create(s, &p, out);
+    else rc = kv_policy_is_plain(&p) ? kv_create_fp16(s, out) : kv_create_mixed(s, &p, out);
+    if (rc && err && errlen)
+        snprintf(err, errlen, "kv policy: cannot create the cache: %s", pv_strerror(rc));
+    return rc;
+}

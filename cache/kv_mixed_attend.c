@@ -1,0 +1,288 @@
+/* kv_mixed_attend: the mixed cache's attention (see kv_mixed.c for the flow):
+ * fold the queries into the balance statistics, encode the pending tokens
+ * into the high tier, attend over both tiers (records are dequantized
+ * inside the dot and axpy loops; prompt chunks through kv_mixed_blk), feed
+ * the tracker, then demote (kv_mixed.c). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_mixed_blk.h"
+#include "kv_mixed_impl.h"
+#include "kv_tracker.h"
+#include "pverr.h"
+
+/* Slot of the first high token with position > p (the tier is sorted). */
+static int hi_visible(const tier *t, const tfmt *rec, int p) {
+    int lo = 0, hi = t->n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (*t_pos(t, rec, mid) <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static size_t blk_bytes(const kv_shape *s) {
+    size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim, R = KVB_MAX_ROWS;
+    return sizeof(float) * (M * R + 2 * hd * R + KVL_PAGE * hd) + R * (sizeof(int32_t) + sizeof(float *)) + 64;
+}
+
+size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk) {
+    size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim;
+    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2)) + M * (4 + 4 + 4 + 4 + 16) +
+           64 + kvq_qprep_bytes(gq, s->head_dim, 8) + (blk ? blk_bytes(s) : 0);
+}
+
+static scratch_t scratch_for(const mixed_cache *c, int thread) {
+    uint8_t *b = c->scratch + (size_t)thread * c->scratch_per;
+    size_t M = (size_t)c->s.max_ctx, hd = (size_t)c->s.head_dim;
+    scratch_t s;
+    s.pick = b; /* 16-byte entries first, for alignment */
+    b += M * 16;
+    s.sc = (float *)(void *)b;
+    s.qb = s.sc + c->gq * M;
+    s.tmp = s.qb + c->gq * hd;
+    s.csc = s.tmp + 2 * hd + (c->gq > 2 ? c->gq : 2);
+    s.cand = (int *)(void *)(s.csc + M);
+    s.cpos = (int32_t *)(s.cand + M);
+    s.vict = (int *)(s.cpos + M);
+    uintptr_t qm = ((uintptr_t)(s.vict + M) + 31) & ~(uintptr_t)31;
+    kvq_qprep_init(&s.qp, (void *)qm, c->gq, c->s.head_dim, c->p.group);
+    if (c->blk_q) {
+        uintptr_t bm = (qm + kvq_qprep_bytes(c->gq, c->s.head_dim, 8) + 63) & ~(uintptr_t)63;
+        s.pt = (float *)bm;
+        s.qt = s.pt + M * KVB_MAX_ROWS;
+        s.kf = s.qt + 2 * hd * KVB_MAX_ROWS;
+        s.lim = (int32_t *)(s.kf + KVL_PAGE * hd);
+        s.outp = (float **)(void *)(s.lim + KVB_MAX_ROWS);
+    }
+    return s;
+}
+
+/* Folds this call's queries and the pending keys into the running maxima
+ * the balance factors come from; freezes them when INT8 keys need them now. */
+static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, int kvh) {
+    int hd = c->s.head_dim, nh = c->s.n_heads;
+    if (!c->need_bal || hs->bal_frozen) return PV_OK;
+    if (!hs->bal) {
+        if (kv_pool_charge(c->s.pool, (size_t)3 * hd * sizeof(float))) return PV_ENOMEM;
+        if (!(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) {
+            kv_pool_uncharge(c->s.pool, (size_t)3 * hd * sizeof(float));
+            return PV_ENOMEM;
+        }
+        hs->alloc += (size_t)3 * hd * sizeof(float);
+    }
+    float *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < c->gq; g++) {
+            const float *qv = q + ((size_t)i * nh + (size_t)kvh * c->gq + g) * hd;
+            for (int d = 0; d < hd; d++)
+                if (fabsf(qv[d]) > qm[d]) qm[d] = fabsf(qv[d]);
+        }
+    for (int j = 0; j < hs->n_pend; j++) {
+        const float *kv = hs->pend + (size_t)j * 2 * hd;
+        for (int d = 0; d < hd; d++)
+            if (fabsf(kv[d]) > km[d]) km[d] = fabsf(kv[d]);
+    }
+    if (c->p.hi_bits == 8) kvmx_bal_freeze(hs, hd);
+    return PV_OK;
+}
+
+/* Moves the pending tokens into the high tier. pos0: position of the first
+ * query of this call (tracker clock: a token is first seen by the query at
+ * its own position). */
+
+static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp) {
+    if (!hs->n_pend) return PV_OK;
+    int hd = c->s.head_dim, rc = kvmx_tier_reserve(c->s.pool, &hs->hi, hs->hi.n + hs->n_pend, c->hi_page, &hs->alloc);
+    if (rc) return rc;
+    for (int j = 0; j < hs->n_pend; j++) {
+        const float *kv = hs->pend + (size_t)j * 2 * hd;
+        int slot = hs->hi.n++, pos = hs->pend_pos0 + j;
+        const float *kk = kv;
+        if (c->p.hi_bits == 8) { /* INT8 keys are stored balanced: K·b */
+            for (int d = 0; d < hd; d++) tmp[d] = kv[d] * hs->bal[d];
+            kk = tmp;
+        }
+        kvq_encode(kk, hd, c->p.hi_bits, c->p.group, t_k(&hs->hi, &c->fhi, slot));
+        kvq_encode(kv + hd, hd, c->p.hi_bits, c->p.group, t_v(&hs->hi, &c->fhi, slot));
+        *t_pos(&hs->hi, &c->fhi, slot) = pos;
+        if (c->fhi.sb)
+            kvt_init(c->p.select, t_state(&hs->hi, &c->fhi, slot),
+                     hs->steps + (pos > pos0 ? pos - pos0 : 0));
+    }
+    kv_pool_uncharge(c->s.pool, sizeof(float) * 2 * hd * (size_t)hs->n_pend);
+    hs->alloc -= sizeof(float) * 2 * hd * (size_t)hs->n_pend;
+    pend_release(hs);
+    return PV_OK;
+}
+
+/* Prompt chunks: blocks of queries through kv_mixed_blk, then the tracker
+ * query by query, in the order the per-query loop below would observe. */
+static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, int n,
+                          const float *q, float *out, scratch_t *s) {
+    const int hd = c->s.head_dim, nh = c->s.n_heads, gq = c->gq;
+    const kv_select sel = c->p.select;
+    const int half = c->p.window / 2 > 0 ? c->p.window / 2 : 1;
+    const tier *hi = &hs->hi, *lo = &hs->lo;
+    const int bal_hi = hs->bal_frozen && c->p.hi_bits == 8, bal_lo = hs->bal_frozen;
+    for (int i0 = 0; i0 < n; i0 += c->blk_q) {
+        const int nq = n - i0 < c->blk_q ? n - i0 : c->blk_q, rows = nq * gq, rp = kvb_rpad(rows);
+        float *qhi = s->qt, *qlo = s->qt + (size_t)hd * KVB_MAX_ROWS;
+        for (int r = 0; r < rp; r++) {
+            const float *qv = NULL;
+            if (r < rows) {
+                int i = i0 + r / gq;
+                qv = q + ((size_t)i * nh + (size_t)kvh * gq + r % gq) * hd;
+                s->lim[r] = pos0 + i;
+                s->outp[r] = out + ((size_t)i * nh + (size_t)kvh * gq + r % gq) * hd;
+            } else {
+                s->lim[r] = INT32_MAX; /* padding: sees everything, output unused */
+            }
+            for (int d = 0; d < hd; d++) {
+                float x = qv ? qv[d] : 0.0f;
+                qhi[(size_t)d * rp + r] = bal_hi ? x / hs->bal[d] : x;
+                qlo[(size_t)d * rp + r] = bal_lo ? x / hs->bal[d] : x;
+            }
+        }
+        const int lo_n = c->p.lo_bits ? lo->n : 0;
+        kvb_job j = {
+            /* the high tier is sorted: past the block's last query nothing is visible */
+            .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi,
+                      hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)},
+                     {lo->pages, lo_n, c->p.lo_bits, kv_policy_lo_v_bits(&c->p), c->flo.krec,
+                      c->flo.vrec, qlo, lo_n}},
+            .page = KVL_PAGE, .head_dim = hd, .group = c->p.group, .rows = rows, .rpad = rp,
+            .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
+            .out = s->outp};
+        kvb_attend(&j);
+        for (int qi = 0; qi < nq; qi++) {
+            const int p = pos0 + i0 + qi, nhv = hi_visible(hi, &c->fhi, p);
+            if (c->fhi.sb) {
+                int n_vis = nhv;
+                if (hs->lo_max_pos <= p) n_vis += lo->n;
+                else
+                    for (int t = 0; t < lo->n; t++) n_vis += *t_pos(lo, &c->flo, t) <= p;
+                float thr = 1.0f / (float)n_vis;
+                for (int t = 0; t < nhv; t++) {
+                    float agg = 0.0f;
+                    for (int g = 0; g < gq; g++) agg += s->pt[(size_t)t * rp + qi * gq + g];
+                    kvt_observe(sel, t_state(hi, &c->fhi, t), agg / (float)gq, thr);
+                }
+            }
+            hs->steps++;
+            if (sel == KV_SELECT_PERSISTENCE && hs->steps % half == 0)
+                for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, &c->fhi, t));
+        }
+    }
+}
+
+/* One query row (position p, the gq heads of KV head hs) over both tiers:
+ * scores, softmax, the weighted values into oi, then the tracker. */
+static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *qi, float *oi,
+                         scratch_t *s) {
+    const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const kv_select sel = c->p.select;
+    const int half = c->p.window / 2 > 0 ? c->p.window / 2 : 1;
+    const tier *hi = &hs->hi, *lo = &hs->lo;
+    float *dots = s->tmp, *a = s->tmp + hd, inv[16];
+    float *invp = gq <= 16 ? inv : s->tmp + hd + gq; /* gq > 16 borrows scratch */
+    const float *qhi = qi, *qlo = qi;
+    if (hs->bal_frozen) { /* balanced keys meet Q/b */
+        for (int g = 0; g < gq; g++)
+            for (int d = 0; d < hd; d++)
+                s->qb[(size_t)g * hd + d] = qi[(size_t)g * hd + d] / hs->bal[d];
+        qlo = s->qb;
+        if (c->p.hi_bits == 8) qhi = s->qb;
+    }
+    const int nhv = hi_visible(hi, &c->fhi, p), nl = lo->n;
+    const int lo_all = hs->lo_max_pos <= p;
+    int n_vis = nhv;
+    for (int t = 0; t < nhv; t++) {
+        c->khi.dot(t_k(hi, &c->fhi, t), qhi, gq, hd, c->p.group, dots);
+        for (int g = 0; g < gq; g++) s->sc[(size_t)g * M + t] = dots[g] * scale;
+    }
+    /* The low tier a page at a time through the run kernels-> */
+    if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s->qp);
+    for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
+        c->klo.dotn(t_k(lo, &c->flo, t0), c->flo.krec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+                    qlo, &s->qp, gq, hd, c->p.group, s->sc + nhv + t0, M);
+    if (c->blk_q) { /* AVX-512: the same steps 16 tokens at a time */
+        for (int g = 0; g < gq; g++)
+            for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
+                int v = kvb_mask_scale(s->sc + (size_t)g * M + nhv + t0, t_pos(lo, &c->flo, t0),
+                                       nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE, lo_all ? INT32_MAX : p,
+                                       scale);
+                n_vis += g == 0 ? v : 0;
+            }
+        for (int g = 0; g < gq; g++) invp[g] = kvb_exp_row(s->sc + (size_t)g * M, nhv + nl);
+    } else {
+        for (int t = 0; t < nl; t++) {
+            int masked = !lo_all && *t_pos(lo, &c->flo, t) > p;
+            n_vis += !masked;
+            for (int g = 0; g < gq; g++) {
+                float *x = s->sc + (size_t)g * M + nhv + t;
+                *x = masked ? -INFINITY : *x * scale;
+            }
+        }
+    }
+    /* Softmax per query head (portable path: expf, double sum). */
+    for (int g = 0; g < gq && !c->blk_q; g++) {
+        float *sc = s->sc + (size_t)g * M, mx = -INFINITY;
+        for (int t = 0; t < nhv + nl; t++)
+            if (sc[t] > mx) mx = sc[t];
+        double sum = 0.0;
+        for (int t = 0; t < nhv + nl; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        invp[g] = (float)(1.0 / sum);
+    }
+    memset(oi, 0, sizeof(float) * hd * gq);
+    for (int t = 0; t < nhv; t++) {
+        for (int g = 0; g < gq; g++) a[g] = s->sc[(size_t)g * M + t] * invp[g];
+        c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, hd, c->p.group, oi);
+    }
+    for (int g = 0; g < gq && nl; g++) /* probabilities in place (masked: 0) */
+        if (c->blk_q) kvb_scale_row(s->sc + (size_t)g * M + nhv, nl, invp[g]);
+        else
+            for (int t = 0; t < nl; t++) s->sc[(size_t)g * M + nhv + t] *= invp[g];
+    for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
+        c->klov.axpyn(t_v(lo, &c->flo, t0), c->flo.vrec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+                     s->sc + nhv + t0, M, gq, hd, c->p.group, oi);
+    if (c->fhi.sb) { /* tracker: mean probability over the group's heads */
+        float thr = 1.0f / (float)n_vis;
+        for (int t = 0; t < nhv; t++) {
+            float agg = 0.0f;
+            for (int g = 0; g < gq; g++) agg += s->sc[(size_t)g * M + t] * invp[g];
+            kvt_observe(sel, t_state(hi, &c->fhi, t), agg / (float)gq, thr);
+        }
+    }
+    hs->steps++;
+    if (sel == KV_SELECT_PERSISTENCE && hs->steps % half == 0)
+        for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, &c->fhi, t));
+}
+
+int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const float *q,
+                float *out, int thread) {
+    mixed_cache *c = impl;
+    head_t *hs = head(c, seq, layer, kvh);
+    int len = c->len[(size_t)seq * c->s.n_layers + layer];
+    if (pos0 < 0 || n < 0 || (long)pos0 + n > len) return PV_EINVAL;
+    scratch_t s = scratch_for(c, thread);
+    int rc;
+    if ((rc = bal_observe(c, hs, q, n, kvh))) return rc;
+    if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
+    if (c->blk_q && n > 1) {
+        attend_blocks(c, hs, kvh, pos0, n, q, out, &s);
+        return kvmx_demote(c, hs, len, &s);
+    }
+
+    const int nh = c->s.n_heads, hd = c->s.head_dim, gq = c->gq;
+    for (int i = 0; i < n; i++)
+        attend_query(c, hs, pos0 + i, q + ((size_t)i * nh + (size_t)kvh * gq) * hd,
+                     out + ((size_t)i * nh + (size_t)kvh * gq) * hd, &s);
+    return kvmx_demote(c, hs, len, &s);
+}

@@ -1,0 +1,131 @@
+/* kv_mixed_impl (internal to kv_mixed*.c): the mixed cache's state, shared
+ * by its bookkeeping (kv_mixed.c) and its attention (kv_mixed_attend.c).
+ * Layout of the pages in kv_layout.h; the design in kv_mixed.c. */
+#ifndef PIVOT_KV_MIXED_IMPL_H
+#define PIVOT_KV_MIXED_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "kv.h"
+#include "kv_layout.h"
+#include "kv_pool.h"
+#include "kv_quant.h"
+
+typedef struct {
+    uint8_t **pages;
+    int n_pages;
+    int cap_pages; /* entries of `pages`, kept across resets and trims: a slot
+                    * reused with pooled pages then allocates nothing */
+    int n; /* tokens */
+} tier;
+
+/* Record sizes of one tier's pages: keys and values may differ in width
+ * (the low tier's lo_bits/lo_v_bits), sb is the tracker state per token. */
+typedef struct {
+    size_t krec, vrec, sb;
+} tfmt;
+
+typedef struct {
+    tier hi, lo;
+    int n_dropped;
+    int64_t steps;      /* queries served (tracker clock) */
+    int32_t lo_max_pos; /* newest position in the low tier (-1: empty) */
+    float *bal;         /* [3][hd] factors b, running max|q|, max|k|; NULL until needed */
+    int bal_frozen;
+    float *pend; /* [n_pend][2][hd] keys, values stored but not yet encoded:
+                  * this head's slot of the cache's one-token arena while
+                  * n_pend <= 1 (decode), a heap buffer beyond (prompts) */
+    int n_pend, pend_pos0;
+    int pend_cap;  /* tokens `pend` holds; 0 when NULL */
+    int pend_heap; /* pend is a heap buffer (freed when encoded) */
+    /* Bytes this head holds, counted where memory is obtained and released:
+     * the accounting test checks kv_seq_usage (computed from counts) against
+     * it. */
+    size_t alloc;
+} head_t;
+
+typedef struct {
+    kv_shape s;
+    kv_policy p;
+    int gq; /* query heads per KV head */
+    tfmt fhi, flo;
+    size_t hi_page, lo_page;
+    kvq_kernels khi, klo, klov; /* high tier; low-tier keys, low-tier values */
+    int need_bal;
+    int *len;      /* [max_seqs][n_layers] tokens stored */
+    head_t *heads; /* [max_seqs][n_layers][n_kv_heads] */
+    uint8_t *scratch;
+    size_t scratch_per; /* bytes per thread */
+    float *pend1; /* [max_seqs][n_layers][n_kv_heads][2][hd]: one pending token
+                   * per head, so a decode step stores without malloc */
+    int blk_q;    /* queries per block for kv_mixed_blk (prompt chunks); 0: off */
+} mixed_cache;
+
+
+/* A page: KVL_PAGE key records, KVL_PAGE value records, KVL_PAGE int32
+ * positions, then (high tier) KVL_PAGE tracker states. Records of one kind
+ * are contiguous so the run kernels stream a page's keys or values. */
+static inline uint8_t *t_k(const tier *t, const tfmt *f, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)(i % KVL_PAGE) * f->krec;
+}
+static inline uint8_t *t_v(const tier *t, const tfmt *f, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * f->krec + (size_t)(i % KVL_PAGE) * f->vrec;
+}
+static inline int32_t *t_pos(const tier *t, const tfmt *f, int i) {
+    return (int32_t *)(void *)(t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec)) +
+           i % KVL_PAGE;
+}
+static inline uint8_t *t_state(const tier *t, const tfmt *f, int i) {
+    return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec) + 4 * KVL_PAGE +
+           (size_t)(i % KVL_PAGE) * f->sb;
+}
+
+static inline head_t *head(const mixed_cache *c, int seq, int layer, int h) {
+    return &c->heads[((size_t)seq * c->s.n_layers + layer) * c->s.n_kv_heads + h];
+}
+
+
+/* Frees the pending buffer (when it is the head's own) and forgets it. */
+static inline void pend_release(head_t *hs) {
+    if (hs->pend_heap) free(hs->pend);
+    hs->pend = NULL;
+    hs->pend_cap = hs->pend_heap = hs->n_pend = 0;
+}
+
+typedef struct {
+    float *sc;   /* [gq][max_ctx] scores, then probabilities */
+    float *qb;   /* [gq][hd] balanced queries */
+    float *tmp;  /* [2][hd] a decoded record / dot results */
+    int *cand;   /* [max_ctx] */
+    float *csc;  /* [max_ctx] */
+    int32_t *cpos;
+    int *vict;
+    void *pick;  /* [max_ctx] x 16 bytes */
+    kvq_qprep qp; /* the query prepared for the low tier's run kernels */
+    /* block attention (kv_mixed_blk.h), when c->blk_q */
+    float *pt;      /* [max_ctx][KVB_MAX_ROWS] probabilities, token-major */
+    float *qt;      /* [2][hd][KVB_MAX_ROWS] queries transposed (high, low tier) */
+    float *kf;      /* [KVL_PAGE][hd] decoded records */
+    int32_t *lim;   /* [KVB_MAX_ROWS] */
+    float **outp;   /* [KVB_MAX_ROWS] */
+} scratch_t;
+
+/* kv_mixed.c */
+/* Pages come from the shape's pool (kv_pool.h), which may refuse: PV_ENOMEM. */
+int kvmx_tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, size_t *alloc);
+/* Freezes the head's balance factors from the maxima seen so far. */
+void kvmx_bal_freeze(head_t *hs, int hd);
+/* Demotes what the tier rule (kv_tier.h) says, once the call left the
+ * sequence at len tokens. */
+int kvmx_demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s);
+
+/* kv_mixed_attend.c */
+/* Bytes of one thread's scratch, and its carving. */
+size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk);
+/* The vtable's attend_group. */
+int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const float *q,
+                float *out, int thread);
+
+#endif

@@ -1,0 +1,34 @@
+/* kv_tier: the tier rule of the mixed cache — how many high-tier tokens a
+ * sequence may keep, and how many are demoted at once when it holds more.
+ *
+ * The rule depends only on the policy, the sequence length and the current
+ * high-tier count, never on the tokens: every head of every layer of a
+ * sequence holds the same counts. Three places need it and call these
+ * functions rather than restating them: the CPU mixed cache (kv_mixed.c,
+ * which then picks *which* tokens), the GPU cache's host-side counts
+ * (kv_mirror.c, whose kernels pick which tokens on the device) and
+ * admission (kv_policy_seq_bytes, the bytes a sequence can ever need). */
+#ifndef PIVOT_KV_TIER_H
+#define PIVOT_KV_TIER_H
+
+#include "kv_policy.h"
+
+/* High-tier tokens allowed per head once a sequence has `len` tokens:
+ * the budget (absolute, or a fraction of len rounded up), never below the
+ * protected sinks + recent tokens; -1 = unlimited. select=recent with
+ * budget 0 keeps exactly sinks + recent. */
+int kv_tier_budget(const kv_policy *p, int len);
+/* Protected tokens (the first `sinks`, the last `recent`) among positions
+ * 0..len-1: they never leave the high tier. */
+int kv_tier_protected(const kv_policy *p, int len);
+/* Tokens demoted at the end of a call that leaves the sequence at `len`
+ * tokens with `n_hi` of them high: 0 while n_hi is within the budget;
+ * otherwise a chunk (from b+1 tokens a chunk of m leaves b+1-m; chunk 1
+ * slides the tier one token per step, larger chunks amortize the scoring),
+ * clipped to the unprotected tokens. */
+int kv_tier_demote(const kv_policy *p, int len, int n_hi);
+/* The most high-tier tokens a sequence of `len` tokens holds between calls:
+ * the largest n_hi <= len for which kv_tier_demote returns 0. */
+int kv_tier_max_high(const kv_policy *p, int len);
+
+#endif
