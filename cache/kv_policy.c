@@ -10,8 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "kv_layout.h"
-#include "kv_tier.h"
 #include "pverr.h"
 
 /* Every message names the module; fmt is always a literal. */
@@ -273,33 +271,4 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
              "key-balance=%d)",
              p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, p->budget,
              p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance);
-}
-
-static size_t pages(size_t n, size_t per) { return (n + per - 1) / per; }
-
-size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens) {
-    if (!p0 || !s || n_tokens <= 0) return 0;
-    kv_policy fitted = kvl_fit_group(p0, s);
-    const kv_policy *p = &fitted;
-    size_t heads = (size_t)s->n_layers * s->n_kv_heads;
-    if (kv_policy_is_plain(p))
-        return (size_t)s->n_layers * pages((size_t)n_tokens, KVL_FP16_PAGE) * 2 * s->n_kv_heads *
-               KVL_FP16_PAGE * s->head_dim * 2;
-    size_t hp = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
-    size_t lp = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
-    long n = n_tokens;
-    /* Between calls the tier rule (kv_tier.h) leaves between the protected
-     * tokens and hi_max high. The bytes are largest near hi_max (a high
-     * token costs more than a low one), but page rounding can make one fewer
-     * high token one more low page, so take the maximum over the last page's
-     * worth of counts the rule lets rest. */
-    long hi_max = kv_tier_max_high(p, n_tokens);
-    long hi_min = kv_tier_protected(p, n_tokens);
-    size_t best = 0;
-    for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
-        if (kv_tier_demote(p, n_tokens, (int)k)) continue; /* never rests there */
-        size_t bytes = pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
-        if (bytes > best) best = bytes;
-    }
-    return heads * (best + kvl_balance_bytes(p, s->head_dim));
 }

@@ -80,11 +80,8 @@ static inline int kv_policy_lo_v_bits(const kv_policy *p) {
     return p->lo_v_bits ? p->lo_v_bits : p->lo_bits;
 }
 
-/* Exact bytes the cache will hold for one sequence of n_tokens under this
- * policy and shape (codes, scales, zero points, positions, importance state,
- * page rounding included): the number the server admits requests by. The
- * cache's kv_seq_usage().bytes_stored never exceeds it. */
-size_t kv_policy_seq_bytes(const kv_policy *p, const kv_shape *s, int n_tokens);
+/* kv_policy_seq_bytes (the bytes admission reserves) is in kv_tier.h: it
+ * applies the tier rule. */
 
 /* The policy is served by the plain FP16 cache (kv_fp16.c): nothing is ever
  * demoted and the high tier is FP16 — `full`, or any policy equal to it in

@@ -1,5 +1,6 @@
 /* kv_tier: the mixed cache's tier rule (see kv_tier.h). */
 #include "kv_tier.h"
+#include "kv_layout.h"
 
 #include <math.h>
 
@@ -44,4 +45,33 @@ int kv_tier_demote(const kv_policy *p, int len, int n_hi) {
 int kv_tier_max_high(const kv_policy *p, int len) {
     int b = kv_tier_budget(p, len);
     return b < 0 || b > len ? len : b;
+}
+
+static size_t pages(size_t n, size_t per) { return (n + per - 1) / per; }
+
+size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens) {
+    if (!p0 || !s || n_tokens <= 0) return 0;
+    kv_policy fitted = kvl_fit_group(p0, s);
+    const kv_policy *p = &fitted;
+    size_t heads = (size_t)s->n_layers * s->n_kv_heads;
+    if (kv_policy_is_plain(p))
+        return (size_t)s->n_layers * pages((size_t)n_tokens, KVL_FP16_PAGE) * 2 * s->n_kv_heads *
+               KVL_FP16_PAGE * s->head_dim * 2;
+    size_t hp = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
+    size_t lp = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
+    long n = n_tokens;
+    /* Between calls the tier rule (kv_tier.h) leaves between the protected
+     * tokens and hi_max high. The bytes are largest near hi_max (a high
+     * token costs more than a low one), but page rounding can make one fewer
+     * high token one more low page, so take the maximum over the last page's
+     * worth of counts the rule lets rest. */
+    long hi_max = kv_tier_max_high(p, n_tokens);
+    long hi_min = kv_tier_protected(p, n_tokens);
+    size_t best = 0;
+    for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
+        if (kv_tier_demote(p, n_tokens, (int)k)) continue; /* never rests there */
+        size_t bytes = pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
+        if (bytes > best) best = bytes;
+    }
+    return heads * (best + kvl_balance_bytes(p, s->head_dim));
 }

@@ -31,4 +31,10 @@ int kv_tier_demote(const kv_policy *p, int len, int n_hi);
  * the largest n_hi <= len for which kv_tier_demote returns 0. */
 int kv_tier_max_high(const kv_policy *p, int len);
 
+/* Exact bytes the cache will hold for one sequence of n_tokens under a
+ * policy and shape (codes, scales, zero points, positions, importance state,
+ * page rounding included): the number the server admits requests by. The
+ * cache's kv_seq_usage().bytes_stored never exceeds it. */
+size_t kv_policy_seq_bytes(const kv_policy *p, const kv_shape *s, int n_tokens);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_tier.h"
 #include "eng_internal.h"
 #include "kv_router.h"
 #include "pverr.h"

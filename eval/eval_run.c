@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_tier.h"
 #include "eval.h"
 #include "pverr.h"
 #include "pvtime.h"

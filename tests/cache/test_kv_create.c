@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "kv_tier.h"
 #include "kv.h"
 #include "kv_cuda.h"
 #include "kv_policy.h"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_tier.h"
 #include "kv.h"
 #include "kv_internal.h"
 #include "kv_mixed.h"

@@ -4,6 +4,7 @@
 
 #include "kv.h"
 #include "kv_policy.h"
+#include "kv_tier.h"
 #include "pverr.h"
 
 static const char *presets[] = {"full", "scissorhands", "mikv", "h2o", "streaming", "quant4",
