@@ -141,17 +141,20 @@ def check(root):
     return problems
 
 
-def main(argv):
+def run(name, check_fn, argv):
+    """The command line of a checker (this one and check_size.py): check the
+    tree at argv[1] (default: this repository), one line per violation, then
+    a summary; exit status 1 when anything was found."""
     root = argv[1] if len(argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
-    problems = check(root)
+    problems = check_fn(root)
     for p in problems:
         print(p)
     if problems:
-        print(f"check_layers: {len(problems)} violation(s)")
+        print(f"{name}: {len(problems)} violation(s)")
         return 1
-    print("check_layers: clean")
+    print(f"{name}: clean")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run("check_layers", check, sys.argv))

@@ -110,17 +110,8 @@ def check(root):
     return problems
 
 
-def main(argv):
-    root = argv[1] if len(argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
-    problems = check(root)
-    for p in problems:
-        print(p)
-    if problems:
-        print(f"check_size: {len(problems)} violation(s)")
-        return 1
-    print("check_size: clean")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from check_layers import run
+
+    sys.exit(run("check_size", check, sys.argv))

@@ -57,6 +57,32 @@ __device__ void mx_encode_warp(const float *x, int hd, int bits, int group, floa
     __syncwarp();
 }
 
+// Every victim's key (balanced) and value into its low-tier record, one warp
+// per token; vic[t] < 0 marks a victim and names its low slot (-1 - vic[t]).
+__device__ static void mx_demote_encode(const pvc_kv_mixed &kv, unsigned char *smem,
+                                        const mx_dem_smem &L, const int32_t *vic, int nhi,
+                                        size_t hh, const __half *HK, const __half *HV,
+                                        const float *bal) {
+    const int hd = kv.head_dim, tid = threadIdx.x;
+    const int warp = tid >> 5, lane = tid & 31, nw = blockDim.x >> 5;
+    float *x = (float *)(smem + L.xq) + (size_t)warp * hd;
+    float *gs = (float *)(smem + L.gs) + (size_t)warp * 2 * (hd / 8);
+    const size_t lo0 = hh * kv.lo_cap;
+    for (int t = warp; t < nhi; t += nw) {
+        if (vic[t] >= 0) continue;
+        const size_t slot = lo0 + (size_t)(-1 - vic[t]);
+        for (int c = lane; c < hd; c += 32) {
+            const float v = __half2float(HK[(size_t)t * hd + c]);
+            x[c] = kv.balance ? __fmul_rn(v, bal[c]) : v;
+        }
+        __syncwarp();
+        mx_encode_warp(x, hd, kv.lo_kbits, kv.group, gs, kv.lk, kv.lksz, slot);
+        for (int c = lane; c < hd; c += 32) x[c] = __half2float(HV[(size_t)t * hd + c]);
+        __syncwarp();
+        mx_encode_warp(x, hd, kv.lo_vbits, kv.group, gs, kv.lv, kv.lvsz, slot);
+    }
+}
+
 // One block per (demotion, layer * n_kv + kvh). Order as cache/kv_mixed.c's
 // demote(): choose victims among unprotected tokens, freeze the balance
 // factors if asked, encode victims into the low tier in slot order, compact
@@ -122,25 +148,7 @@ __global__ void __launch_bounds__(MX_DEM_THREADS)
         }
     }
     __syncthreads();
-    if (kv.lo_kbits) {
-        const int warp = tid >> 5, lane = tid & 31, nw = blockDim.x >> 5;
-        float *x = (float *)(smem + L.xq) + (size_t)warp * hd;
-        float *gs = (float *)(smem + L.gs) + (size_t)warp * 2 * (hd / 8);
-        const size_t lo0 = hh * kv.lo_cap;
-        for (int t = warp; t < nhi; t += nw) {
-            if (vic[t] >= 0) continue;
-            const size_t slot = lo0 + (size_t)(-1 - vic[t]);
-            for (int c = lane; c < hd; c += 32) {
-                const float v = __half2float(HK[(size_t)t * hd + c]);
-                x[c] = kv.balance ? __fmul_rn(v, bal[c]) : v;
-            }
-            __syncwarp();
-            mx_encode_warp(x, hd, kv.lo_kbits, kv.group, gs, kv.lk, kv.lksz, slot);
-            for (int c = lane; c < hd; c += 32) x[c] = __half2float(HV[(size_t)t * hd + c]);
-            __syncwarp();
-            mx_encode_warp(x, hd, kv.lo_vbits, kv.group, gs, kv.lv, kv.lvsz, slot);
-        }
-    }
+    if (kv.lo_kbits) mx_demote_encode(kv, smem, L, vic, nhi, hh, HK, HV, bal);
     __syncthreads();
     // Stable compaction in rounds of MX_STAGE slots: a round reads all its
     // slots into shared memory before writing any, and a survivor's new slot
