@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "cuda/pvcuda.h"
+#include "cuda/kv_mixed_cuda.h" /* the mixed cache's kernels (cache/cuda) */
 
 extern int g_failed, g_passed;
 extern FILE *g_tsv; /* key \t value lines for the report table (may be NULL) */
