@@ -2,7 +2,8 @@
  * SmolLM2-135M's shape (9 query heads over 3 KV heads, head_dim 64); not part
  * of the test suite.
  *
-  *   cc -O2 -std=gnu11 -Icache -Ikernels bench/bench_attn.c build/libpivotcore.a \
+ *   ninja -C build bench/bench_attn && build/bench/bench_attn   (or by hand:)
+ *   cc -O2 -std=gnu11 -Icache -Ikernels bench/bench_attn.c build/libpivotcore.a \
  *      build/kernels/libkq_avx2.a build/kernels/libkq_vnni.a -lpthread -lm -o /tmp/bench_attn
  *   /tmp/bench_attn [context (2048)] [policy ...]
  *
