@@ -9,6 +9,7 @@
 #include "kv_layout.h"
 #include "kv_mixed.h"
 #include "kv_policy.h"
+#include "kv_rot.h"
 #include "kv_router.h"
 #include "pverr.h"
 
@@ -21,6 +22,17 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
         if (err && errlen)
             snprintf(err, errlen, "kv policy: group=%d does not divide head_dim=%d", p->group,
                      s->head_dim);
+        return PV_EINVAL;
+    }
+    if (p->rotate && !kvr_supported(s->head_dim)) {
+        if (err && errlen)
+            snprintf(err, errlen, "kv policy: rotate=1 needs head_dim a power of two, got %d",
+                     s->head_dim);
+        return PV_EINVAL;
+    }
+    if (p->rotate && s->gpu) {
+        if (err && errlen)
+            snprintf(err, errlen, "kv policy: rotate=1 is not on the GPU cache yet (CPU only)");
         return PV_EINVAL;
     }
     return PV_OK;

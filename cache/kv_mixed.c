@@ -34,6 +34,7 @@
 #include "kv_internal.h"
 #include "kv_mixed_blk.h"
 #include "kv_mixed_impl.h"
+#include "kv_rot.h"
 #include "kv_tier.h"
 #include "kv_tracker.h"
 #include "pverr.h"
@@ -147,6 +148,11 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
             float *dst = np + (size_t)(hs->n_pend + i) * 2 * hd;
             memcpy(dst, k + ((size_t)i * nkv + h) * hd, sizeof(float) * hd);
             memcpy(dst + hd, v + ((size_t)i * nkv + h) * hd, sizeof(float) * hd);
+            const float *rs = rot_signs(c, layer, h);
+            if (rs) { /* rotated once, here: every later step works in R's basis */
+                kvr_forward(rs, hd, dst);
+                kvr_forward(rs, hd, dst + hd);
+            }
         }
         hs->n_pend += n;
     }
@@ -275,6 +281,7 @@ static void mx_destroy(void *impl) {
     free(c->len);
     free(c->scratch);
     free(c->pend1);
+    free(c->rot);
     free(c);
 }
 
@@ -338,7 +345,18 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->scratch_per = (kvmx_scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
-    if (!c->len || !c->heads || !c->scratch || !c->pend1) {
+    if (p->rotate) {
+        if (!kvr_supported(s->head_dim)) {
+            mx_destroy(c);
+            return PV_EINVAL;
+        }
+        size_t nlh = (size_t)s->n_layers * s->n_kv_heads;
+        if ((c->rot = malloc(sizeof(float) * s->head_dim * nlh)))
+            for (size_t i = 0; i < nlh; i++)
+                kvr_signs((int)(i / s->n_kv_heads), (int)(i % s->n_kv_heads), s->head_dim,
+                          c->rot + i * s->head_dim);
+    }
+    if (!c->len || !c->heads || !c->scratch || !c->pend1 || (p->rotate && !c->rot)) {
         mx_destroy(c);
         return PV_ENOMEM;
     }
@@ -392,6 +410,15 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, c->p.group, out->k);
     if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, c->p.group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
+    out->rotated = c->rot != NULL;
+    return PV_OK;
+}
+
+int kv_mixed_unrotate(const kv_cache *kc, int layer, int h, float *x) {
+    const mixed_cache *c;
+    if (!inspect_head(kc, 0, layer, h, &c)) return PV_EINVAL;
+    const float *rs = rot_signs(c, layer, h);
+    if (rs) kvr_inverse(rs, c->s.head_dim, x);
     return PV_OK;
 }
 

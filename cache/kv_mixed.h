@@ -26,6 +26,8 @@ typedef struct {
     int32_t pos;    /* original position */
     float score;    /* high tier: demotion score (higher = demoted sooner) */
     int k_balanced; /* k is K·b (divide by kv_mixed_balance's b for the raw key) */
+    int rotated;    /* k and v are in the rotated basis (rotate=1): b applies
+                     * there, and kv_mixed_unrotate maps back */
 } kv_mixed_tok;
 
 /* PV_EINVAL when kc is not a mixed cache or the indices are out of range. */
@@ -36,6 +38,9 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
 /* Bytes the sequence's heads obtained from malloc and still hold, counted
  * at allocation (kv_seq_usage computes its figure from tier counts). */
 size_t kv_mixed_allocated(const kv_cache *kc, int seq);
+/* x[head_dim] <- Rᵀ x with the rotation of (layer, h): a record read by
+ * kv_mixed_token back in the model's basis (nothing when not rotating). */
+int kv_mixed_unrotate(const kv_cache *kc, int layer, int h, float *x);
 /* The head's balance factors b[head_dim] (all 1 until frozen). */
 int kv_mixed_balance(const kv_cache *kc, int seq, int layer, int h, float *b);
 

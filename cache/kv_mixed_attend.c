@@ -9,6 +9,7 @@
 
 #include "kv_mixed_blk.h"
 #include "kv_mixed_impl.h"
+#include "kv_rot.h"
 #include "kv_tracker.h"
 #include "pverr.h"
 
@@ -265,6 +266,24 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
         for (int t = 0; t < hi->n; t++) kvt_rotate(sel, t_state(hi, &c->fhi, t));
 }
 
+/* dst <- R·src (inverse: Rᵀ) on the gq rows of KV head kvh of n queries,
+ * in the [n][nh][hd] layout of q and out. The rotated queries are written
+ * into out itself, which is safe because every path reads a query row
+ * before it writes the output row at the same place (attend_query
+ * computes all scores before clearing its output; attend_blocks copies a
+ * block's queries out before the block kernel writes that block), and it
+ * keeps decode free of allocation. */
+static void rot_rows(const float *rs, const float *src, float *dst, int n, int nh, int kvh, int gq,
+                     int hd, int inverse) {
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < gq; g++) {
+            size_t off = ((size_t)i * nh + (size_t)kvh * gq + g) * hd;
+            if (dst != src) memcpy(dst + off, src + off, sizeof(float) * hd);
+            if (inverse) kvr_inverse(rs, hd, dst + off);
+            else kvr_forward(rs, hd, dst + off);
+        }
+}
+
 int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const float *q,
                 float *out, int thread) {
     mixed_cache *c = impl;
@@ -272,17 +291,22 @@ int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const 
     int len = c->len[(size_t)seq * c->s.n_layers + layer];
     if (pos0 < 0 || n < 0 || (long)pos0 + n > len) return PV_EINVAL;
     scratch_t s = scratch_for(c, thread);
+    const int nh = c->s.n_heads, hd = c->s.head_dim, gq = c->gq;
+    const float *rs = rot_signs(c, layer, kvh);
+    if (rs) { /* the cache is in R's basis (kv_rot.h), so the queries must be */
+        rot_rows(rs, q, out, n, nh, kvh, gq, hd, 0);
+        q = out;
+    }
     int rc;
     if ((rc = bal_observe(c, hs, q, n, kvh))) return rc;
     if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
     if (c->blk_q && n > 1) {
         attend_blocks(c, hs, kvh, pos0, n, q, out, &s);
-        return kvmx_demote(c, hs, len, &s);
+    } else {
+        for (int i = 0; i < n; i++)
+            attend_query(c, hs, pos0 + i, q + ((size_t)i * nh + (size_t)kvh * gq) * hd,
+                         out + ((size_t)i * nh + (size_t)kvh * gq) * hd, &s);
     }
-
-    const int nh = c->s.n_heads, hd = c->s.head_dim, gq = c->gq;
-    for (int i = 0; i < n; i++)
-        attend_query(c, hs, pos0 + i, q + ((size_t)i * nh + (size_t)kvh * gq) * hd,
-                     out + ((size_t)i * nh + (size_t)kvh * gq) * hd, &s);
+    if (rs) rot_rows(rs, out, out, n, nh, kvh, gq, hd, 1); /* Σ p·Rv back to Σ p·v */
     return kvmx_demote(c, hs, len, &s);
 }

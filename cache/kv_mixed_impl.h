@@ -61,6 +61,9 @@ typedef struct {
     float *pend1; /* [max_seqs][n_layers][n_kv_heads][2][hd]: one pending token
                    * per head, so a decode step stores without malloc */
     int blk_q;    /* queries per block for kv_mixed_blk (prompt chunks); 0: off */
+    float *rot;   /* [n_layers][n_kv_heads][hd] kv_rot signs when p.rotate, else
+                   * NULL: both tiers then hold R·k and R·v (kv_rot.h), the
+                   * balance factors and every record live in that basis */
 } mixed_cache;
 
 
@@ -80,6 +83,11 @@ static inline int32_t *t_pos(const tier *t, const tfmt *f, int i) {
 static inline uint8_t *t_state(const tier *t, const tfmt *f, int i) {
     return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec) + 4 * KVL_PAGE +
            (size_t)(i % KVL_PAGE) * f->sb;
+}
+
+/* The rotation signs of (layer, KV head); NULL when the policy has none. */
+static inline const float *rot_signs(const mixed_cache *c, int layer, int h) {
+    return c->rot ? c->rot + ((size_t)layer * c->s.n_kv_heads + h) * c->s.head_dim : NULL;
 }
 
 static inline head_t *head(const mixed_cache *c, int seq, int layer, int h) {

@@ -168,19 +168,22 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         *ints[i].dst = (int)l;
         return PV_OK;
     }
-    if (!strcmp(knob, "key-balance")) {
+    int *flag = !strcmp(knob, "key-balance") ? &p->key_balance
+                : !strcmp(knob, "rotate")      ? &p->rotate
+                                               : NULL;
+    if (flag) {
         if (!strcmp(value, "1") || !strcasecmp(value, "on") || !strcasecmp(value, "true")) {
-            p->key_balance = 1;
+            *flag = 1;
         } else if (!strcmp(value, "0") || !strcasecmp(value, "off") || !strcasecmp(value, "false")) {
-            p->key_balance = 0;
+            *flag = 0;
         } else {
-            return fail(err, errlen, PV_EINVAL, "key-balance must be 1 or 0, got '%s'", value);
+            return fail(err, errlen, PV_EINVAL, "%s must be 1 or 0, got '%s'", knob, value);
         }
         return PV_OK;
     }
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, budget, recent, "
-                "sinks, window, chunk, group, key-balance)",
+                "sinks, window, chunk, group, key-balance, rotate)",
                 knob);
 }
 
@@ -248,6 +251,10 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
         return fail(err, errlen, PV_EINVAL,
                     "hi-bits=8 quantizes every key and needs key-balance=1 (outlier key channels "
                     "otherwise dominate the INT8 range)");
+    if (p->rotate && !p->lo_bits && p->hi_bits == 16)
+        return fail(err, errlen, PV_EINVAL,
+                    "rotate=1 only helps quantized tokens, and this policy quantizes none "
+                    "(set lo-bits or hi-bits=8)");
     if (p->select == KV_SELECT_RECENT && p->budget == 0 && p->sinks + p->recent == 0)
         return fail(err, errlen, PV_EINVAL,
                     "select=recent with budget=0 keeps sinks + recent tokens, and both are 0");
@@ -268,7 +275,7 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(lo, sizeof lo, "%d", p->lo_bits);
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
-             "key-balance=%d)",
+             "key-balance=%d,rotate=%d)",
              p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, p->budget,
-             p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance);
+             p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance, p->rotate);
 }

@@ -52,12 +52,14 @@ typedef struct kv_policy {
     double chunk;     /* tokens demoted at once: >= 1 absolute, (0,1) fraction of budget */
     int group;        /* channels per low-precision quantization group */
     int key_balance;  /* MiKV per-channel key balancing (1/0) */
+    int rotate;       /* randomized Hadamard rotation of keys, values and
+                         queries before quantizing (kv_rot.h; 1/0) */
 } kv_policy;
 
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
- * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance. Values
+ * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance, rotate. Values
  * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
  * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
  * lo-k-bits and lo-v-bits set one side only. */

@@ -59,6 +59,7 @@ static void usage(FILE *f) {
             "  --kv-group G             channels per low-bit scale/zero group (multiple of 8)\n"
             "  --kv-select S            persistence, accumulated (H2O), recent, none\n"
             "  --kv-key-balance 1|0     MiKV per-channel key balancing\n"
+            "  --kv-rotate 1|0          randomized Hadamard rotation before quantizing\n"
             "  -h, --help               this help\n");
 }
 

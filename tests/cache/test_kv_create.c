@@ -98,4 +98,20 @@ Test(kv_create, rejects_what_it_cannot_build) {
     p.hi_bits = 12;
     cr_assert_eq(kv_create(&shape, &p, &c, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "hi-bits") != NULL, "%s", err);
+    /* The rotation needs a power-of-two head_dim, and is CPU-only. */
+    cr_assert_eq(kv_policy_parse("mikv,rotate=1", &p, err, sizeof err), 0, "%s", err);
+    s = shape;
+    s.head_dim = 48;
+    p.group = 16;
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "rotate=1 needs head_dim a power of two") != NULL, "%s", err);
+    s = shape;
+    s.gpu = (struct pvc_ctx *)&s; /* only compared with NULL by the check */
+    cr_assert_eq(kv_policy_check_shape(&p, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "CPU only") != NULL, "%s", err);
+    cr_assert_eq(kv_create(&shape, &p, &c, err, sizeof err), 0, "%s", err);
+    kv_policy got;
+    cr_assert_eq(kv_get_policy(c, &got), 0);
+    cr_assert_eq(got.rotate, 1);
+    kv_destroy(c);
 }
