@@ -35,6 +35,11 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
             snprintf(err, errlen, "kv policy: rotate=1 is not on the GPU cache yet (CPU only)");
         return PV_EINVAL;
     }
+    if (s->gpu && (p->lo_bits == 3 || kv_policy_lo_v_bits(p) == 3)) {
+        if (err && errlen)
+            snprintf(err, errlen, "kv policy: 3-bit low-tier codes are not on the GPU cache yet (CPU only)");
+        return PV_EINVAL;
+    }
     return PV_OK;
 }
 

@@ -36,21 +36,16 @@ AVX512 static void decode(const uint8_t *rec, int bits, int d, int group, float 
         return;
     }
     const int nb = d * bits / 8;
-    if (nb % 16 || group % 16) { /* 16 channels need one plane and one group */
+    if (!kvs_codes16_ok(bits, d) || group % 16) { /* 16 channels need one plane and one group */
         kvq_decode(rec, d, bits, group, x);
         return;
     }
     const uint8_t *sz = rec + nb;
-    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
-    for (int pl = 0; pl < 8 / bits; pl++) {
-        const __m128i sh = _mm_cvtsi32_si128(pl * bits);
-        for (int j = 0; j < nb; j += 16) {
-            int c0 = pl * nb + j, g = c0 / group;
-            __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(rec + j)));
-            w = _mm512_and_si512(_mm512_srl_epi32(w, sh), mask);
-            _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(h2f(sz + 4 * g)),
-                                                     _mm512_set1_ps(h2f(sz + 4 * g + 2))));
-        }
+    for (int c0 = 0; c0 < d; c0 += 16) {
+        int g = c0 / group;
+        __m512i w = kvs_codes16(rec, bits, d, c0);
+        _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(h2f(sz + 4 * g)),
+                                                 _mm512_set1_ps(h2f(sz + 4 * g + 2))));
     }
 }
 

@@ -66,6 +66,9 @@ int kv_policy_preset(const char *name, kv_policy *p) {
     return PV_ENOTFOUND;
 }
 
+/* The low tier's code widths (kv_quant.h has a record format for each). */
+static int lo_width_ok(long b) { return b == 2 || b == 3 || b == 4; }
+
 static const char *select_names[] = {"none", "persistence", "accumulated", "recent"};
 
 static int parse_long(const char *v, long lo, long hi, long *out) {
@@ -115,18 +118,18 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         snprintf(kb, sizeof kb, "%s", value);
         if ((slash = strchr(kb, '/'))) *slash = 0;
         if (strlen(value) >= sizeof kb || parse_long(kb, 0, 64, &l) ||
-            (l != 0 && l != 2 && l != 4) ||
-            (slash && (parse_long(slash + 1, 0, 64, &vb) || (vb != 2 && vb != 4) || l == 0)))
+            (l != 0 && !lo_width_ok(l)) ||
+            (slash && (parse_long(slash + 1, 0, 64, &vb) || !lo_width_ok(vb) || l == 0)))
             return fail(err, errlen, PV_EINVAL,
-                        "lo-bits must be 0, 2 or 4 (or K/V bits, e.g. 4/2), got '%s'",
+                        "lo-bits must be 0, 2, 3 or 4 (or K/V bits, e.g. 4/3), got '%s'",
                         value);
         p->lo_bits = (int)l;
         p->lo_v_bits = slash && vb != l ? (int)vb : 0;
         return PV_OK;
     }
     if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
-        if (parse_long(value, 0, 64, &l) || (l != 2 && l != 4))
-            return fail(err, errlen, PV_EINVAL, "%s must be 2 or 4, got '%s'", knob, value);
+        if (parse_long(value, 0, 64, &l) || !lo_width_ok(l))
+            return fail(err, errlen, PV_EINVAL, "%s must be 2, 3 or 4, got '%s'", knob, value);
         /* One side only: pin the other to what it is now. Turning a dropping
          * policy (lo-bits 0) into a quantizing one takes both. */
         if (!p->lo_bits && knob[3] == 'v')
@@ -215,10 +218,10 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
         return fail(err, errlen, PV_EINVAL, "unknown select %d", (int)p->select);
     if (p->hi_bits != 16 && p->hi_bits != 8)
         return fail(err, errlen, PV_EINVAL, "hi-bits must be 16 or 8, got %d", p->hi_bits);
-    if (p->lo_bits != 0 && p->lo_bits != 2 && p->lo_bits != 4)
-        return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2 or 4, got %d", p->lo_bits);
-    if (p->lo_v_bits != 0 && p->lo_v_bits != 2 && p->lo_v_bits != 4)
-        return fail(err, errlen, PV_EINVAL, "lo-v-bits must be 2 or 4, got %d", p->lo_v_bits);
+    if (p->lo_bits != 0 && !lo_width_ok(p->lo_bits))
+        return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2, 3 or 4, got %d", p->lo_bits);
+    if (p->lo_v_bits != 0 && !lo_width_ok(p->lo_v_bits))
+        return fail(err, errlen, PV_EINVAL, "lo-v-bits must be 2, 3 or 4, got %d", p->lo_v_bits);
     if (p->lo_bits == 0 && p->lo_v_bits != 0)
         return fail(err, errlen, PV_EINVAL,
                     "lo-v-bits=%d with lo-bits=0: demoted tokens are dropped, so values cannot "

@@ -21,6 +21,18 @@ static uint16_t rd16(const uint8_t *p) {
 
 static void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
 
+/* Sets channel c's code in a zeroed record (the layout of kvq_code). */
+static void put_code(uint8_t *rec, int d, int bits, int c, int q) {
+    if (bits == 3) {
+        int nb2 = d / 4;
+        rec[c % nb2] |= (uint8_t)((q & 3) << (2 * (c / nb2)));
+        rec[nb2 + c / 8] |= (uint8_t)(((q >> 2) & 1) << (c % 8));
+        return;
+    }
+    int nb = d * bits / 8;
+    rec[c % nb] |= (uint8_t)(q << (bits * (c / nb)));
+}
+
 void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
     if (bits == 16) {
         for (int i = 0; i < d; i++) wr16(rec + 2 * i, kq_fp32_to_fp16(x[i]));
@@ -51,7 +63,7 @@ void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
             long q = s > 0 ? lrintf((xg[i] - z) * inv) : 0;
             if (q < 0) q = 0;
             if (q > qmax) q = qmax;
-            rec[c % nb] |= (uint8_t)(q << (bits * (c / (int)nb)));
+            put_code(rec, d, bits, c, (int)q);
         }
     }
 }
@@ -63,12 +75,10 @@ void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {
     }
     size_t nb = code_bytes(d, bits);
     const uint8_t *sz = rec + nb;
-    const int mask = (1 << bits) - 1;
     for (int c = 0; c < d; c++) {
         int g = c / group;
         float s = kq_fp16_to_fp32(rd16(sz + 4 * g)), z = kq_fp16_to_fp32(rd16(sz + 4 * g + 2));
-        int q = (rec[c % nb] >> (bits * (c / (int)nb))) & mask;
-        x[c] = (float)q * s + z;
+        x[c] = (float)kvq_code(rec, d, bits, c) * s + z;
     }
 }
 
@@ -105,9 +115,7 @@ static void axpy16_scalar(const uint8_t *rec, const float *a, int gq, int d, int
             float s = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group)));                        \
             float z = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group) + 2));                    \
             for (int c = c0; c < c0 + group; c++) {                                              \
-                float x = (float)((rec[c % nb] >> (BITS * (c / (int)nb))) & ((1 << BITS) - 1)) * \
-                              s +                                                                \
-                          z;                                                                     \
+                float x = (float)kvq_code(rec, d, BITS, c) * s + z;                              \
                 for (int g = 0; g < gq; g++) out[g] += x * q[(size_t)g * d + c];                 \
             }                                                                                    \
         }                                                                                        \
@@ -119,15 +127,14 @@ static void axpy16_scalar(const uint8_t *rec, const float *a, int gq, int d, int
             float s = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group)));                        \
             float z = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group) + 2));                    \
             for (int c = c0; c < c0 + group; c++) {                                              \
-                float x = (float)((rec[c % nb] >> (BITS * (c / (int)nb))) & ((1 << BITS) - 1)) * \
-                              s +                                                                \
-                          z;                                                                     \
+                float x = (float)kvq_code(rec, d, BITS, c) * s + z;                              \
                 for (int g = 0; g < gq; g++) out[(size_t)g * d + c] += a[g] * x;                 \
             }                                                                                    \
         }                                                                                        \
     }
 QUANT_SCALAR(8)
 QUANT_SCALAR(4)
+QUANT_SCALAR(3)
 QUANT_SCALAR(2)
 
 /* ---- AVX2 kernels -------------------------------------------------------- */
@@ -287,6 +294,7 @@ static void one_axpyn(kvq_axpy_fn axpy, const uint8_t *rec0, size_t stride, int 
 RUN_WRAP(16_scalar)
 RUN_WRAP(q8_scalar)
 RUN_WRAP(q4_scalar)
+RUN_WRAP(q3_scalar)
 RUN_WRAP(q2_scalar)
 RUN_WRAP(16_avx2)
 RUN_WRAP(q8_avx2)
@@ -329,8 +337,11 @@ void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p) {
 void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *k) {
     int cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
               __builtin_cpu_supports("f16c");
-    /* 8-channel chunks must not straddle a bit plane or a group. */
-    int shape_ok = bits == 16 || (group % 8 == 0 && code_bytes(d, bits) % 8 == 0);
+    /* 8-channel chunks must not straddle a bit plane or a group. The AVX2
+     * one-record kernels have no 3-bit form (its third bit is a separate
+     * mask): 3-bit records take the portable ones, and the AVX-512 run
+     * kernels where the CPU has them. */
+    int shape_ok = bits == 16 || (bits != 3 && group % 8 == 0 && code_bytes(d, bits) % 8 == 0);
     int simd = cpu && shape_ok && !force_scalar;
     k->simd = simd;
 #define PICK(K, S)                                                                             \
@@ -344,6 +355,12 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
     case 16: PICK(16, 0); break;
     case 8: PICK(q8, 0); break;
     case 4: PICK(q4, 0); break;
+    case 3:
+        k->dot = dotq3_scalar;
+        k->axpy = axpyq3_scalar;
+        k->dotn = runq3_scalar_n;
+        k->axpyn = runq3_scalar_an;
+        break;
     default: PICK(q2, 0); break;
     }
 #undef PICK

@@ -8,6 +8,11 @@
  * bit planes: with nb = head_dim*bits/8 bytes, channel c lives in byte
  * c % nb at bit offset bits*(c / nb). Eight consecutive channels are then
  * eight consecutive bytes under one shift, which AVX2 widens in one step.
+ * Bits 3 (no whole number of codes per byte) is a 2-bit record's planes
+ * (head_dim/4 bytes, the code's low two bits) followed by a bitmask of the
+ * codes' third bit (head_dim/8 bytes, channel c at byte c/8, bit c%8):
+ * 3·head_dim/8 bytes, and 16 channels' high bits are one 16-bit mask that
+ * AVX-512 turns into a vector in one instruction.
  *
  * The kernels serve the gq query heads that share one KV head at once, so a
  * record is converted once per token however many heads read it. Queries
@@ -17,6 +22,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The code of channel c (bits 8/4/3/2), and the bytes of the codes. */
+static inline int kvq_code(const uint8_t *rec, int d, int bits, int c) {
+    if (bits == 3) {
+        int nb2 = d / 4;
+        return ((rec[c % nb2] >> (2 * (c / nb2))) & 3) | (((rec[nb2 + c / 8] >> (c % 8)) & 1) << 2);
+    }
+    int nb = d * bits / 8;
+    return (rec[c % nb] >> (bits * (c / nb))) & ((1 << bits) - 1);
+}
 
 /* Encodes x[0..d) into rec (kvl_rec_bytes(bits, d, group) bytes). */
 void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec);

@@ -48,12 +48,9 @@ AVX512 static inline __m512i reduce16(const __m512i *v) {
 /* Codes of one record as int16 in channel order (kv_quant.h: channel c is
  * byte c % nb at bit bits * (c / nb)); 16 channels share a plane. */
 AVX512 static inline void unpack16(const uint8_t *rec, int bits, int nb, int d, int16_t *out) {
-    const __m256i m = _mm256_set1_epi16((int16_t)((1 << bits) - 1));
-    for (int c = 0; c < d; c += 16) {
-        __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(rec + c % nb)));
-        w = _mm256_and_si256(_mm256_srl_epi16(w, _mm_cvtsi32_si128(bits * (c / nb))), m);
-        _mm256_storeu_si256((__m256i *)(void *)(out + c), w);
-    }
+    (void)nb;
+    for (int c = 0; c < d; c += 16)
+        _mm256_storeu_si256((__m256i *)(void *)(out + c), _mm512_cvtepi32_epi16(kvs_codes16(rec, bits, d, c)));
 }
 
 AVX512 static void dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
@@ -103,7 +100,6 @@ AVX512 __attribute__((always_inline)) static inline void
 axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, int d, int group,
           int bits, int r0, int c0, float *out, const int NR) {
     const int nb = d * bits / 8;
-    const __m512i m = _mm512_set1_epi32((1 << bits) - 1);
     __m512 acc[ROWS][4];
     for (int r = 0; r < NR; r++)
         for (int j = 0; j < 4; j++) acc[r][j] = _mm512_loadu_ps(out + (size_t)(r0 + r) * d + c0 + 16 * j);
@@ -112,8 +108,7 @@ axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, 
         __m512 x[4];
         for (int j = 0; j < 4; j++) {
             int c = c0 + 16 * j, g = c / group;
-            __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(rec + c % nb)));
-            w = _mm512_and_si512(_mm512_srl_epi32(w, _mm_cvtsi32_si128(bits * (c / nb))), m);
+            __m512i w = kvs_codes16(rec, bits, d, c);
             x[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(h2f(rec + nb + 4 * g)),
                                    _mm512_set1_ps(h2f(rec + nb + 4 * g + 2)));
         }
@@ -148,6 +143,7 @@ AVX512 static void axpyn512(const uint8_t *rec0, size_t stride, int n, const flo
     }
 WRAP(8)
 WRAP(4)
+WRAP(3)
 WRAP(2)
 
 static int cpu_ok(void) {
@@ -158,15 +154,15 @@ static int cpu_ok(void) {
 
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group) {
     /* 16 channels per plane step, 32 per madd inside one group */
-    if (!cpu_ok() || d > MAXD || d % 32 || (d * bits / 8) % 16 || group % 32 || d / group > MAXG)
+    if (!cpu_ok() || d > MAXD || d % 32 || !kvs_codes16_ok(bits, d) || group % 32 || d / group > MAXG)
         return NULL;
     /* a group's dot is summed in int32: |q16| <= 32767 times codes <= 255
      * overflows past 257 channels (4- and 2-bit codes cannot) */
     if (bits == 8 && group > 256) return NULL;
-    return bits == 8 ? dotn512_q8 : bits == 4 ? dotn512_q4 : bits == 2 ? dotn512_q2 : NULL;
+    return bits == 8 ? dotn512_q8 : bits == 4 ? dotn512_q4 : bits == 3 ? dotn512_q3 : bits == 2 ? dotn512_q2 : NULL;
 }
 
 kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group) {
-    if (!cpu_ok() || d % 64 || (d * bits / 8) % 16 || group % 16) return NULL;
-    return bits == 8 ? axpyn512_q8 : bits == 4 ? axpyn512_q4 : bits == 2 ? axpyn512_q2 : NULL;
+    if (!cpu_ok() || d % 64 || !kvs_codes16_ok(bits, d) || group % 16) return NULL;
+    return bits == 8 ? axpyn512_q8 : bits == 4 ? axpyn512_q4 : bits == 3 ? axpyn512_q3 : bits == 2 ? axpyn512_q2 : NULL;
 }

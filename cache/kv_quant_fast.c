@@ -156,7 +156,7 @@ kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
     /* 16-channel blocks inside one plane and one group; int32 lanes sum at
      * most group/16 products of <= 255 x 32767 each. */
     if (d * bits / 8 % 16 || group % 16 || group > 1024 || d / group > MAXG) return NULL;
-    return bits == 8 ? dotn_q8 : bits == 4 ? dotn_q4 : bits == 2 ? dotn_q2 : NULL;
+    return bits == 8 ? dotn_q8 : bits == 4 ? dotn_q4 : bits == 2 ? dotn_q2 : NULL; /* no 3 */
 }
 
 kvq_axpyn_fn kvq_fast_axpyn(int bits, int d, int group) {

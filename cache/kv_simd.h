@@ -4,6 +4,8 @@
 #define PIVOT_KV_SIMD_H
 
 #include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
 
 /* e^x for x <= 0 (softmax arguments): 2^n * e^r with n = round(x/ln2),
  * r = x - n*ln2 (ln2 split in two so r is exact enough), e^r by its Taylor
@@ -26,6 +28,30 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 kvs_exp51
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
+}
+
+/* The codes of channels c..c+15 of a quantized record (kv_quant.h's
+ * layout; bits 8/4/2 need 16 | nb, bits 3 needs 16 | head_dim/4 and 16 | c)
+ * as 16 int32 lanes: the one unpacking rule of the AVX-512 kernels. */
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline __m512i
+kvs_codes16(const uint8_t *rec, int bits, int d, int c) {
+    if (bits == 3) { /* low two bits from the 2-bit planes, the third from its mask */
+        const int nb2 = d / 4;
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(rec + c % nb2)));
+        w = _mm512_and_si512(_mm512_srl_epi32(w, _mm_cvtsi32_si128(2 * (c / nb2))), _mm512_set1_epi32(3));
+        uint16_t hb;
+        memcpy(&hb, rec + nb2 + c / 8, 2);
+        return _mm512_or_si512(w, _mm512_maskz_mov_epi32((__mmask16)hb, _mm512_set1_epi32(4)));
+    }
+    const int nb = d * bits / 8;
+    __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(rec + c % nb)));
+    return _mm512_and_si512(_mm512_srl_epi32(w, _mm_cvtsi32_si128(bits * (c / nb))),
+                            _mm512_set1_epi32((1 << bits) - 1));
+}
+
+/* 1 when kvs_codes16 can read a record of this shape 16 channels at a time. */
+static inline int kvs_codes16_ok(int bits, int d) {
+    return bits == 3 ? d % 64 == 0 : (d * bits / 8) % 16 == 0;
 }
 
 /* Calls CALL(k) with k = n as a compile-time constant in 1..6 (n >= 6 takes

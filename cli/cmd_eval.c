@@ -24,13 +24,15 @@ extern char **environ;
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: pivot eval --task ppl|copy|retrieval [options]\n"
+            "usage: pivot eval --task ppl|copy|lookup|retrieval [options]\n"
             "\n"
             "Runs each KV cache policy through a real compressed decode (prefix prefilled, then\n"
             "one token at a time) beside the full FP16 cache and reports quality vs KV memory.\n"
             "\n"
             "  --task T             ppl: teacher-forced perplexity, top-1 agreement and KL vs full\n"
             "                       copy: random word tokens twice; accuracy on the second copy\n"
+            "                       lookup: records KEY: NUMBER, then every key again; accuracy\n"
+            "                       on the number tokens (only the cache knows them)\n"
             "                       retrieval: LongEval-style lines; exact match on the number\n"
             "  --policies LIST      comma-separated presets, each optionally followed by its\n"
             "                       knobs: full,mikv,lo-bits=4,scissorhands (knob=value items\n"
@@ -45,11 +47,11 @@ static void usage(FILE *f) {
             "  --copy-text          copy: the first copy is a window of --text (evenly spread\n"
             "                       over it) instead of random word tokens\n"
             "  --samples N          samples (default 4)\n"
-            "  --seed S             seed for copy/retrieval samples (default 0)\n"
-            "  --length N           ppl, copy: tokens per sample incl. BOS (default 512)\n"
+            "  --seed S             seed for copy/lookup/retrieval samples (default 0)\n"
+            "  --length N           ppl, copy, lookup: tokens per sample incl. BOS (default 512)\n"
             "  --prefix N           ppl: tokens prefilled before scoring (default 64)\n"
             "  --lines N            retrieval: records per sample (default 12)\n"
-            "  --digits N           retrieval: digits of each record's number (default 3)\n"
+            "  --digits N           retrieval, lookup: digits of each record's number (default 3)\n"
             "  --threads N          CPU threads (default: all cores)\n"
             "  --device D           cpu (default), cuda, auto: where every run decodes (on\n"
             "                       cuda each policy runs in the GPU's own cache)\n"
@@ -105,11 +107,12 @@ static int parse(int argc, char **argv, eval_opts *o) {
     if (rc) return rc;
     o->ratios_given = o->ratios != NULL;
     if (!o->ratios) o->ratios = DEFAULT_RATIOS;
-    if (!o->task) return bad("--task is required (ppl, copy or retrieval)", NULL);
+    if (!o->task) return bad("--task is required (ppl, copy, lookup or retrieval)", NULL);
     if (!strcmp(o->task, "ppl")) t->task = EV_PPL;
     else if (!strcmp(o->task, "copy")) t->task = EV_COPY;
     else if (!strcmp(o->task, "retrieval")) t->task = EV_RETRIEVAL;
-    else return bad("unknown task (ppl, copy or retrieval):", o->task);
+    else if (!strcmp(o->task, "lookup")) t->task = EV_LOOKUP;
+    else return bad("unknown task (ppl, copy, lookup or retrieval):", o->task);
     if (t->task == EV_PPL && t->prefix >= t->length)
         return bad("--prefix must be smaller than --length", NULL);
     if (o->plot && !o->json) return bad("--plot needs --json (the plot is drawn from it)", NULL);

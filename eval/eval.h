@@ -20,13 +20,15 @@
 #include "kv_policy.h"
 #include "llama.h"
 
-typedef enum { EV_PPL = 0, EV_COPY, EV_RETRIEVAL } ev_task;
+typedef enum { EV_PPL = 0, EV_COPY, EV_RETRIEVAL, EV_LOOKUP } ev_task;
 
 typedef struct {
     int32_t *tokens; /* the whole teacher-forced sequence */
     int n;
     int prefix;      /* tokens prefilled at once; tokens[prefix..n) are fed one by one */
-    int score;       /* 1: predictions of tokens[prefix..n) are scored (ppl, copy) */
+    int score;       /* 1: predictions of tokens[prefix..n) are scored (ppl, copy, lookup) */
+    uint8_t *mask;   /* NULL: every scored position counts; else only t with
+                        mask[t] (lookup: the value tokens of the queries) */
     char answer[16]; /* retrieval: the number expected after the sequence */
     int gen_max;     /* retrieval: greedy tokens decoded after the sequence */
 } ev_sample;

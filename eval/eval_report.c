@@ -27,6 +27,7 @@ int ev_write_json(const char *path, const char *model_name, const ev_task_opts *
     }
     if (o->task == EV_RETRIEVAL) num(root, "lines", o->lines);
     else num(root, "length", o->length);
+    if (o->task == EV_RETRIEVAL || o->task == EV_LOOKUP) num(root, "digits", o->digits);
     cJSON *arr = cJSON_AddArrayToObject(root, "results");
     for (int k = 0; arr && k < n_runs; k++) {
         const ev_run *r = &runs[k];

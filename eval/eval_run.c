@@ -245,7 +245,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
         }
         int nsteps = s->n - s->prefix;
         for (int t = s->prefix; t < s->n; t++) {
-            if (s->score) {
+            if (s->score && (!s->mask || s->mask[t])) {
                 memcpy(ref, runs[0].logits, sizeof(float) * n_vocab);
                 int ref_top = log_softmax(ref, n_vocab);
                 for (int k = 0; k < n_runs; k++)

@@ -12,29 +12,30 @@
 #include <string.h>
 
 #include "eval.h"
+#include "eval_internal.h"
 #include "pverr.h"
 
 const char *ev_task_name(ev_task t) {
-    return t == EV_PPL ? "ppl" : t == EV_COPY ? "copy" : "retrieval";
+    return t == EV_PPL ? "ppl" : t == EV_COPY ? "copy" : t == EV_LOOKUP ? "lookup" : "retrieval";
 }
 
 /* splitmix64: a small seeded generator, so samples are reproducible across
  * machines (rand() is not). */
-static uint64_t rng_next(uint64_t *s) {
+uint64_t ev_rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static int rng_below(uint64_t *s, int n) { return (int)(rng_next(s) % (uint64_t)n); }
+int ev_rng_below(uint64_t *s, int n) { return (int)(ev_rng_next(s) % (uint64_t)n); }
 
-static int set_err(char *err, size_t errlen, const char *fmt, const char *a, long x, long y) {
+int ev_set_err(char *err, size_t errlen, const char *fmt, const char *a, long x, long y) {
     snprintf(err, errlen, fmt, a, x, y);
     return 1;
 }
 
 /* Encodes text; returns a malloc'ed array with room for `extra` more ids. */
-static int32_t *encode(const tok_vocab *v, const char *text, size_t len, int *n, int extra) {
+int32_t *ev_encode(const tok_vocab *v, const char *text, size_t len, int *n, int extra) {
     int need = tok_encode(v, text, len, 0, NULL, 0);
     if (need < 0) return NULL;
     int32_t *ids = malloc(sizeof(int32_t) * ((size_t)need + extra + 1));
@@ -71,16 +72,16 @@ static int build_ppl(const llm_model *m, const ev_task_opts *o, ev_sample *s, ch
     const tok_vocab *v = llm_get_vocab(m);
     size_t len = 0;
     char *text = read_file(o->text, &len);
-    if (!text) return set_err(err, errlen, "cannot read text file '%s'", o->text, 0, 0);
+    if (!text) return ev_set_err(err, errlen, "cannot read text file '%s'", o->text, 0, 0);
     int n = 0;
-    int32_t *ids = encode(v, text, len, &n, 0);
+    int32_t *ids = ev_encode(v, text, len, &n, 0);
     free(text);
-    if (!ids) return set_err(err, errlen, "cannot tokenize '%s'", o->text, 0, 0);
+    if (!ids) return ev_set_err(err, errlen, "cannot tokenize '%s'", o->text, 0, 0);
     int bos = tok_add_bos(v) && tok_bos(v) >= 0;
     int body = o->length - bos;
     if (n < body) {
         free(ids);
-        return set_err(err, errlen, "text '%s' has %ld tokens; --length needs %ld", o->text, n,
+        return ev_set_err(err, errlen, "text '%s' has %ld tokens; --length needs %ld", o->text, n,
                        body);
     }
     for (int i = 0; i < o->samples; i++) {
@@ -90,7 +91,7 @@ static int build_ppl(const llm_model *m, const ev_task_opts *o, ev_sample *s, ch
         s[i].tokens = malloc(sizeof(int32_t) * o->length);
         if (!s[i].tokens) {
             free(ids);
-            return set_err(err, errlen, "%s", "out of memory", 0, 0);
+            return ev_set_err(err, errlen, "%s", "out of memory", 0, 0);
         }
         if (bos) s[i].tokens[0] = tok_bos(v);
         memcpy(s[i].tokens + bos, ids + start, sizeof(int32_t) * body);
@@ -104,7 +105,7 @@ static int build_ppl(const llm_model *m, const ev_task_opts *o, ev_sample *s, ch
 
 /* Plain word tokens (" " + 3..10 lowercase ASCII letters): random sequences of
  * them are still "text" to the model, and none is a control token. */
-static int32_t *word_tokens(const tok_vocab *v, int *n_out) {
+int32_t *ev_word_tokens(const tok_vocab *v, int *n_out) {
     int nv = tok_n_vocab(v), n = 0;
     int32_t *w = malloc(sizeof(int32_t) * (size_t)nv);
     if (!w) return NULL;
@@ -125,22 +126,22 @@ static int build_copy(const llm_model *m, const ev_task_opts *o, ev_sample *s, c
     const tok_vocab *v = llm_get_vocab(m);
     int bos = tok_add_bos(v) && tok_bos(v) >= 0;
     int L = (o->length - bos) / 2;
-    if (L < 2) return set_err(err, errlen, "%s--length %ld is too short for two copies", "", o->length, 0);
+    if (L < 2) return ev_set_err(err, errlen, "%s--length %ld is too short for two copies", "", o->length, 0);
     int nw = 0, nt = 0;
-    int32_t *w = word_tokens(v, &nw), *text = NULL;
+    int32_t *w = ev_word_tokens(v, &nw), *text = NULL;
     if (!w || nw < 100) {
         free(w);
-        return set_err(err, errlen, "%sthe vocabulary has only %ld plain word tokens", "", nw, 0);
+        return ev_set_err(err, errlen, "%sthe vocabulary has only %ld plain word tokens", "", nw, 0);
     }
     if (o->copy_text) { /* windows of the text, evenly spread as in ppl */
         size_t len = 0;
         char *raw = read_file(o->text, &len);
-        if (raw) text = encode(v, raw, len, &nt, 0);
+        if (raw) text = ev_encode(v, raw, len, &nt, 0);
         free(raw);
         if (!text || nt < L) {
             free(w);
             free(text);
-            return set_err(err, errlen, "%s: %ld tokens of text, a copy needs %ld", o->text, nt, L);
+            return ev_set_err(err, errlen, "%s: %ld tokens of text, a copy needs %ld", o->text, nt, L);
         }
     }
     for (int i = 0; i < o->samples; i++) {
@@ -150,13 +151,13 @@ static int build_copy(const llm_model *m, const ev_task_opts *o, ev_sample *s, c
         if (!s[i].tokens) {
             free(w);
             free(text);
-            return set_err(err, errlen, "%s", "out of memory", 0, 0);
+            return ev_set_err(err, errlen, "%s", "out of memory", 0, 0);
         }
         if (bos) s[i].tokens[0] = tok_bos(v);
         long start = o->samples > 1 ? (long)(nt - L) * i / (o->samples - 1) : 0;
         for (int j = 0; j < L; j++)
             s[i].tokens[bos + j] = s[i].tokens[bos + L + j] =
-                text ? text[start + j] : w[rng_below(&st, nw)];
+                text ? text[start + j] : w[ev_rng_below(&st, nw)];
         s[i].n = n;
         s[i].prefix = bos + L;
         s[i].score = 1;
@@ -191,7 +192,7 @@ static int build_retrieval(const llm_model *m, const ev_task_opts *o, ev_sample 
     const tok_vocab *v = llm_get_vocab(m);
     int bos = tok_add_bos(v) && tok_bos(v) >= 0;
     if (o->lines < 1 || o->lines > N_ADJ * N_NOUN)
-        return set_err(err, errlen, "%s--lines must be in [1, %ld], got %ld", "", N_ADJ * N_NOUN,
+        return ev_set_err(err, errlen, "%s--lines must be in [1, %ld], got %ld", "", N_ADJ * N_NOUN,
                        o->lines);
     int lo_val = 1;
     for (int d = 1; d < o->digits; d++) lo_val *= 10;
@@ -203,21 +204,21 @@ static int build_retrieval(const llm_model *m, const ev_task_opts *o, ev_sample 
         int *name = malloc(sizeof(int) * o->lines), *val = malloc(sizeof(int) * o->lines);
         if (!rec || !used || !name || !val) {
             free(rec), free(used), free(name), free(val);
-            return set_err(err, errlen, "%s", "out of memory", 0, 0);
+            return ev_set_err(err, errlen, "%s", "out of memory", 0, 0);
         }
         len += snprintf(rec, cap, "Remember the number of each item.\n\n");
         for (int j = 0; j < o->lines; j++) {
             int k;
-            do k = rng_below(&st, N_ADJ * N_NOUN);
+            do k = ev_rng_below(&st, N_ADJ * N_NOUN);
             while (used[k]);
             used[k] = 1;
             name[j] = k;
             /* d-digit numbers, leading digit nonzero */
-            val[j] = lo_val + rng_below(&st, 9 * lo_val);
+            val[j] = lo_val + ev_rng_below(&st, 9 * lo_val);
             len += snprintf(rec + len, cap - len, "The %s %s has number %d.\n", adjs[k / N_NOUN],
                             nouns[k % N_NOUN], val[j]);
         }
-        int ask = rng_below(&st, o->lines);
+        int ask = ev_rng_below(&st, o->lines);
         const char *a = adjs[name[ask] / N_NOUN], *nn = nouns[name[ask] % N_NOUN];
         /* The answer is primed with the record's own wording: a 135M model
          * follows a format far more reliably than an instruction, and it
@@ -228,13 +229,13 @@ static int build_retrieval(const llm_model *m, const ev_task_opts *o, ev_sample 
                  nn, a, nn);
         snprintf(s[i].answer, sizeof s[i].answer, "%d", val[ask]);
         int nr = 0, nq = 0;
-        int32_t *r = encode(v, rec, len, &nr, 0);
-        int32_t *qi = encode(v, q, strlen(q), &nq, 0);
+        int32_t *r = ev_encode(v, rec, len, &nr, 0);
+        int32_t *qi = ev_encode(v, q, strlen(q), &nq, 0);
         free(rec), free(used), free(name), free(val);
         s[i].tokens = r && qi ? malloc(sizeof(int32_t) * ((size_t)bos + nr + nq)) : NULL;
         if (!s[i].tokens) {
             free(r), free(qi);
-            return set_err(err, errlen, "%s", "cannot tokenize the retrieval prompt", 0, 0);
+            return ev_set_err(err, errlen, "%s", "cannot tokenize the retrieval prompt", 0, 0);
         }
         if (bos) s[i].tokens[0] = tok_bos(v);
         memcpy(s[i].tokens + bos, r, sizeof(int32_t) * nr);
@@ -253,9 +254,10 @@ int ev_build_samples(const llm_model *m, const ev_task_opts *o, ev_sample **out,
     *out = NULL;
     *n_out = 0;
     ev_sample *s = calloc((size_t)o->samples, sizeof *s);
-    if (!s) return set_err(err, errlen, "%s", "out of memory", 0, 0);
+    if (!s) return ev_set_err(err, errlen, "%s", "out of memory", 0, 0);
     int rc = o->task == EV_PPL    ? build_ppl(m, o, s, err, errlen)
              : o->task == EV_COPY ? build_copy(m, o, s, err, errlen)
+             : o->task == EV_LOOKUP ? ev_build_lookup(m, o, s, err, errlen)
                                   : build_retrieval(m, o, s, err, errlen);
     if (rc) {
         ev_free_samples(s, o->samples);
@@ -268,6 +270,9 @@ int ev_build_samples(const llm_model *m, const ev_task_opts *o, ev_sample **out,
 
 void ev_free_samples(ev_sample *s, int n) {
     if (!s) return;
-    for (int i = 0; i < n; i++) free(s[i].tokens);
+    for (int i = 0; i < n; i++) {
+        free(s[i].tokens);
+        free(s[i].mask);
+    }
     free(s);
 }

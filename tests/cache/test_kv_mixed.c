@@ -221,8 +221,11 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
                             * query, so a missing or wrong rotation of q, k, v or the output shows */
                            "mikv,budget=40,rotate=1", "mikv,budget=40,hi-bits=8,rotate=1",
                            "quant2,group=8,budget=40,chunk=8,rotate=1",
-                           "mikv,budget=40,key-balance=0,rotate=1"};
-    for (int i = 0; i < 15; i++) {
+                           "mikv,budget=40,key-balance=0,rotate=1",
+                           /* 3-bit codes: the portable and the AVX-512 kernels */
+                           "mikv,budget=40,lo-bits=4/3,rotate=1", "quant4,lo-bits=3,group=16,budget=40,chunk=8",
+                           "mikv,budget=40,lo-bits=3/2"};
+    for (int i = 0; i < 18; i++) {
         check_vs_reference(specs[i], 0);
         check_vs_reference(specs[i], 1);
     }
@@ -241,8 +244,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            "scissorhands,budget=0.5,window=10", "streaming,budget=40,chunk=0",
                            "mikv,lo-bits=4/2", "mikv,lo-bits=2/4,group=8,budget=30",
                            "quant4,lo-v-bits=2", "h2o,lo-k-bits=4,lo-v-bits=2,budget=0.2,chunk=1",
-                           "mikv,rotate=1", "quant2,rotate=1"};
-    for (int k = 0; k < 17; k++) {
+                           "mikv,rotate=1", "quant2,rotate=1", "mikv,lo-bits=4/3,rotate=1",
+                           "quant4,lo-bits=3"};
+    for (int k = 0; k < 19; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -421,7 +425,8 @@ Test(kv_mixed, bad_calls_are_errors) {
 Test(kv_mixed, prompt_blocks_match_per_query_kernels) {
     const char *specs[] = {"mikv,budget=40", "mikv,budget=40,hi-bits=8", "mikv,budget=40,lo-bits=2/4,group=64",
                            "quant2,group=8,budget=40,chunk=8", "h2o,budget=60", "scissorhands,budget=30",
-                           "mikv,budget=0.25,key-balance=0", "mikv,budget=40,rotate=1"};
+                           "mikv,budget=0.25,key-balance=0", "mikv,budget=40,rotate=1",
+                           "mikv,budget=40,lo-bits=4/3,rotate=1"};
     int shapes[][2] = {{6, 2}, {2, 2}, {8, 1}}; /* groups of 3 (blocks of 10 queries), 1 (32), 8 (4) */
     int chunks[] = {50, 37, 1, 40, 33, 2}, N = 163, hd = 64;
     double worst = 0;

@@ -71,13 +71,17 @@ Test(kv_policy, parse_sets_every_knob) {
     cr_assert(strstr(d, ",rotate=1)"), "%s", d);
     cr_assert_eq(kv_policy_parse("mikv,hi-bits=8,lo-bits=0,rotate=1", &p, err, sizeof err), 0,
                  "%s", err); /* an INT8 high tier is quantized too */
+    cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/3", &p, err, sizeof err), 0, "%s", err);
+    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3);
+    cr_assert_eq(kv_policy_parse("quant4,lo-bits=3", &p, err, sizeof err), 0, "%s", err);
+    cr_assert(p.lo_bits == 3 && kv_policy_lo_v_bits(&p) == 3);
 }
 
 Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
     struct {
         const char *spec, *needle;
     } bad[] = {
-        {"mikv,lo-bits=3", "lo-bits must be 0, 2 or 4"},
+        {"mikv,lo-bits=5", "lo-bits must be 0, 2, 3 or 4"},
         {"mikv,hi-bits=4", "hi-bits must be 16 or 8"},
         {"mikv,budget=2.5", "budget must be"},
         {"mikv,budget=-1", "budget must be"},
@@ -92,11 +96,11 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"full,budget=100", "select=none never demotes"},
         {"full,lo-bits=2", "select=none never demotes"},
         {"quant2,recent=0", "both are 0"},
-        {"mikv,lo-bits=4/3", "lo-bits must be 0, 2 or 4"},
-        {"mikv,lo-bits=0/2", "lo-bits must be 0, 2 or 4"},
-        {"mikv,lo-bits=4/", "lo-bits must be 0, 2 or 4"},
-        {"mikv,lo-v-bits=8", "lo-v-bits must be 2 or 4"},
-        {"mikv,lo-k-bits=0", "lo-k-bits must be 2 or 4"},
+        {"mikv,lo-bits=4/1", "lo-bits must be 0, 2, 3 or 4"},
+        {"mikv,lo-bits=0/2", "lo-bits must be 0, 2, 3 or 4"},
+        {"mikv,lo-bits=4/", "lo-bits must be 0, 2, 3 or 4"},
+        {"mikv,lo-v-bits=8", "lo-v-bits must be 2, 3 or 4"},
+        {"mikv,lo-k-bits=0", "lo-k-bits must be 2, 3 or 4"},
         {"scissorhands,lo-v-bits=2", "needs a low tier"},
         {"mikv,rotate=2", "rotate must be 1 or 0"},
         {"scissorhands,rotate=1", "quantizes none"},

@@ -20,10 +20,10 @@ static float frand(unsigned *s) {
 
 Test(kv_quant, round_trip_within_format_bound) {
     unsigned r = 1;
-    int bits[] = {8, 4, 2}, groups[] = {8, 32, 64};
+    int bits[] = {8, 4, 3, 2}, groups[] = {8, 32, 64};
     float x[64], y[64];
     uint8_t rec[256];
-    for (int bi = 0; bi < 3; bi++)
+    for (int bi = 0; bi < 4; bi++)
         for (int gi = 0; gi < 3; gi++)
             for (int trial = 0; trial < 200; trial++) {
                 int b = bits[bi], G = groups[gi], d = 64;
@@ -67,10 +67,10 @@ Test(kv_quant, round_trip_within_format_bound) {
 
 Test(kv_quant, kernels_match_float64_over_decoded_records) {
     unsigned r = 3;
-    int bits[] = {16, 8, 4, 2};
+    int bits[] = {16, 8, 4, 3, 2};
     float x[64], dec[64], q[5 * 64], out[5], acc[5 * 64], acc2[5 * 64], a[5];
     uint8_t rec[256];
-    for (int bi = 0; bi < 4; bi++)
+    for (int bi = 0; bi < 5; bi++)
         for (int G = 8; G <= 64; G *= 2)
             for (int gq = 1; gq <= 5; gq++)
                 for (int simd = 0; simd < 2; simd++) {
@@ -102,20 +102,49 @@ Test(kv_quant, kernels_match_float64_over_decoded_records) {
 }
 
 /* Run kernels (a page of records at once) against float64. */
+/* The 3-bit layout, byte by byte: codes 0..7 (channel c gets c % 8, one
+ * group of 64 spanning 0..7, so scale 1 and zero 0) land as kv_quant.h
+ * says: low two bits in the 2-bit planes (channel c in byte c % 16 at bit
+ * 2·(c / 16)), the third bit in a mask (byte 16 + c / 8, bit c % 8). */
+Test(kv_quant, three_bit_layout_and_round_trip) {
+    float x[64], y[64];
+    uint8_t rec[64] = {0};
+    for (int c = 0; c < 64; c++) x[c] = (float)(c % 8);
+    cr_assert_eq(kvl_rec_bytes(3, 64, 64), 24 + 4);
+    kvq_encode(x, 64, 3, 64, rec);
+    for (int j = 0; j < 16; j++) {
+        int want = 0;
+        for (int pl = 0; pl < 4; pl++) want |= (((j + 16 * pl) % 8) & 3) << (2 * pl);
+        cr_assert_eq(rec[j], want, "2-bit plane byte %d: %#x, want %#x", j, rec[j], want);
+    }
+    for (int b = 0; b < 8; b++) /* channels 8b..8b+7 hold 0..7: bit 2 set for 4..7 */
+        cr_assert_eq(rec[16 + b], 0xF0, "high-bit byte %d: %#x", b, rec[16 + b]);
+    for (int c = 0; c < 64; c++) cr_assert_eq(kvq_code(rec, 64, 3, c), c % 8, "channel %d", c);
+    kvq_decode(rec, 64, 3, 64, y);
+    for (int c = 0; c < 64; c++) cr_assert_eq(y[c], x[c], "channel %d: %g", c, y[c]);
+}
+
 Test(kv_quant, run_kernels_match_float64) {
     unsigned r = 11;
     enum { NT = 32, D = 64, GQ = 3 };
-    int bits[] = {16, 8, 4, 2}, groups[] = {16, 32, 64};
+    int bits[] = {16, 8, 4, 3, 2}, groups[] = {16, 32, 64};
     static uint8_t recs[NT * 256];
     static float dec[NT][D], q[GQ * D], sc[GQ * NT], a[GQ * NT], out[GQ * D], out0[GQ * D];
     static char qmem[4096] __attribute__((aligned(32)));
-    for (int bi = 0; bi < 4; bi++)
+    for (int bi = 0; bi < 5; bi++)
         for (int gi = 0; gi < 3; gi++)
-            for (int simd = 0; simd < 2; simd++) {
+            for (int simd = 0; simd < 3; simd++) { /* portable, AVX2, AVX-512 run kernels */
                 int b = bits[bi], G = groups[gi];
                 size_t rec = kvl_rec_bytes(b, D, G);
                 kvq_kernels k;
-                kvq_kernels_for(b, D, G, !simd, &k);
+                kvq_kernels_for(b, D, G, simd == 0, &k);
+                if (simd == 2) {
+                    kvq_dotn_fn dn = b == 16 ? NULL : kvq_avx512_dotn(b, D, G);
+                    kvq_axpyn_fn an = b == 16 ? NULL : kvq_avx512_axpyn(b, D, G);
+                    if (!dn && !an) continue; /* this CPU or shape has none */
+                    if (dn) k.dotn = dn, k.wants_prep = 1;
+                    if (an) k.axpyn = an;
+                }
                 for (int t = 0; t < NT; t++) {
                     float x[D];
                     for (int i = 0; i < D; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0);
