@@ -29,7 +29,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-BIN = Path(os.environ.get("PIVOT_BIN", REPO / "build" / "server" / "pivot"))
+BIN = Path(os.environ.get("PIVOT_BIN", REPO / "build" / "cli" / "pivot"))
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 DOCKERFILES = ["Dockerfile", "Dockerfile.cuda"]
 

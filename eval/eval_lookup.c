@@ -5,7 +5,7 @@
  * again in another random order, each followed by its value. The list is
  * the prefix (prefilled, so the cache has compressed it before the first
  * question); the questions are fed token by token and only the value
- * tokens of the questions are scored: the model cannot guess a random
+ * (digit) tokens of the questions are scored: the model cannot guess a random
  * number from its prior, it can only read it back from the cache. Records
  * are added until the sample reaches --length tokens.
  *
@@ -33,11 +33,23 @@ static int put(tokbuf *b, const int32_t *ids, int n, int scored) {
     return 0;
 }
 
+/* A token is scored only when it carries a digit: the tokenizer may split
+ * " 417" into a bare space and the digits, and the space after ':' is
+ * predictable without any cache. */
+static int has_digit(const tok_vocab *v, int32_t id) {
+    char buf[32];
+    int len = tok_piece(v, id, 0, buf, sizeof buf);
+    for (int i = 0; i < len && i < (int)sizeof buf; i++)
+        if (buf[i] >= '0' && buf[i] <= '9') return 1;
+    return 0;
+}
+
 static int put_text(tokbuf *b, const tok_vocab *v, const char *text, int scored) {
     int n = 0;
     int32_t *ids = ev_encode(v, text, strlen(text), &n, 0);
     if (!ids) return -1;
-    int rc = put(b, ids, n, scored);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) rc = put(b, ids + i, 1, scored && has_digit(v, ids[i]));
     free(ids);
     return rc;
 }

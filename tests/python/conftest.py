@@ -68,7 +68,7 @@ def pytest_runtest_makereport(item, call):
 
 def _pivot_path() -> Path:
     env = os.environ.get("PIVOT_BIN")
-    return Path(env) if env else REPO / "build" / "server" / "pivot"
+    return Path(env) if env else REPO / "build" / "cli" / "pivot"
 
 
 @pytest.fixture(scope="session")

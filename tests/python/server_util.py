@@ -27,7 +27,7 @@ STARTED: list["Server"] = []
 
 def pivot_path() -> Path:
     env = os.environ.get("PIVOT_BIN")
-    return Path(env) if env else REPO / "build" / "server" / "pivot"
+    return Path(env) if env else REPO / "build" / "cli" / "pivot"
 
 
 def free_port() -> int:

@@ -444,7 +444,7 @@ class Soak:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=os.environ.get("PIVOT_BIN", str(REPO / "build" / "server" / "pivot")))
+    ap.add_argument("--bin", default=os.environ.get("PIVOT_BIN", str(REPO / "build" / "cli" / "pivot")))
     ap.add_argument("--model", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--duration", type=float, default=float(os.environ.get("SOAK_SECONDS", 180)))
     ap.add_argument("--warmup", type=float, default=20)
