@@ -198,14 +198,25 @@ static void end_sample(ev_run *r, const ev_sample *s, int task, int idx, int cor
     r->samples++;
 }
 
-static void progress(int si, int ns, int step, int nsteps, double t0, int final) {
-    static double last;
+/* Progress on stderr at most every 2 s (and at each sample's end): a bar
+ * over all samples, the sample and step, time spent and an estimate of the
+ * time left (from the fraction done, counting samples as equal). */
+typedef struct {
+    double t0, last;
+} ev_progress;
+
+static void progress(ev_progress *pg, int si, int ns, int step, int nsteps, int final) {
     double now = pv_now();
-    if (!final && now - last < 2.0) return;
-    last = now;
+    if (!final && now - pg->last < 2.0) return;
+    pg->last = now;
+    double done = ((double)si + (nsteps ? (double)step / nsteps : 1.0)) / ns, spent = now - pg->t0;
+    char bar[21];
+    for (int i = 0; i < 20; i++) bar[i] = i < (int)(done * 20 + 1e-9) ? '#' : '.';
+    bar[20] = 0;
     int tty = isatty(2);
-    fprintf(stderr, "%spivot eval: sample %d/%d, step %d/%d, %.0f s%s", tty ? "\r" : "", si + 1,
-            ns, step, nsteps, now - t0, tty && !final ? "   " : "\n");
+    fprintf(stderr, "%spivot eval: [%s] sample %d/%d, step %d/%d, %.0f s, ~%.0f s left%s",
+            tty ? "\r" : "", bar, si + 1, ns, step, nsteps, spent,
+            done > 0 ? spent * (1 - done) / done : 0.0, tty && !final ? "   " : "\n");
     fflush(stderr);
 }
 
@@ -224,7 +235,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
     }
     float *ref = malloc(sizeof(float) * n_vocab);
     if (!ref) return 1;
-    double t0 = pv_now();
+    ev_progress pg = {pv_now(), 0};
     int status = 1;
     for (int si = 0; si < n_smp; si++) {
         const ev_sample *s = &smp[si];
@@ -265,7 +276,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
                     goto out;
                 }
             }
-            progress(si, n_smp, t - s->prefix + 1, nsteps, t0, 0);
+            progress(&pg, si, n_smp, t - s->prefix + 1, nsteps, 0);
         }
         for (int k = 0; k < n_runs; k++) {
             ev_run *r = &runs[k];
@@ -282,7 +293,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
             end_sample(r, s, o->task, si, correct);
             free_ctx(r);
         }
-        progress(si, n_smp, nsteps, nsteps, t0, 1);
+        progress(&pg, si, n_smp, nsteps, nsteps, 1);
     }
     status = 0;
 out:

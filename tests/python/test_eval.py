@@ -45,6 +45,8 @@ def test_full_vs_full_is_exact(pivot_bin, smol_model, tmp_path):
     assert other["tokens_scored"] == 48 - 24
     # The table on stdout names every run; progress goes to stderr only.
     assert r.stdout.count("full") >= 2 and "sample 1/1" in r.stderr
+    # the final progress line: a full bar, nothing left
+    assert "[" + "#" * 20 + "] sample 1/1" in r.stderr and "~0 s left" in r.stderr, r.stderr
     assert "sample" not in r.stdout
 
 
