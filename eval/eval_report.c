@@ -68,6 +68,10 @@ int ev_write_json(const char *path, const char *model_name, const ev_task_opts *
         if (o->task != EV_PPL) {
             num(e, "accuracy", mt.accuracy);
             if (mt.accuracy_ci95 >= 0) num(e, "accuracy_ci95", mt.accuracy_ci95);
+            /* per sample, so runs with other seeds can be pooled into one interval */
+            cJSON *sa = cJSON_AddArrayToObject(e, "sample_accuracy");
+            for (int i = 0; sa && i < r->samples; i++)
+                cJSON_AddItemToArray(sa, cJSON_CreateNumber(r->sample_acc[i]));
         }
         num(e, "decode_seconds", r->seconds);
     }

@@ -168,6 +168,8 @@ def test_lookup_only_the_cache_can_answer(pivot_bin, smol_model, tmp_path):
     assert full2["accuracy"] == full["accuracy"] and full2["mean_kl"] == 0, full2
     assert evict["tokens_dropped"] > 0 and evict["accuracy"] < 0.5 * full["accuracy"], evict
     assert "accuracy_ci95" in full
+    assert len(full["sample_accuracy"]) == 2
+    assert abs(sum(full["sample_accuracy"]) / 2 - full["accuracy"]) < 0.03, full
 
 
 @pytest.mark.parametrize("args, code, msg", [

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Pools `pivot eval --json` reports of the same task run with different
+seeds into one table: per (policy spec, ratio target), the accuracy over all
+samples with its 95% interval (1.96 standard errors over samples), the
+share of full's accuracy, the largest KV memory ratio reached, top-1
+agreement and Δppl (weighted by samples).
+
+  scripts/pool_eval.py copy_s1.json copy_s2.json [--markdown]
+
+Reports written before `sample_accuracy` existed are pooled from their mean
+and `accuracy_ci95` (the same standard deviation, recovered)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+def samples_of(r):
+    if "sample_accuracy" in r:
+        return list(r["sample_accuracy"])
+    n, m = r.get("samples", 0), r.get("accuracy", 0.0)
+    if n < 2 or "accuracy_ci95" not in r:
+        return [m] * n
+    sd = r["accuracy_ci95"] / 1.96 * math.sqrt(n)
+    # n values with mean m and sample standard deviation sd
+    k = sd * math.sqrt((n - 1) / n)
+    return [m + (k if i % 2 == 0 else -k) for i in range(n - n % 2)] + ([m] if n % 2 else [])
+
+
+def pool(docs):
+    rows, order = {}, []
+    for d in docs:
+        for r in d["results"]:
+            key = (r["policy_spec"], r.get("kv_ratio_target"))
+            if key not in rows:
+                rows[key] = {"acc": [], "ratio": 0.0, "top1": 0.0, "dppl": 0.0, "w": 0,
+                             "infeasible": None, "spec": r["policy_spec"],
+                             "target": r.get("kv_ratio_target")}
+                order.append(key)
+            e = rows[key]
+            if not r.get("feasible", True) or r.get("samples", 0) == 0:
+                e["infeasible"] = r.get("min_kv_memory_ratio")
+                continue
+            e["acc"] += samples_of(r)
+            e["ratio"] = max(e["ratio"], r.get("kv_memory_ratio", 0))
+            n = r["samples"]
+            e["top1"] += r.get("top1_agreement", 0) * n
+            e["dppl"] += r.get("delta_ppl_pct", 0) * n
+            e["w"] += n
+    return [rows[k] for k in order]
+
+
+def stats(acc):
+    n = len(acc)
+    m = sum(acc) / n
+    if n < 2:
+        return m, float("nan")
+    var = sum((x - m) ** 2 for x in acc) / (n - 1)
+    return m, 1.96 * math.sqrt(var / n)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("json", nargs="+")
+    a = ap.parse_args(argv)
+    docs = [json.load(open(p)) for p in a.json]
+    tasks = {d["task"] for d in docs}
+    if len(tasks) != 1:
+        sys.exit(f"pool_eval: reports of different tasks: {sorted(tasks)}")
+    rows = pool(docs)
+    full = next((r for r in rows if r["spec"] == "full" and r["acc"]), None)
+    full_acc = stats(full["acc"])[0] if full else None
+    print(f"task {tasks.pop()}, {len(docs)} reports")
+    print("| policy | target | KV memory | accuracy (±95%) | of full's | top-1 | Δppl % | samples |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tgt = "–" if r["target"] is None else f"{r['target']:.2f}"
+        if not r["acc"]:
+            mn = r["infeasible"]
+            print(f"| {r['spec']} | {tgt} | infeasible (≥ {mn:.3f}) | | | | | 0 |" if mn else
+                  f"| {r['spec']} | {tgt} | infeasible | | | | | 0 |")
+            continue
+        m, ci = stats(r["acc"])
+        share = f"{m / full_acc:.2f}" if full_acc else "–"
+        print(f"| {r['spec']} | {tgt} | {r['ratio']:.3f} | {m:.3f} (±{ci:.3f}) | {share} | "
+              f"{r['top1'] / r['w']:.3f} | {r['dppl'] / r['w']:+.1f} | {len(r['acc'])} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""scripts/pool_eval.py pools eval reports of several seeds: intervals over
+all samples, the share of full's accuracy, infeasible targets kept."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def report(tmp, name, seed_acc, mikv_acc):
+    doc = {"task": "copy", "results": [
+        {"policy_spec": "full", "kv_ratio_target": None, "feasible": True, "samples": len(seed_acc),
+         "accuracy": sum(seed_acc) / len(seed_acc), "sample_accuracy": seed_acc,
+         "kv_memory_ratio": 1.0, "top1_agreement": 1, "delta_ppl_pct": 0},
+        {"policy_spec": "mikv", "kv_ratio_target": 0.25, "feasible": True, "samples": len(mikv_acc),
+         "accuracy": sum(mikv_acc) / len(mikv_acc), "sample_accuracy": mikv_acc,
+         "kv_memory_ratio": 0.24, "top1_agreement": 0.9, "delta_ppl_pct": 2.0},
+        {"policy_spec": "quant4", "kv_ratio_target": 0.25, "feasible": False, "samples": 0,
+         "min_kv_memory_ratio": 0.31}]}
+    p = tmp / name
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_pools_samples_of_every_seed(tmp_path):
+    a = report(tmp_path, "a.json", [0.4, 0.6], [0.2, 0.4])
+    b = report(tmp_path, "b.json", [0.5, 0.5], [0.3, 0.3])
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), a, b],
+                       capture_output=True, text=True, check=True)
+    rows = {line.split("|")[1].strip(): line for line in r.stdout.splitlines()
+            if line.startswith("| ") and "policy" not in line}
+    # full: 4 samples, mean 0.5, sd 0.0816 -> ±0.080
+    assert "0.500 (±0.080)" in rows["full"] and rows["full"].rstrip().endswith("| 4 |")
+    # mikv: mean 0.3, share of full's 0.60, max ratio 0.24
+    assert "0.300 (±0.080)" in rows["mikv"] and "| 0.60 |" in rows["mikv"] and "0.240" in rows["mikv"]
+    assert "infeasible (≥ 0.310)" in rows["quant4"]
+
+
+def test_refuses_mixed_tasks(tmp_path):
+    a = report(tmp_path, "a.json", [0.5, 0.5], [0.3, 0.3])
+    doc = json.loads(Path(a).read_text())
+    doc["task"] = "ppl"
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(doc))
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), a, str(b)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "different tasks" in r.stderr
