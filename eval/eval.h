@@ -71,6 +71,9 @@ typedef struct {
     long n_scored, n_agree, n_correct;
     double kl_sum;
     double ratio_max, ratio_sum; /* bytes_stored / bytes_fp16 at the end of each sample */
+    double peak_ratio_max;       /* the most bytes_stored held at any step of a sample,
+                                    over that sample's final FP16 bytes: what must be
+                                    provisioned (kv_memory_ratio) */
     size_t bytes_stored_max, bytes_fp16_max;
     double *sample_acc;          /* per-sample accuracy (copy, retrieval) */
     double *sample_ppl;          /* per-sample perplexity (ppl) */
@@ -80,6 +83,7 @@ typedef struct {
     float *logits;
     double s_nll;
     long s_scored, s_correct;
+    size_t s_peak; /* most bytes_stored so far in this sample */
 } ev_run;
 
 /* Largest per-head high-tier budget (tokens) for which

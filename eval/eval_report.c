@@ -50,6 +50,7 @@ int ev_write_json(const char *path, const char *model_name, const ev_task_opts *
         cJSON_AddStringToObject(e, "policy_resolved", r->describe);
         if (r->budgeted) num(e, "budget_tokens", r->last_budget);
         num(e, "kv_memory_ratio", mt.kv_memory_ratio);
+        num(e, "kv_memory_ratio_end", r->ratio_max);
         num(e, "kv_memory_ratio_mean", r->ratio_sum / r->samples);
         num(e, "kv_memory_ratio_reserved", r->reserved_max);
         num(e, "tokens_high", r->n_high);

@@ -85,6 +85,14 @@ static void score_step(ev_run *r, const float *ref_lp, int ref_top, int is_ref, 
     r->kl_sum += kl > 0 ? kl : 0; /* rounding can give -1e-9 for identical rows */
 }
 
+/* The cache's bytes after a call: the sample's peak is what a server must
+ * provision for it, and what the budget solver bounds. */
+static void track_peak(ev_run *r) {
+    kv_usage u = {0};
+    kv_seq_usage(llm_ctx_kv(r->ctx), 0, &u);
+    if (u.bytes_stored > r->s_peak) r->s_peak = u.bytes_stored;
+}
+
 static int greedy_answer(const llm_model *m, ev_run *r, int pos, const ev_sample *s, int n_vocab) {
     const tok_vocab *v = llm_get_vocab(m);
     char text[128] = "";
@@ -105,6 +113,7 @@ static int greedy_answer(const llm_model *m, ev_run *r, int pos, const ev_sample
                              .logits = LLM_LOGITS_LAST};
         int rc = llm_decode(r->ctx, &e, 1, r->logits);
         if (rc) return rc;
+        track_peak(r);
     }
     if (getenv("PIVOT_EVAL_DEBUG"))
         fprintf(stderr, "pivot eval: %s: answer '%s', expected '%s'\n", r->spec, text, s->answer);
@@ -161,7 +170,9 @@ static int open_run(const llm_model *m, const ev_task_opts *o, ev_run *r, int n_
 static int decode1(ev_run *r, int pos, int32_t tok) {
     llm_batch_entry e = {.seq = 0, .pos = pos, .n_tokens = 1, .tokens = &tok,
                          .logits = LLM_LOGITS_LAST};
-    return llm_decode(r->ctx, &e, 1, r->logits);
+    int rc = llm_decode(r->ctx, &e, 1, r->logits);
+    if (!rc) track_peak(r);
+    return rc;
 }
 
 static int prefill(ev_run *r, const ev_sample *s) {
@@ -171,6 +182,7 @@ static int prefill(ev_run *r, const ev_sample *s) {
                              .logits = p + n == s->prefix ? LLM_LOGITS_LAST : LLM_LOGITS_NONE};
         int rc = llm_decode(r->ctx, &e, 1, r->logits);
         if (rc) return rc;
+        track_peak(r);
     }
     return 0;
 }
@@ -181,6 +193,8 @@ static void end_sample(ev_run *r, const ev_sample *s, int task, int idx, int cor
     double ratio = u.bytes_fp16 ? (double)u.bytes_stored / (double)u.bytes_fp16 : 0;
     if (ratio > r->ratio_max) r->ratio_max = ratio;
     r->ratio_sum += ratio;
+    double peak = u.bytes_fp16 ? (double)r->s_peak / (double)u.bytes_fp16 : 0;
+    if (peak > r->peak_ratio_max) r->peak_ratio_max = peak;
     if (u.bytes_stored > r->bytes_stored_max) r->bytes_stored_max = u.bytes_stored;
     if (u.bytes_fp16 > r->bytes_fp16_max) r->bytes_fp16_max = u.bytes_fp16;
     r->n_high = u.n_high, r->n_low = u.n_low, r->n_dropped = u.n_dropped;
@@ -242,7 +256,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
         int n_total = s->n + s->gen_max;
         for (int k = 0; k < n_runs; k++) {
             ev_run *r = &runs[k];
-            r->s_nll = 0, r->s_scored = 0, r->s_correct = 0;
+            r->s_nll = 0, r->s_scored = 0, r->s_correct = 0, r->s_peak = 0;
             if (!r->feasible) continue;
             if (open_run(m, o, r, n_total)) goto out;
             if (!r->ctx) continue; /* infeasible at this target */
@@ -314,7 +328,7 @@ static double ci95(const double *x, int n) {
 
 void ev_metrics_of(const ev_run *r, const ev_run *ref, ev_task task, ev_metrics *out) {
     memset(out, 0, sizeof *out);
-    out->kv_memory_ratio = r->ratio_max;
+    out->kv_memory_ratio = r->peak_ratio_max;
     int n = r->samples;
     if (task == EV_RETRIEVAL) {
         out->accuracy = n ? (double)r->n_correct / n : 0;
