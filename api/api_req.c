@@ -223,7 +223,7 @@ const char *const api_kv_fields[API_KV_FIELDS + 1][2] = {
     {"kv_lo_k_bits", "lo-k-bits"}, {"kv_lo_v_bits", "lo-v-bits"}, {"kv_budget", "budget"},
     {"kv_recent", "recent"},       {"kv_sinks", "sinks"},       {"kv_window", "window"},
     {"kv_chunk", "chunk"},         {"kv_group", "group"},       {"kv_key_balance", "key-balance"},
-    {"kv_rotate", "rotate"},       {NULL, NULL},
+    {"kv_rotate", "rotate"},       {"kv_clip", "clip"},         {NULL, NULL},
 };
 
 /* Only the JSON type is checked here; the values' ranges and combinations

@@ -196,9 +196,10 @@ int kvmx_demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
             /* FP16 high keys are raw; INT8 ones are balanced already. */
             if (c->need_bal && p->hi_bits == 16)
                 for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-            kvq_encode(x, hd, p->lo_bits, p->group, t_k(&hs->lo, &c->flo, slot));
+            kvq_encode_clip(x, hd, p->lo_bits, p->group, p->clip, t_k(&hs->lo, &c->flo, slot));
             kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
-            kvq_encode(x, hd, kv_policy_lo_v_bits(p), p->group, t_v(&hs->lo, &c->flo, slot));
+            kvq_encode_clip(x, hd, kv_policy_lo_v_bits(p), p->group, p->clip,
+                            t_v(&hs->lo, &c->flo, slot));
             int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
             *t_pos(&hs->lo, &c->flo, slot) = pos;
             if (pos > hs->lo_max_pos) hs->lo_max_pos = pos;

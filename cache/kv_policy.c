@@ -173,6 +173,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     }
     int *flag = !strcmp(knob, "key-balance") ? &p->key_balance
                 : !strcmp(knob, "rotate")      ? &p->rotate
+                : !strcmp(knob, "clip")        ? &p->clip
                                                : NULL;
     if (flag) {
         if (!strcmp(value, "1") || !strcasecmp(value, "on") || !strcasecmp(value, "true")) {
@@ -186,7 +187,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     }
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, budget, recent, "
-                "sinks, window, chunk, group, key-balance, rotate)",
+                "sinks, window, chunk, group, key-balance, rotate, clip)",
                 knob);
 }
 
@@ -258,6 +259,9 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
         return fail(err, errlen, PV_EINVAL,
                     "rotate=1 only helps quantized tokens, and this policy quantizes none "
                     "(set lo-bits or hi-bits=8)");
+    if (p->clip && !p->lo_bits)
+        return fail(err, errlen, PV_EINVAL,
+                    "clip=1 chooses the low tier's ranges, and this policy has no low tier (set lo-bits)");
     if (p->select == KV_SELECT_RECENT && p->budget == 0 && p->sinks + p->recent == 0)
         return fail(err, errlen, PV_EINVAL,
                     "select=recent with budget=0 keeps sinks + recent tokens, and both are 0");
@@ -278,7 +282,7 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(lo, sizeof lo, "%d", p->lo_bits);
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
-             "key-balance=%d,rotate=%d)",
+             "key-balance=%d,rotate=%d,clip=%d)",
              p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, p->budget,
-             p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance, p->rotate);
+             p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance, p->rotate, p->clip);
 }

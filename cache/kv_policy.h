@@ -54,12 +54,14 @@ typedef struct kv_policy {
     int key_balance;  /* MiKV per-channel key balancing (1/0) */
     int rotate;       /* randomized Hadamard rotation of keys, values and
                          queries before quantizing (kv_rot.h; 1/0) */
+    int clip;         /* low tier: each group's range chosen for the least
+                         squared error instead of min-max (kvq_encode_clip; 1/0) */
 } kv_policy;
 
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
- * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance, rotate. Values
+ * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance, rotate, clip. Values
  * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
  * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
  * lo-k-bits and lo-v-bits set one side only. */

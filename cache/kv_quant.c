@@ -33,7 +33,24 @@ static void put_code(uint8_t *rec, int d, int bits, int c, int q) {
     rec[c % nb] |= (uint8_t)(q << (bits * (c / nb)));
 }
 
-void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
+/* fp16 (scale, zero) for [lo, hi] at qmax steps, rounded as stored. */
+static void range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z) {
+    *hs = kq_fp32_to_fp16(clamp_h((hi - lo) / (float)qmax));
+    *hz = kq_fp32_to_fp16(clamp_h(lo));
+    *s = kq_fp16_to_fp32(*hs);
+    *z = kq_fp16_to_fp32(*hz);
+}
+
+static int code_of(float x, float z, float inv, int qmax) {
+    long q = inv > 0 ? lrintf((x - z) * inv) : 0;
+    return q < 0 ? 0 : q > qmax ? qmax : (int)q;
+}
+
+/* Shrink factors tried by clip: the full range first, so a tie keeps it. */
+static const float clip_alpha[] = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f, 0.75f, 0.7f, 0.65f, 0.6f, 0.55f, 0.5f};
+#define N_ALPHA ((int)(sizeof clip_alpha / sizeof clip_alpha[0]))
+
+void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec) {
     if (bits == 16) {
         for (int i = 0; i < d; i++) wr16(rec + 2 * i, kq_fp32_to_fp16(x[i]));
         return;
@@ -52,20 +69,38 @@ void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
         /* Codes are chosen against the fp16-rounded scale and zero, i.e.
          * against what decoding will use, so rounding of the metadata does
          * not add to the error twice. */
-        uint16_t hs = kq_fp32_to_fp16(clamp_h((mx - mn) / (float)qmax));
-        uint16_t hz = kq_fp32_to_fp16(clamp_h(mn));
-        float s = kq_fp16_to_fp32(hs), z = kq_fp16_to_fp32(hz);
+        uint16_t hs, hz;
+        float s, z;
+        range_sz(mn, mx, qmax, &hs, &hz, &s, &z);
+        if (clip) {
+            const float mid = 0.5f * (mn + mx), half = 0.5f * (mx - mn);
+            double best = -1;
+            for (int a = 0; a < N_ALPHA; a++) {
+                uint16_t hs2, hz2;
+                float s2, z2;
+                range_sz(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, qmax, &hs2, &hz2,
+                         &s2, &z2);
+                float inv2 = s2 > 0 ? 1.0f / s2 : 0.0f;
+                double err = 0;
+                for (int i = 0; i < group; i++) {
+                    double e = xg[i] - ((float)code_of(xg[i], z2, inv2, qmax) * s2 + z2);
+                    err += e * e;
+                }
+                if (best < 0 || err < best) {
+                    best = err;
+                    hs = hs2, hz = hz2, s = s2, z = z2;
+                }
+            }
+        }
         float inv = s > 0 ? 1.0f / s : 0.0f;
         wr16(sz + 4 * g, hs);
         wr16(sz + 4 * g + 2, hz);
-        for (int i = 0; i < group; i++) {
-            int c = g * group + i;
-            long q = s > 0 ? lrintf((xg[i] - z) * inv) : 0;
-            if (q < 0) q = 0;
-            if (q > qmax) q = qmax;
-            put_code(rec, d, bits, c, (int)q);
-        }
+        for (int i = 0; i < group; i++) put_code(rec, d, bits, g * group + i, code_of(xg[i], z, inv, qmax));
     }
+}
+
+void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
+    kvq_encode_clip(x, d, bits, group, 0, rec);
 }
 
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {

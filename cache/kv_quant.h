@@ -35,6 +35,13 @@ static inline int kvq_code(const uint8_t *rec, int d, int bits, int c) {
 
 /* Encodes x[0..d) into rec (kvl_rec_bytes(bits, d, group) bytes). */
 void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec);
+/* The same with clip = 1: each group's range is the one, among the full
+ * (min, max) and ranges shrunk about its middle, whose codes give the least
+ * squared error (values outside it saturate). At 2 bits a Gaussian-like
+ * group (rotated keys and values are) loses ~40% less than with min-max;
+ * the full range is a candidate, so the error is never larger. The format
+ * and the kernels are unchanged: only the scale and zero differ. */
+void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec);
 /* Decodes a record back to floats (what the kernels compute with). */
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x);
 

@@ -30,7 +30,7 @@ extern const int cli_device_values[];
 
 /* --kv-policy and the --kv-<knob> flags (kv_policy_set's knobs), which
  * apply on top of the policy whatever their order on the command line. */
-#define CLI_KV_N_KNOBS 13
+#define CLI_KV_N_KNOBS 14
 typedef struct {
     const char *policy;                /* NULL: full */
     const char *vals[CLI_KV_N_KNOBS];  /* NULL: not given */

@@ -49,9 +49,9 @@ static void usage(FILE *f) {
             "  --kv-budget B            high-precision tokens per head: count >= 1 or fraction\n"
             "                           of the sequence in (0,1); 0 = unlimited\n"
             "  --kv-hi-bits 16|8        high tier: FP16, or INT8 with key balancing\n"
-            "  --kv-lo-bits 4|2|0|K/V   low tier: INT4, INT2, 0 = drop demoted tokens, or\n"
+            "  --kv-lo-bits 4|3|2|0|K/V low tier: INT4, INT3, INT2, 0 = drop demoted tokens, or\n"
             "                           key/value widths, e.g. 4/2 (INT4 keys, INT2 values)\n"
-            "  --kv-lo-k-bits 4|2       low-tier keys only; --kv-lo-v-bits 4|2: values only\n"
+            "  --kv-lo-k-bits 4|3|2     low-tier keys only; --kv-lo-v-bits 4|3|2: values only\n"
             "  --kv-recent N            most recent tokens never demoted\n"
             "  --kv-sinks N             first tokens never demoted (attention sinks)\n"
             "  --kv-window W            persistence window in steps (Scissorhands)\n"
@@ -60,6 +60,7 @@ static void usage(FILE *f) {
             "  --kv-select S            persistence, accumulated (H2O), recent, none\n"
             "  --kv-key-balance 1|0     MiKV per-channel key balancing\n"
             "  --kv-rotate 1|0          randomized Hadamard rotation before quantizing\n"
+            "  --kv-clip 1|0            low tier: least-squares ranges instead of min-max\n"
             "  -h, --help               this help\n");
 }
 

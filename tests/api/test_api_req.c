@@ -195,6 +195,7 @@ Test(api_req, completion_fields) {
         OK("{" P ",\"kv_budget\":0.25,\"kv_lo_bits\":4,\"kv_select\":\"recent\"}", "kv", "select=recent;lo-bits=4;budget=0.25"),
         OK("{" P ",\"kv_key_balance\":true}", "kv", "key-balance=1"),
         OK("{" P ",\"kv_rotate\":true}", "kv", "rotate=1"),
+        OK("{" P ",\"kv_clip\":1}", "kv", "clip=1"),
         BAD("{" P ",\"kv_budget\":[0.25]}", "kv_budget", NULL),
         BAD("{" P ",\"kv_recent\":{}}", "kv_recent", NULL),
     };

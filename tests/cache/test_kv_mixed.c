@@ -224,8 +224,8 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
                            "mikv,budget=40,key-balance=0,rotate=1",
                            /* 3-bit codes: the portable and the AVX-512 kernels */
                            "mikv,budget=40,lo-bits=4/3,rotate=1", "quant4,lo-bits=3,group=16,budget=40,chunk=8",
-                           "mikv,budget=40,lo-bits=3/2"};
-    for (int i = 0; i < 18; i++) {
+                           "mikv,budget=40,lo-bits=3/2", "mikv,budget=40,lo-bits=4/3,rotate=1,clip=1"};
+    for (int i = 0; i < 19; i++) {
         check_vs_reference(specs[i], 0);
         check_vs_reference(specs[i], 1);
     }
@@ -245,8 +245,8 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            "mikv,lo-bits=4/2", "mikv,lo-bits=2/4,group=8,budget=30",
                            "quant4,lo-v-bits=2", "h2o,lo-k-bits=4,lo-v-bits=2,budget=0.2,chunk=1",
                            "mikv,rotate=1", "quant2,rotate=1", "mikv,lo-bits=4/3,rotate=1",
-                           "quant4,lo-bits=3"};
-    for (int k = 0; k < 19; k++) {
+                           "quant4,lo-bits=3", "mikv,lo-bits=4/3,rotate=1,clip=1"};
+    for (int k = 0; k < 20; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);

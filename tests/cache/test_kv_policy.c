@@ -64,11 +64,13 @@ Test(kv_policy, parse_sets_every_knob) {
     cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 4); /* a new tier: both */
     kv_policy_describe(&p, d, sizeof d);
     cr_assert(strstr(d, ",lo=4,"), "%s", d);
-    cr_assert(strstr(d, ",rotate=0)"), "%s", d);
+    cr_assert(strstr(d, ",rotate=0,clip=0)"), "%s", d);
     cr_assert_eq(kv_policy_parse("quant2,rotate=on", &p, err, sizeof err), 0, "%s", err);
     cr_assert_eq(p.rotate, 1);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, ",rotate=1)"), "%s", d);
+    cr_assert(strstr(d, ",rotate=1,clip=0)"), "%s", d);
+    cr_assert_eq(kv_policy_parse("quant2,clip=1", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.clip, 1);
     cr_assert_eq(kv_policy_parse("mikv,hi-bits=8,lo-bits=0,rotate=1", &p, err, sizeof err), 0,
                  "%s", err); /* an INT8 high tier is quantized too */
     cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/3", &p, err, sizeof err), 0, "%s", err);
@@ -103,6 +105,8 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"mikv,lo-k-bits=0", "lo-k-bits must be 2, 3 or 4"},
         {"scissorhands,lo-v-bits=2", "needs a low tier"},
         {"mikv,rotate=2", "rotate must be 1 or 0"},
+        {"mikv,clip=yes", "clip must be 1 or 0"},
+        {"scissorhands,clip=1", "no low tier"},
         {"scissorhands,rotate=1", "quantizes none"},
         {"full,rotate=1", "quantizes none"},
     };
