@@ -88,7 +88,10 @@ int main(int argc, char **argv) {
     float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
     for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
     for (size_t i = 0; i < chunk * qd; i++) qa[i] = k[(i * 7) % (N * kvd)];
-    printf("\npolicy (one thread)          prompt us/token   decode us/step/head\n");
+    /* last column: decode time over the bytes held (as a share of FP16's):
+     * time per byte read, the figure a lower-bit format must not worsen */
+    printf("\n%-34s %16s %21s %10s %14s\n", "policy (one thread)", "prompt us/token",
+           "decode us/step/head", "kv/fp16", "decode/kv");
     for (int pi = 0; pi < npol; pi++) {
         kv_policy pol;
         char err[256];
@@ -115,7 +118,12 @@ int main(int argc, char **argv) {
                 if (kv_attend_group(c, 0, 0, h, p, 1, qa, oa, 0)) return 1;
         }
         double td = (now() - t0) / steps / nkv;
-        printf("%-28s %16.1f %21.1f\n", pols[pi], tp * 1e6, td * 1e6);
+        /* the bytes the decode steps read, so kernels compare per byte */
+        kv_usage u = {0};
+        kv_seq_usage(c, 0, &u);
+        double ratio = u.bytes_fp16 ? (double)u.bytes_stored / (double)u.bytes_fp16 : 0;
+        printf("%-34s %16.1f %21.1f %10.3f %14.1f\n", pols[pi], tp * 1e6, td * 1e6, ratio,
+               ratio > 0 ? td * 1e6 / ratio : 0.0);
         kv_destroy(c);
     }
     free(qa), free(oa), free(k2), free(v2);
