@@ -31,11 +31,11 @@ def samples_of(r):
 
 def pool(docs):
     rows, order = {}, []
-    for d in docs:
+    for di, d in enumerate(docs):
         for r in d["results"]:
             key = (r["policy_spec"], r.get("kv_ratio_target"))
             if key not in rows:
-                rows[key] = {"acc": [], "ratio": 0.0, "top1": 0.0, "dppl": 0.0, "w": 0,
+                rows[key] = {"acc": [], "ids": [], "ratio": 0.0, "top1": 0.0, "dppl": 0.0, "w": 0,
                              "infeasible": None, "spec": r["policy_spec"],
                              "target": r.get("kv_ratio_target")}
                 order.append(key)
@@ -43,7 +43,9 @@ def pool(docs):
             if not r.get("feasible", True) or r.get("samples", 0) == 0:
                 e["infeasible"] = r.get("min_kv_memory_ratio")
                 continue
-            e["acc"] += samples_of(r)
+            acc = samples_of(r)
+            e["acc"] += acc
+            e["ids"] += [(di, i) for i in range(len(acc))]
             e["ratio"] = max(e["ratio"], r.get("kv_memory_ratio", 0))
             n = r["samples"]
             e["top1"] += r.get("top1_agreement", 0) * n
@@ -65,7 +67,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("json", nargs="+")
     a = ap.parse_args(argv)
-    docs = [json.load(open(p)) for p in a.json]
+    docs = []
+    for p in a.json:
+        try:
+            with open(p) as f:
+                docs.append(json.load(f))
+        except (OSError, ValueError) as e:
+            sys.exit(f"pool_eval: cannot read {p}: {e}")
     tasks = {d["task"] for d in docs}
     if len(tasks) != 1:
         sys.exit(f"pool_eval: reports of different tasks: {sorted(tasks)}")
@@ -73,19 +81,24 @@ def main(argv=None):
     full = next((r for r in rows if r["spec"] == "full" and r["acc"]), None)
     full_acc = stats(full["acc"])[0] if full else None
     print(f"task {tasks.pop()}, {len(docs)} reports")
-    print("| policy | target | KV memory | accuracy (±95%) | of full's | top-1 | Δppl % | samples |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| policy | target | KV memory | accuracy (±95%) | of full's | − full (±95%, paired) | top-1 | Δppl % | samples |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    full_by_id = dict(zip(full["ids"], full["acc"])) if full else {}
     for r in rows:
         tgt = "–" if r["target"] is None else f"{r['target']:.2f}"
         if not r["acc"]:
             mn = r["infeasible"]
-            print(f"| {r['spec']} | {tgt} | infeasible (≥ {mn:.3f}) | | | | | 0 |" if mn else
-                  f"| {r['spec']} | {tgt} | infeasible | | | | | 0 |")
+            print(f"| {r['spec']} | {tgt} | infeasible (≥ {mn:.3f}) | | | | | | 0 |" if mn else
+                  f"| {r['spec']} | {tgt} | infeasible | | | | | | 0 |")
             continue
         m, ci = stats(r["acc"])
         share = f"{m / full_acc:.2f}" if full_acc else "–"
+        # the same samples under full, so the sample-to-sample spread cancels
+        diffs = [a - full_by_id[i] for i, a in zip(r["ids"], r["acc"]) if i in full_by_id]
+        dm, dci = stats(diffs) if diffs else (float("nan"), float("nan"))
         print(f"| {r['spec']} | {tgt} | {r['ratio']:.3f} | {m:.3f} (±{ci:.3f}) | {share} | "
-              f"{r['top1'] / r['w']:.3f} | {r['dppl'] / r['w']:+.1f} | {len(r['acc'])} |")
+              f"{dm:+.3f} (±{dci:.3f}) | {r['top1'] / r['w']:.3f} | {r['dppl'] / r['w']:+.1f} | "
+              f"{len(r['acc'])} |")
 
 
 if __name__ == "__main__":

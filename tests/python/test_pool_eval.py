@@ -34,6 +34,8 @@ def test_pools_samples_of_every_seed(tmp_path):
     assert "0.500 (±0.080)" in rows["full"] and rows["full"].rstrip().endswith("| 4 |")
     # mikv: mean 0.3, share of full's 0.60, max ratio 0.24
     assert "0.300 (±0.080)" in rows["mikv"] and "| 0.60 |" in rows["mikv"] and "0.240" in rows["mikv"]
+    # paired with full sample by sample: every sample is 0.2 below full's
+    assert "-0.200 (±0.000)" in rows["mikv"]
     assert "infeasible (≥ 0.310)" in rows["quant4"]
 
 
