@@ -120,4 +120,9 @@ Test(noalloc, full_cache, .timeout = 120) { check_policy("full", 0); }
 /* mikv demotes (quantizes) chunks as the sequence outgrows its budget */
 Test(noalloc, mikv_cache, .timeout = 120) { check_policy("mikv,budget=48,recent=8", 0); }
 Test(noalloc, scissorhands_drops, .timeout = 120) { check_policy("scissorhands,budget=48", 0); }
+/* rotated queries live in the output buffer, 3-bit codes and clipped ranges
+ * are encode-side: still nothing allocated per step */
+Test(noalloc, rotated_3bit_clipped, .timeout = 120) {
+    check_policy("mikv,budget=48,recent=8,lo-bits=4/3,rotate=1,clip=1", 0);
+}
 Test(noalloc, router_as_served, .timeout = 120) { check_policy("mikv,budget=0.3", 1); }
