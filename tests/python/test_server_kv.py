@@ -78,8 +78,8 @@ def test_full_equals_server_default_and_large_budget(srv):
 
 
 @pytest.mark.parametrize("body,param", [
-    ({"kv_lo_bits": 3, "kv_policy": "mikv"}, "kv_lo_bits"),
-    ({"kv_lo_v_bits": 3, "kv_policy": "mikv"}, "kv_lo_v_bits"),
+    ({"kv_lo_bits": 5, "kv_policy": "mikv"}, "kv_lo_bits"),
+    ({"kv_lo_v_bits": 5, "kv_policy": "mikv"}, "kv_lo_v_bits"),
     ({"kv_budget": 0.25}, "kv_budget"),            # the server's full never demotes
     ({"kv_policy": "mikv", "kv_group": 24}, "kv_group"),  # 24 does not divide head_dim 64
     ({"kv_policy": "mikv", "kv_select": "bogus"}, "kv_select"),
@@ -110,6 +110,16 @@ def test_knob_fields_applied(srv):
     assert "lo=4/2" in b3["usage"]["kv_cache"]["spec"] and "lo=4/2" in b4["usage"]["kv_cache"]["spec"]
     assert b3["usage"]["kv_cache"]["bytes_stored"] == b4["usage"]["kv_cache"]["bytes_stored"]
     assert b3["usage"]["kv_cache"]["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    # rotation, 3-bit values and clipped ranges are request knobs too; 3-bit
+    # values sit between the 2- and 4-bit ones in bytes
+    st5, b5 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits="4/3", kv_rotate=True,
+                       kv_clip=True)
+    assert st5 == 200, b5
+    kv5 = b5["usage"]["kv_cache"]
+    assert "lo=4/3" in kv5["spec"] and "rotate=1,clip=1" in kv5["spec"], kv5
+    assert b3["usage"]["kv_cache"]["bytes_stored"] < kv5["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    st6, b6 = complete(srv, kv_policy="scissorhands", kv_rotate=True)
+    assert st6 == 400 and b6["error"]["param"] == "kv_rotate", b6
 
 
 def test_pool_tracks_stored_bytes_while_streaming(srv):
