@@ -294,42 +294,14 @@ QUANT_AVX2(8)
 QUANT_AVX2(4)
 QUANT_AVX2(2)
 
-/* 3-bit records: the 2-bit planes' loop of QUANT_AVX2, plus each 8-channel
- * chunk's third bits, which are one byte of the mask (kv_quant.h). */
-AVX2 static inline __m256 q3_chunk(const uint8_t *rec, int nb2, int j, int pl, int c, __m256 s, __m256 z) {
+/* 3-bit records (d <= Q3_MAXD): decoded 8 channels at a time into floats
+ * once (the 2-bit planes' loop of QUANT_AVX2, plus each chunk's third bits,
+ * one byte of the mask, kv_quant.h), then a plain float dot or axpy. */
+#define Q3_MAXD 512
+
+AVX2 static void q3_decode_avx2(const uint8_t *rec, int d, int group, float *x) {
+    const int nb = (int)code_bytes(d, 3), nb2 = d / 4;
     const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j)));
-    w = _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(2 * pl)), _mm256_set1_epi32(3));
-    __m256i hb = _mm256_and_si256(_mm256_set1_epi32(rec[nb2 + c / 8]), sel);
-    w = _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi32(hb, sel), _mm256_set1_epi32(4)));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z);
-}
-
-AVX2 static void dotq3_avx2(const uint8_t *rec, const float *q, int gq, int d, int group, float *out) {
-    const int nb = (int)code_bytes(d, 3), nb2 = d / 4;
-    for (int g0 = 0; g0 < gq; g0 += HEADS_PER_PASS) {
-        int G = gq - g0 < HEADS_PER_PASS ? gq - g0 : HEADS_PER_PASS;
-        const float *qb = q + (size_t)g0 * d;
-        __m256 acc[HEADS_PER_PASS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                                      _mm256_setzero_ps()};
-        __m256 s = _mm256_setzero_ps(), z = s;
-        int gi = 0, left = 0, c = 0;
-        for (int pl = 0; pl < 4; pl++)
-            for (int j = 0; j < nb2; j += 8, c += 8, left -= 8) {
-                if (left == 0) {
-                    gsz(rec, nb, gi++, &s, &z);
-                    left = group;
-                }
-                __m256 x = q3_chunk(rec, nb2, j, pl, c, s, z);
-                for (int g = 0; g < G; g++)
-                    acc[g] = _mm256_fmadd_ps(x, _mm256_loadu_ps(qb + (size_t)g * d + c), acc[g]);
-            }
-        for (int g = 0; g < G; g++) out[g0 + g] = hsum8(acc[g]);
-    }
-}
-
-AVX2 static void axpyq3_avx2(const uint8_t *rec, const float *a, int gq, int d, int group, float *out) {
-    const int nb = (int)code_bytes(d, 3), nb2 = d / 4;
     __m256 s = _mm256_setzero_ps(), z = s;
     int gi = 0, left = 0, c = 0;
     for (int pl = 0; pl < 4; pl++)
@@ -338,11 +310,32 @@ AVX2 static void axpyq3_avx2(const uint8_t *rec, const float *a, int gq, int d, 
                 gsz(rec, nb, gi++, &s, &z);
                 left = group;
             }
-            __m256 x = q3_chunk(rec, nb2, j, pl, c, s, z);
-            for (int g = 0; g < gq; g++) {
-                float *o = out + (size_t)g * d + c;
-                _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_set1_ps(a[g]), x, _mm256_loadu_ps(o)));
-            }
+            __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j)));
+            w = _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(2 * pl)), _mm256_set1_epi32(3));
+            __m256i hb = _mm256_and_si256(_mm256_set1_epi32(rec[nb2 + c / 8]), sel);
+            w = _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi32(hb, sel), _mm256_set1_epi32(4)));
+            _mm256_storeu_ps(x + c, _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z));
+        }
+}
+
+AVX2 static void dotq3_avx2(const uint8_t *rec, const float *q, int gq, int d, int group, float *out) {
+    float x[Q3_MAXD];
+    q3_decode_avx2(rec, d, group, x);
+    for (int g = 0; g < gq; g++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int c = 0; c < d; c += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(q + (size_t)g * d + c), acc);
+        out[g] = hsum8(acc);
+    }
+}
+
+AVX2 static void axpyq3_avx2(const uint8_t *rec, const float *a, int gq, int d, int group, float *out) {
+    float x[Q3_MAXD];
+    q3_decode_avx2(rec, d, group, x);
+    for (int g = 0; g < gq; g++)
+        for (int c = 0; c < d; c += 8) {
+            float *o = out + (size_t)g * d + c;
+            _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_set1_ps(a[g]), _mm256_loadu_ps(x + c), _mm256_loadu_ps(o)));
         }
 }
 
@@ -427,7 +420,7 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
               __builtin_cpu_supports("f16c");
     /* 8-channel chunks must not straddle a bit plane or a group (3 bits:
      * the 2-bit planes, d/4 bytes each). */
-    int shape_ok = bits == 16 || (group % 8 == 0 && (bits == 3 ? (d / 4) % 8 == 0
+    int shape_ok = bits == 16 || (group % 8 == 0 && (bits == 3 ? (d / 4) % 8 == 0 && d <= Q3_MAXD
                                                                 : code_bytes(d, bits) % 8 == 0));
     int simd = cpu && shape_ok && !force_scalar;
     k->simd = simd;
