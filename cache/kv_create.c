@@ -24,20 +24,20 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
                      s->head_dim);
         return PV_EINVAL;
     }
-    if (p->rotate && !kvr_supported(s->head_dim)) {
+    const int quantized = p->lo_bits || p->hi_bits == 8, rotating = p->rotate && quantized;
+    if (rotating && !kvr_supported(s->head_dim)) {
         if (err && errlen)
             snprintf(err, errlen, "kv policy: rotate=1 needs head_dim a power of two, got %d",
                      s->head_dim);
         return PV_EINVAL;
     }
-    if (p->rotate && s->gpu) {
+    if (s->gpu && (rotating || (p->clip && p->lo_bits) || p->lo_bits == 3 ||
+                   kv_policy_lo_v_bits(p) == 3)) {
         if (err && errlen)
-            snprintf(err, errlen, "kv policy: rotate=1 is not on the GPU cache yet (CPU only)");
-        return PV_EINVAL;
-    }
-    if (s->gpu && (p->lo_bits == 3 || kv_policy_lo_v_bits(p) == 3)) {
-        if (err && errlen)
-            snprintf(err, errlen, "kv policy: 3-bit low-tier codes are not on the GPU cache yet (CPU only)");
+            snprintf(err, errlen,
+                     "kv policy: %s is not on the GPU cache yet (CPU only); on the GPU use e.g. "
+                     "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0",
+                     rotating ? "rotate=1" : p->clip && p->lo_bits ? "clip=1" : "a 3-bit low tier");
         return PV_EINVAL;
     }
     return PV_OK;

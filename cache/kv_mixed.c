@@ -346,7 +346,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->scratch_per = (kvmx_scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
-    if (p->rotate) {
+    if (p->rotate && (p->lo_bits || p->hi_bits == 8)) { /* only quantized tokens gain */
         if (!kvr_supported(s->head_dim)) {
             mx_destroy(c);
             return PV_EINVAL;
@@ -357,7 +357,8 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
                 kvr_signs((int)(i / s->n_kv_heads), (int)(i % s->n_kv_heads), s->head_dim,
                           c->rot + i * s->head_dim);
     }
-    if (!c->len || !c->heads || !c->scratch || !c->pend1 || (p->rotate && !c->rot)) {
+    if (!c->len || !c->heads || !c->scratch || !c->pend1 ||
+        (p->rotate && (p->lo_bits || p->hi_bits == 8) && !c->rot)) {
         mx_destroy(c);
         return PV_ENOMEM;
     }

@@ -53,9 +53,12 @@ typedef struct kv_policy {
     int group;        /* channels per low-precision quantization group */
     int key_balance;  /* MiKV per-channel key balancing (1/0) */
     int rotate;       /* randomized Hadamard rotation of keys, values and
-                         queries before quantizing (kv_rot.h; 1/0) */
+                         queries before quantizing (kv_rot.h; 1/0); no effect
+                         when nothing is quantized (FP16 high tier, no low
+                         tier), so a preset's rotate=1 survives lo-bits=0 */
     int clip;         /* low tier: each group's range chosen for the least
-                         squared error instead of min-max (kvq_encode_clip; 1/0) */
+                         squared error instead of min-max (kvq_encode_clip;
+                         1/0); no effect without a low tier */
 } kv_policy;
 
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */

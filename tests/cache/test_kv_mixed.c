@@ -13,6 +13,11 @@
 #include "kv_policy.h"
 #include "pverr.h"
 
+/* The mikv preset before 2026-12-02 (FP16 high tier, INT4 keys + INT2
+ * values, no rotation or clipping): what these tests were written against;
+ * the current preset appears by name where a test covers every preset. */
+#define MIKV0 "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0"
+
 static float frand(unsigned *s) {
     *s = *s * 1103515245u + 12345u;
     return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
@@ -84,9 +89,9 @@ Test(kv_mixed, nothing_demoted_matches_fp16) {
      * bit: the plain cache runs a blocked online-softmax kernel (kv_attn.c,
      * float sums, polynomial exp), the mixed one a per-token loop (double
      * sum, expf); both are within ~1e-6 of a float64 reference. */
-    const char *specs[] = {"mikv,budget=100000", "h2o,budget=1000", "scissorhands,budget=151",
+    const char *specs[] = {MIKV0 ",budget=100000", "h2o,budget=1000", "scissorhands,budget=151",
                            "quant2,recent=1000", "streaming,budget=200",
-                           "mikv,budget=100000,rotate=1", "quant4,recent=1000,rotate=1"};
+                           MIKV0 ",budget=100000,rotate=1", "quant4,recent=1000,rotate=1"};
     for (int k = 0; k < 7; k++) {
         kv_cache *c = make(&s, specs[k]);
         cr_assert_str_eq(kv_name(c), "mixed");
@@ -212,20 +217,21 @@ static void check_vs_reference(const char *spec, int force_scalar) {
 Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
     /* Mixed K/V widths (4/2, 2/4) read keys and values with different
      * kernels and record sizes: a swapped kernel or stride shows here. */
-    const char *specs[] = {"mikv,budget=40", "mikv,budget=40,lo-bits=4,group=64",
-                           "mikv,budget=40,hi-bits=8", "quant2,group=8,budget=40,chunk=8", "scissorhands,budget=30",
-                           "h2o,budget=60", "mikv,budget=0.25,key-balance=0",
-                           "mikv,budget=40,lo-bits=4/2", "mikv,budget=40,lo-bits=2/4,group=64",
-                           "quant2,lo-k-bits=4,group=16,budget=40,chunk=8", "mikv,budget=40,lo-bits=4/2,hi-bits=8",
+    const char *specs[] = {MIKV0 ",budget=40", MIKV0 ",budget=40,lo-bits=4,group=64",
+                           MIKV0 ",budget=40,hi-bits=8", "quant2,group=8,budget=40,chunk=8", "scissorhands,budget=30",
+                           "h2o,budget=60", MIKV0 ",budget=0.25,key-balance=0",
+                           MIKV0 ",budget=40,lo-bits=4/2", MIKV0 ",budget=40,lo-bits=2/4,group=64",
+                           "quant2,lo-k-bits=4,group=16,budget=40,chunk=8", MIKV0 ",budget=40,lo-bits=4/2,hi-bits=8",
                            /* rotated: the reference rotates the records back and uses the raw
                             * query, so a missing or wrong rotation of q, k, v or the output shows */
-                           "mikv,budget=40,rotate=1", "mikv,budget=40,hi-bits=8,rotate=1",
+                           MIKV0 ",budget=40,rotate=1", MIKV0 ",budget=40,hi-bits=8,rotate=1",
                            "quant2,group=8,budget=40,chunk=8,rotate=1",
-                           "mikv,budget=40,key-balance=0,rotate=1",
+                           MIKV0 ",budget=40,key-balance=0,rotate=1",
                            /* 3-bit codes: the portable and the AVX-512 kernels */
-                           "mikv,budget=40,lo-bits=4/3,rotate=1", "quant4,lo-bits=3,group=16,budget=40,chunk=8",
-                           "mikv,budget=40,lo-bits=3/2", "mikv,budget=40,lo-bits=4/3,rotate=1,clip=1"};
-    for (int i = 0; i < 19; i++) {
+                           MIKV0 ",budget=40,lo-bits=4/3,rotate=1", "quant4,lo-bits=3,group=16,budget=40,chunk=8",
+                           MIKV0 ",budget=40,lo-bits=3/2", MIKV0 ",budget=40,lo-bits=4/3,rotate=1,clip=1",
+                           "mikv,budget=40" /* the preset: INT8 high, rotated 4/3, clipped */};
+    for (int i = 0; i < 20; i++) {
         check_vs_reference(specs[i], 0);
         check_vs_reference(specs[i], 1);
     }
@@ -239,14 +245,14 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
     const int N = 250, hd = 32;
     seqdata d = make_seq(N, 2, 4, hd, 2, 5);
     float *out = calloc((size_t)2 * N * 4 * hd, sizeof(float));
-    const char *specs[] = {"full", "scissorhands", "mikv", "h2o", "streaming", "quant4", "quant2",
-                           "mikv,hi-bits=8,budget=50", "h2o,lo-bits=4,budget=17,chunk=5",
+    const char *specs[] = {"full", "scissorhands", MIKV0, "h2o", "streaming", "quant4", "quant2",
+                           MIKV0 ",hi-bits=8,budget=50", "h2o,lo-bits=4,budget=17,chunk=5",
                            "scissorhands,budget=0.5,window=10", "streaming,budget=40,chunk=0",
-                           "mikv,lo-bits=4/2", "mikv,lo-bits=2/4,group=8,budget=30",
+                           MIKV0 ",lo-bits=4/2", MIKV0 ",lo-bits=2/4,group=8,budget=30",
                            "quant4,lo-v-bits=2", "h2o,lo-k-bits=4,lo-v-bits=2,budget=0.2,chunk=1",
-                           "mikv,rotate=1", "quant2,rotate=1", "mikv,lo-bits=4/3,rotate=1",
-                           "quant4,lo-bits=3", "mikv,lo-bits=4/3,rotate=1,clip=1"};
-    for (int k = 0; k < 20; k++) {
+                           MIKV0 ",rotate=1", "quant2,rotate=1", MIKV0 ",lo-bits=4/3,rotate=1",
+                           "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv"};
+    for (int k = 0; k < 21; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -335,7 +341,7 @@ Test(kv_mixed, demoted_values_keep_their_positions) {
     const int N = 100, hd = 32;
     seqdata d = make_seq(N, 1, 2, hd, 1, 3);
     float *out = calloc((size_t)N * 2 * hd, sizeof(float));
-    kv_cache *c = make(&s, "mikv,lo-bits=4,budget=20");
+    kv_cache *c = make(&s, MIKV0 ",lo-bits=4,budget=20");
     for (int p = 0; p < N; p += 10) step(c, &d, 0, p, 10, out);
     kv_mixed_head hi;
     kv_mixed_head_info(c, 0, 0, 0, &hi);
@@ -362,8 +368,8 @@ Test(kv_mixed, low_tier_keys_and_values_keep_their_own_widths) {
                   .max_ctx = 100, .n_threads = 2};
     const int N = 100, hd = 32;
     seqdata d = make_seq(N, 1, 2, hd, 1, 3);
-    const char *specs[] = {"mikv,lo-bits=4/2,budget=20,key-balance=0",
-                           "mikv,lo-bits=2/4,budget=20,key-balance=0"};
+    const char *specs[] = {MIKV0 ",lo-bits=4/2,budget=20,key-balance=0",
+                           MIKV0 ",lo-bits=2/4,budget=20,key-balance=0"};
     for (int k = 0; k < 2; k++) {
         float *out = calloc((size_t)N * 2 * hd, sizeof(float));
         kv_cache *c = make(&s, specs[k]);
@@ -403,7 +409,7 @@ Test(kv_mixed, low_tier_keys_and_values_keep_their_own_widths) {
 Test(kv_mixed, bad_calls_are_errors) {
     kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .max_seqs = 1,
                   .max_ctx = 8, .n_threads = 1};
-    kv_cache *c = make(&s, "mikv");
+    kv_cache *c = make(&s, MIKV0);
     float k[10 * 32] = {0}, q[10 * 64] = {0}, o[10 * 64];
     cr_assert_eq(kv_store(c, 0, 0, 1, 1, k, k), PV_EINVAL); /* gap */
     cr_assert_eq(kv_store(c, 0, 0, 0, 9, k, k), PV_ECTXFULL);
@@ -423,10 +429,10 @@ Test(kv_mixed, bad_calls_are_errors) {
  * of summation-order noise, seen as up to 6e-5 in the outputs (measured);
  * a wrong scale, zero point, stride or mask moves them by ~1e-1. */
 Test(kv_mixed, prompt_blocks_match_per_query_kernels) {
-    const char *specs[] = {"mikv,budget=40", "mikv,budget=40,hi-bits=8", "mikv,budget=40,lo-bits=2/4,group=64",
+    const char *specs[] = {MIKV0 ",budget=40", MIKV0 ",budget=40,hi-bits=8", MIKV0 ",budget=40,lo-bits=2/4,group=64",
                            "quant2,group=8,budget=40,chunk=8", "h2o,budget=60", "scissorhands,budget=30",
-                           "mikv,budget=0.25,key-balance=0", "mikv,budget=40,rotate=1",
-                           "mikv,budget=40,lo-bits=4/3,rotate=1"};
+                           MIKV0 ",budget=0.25,key-balance=0", MIKV0 ",budget=40,rotate=1",
+                           MIKV0 ",budget=40,lo-bits=4/3,rotate=1", "mikv,budget=40"};
     int shapes[][2] = {{6, 2}, {2, 2}, {8, 1}}; /* groups of 3 (blocks of 10 queries), 1 (32), 8 (4) */
     int chunks[] = {50, 37, 1, 40, 33, 2}, N = 163, hd = 64;
     double worst = 0;

@@ -20,8 +20,9 @@ Test(kv_policy, presets_are_valid_and_distinct) {
     }
     kv_policy p;
     kv_policy_preset("mikv", &p);
-    cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2 &&
-              p.group == 64 && p.key_balance == 1 && p.sinks == 4);
+    cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3 &&
+              p.hi_bits == 8 && p.rotate == 1 && p.clip == 1 && p.group == 64 &&
+              p.key_balance == 1 && p.sinks == 4);
     kv_policy_preset("scissorhands", &p);
     cr_assert(p.lo_bits == 0 && p.recent == 10 && p.window == 400 && p.chunk == 0.4);
     kv_policy_preset("h2o", &p);
@@ -55,7 +56,7 @@ Test(kv_policy, parse_sets_every_knob) {
     cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/4", &p, err, sizeof err), 0);
     cr_assert(p.lo_bits == 4 && p.lo_v_bits == 0); /* equal widths are one width */
     cr_assert_eq(kv_policy_parse("mikv,lo-k-bits=4", &p, err, sizeof err), 0);
-    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2); /* values stay INT2 */
+    cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3); /* values stay the preset's INT3 */
     cr_assert_eq(kv_policy_parse("quant4,lo-v-bits=2", &p, err, sizeof err), 0);
     cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 2);
     cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/2,lo-bits=2", &p, err, sizeof err), 0);
@@ -106,9 +107,8 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"scissorhands,lo-v-bits=2", "needs a low tier"},
         {"mikv,rotate=2", "rotate must be 1 or 0"},
         {"mikv,clip=yes", "clip must be 1 or 0"},
-        {"scissorhands,clip=1", "no low tier"},
-        {"scissorhands,rotate=1", "quantizes none"},
-        {"full,rotate=1", "quantizes none"},
+
+
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kv_policy p;
@@ -123,11 +123,11 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
     kv_policy p;
     char err[200] = "";
     kv_cache *c = NULL;
-    kv_policy_parse("mikv,group=16", &p, err, sizeof err);
+    kv_policy_parse("mikv,group=16,rotate=0", &p, err, sizeof err); /* rotate needs 2^k */
     cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "does not divide head_dim") && c == NULL, "%s", err);
     /* a group wider than head_dim is one group per record (mikv's 64 here) */
-    kv_policy_parse("mikv,group=64", &p, err, sizeof err);
+    kv_policy_parse("mikv,group=64,rotate=0", &p, err, sizeof err);
     cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
     kv_policy q = p;
     q.group = 40;
@@ -164,8 +164,16 @@ Test(kv_policy, seq_bytes_by_hand) {
     kv_policy_parse("quant4,lo-v-bits=2,group=64", &p, err, sizeof err);
     per_head = 1 * 32 * 260 + 63 * 32 * (36 + 20 + 4) + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
-    /* mikv 4/2 with 10% high tokens is about a third of FP16 */
-    kv_policy_parse("mikv,lo-bits=4/2,group=64,budget=0.1", &p, err, sizeof err);
+    /* mikv 4/2 with an FP16 high tier and 10% high tokens is about a third of FP16 */
+    kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,group=64,budget=0.1", &p, err, sizeof err);
     r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
     cr_assert(r > 0.30 && r < 0.33, "%g", r);
+    /* the preset's formats: an INT8 high token is 2 x (64 B codes + one
+     * scale/zero) + position + persistence state = 144 B; a low token INT4
+     * keys (36 B) + INT3 values (24 B codes + 4) + position = 68 B. With 64
+     * high at most (chunk 1), the largest resting state is 33..63 high (two
+     * pages) and 1985..2015 low (63 pages) */
+    kv_policy_parse("mikv,budget=64,chunk=1", &p, err, sizeof err);
+    per_head = 2 * 32 * 144 + 63 * 32 * 68 + 768;
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
 }

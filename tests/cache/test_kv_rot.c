@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kv.h"
+#include "kv_mixed.h"
+#include "kv_policy.h"
 #include "kv_quant.h"
 #include "kv_rot.h"
 
@@ -121,5 +124,32 @@ Test(kv_rot, rotation_lowers_quantization_error_with_outliers) {
         }
         cr_assert(e_rot < 0.5 * e_plain, "INT%d: rotated error %g not below half of %g", bits[bi],
                   e_rot, e_plain);
+    }
+}
+
+/* rotate=1 acts only where something is quantized: a dropping policy with
+ * an FP16 high tier keeps its tokens unrotated (and a preset's rotate=1
+ * survives lo-bits=0 without an error), a quantizing one rotates. */
+Test(kv_rot, only_quantizing_caches_rotate) {
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 16, .n_threads = 1};
+    const char *specs[] = {"scissorhands,rotate=1", "mikv,lo-bits=0,hi-bits=16", "mikv,hi-bits=8,lo-bits=0",
+                           "quant4,rotate=1"};
+    const int want[] = {0, 0, 1, 1};
+    float k[64], v[64], q[128], o[128], kd[64];
+    for (int i = 0; i < 64; i++) k[i] = (float)i / 64, v[i] = 1.0f - (float)i / 64;
+    for (int i = 0; i < 128; i++) q[i] = 0.01f * (float)i;
+    for (int t = 0; t < 4; t++) {
+        kv_policy p;
+        char err[256] = "";
+        kv_cache *c = NULL;
+        cr_assert_eq(kv_policy_parse(specs[t], &p, err, sizeof err), 0, "%s: %s", specs[t], err);
+        cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s: %s", specs[t], err);
+        cr_assert_eq(kv_store(c, 0, 0, 0, 1, k, v), 0);
+        cr_assert_eq(kv_attend_group(c, 0, 0, 0, 0, 1, q, o, 0), 0);
+        kv_mixed_tok tk = {.k = kd};
+        cr_assert_eq(kv_mixed_token(c, 0, 0, 0, 0, 0, &tk), 0);
+        cr_assert_eq(tk.rotated, want[t], "%s", specs[t]);
+        kv_destroy(c);
     }
 }

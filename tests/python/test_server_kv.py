@@ -118,8 +118,11 @@ def test_knob_fields_applied(srv):
     kv5 = b5["usage"]["kv_cache"]
     assert "lo=4/3" in kv5["spec"] and "rotate=1,clip=1" in kv5["spec"], kv5
     assert b3["usage"]["kv_cache"]["bytes_stored"] < kv5["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
-    st6, b6 = complete(srv, kv_policy="scissorhands", kv_rotate=True)
+    # a bad value names its field; a knob with nothing to act on is no error
+    st6, b6 = complete(srv, kv_policy="mikv", kv_rotate="sideways")
     assert st6 == 400 and b6["error"]["param"] == "kv_rotate", b6
+    st7, b7 = complete(srv, kv_policy="mikv", kv_lo_bits=0, kv_hi_bits=16)
+    assert st7 == 200 and "rotate=1" in b7["usage"]["kv_cache"]["spec"], b7
 
 
 def test_pool_tracks_stored_bytes_while_streaming(srv):

@@ -7,11 +7,13 @@
 
 #include <string.h>
 
-/* emu_e2e [NAME...]: only the named presets (and "split"); all by default. */
+/* emu_e2e [NAME...]: only the named presets (and "split"); all by default.
+ * A name matches a spec by its preset (the part before the first comma). */
 static int want(int argc, char **argv, const char *name) {
     if (argc < 2) return 1;
+    size_t n = strcspn(name, ",");
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], name)) return 1;
+        if (strlen(argv[i]) == n && !strncmp(argv[i], name, n)) return 1;
     return 0;
 }
 
