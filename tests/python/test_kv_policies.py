@@ -106,5 +106,5 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
                         "--kv-budget", "16", "--kv-recent", "8"],
                        capture_output=True, text=True, timeout=TIMEOUT_S)
     assert r.returncode == 0, r.stderr
-    assert "pivot: kv mikv(select=persistence,hi=16,lo=4/2,budget=16,recent=8" in r.stderr
+    assert "pivot: kv mikv(select=persistence,hi=8,lo=4/3,budget=16,recent=8" in r.stderr
     assert "MiB stored vs" in r.stderr and "low" in r.stderr and "dropped" in r.stderr
