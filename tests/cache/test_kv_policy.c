@@ -21,7 +21,7 @@ Test(kv_policy, presets_are_valid_and_distinct) {
     kv_policy p;
     kv_policy_preset("mikv", &p);
     cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3 &&
-              p.hi_bits == 8 && p.rotate == 1 && p.clip == 1 && p.group == 64 &&
+              p.hi_bits == 8 && p.rotate == 1 && p.clip == 0 && p.group == 64 &&
               p.key_balance == 1 && p.sinks == 4);
     kv_policy_preset("scissorhands", &p);
     cr_assert(p.lo_bits == 0 && p.recent == 10 && p.window == 400 && p.chunk == 0.4);

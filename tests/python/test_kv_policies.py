@@ -59,7 +59,7 @@ def test_full_equals_plain_and_large_budget_equals_full(pivot_bin, smol_model, t
     ("mikv,budget=0.5,lo-bits=4,hi-bits=8", 0.85, 0.05),
     # The preset (rotated INT4 keys / INT3 values, INT8 high tier). The old
     # one (FP16 high, INT4/INT2, no rotation) measured top-1 0.912, KL 0.0117.
-    # (measured 2026-12-02: top-1 0.912, KL 0.0030; the old preset fails the KL bound)
+    # (measured 2026-12-02: top-1 0.950, KL 0.0032; the old preset fails the KL bound)
     ("mikv,budget=0.5", 0.85, 0.008),
     ("mikv,budget=0.5,hi-bits=16,lo-bits=4/2,rotate=0,clip=0", 0.85, 0.03),
 ])
@@ -107,4 +107,5 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
                        capture_output=True, text=True, timeout=TIMEOUT_S)
     assert r.returncode == 0, r.stderr
     assert "pivot: kv mikv(select=persistence,hi=8,lo=4/3,budget=16,recent=8" in r.stderr
+    assert "rotate=1,clip=0)" in r.stderr
     assert "MiB stored vs" in r.stderr and "low" in r.stderr and "dropped" in r.stderr
