@@ -180,7 +180,10 @@ static void run_until_done(eng_job **js, int n) {
             for (int i = 0; i < d.n_ids && r->n_ids < MAX_IDS; i++) r->ids[r->n_ids++] = d.ids[i];
             r->events++;
             r->tokens = d.tokens;
-            r->finish = d.finish;
+            /* a job's finish and its done flag may come in separate
+             * collects (retire publishes the finish, then marks it done):
+             * a later empty take must not erase the finish */
+            if (d.finish) r->finish = d.finish;
             if (eng_job_done(j)) {
                 const char *msg;
                 r->err = eng_job_error(j, &msg);
