@@ -63,6 +63,26 @@ def stats(acc):
     return m, 1.96 * math.sqrt(var / n)
 
 
+def print_ppl(docs):
+    print(f"task ppl, {len(docs)} reports")
+    print("| text | policy | target | KV memory | Δppl % (±95%) | top-1 | mean KL | windows |")
+    print("|---|---|---|---|---|---|---|---|")
+    for d in docs:
+        text = d.get("text", "?").rsplit("/", 1)[-1]
+        for r in d["results"]:
+            t = r.get("kv_ratio_target")
+            tgt = "–" if t is None else f"{t:.2f}"
+            if not r.get("feasible", True) or r.get("samples", 0) == 0:
+                mn = r.get("min_kv_memory_ratio")
+                print(f"| {text} | {r['policy_spec']} | {tgt} | infeasible" +
+                      (f" (≥ {mn:.3f})" if mn else "") + " | | | | 0 |")
+                continue
+            ci = r.get("delta_ppl_pct_ci95")
+            print(f"| {text} | {r['policy_spec']} | {tgt} | {r['kv_memory_ratio']:.3f} | "
+                  f"{r['delta_ppl_pct']:+.2f}" + (f" (±{ci:.2f})" if ci is not None else "") +
+                  f" | {r['top1_agreement']:.3f} | {r['mean_kl']:.4f} | {r['samples']} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("json", nargs="+")
@@ -77,6 +97,9 @@ def main(argv=None):
     tasks = {d["task"] for d in docs}
     if len(tasks) != 1:
         sys.exit(f"pool_eval: reports of different tasks: {sorted(tasks)}")
+    if tasks == {"ppl"}:  # one table row per (text, policy, target): texts are not pooled
+        print_ppl(docs)
+        return
     rows = pool(docs)
     full = next((r for r in rows if r["spec"] == "full" and r["acc"]), None)
     full_acc = stats(full["acc"])[0] if full else None

@@ -48,3 +48,22 @@ def test_refuses_mixed_tasks(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), a, str(b)],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "different tasks" in r.stderr
+
+
+def test_ppl_reports_are_listed_per_text(tmp_path):
+    docs = []
+    for text, d in (("/x/GPL-3", 0.5), ("/y/argparse.py", 1.25)):
+        doc = {"task": "ppl", "text": text, "results": [
+            {"policy_spec": "mikv", "kv_ratio_target": 0.33, "feasible": True, "samples": 8,
+             "kv_memory_ratio": 0.31, "delta_ppl_pct": d, "delta_ppl_pct_ci95": 0.2,
+             "top1_agreement": 0.96, "mean_kl": 0.004},
+            {"policy_spec": "mikv", "kv_ratio_target": 0.25, "feasible": False, "samples": 0,
+             "min_kv_memory_ratio": 0.29}]}
+        p = tmp_path / (text.rsplit("/", 1)[-1] + ".json")
+        p.write_text(json.dumps(doc))
+        docs.append(str(p))
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), *docs],
+                       capture_output=True, text=True, check=True)
+    assert "| GPL-3 | mikv | 0.33 | 0.310 | +0.50 (±0.20) | 0.960 |" in r.stdout
+    assert "| argparse.py | mikv | 0.33 | 0.310 | +1.25 (±0.20) |" in r.stdout
+    assert "| GPL-3 | mikv | 0.25 | infeasible (≥ 0.290) |" in r.stdout
