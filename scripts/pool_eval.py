@@ -71,7 +71,7 @@ def print_ppl(docs):
         text = d.get("text", "?").rsplit("/", 1)[-1]
         for r in d["results"]:
             t = r.get("kv_ratio_target")
-            tgt = "–" if t is None else f"{t:.2f}"
+            tgt = "–" if t is None else f"{t:g}"
             if not r.get("feasible", True) or r.get("samples", 0) == 0:
                 mn = r.get("min_kv_memory_ratio")
                 print(f"| {text} | {r['policy_spec']} | {tgt} | infeasible" +
@@ -108,7 +108,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|---|")
     full_by_id = dict(zip(full["ids"], full["acc"])) if full else {}
     for r in rows:
-        tgt = "–" if r["target"] is None else f"{r['target']:.2f}"
+        tgt = "–" if r["target"] is None else f"{r['target']:g}"
         if not r["acc"]:
             mn = r["infeasible"]
             print(f"| {r['spec']} | {tgt} | infeasible (≥ {mn:.3f}) | | | | | | 0 |" if mn else
