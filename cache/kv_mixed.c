@@ -334,6 +334,15 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->blk_q = !force_scalar && c->gq <= KVB_MAX_ROWS && kvb_available(s->head_dim)
                    ? KVB_MAX_ROWS / c->gq
                    : 0;
+    if (c->blk_q && p->hi_bits == 8) { /* the INT8 high tier is read by run kernels too */
+        kvq_dotn_fn dn = kvq_avx512_dotn(8, s->head_dim, p->group);
+        kvq_axpyn_fn an = kvq_avx512_axpyn(8, s->head_dim, p->group);
+        if (dn) {
+            c->khi.dotn = dn;
+            c->khi.wants_prep = 1;
+        }
+        if (an) c->khi.axpyn = an;
+    }
     if (c->blk_q && p->lo_bits) { /* decode: the AVX-512 run kernels where they apply */
         kvq_dotn_fn dn = kvq_avx512_dotn(p->lo_bits, s->head_dim, p->group);
         kvq_axpyn_fn an = kvq_avx512_axpyn(kv_policy_lo_v_bits(p), s->head_dim, p->group);

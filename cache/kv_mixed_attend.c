@@ -179,6 +179,49 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
     }
 }
 
+/* The high tier's scores for one query row into s->sc[g][0..nhv), scaled.
+ * An INT8 high tier is read like the low tier, a page of records at a time
+ * through the run kernels (int16 query, integer dot products); FP16 records
+ * one at a time (their dot converts a record once for all gq heads). */
+static void hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float *qhi, scratch_t *s,
+                      float scale, float *dots) {
+    const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
+    if (c->p.hi_bits == 8) {
+        if (nhv && c->khi.wants_prep) kvq_prep(qhi, gq, hd, c->p.group, &s->qp);
+        for (int t0 = 0; t0 < nhv; t0 += KVL_PAGE)
+            c->khi.dotn(t_k(hi, &c->fhi, t0), c->fhi.krec, nhv - t0 < KVL_PAGE ? nhv - t0 : KVL_PAGE,
+                        qhi, &s->qp, gq, hd, c->p.group, s->sc + t0, M);
+        for (int g = 0; g < gq; g++)
+            for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= scale;
+        return;
+    }
+    for (int t = 0; t < nhv; t++) {
+        c->khi.dot(t_k(hi, &c->fhi, t), qhi, gq, hd, c->p.group, dots);
+        for (int g = 0; g < gq; g++) s->sc[(size_t)g * M + t] = dots[g] * scale;
+    }
+}
+
+/* The high tier's values weighted by the softmax (invp: 1/sum per head)
+ * into oi. INT8: probabilities scaled in place, then the run kernel a page
+ * at a time; returns 1 then (the tracker must not scale again). */
+static int hi_values(const mixed_cache *c, const tier *hi, int nhv, scratch_t *s, const float *invp,
+                     float *a, float *oi) {
+    const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
+    if (c->p.hi_bits == 8) {
+        for (int g = 0; g < gq; g++)
+            for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= invp[g];
+        for (int t0 = 0; t0 < nhv; t0 += KVL_PAGE)
+            c->khi.axpyn(t_v(hi, &c->fhi, t0), c->fhi.vrec, nhv - t0 < KVL_PAGE ? nhv - t0 : KVL_PAGE,
+                         s->sc + t0, M, gq, hd, c->p.group, oi);
+        return 1;
+    }
+    for (int t = 0; t < nhv; t++) {
+        for (int g = 0; g < gq; g++) a[g] = s->sc[(size_t)g * M + t] * invp[g];
+        c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, hd, c->p.group, oi);
+    }
+    return 0;
+}
+
 /* One query row (position p, the gq heads of KV head hs) over both tiers:
  * scores, softmax, the weighted values into oi, then the tracker. */
 static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *qi, float *oi,
@@ -201,10 +244,7 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     const int nhv = hi_visible(hi, &c->fhi, p), nl = lo->n;
     const int lo_all = hs->lo_max_pos <= p;
     int n_vis = nhv;
-    for (int t = 0; t < nhv; t++) {
-        c->khi.dot(t_k(hi, &c->fhi, t), qhi, gq, hd, c->p.group, dots);
-        for (int g = 0; g < gq; g++) s->sc[(size_t)g * M + t] = dots[g] * scale;
-    }
+    hi_scores(c, hi, nhv, qhi, s, scale, dots);
     /* The low tier a page at a time through the run kernels-> */
     if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s->qp);
     for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
@@ -242,10 +282,8 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
         invp[g] = (float)(1.0 / sum);
     }
     memset(oi, 0, sizeof(float) * hd * gq);
-    for (int t = 0; t < nhv; t++) {
-        for (int g = 0; g < gq; g++) a[g] = s->sc[(size_t)g * M + t] * invp[g];
-        c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, hd, c->p.group, oi);
-    }
+    /* the INT8 high tier leaves its probabilities scaled in place (hi_values) */
+    const int hi_scaled = hi_values(c, hi, nhv, s, invp, a, oi);
     for (int g = 0; g < gq && nl; g++) /* probabilities in place (masked: 0) */
         if (c->blk_q) kvb_scale_row(s->sc + (size_t)g * M + nhv, nl, invp[g]);
         else
@@ -257,7 +295,7 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
         float thr = 1.0f / (float)n_vis;
         for (int t = 0; t < nhv; t++) {
             float agg = 0.0f;
-            for (int g = 0; g < gq; g++) agg += s->sc[(size_t)g * M + t] * invp[g];
+            for (int g = 0; g < gq; g++) agg += s->sc[(size_t)g * M + t] * (hi_scaled ? 1.0f : invp[g]);
             kvt_observe(sel, t_state(hi, &c->fhi, t), agg / (float)gq, thr);
         }
     }
