@@ -24,7 +24,7 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
                      s->head_dim);
         return PV_EINVAL;
     }
-    const int quantized = p->lo_bits || p->hi_bits == 8, rotating = p->rotate && quantized;
+    const int rotating = kv_policy_rotates(p);
     if (rotating && !kvr_supported(s->head_dim)) {
         if (err && errlen)
             snprintf(err, errlen, "kv policy: rotate=1 needs head_dim a power of two, got %d",

@@ -302,6 +302,18 @@ static const kv_vtable mixed_vt = {
     .destroy = mx_destroy,
 };
 
+/* Scores through kd and value sums through ka take the AVX-512 run kernels
+ * for their widths where the CPU and the shape allow them. */
+static void use_avx512_runs(kvq_kernels *kd, int dbits, kvq_kernels *ka, int abits, int d, int group) {
+    kvq_dotn_fn dn = kvq_avx512_dotn(dbits, d, group);
+    kvq_axpyn_fn an = kvq_avx512_axpyn(abits, d, group);
+    if (dn) {
+        kd->dotn = dn;
+        kd->wants_prep = 1;
+    }
+    if (an) ka->axpyn = an;
+}
+
 int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar, kv_cache **out) {
     *out = NULL;
     if (!s || !p || s->n_layers <= 0 || s->n_heads <= 0 || s->n_kv_heads <= 0 ||
@@ -334,28 +346,17 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->blk_q = !force_scalar && c->gq <= KVB_MAX_ROWS && kvb_available(s->head_dim)
                    ? KVB_MAX_ROWS / c->gq
                    : 0;
-    if (c->blk_q && p->hi_bits == 8) { /* the INT8 high tier is read by run kernels too */
-        kvq_dotn_fn dn = kvq_avx512_dotn(8, s->head_dim, p->group);
-        kvq_axpyn_fn an = kvq_avx512_axpyn(8, s->head_dim, p->group);
-        if (dn) {
-            c->khi.dotn = dn;
-            c->khi.wants_prep = 1;
-        }
-        if (an) c->khi.axpyn = an;
-    }
-    if (c->blk_q && p->lo_bits) { /* decode: the AVX-512 run kernels where they apply */
-        kvq_dotn_fn dn = kvq_avx512_dotn(p->lo_bits, s->head_dim, p->group);
-        kvq_axpyn_fn an = kvq_avx512_axpyn(kv_policy_lo_v_bits(p), s->head_dim, p->group);
-        if (dn) {
-            c->klo.dotn = dn;
-            c->klo.wants_prep = 1;
-        }
-        if (an) c->klov.axpyn = an;
+    if (c->blk_q) { /* decode: the AVX-512 run kernels where they apply (the INT8
+                     * high tier is read a page at a time too) */
+        if (p->hi_bits == 8) use_avx512_runs(&c->khi, 8, &c->khi, 8, s->head_dim, p->group);
+        if (p->lo_bits)
+            use_avx512_runs(&c->klo, p->lo_bits, &c->klov, kv_policy_lo_v_bits(p), s->head_dim,
+                            p->group);
     }
     c->scratch_per = (kvmx_scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
-    if (p->rotate && (p->lo_bits || p->hi_bits == 8)) { /* only quantized tokens gain */
+    if (kv_policy_rotates(p)) {
         if (!kvr_supported(s->head_dim)) {
             mx_destroy(c);
             return PV_EINVAL;
@@ -367,7 +368,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
                           c->rot + i * s->head_dim);
     }
     if (!c->len || !c->heads || !c->scratch || !c->pend1 ||
-        (p->rotate && (p->lo_bits || p->hi_bits == 8) && !c->rot)) {
+        (kv_policy_rotates(p) && !c->rot)) {
         mx_destroy(c);
         return PV_ENOMEM;
     }

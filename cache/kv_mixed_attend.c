@@ -179,6 +179,22 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
     }
 }
 
+/* The first n records of a tier through a kernel set's run kernels, a page
+ * at a time: scores sc[g*M + t] = q_g · key t, or out += Σ_t a[g*M + t]·value t. */
+static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *q,
+                      const kvq_qprep *qp, const mixed_cache *c, float *sc) {
+    for (int t0 = 0; t0 < n; t0 += KVL_PAGE)
+        k->dotn(t_k(t, f, t0), f->krec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, q, qp, c->gq,
+                c->s.head_dim, c->p.group, sc + t0, c->s.max_ctx);
+}
+
+static void tier_axpyn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *a,
+                       const mixed_cache *c, float *out) {
+    for (int t0 = 0; t0 < n; t0 += KVL_PAGE)
+        k->axpyn(t_v(t, f, t0), f->vrec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, a + t0,
+                 c->s.max_ctx, c->gq, c->s.head_dim, c->p.group, out);
+}
+
 /* The high tier's scores for one query row into s->sc[g][0..nhv), scaled.
  * An INT8 high tier is read like the low tier, a page of records at a time
  * through the run kernels (int16 query, integer dot products); FP16 records
@@ -188,9 +204,7 @@ static void hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float
     const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
     if (c->p.hi_bits == 8) {
         if (nhv && c->khi.wants_prep) kvq_prep(qhi, gq, hd, c->p.group, &s->qp);
-        for (int t0 = 0; t0 < nhv; t0 += KVL_PAGE)
-            c->khi.dotn(t_k(hi, &c->fhi, t0), c->fhi.krec, nhv - t0 < KVL_PAGE ? nhv - t0 : KVL_PAGE,
-                        qhi, &s->qp, gq, hd, c->p.group, s->sc + t0, M);
+        tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, c, s->sc);
         for (int g = 0; g < gq; g++)
             for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= scale;
         return;
@@ -201,25 +215,19 @@ static void hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float
     }
 }
 
-/* The high tier's values weighted by the softmax (invp: 1/sum per head)
- * into oi. INT8: probabilities scaled in place, then the run kernel a page
- * at a time; returns 1 then (the tracker must not scale again). */
-static int hi_values(const mixed_cache *c, const tier *hi, int nhv, scratch_t *s, const float *invp,
-                     float *a, float *oi) {
-    const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
+/* The high tier's values weighted by the probabilities s->sc[g][0..nhv)
+ * into oi: INT8 through the run kernels, FP16 a record at a time. */
+static void hi_values(const mixed_cache *c, const tier *hi, int nhv, scratch_t *s, float *a,
+                      float *oi) {
+    const int gq = c->gq, M = c->s.max_ctx;
     if (c->p.hi_bits == 8) {
-        for (int g = 0; g < gq; g++)
-            for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= invp[g];
-        for (int t0 = 0; t0 < nhv; t0 += KVL_PAGE)
-            c->khi.axpyn(t_v(hi, &c->fhi, t0), c->fhi.vrec, nhv - t0 < KVL_PAGE ? nhv - t0 : KVL_PAGE,
-                         s->sc + t0, M, gq, hd, c->p.group, oi);
-        return 1;
+        tier_axpyn(&c->khi, hi, &c->fhi, nhv, s->sc, c, oi);
+        return;
     }
     for (int t = 0; t < nhv; t++) {
-        for (int g = 0; g < gq; g++) a[g] = s->sc[(size_t)g * M + t] * invp[g];
-        c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, hd, c->p.group, oi);
+        for (int g = 0; g < gq; g++) a[g] = s->sc[(size_t)g * M + t];
+        c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, c->s.head_dim, c->p.group, oi);
     }
-    return 0;
 }
 
 /* One query row (position p, the gq heads of KV head hs) over both tiers:
@@ -247,9 +255,7 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     hi_scores(c, hi, nhv, qhi, s, scale, dots);
     /* The low tier a page at a time through the run kernels-> */
     if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s->qp);
-    for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
-        c->klo.dotn(t_k(lo, &c->flo, t0), c->flo.krec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
-                    qlo, &s->qp, gq, hd, c->p.group, s->sc + nhv + t0, M);
+    tier_dotn(&c->klo, lo, &c->flo, nl, qlo, &s->qp, c, s->sc + nhv);
     if (c->blk_q) { /* AVX-512: the same steps 16 tokens at a time */
         for (int g = 0; g < gq; g++)
             for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
@@ -282,20 +288,17 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
         invp[g] = (float)(1.0 / sum);
     }
     memset(oi, 0, sizeof(float) * hd * gq);
-    /* the INT8 high tier leaves its probabilities scaled in place (hi_values) */
-    const int hi_scaled = hi_values(c, hi, nhv, s, invp, a, oi);
-    for (int g = 0; g < gq && nl; g++) /* probabilities in place (masked: 0) */
-        if (c->blk_q) kvb_scale_row(s->sc + (size_t)g * M + nhv, nl, invp[g]);
+    for (int g = 0; g < gq; g++) /* probabilities in place, both tiers (masked: 0) */
+        if (c->blk_q) kvb_scale_row(s->sc + (size_t)g * M, nhv + nl, invp[g]);
         else
-            for (int t = 0; t < nl; t++) s->sc[(size_t)g * M + nhv + t] *= invp[g];
-    for (int t0 = 0; t0 < nl; t0 += KVL_PAGE)
-        c->klov.axpyn(t_v(lo, &c->flo, t0), c->flo.vrec, nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
-                     s->sc + nhv + t0, M, gq, hd, c->p.group, oi);
+            for (int t = 0; t < nhv + nl; t++) s->sc[(size_t)g * M + t] *= invp[g];
+    hi_values(c, hi, nhv, s, a, oi);
+    tier_axpyn(&c->klov, lo, &c->flo, nl, s->sc + nhv, c, oi);
     if (c->fhi.sb) { /* tracker: mean probability over the group's heads */
         float thr = 1.0f / (float)n_vis;
         for (int t = 0; t < nhv; t++) {
             float agg = 0.0f;
-            for (int g = 0; g < gq; g++) agg += s->sc[(size_t)g * M + t] * (hi_scaled ? 1.0f : invp[g]);
+            for (int g = 0; g < gq; g++) agg += s->sc[(size_t)g * M + t];
             kvt_observe(sel, t_state(hi, &c->fhi, t), agg / (float)gq, thr);
         }
     }

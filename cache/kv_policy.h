@@ -87,6 +87,12 @@ static inline int kv_policy_lo_v_bits(const kv_policy *p) {
     return p->lo_v_bits ? p->lo_v_bits : p->lo_bits;
 }
 
+/* The cache rotates (kv_rot.h): rotate=1 and something is quantized (a low
+ * tier or an INT8 high tier); rotating FP16-only caches would buy nothing. */
+static inline int kv_policy_rotates(const kv_policy *p) {
+    return p->rotate && (p->lo_bits || p->hi_bits == 8);
+}
+
 /* kv_policy_seq_bytes (the bytes admission reserves) is in kv_tier.h: it
  * applies the tier rule. */
 

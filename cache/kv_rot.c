@@ -9,16 +9,14 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cuda/synth_hash.h"
+
 int kvr_supported(int d) { return d >= 8 && d <= 4096 && (d & (d - 1)) == 0; }
 
-/* splitmix64: a fixed, well-mixed function of (layer, head, channel), so
- * the signs need no state and no storage beyond the caller's table. */
-static uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
+/* SplitMix64 (the project's pvsyn_mix finalizer after a golden-ratio
+ * step): a fixed, well-mixed function of (layer, head, channel), so the
+ * signs need no state and no storage beyond the caller's table. */
+static uint64_t mix(uint64_t x) { return pvsyn_mix(x + 0x9e3779b97f4a7c15ull); }
 
 void kvr_signs(int layer, int head, int d, float *signs) {
     for (int i = 0; i < d; i++) {
