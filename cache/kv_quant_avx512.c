@@ -47,8 +47,7 @@ AVX512 static inline __m512i reduce16(const __m512i *v) {
 
 /* Codes of one record as int16 in channel order (kv_quant.h: channel c is
  * byte c % nb at bit bits * (c / nb)); 16 channels share a plane. */
-AVX512 static inline void unpack16(const uint8_t *rec, int bits, int nb, int d, int16_t *out) {
-    (void)nb;
+AVX512 static inline void unpack16(const uint8_t *rec, int bits, int d, int16_t *out) {
     for (int c = 0; c < d; c += 16)
         _mm256_storeu_si256((__m256i *)(void *)(out + c), _mm512_cvtepi32_epi16(kvs_codes16(rec, bits, d, c)));
 }
@@ -63,7 +62,7 @@ AVX512 static void dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_
         for (int u = 0; u < 16; u++) {
             if (u < cnt) {
                 const uint8_t *rec = rec0 + (size_t)(t0 + u) * stride;
-                unpack16(rec, bits, nb, d, codes + (size_t)u * d);
+                unpack16(rec, bits, d, codes + (size_t)u * d);
                 for (int gi = 0; gi < ng; gi++) {
                     s[gi][u] = h2f(rec + nb + 4 * gi);
                     z[gi][u] = h2f(rec + nb + 4 * gi + 2);
