@@ -76,5 +76,10 @@ void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u) {
     if (!bad_slot(c, seq)) c->vt->seq_usage(c->impl, seq, u);
 }
 
+int kv_seq_set_budget(kv_cache *c, int seq, double budget) {
+    if (bad_slot(c, seq) || !(budget >= 0)) return PV_EINVAL;
+    return c->vt->seq_budget ? c->vt->seq_budget(c->impl, seq, budget) : PV_EUNSUPPORTED;
+}
+
 void *kv_impl(const kv_cache *c) { return c->impl; }
 const kv_vtable *kv_vt(const kv_cache *c) { return c->vt; }

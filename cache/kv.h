@@ -73,6 +73,8 @@ typedef struct {
     void (*seq_reset)(void *impl, int seq);
     int (*seq_pos)(const void *impl, int seq); /* next position to store */
     void (*seq_usage)(const void *impl, int seq, kv_usage *u);
+    /* Optional: elastic compression (kv_seq_set_budget); NULL: unsupported. */
+    int (*seq_budget)(void *impl, int seq, double budget);
     /* Optional: the one policy every slot runs (NULL: none, e.g. a router). */
     int (*policy)(const void *impl, kv_policy *out);
     void (*destroy)(void *impl);
@@ -113,5 +115,16 @@ int kv_attend_splits(const kv_cache *c, int seq);
 void kv_seq_reset(kv_cache *c, int seq);
 int kv_seq_pos(const kv_cache *c, int seq);
 void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u);
+/* Elastic compression: gives one sequence its own high-tier budget (the
+ * units of kv_policy.budget; 0: back to the policy's) and demotes at once,
+ * in every layer and head, what the tier rule then says, so the sequence's
+ * bytes drop before the next step and kv_policy_seq_bytes of the policy
+ * with that budget bounds it from now on. Demotion is the cache's own
+ * operation: nothing is recomputed, and a demoted token is never promoted
+ * back, so raising the budget later only lets new tokens stay high. Call
+ * between steps (decoder thread, no attend running). PV_EUNSUPPORTED for a
+ * cache that never demotes (FP16, GPU), PV_EINVAL for a bad budget. The
+ * override ends with kv_seq_reset. */
+int kv_seq_set_budget(kv_cache *c, int seq, double budget);
 
 #endif

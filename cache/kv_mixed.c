@@ -165,8 +165,7 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
 /* When the high tier is over budget: demote as many of the lowest-ranked
  * unprotected tokens as the tier rule says (kv_tier_demote) to the low tier
  * (or drop them), keeping the high tier sorted by position. */
-int kvmx_demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
-    const kv_policy *p = &c->p;
+int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s) {
     const int want = kv_tier_demote(p, len, hs->hi.n);
     if (want == 0) return PV_OK;
     int hd = c->s.head_dim, nc = 0;
@@ -233,6 +232,7 @@ int kvmx_demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s) {
 
 static void mx_seq_reset(void *impl, int seq) {
     mixed_cache *c = impl;
+    c->seq_budget[seq] = 0;
     for (int L = 0; L < c->s.n_layers; L++) {
         c->len[(size_t)seq * c->s.n_layers + L] = 0;
         for (int h = 0; h < c->s.n_kv_heads; h++) head_reset(c, head(c, seq, L, h));
@@ -270,7 +270,7 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
 static void mx_destroy(void *impl) {
     mixed_cache *c = impl;
     if (!c) return;
-    if (c->heads && c->len)
+    if (c->heads && c->len && c->seq_budget)
         for (int s = 0; s < c->s.max_seqs; s++) mx_seq_reset(c, s);
     if (c->heads)
         for (size_t i = 0, nh = (size_t)c->s.max_seqs * c->s.n_layers * c->s.n_kv_heads; i < nh;
@@ -280,10 +280,34 @@ static void mx_destroy(void *impl) {
         }
     free(c->heads);
     free(c->len);
+    free(c->seq_budget);
     free(c->scratch);
     free(c->pend1);
     free(c->rot);
     free(c);
+}
+
+/* Elastic compression: between steps nothing is pending and no attend runs,
+ * so thread 0's scratch is free and every head demotes as at the end of an
+ * attend call. */
+static int mx_seq_budget(void *impl, int seq, double budget) {
+    mixed_cache *c = impl;
+    kv_policy p = c->p;
+    p.budget = budget > 0 ? budget : c->p.budget;
+    if ((p.budget >= 1 && p.budget != floor(p.budget)) || (!p.budget && p.select != KV_SELECT_RECENT))
+        return PV_EINVAL;
+    c->seq_budget[seq] = budget;
+    scratch_t s = kvmx_scratch_for(c, 0);
+    for (int L = 0; L < c->s.n_layers; L++) {
+        int len = c->len[(size_t)seq * c->s.n_layers + L];
+        for (int h = 0; h < c->s.n_kv_heads; h++) {
+            head_t *hs = head(c, seq, L, h);
+            if (hs->n_pend) return PV_EINVAL; /* mid-step: keys stored, not yet attended */
+            int rc = kvmx_demote(c, &p, hs, len, &s);
+            if (rc) return rc;
+        }
+    }
+    return PV_OK;
 }
 
 static int mx_policy(const void *impl, kv_policy *out) {
@@ -298,6 +322,7 @@ static const kv_vtable mixed_vt = {
     .seq_reset = mx_seq_reset,
     .seq_pos = mx_seq_pos,
     .seq_usage = mx_seq_usage,
+    .seq_budget = mx_seq_budget,
     .policy = mx_policy,
     .destroy = mx_destroy,
 };
@@ -340,6 +365,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
                     &c->klov);
     size_t nh = (size_t)s->max_seqs * s->n_layers * s->n_kv_heads;
     c->len = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->len);
+    c->seq_budget = calloc((size_t)s->max_seqs, sizeof *c->seq_budget);
     c->heads = calloc(nh, sizeof *c->heads);
     /* Prompt chunks take the block kernel: up to KVB_MAX_ROWS rows = blocks
      * of queries x the query heads of a KV head. */
@@ -367,7 +393,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
                 kvr_signs((int)(i / s->n_kv_heads), (int)(i % s->n_kv_heads), s->head_dim,
                           c->rot + i * s->head_dim);
     }
-    if (!c->len || !c->heads || !c->scratch || !c->pend1 ||
+    if (!c->len || !c->seq_budget || !c->heads || !c->scratch || !c->pend1 ||
         (kv_policy_rotates(p) && !c->rot)) {
         mx_destroy(c);
         return PV_ENOMEM;

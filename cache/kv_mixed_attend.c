@@ -35,7 +35,7 @@ size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk) {
            64 + kvq_qprep_bytes(gq, s->head_dim, 8) + (blk ? blk_bytes(s) : 0);
 }
 
-static scratch_t scratch_for(const mixed_cache *c, int thread) {
+scratch_t kvmx_scratch_for(const mixed_cache *c, int thread) {
     uint8_t *b = c->scratch + (size_t)thread * c->scratch_per;
     size_t M = (size_t)c->s.max_ctx, hd = (size_t)c->s.head_dim;
     scratch_t s;
@@ -331,7 +331,7 @@ int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const 
     head_t *hs = head(c, seq, layer, kvh);
     int len = c->len[(size_t)seq * c->s.n_layers + layer];
     if (pos0 < 0 || n < 0 || (long)pos0 + n > len) return PV_EINVAL;
-    scratch_t s = scratch_for(c, thread);
+    scratch_t s = kvmx_scratch_for(c, thread);
     const int nh = c->s.n_heads, hd = c->s.head_dim, gq = c->gq;
     const float *rs = rot_signs(c, layer, kvh);
     if (rs) { /* the cache is in R's basis (kv_rot.h), so the queries must be */
@@ -349,5 +349,6 @@ int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const 
                          out + ((size_t)i * nh + (size_t)kvh * gq) * hd, &s);
     }
     if (rs) rot_rows(rs, out, out, n, nh, kvh, gq, hd, 1); /* Σ p·Rv back to Σ p·v */
-    return kvmx_demote(c, hs, len, &s);
+    kv_policy sp = kvmx_seq_policy(c, seq);
+    return kvmx_demote(c, &sp, hs, len, &s);
 }

@@ -55,6 +55,7 @@ typedef struct {
     kvq_kernels khi, klo, klov; /* high tier; low-tier keys, low-tier values */
     int need_bal;
     int *len;      /* [max_seqs][n_layers] tokens stored */
+    double *seq_budget; /* [max_seqs] elastic budget (kv_seq_set_budget); 0: p.budget */
     head_t *heads; /* [max_seqs][n_layers][n_kv_heads] */
     uint8_t *scratch;
     size_t scratch_per; /* bytes per thread */
@@ -95,6 +96,13 @@ static inline head_t *head(const mixed_cache *c, int seq, int layer, int h) {
 }
 
 
+/* The policy sequence seq runs: the cache's, with its elastic budget. */
+static inline kv_policy kvmx_seq_policy(const mixed_cache *c, int seq) {
+    kv_policy p = c->p;
+    if (c->seq_budget[seq] > 0) p.budget = c->seq_budget[seq];
+    return p;
+}
+
 /* Frees the pending buffer (when it is the head's own) and forgets it. */
 static inline void pend_release(head_t *hs) {
     if (hs->pend_heap) free(hs->pend);
@@ -125,13 +133,15 @@ typedef struct {
 int kvmx_tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, size_t *alloc);
 /* Freezes the head's balance factors from the maxima seen so far. */
 void kvmx_bal_freeze(head_t *hs, int hd);
-/* Demotes what the tier rule (kv_tier.h) says, once the call left the
- * sequence at len tokens. */
-int kvmx_demote(const mixed_cache *c, head_t *hs, int len, scratch_t *s);
+/* Demotes what the tier rule (kv_tier.h) says under p (the sequence's
+ * policy, kvmx_seq_policy), once the call left the sequence at len tokens. */
+int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
 
 /* kv_mixed_attend.c */
 /* Bytes of one thread's scratch, and its carving. */
 size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk);
+/* Thread `thread`'s scratch, carved. */
+scratch_t kvmx_scratch_for(const mixed_cache *c, int thread);
 /* The vtable's attend_group. */
 int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const float *q,
                 float *out, int thread);

@@ -145,13 +145,14 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         p->lo_v_bits = v == p->lo_bits ? 0 : v;
         return PV_OK;
     }
-    if (!strcmp(knob, "budget") || !strcmp(knob, "chunk")) {
+    if (!strcmp(knob, "budget") || !strcmp(knob, "chunk") || !strcmp(knob, "floor")) {
         if (parse_double(value, &d) || !count_or_fraction(d))
             return fail(err, errlen, PV_EINVAL,
                         "%s must be a whole number of tokens (>= 1), a fraction in (0,1) or 0, "
                         "got '%s'",
                         knob, value);
         if (knob[0] == 'b') p->budget = d;
+        else if (knob[0] == 'f') p->floor = d;
         else p->chunk = d;
         return PV_OK;
     }
@@ -191,7 +192,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     }
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, budget, recent, "
-                "sinks, window, chunk, group, key-balance, rotate, clip)",
+                "sinks, window, chunk, group, key-balance, rotate, clip, floor)",
                 knob);
 }
 
@@ -235,6 +236,9 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
     if (!count_or_fraction(p->budget))
         return fail(err, errlen, PV_EINVAL, "budget %g is neither whole tokens nor a fraction",
                     p->budget);
+    if (!count_or_fraction(p->floor))
+        return fail(err, errlen, PV_EINVAL, "floor %g is neither whole tokens nor a fraction",
+                    p->floor);
     if (!count_or_fraction(p->chunk))
         return fail(err, errlen, PV_EINVAL, "chunk %g is neither whole tokens nor a fraction",
                     p->chunk);

@@ -59,12 +59,18 @@ typedef struct kv_policy {
     int clip;         /* low tier: each group's range chosen for the least
                          squared error instead of min-max (kvq_encode_clip;
                          1/0); no effect without a low tier */
+    double floor;     /* elastic compression (kv_seq_set_budget): the lowest
+                         budget the server may lower this policy to under
+                         memory pressure, same units as budget; 0 = the
+                         protected tokens (sinks + recent) only. Not part of
+                         what the cache builds, so not in kv_policy_describe */
 } kv_policy;
 
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
- * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance, rotate, clip. Values
+ * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, floor.
+ * Values
  * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
  * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
  * lo-k-bits and lo-v-bits set one side only. */
@@ -91,6 +97,12 @@ static inline int kv_policy_lo_v_bits(const kv_policy *p) {
  * tier or an INT8 high tier); rotating FP16-only caches would buy nothing. */
 static inline int kv_policy_rotates(const kv_policy *p) {
     return p->rotate && (p->lo_bits || p->hi_bits == 8);
+}
+
+/* Elastic compression may apply: the policy demotes to a low tier (nothing
+ * it demotes is lost) and has a budget to lower. */
+static inline int kv_policy_elastic(const kv_policy *p) {
+    return p->lo_bits > 0 && p->select != KV_SELECT_NONE && p->budget > 0;
 }
 
 /* kv_policy_seq_bytes (the bytes admission reserves) is in kv_tier.h: it

@@ -133,6 +133,11 @@ static void rt_usage(const void *impl, int seq, kv_usage *u) {
     if (c) kv_seq_usage(c, seq, u);
 }
 
+static int rt_budget(void *impl, int seq, double budget) {
+    kv_cache *c = sub_of(impl, seq);
+    return c ? kv_seq_set_budget(c, seq, budget) : PV_EUNSUPPORTED;
+}
+
 static void rt_destroy(void *impl) {
     router *r = impl;
     if (!r) return;
@@ -149,6 +154,7 @@ static const kv_vtable router_vt = {
     .seq_reset = rt_reset,
     .seq_pos = rt_pos,
     .seq_usage = rt_usage,
+    .seq_budget = rt_budget,
     .destroy = rt_destroy,
 };
 

@@ -10,12 +10,18 @@
  *                      wake-up only (it may coalesce: the caller drains the
  *                      whole list with eng_collect every time it wakes).
  *
- * Admission is by KV bytes: a job reserves, per choice, the bytes its cache
- * will hold at prompt + max_new tokens under the job's policy
- * (kv_policy_seq_bytes: exact, page-rounded), and is admitted, in FIFO
- * order, when the reservation fits kv_memory and it gets enough sequence
- * slots. Errors are PV_* codes (pverr.h): the caller maps them to whatever
- * its protocol says. */
+ * Admission is by KV bytes on demand: a job is admitted, in FIFO order,
+ * when the bytes of its prompts under its policy (kv_policy_seq_bytes:
+ * exact, page-rounded) fit beside what the running jobs can hold after the
+ * current step, leaving a watermark of 1% of kv_memory free, and it gets
+ * enough sequence slots; max_new reserves nothing. Before every step the
+ * engine makes the step fit: elastic compression of the jobs that allow it
+ * (their high-tier budget lowered to the policy's floor), then preemption
+ * of the most recently admitted jobs (recompute: their pages are freed,
+ * they wait at the front of the queue and later prefill prompt + generated
+ * tokens again; their output just pauses). A job is refused only when it
+ * cannot fit even alone (PV_ETOOBIG). Errors are PV_* codes (pverr.h): the
+ * caller maps them to whatever its protocol says. */
 #ifndef PIVOT_ENG_H
 #define PIVOT_ENG_H
 
@@ -43,10 +49,25 @@ typedef struct {
 
 typedef struct {
     int running, waiting;
+    /* kv_reserved: what running and admitted jobs can hold after the
+     * current step (KV on demand: it grows with their tokens) */
     size_t kv_stored, kv_fp16, kv_reserved, kv_capacity;
     size_t pool_used, pool_peak, pool_limit; /* the KV page pool (kv_pool.h) */
     long kv_tokens;
+    /* totals since start: jobs preempted, elastic compressions and the
+     * tokens (per KV head) and bytes they demoted */
+    long preemptions, elastic_compressions, elastic_tokens;
+    size_t elastic_bytes;
 } eng_gauges;
+
+/* What memory pressure did to one choice (eng_job_relief). */
+typedef struct {
+    int preemptions;    /* times its job was preempted and recomputed */
+    int compressions;   /* elastic compressions (its budget lowered) */
+    long tokens_demoted; /* tokens per KV head they moved to the low tier */
+    size_t bytes_saved;  /* bytes they freed at the time */
+    double budget;       /* the budget it ended with (0: its policy's) */
+} eng_relief;
 
 /* One finished job, for request metrics. outcome: "ok", "abort", "error". */
 typedef struct {

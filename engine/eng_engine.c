@@ -147,6 +147,9 @@ int eng_start(const eng_config *cfg, const eng_hooks *hooks, eng_engine **out) {
     eng_engine *e = calloc(1, sizeof *e);
     if (!e) return PV_ENOMEM;
     e->cfg = *cfg;
+    /* vLLM's watermark: admission leaves 1% of the KV memory free for the
+     * running sequences' next tokens, so a new job is not preempted at once */
+    e->watermark = cfg->kv_memory / 100;
     if (hooks) e->hooks = *hooks;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->out_mu, NULL);

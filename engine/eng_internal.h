@@ -27,12 +27,23 @@ typedef struct {
 } eng_out;
 
 typedef struct {
-    /* set at creation, read-only afterwards */
+    /* set at creation; then the decoder thread appends every sampled token
+     * after the prompt (prompt[n_prompt + k] is the k-th generated one), so
+     * a preempted choice can prefill its whole text again */
     int32_t *prompt;
-    int n_prompt;
+    int n_prompt, cap_prompt;
     int max_new;
     /* decoder thread only */
     int slot, n_fed, n_gen, finished;
+    int n_fill;  /* tokens to prefill before decoding: n_prompt, or after a
+                    preemption the prompt + every generated token but the
+                    last (next_tok, already sampled, is fed by decoding) */
+    int refill;  /* prefilling after a preemption: no logits are wanted */
+    int lp_next; /* prompt logprobs emitted so far (none twice after a preemption) */
+    double budget; /* elastic budget in force (kv_seq_set_budget); 0: the policy's */
+    int elastic_done; /* compressed (or tried) since its slot was last filled */
+    size_t need;   /* KV bytes this choice can hold after the current step */
+    eng_relief relief;
     int32_t next_tok;
     smp_sampler *smp;
     tok_stream *ts; /* NULL when the model has no vocabulary (synthetic) */
@@ -53,7 +64,11 @@ struct eng_job {
     int n_choices;
     eng_choice *ch;
     int prompt_tokens;
-    size_t kv_reserve; /* set by eng_submit */
+    size_t kv_max;   /* bytes of every choice at prompt + max_new: set by eng_submit,
+                        the "can never fit" test */
+    size_t need_now; /* bytes admission asks for: every unfinished choice's n_fill */
+    size_t commit;   /* under mu: what this job counts for in e->committed */
+    int preempted;   /* under mu: waiting again after a preemption */
     atomic_int cancelled;
     double t_submit;        /* caller, at submit */
     double t_first, t_end;  /* decoder; read by the caller once done */
@@ -73,7 +88,8 @@ struct eng_engine {
     /* under mu */
     eng_job *wait_head, *wait_tail, *admitted;
     int n_waiting, n_running_jobs, quit;
-    size_t reserved;
+    size_t committed; /* bytes running and admitted jobs can hold after this step */
+    size_t watermark; /* free bytes a new job must leave while others run */
     int slots_used;
     /* under out_mu */
     pthread_mutex_t out_mu;
@@ -99,6 +115,9 @@ struct eng_engine {
     llm_batch_entry *ent;
     eng_choice **ent_ch;
     eng_job **ent_job;
+    /* decoder thread: totals for the gauges */
+    long n_preempt, n_elastic, el_tokens;
+    size_t el_bytes;
 };
 
 /* eng_engine.c: the model and the run state, on the decoder thread. */
@@ -107,6 +126,16 @@ void eng_unload(eng_engine *e);
 
 /* eng_sched.c */
 void *eng_main(void *arg);
+/* Admits waiting jobs in FIFO order while they fit (under mu). */
+void eng_admit_locked(eng_engine *e);
+
+/* eng_mem.c: KV on demand (decoder thread) */
+/* Makes the coming step fit kv_memory: every running choice's bytes after
+ * the step, then elastic compression, then preemption of the most recently
+ * admitted jobs; publishes the total as `committed` and admits what fits. */
+void eng_relieve(eng_engine *e);
+/* Bytes choice c of job j can hold once the coming step is done. */
+size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c);
 
 /* eng_sample.c (decoder thread; the ones that write output under out_mu) */
 void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flush);

@@ -52,7 +52,7 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
         for (int k = 0; k < n_per_prompt; k++) {
             eng_choice *c = &j->ch[i * n_per_prompt + k];
             c->slot = -1;
-            c->n_prompt = n_prompt[i];
+            c->n_prompt = c->cap_prompt = c->n_fill = n_prompt[i];
             c->max_new = max_new[i];
             if (!(c->prompt = malloc(sizeof(int32_t) * n_prompt[i]))) {
                 eng_job_free(j);
@@ -101,6 +101,7 @@ void eng_job_times(const eng_job *j, double *t_submit, double *t_first, double *
 }
 
 void eng_job_kv_usage(const eng_job *j, int i, kv_usage *u) { *u = j->ch[i].kv; }
+void eng_job_relief(const eng_job *j, int i, eng_relief *r) { *r = j->ch[i].relief; }
 
 void eng_job_take(const eng_job *j, int i, eng_delta *d) {
     const eng_out *g = &j->ch[i].got;

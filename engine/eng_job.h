@@ -30,6 +30,8 @@ typedef struct {
     int top_logprobs;    /* alternatives per token (<= API_MAX_TOP_LOGPROBS) */
     int prompt_logprobs; /* the prompt's own logprobs lead each choice's list */
     kv_policy policy;
+    int kv_elastic;      /* under pressure the engine may lower this job's high-tier
+                            budget down to policy.floor (kv_policy_elastic policies) */
 } eng_params;
 
 /* A job of n_prompts prompts (copied) with n_per_prompt choices each;
@@ -67,5 +69,7 @@ int eng_job_error(const eng_job *j, const char **msg);
 void eng_job_times(const eng_job *j, double *t_submit, double *t_first, double *t_end);
 /* The KV cache choice i held when it finished (valid once done). */
 void eng_job_kv_usage(const eng_job *j, int i, kv_usage *u);
+/* What memory pressure did to choice i (valid once done). */
+void eng_job_relief(const eng_job *j, int i, eng_relief *r);
 
 #endif

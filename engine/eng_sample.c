@@ -95,11 +95,15 @@ static void push_id(eng_choice *c, int32_t tok) {
 void eng_prompt_logprobs(eng_engine *e, eng_job *j, eng_choice *c, int pos, int k,
                          const float *rows) {
     int n_vocab = llm_get_config(e->model)->n_vocab;
-    if (pos == 0) {
+    if (pos == 0 && c->lp_next == 0) {
         api_logprob *lp = push_lp(c);
         if (lp) *lp = (api_logprob){.id = c->prompt[0], .logprob = NAN};
+        c->lp_next = 1;
     }
+    /* lp_next: a chunk prefilled again after a preemption emits nothing twice */
     for (int r = 0; r < k && pos + r + 1 < c->n_prompt; r++) {
+        if (pos + r + 1 < c->lp_next) continue;
+        c->lp_next = pos + r + 2;
         api_logprob *lp = push_lp(c);
         if (lp)
             fill_logprob(rows + (size_t)r * n_vocab, n_vocab, c->prompt[pos + r + 1],
@@ -127,6 +131,13 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     if (p->logprobs) memcpy(e->row_copy, row, sizeof(float) * n_vocab);
     int32_t tok = smp_sample(c->smp, row);
     smp_accept(c->smp, tok);
+    /* kept after the prompt for a preemption's refill; without room the
+     * choice simply finishes here ("length") rather than lose its text */
+    int32_t *grown = pv_grow(c->prompt, &c->cap_prompt, c->n_prompt + c->n_gen + 1, sizeof *grown);
+    if (grown) {
+        c->prompt = grown;
+        grown[c->n_prompt + c->n_gen] = tok;
+    }
     c->n_gen++;
     c->out.tokens = c->n_gen;
     c->next_tok = tok;
@@ -150,5 +161,5 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     }
     emit_text(c, out, n);
     int pos = c->n_prompt + c->n_gen - 1; /* position the sampled token would take */
-    if (c->n_gen >= c->max_new || pos >= e->max_ctx) eng_finish_choice(e, c, "length", 1);
+    if (c->n_gen >= c->max_new || pos >= e->max_ctx || !grown) eng_finish_choice(e, c, "length", 1);
 }

@@ -23,37 +23,49 @@
 
 /* ---- admission (under mu) ---- */
 
+/* KV on demand: the job's prompts must fit beside what the running jobs
+ * can hold after this step, leaving the watermark free for their growth
+ * (vLLM's rule) unless nothing else holds memory (a job that fits alone
+ * must not wait forever for a watermark it can never leave). */
 static int fits_locked(eng_engine *e, const eng_job *j) {
-    return e->reserved + j->kv_reserve <= e->cfg.kv_memory &&
-           e->slots_used + j->n_choices <= e->cfg.max_seqs;
+    size_t need = e->committed + j->need_now;
+    if (e->slots_used + j->n_choices > e->cfg.max_seqs || need > e->cfg.kv_memory) return 0;
+    return e->committed == 0 || need + e->watermark <= e->cfg.kv_memory;
 }
 
-static void admit_locked(eng_engine *e) {
+static void to_admitted_locked(eng_engine *e, eng_job *j) {
+    e->committed += j->need_now;
+    j->commit = j->need_now;
+    e->slots_used += j->n_choices;
+    j->where = ENG_J_ADMITTED;
+    /* appended: the decoder starts admitted jobs in FIFO order */
+    eng_job **pp = &e->admitted;
+    while (*pp) pp = &(*pp)->next;
+    j->next = NULL;
+    *pp = j;
+}
+
+void eng_admit_locked(eng_engine *e) {
     while (e->wait_head && fits_locked(e, e->wait_head)) {
         eng_job *j = e->wait_head;
         e->wait_head = j->next;
         if (!e->wait_head) e->wait_tail = NULL;
         e->n_waiting--;
-        e->reserved += j->kv_reserve;
-        e->slots_used += j->n_choices;
-        j->where = ENG_J_ADMITTED;
-        /* appended: the decoder starts admitted jobs in FIFO order */
-        eng_job **pp = &e->admitted;
-        while (*pp) pp = &(*pp)->next;
-        j->next = NULL;
-        *pp = j;
+        to_admitted_locked(e, j);
     }
 }
 
 int eng_submit(eng_engine *e, eng_job *j, char *msg, size_t msglen) {
-    j->kv_reserve = 0;
-    for (int i = 0; i < j->n_choices; i++)
-        j->kv_reserve += eng_seq_bytes(e, &j->p.policy, j->ch[i].n_prompt + j->ch[i].max_new);
-    if (j->kv_reserve > e->cfg.kv_memory || j->n_choices > e->cfg.max_seqs) {
+    j->kv_max = j->need_now = 0;
+    for (int i = 0; i < j->n_choices; i++) {
+        j->kv_max += eng_seq_bytes(e, &j->p.policy, j->ch[i].n_prompt + j->ch[i].max_new);
+        j->need_now += eng_seq_bytes(e, &j->p.policy, j->ch[i].n_prompt);
+    }
+    if (j->kv_max > e->cfg.kv_memory || j->n_choices > e->cfg.max_seqs) {
         snprintf(msg, msglen,
                  "this request needs %zu bytes of KV cache in %d sequences; the server holds at "
                  "most %zu bytes and %d sequences",
-                 j->kv_reserve, j->n_choices, e->cfg.kv_memory, e->cfg.max_seqs);
+                 j->kv_max, j->n_choices, e->cfg.kv_memory, e->cfg.max_seqs);
         return PV_ETOOBIG;
     }
     j->t_submit = pv_now();
@@ -70,7 +82,7 @@ int eng_submit(eng_engine *e, eng_job *j, char *msg, size_t msglen) {
     else e->wait_head = j;
     e->wait_tail = j;
     e->n_waiting++;
-    admit_locked(e);
+    eng_admit_locked(e);
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return 0;
@@ -88,6 +100,14 @@ int eng_cancel(eng_engine *e, eng_job *j) {
         if (e->wait_tail == j) e->wait_tail = prev;
         e->n_waiting--;
         j->where = ENG_J_NONE;
+        if (j->preempted) { /* it has output and state: the decoder retires it */
+            atomic_store(&j->cancelled, 1);
+            j->need_now = 0;
+            to_admitted_locked(e, j);
+            pthread_cond_signal(&e->cv);
+            pthread_mutex_unlock(&e->mu);
+            return 0;
+        }
         pthread_mutex_unlock(&e->mu);
         return 1;
     }
@@ -122,41 +142,55 @@ static void fail_job(eng_job *j, int rc, const char *msg) {
     atomic_store(&j->cancelled, 1);
 }
 
-/* Gives choice c a free slot and its sampler. */
-static int start_choice(eng_engine *e, eng_job *j, eng_choice *c, int i) {
+/* Gives choice c a free slot under the job's policy. The slot is empty
+ * (reset when it was freed), so its policy can be set before the first
+ * store. */
+static int take_slot(eng_engine *e, eng_job *j, eng_choice *c) {
     for (int s = 0; s < e->cfg.max_seqs; s++)
         if (e->slot_free[s]) {
             e->slot_free[s] = 0;
             c->slot = s;
             break;
         }
+    if (c->slot < 0) return PV_ENOMEM;
+    char err[256] = "";
+    int rc = e->on_cuda ? 0
+                        : kv_seq_set_policy(llm_ctx_kv(e->ctx), c->slot, &j->p.policy, err,
+                                            sizeof err);
+    if (rc) fail_job(j, rc, err);
+    return rc;
+}
+
+/* Gives choice c a slot and its sampler. */
+static int start_choice(eng_engine *e, eng_job *j, eng_choice *c, int i) {
     smp_params p = j->p.sampling;
     /* Without a seed each choice draws differently; with one, choice i
      * uses seed + i so n > 1 still gives distinct samples. */
     p.seed = j->p.has_seed ? j->p.sampling.seed + (uint64_t)i
                            : (uint64_t)(pv_now() * 1e9) ^ ((uint64_t)(uintptr_t)c << 7);
     const tok_vocab *v = llm_get_vocab(e->model);
-    if (c->slot < 0 || smp_create(&p, llm_get_config(e->model)->n_vocab, &c->smp) ||
+    if (smp_create(&p, llm_get_config(e->model)->n_vocab, &c->smp) ||
         (v && !(c->ts = tok_stream_new(v, 0))))
         return PV_ENOMEM;
-    /* The slot is empty (reset when it was freed), so its policy can be set
-     * before the first store. */
-    char err[256] = "";
-    int rc = e->on_cuda ? 0
-                        : kv_seq_set_policy(llm_ctx_kv(e->ctx), c->slot, &j->p.policy, err,
-                                            sizeof err);
-    if (rc) {
-        fail_job(j, rc, err);
-        return rc;
-    }
+    int rc = take_slot(e, j, c);
+    if (rc) return rc;
     for (int k = 0; k < c->n_prompt; k++) smp_accept(c->smp, c->prompt[k]);
     api_stop_init(&c->stop, j->p.stop, j->p.n_stop);
     return 0;
 }
 
 /* Starts an admitted job: slots, samplers, stream decoders. A failure
- * cancels it with its error. */
+ * cancels it with its error. A job resumed after a preemption keeps its
+ * samplers, stop matchers and output; its unfinished choices only get
+ * slots again (and prefill their n_fill tokens). */
 static void start_job(eng_engine *e, eng_job *j) {
+    if (j->preempted) {
+        j->preempted = 0;
+        if (atomic_load(&j->cancelled)) return; /* cancelled while waiting: retire */
+        for (int i = 0; i < j->n_choices; i++)
+            if (!j->ch[i].finished && take_slot(e, j, &j->ch[i])) return;
+        return;
+    }
     /* No slot yet for any choice: a failure part-way must not make
      * finish_choice reset a slot for the choices not reached. */
     for (int i = 0; i < j->n_choices; i++) j->ch[i].slot = -1;
@@ -169,11 +203,12 @@ static void start_job(eng_engine *e, eng_job *j) {
 
 static void job_release(eng_engine *e, eng_job *j) {
     pthread_mutex_lock(&e->mu);
-    e->reserved -= j->kv_reserve;
+    e->committed -= j->commit;
+    j->commit = 0;
     e->slots_used -= j->n_choices;
     e->n_running_jobs--;
     j->where = ENG_J_NONE;
-    admit_locked(e);
+    eng_admit_locked(e);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -196,7 +231,7 @@ static int plan_step(eng_engine *e, int *rows) {
     for (eng_job *j = e->running; j; j = j->next)
         for (int i = 0; i < j->n_choices; i++) {
             eng_choice *c = &j->ch[i];
-            if (c->finished || c->n_fed < c->n_prompt || budget < 1) continue;
+            if (c->finished || c->slot < 0 || c->n_fed < c->n_fill || budget < 1) continue;
             add_entry(e, &n, j, c,
                       (llm_batch_entry){.seq = c->slot, .pos = c->n_prompt + c->n_gen - 1,
                                         .n_tokens = 1, .tokens = &c->next_tok,
@@ -207,19 +242,21 @@ static int plan_step(eng_engine *e, int *rows) {
     for (eng_job *j = e->running; j; j = j->next)
         for (int i = 0; i < j->n_choices; i++) {
             eng_choice *c = &j->ch[i];
-            if (c->finished || c->n_fed >= c->n_prompt || budget < 1) continue;
+            if (c->finished || c->slot < 0 || c->n_fed >= c->n_fill || budget < 1) continue;
             /* prompt logprobs need a logits row per prompt token: one such
              * chunk a step, at most ECHO_LP_CHUNK tokens, keeps the buffer
-             * at max_seqs + ECHO_LP_CHUNK rows; others wait a step. */
-            int all = j->p.prompt_logprobs;
+             * at max_seqs + ECHO_LP_CHUNK rows; others wait a step. A
+             * refill (after a preemption) wants no logits at all: its
+             * next token was sampled before. */
+            int all = j->p.prompt_logprobs && !c->refill;
             if (all && all_used) continue;
-            int k = c->n_prompt - c->n_fed;
+            int k = c->n_fill - c->n_fed;
             if (k > e->cfg.prefill_chunk) k = e->cfg.prefill_chunk;
             if (all && k > ECHO_LP_CHUNK) k = ECHO_LP_CHUNK;
             if (k > budget) k = budget;
-            llm_logits_mode lm = all                           ? LLM_LOGITS_ALL
-                                 : c->n_fed + k == c->n_prompt ? LLM_LOGITS_LAST
-                                                               : LLM_LOGITS_NONE;
+            llm_logits_mode lm = all                                        ? LLM_LOGITS_ALL
+                                 : c->n_fed + k == c->n_fill && !c->refill ? LLM_LOGITS_LAST
+                                                                            : LLM_LOGITS_NONE;
             all_used |= all;
             *rows += lm == LLM_LOGITS_ALL ? k : lm == LLM_LOGITS_LAST;
             add_entry(e, &n, j, c,
@@ -238,12 +275,13 @@ static void apply_step(eng_engine *e, int n) {
         eng_choice *c = e->ent_ch[i];
         eng_job *j = e->ent_job[i];
         const llm_batch_entry *en = &e->ent[i];
-        if (en->n_tokens > 1 || c->n_fed < c->n_prompt) c->n_fed += en->n_tokens;
+        if (en->n_tokens > 1 || c->n_fed < c->n_fill) c->n_fed += en->n_tokens;
+        if (c->refill && c->n_fed == c->n_fill) c->refill = 0; /* decodes next_tok next */
         if (en->logits == LLM_LOGITS_ALL) {
             eng_prompt_logprobs(e, j, c, en->pos, en->n_tokens, e->logits + (size_t)row * n_vocab);
             row += en->n_tokens;
             /* the last prompt chunk's last row is also the first sample's */
-            if (c->n_fed == c->n_prompt)
+            if (c->n_fed == c->n_fill)
                 eng_sample_choice(e, j, c, e->logits + (size_t)(row - 1) * n_vocab);
             eng_mark_dirty_locked(e, j);
             continue;
@@ -334,7 +372,7 @@ static void publish_gauges(eng_engine *e) {
     pthread_mutex_lock(&e->mu);
     g.running = e->n_running_jobs;
     g.waiting = e->n_waiting;
-    g.kv_reserved = e->reserved;
+    g.kv_reserved = e->committed;
     pthread_mutex_unlock(&e->mu);
     g.kv_capacity = e->cfg.kv_memory;
     kv_pool_stats ps;
@@ -342,6 +380,10 @@ static void publish_gauges(eng_engine *e) {
     g.pool_used = ps.used;
     g.pool_peak = ps.peak;
     g.pool_limit = ps.limit;
+    g.preemptions = e->n_preempt;
+    g.elastic_compressions = e->n_elastic;
+    g.elastic_tokens = e->el_tokens;
+    g.elastic_bytes = e->el_bytes;
     e->hooks.gauges(e->hooks.arg, &g);
 }
 
@@ -372,6 +414,7 @@ void *eng_main(void *arg) {
         *tail = fresh; /* FIFO: the running list stays in admission order */
         for (eng_job *j = fresh; j; j = j->next) start_job(e, j);
         retire(e, 0);
+        eng_relieve(e);
         int rc = step(e);
         retire(e, rc);
         publish_gauges(e);

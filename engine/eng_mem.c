@@ -1,0 +1,181 @@
+/* eng_mem: KV on demand — what the running sequences need for the coming
+ * step, and the relief when that exceeds kv_memory.
+ *
+ * Admission asks only for a job's prompts (eng_sched.c); the sequences then
+ * grow a token per step. Before each step the decoder adds up, per running
+ * choice, the bytes its cache can hold once the step is done
+ * (kv_policy_seq_bytes at its length after the step, an exact bound that
+ * includes page rounding). When the sum exceeds kv_memory, relief comes in
+ * this order, and an admitted job is never failed for lack of memory:
+ *   1. elastic compression: choices whose job allows it and whose policy
+ *      demotes to a low tier (kv_policy_elastic) get their high-tier budget
+ *      lowered to the policy's floor, largest first; the cache demotes at
+ *      once (kv_seq_set_budget), nothing is recomputed and nothing dropped;
+ *   2. preemption (vLLM's recompute mode): the most recently admitted job is
+ *      taken off the batch, its pages freed, and it waits at the front of
+ *      the queue; resumed, it prefills its prompt + generated tokens again
+ *      and carries on with the token it had sampled, so its output just
+ *      pauses. The oldest job is never preempted: it fits alone
+ *      (eng_submit refuses any job that does not).
+ * The pool's byte limit is kv_memory plus the step headroom
+ * (kv_router_headroom), so a step that fits here never hits it. */
+#include <stdio.h>
+
+#include "eng_internal.h"
+#include "kv_tier.h"
+#include "pverr.h"
+
+static kv_policy choice_policy(const eng_job *j, const eng_choice *c) {
+    kv_policy p = j->p.policy;
+    if (c->budget > 0) p.budget = c->budget;
+    return p;
+}
+
+size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c) {
+    if (c->finished || c->slot < 0) return 0;
+    /* prefilling: the whole fill (admission counted it); decoding: the
+     * token this step feeds at position n_prompt + n_gen - 1 */
+    int len = c->n_fed < c->n_fill ? c->n_fill : c->n_prompt + c->n_gen;
+    kv_policy p = choice_policy(j, c);
+    return eng_seq_bytes(e, &p, len);
+}
+
+/* The budget a choice may be compressed to: its policy's floor, or the
+ * protected tokens (every budget below them keeps exactly them). */
+static double floor_budget(const kv_policy *p) {
+    if (p->floor > 0) return p->floor;
+    int prot = p->sinks + p->recent;
+    return prot > 0 ? prot : 1;
+}
+
+/* Bytes compressing c to its floor would save, 0 when it cannot be. */
+static size_t elastic_gain(eng_engine *e, const eng_job *j, const eng_choice *c) {
+    const kv_policy *p = &j->p.policy;
+    if (!j->p.kv_elastic || !kv_policy_elastic(p) || c->finished || c->slot < 0 ||
+        c->n_fed == 0 || c->elastic_done || e->on_cuda)
+        return 0;
+    double fb = floor_budget(p);
+    kv_policy q = *p;
+    q.budget = fb;
+    size_t after = eng_seq_bytes(e, &q, c->n_fed < c->n_fill ? c->n_fill : c->n_prompt + c->n_gen);
+    return after < c->need ? c->need - after : 0;
+}
+
+/* Lowers c's budget to its floor; returns the bytes its need dropped by. */
+static size_t compress(eng_engine *e, eng_job *j, eng_choice *c) {
+    kv_cache *kv = llm_ctx_kv(e->ctx);
+    kv_usage before, after;
+    kv_seq_usage(kv, c->slot, &before);
+    double fb = floor_budget(&j->p.policy);
+    c->elastic_done = 1; /* straight to the floor: one compression is all there is */
+    if (kv_seq_set_budget(kv, c->slot, fb)) return 0; /* cannot: leave it to preemption */
+    c->budget = fb;
+    kv_seq_usage(kv, c->slot, &after);
+    size_t old = c->need;
+    c->need = eng_choice_need(e, j, c);
+    long tok = after.n_low - before.n_low;
+    size_t saved = before.bytes_stored > after.bytes_stored
+                       ? before.bytes_stored - after.bytes_stored : 0;
+    c->relief.compressions++;
+    c->relief.tokens_demoted += tok;
+    c->relief.bytes_saved += saved;
+    c->relief.budget = fb;
+    e->n_elastic++;
+    e->el_tokens += tok;
+    e->el_bytes += saved;
+    return old > c->need ? old - c->need : 0;
+}
+
+/* Elastic compression, largest gain first, until total fits. */
+static size_t elastic(eng_engine *e, size_t total) {
+    while (total > e->cfg.kv_memory) {
+        eng_job *bj = NULL;
+        eng_choice *bc = NULL;
+        size_t best = 0;
+        for (eng_job *j = e->running; j; j = j->next)
+            for (int i = 0; i < j->n_choices; i++) {
+                size_t g = elastic_gain(e, j, &j->ch[i]);
+                if (g > best) {
+                    best = g;
+                    bj = j;
+                    bc = &j->ch[i];
+                }
+            }
+        if (!bc) break;
+        size_t got = compress(e, bj, bc);
+        total -= got < total ? got : total;
+    }
+    return total;
+}
+
+/* Takes job j off the batch: pages freed, slots back, and it waits at the
+ * front of the queue to prefill what it had again. Its samplers, stop
+ * matchers, stream decoders and output stay as they are. */
+static void preempt(eng_engine *e, eng_job *j) {
+    eng_job **pp = &e->running;
+    while (*pp != j) pp = &(*pp)->next;
+    *pp = j->next;
+    kv_cache *kv = llm_ctx_kv(e->ctx);
+    size_t need_now = 0;
+    for (int i = 0; i < j->n_choices; i++) {
+        eng_choice *c = &j->ch[i];
+        if (c->finished) continue;
+        if (c->slot >= 0) {
+            kv_seq_reset(kv, c->slot);
+            e->slot_free[c->slot] = 1;
+            c->slot = -1;
+        }
+        c->budget = 0; /* the reset ended the cache's override too */
+        c->elastic_done = 0;
+        c->n_fed = 0;
+        c->refill = c->n_gen > 0;
+        c->n_fill = c->n_gen > 0 ? c->n_prompt + c->n_gen - 1 : c->n_prompt;
+        c->need = 0;
+        c->relief.preemptions++;
+        need_now += eng_seq_bytes(e, &j->p.policy, c->n_fill);
+    }
+    e->n_preempt++;
+    pthread_mutex_lock(&e->mu);
+    e->committed -= j->commit;
+    j->commit = 0;
+    j->need_now = need_now;
+    e->slots_used -= j->n_choices;
+    e->n_running_jobs--;
+    j->where = ENG_J_WAITING;
+    j->preempted = 1;
+    j->next = e->wait_head; /* first in line: it was admitted before them */
+    e->wait_head = j;
+    if (!e->wait_tail) e->wait_tail = j;
+    e->n_waiting++;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static size_t job_need(const eng_job *j) {
+    size_t n = 0;
+    for (int i = 0; i < j->n_choices; i++) n += j->ch[i].need;
+    return n;
+}
+
+void eng_relieve(eng_engine *e) {
+    size_t total = 0;
+    for (eng_job *j = e->running; j; j = j->next)
+        for (int i = 0; i < j->n_choices; i++) total += j->ch[i].need = eng_choice_need(e, j, &j->ch[i]);
+    if (total > e->cfg.kv_memory) total = elastic(e, total);
+    while (total > e->cfg.kv_memory && e->running && e->running->next) {
+        eng_job *last = e->running;
+        while (last->next) last = last->next; /* the running list is in admission order */
+        size_t n = job_need(last);
+        preempt(e, last);
+        total -= n < total ? n : total;
+    }
+    pthread_mutex_lock(&e->mu);
+    size_t committed = 0;
+    for (eng_job *j = e->running; j; j = j->next) {
+        j->commit = job_need(j);
+        committed += j->commit;
+    }
+    for (eng_job *j = e->admitted; j; j = j->next) committed += j->commit;
+    e->committed = committed;
+    eng_admit_locked(e);
+    pthread_mutex_unlock(&e->mu);
+}

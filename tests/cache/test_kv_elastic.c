@@ -1,0 +1,106 @@
+/* kv_seq_set_budget (elastic compression) through the router: the sequence
+ * is demoted at once to the new budget in every layer and head, its bytes
+ * drop and stay within kv_policy_seq_bytes of the policy with that budget
+ * (and equal what the pool handed out), later tokens follow the new budget,
+ * the other slots are untouched, a reset ends the override, and caches that
+ * never demote refuse. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "kv.h"
+#include "kv_policy.h"
+#include "kv_pool.h"
+#include "kv_router.h"
+#include "kv_tier.h"
+#include "pverr.h"
+
+static float frand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static kv_policy pol(const char *spec) {
+    kv_policy p;
+    char err[256];
+    cr_assert_eq(kv_policy_parse(spec, &p, err, sizeof err), 0, "%s", err);
+    return p;
+}
+
+/* Appends n tokens to seq, one call per token after a first chunk of 32. */
+static void feed(kv_cache *c, int seq, int from, int n, unsigned seed) {
+    const kv_shape *s = kv_get_shape(c);
+    int kvd = s->n_kv_heads * s->head_dim, qd = s->n_heads * s->head_dim;
+    float *k = malloc(sizeof(float) * kvd * 32), *v = malloc(sizeof(float) * kvd * 32);
+    float *q = malloc(sizeof(float) * qd * 32), *o = malloc(sizeof(float) * qd * 32);
+    for (int p = from; p < from + n;) {
+        int m = p == 0 ? 32 : 1;
+        for (int l = 0; l < s->n_layers; l++) {
+            for (int i = 0; i < m * kvd; i++) k[i] = frand(&seed), v[i] = frand(&seed);
+            for (int i = 0; i < m * qd; i++) q[i] = frand(&seed);
+            cr_assert_eq(kv_store(c, seq, l, p, m, k, v), 0);
+            for (int h = 0; h < s->n_kv_heads; h++)
+                cr_assert_eq(kv_attend_group(c, seq, l, h, p, m, q, o, 0), 0);
+        }
+        p += m;
+    }
+    free(k), free(v), free(q), free(o);
+}
+
+Test(elastic, demotes_at_once_and_bounds_the_bytes) {
+    kv_pool *pool;
+    cr_assert_eq(kv_pool_create(0, &pool), 0);
+    kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
+                  .max_ctx = 256, .n_threads = 1, .pool = pool, .routed = 1};
+    kv_policy p = pol("mikv,budget=0.5");
+    kv_cache *c;
+    char err[256];
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_seq_set_policy(c, 0, &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_seq_set_policy(c, 1, &p, err, sizeof err), 0, "%s", err);
+    feed(c, 0, 0, 160, 7);
+    feed(c, 1, 0, 160, 9);
+    kv_usage before, after, other;
+    kv_seq_usage(c, 0, &before);
+    cr_assert_gt(before.n_high, 60, "budget 0.5 of 160 keeps ~80 high, got %d", before.n_high);
+    cr_assert_eq(kv_seq_set_budget(c, 0, 24), 0);
+    kv_seq_usage(c, 0, &after);
+    cr_expect_leq(after.n_high, 24);
+    cr_expect_geq(after.n_high, kv_tier_protected(&p, 160), "protected tokens demoted");
+    cr_expect_eq(after.n_high + after.n_low, 160, "tokens lost");
+    cr_expect_eq(after.n_dropped, 0);
+    cr_expect_lt(after.bytes_stored, before.bytes_stored);
+    kv_policy q = p;
+    q.budget = 24;
+    cr_expect_leq(after.bytes_stored, kv_policy_seq_bytes(&q, &s, 160));
+    kv_seq_usage(c, 1, &other);
+    cr_expect_eq(other.n_high, before.n_high, "another slot was compressed");
+    cr_expect_eq(kv_pool_used(pool), after.bytes_stored + other.bytes_stored,
+                 "accounting differs from allocation");
+    /* later tokens follow the new budget */
+    feed(c, 0, 160, 40, 11);
+    kv_seq_usage(c, 0, &after);
+    cr_expect_leq(after.n_high, 24);
+    cr_expect_leq(after.bytes_stored, kv_policy_seq_bytes(&q, &s, 200));
+    /* a reset ends the override: the slot's next sequence has the policy's budget */
+    kv_seq_reset(c, 0);
+    cr_assert_eq(kv_seq_set_policy(c, 0, &p, err, sizeof err), 0, "%s", err);
+    feed(c, 0, 0, 160, 7);
+    kv_seq_usage(c, 0, &after);
+    cr_expect_eq(after.n_high, before.n_high);
+    cr_expect_eq(kv_seq_set_budget(c, 0, 2.5), PV_EINVAL, "2.5 tokens is not a budget");
+    kv_destroy(c);
+    kv_pool_destroy(pool);
+}
+
+Test(elastic, caches_that_never_demote_refuse) {
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .max_seqs = 1,
+                  .max_ctx = 64, .n_threads = 1, .routed = 1};
+    kv_policy p = pol("full");
+    kv_cache *c;
+    char err[256];
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
+    feed(c, 0, 0, 40, 3);
+    cr_expect_eq(kv_seq_set_budget(c, 0, 8), PV_EUNSUPPORTED);
+    cr_expect_eq(kv_seq_set_budget(c, 5, 8), PV_EINVAL, "bad slot");
+    kv_destroy(c);
+}

@@ -1,0 +1,201 @@
+/* KV on demand (engine/eng_mem.c) on the tiny synthetic model: admission by
+ * prompt bytes, preemption (recompute) with output equal to each job alone,
+ * elastic compression to the policy's floor and never below it, never for
+ * `full` or a job that opted out, and cancelling a preempted job. */
+#include "eng_fixture.h"
+#include "kv_policy.h"
+
+static size_t page_bytes(void) {
+    start((setup){0});
+    size_t b = eng_seq_bytes(E, NULL, 1); /* one FP16 page of every layer and head */
+    stop();
+    return b;
+}
+
+static void expect_same_ids(const rec *a, const rec *b, const char *what) {
+    cr_expect_eq(a->n_ids, b->n_ids, "%s: %d vs %d tokens", what, a->n_ids, b->n_ids);
+    for (int i = 0; i < a->n_ids && i < b->n_ids; i++)
+        if (a->ids[i] != b->ids[i]) {
+            cr_expect_fail("%s: token %d differs (%d vs %d)", what, i, a->ids[i], b->ids[i]);
+            return;
+        }
+}
+
+static eng_relief relief_of(const eng_job *j) {
+    eng_relief r;
+    eng_job_relief(j, 0, &r);
+    return r;
+}
+
+Test(on_demand, admits_by_prompt_bytes_and_completes_every_job) {
+    size_t page = page_bytes();
+    /* each job can grow to 208 tokens = 4 pages; 4 of them reserve 16 pages,
+     * the pool holds 6: admission by prompt lets all four run at once */
+    start((setup){.kv_memory = 6 * page, .max_seqs = 4});
+    eng_params p = greedy();
+    rec r[4];
+    eng_job *js[4];
+    for (int i = 0; i < 4; i++) js[i] = job_of(&p, 20 + i, 8, 200, &r[i]);
+    submit_behind_first(js, 4);
+    int waiting, running;
+    counts(&waiting, &running);
+    cr_expect_eq(running, 4, "on demand: every prompt fits, so every job runs");
+    cr_expect_eq(waiting, 0);
+    set_hold(0);
+    run_until_done(js, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(r[i].err, 0, "job %d failed: %s", i, r[i].msg);
+        cr_expect_eq(r[i].n_ids, 200, "job %d", i);
+    }
+    cr_expect_geq(W.g.preemptions, 1, "16 pages of growth in 6 pages must preempt");
+    cr_expect_eq(W.g.pool_used, 0, "pages left after every job finished");
+    cr_expect_leq(W.g.pool_peak, W.g.pool_limit);
+    for (int i = 0; i < 4; i++) eng_job_free(js[i]);
+    stop();
+}
+
+Test(preemption, greedy_output_equals_each_job_alone) {
+    size_t page = page_bytes();
+    start((setup){.kv_memory = 3 * page});
+    eng_params p = greedy();
+    p.kv_elastic = 1; /* full is never compressed, elastic or not */
+    rec ra, rb, aa, ab;
+    eng_job *a = job_of(&p, 1, 8, 100, &ra), *b = job_of(&p, 2, 8, 100, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2); /* both admitted: one page of prompt each */
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_geq(W.g.preemptions, 1);
+    cr_expect_eq(W.g.elastic_compressions, 0, "full was compressed");
+    cr_expect_eq(relief_of(a).preemptions, 0, "the oldest job is never preempted");
+    cr_expect_geq(relief_of(b).preemptions, 1);
+    cr_expect_eq(relief_of(b).compressions, 0);
+    run_alone(&p, 1, 8, 100, &aa);
+    run_alone(&p, 2, 8, 100, &ab);
+    expect_same_ids(&ra, &aa, "a");
+    expect_same_ids(&rb, &ab, "b (preempted)");
+    cr_expect_eq(W.g.pool_used, 0);
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
+}
+
+Test(preemption, cancelled_while_preempted_frees_everything) {
+    size_t page = page_bytes();
+    start((setup){.kv_memory = 3 * page});
+    eng_params p = greedy();
+    rec ra, rb;
+    eng_job *a = job_of(&p, 1, 8, 100, &ra), *b = job_of(&p, 2, 8, 100, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    /* both reach 64 tokens near step 57, where b is preempted; by step 75
+     * b waits for a's memory */
+    pthread_mutex_lock(&W.mu);
+    W.hold_at = 75;
+    pthread_mutex_unlock(&W.mu);
+    set_hold(0);
+    double t0 = pv_now();
+    for (;;) { /* held at step 75 (not the first hold, still being left) */
+        pthread_mutex_lock(&W.mu);
+        int there = W.held && W.steps >= 75;
+        pthread_mutex_unlock(&W.mu);
+        if (there) break;
+        cr_assert(pv_now() - t0 < 30, "the decoder never reached step 75");
+        eng_collect(E); /* keep the hand-over moving; the records are not needed */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    int waiting, running;
+    counts(&waiting, &running);
+    cr_assert_eq(waiting, 1, "b should be waiting after its preemption (waiting %d running %d preemptions %ld steps %d)", waiting, running, W.g.preemptions, W.steps);
+    cr_expect_eq(eng_cancel(E, b), 0, "a preempted job is finished by the engine, not unlinked");
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_str_eq(rb.finish, "cancelled");
+    cr_expect_eq(ra.tokens, 100); /* ids taken while waiting for step 75 were not recorded */
+    counts(&waiting, &running);
+    cr_expect_eq(waiting + running, 0);
+    cr_expect_eq(W.g.pool_used, 0);
+    cr_expect_eq(W.g.kv_reserved, 0, "committed bytes left behind");
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
+}
+
+/* Two 208-token jobs under p: returns the pool size where both fit only
+ * when one is compressed to its floor (and one fits alone uncompressed). */
+static size_t elastic_memory(const char *spec, double *floor_out) {
+    start((setup){.policy = spec});
+    kv_policy pol = *eng_policy(E), fl = pol;
+    fl.budget = pol.sinks + pol.recent;
+    size_t full = eng_seq_bytes(E, &pol, 208), low = eng_seq_bytes(E, &fl, 208);
+    stop();
+    cr_assert_lt(low + low / 8, full, "the floor must save bytes at 208 tokens");
+    *floor_out = fl.budget;
+    return full + low + (full - low) / 4;
+}
+
+static void run_pair(const char *spec, int elastic, rec *ra, rec *rb, eng_relief *fa,
+                     eng_relief *fb, kv_usage *ua, kv_usage *ub) {
+    double fl;
+    size_t mem = elastic_memory(spec, &fl);
+    start((setup){.policy = spec, .kv_memory = mem});
+    eng_params p = greedy();
+    p.kv_elastic = elastic;
+    eng_job *a = job_of(&p, 1, 8, 200, ra), *b = job_of(&p, 2, 8, 200, rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    *fa = relief_of(a);
+    *fb = relief_of(b);
+    eng_job_kv_usage(a, 0, ua);
+    eng_job_kv_usage(b, 0, ub);
+    cr_expect_eq(ra->n_ids, 200);
+    cr_expect_eq(rb->n_ids, 200);
+    cr_expect_eq(W.g.pool_used, 0);
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
+}
+
+Test(elastic, compresses_to_the_floor_instead_of_preempting) {
+    rec ra, rb;
+    eng_relief fa, fb;
+    kv_usage ua, ub;
+    run_pair("mikv,budget=0.5", 1, &ra, &rb, &fa, &fb, &ua, &ub);
+    cr_expect_eq(fa.preemptions + fb.preemptions, 0, "elastic should have avoided preemption");
+    cr_expect_geq(fa.compressions + fb.compressions, 1);
+    eng_relief *c = fa.compressions ? &fa : &fb;
+    kv_usage *u = fa.compressions ? &ua : &ub;
+    cr_expect_eq(c->budget, 20, "compressed to sinks + recent = 20");
+    cr_expect_gt(c->tokens_demoted, 0);
+    cr_expect_gt(c->bytes_saved, 0);
+    /* never below the floor: the protected tokens all stay high */
+    cr_expect_geq(u->n_high, 20, "below the floor: %d high tokens", u->n_high);
+    cr_expect_leq(u->n_high, 20);
+    cr_expect_eq(u->n_dropped, 0, "elastic compression dropped tokens");
+}
+
+Test(elastic, opted_out_job_is_preempted_not_compressed) {
+    rec ra, rb;
+    eng_relief fa, fb;
+    kv_usage ua, ub;
+    run_pair("mikv,budget=0.5", 0, &ra, &rb, &fa, &fb, &ua, &ub);
+    cr_expect_eq(fa.compressions + fb.compressions, 0, "an opted-out job was compressed");
+    cr_expect_geq(fb.preemptions, 1);
+    cr_expect_gt(ua.n_high, 20, "the uncompressed job keeps its own budget");
+}
+
+Test(elastic, explicit_floor_is_respected) {
+    rec ra, rb;
+    eng_relief fa, fb;
+    kv_usage ua, ub;
+    run_pair("mikv,budget=0.5,floor=40", 1, &ra, &rb, &fa, &fb, &ua, &ub);
+    eng_relief *c = fa.compressions ? &fa : &fb;
+    kv_usage *u = fa.compressions ? &ua : &ub;
+    cr_assert_geq(fa.compressions + fb.compressions, 1);
+    cr_expect_eq(c->budget, 40);
+    cr_expect_geq(u->n_high, 40 - 40 * 4 / 10, "below the floor's chunk: %d", u->n_high);
+    cr_expect_leq(u->n_high, 40);
+}
