@@ -99,6 +99,11 @@ static cJSON *usage_json(const api_usage *u) {
     cJSON_AddNumberToObject(kv, "tokens_high", (double)u->kv_tokens_high);
     cJSON_AddNumberToObject(kv, "tokens_low", (double)u->kv_tokens_low);
     cJSON_AddNumberToObject(kv, "tokens_dropped", (double)u->kv_tokens_dropped);
+    cJSON_AddNumberToObject(kv, "preemptions", u->kv_preemptions);
+    cJSON_AddBoolToObject(kv, "compressed", u->kv_compressions > 0);
+    cJSON_AddNumberToObject(kv, "elastic_compressions", u->kv_compressions);
+    cJSON_AddNumberToObject(kv, "elastic_tokens_demoted", (double)u->kv_tokens_demoted);
+    cJSON_AddNumberToObject(kv, "elastic_bytes_saved", (double)u->kv_bytes_saved);
     return o;
 }
 

@@ -42,6 +42,11 @@ typedef struct {
     const char *kv_spec; /* every knob of the policy (kv_policy_describe), or NULL */
     size_t kv_bytes_stored, kv_bytes_fp16;
     long kv_tokens_high, kv_tokens_low, kv_tokens_dropped;
+    /* memory pressure (KV on demand): times the request was preempted and
+     * recomputed, elastic compressions and what they demoted and freed */
+    int kv_preemptions, kv_compressions;
+    long kv_tokens_demoted;
+    size_t kv_bytes_saved;
 } api_usage;
 
 typedef struct {

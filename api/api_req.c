@@ -223,7 +223,8 @@ const char *const api_kv_fields[API_KV_FIELDS + 1][2] = {
     {"kv_lo_k_bits", "lo-k-bits"}, {"kv_lo_v_bits", "lo-v-bits"}, {"kv_budget", "budget"},
     {"kv_recent", "recent"},       {"kv_sinks", "sinks"},       {"kv_window", "window"},
     {"kv_chunk", "chunk"},         {"kv_group", "group"},       {"kv_key_balance", "key-balance"},
-    {"kv_rotate", "rotate"},       {"kv_clip", "clip"},         {NULL, NULL},
+    {"kv_rotate", "rotate"},       {"kv_clip", "clip"},         {"kv_floor", "floor"},
+    {NULL, NULL},
 };
 
 /* Only the JSON type is checked here; the values' ranges and combinations
@@ -255,7 +256,8 @@ static int parse_kv_knobs(const cJSON *o, api_request *r, api_error *e) {
 static int parse_fields(const cJSON *o, api_request *r, api_error *e) {
     const cJSON *v;
     if (get_str(o, "model", &r->model, e) || get_str(o, "user", &r->user, e) ||
-        get_str(o, "kv_policy", &r->kv_policy, e) || parse_kv_knobs(o, r, e))
+        get_str(o, "kv_policy", &r->kv_policy, e) || parse_kv_knobs(o, r, e) ||
+        get_bool(o, "kv_elastic", &r->kv_elastic, e))
         return -1;
     if (r->kind == API_COMPLETIONS ? parse_prompt(o, r, e) : parse_messages(o, &r->msgs, &r->n_msgs, e))
         return -1;
@@ -332,6 +334,7 @@ int api_parse_request(api_kind kind, const char *body, size_t len, api_request *
     memset(r, 0, sizeof *r);
     r->kind = kind;
     r->max_tokens = -1;
+    r->kv_elastic = -1;
     r->n = 1;
     r->temperature = 1.0f;
     r->top_p = 1.0f;

@@ -31,7 +31,7 @@ typedef struct {
 
 /* A KV cache knob given as its own field: "kv_budget": 0.25 ->
  * {field "kv_budget", knob "budget", value "0.25"}. */
-#define API_KV_FIELDS 14
+#define API_KV_FIELDS 15
 typedef struct {
     const char *field; /* JSON field (static), the `param` of errors */
     const char *knob;  /* kv_policy_set's name (static) */
@@ -81,6 +81,7 @@ typedef struct {
      * server with kv_policy_set, which validates the values. */
     api_kv_knob kv_knobs[API_KV_FIELDS];
     int n_kv_knobs;
+    int kv_elastic; /* kv_elastic: 1/0, -1 not given (the server's --kv-elastic) */
 } api_request;
 
 /* Parses body into *r (zeroed first). Returns 0, or -1 with *e filled (r is

@@ -25,6 +25,10 @@ static void usage(FILE *f) {
             "  --kv-memory BYTES      KV memory: requests are admitted by it and the page pool\n"
             "                         is limited to it (plus one step's headroom) (default\n"
             "                         1073741824; K/M/G suffixes)\n"
+            "  --kv-elastic 0|1       under memory pressure, lower the high-tier budget of\n"
+            "                         running requests whose policy has a low tier (down to\n"
+            "                         its floor) before preempting any (default 1; per\n"
+            "                         request: kv_elastic)\n"
             "  --device D             auto (CUDA when a GPU is usable and the policy is full),\n"
             "                         cpu, cuda (plain FP16 cache only: --kv-policy full)\n"
             "  --max-batch N          sequences decoded together (default 32)\n"
@@ -49,7 +53,7 @@ static int parse(int argc, char **argv, srv_config *c) {
                       .kv_memory = (size_t)1 << 30, .max_seqs = 32, .max_batch_tokens = 512,
                       .prefill_chunk = 256, .max_queue = 64, .drain_timeout = 30,
                       .max_body = 4u << 20, .max_conns = 1024, .idle_timeout = 60,
-                      .request_timeout = 30};
+                      .request_timeout = 30, .kv_elastic = 1};
     int dev = -1; /* not given: the engine's auto */
     const cli_opt opts[] = {
         CLI_OPT_MODEL(&c->model_path, .env = "PIVOT_MODEL"),
@@ -60,6 +64,8 @@ static int parse(int argc, char **argv, srv_config *c) {
         CLI_OPT_KV_POLICY(&c->kv_policy, .env = "PIVOT_KV_POLICY"),
         {.name = "--kv-memory", .kind = CLI_BYTES, .dst = &c->kv_memory,
          .lo = 1, .env = "PIVOT_KV_MEMORY"},
+        {.name = "--kv-elastic", .kind = CLI_INT, .dst = &c->kv_elastic, .lo = 0, .hi = 1,
+         .env = "PIVOT_KV_ELASTIC"},
         CLI_OPT_DEVICE(&dev, .env = "PIVOT_DEVICE"),
         {.name = "--max-batch", .kind = CLI_INT, .dst = &c->max_seqs, .lo = 1, .hi = 1024,
          .env = "PIVOT_MAX_BATCH"},

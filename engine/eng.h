@@ -45,6 +45,7 @@ typedef struct {
     int max_queue;          /* waiting jobs before PV_EBUSY */
     int threads;            /* <= 0: all cores */
     int ctx;                /* tokens per sequence (0: the model's training context) */
+    int kv_elastic;         /* default of eng_params.kv_elastic (-1 there) */
 } eng_config;
 
 typedef struct {

@@ -30,8 +30,10 @@ typedef struct {
     int top_logprobs;    /* alternatives per token (<= API_MAX_TOP_LOGPROBS) */
     int prompt_logprobs; /* the prompt's own logprobs lead each choice's list */
     kv_policy policy;
-    int kv_elastic;      /* under pressure the engine may lower this job's high-tier
-                            budget down to policy.floor (kv_policy_elastic policies) */
+    int kv_elastic;      /* 1: under pressure the engine may lower this job's
+                            high-tier budget down to policy.floor (for
+                            kv_policy_elastic policies); 0: never; -1: the
+                            engine's default (eng_config.kv_elastic) */
 } eng_params;
 
 /* A job of n_prompts prompts (copied) with n_per_prompt choices each;

@@ -56,6 +56,7 @@ void eng_admit_locked(eng_engine *e) {
 }
 
 int eng_submit(eng_engine *e, eng_job *j, char *msg, size_t msglen) {
+    if (j->p.kv_elastic < 0) j->p.kv_elastic = e->cfg.kv_elastic;
     j->kv_max = j->need_now = 0;
     for (int i = 0; i < j->n_choices; i++) {
         j->kv_max += eng_seq_bytes(e, &j->p.policy, j->ch[i].n_prompt + j->ch[i].max_new);

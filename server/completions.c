@@ -115,9 +115,18 @@ static int build_prompts(const llm_model *m, api_request *r, int32_t ***ids,
                 memcpy((*ids)[i], p->ids, sizeof(int32_t) * p->n_ids);
                 (*n)[i] = p->n_ids;
             }
-            if ((*n)[i] == 0) {
-                api_err_set(e, 400, "prompt", "invalid_value", "the prompt is empty");
-                return -1;
+            if ((*n)[i] == 0) { /* "": the model continues from BOS (OpenAI and vLLM accept it) */
+                int32_t start = tok_bos(v) >= 0 ? tok_bos(v) : tok_eos(v);
+                if (start < 0) {
+                    api_err_set(e, 400, "prompt", "invalid_value",
+                                "the prompt is empty and the model has no BOS token to start from");
+                    return -1;
+                }
+                int32_t *one = realloc((*ids)[i], sizeof(int32_t));
+                if (!one) goto oom;
+                (*ids)[i] = one;
+                one[0] = start;
+                (*n)[i] = 1;
             }
         }
     }
@@ -200,7 +209,7 @@ static eng_params params_of(const api_request *r, const kv_policy *want) {
                     .stop_ids = r->stop_ids, .n_stop_ids = r->n_stop_ids, .stop = r->stop,
                     .n_stop = r->n_stop, .logprobs = r->logprobs, .top_logprobs = r->top_logprobs,
                     .prompt_logprobs = r->echo && r->logprobs && r->kind == API_COMPLETIONS,
-                    .policy = *want};
+                    .policy = *want, .kv_elastic = r->kv_elastic};
     p.sampling.temperature = r->temperature;
     p.sampling.top_k = r->top_k;
     p.sampling.top_p = r->top_p;
@@ -318,6 +327,13 @@ static void usage_of(const cmpl_req *q, api_usage *u) {
         u->kv_tokens_high += kv.n_high;
         u->kv_tokens_low += kv.n_low;
         u->kv_tokens_dropped += kv.n_dropped;
+        eng_relief rl;
+        eng_job_relief(q->job, i, &rl);
+        /* one preemption takes every choice of the job off the batch */
+        if (rl.preemptions > u->kv_preemptions) u->kv_preemptions = rl.preemptions;
+        u->kv_compressions += rl.compressions;
+        u->kv_tokens_demoted += rl.tokens_demoted;
+        u->kv_bytes_saved += rl.bytes_saved;
     }
 }
 
@@ -332,7 +348,7 @@ static void log_job(srv_conn *c, const cmpl_req *q) {
     double t0, t1;
     eng_job_times(q->job, &t0, &t1, NULL);
     srv_conn_log_info(c, q->id, u.prompt_tokens, u.completion_tokens, t1 ? t1 - t0 : 0,
-                      u.kv_bytes_stored);
+                      u.kv_bytes_stored, u.kv_preemptions, u.kv_compressions);
 }
 
 /* One SSE event of a chunk (choice o, or usage u). */

@@ -158,6 +158,17 @@ char *srv_metrics_render(srv_metrics *m, const char *model) {
         g->kv_fp16 > g->kv_stored ? (double)(g->kv_fp16 - g->kv_stored) : 0);
     put(&b, "gauge", "kv_cache_tokens_used", "Tokens held by running sequences.", model, NULL,
         (double)g->kv_tokens);
+    put(&b, "counter", "num_preemptions_total",
+        "Requests preempted (pages freed, recomputed later) for lack of KV memory.", model, NULL,
+        (double)g->preemptions);
+    put(&b, "counter", "kv_elastic_compressions_total",
+        "Running sequences whose high-tier budget was lowered to their floor under pressure.",
+        model, NULL, (double)g->elastic_compressions);
+    put(&b, "counter", "kv_elastic_demoted_tokens_total",
+        "Tokens (per KV head) elastic compression moved to the low tier.", model, NULL,
+        (double)g->elastic_tokens);
+    put(&b, "counter", "kv_elastic_saved_bytes_total",
+        "Bytes elastic compression freed when it ran.", model, NULL, (double)g->elastic_bytes);
     put(&b, "counter", "prompt_tokens_total", "Prompt tokens processed.", model, NULL,
         (double)c.prompt_tokens);
     put(&b, "counter", "generation_tokens_total", "Tokens generated.", model, NULL,

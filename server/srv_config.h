@@ -19,6 +19,7 @@ typedef struct {
     int max_queue;         /* waiting requests before 429 */
     int threads;
     int ctx;               /* tokens per sequence (0: the model's training context) */
+    int kv_elastic;        /* --kv-elastic: requests may be compressed under pressure */
     double drain_timeout;  /* seconds */
     size_t max_body;
     int max_conns;

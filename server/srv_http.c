@@ -65,6 +65,7 @@ struct srv_conn {
     int log_in, log_out;
     double log_ttft;
     size_t log_kv;
+    int log_preempt, log_compress; /* KV pressure: preemptions, elastic compressions */
     void (*gone)(void *arg); /* srv_conn_watch */
     void *gone_arg;
 };
@@ -156,9 +157,11 @@ static void log_request(srv_conn *c) {
     double dt = pv_now() - c->t_start;
     const char *m = llhttp_method_name(llhttp_get_method(&c->parser));
     if (c->log_id[0])
-        fprintf(stderr, "pivot: %s %s %s %d in=%d out=%d ttft=%.1fms dur=%.1fms kv=%zuB\n",
+        fprintf(stderr,
+                "pivot: %s %s %s %d in=%d out=%d ttft=%.1fms dur=%.1fms kv=%zuB preempted=%d "
+                "compressed=%d\n",
                 c->log_id, m, c->url, c->status, c->log_in, c->log_out, c->log_ttft * 1e3,
-                dt * 1e3, c->log_kv);
+                dt * 1e3, c->log_kv, c->log_preempt, c->log_compress);
     else
         fprintf(stderr, "pivot: - %s %s %d dur=%.1fms\n", m, c->url, c->status, dt * 1e3);
 }
@@ -243,7 +246,9 @@ void srv_conn_stream_end(srv_conn *c) {
 }
 
 void srv_conn_log_info(srv_conn *c, const char *id, int tok_in, int tok_out, double ttft,
-                       size_t kv_bytes) {
+                       size_t kv_bytes, int preempted, int compressed) {
+    c->log_preempt = preempted;
+    c->log_compress = compressed;
     snprintf(c->log_id, sizeof c->log_id, "%s", id);
     c->log_in = tok_in;
     c->log_out = tok_out;
@@ -322,6 +327,18 @@ static int on_header_value_complete(llhttp_t *p) {
 static int on_headers_complete(llhttp_t *p) {
     srv_conn *c = p->data;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->lim.max_body) {
+        c->parse_error = 413;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+/* A chunked body declares each chunk's size before its bytes: refuse as soon
+ * as the declared size would pass the limit, as for Content-Length, rather
+ * than wait (for the request timeout) for bytes that must be refused. */
+static int on_chunk_header(llhttp_t *p) {
+    srv_conn *c = p->data;
+    if (p->content_length > c->srv->lim.max_body - c->body.len) {
         c->parse_error = 413;
         return HPE_USER;
     }
@@ -482,6 +499,7 @@ static void http_settings(llhttp_settings_t *st) {
     st->on_header_value_complete = on_header_value_complete;
     st->on_headers_complete = on_headers_complete;
     st->on_body = on_body;
+    st->on_chunk_header = on_chunk_header;
     st->on_message_complete = on_message_complete;
 }
 

@@ -64,8 +64,10 @@ void srv_conn_reply_error(srv_conn *c, const api_error *e, const char *extra_hea
 void srv_conn_stream_begin(srv_conn *c);
 void srv_conn_stream_write(srv_conn *c, const char *data, size_t len);
 void srv_conn_stream_end(srv_conn *c);
-/* What the per-request log line reports besides status and duration. */
+/* What the per-request log line reports besides status and duration:
+ * tokens, time to first token, KV bytes held, and memory pressure (times
+ * preempted, elastic compressions). */
 void srv_conn_log_info(srv_conn *c, const char *id, int tok_in, int tok_out, double ttft,
-                       size_t kv_bytes);
+                       size_t kv_bytes, int preempted, int compressed);
 
 #endif
