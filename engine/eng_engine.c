@@ -61,6 +61,9 @@ static int make_ctx(eng_engine *e) {
                         .max_ctx = e->max_ctx, .max_batch_tokens = e->cfg.max_batch_tokens,
                         .device = e->on_cuda ? LLM_DEVICE_CUDA : LLM_DEVICE_CPU};
     e->shape = llm_kv_shape(e->model, &p);
+    kv_policy full;
+    kv_policy_preset("full", &full);
+    e->page_bytes = kv_policy_seq_bytes(&full, &e->shape, 1);
     kv_cache *kv = NULL;
     if (!e->on_cuda) {
         size_t limit = e->cfg.kv_memory + kv_router_headroom(&e->shape, e->cfg.max_batch_tokens);

@@ -90,6 +90,7 @@ struct eng_engine {
     int n_waiting, n_running_jobs, quit;
     size_t committed; /* bytes running and admitted jobs can hold after this step */
     size_t watermark; /* free bytes a new job must leave while others run */
+    size_t page_bytes; /* one FP16 page of one sequence (every layer and head) */
     int slots_used;
     /* under out_mu */
     pthread_mutex_t out_mu;

@@ -30,7 +30,12 @@
 static int fits_locked(eng_engine *e, const eng_job *j) {
     size_t need = e->committed + j->need_now;
     if (e->slots_used + j->n_choices > e->cfg.max_seqs || need > e->cfg.kv_memory) return 0;
-    return e->committed == 0 || need + e->watermark <= e->cfg.kv_memory;
+    /* A preempted job comes back only when a page more than it needs is
+     * free: with a 1% watermark smaller than a page it would be let in and
+     * preempted again at the running jobs' next page, over and over. */
+    size_t wm = e->watermark;
+    if (j->preempted && e->page_bytes > wm) wm = e->page_bytes;
+    return e->committed == 0 || need + wm <= e->cfg.kv_memory;
 }
 
 static void to_admitted_locked(eng_engine *e, eng_job *j) {

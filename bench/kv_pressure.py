@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""KV on demand under load: N concurrent chat requests *without* max_tokens
+(how the OpenAI SDKs send them) against `pivot serve`, one server per
+configuration, one after the other.
+
+For each configuration it reports: peak running requests (polled from
+/metrics), throughput (output tokens/s over the run), TTFT and TPOT p50/p99
+(streamed, per request), preemptions, elastic compressions and the bytes
+they saved (from /metrics deltas), errors. A benchmark, not a test.
+
+  .venv/bin/python bench/kv_pressure.py --suite default   # 32 and 64 chats, default flags
+  .venv/bin/python bench/kv_pressure.py --suite tight     # --kv-memory 64M, ~1k-token prompts
+
+Prompts are slices of the GPL-3 text (/usr/share/common-licenses/GPL-3) followed by a
+question, so every request differs and the model answers in prose."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "python"))
+from server_util import free_port  # noqa: E402
+
+import openai  # noqa: E402
+
+TEXT = Path("/usr/share/common-licenses/GPL-3").read_text()
+
+
+def prompt(i: int, chars: int) -> str:
+    start = (i * 997) % max(1, len(TEXT) - chars)
+    return TEXT[start:start + chars] + "\n\nSummarize the text above in a few sentences."
+
+
+def metrics(base: str) -> dict[str, float]:
+    out = {}
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, v = line.rsplit(" ", 1)
+            out[name.split("{", 1)[0]] = float(v)
+    return out
+
+
+def pct(xs, q):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def run(binary: str, model: str, flags: list[str], n: int, chars: int, policy: str | None,
+        extra: dict) -> dict:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [binary, "serve", "--model", model, "--port", str(port), *flags]
+    log = open(f"/tmp/kv_pressure_{port}.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(base + "/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        name = json.load(urllib.request.urlopen(base + "/v1/models"))["data"][0]["id"]
+        client = openai.OpenAI(base_url=base + "/v1", api_key="x", timeout=1800, max_retries=0)
+        m0 = metrics(base)
+        peak = [0]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                try:
+                    peak[0] = max(peak[0], int(metrics(base)["pivot:num_requests_running"]))
+                except OSError:
+                    pass
+                time.sleep(0.05)
+
+        res, errs = [], []
+
+        def one(i):
+            t0 = time.time()
+            first, toks = None, 0
+            body = dict(extra)
+            if policy:
+                body["kv_policy"] = policy
+            try:
+                st = client.chat.completions.create(
+                    model=name, messages=[{"role": "user", "content": prompt(i, chars)}],
+                    temperature=0, stream=True, stream_options={"include_usage": True},
+                    extra_body=body)
+                for ch in st:
+                    if ch.choices and ch.choices[0].delta.content and first is None:
+                        first = time.time()
+                    if ch.usage:
+                        toks = ch.usage.completion_tokens
+                t1 = time.time()
+                res.append((first - t0 if first else t1 - t0,
+                            (t1 - first) / (toks - 1) if first and toks > 1 else 0, toks))
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errs.append(repr(e))
+
+        w = threading.Thread(target=watch)
+        w.start()
+        t0 = time.time()
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        wall = time.time() - t0
+        done.set()
+        w.join()
+        m1 = metrics(base)
+        d = {k: m1.get(k, 0) - m0.get(k, 0) for k in
+             ("pivot:num_preemptions_total", "pivot:kv_elastic_compressions_total",
+              "pivot:kv_elastic_saved_bytes_total", "pivot:kv_elastic_demoted_tokens_total")}
+        ttft = [r[0] for r in res]
+        tpot = [r[1] for r in res if r[1]]
+        out_tok = sum(r[2] for r in res)
+        return {"flags": " ".join(flags), "policy": policy or "(server)", "n": n,
+                "extra": extra, "ok": len(res), "errors": len(errs), "error_samples": errs[:3],
+                "peak_running": peak[0], "wall_s": round(wall, 2),
+                "output_tok_s": round(out_tok / wall, 1), "output_tokens": out_tok,
+                "ttft_p50_ms": round(1e3 * pct(ttft, 0.5)), "ttft_p99_ms": round(1e3 * pct(ttft, 0.99)),
+                "tpot_p50_ms": round(1e3 * pct(tpot, 0.5), 1),
+                "tpot_p99_ms": round(1e3 * pct(tpot, 0.99), 1),
+                "preemptions": int(d["pivot:num_preemptions_total"]),
+                "elastic_compressions": int(d["pivot:kv_elastic_compressions_total"]),
+                "elastic_tokens": int(d["pivot:kv_elastic_demoted_tokens_total"]),
+                "elastic_bytes": int(d["pivot:kv_elastic_saved_bytes_total"])}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--binary", default=str(REPO / "build" / "cli" / "pivot"))
+    ap.add_argument("--model", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--suite", choices=["default", "tight"], default="default")
+    ap.add_argument("--threads", default=str(os.cpu_count() or 2))
+    ap.add_argument("--json", help="write the rows here")
+    a = ap.parse_args()
+    rows = []
+    th = ["--threads", a.threads]
+    if a.suite == "default":
+        for n in (32, 64):
+            for pol in ("full", "mikv"):
+                rows.append(run(a.binary, a.model, th, n, 300, pol, {}))
+                print(json.dumps(rows[-1]), flush=True)
+    else:
+        tight = th + ["--ctx", "2048", "--kv-memory", "64M", "--max-batch", "16"]
+        for pol, el in (("full", True), ("mikv", False), ("mikv", True)):
+            rows.append(run(a.binary, a.model, tight, 16, 4000, pol, {"kv_elastic": el}))
+            print(json.dumps(rows[-1]), flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
