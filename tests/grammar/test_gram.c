@@ -1,0 +1,245 @@
+/* Tests for gram (gram.h) and gram_match (gram_match.h): the automaton
+ * accepts exactly the documents it should — plain JSON on a corpus of
+ * valid and invalid texts (UTF-8, escapes, number edge cases), then schemas
+ * (nested objects, arrays with bounds, enums, anyOf, $ref with recursion)
+ * and the schema compiler's refusals. A document is accepted when every
+ * prefix is (gram_state_accepts) and the whole is complete. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "gram.h"
+#include "gram_match.h"
+#include "pverr.h"
+
+/* 1 when text is a whole document of g. */
+static int doc_ok(gram *g, const char *text) {
+    gram_state *s = NULL;
+    cr_assert_eq(gram_state_new(g, &s), 0);
+    int ok = gram_state_advance(s, text, strlen(text)) == 0 && gram_state_complete(s);
+    gram_state_free(s);
+    return ok;
+}
+
+/* 1 when text is a prefix of some document (maybe incomplete). */
+static int prefix_ok(gram *g, const char *text) {
+    gram_state *s = NULL;
+    cr_assert_eq(gram_state_new(g, &s), 0);
+    int ok = gram_state_accepts(s, text, strlen(text));
+    gram_state_free(s);
+    return ok;
+}
+
+static gram *schema(const char *json) {
+    cJSON *j = cJSON_Parse(json);
+    cr_assert_not_null(j, "bad test schema %s", json);
+    gram *g = NULL;
+    char err[256];
+    int rc = gram_from_schema(j, 0, &g, err, sizeof err);
+    cJSON_Delete(j);
+    cr_assert_eq(rc, 0, "schema %s: %s", json, err);
+    return g;
+}
+
+static void check_all(gram *g, const char *const *good, const char *const *bad) {
+    for (int i = 0; good[i]; i++) cr_expect(doc_ok(g, good[i]), "should accept: %s", good[i]);
+    for (int i = 0; bad[i]; i++) cr_expect(!doc_ok(g, bad[i]), "should refuse: %s", bad[i]);
+}
+
+Test(gram_json, any_value_corpus) {
+    gram *g = NULL;
+    cr_assert_eq(gram_json_any(&g), 0);
+    static const char *const good[] = {
+        "0", "-0", "1", "-12", "3.25", "0.5e10", "1E+2", "2e-007", "123456789012345",
+        "true", "false", "null", "\"\"", "\"a b\"", "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        "\"\\u00e9\\uD83D\\ude00\"", "\"caf\xc3\xa9\"", "\"\xe2\x82\xac\"", "\"\xf0\x9f\x98\x80\"",
+        "[]", "[1,2,3]", "[ 1 , [ ] , { } ]", "{}", "{\"a\":1}", "{\"a\":{\"b\":[true,null]}}",
+        "{\n  \"k\": \"v\",\n  \"n\": -1.5\n}", " {}", "{\"\":0}", "[\"x\",{\"y\":\"z\"}]", NULL};
+    static const char *const bad[] = {
+        "", "01", "-", "1.", ".5", "1e", "1e+", "+1", "--1", "0x10", "1.2.3", "tru", "truex",
+        "nul", "True", "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\u12G4\"", "\"a\nb\"", "\"\t\"",
+        "\"\xc3\"", "\"\xc0\xaf\"", "\"\xe0\x80\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"",
+        "\"\xff\"", "\"\x80\"", "[", "[1,]", "[,1]", "[1 2]", "{", "{\"a\"}", "{\"a\":}",
+        "{\"a\":1,}", "{a:1}", "{'a':1}", "{\"a\":1}}", "[]]", "{} ", "1 2", "[1]x", "{\"a\" :1}",
+        "[01]", "{\"a\":1 \"b\":2}", NULL};
+    check_all(g, good, bad);
+    gram_free(g);
+}
+
+Test(gram_json, object_only_and_prefixes) {
+    gram *g = NULL;
+    cr_assert_eq(gram_json_object(&g), 0);
+    cr_expect(doc_ok(g, "{\"a\":[1,{\"b\":\"c\"}]}"));
+    cr_expect(!doc_ok(g, "[1]"));
+    cr_expect(!doc_ok(g, "\"s\""));
+    cr_expect(!doc_ok(g, "1"));
+    cr_expect(prefix_ok(g, "{\"a\":[1,{\"b\":\"c"));
+    cr_expect(!doc_ok(g, "{\"a\":[1,{\"b\":\"c"));
+    cr_expect(!prefix_ok(g, "["));
+    gram_free(g);
+}
+
+Test(gram_json, whitespace_is_limited) {
+    gram *g = NULL;
+    cr_assert_eq(gram_json_object(&g), 0);
+    char buf[64] = "{";
+    memset(buf + 1, ' ', GRAM_MAX_WS);
+    strcpy(buf + 1 + GRAM_MAX_WS, "}");
+    cr_expect(doc_ok(g, buf), "a gap of GRAM_MAX_WS is allowed");
+    memset(buf + 1, ' ', GRAM_MAX_WS + 1);
+    strcpy(buf + 2 + GRAM_MAX_WS, "}");
+    cr_expect(!doc_ok(g, buf), "one byte more is not");
+    cr_expect(!prefix_ok(g, "{}\n"), "nothing after the document");
+    gram_free(g);
+}
+
+Test(gram_json, number_digits_are_bounded) {
+    gram *g = NULL;
+    cr_assert_eq(gram_json_any(&g), 0);
+    char buf[64];
+    memset(buf, '7', GRAM_MAX_DIGITS);
+    buf[GRAM_MAX_DIGITS] = 0;
+    cr_expect(doc_ok(g, buf));
+    strcat(buf, "7");
+    cr_expect(!prefix_ok(g, buf));
+    gram_free(g);
+}
+
+Test(gram_schema, nested_object_required_and_types) {
+    gram *g = schema("{\"type\":\"object\",\"properties\":{"
+                     "\"name\":{\"type\":\"string\"},\"age\":{\"type\":\"integer\"},"
+                     "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"
+                     "\"addr\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
+                     "\"required\":[\"city\"]}},\"required\":[\"name\",\"age\"]}");
+    static const char *const good[] = {
+        "{\"name\":\"Al\",\"age\":3}", "{\"age\":-3,\"name\":\"\"}",
+        "{\"name\":\"x\",\"age\":0,\"tags\":[],\"addr\":{\"city\":\"Paris\"}}",
+        "{ \"name\": \"x\", \"age\": 1, \"tags\": [\"a\", \"b\"] }", NULL};
+    static const char *const bad[] = {
+        "{}", "{\"name\":\"x\"}", "{\"name\":\"x\",\"age\":1.5}", "{\"name\":1,\"age\":1}",
+        "{\"name\":\"x\",\"age\":1,\"extra\":1}", "{\"name\":\"x\",\"age\":1,\"name\":\"y\"}",
+        "{\"name\":\"x\",\"age\":1,\"addr\":{}}", "{\"name\":\"x\",\"age\":1,\"tags\":[1]}",
+        "{\"nam\":\"x\",\"age\":1}", "{\"names\":\"x\",\"age\":1}", "[]", NULL};
+    check_all(g, good, bad);
+    /* a finished object with every property offers no ',' */
+    cr_expect(!prefix_ok(g, "{\"name\":\"x\",\"age\":1,\"tags\":[],\"addr\":{\"city\":\"c\"},"));
+    gram_free(g);
+}
+
+Test(gram_schema, additional_properties) {
+    gram *g = schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"number\"}},"
+                     "\"additionalProperties\":{\"type\":\"boolean\"}}");
+    static const char *const good[] = {"{}", "{\"a\":1}", "{\"b\":true,\"a\":2,\"ab\":false}",
+                                       "{\"\xc3\xa9t\xc3\xa9\":true}", NULL};
+    static const char *const bad[] = {"{\"b\":1}", "{\"a\":true}", "{\"a\":1,\"a\":2}",
+                                      "{\"a\\u0062\":true}", NULL};
+    check_all(g, good, bad);
+    gram_free(g);
+}
+
+Test(gram_schema, arrays_bounds) {
+    gram *g = schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,"
+                     "\"maxItems\":3}");
+    static const char *const good[] = {"[1,2]", "[1,2,3]", "[ 1, 2 ]", NULL};
+    static const char *const bad[] = {"[]", "[1]", "[1,2,3,4]", "[1,2.5]", NULL};
+    check_all(g, good, bad);
+    cr_expect(!prefix_ok(g, "[1,2,3,"));
+    cr_expect(!prefix_ok(g, "[1]"));
+    gram_free(g);
+}
+
+Test(gram_schema, enums_and_const) {
+    gram *g = schema("{\"type\":\"object\",\"properties\":{"
+                     "\"c\":{\"type\":\"string\",\"enum\":[\"red\",\"green\",\"gr\\u00fcn\"]},"
+                     "\"n\":{\"enum\":[1,12,null,[1,2]]},\"k\":{\"const\":\"fixed\"},"
+                     "\"b\":{\"type\":\"boolean\"},\"z\":{\"type\":\"null\"}}}");
+    static const char *const good[] = {
+        "{\"c\":\"red\"}", "{\"c\":\"gr\xc3\xbcn\"}", "{\"n\":1}", "{\"n\":12}", "{\"n\":null}",
+        "{\"n\":[1,2]}", "{\"k\":\"fixed\"}", "{\"b\":false,\"z\":null}", NULL};
+    static const char *const bad[] = {
+        "{\"c\":\"blue\"}", "{\"c\":\"re\"}", "{\"c\":\"redd\"}", "{\"n\":2}", "{\"n\":123}",
+        "{\"n\":[1, 2]}", "{\"k\":\"fix\"}", "{\"b\":null}", "{\"z\":false}", NULL};
+    check_all(g, good, bad);
+    gram_free(g);
+}
+
+Test(gram_schema, any_of_objects_sharing_a_prefix) {
+    gram *g = schema("{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+                     "\"required\":[\"a\"]},{\"type\":\"object\",\"properties\":{"
+                     "\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"required\":[\"b\"]},"
+                     "{\"type\":[\"number\",\"null\"]}]}");
+    static const char *const good[] = {"{\"a\":\"x\"}", "{\"a\":1,\"b\":2}", "{\"b\":2}", "3.5",
+                                       "null", NULL};
+    static const char *const bad[] = {"{\"a\":1}", "{\"a\":\"x\",\"b\":2}", "{}", "\"s\"", "true",
+                                      NULL};
+    check_all(g, good, bad);
+    gram_free(g);
+}
+
+Test(gram_schema, recursive_ref) {
+    gram *g = schema("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{"
+                     "\"v\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\",\"items\":"
+                     "{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}},\"$ref\":\"#/$defs/node\"}");
+    static const char *const good[] = {"{\"v\":1}", "{\"v\":1,\"kids\":[{\"v\":2,\"kids\":[{\"v\":3}]}]}",
+                                       NULL};
+    static const char *const bad[] = {"{\"v\":1,\"kids\":[{}]}", "{\"kids\":[]}", NULL};
+    check_all(g, good, bad);
+    /* nesting stops at the depth limit: only closing is possible there */
+    char deep[4096] = "";
+    int n = 0;
+    for (; n < GRAM_MAX_DEPTH; n++) strcat(deep, "{\"v\":1,\"kids\":[");
+    cr_expect(!prefix_ok(g, deep), "nesting past GRAM_MAX_DEPTH is refused");
+    gram_free(g);
+}
+
+static int compile_rc(const char *json, int strict, char *err, size_t n) {
+    cJSON *j = cJSON_Parse(json);
+    cr_assert_not_null(j);
+    gram *g = NULL;
+    int rc = gram_from_schema(j, strict, &g, err, n);
+    cJSON_Delete(j);
+    gram_free(g);
+    cr_expect(rc != 0 || g != NULL);
+    return rc;
+}
+
+Test(gram_schema, refusals_name_the_place) {
+    char err[256];
+    cr_expect_eq(compile_rc("{\"type\":\"string\",\"pattern\":\"^a\"}", 0, err, sizeof err),
+                 PV_EUNSUPPORTED);
+    cr_expect(strstr(err, "pattern"), "%s", err);
+    cr_expect_eq(compile_rc("{\"properties\":{\"x\":{\"minimum\":1}}}", 0, err, sizeof err),
+                 PV_EUNSUPPORTED);
+    cr_expect(strstr(err, "/properties/x"), "%s", err);
+    cr_expect_eq(compile_rc("{\"type\":\"strange\"}", 0, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc("{\"$ref\":\"#/$defs/missing\"}", 0, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc("{\"enum\":[]}", 0, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc("{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", 0, err, sizeof err),
+                 PV_EINVAL);
+    cr_expect_eq(compile_rc("[1]", 0, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", 0,
+                            err, sizeof err),
+                 PV_EUNSUPPORTED);
+    /* strict: every property required, additionalProperties false */
+    const char *loose = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}}";
+    cr_expect_eq(compile_rc(loose, 0, err, sizeof err), 0);
+    cr_expect_eq(compile_rc(loose, 1, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+                            "\"required\":[\"a\"],\"additionalProperties\":false}",
+                            1, err, sizeof err),
+                 0);
+}
+
+Test(gram_match, advance_refused_leaves_state) {
+    gram *g = NULL;
+    cr_assert_eq(gram_json_object(&g), 0);
+    gram_state *s = NULL;
+    cr_assert_eq(gram_state_new(g, &s), 0);
+    cr_assert_eq(gram_state_advance(s, "{\"a\"", 4), 0);
+    cr_expect_eq(gram_state_advance(s, ":]", 2), PV_EINVAL);
+    cr_expect_eq(gram_state_advance(s, ":1}", 3), 0, "the refused bytes left no trace");
+    cr_expect(gram_state_complete(s));
+    gram_state_reset(s);
+    cr_expect(!gram_state_complete(s));
+    gram_state_free(s);
+    gram_free(g);
+}
