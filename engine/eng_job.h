@@ -13,12 +13,14 @@
 
 #include "api_fmt.h"
 #include "eng.h"
+#include "gram.h"
 #include "kv.h"
 #include "kv_policy.h"
 #include "sampler.h"
 
 typedef struct {
-    smp_params sampling; /* .seed counts only with has_seed: choice i takes seed + i */
+    smp_params sampling; /* .seed counts only with has_seed: choice i takes seed + i;
+                            .bias_ids / .bias (logit_bias) are copied */
     int has_seed;        /* 0: every choice draws a fresh seed */
     int min_tokens;      /* no end-of-generation or stop id before this many tokens */
     int ignore_eos;      /* the model's end-of-generation tokens do not stop */
@@ -30,6 +32,12 @@ typedef struct {
     int top_logprobs;    /* alternatives per token (<= API_MAX_TOP_LOGPROBS) */
     int prompt_logprobs; /* the prompt's own logprobs lead each choice's list */
     kv_policy policy;
+    /* Structured output: every choice's tokens are masked to keep the text
+     * a prefix of a document of this grammar, and end-of-generation is
+     * allowed only once it is whole. eng_job_create takes it: on success
+     * the job owns it (freed with the job), on failure the caller keeps it.
+     * NULL: free text. */
+    gram *grammar;
 } eng_params;
 
 /* A job of n_prompts prompts (copied) with n_per_prompt choices each;
