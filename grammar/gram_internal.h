@@ -77,6 +77,13 @@ void gram_set_init(const gram *g, gram_set *s);
 /* out = in after byte c; returns out->n_stk (0: c is not allowed). */
 int gram_set_step(const gram *g, const gram_set *in, uint8_t c, gram_set *out);
 int gram_set_complete(const gram *g, const gram_set *s);
+/* 1 when bytes are plain string content: no quote, backslash or control
+ * byte, whole valid UTF-8 characters. Such bytes leave a set that is
+ * gram_set_in_text unchanged. */
+int gram_plain_text(const char *bytes, int n);
+/* 1 when every stack is inside string content (a string value, or a key
+ * that matches no property name) between characters. */
+int gram_set_in_text(const gram *g, const gram_set *s);
 /* The bytes that identify the set (for hashing): its header and used frames. */
 size_t gram_set_bytes(const gram_set *s);
 

@@ -17,6 +17,7 @@ struct gram_vocab {
     uint32_t *off;   /* [n_vocab] where id's piece starts */
     int32_t *len;    /* [n_vocab] its length; 0: none */
     uint8_t *is_eog; /* [n_vocab] */
+    uint8_t *plain;  /* [n_vocab] gram_plain_text of the piece */
     int32_t *order;  /* ids with bytes, sorted by bytes */
     uint16_t *lcp;   /* bytes order[i] shares with order[i - 1] */
     int n_sorted, max_len;
@@ -102,13 +103,16 @@ int gram_vocab_create(int n_vocab, gram_piece_fn piece, void *user, const int32_
     v->off = malloc(sizeof *v->off * n_vocab);
     v->len = malloc(sizeof *v->len * n_vocab);
     v->is_eog = calloc((size_t)n_vocab, 1);
+    v->plain = calloc((size_t)n_vocab, 1);
     v->order = malloc(sizeof *v->order * n_vocab);
     v->lcp = malloc(sizeof *v->lcp * n_vocab);
-    int rc = v->off && v->len && v->is_eog && v->order && v->lcp ? 0 : PV_ENOMEM;
+    int rc = v->off && v->len && v->is_eog && v->plain && v->order && v->lcp ? 0 : PV_ENOMEM;
     for (int i = 0; !rc && i < n_eog; i++)
         if (eog[i] >= 0 && eog[i] < n_vocab) v->is_eog[eog[i]] = 1;
     if (!rc) rc = load_pieces(v, piece, user);
     if (!rc) rc = sort_pieces(v);
+    for (int32_t id = 0; !rc && id < n_vocab; id++)
+        v->plain[id] = v->len[id] > 0 && gram_plain_text(v->bytes + v->off[id], v->len[id]);
     if (!rc && !(v->lv = malloc(sizeof *v->lv * (size_t)(v->max_len + 1)))) rc = PV_ENOMEM;
     if (rc) {
         gram_vocab_free(v);
@@ -124,6 +128,7 @@ void gram_vocab_free(gram_vocab *v) {
     free(v->off);
     free(v->len);
     free(v->is_eog);
+    free(v->plain);
     free(v->order);
     free(v->lcp);
     free(v->lv);
@@ -137,12 +142,22 @@ const char *gram_vocab_piece(const gram_vocab *v, int32_t id, int *len) {
 
 /* The walk: sets the bits of the tokens whose bytes state s accepts, one
  * automaton step per byte not shared with the token before; a refused
- * prefix skips every token that starts with it. Returns the count. */
+ * prefix skips every token that starts with it. Inside string content,
+ * plain tokens (most of the vocabulary) are allowed without a walk, since
+ * they leave the state as it is; k then carries the shortest shared
+ * prefix over the tokens passed by. Returns the count. */
 static int walk(gram_vocab *v, const gram *g, const gram_set *s, uint64_t *bits) {
     memcpy(&v->lv[0], s, gram_set_bytes(s));
-    int valid = 0, dead = -1, n = 0;
+    int valid = 0, dead = -1, n = 0, in_text = gram_set_in_text(g, s), run = 0xFFFF;
     for (int i = 0; i < v->n_sorted; i++) {
-        int k = v->lcp[i];
+        int k = v->lcp[i] < run ? v->lcp[i] : run;
+        if (in_text && v->plain[v->order[i]]) {
+            bits[v->order[i] >> 6] |= 1ull << (v->order[i] & 63);
+            n++;
+            run = k;
+            continue;
+        }
+        run = 0xFFFF;
         if (dead >= 0 && k >= dead) continue;
         int32_t id = v->order[i];
         const uint8_t *b = (const uint8_t *)v->bytes + v->off[id];

@@ -180,6 +180,7 @@ static int key_start(const gram_node *n, gram_frame *f) {
     /* without additional properties only unseen names can start; with
      * them every name is tracked so that a repeated one is refused */
     f->cand = n->addl >= 0 ? all_props(n) : all_props(n) & ~f->seen;
+    if (!f->cand) f->pos = KEY_FREE; /* free-form from the first byte: one state */
     return R_OK;
 }
 
@@ -407,6 +408,29 @@ int gram_set_complete(const gram *g, const gram_set *s) {
         off += s->len[k];
     }
     return 0;
+}
+
+int gram_plain_text(const char *bytes, int n) {
+    gram_frame f = {0};
+    for (int i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)bytes[i];
+        if (c == '"' || c == '\\' || utf8_byte(&f, c) == R_REJ) return 0;
+    }
+    return f.sub == 0;
+}
+
+int gram_set_in_text(const gram *g, const gram_set *s) {
+    int off = 0;
+    for (int k = 0; k < s->n_stk; k++) {
+        const gram_frame *t = &s->fr[off + s->len[k] - 1];
+        const gram_node *n = &g->nodes[t->node];
+        off += s->len[k];
+        if (t->sub) return 0;
+        if (n->kind == G_STR && t->ph == S_IN) continue;
+        if (n->kind == G_OBJ && t->ph == O_KEY && n->addl >= 0 && t->pos == KEY_FREE) continue;
+        return 0;
+    }
+    return s->n_stk > 0;
 }
 
 size_t gram_set_bytes(const gram_set *s) {

@@ -120,6 +120,10 @@ Test(gram_schema, nested_object_required_and_types) {
         "{\"name\":\"x\",\"age\":1,\"addr\":{}}", "{\"name\":\"x\",\"age\":1,\"tags\":[1]}",
         "{\"nam\":\"x\",\"age\":1}", "{\"names\":\"x\",\"age\":1}", "[]", NULL};
     check_all(g, good, bad);
+    /* a key that matches no property is refused at its first wrong byte */
+    cr_expect(prefix_ok(g, "{\"na"));
+    cr_expect(!prefix_ok(g, "{\"nx"));
+    cr_expect(!prefix_ok(g, "{\"name\":\"x\",\"name"), "no second 'name'");
     /* a finished object with every property offers no ',' */
     cr_expect(!prefix_ok(g, "{\"name\":\"x\",\"age\":1,\"tags\":[],\"addr\":{\"city\":\"c\"},"));
     gram_free(g);

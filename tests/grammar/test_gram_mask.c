@@ -65,7 +65,9 @@ Test(gram_mask, equals_automaton_on_json) {
     cr_assert_eq(gram_json_object(&g), 0);
     const char *prefixes[] = {"", "{", "{\"", "{\"a", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":12",
                               "{\"a\":-", "{\"a\":\"\xc3", "{\"a\":\"x\\", "{\"a\":[",
-                              "{\"a\":[1", "{\"a\":t", "{\"a\":{}", "{\"a\":1}", " ", NULL};
+                              "{\"a\":[1", "{\"a\":t", "{\"a\":{}", "{\"a\":1}", " ",
+                              /* inside text: plain tokens are taken without a walk */
+                              "{\"a\":\"", "{\"a\":\"x", "{\"a\":\"\xc3\xa9", "{\"ab", NULL};
     for (int i = 0; prefixes[i]; i++) check_mask(g, v, prefixes[i]);
     gram_free(g);
     gram_vocab_free(v);
