@@ -57,6 +57,7 @@ static void fill_logprob(const float *row, int n_vocab, int32_t tok, int top, ap
     lp->logprob = row[tok] - lse;
     lp->n_top = 0;
     for (int i = 0; i < n_vocab && top > 0; i++) {
+        if (row[i] == -INFINITY) continue; /* masked (grammar, min_tokens): not an alternative */
         int k = lp->n_top;
         if (k == top && row[i] - lse <= lp->top_lp[k - 1]) continue;
         if (k < top) lp->n_top++;

@@ -299,3 +299,25 @@ def test_bad_inputs_get_400_with_param(srv, path):
         e = json.loads(body)["error"]
         assert set(e) == {"message", "type", "param", "code"} and e["message"], e
         assert e["type"] == "invalid_request_error" and e["param"] == param, (extra, e)
+
+
+def test_stream_reassembles_and_few_alternatives(client):
+    # one-token choices: only "true"/"false" can follow '{"ok":', so the
+    # top 5 alternatives there hold no masked (-inf) token
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    stream = client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "Is water wet? JSON."}], temperature=0,
+        max_tokens=30, stream=True, logprobs=True, top_logprobs=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "b", "schema": schema}})
+    text, finish, lps = "", None, []
+    for ch in stream:
+        if ch.choices:
+            text += ch.choices[0].delta.content or ""
+            finish = ch.choices[0].finish_reason or finish
+            if ch.choices[0].logprobs and ch.choices[0].logprobs.content:
+                lps += ch.choices[0].logprobs.content
+    assert finish == "stop"
+    jsonschema.validate(json.loads(text), schema)
+    for lp in lps:
+        assert all(a.logprob > -1e30 for a in lp.top_logprobs), lp
