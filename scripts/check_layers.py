@@ -29,7 +29,7 @@ LAYERS = {
     # bench/: the load generator (bench_*.c with a header) needs nothing of
     # ours but the clock; the microbenchmarks (bench_attn.c, ...) are
     # programs that time kernels and caches, so they sit above them.
-    "bench": {"kernels", "cache", "model"},
+    "bench": {"kernels", "cache", "model", "grammar"},
     "cli": {"server", "engine", "eval", "bench", "api", "grammar", "model", "cache", "kernels"},
 }
 SOURCE_EXT = (".c", ".h", ".cu", ".cuh", ".cpp")
