@@ -59,44 +59,50 @@ static void check_mask(gram *g, gram_vocab *v, const char *prefix) {
     gram_state_free(s);
 }
 
-Test(gram_mask, equals_automaton_on_json) {
-    gram_vocab *v = vocab();
+static gram *from_schema(const char *json) {
+    cJSON *j = cJSON_Parse(json);
+    cr_assert_not_null(j);
     gram *g = NULL;
-    cr_assert_eq(gram_json_object(&g), 0);
-    const char *prefixes[] = {"", "{", "{\"", "{\"a", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":12",
-                              "{\"a\":-", "{\"a\":\"\xc3", "{\"a\":\"x\\", "{\"a\":[",
-                              "{\"a\":[1", "{\"a\":t", "{\"a\":{}", "{\"a\":1}", " ",
-                              /* inside text: plain tokens are taken without a walk */
-                              "{\"a\":\"", "{\"a\":\"x", "{\"a\":\"\xc3\xa9", "{\"ab", NULL};
+    char err[128];
+    cr_assert_eq(gram_from_schema(j, 0, &g, err, sizeof err), 0, "%s", err);
+    cJSON_Delete(j);
+    return g;
+}
+
+/* check_mask at every prefix (NULL-terminated), then frees g. */
+static void check_masks(gram *g, const char *const *prefixes) {
+    gram_vocab *v = vocab();
     for (int i = 0; prefixes[i]; i++) check_mask(g, v, prefixes[i]);
     gram_free(g);
     gram_vocab_free(v);
 }
 
-Test(gram_mask, equals_automaton_on_schema) {
-    gram_vocab *v = vocab();
-    cJSON *j = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
-                           "\"abc\":{\"enum\":[\"x\",null]}},\"required\":[\"a\"]}");
+Test(gram_mask, equals_automaton_on_json) {
     gram *g = NULL;
-    char err[128];
-    cr_assert_eq(gram_from_schema(j, 0, &g, err, sizeof err), 0, "%s", err);
-    cJSON_Delete(j);
-    const char *prefixes[] = {"", "{", "{\"a", "{\"ab", "{\"abc\":", "{\"abc\":\"x\"",
-                              "{\"abc\":\"x\",", "{\"abc\":null,\"a\":1", "{\"a\":1}", NULL};
-    for (int i = 0; prefixes[i]; i++) check_mask(g, v, prefixes[i]);
-    gram_free(g);
-    gram_vocab_free(v);
+    cr_assert_eq(gram_json_object(&g), 0);
+    static const char *const prefixes[] = {"", "{", "{\"", "{\"a", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":12",
+                              "{\"a\":-", "{\"a\":\"\xc3", "{\"a\":\"x\\", "{\"a\":[",
+                              "{\"a\":[1", "{\"a\":t", "{\"a\":{}", "{\"a\":1}", " ",
+                              /* inside text: plain tokens are taken without a walk */
+                              "{\"a\":\"", "{\"a\":\"x", "{\"a\":\"\xc3\xa9", "{\"ab", NULL};
+    check_masks(g, prefixes);
+}
+
+Test(gram_mask, equals_automaton_on_schema) {
+    gram *g = from_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+                          "\"abc\":{\"enum\":[\"x\",null]}},\"required\":[\"a\"]}");
+    static const char *const prefixes[] = {"", "{", "{\"a", "{\"ab", "{\"abc\":", "{\"abc\":\"x\"",
+                                           "{\"abc\":\"x\",", "{\"abc\":null,\"a\":1", "{\"a\":1}",
+                                           NULL};
+    check_masks(g, prefixes);
 }
 
 /* Greedy decoding with a preference that fights the grammar (the highest
  * logit on tokens that are rarely valid) still ends in a document. */
 Test(gram_mask, masked_greedy_decode_finishes) {
     gram_vocab *v = vocab();
-    cJSON *j = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\","
-                           "\"items\":{\"type\":\"integer\"},\"maxItems\":2}},\"required\":[\"a\"]}");
-    gram *g = NULL;
-    cr_assert_eq(gram_from_schema(j, 0, &g, NULL, 0), 0);
-    cJSON_Delete(j);
+    gram *g = from_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\","
+                          "\"items\":{\"type\":\"integer\"},\"maxItems\":2}},\"required\":[\"a\"]}");
     gram_state *s = NULL;
     cr_assert_eq(gram_state_new(g, &s), 0);
     char out[256] = "";
