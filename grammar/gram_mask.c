@@ -234,8 +234,15 @@ static const centry *lookup(gram_vocab *v, gram *g, const gram_set *s) {
 int gram_mask(gram_vocab *v, const gram_state *s, float *logits) {
     const centry *e = lookup(v, s->g, &s->set);
     if (!e) return PV_ENOMEM;
-    for (int id = 0; id < v->n_vocab; id++)
-        if (!(e->bits[id >> 6] >> (id & 63) & 1)) logits[id] = -INFINITY;
+    /* a word at a time: all-allowed words (inside strings, most of them)
+     * are skipped, all-refused ones (elsewhere) written without tests */
+    for (int w = 0; w * 64 < v->n_vocab; w++) {
+        uint64_t b = e->bits[w];
+        int lo = w * 64, hi = lo + 64 < v->n_vocab ? lo + 64 : v->n_vocab;
+        if (b == ~0ull) continue;
+        for (int id = lo; id < hi; id++)
+            if (!(b >> (id - lo) & 1)) logits[id] = -INFINITY;
+    }
     return e->n_allowed;
 }
 
