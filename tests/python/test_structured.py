@@ -321,3 +321,24 @@ def test_stream_reassembles_and_few_alternatives(client):
     jsonschema.validate(json.loads(text), schema)
     for lp in lps:
         assert all(a.logprob > -1e30 for a in lp.top_logprobs), lp
+
+
+def test_generate_cli_json_schema(tmp_path):
+    import subprocess
+    if not pivot_path().is_file() or not MODEL.is_file():
+        pytest.skip("pivot binary or default model missing")
+    schema = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]},
+                                               "big": {"type": "boolean"}},
+              "required": ["city", "big"]}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(schema))
+    cmd = [str(pivot_path()), "generate", "--model", str(MODEL), "--chat", "--prompt",
+           "Paris as JSON.", "--temperature", "0", "--max-tokens", "40", "--threads", "2"]
+    out = subprocess.run(cmd + ["--json-schema", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    jsonschema.validate(json.loads(out.stdout), schema)
+    path.write_text('{"type": "string", "minLength": 2}')
+    bad = subprocess.run(cmd + ["--json-schema", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "minLength" in bad.stderr
