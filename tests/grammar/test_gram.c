@@ -362,3 +362,64 @@ Test(gram_json, exhaustive_short_strings_match_reference) {
     gram_state_free(s);
     gram_free(g);
 }
+
+/* ---- no dead ends ---- */
+
+#include "gram_internal.h"
+
+/* Random walks over bytes: at every step some byte must be allowed unless
+ * the document is complete — the property that lets the mask never strand
+ * a sequence (a dead end would leave no token but end of generation, which
+ * is not allowed either). Bytes are drawn among the allowed ones, closing
+ * brackets and quotes preferred now and then so walks also finish. */
+static void walk_no_dead_end(const char *json, unsigned seed) {
+    gram *g = schema(json);
+    gram_set *cur = malloc(sizeof *cur), *nxt = malloc(sizeof *nxt);
+    cr_assert(cur && nxt);
+    int finished = 0;
+    for (int w = 0; w < 100; w++) {
+        gram_set_init(g, cur);
+        for (int step = 0; step < 120; step++) {
+            uint8_t ok[256];
+            int n = 0, closing = -1;
+            for (int c = 1; c < 256; c++)
+                if (gram_set_step(g, cur, (uint8_t)c, nxt)) {
+                    ok[n++] = (uint8_t)c;
+                    if (c == '}' || c == ']' || c == '"') closing = c;
+                }
+            if (!n) {
+                cr_assert(gram_set_complete(g, cur), "dead end in %s after %d bytes", json, step);
+                finished++;
+                break;
+            }
+            seed = seed * 1103515245u + 12345u;
+            uint8_t c = (closing >= 0 && (seed >> 16) % 3 == 0) ? (uint8_t)closing
+                                                                 : ok[(seed >> 16) % n];
+            gram_set_step(g, cur, c, nxt);
+            gram_set *t = cur;
+            cur = nxt;
+            nxt = t;
+        }
+    }
+    cr_expect_gt(finished, 0, "no walk finished for %s", json);
+    free(cur);
+    free(nxt);
+    gram_free(g);
+}
+
+Test(gram_schema, random_walks_meet_no_dead_end) {
+    walk_no_dead_end("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"ab\":{\"enum\":"
+                     "[\"x\",1,12,[true]]},\"b\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},"
+                     "\"minItems\":1,\"maxItems\":2}},\"required\":[\"a\",\"b\"]}", 1);
+    walk_no_dead_end("{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"k\":{\"type\":\"string\"}},"
+                     "\"required\":[\"k\"]},{\"type\":\"object\",\"properties\":{\"k\":{\"type\":"
+                     "\"number\"},\"z\":{\"type\":\"null\"}},\"required\":[\"z\"]},{\"type\":\"number\"}]}", 2);
+    walk_no_dead_end("{\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},"
+                     "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},"
+                     "\"required\":[\"v\"]}},\"$ref\":\"#/$defs/n\"}", 3);
+    walk_no_dead_end("{\"type\":\"object\",\"properties\":{\"p\":{\"type\":\"string\"}},"
+                     "\"additionalProperties\":{\"type\":[\"integer\",\"string\"]}}", 4);
+    walk_no_dead_end("{}", 5);
+    walk_no_dead_end("{\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]}", 6);
+    walk_no_dead_end("{\"type\":\"array\",\"items\":{\"enum\":[\"x\"]},\"minItems\":2,\"maxItems\":3}", 7);
+}
