@@ -12,6 +12,9 @@
  * the output is a complete document. Tokens with no bytes (control tokens)
  * are never allowed otherwise.
  *
+ * Memory: a gram caches at most 512 masks (n_vocab / 8 bytes each: 3 MiB for
+ * 49k tokens), then starts over; it is freed with the gram.
+ *
  * Ownership: gram_vocab_create copies the pieces; the vocab holds scratch
  * space for the walk, so one thread uses it at a time (the decoder). */
 #ifndef PIVOT_GRAM_MASK_H
