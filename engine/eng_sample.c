@@ -122,6 +122,7 @@ static int apply_grammar(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     int n = PV_ENOMEM;
     if (!e->gv && v)
         gram_vocab_create(tok_n_vocab(v), piece_of, (void *)v, e->eog, e->n_eog, &e->gv);
+    if (c->gs && c->n_gen == 0) gram_state_reset(c->gs); /* a choice started over */
     if (e->gv && (c->gs || !gram_state_new(j->p.grammar, &c->gs))) n = gram_mask(e->gv, c->gs, row);
     if (n > 0) return 0;
     eng_finish_choice(e, c, n < 0 ? "error" : gram_state_complete(c->gs) ? "stop" : "length", 1);

@@ -21,8 +21,14 @@
  * Limits: 32 properties per object, 32 values per enum, GRAM_MAX_DEPTH - 1
  * levels of nesting in the output (a recursive schema may nest that deep,
  * no deeper: at the limit only values that open no container are allowed),
- * strict = 1 additionally requires what OpenAI's strict mode requires
- * (every property listed in required, additionalProperties false).
+ * Flags: GRAM_STRICT additionally requires what OpenAI's strict mode
+ * requires (every property listed in required, additionalProperties
+ * false); GRAM_LOOSE ignores the keywords that only narrow values this
+ * subset cannot express (minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum, multipleOf, minLength, maxLength, pattern, uniqueItems,
+ * minProperties, maxProperties) instead of refusing them: the output then
+ * follows the rest of the schema and may break those (meant for tool
+ * parameters, which OpenAI does not enforce outside strict mode either).
  *
  * The output grammar: JSON without whitespace except at most GRAM_MAX_WS
  * bytes of " \t\r\n" per gap (before the value, after { [ , :, before , } ]),
@@ -48,14 +54,18 @@
 
 typedef struct gram gram;
 
+#define GRAM_STRICT 1
+#define GRAM_LOOSE 2
+
 /* Any JSON object (response_format json_object). 0 or PV_ENOMEM. */
 int gram_json_object(gram **out);
 /* Any JSON value. 0 or PV_ENOMEM. */
 int gram_json_any(gram **out);
-/* Compiles a JSON Schema (the subset above). 0, PV_EINVAL (invalid
- * schema), PV_EUNSUPPORTED (a keyword or a size outside the subset) or
- * PV_ENOMEM, with a message in err naming the place ("/properties/a: ..."). */
-int gram_from_schema(const cJSON *schema, int strict, gram **out, char *err, size_t errlen);
+/* Compiles a JSON Schema (the subset above; flags: GRAM_STRICT,
+ * GRAM_LOOSE or 0). 0, PV_EINVAL (invalid schema), PV_EUNSUPPORTED (a
+ * keyword or a size outside the subset) or PV_ENOMEM, with a message in
+ * err naming the place ("/properties/a: ..."). */
+int gram_from_schema(const cJSON *schema, int flags, gram **out, char *err, size_t errlen);
 void gram_free(gram *g);
 
 #endif

@@ -16,7 +16,7 @@
 typedef struct {
     gram *g;
     const cJSON *root;
-    int strict;
+    int strict, loose;
     int rc;
     char *err;
     size_t errlen;
@@ -89,11 +89,17 @@ static const char *const known_kw[] = {
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
     "readOnly", "writeOnly", "format", NULL};
 
+/* What GRAM_LOOSE lets through unenforced: keywords that only narrow values. */
+static const char *const narrowing_kw[] = {
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+    "maxLength", "pattern", "uniqueItems", "minProperties", "maxProperties", NULL};
+
 static int check_keywords(ctx *c, const cJSON *s) {
     const cJSON *kv;
     cJSON_ArrayForEach(kv, s) {
         int ok = 0;
         for (int i = 0; known_kw[i] && !ok; i++) ok = !strcmp(kv->string, known_kw[i]);
+        for (int i = 0; c->loose && narrowing_kw[i] && !ok; i++) ok = !strcmp(kv->string, narrowing_kw[i]);
         if (!ok) return fail(c, PV_EUNSUPPORTED, "unsupported keyword '%.64s'", kv->string);
     }
     return 0;
@@ -383,10 +389,11 @@ int gram_json_any(gram **out) {
     return g ? finish(g, GN_ANY, out) : PV_ENOMEM;
 }
 
-int gram_from_schema(const cJSON *schema, int strict, gram **out, char *err, size_t errlen) {
+int gram_from_schema(const cJSON *schema, int flags, gram **out, char *err, size_t errlen) {
     *out = NULL;
     if (err && errlen) err[0] = 0;
-    ctx c = {.g = gram_new(), .root = schema, .strict = strict, .err = err, .errlen = errlen};
+    ctx c = {.g = gram_new(), .root = schema, .strict = !!(flags & GRAM_STRICT),
+             .loose = !!(flags & GRAM_LOOSE), .err = err, .errlen = errlen};
     if (!c.g) return PV_ENOMEM;
     int root = compile(&c, schema);
     if (root < 0) {

@@ -22,7 +22,8 @@ int srv_structured(const api_request *r, int n_vocab, gram **out, api_error *e) 
         rc = gram_json_object(out);
     } else {
         cJSON *schema = cJSON_Parse(r->rf_schema); /* api_rfmt printed it: it parses */
-        rc = schema ? gram_from_schema(schema, r->rf_strict, out, err, sizeof err) : PV_ENOMEM;
+        int flags = r->rf_strict ? GRAM_STRICT : 0;
+        rc = schema ? gram_from_schema(schema, flags, out, err, sizeof err) : PV_ENOMEM;
         cJSON_Delete(schema);
     }
     if (rc == PV_ENOMEM) {

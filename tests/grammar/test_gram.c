@@ -226,10 +226,16 @@ Test(gram_schema, refusals_name_the_place) {
     /* strict: every property required, additionalProperties false */
     const char *loose = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}}";
     cr_expect_eq(compile_rc(loose, 0, err, sizeof err), 0);
-    cr_expect_eq(compile_rc(loose, 1, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc(loose, GRAM_STRICT, err, sizeof err), PV_EINVAL);
+    /* GRAM_LOOSE: narrowing keywords pass unenforced, others still refused */
+    const char *narrow = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\","
+                         "\"minimum\":1},\"s\":{\"type\":\"string\",\"maxLength\":3,\"pattern\":\"a\"}}}";
+    cr_expect_eq(compile_rc(narrow, 0, err, sizeof err), PV_EUNSUPPORTED);
+    cr_expect_eq(compile_rc(narrow, GRAM_LOOSE, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(compile_rc("{\"not\":{}}", GRAM_LOOSE, err, sizeof err), PV_EUNSUPPORTED);
     cr_expect_eq(compile_rc("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
                             "\"required\":[\"a\"],\"additionalProperties\":false}",
-                            1, err, sizeof err),
+                            GRAM_STRICT, err, sizeof err),
                  0);
 }
 
