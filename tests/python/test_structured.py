@@ -201,6 +201,14 @@ def test_strict_schema_and_guided_json(client, srv):
                               "json_schema": {"name": "s", "schema": strict, "strict": True}})
     assert r.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(r.choices[0].message.content), strict)
+    # sampled, n = 3: every choice keeps its own place in the shared grammar
+    r = client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "Is the sky blue? Answer in JSON."}],
+        temperature=1.0, seed=7, n=3, max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": strict}})
+    for c in r.choices:
+        assert c.finish_reason == "stop", c
+        jsonschema.validate(json.loads(c.message.content), strict)
     # vLLM's field, on /v1/completions, the schema given as a string
     st, _, body = srv.request("POST", "/v1/completions",
                               {"prompt": "A color in JSON:", "max_tokens": 40, "temperature": 0,
