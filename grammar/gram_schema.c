@@ -389,6 +389,30 @@ int gram_json_any(gram **out) {
     return g ? finish(g, GN_ANY, out) : PV_ENOMEM;
 }
 
+/* 1 when anyOf / $ref nodes reach themselves without a value in between
+ * ({"anyOf": [{"$ref": "#"}, ...]}): the matcher would expand such a cycle
+ * on every byte (exponentially, with several of them). color: 0 new, 1 on
+ * the path, 2 done. */
+static int alt_cycle(const gram *g, int id, uint8_t *color) {
+    if (g->nodes[id].kind != G_ANYOF || color[id] == 2) return 0;
+    if (color[id] == 1) return 1;
+    color[id] = 1;
+    for (int i = 0; i < g->nodes[id].n_alts; i++)
+        if (alt_cycle(g, g->nodes[id].alts[i], color)) return 1;
+    color[id] = 2;
+    return 0;
+}
+
+static int check_cycles(ctx *c) {
+    uint8_t *color = calloc((size_t)c->g->n_nodes, 1);
+    if (!color) return fail(c, PV_ENOMEM, "out of memory");
+    int bad = 0;
+    for (int i = 0; i < c->g->n_nodes && !bad; i++) bad = alt_cycle(c->g, i, color);
+    free(color);
+    return bad ? fail(c, PV_EINVAL, "a $ref or anyOf leads back to itself without a value in "
+                                     "between") : 0;
+}
+
 int gram_from_schema(const cJSON *schema, int flags, gram **out, char *err, size_t errlen) {
     *out = NULL;
     if (err && errlen) err[0] = 0;
@@ -396,6 +420,7 @@ int gram_from_schema(const cJSON *schema, int flags, gram **out, char *err, size
              .loose = !!(flags & GRAM_LOOSE), .err = err, .errlen = errlen};
     if (!c.g) return PV_ENOMEM;
     int root = compile(&c, schema);
+    if (root >= 0 && check_cycles(&c)) root = -1;
     if (root < 0) {
         gram_free(c.g);
         return c.rc ? c.rc : PV_ENOMEM;

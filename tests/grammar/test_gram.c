@@ -217,6 +217,9 @@ Test(gram_schema, refusals_name_the_place) {
     cr_expect_eq(compile_rc("{\"type\":\"strange\"}", 0, err, sizeof err), PV_EINVAL);
     cr_expect_eq(compile_rc("{\"$ref\":\"#/$defs/missing\"}", 0, err, sizeof err), PV_EINVAL);
     cr_expect_eq(compile_rc("{\"enum\":[]}", 0, err, sizeof err), PV_EINVAL);
+    cr_expect_eq(compile_rc("{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"null\"}]}", 0, err, sizeof err),
+                 PV_EINVAL, "a reference cycle with no value in between");
+    cr_expect(strstr(err, "itself"), "%s", err);
     cr_expect_eq(compile_rc("{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", 0, err, sizeof err),
                  PV_EINVAL);
     cr_expect_eq(compile_rc("[1]", 0, err, sizeof err), PV_EINVAL);
