@@ -12,7 +12,9 @@
  *     properties may come in any order, each at most once;
  *   array: items, minItems, maxItems;
  *   enum, const (any JSON values, matched as their compact serialization);
- *   anyOf, oneOf (oneOf is matched as anyOf: exclusivity is not checked),
+ *   anyOf, oneOf (oneOf is matched as anyOf: exclusivity is not checked;
+ *     nested ones expand to at most 64 alternatives, and one that reaches
+ *     itself without a value in between is invalid),
  *     allOf with a single schema;
  *   $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion allowed);
  *   annotations that constrain nothing are ignored: title, description,

@@ -403,14 +403,36 @@ static int alt_cycle(const gram *g, int id, uint8_t *color) {
     return 0;
 }
 
-static int check_cycles(ctx *c) {
-    uint8_t *color = calloc((size_t)c->g->n_nodes, 1);
-    if (!color) return fail(c, PV_ENOMEM, "out of memory");
-    int bad = 0;
-    for (int i = 0; i < c->g->n_nodes && !bad; i++) bad = alt_cycle(c->g, i, color);
+/* How many concrete nodes an anyOf expands to (nested anyOf multiply),
+ * saturating at MAX_EXPANSION + 1; memo[id] 0: not known yet. */
+#define MAX_EXPANSION 64
+static int expansion(const gram *g, int id, int *memo) {
+    if (g->nodes[id].kind != G_ANYOF) return 1;
+    if (memo[id]) return memo[id];
+    int n = 0;
+    for (int i = 0; i < g->nodes[id].n_alts && n <= MAX_EXPANSION; i++)
+        n += expansion(g, g->nodes[id].alts[i], memo);
+    return memo[id] = n > MAX_EXPANSION ? MAX_EXPANSION + 1 : n;
+}
+
+/* The anyOf graph, checked once compiled: no cycle without a value in
+ * between, and no alternatives that multiply past MAX_EXPANSION (the
+ * matcher expands them on every value start). */
+static int check_alts(ctx *c) {
+    int n = c->g->n_nodes, bad = 0;
+    uint8_t *color = calloc((size_t)n, 1);
+    int *memo = calloc((size_t)n, sizeof *memo);
+    if (!color || !memo) bad = fail(c, PV_ENOMEM, "out of memory");
+    for (int i = 0; i < n && !bad; i++)
+        if (alt_cycle(c->g, i, color))
+            bad = fail(c, PV_EINVAL, "a $ref or anyOf leads back to itself without a value in between");
+    for (int i = 0; i < n && !bad; i++)
+        if (expansion(c->g, i, memo) > MAX_EXPANSION)
+            bad = fail(c, PV_EUNSUPPORTED, "nested anyOf/oneOf expand to more than %d alternatives",
+                       MAX_EXPANSION);
     free(color);
-    return bad ? fail(c, PV_EINVAL, "a $ref or anyOf leads back to itself without a value in "
-                                     "between") : 0;
+    free(memo);
+    return bad;
 }
 
 int gram_from_schema(const cJSON *schema, int flags, gram **out, char *err, size_t errlen) {
@@ -420,7 +442,7 @@ int gram_from_schema(const cJSON *schema, int flags, gram **out, char *err, size
              .loose = !!(flags & GRAM_LOOSE), .err = err, .errlen = errlen};
     if (!c.g) return PV_ENOMEM;
     int root = compile(&c, schema);
-    if (root >= 0 && check_cycles(&c)) root = -1;
+    if (root >= 0 && check_alts(&c)) root = -1;
     if (root < 0) {
         gram_free(c.g);
         return c.rc ? c.rc : PV_ENOMEM;

@@ -220,6 +220,14 @@ Test(gram_schema, refusals_name_the_place) {
     cr_expect_eq(compile_rc("{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"null\"}]}", 0, err, sizeof err),
                  PV_EINVAL, "a reference cycle with no value in between");
     cr_expect(strstr(err, "itself"), "%s", err);
+    /* anyOf of anyOf of ... multiplying: 4 levels of 3 = 81 alternatives */
+    const char *mult = "{\"$defs\":{\"a\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"},"
+                       "{\"type\":\"string\"}]},\"b\":{\"anyOf\":[{\"$ref\":\"#/$defs/a\"},"
+                       "{\"$ref\":\"#/$defs/a\"},{\"$ref\":\"#/$defs/a\"}]},\"c\":{\"anyOf\":["
+                       "{\"$ref\":\"#/$defs/b\"},{\"$ref\":\"#/$defs/b\"},{\"$ref\":\"#/$defs/b\"}]}},"
+                       "\"anyOf\":[{\"$ref\":\"#/$defs/c\"},{\"$ref\":\"#/$defs/c\"},"
+                       "{\"$ref\":\"#/$defs/c\"}]}";
+    cr_expect_eq(compile_rc(mult, 0, err, sizeof err), PV_EUNSUPPORTED, "%s", err);
     cr_expect_eq(compile_rc("{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", 0, err, sizeof err),
                  PV_EINVAL);
     cr_expect_eq(compile_rc("[1]", 0, err, sizeof err), PV_EINVAL);
