@@ -286,7 +286,7 @@ static int parse_fields(const cJSON *o, api_request *r, api_error *e) {
         r->has_seed = 1;
         r->seed = (uint64_t)(int64_t)v->valuedouble;
     }
-    if (parse_stop(o, r, e)) return -1;
+    if (parse_stop(o, r, e) || api_parse_structured(o, r, e)) return -1;
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "stop_token_ids")) && !cJSON_IsNull(v)) {
         if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > API_MAX_STOP_IDS)
             return bad(e, "stop_token_ids", "'%s' must be an array of at most 64 token ids%s", "");
@@ -376,6 +376,9 @@ void api_request_free(api_request *r) {
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->user);
     free(r->kv_policy);
+    free(r->bias_ids);
+    free(r->bias);
+    free(r->rf_schema);
     memset(r, 0, sizeof *r);
 }
 

@@ -22,6 +22,10 @@ typedef enum { API_COMPLETIONS = 0, API_CHAT = 1 } api_kind;
 #define API_STOP_MAXLEN 256   /* bytes per stop string */
 #define API_MAX_STOP_IDS 64
 #define API_MAX_TOP_LOGPROBS 20
+#define API_MAX_LOGIT_BIAS 1024 /* entries of logit_bias */
+
+/* response_format (and vLLM's guided_json / structured_outputs.json) */
+typedef enum { API_RF_TEXT = 0, API_RF_JSON_OBJECT, API_RF_JSON_SCHEMA } api_rf_kind;
 
 typedef struct {
     char *text;   /* prompt text (owned), or NULL when given as ids */
@@ -82,12 +86,29 @@ typedef struct {
     api_kv_knob kv_knobs[API_KV_FIELDS];
     int n_kv_knobs;
     int kv_elastic; /* kv_elastic: 1/0, -1 not given (the server's --kv-elastic) */
+    /* logit_bias: bias[i] (in [-100, 100]) added to token bias_ids[i]'s
+     * logit (owned; ids < vocabulary size is the server's check) */
+    int32_t *bias_ids;
+    float *bias;
+    int n_bias;
+    /* structured output: the kind, the JSON Schema as compact JSON text
+     * (owned, JSON_SCHEMA only; the server compiles it), strict, and the
+     * field it came from (the `param` of compile errors) */
+    api_rf_kind rf_kind;
+    char *rf_schema;
+    int rf_strict;
+    const char *rf_param; /* static */
 } api_request;
 
 /* Parses body into *r (zeroed first). Returns 0, or -1 with *e filled (r is
  * then already freed). */
 int api_parse_request(api_kind kind, const char *body, size_t len, api_request *r, api_error *e);
 void api_request_free(api_request *r);
+/* The structured-output fields of a parsed body (logit_bias,
+ * response_format, guided_json, structured_outputs) into r (api_rfmt.c;
+ * part of api_parse_request). 0, or -1 with *e filled. */
+struct cJSON;
+int api_parse_structured(const struct cJSON *o, api_request *r, api_error *e);
 
 /* /tokenize and /detokenize bodies. */
 typedef struct {

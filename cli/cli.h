@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cli_opt.h"
+#include "gram_mask.h"
 #include "kv_policy.h"
 #include "llama.h"
 
@@ -51,6 +52,20 @@ int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv
  * "pivot <cmd>: ..." on stderr (exit status 1). */
 llm_model *cli_load_model(const char *cmd, const char *path, const char *synth, uint64_t seed,
                           llm_device dev);
+
+/* --json / --json-schema FILE (pivot generate): the grammar, the model's
+ * vocabulary as bytes and a state at the document's start; all NULL when
+ * neither option is given. 0, or 2 (a bad schema or file) / 1 (out of
+ * memory) after one line "pivot <cmd>: ..." on stderr. cli_gram_close frees
+ * what open made (the model must outlive it). */
+typedef struct {
+    gram *g;
+    gram_vocab *v;
+    gram_state *s;
+} cli_gram;
+int cli_gram_open(const char *cmd, int json, const char *schema_path, const llm_model *m,
+                  cli_gram *out);
+void cli_gram_close(cli_gram *cg);
 
 /* rel in the current directory when readable there, else next to the
  * repository the binary was built in (<repo>/<builddir>/cli/pivot), else rel

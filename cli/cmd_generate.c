@@ -42,6 +42,9 @@ static void usage(FILE *f) {
             "                           model's training context)\n"
             "  --ignore-eos             keep generating past end-of-generation tokens\n"
             "  --special                parse special tokens (e.g. <|im_start|>) in the prompt\n"
+            "  --json                   the output is one JSON object (constrained decoding)\n"
+            "  --json-schema FILE       the output is a JSON document valid for the schema in\n"
+            "                           FILE (the subset in docs/API.md, Structured output)\n"
             "\n"
             "KV cache (docs/KV_CACHE.md):\n"
             "  --kv-policy P            full (default), scissorhands, mikv, h2o, streaming,\n"
@@ -65,11 +68,11 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *prompt, *model, *system;
+    const char *prompt, *model, *system, *schema;
     cli_kv kv;
     llm_device device;
     int max_tokens, threads, batch, ctx;
-    int chat, ignore_eos, special;
+    int chat, ignore_eos, special, json;
     smp_params sp;
 } gen_opts;
 
@@ -106,6 +109,8 @@ static int parse(int argc, char **argv, gen_opts *o) {
         {.name = "--chat", .kind = CLI_FLAG, .dst = &o->chat},
         {.name = "--ignore-eos", .kind = CLI_FLAG, .dst = &o->ignore_eos},
         {.name = "--special", .kind = CLI_FLAG, .dst = &o->special},
+        {.name = "--json", .kind = CLI_FLAG, .dst = &o->json},
+        {.name = "--json-schema", .kind = CLI_STR, .dst = &o->schema},
         {.name = NULL},
     };
     const cli_opt *const tables[] = {opts, cli_kv_table(&o->kv), NULL};
@@ -179,7 +184,7 @@ static int32_t *build_prompt(const llm_model *m, const gen_opts *o, int *n_out) 
 /* Prefills the prompt, then samples and streams up to max_new tokens to
  * stdout; the timing goes to stderr. 0, or 1 after a message. */
 static int run(const gen_opts *o, const llm_model *m, llm_ctx *ctx, smp_sampler *smp,
-               const int32_t *prompt, int n_prompt, int max_new) {
+               const cli_gram *cg, const int32_t *prompt, int n_prompt, int max_new) {
     const tok_vocab *v = llm_get_vocab(m);
     tok_stream *ts = tok_stream_new(v, 0);
     float *logits = malloc(sizeof(float) * llm_get_config(m)->n_vocab);
@@ -201,10 +206,12 @@ static int run(const gen_opts *o, const llm_model *m, llm_ctx *ctx, smp_sampler 
     int pos = n_prompt, n_gen = 0;
     char piece[512];
     while (n_gen < max_new) {
+        if (cg->s && gram_mask(cg->v, cg->s, logits) <= 0) break; /* nothing may follow */
         int32_t tok = smp_sample(smp, logits);
         smp_accept(smp, tok);
+        if (cg->s) gram_accept_token(cg->v, cg->s, tok);
         n_gen++;
-        if (!o->ignore_eos && tok_is_eog(v, tok)) break;
+        if ((!o->ignore_eos || cg->s) && tok_is_eog(v, tok)) break;
         int w = tok_stream_push(ts, tok, piece, sizeof piece);
         if (w > 0) {
             fwrite(piece, 1, w, stdout);
@@ -254,7 +261,12 @@ int cmd_generate(int argc, char **argv) {
     int32_t *prompt = build_prompt(m, &o, &n_prompt);
     llm_ctx *ctx = NULL;
     smp_sampler *smp = NULL;
+    cli_gram cg = {0};
     if (!prompt) goto out;
+    if ((rc = cli_gram_open("generate", o.json, o.schema, m, &cg))) {
+        status = rc;
+        goto out;
+    }
     if (n_prompt == 0) {
         fprintf(stderr, "pivot generate: the prompt is empty after tokenization\n");
         goto out;
@@ -286,10 +298,11 @@ int cmd_generate(int argc, char **argv) {
         goto out;
     }
     long max_new = o.max_tokens < ctx_len - n_prompt ? o.max_tokens : ctx_len - n_prompt;
-    if (run(&o, m, ctx, smp, prompt, n_prompt, (int)max_new)) goto out;
+    if (run(&o, m, ctx, smp, &cg, prompt, n_prompt, (int)max_new)) goto out;
     print_kv_usage(ctx, &pol);
     status = 0;
 out:
+    cli_gram_close(&cg);
     smp_free(smp);
     llm_ctx_free(ctx);
     free(prompt);

@@ -144,6 +144,7 @@ void eng_unload(eng_engine *e) {
     free(e->ent_ch);
     free(e->ent_job);
     free(e->eog);
+    gram_vocab_free(e->gv);
 }
 
 int eng_start(const eng_config *cfg, const eng_hooks *hooks, eng_engine **out) {

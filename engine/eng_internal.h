@@ -11,6 +11,7 @@
 #include "api_stop.h"
 #include "eng.h"
 #include "eng_job.h"
+#include "gram_mask.h"
 #include "kv_pool.h"
 #include "pvbuf.h"
 #include "tokenizer.h"
@@ -47,6 +48,7 @@ typedef struct {
     int32_t next_tok;
     smp_sampler *smp;
     tok_stream *ts; /* NULL when the model has no vocabulary (synthetic) */
+    gram_state *gs; /* with a grammar: made at the first sample (eng_sample.c) */
     api_stop stop;
     kv_usage kv;
     eng_out out; /* decoder -> caller, under out_mu */
@@ -112,6 +114,7 @@ struct eng_engine {
     int32_t *eog; /* end-of-generation ids */
     int n_eog;
     float *logits, *row_copy;
+    gram_vocab *gv; /* the vocabulary for grammar masks, built at the first grammar job */
     int logits_rows; /* rows logits holds: max_seqs, more once a prompt's logprobs are asked */
     llm_batch_entry *ent;
     eng_choice **ent_ch;

@@ -11,6 +11,24 @@ static void out_free(eng_out *o) {
     free(o->ids);
 }
 
+/* Copies the logit bias the sampling params borrow into the job. */
+static int own_bias(eng_job *j) {
+    smp_params *sp = &j->p.sampling;
+    const int32_t *ids = sp->bias_ids;
+    const float *bias = sp->bias;
+    int n = sp->n_bias > 0 ? sp->n_bias : 0;
+    int32_t *own_ids = malloc(sizeof *own_ids * (size_t)(n + 1));
+    float *own = malloc(sizeof *own * (size_t)(n + 1));
+    sp->bias_ids = own_ids;
+    sp->bias = own;
+    if (!own_ids || !own) return PV_ENOMEM;
+    if (n) {
+        memcpy(own_ids, ids, sizeof *own_ids * (size_t)n);
+        memcpy(own, bias, sizeof *own * (size_t)n);
+    }
+    return 0;
+}
+
 /* Copies the stop ids and strings the params borrow into the job. */
 static int own_stops(eng_job *j) {
     eng_params *p = &j->p;
@@ -40,9 +58,11 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
     j->p = *p;
     int n = n_prompts * n_per_prompt;
     int rc = own_stops(j);
+    if (!rc) rc = own_bias(j);
     if (!rc && !(j->ch = calloc((size_t)n, sizeof *j->ch))) rc = PV_ENOMEM;
     if (rc) {
         j->n_choices = 0;
+        j->p.grammar = NULL; /* the caller's still */
         eng_job_free(j);
         return rc;
     }
@@ -55,6 +75,7 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
             c->n_prompt = c->cap_prompt = c->n_fill = n_prompt[i];
             c->max_new = max_new[i];
             if (!(c->prompt = malloc(sizeof(int32_t) * n_prompt[i]))) {
+                j->p.grammar = NULL; /* the caller's still */
                 eng_job_free(j);
                 return PV_ENOMEM;
             }
@@ -72,6 +93,7 @@ void eng_job_free(eng_job *j) {
         free(c->prompt);
         smp_free(c->smp);
         tok_stream_free(c->ts);
+        gram_state_free(c->gs);
         out_free(&c->out);
         out_free(&c->got);
     }
@@ -79,6 +101,9 @@ void eng_job_free(eng_job *j) {
     for (int i = 0; j->p.stop && i < j->p.n_stop; i++) free(j->p.stop[i]);
     free((void *)j->p.stop);
     free((void *)j->p.stop_ids);
+    free((void *)j->p.sampling.bias_ids);
+    free((void *)j->p.sampling.bias);
+    gram_free(j->p.grammar);
     free(j);
 }
 

@@ -13,12 +13,14 @@
 
 #include "api_fmt.h"
 #include "eng.h"
+#include "gram.h"
 #include "kv.h"
 #include "kv_policy.h"
 #include "sampler.h"
 
 typedef struct {
-    smp_params sampling; /* .seed counts only with has_seed: choice i takes seed + i */
+    smp_params sampling; /* .seed counts only with has_seed: choice i takes seed + i;
+                            .bias_ids / .bias (logit_bias) are copied */
     int has_seed;        /* 0: every choice draws a fresh seed */
     int min_tokens;      /* no end-of-generation or stop id before this many tokens */
     int ignore_eos;      /* the model's end-of-generation tokens do not stop */
@@ -34,6 +36,12 @@ typedef struct {
                             high-tier budget down to policy.floor (for
                             kv_policy_elastic policies); 0: never; -1: the
                             engine's default (eng_config.kv_elastic) */
+    /* Structured output: every choice's tokens are masked to keep the text
+     * a prefix of a document of this grammar, and end-of-generation is
+     * allowed only once it is whole. eng_job_create takes it: on success
+     * the job owns it (freed with the job), on failure the caller keeps it.
+     * NULL: free text. */
+    gram *grammar;
 } eng_params;
 
 /* A job of n_prompts prompts (copied) with n_per_prompt choices each;

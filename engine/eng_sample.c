@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "eng_internal.h"
+#include "pverr.h"
 #include "pvtime.h"
 
 static int is_eog(const eng_engine *e, int32_t t) {
@@ -56,6 +57,7 @@ static void fill_logprob(const float *row, int n_vocab, int32_t tok, int top, ap
     lp->logprob = row[tok] - lse;
     lp->n_top = 0;
     for (int i = 0; i < n_vocab && top > 0; i++) {
+        if (row[i] == -INFINITY) continue; /* masked (grammar, min_tokens): not an alternative */
         int k = lp->n_top;
         if (k == top && row[i] - lse <= lp->top_lp[k - 1]) continue;
         if (k < top) lp->n_top++;
@@ -111,6 +113,26 @@ void eng_prompt_logprobs(eng_engine *e, eng_job *j, eng_choice *c, int pos, int 
     }
 }
 
+static int piece_of(void *v, int32_t id, char *buf, int cap) {
+    return tok_piece(v, id, 0, buf, cap);
+}
+
+/* The grammar's mask on a choice's row (after min_tokens, before the
+ * sampler's logit bias and penalties, which cannot lift a -INFINITY). 1 when
+ * the choice ended instead: nothing is allowed (a complete document whose
+ * end min_tokens holds back: "stop"; a dead end: "length"), or no memory. */
+static int apply_grammar(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
+    const tok_vocab *v = llm_get_vocab(e->model);
+    int n = PV_ENOMEM;
+    if (!e->gv && v)
+        gram_vocab_create(tok_n_vocab(v), piece_of, (void *)v, e->eog, e->n_eog, &e->gv);
+    if (c->gs && c->n_gen == 0) gram_state_reset(c->gs); /* a choice started over */
+    if (e->gv && (c->gs || !gram_state_new(j->p.grammar, &c->gs))) n = gram_mask(e->gv, c->gs, row);
+    if (n > 0) return 0;
+    eng_finish_choice(e, c, n < 0 ? "error" : gram_state_complete(c->gs) ? "stop" : "length", 1);
+    return 1;
+}
+
 static int is_stop_token(const eng_engine *e, const eng_params *p, int32_t tok) {
     if (!p->ignore_eos && is_eog(e, tok)) return 1;
     for (int i = 0; i < p->n_stop_ids; i++)
@@ -128,6 +150,8 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
             for (int i = 0; i < e->n_eog; i++) row[e->eog[i]] = -INFINITY;
         for (int i = 0; i < p->n_stop_ids; i++) row[p->stop_ids[i]] = -INFINITY;
     }
+    if (p->grammar && apply_grammar(e, j, c, row)) return;
+    /* logprobs are of the masked distribution, before logit_bias and penalties */
     if (p->logprobs) memcpy(e->row_copy, row, sizeof(float) * n_vocab);
     int32_t tok = smp_sample(c->smp, row);
     smp_accept(c->smp, tok);
@@ -138,6 +162,7 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
         c->prompt = grown;
         grown[c->n_prompt + c->n_gen] = tok;
     }
+    if (c->gs) gram_accept_token(e->gv, c->gs, tok); /* allowed by the mask, so it succeeds */
     c->n_gen++;
     c->out.tokens = c->n_gen;
     c->next_tok = tok;
@@ -147,7 +172,9 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
         api_logprob *lp = push_lp(c);
         if (lp) fill_logprob(e->row_copy, n_vocab, tok, p->top_logprobs, lp);
     }
-    if (is_stop_token(e, p, tok)) {
+    /* with a grammar, end of generation ends even with ignore_eos: the
+     * document is whole and nothing else may follow */
+    if (is_stop_token(e, p, tok) || (c->gs && is_eog(e, tok))) {
         eng_finish_choice(e, c, "stop", 1);
         return;
     }

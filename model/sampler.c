@@ -42,6 +42,8 @@ struct smp_sampler {
     int ring_len, ring_head;
 
     smp_cand *cand; /* [n_vocab] scratch */
+    int32_t *bias_ids; /* [n_bias] copies of the params' logit bias */
+    float *bias;
 };
 
 smp_params smp_default_params(void) {
@@ -106,6 +108,27 @@ static int params_valid(const smp_params *p) {
     return 1;
 }
 
+/* Copies the logit bias into s (s NULL: only checks it). 0, PV_EINVAL or
+ * PV_ENOMEM. */
+static int copy_bias(smp_sampler *s, const smp_params *p, int n_vocab) {
+    if (p->n_bias < 0 || (p->n_bias && (!p->bias_ids || !p->bias)))
+        return PV_EINVAL;
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias_ids[i] < 0 || p->bias_ids[i] >= n_vocab || !isfinite(p->bias[i]))
+            return PV_EINVAL;
+    if (!s || !p->n_bias)
+        return PV_OK;
+    s->bias_ids = malloc(sizeof *s->bias_ids * (size_t)p->n_bias);
+    s->bias = malloc(sizeof *s->bias * (size_t)p->n_bias);
+    if (!s->bias_ids || !s->bias)
+        return PV_ENOMEM;
+    memcpy(s->bias_ids, p->bias_ids, sizeof *s->bias_ids * (size_t)p->n_bias);
+    memcpy(s->bias, p->bias, sizeof *s->bias * (size_t)p->n_bias);
+    s->p.bias_ids = s->bias_ids;
+    s->p.bias = s->bias;
+    return PV_OK;
+}
+
 int smp_create(const smp_params *p, int n_vocab, smp_sampler **out) {
     if (!out)
         return PV_EINVAL;
@@ -117,6 +140,13 @@ int smp_create(const smp_params *p, int n_vocab, smp_sampler **out) {
         return PV_ENOMEM;
     s->p = *p;
     s->n_vocab = n_vocab;
+    s->p.n_bias = 0; /* until copied: smp_free must not see the caller's arrays */
+    int rc = copy_bias(s, p, n_vocab);
+    if (rc) {
+        smp_free(s);
+        return rc;
+    }
+    s->p.n_bias = p->n_bias;
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
     s->distinct = malloc((size_t)n_vocab * sizeof *s->distinct);
     s->where = malloc((size_t)n_vocab * sizeof *s->where);
@@ -141,6 +171,8 @@ void smp_free(smp_sampler *s) {
     free(s->where);
     free(s->ring);
     free(s->cand);
+    free(s->bias_ids);
+    free(s->bias);
     free(s);
 }
 
@@ -414,6 +446,8 @@ int32_t smp_sample(smp_sampler *s, float *logits) {
         return 0;
     const smp_params *p = &s->p;
     const int V = s->n_vocab;
+    for (int i = 0; i < p->n_bias; i++) /* -INFINITY (a grammar's mask) stays */
+        logits[p->bias_ids[i]] += p->bias[i];
     apply_penalties(s, logits);
 
     if (p->temperature <= 0.0f)

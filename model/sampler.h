@@ -1,6 +1,7 @@
 /* smp: token sampling.
  *
- * Order (as llama.cpp and vLLM apply them): penalties (repetition,
+ * Order (as llama.cpp and vLLM apply them): logit bias (OpenAI's
+ * logit_bias: a value added to chosen ids' logits) -> penalties (repetition,
  * presence, frequency over the last penalty_last_n accepted tokens) ->
  * greedy if temperature <= 0 -> top-k -> temperature -> softmax -> top-p ->
  * min-p -> draw with the sampler's own seeded RNG. Same seed and same logits
@@ -20,6 +21,11 @@ typedef struct {
     float frequency_penalty;  /* 0: off */
     int penalty_last_n;       /* window of accepted tokens; <= 0: all */
     uint64_t seed;
+    /* logit_bias: bias[i] is added to logits[bias_ids[i]] before anything
+     * else (smp_create copies both; ids must be < n_vocab, values finite). */
+    const int32_t *bias_ids;
+    const float *bias;
+    int n_bias;
 } smp_params;
 
 /* Defaults: temperature 1, top_k off, top_p 1, min_p 0, penalties off,
@@ -28,7 +34,8 @@ smp_params smp_default_params(void);
 
 typedef struct smp_sampler smp_sampler;
 
-/* Returns 0, PV_EINVAL (bad params) or PV_ENOMEM. */
+/* Returns 0, PV_EINVAL (bad params, a bias id outside the vocabulary) or
+ * PV_ENOMEM. */
 int smp_create(const smp_params *p, int n_vocab, smp_sampler **out);
 void smp_free(smp_sampler *s);
 /* Samples from logits[n_vocab] (modified in place). Returns a token id. */

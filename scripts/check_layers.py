@@ -19,16 +19,18 @@ import sys
 LAYERS = {
     "kernels": set(),
     "api": set(),
+    # grammar/: constrained decoding over bytes; cJSON and the error codes only
+    "grammar": {"kernels"},
     "cache": {"kernels"},
     "model": {"cache", "kernels"},
-    "engine": {"api", "model", "cache", "kernels"},
+    "engine": {"api", "grammar", "model", "cache", "kernels"},
     "eval": {"model", "cache", "kernels"},
-    "server": {"engine", "api", "model", "cache", "kernels"},
+    "server": {"engine", "api", "grammar", "model", "cache", "kernels"},
     # bench/: the load generator (bench_*.c with a header) needs nothing of
     # ours but the clock; the microbenchmarks (bench_attn.c, ...) are
     # programs that time kernels and caches, so they sit above them.
-    "bench": {"kernels", "cache", "model"},
-    "cli": {"server", "engine", "eval", "bench", "api", "model", "cache", "kernels"},
+    "bench": {"kernels", "cache", "model", "grammar"},
+    "cli": {"server", "engine", "eval", "bench", "api", "grammar", "model", "cache", "kernels"},
 }
 SOURCE_EXT = (".c", ".h", ".cu", ".cuh", ".cpp")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

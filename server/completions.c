@@ -15,6 +15,7 @@
 #include "eng_job.h"
 #include "prompt.h"
 #include "pverr.h"
+#include "structured.h"
 
 struct srv_cmpl {
     eng_engine *eng;
@@ -218,6 +219,9 @@ static eng_params params_of(const api_request *r, const kv_policy *want) {
     p.sampling.presence_penalty = r->presence_penalty;
     p.sampling.frequency_penalty = r->frequency_penalty;
     p.sampling.seed = r->seed;
+    p.sampling.bias_ids = r->bias_ids;
+    p.sampling.bias = r->bias;
+    p.sampling.n_bias = r->n_bias;
     return p;
 }
 
@@ -234,15 +238,18 @@ static void echo_prompt(cmpl_req *q, const tok_vocab *v, int i, const int32_t *i
     }
 }
 
-/* The request and its engine job, from the prompts' token lists; takes *r. */
-static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, int32_t **ids,
+/* The request and its engine job, from the prompts' token lists; takes *r
+ * and the grammar g (freed on failure). */
+static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, gram *g, int32_t **ids,
                     const int *n, int np, cmpl_req **out, api_error *e) {
     int max_ctx = eng_max_ctx(s->eng), max_new[API_MAX_PROMPTS];
     for (int i = 0; i < np; i++) max_new[i] = max_new_of(r, max_ctx, n[i]);
     cmpl_req *q = calloc(1, sizeof *q);
     eng_params p = params_of(r, want);
+    p.grammar = g;
     if (!q || !(q->ch = calloc((size_t)np * r->n, sizeof *q->ch)) ||
         eng_job_create(&p, np, (const int32_t *const *)ids, n, max_new, r->n, &q->job)) {
+        if (!q || !q->job) gram_free(g); /* not taken by a job */
         req_free(q);
         api_err_set(e, 500, NULL, NULL, "out of memory");
         return -1;
@@ -265,12 +272,17 @@ static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, int32_t 
 /* Checks what needs the model and builds the request's job. */
 static int make_job(srv_cmpl *s, api_request *r, cmpl_req **out, api_error *e) {
     kv_policy want;
-    if (check_request(s, r, e) || resolve_policy(s, r, &want, e)) return -1;
+    gram *g = NULL;
+    if (check_request(s, r, e) || resolve_policy(s, r, &want, e) ||
+        srv_structured(r, tok_n_vocab(llm_get_vocab(eng_model(s->eng))), &g, e))
+        return -1;
     int32_t **ids = NULL;
     int *n = NULL, np = 0, rc = -1;
     if (!build_prompts(eng_model(s->eng), r, &ids, &n, &np, e) &&
         !check_context(r, eng_max_ctx(s->eng), n, np, e))
-        rc = make_req(s, r, &want, ids, n, np, out, e);
+        rc = make_req(s, r, &want, g, ids, n, np, out, e);
+    else
+        gram_free(g);
     for (int i = 0; i < np; i++) free(ids ? ids[i] : NULL);
     free(ids);
     free(n);

@@ -122,3 +122,33 @@ Test(sampler, penalty_changes_greedy_choice) {
     cr_assert_eq(smp_sample(s, b), 1);
     smp_free(s);
 }
+
+/* logit_bias: added before the penalties, copied at creation, checked. */
+Test(sampler, logit_bias_adds_bans_and_forces) {
+    enum { V = 4 };
+    smp_params p = smp_default_params();
+    p.temperature = 0.0f;
+    int32_t ids[2] = {0, 2};
+    float bias[2] = {-100.0f, 1.0f};
+    p.bias_ids = ids;
+    p.bias = bias;
+    p.n_bias = 2;
+    smp_sampler *s = make(&p, V);
+    ids[0] = 3; /* the sampler holds its own copy */
+    float a[V] = {3.0f, 2.5f, 2.0f, -INFINITY};
+    cr_assert_eq(smp_sample(s, a), 2, "0 banned, 2 lifted to 3.0 > 2.5");
+    cr_expect_float_eq(a[0], -97.0f, 1e-4);
+    cr_expect(isinf(a[3]) && a[3] < 0, "-INFINITY (a grammar's mask) stays");
+    smp_free(s);
+    ids[0] = 1;
+    bias[0] = 100.0f;
+    s = make(&p, V);
+    float b[V] = {3.0f, -5.0f, 2.0f, 0.0f};
+    cr_assert_eq(smp_sample(s, b), 1, "forced");
+    smp_free(s);
+    ids[0] = V; /* outside the vocabulary */
+    cr_expect_eq(smp_create(&p, V, &s), PV_EINVAL);
+    ids[0] = 1;
+    bias[0] = NAN;
+    cr_expect_eq(smp_create(&p, V, &s), PV_EINVAL);
+}

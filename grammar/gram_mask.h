@@ -1,0 +1,52 @@
+/* gram_mask: which tokens of a vocabulary may come next in a grammar.
+ *
+ * gram_vocab holds every token's bytes sorted, with the length each shares
+ * with the one before (a trie flattened in order): the mask walks the
+ * tokens' bytes through the automaton once per shared prefix and drops a
+ * whole subtree at its first refused byte. Masks are cached per automaton
+ * state in the gram (states are plain bytes, hashed), so the walk is paid
+ * once per distinct state — inside a string every byte leaves the same
+ * state.
+ *
+ * End of generation: the EOG ids given at creation are allowed exactly when
+ * the output is a complete document. Tokens with no bytes (control tokens)
+ * are never allowed otherwise.
+ *
+ * Memory: a gram caches at most 512 masks (n_vocab / 8 bytes each: 3 MiB for
+ * 49k tokens), then starts over; it is freed with the gram.
+ *
+ * Ownership: gram_vocab_create copies the pieces; the vocab holds scratch
+ * space for the walk, so one thread uses it at a time (the decoder). */
+#ifndef PIVOT_GRAM_MASK_H
+#define PIVOT_GRAM_MASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gram_match.h"
+
+typedef struct gram_vocab gram_vocab;
+
+/* Writes token id's bytes to buf (at most cap) and returns how many it has
+ * (more than cap: called again with a bigger buffer), or < 0 for none.
+ * tok_piece(vocab, id, 0, buf, cap) has this shape. */
+typedef int (*gram_piece_fn)(void *user, int32_t id, char *buf, int cap);
+
+/* 0, PV_EINVAL or PV_ENOMEM. */
+int gram_vocab_create(int n_vocab, gram_piece_fn piece, void *user, const int32_t *eog, int n_eog,
+                      gram_vocab **out);
+void gram_vocab_free(gram_vocab *v);
+/* Token id's bytes as the vocab holds them (NULL, 0 for none). */
+const char *gram_vocab_piece(const gram_vocab *v, int32_t id, int *len);
+
+/* Sets logits[id] = -INFINITY for every token that may not come next in
+ * state s. Returns the number of tokens left allowed (0: none: the
+ * grammar cannot go on with this vocabulary), or a negative PV_* code
+ * (PV_ENOMEM: the logits are untouched). */
+int gram_mask(gram_vocab *v, const gram_state *s, float *logits);
+/* Advances s by token id's bytes: 0, or PV_EINVAL when the token is not
+ * allowed (s unchanged). An EOG token leaves s unchanged and is allowed
+ * when s is complete. */
+int gram_accept_token(const gram_vocab *v, gram_state *s, int32_t id);
+
+#endif
