@@ -113,6 +113,11 @@ static inline __mmask16 lanes_below(int nv, int j) { /* lanes 16j.. that are < n
     ((DIRECT) ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((hsrc) + (i))))          \
               : _mm512_loadu_ps((f) + (i)))
 
+/* Key vectors of 16 per page; the P.V part below always works on 64 output
+ * dimensions (4 vectors), whatever the page. */
+#define KVA_NV (KVA_PAGE / 16)
+_Static_assert(KVA_PAGE % 16 == 0 && KVA_PAGE <= 64, "KVA_PAGE must be 16, 32 or 64");
+
 /* NR rows (a compile-time constant after inlining, so the 4*NR accumulators
  * live in registers). Scores: for each dimension d, 4 vectors of 16 keys are
  * loaded once and multiplied by each row's q[d]. */
@@ -124,14 +129,11 @@ tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
         for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
     for (int d = 0; d < hd; d++) {
         size_t o = (size_t)d * KVA_PAGE;
-        __m512 k0 = LD(DIRECT, T->kt, T->kh, o), k1 = LD(DIRECT, T->kt, T->kh, o + 16);
-        __m512 k2 = LD(DIRECT, T->kt, T->kh, o + 32), k3 = LD(DIRECT, T->kt, T->kh, o + 48);
+        __m512 kv[KVA_NV];
+        for (int j = 0; j < KVA_NV; j++) kv[j] = LD(DIRECT, T->kt, T->kh, o + 16 * j);
         for (int r = 0; r < NR; r++) {
             __m512 b = _mm512_set1_ps(T->q[r][d]);
-            acc[r][0] = _mm512_fmadd_ps(b, k0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(b, k1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(b, k2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(b, k3, acc[r][3]);
+            for (int j = 0; j < KVA_NV; j++) acc[r][j] = _mm512_fmadd_ps(b, kv[j], acc[r][j]);
         }
     }
     const __m512 sc = _mm512_set1_ps(T->scale), ninf = _mm512_set1_ps(-INFINITY);
@@ -139,9 +141,9 @@ tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
     for (int r = 0; r < NR; r++) {
         int nv = T->nvalid[r];
         if (nv > tmax) tmax = nv;
-        __m512 s[4];
+        __m512 s[KVA_NV];
         __m512 mv = ninf;
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < KVA_NV; j++) {
             s[j] = _mm512_mask_mov_ps(ninf, lanes_below(nv, j), _mm512_mul_ps(acc[r][j], sc));
             mv = _mm512_max_ps(mv, s[j]);
         }
@@ -149,7 +151,7 @@ tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
         if (T->m[r] > mx) mx = T->m[r];
         __m512 mxv = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
         float *p = T->p + r * KVA_PAGE;
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < KVA_NV; j++) {
             __m512 e = _mm512_maskz_mov_ps(lanes_below(nv, j), kvs_exp512(_mm512_sub_ps(s[j], mxv)));
             sum = _mm512_add_ps(sum, e);
             _mm512_storeu_ps(p + 16 * j, e);

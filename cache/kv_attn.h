@@ -22,7 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KVA_PAGE 64
+#ifndef KVA_PAGE
+#define KVA_PAGE 64 /* 16, 32 or 64: the AVX-512 tile scores KVA_PAGE/16 vectors of keys */
+#endif
 
 /* Kernels: plain C with scalar or F16C page conversion, AVX-512 tiles. */
 enum { KVA_SCALAR = 0, KVA_F16C = 1, KVA_AVX512 = 2 };

@@ -26,8 +26,12 @@
  * sequences, large enough that page bookkeeping is negligible. */
 #define KVL_PAGE 32
 
-/* The plain FP16 cache's page (kv_fp16.c); `full` is that cache. */
+/* The plain FP16 cache's page (kv_fp16.c); `full` is that cache. 64 was
+ * measured against 16 and 32 (docs/KV_CACHE.md, "Page size"); a build may
+ * override it (-DKVL_FP16_PAGE=16 -DKVA_PAGE=16) to measure again. */
+#ifndef KVL_FP16_PAGE
 #define KVL_FP16_PAGE 64
+#endif
 
 static inline size_t kvl_rec_bytes(int bits, int head_dim, int group) {
     if (bits == 16) return (size_t)head_dim * 2;
