@@ -5,7 +5,8 @@
 # checks: the unit suites and the server/CLI integration tests again under
 # ASan+UBSan (LeakSanitizer on: a leak at exit fails), the libFuzzer targets
 # (tests/fuzz/run.sh, FUZZ_SECONDS each) and the soak/abuse/drain test
-# (tests/soak/soak.py, SOAK_SECONDS). PIVOT_HARDENING=0 skips them. Ends
+# (tests/soak/soak.py, SOAK_SECONDS), once more under KV memory pressure
+# (--pressure, SOAK_PRESSURE_SECONDS). PIVOT_HARDENING=0 skips them. Ends
 # with one line "N passed, N failed" that counts the individual tests of
 # every suite (scripts/count_results.py: each suite's result file is removed
 # before it runs, so a suite that dies counts as failed, never as its last
@@ -111,6 +112,15 @@ if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
   soak_rc=$?
   [ $soak_rc -eq 0 ] || hard_rc=1
   results+=(--exit=$soak_rc "$BUILD_DIR/soak-junit.xml")
+  # 4. The same under memory pressure (--kv-memory 8M): preemption and
+  # elastic compression all along, still no lost request and exact counts.
+  rm -f "$BUILD_DIR/soak-pressure-junit.xml"
+  .venv/bin/python tests/soak/soak.py --pressure --bin "$PIVOT_BIN" \
+    --duration "${SOAK_PRESSURE_SECONDS:-60}" --warmup 10 \
+    --log "$BUILD_DIR/soak-pressure-server.log" --junit "$BUILD_DIR/soak-pressure-junit.xml"
+  soakp_rc=$?
+  [ $soakp_rc -eq 0 ] || hard_rc=1
+  results+=(--exit=$soakp_rc "$BUILD_DIR/soak-pressure-junit.xml")
 fi
 
 .venv/bin/python scripts/count_results.py "${results[@]}"

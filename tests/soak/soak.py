@@ -23,7 +23,13 @@ exactly max_tokens completion tokens; every invalid request gets its status
 checks above; the drain. Prints the figures (requests and errors by kind,
 memory before/after).
 
-Usage: soak.py [--bin build/cli/pivot] [--model M] [--duration 180]
+With --pressure the KV limit is small (8M: five 64-token FP16 pages) and
+valid requests ask for 40-150 tokens, half of them under `mikv,budget=0.5`,
+so the server preempts and compresses (KV on demand) all along; two more
+cases then require that both happened, and the run must still lose no
+admitted request and count every token exactly.
+
+Usage: soak.py [--bin build/cli/pivot] [--model M] [--duration 180] [--pressure]
 (SOAK_SECONDS overrides the default duration)."""
 from __future__ import annotations
 
@@ -89,7 +95,9 @@ class Soak:
         self.log_path = Path(a.log)
         self.log = open(self.log_path, "w")
         cmd = [a.bin, "serve", "--model", a.model, "--port", str(self.port),
-               "--threads", str(a.threads), "--max-batch", "16", "--max-queue", "8",
+               "--threads", str(a.threads), "--max-batch", "16",
+               # under --pressure 5 run at once: the 16 drain requests must all queue
+               "--max-queue", "16" if a.pressure else "8",
                "--kv-memory", a.kv_memory, "--max-body", "65536", "--request-timeout",
                str(a.request_timeout), "--idle-timeout", "10", "--drain-timeout",
                str(a.drain_timeout), "--ctx", "512"]
@@ -109,7 +117,8 @@ class Soak:
 
     # ---- plumbing ----
     def conn(self, timeout: float = 120) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout * (5 if self.a.pressure else 1))
 
     def raw_get(self, path: str):
         c = self.conn(10)
@@ -140,6 +149,10 @@ class Soak:
         return m
 
     def sock(self, timeout: float = 30) -> socket.socket:
+        # under --pressure a queued request waits minutes for its first byte
+        # (5 run at once, 16 wait): a client timeout is not a server error
+        if self.a.pressure:
+            timeout *= 6
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     @staticmethod
@@ -165,6 +178,8 @@ class Soak:
         text = " ".join(random.choice(WORDS) for _ in range(random.randint(3, 18)))
         b = {"max_tokens": max_tokens, "ignore_eos": True,
              "temperature": random.choice([0, 0.7, 1.0]), "seed": random.randint(0, 1000)}
+        if self.a.pressure and random.random() < 0.5:
+            b["kv_policy"] = "mikv,budget=0.5"  # compressible: elastic relief applies
         if chat:
             b["messages"] = [{"role": "user", "content": text}]
         else:
@@ -184,7 +199,7 @@ class Soak:
                       kind: str = "valid", chat: bool | None = None) -> int:
         stream = random.random() < 0.5 if stream is None else stream
         chat = random.random() < 0.5 if chat is None else chat
-        n = max_tokens or random.randint(4, 32)
+        n = max_tokens or (random.randint(40, 150) if self.a.pressure else random.randint(4, 32))
         path = "/v1/chat/completions" if chat else "/v1/completions"
         body = json.dumps(self.valid_body(stream, chat, n))
         c = self.conn()
@@ -457,7 +472,13 @@ def main() -> int:
     ap.add_argument("--drain-timeout", type=float, default=30)
     ap.add_argument("--log", default="/tmp/pivot-soak-server.log")
     ap.add_argument("--junit", default=None)
+    ap.add_argument("--pressure", action="store_true",
+                    help="small KV limit: preemption and elastic compression all along")
     a = ap.parse_args()
+    if a.pressure:
+        if a.kv_memory == "24M":
+            a.kv_memory = "8M"
+        a.drain_timeout = max(a.drain_timeout, 90)  # 16 drain requests, 5 at a time
 
     cases: list[tuple[str, bool, str]] = []
     t_start = time.time()
@@ -501,6 +522,14 @@ def main() -> int:
             ("slowloris", "valid", "burst", "byte-at-a-time", "oversized", "invalid", "wrong method",
              "unknown route"))]
         cases.append(("no transport errors", not other, "; ".join(other[:5]) or "none"))
+        if alive and a.pressure:
+            mm = s.metrics()
+            pre = mm.get("pivot:num_preemptions_total", 0)
+            el = mm.get("pivot:kv_elastic_compressions_total", 0)
+            cases.append(("pressure: requests were preempted", pre > 0, f"{pre:g} preemptions"))
+            cases.append(("pressure: requests were compressed (elastic)", el > 0,
+                          f"{el:g} compressions, "
+                          f"{mm.get('pivot:kv_elastic_saved_bytes_total', 0):g} bytes freed"))
         if alive:
             ok, msg = s.drain()
             cases.append(("SIGTERM under load drains and exits 0", ok, msg))
@@ -520,7 +549,7 @@ def main() -> int:
         print(f"soak: {'ok  ' if ok else 'FAIL'} {name}: {msg}")
     if a.junit:
         with open(a.junit, "w") as f:
-            f.write(f'<testsuite name="soak" tests="{len(cases)}" '
+            f.write(f'<testsuite name="{"soak-pressure" if a.pressure else "soak"}" tests="{len(cases)}" '
                     f'failures="{sum(1 for c in cases if not c[1])}">\n')
             for name, ok, msg in cases:
                 f.write(f'  <testcase classname="soak" name={quoteattr(name)}>')
