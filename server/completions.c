@@ -94,7 +94,9 @@ static int build_prompts(const llm_model *m, api_request *r, int32_t ***ids,
     if (!*ids || !*n) goto oom;
     if (r->kind == API_CHAT) {
         char *text = NULL;
-        if (srv_render_chat(m, r->msgs, r->n_msgs, &text, e)) return -1;
+        srv_chat_in in = {.msgs = r->msgs, .n = r->n_msgs, .tools = &r->tools,
+                          .add_generation_prompt = 1};
+        if (srv_render_chat(m, &in, &text, NULL, e)) return -1;
         (*ids)[0] = srv_tokenize(m, text, 1, 1, &(*n)[0]);
         free(text);
         if (!(*ids)[0]) goto oom;
