@@ -11,11 +11,11 @@
 
 enum { F_TRIM, F_TOJSON, F_LENGTH, F_COUNT, F_UPPER, F_LOWER, F_CAPITALIZE, F_TITLE, F_DEFAULT,
        F_D, F_ITEMS, F_FIRST, F_LAST, F_JOIN, F_STRING, F_INT, F_FLOAT, F_LIST, F_REVERSE,
-       F_REPLACE, F_SAFE, F_SELECTATTR, F_REJECTATTR, F_MAP, F_ABS };
+       F_REPLACE, F_SAFE, F_SELECTATTR, F_REJECTATTR, F_MAP, F_ABS, F_SELECT, F_REJECT };
 static const char *const filter_names[] = {
     "trim", "tojson", "length", "count", "upper", "lower", "capitalize", "title", "default",
     "d", "items", "first", "last", "join", "string", "int", "float", "list", "reverse",
-    "replace", "safe", "selectattr", "rejectattr", "map", "abs", NULL};
+    "replace", "safe", "selectattr", "rejectattr", "map", "abs", "select", "reject", NULL};
 
 enum { T_DEFINED, T_UNDEFINED, T_NONE, T_STRING, T_NUMBER, T_INTEGER, T_FLOAT, T_BOOLEAN,
        T_MAPPING, T_SEQUENCE, T_ITERABLE, T_TRUE, T_FALSE, T_EQUALTO, T_EQ, T_NE, T_ODD,
@@ -227,6 +227,23 @@ static jv *select_attr(jj_eval *ev, int id, jv *l, jv **av, const char **kw, int
     return r;
 }
 
+/* select/reject(test?, arg?): the items that pass (fail) the test, or
+ * their truthiness without one. */
+static jv *select_items(jj_eval *ev, int keep, jv *l, jv **av, const char **kw, int n, int line) {
+    jj_arena *A = jj_eval_arena(ev);
+    jv *tn = arg(av, kw, n, 0, NULL), *targ = arg(av, kw, n, 1, NULL), *r = jv_list(A);
+    int tid = -1;
+    if (l->k != JV_LIST) return jj_fail(ev, line, "select/reject need a list");
+    if (tn && (tn->k != JV_STR || (tid = jj_builtin_id(JB_TEST, tn->u.s.p)) < 0))
+        return jj_fail(ev, line, "select/reject: unsupported test");
+    for (int i = 0; r && i < l->u.l.n; i++) {
+        jv *t = tid >= 0 ? test(ev, tid, l->u.l.v[i], targ, line) : jv_bool(jv_truthy(l->u.l.v[i]));
+        if (!t) return NULL;
+        if (jv_truthy(t) == keep && jv_list_push(A, r, l->u.l.v[i])) return NULL;
+    }
+    return r;
+}
+
 static jv *to_number(jj_eval *ev, jv *v, int as_float) {
     jj_arena *A = jj_eval_arena(ev);
     double f = 0;
@@ -301,6 +318,7 @@ static jv *filter(jj_eval *ev, int id, jv *v, jv **av, const char **kw, int n, i
     case F_REPLACE: return (s = str_of(ev, v)) ? replace(ev, s, a0, arg(av, kw, n, 1, NULL)) : NULL;
     case F_SAFE: return v;
     case F_SELECTATTR: case F_REJECTATTR: case F_MAP: return select_attr(ev, id, v, av, kw, n, line);
+    case F_SELECT: case F_REJECT: return select_items(ev, id == F_SELECT, v, av, kw, n, line);
     case F_ABS:
         if (v->k == JV_INT) return jv_int(A, v->u.i < 0 ? -v->u.i : v->u.i);
         if (v->k == JV_FLOAT) return jv_float(A, v->u.f < 0 ? -v->u.f : v->u.f);
