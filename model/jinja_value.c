@@ -216,10 +216,14 @@ static void put_float(double f, jj_buf *b) {
     char s[40];
     if (isnan(f)) { jj_puts(b, "nan"); return; }
     if (isinf(f)) { jj_puts(b, f < 0 ? "-inf" : "inf"); return; }
-    for (int p = 1; p <= 17; p++) {
+    int p = 1;
+    for (; p <= 17; p++) {
         snprintf(s, sizeof s, "%.*g", p, f);
         if (strtod(s, NULL) == f) break;
     }
+    int exp = f == 0 ? 0 : (int)floor(log10(fabs(f)));
+    if (strtod(s, NULL) == f && exp >= -4 && exp < 16) /* positional, as repr does there */
+        snprintf(s, sizeof s, "%.*f", p - 1 - exp > 0 ? p - 1 - exp : 0, f);
     jj_puts(b, s);
     if (!strpbrk(s, ".en")) jj_puts(b, ".0");
 }
