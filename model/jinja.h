@@ -14,14 +14,17 @@
  *               subscripts, slices (with steps, [::-1])
  *   filters     trim length count upper lower capitalize title default/d
  *               items first last join string int float list reverse replace
- *               tojson(indent) selectattr rejectattr map(attribute=) safe
- *               abs round unique? no
+ *               tojson(indent=) safe abs select reject selectattr rejectattr
+ *               map (attribute= or a filter name)
  *   tests       defined undefined none string number integer float boolean
- *               mapping sequence iterable true false equalto/eq odd even
- *   methods     str: startswith endswith strip lstrip rstrip split replace
- *               upper lower title capitalize format? no; dict: items keys
- *               values get; list: append (namespaces and lists are mutable)
- *   globals     range namespace raise_exception strftime_now
+ *               mapping sequence iterable true false equalto/eq/sameas ne
+ *               odd even in
+ *   methods     strings: startswith endswith strip lstrip rstrip split
+ *               replace upper lower title capitalize join; dicts: items keys
+ *               values get; lists: append
+ *   globals     range namespace dict raise_exception strftime_now
+ * Strings are indexed and sliced by bytes (templates do so on ASCII only);
+ * `length` counts characters as Python does.
  * Anything else (macro, call, include, an unknown filter, test, function or
  * method name) is refused by jj_compile with an error naming it and its
  * line, so a template either renders as jinja2 would or does not load.
