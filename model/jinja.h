@@ -8,7 +8,8 @@
  * newline of the source dropped. What is supported:
  *   statements  if/elif/else, for (loop.index0/index/revindex/first/last/
  *               length, `for k, v in d.items()`, `for x in xs if c`, else),
- *               set (names and namespace attributes), break, continue
+ *               set (names and namespace attributes), break, continue,
+ *               macro (positional, keyword and default parameters; recursion)
  *   expressions literals, lists, dicts, tuples, and/or/not, comparisons,
  *               in / not in, ~ + - * / // % **, `a if c else b`, attributes,
  *               subscripts, slices (with steps, [::-1])
@@ -25,7 +26,7 @@
  *   globals     range namespace dict raise_exception strftime_now
  * Strings are indexed and sliced by bytes (templates do so on ASCII only);
  * `length` counts characters as Python does.
- * Anything else (macro, call, include, an unknown filter, test, function or
+ * Anything else (call, filter blocks, include, an unknown filter, test, function or
  * method name) is refused by jj_compile with an error naming it and its
  * line, so a template either renders as jinja2 would or does not load.
  *

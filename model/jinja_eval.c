@@ -20,6 +20,8 @@ struct jj_eval {
     jj_arena a;
     jj_buf out;
     scope *sc;
+    scope *top; /* the template's scope: what a macro's body sees besides its parameters */
+    int depth;  /* macro calls in progress */
     int rc;
     int jump; /* J_BREAK / J_CONTINUE pending */
     char *err;
@@ -144,7 +146,47 @@ static jv *call(jj_eval *ev, const jj_node *x, int cls, int id, jv *self) {
     return jj_builtin_call(ev, cls, id, self, av, x->kw, x->nargs, x->line);
 }
 
+static int exec_body(jj_eval *ev, const jj_node *x);
+
+/* A macro call: its parameters bound in a scope over the template's, its
+ * body rendered into a string of its own. */
+static jv *call_macro(jj_eval *ev, const jj_node *x) {
+    jv *f = lookup(ev, x->a->name);
+    if (f->k != JV_FUNC || !f->u.fn.macro) return jj_fail(ev, x->line, "'%s' is not a macro", x->a->name);
+    const jj_node *m = f->u.fn.macro;
+    if (ev->depth >= 32) return jj_fail(ev, x->line, "macros nested too deep");
+    scope s = {jv_dict(&ev->a), ev->top};
+    if (!s.vars) return oom(ev);
+    const jj_node *pos[32];
+    int np = 0;
+    for (int k = 0; k < x->nargs; k++)
+        if (!x->kw[k]) pos[np++] = x->args[k];
+    for (int i = 0; i < m->nargs; i++) { /* positional first, then by name, then the default */
+        const jj_node *arg = i < np ? pos[i] : NULL;
+        for (int k = 0; k < x->nargs && !arg; k++)
+            if (x->kw[k] && !strcmp(x->kw[k], m->kw[i])) arg = x->args[k];
+        if (!arg) arg = m->args[i];
+        jv *v = arg ? eval(ev, arg) : &jv_undef, *k = jv_cstr(&ev->a, m->kw[i]);
+        if (!v) return NULL;
+        if (!k || jv_dict_set(&ev->a, s.vars, k, v)) return oom(ev);
+    }
+    jj_buf saved = ev->out;
+    scope *up = ev->sc;
+    ev->out = (jj_buf){0};
+    ev->sc = &s;
+    ev->depth++;
+    exec_body(ev, m->b);
+    ev->depth--;
+    ev->sc = up;
+    ev->jump = J_NONE;
+    jv *r = ev->rc || ev->out.oom ? NULL : jv_str(&ev->a, ev->out.p ? ev->out.p : "", ev->out.n);
+    free(ev->out.p);
+    ev->out = saved;
+    return r ? r : oom(ev);
+}
+
 static jv *call_expr(jj_eval *ev, const jj_node *x) {
+    if (x->a->k == E_NAME && x->op < 0) return call_macro(ev, x);
     if (x->a->k == E_NAME) return call(ev, x, JB_GLOBAL, x->op, NULL);
     jv *o = eval(ev, x->a->a);
     if (!o) return NULL;
@@ -417,6 +459,14 @@ static int exec(jj_eval *ev, const jj_node *x) {
         return exec_body(ev, jv_truthy(v) ? x->b : x->c);
     case N_FOR: return exec_for(ev, x);
     case N_SET: return exec_set(ev, x);
+    case N_MACRO: {
+        jv *f = jj_alloc(&ev->a, sizeof *f);
+        if (!f) return oom(ev), -1;
+        f->k = JV_FUNC;
+        f->u.fn.id = -1;
+        f->u.fn.macro = x;
+        return assign(ev, x->name, f);
+    }
     case N_BREAK: ev->jump = J_BREAK; return 0;
     case N_CONTINUE: ev->jump = J_CONTINUE; return 0;
     default: return jj_fail(ev, x->line, "not a statement"), -1;
@@ -436,7 +486,7 @@ int jj_render(const jj_template *t, const char *ctx_json, size_t len, char **out
         rc = pv_fail(err, errlen, PV_EINVAL, "jinja: the render context is not a JSON object");
     } else {
         scope top = {vars, NULL};
-        ev.sc = &top;
+        ev.sc = ev.top = &top;
         exec_body(&ev, t->body);
         rc = ev.rc ? ev.rc : ev.a.oom || ev.out.oom ? PV_ENOMEM : 0;
     }

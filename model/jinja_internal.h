@@ -54,6 +54,7 @@ struct jv {
         struct {
             int id;   /* a method or global (jinja_builtin.c's ids) */
             jv *self; /* the receiver of a method, NULL for a global */
+            const struct jj_node *macro; /* id -1: a {% macro %} */
         } fn;
     } u;
 };
@@ -102,7 +103,7 @@ int jj_lex(jj_arena *a, const char *src, size_t len, jj_tok **toks, int *n, char
 /* ---- syntax tree ---- */
 typedef enum {
     /* statements */
-    N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_BREAK, N_CONTINUE,
+    N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_BREAK, N_CONTINUE, N_MACRO,
     /* expressions */
     E_LIT, E_NAME, E_ATTR, E_INDEX, E_SLICE, E_CALL, E_FILTER, E_TEST, E_NEG, E_NOT,
     E_AND, E_OR, E_BIN, E_COND, E_LIST, E_DICT
@@ -116,12 +117,13 @@ typedef struct jj_node jj_node;
 struct jj_node {
     jj_node_kind k;
     int line;
-    int op;           /* E_BIN operator; E_TEST: 1 when negated; builtin id for calls */
+    int op;           /* E_BIN operator; E_TEST: 1 when negated; builtin id for calls (-1: a macro) */
     const char *name; /* E_NAME, E_ATTR, E_FILTER, E_TEST; N_SET/N_FOR target */
     const char *name2; /* N_SET: attribute of a namespace; N_FOR: second target */
     jj_node *a, *b, *c, *d; /* children, see the parser */
-    jj_node **args;         /* call/filter/test arguments, list items, dict keys/values */
-    const char **kw;   /* keyword of each argument, NULL for positional */
+    jj_node **args;         /* call/filter/test arguments, list items, dict keys/values;
+                             * N_MACRO: parameter defaults (NULL: none) */
+    const char **kw;   /* keyword of each argument, NULL for positional; N_MACRO: parameter names */
     int nargs;
     jv *lit;           /* E_LIT, N_TEXT */
     jj_node *next;          /* the next statement of a body */

@@ -10,6 +10,8 @@
 #include "jinja_internal.h"
 #include "pverr.h"
 
+#define MAX_MACROS 64
+
 typedef struct {
     jj_template *t;
     const jj_tok *tk;
@@ -17,6 +19,12 @@ typedef struct {
     int rc;
     char *err;
     size_t errlen;
+    /* calls of names that are no builtin: each must be a macro defined
+     * somewhere in the template (checked at the end) */
+    const char *calls[MAX_MACROS];
+    int call_line[MAX_MACROS], n_calls;
+    const char *macros[MAX_MACROS];
+    int n_macros;
 } P;
 
 static const jj_tok *cur(P *p) { return &p->tk[p->i]; }
@@ -197,8 +205,11 @@ static jj_node *call(P *p, jj_node *callee) {
     if (!x) return NULL;
     x->a = callee;
     if (callee->k == E_NAME) {
-        if ((x->op = jj_builtin_id(JB_GLOBAL, callee->name)) < 0)
-            return fail(p, PV_EUNSUPPORTED, "unsupported function '%s'", callee->name);
+        if ((x->op = jj_builtin_id(JB_GLOBAL, callee->name)) < 0) {
+            if (p->n_calls == MAX_MACROS) return fail(p, PV_EUNSUPPORTED, "%s", "over 64 macro calls");
+            p->call_line[p->n_calls] = x->line;
+            p->calls[p->n_calls++] = callee->name;
+        }
     } else if (callee->k == E_ATTR) {
         if (jj_builtin_id(JB_METHOD, callee->name) < 0)
             return fail(p, PV_EUNSUPPORTED, "unsupported method '%s'", callee->name);
@@ -456,8 +467,32 @@ static jj_node *set_stmt(P *p) {
     return end_tag(p) ? x : NULL;
 }
 
+/* macro name(a, b=default) %} body {% endmacro */
+static jj_node *macro_stmt(P *p) {
+    static const char *const end[] = {"endmacro", NULL};
+    jj_node *x = node(p, N_MACRO);
+    const char *w = NULL;
+    if (!x) return NULL;
+    if (cur(p)->k != TK_NAME) return fail(p, PV_EFORMAT, "%s", "expected a macro name");
+    x->name = cur(p)->s;
+    p->i++;
+    if (!expect_op(p, "(") || args(p, x)) return NULL;
+    for (int i = 0; i < x->nargs; i++) { /* parameters: names, or name=default */
+        if (x->kw[i]) continue;
+        if (x->args[i]->k != E_NAME) return fail(p, PV_EFORMAT, "%s", "macro parameters must be names");
+        x->kw[i] = x->args[i]->name;
+        x->args[i] = NULL;
+    }
+    if (p->n_macros == MAX_MACROS) return fail(p, PV_EUNSUPPORTED, "%s", "over 64 macros");
+    p->macros[p->n_macros++] = x->name;
+    if (!end_tag(p)) return NULL;
+    x->b = body(p, end, &w);
+    return p->rc || !end_tag(p) ? NULL : x;
+}
+
 static jj_node *statement(P *p, const char *kw) {
     jj_node *x;
+    if (!strcmp(kw, "macro")) return macro_stmt(p);
     if (!strcmp(kw, "if")) return if_rest(p);
     if (!strcmp(kw, "for")) return for_stmt(p);
     if (!strcmp(kw, "set")) return set_stmt(p);
@@ -519,5 +554,12 @@ static jj_node *body(P *p, const char *const *stops, const char **which) {
 int jj_parse(jj_template *t, const jj_tok *toks, int n, char *err, size_t errlen) {
     P p = {.t = t, .tk = toks, .n = n, .err = err, .errlen = errlen};
     t->body = body(&p, NULL, NULL);
+    for (int i = 0; !p.rc && i < p.n_calls; i++) {
+        int k = 0;
+        while (k < p.n_macros && strcmp(p.macros[k], p.calls[i])) k++;
+        if (k == p.n_macros)
+            p.rc = pv_fail(err, errlen, PV_EUNSUPPORTED, "jinja: line %d: unsupported function '%s'",
+                           p.call_line[i], p.calls[i]);
+    }
     return p.rc;
 }

@@ -201,6 +201,15 @@ static const char *const cases[][3] = {
     {"  {%+ if true %}k{% endif %}|{{ 'v' }}\n  {{ 'w' }}",
      "{}",
      "  k|v\n  w"},
+    {"{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} {{ greet('B', '?') }} {{ greet(punct='.', name='C') }}",
+     "{}",
+     "Hi A! Hi B? Hi C."},
+    {"{%- macro ty(s) -%}{%- if s.type == 'array' -%}list[{{ ty(s['items']) }}]{%- elif s.type == 'string' -%}str{%- else -%}{{ s.type }}{%- endif -%}{%- endmacro -%}{{ ty(x) }}",
+     "{\"x\": {\"type\": \"array\", \"items\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}}}",
+     "list[list[str]]"},
+    {"{% set g = 'top' %}{% macro m() %}{{ g }}{% for i in [1,2] %}{{ i }}{% endfor %}{% endmacro %}{{ m() | length }}{{ m() }}",
+     "{}",
+     "5top12"},
 };
 
 Test(jinja, language_matches_jinja2) {
@@ -222,7 +231,9 @@ Test(jinja, language_matches_jinja2) {
  * a message that names the construct and its line. */
 Test(jinja, unsupported_constructs_are_named) {
     static const char *const bad[][3] = {
-        {"a\n{% macro f() %}x{% endmacro %}", "macro", "line 2"},
+        {"a\n{% call f() %}x{% endcall %}", "call", "line 2"},
+        {"{% for m in l %}{{ loop.cycle('a', 'b') }}{% endfor %}", "cycle", "line 1"},
+        {"{% macro f() %}{% endmacro %}\n{{ f() }}{{ g() }}", "'g'", "line 2"},
         {"{{ x | frobnicate }}", "frobnicate", "line 1"},
         {"{% if x is shiny %}{% endif %}", "shiny", "line 1"},
         {"\n\n{{ cycler(1) }}", "cycler", "line 3"},
