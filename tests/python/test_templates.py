@@ -322,7 +322,148 @@ Reasoning Mode: {{ "/think" if ns.think else "/no_think" }}
 </think>
 {% endif %}{% endif %}"""
 
-TEMPLATES = {"qwen2.5": QWEN25, "llama3.1": LLAMA31, "mistral-v3": MISTRAL_V3, "gemma": GEMMA,
+# Hermes-2-Pro-style tool use: a recursive macro turning JSON Schema types
+# into Python type names, a dict literal over several lines, items filter.
+HERMES = r"""{%- macro json_to_python_type(json_spec) %}
+{%- set basic_type_map = {
+    "string": "str",
+    "number": "float",
+    "integer": "int",
+    "boolean": "bool"
+} %}
+
+{%- if basic_type_map[json_spec.type] is defined %}
+    {{- basic_type_map[json_spec.type] }}
+{%- elif json_spec.type == "array" %}
+    {{- "list[" +  json_to_python_type(json_spec["items"]) + "]"}}
+{%- elif json_spec.type == "object" %}
+    {%- if json_spec.additionalProperties is defined %}
+        {{- "dict[str, " + json_to_python_type(json_spec.additionalProperties) + ']'}}
+    {%- else %}
+        {{- "dict" }}
+    {%- endif %}
+{%- elif json_spec.type is iterable %}
+    {{- "Union[" }}
+    {%- for t in json_spec.type %}
+      {{- json_to_python_type({"type": t}) }}
+      {%- if not loop.last %}
+        {{- "," }}
+    {%- endif %}
+    {%- endfor %}
+    {{- "]" }}
+{%- else %}
+    {{- "Any" }}
+{%- endif %}
+{%- endmacro %}
+
+
+{{- bos_token }}
+{%- if tools %}
+{{- '<|im_start|>system
+' }}
+{{- "You are a function calling AI model. Here are the available tools: <tools> " }}
+{%- for tool in tools %}
+    {%- if tool.function is defined %}
+        {%- set tool = tool.function %}
+    {%- endif %}
+    {{- '{"type": "function", "function": ' }}
+    {{- '{"name": "' + tool.name + '", ' }}
+    {{- '"description": "' + tool.name + '(' }}
+    {%- for param_name, param_fields in tool.parameters.properties|items %}
+        {{- param_name + ": " + json_to_python_type(param_fields) }}
+        {%- if not loop.last %}
+            {{- ", " }}
+        {%- endif %}
+    {%- endfor %}
+    {{- ")" }}
+    {{- " - " + tool.description + "
+
+" }}
+    {%- for param_name, param_fields in tool.parameters.properties|items %}
+        {%- if loop.first %}
+            {{- "    Args:
+" }}
+        {%- endif %}
+        {{- "        " + param_name + "(" + json_to_python_type(param_fields) + "): " + param_fields.description|trim }}
+    {%- endfor %}
+    {{- '", "parameters": ' }}
+    {%- if tool.parameters.properties | length == 0 %}
+        {{- "{}" }}
+    {%- else %}
+        {{- tool.parameters|tojson }}
+    {%- endif %}
+    {{- "}" }}
+    {%- if not loop.last %}
+        {{- "
+" }}
+    {%- endif %}
+{%- endfor %}
+{{- " </tools>" }}
+{{- '<|im_end|>
+' }}
+{%- endif %}
+{%- for message in messages %}
+    {%- if message.role == "user" or message.role == "system" or (message.role == "assistant" and message.tool_calls is not defined) %}
+        {{- '<|im_start|>' + message.role + '
+' + message.content + '<|im_end|>' + '
+' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+    {%- for tool_call in message.tool_calls %}
+       {{- '
+<tool_call>
+' }}           {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '{' }}
+            {{- '"name": "' }}
+            {{- tool_call.name }}
+            {{- '"' }}
+            {{- ', '}}
+            {%- if tool_call.arguments is defined %}
+                {{- '"arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments|tojson }}
+                {%- endif %}
+            {%- endif %}
+             {{- '}' }}
+            {{- '
+</tool_call>' }}
+    {%- endfor %}
+        {{- '<|im_end|>
+' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.previtem and loop.previtem.role != "tool" %}
+            {{- '<|im_start|>tool
+' }}
+        {%- endif %}
+        {{- '<tool_response>
+' }}
+        {{- message.content }}
+        {%- if not loop.last %}
+            {{- '
+</tool_response>
+' }}
+        {%- else %}
+            {{- '
+</tool_response>' }}
+        {%- endif %}
+        {%- if not loop.last and loop.nextitem.role != "tool" %}
+            {{- '<|im_end|>' }}
+        {%- elif loop.last %}
+            {{- '<|im_end|>' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant
+' }}
+{%- endif %}
+"""
+
+TEMPLATES = {"qwen2.5": QWEN25, "hermes": HERMES, "llama3.1": LLAMA31, "mistral-v3": MISTRAL_V3, "gemma": GEMMA,
              "phi3": PHI3, "smollm3-ish": SMOL3ISH}
 BOS, EOS = "<|im_start|>", "<|im_end|>"  # the synthetic vocabulary's BOS/EOS texts
 
@@ -336,7 +477,9 @@ TOOLS = [
     {"type": "function", "function": {
         "name": "add", "description": "Add two integers",
         "parameters": {"type": "object", "properties": {
-            "a": {"type": "integer"}, "b": {"type": "number", "default": 1.5}},
+            "a": {"type": "integer"}, "b": {"type": ["number", "string"], "default": 1.5},
+            "tags": {"type": "array", "items": {"type": "string"}, "description": " labels "},
+            "meta": {"type": "object", "additionalProperties": {"type": "boolean"}}},
             "required": ["a", "b"]}}},
 ]
 
@@ -359,7 +502,7 @@ TOOL_CONV = [
     {"role": "assistant", "content": "21.5 °C and clear."},
     {"role": "user", "content": "And 2+3?"},
 ]
-TOOL_CAPABLE = ["qwen2.5", "llama3.1", "mistral-v3"]
+TOOL_CAPABLE = ["qwen2.5", "llama3.1", "mistral-v3", "hermes"]
 
 
 def hf_env():
@@ -475,3 +618,29 @@ def test_bad_tools_file_is_a_usage_error(pivot_bin, models, tmp_path):
     r = render(pivot_bin, tmp_path, models["qwen2.5"], PLAIN[0], tools=[{"type": "function"}])
     assert r.returncode == 2
     assert "tools[0].function" in r.stderr.decode()
+
+
+def test_server_renders_tools_through_the_template(pivot_bin, models, tmp_path):
+    """The server's prompt for a request with tools is the template's own
+    rendering (the Qwen2.5 template reads `tools`), the same text
+    `pivot template` prints: its token count is the request's prompt_tokens."""
+    from server_util import Server
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    conv = [{"role": "user", "content": "Hi"}]  # small: the synthetic model has 512 positions
+    want = reference(QWEN25, conv, tools, True)
+    s = Server("--model", str(models["qwen2.5"]), "--max-batch", "2")
+    try:
+        r = subprocess.run([str(pivot_bin), "tokenize", "--model", str(models["qwen2.5"]),
+                            "--special", "--prompt", want], capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        n_want = len(r.stdout.decode().strip().split(","))
+        body = {"messages": conv, "tools": tools, "max_tokens": 1, "temperature": 0}
+        st, _, data = s.request("POST", "/v1/chat/completions", body)
+        assert st == 200, data
+        assert json.loads(data)["usage"]["prompt_tokens"] == n_want
+        body["tool_choice"] = "none"  # tools not offered: the template renders without them
+        st, _, data = s.request("POST", "/v1/chat/completions", body)
+        assert st == 200, data
+        assert json.loads(data)["usage"]["prompt_tokens"] < n_want
+    finally:
+        s.stop()
