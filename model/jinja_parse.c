@@ -25,7 +25,10 @@ typedef struct {
     int call_line[MAX_MACROS], n_calls;
     const char *macros[MAX_MACROS];
     int n_macros;
+    int depth; /* nesting of expressions and blocks: a crafted file must not exhaust the stack */
 } P;
+
+#define MAX_DEPTH 200
 
 static const jj_tok *cur(P *p) { return &p->tk[p->i]; }
 
@@ -295,11 +298,17 @@ static jj_node *filters(P *p, jj_node *x) {
 
 static jj_node *unary(P *p, int with_filter) {
     jj_node *x;
+    if ((is_op(p, "-") || is_op(p, "+")) && p->depth >= MAX_DEPTH)
+        return fail(p, PV_EUNSUPPORTED, "%s", "nesting deeper than 200");
     if (accept_op(p, "-")) {
+        p->depth++;
         if ((x = node(p, E_NEG))) x->a = unary(p, 0);
+        p->depth--;
         if (x && !x->a) return NULL;
     } else if (accept_op(p, "+")) {
+        p->depth++;
         x = unary(p, 0);
+        p->depth--;
     } else {
         x = primary(p);
     }
@@ -366,8 +375,11 @@ static jj_node *compare(P *p) {
 static jj_node *not_expr(P *p) {
     if (!accept_name(p, "not")) return compare(p);
     jj_node *x = node(p, E_NOT);
-    if (x && !(x->a = not_expr(p))) return NULL;
-    return x;
+    if (p->depth >= MAX_DEPTH) return fail(p, PV_EUNSUPPORTED, "%s", "nesting deeper than 200");
+    p->depth++;
+    if (x) x->a = not_expr(p);
+    p->depth--;
+    return x && x->a ? x : NULL;
 }
 
 static jj_node *and_expr(P *p) {
@@ -382,7 +394,17 @@ static jj_node *or_expr(P *p) {
     return x;
 }
 
+static jj_node *expr_(P *p);
+
 static jj_node *expr(P *p) {
+    if (p->depth >= MAX_DEPTH) return fail(p, PV_EUNSUPPORTED, "%s", "nesting deeper than 200");
+    p->depth++;
+    jj_node *x = expr_(p);
+    p->depth--;
+    return x;
+}
+
+static jj_node *expr_(P *p) {
     jj_node *x = or_expr(p);
     while (x && accept_name(p, "if")) {
         jj_node *c = node(p, E_COND);
@@ -490,7 +512,17 @@ static jj_node *macro_stmt(P *p) {
     return p->rc || !end_tag(p) ? NULL : x;
 }
 
+static jj_node *statement_(P *p, const char *kw);
+
 static jj_node *statement(P *p, const char *kw) {
+    if (p->depth >= MAX_DEPTH) return fail(p, PV_EUNSUPPORTED, "%s", "nesting deeper than 200");
+    p->depth++;
+    jj_node *x = statement_(p, kw);
+    p->depth--;
+    return x;
+}
+
+static jj_node *statement_(P *p, const char *kw) {
     jj_node *x;
     if (!strcmp(kw, "macro")) return macro_stmt(p);
     if (!strcmp(kw, "if")) return if_rest(p);
