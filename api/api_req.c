@@ -191,9 +191,12 @@ static int parse_messages(const cJSON *root, api_message **msgs, int *n, api_err
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
         am->content_null = !c || cJSON_IsNull(c);
         if (parse_content(c, &am->content, e) ||
-            api_tools_parse_message(it, *n - 1, &am->tool_calls, &am->tool_call_id, e) ||
-            get_str(it, "name", &am->name, e))
+            api_tools_parse_message(it, *n - 1, &am->tool_calls, &am->tool_call_id, e))
             return -1;
+        if (get_str(it, "name", &am->name, e)) {
+            snprintf(e->param, sizeof e->param, "messages[%d].name", *n - 1);
+            return -1;
+        }
     }
     return 0;
 }

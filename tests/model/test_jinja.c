@@ -302,3 +302,23 @@ Test(jinja, context_json_strings_and_numbers) {
     cr_expect_str_eq(out, "\xc3\xa9\xf0\x9f\x98\x80\t|-12|2.5|12345678901|1000.0");
     free(out);
 }
+
+/* Deep nesting is refused, not a stack overflow (templates come from files). */
+Test(jinja, nesting_is_limited) {
+    enum { N = 5000 };
+    char *src = malloc(N * 2 + 16), *o = src;
+    o += sprintf(o, "{{ ");
+    for (int i = 0; i < N; i++) *o++ = '(';
+    *o++ = '1';
+    for (int i = 0; i < N; i++) *o++ = ')';
+    sprintf(o, " }}");
+    jj_template *t = NULL;
+    char err[256] = "";
+    cr_expect_eq(jj_compile(src, strlen(src), &t, err, sizeof err), PV_EUNSUPPORTED);
+    cr_expect(strstr(err, "nesting") != NULL, "%s", err);
+    free(src);
+    int rc;
+    char *out = render_src("{{ ((((((((((1)))))))))) + -(-2) }}", "{}", &rc, err, sizeof err);
+    cr_expect_str_eq(out, "3");
+    free(out);
+}
