@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_fmt.h"
 #include "api_tools.h"
 
 #define TOOLS                                                                              \
@@ -200,4 +201,46 @@ Test(api_tools, output_schema) {
     cr_expect_eq(cJSON_GetArraySize(any), 1);
     cJSON_Delete(s);
     api_tools_free(&t);
+}
+
+/* The response and chunk forms of tool calls (api_fmt). */
+Test(api_tools, formatted_calls) {
+    api_tool_call c = {.id = "call_abc", .name = "add", .arguments = "{\"a\":1}"};
+    api_meta m = {.kind = API_CHAT, .id = "chatcmpl-1", .model = "m", .created = 1};
+    api_choice_out o = {.index = 0, .finish_reason = "tool_calls", .calls = &c, .n_calls = 1};
+    char *js = api_format_response(&m, &o, 1, NULL);
+    cJSON *r = cJSON_Parse(js), *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0);
+    cJSON *msg = cJSON_GetObjectItem(ch, "message");
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItem(msg, "content")), "%s", js);
+    cr_expect_str_eq(cJSON_GetObjectItem(ch, "finish_reason")->valuestring, "tool_calls");
+    cJSON *tc = cJSON_GetArrayItem(cJSON_GetObjectItem(msg, "tool_calls"), 0);
+    cr_expect_str_eq(cJSON_GetObjectItem(tc, "id")->valuestring, "call_abc");
+    cr_expect_str_eq(cJSON_GetObjectItem(tc, "type")->valuestring, "function");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(tc, "function"), "arguments")->valuestring, "{\"a\":1}");
+    cr_expect_null(cJSON_GetObjectItem(tc, "index"), "no index outside streams");
+    cJSON_Delete(r);
+    free(js);
+    /* a stream: the head (id, type, name, empty arguments), then a fragment */
+    api_choice_out head = {.index = 0, .calls = &c, .call_index = 2, .call_head = 1};
+    js = api_format_chunk(&m, &head, 1, 0, NULL);
+    r = cJSON_Parse(js);
+    cJSON *d = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0), "delta");
+    tc = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "tool_calls"), 0);
+    cr_expect_eq(cJSON_GetObjectItem(tc, "index")->valueint, 2);
+    cr_expect_str_eq(cJSON_GetObjectItem(tc, "id")->valuestring, "call_abc");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(tc, "function"), "name")->valuestring, "add");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(tc, "function"), "arguments")->valuestring, "");
+    cr_expect_null(cJSON_GetObjectItem(d, "content"), "%s", js);
+    cJSON_Delete(r);
+    free(js);
+    api_choice_out frag = {.index = 0, .calls = &c, .call_index = 2, .args_frag = "{\"a\""};
+    js = api_format_chunk(&m, &frag, 1, 0, NULL);
+    r = cJSON_Parse(js);
+    d = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0), "delta");
+    tc = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "tool_calls"), 0);
+    cr_expect_null(cJSON_GetObjectItem(tc, "id"));
+    cr_expect_null(cJSON_GetObjectItem(cJSON_GetObjectItem(tc, "function"), "name"));
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(tc, "function"), "arguments")->valuestring, "{\"a\"");
+    cJSON_Delete(r);
+    free(js);
 }
