@@ -127,7 +127,8 @@ static int tag_body(lexer *L, const char **pp, const char *end, char closer, int
             if (!tk.s || (rc = push(L, tk))) return PV_ENOMEM;
         } else {
             int k = 0;
-            while (ops[k] && strncmp(p, ops[k], strlen(ops[k]))) k++;
+            while (ops[k] && ((size_t)(end - p) < strlen(ops[k]) || strncmp(p, ops[k], strlen(ops[k]))))
+                k++;
             if (!ops[k])
                 return pv_fail(L->err, L->errlen, PV_EFORMAT, "jinja: line %d: unexpected '%c'",
                                L->line, *p);
