@@ -16,7 +16,7 @@
  *   filters     trim length count upper lower capitalize title default/d
  *               items first last join string int float list reverse replace
  *               tojson(indent=) safe abs select reject selectattr rejectattr
- *               map (attribute= or a filter name)
+ *               map (attribute= or a filter name) indent
  *   tests       defined undefined none string number integer float boolean
  *               mapping sequence iterable true false equalto/eq/sameas ne
  *               odd even in

@@ -11,11 +11,11 @@
 
 enum { F_TRIM, F_TOJSON, F_LENGTH, F_COUNT, F_UPPER, F_LOWER, F_CAPITALIZE, F_TITLE, F_DEFAULT,
        F_D, F_ITEMS, F_FIRST, F_LAST, F_JOIN, F_STRING, F_INT, F_FLOAT, F_LIST, F_REVERSE,
-       F_REPLACE, F_SAFE, F_SELECTATTR, F_REJECTATTR, F_MAP, F_ABS, F_SELECT, F_REJECT };
+       F_REPLACE, F_SAFE, F_SELECTATTR, F_REJECTATTR, F_MAP, F_ABS, F_SELECT, F_REJECT, F_INDENT };
 static const char *const filter_names[] = {
     "trim", "tojson", "length", "count", "upper", "lower", "capitalize", "title", "default",
     "d", "items", "first", "last", "join", "string", "int", "float", "list", "reverse",
-    "replace", "safe", "selectattr", "rejectattr", "map", "abs", "select", "reject", NULL};
+    "replace", "safe", "selectattr", "rejectattr", "map", "abs", "select", "reject", "indent", NULL};
 
 enum { T_DEFINED, T_UNDEFINED, T_NONE, T_STRING, T_NUMBER, T_INTEGER, T_FLOAT, T_BOOLEAN,
        T_MAPPING, T_SEQUENCE, T_ITERABLE, T_TRUE, T_FALSE, T_EQUALTO, T_EQ, T_NE, T_ODD,
@@ -244,6 +244,31 @@ static jv *select_items(jj_eval *ev, int keep, jv *l, jv **av, const char **kw, 
     return r;
 }
 
+/* indent(width=4, first=False, blank=False): spaces after each newline
+ * (not before empty lines unless blank), and before the first line if first. */
+static jv *indent(jj_eval *ev, jv *s, jv **av, const char **kw, int n) {
+    jv *w = arg(av, kw, n, 0, "width"), *first = arg(av, kw, n, 1, "first");
+    jv *blank = arg(av, kw, n, 2, "blank");
+    long long width = w && w->k == JV_INT ? w->u.i : 4;
+    if (width < 0 || width > 256) width = 4;
+    jj_buf b = {0};
+    const char *p = s->u.s.p, *e = p + s->u.s.n;
+    for (int line = 0; p <= e; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        const char *end = nl ? nl : e;
+        int pad = (line > 0 || (first && jv_truthy(first))) &&
+                  (end > p || (blank && jv_truthy(blank)));
+        for (long long i = 0; pad && i < width; i++) jj_put(&b, " ", 1);
+        jj_put(&b, p, (size_t)(end - p));
+        if (!nl) break;
+        jj_put(&b, "\n", 1);
+        p = nl + 1;
+    }
+    jv *r = b.oom ? NULL : jv_str(jj_eval_arena(ev), b.p ? b.p : "", b.n);
+    free(b.p);
+    return r;
+}
+
 static jv *to_number(jj_eval *ev, jv *v, int as_float) {
     jj_arena *A = jj_eval_arena(ev);
     double f = 0;
@@ -317,6 +342,7 @@ static jv *filter(jj_eval *ev, int id, jv *v, jv **av, const char **kw, int n, i
     case F_REVERSE: return reversed(ev, v, line);
     case F_REPLACE: return (s = str_of(ev, v)) ? replace(ev, s, a0, arg(av, kw, n, 1, NULL)) : NULL;
     case F_SAFE: return v;
+    case F_INDENT: return (s = str_of(ev, v)) ? indent(ev, s, av, kw, n) : NULL;
     case F_SELECTATTR: case F_REJECTATTR: case F_MAP: return select_attr(ev, id, v, av, kw, n, line);
     case F_SELECT: case F_REJECT: return select_items(ev, id == F_SELECT, v, av, kw, n, line);
     case F_ABS:

@@ -210,6 +210,9 @@ static const char *const cases[][3] = {
     {"{% set g = 'top' %}{% macro m() %}{{ g }}{% for i in [1,2] %}{{ i }}{% endfor %}{% endmacro %}{{ m() | length }}{{ m() }}",
      "{}",
      "5top12"},
+    {"{{ \"a\nb\n\nc\" | indent }}|{{ \"a\nb\" | indent(2, true) }}|{{ \"a\n\nb\" | indent(width=3, blank=true) }}|{{ \"x\" | indent(first=True) }}",
+     "{}",
+     "a\n    b\n\n    c|  a\n  b|a\n   \n   b|    x"},
 };
 
 Test(jinja, language_matches_jinja2) {
