@@ -81,8 +81,11 @@ int cmd_template(int argc, char **argv) {
     api_request r;
     api_error e;
     if (api_parse_request(API_CHAT, body, strlen(body), &r, &e)) {
-        fprintf(stderr, "pivot template: %s%s%s\n", e.param[0] ? e.param : "", e.param[0] ? ": " : "",
-                e.message);
+        if (!strcmp(e.code, "invalid_json"))
+            fprintf(stderr, "pivot template: --messages / --tools: not valid JSON\n");
+        else
+            fprintf(stderr, "pivot template: %s%s%s\n", e.param[0] ? e.param : "",
+                    e.param[0] ? ": " : "", e.message);
         free(body);
         return 2;
     }
