@@ -644,3 +644,22 @@ def test_server_renders_tools_through_the_template(pivot_bin, models, tmp_path):
         assert json.loads(data)["usage"]["prompt_tokens"] < n_want
     finally:
         s.stop()
+
+
+def test_server_warns_and_serves_with_the_builtin_fallback(tmp_path):
+    """A template outside the subset: `pivot serve` says so on stderr, naming
+    the construct, and chat requests are rendered by the built-in ChatML."""
+    from server_util import Server
+    src = ("{% for m in messages %}{% set sep = loop.cycle('', '') %}<|im_start|>{{ m.role }}\n"
+           "{{ m.content }}<|im_end|>\n{% endfor %}"
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    model = synth.write_model(tmp_path / "cycle.gguf", synth.SynthSpec(n_layer=1, chat_template=src))
+    s = Server("--model", str(model), "--max-batch", "2")
+    try:
+        body = {"messages": PLAIN[0], "max_tokens": 1, "temperature": 0}
+        st, _, data = s.request("POST", "/v1/chat/completions", body)
+        assert st == 200, data
+        log = s.log_text()
+        assert "warning" in log and "'cycle'" in log and "built-in chatml" in log, log
+    finally:
+        s.stop()
