@@ -127,6 +127,22 @@ static char *done(cJSON *o) {
     return s;
 }
 
+/* One entry of tool_calls: the whole call (a response), or a streamed
+ * piece (head: index, id, type, name and empty arguments; else index and
+ * an argument fragment). */
+static cJSON *call_json(const api_tool_call *c, int index, int stream, int head, const char *frag) {
+    cJSON *o = cJSON_CreateObject(), *fn;
+    if (stream) cJSON_AddNumberToObject(o, "index", index);
+    if (!stream || head) {
+        cJSON_AddStringToObject(o, "id", c->id);
+        cJSON_AddStringToObject(o, "type", "function");
+    }
+    fn = cJSON_AddObjectToObject(o, "function");
+    if (!stream || head) cJSON_AddStringToObject(fn, "name", c->name);
+    cJSON_AddStringToObject(fn, "arguments", !stream ? c->arguments : head ? "" : frag);
+    return o;
+}
+
 /* How a choice carries its text: a whole chat message, or a streamed delta
  * (the first one of a chat stream names the role). Completions always
  * carry "text". */
@@ -140,11 +156,21 @@ static cJSON *choice_json(const api_meta *m, const api_choice_out *c, int how) {
     } else if (how == CHOICE_MESSAGE) {
         cJSON *msg = cJSON_AddObjectToObject(ch, "message");
         cJSON_AddStringToObject(msg, "role", "assistant");
-        cJSON_AddItemToObject(msg, "content", str_n(c->text, c->len));
+        if (c->n_calls && !c->len) cJSON_AddNullToObject(msg, "content");
+        else cJSON_AddItemToObject(msg, "content", str_n(c->text, c->len));
+        if (c->n_calls) {
+            cJSON *tc = cJSON_AddArrayToObject(msg, "tool_calls");
+            for (int k = 0; k < c->n_calls; k++) cJSON_AddItemToArray(tc, call_json(&c->calls[k], k, 0, 0, NULL));
+        }
     } else {
         cJSON *d = cJSON_AddObjectToObject(ch, "delta");
         if (how == CHOICE_DELTA_ROLE) cJSON_AddStringToObject(d, "role", "assistant");
-        if (c->len || !c->finish_reason) cJSON_AddItemToObject(d, "content", str_n(c->text, c->len));
+        if (c->calls) {
+            cJSON *tc = cJSON_AddArrayToObject(d, "tool_calls");
+            cJSON_AddItemToArray(tc, call_json(c->calls, c->call_index, 1, c->call_head, c->args_frag));
+        } else if (c->len || !c->finish_reason) {
+            cJSON_AddItemToObject(d, "content", str_n(c->text, c->len));
+        }
     }
     if (!c->lp) cJSON_AddNullToObject(ch, "logprobs");
     else if (m->kind == API_CHAT) cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(m, c));

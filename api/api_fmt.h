@@ -30,10 +30,18 @@ typedef struct {
     int index;
     const char *text; /* the whole text (response) or the delta (chunk) */
     size_t len;
-    const char *finish_reason; /* NULL while running: "stop", "length" */
+    const char *finish_reason; /* NULL while running: "stop", "length", "tool_calls" */
     const api_logprob *lp;     /* NULL: no logprobs field */
     int n_lp;
     size_t text_offset; /* completions logprobs: offset of the first token's text */
+    /* chat tool calls. A response: calls[0..n_calls) in message.tool_calls
+     * (content null when there is no text). A chunk: calls[0] alone in
+     * delta.tool_calls with index call_index, headed by its id, type and
+     * name when call_head, else with the argument fragment args_frag. */
+    const api_tool_call *calls;
+    int n_calls;
+    int call_index, call_head;
+    const char *args_frag;
 } api_choice_out;
 
 typedef struct {

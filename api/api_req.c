@@ -134,7 +134,7 @@ static int parse_prompt(const cJSON *root, api_request *r, api_error *e) {
  * joined; null is allowed (an assistant turn without text). */
 static int parse_content(const cJSON *c, char **out, api_error *e) {
     if (!c || cJSON_IsNull(c)) {
-        *out = dupstr("");
+        *out = dupstr(""); /* the caller notes that it was null */
     } else if (cJSON_IsString(c)) {
         *out = dupstr(c->valuestring);
     } else if (cJSON_IsArray(c)) {
@@ -179,15 +179,24 @@ static int parse_messages(const cJSON *root, api_message **msgs, int *n, api_err
             return bad(e, "messages", "each of '%s' must be an object with a string 'role'%s", "");
         const char *rs = role->valuestring;
         if (!strcmp(rs, "developer")) rs = "system";
-        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
+            strcmp(rs, "tool")) {
             api_err_set(e, 400, "messages", "invalid_value",
-                        "message role must be system, developer, user or assistant, got '%.64s'",
-                        role->valuestring);
+                        "message role must be system, developer, user, assistant or tool, got "
+                        "'%.64s'", role->valuestring);
             return -1;
         }
         api_message *am = &(*msgs)[(*n)++];
         if (!(am->role = dupstr(rs))) return bad(e, "messages", "'%s': out of memory%s", "");
-        if (parse_content(cJSON_GetObjectItemCaseSensitive(it, "content"), &am->content, e)) return -1;
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
+        am->content_null = !c || cJSON_IsNull(c);
+        if (parse_content(c, &am->content, e) ||
+            api_tools_parse_message(it, *n - 1, &am->tool_calls, &am->tool_call_id, e))
+            return -1;
+        if (get_str(it, "name", &am->name, e)) {
+            snprintf(e->param, sizeof e->param, "messages[%d].name", *n - 1);
+            return -1;
+        }
     }
     return 0;
 }
@@ -261,6 +270,7 @@ static int parse_fields(const cJSON *o, api_request *r, api_error *e) {
         return -1;
     if (r->kind == API_COMPLETIONS ? parse_prompt(o, r, e) : parse_messages(o, &r->msgs, &r->n_msgs, e))
         return -1;
+    if (r->kind == API_CHAT && api_tools_parse(o, &r->tools, e)) return -1;
     if (get_int(o, "max_tokens", 1, 1 << 24, &r->max_tokens, e) ||
         get_int(o, "max_completion_tokens", 1, 1 << 24, &r->max_tokens, e) ||
         get_int(o, "min_tokens", 0, 1 << 24, &r->min_tokens, e) ||
@@ -360,6 +370,9 @@ static void free_msgs(api_message *m, int n) {
     for (int i = 0; i < n; i++) {
         free(m[i].role);
         free(m[i].content);
+        free(m[i].tool_calls);
+        free(m[i].tool_call_id);
+        free(m[i].name);
     }
     free(m);
 }
@@ -373,6 +386,7 @@ void api_request_free(api_request *r) {
     }
     free(r->prompts);
     free_msgs(r->msgs, r->n_msgs);
+    api_tools_free(&r->tools);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->user);
     free(r->kv_policy);

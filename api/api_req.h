@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "api_err.h"
+#include "api_tools.h"
 
 typedef enum { API_COMPLETIONS = 0, API_CHAT = 1 } api_kind;
 
@@ -46,8 +47,12 @@ typedef struct {
 extern const char *const api_kv_fields[API_KV_FIELDS + 1][2];
 
 typedef struct {
-    char *role;    /* "system", "user", "assistant" ("developer" maps to system) */
-    char *content; /* text parts joined */
+    char *role;    /* "system", "user", "assistant", "tool" ("developer" maps to system) */
+    char *content; /* text parts joined; "" when null or absent */
+    int content_null;   /* content was null or absent (an assistant turn of only calls) */
+    char *tool_calls;   /* assistant: its tool_calls array as JSON text (owned), or NULL */
+    char *tool_call_id; /* tool: the call it answers (owned), or NULL */
+    char *name;         /* the message's optional `name` (owned), or NULL */
 } api_message;
 
 typedef struct {
@@ -59,6 +64,7 @@ typedef struct {
     /* chat */
     api_message *msgs;
     int n_msgs;
+    api_tools tools; /* tools, tool_choice, parallel_tool_calls (api_tools.h) */
     /* generation */
     int max_tokens; /* -1: not given (server default) */
     int min_tokens;

@@ -6,12 +6,13 @@
 
 #include <unistd.h>
 
-#include "chat.h"
+#include "api_req.h"
 #include "cli.h"
 #include "pvtime.h"
 #include "device.h"
 #include "kv_policy.h"
 #include "llama.h"
+#include "prompt.h"
 #include "pverr.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -147,19 +148,15 @@ static int32_t *build_prompt(const llm_model *m, const gen_opts *o, int *n_out) 
     char *text = NULL;
     const char *src = o->prompt;
     int special = o->special;
-    if (o->chat) {
-        chat_msg msgs[2];
+    if (o->chat) { /* rendered as the server renders a chat request */
+        api_message msgs[2] = {{0}};
         int n = 0;
-        if (o->system) msgs[n++] = (chat_msg){"system", o->system};
-        msgs[n++] = (chat_msg){"user", o->prompt};
-        const chat_template *t = llm_get_chat(m);
-        if (chat_template_kind(t) == CHAT_UNKNOWN) {
-            fprintf(stderr, "pivot generate: --chat: the model's chat template is not one Pivot "
-                            "recognizes (ChatML, Llama-3, Llama-2/Mistral)\n");
-            return NULL;
-        }
-        if (chat_render(t, msgs, n, 1, &text)) {
-            fprintf(stderr, "pivot generate: cannot render the chat template\n");
+        if (o->system) msgs[n++] = (api_message){.role = "system", .content = (char *)o->system};
+        msgs[n++] = (api_message){.role = "user", .content = (char *)o->prompt};
+        srv_chat_in in = {.msgs = msgs, .n = n, .add_generation_prompt = 1};
+        api_error e;
+        if (srv_render_chat(m, &in, &text, NULL, &e)) {
+            fprintf(stderr, "pivot generate: --chat: %s\n", e.message);
             return NULL;
         }
         src = text;

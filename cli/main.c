@@ -16,6 +16,7 @@ static void usage(FILE *f) {
             "  serve      OpenAI-compatible HTTP server with continuous batching\n"
             "  generate   generate text from a prompt (streams to stdout)\n"
             "  tokenize   print the token ids of a text\n"
+            "  template   print the prompt a model's chat template renders for messages\n"
             "  logits     write the logits of every position of a token list (testing)\n"
             "  info       describe a model file and this machine's compute devices\n"
             "  eval       quality of KV cache policies at equal memory (ppl, copy, retrieval)\n"
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);

@@ -23,6 +23,8 @@ struct chat_template {
     chat_kind kind;
     int llama2_sys; /* Llama-2 <<SYS>> block rather than Mistral's prefix */
     char *default_system; /* ChatML only; NULL when none */
+    jj_template *jj;      /* NULL when absent or outside the subset */
+    char *jj_err;         /* why jj is NULL, when there was a source */
 };
 
 static const char *find_n(const char *s, size_t len, const char *needle) {
@@ -101,13 +103,26 @@ int chat_template_parse(const char *src, size_t len, chat_template **out) {
     } else {
         t->kind = CHAT_UNKNOWN;
     }
+    if (src) {
+        char err[256] = "";
+        int rc = jj_compile(src, len, &t->jj, err, sizeof err);
+        if (rc == PV_ENOMEM || (rc && !(t->jj_err = strdup(err)))) {
+            chat_template_free(t);
+            return PV_ENOMEM;
+        }
+    }
     *out = t;
     return PV_OK;
 }
 
+const jj_template *chat_template_jinja(const chat_template *t) { return t ? t->jj : NULL; }
+const char *chat_template_jinja_error(const chat_template *t) { return t ? t->jj_err : NULL; }
+
 void chat_template_free(chat_template *t) {
     if (!t)
         return;
+    jj_free(t->jj);
+    free(t->jj_err);
     free(t->default_system);
     free(t);
 }

@@ -1,7 +1,10 @@
-/* chat: chat templates, recognized from tokenizer.chat_template.
+/* chat: chat templates from tokenizer.chat_template.
  *
- * Pivot does not run Jinja: it recognizes the common template families by
- * their markers and renders them with C code.
+ * The template's Jinja source is compiled with jinja.h's interpreter when it
+ * stays inside that subset (chat_template_jinja); the server renders with it.
+ * Independently, the common families are recognized by their markers and
+ * rendered with C code, the reference the interpreter is tested against and
+ * the fallback when the source does not compile:
  *   ChatML       ("<|im_start|>")      — SmolLM2, Qwen2
  *   Llama-3      ("<|start_header_id|>")
  *   Llama-2/Mistral ("[INST]")
@@ -12,6 +15,8 @@
 #define PIVOT_CHAT_CHAT_H
 
 #include <stddef.h>
+
+#include "jinja.h"
 
 typedef enum { CHAT_UNKNOWN = 0, CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA2 } chat_kind;
 
@@ -24,6 +29,12 @@ int chat_template_parse(const char *src, size_t len, chat_template **out);
 void chat_template_free(chat_template *t);
 chat_kind chat_template_kind(const chat_template *t);
 const char *chat_kind_name(chat_kind k);
+/* The compiled Jinja template (owned by t), or NULL: no template in the
+ * file, or one outside the interpreter's subset; then
+ * chat_template_jinja_error says why (a message naming the construct and
+ * its line; NULL when there was no source). */
+const jj_template *chat_template_jinja(const chat_template *t);
+const char *chat_template_jinja_error(const chat_template *t);
 /* The default system prompt extracted from a ChatML template, or NULL.
  * Owned by the template. */
 const char *chat_template_default_system(const chat_template *t);

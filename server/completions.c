@@ -33,6 +33,7 @@ typedef struct {
     const char *finish;
     int sent_finish;
     size_t text_offset;
+    int hold; /* tools: the text so far may be a tool call, so it is held back */
 } cmpl_choice;
 
 typedef struct {
@@ -46,6 +47,7 @@ typedef struct {
     char policy_name[24];  /* KV policy preset, for usage.kv_cache */
     char policy_spec[320]; /* kv_policy_describe, for usage.kv_cache.spec */
     int started;
+    int tools_on; /* chat with tools and tool_choice other than none: outputs may be calls */
 } cmpl_req;
 
 srv_cmpl *srv_cmpl_new(eng_engine *eng, const char *model_name) {
@@ -95,7 +97,9 @@ static int build_prompts(const llm_model *m, api_request *r, int32_t ***ids,
     if (!*ids || !*n) goto oom;
     if (r->kind == API_CHAT) {
         char *text = NULL;
-        if (srv_render_chat(m, r->msgs, r->n_msgs, &text, e)) return -1;
+        srv_chat_in in = {.msgs = r->msgs, .n = r->n_msgs, .tools = &r->tools,
+                          .add_generation_prompt = 1};
+        if (srv_render_chat(m, &in, &text, NULL, e)) return -1;
         (*ids)[0] = srv_tokenize(m, text, 1, 1, &(*n)[0]);
         free(text);
         if (!(*ids)[0]) goto oom;
@@ -258,6 +262,9 @@ static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, gram *g,
     q->n_choices = np * r->n;
     q->req = *r; /* the request is the job's from here */
     memset(r, 0, sizeof *r);
+    q->tools_on = q->req.kind == API_CHAT && q->req.tools.tools_json &&
+                  q->req.tools.choice != API_TOOL_NONE;
+    for (int i = 0; i < q->n_choices; i++) q->ch[i].hold = q->tools_on;
     eng_job_set_user(q->job, q);
     if (q->req.echo && q->req.kind == API_COMPLETIONS)
         for (int i = 0; i < np; i++) echo_prompt(q, llm_get_vocab(eng_model(s->eng)), i, ids[i], n[i]);
@@ -269,7 +276,14 @@ static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, gram *g,
     return 0;
 }
 
-/* Checks what needs the model and builds the request's job. */
+/* Checks what needs the model and builds the request's job.
+ *
+ * TODO(grammar): with tool_choice "required" or a named function,
+ * api_tools_output_schema(&r->tools) (api/api_tools.h) returns the JSON
+ * Schema the output must match; once grammar/ exists, compile it here and
+ * attach it to the job's eng_params (params_of) so decoding is constrained.
+ * Until then the output is parsed leniently (api_tools_parse_output) and
+ * returned as content when it is not a valid call. */
 static int make_job(srv_cmpl *s, api_request *r, cmpl_req **out, api_error *e) {
     kv_policy want;
     gram *g = NULL;
@@ -374,6 +388,43 @@ static void send_chunk(srv_conn *c, const api_meta *m, const api_choice_out *o, 
     free(fr);
 }
 
+/* Different per response and per choice, for the calls' ids. */
+static unsigned long long call_seed(const cmpl_req *q, int i) {
+    unsigned long long h = 1469598103934665603ull;
+    for (const char *p = q->id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h ^ ((unsigned long long)i << 32) ^ (unsigned long long)time(NULL);
+}
+
+/* The calls of choice i's held text, streamed: per call a head chunk (id,
+ * name) and argument fragments, then the finish. 0 when the text is not a
+ * call (it is then sent as content). */
+static int stream_calls(srv_conn *c, const api_meta *m, cmpl_req *q, int i) {
+    enum { FRAG = 24 }; /* bytes of arguments per chunk, cut between UTF-8 characters */
+    cmpl_choice *ch = &q->ch[i];
+    api_tool_call *calls = NULL;
+    int n = api_tools_parse_output(ch->got.p, ch->got.len, &q->req.tools, call_seed(q, i), &calls);
+    if (n <= 0) return 0;
+    for (int k = 0; k < n; k++) {
+        api_choice_out o = {.index = i, .calls = &calls[k], .call_index = k, .call_head = 1};
+        send_chunk(c, m, &o, 0, NULL);
+        o.call_head = 0;
+        for (const char *a = calls[k].arguments; *a;) {
+            size_t len = strnlen(a, FRAG);
+            while (a[len] && ((unsigned char)a[len] & 0xC0) == 0x80) len++;
+            char frag[FRAG + 8];
+            memcpy(frag, a, len);
+            frag[len] = 0;
+            o.args_frag = frag;
+            send_chunk(c, m, &o, 0, NULL);
+            a += len;
+        }
+    }
+    api_choice_out fin = {.index = i, .finish_reason = "tool_calls"};
+    send_chunk(c, m, &fin, 0, NULL);
+    api_tool_calls_free(calls, n);
+    return 1;
+}
+
 static void stream_job(srv_conn *c, cmpl_req *q, const api_meta *m) {
     if (!q->started) {
         srv_conn_stream_begin(c);
@@ -388,6 +439,14 @@ static void stream_job(srv_conn *c, cmpl_req *q, const api_meta *m) {
         cmpl_choice *ch = &q->ch[i];
         int fin = ch->finish && !ch->sent_finish;
         if (!ch->got.len && !ch->n_lp && !fin) continue;
+        if (ch->hold && !fin && api_tools_maybe_call(ch->got.p, ch->got.len)) continue;
+        if (ch->hold && fin && stream_calls(c, m, q, i)) {
+            ch->got.len = 0;
+            ch->n_lp = 0;
+            ch->sent_finish = 1;
+            continue;
+        }
+        ch->hold = 0;
         api_choice_out o = {.index = i, .text = ch->got.p, .len = ch->got.len,
                             .finish_reason = fin ? public_finish(ch->finish) : NULL,
                             .lp = q->req.logprobs ? ch->lp : NULL, .n_lp = ch->n_lp,
@@ -420,10 +479,19 @@ static void reply_job(srv_conn *c, cmpl_req *q, const api_meta *m) {
                                     .finish_reason = public_finish(ch->finish),
                                     .lp = q->req.logprobs ? (ch->lp ? ch->lp : &no_lp) : NULL,
                                     .n_lp = ch->n_lp, .text_offset = ch->text_offset};
+            api_tool_call *calls = NULL;
+            int n = q->tools_on ? api_tools_parse_output(ch->got.p, ch->got.len, &q->req.tools,
+                                                         call_seed(q, i), &calls) : 0;
+            if (n > 0) { /* the whole text was the call: content null */
+                o[i].calls = calls, o[i].n_calls = n, o[i].len = 0;
+                o[i].finish_reason = "tool_calls";
+            }
         }
         api_usage u;
         usage_of(q, &u);
         js = api_format_response(m, o, q->n_choices, &u);
+        for (int i = 0; i < q->n_choices; i++)
+            api_tool_calls_free((api_tool_call *)o[i].calls, o[i].n_calls);
     }
     free(o);
     log_job(c, q);

@@ -1,30 +1,201 @@
 /* prompt: the model's tokenizer and chat template, for the handlers. */
 #include "prompt.h"
 
+#include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int srv_render_chat(const llm_model *m, const api_message *msgs, int n, char **out, api_error *e) {
-    const chat_template *t = llm_get_chat(m);
-    if (chat_template_kind(t) == CHAT_UNKNOWN) {
-        api_err_set(e, 400, "messages", "chat_template_unsupported",
-                    "the model's chat template is not one Pivot recognizes (ChatML, Llama-3, "
-                    "Llama-2/Mistral)");
-        return -1;
+#include "api_tools.h"
+#include "jinja.h"
+
+static int oom(api_error *e) {
+    api_err_set(e, 500, NULL, NULL, "out of memory");
+    return -1;
+}
+
+/* The name of the function a tool result answers, from the assistant turn
+ * that made the call (templates such as Mistral's want it). */
+static const char *call_name(const api_message *m, int upto, const char *id, cJSON **keep) {
+    for (int i = upto - 1; id && i >= 0; i--) {
+        if (!m[i].tool_calls) continue;
+        cJSON *calls = cJSON_Parse(m[i].tool_calls), *c;
+        cJSON_ArrayForEach(c, calls) {
+            const cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            if (cJSON_IsString(cid) && !strcmp(cid->valuestring, id) && cJSON_IsString(nm)) {
+                *keep = calls;
+                return nm->valuestring;
+            }
+        }
+        cJSON_Delete(calls);
     }
-    chat_msg *cm = malloc(sizeof *cm * (n > 0 ? n : 1));
-    if (!cm) {
-        api_err_set(e, 500, NULL, NULL, "out of memory");
-        return -1;
+    return NULL;
+}
+
+/* Messages as the template sees them. generic: tool calls and results
+ * rewritten as text (api_tools.h's generic format), for templates that do
+ * not know them. Calls keep OpenAI's shape otherwise, with `arguments`
+ * parsed into an object as Hugging Face templates expect. */
+static cJSON *messages_json(const api_message *m, int n, int generic) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < n; i++) {
+        cJSON *o = cJSON_CreateObject(), *keep = NULL;
+        const char *name = m[i].name ? m[i].name : call_name(m, i, m[i].tool_call_id, &keep);
+        char *text = NULL;
+        if (generic && m[i].tool_calls) {
+            text = api_tools_calls_text(m[i].tool_calls);
+        } else if (generic && m[i].tool_call_id) {
+            text = api_tools_result_text(m[i].tool_call_id, name, m[i].content);
+        }
+        int is_tool = !strcmp(m[i].role, "tool");
+        cJSON_AddStringToObject(o, "role", generic && is_tool ? "user" : m[i].role);
+        if (text && m[i].content[0] && !is_tool) { /* text before the calls stays */
+            char *both = malloc(strlen(m[i].content) + strlen(text) + 2);
+            if (both) strcat(strcat(strcpy(both, m[i].content), "\n"), text);
+            free(text);
+            text = both;
+        }
+        if (text) cJSON_AddStringToObject(o, "content", text);
+        else if (m[i].content_null && m[i].tool_calls) cJSON_AddNullToObject(o, "content");
+        else cJSON_AddStringToObject(o, "content", m[i].content);
+        free(text);
+        if (!generic && m[i].tool_calls) {
+            cJSON *calls = cJSON_Parse(m[i].tool_calls), *c;
+            cJSON_ArrayForEach(c, calls) {
+                cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+                cJSON *a = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+                cJSON *parsed = cJSON_IsString(a) ? cJSON_Parse(a->valuestring) : NULL;
+                if (cJSON_IsObject(parsed)) cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", parsed);
+                else cJSON_Delete(parsed);
+            }
+            cJSON_AddItemToObject(o, "tool_calls", calls);
+        }
+        if (!generic && m[i].tool_call_id) cJSON_AddStringToObject(o, "tool_call_id", m[i].tool_call_id);
+        if (!generic && name) cJSON_AddStringToObject(o, "name", name);
+        cJSON_Delete(keep);
+        cJSON_AddItemToArray(arr, o);
     }
-    for (int i = 0; i < n; i++) cm[i] = (chat_msg){msgs[i].role, msgs[i].content};
-    int rc = chat_render(t, cm, n, 1, out);
+    return arr;
+}
+
+/* Generic tools: their description joins the system prompt (a first
+ * system message, added when there is none). */
+static void add_tool_prompt(cJSON *msgs, const api_tools *t) {
+    char *sys = api_tools_system_prompt(t);
+    if (!sys) return;
+    cJSON *first = cJSON_GetArrayItem(msgs, 0);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(first, "role");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(first, "content");
+    if (cJSON_IsString(role) && !strcmp(role->valuestring, "system") && cJSON_IsString(content)) {
+        char *both = malloc(strlen(content->valuestring) + strlen(sys) + 3);
+        if (both) {
+            strcat(strcat(strcpy(both, content->valuestring), "\n\n"), sys);
+            cJSON_ReplaceItemInObjectCaseSensitive(first, "content", cJSON_CreateString(both));
+        }
+        free(both);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", "system");
+        cJSON_AddStringToObject(o, "content", sys);
+        cJSON_InsertItemInArray(msgs, 0, o);
+    }
+    free(sys);
+}
+
+static void add_token(cJSON *ctx, const tok_vocab *v, const char *key, int32_t id) {
+    char buf[256];
+    int n = id >= 0 ? tok_piece(v, id, 1, buf, (int)sizeof buf - 1) : 0;
+    if (n < 0 || n >= (int)sizeof buf) n = 0;
+    buf[n] = 0;
+    cJSON_AddStringToObject(ctx, key, buf);
+}
+
+/* The built-in renderer over the (generic) messages. */
+static int render_builtin(const chat_template *t, const cJSON *msgs, int agp, char **out) {
+    int n = cJSON_GetArraySize(msgs);
+    chat_msg *cm = malloc(sizeof *cm * (size_t)(n > 0 ? n : 1));
+    if (!cm) return -1;
+    for (int i = 0; i < n; i++) {
+        const cJSON *o = cJSON_GetArrayItem(msgs, i);
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "content");
+        cm[i] = (chat_msg){cJSON_GetObjectItemCaseSensitive(o, "role")->valuestring,
+                           cJSON_IsString(c) ? c->valuestring : ""};
+    }
+    int rc = chat_render(t, cm, n, agp, out);
     free(cm);
+    return rc;
+}
+
+static void strip_bos(const llm_model *m, const char *bos, char *text) {
+    const tok_vocab *v = llm_get_vocab(m);
+    size_t n = strlen(bos);
+    if (n && tok_add_bos(v) && tok_bos(v) >= 0 && !strncmp(text, bos, n))
+        memmove(text, text + n, strlen(text + n) + 1);
+}
+
+int srv_render_chat(const llm_model *m, const srv_chat_in *in, char **out, const char **how,
+                    api_error *e) {
+    const chat_template *t = llm_get_chat(m);
+    const jj_template *jj = chat_template_jinja(t);
+    const api_tools *tools = in->tools && in->tools->tools_json && in->tools->choice != API_TOOL_NONE
+                                 ? in->tools : NULL;
+    int generic = !jj || !jj_uses(jj, "tools");
+    *out = NULL;
+    if (!jj && chat_template_kind(t) == CHAT_UNKNOWN) {
+        api_err_set(e, 400, "messages", "chat_template_unsupported",
+                    "the model's chat template is outside Pivot's Jinja subset (%s) and not one of "
+                    "the built-in families (ChatML, Llama-3, Llama-2/Mistral)",
+                    chat_template_jinja_error(t) ? chat_template_jinja_error(t) : "no template");
+        return -1;
+    }
+    cJSON *ctx = cJSON_CreateObject(), *msgs = messages_json(in->msgs, in->n, generic);
+    if (!ctx || !msgs) {
+        cJSON_Delete(ctx);
+        cJSON_Delete(msgs);
+        return oom(e);
+    }
+    if (tools && generic) add_tool_prompt(msgs, tools);
+    cJSON_AddItemToObject(ctx, "messages", msgs);
+    if (tools && !generic) cJSON_AddItemToObject(ctx, "tools", cJSON_Parse(tools->tools_json));
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", in->add_generation_prompt);
+    add_token(ctx, llm_get_vocab(m), "bos_token", tok_bos(llm_get_vocab(m)));
+    add_token(ctx, llm_get_vocab(m), "eos_token", tok_eos(llm_get_vocab(m)));
+    int rc;
+    char err[300] = "";
+    if (jj) {
+        char *js = cJSON_PrintUnformatted(ctx);
+        rc = js ? jj_render(jj, js, strlen(js), out, err, sizeof err) : -1;
+        free(js);
+    } else {
+        rc = render_builtin(t, msgs, in->add_generation_prompt, out);
+        if (rc) snprintf(err, sizeof err, "the %s template cannot render these messages",
+                         chat_kind_name(chat_template_kind(t)));
+    }
+    if (!rc && !in->keep_bos)
+        strip_bos(m, cJSON_GetObjectItemCaseSensitive(ctx, "bos_token")->valuestring, *out);
+    cJSON_Delete(ctx);
+    if (how) *how = jj ? "jinja" : "builtin";
     if (rc) {
-        api_err_set(e, 400, "messages", "invalid_value", "cannot render the messages");
+        free(*out);
+        *out = NULL;
+        api_err_set(e, 400, "messages", "invalid_value", "cannot render the messages: %s", err);
         return -1;
     }
     return 0;
+}
+
+void srv_template_warn(const llm_model *m, const char *who) {
+    const chat_template *t = llm_get_chat(m);
+    const char *err = chat_template_jinja_error(t);
+    if (!err) return;
+    if (chat_template_kind(t) == CHAT_UNKNOWN)
+        fprintf(stderr, "%s: warning: the chat template cannot be used (%s) and is not one of the "
+                        "built-in families: chat requests will be refused\n", who, err);
+    else
+        fprintf(stderr, "%s: warning: the chat template is outside the Jinja subset (%s); using "
+                        "the built-in %s rendering\n", who, err, chat_kind_name(chat_template_kind(t)));
 }
 
 int32_t *srv_tokenize(const llm_model *m, const char *text, int special, int add_bos, int *n) {

@@ -84,7 +84,8 @@ static void handle_tokenize(srv_router *s, srv_conn *c) {
     }
     int special = 0;
     if (r.n_msgs) {
-        if (srv_render_chat(m, r.msgs, r.n_msgs, &r.text, &e)) {
+        srv_chat_in in = {.msgs = r.msgs, .n = r.n_msgs, .add_generation_prompt = 1};
+        if (srv_render_chat(m, &in, &r.text, NULL, &e)) {
             api_tok_request_free(&r);
             srv_conn_reply_error(c, &e, NULL);
             return;

@@ -11,6 +11,7 @@
 #include "completions.h"
 #include "eng.h"
 #include "metrics.h"
+#include "prompt.h"
 #include "router.h"
 #include "srv_http.h"
 
@@ -77,6 +78,7 @@ static void on_wake(uv_async_t *a) {
         if (eng_state(s->eng) == ENG_READY) {
             fprintf(stderr, "pivot serve: model %s ready on http://%s:%d\n", s->model_name,
                     s->cfg->host, s->cfg->port);
+            srv_template_warn(eng_model(s->eng), "pivot serve");
         } else { /* nothing to serve: exit 1 so a supervisor sees it */
             fprintf(stderr, "pivot serve: %s\n", eng_error(s->eng));
             s->failed = 1;

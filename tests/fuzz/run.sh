@@ -10,14 +10,14 @@
 # fix: from then on it replays on every run) and fails the run.
 #
 # Environment: FUZZ_SECONDS, FUZZ_JOBS (targets fuzzed at once, default 2),
-# FUZZ_TARGETS (default "api gguf tokenizer http").
+# FUZZ_TARGETS (default "api gguf tokenizer http jinja").
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=build-fuzz
 JUNIT=${1:-$B/fuzz-junit.xml}
 SECS=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-"api gguf tokenizer http"}
+TARGETS=${FUZZ_TARGETS:-"api gguf tokenizer http jinja"}
 REG=tests/fuzz/regressions
 
 fail_all() { # the build itself failed: one failed case, and say why

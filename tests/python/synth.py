@@ -46,6 +46,7 @@ class SynthSpec:
     rope_base: float = 10000.0
     rms_eps: float = 1e-5
     seed: int = 0
+    chat_template: str | None = None  # tokenizer.chat_template, when set
 
 
 # ---- tokenizer metadata ------------------------------------------------------
@@ -203,6 +204,8 @@ def write_model(path: str | os.PathLike, spec: SynthSpec) -> str:
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_add_bos_token(False)
+    if s.chat_template is not None:
+        w.add_chat_template(s.chat_template)
 
     # std 0.05 over fan-in 256 gives projections of std ~0.8; the embedding
     # (also the tied output) at 0.15 gives logits of std ~2.4.
