@@ -120,7 +120,8 @@ int eng_submit(eng_engine *e, eng_job *j, char *msg, size_t msglen);
  * caller may free it now); 0: the engine finishes it ("cancelled") and
  * reports it done through eng_collect. */
 int eng_cancel(eng_engine *e, eng_job *j);
-/* Cancels every admitted and running job (a drain timeout). */
+/* Cancels every job, waiting, admitted or running (a drain timeout): each is
+ * reported done ("cancelled") through eng_collect. */
 void eng_cancel_all(eng_engine *e);
 /* Moves the output of every job that has news to the caller's side (see
  * eng_job_take) and returns them as a list (eng_job_next). */

@@ -125,6 +125,17 @@ int eng_cancel(eng_engine *e, eng_job *j) {
 
 void eng_cancel_all(eng_engine *e) {
     pthread_mutex_lock(&e->mu);
+    /* waiting jobs too (preempted ones have output to finish): they pass
+     * through the decoder, which retires them at once as cancelled */
+    while (e->wait_head) {
+        eng_job *j = e->wait_head;
+        e->wait_head = j->next;
+        e->n_waiting--;
+        atomic_store(&j->cancelled, 1);
+        j->need_now = 0;
+        to_admitted_locked(e, j);
+    }
+    e->wait_tail = NULL;
     for (eng_job *j = e->admitted; j; j = j->next) atomic_store(&j->cancelled, 1);
     for (eng_job *j = e->running; j; j = j->next) atomic_store(&j->cancelled, 1);
     pthread_cond_signal(&e->cv);
@@ -190,9 +201,12 @@ static int start_choice(eng_engine *e, eng_job *j, eng_choice *c, int i) {
  * samplers, stop matchers and output; its unfinished choices only get
  * slots again (and prefill their n_fill tokens). */
 static void start_job(eng_engine *e, eng_job *j) {
+    if (atomic_load(&j->cancelled)) { /* cancelled while waiting: retire takes nothing */
+        j->preempted = 0;
+        return;
+    }
     if (j->preempted) {
         j->preempted = 0;
-        if (atomic_load(&j->cancelled)) return; /* cancelled while waiting: retire */
         for (int i = 0; i < j->n_choices; i++)
             if (!j->ch[i].finished && take_slot(e, j, &j->ch[i])) return;
         return;

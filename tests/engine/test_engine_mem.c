@@ -199,3 +199,26 @@ Test(elastic, explicit_floor_is_respected) {
     cr_expect_geq(u->n_high, 40 - 40 * 4 / 10, "below the floor's chunk: %d", u->n_high);
     cr_expect_leq(u->n_high, 40);
 }
+
+Test(cancel_all, cancels_waiting_jobs_too) {
+    start((setup){.max_seqs = 1});
+    eng_params p = greedy();
+    rec ra, rb;
+    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_of(&p, 2, 7, 4, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2); /* b waits: one sequence slot */
+    int waiting, running;
+    counts(&waiting, &running);
+    cr_assert_eq(waiting, 1);
+    eng_cancel_all(E); /* a drain timeout */
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_str_eq(ra.finish, "cancelled");
+    cr_expect_str_eq(rb.finish, "cancelled");
+    cr_expect_eq(rb.n_ids, 0, "the waiting job was decoded");
+    counts(&waiting, &running);
+    cr_expect_eq(waiting + running, 0);
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
+}
