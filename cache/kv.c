@@ -76,5 +76,14 @@ void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u) {
     if (!bad_slot(c, seq)) c->vt->seq_usage(c->impl, seq, u);
 }
 
+int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *tier, float *score,
+                 int n) {
+    if (!c || bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
+        kv_head >= c->shape.n_kv_heads || n < 0 || (n && !tier))
+        return PV_EINVAL;
+    if (!c->vt->seq_tiers) return PV_EUNSUPPORTED;
+    return c->vt->seq_tiers(c->impl, seq, layer, kv_head, tier, score, n);
+}
+
 void *kv_impl(const kv_cache *c) { return c->impl; }
 const kv_vtable *kv_vt(const kv_cache *c) { return c->vt; }
