@@ -39,6 +39,7 @@ typedef struct {
     int max_queue;          /* waiting jobs before PV_EBUSY */
     int threads;            /* <= 0: all cores */
     int ctx;                /* tokens per sequence (0: the model's training context) */
+    int kv_snapshots;       /* keep each job's final KV snapshot (eng_snap.h) */
 } eng_config;
 
 typedef struct {

@@ -61,6 +61,7 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
             memcpy(c->prompt, prompts[i], sizeof(int32_t) * n_prompt[i]);
         }
     }
+    j->ch[0].snap.policy = &j->p.policy; /* the KV map shows choice 0 (eng_snap.h) */
     *out = j;
     return 0;
 }
@@ -75,6 +76,7 @@ void eng_job_free(eng_job *j) {
         out_free(&c->out);
         out_free(&c->got);
     }
+    eng_snap_job_free(j);
     free(j->ch);
     for (int i = 0; j->p.stop && i < j->p.n_stop; i++) free(j->p.stop[i]);
     free((void *)j->p.stop);

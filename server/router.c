@@ -13,6 +13,7 @@
 #include "prompt.h"
 #include "router.h"
 #include "unicode.h"
+#include "webui.h"
 
 struct srv_router {
     srv_router_deps d;
@@ -136,19 +137,43 @@ typedef struct {
     int method; /* HTTP_GET / HTTP_POST */
     int api;    /* needs auth, a loaded model, JSON and not draining */
     void (*fn)(srv_router *s, srv_conn *c);
+    int prefix; /* path is a prefix: the rest goes to the handler (srv_conn_url) */
 } route;
 
 static void h_cmpl(srv_router *s, srv_conn *c) { srv_cmpl_handle(s->d.cmpl, c, API_COMPLETIONS); }
 static void h_chat(srv_router *s, srv_conn *c) { srv_cmpl_handle(s->d.cmpl, c, API_CHAT); }
 
+static void h_kv_list(srv_router *s, srv_conn *c) { srv_kvview_list(s->d.kv, c); }
+static void h_kv_get(srv_router *s, srv_conn *c) {
+    const char *url = srv_conn_url(c);
+    char rest[128];
+    size_t skip = strlen("/v1/kv/sequences/"), n = strcspn(url + skip, "?");
+    snprintf(rest, sizeof rest, "%.*s", (int)n, url + skip);
+    srv_kvview_get(s->d.kv, c, rest);
+}
+static void h_stats(srv_router *s, srv_conn *c) { srv_stats_handle(s->d.stats, c); }
+static void h_presets(srv_router *s, srv_conn *c) { srv_presets_handle(s->d.eng, c); }
+
+/* The embedded page (webui.h): its own origin only, nothing from outside. */
+static void h_webui(srv_router *s, srv_conn *c, const srv_asset *a) {
+    (void)s;
+    srv_conn_reply(c, 200, a->ctype, (const char *)a->data, a->len,
+                   "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+                   "Content-Security-Policy: default-src 'self'; img-src 'self' data:\r\n");
+}
+
 static const route routes[] = {
-    {"/health", HTTP_GET, 0, handle_health},
-    {"/metrics", HTTP_GET, 0, handle_metrics},
-    {"/v1/models", HTTP_GET, 1, handle_models},
-    {"/v1/completions", HTTP_POST, 1, h_cmpl},
-    {"/v1/chat/completions", HTTP_POST, 1, h_chat},
-    {"/tokenize", HTTP_POST, 1, handle_tokenize},
-    {"/detokenize", HTTP_POST, 1, handle_detokenize},
+    {"/health", HTTP_GET, 0, handle_health, 0},
+    {"/metrics", HTTP_GET, 0, handle_metrics, 0},
+    {"/v1/models", HTTP_GET, 1, handle_models, 0},
+    {"/v1/completions", HTTP_POST, 1, h_cmpl, 0},
+    {"/v1/chat/completions", HTTP_POST, 1, h_chat, 0},
+    {"/tokenize", HTTP_POST, 1, handle_tokenize, 0},
+    {"/detokenize", HTTP_POST, 1, handle_detokenize, 0},
+    {"/v1/kv/sequences", HTTP_GET, 1, h_kv_list, 0},
+    {"/v1/kv/sequences/", HTTP_GET, 1, h_kv_get, 1},
+    {"/v1/kv/presets", HTTP_GET, 1, h_presets, 0},
+    {"/v1/server/stats", HTTP_GET, 1, h_stats, 0},
 };
 
 static int auth_ok(srv_conn *c, const char *key) {
@@ -177,7 +202,15 @@ void srv_route(srv_router *s, srv_conn *c) {
     int method = srv_conn_method(c);
     const route *r = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
-        if (!strcmp(routes[i].path, path)) r = &routes[i];
+        if (routes[i].prefix ? !strncmp(routes[i].path, path, strlen(routes[i].path)) &&
+                                   path[strlen(routes[i].path)]
+                             : !strcmp(routes[i].path, path))
+            r = &routes[i];
+    const srv_asset *page = s->d.cfg->no_webui ? NULL : srv_webui_find(path);
+    if (page && method == HTTP_GET) { /* the page itself is public; what it calls is not */
+        h_webui(s, c, page);
+        return;
+    }
     if (!r) {
         api_err_set(&e, 404, NULL, "not_found", "no route for %s %.200s",
                     llhttp_method_name((llhttp_method_t)method), path);
