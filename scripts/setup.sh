@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcjson-dev
-          libjemalloc-dev libcriterion-dev node-llhttp unzip curl python3 python3-venv)
+          libjemalloc-dev libcriterion-dev node-llhttp unzip curl python3 python3-venv
+          chromium chromium-driver)  # the web page's browser tests (tests/python/test_webui.py)
 
 bash scripts/apt-missing.sh setup "${APT_PKGS[@]}"
 

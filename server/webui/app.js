@@ -205,7 +205,7 @@ function showMem(s) {
     "%) · tokens high " + u.tokens_high + ", low " + u.tokens_low + ", dropped " + u.tokens_dropped +
     " (per KV head) · " + s.status;
   $("hibits").textContent = s.bits.high;
-  $("lobits").textContent = s.bits.low_k ? s.bits.low_k + "/" + s.bits.low_v : "–";
+  $("lobits").textContent = s.bits.low_k ? s.bits.low_k + "/" + s.bits.low_v + "-bit K/V" : "none in this policy";
 }
 function drawMap() {
   const c = $("kvmap"), s = st.snap, g = c.getContext("2d");
