@@ -102,7 +102,8 @@ struct eng_engine {
     int on_cuda;   /* GPU cache: plain FP16 only, no per-slot policies */
     atomic_int snap_asks; /* eng_snap_ask calls not yet honoured */
     /* decoder thread only */
-    int64_t n_iter; /* scheduler iterations (eng_snap_service counts them) */
+    int64_t n_iter;   /* scheduler iterations (eng_snap_service counts them) */
+    double snap_next; /* pv_now() before which no snapshot is taken (eng_snap.c) */
     llm_ctx *ctx;
     eng_job *running;
     int *slot_free;

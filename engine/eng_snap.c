@@ -2,13 +2,19 @@
  *
  * Cost: an unwatched step pays one atomic load (eng_snap_service). A
  * snapshot walks every (layer, KV head) of one sequence once through
- * kv_seq_tiers and copies the result into one fresh allocation; nothing is
- * formatted here, the caller's thread turns it into JSON. */
+ * kv_seq_tiers and copies the result into fresh buffers; nothing is
+ * formatted here, the caller's thread turns it into JSON. Watching must not
+ * slow decoding by more than a few percent, whatever the context length,
+ * the number of watchers or how often they ask: after snapshots that took
+ * d seconds none is taken for SNAP_DUTY * d seconds (asks stay pending), so
+ * they use at most 1 / SNAP_DUTY of the decoder's time. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "eng_internal.h"
 #include "pvtime.h"
+
+#define SNAP_DUTY 25 /* snapshots take at most 4% of the decoder's time */
 
 void eng_snap_free(eng_snap *s) {
     if (!s) return;
@@ -109,6 +115,8 @@ fail:
 void eng_snap_service(eng_engine *e) {
     e->n_iter++;
     if (!atomic_load_explicit(&e->snap_asks, memory_order_relaxed)) return;
+    double t0 = pv_now();
+    if (t0 < e->snap_next) return; /* the asks wait for a later step */
     atomic_store(&e->snap_asks, 0);
     for (eng_job *j = e->running; j; j = j->next) {
         eng_choice *c = &j->ch[0];
@@ -120,6 +128,7 @@ void eng_snap_service(eng_engine *e) {
         c->snap.ready = s;
         pthread_mutex_unlock(&e->out_mu);
     }
+    e->snap_next = t0 + SNAP_DUTY * (pv_now() - t0);
 }
 
 void eng_snap_final(eng_engine *e, eng_choice *c) {

@@ -243,7 +243,7 @@ static void start_watch(srv_kvview *v, srv_conn *c, const srv_cmpl_info *in, int
     int ms = query_int(url, "interval_ms", 250);
     double now = pv_now();
     *w = (kvv_watch){.v = v, .c = c, .sse = sse, .scores = query_int(url, "scores", 0) != 0,
-                     .interval = (ms < 50 ? 50 : ms > 10000 ? 10000 : ms) / 1000.0,
+                     .interval = (ms < 100 ? 100 : ms > 10000 ? 10000 : ms) / 1000.0,
                      .next_ask = now, .deadline = now + KVV_ONESHOT_WAIT};
     snprintf(w->id, sizeof w->id, "%s", in->id);
     w->next = v->watches;
