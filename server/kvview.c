@@ -81,19 +81,6 @@ static const kvv_done *ring_find(const srv_kvview *v, const char *id) {
     return NULL;
 }
 
-static void reply_json(srv_conn *c, int status, cJSON *o) {
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!s) {
-        api_error e;
-        api_err_set(&e, 500, NULL, NULL, "out of memory");
-        srv_conn_reply_error(c, &e, NULL);
-        return;
-    }
-    srv_conn_reply(c, status, "application/json", s, strlen(s), NULL);
-    free(s);
-}
-
 static cJSON *list_item(const char *id, const char *status, const char *policy, int n_prompt,
                         int n_gen, double age) {
     cJSON *o = cJSON_CreateObject();
@@ -126,7 +113,7 @@ void srv_kvview_list(srv_kvview *v, srv_conn *c) {
                                           d->snap ? d->snap->n_gen : 0, now - d->t_end));
     }
     free(live);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 static const tok_vocab *vocab_of(srv_kvview *v) {
@@ -171,7 +158,7 @@ static void finish_watch(srv_kvview *v, kvv_watch *w) {
         if (d) sse_send(w->c, json_done(v, d, w->scores));
         sse_end(w->c);
     } else if (d) {
-        reply_json(w->c, 200, json_done(v, d, w->scores));
+        srv_conn_reply_json(w->c, 200, json_done(v, d, w->scores));
     } else {
         api_error e;
         api_err_set(&e, 404, NULL, "not_found", "no sequence '%.60s'", w->id);
@@ -192,7 +179,7 @@ static void tick_watch(srv_kvview *v, kvv_watch *w, double now) {
         cJSON *o = json_live(v, &in, s, w->scores);
         eng_snap_free(s);
         if (!w->sse) {
-            reply_json(w->c, 200, o);
+            srv_conn_reply_json(w->c, 200, o);
             w->done = 1;
             return;
         }
@@ -284,7 +271,7 @@ void srv_kvview_get(srv_kvview *v, srv_conn *c, const char *rest) {
     }
     int scores = query_int(srv_conn_url(c), "scores", 0) != 0;
     if (!sse) {
-        reply_json(c, 200, json_done(v, d, scores));
+        srv_conn_reply_json(c, 200, json_done(v, d, scores));
         return;
     }
     srv_conn_stream_begin(c);

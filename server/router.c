@@ -29,19 +29,6 @@ srv_router *srv_router_new(const srv_router_deps *d) {
 void srv_router_free(srv_router *r) { free(r); }
 void srv_router_set_draining(srv_router *r) { r->draining = 1; }
 
-static void reply_json(srv_conn *c, int status, cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s) {
-        api_error e;
-        api_err_set(&e, 500, NULL, NULL, "out of memory");
-        srv_conn_reply_error(c, &e, NULL);
-        return;
-    }
-    srv_conn_reply(c, status, "application/json", s, strlen(s), NULL);
-    free(s);
-}
-
 static void handle_health(srv_router *s, srv_conn *c) {
     int st = eng_state(s->d.eng);
     const char *what = st == ENG_READY ? (s->draining ? "draining" : "ok")
@@ -49,7 +36,7 @@ static void handle_health(srv_router *s, srv_conn *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", what);
     if (st == ENG_FAILED) cJSON_AddStringToObject(o, "error", eng_error(s->d.eng));
-    reply_json(c, st == ENG_READY && !s->draining ? 200 : 503, o);
+    srv_conn_reply_json(c, st == ENG_READY && !s->draining ? 200 : 503, o);
 }
 
 static void handle_models(srv_router *s, srv_conn *c) {
@@ -63,7 +50,7 @@ static void handle_models(srv_router *s, srv_conn *c) {
     cJSON_AddStringToObject(m, "owned_by", "pivot");
     cJSON_AddNumberToObject(m, "max_model_len", eng_max_ctx(s->d.eng));
     cJSON_AddItemToArray(d, m);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 static void handle_metrics(srv_router *s, srv_conn *c) {
@@ -101,7 +88,7 @@ static void handle_tokenize(srv_router *s, srv_conn *c) {
     cJSON_AddNumberToObject(o, "count", n);
     cJSON_AddNumberToObject(o, "max_model_len", eng_max_ctx(s->d.eng));
     free(ids);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 static void handle_detokenize(srv_router *s, srv_conn *c) {
@@ -129,7 +116,7 @@ static void handle_detokenize(srv_router *s, srv_conn *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "prompt", out.p ? out.p : "");
     pv_buf_free(&out);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 typedef struct {

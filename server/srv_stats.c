@@ -79,19 +79,6 @@ void srv_stats_close(srv_stats *s) {
 
 void srv_stats_free(srv_stats *s) { free(s); }
 
-static void reply_json(srv_conn *c, cJSON *o) {
-    char *t = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!t) {
-        api_error e;
-        api_err_set(&e, 500, NULL, NULL, "out of memory");
-        srv_conn_reply_error(c, &e, NULL);
-        return;
-    }
-    srv_conn_reply(c, 200, "application/json", t, strlen(t), NULL);
-    free(t);
-}
-
 void srv_stats_handle(srv_stats *s, srv_conn *c) {
     eng_gauges g;
     srv_metrics_get_gauges(s->met, &g);
@@ -124,7 +111,7 @@ void srv_stats_handle(srv_stats *s, srv_conn *c) {
         cJSON_AddNumberToObject(e, "kv_fp16", (double)x->kv_fp16);
         cJSON_AddItemToArray(h, e);
     }
-    reply_json(c, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 /* Every preset with its knobs as kv_policy_describe writes them, so the page
@@ -158,5 +145,5 @@ void srv_presets_handle(eng_engine *e, srv_conn *c) {
         cJSON_AddBoolToObject(k, "kv_rotate", p.rotate);
         cJSON_AddItemToArray(a, x);
     }
-    reply_json(c, o);
+    srv_conn_reply_json(c, 200, o);
 }
