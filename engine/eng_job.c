@@ -89,6 +89,7 @@ void *eng_job_user(const eng_job *j) { return j->user; }
 eng_job *eng_job_next(const eng_job *j) { return j->dirty_next; }
 int eng_job_n_choices(const eng_job *j) { return j->n_choices; }
 int eng_job_prompt_tokens(const eng_job *j) { return j->prompt_tokens; }
+size_t eng_job_kv_reserved(const eng_job *j) { return j->kv_reserve; }
 int eng_job_done(const eng_job *j) { return j->done_seen; }
 
 int eng_job_error(const eng_job *j, const char **msg) {

@@ -44,6 +44,7 @@ void *eng_job_user(const eng_job *j);
 eng_job *eng_job_next(const eng_job *j); /* the next job of eng_collect's list */
 int eng_job_n_choices(const eng_job *j);
 int eng_job_prompt_tokens(const eng_job *j); /* over all prompts, once each */
+size_t eng_job_kv_reserved(const eng_job *j); /* KV bytes its admission reserves (eng_submit) */
 
 /* What a choice produced since the job was last returned by eng_collect. */
 typedef struct {

@@ -98,6 +98,7 @@ static void info_of(const cmpl_req *q, srv_cmpl_info *o) {
     *o = (srv_cmpl_info){.id = q->id, .job = q->job, .policy = q->policy_name,
                          .spec = q->policy_spec, .ids = q->ids0, .n_ids = q->n_ids0,
                          .n_prompt = q->n_prompt0, .n_gen = q->n_choices ? q->ch[0].tokens : 0,
+                         .kv_reserved = eng_job_kv_reserved(q->job),
                          .t_submit = t0, .t_first = t1};
 }
 

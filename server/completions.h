@@ -29,6 +29,7 @@ typedef struct {
     const char *policy, *spec;
     const int32_t *ids;
     int n_ids, n_prompt, n_gen;
+    size_t kv_reserved; /* what its admission reserves in the KV pool */
     double t_submit, t_first; /* pv_now(); t_first 0 before the first token */
 } srv_cmpl_info;
 /* Live requests, oldest first: fills up to cap, returns how many there are. */

@@ -79,6 +79,28 @@ void srv_stats_close(srv_stats *s) {
 
 void srv_stats_free(srv_stats *s) { free(s); }
 
+/* The live requests' reservations per KV policy: who holds the pool. */
+static void add_policies(srv_stats *s, cJSON *kv) {
+    enum { CAP = 256 };
+    srv_cmpl_info in[CAP];
+    int n = srv_cmpl_list(s->cmpl, in, CAP);
+    cJSON *a = cJSON_AddArrayToObject(kv, "policies");
+    for (int i = 0; i < n && i < CAP; i++) {
+        int first = 1;
+        for (int k = 0; k < i && first; k++) first = strcmp(in[k].policy, in[i].policy) != 0;
+        if (!first) continue;
+        size_t bytes = 0;
+        int reqs = 0;
+        for (int k = i; k < n && k < CAP; k++)
+            if (!strcmp(in[k].policy, in[i].policy)) bytes += in[k].kv_reserved, reqs++;
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "policy", in[i].policy);
+        cJSON_AddNumberToObject(p, "requests", reqs);
+        cJSON_AddNumberToObject(p, "bytes_reserved", (double)bytes);
+        cJSON_AddItemToArray(a, p);
+    }
+}
+
 void srv_stats_handle(srv_stats *s, srv_conn *c) {
     eng_gauges g;
     srv_metrics_get_gauges(s->met, &g);
@@ -97,6 +119,7 @@ void srv_stats_handle(srv_stats *s, srv_conn *c) {
     cJSON_AddNumberToObject(kv, "pool_limit", (double)g.pool_limit);
     cJSON_AddNumberToObject(kv, "pool_free",
                             g.pool_limit > g.pool_used ? (double)(g.pool_limit - g.pool_used) : 0);
+    add_policies(s, kv);
     cJSON *h = cJSON_AddArrayToObject(o, "history");
     double now = pv_now();
     for (int k = s->n; k >= 1; k--) { /* oldest first */

@@ -312,7 +312,8 @@ async function refreshServer() {
   $("poolfill").style.width = Math.min(100, pct).toFixed(1) + "%";
   $("poolbar").setAttribute("aria-valuenow", pct.toFixed(0));
   $("pooltext").textContent = mib(s.kv.pool_used) + " used, " + mib(s.kv.pool_free) + " free of " + mib(s.kv.pool_limit) +
-    " (peak " + mib(s.kv.pool_peak) + "; reserved by admitted requests " + mib(s.kv.bytes_reserved) + ")";
+    " (peak " + mib(s.kv.pool_peak) + "; reserved by admitted requests " + mib(s.kv.bytes_reserved) +
+    (s.kv.policies.length ? ": " + s.kv.policies.map((p) => p.policy + " " + mib(p.bytes_reserved) + " in " + p.requests).join(", ") : "") + ")";
   drawChart(s.history);
 }
 function drawChart(h) {

@@ -142,6 +142,7 @@ def test_presets_and_server_stats(srv):
     s = json.loads(srv.get("/v1/server/stats")[2])
     assert {"running", "waiting", "tokens_per_s", "kv", "history"} <= set(s)
     assert s["kv"]["pool_limit"] > 0 and s["kv"]["pool_free"] <= s["kv"]["pool_limit"]
+    assert s["kv"]["policies"] == []  # nothing live between the tests
 
 
 def test_page_is_served_from_the_binary(srv):
