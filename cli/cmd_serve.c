@@ -87,8 +87,9 @@ static int parse(int argc, char **argv, srv_config *c) {
          .env = "PIVOT_IDLE_TIMEOUT"},
         {.name = "--request-timeout", .kind = CLI_DOUBLE, .dst = &c->request_timeout, .lo = 0.001,
          .hi = 86400, .env = "PIVOT_REQUEST_TIMEOUT"},
-        {.name = "--no-webui", .kind = CLI_FLAG, .dst = &c->no_webui},
-        {.name = "--webui-show-text", .kind = CLI_FLAG, .dst = &c->webui_show_text},
+        {.name = "--no-webui", .kind = CLI_FLAG, .dst = &c->no_webui, .env = "PIVOT_NO_WEBUI"},
+        {.name = "--webui-show-text", .kind = CLI_FLAG, .dst = &c->webui_show_text,
+         .env = "PIVOT_WEBUI_SHOW_TEXT"},
         {.name = NULL},
     };
     const cli_opt *const tables[] = {opts, NULL};

@@ -182,3 +182,8 @@ def test_no_webui_answers_404_at_root():
         assert s.get("/v1/kv/sequences")[0] == 200  # the endpoints stay
     finally:
         s.stop()
+    s = Server("--model", str(MODEL), "--ctx", "512", env={"PIVOT_NO_WEBUI": "1"})
+    try:
+        assert s.get("/")[0] == 404
+    finally:
+        s.stop()
