@@ -22,7 +22,7 @@ typedef struct {
 cJSON *kvjson_sequence(const kvjson_args *a);
 /* Appends a run-length encoding of tier[0..n) to buf: "H12L3D1" (H high, L
  * low, D dropped, N not stored). Returns the length written, or -1 when cap
- * is too small (cap must allow 12 bytes per run + 1). */
+ * is too small (cap must allow 13 bytes per run). */
 int kvjson_rle(const uint8_t *tier, int n, char *buf, size_t cap);
 
 #endif

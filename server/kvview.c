@@ -15,6 +15,10 @@
 #include "pvtime.h"
 
 #define KVV_TICK_MS 50
+/* The finished ring's snapshots together: a long sequence of a large model
+ * is megabytes (a byte, a score and a demotion step per position, layer and
+ * KV head), so the oldest go first beyond this. */
+#define KVV_RING_BYTES ((size_t)64 << 20)
 #define KVV_ONESHOT_WAIT 2.0 /* s: a sequence that shows nothing by then is waiting */
 
 typedef struct {
@@ -45,6 +49,23 @@ struct srv_kvview {
     kvv_watch *watches;
 };
 
+static size_t snap_bytes(const eng_snap *s) {
+    return s ? (size_t)s->n_layers * s->n_kv_heads * s->n_pos * (1 + 4 + (s->score ? 4 : 0)) : 0;
+}
+
+/* Frees the oldest finished snapshots until the ring fits KVV_RING_BYTES
+ * (their entries stay listed, with no layers). */
+static void ring_fit(srv_kvview *v) {
+    size_t total = 0;
+    for (int i = 0; i < KVV_RING; i++) total += snap_bytes(v->ring[i].snap);
+    for (int k = 1; k < KVV_RING && total > KVV_RING_BYTES; k++) { /* oldest first, not the newest */
+        kvv_done *d = &v->ring[(v->ring_next + k - 1) % KVV_RING];
+        total -= snap_bytes(d->snap);
+        eng_snap_free(d->snap);
+        d->snap = NULL;
+    }
+}
+
 static void on_done(void *arg, const srv_cmpl_info *in, eng_snap *final) {
     srv_kvview *v = arg;
     kvv_done *d = &v->ring[v->ring_next];
@@ -61,6 +82,7 @@ static void on_done(void *arg, const srv_cmpl_info *in, eng_snap *final) {
         memcpy(d->ids, in->ids, sizeof *d->ids * in->n_ids);
         d->n_ids = in->n_ids;
     }
+    ring_fit(v);
 }
 
 srv_kvview *srv_kvview_new(uv_loop_t *loop, eng_engine *eng, srv_cmpl *cmpl, int show_text) {
