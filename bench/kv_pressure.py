@@ -9,7 +9,7 @@ For each configuration it reports: peak running requests (polled from
 they saved (from /metrics deltas), errors. A benchmark, not a test.
 
   .venv/bin/python bench/kv_pressure.py --suite default   # 32 and 64 short chats, default flags + --ctx 2048
-  .venv/bin/python bench/kv_pressure.py --suite tight     # --kv-memory 64M, ~1k-token prompts
+  .venv/bin/python bench/kv_pressure.py --suite tight     # --kv-memory 44M, ~900-token prompts, max_tokens 128
 
 Prompts are slices of the GPL-3 text (/usr/share/common-licenses/GPL-3) followed by a
 question, so every request differs and the model answers in prose."""
@@ -171,9 +171,13 @@ def main():
                 rows.append(run(a.binary, a.model, th + ["--ctx", "2048"], n, 0, pol, {}))
                 print(json.dumps(rows[-1]), flush=True)
     else:
-        tight = th + ["--ctx", "2048", "--kv-memory", "64M", "--max-batch", "16"]
+        # ~900-token prompts: two full requests (15 pages = 22.1 MB each) fit
+        # 44M with the watermark and must preempt as they grow; max_tokens
+        # bounds the run (answers to a long text otherwise run to --ctx)
+        tight = th + ["--ctx", "2048", "--kv-memory", "44M", "--max-batch", "16"]
         for pol, el in (("full", True), ("mikv", False), ("mikv", True)):
-            rows.append(run(a.binary, a.model, tight, 16, 4000, pol, {"kv_elastic": el}))
+            rows.append(run(a.binary, a.model, tight, 16, 4000, pol,
+                            {"kv_elastic": el, "max_tokens": 128}))
             print(json.dumps(rows[-1]), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -81,5 +81,14 @@ int kv_seq_set_budget(kv_cache *c, int seq, double budget) {
     return c->vt->seq_budget ? c->vt->seq_budget(c->impl, seq, budget) : PV_EUNSUPPORTED;
 }
 
+int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *tier, float *score,
+                 int n) {
+    if (!c || bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
+        kv_head >= c->shape.n_kv_heads || n < 0 || (n && !tier))
+        return PV_EINVAL;
+    if (!c->vt->seq_tiers) return PV_EUNSUPPORTED;
+    return c->vt->seq_tiers(c->impl, seq, layer, kv_head, tier, score, n);
+}
+
 void *kv_impl(const kv_cache *c) { return c->impl; }
 const kv_vtable *kv_vt(const kv_cache *c) { return c->vt; }

@@ -75,6 +75,10 @@ typedef struct {
     void (*seq_usage)(const void *impl, int seq, kv_usage *u);
     /* Optional: elastic compression (kv_seq_set_budget); NULL: unsupported. */
     int (*seq_budget)(void *impl, int seq, double budget);
+    /* Optional (NULL: PV_EUNSUPPORTED): kv_seq_tiers for one (seq, layer,
+     * head); indices are checked by the wrapper. */
+    int (*seq_tiers)(const void *impl, int seq, int layer, int kv_head, uint8_t *tier,
+                     float *score, int n);
     /* Optional: the one policy every slot runs (NULL: none, e.g. a router). */
     int (*policy)(const void *impl, kv_policy *out);
     void (*destroy)(void *impl);
@@ -126,5 +130,18 @@ void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u);
  * cache that never demotes (FP16, GPU), PV_EINVAL for a bad budget. The
  * override ends with kv_seq_reset. */
 int kv_seq_set_budget(kv_cache *c, int seq, double budget);
+
+/* Where each position of one (seq, layer, KV head) sits: introspection for
+ * the server's KV map, taken by the thread that owns the cache between
+ * steps (it reads what attend writes). */
+enum { KV_TIER_NONE = 0, KV_TIER_HIGH = 1, KV_TIER_LOW = 2, KV_TIER_DROPPED = 3 };
+/* tier[p] gets KV_TIER_* for positions p < n (KV_TIER_NONE past what is
+ * stored); score (may be NULL) the tracker's demotion score of high-tier
+ * tokens (higher = demoted sooner), NaN where there is none. Returns the
+ * positions the sequence holds in that layer (may exceed n: the rest is not
+ * written), PV_EINVAL for bad indices or n < 0, PV_EUNSUPPORTED when the
+ * cache cannot say (the GPU cache). The counts agree with kv_seq_usage. */
+int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *tier, float *score,
+                 int n);
 
 #endif

@@ -6,6 +6,7 @@
  * head, a value block [KV_PAGE][head_dim]. Pages are allocated as a
  * sequence grows and freed when it is reset, so a short request costs little
  * even when max_ctx is large. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,6 +154,19 @@ static void fp16_seq_usage(const void *impl, int seq, kv_usage *u) {
     u->n_high = n;
 }
 
+/* The plain cache keeps every stored token at FP16 and tracks nothing. */
+static int fp16_seq_tiers(const void *impl, int seq, int layer, int kv_head, uint8_t *tier,
+                          float *score, int n) {
+    const fp16_cache *c = impl;
+    (void)kv_head;
+    int len = c->ls[(size_t)seq * c->s.n_layers + layer].len;
+    for (int p = 0; p < n; p++) {
+        tier[p] = p < len ? KV_TIER_HIGH : KV_TIER_NONE;
+        if (score) score[p] = NAN;
+    }
+    return len;
+}
+
 static void fp16_destroy(void *impl) {
     fp16_cache *c = impl;
     if (!c) return;
@@ -179,6 +193,7 @@ static const kv_vtable fp16_vt = {
     .seq_reset = fp16_seq_reset,
     .seq_pos = fp16_seq_pos,
     .seq_usage = fp16_seq_usage,
+    .seq_tiers = fp16_seq_tiers,
     .policy = fp16_policy,
     .destroy = fp16_destroy,
 };

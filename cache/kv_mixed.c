@@ -267,6 +267,34 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
     u->n_dropped = (int)(dr / nheads);
 }
 
+/* Dropped is the default: a position below the length that neither tier
+ * holds was evicted (only counted). Pending tokens are high: attend encodes
+ * them there. */
+static int mx_seq_tiers(const void *impl, int seq, int layer, int kv_head, uint8_t *tier,
+                        float *score, int n) {
+    const mixed_cache *c = impl;
+    int len = c->len[(size_t)seq * c->s.n_layers + layer];
+    const head_t *hs = head(c, seq, layer, kv_head);
+    for (int p = 0; p < n; p++) {
+        tier[p] = p < len ? KV_TIER_DROPPED : KV_TIER_NONE;
+        if (score) score[p] = NAN;
+    }
+    for (int i = 0; i < hs->hi.n; i++) {
+        int32_t p = *t_pos(&hs->hi, &c->fhi, i);
+        if (p < 0 || p >= n) continue;
+        tier[p] = KV_TIER_HIGH;
+        if (score && c->fhi.sb)
+            score[p] = kvt_demote_score(c->p.select, t_state(&hs->hi, &c->fhi, i), hs->steps);
+    }
+    for (int i = 0; i < hs->lo.n; i++) {
+        int32_t p = *t_pos(&hs->lo, &c->flo, i);
+        if (p >= 0 && p < n) tier[p] = KV_TIER_LOW;
+    }
+    for (int i = 0; i < hs->n_pend; i++)
+        if (hs->pend_pos0 + i < n) tier[hs->pend_pos0 + i] = KV_TIER_HIGH;
+    return len;
+}
+
 static void mx_destroy(void *impl) {
     mixed_cache *c = impl;
     if (!c) return;
@@ -323,6 +351,7 @@ static const kv_vtable mixed_vt = {
     .seq_pos = mx_seq_pos,
     .seq_usage = mx_seq_usage,
     .seq_budget = mx_seq_budget,
+    .seq_tiers = mx_seq_tiers,
     .policy = mx_policy,
     .destroy = mx_destroy,
 };

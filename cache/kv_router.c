@@ -1,6 +1,7 @@
 /* kv_router: per-slot KV policies over lazily created sub-caches. */
 #include "kv_router.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,17 @@ static int rt_budget(void *impl, int seq, double budget) {
     return c ? kv_seq_set_budget(c, seq, budget) : PV_EUNSUPPORTED;
 }
 
+static int rt_tiers(const void *impl, int seq, int layer, int kv_head, uint8_t *tier,
+                    float *score, int n) {
+    kv_cache *c = sub_of(impl, seq);
+    if (c) return kv_seq_tiers(c, seq, layer, kv_head, tier, score, n);
+    for (int p = 0; p < n; p++) { /* no policy yet: nothing stored */
+        tier[p] = KV_TIER_NONE;
+        if (score) score[p] = NAN;
+    }
+    return 0;
+}
+
 static void rt_destroy(void *impl) {
     router *r = impl;
     if (!r) return;
@@ -155,6 +167,7 @@ static const kv_vtable router_vt = {
     .seq_pos = rt_pos,
     .seq_usage = rt_usage,
     .seq_budget = rt_budget,
+    .seq_tiers = rt_tiers,
     .destroy = rt_destroy,
 };
 

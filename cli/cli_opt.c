@@ -118,7 +118,9 @@ static int refuse(const char *cmd, const cli_opt *o, const char *from, const cha
     case CLI_BYTES: snprintf(what, sizeof what, "a size in bytes (e.g. 4M, 2G)"); break;
     case CLI_CHOICE: list_choices(o, what, sizeof what); break;
     case CLI_FN: snprintf(what, sizeof what, "%s", o->what ? o->what : "a valid value"); break;
-    default: snprintf(what, sizeof what, "no value"); break;
+    default: /* a flag: no value on the command line, 1/0 in its variable */
+        snprintf(what, sizeof what, "%s", from == o->env ? "1, true, 0 or false" : "no value");
+        break;
     }
     fprintf(stderr, "pivot %s: %s expects %s, got '%s'\n", cmd, from, what, v);
     return 2;
@@ -131,16 +133,20 @@ static const cli_opt *find(const cli_opt *const *tables, const char *a, size_t n
     return NULL;
 }
 
+static int is_flag(const cli_opt *o) { return o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF; }
+
+/* A flag's variable says whether the flag is given: 1/true or 0/false. */
 static int from_env(const char *cmd, const cli_opt *const *tables) {
     for (int t = 0; tables[t]; t++)
         for (const cli_opt *o = tables[t]; o->name; o++) {
             const char *v = o->env ? getenv(o->env) : NULL;
-            if (v && *v && store(o, v)) return refuse(cmd, o, o->env, v);
+            if (!v || !*v) continue;
+            if (is_flag(o) && (!strcmp(v, "0") || !strcmp(v, "false"))) continue;
+            if (is_flag(o) && strcmp(v, "1") && strcmp(v, "true")) return refuse(cmd, o, o->env, v);
+            if (store(o, v)) return refuse(cmd, o, o->env, v);
         }
     return 0;
 }
-
-static int is_flag(const cli_opt *o) { return o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF; }
 
 /* One option at argv[*i] (already matched to o); advances *i past its
  * values. */

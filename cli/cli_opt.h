@@ -41,7 +41,8 @@ typedef struct {
     const char *what; /* CLI_FN: the expected value, "a JSON object", for the message */
     int multi;        /* CLI_FN: the arguments after it up to the next "--..." are values
                          too (at least one): --goodput ttft:100 tpot:5 */
-    const char *env;  /* read from this environment variable first (PIVOT_PORT) */
+    const char *env;  /* read from this environment variable first (PIVOT_PORT); a
+                         flag's: 1/true gives it, 0/false does not */
 } cli_opt;
 
 /* cli_parse's result when -h or --help is among the arguments: the command

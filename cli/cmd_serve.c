@@ -43,6 +43,9 @@ static void usage(FILE *f) {
             "  --max-connections N    open connections (default 1024)\n"
             "  --idle-timeout S       keep-alive idle timeout (default 60)\n"
             "  --request-timeout S    time for headers + body to arrive (default 30)\n"
+            "  --no-webui             no web page at / (the JSON endpoints it uses stay)\n"
+            "  --webui-show-text      the KV map shows the text of every request (default:\n"
+            "                         token positions only)\n"
             "  -h, --help             this help\n");
 }
 
@@ -90,6 +93,9 @@ static int parse(int argc, char **argv, srv_config *c) {
          .env = "PIVOT_IDLE_TIMEOUT"},
         {.name = "--request-timeout", .kind = CLI_DOUBLE, .dst = &c->request_timeout, .lo = 0.001,
          .hi = 86400, .env = "PIVOT_REQUEST_TIMEOUT"},
+        {.name = "--no-webui", .kind = CLI_FLAG, .dst = &c->no_webui, .env = "PIVOT_NO_WEBUI"},
+        {.name = "--webui-show-text", .kind = CLI_FLAG, .dst = &c->webui_show_text,
+         .env = "PIVOT_WEBUI_SHOW_TEXT"},
         {.name = NULL},
     };
     const cli_opt *const tables[] = {opts, NULL};

@@ -91,6 +91,9 @@ def test_dockerfile_build_stage_runs_the_project_scripts(name):
     assert "scripts/setup.sh" in (REPO / "scripts" / "build.sh").read_text()
     assert not any(op == "RUN" and "apt-get install" in rest and "build-essential" in rest
                    for op, rest in build), "packages belong in scripts/setup.sh"
+    # no browser for the web page's tests in an image build (Ubuntu's chromium is a snap)
+    assert "SETUP_BROWSER=0 bash scripts/build.sh" in runs
+    assert "SETUP_BROWSER" in (REPO / "scripts" / "setup.sh").read_text()
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)

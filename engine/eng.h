@@ -46,6 +46,7 @@ typedef struct {
     int threads;            /* <= 0: all cores */
     int ctx;                /* tokens per sequence (0: the model's training context) */
     int kv_elastic;         /* default of eng_params.kv_elastic (-1 there) */
+    int kv_snapshots;       /* keep each job's final KV snapshot (eng_snap.h) */
 } eng_config;
 
 typedef struct {

@@ -12,9 +12,20 @@
 #include "eng.h"
 #include "eng_job.h"
 #include "gram_mask.h"
+#include "eng_snap.h"
 #include "kv_pool.h"
 #include "pvbuf.h"
 #include "tokenizer.h"
+
+/* A choice's snapshots (eng_snap.h) on their way to the caller. */
+typedef struct {
+    atomic_int ask;      /* caller -> decoder: take one at the next step */
+    eng_snap *ready;     /* decoder -> caller, under out_mu */
+    eng_snap *final;     /* written by the decoder before engine_done */
+    const kv_policy *policy; /* the job's; set for choice 0 only (eng_job_create) */
+    int32_t *demoted_at; /* decoder only: [n_layers][n_kv_heads][cap]; -2 seen high */
+    int cap;
+} eng_snap_slot;
 
 /* Output of one choice on one side of the hand-over. */
 typedef struct {
@@ -53,6 +64,7 @@ typedef struct {
     kv_usage kv;
     eng_out out; /* decoder -> caller, under out_mu */
     eng_out got; /* caller only: what the last eng_collect took */
+    eng_snap_slot snap; /* eng_snap.c; used for choice 0 only */
 } eng_choice;
 
 enum { ENG_J_NONE = 0, ENG_J_WAITING, ENG_J_ADMITTED, ENG_J_RUNNING };
@@ -69,7 +81,8 @@ struct eng_job {
     size_t kv_max;   /* bytes of every choice at prompt + max_new: set by eng_submit,
                         the "can never fit" test */
     size_t need_now; /* bytes admission asks for: every unfinished choice's n_fill */
-    size_t commit;   /* under mu: what this job counts for in e->committed */
+    atomic_size_t commit; /* written under mu: what this job counts for in
+                             e->committed; read by eng_job_kv_reserved */
     int preempted;   /* under mu: waiting again after a preemption */
     atomic_int cancelled;
     double t_submit;        /* caller, at submit */
@@ -107,7 +120,10 @@ struct eng_engine {
     kv_shape shape;
     kv_pool *pool; /* pages of every CPU cache (NULL on CUDA) */
     int on_cuda;   /* GPU cache: plain FP16 only, no per-slot policies */
+    atomic_int snap_asks; /* eng_snap_ask calls not yet honoured */
     /* decoder thread only */
+    int64_t n_iter;   /* scheduler iterations (eng_snap_service counts them) */
+    double snap_next; /* pv_now() before which no snapshot is taken (eng_snap.c) */
     llm_ctx *ctx;
     eng_job *running;
     int *slot_free;
@@ -146,6 +162,12 @@ void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flu
 void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row);
 void eng_prompt_logprobs(eng_engine *e, eng_job *j, eng_choice *c, int pos, int k,
                          const float *rows);
+
+/* eng_snap.c (decoder thread): honours pending asks, once per iteration;
+ * the final snapshot of a choice about to free its slot; the job's leftovers. */
+void eng_snap_service(eng_engine *e);
+void eng_snap_final(eng_engine *e, eng_choice *c);
+void eng_snap_job_free(eng_job *j);
 
 /* eng_job.c */
 void eng_mark_dirty_locked(eng_engine *e, eng_job *j); /* under out_mu */

@@ -82,6 +82,7 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
             memcpy(c->prompt, prompts[i], sizeof(int32_t) * n_prompt[i]);
         }
     }
+    j->ch[0].snap.policy = &j->p.policy; /* the KV map shows choice 0 (eng_snap.h) */
     *out = j;
     return 0;
 }
@@ -97,6 +98,7 @@ void eng_job_free(eng_job *j) {
         out_free(&c->out);
         out_free(&c->got);
     }
+    eng_snap_job_free(j);
     free(j->ch);
     for (int i = 0; j->p.stop && i < j->p.n_stop; i++) free(j->p.stop[i]);
     free((void *)j->p.stop);
@@ -112,6 +114,7 @@ void *eng_job_user(const eng_job *j) { return j->user; }
 eng_job *eng_job_next(const eng_job *j) { return j->dirty_next; }
 int eng_job_n_choices(const eng_job *j) { return j->n_choices; }
 int eng_job_prompt_tokens(const eng_job *j) { return j->prompt_tokens; }
+size_t eng_job_kv_reserved(const eng_job *j) { return atomic_load(&((eng_job *)j)->commit); }
 int eng_job_done(const eng_job *j) { return j->done_seen; }
 
 int eng_job_error(const eng_job *j, const char **msg) {

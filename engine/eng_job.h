@@ -56,6 +56,9 @@ void *eng_job_user(const eng_job *j);
 eng_job *eng_job_next(const eng_job *j); /* the next job of eng_collect's list */
 int eng_job_n_choices(const eng_job *j);
 int eng_job_prompt_tokens(const eng_job *j); /* over all prompts, once each */
+/* KV bytes the job counts for now (KV on demand: its prompts once admitted,
+ * then what it can hold after the current step; 0 while waiting). */
+size_t eng_job_kv_reserved(const eng_job *j);
 
 /* What a choice produced since the job was last returned by eng_collect. */
 typedef struct {

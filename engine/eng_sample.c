@@ -38,6 +38,7 @@ void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flu
     }
     c->finished = 1;
     c->out.finish = reason;
+    eng_snap_final(e, c); /* the KV map's last look, before the slot is freed */
     if (c->slot >= 0) {
         kv_seq_usage(llm_ctx_kv(e->ctx), c->slot, &c->kv);
         kv_seq_reset(llm_ctx_kv(e->ctx), c->slot);

@@ -438,6 +438,7 @@ void *eng_main(void *arg) {
         int rc = step(e);
         retire(e, rc);
         publish_gauges(e);
+        eng_snap_service(e); /* KV map snapshots asked for, between steps */
         wake(e);
         pthread_mutex_lock(&e->mu);
     }

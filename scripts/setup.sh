@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(build-essential pkg-config meson ninja-build libuv1-dev libcjson-dev
           libjemalloc-dev libcriterion-dev node-llhttp unzip curl python3 python3-venv)
+# The web page's browser tests (tests/python/test_webui.py); SETUP_BROWSER=0 skips them
+# where nothing runs the tests (the images' build stages: Ubuntu's chromium is a snap).
+if [ "${SETUP_BROWSER:-1}" != 0 ]; then
+  APT_PKGS+=(chromium chromium-driver)
+fi
 
 bash scripts/apt-missing.sh setup "${APT_PKGS[@]}"
 

@@ -22,6 +22,9 @@ struct srv_cmpl {
     const char *model_name;
     int n_jobs;
     uint64_t next_id;
+    struct cmpl_req *live_head, *live_tail; /* submitted, not yet done (the KV map's list) */
+    srv_cmpl_done_fn on_done;
+    void *on_done_arg;
 };
 
 /* What the client has been sent of one choice, and what it has not yet. */
@@ -36,8 +39,12 @@ typedef struct {
     int hold; /* tools: the text so far may be a tool call, so it is held back */
 } cmpl_choice;
 
-typedef struct {
+typedef struct cmpl_req {
     srv_cmpl *m;
+    struct cmpl_req *live_prev, *live_next;
+    int live;        /* in m's live list */
+    int32_t *ids0;   /* choice 0: prompt then generated tokens (the KV map's text) */
+    int n_ids0, cap_ids0, n_prompt0;
     eng_job *job;
     srv_conn *conn; /* NULL once the client went away */
     char id[48];
@@ -71,8 +78,67 @@ static int http_status(int pv) {
     }
 }
 
+static void live_add(srv_cmpl *m, cmpl_req *q) {
+    q->live = 1;
+    q->live_prev = m->live_tail;
+    if (m->live_tail) m->live_tail->live_next = q;
+    else m->live_head = q;
+    m->live_tail = q;
+}
+
+static void live_remove(srv_cmpl *m, cmpl_req *q) {
+    if (!q->live) return;
+    if (q->live_prev) q->live_prev->live_next = q->live_next;
+    else m->live_head = q->live_next;
+    if (q->live_next) q->live_next->live_prev = q->live_prev;
+    else m->live_tail = q->live_prev;
+    q->live = 0;
+}
+
+static void info_of(const cmpl_req *q, srv_cmpl_info *o) {
+    double t0, t1;
+    eng_job_times(q->job, &t0, &t1, NULL);
+    *o = (srv_cmpl_info){.id = q->id, .job = q->job, .policy = q->policy_name,
+                         .spec = q->policy_spec, .ids = q->ids0, .n_ids = q->n_ids0,
+                         .n_prompt = q->n_prompt0, .n_gen = q->n_choices ? q->ch[0].tokens : 0,
+                         .kv_reserved = eng_job_kv_reserved(q->job),
+                         .t_submit = t0, .t_first = t1};
+}
+
+int srv_cmpl_list(const srv_cmpl *m, srv_cmpl_info *out, int cap) {
+    int n = 0;
+    for (const cmpl_req *q = m->live_head; q; q = q->live_next, n++)
+        if (n < cap) info_of(q, &out[n]);
+    return n;
+}
+
+int srv_cmpl_find(const srv_cmpl *m, const char *id, srv_cmpl_info *out) {
+    for (const cmpl_req *q = m->live_head; q; q = q->live_next)
+        if (!strcmp(q->id, id)) {
+            info_of(q, out);
+            return 0;
+        }
+    return -1;
+}
+
+void srv_cmpl_on_done(srv_cmpl *m, srv_cmpl_done_fn fn, void *arg) {
+    m->on_done = fn;
+    m->on_done_arg = arg;
+}
+
+/* choice 0's tokens, for the KV map's text; out of memory loses them only */
+static void keep_ids(cmpl_req *q, const int32_t *ids, int n) {
+    int32_t *p = n ? pv_grow(q->ids0, &q->cap_ids0, q->n_ids0 + n, sizeof *p) : NULL;
+    if (!p) return;
+    q->ids0 = p;
+    memcpy(p + q->n_ids0, ids, sizeof *p * n);
+    q->n_ids0 += n;
+}
+
 static void req_free(cmpl_req *q) {
     if (!q) return;
+    live_remove(q->m, q);
+    free(q->ids0);
     for (int i = 0; i < q->n_choices; i++) {
         pv_buf_free(&q->ch[i].got);
         free(q->ch[i].lp);
@@ -260,6 +326,8 @@ static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, gram *g,
     }
     q->m = s;
     q->n_choices = np * r->n;
+    keep_ids(q, ids[0], n[0]);
+    q->n_prompt0 = n[0];
     q->req = *r; /* the request is the job's from here */
     memset(r, 0, sizeof *r);
     q->tools_on = q->req.kind == API_CHAT && q->req.tools.tools_json &&
@@ -338,6 +406,7 @@ void srv_cmpl_handle(srv_cmpl *s, srv_conn *c, api_kind kind) {
     }
     q->conn = c;
     s->n_jobs++;
+    live_add(s, q);
     srv_conn_watch(c, on_gone, q);
 }
 
@@ -511,6 +580,7 @@ static void take_output(cmpl_req *q) {
         cmpl_choice *ch = &q->ch[i];
         eng_delta d;
         eng_job_take(q->job, i, &d);
+        if (i == 0) keep_ids(q, d.ids, d.n_ids);
         if (d.len) pv_buf_add(&ch->got, d.text, d.len);
         api_logprob *lp = d.n_lp ? pv_grow(ch->lp, &ch->cap_lp, ch->n_lp + d.n_lp, sizeof *lp) : NULL;
         if (lp) { /* else the logprobs are lost rather than the text */
@@ -552,6 +622,11 @@ void srv_cmpl_on_output(srv_cmpl *s) {
         if (q->conn) answer(s, q);
         if (eng_job_done(j)) {
             s->n_jobs--;
+            if (s->on_done) {
+                srv_cmpl_info info;
+                info_of(q, &info);
+                s->on_done(s->on_done_arg, &info, eng_snap_take_final(j));
+            }
             req_free(q);
         }
     }

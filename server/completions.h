@@ -6,6 +6,7 @@
 
 #include "api_req.h"
 #include "eng.h"
+#include "eng_snap.h"
 #include "srv_http.h"
 
 typedef struct srv_cmpl srv_cmpl;
@@ -18,5 +19,26 @@ void srv_cmpl_handle(srv_cmpl *m, srv_conn *c, api_kind kind);
 /* Collects the engine's output and answers (the engine's wake-up). */
 void srv_cmpl_on_output(srv_cmpl *m);
 int srv_cmpl_jobs(const srv_cmpl *m); /* submitted, not yet done */
+
+/* What the KV map (kvview.h) may know of a live request: borrowed, valid
+ * until the request is done. ids: choice 0's tokens so far (prompt, then
+ * what was generated and handed over). */
+typedef struct {
+    const char *id;
+    eng_job *job;
+    const char *policy, *spec;
+    const int32_t *ids;
+    int n_ids, n_prompt, n_gen;
+    size_t kv_reserved; /* what its admission reserves in the KV pool */
+    double t_submit, t_first; /* pv_now(); t_first 0 before the first token */
+} srv_cmpl_info;
+/* Live requests, oldest first: fills up to cap, returns how many there are. */
+int srv_cmpl_list(const srv_cmpl *m, srv_cmpl_info *out, int cap);
+/* The live request with this id: 0, or -1 when there is none. */
+int srv_cmpl_find(const srv_cmpl *m, const char *id, srv_cmpl_info *out);
+/* Called once per request as its job is done, before it is freed; *final
+ * (eng_snap_take_final, may be NULL) becomes the callee's. */
+typedef void (*srv_cmpl_done_fn)(void *arg, const srv_cmpl_info *info, eng_snap *final);
+void srv_cmpl_on_done(srv_cmpl *m, srv_cmpl_done_fn fn, void *arg);
 
 #endif

@@ -96,6 +96,13 @@ void srv_metrics_get_gauges(srv_metrics *m, eng_gauges *g) {
     pthread_mutex_unlock(&m->mu);
 }
 
+unsigned long srv_metrics_gen_tokens(srv_metrics *m) {
+    pthread_mutex_lock(&m->mu);
+    unsigned long n = m->gen_tokens;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
 static void put_hist(pv_buf *b, const hist *h, const char *model) {
     char line[256];
     int n = snprintf(line, sizeof line, "# HELP pivot:%s %s\n# TYPE pivot:%s histogram\n", h->name,

@@ -15,6 +15,7 @@ void srv_metrics_request(srv_metrics *m, int prompt_tokens, int gen_tokens, doub
                          double e2e, const char *finish);
 void srv_metrics_set_gauges(srv_metrics *m, const eng_gauges *g);
 void srv_metrics_get_gauges(srv_metrics *m, eng_gauges *g);
+unsigned long srv_metrics_gen_tokens(srv_metrics *m); /* of finished requests */
 char *srv_metrics_render(srv_metrics *m, const char *model); /* malloc'ed */
 
 #endif

@@ -13,6 +13,7 @@
 #include "prompt.h"
 #include "router.h"
 #include "unicode.h"
+#include "webui.h"
 
 struct srv_router {
     srv_router_deps d;
@@ -28,19 +29,6 @@ srv_router *srv_router_new(const srv_router_deps *d) {
 void srv_router_free(srv_router *r) { free(r); }
 void srv_router_set_draining(srv_router *r) { r->draining = 1; }
 
-static void reply_json(srv_conn *c, int status, cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s) {
-        api_error e;
-        api_err_set(&e, 500, NULL, NULL, "out of memory");
-        srv_conn_reply_error(c, &e, NULL);
-        return;
-    }
-    srv_conn_reply(c, status, "application/json", s, strlen(s), NULL);
-    free(s);
-}
-
 static void handle_health(srv_router *s, srv_conn *c) {
     int st = eng_state(s->d.eng);
     const char *what = st == ENG_READY ? (s->draining ? "draining" : "ok")
@@ -48,7 +36,7 @@ static void handle_health(srv_router *s, srv_conn *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", what);
     if (st == ENG_FAILED) cJSON_AddStringToObject(o, "error", eng_error(s->d.eng));
-    reply_json(c, st == ENG_READY && !s->draining ? 200 : 503, o);
+    srv_conn_reply_json(c, st == ENG_READY && !s->draining ? 200 : 503, o);
 }
 
 static void handle_models(srv_router *s, srv_conn *c) {
@@ -62,7 +50,7 @@ static void handle_models(srv_router *s, srv_conn *c) {
     cJSON_AddStringToObject(m, "owned_by", "pivot");
     cJSON_AddNumberToObject(m, "max_model_len", eng_max_ctx(s->d.eng));
     cJSON_AddItemToArray(d, m);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 static void handle_metrics(srv_router *s, srv_conn *c) {
@@ -101,7 +89,7 @@ static void handle_tokenize(srv_router *s, srv_conn *c) {
     cJSON_AddNumberToObject(o, "count", n);
     cJSON_AddNumberToObject(o, "max_model_len", eng_max_ctx(s->d.eng));
     free(ids);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 static void handle_detokenize(srv_router *s, srv_conn *c) {
@@ -129,7 +117,7 @@ static void handle_detokenize(srv_router *s, srv_conn *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "prompt", out.p ? out.p : "");
     pv_buf_free(&out);
-    reply_json(c, 200, o);
+    srv_conn_reply_json(c, 200, o);
 }
 
 typedef struct {
@@ -137,19 +125,43 @@ typedef struct {
     int method; /* HTTP_GET / HTTP_POST */
     int api;    /* needs auth, a loaded model, JSON and not draining */
     void (*fn)(srv_router *s, srv_conn *c);
+    int prefix; /* path is a prefix: the rest goes to the handler (srv_conn_url) */
 } route;
 
 static void h_cmpl(srv_router *s, srv_conn *c) { srv_cmpl_handle(s->d.cmpl, c, API_COMPLETIONS); }
 static void h_chat(srv_router *s, srv_conn *c) { srv_cmpl_handle(s->d.cmpl, c, API_CHAT); }
 
+static void h_kv_list(srv_router *s, srv_conn *c) { srv_kvview_list(s->d.kv, c); }
+static void h_kv_get(srv_router *s, srv_conn *c) {
+    const char *url = srv_conn_url(c);
+    char rest[128];
+    size_t skip = strlen("/v1/kv/sequences/"), n = strcspn(url + skip, "?");
+    snprintf(rest, sizeof rest, "%.*s", (int)n, url + skip);
+    srv_kvview_get(s->d.kv, c, rest);
+}
+static void h_stats(srv_router *s, srv_conn *c) { srv_stats_handle(s->d.stats, c); }
+static void h_presets(srv_router *s, srv_conn *c) { srv_presets_handle(s->d.eng, c); }
+
+/* The embedded page (webui.h): its own origin only, nothing from outside. */
+static void h_webui(srv_router *s, srv_conn *c, const srv_asset *a) {
+    (void)s;
+    srv_conn_reply(c, 200, a->ctype, (const char *)a->data, a->len,
+                   "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+                   "Content-Security-Policy: default-src 'self'; img-src 'self' data:\r\n");
+}
+
 static const route routes[] = {
-    {"/health", HTTP_GET, 0, handle_health},
-    {"/metrics", HTTP_GET, 0, handle_metrics},
-    {"/v1/models", HTTP_GET, 1, handle_models},
-    {"/v1/completions", HTTP_POST, 1, h_cmpl},
-    {"/v1/chat/completions", HTTP_POST, 1, h_chat},
-    {"/tokenize", HTTP_POST, 1, handle_tokenize},
-    {"/detokenize", HTTP_POST, 1, handle_detokenize},
+    {"/health", HTTP_GET, 0, handle_health, 0},
+    {"/metrics", HTTP_GET, 0, handle_metrics, 0},
+    {"/v1/models", HTTP_GET, 1, handle_models, 0},
+    {"/v1/completions", HTTP_POST, 1, h_cmpl, 0},
+    {"/v1/chat/completions", HTTP_POST, 1, h_chat, 0},
+    {"/tokenize", HTTP_POST, 1, handle_tokenize, 0},
+    {"/detokenize", HTTP_POST, 1, handle_detokenize, 0},
+    {"/v1/kv/sequences", HTTP_GET, 1, h_kv_list, 0},
+    {"/v1/kv/sequences/", HTTP_GET, 1, h_kv_get, 1},
+    {"/v1/kv/presets", HTTP_GET, 1, h_presets, 0},
+    {"/v1/server/stats", HTTP_GET, 1, h_stats, 0},
 };
 
 static int auth_ok(srv_conn *c, const char *key) {
@@ -178,7 +190,15 @@ void srv_route(srv_router *s, srv_conn *c) {
     int method = srv_conn_method(c);
     const route *r = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
-        if (!strcmp(routes[i].path, path)) r = &routes[i];
+        if (routes[i].prefix ? !strncmp(routes[i].path, path, strlen(routes[i].path)) &&
+                                   path[strlen(routes[i].path)]
+                             : !strcmp(routes[i].path, path))
+            r = &routes[i];
+    const srv_asset *page = s->d.cfg->no_webui ? NULL : srv_webui_find(path);
+    if (page && method == HTTP_GET) { /* the page itself is public; what it calls is not */
+        h_webui(s, c, page);
+        return;
+    }
     if (!r) {
         api_err_set(&e, 404, NULL, "not_found", "no route for %s %.200s",
                     llhttp_method_name((llhttp_method_t)method), path);

@@ -1,15 +1,18 @@
 /* router: method + path -> handler through one table, and the checks every
  * API route shares (auth, readiness, draining, content type, UTF-8). The
  * small handlers (health, models, metrics, tokenize) live here; the
- * generation endpoints are completions.c's. Loop thread only. */
+ * generation endpoints are completions.c's, the KV map kvview.c's, the
+ * server view srv_stats.c's; the web page (webui.h) is answered at "/". Loop thread only. */
 #ifndef PIVOT_ROUTER_H
 #define PIVOT_ROUTER_H
 
 #include "completions.h"
 #include "eng.h"
+#include "kvview.h"
 #include "metrics.h"
 #include "srv_config.h"
 #include "srv_http.h"
+#include "srv_stats.h"
 
 typedef struct srv_router srv_router;
 
@@ -18,6 +21,8 @@ typedef struct {
     eng_engine *eng;
     srv_metrics *met;
     srv_cmpl *cmpl;
+    srv_kvview *kv;
+    srv_stats *stats;
     const char *model_name;
 } srv_router_deps;
 

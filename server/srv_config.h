@@ -24,6 +24,8 @@ typedef struct {
     size_t max_body;
     int max_conns;
     double idle_timeout, request_timeout; /* seconds */
+    int no_webui;          /* --no-webui: no page at "/" (the JSON endpoints stay) */
+    int webui_show_text;   /* --webui-show-text: the KV map shows every request's text */
 } srv_config;
 
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <cjson/cJSON.h>
 #include <llhttp.h>
 
 #include "pvbuf.h"
@@ -204,6 +205,19 @@ void srv_conn_reply_error(srv_conn *c, const api_error *e, const char *extra) {
     const char *b = body ? body : "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
     srv_conn_reply(c, e->status, "application/json", b, strlen(b), extra);
     free(body);
+}
+
+void srv_conn_reply_json(srv_conn *c, int status, cJSON *o) {
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) {
+        api_error e;
+        api_err_set(&e, 500, NULL, NULL, "out of memory");
+        srv_conn_reply_error(c, &e, NULL);
+        return;
+    }
+    srv_conn_reply(c, status, "application/json", s, strlen(s), NULL);
+    free(s);
 }
 
 void srv_conn_stream_begin(srv_conn *c) {

@@ -59,6 +59,10 @@ void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg);
 /* Responses. extra_headers: "Name: value\r\n" lines or NULL. */
 void srv_conn_reply(srv_conn *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_headers);
+/* A JSON reply of o, which it takes (cJSON_Delete); NULL or out of memory:
+ * a 500 error reply. */
+struct cJSON;
+void srv_conn_reply_json(srv_conn *c, int status, struct cJSON *o);
 /* The single place error replies are made (OpenAI envelope). */
 void srv_conn_reply_error(srv_conn *c, const api_error *e, const char *extra_headers);
 void srv_conn_stream_begin(srv_conn *c);

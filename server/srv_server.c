@@ -10,10 +10,12 @@
 
 #include "completions.h"
 #include "eng.h"
+#include "kvview.h"
 #include "metrics.h"
 #include "prompt.h"
 #include "router.h"
 #include "srv_http.h"
+#include "srv_stats.h"
 
 struct srv_server {
     const srv_config *cfg;
@@ -25,6 +27,8 @@ struct srv_server {
     eng_engine *eng;
     srv_metrics *met;
     srv_cmpl *cmpl;
+    srv_kvview *kv;
+    srv_stats *stats;
     srv_router *router;
     int draining, closed, announced, failed;
     char model_name[128];
@@ -44,6 +48,8 @@ static void maybe_finish(srv_server *s) {
     uv_close((uv_handle_t *)&s->sig_term, on_handle_closed);
     uv_close((uv_handle_t *)&s->sig_int, on_handle_closed);
     uv_close((uv_handle_t *)&s->drain_timer, on_handle_closed);
+    srv_kvview_close(s->kv);
+    srv_stats_close(s->stats);
 }
 
 /* No new work from now on: the listener closes, idle connections go. */
@@ -51,6 +57,7 @@ static void start_draining(srv_server *s) {
     s->draining = 1;
     srv_http_set_draining(s->http);
     if (s->router) srv_router_set_draining(s->router);
+    if (s->kv) srv_kvview_drain(s->kv); /* KV map streams would never end by themselves */
     srv_http_stop_listening(s->http);
     srv_http_close_idle(s->http);
 }
@@ -135,13 +142,15 @@ static int start_engine(srv_server *s) {
                      .kv_memory = c->kv_memory, .max_seqs = c->max_seqs,
                      .kv_elastic = c->kv_elastic,
                      .max_batch_tokens = c->max_batch_tokens, .prefill_chunk = c->prefill_chunk,
-                     .max_queue = c->max_queue, .ctx = c->ctx,
+                     .max_queue = c->max_queue, .ctx = c->ctx, .kv_snapshots = 1,
                      .threads = c->threads > 0 ? c->threads : (int)uv_available_parallelism()};
     eng_hooks h = {.wake = eng_wake, .request_done = eng_request_done, .gauges = eng_publish,
                    .arg = s};
     if (eng_start(&ec, &h, &s->eng)) return 1;
     srv_router_deps d = {.cfg = c, .eng = s->eng, .met = s->met, .model_name = s->model_name};
     if (!(d.cmpl = s->cmpl = srv_cmpl_new(s->eng, s->model_name)) ||
+        !(d.kv = s->kv = srv_kvview_new(s->loop, s->eng, s->cmpl, c->webui_show_text)) ||
+        !(d.stats = s->stats = srv_stats_new(s->loop, s->met, s->cmpl)) ||
         !(s->router = srv_router_new(&d)))
         return 1;
     return 0;
@@ -175,6 +184,8 @@ static int open_server(srv_server *s, const srv_config *cfg, uv_loop_t *loop) {
 static void close_server(srv_server *s) {
     eng_stop(s->eng);
     srv_router_free(s->router);
+    srv_kvview_free(s->kv);
+    srv_stats_free(s->stats);
     srv_cmpl_free(s->cmpl);
     srv_http_free(s->http);
     srv_metrics_free(s->met);

@@ -45,7 +45,7 @@ static cli_opt table[] = {
     {.name = "--pick", .kind = CLI_CHOICE, .dst = &d.pick, .choices = modes},
     {.name = "--mode", .kind = CLI_CHOICE, .dst = &d.mode, .choices = modes, .values = mode_values},
     {.name = "--item", .kind = CLI_FN, .dst = &d, .fn = add_item, .multi = 1, .what = "k:N items"},
-    {.name = "--verbose", .kind = CLI_FLAG, .dst = &d.flag},
+    {.name = "--verbose", .kind = CLI_FLAG, .dst = &d.flag, .env = "T_VERBOSE"},
     {.name = "--no-on", .kind = CLI_FLAG_OFF, .dst = &d.on},
     {.name = NULL},
 };
@@ -56,6 +56,7 @@ static void reset(void) {
               .r = 0.5, .u = 3, .bytes = 99};
     unsetenv("T_NAME");
     unsetenv("T_COUNT");
+    unsetenv("T_VERBOSE");
 }
 
 /* Every test starts from the defaults, its stderr captured. */
@@ -244,6 +245,27 @@ Test(cli_opt, environment_is_the_fallback_and_a_flag_wins) {
     setenv("T_COUNT", "lots", 1);
     cr_assert_eq(parse(ARGC(flag), flag), 2, "a bad environment value is an error");
     expect_stderr("pivot t: T_COUNT expects an integer in [-5, 100], got 'lots'\n");
+}
+
+Test(cli_opt, a_flags_variable_is_1_or_0) {
+    char *none[] = {"t"};
+    setenv("T_VERBOSE", "1", 1);
+    cr_assert_eq(parse(ARGC(none), none), 0);
+    cr_assert_eq(d.flag, 1);
+    reset();
+    setenv("T_VERBOSE", "true", 1);
+    cr_assert_eq(parse(ARGC(none), none), 0);
+    cr_assert_eq(d.flag, 1);
+    reset();
+    setenv("T_VERBOSE", "0", 1);
+    cr_assert_eq(parse(ARGC(none), none), 0);
+    cr_assert_eq(d.flag, 0, "0 does not give the flag");
+    setenv("T_VERBOSE", "false", 1);
+    cr_assert_eq(parse(ARGC(none), none), 0);
+    cr_assert_eq(d.flag, 0);
+    setenv("T_VERBOSE", "yes", 1);
+    cr_assert_eq(parse(ARGC(none), none), 2);
+    expect_stderr("pivot t: T_VERBOSE expects 1, true, 0 or false, got 'yes'\n");
 }
 
 Test(cli_opt, several_tables_are_searched_in_order) {
