@@ -116,7 +116,7 @@ if [ "${PIVOT_HARDENING:-1}" != 0 ]; then
   # elastic compression all along, still no lost request and exact counts.
   rm -f "$BUILD_DIR/soak-pressure-junit.xml"
   .venv/bin/python tests/soak/soak.py --pressure --bin "$PIVOT_BIN" \
-    --duration "${SOAK_PRESSURE_SECONDS:-60}" --warmup 10 \
+    --duration "${SOAK_PRESSURE_SECONDS:-40}" --warmup 5 \
     --log "$BUILD_DIR/soak-pressure-server.log" --junit "$BUILD_DIR/soak-pressure-junit.xml"
   soakp_rc=$?
   [ $soakp_rc -eq 0 ] || hard_rc=1

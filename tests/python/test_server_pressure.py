@@ -5,8 +5,8 @@ cancelling a preempted request, SIGTERM drain with preempted requests, and
 the request-path fixes found with it (empty prompt, chunked 413).
 
 Sizes: SmolLM2-135M holds 1.47 MB of FP16 KV per 64-token page, so with
---kv-memory 6M four pages fit: two requests of ~170 tokens each must preempt
-one of them once they pass 128 tokens. Tiny workloads (2 CPU cores)."""
+--kv-memory 4600K three pages fit: two requests of ~110 tokens each must
+preempt one of them once they pass 64 tokens. Tiny workloads (2 CPU cores)."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,8 @@ MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["The history of the printing press begins",
            "A recipe for bread needs flour, water and",
            "The three laws of motion state that"]
-N_OUT = 150
+N_OUT = 100
+TIGHT = "4600K"  # 3.2 FP16 pages
 
 
 def _need_binary():
@@ -34,9 +35,9 @@ def _need_binary():
 
 @pytest.fixture(scope="module")
 def tight():
-    """A server where full must preempt: 4 FP16 pages for up to 4 sequences."""
+    """A server where full must preempt: 3 FP16 pages for up to 4 sequences."""
     _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", "6M")
+    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT)
     yield s
     s.stop()
 
@@ -184,7 +185,7 @@ def test_opted_out_requests_are_never_compressed(elastic_srv):
 
 def test_sigterm_drain_waits_for_preempted_requests():
     _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", "6M")
+    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT)
     try:
         socks = []
         for p in PROMPTS[:2]:

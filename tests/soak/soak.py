@@ -24,7 +24,7 @@ checks above; the drain. Prints the figures (requests and errors by kind,
 memory before/after).
 
 With --pressure the KV limit is small (8M: five 64-token FP16 pages) and
-valid requests ask for 40-150 tokens, half of them under `mikv,budget=0.5`,
+valid requests ask for 40-100 tokens, half of them under `mikv,budget=0.5`,
 so the server preempts and compresses (KV on demand) all along; two more
 cases then require that both happened, and the run must still lose no
 admitted request and count every token exactly.
@@ -199,7 +199,7 @@ class Soak:
                       kind: str = "valid", chat: bool | None = None) -> int:
         stream = random.random() < 0.5 if stream is None else stream
         chat = random.random() < 0.5 if chat is None else chat
-        n = max_tokens or (random.randint(40, 150) if self.a.pressure else random.randint(4, 32))
+        n = max_tokens or (random.randint(40, 100) if self.a.pressure else random.randint(4, 32))
         path = "/v1/chat/completions" if chat else "/v1/completions"
         body = json.dumps(self.valid_body(stream, chat, n))
         c = self.conn()
