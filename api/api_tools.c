@@ -300,9 +300,37 @@ static cJSON *call_schema(const cJSON *tool, int i, cJSON *defs) {
         snprintf(base, sizeof base, "#/$defs/p%d", i);
         if (p && rebase_refs(p, base) == 1) cJSON_AddItemToObject(defs, base + 8, cJSON_Duplicate(p, 1));
         cJSON_AddItemToObject(props, "arguments", p);
-    } else { /* no schema given ({} or absent): any object */
+    } else { /* no schema given ({} or absent): no arguments, "{}" as OpenAI sends them */
         cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "arguments"), "type", "object");
     }
+    req = cJSON_AddArrayToObject(s, "required");
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString("arguments"));
+    cJSON_AddFalseToObject(s, "additionalProperties");
+    return s;
+}
+
+/* One call of any of many tools (more than the matcher can follow as
+ * alternatives, see api_tools.h): the name among theirs, any arguments
+ * object; a call whose arguments do not fit its tool still parses. */
+static cJSON *names_only(const cJSON *tools, int n_tools) {
+    cJSON *s = cJSON_CreateObject(), *props, *req, *name;
+    cJSON_AddStringToObject(s, "type", "object");
+    props = cJSON_AddObjectToObject(s, "properties");
+    name = cJSON_AddObjectToObject(props, "name");
+    if (n_tools <= API_TOOLS_ENUM_MAX) {
+        cJSON *names = cJSON_AddArrayToObject(name, "enum");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, tools) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
+            cJSON_AddItemToArray(names, cJSON_CreateString(n->valuestring));
+        }
+    } else {
+        cJSON_AddStringToObject(name, "type", "string"); /* an unknown name is then content */
+    }
+    cJSON *args = cJSON_AddObjectToObject(props, "arguments");
+    cJSON_AddStringToObject(args, "type", "object");
+    cJSON_AddTrueToObject(args, "additionalProperties"); /* absent would mean none (grammar/gram.h) */
     req = cJSON_AddArrayToObject(s, "required");
     cJSON_AddItemToArray(req, cJSON_CreateString("name"));
     cJSON_AddItemToArray(req, cJSON_CreateString("arguments"));
@@ -327,10 +355,14 @@ cJSON *api_tools_output_schema(const api_tools *t) {
     cJSON *any = cJSON_CreateArray(), *defs = cJSON_CreateObject();
     const cJSON *it;
     int i = 0;
-    cJSON_ArrayForEach(it, tools) {
-        const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
-        if (t->choice == API_TOOL_NAMED && strcmp(n->valuestring, t->name)) continue;
-        cJSON_AddItemToArray(any, call_schema(it, i++, defs));
+    if (t->choice == API_TOOL_REQUIRED && t->n_tools > API_TOOLS_EXACT_MAX) {
+        cJSON_AddItemToArray(any, names_only(tools, t->n_tools));
+    } else {
+        cJSON_ArrayForEach(it, tools) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
+            if (t->choice == API_TOOL_NAMED && strcmp(n->valuestring, t->name)) continue;
+            cJSON_AddItemToArray(any, call_schema(it, i++, defs));
+        }
     }
     cJSON_Delete(tools);
     cJSON *one = cJSON_CreateObject();

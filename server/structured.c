@@ -8,6 +8,9 @@
 
 #include "pverr.h"
 
+_Static_assert(API_TOOLS_EXACT_MAX <= GRAM_MAX_ALT,
+               "the matcher must follow every tool's call schema at once");
+
 static int oom(api_error *e) {
     api_err_set(e, 500, NULL, NULL, "out of memory");
     return -1;

@@ -248,6 +248,29 @@ Test(api_tools, output_schema_rebases_refs) {
     api_tools_free(&t);
 }
 
+/* More tools than the matcher follows as alternatives: one call schema,
+ * the name an enum of them and any arguments object. */
+Test(api_tools, output_schema_many_tools) {
+    char body[4096];
+    int n = snprintf(body, sizeof body, "{\"tool_choice\": \"required\", \"parallel_tool_calls\": false, \"tools\": [");
+    for (int i = 0; i <= API_TOOLS_EXACT_MAX; i++)
+        n += snprintf(body + n, sizeof body - n, "%s{\"type\":\"function\",\"function\":{\"name\":\"f%d\"}}",
+                      i ? "," : "", i);
+    snprintf(body + n, sizeof body - n, "]}");
+    api_tools t;
+    api_error e;
+    cr_assert_eq(parse(body, &t, &e), 0, "%s", e.message);
+    cJSON *s = api_tools_output_schema(&t);
+    cJSON *any = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "properties"), "tool_call"), "anyOf");
+    cr_assert_eq(cJSON_GetArraySize(any), 1);
+    cJSON *props = cJSON_GetObjectItem(cJSON_GetArrayItem(any, 0), "properties");
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(props, "name"), "enum")),
+                 API_TOOLS_EXACT_MAX + 1);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(props, "arguments"), "additionalProperties")));
+    cJSON_Delete(s);
+    api_tools_free(&t);
+}
+
 /* The response and chunk forms of tool calls (api_fmt). */
 Test(api_tools, formatted_calls) {
     api_tool_call c = {.id = "call_abc", .name = "add", .arguments = "{\"a\":1}"};

@@ -243,3 +243,17 @@ def test_narrowing_keywords_and_empty_parameters_are_accepted(client):
     ch = r.choices[0]
     assert ch.finish_reason == "tool_calls"
     assert isinstance(json.loads(ch.message.tool_calls[0].function.arguments), dict)
+
+
+def test_required_over_many_tools_calls_one_of_them(client):
+    """Past 8 tools the call's name is held to the tools' names and its
+    arguments to any object (docs/API.md): still always a call."""
+    many = TOOLS + [tool(f"noop_{i}", f"Does nothing #{i}", {}) for i in range(7)]
+    names = {t["function"]["name"] for t in many}
+    rs = run_all(lambda p: chat(client, p, tools=many, tool_choice="required"), PROMPTS[:4])
+    for r in rs:
+        ch = r.choices[0]
+        assert ch.finish_reason == "tool_calls", ch.message.content
+        for c in ch.message.tool_calls:
+            assert c.function.name in names
+            assert isinstance(json.loads(c.function.arguments), dict)
