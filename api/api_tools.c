@@ -248,8 +248,45 @@ char *api_tools_result_text(const char *call_id, const char *name, const char *c
     return print_free(o);
 }
 
-/* {"type":"object","properties":{"name":{"const":f},"arguments":P},...} */
-static cJSON *call_schema(const cJSON *tool) {
+/* Points every local $ref of schema s ("#" or "#/...") at `base` instead
+ * of the document root: a tool's parameters are nested in the wrapper, so
+ * their "#/$defs/x" would otherwise resolve against the wrapper. Values
+ * that are data, not schemas (const, enum, default, examples), are left
+ * alone. Returns 1 when s holds a $ref (-1 out of memory), else 0. */
+static int rebase_refs(cJSON *s, const char *base) {
+    static const char *const data_kw[] = {"const", "enum", "default", "examples", NULL};
+    int found = 0;
+    cJSON *kv;
+    cJSON_ArrayForEach(kv, s) {
+        int data = 0;
+        for (int i = 0; kv->string && data_kw[i]; i++) data |= !strcmp(kv->string, data_kw[i]);
+        if (data) continue;
+        if (kv->string && !strcmp(kv->string, "$ref") && cJSON_IsString(kv) && kv->valuestring[0] == '#') {
+            size_t n = strlen(base) + strlen(kv->valuestring);
+            char *ref = malloc(n);
+            if (!ref) return -1;
+            snprintf(ref, n, "%s%s", base, kv->valuestring + 1);
+            int ok = cJSON_SetValuestring(kv, ref) != NULL;
+            free(ref);
+            if (!ok) return -1;
+            found = 1;
+            continue;
+        }
+        if (cJSON_IsObject(kv) || cJSON_IsArray(kv)) {
+            int r = rebase_refs(kv, base);
+            if (r < 0) return -1;
+            found |= r;
+        }
+    }
+    return found;
+}
+
+/* {"type":"object","properties":{"name":{"const":f},"arguments":P},...};
+ * when P uses $ref, its refs are rebased onto a copy of P kept in the
+ * wrapper's root $defs under "p<i>" (defs), so "#", "#/$defs/x" and
+ * "#/definitions/x" of each tool resolve within that tool, with no clash
+ * between tools that use the same $defs names. */
+static cJSON *call_schema(const cJSON *tool, int i, cJSON *defs) {
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tool, "function");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
@@ -257,9 +294,13 @@ static cJSON *call_schema(const cJSON *tool) {
     cJSON_AddStringToObject(s, "type", "object");
     props = cJSON_AddObjectToObject(s, "properties");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "name"), "const", name->valuestring);
-    if (cJSON_IsObject(params)) {
-        cJSON_AddItemToObject(props, "arguments", cJSON_Duplicate(params, 1));
-    } else { /* no schema given: any object */
+    if (cJSON_IsObject(params) && cJSON_GetArraySize(params)) {
+        cJSON *p = cJSON_Duplicate(params, 1);
+        char base[32];
+        snprintf(base, sizeof base, "#/$defs/p%d", i);
+        if (p && rebase_refs(p, base) == 1) cJSON_AddItemToObject(defs, base + 8, cJSON_Duplicate(p, 1));
+        cJSON_AddItemToObject(props, "arguments", p);
+    } else { /* no schema given ({} or absent): no arguments, "{}" as OpenAI sends them */
         cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "arguments"), "type", "object");
     }
     req = cJSON_AddArrayToObject(s, "required");
@@ -269,34 +310,84 @@ static cJSON *call_schema(const cJSON *tool) {
     return s;
 }
 
+/* One call of any of many tools (more than the matcher can follow as
+ * alternatives, see api_tools.h): the name among theirs, any arguments
+ * object; a call whose arguments do not fit its tool still parses. */
+static cJSON *names_only(const cJSON *tools, int n_tools) {
+    cJSON *s = cJSON_CreateObject(), *props, *req, *name;
+    cJSON_AddStringToObject(s, "type", "object");
+    props = cJSON_AddObjectToObject(s, "properties");
+    name = cJSON_AddObjectToObject(props, "name");
+    if (n_tools <= API_TOOLS_ENUM_MAX) {
+        cJSON *names = cJSON_AddArrayToObject(name, "enum");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, tools) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
+            cJSON_AddItemToArray(names, cJSON_CreateString(n->valuestring));
+        }
+    } else {
+        cJSON_AddStringToObject(name, "type", "string"); /* an unknown name is then content */
+    }
+    cJSON *args = cJSON_AddObjectToObject(props, "arguments");
+    cJSON_AddStringToObject(args, "type", "object");
+    cJSON_AddTrueToObject(args, "additionalProperties"); /* absent would mean none (grammar/gram.h) */
+    req = cJSON_AddArrayToObject(s, "required");
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString("arguments"));
+    cJSON_AddFalseToObject(s, "additionalProperties");
+    return s;
+}
+
+/* {"type":"object","properties":{key:v},"required":[key],"additionalProperties":false} */
+static cJSON *wrapper(const char *key, cJSON *v) {
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "type", "object");
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(s, "properties"), key, v);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(s, "required"), cJSON_CreateString(key));
+    cJSON_AddFalseToObject(s, "additionalProperties");
+    return s;
+}
+
 cJSON *api_tools_output_schema(const api_tools *t) {
     if (t->choice != API_TOOL_REQUIRED && t->choice != API_TOOL_NAMED) return NULL;
     cJSON *tools = t->tools_json ? cJSON_Parse(t->tools_json) : NULL;
     if (!tools) return NULL;
-    cJSON *any = cJSON_CreateArray();
+    cJSON *any = cJSON_CreateArray(), *defs = cJSON_CreateObject();
     const cJSON *it;
-    cJSON_ArrayForEach(it, tools) {
-        const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
-        if (t->choice == API_TOOL_NAMED && strcmp(n->valuestring, t->name)) continue;
-        cJSON_AddItemToArray(any, call_schema(it));
+    int i = 0;
+    if (t->choice == API_TOOL_REQUIRED && t->n_tools > API_TOOLS_EXACT_MAX) {
+        cJSON_AddItemToArray(any, names_only(tools, t->n_tools));
+    } else {
+        cJSON_ArrayForEach(it, tools) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "function"), "name");
+            if (t->choice == API_TOOL_NAMED && strcmp(n->valuestring, t->name)) continue;
+            cJSON_AddItemToArray(any, call_schema(it, i++, defs));
+        }
     }
     cJSON_Delete(tools);
     cJSON *one = cJSON_CreateObject();
     cJSON_AddItemToObject(one, "anyOf", any);
-    cJSON *s = cJSON_CreateObject(), *props, *req;
-    cJSON_AddStringToObject(s, "type", "object");
-    props = cJSON_AddObjectToObject(s, "properties");
-    req = cJSON_AddArrayToObject(s, "required");
+    cJSON *s;
     if (t->parallel) {
-        cJSON *arr = cJSON_AddObjectToObject(props, "tool_calls");
+        /* Either form of the generic format, as its system prompt offers
+         * both: a model that means one call writes "tool_call" and ends,
+         * where an array alone would leave a small model repeating calls
+         * until max_tokens. The call schema is compiled once, via $ref. */
+        cJSON_AddItemToObject(defs, "call", one);
+        cJSON *arr = cJSON_CreateObject();
         cJSON_AddStringToObject(arr, "type", "array");
         cJSON_AddNumberToObject(arr, "minItems", 1);
-        cJSON_AddItemToObject(arr, "items", one);
-        cJSON_AddItemToArray(req, cJSON_CreateString("tool_calls"));
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(arr, "items"), "$ref", "#/$defs/call");
+        cJSON *ref = cJSON_CreateObject();
+        cJSON_AddStringToObject(ref, "$ref", "#/$defs/call");
+        s = cJSON_CreateObject();
+        cJSON *alts = cJSON_AddArrayToObject(s, "anyOf");
+        cJSON_AddItemToArray(alts, wrapper("tool_call", ref));
+        cJSON_AddItemToArray(alts, wrapper("tool_calls", arr));
     } else {
-        cJSON_AddItemToObject(props, "tool_call", one);
-        cJSON_AddItemToArray(req, cJSON_CreateString("tool_call"));
+        s = wrapper("tool_call", one);
     }
-    cJSON_AddFalseToObject(s, "additionalProperties");
+    if (cJSON_GetArraySize(defs)) cJSON_AddItemToObject(s, "$defs", defs);
+    else cJSON_Delete(defs);
     return s;
 }

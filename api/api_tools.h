@@ -88,9 +88,24 @@ int api_tools_maybe_call(const char *text, size_t len);
  *    "properties":{"tool_call":{"anyOf":[{"type":"object",
  *      "required":["name","arguments"],"additionalProperties":false,
  *      "properties":{"name":{"const":"f"},"arguments":<f's parameters>}}, ...]}}}
- * or, with parallel calls, "tool_calls": an array (minItems 1) of those.
+ * or, with parallel calls, either form of the generic format:
+ *   {"anyOf":[{..."tool_call":{"$ref":"#/$defs/call"}},
+ *             {..."tool_calls":{"type":"array","minItems":1,"items":{"$ref":"#/$defs/call"}}}],
+ *    "$defs":{"call":{"anyOf":[...]}}}
+ * A tool whose parameters use $ref gets a copy of them in the root's
+ * $defs as "p<i>" (i: its place in the anyOf), and all of its local $refs
+ * ("#", "#/$defs/x", ...) are rebased onto that copy, so they resolve as
+ * in the tool's own schema and tools sharing $defs names do not clash.
+ * Parameters absent or {} mean any object.
+ * The alternatives of calls all start alike ({"name" or {"arguments"), and
+ * the matcher follows at most GRAM_MAX_ALT of them at once: with more than
+ * API_TOOLS_EXACT_MAX allowed tools the per-tool schemas are given up for
+ * one call schema, "name" an enum of the names (any string past
+ * API_TOOLS_ENUM_MAX names) and "arguments" any object.
  * NULL for auto/none (nothing to constrain) or out of memory; the caller
  * frees it with cJSON_Delete. For the constrained decoder (grammar/). */
 cJSON *api_tools_output_schema(const api_tools *t);
+#define API_TOOLS_EXACT_MAX 8 /* <= GRAM_MAX_ALT (grammar/gram.h) */
+#define API_TOOLS_ENUM_MAX 32 /* the grammar's enum limit */
 
 #endif

@@ -53,6 +53,11 @@
 #define GRAM_MAX_DEPTH 32 /* frames per stack: the document plus 31 nested values */
 #define GRAM_MAX_WS 16    /* whitespace bytes per gap */
 #define GRAM_MAX_DIGITS 16
+/* Stacks alive at once: anyOf alternatives that all fit the text so far
+ * beyond this many are dropped (the first ones kept), so a schema whose
+ * alternatives only differ late (objects keyed alike) should have at most
+ * this many. */
+#define GRAM_MAX_ALT 8
 
 typedef struct gram gram;
 

@@ -11,7 +11,6 @@
 #define GRAM_MAX_PROPS 32  /* bits of a uint32_t */
 #define GRAM_MAX_LITS 32
 #define GRAM_MAX_NODES 4096
-#define GRAM_MAX_ALT 8     /* stacks alive at once (anyOf alternatives) */
 #define GRAM_MAX_FRAMES 128
 
 enum { G_ANY, G_OBJ, G_ARR, G_STR, G_NUM, G_INT, G_LIT, G_ANYOF, G_ROOT };

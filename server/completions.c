@@ -344,14 +344,11 @@ static int make_req(srv_cmpl *s, api_request *r, const kv_policy *want, gram *g,
     return 0;
 }
 
-/* Checks what needs the model and builds the request's job.
- *
- * TODO(grammar): with tool_choice "required" or a named function,
- * api_tools_output_schema(&r->tools) (api/api_tools.h) returns the JSON
- * Schema the output must match; once grammar/ exists, compile it here and
- * attach it to the job's eng_params (params_of) so decoding is constrained.
- * Until then the output is parsed leniently (api_tools_parse_output) and
- * returned as content when it is not a valid call. */
+/* Checks what needs the model and builds the request's job. The grammar
+ * (srv_structured) is response_format's or, with tool_choice "required" or
+ * a named function, the tool call's; the output is parsed into calls
+ * either way (api_tools_parse_output), since with tool_choice auto the
+ * model is free and its call may come in any of the common wrappers. */
 static int make_job(srv_cmpl *s, api_request *r, cmpl_req **out, api_error *e) {
     kv_policy want;
     gram *g = NULL;

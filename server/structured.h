@@ -1,6 +1,10 @@
 /* structured: the request fields that need the model before a job can be
  * made of them — logit_bias ids against the vocabulary, and the grammar of
- * response_format / guided_json (compiled with grammar/).
+ * response_format / guided_json or, with tool_choice "required" or a named
+ * function, of the tool call (compiled with grammar/; the forced call wins
+ * over response_format). Every tool's parameters are checked with the
+ * compiler (GRAM_LOOSE) for any tool_choice: 400 naming
+ * tools[i].function.parameters.
  *
  * Ownership: *out (NULL for free text) belongs to the caller, who hands it
  * to the job (eng_params.grammar) or frees it with gram_free. */

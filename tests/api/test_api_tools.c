@@ -194,11 +194,79 @@ Test(api_tools, output_schema) {
     api_tools_free(&t);
     t = tools_with(", \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"add\"}}");
     s = api_tools_output_schema(&t);
-    cJSON *arr = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "properties"), "tool_calls");
-    cr_assert_not_null(arr, "parallel calls: an array of calls");
+    cJSON *alts = cJSON_GetObjectItem(s, "anyOf");
+    cr_assert_eq(cJSON_GetArraySize(alts), 2, "parallel calls: one call or an array of calls");
+    cJSON *single = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(alts, 0), "properties"), "tool_call");
+    cr_expect_str_eq(cJSON_GetObjectItem(single, "$ref")->valuestring, "#/$defs/call");
+    cJSON *arr = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(alts, 1), "properties"), "tool_calls");
+    cr_assert_not_null(arr);
     cr_expect_eq(cJSON_GetObjectItem(arr, "minItems")->valueint, 1);
-    any = cJSON_GetObjectItem(cJSON_GetObjectItem(arr, "items"), "anyOf");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(arr, "items"), "$ref")->valuestring, "#/$defs/call");
+    any = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "$defs"), "call"), "anyOf");
     cr_expect_eq(cJSON_GetArraySize(any), 1);
+    cJSON_Delete(s);
+    api_tools_free(&t);
+}
+
+/* A tool's $refs point into its own parameters, which the wrapper nests:
+ * they are rebased onto a copy in the root's $defs ("p<i>"), per tool, so
+ * two tools with the same $defs name do not clash; const/enum data is left
+ * alone. */
+Test(api_tools, output_schema_rebases_refs) {
+    const char *body =
+        "{\"tool_choice\": \"required\", \"parallel_tool_calls\": false, \"tools\": ["
+        "{\"type\":\"function\",\"function\":{\"name\":\"plain\",\"parameters\":{}}},"
+        "{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":{\"type\":\"object\","
+        "\"$defs\":{\"x\":{\"type\":\"integer\"}},\"properties\":{\"v\":{\"$ref\":\"#/$defs/x\"},"
+        "\"k\":{\"const\":{\"$ref\":\"#\"}},\"self\":{\"$ref\":\"#\"}}}}},"
+        "{\"type\":\"function\",\"function\":{\"name\":\"b\",\"parameters\":{\"type\":\"object\","
+        "\"$defs\":{\"x\":{\"type\":\"string\"}},\"properties\":{\"v\":{\"$ref\":\"#/$defs/x\"}}}}}]}";
+    api_tools t;
+    api_error e;
+    cr_assert_eq(parse(body, &t, &e), 0, "%s", e.message);
+    cJSON *s = api_tools_output_schema(&t);
+    cr_assert_not_null(s);
+    cJSON *any = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "properties"), "tool_call"), "anyOf");
+    cJSON *args0 = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(any, 0), "properties"), "arguments");
+    cr_expect_str_eq(cJSON_GetObjectItem(args0, "type")->valuestring, "object", "{}: any object");
+    cJSON *args1 = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(any, 1), "properties"), "arguments");
+    cJSON *props1 = cJSON_GetObjectItem(args1, "properties");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(props1, "v"), "$ref")->valuestring,
+                     "#/$defs/p1/$defs/x");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(props1, "self"), "$ref")->valuestring,
+                     "#/$defs/p1");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(props1, "k"), "const"),
+                                         "$ref")->valuestring, "#", "data is not rebased");
+    cJSON *defs = cJSON_GetObjectItem(s, "$defs");
+    cr_assert_not_null(cJSON_GetObjectItem(defs, "p1"));
+    cr_expect_null(cJSON_GetObjectItem(defs, "p0"), "no $ref: no copy");
+    cJSON *p2 = cJSON_GetObjectItem(defs, "p2");
+    cr_assert_not_null(p2);
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(p2, "$defs"), "x"), "type")->valuestring,
+                     "string");
+    cJSON_Delete(s);
+    api_tools_free(&t);
+}
+
+/* More tools than the matcher follows as alternatives: one call schema,
+ * the name an enum of them and any arguments object. */
+Test(api_tools, output_schema_many_tools) {
+    char body[4096];
+    int n = snprintf(body, sizeof body, "{\"tool_choice\": \"required\", \"parallel_tool_calls\": false, \"tools\": [");
+    for (int i = 0; i <= API_TOOLS_EXACT_MAX; i++)
+        n += snprintf(body + n, sizeof body - n, "%s{\"type\":\"function\",\"function\":{\"name\":\"f%d\"}}",
+                      i ? "," : "", i);
+    snprintf(body + n, sizeof body - n, "]}");
+    api_tools t;
+    api_error e;
+    cr_assert_eq(parse(body, &t, &e), 0, "%s", e.message);
+    cJSON *s = api_tools_output_schema(&t);
+    cJSON *any = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "properties"), "tool_call"), "anyOf");
+    cr_assert_eq(cJSON_GetArraySize(any), 1);
+    cJSON *props = cJSON_GetObjectItem(cJSON_GetArrayItem(any, 0), "properties");
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(props, "name"), "enum")),
+                 API_TOOLS_EXACT_MAX + 1);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(props, "arguments"), "additionalProperties")));
     cJSON_Delete(s);
     api_tools_free(&t);
 }

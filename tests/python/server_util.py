@@ -165,3 +165,28 @@ def recv_all(s: socket.socket) -> bytes:
         if not d:
             return got
         got += d
+
+
+def reassemble_tool_stream(stream):
+    """The content, the calls ([{id, name, arguments}] by index) and the
+    finish_reason of choice 0 of an openai SDK chat stream; checks that a
+    call's id and name come once, before its argument fragments."""
+    content, calls, finish = "", {}, None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        d = chunk.choices[0].delta
+        if d.content:
+            content += d.content
+        for tc in d.tool_calls or []:
+            slot = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+            if tc.id:
+                assert slot["id"] is None, "the id comes once, first"
+                slot["id"] = tc.id
+            if tc.function and tc.function.name:
+                assert slot["name"] is None and slot["arguments"] == "", "the name comes first"
+                slot["name"] = tc.function.name
+            if tc.function and tc.function.arguments:
+                slot["arguments"] += tc.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    return content, [calls[k] for k in sorted(calls)], finish

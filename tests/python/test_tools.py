@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from server_util import Server, pivot_path, REPO
+from server_util import Server, pivot_path, reassemble_tool_stream, REPO
 
 openai = pytest.importorskip("openai")
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -95,32 +95,10 @@ def test_parallel_tool_calls_false_accepted(client):
         assert len(ch.message.tool_calls) == 1
 
 
-def reassemble(stream):
-    content, calls, finish = "", {}, None
-    for chunk in stream:
-        if not chunk.choices:
-            continue
-        d = chunk.choices[0].delta
-        if d.content:
-            content += d.content
-        for tc in d.tool_calls or []:
-            slot = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
-            if tc.id:
-                assert slot["id"] is None, "the id comes once, first"
-                slot["id"] = tc.id
-            if tc.function and tc.function.name:
-                assert slot["name"] is None and slot["arguments"] == "", "the name comes first"
-                slot["name"] = tc.function.name
-            if tc.function and tc.function.arguments:
-                slot["arguments"] += tc.function.arguments
-        finish = chunk.choices[0].finish_reason or finish
-    return content, [calls[k] for k in sorted(calls)], finish
-
-
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_stream_reassembles_to_the_same_answer(client, prompt):
     r = chat(client, prompt)
-    content, calls, finish = reassemble(chat(client, prompt, stream=True))
+    content, calls, finish = reassemble_tool_stream(chat(client, prompt, stream=True))
     ch = r.choices[0]
     assert finish == ch.finish_reason
     if ch.message.tool_calls:
@@ -133,7 +111,7 @@ def test_stream_reassembles_to_the_same_answer(client, prompt):
 
 
 def test_echo_prompt_streams_a_call(client):
-    content, calls, finish = reassemble(chat(client, ECHO, stream=True))
+    content, calls, finish = reassemble_tool_stream(chat(client, ECHO, stream=True))
     assert finish == "tool_calls" and len(calls) == 1 and calls[0]["name"] == "get_weather"
 
 
