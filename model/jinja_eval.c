@@ -2,6 +2,7 @@
  * Jinja: a for loop's body gets a fresh scope per iteration (a `set` there
  * does not leak out, which is why templates use namespace()); if bodies
  * share their enclosing scope. */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,9 @@
 
 #include "jinja_internal.h"
 #include "pverr.h"
+
+/* The longest string "s" * n may build. */
+#define JJ_MAX_REPEAT (1 << 20)
 
 typedef struct scope {
     jv *vars;
@@ -221,6 +225,10 @@ static jv *arith(jj_eval *ev, int op, jv *a, jv *b, int line) {
         return r ? r : oom(ev);
     }
     if (op == OP_MUL && a->k == JV_STR && is_int(b)) {
+        /* a template has no use for megabytes of one string; a crafted one
+         * must not make the server build it */
+        if (ival(b) > 0 && (double)a->u.s.n * (double)ival(b) > (double)JJ_MAX_REPEAT)
+            return jj_fail(ev, line, "string repeated past %d bytes", JJ_MAX_REPEAT);
         jj_buf s = {0};
         for (long long i = 0; i < ival(b); i++) jj_put(&s, a->u.s.p, a->u.s.n);
         jv *r = jv_str(A, s.p ? s.p : "", s.n);
@@ -236,6 +244,16 @@ static jv *arith(jj_eval *ev, int op, jv *a, jv *b, int line) {
     double f = fval(a), g = fval(b);
     if ((op == OP_DIV || op == OP_FDIV || op == OP_MOD) && g == 0)
         return jj_fail(ev, line, "division by zero");
+    /* Python's integers do not overflow; ours are 64-bit, so an overflow is
+     * an error rather than undefined behaviour (no real template gets near) */
+    long long r;
+    if (ints && ((op == OP_ADD && __builtin_add_overflow(x, y, &r)) ||
+                 (op == OP_SUB && __builtin_sub_overflow(x, y, &r)) ||
+                 (op == OP_MUL && __builtin_mul_overflow(x, y, &r)) ||
+                 ((op == OP_FDIV || op == OP_MOD) && x == LLONG_MIN && y == -1)))
+        return jj_fail(ev, line, "integer overflow");
+    if (ints && op == OP_POW && y >= 0 && fabs(pow((double)x, (double)y)) >= 9.2e18)
+        return jj_fail(ev, line, "integer overflow");
     switch (op) {
     case OP_ADD: return ints ? jv_int(A, x + y) : jv_float(A, f + g);
     case OP_SUB: return ints ? jv_int(A, x - y) : jv_float(A, f - g);

@@ -283,6 +283,19 @@ Test(jinja, syntax_errors_and_runtime_errors) {
     cr_expect_eq(rc, PV_EINVAL, "a context that is not an object");
     out = render_src("{{ x }}", "{\"x\": ", &rc, err, sizeof err);
     cr_expect_eq(rc, PV_EINVAL, "a context that is not JSON");
+    /* found by fuzz_jinja: 64-bit overflow is an error, not undefined behaviour */
+    static const char *const big[] = {"{{ 9223372036854775807 + 1 }}", "{{ -9223372036854775807 - 2 }}",
+                                      "{{ 4611686018427387904 * 2 }}", "{{ 2 ** 63 }}",
+                                      "{{ 'ab' * 10000000 }}"};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) {
+        out = render_src(big[i], "{}", &rc, err, sizeof err);
+        cr_expect_null(out, "%s", big[i]);
+        cr_expect_eq(rc, PV_EINVAL, "%s", big[i]);
+        cr_expect(strstr(err, "overflow") || strstr(err, "repeated"), "%s -> '%s'", big[i], err);
+    }
+    out = render_src("{{ 9223372036854775806 + 1 }}", "{}", &rc, err, sizeof err);
+    cr_expect_str_eq(out, "9223372036854775807");
+    free(out);
 }
 
 Test(jinja, uses_reports_variables_read) {
