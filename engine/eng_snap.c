@@ -87,7 +87,9 @@ static eng_snap *snap_take(eng_engine *e, eng_choice *c, int final) {
     s->demoted_at = malloc(sizeof *s->demoted_at * (cells + 1));
     s->score = scored ? malloc(sizeof *s->score * (cells + 1)) : NULL;
     if (!s->tier || !s->demoted_at || (scored && !s->score)) goto fail;
-    for (int r = 0; r < nlh; r++) {
+    /* n == 0 (a choice ended before anything was stored): no cells, and
+     * demoted_at may still be NULL, where even a zero offset is undefined */
+    for (int r = 0; n > 0 && r < nlh; r++) {
         size_t off = (size_t)r * n;
         if (kv_seq_tiers(kv, c->slot, r / sh->n_kv_heads, r % sh->n_kv_heads, s->tier + off,
                          s->score ? s->score + off : NULL, n) < 0)

@@ -259,8 +259,12 @@ static jv *arith(jj_eval *ev, int op, jv *a, jv *b, int line) {
     case OP_SUB: return ints ? jv_int(A, x - y) : jv_float(A, f - g);
     case OP_MUL: return ints ? jv_int(A, x * y) : jv_float(A, f * g);
     case OP_DIV: return jv_float(A, f / g);
-    case OP_FDIV: return ints ? jv_int(A, (x - ((x % y + y) % y)) / y) : jv_float(A, floor(f / g));
-    case OP_MOD: return ints ? jv_int(A, (x % y + y) % y) : jv_float(A, f - g * floor(f / g));
+    case OP_FDIV: /* Python's floor division and modulo, without (x % y + y) overflowing */
+        return ints ? jv_int(A, x / y - (x % y != 0 && (x % y < 0) != (y < 0)))
+                    : jv_float(A, floor(f / g));
+    case OP_MOD:
+        return ints ? jv_int(A, x % y + (x % y != 0 && (x % y < 0) != (y < 0) ? y : 0))
+                    : jv_float(A, f - g * floor(f / g));
     default: return ints && y >= 0 ? jv_int(A, (long long)pow((double)x, (double)y)) : jv_float(A, pow(f, g));
     }
 }

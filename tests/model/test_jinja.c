@@ -293,6 +293,10 @@ Test(jinja, syntax_errors_and_runtime_errors) {
         cr_expect_eq(rc, PV_EINVAL, "%s", big[i]);
         cr_expect(strstr(err, "overflow") || strstr(err, "repeated"), "%s -> '%s'", big[i], err);
     }
+    out = render_src("{{ 1 // 9223372036854775807 }},{{ 1 % 9223372036854775807 }},{{ -7 // 2 }},"
+                     "{{ -7 % 2 }},{{ 7 % -2 }}", "{}", &rc, err, sizeof err);
+    cr_expect_str_eq(out, "0,1,-4,1,-1", "Python's floor division and modulo");
+    free(out);
     out = render_src("{{ 9223372036854775806 + 1 }}", "{}", &rc, err, sizeof err);
     cr_expect_str_eq(out, "9223372036854775807");
     free(out);
