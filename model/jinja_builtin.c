@@ -77,9 +77,7 @@ static jv *str_of(jj_eval *ev, const jv *v) {
     if (v->k == JV_STR) return (jv *)v;
     jj_buf b = {0};
     jv_to_str(v, &b);
-    jv *r = b.oom ? NULL : jv_str(jj_eval_arena(ev), b.p ? b.p : "", b.n);
-    free(b.p);
-    return r;
+    return jj_take_buf(ev, &b);
 }
 
 static int in_set(char c, const jv *chars) {
@@ -148,9 +146,7 @@ static jv *replace(jj_eval *ev, const jv *s, const jv *old, const jv *new_) {
             jj_put(&b, p++, 1);
         }
     }
-    jv *r = b.oom ? NULL : jv_str(jj_eval_arena(ev), b.p ? b.p : "", b.n);
-    free(b.p);
-    return r;
+    return jj_take_buf(ev, &b);
 }
 
 static jv *join(jj_eval *ev, const jv *l, const jv *sep, const jv *attr_name) {
@@ -165,9 +161,7 @@ static jv *join(jj_eval *ev, const jv *l, const jv *sep, const jv *attr_name) {
         }
         jv_to_str(x, &b);
     }
-    jv *r = b.oom ? NULL : jv_str(jj_eval_arena(ev), b.p ? b.p : "", b.n);
-    free(b.p);
-    return r;
+    return jj_take_buf(ev, &b);
 }
 
 static jv *pairs(jj_eval *ev, const jv *d, int what) { /* 0 items, 1 keys, 2 values */
@@ -264,9 +258,7 @@ static jv *indent(jj_eval *ev, jv *s, jv **av, const char **kw, int n) {
         jj_put(&b, "\n", 1);
         p = nl + 1;
     }
-    jv *r = b.oom ? NULL : jv_str(jj_eval_arena(ev), b.p ? b.p : "", b.n);
-    free(b.p);
-    return r;
+    return jj_take_buf(ev, &b);
 }
 
 static jv *to_number(jj_eval *ev, jv *v, int as_float) {
@@ -314,9 +306,7 @@ static jv *filter(jj_eval *ev, int id, jv *v, jv **av, const char **kw, int n, i
         jv *ind = arg(av, kw, n, 0, "indent");
         jj_buf b = {0};
         jv_to_json(v, ind && ind->k == JV_INT ? (int)ind->u.i : -1, &b);
-        jv *r = b.oom ? NULL : jv_str(A, b.p ? b.p : "", b.n);
-        free(b.p);
-        return r;
+        return jj_take_buf(ev, &b);
     }
     case F_LENGTH: case F_COUNT:
         if (v->k == JV_STR) return jv_int(A, utf8_len(v));

@@ -28,6 +28,7 @@ struct jj_eval {
     int depth;  /* macro calls in progress */
     int rc;
     int jump; /* J_BREAK / J_CONTINUE pending */
+    long steps; /* statements and expressions run (JJ_MAX_STEPS) */
     char *err;
     size_t errlen;
 };
@@ -48,8 +49,35 @@ jv *jj_fail(jj_eval *ev, int line, const char *fmt, ...) {
 }
 
 static jv *oom(jj_eval *ev) {
-    if (!ev->rc) ev->rc = pv_fail(ev->err, ev->errlen, PV_ENOMEM, "jinja: out of memory");
+    if (ev->rc) return NULL;
+    if (ev->a.over) /* the render's own limit, not the machine's memory */
+        return jj_fail(ev, 0, "the template built more than %zu MiB of values", JJ_MAX_ARENA >> 20);
+    ev->rc = pv_fail(ev->err, ev->errlen, PV_ENOMEM, "jinja: out of memory");
     return NULL;
+}
+
+/* Why a buffer failed, in ev (jj_buf's flags). */
+static jv *buf_fail(jj_eval *ev, const jj_buf *b) {
+    if (b->deep)
+        return jj_fail(ev, 0, "a value nested deeper than %d levels (or containing itself)",
+                       JJ_MAX_NEST);
+    if (b->big) return jj_fail(ev, 0, "a string longer than %zu MiB", JJ_MAX_OUT >> 20);
+    return oom(ev);
+}
+
+jv *jj_take_buf(jj_eval *ev, jj_buf *b) {
+    jv *r = b->oom ? NULL : jv_str(&ev->a, b->p ? b->p : "", b->n);
+    if (!r) buf_fail(ev, b);
+    free(b->p);
+    *b = (jj_buf){0};
+    return r;
+}
+
+/* One unit of work; false (and the error) once the render has done too much. */
+static int step(jj_eval *ev, int line) {
+    if (++ev->steps <= JJ_MAX_STEPS) return 1;
+    jj_fail(ev, line, "the template ran more than %ld steps", JJ_MAX_STEPS);
+    return 0;
 }
 
 static jv *lookup(jj_eval *ev, const char *name) {
@@ -138,9 +166,7 @@ static jv *slice(jj_eval *ev, const jj_node *x) {
             jj_put(&b, o->u.s.p + i, 1);
         }
     }
-    if (!r) r = jv_str(&ev->a, b.p ? b.p : "", b.n);
-    free(b.p);
-    return r ? r : oom(ev);
+    return r ? r : jj_take_buf(ev, &b);
 }
 
 static jv *call(jj_eval *ev, const jj_node *x, int cls, int id, jv *self) {
@@ -183,10 +209,11 @@ static jv *call_macro(jj_eval *ev, const jj_node *x) {
     ev->depth--;
     ev->sc = up;
     ev->jump = J_NONE;
-    jv *r = ev->rc || ev->out.oom ? NULL : jv_str(&ev->a, ev->out.p ? ev->out.p : "", ev->out.n);
-    free(ev->out.p);
+    jv *r = NULL;
+    if (ev->rc) free(ev->out.p);
+    else r = jj_take_buf(ev, &ev->out);
     ev->out = saved;
-    return r ? r : oom(ev);
+    return r;
 }
 
 static jv *call_expr(jj_eval *ev, const jj_node *x) {
@@ -231,9 +258,7 @@ static jv *arith(jj_eval *ev, int op, jv *a, jv *b, int line) {
             return jj_fail(ev, line, "string repeated past %d bytes", JJ_MAX_REPEAT);
         jj_buf s = {0};
         for (long long i = 0; i < ival(b); i++) jj_put(&s, a->u.s.p, a->u.s.n);
-        jv *r = jv_str(A, s.p ? s.p : "", s.n);
-        free(s.p);
-        return r ? r : oom(ev);
+        return jj_take_buf(ev, &s);
     }
     if (!nums) {
         static const char *const names[] = {"+", "-", "*", "/", "//", "%", "**"};
@@ -309,9 +334,7 @@ static jv *binary(jj_eval *ev, const jj_node *x) {
         jj_buf s = {0};
         jv_to_str(a, &s);
         jv_to_str(b, &s);
-        jv *r = s.oom ? NULL : jv_str(&ev->a, s.p ? s.p : "", s.n);
-        free(s.p);
-        return r ? r : oom(ev);
+        return jj_take_buf(ev, &s);
     }
     default: return arith(ev, x->op, a, b, x->line);
     }
@@ -330,6 +353,7 @@ static jv *collection(jj_eval *ev, const jj_node *x) {
 
 static jv *eval(jj_eval *ev, const jj_node *x) {
     jv *v;
+    if (!step(ev, x->line)) return NULL;
     switch (x->k) {
     case E_LIT: return x->lit;
     case E_NAME: return lookup(ev, x->name);
@@ -440,6 +464,7 @@ static int exec_for(jj_eval *ev, const jj_node *x) {
     if (x->d && !(it = filtered(ev, x, it))) return -1;
     int n = it->u.l.n;
     for (int i = 0; i < n; i++) {
+        if (!step(ev, x->line)) return -1;
         scope s = {jv_dict(&ev->a), ev->sc};
         jv *loop = loop_var(ev, i, n, it->u.l.v);
         if (!s.vars || !loop) return oom(ev), -1;
@@ -470,6 +495,7 @@ static int exec_set(jj_eval *ev, const jj_node *x) {
 
 static int exec(jj_eval *ev, const jj_node *x) {
     jv *v;
+    if (!step(ev, x->line)) return -1;
     switch (x->k) {
     case N_TEXT: jj_put(&ev->out, x->lit->u.s.p, x->lit->u.s.n); return 0;
     case N_OUT:
@@ -499,7 +525,7 @@ int jj_render(const jj_template *t, const char *ctx_json, size_t len, char **out
               size_t errlen) {
     if (!t || !out || (!ctx_json && len)) return PV_EINVAL;
     *out = NULL;
-    jj_eval ev = {.err = err, .errlen = errlen};
+    jj_eval ev = {.err = err, .errlen = errlen, .a.limit = JJ_MAX_ARENA};
     jv *vars = ctx_json ? jv_from_json(&ev.a, ctx_json, len) : jv_dict(&ev.a);
     int rc;
     if (ev.a.oom) {
@@ -510,7 +536,8 @@ int jj_render(const jj_template *t, const char *ctx_json, size_t len, char **out
         scope top = {vars, NULL};
         ev.sc = ev.top = &top;
         exec_body(&ev, t->body);
-        rc = ev.rc ? ev.rc : ev.a.oom || ev.out.oom ? PV_ENOMEM : 0;
+        if (!ev.rc && (ev.a.oom || ev.out.oom)) buf_fail(&ev, &ev.out);
+        rc = ev.rc;
     }
     jj_arena_free(&ev.a);
     if (rc) {

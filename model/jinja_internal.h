@@ -15,16 +15,34 @@ typedef struct jj_block jj_block;
 typedef struct {
     jj_block *head;
     int oom;
+    /* A render's arena has a limit (bytes; 0: none) so that a template
+     * cannot take the server's memory; past it allocation fails as out of
+     * memory does, with `over` set to say why. */
+    size_t bytes, limit;
+    int over;
 } jj_arena;
 void *jj_alloc(jj_arena *a, size_t n); /* zeroed; NULL (and a->oom) when out of memory */
 char *jj_strndup(jj_arena *a, const char *s, size_t n);
 void jj_arena_free(jj_arena *a);
 
 /* ---- growable output buffer (malloc) ---- */
+/* Bounds on what a template may build: no string over JJ_MAX_OUT bytes, no
+ * value printed (str, tojson, ==) nested deeper than JJ_MAX_NEST (which also
+ * ends a list that contains itself), at most JJ_MAX_ARENA bytes of values
+ * and JJ_MAX_STEPS statements and expressions per render. Templates render
+ * on the server's event loop for every chat request, so each of these is
+ * what keeps one template (a GGUF's, or a crafted one) from hanging or
+ * crashing it; real chat templates stay orders of magnitude below. */
+#define JJ_MAX_OUT ((size_t)16 << 20)
+#define JJ_MAX_NEST 64
+#define JJ_MAX_ARENA ((size_t)256 << 20)
+#define JJ_MAX_STEPS 10000000L
 typedef struct {
     char *p;
     size_t n, cap;
-    int oom;
+    int oom;  /* set when anything went wrong; then `big`/`deep` say why */
+    int big;  /* longer than JJ_MAX_OUT */
+    int deep; /* a value nested deeper than JJ_MAX_NEST */
 } jj_buf;
 void jj_put(jj_buf *b, const char *s, size_t n);
 void jj_puts(jj_buf *b, const char *s);
@@ -151,6 +169,9 @@ jv *jj_builtin_call(jj_eval *ev, int cls, int id, jv *self, jv **args, const cha
 /* The evaluator's services for builtins. */
 jj_arena *jj_eval_arena(jj_eval *ev);
 jv *jj_fail(jj_eval *ev, int line, const char *fmt, ...);
+/* The text of b as a string value; frees b's memory either way. NULL after
+ * recording why (out of memory, too long, nested too deep) in ev. */
+jv *jj_take_buf(jj_eval *ev, jj_buf *b);
 /* Method `name` of v bound to it, or NULL when v has none of that name. */
 jv *jj_method(jj_eval *ev, jv *v, const char *name);
 

@@ -19,6 +19,11 @@ struct jj_block {
 
 void *jj_alloc(jj_arena *a, size_t n) {
     n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (a->limit && (n > a->limit || a->bytes > a->limit - n)) {
+        a->oom = a->over = 1;
+        return NULL;
+    }
+    a->bytes += n;
     jj_block *b = a->head;
     if (!b || b->used + n > b->cap) {
         size_t cap = n > JJ_BLOCK ? n : JJ_BLOCK;
@@ -59,6 +64,10 @@ void jj_arena_free(jj_arena *a) {
 
 void jj_put(jj_buf *b, const char *s, size_t n) {
     if (b->oom) return;
+    if (n > JJ_MAX_OUT - b->n) {
+        b->oom = b->big = 1;
+        return;
+    }
     if (b->n + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap : 256;
         while (nc < b->n + n + 1) nc *= 2;
@@ -170,7 +179,12 @@ static double num(const jv *v) {
     return v->k == JV_FLOAT ? v->u.f : v->k == JV_INT ? (double)v->u.i : v->u.b;
 }
 
-int jv_equal(const jv *a, const jv *b) {
+/* Python compares containers item by item, each item first by identity
+ * (so a list that holds itself equals itself); past JJ_MAX_NEST levels two
+ * values are taken as different rather than recursing on. */
+static int equal(const jv *a, const jv *b, int depth) {
+    if (a == b) return 1;
+    if (depth > JJ_MAX_NEST) return 0;
     if (is_num(a) && is_num(b)) return num(a) == num(b);
     if (a->k != b->k) return 0;
     switch (a->k) {
@@ -179,19 +193,21 @@ int jv_equal(const jv *a, const jv *b) {
     case JV_LIST:
         if (a->u.l.n != b->u.l.n) return 0;
         for (int i = 0; i < a->u.l.n; i++)
-            if (!jv_equal(a->u.l.v[i], b->u.l.v[i])) return 0;
+            if (!equal(a->u.l.v[i], b->u.l.v[i], depth + 1)) return 0;
         return 1;
     case JV_DICT:
         if (a->u.d.n != b->u.d.n) return 0;
         for (int i = 0; i < a->u.d.n; i++) {
             const jv *k = a->u.d.key[i];
             const jv *o = k->k == JV_STR ? jv_dict_get(b, k->u.s.p, k->u.s.n) : NULL;
-            if (!o || !jv_equal(a->u.d.val[i], o)) return 0;
+            if (!o || !equal(a->u.d.val[i], o, depth + 1)) return 0;
         }
         return 1;
-    default: return a == b;
+    default: return 0; /* functions: equal only to themselves (above) */
     }
 }
+
+int jv_equal(const jv *a, const jv *b) { return equal(a, b, 0); }
 
 int jv_compare(const jv *a, const jv *b) {
     if (is_num(a) && is_num(b)) return num(a) < num(b) ? -1 : num(a) > num(b);
@@ -248,13 +264,26 @@ static void put_repr_str(const jv *v, jj_buf *b) {
     jj_put(b, &q, 1);
 }
 
-static void put_repr(const jv *v, jj_buf *b) {
-    if (v->k == JV_STR) put_repr_str(v, b);
-    else jv_to_str(v, b);
+/* Nesting past JJ_MAX_NEST (a self-containing list, or a crafted deep one)
+ * fails the buffer instead of recursing on. */
+static int too_deep(int depth, jj_buf *b) {
+    if (depth <= JJ_MAX_NEST) return 0;
+    b->oom = b->deep = 1;
+    return 1;
 }
 
-void jv_to_str(const jv *v, jj_buf *b) {
+static void to_str(const jv *v, jj_buf *b, int depth);
+
+static void put_repr(const jv *v, jj_buf *b, int depth) {
+    if (v->k == JV_STR) put_repr_str(v, b);
+    else to_str(v, b, depth);
+}
+
+void jv_to_str(const jv *v, jj_buf *b) { to_str(v, b, 0); }
+
+static void to_str(const jv *v, jj_buf *b, int depth) {
     char s[32];
+    if (too_deep(depth, b)) return;
     switch (v->k) {
     case JV_UNDEF: return;
     case JV_NONE: jj_puts(b, "None"); return;
@@ -266,7 +295,7 @@ void jv_to_str(const jv *v, jj_buf *b) {
         jj_puts(b, "[");
         for (int i = 0; i < v->u.l.n; i++) {
             if (i) jj_puts(b, ", ");
-            put_repr(v->u.l.v[i], b);
+            put_repr(v->u.l.v[i], b, depth + 1);
         }
         jj_puts(b, "]");
         return;
@@ -274,9 +303,9 @@ void jv_to_str(const jv *v, jj_buf *b) {
         jj_puts(b, v->ns ? "<Namespace {" : "{");
         for (int i = 0; i < v->u.d.n; i++) {
             if (i) jj_puts(b, ", ");
-            put_repr(v->u.d.key[i], b);
+            put_repr(v->u.d.key[i], b, depth + 1);
             jj_puts(b, ": ");
-            put_repr(v->u.d.val[i], b);
+            put_repr(v->u.d.val[i], b, depth + 1);
         }
         jj_puts(b, v->ns ? "}>" : "}");
         return;
@@ -308,6 +337,7 @@ static void newline(int indent, int depth, jj_buf *b) {
 }
 
 static void to_json(const jv *v, int indent, int depth, jj_buf *b) {
+    if (too_deep(depth, b)) return;
     int n = v->k == JV_LIST ? v->u.l.n : v->k == JV_DICT ? v->u.d.n : 0;
     switch (v->k) {
     case JV_STR: put_json_str(v->u.s.p, v->u.s.n, b); return;

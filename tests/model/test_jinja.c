@@ -342,3 +342,51 @@ Test(jinja, nesting_is_limited) {
     cr_expect_str_eq(out, "3");
     free(out);
 }
+
+/* Found in review: values that contain themselves or nest deeply, and
+ * templates that loop or grow without end, are errors naming the limit,
+ * never a stack overflow, a hang or the server's memory (templates render on
+ * the event loop for every chat request). */
+Test(jinja, render_work_is_bounded) {
+    static const char *const bad[][2] = {
+        {"{% set x = [] %}{% set _ = x.append(x) %}{{ x }}", "nested deeper"},
+        {"{% set x = [] %}{% set _ = x.append(x) %}{{ x | tojson }}", "nested deeper"},
+        {"{% set x = [] %}{% set _ = x.append(x) %}{{ x | string | length }}", "nested deeper"},
+        {"{% set ns = namespace(x=[]) %}{% for i in range(200) %}{% set ns.x = [ns.x] %}"
+         "{% endfor %}{{ ns.x }}", "nested deeper"},
+        {"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+         "MiB of values"}, /* each inner range is a new list: memory runs out first */
+        {NULL, "steps"},    /* work that allocates little: STEPS, built below */
+        {"{% set ns = namespace(s='abcdefgh') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+         "{% endfor %}{{ ns.s | length }}", "longer than"},
+        {"{% set ns = namespace(l=[]) %}{% for i in range(30) %}{% set ns.l = ns.l + ns.l + [i] %}"
+         "{% endfor %}", "MiB of values"},
+    };
+    /* 1,000 x 1,000 iterations of 60 empty ifs: 1.2e8 steps, ~1 KB per iteration */
+    char steps[2048];
+    int o = snprintf(steps, sizeof steps, "{%% set r = range(1000) %%}{%% for i in r %%}{%% for j in r %%}");
+    for (int k = 0; k < 60; k++) o += snprintf(steps + o, sizeof steps - (size_t)o, "{%% if 0 %%}{%% endif %%}");
+    snprintf(steps + o, sizeof steps - (size_t)o, "{%% endfor %%}{%% endfor %%}");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *src = bad[i][0] ? bad[i][0] : steps;
+        char err[256] = "";
+        int rc;
+        char *out = render_src(src, "{}", &rc, err, sizeof err);
+        cr_expect_null(out, "%s", src);
+        cr_expect_eq(rc, PV_EINVAL, "%s -> %d", src, rc);
+        cr_expect(strstr(err, bad[i][1]) != NULL, "%.80s -> '%s'", src, err);
+        free(out);
+    }
+    /* Python: a list holding itself equals itself (identity first); just
+     * under the nesting limit prints as jinja2 would */
+    char err[256] = "";
+    int rc;
+    char *out = render_src("{% set x = [1] %}{% set _ = x.append(x) %}{{ x == x }}", "{}", &rc, err,
+                           sizeof err);
+    cr_expect_str_eq(out, "True", "%s", err);
+    free(out);
+    out = render_src("{% set ns = namespace(x=1) %}{% for i in range(64) %}{% set ns.x = [ns.x] %}"
+                     "{% endfor %}{{ ns.x | tojson | length }}", "{}", &rc, err, sizeof err);
+    cr_expect_str_eq(out, "129", "64 levels print: %s", err);
+    free(out);
+}
