@@ -11,39 +11,34 @@ static void out_free(eng_out *o) {
     free(o->ids);
 }
 
-/* Copies the logit bias the sampling params borrow into the job. */
-static int own_bias(eng_job *j) {
+/* The job's own copies of what the caller's params borrow (the logit bias,
+ * the stop ids and strings). j->p starts with none of them (eng_job_create),
+ * so whatever fails part way, eng_job_free frees only the job's. */
+static int own_bias(eng_job *j, const smp_params *from) {
     smp_params *sp = &j->p.sampling;
-    const int32_t *ids = sp->bias_ids;
-    const float *bias = sp->bias;
-    int n = sp->n_bias > 0 ? sp->n_bias : 0;
+    int n = from->n_bias > 0 ? from->n_bias : 0;
     int32_t *own_ids = malloc(sizeof *own_ids * (size_t)(n + 1));
     float *own = malloc(sizeof *own * (size_t)(n + 1));
     sp->bias_ids = own_ids;
     sp->bias = own;
     if (!own_ids || !own) return PV_ENOMEM;
     if (n) {
-        memcpy(own_ids, ids, sizeof *own_ids * (size_t)n);
-        memcpy(own, bias, sizeof *own * (size_t)n);
+        memcpy(own_ids, from->bias_ids, sizeof *own_ids * (size_t)n);
+        memcpy(own, from->bias, sizeof *own * (size_t)n);
     }
     return 0;
 }
 
-/* Copies the stop ids and strings the params borrow into the job. */
-static int own_stops(eng_job *j) {
+static int own_stops(eng_job *j, const eng_params *from) {
     eng_params *p = &j->p;
-    const int32_t *ids = p->stop_ids;
-    char *const *stop = p->stop;
-    p->stop_ids = NULL;
-    p->stop = NULL;
-    int32_t *own_ids = malloc(sizeof *own_ids * (size_t)(p->n_stop_ids + 1));
-    char **own = calloc((size_t)p->n_stop + 1, sizeof *own);
+    int32_t *own_ids = malloc(sizeof *own_ids * (size_t)(from->n_stop_ids + 1));
+    char **own = calloc((size_t)from->n_stop + 1, sizeof *own);
     p->stop_ids = own_ids;
     p->stop = own;
     if (!own_ids || !own) return PV_ENOMEM;
-    if (p->n_stop_ids) memcpy(own_ids, ids, sizeof *own_ids * p->n_stop_ids);
-    for (int i = 0; i < p->n_stop; i++)
-        if (!(own[i] = strdup(stop[i]))) return PV_ENOMEM;
+    if (from->n_stop_ids) memcpy(own_ids, from->stop_ids, sizeof *own_ids * from->n_stop_ids);
+    for (int i = 0; i < from->n_stop; i++)
+        if (!(own[i] = strdup(from->stop[i]))) return PV_ENOMEM;
     return 0;
 }
 
@@ -56,9 +51,11 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
     eng_job *j = calloc(1, sizeof *j);
     if (!j) return PV_ENOMEM;
     j->p = *p;
+    j->p.stop = NULL, j->p.stop_ids = NULL; /* borrowed: the copies below replace them */
+    j->p.sampling.bias_ids = NULL, j->p.sampling.bias = NULL;
     int n = n_prompts * n_per_prompt;
-    int rc = own_stops(j);
-    if (!rc) rc = own_bias(j);
+    int rc = own_stops(j, p);
+    if (!rc) rc = own_bias(j, &p->sampling);
     if (!rc && !(j->ch = calloc((size_t)n, sizeof *j->ch))) rc = PV_ENOMEM;
     if (rc) {
         j->n_choices = 0;

@@ -103,7 +103,7 @@ static int greedy_answer(const llm_model *m, ev_run *r, int pos, const ev_sample
             if (r->logits[i] > r->logits[tok]) tok = i;
         if (tok_is_eog(v, tok)) break;
         char piece[64];
-        int w = tok_piece(v, tok, 0, piece, sizeof piece);
+        int w = tok_piece_str(v, tok, 0, piece, sizeof piece);
         if (w > 0 && len + (size_t)w < sizeof text) {
             memcpy(text + len, piece, (size_t)w);
             text[len += (size_t)w] = 0;

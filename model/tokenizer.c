@@ -421,6 +421,14 @@ int tok_piece(const tok_vocab *v, int32_t id, int render_special, char *buf, int
     return (int)len;
 }
 
+int tok_piece_str(const tok_vocab *v, int32_t id, int render_special, char *buf, int cap) {
+    int n = tok_piece(v, id, render_special, buf, cap - 1);
+    if (n < 0) n = 0;
+    if (n > cap - 1) n = cap - 1;
+    buf[n] = 0;
+    return n;
+}
+
 /* ---- streaming decoder ---- */
 
 struct tok_stream {

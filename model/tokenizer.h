@@ -56,6 +56,10 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, int parse_speci
  * nothing otherwise. Returns the number of bytes (may exceed cap: truncated
  * output, call again) or a negative PV_* code for an invalid id. */
 int tok_piece(const tok_vocab *v, int32_t id, int render_special, char *buf, int cap);
+/* tok_piece into a C string: at most cap - 1 bytes (a longer piece is cut,
+ * possibly inside a UTF-8 character), always NUL-terminated; returns the
+ * bytes written, 0 for an invalid id. cap >= 1. */
+int tok_piece_str(const tok_vocab *v, int32_t id, int render_special, char *buf, int cap);
 
 /* Streaming decode: feed ids one at a time, get only complete UTF-8
  * characters back; bytes of a character split across tokens are held until

@@ -82,8 +82,7 @@ static void add_text(cJSON *o, const kvjson_args *a, int n_pos) {
     cJSON *t = cJSON_AddArrayToObject(o, "tokens");
     char piece[256];
     for (int p = 0; p < n_pos && p < a->n_ids; p++) {
-        int w = tok_piece(a->vocab, a->ids[p], 1, piece, sizeof piece - 1); /* <|im_start|> shown */
-        piece[w > 0 ? w : 0] = 0;
+        tok_piece_str(a->vocab, a->ids[p], 1, piece, sizeof piece); /* <|im_start|> shown */
         /* a piece may be part of a UTF-8 character: JSON wants whole ones */
         if (!uc_is_valid(piece, strlen(piece)))
             for (int i = 0; piece[i]; i++)

@@ -106,9 +106,7 @@ static void add_tool_prompt(cJSON *msgs, const api_tools *t) {
 
 static void add_token(cJSON *ctx, const tok_vocab *v, const char *key, int32_t id) {
     char buf[256];
-    int n = id >= 0 ? tok_piece(v, id, 1, buf, (int)sizeof buf - 1) : 0;
-    if (n < 0 || n >= (int)sizeof buf) n = 0;
-    buf[n] = 0;
+    tok_piece_str(v, id, 1, buf, (int)sizeof buf); /* "" for a missing (-1) id */
     cJSON_AddStringToObject(ctx, key, buf);
 }
 

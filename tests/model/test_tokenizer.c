@@ -231,6 +231,15 @@ Test(bpe, encode_capacity_and_errors) {
     /* Control tokens: text only when render_special. */
     cr_assert_eq(tok_piece(l.v, 2, 0, b, 8), 0);
     cr_assert_eq(tok_piece(l.v, 2, 1, NULL, 0), 10); /* "<|im_end|>" */
+    /* tok_piece_str cuts to the buffer and terminates (review: a 256-byte
+     * piece overran a caller's 256-byte buffer) */
+    char s4[4] = "xxx";
+    cr_assert_eq(tok_piece_str(l.v, 2, 1, s4, sizeof s4), 3);
+    cr_assert_str_eq(s4, "<|i");
+    cr_assert_eq(tok_piece_str(l.v, -1, 1, s4, sizeof s4), 0);
+    cr_assert_str_eq(s4, "");
+    char one[1] = "";
+    cr_assert_eq(tok_piece_str(l.v, 2, 1, one, 1), 0);
     tok_free(l.v);
 }
 
