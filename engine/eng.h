@@ -47,6 +47,8 @@ typedef struct {
     int ctx;                /* tokens per sequence (0: the model's training context) */
     int kv_elastic;         /* default of eng_params.kv_elastic (-1 there) */
     int kv_snapshots;       /* keep each job's final KV snapshot (eng_snap.h) */
+    long kv_snapshot_cells; /* ... only up to this many (layer, KV head, position)
+                               cells; 0: 2^20 (eng_snap.h) */
 } eng_config;
 
 typedef struct {

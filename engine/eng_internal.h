@@ -86,7 +86,8 @@ struct eng_job {
     int preempted;   /* under mu: waiting again after a preemption */
     atomic_int cancelled;
     double t_submit;        /* caller, at submit */
-    double t_first, t_end;  /* decoder; read by the caller once done */
+    _Atomic double t_first; /* decoder; read by the loop while running (KV map, lists) */
+    double t_end;           /* decoder; read by the caller once done */
     int engine_done;        /* under out_mu */
     int done_seen;          /* caller: eng_collect saw engine_done */
     int err;                /* PV_* failure (with engine_done) */

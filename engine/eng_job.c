@@ -121,7 +121,7 @@ int eng_job_error(const eng_job *j, const char **msg) {
 
 void eng_job_times(const eng_job *j, double *t_submit, double *t_first, double *t_end) {
     if (t_submit) *t_submit = j->t_submit;
-    if (t_first) *t_first = j->t_first;
+    if (t_first) *t_first = atomic_load(&j->t_first);
     if (t_end) *t_end = j->t_end;
 }
 

@@ -168,7 +168,7 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     c->out.tokens = c->n_gen;
     c->next_tok = tok;
     push_id(c, tok);
-    if (!j->t_first) j->t_first = pv_now();
+    if (!atomic_load(&j->t_first)) atomic_store(&j->t_first, pv_now());
     if (p->logprobs) {
         api_logprob *lp = push_lp(c);
         if (lp) fill_logprob(e->row_copy, n_vocab, tok, p->top_logprobs, lp);

@@ -337,7 +337,7 @@ static void report_done(eng_engine *e, eng_job *j, int cancelled, int fail_rc) {
     int gen = 0;
     for (int i = 0; i < j->n_choices; i++) gen += j->ch[i].n_gen;
     eng_request_stats st = {.prompt_tokens = j->prompt_tokens, .gen_tokens = gen,
-                            .ttft = j->t_first ? j->t_first - j->t_submit : 0,
+                            .ttft = atomic_load(&j->t_first) ? atomic_load(&j->t_first) - j->t_submit : 0,
                             .e2e = j->t_end - j->t_submit,
                             .outcome = cancelled ? "abort" : fail_rc ? "error" : "ok"};
     e->hooks.request_done(e->hooks.arg, &st);

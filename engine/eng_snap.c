@@ -15,6 +15,11 @@
 #include "pvtime.h"
 
 #define SNAP_DUTY 25 /* snapshots take at most 4% of the decoder's time */
+/* Final snapshots are taken for every job, watched or not, on the decoder
+ * thread under out_mu: by default only up to this many (layer, KV head,
+ * position) cells (at most ~9 MiB; SmolLM2-135M: 11k tokens, a Llama-3-8B
+ * shape: 4k) so a long sequence's end costs no more than a short one's. */
+#define SNAP_FINAL_CELLS (1L << 20)
 
 void eng_snap_free(eng_snap *s) {
     if (!s) return;
@@ -135,7 +140,12 @@ void eng_snap_service(eng_engine *e) {
 
 void eng_snap_final(eng_engine *e, eng_choice *c) {
     if (!c->snap.policy || c->slot < 0) return;
-    if (e->cfg.kv_snapshots && !c->snap.final) c->snap.final = snap_take(e, c, 1);
+    const kv_shape *sh = kv_get_shape(llm_ctx_kv(e->ctx));
+    int n = kv_seq_pos(llm_ctx_kv(e->ctx), c->slot);
+    size_t cells = (size_t)sh->n_layers * sh->n_kv_heads * (size_t)(n > 0 ? n : 0);
+    long max = e->cfg.kv_snapshot_cells > 0 ? e->cfg.kv_snapshot_cells : SNAP_FINAL_CELLS;
+    if (e->cfg.kv_snapshots && !c->snap.final && cells <= (size_t)max)
+        c->snap.final = snap_take(e, c, 1);
     free(c->snap.demoted_at); /* the sequence is over: what it knew is in the snapshot */
     c->snap.demoted_at = NULL;
     c->snap.cap = 0;

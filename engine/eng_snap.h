@@ -7,8 +7,10 @@
  * a watched sequence costs one walk of its tiers per ask, and an unwatched
  * one one atomic load per step. With eng_config.kv_snapshots the engine
  * also keeps a last snapshot of every job, taken just before its KV slot is
- * freed (eng_snap_take_final), so a finished request can still be looked at.
- * Only a job's first choice (index 0) is snapshotted.
+ * freed (eng_snap_take_final), so a finished request can still be looked at;
+ * only for sequences of at most 2^20 (layer, KV head, position) cells, so
+ * that the end of a long sequence costs the decoder no more than a short
+ * one's. Only a job's first choice (index 0) is snapshotted.
  *
  * Ownership: a snapshot returned by a take is the caller's (eng_snap_free);
  * the job frees what was never taken. */
@@ -44,7 +46,8 @@ void eng_snap_ask(eng_engine *e, eng_job *j);
 /* The newest snapshot taken since the last take, or NULL; the caller owns it. */
 eng_snap *eng_snap_take(eng_engine *e, eng_job *j);
 /* Once the job is done (eng_job_done): its final snapshot, or NULL (no
- * kv_snapshots, never started, out of memory, a cache that cannot say). */
+ * kv_snapshots, never started, too long, out of memory, a cache that
+ * cannot say). */
 eng_snap *eng_snap_take_final(eng_job *j);
 
 #endif

@@ -150,7 +150,9 @@ static cJSON *json_done(srv_kvview *v, const kvv_done *d, int scores) {
 }
 
 static cJSON *json_live(srv_kvview *v, const srv_cmpl_info *in, const eng_snap *s, int scores) {
-    kvjson_args a = {.id = in->id, .status = s ? "running" : "waiting", .policy = in->policy,
+    /* one rule with the list (srv_kvview's list_item): running once its
+     * first token is out, whether or not a snapshot came yet */
+    kvjson_args a = {.id = in->id, .status = in->t_first ? "running" : "waiting", .policy = in->policy,
                      .spec = in->spec, .snap = s, .scores = scores, .vocab = vocab_of(v),
                      .ids = in->ids, .n_ids = in->n_ids};
     return kvjson_sequence(&a);
