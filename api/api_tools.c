@@ -248,19 +248,27 @@ char *api_tools_result_text(const char *call_id, const char *name, const char *c
     return print_free(o);
 }
 
+static int kw_in(const char *k, const char *const *list) {
+    for (int i = 0; k && list[i]; i++)
+        if (!strcmp(k, list[i])) return 1;
+    return 0;
+}
+
 /* Points every local $ref of schema s ("#" or "#/...") at `base` instead
  * of the document root: a tool's parameters are nested in the wrapper, so
  * their "#/$defs/x" would otherwise resolve against the wrapper. Values
  * that are data, not schemas (const, enum, default, examples), are left
- * alone. Returns 1 when s holds a $ref (-1 out of memory), else 0. */
+ * alone; the members of name maps (properties, $defs, ...) are schemas
+ * whatever they are called, so a property named "default" is still walked
+ * (review). Returns 1 when s holds a $ref (-1 out of memory), else 0. */
 static int rebase_refs(cJSON *s, const char *base) {
     static const char *const data_kw[] = {"const", "enum", "default", "examples", NULL};
+    static const char *const maps[] = {"properties", "patternProperties", "$defs", "definitions",
+                                       "dependentSchemas", "dependencies", NULL};
     int found = 0;
-    cJSON *kv;
+    cJSON *kv, *x;
     cJSON_ArrayForEach(kv, s) {
-        int data = 0;
-        for (int i = 0; kv->string && data_kw[i]; i++) data |= !strcmp(kv->string, data_kw[i]);
-        if (data) continue;
+        if (kw_in(kv->string, data_kw)) continue;
         if (kv->string && !strcmp(kv->string, "$ref") && cJSON_IsString(kv) && kv->valuestring[0] == '#') {
             size_t n = strlen(base) + strlen(kv->valuestring);
             char *ref = malloc(n);
@@ -272,11 +280,20 @@ static int rebase_refs(cJSON *s, const char *base) {
             found = 1;
             continue;
         }
-        if (cJSON_IsObject(kv) || cJSON_IsArray(kv)) {
-            int r = rebase_refs(kv, base);
-            if (r < 0) return -1;
-            found |= r;
+        int r = 0;
+        if (cJSON_IsArray(kv) || (cJSON_IsObject(kv) && kw_in(kv->string, maps))) {
+            /* anyOf/allOf/prefixItems/items lists, or a name map: every
+             * member that is an object is a schema */
+            cJSON_ArrayForEach(x, kv) {
+                int k = cJSON_IsObject(x) ? rebase_refs(x, base) : 0;
+                if (k < 0) return -1;
+                r |= k;
+            }
+        } else if (cJSON_IsObject(kv)) { /* a schema-valued keyword: items, not, ... */
+            r = rebase_refs(kv, base);
         }
+        if (r < 0) return -1;
+        found |= r;
     }
     return found;
 }

@@ -218,7 +218,8 @@ Test(api_tools, output_schema_rebases_refs) {
         "{\"type\":\"function\",\"function\":{\"name\":\"plain\",\"parameters\":{}}},"
         "{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":{\"type\":\"object\","
         "\"$defs\":{\"x\":{\"type\":\"integer\"}},\"properties\":{\"v\":{\"$ref\":\"#/$defs/x\"},"
-        "\"k\":{\"const\":{\"$ref\":\"#\"}},\"self\":{\"$ref\":\"#\"}}}}},"
+        "\"k\":{\"const\":{\"$ref\":\"#\"}},\"self\":{\"$ref\":\"#\"},"
+        "\"default\":{\"$ref\":\"#/$defs/x\"},\"l\":{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"null\"}]}}}}},"
         "{\"type\":\"function\",\"function\":{\"name\":\"b\",\"parameters\":{\"type\":\"object\","
         "\"$defs\":{\"x\":{\"type\":\"string\"}},\"properties\":{\"v\":{\"$ref\":\"#/$defs/x\"}}}}}]}";
     api_tools t;
@@ -237,6 +238,11 @@ Test(api_tools, output_schema_rebases_refs) {
                      "#/$defs/p1");
     cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(props1, "k"), "const"),
                                          "$ref")->valuestring, "#", "data is not rebased");
+    /* review: a property named like a data keyword is a schema all the same */
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(props1, "default"), "$ref")->valuestring,
+                     "#/$defs/p1/$defs/x");
+    cJSON *l0 = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(props1, "l"), "anyOf"), 0);
+    cr_expect_str_eq(cJSON_GetObjectItem(l0, "$ref")->valuestring, "#/$defs/p1");
     cJSON *defs = cJSON_GetObjectItem(s, "$defs");
     cr_assert_not_null(cJSON_GetObjectItem(defs, "p1"));
     cr_expect_null(cJSON_GetObjectItem(defs, "p0"), "no $ref: no copy");
