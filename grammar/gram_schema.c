@@ -115,7 +115,11 @@ static int compile_lits(ctx *c, const cJSON *vals, int one) {
     int id = node(c, G_LIT);
     for (int i = 0; id >= 0 && i < n; i++) {
         char *t = cJSON_PrintUnformatted(one ? vals : cJSON_GetArrayItem(vals, i));
-        int rc = t && strlen(t) < 0xFFF0 ? add_item(&c->g->nodes[id], t, (int)strlen(t), -1) : PV_ENOMEM;
+        if (t && strlen(t) >= 0xFFF0) { /* the automaton's literal offsets are 16-bit */
+            free(t);
+            return fail(c, PV_EUNSUPPORTED, "an 'enum' or 'const' value of 64 KiB or more");
+        }
+        int rc = t ? add_item(&c->g->nodes[id], t, (int)strlen(t), -1) : PV_ENOMEM;
         free(t);
         if (rc) return fail(c, PV_ENOMEM, "out of memory");
     }

@@ -440,3 +440,20 @@ Test(gram_schema, random_walks_meet_no_dead_end) {
     walk_no_dead_end("{\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]}", 6);
     walk_no_dead_end("{\"type\":\"array\",\"items\":{\"enum\":[\"x\"]},\"minItems\":2,\"maxItems\":3}", 7);
 }
+
+/* review: a 64 KiB literal was reported as out of memory (a 500); it is a
+ * schema the automaton cannot hold, so unsupported (a 400) */
+Test(gram, huge_literal_is_unsupported_not_out_of_memory) {
+    size_t n = 70000;
+    char *s = malloc(n + 32);
+    cr_assert_not_null(s);
+    const char *head = "{\"const\":\"";
+    size_t o = strlen(head);
+    memcpy(s, head, o);
+    memset(s + o, 'x', n);
+    strcpy(s + o + n, "\"}");
+    char err[256] = "";
+    cr_expect_eq(compile_rc(s, 0, err, sizeof err), PV_EUNSUPPORTED, "%s", err);
+    cr_expect(strstr(err, "64 KiB") != NULL, "%s", err);
+    free(s);
+}
