@@ -59,11 +59,13 @@ static void live_remove(srv_cmpl *m, cmpl_req *q) {
 static void info_of(const cmpl_req *q, srv_cmpl_info *o) {
     double t0, t1;
     eng_job_times(q->job, &t0, &t1, NULL);
+    long all = 0;
+    for (int i = 0; i < q->n_choices; i++) all += q->ch[i].tokens;
     *o = (srv_cmpl_info){.id = q->id, .job = q->job, .policy = q->policy_name,
                          .spec = q->policy_spec, .ids = q->ids0, .n_ids = q->n_ids0,
                          .n_prompt = q->n_prompt0, .n_gen = q->n_choices ? q->ch[0].tokens : 0,
                          .kv_reserved = eng_job_kv_reserved(q->job),
-                         .t_submit = t0, .t_first = t1};
+                         .n_gen_all = all, .t_submit = t0, .t_first = t1};
 }
 
 int srv_cmpl_list(const srv_cmpl *m, srv_cmpl_info *out, int cap) {

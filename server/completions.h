@@ -28,11 +28,14 @@ typedef struct {
     eng_job *job;
     const char *policy, *spec;
     const int32_t *ids;
-    int n_ids, n_prompt, n_gen;
+    int n_ids, n_prompt, n_gen; /* n_gen: choice 0's (the one the KV map shows) */
+    long n_gen_all;             /* every choice's generated tokens */
     size_t kv_reserved; /* what its admission reserves in the KV pool */
     double t_submit, t_first; /* pv_now(); t_first 0 before the first token */
 } srv_cmpl_info;
-/* Live requests, oldest first: fills up to cap, returns how many there are. */
+/* Live requests, oldest first: fills up to cap, returns how many there are.
+ * The pages and stats list at most SRV_CMPL_LIST_MAX of them. */
+#define SRV_CMPL_LIST_MAX 256
 int srv_cmpl_list(const srv_cmpl *m, srv_cmpl_info *out, int cap);
 /* The live request with this id: 0, or -1 when there is none. */
 int srv_cmpl_find(const srv_cmpl *m, const char *id, srv_cmpl_info *out);

@@ -116,7 +116,7 @@ static cJSON *list_item(const char *id, const char *status, const char *policy, 
 }
 
 void srv_kvview_list(srv_kvview *v, srv_conn *c) {
-    enum { CAP = 256 };
+    enum { CAP = SRV_CMPL_LIST_MAX };
     srv_cmpl_info *live = malloc(sizeof *live * CAP);
     int n = live ? srv_cmpl_list(v->cmpl, live, CAP) : 0;
     double now = pv_now();

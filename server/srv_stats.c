@@ -30,11 +30,11 @@ struct srv_stats {
 
 /* Generated tokens so far: finished requests' and the live ones'. */
 static unsigned long gen_now(srv_stats *s) {
-    enum { CAP = 256 };
+    enum { CAP = SRV_CMPL_LIST_MAX };
     srv_cmpl_info in[CAP];
     unsigned long g = srv_metrics_gen_tokens(s->met);
     int n = srv_cmpl_list(s->cmpl, in, CAP);
-    for (int i = 0; i < n && i < CAP; i++) g += (unsigned long)in[i].n_gen;
+    for (int i = 0; i < n && i < CAP; i++) g += (unsigned long)in[i].n_gen_all;
     return g;
 }
 
@@ -81,7 +81,7 @@ void srv_stats_free(srv_stats *s) { free(s); }
 
 /* The live requests' reservations per KV policy: who holds the pool. */
 static void add_policies(srv_stats *s, cJSON *kv) {
-    enum { CAP = 256 };
+    enum { CAP = SRV_CMPL_LIST_MAX };
     srv_cmpl_info in[CAP];
     int n = srv_cmpl_list(s->cmpl, in, CAP);
     cJSON *a = cJSON_AddArrayToObject(kv, "policies");
