@@ -5,6 +5,7 @@
  * a complete document, cached masks equal fresh ones, and a greedy decode
  * under the mask always yields a document. */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -45,7 +46,7 @@ static void check_mask(gram *g, gram_vocab *v, const char *prefix) {
     for (int round = 0; round < 2; round++) { /* the second round is served by the cache */
         float logits[NV];
         for (int i = 0; i < NV; i++) logits[i] = 1.0f;
-        int n = gram_mask(v, s, logits), want = 0;
+        int n = gram_mask(v, s, INT_MAX, logits), want = 0;
         for (int id = 0; id < NV; id++) {
             int ok = id == EOS ? gram_state_complete(s)
                                : gram_state_accepts(s, VOCAB[id], strlen(VOCAB[id]));
@@ -110,7 +111,7 @@ Test(gram_mask, masked_greedy_decode_finishes) {
     for (int step = 0; step < 60 && !done; step++) {
         float logits[NV];
         for (int i = 0; i < NV; i++) logits[i] = (float)((i * 7) % NV); /* arbitrary */
-        cr_assert_gt(gram_mask(v, s, logits), 0, "stuck after '%s'", out);
+        cr_assert_gt(gram_mask(v, s, INT_MAX, logits), 0, "stuck after '%s'", out);
         int best = 0;
         for (int i = 1; i < NV; i++)
             if (logits[i] > logits[best]) best = i;
