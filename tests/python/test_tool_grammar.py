@@ -115,8 +115,8 @@ def chat(client, prompt, **kw):
     kw.setdefault("max_tokens", 300)
     kw.setdefault("tools", TOOLS)
     # One call per answer: with parallel calls the model decides when the
-    # array ends, and a greedy 135M model tends to repeat calls until
-    # max_tokens (test_parallel_calls covers that case).
+    # array ends, and a greedy 135M model tends to repeat calls until the
+    # budget closes the array (test_parallel_calls covers that case).
     kw.setdefault("parallel_tool_calls", False)
     # Breaks the loops a greedy small model falls into inside a string
     # ("Paris_to_Tokyo_to_Tokyo_..."), which the grammar cannot forbid.
@@ -162,21 +162,14 @@ def test_named_choice_always_calls_that_tool(client, choice):
 
 
 def test_parallel_calls(client):
-    """Parallel calls allowed: one call or an array of calls, each valid;
-    the only other outcome the grammar leaves is running out of max_tokens
-    mid-array (a small model may repeat calls)."""
+    """Parallel calls allowed: one call or an array of calls, each valid. A
+    small model may repeat calls; the mask closes the array in time for
+    max_tokens (docs/API.md), so every answer is whole calls."""
     rs = run_all(lambda p: chat(client, p, tool_choice="required", parallel_tool_calls=True,
                                 max_tokens=200), PROMPTS[:4])
-    done = 0
     for r in rs:
-        if r.choices[0].finish_reason == "length":
-            assert r.usage.completion_tokens == 200
-            text = "".join(r.choices[0].message.content.split())  # the grammar allows whitespace
-            assert text.startswith(('{"tool_calls":[{', '{"tool_call":{')), text
-        else:
-            assert len(check_forced(r, PARAMS)) >= 1
-            done += 1
-    assert done, "no answer finished its array"
+        assert len(check_forced(r, PARAMS)) >= 1
+        assert r.usage.completion_tokens <= 200
 
 
 @pytest.mark.parametrize("choice", ["required", NAMED[1]], ids=["required", "named"])
