@@ -17,21 +17,11 @@
 #include <string.h>
 
 #include "gram.h"
+#include "gram_fixture.h"
 #include "gram_internal.h"
 #include "gram_mask.h"
 #include "gram_match.h"
 #include "pverr.h"
-
-static gram *schema(const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    cr_assert_not_null(j, "bad test schema %s", json);
-    gram *g = NULL;
-    char err[256];
-    int rc = gram_from_schema(j, 0, &g, err, sizeof err);
-    cJSON_Delete(j);
-    cr_assert_eq(rc, 0, "schema %s: %s", json, err);
-    return g;
-}
 
 /* ---- the reference: breadth-first search over bytes ---- */
 
@@ -127,7 +117,7 @@ Test(gram_close, plain_json) {
 }
 
 Test(gram_close, required_members_and_prefix_names) {
-    gram *g = schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+    gram *g = fx_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
                      "\"ab\":{\"type\":\"string\"},\"abc\":{\"type\":\"array\",\"items\":"
                      "{\"type\":\"number\"},\"minItems\":2},\"e\":{\"enum\":[\"xyz\",12,true]}},"
                      "\"required\":[\"ab\",\"abc\"],\"additionalProperties\":{\"type\":\"boolean\"}}");
@@ -139,7 +129,7 @@ Test(gram_close, required_members_and_prefix_names) {
 }
 
 Test(gram_close, anyof_recursion_and_nested_required) {
-    gram *g = schema("{\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":"
+    gram *g = fx_schema("{\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":"
                      "\"integer\"},\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},"
                      "\"required\":[\"id\"],\"additionalProperties\":false}},"
                      "\"anyOf\":[{\"$ref\":\"#/$defs/n\"},{\"type\":\"array\",\"items\":{\"type\":"
@@ -174,29 +164,20 @@ Test(gram_close, depth_limit_dead_end) {
 
 /* Every printable byte alone, so any completion can be spelled, and
  * longer tokens that open structures or keep strings going. */
-static char VOCAB[200][8];
+static char BYTES[200][8];
+static const char *VOCAB[200];
 static int NV;
 #define EOS 0
-
-static int piece(void *user, int32_t id, char *buf, int cap) {
-    (void)user;
-    int n = (int)strlen(VOCAB[id]);
-    if (n <= cap) memcpy(buf, VOCAB[id], (size_t)n);
-    return n;
-}
 
 static gram_vocab *vocab(void) {
     static const char *const multi[] = {"{\"", "\":", "\":{\"", "\",\"", "[[", "[{\"", ",\"",
                                         "true", "null", "abc", "word", "\xc3\xa9", "\xc3", "\xa9",
                                         "12", "\":[", "}}", "]}", "\\n", "\\u00", NULL};
-    NV = 1; /* id 0: EOS, no bytes */
-    VOCAB[0][0] = 0;
-    for (int c = 0x20; c < 0x7F; c++) VOCAB[NV][0] = (char)c, VOCAB[NV++][1] = 0;
-    for (int i = 0; multi[i]; i++) strcpy(VOCAB[NV++], multi[i]);
-    gram_vocab *v = NULL;
-    int32_t eos = EOS;
-    cr_assert_eq(gram_vocab_create(NV, piece, NULL, &eos, 1, &v), 0);
-    return v;
+    NV = 0;
+    VOCAB[NV++] = ""; /* EOS, no bytes */
+    for (int c = 0x20; c < 0x7F; c++, NV++) BYTES[NV][0] = (char)c, VOCAB[NV] = BYTES[NV];
+    for (int i = 0; multi[i]; i++) VOCAB[NV++] = multi[i];
+    return fx_vocab(VOCAB, NV, EOS);
 }
 
 /* The state after prefix + token id (NULL when the automaton refuses). */
@@ -253,7 +234,7 @@ Test(gram_close, budget_mask_is_exact) {
                                         "{\"a\":{\"b\":tr", "{\"a\":\"\xc3", "{\"a\":1}", NULL};
     for (int i = 0; plain[i]; i++) check_budget_mask(g, v, plain[i]);
     gram_free(g);
-    g = schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"tags\":{"
+    g = fx_schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"tags\":{"
                "\"type\":\"array\",\"items\":{\"enum\":[\"word\",\"abc\"]},\"minItems\":2}},"
                "\"required\":[\"name\",\"tags\"]}");
     static const char *const req[] = {"", "{", "{\"tags\":[", "{\"tags\":[\"word\",", "{\"na",
@@ -318,7 +299,7 @@ Test(gram_close, decoding_always_fits_the_budget) {
     cr_assert_eq(gram_json_object(&g), 0);
     check_decodes(g, v, 2); /* {} */
     gram_free(g);
-    g = schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"kids\":{"
+    g = fx_schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"kids\":{"
                "\"type\":\"array\",\"items\":{\"$ref\":\"#\"},\"minItems\":1}},"
                "\"required\":[\"name\"]}");
     check_decodes(g, v, (int)strlen("{\"name\":\"\"}"));
