@@ -19,6 +19,9 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
+# The default model (SmolLM2-135M-Instruct Q4_1) and the name it is served as.
+MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = MODEL.stem
 # Where server logs go; conftest sets it to a pytest tmp dir per session.
 LOG_DIR: Path | None = None
 # Every Server started in this process, for conftest's failure report.
@@ -34,6 +37,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def need_default_model() -> None:
+    """Skips the test when the pivot binary or the default model is missing."""
+    import pytest
+    if not pivot_path().is_file() or not MODEL.is_file():
+        pytest.skip("pivot binary or default model missing")
+
+
+def default_server(*args: str, **kw) -> "Server":
+    """`pivot serve --model <default model> ARGS` (skips without one); use it
+    as a context manager, or stop() it."""
+    need_default_model()
+    return Server("--model", str(MODEL), *args, **kw)
+
+
+def serve_default(*args: str, **kw):
+    """A module fixture's body: `yield from serve_default(ARGS)` yields a
+    running default_server and stops it at teardown."""
+    with default_server(*args, **kw) as s:
+        yield s
+
+
+def openai_client(srv: "Server", timeout: float = 120, api_key: str = "none",
+                  max_retries: int = 0):
+    """The official SDK pointed at srv; by default without retries (a retry
+    would hide a bad answer)."""
+    import openai
+    return openai.OpenAI(base_url=srv.base + "/v1", api_key=api_key, max_retries=max_retries,
+                         timeout=timeout)
 
 
 class Server:
@@ -63,6 +96,12 @@ class Server:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("pivot serve did not become ready")
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def request(self, method: str, path: str, body=None, headers: dict | None = None,
                 timeout: float = 60):

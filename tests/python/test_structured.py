@@ -20,26 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server_util import Server, pivot_path, REPO
+from server_util import MODEL, MODEL_NAME as NAME, default_server, need_default_model, \
+    openai_client, pivot_path, serve_default
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-NAME = "SmolLM2-135M-Instruct.Q4_1"
 
 
 @pytest.fixture(scope="module")
 def srv():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-    s = Server("--model", str(MODEL), "--ctx", "1024", "--max-batch", "32")
-    yield s
-    s.stop()
+    yield from serve_default("--ctx", "1024", "--max-batch", "32")
 
 
 @pytest.fixture(scope="module")
 def client(srv):
-    return openai.OpenAI(base_url=srv.base + "/v1", api_key="none", max_retries=0, timeout=120)
+    return openai_client(srv)
 
 
 def chat(client, content, system=None, **kw):
@@ -79,11 +74,8 @@ def test_json_object_twenty_prompts(client, sampling):
 def test_json_object_without_max_tokens_closes_at_the_context_end(tmp_path):
     """No max_tokens: the budget is what the context has left, so even a
     looping answer ends as a document before the context is full."""
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-    s = Server("--model", str(MODEL), "--ctx", "128")
-    try:
-        c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
+    with default_server("--ctx", "128") as s:
+        c = openai_client(s)
 
         def one(topic):
             return chat(c, f"Describe {topic} in JSON with at most three keys.",
@@ -98,8 +90,6 @@ def test_json_object_without_max_tokens_closes_at_the_context_end(tmp_path):
             assert r.usage.prompt_tokens + r.usage.completion_tokens <= 128
             assert r.usage.completion_tokens > 64, "the context, not a default, was the limit"
             assert isinstance(json.loads(r.choices[0].message.content), dict)
-    finally:
-        s.stop()
 
 
 PERSON = {
@@ -317,8 +307,7 @@ def test_stream_reassembles_and_few_alternatives(client):
 
 def test_generate_cli_json_schema(tmp_path):
     import subprocess
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
+    need_default_model()
     schema = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]},
                                                "big": {"type": "boolean"}},
               "required": ["city", "big"]}

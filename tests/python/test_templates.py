@@ -56,12 +56,9 @@ def test_server_warns_and_serves_with_the_builtin_fallback(tmp_path):
     the construct, and chat requests are rendered by the built-in ChatML."""
     from server_util import Server
     model = synth.write_model(tmp_path / "cycle.gguf", synth.SynthSpec(n_layer=1, chat_template=CYCLE))
-    s = Server("--model", str(model), "--max-batch", "2")
-    try:
+    with Server("--model", str(model), "--max-batch", "2") as s:
         body = {"messages": PLAIN[0], "max_tokens": 1, "temperature": 0}
         st, _, data = s.request("POST", "/v1/chat/completions", body)
         assert st == 200, data
         log = s.log_text()
         assert "warning" in log and "'cycle'" in log and "built-in chatml" in log, log
-    finally:
-        s.stop()

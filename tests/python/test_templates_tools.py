@@ -78,8 +78,7 @@ def test_server_renders_tools_through_the_template(pivot_bin, models, tmp_path):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     conv = [{"role": "user", "content": "Hi"}]  # small: the synthetic model has 512 positions
     want = reference(QWEN25, conv, tools, True)
-    s = Server("--model", str(models["qwen2.5"]), "--max-batch", "2")
-    try:
+    with Server("--model", str(models["qwen2.5"]), "--max-batch", "2") as s:
         r = subprocess.run([str(pivot_bin), "tokenize", "--model", str(models["qwen2.5"]),
                             "--special", "--prompt", want], capture_output=True, timeout=60)
         assert r.returncode == 0, r.stderr.decode()
@@ -92,5 +91,3 @@ def test_server_renders_tools_through_the_template(pivot_bin, models, tmp_path):
         st, _, data = s.request("POST", "/v1/chat/completions", body)
         assert st == 200, data
         assert json.loads(data)["usage"]["prompt_tokens"] < n_want
-    finally:
-        s.stop()

@@ -22,12 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server_util import Server, pivot_path, reassemble_tool_stream, REPO
+from server_util import MODEL_NAME as NAME, openai_client, reassemble_tool_stream, serve_default
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-NAME = "SmolLM2-135M-Instruct.Q4_1"
 
 
 def tool(name, desc, params):
@@ -99,16 +97,12 @@ NAMED = [{"type": "function", "function": {"name": n}} for n in PARAMS]
 
 @pytest.fixture(scope="module")
 def srv():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-    s = Server("--model", str(MODEL), "--ctx", "2048", "--max-batch", "16")
-    yield s
-    s.stop()
+    yield from serve_default("--ctx", "2048", "--max-batch", "16")
 
 
 @pytest.fixture(scope="module")
 def client(srv):
-    return openai.OpenAI(base_url=srv.base + "/v1", api_key="none", max_retries=0, timeout=300)
+    return openai_client(srv, timeout=300)
 
 
 def chat(client, prompt, **kw):
