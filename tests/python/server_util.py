@@ -69,12 +69,31 @@ def openai_client(srv: "Server", timeout: float = 120, api_key: str = "none",
                          timeout=timeout)
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {name: value}: labels dropped, except that an
+    `outcome` label is kept as name:outcome."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        base = name.split("{", 1)[0]
+        if "outcome=" in name:
+            base += ":" + name.split('outcome="', 1)[1].split('"', 1)[0]
+        out[base] = float(value)
+    return out
+
+
 class Server:
-    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 60):
+    """`pivot serve ARGS` on a free port (binary: PIVOT_BIN or the build's;
+    threads: PIVOT_THREADS or 2), ready when /health says 200."""
+
+    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 60,
+                 binary: str | None = None, threads: str | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [str(pivot_path()), "serve", "--port", str(self.port), "--threads",
-               os.environ.get("PIVOT_THREADS", "2"), *args]
+        cmd = [binary or str(pivot_path()), "serve", "--port", str(self.port), "--threads",
+               threads or os.environ.get("PIVOT_THREADS", "2"), *args]
         fd, name = tempfile.mkstemp(prefix=f"serve-{self.port}-", suffix=".log",
                                     dir=str(LOG_DIR) if LOG_DIR else None)
         self.log_path = Path(name)
@@ -119,17 +138,7 @@ class Server:
         return self.request("GET", path, **kw)
 
     def metrics(self) -> dict[str, float]:
-        _, _, body = self.get("/metrics")
-        out: dict[str, float] = {}
-        for line in body.decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, value = line.rsplit(" ", 1)
-            base = name.split("{", 1)[0]
-            if "outcome=" in name:
-                base += ":" + name.split('outcome="', 1)[1].split('"', 1)[0]
-            out[base] = float(value)
-        return out
+        return parse_metrics(self.get("/metrics")[2].decode())
 
     def wait_metrics(self, pred, timeout: float, what: str) -> dict[str, float]:
         """Polls /metrics until pred(metrics) holds; returns those metrics or
