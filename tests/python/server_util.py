@@ -60,6 +60,23 @@ def serve_default(*args: str, **kw):
         yield s
 
 
+def server_fixtures(*args: str, timeout: float = 120):
+    """A test module's `srv` (a default_server with ARGS, module-scoped) and
+    `client` (openai_client on it) fixtures:
+        srv, client = server_fixtures("--ctx", "1024")"""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def srv():
+        yield from serve_default(*args)
+
+    @pytest.fixture(scope="module")
+    def client(srv):
+        return openai_client(srv, timeout=timeout)
+
+    return srv, client
+
+
 def openai_client(srv: "Server", timeout: float = 120, api_key: str = "none",
                   max_retries: int = 0):
     """The official SDK pointed at srv; by default without retries (a retry

@@ -21,20 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from server_util import MODEL, MODEL_NAME as NAME, default_server, need_default_model, \
-    openai_client, pivot_path, serve_default
+    openai_client, pivot_path, server_fixtures
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
-
-
-@pytest.fixture(scope="module")
-def srv():
-    yield from serve_default("--ctx", "1024", "--max-batch", "32")
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai_client(srv)
+srv, client = server_fixtures("--ctx", "1024", "--max-batch", "32")
 
 
 def chat(client, content, system=None, **kw):

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server_util import MODEL_NAME as NAME, openai_client, reassemble_tool_stream, serve_default
+from server_util import MODEL_NAME as NAME, reassemble_tool_stream, server_fixtures
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
@@ -95,14 +95,7 @@ PROMPTS = [
 NAMED = [{"type": "function", "function": {"name": n}} for n in PARAMS]
 
 
-@pytest.fixture(scope="module")
-def srv():
-    yield from serve_default("--ctx", "2048", "--max-batch", "16")
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai_client(srv, timeout=300)
+srv, client = server_fixtures("--ctx", "2048", "--max-batch", "16", timeout=300)
 
 
 def chat(client, prompt, **kw):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from server_util import MODEL_NAME as NAME, openai_client, reassemble_tool_stream, serve_default
+from server_util import MODEL_NAME as NAME, reassemble_tool_stream, server_fixtures
 
 openai = pytest.importorskip("openai")
 
@@ -27,14 +27,7 @@ ECHO = ('Reply with exactly this JSON and nothing else: '
 PROMPTS = [ECHO, "What is the weather in Paris?", "Add 2 and 3.", "Say hello."]
 
 
-@pytest.fixture(scope="module")
-def srv():
-    yield from serve_default("--ctx", "1024", "--max-batch", "8")
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai_client(srv)
+srv, client = server_fixtures("--ctx", "1024", "--max-batch", "8")
 
 
 def chat(client, prompt, **kw):
