@@ -2,11 +2,14 @@
  * a decode step is measured in tok/s (bench/structured_speed.py). For a
  * few automaton states (structure, keys, numbers, string content): the
  * first mask (a miss: the vocabulary walk) and the cached one (a hit: the
- * lookup and the -INFINITY pass over the logits), plus building the
- * vocabulary's byte table, which happens once per server.
+ * lookup and the -INFINITY pass over the logits), the mask when max_tokens
+ * is about to run out (a budget of the shortest completion plus one: the
+ * walk narrowed by the budget, uncached), plus building the vocabulary's
+ * byte table, which happens once per server.
  *
  *   ninja -C build bench/bench_gram && build/bench/bench_gram [MODEL.gguf] [REPS]
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,18 +51,25 @@ int main(int argc, char **argv) {
     gram *gr = NULL;
     if (gram_from_schema(js, 0, &gr, err, sizeof err)) return 1;
     float *logits = malloc(sizeof *logits * nv);
-    printf("%-40s %8s %10s %10s\n", "state after", "allowed", "miss ms", "hit ms");
+    printf("%-40s %8s %10s %10s %8s %10s\n", "state after", "allowed", "miss ms", "hit ms",
+           "closing", "closing ms");
     for (int i = 0; PREFIX[i]; i++) {
         gram_state *s = NULL;
         gram_state_new(gr, &s);
         gram_state_advance(s, PREFIX[i], strlen(PREFIX[i]));
         memset(logits, 0, sizeof *logits * nv);
         t = pv_now();
-        int n = gram_mask(gv, s, logits);
+        int n = gram_mask(gv, s, INT_MAX, logits);
         double miss = pv_now() - t;
         t = pv_now();
-        for (int r = 0; r < reps; r++) gram_mask(gv, s, logits);
-        printf("%-40s %8d %10.3f %10.4f\n", PREFIX[i], n, miss * 1e3, (pv_now() - t) * 1e3 / reps);
+        for (int r = 0; r < reps; r++) gram_mask(gv, s, INT_MAX, logits);
+        double hit = (pv_now() - t) / reps;
+        int left = gram_state_close_len(s) + 1, nt = 0; /* nothing to spare */
+        t = pv_now();
+        for (int r = 0; r < reps / 10 + 1; r++) nt = gram_mask(gv, s, left, logits);
+        double tight = (pv_now() - t) / (reps / 10 + 1);
+        printf("%-40s %8d %10.3f %10.4f %8d %10.3f\n", PREFIX[i], n, miss * 1e3, hit * 1e3, nt,
+               tight * 1e3);
         gram_state_free(s);
     }
     free(logits);

@@ -18,19 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "python"))
-from server_util import free_port  # noqa: E402
-
-import openai  # noqa: E402
+from bench_server import MODEL, REPO, PeakWatch, client, metrics, serve
 
 TEXT = Path("/usr/share/common-licenses/GPL-3").read_text()
 
@@ -48,17 +40,6 @@ def prompt(i: int, chars: int) -> str:
     return TEXT[start:start + chars] + "\n\nSummarize the text above in a few sentences."
 
 
-def metrics(base: str) -> dict[str, float]:
-    out = {}
-    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, v = line.rsplit(" ", 1)
-            out[name.split("{", 1)[0]] = float(v)
-    return out
-
-
 def pct(xs, q):
     if not xs:
         return float("nan")
@@ -66,34 +47,12 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def run(binary: str, model: str, flags: list[str], n: int, chars: int, policy: str | None,
-        extra: dict) -> dict:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [binary, "serve", "--model", model, "--port", str(port), *flags]
-    log = open(f"/tmp/kv_pressure_{port}.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(base + "/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        name = json.load(urllib.request.urlopen(base + "/v1/models"))["data"][0]["id"]
-        client = openai.OpenAI(base_url=base + "/v1", api_key="x", timeout=1800, max_retries=0)
+def run(binary: str, model: str, threads: str, flags: list[str], n: int, chars: int,
+        policy: str | None, extra: dict) -> dict:
+    with serve(*flags, binary=binary, model=model, threads=threads) as srv:
+        base = srv.base
+        sdk, name = client(base, timeout=1800)
         m0 = metrics(base)
-        peak = [0]
-        done = threading.Event()
-
-        def watch():
-            while not done.is_set():
-                try:
-                    peak[0] = max(peak[0], int(metrics(base)["pivot:num_requests_running"]))
-                except OSError:
-                    pass
-                time.sleep(0.05)
-
         res, errs = [], []
 
         def one(i):
@@ -103,7 +62,7 @@ def run(binary: str, model: str, flags: list[str], n: int, chars: int, policy: s
             if policy:
                 body["kv_policy"] = policy
             try:
-                st = client.chat.completions.create(
+                st = sdk.chat.completions.create(
                     model=name, messages=[{"role": "user", "content": prompt(i, chars)}],
                     temperature=0, stream=True, stream_options={"include_usage": True},
                     extra_body=body)
@@ -118,17 +77,14 @@ def run(binary: str, model: str, flags: list[str], n: int, chars: int, policy: s
             except Exception as e:  # noqa: BLE001 - counted and reported
                 errs.append(repr(e))
 
-        w = threading.Thread(target=watch)
-        w.start()
-        t0 = time.time()
-        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        wall = time.time() - t0
-        done.set()
-        w.join()
+        with PeakWatch(base) as peak:
+            t0 = time.time()
+            ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            wall = time.time() - t0
         m1 = metrics(base)
         d = {k: m1.get(k, 0) - m0.get(k, 0) for k in
              ("pivot:num_preemptions_total", "pivot:kv_elastic_compressions_total",
@@ -136,9 +92,9 @@ def run(binary: str, model: str, flags: list[str], n: int, chars: int, policy: s
         ttft = [r[0] for r in res]
         tpot = [r[1] for r in res if r[1]]
         out_tok = sum(r[2] for r in res)
-        return {"flags": " ".join(flags), "policy": policy or "(server)", "n": n,
+        return {"flags": " ".join(["--threads", threads, *flags]), "policy": policy or "(server)", "n": n,
                 "extra": extra, "ok": len(res), "errors": len(errs), "error_samples": errs[:3],
-                "peak_running": peak[0], "wall_s": round(wall, 2),
+                "peak_running": int(peak.peak), "wall_s": round(wall, 2),
                 "output_tok_s": round(out_tok / wall, 1), "output_tokens": out_tok,
                 "ttft_p50_ms": round(1e3 * pct(ttft, 0.5)), "ttft_p99_ms": round(1e3 * pct(ttft, 0.99)),
                 "tpot_p50_ms": round(1e3 * pct(tpot, 0.5), 1),
@@ -147,36 +103,32 @@ def run(binary: str, model: str, flags: list[str], n: int, chars: int, policy: s
                 "elastic_compressions": int(d["pivot:kv_elastic_compressions_total"]),
                 "elastic_tokens": int(d["pivot:kv_elastic_demoted_tokens_total"]),
                 "elastic_bytes": int(d["pivot:kv_elastic_saved_bytes_total"])}
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", default=str(REPO / "build" / "cli" / "pivot"))
-    ap.add_argument("--model", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--model", default=str(MODEL))
     ap.add_argument("--suite", choices=["default", "tight"], default="default")
     ap.add_argument("--threads", default=str(os.cpu_count() or 2))
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args()
     rows = []
-    th = ["--threads", a.threads]
     if a.suite == "default":
         # default flags but --ctx 2048: a chat that loops would otherwise run
         # to the model's 8,192 tokens; reserving 2,048 tokens per request
         # (the old admission) still admits only 21 full requests in 1 GiB
         for n in (32, 64):
             for pol in ("full", "mikv"):
-                rows.append(run(a.binary, a.model, th + ["--ctx", "2048"], n, 0, pol, {}))
+                rows.append(run(a.binary, a.model, a.threads, ["--ctx", "2048"], n, 0, pol, {}))
                 print(json.dumps(rows[-1]), flush=True)
     else:
         # ~900-token prompts: two full requests (15 pages = 22.1 MB each) fit
         # 44M with the watermark and must preempt as they grow; max_tokens
         # bounds the run (answers to a long text otherwise run to --ctx)
-        tight = th + ["--ctx", "2048", "--kv-memory", "44M", "--max-batch", "16"]
+        tight = ["--ctx", "2048", "--kv-memory", "44M", "--max-batch", "16"]
         for pol, el in (("full", True), ("mikv", False), ("mikv", True)):
-            rows.append(run(a.binary, a.model, tight, 16, 4000, pol,
+            rows.append(run(a.binary, a.model, a.threads, tight, 16, 4000, pol,
                             {"kv_elastic": el, "max_tokens": 128}))
             print(json.dumps(rows[-1]), flush=True)
     if a.json:

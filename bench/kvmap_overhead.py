@@ -13,24 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench_server import serve
 PROMPT = "Summarize this: " + " ".join(
     f"Item {i} in the ledger is a crate of {i % 7 + 2} copper pipes shipped to the north depot."
     for i in range(45))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def watch(base, rid, interval_ms, counts):
@@ -85,25 +76,13 @@ def main():
     ap.add_argument("--threads", default="2")
     ap.add_argument("--interval-ms", type=int, nargs="+", default=[250, 100])
     a = ap.parse_args()
-    pivot = os.environ.get("PIVOT_BIN", str(REPO / "build" / "cli" / "pivot"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([pivot, "serve", "--port", str(port), "--threads", a.threads,
-                             "--ctx", "2048", "--model",
-                             str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(base + "/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with serve("--ctx", "2048", threads=a.threads) as srv:  # PIVOT_BIN or the build's binary
+        base, pid = srv.base, srv.proc.pid
         one(base, a.policy, 8, 0)  # warm-up
         rates, snaps, cpus = {}, {}, {}
         for _ in range(a.reps):  # interleaved, so drifts in machine load hit both
             for ms in [0] + a.interval_ms:
-                r, k, size, cpu = one(base, a.policy, a.max_tokens, ms, proc.pid)
+                r, k, size, cpu = one(base, a.policy, a.max_tokens, ms, pid)
                 rates.setdefault(ms, []).append(r)
                 snaps.setdefault(ms, []).append((k, size))
                 cpus.setdefault(ms, []).append(cpu)
@@ -122,9 +101,6 @@ def main():
                   f"{100 * (med / base_rate - 1):+12.1f}% {k:10.0f} {size:12.0f} "
                   f"{statistics.median(cpus[ms]):13.2f} "
                   f"{100 * (statistics.median(cpus[ms]) / base_cpu - 1):+12.1f}%")
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Load `pivot serve` at fixed concurrency with the openai SDK and report
 requests/s and output tokens/s (vLLM bench serve's definitions: output
-throughput = sum of output tokens / wall time).
+throughput = sum of output tokens / wall time), and the most requests the
+server ran at once (its /metrics).
 
   .venv/bin/python bench/serve_load.py --base http://127.0.0.1:8080/v1 \
       --concurrency 1 4 16 --requests 32 --max-tokens 32
+  .venv/bin/python bench/serve_load.py --serve [--threads 2]   # starts its own
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import argparse
 import threading
 import time
 
-import openai
+from bench_server import PeakWatch, client, serve
 
 
 def run(client, model, conc, n_req, max_tokens):
@@ -58,14 +60,25 @@ def main():
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--serve", action="store_true",
+                    help="start a pivot serve of the default model (PIVOT_BIN) instead of --base")
+    ap.add_argument("--threads", default="2", help="with --serve")
     a = ap.parse_args()
-    client = openai.OpenAI(base_url=a.base, api_key=a.api_key, max_retries=0, timeout=600)
-    model = client.models.list().data[0].id
+    if a.serve:
+        with serve("--max-batch", str(max(a.concurrency)), threads=a.threads) as srv:
+            load(srv.base, a)
+    else:
+        load(a.base, a)
+
+
+def load(base, a):
+    sdk, model = client(base, timeout=600, api_key=a.api_key)
     print(f"model {model}, {a.requests} requests x {a.max_tokens} output tokens (ignore_eos)")
-    print("concurrency  req/s   out tok/s  median TTFT  wall s")
+    print("concurrency  req/s   out tok/s  median TTFT  wall s  peak running")
     for c in a.concurrency:
-        rps, tps, ttft, dt = run(client, model, c, a.requests, a.max_tokens)
-        print(f"{c:11d}  {rps:5.2f}  {tps:9.1f}  {ttft * 1e3:8.0f} ms  {dt:6.1f}")
+        with PeakWatch(base.rstrip("/").removesuffix("/v1")) as peak:
+            rps, tps, ttft, dt = run(sdk, model, c, a.requests, a.max_tokens)
+        print(f"{c:11d}  {rps:5.2f}  {tps:9.1f}  {ttft * 1e3:8.0f} ms  {dt:6.1f}  {peak.peak:12.0f}")
 
 
 if __name__ == "__main__":

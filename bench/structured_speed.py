@@ -20,14 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "python"))
-import server_util  # noqa: E402
+from bench_server import MODEL, REPO, serve
 
 SCHEMA = {
     "type": "object",
@@ -75,17 +71,13 @@ def one(base, prompt, max_tokens, constrained):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pivot", default=str(REPO / "build" / "cli" / "pivot"))
-    ap.add_argument("--model", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--model", default=str(MODEL))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", default="2")
     a = ap.parse_args()
-    import os
-    os.environ["PIVOT_BIN"] = a.pivot
-    os.environ["PIVOT_THREADS"] = a.threads
-    srv = server_util.Server("--model", a.model, "--ctx", "1024")
     speeds = {False: [], True: []}
-    try:
+    with serve("--ctx", "1024", binary=a.pivot, model=a.model, threads=a.threads) as srv:
         one(srv.base, "Warm up.", 4, True)  # builds the vocabulary's byte table once
         for rnd in range(a.rounds):
             for i, p in enumerate(PROMPTS):
@@ -96,8 +88,6 @@ def main():
                     print(f"{tag:12s} {n:4d} tokens  {tps or 0:7.1f} tok/s  {p}")
                     if tps:
                         speeds[constrained].append(tps)
-    finally:
-        srv.stop()
     free, cons = statistics.median(speeds[False]), statistics.median(speeds[True])
     print(f"median decode tok/s: free {free:.1f}, json_schema {cons:.1f}, "
           f"ratio {cons / free:.3f}")

@@ -203,7 +203,7 @@ static int run(const gen_opts *o, const llm_model *m, llm_ctx *ctx, smp_sampler 
     int pos = n_prompt, n_gen = 0;
     char piece[512];
     while (n_gen < max_new) {
-        if (cg->s && gram_mask(cg->v, cg->s, logits) <= 0) break; /* nothing may follow */
+        if (cg->s && gram_mask(cg->v, cg->s, max_new - n_gen, logits) <= 0) break; /* nothing may follow */
         int32_t tok = smp_sample(smp, logits);
         smp_accept(smp, tok);
         if (cg->s) gram_accept_token(cg->v, cg->s, tok);

@@ -128,7 +128,12 @@ static int apply_grammar(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     if (!e->gv && v)
         gram_vocab_create(tok_n_vocab(v), piece_of, (void *)v, e->eog, e->n_eog, &e->gv);
     if (c->gs && c->n_gen == 0) gram_state_reset(c->gs); /* a choice started over */
-    if (e->gv && (c->gs || !gram_state_new(j->p.grammar, &c->gs))) n = gram_mask(e->gv, c->gs, row);
+    /* tokens left, this one and the end of generation included: the
+     * document is closed in time for max_tokens or the context's end */
+    int left = c->max_new - c->n_gen, ctx_left = e->max_ctx - c->n_prompt - c->n_gen + 1;
+    if (ctx_left < left) left = ctx_left;
+    if (e->gv && (c->gs || !gram_state_new(j->p.grammar, &c->gs)))
+        n = gram_mask(e->gv, c->gs, left, row);
     if (n > 0) return 0;
     eng_finish_choice(e, c, n < 0 ? "error" : gram_state_complete(c->gs) ? "stop" : "length", 1);
     return 1;

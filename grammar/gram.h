@@ -58,6 +58,8 @@
  * alternatives only differ late (objects keyed alike) should have at most
  * this many. */
 #define GRAM_MAX_ALT 8
+/* "No number of bytes completes it" (gram_state_close_len). */
+#define GRAM_CLOSE_INF (1 << 24)
 
 typedef struct gram gram;
 

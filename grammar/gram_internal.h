@@ -32,7 +32,21 @@ typedef struct {
     int elem, min, max; /* G_ARR: items node, minItems, maxItems (-1: none) */
     int *alts;          /* G_ANYOF */
     int n_alts;
+    /* the shortest complete value of this node: its bytes, and the frames
+     * it takes (gram_close_init; GRAM_CLOSE_INF: none can be written) */
+    int minlen, mindepth;
 } gram_node;
+
+/* Phases of a frame, per node kind (gram_match.c steps them, gram_close.c
+ * prices what is left of them). */
+enum { R_START, R_IN, R_FULL };                                    /* root */
+enum { O_OPEN, O_FIRST, O_KEY, O_COLON, O_VAL, O_IN, O_AFTER, O_COMMA }; /* object */
+enum { A_OPEN, A_FIRST, A_IN, A_AFTER, A_COMMA };                  /* array */
+enum { S_OPEN, S_IN, S_ESC, S_HEX };                               /* string */
+enum { N_START, N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP }; /* number */
+
+#define KEY_ADDL 0xFFFF /* pos of an object reading an additional property */
+#define KEY_FREE 0xFFFE /* pos of a key that no longer matches any property */
 
 typedef struct gram_cache gram_cache;
 
@@ -72,6 +86,13 @@ struct gram_state {
 };
 
 void gram_cache_free(gram_cache *c);       /* gram_mask.c */
+/* gram_close.c: fills every node's minlen and mindepth (a fixpoint, so
+ * recursive schemas are priced too); called once the nodes are built. */
+void gram_close_init(gram *g);
+/* The fewest bytes that make the set a complete document, or
+ * GRAM_CLOSE_INF when no bytes can (a dead end, e.g. a key opened at the
+ * depth limit, where its value has no frame left). */
+int gram_set_close_len(const gram *g, const gram_set *s);
 void gram_set_init(const gram *g, gram_set *s);
 /* out = in after byte c; returns out->n_stk (0: c is not allowed). */
 int gram_set_step(const gram *g, const gram_set *in, uint8_t c, gram_set *out);

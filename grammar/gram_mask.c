@@ -2,6 +2,7 @@
  * gram_mask.h). */
 #include "gram_mask.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct gram_vocab {
     uint16_t *lcp;   /* bytes order[i] shares with order[i - 1] */
     int n_sorted, max_len;
     gram_set *lv;    /* [max_len + 1] walk scratch: the state after each prefix */
+    uint64_t *tight; /* [n_vocab / 64] scratch: a mask narrowed by the budget */
 };
 
 typedef struct {
@@ -30,6 +32,7 @@ typedef struct {
     uint8_t *key;   /* the state's bytes; NULL: empty slot */
     uint64_t *bits; /* allowed ids */
     int n_allowed;
+    int max_after;  /* the largest gram_set_close_len after an allowed token */
 } centry;
 
 struct gram_cache {
@@ -114,6 +117,7 @@ int gram_vocab_create(int n_vocab, gram_piece_fn piece, void *user, const int32_
     for (int32_t id = 0; !rc && id < n_vocab; id++)
         v->plain[id] = v->len[id] > 0 && gram_plain_text(v->bytes + v->off[id], v->len[id]);
     if (!rc && !(v->lv = malloc(sizeof *v->lv * (size_t)(v->max_len + 1)))) rc = PV_ENOMEM;
+    if (!rc && !(v->tight = malloc(((size_t)n_vocab + 63) / 64 * 8))) rc = PV_ENOMEM;
     if (rc) {
         gram_vocab_free(v);
         return rc;
@@ -132,6 +136,7 @@ void gram_vocab_free(gram_vocab *v) {
     free(v->order);
     free(v->lcp);
     free(v->lv);
+    free(v->tight);
     free(v);
 }
 
@@ -140,20 +145,27 @@ const char *gram_vocab_piece(const gram_vocab *v, int32_t id, int *len) {
     return *len ? v->bytes + v->off[id] : NULL;
 }
 
-/* The walk: sets the bits of the tokens whose bytes state s accepts, one
- * automaton step per byte not shared with the token before; a refused
- * prefix skips every token that starts with it. Inside string content,
- * plain tokens (most of the vocabulary) are allowed without a walk, since
- * they leave the state as it is; k then carries the shortest shared
- * prefix over the tokens passed by. Returns the count. */
-static int walk(gram_vocab *v, const gram *g, const gram_set *s, uint64_t *bits) {
+/* The walk: sets the bits of the tokens whose bytes state s accepts and
+ * after which the document can still be completed within `limit` bytes
+ * (gram_set_close_len), one automaton step per byte not shared with the
+ * token before; a refused prefix skips every token that starts with it.
+ * Inside string content, plain tokens (most of the vocabulary) are taken
+ * without a walk, since they leave the state as it is; k then carries the
+ * shortest shared prefix over the tokens passed by. Returns the count;
+ * *max_after: the largest distance left after an allowed token. */
+static int walk(gram_vocab *v, const gram *g, const gram_set *s, int limit, uint64_t *bits,
+                int *max_after) {
     memcpy(&v->lv[0], s, gram_set_bytes(s));
     int valid = 0, dead = -1, n = 0, in_text = gram_set_in_text(g, s), run = 0xFFFF;
+    int here = in_text ? gram_set_close_len(g, s) : GRAM_CLOSE_INF, most = 0;
     for (int i = 0; i < v->n_sorted; i++) {
         int k = v->lcp[i] < run ? v->lcp[i] : run;
         if (in_text && v->plain[v->order[i]]) {
-            bits[v->order[i] >> 6] |= 1ull << (v->order[i] & 63);
-            n++;
+            if (here <= limit) {
+                bits[v->order[i] >> 6] |= 1ull << (v->order[i] & 63);
+                n++;
+                most = here > most ? here : most;
+            }
             run = k;
             continue;
         }
@@ -169,9 +181,11 @@ static int walk(gram_vocab *v, const gram *g, const gram_set *s, uint64_t *bits)
                 break;
             }
         valid = dead >= 0 ? dead - 1 : len;
-        if (dead < 0) {
+        int left = dead < 0 ? gram_set_close_len(g, &v->lv[len]) : GRAM_CLOSE_INF;
+        if (left <= limit) {
             bits[id >> 6] |= 1ull << (id & 63);
             n++;
+            most = left > most ? left : most;
         }
     }
     if (gram_set_complete(g, s))
@@ -180,6 +194,7 @@ static int walk(gram_vocab *v, const gram *g, const gram_set *s, uint64_t *bits)
                 bits[id >> 6] |= 1ull << (id & 63);
                 n++;
             }
+    *max_after = most;
     return n;
 }
 
@@ -225,25 +240,46 @@ static const centry *lookup(gram_vocab *v, gram *g, const gram_set *s) {
         return NULL;
     }
     memcpy(e.key, s, klen);
-    e.n_allowed = walk(v, g, s, e.bits);
+    /* every token that leaves the document completable: dead ends (a key
+     * opened where its value has no frame left) are never allowed */
+    e.n_allowed = walk(v, g, s, GRAM_CLOSE_INF - 1, e.bits, &e.max_after);
     c->slot[i] = e;
     c->n++;
     return &c->slot[i];
 }
 
-int gram_mask(gram_vocab *v, const gram_state *s, float *logits) {
+int gram_mask(gram_vocab *v, const gram_state *s, int left, float *logits) {
     const centry *e = lookup(v, s->g, &s->set);
     if (!e) return PV_ENOMEM;
+    const uint64_t *bits = e->bits;
+    int n = e->n_allowed, most;
+    /* The token taken now and the end of generation leave left - 2 for the
+     * rest. Once some allowed token would need more, the output only
+     * closes: a token may not take the document further from complete
+     * (strings and numbers may still go on), nor beyond what is left. That
+     * mask is walked uncached (the budget changes every step); when
+     * nothing fits (max_tokens too small from the start) the grammar alone
+     * decides. */
+    if (left < INT_MAX && e->max_after > left - 2) {
+        size_t words = ((size_t)v->n_vocab + 63) / 64;
+        int here = gram_set_close_len(s->g, &s->set);
+        memset(v->tight, 0, words * 8);
+        int m = walk(v, s->g, &s->set, here < left - 2 ? here : left - 2, v->tight, &most);
+        if (m > 0) {
+            bits = v->tight;
+            n = m;
+        }
+    }
     /* a word at a time: all-allowed words (inside strings, most of them)
      * are skipped, all-refused ones (elsewhere) written without tests */
     for (int w = 0; w * 64 < v->n_vocab; w++) {
-        uint64_t b = e->bits[w];
+        uint64_t b = bits[w];
         int lo = w * 64, hi = lo + 64 < v->n_vocab ? lo + 64 : v->n_vocab;
         if (b == ~0ull) continue;
         for (int id = lo; id < hi; id++)
             if (!(b >> (id - lo) & 1)) logits[id] = -INFINITY;
     }
-    return e->n_allowed;
+    return n;
 }
 
 int gram_accept_token(const gram_vocab *v, gram_state *s, int32_t id) {

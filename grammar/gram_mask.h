@@ -42,8 +42,21 @@ const char *gram_vocab_piece(const gram_vocab *v, int32_t id, int *len);
 /* Sets logits[id] = -INFINITY for every token that may not come next in
  * state s. Returns the number of tokens left allowed (0: none: the
  * grammar cannot go on with this vocabulary), or a negative PV_* code
- * (PV_ENOMEM: the logits are untouched). */
-int gram_mask(gram_vocab *v, const gram_state *s, float *logits);
+ * (PV_ENOMEM: the logits are untouched).
+ *
+ * left: how many tokens may still be generated, this one and the
+ * end-of-generation token included (INT_MAX: no limit). A token is allowed
+ * only when the document can still be completed after it within the
+ * tokens left, counting one token per byte of the shortest completion
+ * (gram_state_close_len; byte-level vocabularies have a token for every
+ * byte): so with left at least the shortest document plus one, the output
+ * is always a complete document ended by end-of-generation. Once some token
+ * the grammar allows would not fit, the output only closes: tokens that
+ * take it further from complete are masked too (a string or number may go
+ * on until exactly its closing bytes are left). A token that leads to a
+ * dead end is never allowed. When no token fits left (it was too small
+ * from the start), the grammar alone decides. */
+int gram_mask(gram_vocab *v, const gram_state *s, int left, float *logits);
 /* Advances s by token id's bytes: 0, or PV_EINVAL when the token is not
  * allowed (s unchanged). An EOG token leaves s unchanged and is allowed
  * when s is complete. */

@@ -18,14 +18,6 @@
 #include "pverr.h"
 
 enum { R_REJ, R_OK, R_DONE, R_PUSH, R_END };
-enum { R_START, R_IN, R_FULL };                                    /* root */
-enum { O_OPEN, O_FIRST, O_KEY, O_COLON, O_VAL, O_IN, O_AFTER, O_COMMA }; /* object */
-enum { A_OPEN, A_FIRST, A_IN, A_AFTER, A_COMMA };                  /* array */
-enum { S_OPEN, S_IN, S_ESC, S_HEX };                               /* string */
-enum { N_START, N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP }; /* number */
-
-#define KEY_ADDL 0xFFFF /* pos of an object reading an additional property */
-#define KEY_FREE 0xFFFE /* pos of a key that no longer matches any property */
 
 static int is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }

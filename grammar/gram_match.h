@@ -23,6 +23,12 @@ void gram_state_reset(gram_state *s);
 int gram_state_advance(gram_state *s, const char *bytes, size_t n);
 /* 1 when the bytes so far are a whole document (end of generation allowed). */
 int gram_state_complete(const gram_state *s);
+/* The fewest bytes after which the output is a complete document (0: it
+ * is one already), or GRAM_CLOSE_INF when no bytes complete it. Exact for
+ * every schema this module compiles, within the depth limit (an anyOf
+ * whose shortest alternative is not its shallowest may be priced below
+ * the truth at the limit). */
+int gram_state_close_len(const gram_state *s);
 /* 1 when gram_state_advance(s, bytes, n) would succeed; s is unchanged. */
 int gram_state_accepts(const gram_state *s, const char *bytes, size_t n);
 

@@ -377,6 +377,7 @@ static int finish(gram *g, int root, gram **out) {
         return PV_ENOMEM;
     }
     g->root = root;
+    gram_close_init(g);
     *out = g;
     return 0;
 }

@@ -1,8 +1,8 @@
-/* eng_fixture: the engine test fixture shared by test_engine.c and
- * test_engine_mem.c — a tiny synthetic model, the step hook that watches
+/* eng_fixture: the engine test fixture shared by test_engine.c,
+ * test_engine_mem.c and test_engine_snap.c — a tiny synthetic model, the step hook that watches
  * (and can hold or fail) every forward pass, jobs of token-id prompts and a
- * collector that records what each produced. Static functions: each test
- * file is its own executable. */
+ * collector that records what each produced. Static (inline, so a file may
+ * leave some unused) functions: each test file is its own executable. */
 #ifndef PIVOT_TEST_ENG_FIXTURE_H
 #define PIVOT_TEST_ENG_FIXTURE_H
 
@@ -43,7 +43,7 @@ static watch W;
 static llm_model *M;
 static eng_engine *E;
 
-static void on_wake(void *arg) {
+static inline void on_wake(void *arg) {
     (void)arg;
     pthread_mutex_lock(&W.mu);
     W.wakes++;
@@ -51,7 +51,7 @@ static void on_wake(void *arg) {
     pthread_mutex_unlock(&W.mu);
 }
 
-static void on_gauges(void *arg, const eng_gauges *g) {
+static inline void on_gauges(void *arg, const eng_gauges *g) {
     (void)arg;
     pthread_mutex_lock(&W.mu);
     W.g = *g;
@@ -59,7 +59,7 @@ static void on_gauges(void *arg, const eng_gauges *g) {
     pthread_mutex_unlock(&W.mu);
 }
 
-static int on_step(void *arg, const llm_batch_entry *ent, int n) {
+static inline int on_step(void *arg, const llm_batch_entry *ent, int n) {
     (void)arg;
     pthread_mutex_lock(&W.mu);
     int k = ++W.steps, tokens = 0;
@@ -85,7 +85,7 @@ static int on_step(void *arg, const llm_batch_entry *ent, int n) {
     return rc;
 }
 
-static void set_hold(int on) {
+static inline void set_hold(int on) {
     pthread_mutex_lock(&W.mu);
     W.hold = on;
     pthread_cond_broadcast(&W.cv);
@@ -93,7 +93,7 @@ static void set_hold(int on) {
 }
 
 /* Waits (at most 20 s) until the decoder is blocked in the step hook. */
-static void wait_held(void) {
+static inline void wait_held(void) {
     double t0 = pv_now();
     pthread_mutex_lock(&W.mu);
     while (!W.held && pv_now() - t0 < 20) {
@@ -112,9 +112,10 @@ typedef struct {
     int max_seqs, max_queue, prefill_chunk, max_batch_tokens;
     size_t kv_memory;
     const char *policy; /* default "full" */
+    int kv_snapshots;   /* eng_config.kv_snapshots */
 } setup;
 
-static void start(setup s) {
+static inline void start(setup s) {
     memset(&W, 0, sizeof W);
     pthread_mutex_init(&W.mu, NULL);
     pthread_cond_init(&W.cv, NULL);
@@ -125,7 +126,8 @@ static void start(setup s) {
                     .max_seqs = s.max_seqs ? s.max_seqs : 4,
                     .max_batch_tokens = s.max_batch_tokens ? s.max_batch_tokens : 64,
                     .prefill_chunk = s.prefill_chunk ? s.prefill_chunk : 16,
-                    .max_queue = s.max_queue ? s.max_queue : 8, .threads = 1, .ctx = 256};
+                    .max_queue = s.max_queue ? s.max_queue : 8, .threads = 1, .ctx = 256,
+                    .kv_snapshots = s.kv_snapshots};
     eng_hooks h = {.wake = on_wake, .step = on_step, .gauges = on_gauges};
     cr_assert_eq(eng_start(&c, &h, &E), PV_OK);
     double t0 = pv_now();
@@ -136,7 +138,7 @@ static void start(setup s) {
     cr_assert_eq(eng_state(E), ENG_READY, "engine: %s", eng_error(E));
 }
 
-static void stop(void) {
+static inline void stop(void) {
     cr_expect_eq(W.dup_seq, 0, "a sequence twice in one step");
     eng_stop(E);
     llm_free(M);
@@ -153,14 +155,14 @@ typedef struct {
     double t_submit, t_first, t_end;
 } rec;
 
-static eng_params greedy(void) {
+static inline eng_params greedy(void) {
     eng_params p = {.sampling = smp_default_params(), .policy = *eng_policy(E)};
     p.sampling.temperature = 0;
     return p;
 }
 
 /* A one-choice job of prompt [base, base + 1, ...] (n tokens). */
-static eng_job *job_of(const eng_params *p, int base, int n, int max_new, rec *r) {
+static inline eng_job *job_of(const eng_params *p, int base, int n, int max_new, rec *r) {
     int32_t prompt[128];
     for (int i = 0; i < n; i++) prompt[i] = (base + 13 * i) % 1000;
     const int32_t *pp[1] = {prompt};
@@ -171,14 +173,14 @@ static eng_job *job_of(const eng_params *p, int base, int n, int max_new, rec *r
     return j;
 }
 
-static void submit(eng_job *j) {
+static inline void submit(eng_job *j) {
     char msg[256];
     int rc = eng_submit(E, j, msg, sizeof msg);
     cr_assert_eq(rc, PV_OK, "submit: %s (%s)", pv_strerror(rc), msg);
 }
 
 /* Collects until every job in js is done (60 s at most), recording. */
-static void run_until_done(eng_job **js, int n) {
+static inline void run_until_done(eng_job **js, int n) {
     double t0 = pv_now();
     for (;;) {
         for (eng_job *j = eng_collect(E); j; j = eng_job_next(j)) {
@@ -215,12 +217,12 @@ static void run_until_done(eng_job **js, int n) {
     }
 }
 
-static void counts(int *waiting, int *running) { eng_counts(E, waiting, running); }
+static inline void counts(int *waiting, int *running) { eng_counts(E, waiting, running); }
 
 /* Submits js[0], holds the decoder in its first step, then submits the
  * rest: every later job is decided while js[0] provably runs. The decoder
  * stays held until set_hold(0). */
-static void submit_behind_first(eng_job **js, int n) {
+static inline void submit_behind_first(eng_job **js, int n) {
     set_hold(1);
     submit(js[0]);
     wait_held();
@@ -228,7 +230,7 @@ static void submit_behind_first(eng_job **js, int n) {
 }
 
 /* One job alone, start to finish; freed. */
-static void run_alone(const eng_params *p, int base, int n, int max_new, rec *r) {
+static inline void run_alone(const eng_params *p, int base, int n, int max_new, rec *r) {
     eng_job *j = job_of(p, base, n, max_new, r);
     submit(j);
     run_until_done(&j, 1);

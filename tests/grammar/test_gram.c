@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gram.h"
+#include "gram_fixture.h"
 #include "gram_match.h"
 #include "pverr.h"
 
@@ -27,17 +28,6 @@ static int prefix_ok(gram *g, const char *text) {
     int ok = gram_state_accepts(s, text, strlen(text));
     gram_state_free(s);
     return ok;
-}
-
-static gram *schema(const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    cr_assert_not_null(j, "bad test schema %s", json);
-    gram *g = NULL;
-    char err[256];
-    int rc = gram_from_schema(j, 0, &g, err, sizeof err);
-    cJSON_Delete(j);
-    cr_assert_eq(rc, 0, "schema %s: %s", json, err);
-    return g;
 }
 
 static void check_all(gram *g, const char *const *good, const char *const *bad) {
@@ -105,7 +95,7 @@ Test(gram_json, number_digits_are_bounded) {
 }
 
 Test(gram_schema, nested_object_required_and_types) {
-    gram *g = schema("{\"type\":\"object\",\"properties\":{"
+    gram *g = fx_schema("{\"type\":\"object\",\"properties\":{"
                      "\"name\":{\"type\":\"string\"},\"age\":{\"type\":\"integer\"},"
                      "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"
                      "\"addr\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
@@ -130,7 +120,7 @@ Test(gram_schema, nested_object_required_and_types) {
 }
 
 Test(gram_schema, additional_properties) {
-    gram *g = schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"number\"}},"
+    gram *g = fx_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"number\"}},"
                      "\"additionalProperties\":{\"type\":\"boolean\"}}");
     static const char *const good[] = {"{}", "{\"a\":1}", "{\"b\":true,\"a\":2,\"ab\":false}",
                                        "{\"\xc3\xa9t\xc3\xa9\":true}", NULL};
@@ -141,7 +131,7 @@ Test(gram_schema, additional_properties) {
 }
 
 Test(gram_schema, arrays_bounds) {
-    gram *g = schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,"
+    gram *g = fx_schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,"
                      "\"maxItems\":3}");
     static const char *const good[] = {"[1,2]", "[1,2,3]", "[ 1, 2 ]", NULL};
     static const char *const bad[] = {"[]", "[1]", "[1,2,3,4]", "[1,2.5]", NULL};
@@ -152,7 +142,7 @@ Test(gram_schema, arrays_bounds) {
 }
 
 Test(gram_schema, enums_and_const) {
-    gram *g = schema("{\"type\":\"object\",\"properties\":{"
+    gram *g = fx_schema("{\"type\":\"object\",\"properties\":{"
                      "\"c\":{\"type\":\"string\",\"enum\":[\"red\",\"green\",\"gr\\u00fcn\"]},"
                      "\"n\":{\"enum\":[1,12,null,[1,2]]},\"k\":{\"const\":\"fixed\"},"
                      "\"b\":{\"type\":\"boolean\"},\"z\":{\"type\":\"null\"}}}");
@@ -167,7 +157,7 @@ Test(gram_schema, enums_and_const) {
 }
 
 Test(gram_schema, any_of_objects_sharing_a_prefix) {
-    gram *g = schema("{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+    gram *g = fx_schema("{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
                      "\"required\":[\"a\"]},{\"type\":\"object\",\"properties\":{"
                      "\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"required\":[\"b\"]},"
                      "{\"type\":[\"number\",\"null\"]}]}");
@@ -180,7 +170,7 @@ Test(gram_schema, any_of_objects_sharing_a_prefix) {
 }
 
 Test(gram_schema, recursive_ref) {
-    gram *g = schema("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{"
+    gram *g = fx_schema("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{"
                      "\"v\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\",\"items\":"
                      "{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}},\"$ref\":\"#/$defs/node\"}");
     static const char *const good[] = {"{\"v\":1}", "{\"v\":1,\"kids\":[{\"v\":2,\"kids\":[{\"v\":3}]}]}",
@@ -390,7 +380,7 @@ Test(gram_json, exhaustive_short_strings_match_reference) {
  * is not allowed either). Bytes are drawn among the allowed ones, closing
  * brackets and quotes preferred now and then so walks also finish. */
 static void walk_no_dead_end(const char *json, unsigned seed) {
-    gram *g = schema(json);
+    gram *g = fx_schema(json);
     gram_set *cur = malloc(sizeof *cur), *nxt = malloc(sizeof *nxt);
     cr_assert(cur && nxt);
     int finished = 0;

@@ -5,10 +5,12 @@
  * a complete document, cached masks equal fresh ones, and a greedy decode
  * under the mask always yields a document. */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
 #include "gram.h"
+#include "gram_fixture.h"
 #include "gram_mask.h"
 #include "gram_match.h"
 #include "pverr.h"
@@ -23,19 +25,7 @@ static const char *const VOCAB[] = {
 #define NV ((int)(sizeof VOCAB / sizeof *VOCAB))
 #define EOS 0 /* the empty piece stands for the end-of-sequence token */
 
-static int piece(void *user, int32_t id, char *buf, int cap) {
-    (void)user;
-    int n = (int)strlen(VOCAB[id]);
-    if (n <= cap) memcpy(buf, VOCAB[id], (size_t)n);
-    return n;
-}
-
-static gram_vocab *vocab(void) {
-    gram_vocab *v = NULL;
-    int32_t eos = EOS;
-    cr_assert_eq(gram_vocab_create(NV, piece, NULL, &eos, 1, &v), 0);
-    return v;
-}
+static gram_vocab *vocab(void) { return fx_vocab(VOCAB, NV, EOS); }
 
 /* Masks at the state after `prefix` and compares with token-by-token checks. */
 static void check_mask(gram *g, gram_vocab *v, const char *prefix) {
@@ -45,7 +35,7 @@ static void check_mask(gram *g, gram_vocab *v, const char *prefix) {
     for (int round = 0; round < 2; round++) { /* the second round is served by the cache */
         float logits[NV];
         for (int i = 0; i < NV; i++) logits[i] = 1.0f;
-        int n = gram_mask(v, s, logits), want = 0;
+        int n = gram_mask(v, s, INT_MAX, logits), want = 0;
         for (int id = 0; id < NV; id++) {
             int ok = id == EOS ? gram_state_complete(s)
                                : gram_state_accepts(s, VOCAB[id], strlen(VOCAB[id]));
@@ -57,16 +47,6 @@ static void check_mask(gram *g, gram_vocab *v, const char *prefix) {
         cr_expect_eq(n, want, "after '%s': %d allowed, want %d", prefix, n, want);
     }
     gram_state_free(s);
-}
-
-static gram *from_schema(const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    cr_assert_not_null(j);
-    gram *g = NULL;
-    char err[128];
-    cr_assert_eq(gram_from_schema(j, 0, &g, err, sizeof err), 0, "%s", err);
-    cJSON_Delete(j);
-    return g;
 }
 
 /* check_mask at every prefix (NULL-terminated), then frees g. */
@@ -89,7 +69,7 @@ Test(gram_mask, equals_automaton_on_json) {
 }
 
 Test(gram_mask, equals_automaton_on_schema) {
-    gram *g = from_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+    gram *g = fx_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
                           "\"abc\":{\"enum\":[\"x\",null]}},\"required\":[\"a\"]}");
     static const char *const prefixes[] = {"", "{", "{\"a", "{\"ab", "{\"abc\":", "{\"abc\":\"x\"",
                                            "{\"abc\":\"x\",", "{\"abc\":null,\"a\":1", "{\"a\":1}",
@@ -101,7 +81,7 @@ Test(gram_mask, equals_automaton_on_schema) {
  * logit on tokens that are rarely valid) still ends in a document. */
 Test(gram_mask, masked_greedy_decode_finishes) {
     gram_vocab *v = vocab();
-    gram *g = from_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\","
+    gram *g = fx_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\","
                           "\"items\":{\"type\":\"integer\"},\"maxItems\":2}},\"required\":[\"a\"]}");
     gram_state *s = NULL;
     cr_assert_eq(gram_state_new(g, &s), 0);
@@ -110,7 +90,7 @@ Test(gram_mask, masked_greedy_decode_finishes) {
     for (int step = 0; step < 60 && !done; step++) {
         float logits[NV];
         for (int i = 0; i < NV; i++) logits[i] = (float)((i * 7) % NV); /* arbitrary */
-        cr_assert_gt(gram_mask(v, s, logits), 0, "stuck after '%s'", out);
+        cr_assert_gt(gram_mask(v, s, INT_MAX, logits), 0, "stuck after '%s'", out);
         int best = 0;
         for (int i = 1; i < NV; i++)
             if (logits[i] > logits[best]) best = i;

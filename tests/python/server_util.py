@@ -19,6 +19,9 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
+# The default model (SmolLM2-135M-Instruct Q4_1) and the name it is served as.
+MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = MODEL.stem
 # Where server logs go; conftest sets it to a pytest tmp dir per session.
 LOG_DIR: Path | None = None
 # Every Server started in this process, for conftest's failure report.
@@ -36,12 +39,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def need_default_model() -> None:
+    """Skips the test when the pivot binary or the default model is missing."""
+    import pytest
+    if not pivot_path().is_file() or not MODEL.is_file():
+        pytest.skip("pivot binary or default model missing")
+
+
+def default_server(*args: str, **kw) -> "Server":
+    """`pivot serve --model <default model> ARGS` (skips without one); use it
+    as a context manager, or stop() it."""
+    need_default_model()
+    return Server("--model", str(MODEL), *args, **kw)
+
+
+def serve_default(*args: str, **kw):
+    """A module fixture's body: `yield from serve_default(ARGS)` yields a
+    running default_server and stops it at teardown."""
+    with default_server(*args, **kw) as s:
+        yield s
+
+
+def server_fixtures(*args: str, timeout: float = 120):
+    """A test module's `srv` (a default_server with ARGS, module-scoped) and
+    `client` (openai_client on it) fixtures:
+        srv, client = server_fixtures("--ctx", "1024")"""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def srv():
+        yield from serve_default(*args)
+
+    @pytest.fixture(scope="module")
+    def client(srv):
+        return openai_client(srv, timeout=timeout)
+
+    return srv, client
+
+
+def openai_client(srv: "Server", timeout: float = 120, api_key: str = "none",
+                  max_retries: int = 0):
+    """The official SDK pointed at srv; by default without retries (a retry
+    would hide a bad answer)."""
+    import openai
+    return openai.OpenAI(base_url=srv.base + "/v1", api_key=api_key, max_retries=max_retries,
+                         timeout=timeout)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {name: value}: labels dropped, except that an
+    `outcome` label is kept as name:outcome."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        base = name.split("{", 1)[0]
+        if "outcome=" in name:
+            base += ":" + name.split('outcome="', 1)[1].split('"', 1)[0]
+        out[base] = float(value)
+    return out
+
+
 class Server:
-    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 60):
+    """`pivot serve ARGS` on a free port (binary: PIVOT_BIN or the build's;
+    threads: PIVOT_THREADS or 2), ready when /health says 200."""
+
+    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 60,
+                 binary: str | None = None, threads: str | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [str(pivot_path()), "serve", "--port", str(self.port), "--threads",
-               os.environ.get("PIVOT_THREADS", "2"), *args]
+        cmd = [binary or str(pivot_path()), "serve", "--port", str(self.port), "--threads",
+               threads or os.environ.get("PIVOT_THREADS", "2"), *args]
         fd, name = tempfile.mkstemp(prefix=f"serve-{self.port}-", suffix=".log",
                                     dir=str(LOG_DIR) if LOG_DIR else None)
         self.log_path = Path(name)
@@ -64,6 +133,12 @@ class Server:
         self.stop()
         raise RuntimeError("pivot serve did not become ready")
 
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def request(self, method: str, path: str, body=None, headers: dict | None = None,
                 timeout: float = 60):
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
@@ -80,17 +155,7 @@ class Server:
         return self.request("GET", path, **kw)
 
     def metrics(self) -> dict[str, float]:
-        _, _, body = self.get("/metrics")
-        out: dict[str, float] = {}
-        for line in body.decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, value = line.rsplit(" ", 1)
-            base = name.split("{", 1)[0]
-            if "outcome=" in name:
-                base += ":" + name.split('outcome="', 1)[1].split('"', 1)[0]
-            out[base] = float(value)
-        return out
+        return parse_metrics(self.get("/metrics")[2].decode())
 
     def wait_metrics(self, pred, timeout: float, what: str) -> dict[str, float]:
         """Polls /metrics until pred(metrics) holds; returns those metrics or

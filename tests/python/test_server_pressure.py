@@ -15,12 +15,10 @@ import socket
 import threading
 import time
 
-import openai
 import pytest
 
-from server_util import Server, pivot_path, raw_post, recv_all, wait_until, REPO
+from server_util import default_server, openai_client, raw_post, recv_all, serve_default, wait_until
 
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["The history of the printing press begins",
            "A recipe for bread needs flour, water and",
            "The three laws of motion state that"]
@@ -28,18 +26,10 @@ N_OUT = 100
 TIGHT = "4600K"  # 3.2 FP16 pages
 
 
-def _need_binary():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-
-
 @pytest.fixture(scope="module")
 def tight():
     """A server where full must preempt: 3 FP16 pages for up to 4 sequences."""
-    _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT)
-    yield s
-    s.stop()
+    yield from serve_default("--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT)
 
 
 def model_of(srv):
@@ -101,7 +91,7 @@ def test_preempted_greedy_requests_equal_unpreempted(tight):
 
 
 def test_streams_of_preempted_requests_have_no_gap_or_duplicate(tight):
-    client = openai.OpenAI(base_url=tight.base + "/v1", api_key="x", timeout=300)
+    client = openai_client(tight, timeout=300, api_key="x", max_retries=2)  # the SDK's default
 
     def stream(p):
         text, usage = [], None
@@ -143,10 +133,7 @@ def test_cancelling_a_preempted_request_frees_everything(tight):
 def elastic_srv():
     """mikv,budget=0.5 requests of ~300 tokens in a pool where three of them
     fit only if the later ones are compressed to the floor (probe below)."""
-    _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", "7M")
-    yield s
-    s.stop()
+    yield from serve_default("--ctx", "512", "--max-batch", "4", "--kv-memory", "7M")
 
 
 MIKV = {"kv_policy": "mikv,budget=0.5", "max_tokens": 280}
@@ -185,9 +172,7 @@ def test_opted_out_requests_are_never_compressed(elastic_srv):
 
 
 def test_sigterm_drain_waits_for_preempted_requests():
-    _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT)
-    try:
+    with default_server("--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT) as s:
         socks = []
         for p in PROMPTS[:2]:
             socks.append(raw_post(s.port, "/v1/completions", body(p), timeout=300))
@@ -201,18 +186,14 @@ def test_sigterm_drain_waits_for_preempted_requests():
             b = json.loads(out.split("\r\n\r\n", 1)[1])
             assert b["usage"]["completion_tokens"] == N_OUT
         assert s.proc.wait(timeout=60) == 0
-    finally:
-        s.stop()
 
 
 def test_chat_without_max_tokens_runs_up_to_max_batch():
     """8 chat requests without max_tokens all run at once: admission by
     prompt, not by the whole context. Reserving the context (512 tokens =
     8 pages = 11.8 MB each) would have let 4 of them into 48 MB."""
-    _need_binary()
-    s = Server("--model", str(MODEL), "--max-batch", "8", "--ctx", "512", "--kv-memory", "48M")
-    try:
-        client = openai.OpenAI(base_url=s.base + "/v1", api_key="x", timeout=300)
+    with default_server("--max-batch", "8", "--ctx", "512", "--kv-memory", "48M") as s:
+        client = openai_client(s, timeout=300, api_key="x", max_retries=2)  # the SDK's default
         peak = [0]
         stop = threading.Event()
 
@@ -234,8 +215,6 @@ def test_chat_without_max_tokens_runs_up_to_max_batch():
         w.join(10)
         assert all(g.choices[0].message.content for g in got)
         assert peak[0] == 8, f"peak running {peak[0]}, expected all 8 at once"
-    finally:
-        s.stop()
 
 
 def test_empty_prompt_continues_from_bos(tight):

@@ -1,10 +1,10 @@
 """Structured output and logit_bias end to end: the real `pivot serve` with the
 default model (SmolLM2-135M), driven by the official openai SDK.
 
-- response_format json_object: 20 varied prompts; every answer that ends
-  ("stop") parses as a JSON object, and every answer cut by max_tokens
-  ("length") is a prefix that a few closing bytes turn into JSON (the
-  grammar never lets the text leave the language).
+- response_format json_object: 20 varied prompts, greedy and sampled: every
+  answer ends ("stop") within max_tokens and parses as a JSON object (the
+  mask closes the document in time when the budget runs short), also
+  without max_tokens (the context's end is the budget).
 - json_schema / guided_json: outputs validate with the `jsonschema` package
   (nested objects, arrays with bounds, enums, anyOf, recursive $ref).
 - logit_bias: -100 on the token greedy decoding picks bans it, +100 forces
@@ -20,87 +20,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server_util import Server, pivot_path, REPO
+from server_util import MODEL, MODEL_NAME as NAME, default_server, need_default_model, \
+    openai_client, pivot_path, server_fixtures
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-NAME = "SmolLM2-135M-Instruct.Q4_1"
-
-
-@pytest.fixture(scope="module")
-def srv():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-    s = Server("--model", str(MODEL), "--ctx", "1024", "--max-batch", "32")
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai.OpenAI(base_url=srv.base + "/v1", api_key="none", max_retries=0, timeout=120)
+srv, client = server_fixtures("--ctx", "1024", "--max-batch", "32")
 
 
 def chat(client, content, system=None, **kw):
     msgs = ([{"role": "system", "content": system}] if system else []) + \
            [{"role": "user", "content": content}]
-    return client.chat.completions.create(model=NAME, messages=msgs, temperature=0, **kw)
-
-
-def open_closers(t):
-    """The brackets that close text t, or None when t ends inside a string."""
-    stack, in_str, esc = [], False, False
-    for ch in t:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if not stack:
-                return None
-            stack.pop()
-    return None if in_str else "".join(reversed(stack))
-
-
-# Endings for a cut-off token: inside a string, an escape, a key, a number,
-# a literal, after ':' or ','.
-TAILS = ["", '"', "0", '"k":0', ":0", '":0', "0\"", "n\"", "00\"", "000\"", "0000\"",
-         "rue", "ue", "e", "alse", "lse", "se", "ull", "ll", "l", "0]", '":0}']
-
-
-def completes_to_json(text):
-    """1 when some short tail plus closing brackets makes text valid JSON."""
-    for tail in TAILS:
-        for sep in ("", ","):
-            t = text.rstrip() + tail
-            if sep:
-                t = t.rstrip(",")
-            closers = open_closers(t)
-            if closers is None:
-                continue
-            try:
-                json.loads(t + closers)
-                return True
-            except ValueError:
-                pass
-    return False
-
-
-def test_prefix_checker_can_fail():
-    # the checker above is what the "length" case relies on: it must refuse
-    assert completes_to_json('{"a": [1, {"b": "c')
-    assert completes_to_json('{"a": 1.')
-    assert not completes_to_json('{"a": 1 "b"')
-    assert not completes_to_json('Sure! {"a": 1')
-    assert not completes_to_json('```json\n{"a": 1')
+    return client.chat.completions.create(model=NAME, messages=msgs, **{"temperature": 0, **kw})
 
 
 TOPICS = ["a cat", "the city of Paris", "a book", "a car", "today's weather", "a pizza order",
@@ -109,25 +40,47 @@ TOPICS = ["a cat", "the city of Paris", "a book", "a car", "today's weather", "a
           "a river", "a company"]
 
 
-def test_json_object_twenty_prompts(client):
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 0.9, "seed": 11}],
+                         ids=["greedy", "sampled"])
+def test_json_object_twenty_prompts(client, sampling):
+    """The issue's criterion: every answer is one whole JSON object, ended by
+    the model ("stop") within max_tokens. SmolLM2-135M left alone loops
+    (repeating keys, nesting, growing strings) in most of these; the mask
+    closes the document in time (docs/API.md, "Structured output")."""
     def one(topic):
         r = chat(client, f"Describe {topic} in JSON with at most three keys.",
                  system="You reply with one short JSON object only.", max_tokens=64,
-                 response_format={"type": "json_object"})
-        return r.choices[0]
+                 response_format={"type": "json_object"}, **sampling)
+        return r.choices[0], r.usage.completion_tokens
 
     with ThreadPoolExecutor(len(TOPICS)) as ex:
-        choices = list(ex.map(one, TOPICS))
-    stopped = 0
-    for topic, c in zip(TOPICS, choices):
+        results = list(ex.map(one, TOPICS))
+    for topic, (c, used) in zip(TOPICS, results):
         text = c.message.content
-        assert c.finish_reason in ("stop", "length"), (topic, c.finish_reason)
-        if c.finish_reason == "stop":
-            stopped += 1
-            assert isinstance(json.loads(text), dict), (topic, text)
-        else:
-            assert completes_to_json(text), (topic, text)
-    assert stopped >= 2, [c.message.content for c in choices]
+        assert c.finish_reason == "stop", (topic, c.finish_reason, text)
+        assert used <= 64
+        assert isinstance(json.loads(text), dict), (topic, text)
+
+
+def test_json_object_without_max_tokens_closes_at_the_context_end(tmp_path):
+    """No max_tokens: the budget is what the context has left, so even a
+    looping answer ends as a document before the context is full."""
+    with default_server("--ctx", "128") as s:
+        c = openai_client(s)
+
+        def one(topic):
+            return chat(c, f"Describe {topic} in JSON with at most three keys.",
+                        system="You reply with one short JSON object only.",
+                        response_format={"type": "json_object"})
+
+        # both loop past 100 tokens at temperature 0
+        with ThreadPoolExecutor(2) as ex:
+            rs = list(ex.map(one, ["today's weather", "a flight"]))
+        for r in rs:
+            assert r.choices[0].finish_reason == "stop", r.choices[0]
+            assert r.usage.prompt_tokens + r.usage.completion_tokens <= 128
+            assert r.usage.completion_tokens > 64, "the context, not a default, was the limit"
+            assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
 PERSON = {
@@ -183,13 +136,25 @@ def test_json_schema_outputs_validate(client):
     with ThreadPoolExecutor(len(SCHEMAS)) as ex:
         choices = list(ex.map(one, SCHEMAS))
     for (name, schema, _), c in zip(SCHEMAS, choices):
-        text = c.message.content
-        if c.finish_reason == "length":  # a 135M model may ramble inside a string
-            assert completes_to_json(text), (name, text)
-            continue
-        assert c.finish_reason == "stop", (name, c.finish_reason)
-        jsonschema.validate(json.loads(text), schema)
-    assert sum(c.finish_reason == "stop" for c in choices) >= 3, [c.message.content for c in choices]
+        assert c.finish_reason == "stop", (name, c.finish_reason, c.message.content)
+        jsonschema.validate(json.loads(c.message.content), schema)
+
+
+def test_json_schema_closes_within_a_tight_budget(client):
+    """max_tokens barely above the shortest valid document: the answer is
+    still complete and valid (required members written minimally)."""
+    def one(item):
+        name, schema, prompt = item
+        return chat(client, prompt, max_tokens=80,
+                    response_format={"type": "json_schema",
+                                     "json_schema": {"name": name, "schema": schema}})
+
+    with ThreadPoolExecutor(len(SCHEMAS)) as ex:
+        rs = list(ex.map(one, SCHEMAS))
+    for (name, schema, _), r in zip(SCHEMAS, rs):
+        c = r.choices[0]
+        assert c.finish_reason == "stop" and r.usage.completion_tokens <= 80, (name, c)
+        jsonschema.validate(json.loads(c.message.content), schema)
 
 
 def test_strict_schema_and_guided_json(client, srv):
@@ -333,8 +298,7 @@ def test_stream_reassembles_and_few_alternatives(client):
 
 def test_generate_cli_json_schema(tmp_path):
     import subprocess
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
+    need_default_model()
     schema = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]},
                                                "big": {"type": "boolean"}},
               "required": ["city", "big"]}

@@ -22,12 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server_util import Server, pivot_path, reassemble_tool_stream, REPO
+from server_util import MODEL_NAME as NAME, reassemble_tool_stream, server_fixtures
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-NAME = "SmolLM2-135M-Instruct.Q4_1"
 
 
 def tool(name, desc, params):
@@ -97,26 +95,15 @@ PROMPTS = [
 NAMED = [{"type": "function", "function": {"name": n}} for n in PARAMS]
 
 
-@pytest.fixture(scope="module")
-def srv():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-    s = Server("--model", str(MODEL), "--ctx", "2048", "--max-batch", "16")
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai.OpenAI(base_url=srv.base + "/v1", api_key="none", max_retries=0, timeout=300)
+srv, client = server_fixtures("--ctx", "2048", "--max-batch", "16", timeout=300)
 
 
 def chat(client, prompt, **kw):
     kw.setdefault("max_tokens", 300)
     kw.setdefault("tools", TOOLS)
     # One call per answer: with parallel calls the model decides when the
-    # array ends, and a greedy 135M model tends to repeat calls until
-    # max_tokens (test_parallel_calls covers that case).
+    # array ends, and a greedy 135M model tends to repeat calls until the
+    # budget closes the array (test_parallel_calls covers that case).
     kw.setdefault("parallel_tool_calls", False)
     # Breaks the loops a greedy small model falls into inside a string
     # ("Paris_to_Tokyo_to_Tokyo_..."), which the grammar cannot forbid.
@@ -162,21 +149,14 @@ def test_named_choice_always_calls_that_tool(client, choice):
 
 
 def test_parallel_calls(client):
-    """Parallel calls allowed: one call or an array of calls, each valid;
-    the only other outcome the grammar leaves is running out of max_tokens
-    mid-array (a small model may repeat calls)."""
+    """Parallel calls allowed: one call or an array of calls, each valid. A
+    small model may repeat calls; the mask closes the array in time for
+    max_tokens (docs/API.md), so every answer is whole calls."""
     rs = run_all(lambda p: chat(client, p, tool_choice="required", parallel_tool_calls=True,
                                 max_tokens=200), PROMPTS[:4])
-    done = 0
     for r in rs:
-        if r.choices[0].finish_reason == "length":
-            assert r.usage.completion_tokens == 200
-            text = "".join(r.choices[0].message.content.split())  # the grammar allows whitespace
-            assert text.startswith(('{"tool_calls":[{', '{"tool_call":{')), text
-        else:
-            assert len(check_forced(r, PARAMS)) >= 1
-            done += 1
-    assert done, "no answer finished its array"
+        assert len(check_forced(r, PARAMS)) >= 1
+        assert r.usage.completion_tokens <= 200
 
 
 @pytest.mark.parametrize("choice", ["required", NAMED[1]], ids=["required", "named"])

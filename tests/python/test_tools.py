@@ -9,11 +9,9 @@ import json
 
 import pytest
 
-from server_util import Server, pivot_path, reassemble_tool_stream, REPO
+from server_util import MODEL_NAME as NAME, reassemble_tool_stream, server_fixtures
 
 openai = pytest.importorskip("openai")
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-NAME = "SmolLM2-135M-Instruct.Q4_1"
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
@@ -29,18 +27,7 @@ ECHO = ('Reply with exactly this JSON and nothing else: '
 PROMPTS = [ECHO, "What is the weather in Paris?", "Add 2 and 3.", "Say hello."]
 
 
-@pytest.fixture(scope="module")
-def srv():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-    s = Server("--model", str(MODEL), "--ctx", "1024", "--max-batch", "8")
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai.OpenAI(base_url=srv.base + "/v1", api_key="none", max_retries=0, timeout=120)
+srv, client = server_fixtures("--ctx", "1024", "--max-batch", "8")
 
 
 def chat(client, prompt, **kw):
