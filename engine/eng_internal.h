@@ -54,7 +54,9 @@ typedef struct {
     int lp_next; /* prompt logprobs emitted so far (none twice after a preemption) */
     double budget; /* elastic budget in force (kv_seq_set_budget); 0: the policy's */
     int elastic_done; /* compressed (or tried) since its slot was last filled */
-    size_t need;   /* KV bytes this choice can hold after the current step */
+    size_t need;   /* KV bytes this choice can hold after the current step,
+                      less what it shares through prefix-cache blocks */
+    int pfx;       /* prefix caching applies to it (eng_prefix.c) */
     eng_relief relief;
     int32_t next_tok;
     smp_sampler *smp;
@@ -138,6 +140,8 @@ struct eng_engine {
     /* decoder thread: totals for the gauges */
     long n_preempt, n_elastic, el_tokens;
     size_t el_bytes;
+    long pfx_queries, pfx_hits; /* prompt tokens looked up / found cached */
+    atomic_int pfx_flush;       /* eng_prefix_flush asked (any thread) */
 };
 
 /* eng_engine.c: the model and the run state, on the decoder thread. */
@@ -156,6 +160,19 @@ void eng_admit_locked(eng_engine *e);
 void eng_relieve(eng_engine *e);
 /* Bytes choice c of job j can hold once the coming step is done. */
 size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c);
+
+/* eng_prefix.c (decoder thread): automatic prefix caching */
+/* After the choice got its slot: attach the cached prefix of its fill. */
+void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c);
+/* Offers the choice's whole stored pages to the cache (prefill done, or its
+ * slot about to be freed). */
+void eng_prefix_publish(eng_engine *e, eng_choice *c);
+/* Bytes of blocks in use by running sequences, each counted once. */
+size_t eng_prefix_shared(eng_engine *e);
+/* Evicts unused blocks until committed + cached fits kv_memory. */
+void eng_prefix_trim(eng_engine *e, size_t committed);
+/* A pending flush (eng_prefix_flush): done now; 1 if there was one. */
+int eng_prefix_service(eng_engine *e);
 
 /* eng_sample.c (decoder thread; the ones that write output under out_mu) */
 void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flush);

@@ -42,6 +42,7 @@ typedef struct {
      * the job owns it (freed with the job), on failure the caller keeps it.
      * NULL: free text. */
     gram *grammar;
+    int no_prompt_cache; /* 1: neither use nor fill the prefix cache (cache_prompt: false) */
 } eng_params;
 
 /* A job of n_prompts prompts (copied) with n_per_prompt choices each;
