@@ -63,10 +63,10 @@ typedef struct {
     size_t elastic_bytes;
     /* automatic prefix caching: prompt tokens looked up and found (totals,
      * vLLM's prefix_cache_queries/hits), the cached blocks (bytes, those in
-     * use, blocks) and their size in tokens (0: no prefix cache) */
+     * use, blocks), tokens per block (an FP16 page) and whether it is on */
     long prefix_queries, prefix_hits, prefix_blocks;
     size_t prefix_bytes, prefix_bytes_used;
-    int block_tokens;
+    int block_tokens, prefix_on;
     size_t page_bytes; /* one FP16 block of one sequence, every layer: kv_memory / it
                           is the capacity in blocks (vllm:cache_config_info) */
 } eng_gauges;

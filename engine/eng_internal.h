@@ -108,6 +108,7 @@ struct eng_engine {
     size_t committed; /* bytes running and admitted jobs can hold after this step */
     size_t watermark; /* free bytes a new job must leave while others run */
     size_t page_bytes; /* one FP16 page of one sequence (every layer and head) */
+    int page_tokens;   /* tokens in that page */
     int slots_used;
     /* under out_mu */
     pthread_mutex_t out_mu;

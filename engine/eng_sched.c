@@ -410,8 +410,9 @@ static void publish_gauges(eng_engine *e) {
     g.prefix_blocks = ps0.blocks;
     g.prefix_bytes = ps0.bytes;
     g.prefix_bytes_used = ps0.bytes_referenced;
-    g.block_tokens = ps0.block_tokens;
+    g.block_tokens = e->page_tokens;
     g.page_bytes = e->page_bytes;
+    g.prefix_on = !e->on_cuda && !e->cfg.prefix_cache_off;
     pthread_mutex_lock(&e->mu);
     g.running = e->n_running_jobs;
     g.waiting = e->n_waiting;
