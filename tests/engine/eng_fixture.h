@@ -217,7 +217,7 @@ static void run_until_done(eng_job **js, int n) {
     }
 }
 
-static void counts(int *waiting, int *running) { eng_counts(E, waiting, running); }
+static inline void counts(int *waiting, int *running) { eng_counts(E, waiting, running); }
 
 /* Submits js[0], holds the decoder in its first step, then submits the
  * rest: every later job is decided while js[0] provably runs. The decoder
@@ -261,7 +261,7 @@ static inline void expect_only_cache_left(void) {
 }
 
 /* One job alone, start to finish; freed. */
-static void run_alone(const eng_params *p, int base, int n, int max_new, rec *r) {
+static inline void run_alone(const eng_params *p, int base, int n, int max_new, rec *r) {
     eng_job *j = job_of(p, base, n, max_new, r);
     submit(j);
     run_until_done(&j, 1);
