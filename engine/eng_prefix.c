@@ -22,7 +22,11 @@
 #include "eng_internal.h"
 
 void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
-    c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache;
+    /* only the plain FP16 cache keeps blocks (docs/KV_CACHE.md says what a
+     * compressed policy would need); other policies are not looked up, so
+     * they do not count as queries either */
+    c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache &&
+             kv_policy_is_plain(&j->p.policy);
     /* prompt logprobs need a logits row for every prompt token */
     if (!c->pfx || (j->p.prompt_logprobs && !c->refill) || c->n_fed) return;
     int got = kv_seq_prefix_attach(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
