@@ -188,7 +188,7 @@ def main():
         "llama-server": ("llama", ["-np", str(slots), "-c", str(4096 * slots),
                                    "--cache-reuse", "256"]),
     }
-    names = a.configs.split(",") + (["llama-server"] if a.llama_server else [])
+    names = [n for n in a.configs.split(",") if n] + (["llama-server"] if a.llama_server else [])
     res = {}
     for name in names:
         kind, args = cfgs[name]
