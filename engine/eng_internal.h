@@ -57,6 +57,7 @@ typedef struct {
     size_t need;   /* KV bytes this choice can hold after the current step,
                       less what it shares through prefix-cache blocks */
     int pfx;       /* prefix caching applies to it (eng_prefix.c) */
+    int cached;    /* prompt tokens its first prefill took from the prefix cache */
     eng_relief relief;
     int32_t next_tok;
     smp_sampler *smp;
@@ -77,7 +78,7 @@ struct eng_job {
     int in_dirty;        /* under out_mu */
     int where;           /* under mu: ENG_J_* */
     eng_params p;        /* stop_ids and stop strings point at owned copies */
-    int n_choices;
+    int n_choices, n_per_prompt;
     eng_choice *ch;
     int prompt_tokens;
     size_t kv_max;   /* bytes of every choice at prompt + max_new: set by eng_submit,

@@ -32,6 +32,7 @@ void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
     int got = kv_seq_prefix_attach(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
     if (got < 0) got = 0; /* nothing attached: the choice prefills everything */
     c->n_fed = got;
+    if (!c->refill && !c->n_gen) c->cached = got;
     e->pfx_queries += c->n_fill;
     e->pfx_hits += got;
 }

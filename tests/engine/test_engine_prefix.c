@@ -20,12 +20,15 @@ static eng_job *job_tokens(const eng_params *p, const int32_t *t, int n, int max
     return j;
 }
 
-static void run_tokens(const eng_params *p, const int32_t *t, int n, int max_new, rec *r) {
+/* Runs one job; returns the prompt tokens it took from the cache. */
+static int run_tokens(const eng_params *p, const int32_t *t, int n, int max_new, rec *r) {
     eng_job *j = job_tokens(p, t, n, max_new, r);
     submit(j);
     run_until_done(&j, 1);
     cr_expect_eq(r->err, 0, "%s", r->msg);
+    int cached = eng_job_cached_tokens(j);
     eng_job_free(j);
+    return cached;
 }
 
 static void expect_same(const rec *a, const rec *b, const char *what) {
@@ -56,7 +59,7 @@ Test(prefix, greedy_output_with_a_cached_prefix_equals_without) {
     expect_same(&ra, &x, "cold");
     cr_expect_eq(gauges().prefix_hits, 0);
     cr_expect_eq(gauges().prefix_queries, 150);
-    run_tokens(&p, a, 150, 40, &x);
+    cr_expect_eq(run_tokens(&p, a, 150, 40, &x), 2 * PAGE, "usage's cached_tokens");
     expect_same(&ra, &x, "the same prompt again");
     cr_expect_eq(gauges().prefix_hits, 2 * PAGE, "149 reusable tokens are two whole pages");
     run_tokens(&p, b, 170, 40, &x);

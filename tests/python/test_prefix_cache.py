@@ -45,12 +45,16 @@ def off():
     s.stop()
 
 
+LAST = {}  # the last response's usage
+
+
 def complete(srv, prompt, n=16, **kw):
     st, _, raw = srv.request("POST", "/v1/completions",
                              {"prompt": prompt, "max_tokens": n, "temperature": 0, **kw},
                              timeout=300)
     assert st == 200, raw
     o = json.loads(raw)
+    LAST["usage"] = o["usage"]
     return o["choices"][0]["text"], o["usage"]["prompt_tokens"]
 
 
@@ -67,6 +71,7 @@ def test_repeated_prompt_hits_whole_blocks_and_gives_the_same_tokens(on, off):
     cold, n1 = complete(on, prompt)
     m1 = idle(on)
     warm, _ = complete(on, prompt)
+    assert LAST["usage"]["prompt_tokens_details"]["cached_tokens"] == BLOCK * ((n - 1) // BLOCK)
     m2 = idle(on)
     assert n1 == n and cold == ref and warm == ref, (ref, cold, warm)
     assert m1["pivot:prefix_cache_queries_total"] - m0["pivot:prefix_cache_queries_total"] == n
@@ -104,6 +109,7 @@ def test_multi_turn_chat_reuses_the_history(on, off):
             msgs.append({"role": "assistant", "content": text})
             out.append(text)
             hits.append(idle(srv)["pivot:prefix_cache_hits_total"] - h0)
+            assert r.usage.prompt_tokens_details.cached_tokens == hits[-1]
         return out, hits
 
     turns = ["What did the ships carry?", "Where was it written down?", "Who owed what?"]
