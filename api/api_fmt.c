@@ -91,6 +91,9 @@ static cJSON *usage_json(const api_usage *u) {
     cJSON_AddNumberToObject(o, "prompt_tokens", u->prompt_tokens);
     cJSON_AddNumberToObject(o, "completion_tokens", u->completion_tokens);
     cJSON_AddNumberToObject(o, "total_tokens", u->prompt_tokens + u->completion_tokens);
+    /* OpenAI's field: prompt tokens that came from the prefix cache */
+    cJSON *pd = cJSON_AddObjectToObject(o, "prompt_tokens_details");
+    cJSON_AddNumberToObject(pd, "cached_tokens", u->cached_tokens);
     cJSON *kv = cJSON_AddObjectToObject(o, "kv_cache");
     cJSON_AddStringToObject(kv, "policy", u->kv_policy ? u->kv_policy : "full");
     if (u->kv_spec) cJSON_AddStringToObject(kv, "spec", u->kv_spec);

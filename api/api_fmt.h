@@ -46,6 +46,7 @@ typedef struct {
 
 typedef struct {
     int prompt_tokens, completion_tokens;
+    int cached_tokens; /* prompt tokens served from the prefix cache */
     const char *kv_policy;
     const char *kv_spec; /* every knob of the policy (kv_policy_describe), or NULL */
     size_t kv_bytes_stored, kv_bytes_fp16;

@@ -266,7 +266,8 @@ static int parse_fields(const cJSON *o, api_request *r, api_error *e) {
     const cJSON *v;
     if (get_str(o, "model", &r->model, e) || get_str(o, "user", &r->user, e) ||
         get_str(o, "kv_policy", &r->kv_policy, e) || parse_kv_knobs(o, r, e) ||
-        get_bool(o, "kv_elastic", &r->kv_elastic, e))
+        get_bool(o, "kv_elastic", &r->kv_elastic, e) ||
+        get_bool(o, "cache_prompt", &r->cache_prompt, e))
         return -1;
     if (r->kind == API_COMPLETIONS ? parse_prompt(o, r, e) : parse_messages(o, &r->msgs, &r->n_msgs, e))
         return -1;
@@ -345,6 +346,7 @@ int api_parse_request(api_kind kind, const char *body, size_t len, api_request *
     r->kind = kind;
     r->max_tokens = -1;
     r->kv_elastic = -1;
+    r->cache_prompt = 1;
     r->n = 1;
     r->temperature = 1.0f;
     r->top_p = 1.0f;

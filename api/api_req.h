@@ -92,6 +92,8 @@ typedef struct {
     api_kv_knob kv_knobs[API_KV_FIELDS];
     int n_kv_knobs;
     int kv_elastic; /* kv_elastic: 1/0, -1 not given (the server's --kv-elastic) */
+    int cache_prompt; /* cache_prompt (llama.cpp's name): 0 keeps the request out of the
+                         prefix cache; default 1 */
     /* logit_bias: bias[i] (in [-100, 100]) added to token bias_ids[i]'s
      * logit (owned; ids < vocabulary size is the server's check) */
     int32_t *bias_ids;

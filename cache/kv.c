@@ -90,5 +90,24 @@ int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *ti
     return c->vt->seq_tiers(c->impl, seq, layer, kv_head, tier, score, n);
 }
 
+int kv_seq_prefix_attach(kv_cache *c, int seq, const int32_t *tok, int n) {
+    if (!c || bad_slot(c, seq) || n < 0 || (n && !tok)) return PV_EINVAL;
+    return c->vt->seq_attach ? c->vt->seq_attach(c->impl, seq, tok, n) : 0;
+}
+
+int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n) {
+    if (!c || bad_slot(c, seq) || n < 0 || (n && !tok)) return PV_EINVAL;
+    return c->vt->seq_publish ? c->vt->seq_publish(c->impl, seq, tok, n) : 0;
+}
+
+void kv_prefix_get_stats(const kv_cache *c, kv_prefix_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (c && c->vt->prefix_stats) c->vt->prefix_stats(c->impl, st);
+}
+
+size_t kv_prefix_evict(kv_cache *c, size_t bytes) {
+    return c && c->vt->prefix_evict ? c->vt->prefix_evict(c->impl, bytes) : 0;
+}
+
 void *kv_impl(const kv_cache *c) { return c->impl; }
 const kv_vtable *kv_vt(const kv_cache *c) { return c->vt; }

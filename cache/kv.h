@@ -57,7 +57,22 @@ typedef struct {
     int n_high;          /* FP16 (or INT8) tier */
     int n_low;           /* INT4/INT2 tier */
     int n_dropped;       /* evicted */
+    /* Part of bytes_stored that sits in prefix-cache blocks (kv_prefix
+     * below): shared with other sequences and the cache, so a sum over
+     * sequences counts it once through kv_prefix_stats instead. */
+    size_t bytes_cached;
 } kv_usage;
+
+/* Automatic prefix caching (the plain FP16 cache; others report nothing).
+ * Totals over every block the cache holds: `bytes_referenced` is in use by
+ * at least one sequence (each block counted once), `bytes_evictable` is
+ * held only for reuse and is freed by kv_prefix_evict. */
+typedef struct {
+    size_t bytes, bytes_referenced, bytes_evictable;
+    long blocks, blocks_referenced;
+    uint64_t evictions;
+    int block_tokens; /* tokens per block (0: no prefix cache) */
+} kv_prefix_stats;
 
 /* Implementation hooks. A new cache type provides these, calls kv_create_with,
  * and is chosen by kv_create (kv_create.c). */
@@ -79,6 +94,11 @@ typedef struct {
      * head); indices are checked by the wrapper. */
     int (*seq_tiers)(const void *impl, int seq, int layer, int kv_head, uint8_t *tier,
                      float *score, int n);
+    /* Optional prefix caching (NULL: none); see kv_seq_prefix_attach. */
+    int (*seq_attach)(void *impl, int seq, const int32_t *tok, int n);
+    int (*seq_publish)(void *impl, int seq, const int32_t *tok, int n);
+    void (*prefix_stats)(const void *impl, kv_prefix_stats *st); /* adds to *st */
+    size_t (*prefix_evict)(void *impl, size_t bytes);
     /* Optional: the one policy every slot runs (NULL: none, e.g. a router). */
     int (*policy)(const void *impl, kv_policy *out);
     void (*destroy)(void *impl);
@@ -143,5 +163,29 @@ enum { KV_TIER_NONE = 0, KV_TIER_HIGH = 1, KV_TIER_LOW = 2, KV_TIER_DROPPED = 3 
  * cache cannot say (the GPU cache). The counts agree with kv_seq_usage. */
 int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *tier, float *score,
                  int n);
+
+/* Automatic prefix caching. An empty sequence whose first tokens tok[0..n)
+ * start with blocks the cache holds (finished or running sequences left
+ * them, kv_seq_prefix_publish) takes them over instead of computing them:
+ * returns the tokens now stored (a multiple of kv_prefix_stats.block_tokens,
+ * at most n - 1, so the caller always computes at least the last token and
+ * gets its logits); the caller then stores from that position on. 0 when
+ * nothing matches or the cache has no prefix cache; PV_EINVAL for a bad
+ * slot or a sequence that already holds tokens. Blocks are shared by
+ * reference, never copied; a shared block is never written (only whole
+ * blocks are shared, and a sequence only appends). */
+int kv_seq_prefix_attach(kv_cache *c, int seq, const int32_t *tok, int n);
+/* Offers the sequence's whole blocks among its first n tokens (tok are the
+ * tokens it stored, in order) to the prefix cache, where later sequences
+ * find them; the sequence keeps using them (by reference). kv_seq_reset
+ * later releases its references; unreferenced blocks stay cached until
+ * evicted. Returns the sequence's tokens now in shared blocks, 0 without a
+ * prefix cache, PV_ENOMEM (nothing lost: the pages stay the sequence's). */
+int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n);
+void kv_prefix_get_stats(const kv_cache *c, kv_prefix_stats *st);
+/* Frees unreferenced blocks, least recently used first, until `bytes` were
+ * freed (SIZE_MAX: all of them, a flush); returns the bytes freed. Call
+ * between steps. */
+size_t kv_prefix_evict(kv_cache *c, size_t bytes);
 
 #endif

@@ -15,6 +15,7 @@
 #include "kv_internal.h"
 #include "kv_layout.h"
 #include "kv_pool.h"
+#include "kv_prefix.h"
 #include "pverr.h"
 #include "quant.h"
 
@@ -36,6 +37,14 @@ typedef struct {
     float *scratch;  /* [n_threads][kva_scratch_floats] attention scratch */
     size_t scratch_per_thread;
     int kind;        /* kv_attn kernel, picked at creation */
+    /* Automatic prefix caching: a sequence's first n_blk[seq] pages of every
+     * layer belong to blocks of the index (blk[seq][i], one reference each);
+     * the rest are its own. */
+    kv_pfx *pfx;
+    kv_pfx_blk **blk; /* [max_seqs][max_blk] */
+    int *n_blk;       /* [max_seqs] */
+    int max_blk;
+    void **tmp;       /* [n_layers] pages of one block being published */
 } fp16_cache;
 
 static layer_store *get_ls(fp16_cache *c, int seq, int layer) {
@@ -126,15 +135,95 @@ static int fp16_attend_splits(const void *impl, int seq) {
     return 1;
 }
 
+static kv_pfx_blk **blocks_of(fp16_cache *c, int seq) {
+    return c->blk + (size_t)seq * c->max_blk;
+}
+
 static void fp16_seq_reset(void *impl, int seq) {
     fp16_cache *c = impl;
+    int nb = c->n_blk ? c->n_blk[seq] : 0;
     for (int L = 0; L < c->s.n_layers; L++) {
         layer_store *l = get_ls(c, seq, L);
-        for (int p = 0; p < l->n_pages; p++)
+        for (int p = nb; p < l->n_pages; p++) /* the first nb pages are the blocks' */
             kv_pool_free(c->s.pool, l->pages[p], page_elems(c) * sizeof(uint16_t));
         l->n_pages = 0;
         l->len = 0;
     }
+    /* Last block first: a block's successors then sit older in the LRU than
+     * the block itself and are evicted before it (a successor without its
+     * predecessor can never be found again). */
+    kv_pfx_blk **b = blocks_of(c, seq);
+    for (int i = nb - 1; i >= 0; i--) kv_pfx_unref(c->pfx, b[i]);
+    c->n_blk[seq] = 0;
+}
+
+static int grow_pages(layer_store *l, int need) {
+    if (need <= l->cap_pages) return PV_OK;
+    int cap = l->cap_pages * 2 > need ? l->cap_pages * 2 : need;
+    uint16_t **np = realloc(l->pages, sizeof *np * (size_t)cap);
+    if (!np) return PV_ENOMEM;
+    l->pages = np;
+    l->cap_pages = cap;
+    return PV_OK;
+}
+
+static int fp16_seq_attach(void *impl, int seq, const int32_t *tok, int n) {
+    fp16_cache *c = impl;
+    for (int L = 0; L < c->s.n_layers; L++)
+        if (get_ls(c, seq, L)->len) return PV_EINVAL;
+    /* whole blocks only, and never the last token: its logits are wanted */
+    int want = n > 0 ? (n - 1) / KV_PAGE : 0, nb = 0;
+    if (want > c->max_blk) want = c->max_blk;
+    kv_pfx_blk **b = blocks_of(c, seq);
+    for (const kv_pfx_blk *prev = NULL; nb < want; prev = b[nb++])
+        if (!(b[nb] = kv_pfx_get(c->pfx, prev, tok + (size_t)nb * KV_PAGE))) break;
+    for (int L = 0; L < c->s.n_layers; L++)
+        if (grow_pages(get_ls(c, seq, L), nb)) {
+            for (int i = nb - 1; i >= 0; i--) kv_pfx_unref(c->pfx, b[i]);
+            return PV_ENOMEM;
+        }
+    for (int L = 0; L < c->s.n_layers; L++) {
+        layer_store *l = get_ls(c, seq, L);
+        for (int i = 0; i < nb; i++) l->pages[i] = kv_pfx_page(b[i], L);
+        l->n_pages = nb;
+        l->len = nb * KV_PAGE;
+    }
+    c->n_blk[seq] = nb;
+    return nb * KV_PAGE;
+}
+
+static int fp16_seq_publish(void *impl, int seq, const int32_t *tok, int n) {
+    fp16_cache *c = impl;
+    int len = n; /* every layer must hold a page whole (a failed step may leave them uneven) */
+    for (int L = 0; L < c->s.n_layers; L++)
+        if (get_ls(c, seq, L)->len < len) len = get_ls(c, seq, L)->len;
+    int full = len / KV_PAGE, nb = c->n_blk[seq];
+    kv_pfx_blk **b = blocks_of(c, seq);
+    for (; nb < full && nb < c->max_blk; nb++) {
+        for (int L = 0; L < c->s.n_layers; L++) c->tmp[L] = get_ls(c, seq, L)->pages[nb];
+        int dup = 0;
+        kv_pfx_blk *k = kv_pfx_put(c->pfx, nb ? b[nb - 1] : NULL, tok + (size_t)nb * KV_PAGE,
+                                   c->tmp, &dup);
+        if (!k) break;
+        if (dup) {
+            /* Another sequence computed the same block first. Ours stays
+             * private (switching pages under a running sequence could change
+             * its output by a rounding difference), and so does the rest. */
+            kv_pfx_unref(c->pfx, k);
+            break;
+        }
+        b[nb] = k;
+        c->n_blk[seq] = nb + 1;
+    }
+    return c->n_blk[seq] * KV_PAGE;
+}
+
+static void fp16_prefix_stats(const void *impl, kv_prefix_stats *st) {
+    kv_pfx_add_stats(((const fp16_cache *)impl)->pfx, st);
+}
+
+static size_t fp16_prefix_evict(void *impl, size_t bytes) {
+    return kv_pfx_evict(((fp16_cache *)impl)->pfx, bytes);
 }
 
 static int fp16_seq_pos(const void *impl, int seq) {
@@ -152,6 +241,7 @@ static void fp16_seq_usage(const void *impl, int seq, kv_usage *u) {
     u->bytes_fp16 = (size_t)n * c->s.n_layers * c->s.n_kv_heads * c->s.head_dim * 2 * 2;
     u->n_tokens = n;
     u->n_high = n;
+    u->bytes_cached = (size_t)c->n_blk[seq] * c->s.n_layers * page_elems(c) * 2;
 }
 
 /* The plain cache keeps every stored token at FP16 and tracks nothing. */
@@ -175,6 +265,10 @@ static void fp16_destroy(void *impl) {
             fp16_seq_reset(c, s);
             for (int L = 0; L < c->s.n_layers; L++) free(get_ls(c, s, L)->pages);
         }
+    kv_pfx_destroy(c->pfx); /* after every sequence let its blocks go */
+    free(c->blk);
+    free(c->n_blk);
+    free(c->tmp);
     free(c->ls);
     free(c->scratch);
     free(c);
@@ -194,6 +288,10 @@ static const kv_vtable fp16_vt = {
     .seq_pos = fp16_seq_pos,
     .seq_usage = fp16_seq_usage,
     .seq_tiers = fp16_seq_tiers,
+    .seq_attach = fp16_seq_attach,
+    .seq_publish = fp16_seq_publish,
+    .prefix_stats = fp16_prefix_stats,
+    .prefix_evict = fp16_prefix_evict,
     .policy = fp16_policy,
     .destroy = fp16_destroy,
 };
@@ -209,7 +307,13 @@ int kv_create_fp16(const kv_shape *s, kv_cache **out) {
     c->ls = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->ls);
     c->scratch_per_thread = kva_scratch_floats(s->head_dim);
     c->scratch = malloc(sizeof(float) * (size_t)s->n_threads * c->scratch_per_thread);
-    if (!c->ls || !c->scratch) {
+    c->max_blk = (s->max_ctx + KV_PAGE - 1) / KV_PAGE;
+    c->blk = calloc((size_t)s->max_seqs * c->max_blk, sizeof *c->blk);
+    c->n_blk = calloc((size_t)s->max_seqs, sizeof *c->n_blk);
+    c->tmp = calloc((size_t)s->n_layers, sizeof *c->tmp);
+    if (!c->ls || !c->scratch || !c->blk || !c->n_blk || !c->tmp ||
+        kv_pfx_create(s->pool, s->n_layers, page_elems(c) * sizeof(uint16_t), KV_PAGE,
+                      kv_pfx_seed("plain"), &c->pfx)) {
         fp16_destroy(c);
         return PV_ENOMEM;
     }

@@ -150,6 +150,42 @@ static int rt_tiers(const void *impl, int seq, int layer, int kv_head, uint8_t *
     return 0;
 }
 
+static int rt_attach(void *impl, int seq, const int32_t *tok, int n) {
+    kv_cache *c = sub_of(impl, seq);
+    return c ? kv_seq_prefix_attach(c, seq, tok, n) : 0;
+}
+
+static int rt_publish(void *impl, int seq, const int32_t *tok, int n) {
+    kv_cache *c = sub_of(impl, seq);
+    return c ? kv_seq_prefix_publish(c, seq, tok, n) : 0;
+}
+
+/* Every sub-cache's blocks, idle ones included (they keep theirs until the
+ * entry is reclaimed for another policy, which frees them). */
+static void rt_prefix_stats(const void *impl, kv_prefix_stats *st) {
+    const router *r = impl;
+    for (int i = 0; i < KV_ROUTER_MAX_POLICIES; i++)
+        if (r->subs[i].c) {
+            kv_prefix_stats one;
+            kv_prefix_get_stats(r->subs[i].c, &one);
+            st->bytes += one.bytes;
+            st->bytes_referenced += one.bytes_referenced;
+            st->bytes_evictable += one.bytes_evictable;
+            st->blocks += one.blocks;
+            st->blocks_referenced += one.blocks_referenced;
+            st->evictions += one.evictions;
+            if (!st->block_tokens) st->block_tokens = one.block_tokens;
+        }
+}
+
+static size_t rt_prefix_evict(void *impl, size_t bytes) {
+    router *r = impl;
+    size_t freed = 0;
+    for (int i = 0; i < KV_ROUTER_MAX_POLICIES && freed < bytes; i++)
+        if (r->subs[i].c) freed += kv_prefix_evict(r->subs[i].c, bytes - freed);
+    return freed;
+}
+
 static void rt_destroy(void *impl) {
     router *r = impl;
     if (!r) return;
@@ -168,6 +204,10 @@ static const kv_vtable router_vt = {
     .seq_usage = rt_usage,
     .seq_budget = rt_budget,
     .seq_tiers = rt_tiers,
+    .seq_attach = rt_attach,
+    .seq_publish = rt_publish,
+    .prefix_stats = rt_prefix_stats,
+    .prefix_evict = rt_prefix_evict,
     .destroy = rt_destroy,
 };
 

@@ -29,6 +29,9 @@ static void usage(FILE *f) {
             "                         running requests whose policy has a low tier (down to\n"
             "                         its floor) before preempting any (default 1; per\n"
             "                         request: kv_elastic)\n"
+            "  --prefix-cache on|off  automatic prefix caching: requests reuse the KV of\n"
+            "                         a prompt prefix an earlier one computed (default on;\n"
+            "                         CPU, kv-policy full; per request: cache_prompt)\n"
             "  --device D             auto (CUDA when a GPU is usable and the policy is full),\n"
             "                         cpu, cuda (plain FP16 cache only: --kv-policy full)\n"
             "  --max-batch N          sequences decoded together (default 32)\n"
@@ -56,7 +59,8 @@ static int parse(int argc, char **argv, srv_config *c) {
                       .kv_memory = (size_t)1 << 30, .max_seqs = 32, .max_batch_tokens = 512,
                       .prefill_chunk = 256, .max_queue = 64, .drain_timeout = 30,
                       .max_body = 4u << 20, .max_conns = 1024, .idle_timeout = 60,
-                      .request_timeout = 30, .kv_elastic = 1};
+                      .request_timeout = 30, .kv_elastic = 1, .prefix_cache = 1};
+    static const char *const on_off[] = {"off", "on", NULL};
     int dev = -1; /* not given: the engine's auto */
     const cli_opt opts[] = {
         CLI_OPT_MODEL(&c->model_path, .env = "PIVOT_MODEL"),
@@ -69,6 +73,8 @@ static int parse(int argc, char **argv, srv_config *c) {
          .lo = 1, .env = "PIVOT_KV_MEMORY"},
         {.name = "--kv-elastic", .kind = CLI_INT, .dst = &c->kv_elastic, .lo = 0, .hi = 1,
          .env = "PIVOT_KV_ELASTIC"},
+        {.name = "--prefix-cache", .kind = CLI_CHOICE, .dst = &c->prefix_cache,
+         .choices = on_off, .env = "PIVOT_PREFIX_CACHE"},
         CLI_OPT_DEVICE(&dev, .env = "PIVOT_DEVICE"),
         {.name = "--max-batch", .kind = CLI_INT, .dst = &c->max_seqs, .lo = 1, .hi = 1024,
          .env = "PIVOT_MAX_BATCH"},

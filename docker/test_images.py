@@ -222,3 +222,20 @@ def test_k8s_manifests(serve_env_names):
         assert pv["resources"]["requests"]["cpu"] and pv["resources"]["requests"]["memory"]
         assert env["PIVOT_THREADS"] == str(pv["resources"]["requests"]["cpu"])
         assert spec["securityContext"]["runAsNonRoot"]
+
+
+def test_inference_pool_selects_the_pivot_replicas():
+    """The InferencePool example routes to the Deployment's pods and port."""
+    docs = [d for d in yaml.safe_load_all(
+        (HERE / "k8s" / "inference-gateway" / "inferencepool.yaml").read_text()) if d]
+    pool = next(d for d in docs if d["kind"] == "InferencePool")
+    route = next(d for d in docs if d["kind"] == "HTTPRoute")
+    dep = next(d for d in yaml.safe_load_all((HERE / "k8s" / "pivot-deployment.yaml").read_text())
+               if d and d["kind"] == "Deployment")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pool["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    pv = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "pivot")
+    env = {e["name"]: e.get("value") for e in pv["env"]}
+    assert [p["number"] for p in pool["spec"]["targetPorts"]] == [int(env["PIVOT_PORT"])]
+    backend = route["spec"]["rules"][0]["backendRefs"][0]
+    assert (backend["kind"], backend["name"]) == ("InferencePool", pool["metadata"]["name"])

@@ -49,6 +49,7 @@ typedef struct {
     int kv_snapshots;       /* keep each job's final KV snapshot (eng_snap.h) */
     long kv_snapshot_cells; /* ... only up to this many (layer, KV head, position)
                                cells; 0: 2^20 (eng_snap.h) */
+    int prefix_cache_off;   /* 1: no automatic prefix caching (default: on, CPU only) */
 } eng_config;
 
 typedef struct {
@@ -62,6 +63,14 @@ typedef struct {
      * tokens (per KV head) and bytes they demoted */
     long preemptions, elastic_compressions, elastic_tokens;
     size_t elastic_bytes;
+    /* automatic prefix caching: prompt tokens looked up and found (totals,
+     * vLLM's prefix_cache_queries/hits), the cached blocks (bytes, those in
+     * use, blocks), tokens per block (an FP16 page) and whether it is on */
+    long prefix_queries, prefix_hits, prefix_blocks;
+    size_t prefix_bytes, prefix_bytes_used;
+    int block_tokens, prefix_on;
+    size_t page_bytes; /* one FP16 block of one sequence, every layer: kv_memory / it
+                          is the capacity in blocks (vllm:cache_config_info) */
 } eng_gauges;
 
 /* What memory pressure did to one choice (eng_job_relief). */
@@ -129,6 +138,9 @@ void eng_cancel_all(eng_engine *e);
 /* Moves the output of every job that has news to the caller's side (see
  * eng_job_take) and returns them as a list (eng_job_next). */
 eng_job *eng_collect(eng_engine *e);
+/* Frees every prefix-cache block no running sequence uses, before the
+ * decoder's next step (asynchronous: /metrics shows it once done). */
+void eng_prefix_flush(eng_engine *e);
 /* Jobs waiting for admission and jobs admitted or running. */
 void eng_counts(eng_engine *e, int *waiting, int *running);
 

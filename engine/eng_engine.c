@@ -64,6 +64,11 @@ static int make_ctx(eng_engine *e) {
     kv_policy full;
     kv_policy_preset("full", &full);
     e->page_bytes = kv_policy_seq_bytes(&full, &e->shape, 1);
+    /* tokens per FP16 page: the block size the metrics report */
+    e->page_tokens = 1;
+    while (e->page_tokens < 4096 &&
+           kv_policy_seq_bytes(&full, &e->shape, e->page_tokens + 1) == e->page_bytes)
+        e->page_tokens++;
     kv_cache *kv = NULL;
     if (!e->on_cuda) {
         size_t limit = e->cfg.kv_memory + kv_router_headroom(&e->shape, e->cfg.max_batch_tokens);

@@ -54,7 +54,10 @@ typedef struct {
     int lp_next; /* prompt logprobs emitted so far (none twice after a preemption) */
     double budget; /* elastic budget in force (kv_seq_set_budget); 0: the policy's */
     int elastic_done; /* compressed (or tried) since its slot was last filled */
-    size_t need;   /* KV bytes this choice can hold after the current step */
+    size_t need;   /* KV bytes this choice can hold after the current step,
+                      less what it shares through prefix-cache blocks */
+    int pfx;       /* prefix caching applies to it (eng_prefix.c) */
+    int cached;    /* prompt tokens its first prefill took from the prefix cache */
     eng_relief relief;
     int32_t next_tok;
     smp_sampler *smp;
@@ -75,7 +78,7 @@ struct eng_job {
     int in_dirty;        /* under out_mu */
     int where;           /* under mu: ENG_J_* */
     eng_params p;        /* stop_ids and stop strings point at owned copies */
-    int n_choices;
+    int n_choices, n_per_prompt;
     eng_choice *ch;
     int prompt_tokens;
     size_t kv_max;   /* bytes of every choice at prompt + max_new: set by eng_submit,
@@ -107,6 +110,7 @@ struct eng_engine {
     size_t committed; /* bytes running and admitted jobs can hold after this step */
     size_t watermark; /* free bytes a new job must leave while others run */
     size_t page_bytes; /* one FP16 page of one sequence (every layer and head) */
+    int page_tokens;   /* tokens in that page */
     int slots_used;
     /* under out_mu */
     pthread_mutex_t out_mu;
@@ -139,6 +143,8 @@ struct eng_engine {
     /* decoder thread: totals for the gauges */
     long n_preempt, n_elastic, el_tokens;
     size_t el_bytes;
+    long pfx_queries, pfx_hits; /* prompt tokens looked up / found cached */
+    atomic_int pfx_flush;       /* eng_prefix_flush asked (any thread) */
 };
 
 /* eng_engine.c: the model and the run state, on the decoder thread. */
@@ -157,6 +163,19 @@ void eng_admit_locked(eng_engine *e);
 void eng_relieve(eng_engine *e);
 /* Bytes choice c of job j can hold once the coming step is done. */
 size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c);
+
+/* eng_prefix.c (decoder thread): automatic prefix caching */
+/* After the choice got its slot: attach the cached prefix of its fill. */
+void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c);
+/* Offers the choice's whole stored pages to the cache (prefill done, or its
+ * slot about to be freed). */
+void eng_prefix_publish(eng_engine *e, eng_choice *c);
+/* Bytes of blocks in use by running sequences, each counted once. */
+size_t eng_prefix_shared(eng_engine *e);
+/* Evicts unused blocks until committed + cached fits kv_memory. */
+void eng_prefix_trim(eng_engine *e, size_t committed);
+/* A pending flush (eng_prefix_flush): done now; 1 if there was one. */
+int eng_prefix_service(eng_engine *e);
 
 /* eng_sample.c (decoder thread; the ones that write output under out_mu) */
 void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flush);

@@ -64,6 +64,7 @@ int eng_job_create(const eng_params *p, int n_prompts, const int32_t *const *pro
         return rc;
     }
     j->n_choices = n;
+    j->n_per_prompt = n_per_prompt;
     for (int i = 0; i < n_prompts; i++) {
         j->prompt_tokens += n_prompt[i];
         for (int k = 0; k < n_per_prompt; k++) {
@@ -127,6 +128,17 @@ void eng_job_times(const eng_job *j, double *t_submit, double *t_first, double *
 
 void eng_job_kv_usage(const eng_job *j, int i, kv_usage *u) { *u = j->ch[i].kv; }
 void eng_job_relief(const eng_job *j, int i, eng_relief *r) { *r = j->ch[i].relief; }
+
+int eng_job_cached_tokens(const eng_job *j) {
+    int sum = 0;
+    for (int i = 0; i < j->n_choices; i += j->n_per_prompt) {
+        int best = 0; /* the choices of one prompt each looked it up */
+        for (int k = 0; k < j->n_per_prompt; k++)
+            if (j->ch[i + k].cached > best) best = j->ch[i + k].cached;
+        sum += best;
+    }
+    return sum;
+}
 
 void eng_job_take(const eng_job *j, int i, eng_delta *d) {
     const eng_out *g = &j->ch[i].got;

@@ -42,6 +42,7 @@ typedef struct {
      * the job owns it (freed with the job), on failure the caller keeps it.
      * NULL: free text. */
     gram *grammar;
+    int no_prompt_cache; /* 1: neither use nor fill the prefix cache (cache_prompt: false) */
 } eng_params;
 
 /* A job of n_prompts prompts (copied) with n_per_prompt choices each;
@@ -82,6 +83,10 @@ int eng_job_error(const eng_job *j, const char **msg);
 void eng_job_times(const eng_job *j, double *t_submit, double *t_first, double *t_end);
 /* The KV cache choice i held when it finished (valid once done). */
 void eng_job_kv_usage(const eng_job *j, int i, kv_usage *u);
+/* Prompt tokens the job's prefills took from the prefix cache instead of
+ * computing them (per prompt, its choice that reused most; a preemption's
+ * recompute not counted); valid once done. */
+int eng_job_cached_tokens(const eng_job *j);
 /* What memory pressure did to choice i (valid once done). */
 void eng_job_relief(const eng_job *j, int i, eng_relief *r);
 

@@ -37,7 +37,12 @@ size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c) {
      * token this step feeds at position n_prompt + n_gen - 1 */
     int len = c->n_fed < c->n_fill ? c->n_fill : c->n_prompt + c->n_gen;
     kv_policy p = choice_policy(j, c);
-    return eng_seq_bytes(e, &p, len);
+    size_t all = eng_seq_bytes(e, &p, len);
+    /* pages in prefix-cache blocks are counted once for everyone
+     * (eng_prefix_shared), not per sequence */
+    kv_usage u;
+    kv_seq_usage(llm_ctx_kv(e->ctx), c->slot, &u);
+    return all > u.bytes_cached ? all - u.bytes_cached : 0;
 }
 
 /* The budget a choice may be compressed to: its policy's floor, or the
@@ -121,6 +126,7 @@ static void preempt(eng_engine *e, eng_job *j) {
         eng_choice *c = &j->ch[i];
         if (c->finished) continue;
         if (c->slot >= 0) {
+            eng_prefix_publish(e, c); /* its recompute may find them again */
             kv_seq_reset(kv, c->slot);
             e->slot_free[c->slot] = 1;
             c->slot = -1;
@@ -157,7 +163,7 @@ static size_t job_need(const eng_job *j) {
 }
 
 void eng_relieve(eng_engine *e) {
-    size_t total = 0;
+    size_t shared = eng_prefix_shared(e), total = shared;
     for (eng_job *j = e->running; j; j = j->next)
         for (int i = 0; i < j->n_choices; i++) total += j->ch[i].need = eng_choice_need(e, j, &j->ch[i]);
     if (total > e->cfg.kv_memory) total = elastic(e, total);
@@ -166,10 +172,14 @@ void eng_relieve(eng_engine *e) {
         while (last->next) last = last->next; /* the running list is in admission order */
         size_t n = job_need(last);
         preempt(e, last);
+        /* blocks only it used are now unused: cached, evictable, free */
+        size_t now = eng_prefix_shared(e);
+        n += shared > now ? shared - now : 0;
+        shared = now;
         total -= n < total ? n : total;
     }
     pthread_mutex_lock(&e->mu);
-    size_t committed = 0;
+    size_t committed = shared;
     for (eng_job *j = e->running; j; j = j->next) {
         j->commit = job_need(j);
         committed += j->commit;
@@ -177,5 +187,7 @@ void eng_relieve(eng_engine *e) {
     for (eng_job *j = e->admitted; j; j = j->next) committed += j->commit;
     e->committed = committed;
     eng_admit_locked(e);
+    committed = e->committed; /* with what was admitted just now */
     pthread_mutex_unlock(&e->mu);
+    eng_prefix_trim(e, committed);
 }

@@ -41,6 +41,9 @@ void eng_finish_choice(eng_engine *e, eng_choice *c, const char *reason, int flu
     eng_snap_final(e, c); /* the KV map's last look, before the slot is freed */
     if (c->slot >= 0) {
         kv_seq_usage(llm_ctx_kv(e->ctx), c->slot, &c->kv);
+        /* what it computed stays for later requests (not after a failed
+         * step: its layers may be uneven) */
+        if (strcmp(reason, "error")) eng_prefix_publish(e, c);
         kv_seq_reset(llm_ctx_kv(e->ctx), c->slot);
         e->slot_free[c->slot] = 1;
         c->slot = -1;

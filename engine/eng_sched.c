@@ -175,6 +175,7 @@ static int take_slot(eng_engine *e, eng_job *j, eng_choice *c) {
                         : kv_seq_set_policy(llm_ctx_kv(e->ctx), c->slot, &j->p.policy, err,
                                             sizeof err);
     if (rc) fail_job(j, rc, err);
+    else eng_prefix_attach(e, j, c);
     return rc;
 }
 
@@ -227,6 +228,10 @@ static void job_release(eng_engine *e, eng_job *j) {
     j->commit = 0;
     e->slots_used -= j->n_choices;
     e->n_running_jobs--;
+    /* committed also holds the prefix blocks running jobs share (eng_relieve);
+     * with no job left none is in use, and a job that only fits alone must
+     * not wait for the next relieve, which would never come */
+    if (!e->n_running_jobs && !e->admitted) e->committed = 0;
     j->where = ENG_J_NONE;
     eng_admit_locked(e);
     pthread_mutex_unlock(&e->mu);
@@ -329,6 +334,14 @@ static int step(eng_engine *e) {
     if (!rc) rc = llm_decode(e->ctx, e->ent, n, e->logits);
     if (rc) return rc;
     apply_step(e, n);
+    /* prefills done this step: their pages go to the prefix cache now, so
+     * requests running beside them with the same prefix can share them */
+    for (int i = 0; i < n; i++) {
+        eng_choice *c = e->ent_ch[i];
+        if (!c->finished && e->ent[i].pos + e->ent[i].n_tokens == c->n_fill &&
+            c->n_fed == c->n_fill)
+            eng_prefix_publish(e, c);
+    }
     return 0;
 }
 
@@ -385,10 +398,21 @@ static void publish_gauges(eng_engine *e) {
             if (c->slot < 0) continue;
             kv_usage u;
             kv_seq_usage(llm_ctx_kv(e->ctx), c->slot, &u);
-            g.kv_stored += u.bytes_stored;
+            g.kv_stored += u.bytes_stored - u.bytes_cached; /* shared blocks: below, once */
             g.kv_fp16 += u.bytes_fp16;
             g.kv_tokens += u.n_tokens;
         }
+    kv_prefix_stats ps0;
+    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &ps0);
+    g.kv_stored += ps0.bytes_referenced;
+    g.prefix_queries = e->pfx_queries;
+    g.prefix_hits = e->pfx_hits;
+    g.prefix_blocks = ps0.blocks;
+    g.prefix_bytes = ps0.bytes;
+    g.prefix_bytes_used = ps0.bytes_referenced;
+    g.block_tokens = e->page_tokens;
+    g.page_bytes = e->page_bytes;
+    g.prefix_on = !e->on_cuda && !e->cfg.prefix_cache_off;
     pthread_mutex_lock(&e->mu);
     g.running = e->n_running_jobs;
     g.waiting = e->n_waiting;
@@ -421,6 +445,14 @@ void *eng_main(void *arg) {
         eng_job *fresh = e->admitted;
         e->admitted = NULL;
         if (!fresh && !e->running) {
+            if (atomic_load(&e->pfx_flush)) { /* idle: flush and show it */
+                pthread_mutex_unlock(&e->mu);
+                eng_prefix_service(e);
+                publish_gauges(e);
+                wake(e);
+                pthread_mutex_lock(&e->mu);
+                continue;
+            }
             pthread_cond_wait(&e->cv, &e->mu);
             continue;
         }
@@ -434,6 +466,7 @@ void *eng_main(void *arg) {
         *tail = fresh; /* FIFO: the running list stays in admission order */
         for (eng_job *j = fresh; j; j = j->next) start_job(e, j);
         retire(e, 0);
+        eng_prefix_service(e); /* a flush asked while busy */
         eng_relieve(e);
         int rc = step(e);
         retire(e, rc);

@@ -148,7 +148,8 @@ static eng_params params_of(const api_request *r, const kv_policy *want) {
                     .stop_ids = r->stop_ids, .n_stop_ids = r->n_stop_ids, .stop = r->stop,
                     .n_stop = r->n_stop, .logprobs = r->logprobs, .top_logprobs = r->top_logprobs,
                     .prompt_logprobs = r->echo && r->logprobs && r->kind == API_COMPLETIONS,
-                    .policy = *want, .kv_elastic = r->kv_elastic};
+                    .policy = *want, .kv_elastic = r->kv_elastic,
+                    .no_prompt_cache = !r->cache_prompt};
     p.sampling.temperature = r->temperature;
     p.sampling.top_k = r->top_k;
     p.sampling.top_p = r->top_p;

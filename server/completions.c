@@ -147,7 +147,8 @@ void srv_cmpl_handle(srv_cmpl *s, srv_conn *c, api_kind kind) {
 }
 
 static void usage_of(const cmpl_req *q, api_usage *u) {
-    *u = (api_usage){.prompt_tokens = eng_job_prompt_tokens(q->job), .kv_policy = q->policy_name,
+    *u = (api_usage){.prompt_tokens = eng_job_prompt_tokens(q->job),
+                     .cached_tokens = eng_job_cached_tokens(q->job), .kv_policy = q->policy_name,
                      .kv_spec = q->policy_spec[0] ? q->policy_spec : NULL};
     for (int i = 0; i < q->n_choices; i++) {
         kv_usage kv;

@@ -124,15 +124,71 @@ static void put_hist(pv_buf *b, const hist *h, const char *model) {
     pv_buf_add(b, line, n);
 }
 
-static void put(pv_buf *b, const char *type, const char *name, const char *help,
-                const char *model, const char *labels, double v) {
+static void put_ns(pv_buf *b, const char *ns, const char *type, const char *name,
+                   const char *help, const char *model, const char *labels, double v) {
     char line[512];
-    int n = snprintf(line, sizeof line, "# HELP pivot:%s %s\n# TYPE pivot:%s %s\n", name, help,
+    int n = snprintf(line, sizeof line, "# HELP %s:%s %s\n# TYPE %s:%s %s\n", ns, name, help, ns,
                      name, type);
     pv_buf_add(b, line, n);
-    n = snprintf(line, sizeof line, "pivot:%s{model_name=\"%s\"%s} %.17g\n", name, model,
+    n = snprintf(line, sizeof line, "%s:%s{model_name=\"%s\"%s} %.17g\n", ns, name, model,
                  labels ? labels : "", v);
     pv_buf_add(b, line, n);
+}
+
+static void put(pv_buf *b, const char *type, const char *name, const char *help,
+                const char *model, const char *labels, double v) {
+    put_ns(b, "pivot", type, name, help, model, labels, v);
+}
+
+/* The fraction of the KV memory reserved (pivot: and vllm: the same number). */
+static double usage_frac(const eng_gauges *g) {
+    return g->kv_capacity ? (double)g->kv_reserved / g->kv_capacity : 0;
+}
+
+/* Automatic prefix caching, in Pivot's names. */
+static void put_prefix(pv_buf *b, const eng_gauges *g, const char *model) {
+    put(b, "counter", "prefix_cache_queries_total",
+        "Prompt tokens looked up in the prefix cache (vLLM's meaning: tokens, not requests).",
+        model, NULL, (double)g->prefix_queries);
+    put(b, "counter", "prefix_cache_hits_total",
+        "Prompt tokens found in the prefix cache (their prefill was skipped).", model, NULL,
+        (double)g->prefix_hits);
+    put(b, "gauge", "prefix_cache_bytes",
+        "KV bytes of cached prefix blocks, in use or not (part of kv_pool_used_bytes).", model,
+        NULL, (double)g->prefix_bytes);
+    put(b, "gauge", "prefix_cache_bytes_in_use",
+        "Bytes of cached prefix blocks running requests use (each counted once).", model, NULL,
+        (double)g->prefix_bytes_used);
+    put(b, "gauge", "prefix_cache_blocks", "Cached prefix blocks (block_size tokens each).", model,
+        NULL, (double)g->prefix_blocks);
+}
+
+/* The names the Gateway API Inference Extension's endpoint picker (and
+ * llm-d's router) read by default: vLLM's. Always on (docs/DEPLOY.md): the
+ * values are Pivot's own, listed twice, so no flag has to match a router's
+ * configuration, and a scrape costs a few more lines. */
+static void put_vllm(pv_buf *b, const eng_gauges *g, const char *model) {
+    put_ns(b, "vllm", "gauge", "num_requests_running",
+           "Requests running (= pivot:num_requests_running).", model, NULL, g->running);
+    put_ns(b, "vllm", "gauge", "num_requests_waiting",
+           "Requests waiting (= pivot:num_requests_waiting).", model, NULL, g->waiting);
+    put_ns(b, "vllm", "gauge", "kv_cache_usage_perc",
+           "KV cache usage, 0-1 (= pivot:kv_cache_usage_perc).", model, NULL, usage_frac(g));
+    put_ns(b, "vllm", "counter", "prefix_cache_queries_total",
+           "Prompt tokens looked up (= pivot:prefix_cache_queries_total).", model, NULL,
+           (double)g->prefix_queries);
+    put_ns(b, "vllm", "counter", "prefix_cache_hits_total",
+           "Prompt tokens found cached (= pivot:prefix_cache_hits_total).", model, NULL,
+           (double)g->prefix_hits);
+    char labels[200];
+    snprintf(labels, sizeof labels,
+             ",block_size=\"%d\",num_gpu_blocks=\"%zu\",enable_prefix_caching=\"%s\"",
+             g->block_tokens, g->page_bytes ? g->kv_capacity / g->page_bytes : 0,
+             g->prefix_on ? "True" : "False");
+    put_ns(b, "vllm", "gauge", "cache_config_info",
+           "KV cache configuration (labels; value 1): block_size tokens per block, "
+           "num_gpu_blocks = --kv-memory / one FP16 block.",
+           model, labels, 1);
 }
 
 char *srv_metrics_render(srv_metrics *m, const char *model) {
@@ -145,7 +201,7 @@ char *srv_metrics_render(srv_metrics *m, const char *model) {
     put(&b, "gauge", "num_requests_running", "Requests in the running batch.", model, NULL, g->running);
     put(&b, "gauge", "num_requests_waiting", "Requests waiting for KV memory.", model, NULL, g->waiting);
     put(&b, "gauge", "kv_cache_usage_perc", "Fraction of the KV pool reserved (1 = full).", model,
-        NULL, g->kv_capacity ? (double)g->kv_reserved / g->kv_capacity : 0);
+        NULL, usage_frac(g));
     put(&b, "gauge", "kv_cache_bytes_capacity", "KV pool size in bytes (--kv-memory).", model, NULL,
         (double)g->kv_capacity);
     put(&b, "gauge", "kv_cache_bytes_reserved", "KV bytes reserved by admitted requests.", model,
@@ -192,6 +248,8 @@ char *srv_metrics_render(srv_metrics *m, const char *model) {
                      model, names[i], vals[i]);
         pv_buf_add(&b, line, n);
     }
+    put_prefix(&b, g, model);
+    put_vllm(&b, g, model);
     put_hist(&b, &c.ttft, model);
     put_hist(&b, &c.tpot, model);
     put_hist(&b, &c.e2e, model);

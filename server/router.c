@@ -140,6 +140,22 @@ static void h_kv_get(srv_router *s, srv_conn *c) {
     srv_kvview_get(s->d.kv, c, rest);
 }
 static void h_stats(srv_router *s, srv_conn *c) { srv_stats_handle(s->d.stats, c); }
+
+/* Frees the prefix cache's unused blocks. The decoder does it before its
+ * next step (it owns the cache), so the answer is 202 with what was cached
+ * when asked; /metrics shows the result (pivot:prefix_cache_bytes). Blocks
+ * running requests use stay until they finish. */
+static void h_cache_flush(srv_router *s, srv_conn *c) {
+    eng_gauges g;
+    srv_metrics_get_gauges(s->d.met, &g);
+    eng_prefix_flush(s->d.eng);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "prefix_cache.flush");
+    cJSON_AddStringToObject(o, "status", "scheduled");
+    cJSON_AddNumberToObject(o, "cached_bytes", (double)g.prefix_bytes);
+    cJSON_AddNumberToObject(o, "in_use_bytes", (double)g.prefix_bytes_used);
+    srv_conn_reply_json(c, 202, o);
+}
 static void h_presets(srv_router *s, srv_conn *c) { srv_presets_handle(s->d.eng, c); }
 
 /* The embedded page (webui.h): its own origin only, nothing from outside. */
@@ -162,6 +178,7 @@ static const route routes[] = {
     {"/v1/kv/sequences/", HTTP_GET, 1, h_kv_get, 1},
     {"/v1/kv/presets", HTTP_GET, 1, h_presets, 0},
     {"/v1/server/stats", HTTP_GET, 1, h_stats, 0},
+    {"/v1/cache/flush", HTTP_POST, 1, h_cache_flush, 0},
 };
 
 static int auth_ok(srv_conn *c, const char *key) {

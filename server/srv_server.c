@@ -140,7 +140,7 @@ static int start_engine(srv_server *s) {
     const srv_config *c = s->cfg;
     eng_config ec = {.model_path = c->model_path, .kv_policy = c->kv_policy, .device = c->device,
                      .kv_memory = c->kv_memory, .max_seqs = c->max_seqs,
-                     .kv_elastic = c->kv_elastic,
+                     .kv_elastic = c->kv_elastic, .prefix_cache_off = !c->prefix_cache,
                      .max_batch_tokens = c->max_batch_tokens, .prefill_chunk = c->prefill_chunk,
                      .max_queue = c->max_queue, .ctx = c->ctx, .kv_snapshots = 1,
                      .threads = c->threads > 0 ? c->threads : (int)uv_available_parallelism()};

@@ -42,13 +42,15 @@ Test(api_fmt, chat_chunks) {
     cJSON_Delete(o);
     free(s);
     /* usage chunk: empty choices */
-    api_usage u = {.prompt_tokens = 3, .completion_tokens = 4, .kv_policy = "full",
+    api_usage u = {.prompt_tokens = 3, .completion_tokens = 4, .cached_tokens = 2, .kv_policy = "full",
                    .kv_spec = "full(select=none)", .kv_bytes_stored = 100, .kv_bytes_fp16 = 80, .kv_tokens_high = 7};
     s = api_format_chunk(&m, NULL, 0, 0, &u);
     o = cJSON_Parse(s);
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "choices")), 0);
     cJSON *us = cJSON_GetObjectItem(o, "usage");
     cr_expect_eq(cJSON_GetObjectItem(us, "total_tokens")->valueint, 7);
+    cJSON *pd = cJSON_GetObjectItem(us, "prompt_tokens_details");
+    cr_expect_eq(cJSON_GetObjectItem(pd, "cached_tokens")->valueint, 2);
     cJSON *kv = cJSON_GetObjectItem(us, "kv_cache");
     cr_expect_str_eq(cJSON_GetObjectItem(kv, "policy")->valuestring, "full");
     cr_expect_str_eq(cJSON_GetObjectItem(kv, "spec")->valuestring, "full(select=none)");

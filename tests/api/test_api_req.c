@@ -85,6 +85,7 @@ static void stored(const api_request *r, const char *f, char *buf, size_t n) {
     else if (!strcmp(f, "logprobs")) put(buf, n, "%d/%d", r->logprobs, r->top_logprobs);
     else if (!strcmp(f, "echo")) put(buf, n, "%d", r->echo);
     else if (!strcmp(f, "ignore_eos")) put(buf, n, "%d", r->ignore_eos);
+    else if (!strcmp(f, "cache_prompt")) put(buf, n, "%d", r->cache_prompt);
     else if (!strcmp(f, "stream")) put(buf, n, "%d/%d", r->stream, r->include_usage);
     else if (!strcmp(f, "user")) put(buf, n, "%s", r->user ? r->user : "(null)");
     else if (!strcmp(f, "model")) put(buf, n, "%s", r->model ? r->model : "(null)");
@@ -179,6 +180,9 @@ Test(api_req, completion_fields) {
         BAD("{" P ",\"echo\":1}", "echo", NULL),
         OK("{" P ",\"ignore_eos\":true}", "ignore_eos", "1"),
         BAD("{" P ",\"ignore_eos\":\"yes\"}", "ignore_eos", NULL),
+        OK("{" P ",\"cache_prompt\":false}", "cache_prompt", "0"),
+        OK("{" P ",\"cache_prompt\":true}", "cache_prompt", "1"),
+        BAD("{" P ",\"cache_prompt\":0}", "cache_prompt", NULL),
         OK("{" P ",\"min_tokens\":4,\"max_tokens\":8}", "min_tokens", "4"),
         BAD("{" P ",\"min_tokens\":9,\"max_tokens\":8}", "min_tokens", NULL),
         OK("{" P ",\"stream\":true}", "stream", "1/0"),
@@ -275,6 +279,7 @@ Test(api_req, defaults) {
     cr_expect_float_eq(r.top_p, 1.0f, 1e-6);
     cr_expect_float_eq(r.repetition_penalty, 1.0f, 1e-6);
     cr_expect(!r.stream && !r.logprobs && !r.has_seed);
+    cr_expect_eq(r.cache_prompt, 1, "prefix caching is on unless a request opts out");
     api_request_free(&r);
 }
 

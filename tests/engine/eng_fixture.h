@@ -113,6 +113,7 @@ typedef struct {
     size_t kv_memory;
     const char *policy; /* default "full" */
     int kv_snapshots;   /* eng_config.kv_snapshots */
+    int prefix_off;     /* no automatic prefix caching (default: on, as in the server) */
 } setup;
 
 static inline void start(setup s) {
@@ -127,7 +128,7 @@ static inline void start(setup s) {
                     .max_batch_tokens = s.max_batch_tokens ? s.max_batch_tokens : 64,
                     .prefill_chunk = s.prefill_chunk ? s.prefill_chunk : 16,
                     .max_queue = s.max_queue ? s.max_queue : 8, .threads = 1, .ctx = 256,
-                    .kv_snapshots = s.kv_snapshots};
+                    .kv_snapshots = s.kv_snapshots, .prefix_cache_off = s.prefix_off};
     eng_hooks h = {.wake = on_wake, .step = on_step, .gauges = on_gauges};
     cr_assert_eq(eng_start(&c, &h, &E), PV_OK);
     double t0 = pv_now();
@@ -227,6 +228,37 @@ static inline void submit_behind_first(eng_job **js, int n) {
     submit(js[0]);
     wait_held();
     for (int i = 1; i < n; i++) submit(js[i]);
+}
+
+static inline eng_gauges gauges(void) {
+    pthread_mutex_lock(&W.mu);
+    eng_gauges g = W.g;
+    pthread_mutex_unlock(&W.mu);
+    return g;
+}
+
+/* Once every job is done: what the pool still holds is cached prefix
+ * blocks nobody uses, and a flush gives every page back. */
+static inline void expect_only_cache_left(void) {
+    double t0 = pv_now();
+    eng_gauges g = gauges();
+    while ((g.pool_used != g.prefix_bytes || g.prefix_bytes_used) && pv_now() - t0 < 5) {
+        struct timespec ts = {0, 2000000}; /* the last gauges may still be on their way */
+        nanosleep(&ts, NULL);
+        g = gauges();
+    }
+    cr_expect_eq(g.pool_used, g.prefix_bytes, "pages left besides the prefix cache: %zu of %zu",
+                 g.pool_used, g.prefix_bytes);
+    cr_expect_eq(g.prefix_bytes_used, 0, "a cached block is still referenced");
+    eng_prefix_flush(E);
+    t0 = pv_now();
+    while ((g = gauges()).pool_used && pv_now() - t0 < 10) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_expect_eq(g.pool_used, 0, "pages left after a flush");
+    cr_expect_eq(g.prefix_bytes, 0);
+    cr_expect_eq(g.prefix_blocks, 0);
 }
 
 /* One job alone, start to finish; freed. */

@@ -68,8 +68,11 @@ def concurrently(fns):
 
 
 def kv_idle(srv):
+    """Nothing held but the prefix cache's unused blocks (they count as free)."""
     m = srv.metrics()
-    return (m["pivot:kv_cache_bytes_used"] == 0 and m["pivot:kv_pool_used_bytes"] == 0
+    return (m["pivot:kv_cache_bytes_used"] == 0
+            and m["pivot:kv_pool_used_bytes"] == m["pivot:prefix_cache_bytes"]
+            and m["pivot:prefix_cache_bytes_in_use"] == 0
             and m["pivot:kv_cache_bytes_reserved"] == 0 and m["pivot:num_requests_running"] == 0
             and m["pivot:num_requests_waiting"] == 0)
 

@@ -1,0 +1,75 @@
+/* eng_prefix: automatic prefix caching as the scheduler sees it.
+ *
+ * The cache (kv.h, kv_seq_prefix_*) keeps whole pages of finished and
+ * running sequences in blocks named by a hash chain of their tokens. The
+ * engine decides when:
+ *   - a choice that gets a slot attaches the longest cached prefix of what
+ *     it must prefill (prompt, or after a preemption prompt + generated
+ *     tokens) and prefills only the rest, always at least its last token;
+ *   - a choice publishes its whole pages when its prefill is done (so
+ *     concurrent requests with the same prefix find it), and again, with
+ *     what it generated, just before its slot is freed (finish, cancel,
+ *     preemption: its recompute may then hit its own pages);
+ *   - memory: a block in use is counted once however many sequences share
+ *     it (eng_prefix_shared), a block nobody uses counts as free and is
+ *     evicted, least recently used first, as soon as what the running and
+ *     admitted jobs can hold plus the cached blocks would exceed kv_memory
+ *     (eng_prefix_trim), so admission never waits for it.
+ * Not on CUDA (the GPU cache has no blocks), not with --prefix-cache off,
+ * not for requests with cache_prompt: false. */
+#include <stdint.h>
+
+#include "eng_internal.h"
+
+void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
+    /* only the plain FP16 cache keeps blocks (docs/KV_CACHE.md says what a
+     * compressed policy would need); other policies are not looked up, so
+     * they do not count as queries either */
+    c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache &&
+             kv_policy_is_plain(&j->p.policy);
+    /* prompt logprobs need a logits row for every prompt token */
+    if (!c->pfx || (j->p.prompt_logprobs && !c->refill) || c->n_fed) return;
+    int got = kv_seq_prefix_attach(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
+    if (got < 0) got = 0; /* nothing attached: the choice prefills everything */
+    c->n_fed = got;
+    if (!c->refill && !c->n_gen) c->cached = got;
+    e->pfx_queries += c->n_fill;
+    e->pfx_hits += got;
+}
+
+void eng_prefix_publish(eng_engine *e, eng_choice *c) {
+    if (!c->pfx || c->slot < 0) return;
+    kv_cache *kv = llm_ctx_kv(e->ctx);
+    int n = kv_seq_pos(kv, c->slot);
+    /* the tokens the cache holds: prompt + generated (c->prompt keeps every
+     * sampled token after the prompt; the last one is not stored yet) */
+    if (n > c->n_prompt + c->n_gen) n = c->n_prompt + c->n_gen;
+    if (n > 0) kv_seq_prefix_publish(kv, c->slot, c->prompt, n);
+}
+
+size_t eng_prefix_shared(eng_engine *e) {
+    kv_prefix_stats st;
+    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
+    return st.bytes_referenced;
+}
+
+void eng_prefix_trim(eng_engine *e, size_t committed) {
+    kv_cache *kv = llm_ctx_kv(e->ctx);
+    kv_prefix_stats st;
+    kv_prefix_get_stats(kv, &st);
+    if (st.bytes_evictable && committed + st.bytes_evictable > e->cfg.kv_memory)
+        kv_prefix_evict(kv, committed + st.bytes_evictable - e->cfg.kv_memory);
+}
+
+void eng_prefix_flush(eng_engine *e) {
+    atomic_store(&e->pfx_flush, 1);
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int eng_prefix_service(eng_engine *e) {
+    if (!atomic_exchange(&e->pfx_flush, 0)) return 0;
+    kv_prefix_evict(llm_ctx_kv(e->ctx), SIZE_MAX);
+    return 1;
+}

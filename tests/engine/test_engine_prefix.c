@@ -1,0 +1,162 @@
+/* Automatic prefix caching in the engine (engine/eng_prefix.c) on the tiny
+ * synthetic model: greedy output with a cached prefix equals the output
+ * without the cache (repeated prompt, shared prefix with another suffix,
+ * concurrent sharing under preemption, a cancelled sharer), hits are counted
+ * in tokens, an opted-out job neither reads nor counts, and every page is
+ * given back (flush). References come from an engine with the cache off. */
+#include "eng_fixture.h"
+
+#define PAGE 64
+
+static void prompt_of(int32_t *t, int n, int salt, int shared) {
+    for (int i = 0; i < n; i++) t[i] = ((i < shared ? 0 : salt) + 31 * i + 7) % 1000;
+}
+
+static eng_job *job_tokens(const eng_params *p, const int32_t *t, int n, int max_new, rec *r) {
+    eng_job *j;
+    cr_assert_eq(eng_job_create(p, 1, &t, &n, &max_new, 1, &j), PV_OK);
+    memset(r, 0, sizeof *r);
+    eng_job_set_user(j, r);
+    return j;
+}
+
+/* Runs one job; returns the prompt tokens it took from the cache. */
+static int run_tokens(const eng_params *p, const int32_t *t, int n, int max_new, rec *r) {
+    eng_job *j = job_tokens(p, t, n, max_new, r);
+    submit(j);
+    run_until_done(&j, 1);
+    cr_expect_eq(r->err, 0, "%s", r->msg);
+    int cached = eng_job_cached_tokens(j);
+    eng_job_free(j);
+    return cached;
+}
+
+static void expect_same(const rec *a, const rec *b, const char *what) {
+    cr_expect_eq(a->n_ids, b->n_ids, "%s: %d vs %d tokens", what, a->n_ids, b->n_ids);
+    for (int i = 0; i < a->n_ids && i < b->n_ids; i++)
+        if (a->ids[i] != b->ids[i]) {
+            cr_expect_fail("%s: token %d differs (%d vs %d)", what, i, a->ids[i], b->ids[i]);
+            return;
+        }
+}
+
+Test(prefix, greedy_output_with_a_cached_prefix_equals_without) {
+    int32_t a[200], b[200];
+    prompt_of(a, 150, 1, 150);
+    prompt_of(b, 170, 2, 140); /* shares a's first two pages */
+    rec ra, rb, x;
+    start((setup){.prefix_off = 1});
+    eng_params p = greedy();
+    run_tokens(&p, a, 150, 40, &ra);
+    run_tokens(&p, b, 170, 40, &rb);
+    cr_expect_eq(gauges().prefix_hits, 0, "a hit with the cache off");
+    cr_expect_eq(gauges().pool_used, 0);
+    stop();
+
+    start((setup){0});
+    p = greedy();
+    run_tokens(&p, a, 150, 40, &x);
+    expect_same(&ra, &x, "cold");
+    cr_expect_eq(gauges().prefix_hits, 0);
+    cr_expect_eq(gauges().prefix_queries, 150);
+    cr_expect_eq(run_tokens(&p, a, 150, 40, &x), 2 * PAGE, "usage's cached_tokens");
+    expect_same(&ra, &x, "the same prompt again");
+    cr_expect_eq(gauges().prefix_hits, 2 * PAGE, "149 reusable tokens are two whole pages");
+    run_tokens(&p, b, 170, 40, &x);
+    expect_same(&rb, &x, "a shared prefix, another suffix");
+    cr_expect_eq(gauges().prefix_hits, 4 * PAGE);
+    cr_expect_eq(gauges().prefix_queries, 150 + 150 + 170);
+    /* opted out: no lookup, no hit, the same tokens */
+    eng_params q = p;
+    q.no_prompt_cache = 1;
+    run_tokens(&q, a, 150, 40, &x);
+    expect_same(&ra, &x, "cache_prompt false");
+    cr_expect_eq(gauges().prefix_hits, 4 * PAGE);
+    cr_expect_eq(gauges().prefix_queries, 470);
+    expect_only_cache_left();
+    stop();
+}
+
+/* Two jobs share a 66-token prefix (one page) in 5 pages of memory: they
+ * share its block, the younger is preempted once both grow (its pages
+ * published, then recomputed with hits), and each gives what it gives
+ * alone with the cache off. */
+Test(prefix, sharing_under_preemption_keeps_each_output) {
+    int32_t a[200], b[200];
+    prompt_of(a, 70, 1, 66);
+    prompt_of(b, 70, 2, 66);
+    rec ra, rb, xa, xb;
+    start((setup){.prefix_off = 1});
+    size_t page = eng_seq_bytes(E, NULL, 1);
+    eng_params p = greedy();
+    run_tokens(&p, a, 70, 180, &ra);
+    run_tokens(&p, b, 70, 180, &rb);
+    stop();
+
+    start((setup){.kv_memory = 5 * page});
+    p = greedy();
+    run_tokens(&p, a, 70, 1, &xa); /* a's first page, cached */
+    eng_job *ja = job_tokens(&p, a, 70, 180, &xa), *jb = job_tokens(&p, b, 70, 180, &xb);
+    eng_job *js[] = {ja, jb};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    expect_same(&ra, &xa, "a");
+    expect_same(&rb, &xb, "b");
+    eng_gauges g = gauges();
+    cr_expect_geq(g.preemptions, 1, "5 pages for 1 shared + 2 x 3 pages of growth must preempt");
+    cr_expect_geq(g.prefix_hits, 2 * PAGE, "both jobs should reuse the shared page");
+    cr_expect_leq(g.pool_peak, g.pool_limit);
+    expect_only_cache_left();
+    eng_job_free(ja);
+    eng_job_free(jb);
+    stop();
+}
+
+Test(prefix, cancelling_one_sharer_leaves_the_other_intact) {
+    int32_t a[200], b[200];
+    prompt_of(a, 150, 1, 140);
+    prompt_of(b, 150, 2, 140);
+    rec ra, xa, xb;
+    start((setup){.prefix_off = 1});
+    eng_params p = greedy();
+    run_tokens(&p, a, 150, 60, &ra);
+    stop();
+
+    start((setup){0});
+    p = greedy();
+    run_tokens(&p, b, 150, 1, &xb); /* the shared pages, cached by b's prompt */
+    eng_job *ja = job_tokens(&p, a, 150, 60, &xa), *jb = job_tokens(&p, b, 150, 60, &xb);
+    eng_job *js[] = {ja, jb};
+    submit_behind_first(js, 2);
+    pthread_mutex_lock(&W.mu);
+    int at = W.hold_at = W.steps + 10;
+    pthread_mutex_unlock(&W.mu);
+    set_hold(0);
+    double t0 = pv_now();
+    for (;;) { /* held again at step `at`, both jobs decoding */
+        pthread_mutex_lock(&W.mu);
+        int there = W.held && W.steps >= at;
+        pthread_mutex_unlock(&W.mu);
+        if (there) break;
+        cr_assert(pv_now() - t0 < 30, "the decoder never reached step %d", at);
+        eng_collect(E);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_expect_gt(gauges().prefix_bytes_used, 0, "nothing shared while both run");
+    cr_expect_eq(eng_cancel(E, jb), 0);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_str_eq(xb.finish, "cancelled");
+    /* ids taken while waiting for the hold were not recorded: the tail */
+    cr_expect_eq(xa.tokens, 60);
+    cr_expect_gt(xa.n_ids, 0);
+    for (int i = 0; i < xa.n_ids; i++)
+        cr_expect_eq(xa.ids[i], ra.ids[60 - xa.n_ids + i], "the sharer that kept running: "
+                     "token %d differs", 60 - xa.n_ids + i);
+    expect_only_cache_left();
+    eng_job_free(ja);
+    eng_job_free(jb);
+    stop();
+}
