@@ -152,6 +152,74 @@ AXPYN(8, 4)
 AXPYN(4, 4)
 AXPYN(2, 3)
 
+/* 3-bit records (kv_quant.h: the 2-bit planes, then a bitmask of the third
+ * bits): the same scheme as AXPYN, 8-channel chunks of CH at a time, the
+ * third bit of a chunk from one mask byte (compare against 1, 2 ... 128).
+ * Chunk k of a pass is channels c0 + 8k: plane (c0 + 8k) / nb2, bytes
+ * (c0 + 8k) % nb2, so any chunk-aligned shape works. */
+#define Q3_GP 3 /* heads per pass: CH x GP accumulators in registers */
+#define Q3_CH 4
+
+AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
+                          int gq, int d, int group, float *out) {
+    const int nb2 = d / 4, nb = d * 3 / 8, ng = d / group;
+    const __m256i three = _mm256_set1_epi32(3), four = _mm256_set1_epi32(4);
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int g0 = 0; g0 < gq; g0 += Q3_GP) {
+        const int G = gq - g0 < Q3_GP ? gq - g0 : Q3_GP;
+        for (int c0 = 0; c0 < d; c0 += 8 * Q3_CH) {
+            const int nch = (d - c0) / 8 < Q3_CH ? (d - c0) / 8 : Q3_CH;
+            int boff[Q3_CH], shift[Q3_CH], moff[Q3_CH], soff[Q3_CH];
+            for (int k = 0; k < Q3_CH; k++) { /* chunks past d re-read chunk 0, discarded */
+                int c = c0 + 8 * (k < nch ? k : 0);
+                boff[k] = c % nb2, shift[k] = 2 * (c / nb2), moff[k] = nb2 + c / 8;
+                soff[k] = nb + 4 * (c / group);
+            }
+            __m256 acc[Q3_CH][Q3_GP];
+            for (int k = 0; k < Q3_CH; k++)
+                for (int g = 0; g < Q3_GP; g++) acc[k][g] = _mm256_setzero_ps();
+            for (int t = 0; t < n; t++) {
+                const uint8_t *rec = rec0 + (size_t)t * stride;
+                float wt[Q3_GP];
+                for (int g = 0; g < Q3_GP; g++) wt[g] = g < G ? a[(size_t)(g0 + g) * as + t] : 0.0f;
+                for (int k = 0; k < Q3_CH; k++) {
+                    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + boff[k])));
+                    w = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_set1_epi32(shift[k])), three);
+                    __m256i hb = _mm256_and_si256(_mm256_set1_epi32(rec[moff[k]]), sel);
+                    w = _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi32(hb, sel), four));
+                    __m256 x = _mm256_cvtepi32_ps(w);
+                    float s = h2f_sz(rec + soff[k]);
+                    for (int g = 0; g < Q3_GP; g++)
+                        acc[k][g] = _mm256_fmadd_ps(_mm256_set1_ps(wt[g] * s), x, acc[k][g]);
+                }
+            }
+            for (int k = 0; k < nch; k++)
+                for (int g = 0; g < G; g++) {
+                    float *o = out + (size_t)(g0 + g) * d + c0 + 8 * k;
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[k][g]));
+                }
+        }
+        /* zero points: Σ_t a_t·zero_t per group, added to its channels */
+        float zs[Q3_GP][MAXG];
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < ng; k++) zs[g][k] = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const uint8_t *sz = rec0 + (size_t)t * stride + nb;
+            for (int k = 0; k < ng; k++) {
+                float zv = h2f_sz(sz + 4 * k + 2);
+                for (int g = 0; g < G; g++) zs[g][k] += a[(size_t)(g0 + g) * as + t] * zv;
+            }
+        }
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < ng; k++) {
+                __m256 zv = _mm256_set1_ps(zs[g][k]);
+                float *o = out + (size_t)(g0 + g) * d + (size_t)k * group;
+                for (int c = 0; c < group; c += 8)
+                    _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), zv));
+            }
+    }
+}
+
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
     /* 16-channel blocks inside one plane and one group; int32 lanes sum at
      * most group/16 products of <= 255 x 32767 each. */
@@ -160,6 +228,8 @@ kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
 }
 
 kvq_axpyn_fn kvq_fast_axpyn(int bits, int d, int group) {
+    if (bits == 3) /* 8-channel chunks inside one 2-bit plane and one group */
+        return (d / 4) % 8 || group % 8 || d / group > MAXG ? NULL : axpyn_q3;
     if (d * bits / 8 % 8 || group % 8 || d / group > MAXG) return NULL;
     return bits == 8 ? axpyn_q8 : bits == 4 ? axpyn_q4 : bits == 2 ? axpyn_q2 : NULL;
 }
