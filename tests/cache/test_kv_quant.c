@@ -403,4 +403,8 @@ Test(kv_quant, avx2_run_kernels_any_group_size) {
                 }
             }
     cr_assert(ran > 20, "only %d kernel runs", ran);
+    /* int32 group sums: 8-bit groups over 256 channels would overflow */
+    cr_assert_null(kvq_fast_dotn(8, 512, 512));
+    cr_assert_not_null(kvq_fast_dotn(8, 256, 256));
+    cr_assert_not_null(kvq_fast_dotn(4, 512, 512));
 }
