@@ -111,12 +111,35 @@ DOTN(8)
 DOTN(4)
 DOTN(2)
 
+/* Zero points of a run: out[g][group k] += Σ_t a[g][t]·zero_t,k for the G
+ * heads from g0 (G <= 4), one group at a time with the sums in registers
+ * (a [head][group] array in memory made every token a store-to-load chain). */
+AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
+                          int g0, int G, int d, int group, int nb, float *out) {
+    for (int k = 0; k < d / group; k++) {
+        float z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
+        const float *a0 = a + (size_t)g0 * as, *a1 = G > 1 ? a0 + as : a0, *a2 = G > 2 ? a0 + 2 * as : a0,
+                    *a3 = G > 3 ? a0 + 3 * as : a0;
+        for (int t = 0; t < n; t++) {
+            float zv = h2f_sz(rec0 + (size_t)t * stride + nb + 4 * k + 2);
+            z0 += a0[t] * zv, z1 += a1[t] * zv, z2 += a2[t] * zv, z3 += a3[t] * zv;
+        }
+        const float zs[4] = {z0, z1, z2, z3};
+        for (int g = 0; g < G; g++) {
+            __m256 zv = _mm256_set1_ps(zs[g]);
+            float *o = out + (size_t)(g0 + g) * d + (size_t)k * group;
+            for (int c = 0; c < group; c += 8)
+                _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), zv));
+        }
+    }
+}
+
 /* Heads per pass so that planes x heads accumulators fit in 12 registers. */
 #define AXPYN(BITS, GP)                                                                        \
     AVX2 static void axpyn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *a,  \
                                    size_t as, int gq, int d, int group, float *out) {          \
         enum { PL = 8 / BITS };                                                                \
-        const int nb = d * BITS / 8, ng = d / group;                                           \
+        const int nb = d * BITS / 8;                                                           \
         const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);                               \
         for (int g0 = 0; g0 < gq; g0 += GP) {                                                  \
             int G = gq - g0 < GP ? gq - g0 : GP;                                               \
@@ -148,24 +171,7 @@ DOTN(2)
                         _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[pl][g]));    \
                     }                                                                          \
             }                                                                                  \
-            /* zero points: Σ_t a_t·zero_t per group, added to its channels */                 \
-            float zs[GP][MAXG];                                                                \
-            for (int g = 0; g < G; g++)                                                        \
-                for (int k = 0; k < ng; k++) zs[g][k] = 0.0f;                                  \
-            for (int t = 0; t < n; t++) {                                                      \
-                const uint8_t *sz = rec0 + (size_t)t * stride + nb;                            \
-                for (int k = 0; k < ng; k++) {                                                 \
-                    float zv = h2f_sz(sz + 4 * k + 2);                                         \
-                    for (int g = 0; g < G; g++) zs[g][k] += a[(size_t)(g0 + g) * as + t] * zv; \
-                }                                                                              \
-            }                                                                                  \
-            for (int g = 0; g < G; g++)                                                        \
-                for (int k = 0; k < ng; k++) {                                                 \
-                    __m256 zv = _mm256_set1_ps(zs[g][k]);                                      \
-                    float *o = out + (size_t)(g0 + g) * d + (size_t)k * group;                 \
-                    for (int c = 0; c < group; c += 8)                                         \
-                        _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), zv));    \
-                }                                                                              \
+            zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);                        \
         }                                                                                      \
     }
 AXPYN(8, 4)
@@ -219,7 +225,7 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
 
 AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
                           int gq, int d, int group, float *out) {
-    const int nb2 = d / 4, nb = d * 3 / 8, ng = d / group;
+    const int nb2 = d / 4, nb = d * 3 / 8;
     for (int g0 = 0; g0 < gq; g0 += Q3_GP) {
         const int G = gq - g0 < Q3_GP ? gq - g0 : Q3_GP;
         for (int c0 = 0; c0 < d; c0 += 8 * Q3_CH) {
@@ -243,24 +249,7 @@ AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float
                     _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[k][g]));
                 }
         }
-        /* zero points: Σ_t a_t·zero_t per group, added to its channels */
-        float zs[Q3_GP][MAXG];
-        for (int g = 0; g < G; g++)
-            for (int k = 0; k < ng; k++) zs[g][k] = 0.0f;
-        for (int t = 0; t < n; t++) {
-            const uint8_t *sz = rec0 + (size_t)t * stride + nb;
-            for (int k = 0; k < ng; k++) {
-                float zv = h2f_sz(sz + 4 * k + 2);
-                for (int g = 0; g < G; g++) zs[g][k] += a[(size_t)(g0 + g) * as + t] * zv;
-            }
-        }
-        for (int g = 0; g < G; g++)
-            for (int k = 0; k < ng; k++) {
-                __m256 zv = _mm256_set1_ps(zs[g][k]);
-                float *o = out + (size_t)(g0 + g) * d + (size_t)k * group;
-                for (int c = 0; c < group; c += 8)
-                    _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), zv));
-            }
+        zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);
     }
 }
 
