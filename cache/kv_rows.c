@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "kv_mixed_blk.h"
+#include "kv_simd.h"
 #include "quant.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -38,29 +39,6 @@ static void scale_row_c(float *x, int n, float a) {
 }
 
 /* ---- AVX2 ----------------------------------------------------------------- */
-
-/* e^x for x <= 0, the scheme of kvs_exp512 (kv_simd.h: 2^n e^r, Taylor to
- * r^7), with 2^n built in the exponent field: x is clamped at -87 so that
- * n >= -126 stays a normal float (e^-87 ~ 1.6e-38; masked entries are
- * zeroed by the caller, not by the clamp). */
-AVX2 static inline __m256 exp256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723e-6f), r);
-    __m256 q = _mm256_set1_ps(1.0f / 5040.0f);
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 720.0f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120.0f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24.0f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6.0f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
-}
 
 AVX2 static inline float hmax8(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -98,7 +76,7 @@ AVX2 static float exp_row_avx2(float *x, int n) {
     __m256 sum = _mm256_setzero_ps();
     for (t = 0; t + 8 <= n; t += 8) {
         __m256 s = _mm256_loadu_ps(x + t);
-        __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(s, mxv)), _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ));
+        __m256 e = _mm256_and_ps(kvs_exp256(_mm256_sub_ps(s, mxv)), _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ));
         sum = _mm256_add_ps(sum, e);
         _mm256_storeu_ps(x + t, e);
     }
@@ -107,7 +85,7 @@ AVX2 static float exp_row_avx2(float *x, int n) {
         float buf[8];
         for (int u = 0; u < 8; u++) buf[u] = t + u < n ? x[t + u] : -INFINITY;
         __m256 s = _mm256_loadu_ps(buf);
-        __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(s, mxv)), _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ));
+        __m256 e = _mm256_and_ps(kvs_exp256(_mm256_sub_ps(s, mxv)), _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ));
         _mm256_storeu_ps(buf, e);
         for (int u = 0; t + u < n; u++) x[t + u] = buf[u], tail += buf[u];
     }
