@@ -350,7 +350,7 @@ Test(kv_quant, avx2_run_kernels_any_group_size) {
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
     unsigned r = 23;
     enum { NT = 37, MAXD = 128, MAXGQ = 7 };
-    static uint8_t recs[NT * 128];
+    static uint8_t recs[NT * 192]; /* kvl_rec_bytes(8, 128, 64) = 136 */
     static float dec[NT][MAXD], q[MAXGQ * MAXD], sc[MAXGQ * NT], a[MAXGQ * NT], out[MAXGQ * MAXD],
         out0[MAXGQ * MAXD];
     static char qmem[8192] __attribute__((aligned(32)));
@@ -364,6 +364,7 @@ Test(kv_quant, avx2_run_kernels_any_group_size) {
                 kvq_dotn_fn dn = kvq_fast_dotn(b, D, G);
                 if (!an && !dn) continue;
                 size_t rec = kvl_rec_bytes(b, D, G);
+                cr_assert_leq(rec * NT, sizeof recs);
                 for (int t = 0; t < NT; t++) {
                     float x[MAXD];
                     for (int i = 0; i < D; i++) x[i] = 3 * frand(&r) + (i == 5 ? 7 : 0);
