@@ -100,6 +100,60 @@ static void tile_plain(tile_t *T) {
     }
 }
 
+/* ---- one tile, AVX2 ------------------------------------------------------ */
+
+/* tile_plain's steps for AVX2-only CPUs (the F16C kind): a row's KVA_PAGE
+ * scores in KVA_PAGE/8 registers (one broadcast of q[d] per key row of the
+ * transposed page), the softmax with kvs_exp256 instead of a libm call per
+ * key, values added 8 channels at a time. Rows one after another. */
+#define KVA_V8 (KVA_PAGE / 8)
+__attribute__((target("avx2,fma"))) static void tile_avx2(tile_t *T) {
+    const int hd = T->hd;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(T->scale);
+    for (int r = 0; r < T->nr; r++) {
+        float *s = T->p + r * KVA_PAGE;
+        const float *q = T->q[r];
+        const int nv = T->nvalid[r];
+        __m256 acc[KVA_V8];
+        for (int j = 0; j < KVA_V8; j++) acc[j] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d++) {
+            const __m256 qd = _mm256_set1_ps(q[d]);
+            const float *k = T->kt + (size_t)d * KVA_PAGE;
+            for (int j = 0; j < KVA_V8; j++) acc[j] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8 * j), acc[j]);
+        }
+        __m256 mv = _mm256_set1_ps(T->m[r]);
+        for (int j = 0; j < KVA_V8; j++) { /* scale; keys past nv to -inf */
+            __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(8 * j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nv), idx));
+            acc[j] = _mm256_blendv_ps(ninf, _mm256_mul_ps(acc[j], sc), live);
+            mv = _mm256_max_ps(mv, acc[j]);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        const float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
+        const __m256 mxv = _mm256_set1_ps(mx);
+        __m256 sum = _mm256_setzero_ps();
+        for (int j = 0; j < KVA_V8; j++) {
+            __m256 e = _mm256_and_ps(kvs_exp256(_mm256_sub_ps(acc[j], mxv)),
+                                     _mm256_cmp_ps(acc[j], ninf, _CMP_NEQ_OQ));
+            sum = _mm256_add_ps(sum, e);
+            _mm256_storeu_ps(s + 8 * j, e);
+        }
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        const float corr = T->m[r] == -INFINITY ? 0.0f : expf(T->m[r] - mx);
+        T->m[r] = mx;
+        T->l[r] = T->l[r] * corr + _mm_cvtss_f32(_mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1)));
+        float *o = T->o[r];
+        for (int x = 0; x < hd; x += 8) {
+            __m256 ov = _mm256_mul_ps(_mm256_loadu_ps(o + x), _mm256_set1_ps(corr));
+            for (int t = 0; t < nv; t++)
+                ov = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_loadu_ps(T->vf + (size_t)t * hd + x), ov);
+            _mm256_storeu_ps(o + x, ov);
+        }
+    }
+}
+
 /* ---- one tile, AVX-512 --------------------------------------------------- */
 
 static inline __mmask16 lanes_below(int nv, int j) { /* lanes 16j.. that are < nv */
@@ -242,6 +296,7 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
                     T.o[i] = ROW_O(t0 + i);
                 }
                 if (kind == KVA_AVX512) tile_avx512(&T, direct);
+                else if (kind == KVA_F16C && hd % 8 == 0) tile_avx2(&T);
                 else tile_plain(&T);
             }
         }

@@ -398,6 +398,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->heads = calloc(nh, sizeof *c->heads);
     /* Prompt chunks take the block kernel: up to KVB_MAX_ROWS rows = blocks
      * of queries x the query heads of a KV head. */
+    kvw_rows_for(force_scalar, &c->rows);
     c->blk_q = !force_scalar && c->gq <= KVB_MAX_ROWS && kvb_available(s->head_dim)
                    ? KVB_MAX_ROWS / c->gq
                    : 0;

@@ -256,42 +256,19 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     /* The low tier a page at a time through the run kernels-> */
     if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s->qp);
     tier_dotn(&c->klo, lo, &c->flo, nl, qlo, &s->qp, c, s->sc + nhv);
-    if (c->blk_q) { /* AVX-512: the same steps 16 tokens at a time */
-        for (int g = 0; g < gq; g++)
-            for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
-                int v = kvb_mask_scale(s->sc + (size_t)g * M + nhv + t0, t_pos(lo, &c->flo, t0),
-                                       nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE, lo_all ? INT32_MAX : p,
-                                       scale);
-                n_vis += g == 0 ? v : 0;
-            }
-        for (int g = 0; g < gq; g++) invp[g] = kvb_exp_row(s->sc + (size_t)g * M, nhv + nl);
-    } else {
-        for (int t = 0; t < nl; t++) {
-            int masked = !lo_all && *t_pos(lo, &c->flo, t) > p;
-            n_vis += !masked;
-            for (int g = 0; g < gq; g++) {
-                float *x = s->sc + (size_t)g * M + nhv + t;
-                *x = masked ? -INFINITY : *x * scale;
-            }
+    /* mask and scale the low tier a page at a time (positions live per page),
+     * then softmax per query head: c->rows is AVX-512, AVX2 or portable C */
+    for (int g = 0; g < gq; g++)
+        for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
+            int v = c->rows.mask_scale(s->sc + (size_t)g * M + nhv + t0, t_pos(lo, &c->flo, t0),
+                                       nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
+                                       lo_all ? INT32_MAX : p, scale);
+            n_vis += g == 0 ? v : 0;
         }
-    }
-    /* Softmax per query head (portable path: expf, double sum). */
-    for (int g = 0; g < gq && !c->blk_q; g++) {
-        float *sc = s->sc + (size_t)g * M, mx = -INFINITY;
-        for (int t = 0; t < nhv + nl; t++)
-            if (sc[t] > mx) mx = sc[t];
-        double sum = 0.0;
-        for (int t = 0; t < nhv + nl; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
-        invp[g] = (float)(1.0 / sum);
-    }
+    for (int g = 0; g < gq; g++) invp[g] = c->rows.exp_row(s->sc + (size_t)g * M, nhv + nl);
     memset(oi, 0, sizeof(float) * hd * gq);
     for (int g = 0; g < gq; g++) /* probabilities in place, both tiers (masked: 0) */
-        if (c->blk_q) kvb_scale_row(s->sc + (size_t)g * M, nhv + nl, invp[g]);
-        else
-            for (int t = 0; t < nhv + nl; t++) s->sc[(size_t)g * M + t] *= invp[g];
+        c->rows.scale_row(s->sc + (size_t)g * M, nhv + nl, invp[g]);
     hi_values(c, hi, nhv, s, a, oi);
     tier_axpyn(&c->klov, lo, &c->flo, nl, s->sc + nhv, c, oi);
     if (c->fhi.sb) { /* tracker: mean probability over the group's heads */

@@ -32,71 +32,114 @@ AVX2 static inline float hsum(__m256 v) {
 
 #define MAXG 64 /* groups per record the kernels take (d/group) */
 
-#define DOTN(BITS)                                                                            \
-    AVX2 static void dotn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *q,  \
-                                  const kvq_qprep *qp, int gq, int d, int group, float *sc,   \
-                                  size_t scs) {                                               \
-        (void)q;                                                                              \
-        const int nb = d * BITS / 8, ng = d / group, bpg = group / 16;                        \
-        const __m256i mask = _mm256_set1_epi16((1 << BITS) - 1);                              \
-        float s[MAXG], z[MAXG];                                                               \
-        for (int t = 0; t < n; t++) {                                                         \
-            const uint8_t *rec = rec0 + (size_t)t * stride, *sz = rec + nb;                   \
-            for (int gi = 0; gi < ng; gi++) {                                                 \
-                s[gi] = h2f_sz(sz + 4 * gi);                                                  \
-                z[gi] = h2f_sz(sz + 4 * gi + 2);                                              \
-            }                                                                                 \
-            for (int g0 = 0; g0 < gq; g0 += 4) {                                              \
-                int G = gq - g0 < 4 ? gq - g0 : 4;                                            \
-                /* Always 4 accumulators (registers, not stack); rows past the                \
-                 * last head re-read head g0 and are discarded. */                            \
-                size_t roff[4];                                                               \
-                for (int g = 0; g < 4; g++) roff[g] = (size_t)(g < G ? g : 0) * d;            \
-                __m256 f[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), \
-                               _mm256_setzero_ps()};                                          \
-                __m256i is[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),              \
-                                 _mm256_setzero_si256(), _mm256_setzero_si256()};             \
-                int gi = 0, left = bpg;                                                       \
-                for (int pl = 0; pl < 8 / BITS; pl++) {                                       \
-                    const __m128i sh = _mm_cvtsi32_si128(pl * BITS);                          \
-                    for (int j = 0; j < nb; j += 16) {                                        \
-                        __m256i w = _mm256_cvtepu8_epi16(                                     \
-                            _mm_loadu_si128((const __m128i *)(const void *)(rec + j)));       \
-                        w = _mm256_and_si256(_mm256_srl_epi16(w, sh), mask);                  \
-                        const int16_t *qc = qp->q16 + (size_t)g0 * d + pl * nb + j;           \
-                        for (int g = 0; g < 4; g++)                                           \
-                            is[g] = _mm256_add_epi32(                                         \
-                                is[g], _mm256_madd_epi16(w, _mm256_loadu_si256(               \
-                                           (const __m256i *)(const void *)(qc + roff[g]))));  \
-                        if (--left == 0) {                                                    \
-                            __m256 sv = _mm256_set1_ps(s[gi++]);                              \
-                            for (int g = 0; g < 4; g++) {                                     \
-                                f[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[g]), sv, f[g]);  \
-                                is[g] = _mm256_setzero_si256();                               \
-                            }                                                                 \
-                            left = bpg;                                                       \
-                        }                                                                     \
-                    }                                                                         \
-                }                                                                             \
-                for (int g = 0; g < G; g++) {                                                 \
-                    const float *qs = qp->qsum + (size_t)(g0 + g) * ng;                       \
-                    float zt = 0.0f;                                                          \
-                    for (int k = 0; k < ng; k++) zt += z[k] * qs[k];                          \
-                    sc[(size_t)(g0 + g) * scs + t] = hsum(f[g]) * qp->qs[g0 + g] + zt;        \
-                }                                                                             \
-            }                                                                                 \
-        }                                                                                     \
+/* dotn, 4 tokens x up to 3 query heads at a time: 12 int32 accumulators
+ * stay in registers over a group's 16-channel chunks (a chunk is widened
+ * once per token and multiplied with each head's int16 query), then one
+ * hadd tree gives the 4 tokens' group sums of a head at once (instead of a
+ * horizontal sum per token and head), scaled by the 4 tokens' group scales
+ * in one multiply-add. Channels c..c+15 of a chunk are bytes c % nb of
+ * plane c / nb (16 | nb: a chunk never straddles a plane). */
+#define DN_T 4 /* tokens per block */
+#define DN_G 3 /* query heads per pass */
+
+AVX2 static inline __m128 h2f4(const uint8_t *const *rec, int off) {
+    uint16_t v[DN_T];
+    for (int u = 0; u < DN_T; u++) memcpy(&v[u], rec[u] + off, 2);
+    return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)v));
+}
+
+/* lane u = the sum of the 8 lanes of v[u] */
+AVX2 static inline __m128i sum4(const __m256i *v) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+AVX2 __attribute__((always_inline)) static inline void
+dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
+         float *sc, size_t scs, const int BITS) {
+    const int nb = d * BITS / 8, ng = d / group;
+    const __m256i mask = _mm256_set1_epi16((1 << BITS) - 1);
+    for (int t0 = 0; t0 < n; t0 += DN_T) {
+        const int cnt = n - t0 < DN_T ? n - t0 : DN_T;
+        const uint8_t *rec[DN_T];
+        for (int u = 0; u < DN_T; u++) /* past the run: re-read the last token, discarded */
+            rec[u] = rec0 + (size_t)(t0 + (u < cnt ? u : cnt - 1)) * stride;
+        for (int g0 = 0; g0 < gq; g0 += DN_G) {
+            const int G = gq - g0 < DN_G ? gq - g0 : DN_G;
+            const int16_t *qr[DN_G]; /* rows past the last head re-read head g0 */
+            for (int g = 0; g < DN_G; g++) qr[g] = qp->q16 + (size_t)(g0 + (g < G ? g : 0)) * d;
+            __m128 f[DN_G], zt[DN_G];
+            for (int g = 0; g < DN_G; g++) f[g] = zt[g] = _mm_setzero_ps();
+            for (int gi = 0; gi < ng; gi++) {
+                __m256i acc[DN_G][DN_T];
+                for (int g = 0; g < DN_G; g++)
+                    for (int u = 0; u < DN_T; u++) acc[g][u] = _mm256_setzero_si256();
+                for (int c = gi * group; c < (gi + 1) * group; c += 16) {
+                    const int j = c % nb;
+                    const __m128i sh = _mm_cvtsi32_si128(c / nb * BITS);
+                    for (int u = 0; u < DN_T; u++) {
+                        __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(rec[u] + j)));
+                        w = _mm256_and_si256(_mm256_srl_epi16(w, sh), mask);
+                        for (int g = 0; g < DN_G; g++)
+                            acc[g][u] = _mm256_add_epi32(
+                                acc[g][u], _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)(const void *)(qr[g] + c))));
+                    }
+                }
+                const __m128 s4 = h2f4(rec, nb + 4 * gi), z4 = h2f4(rec, nb + 4 * gi + 2);
+                for (int g = 0; g < DN_G; g++) {
+                    f[g] = _mm_fmadd_ps(_mm_cvtepi32_ps(sum4(acc[g])), s4, f[g]);
+                    zt[g] = _mm_fmadd_ps(z4, _mm_set1_ps(qp->qsum[(size_t)(g0 + (g < G ? g : 0)) * ng + gi]), zt[g]);
+                }
+            }
+            for (int g = 0; g < G; g++) {
+                float o[DN_T];
+                _mm_storeu_ps(o, _mm_fmadd_ps(f[g], _mm_set1_ps(qp->qs[g0 + g]), zt[g]));
+                for (int u = 0; u < cnt; u++) sc[(size_t)(g0 + g) * scs + t0 + u] = o[u];
+            }
+        }
+    }
+}
+
+#define DOTN(BITS)                                                                              \
+    AVX2 static void dotn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *q,    \
+                                  const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
+                                  size_t scs) {                                                 \
+        (void)q;                                                                                \
+        if (n > 0) dotn_blk(rec0, stride, n, qp, gq, d, group, sc, scs, BITS);                  \
     }
 DOTN(8)
 DOTN(4)
 DOTN(2)
+
+/* Zero points of a run: out[g][group k] += Σ_t a[g][t]·zero_t,k for the G
+ * heads from g0 (G <= 4), one group at a time with the sums in registers
+ * (a [head][group] array in memory made every token a store-to-load chain). */
+AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
+                          int g0, int G, int d, int group, int nb, float *out) {
+    for (int k = 0; k < d / group; k++) {
+        float z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
+        const float *a0 = a + (size_t)g0 * as, *a1 = G > 1 ? a0 + as : a0, *a2 = G > 2 ? a0 + 2 * as : a0,
+                    *a3 = G > 3 ? a0 + 3 * as : a0;
+        for (int t = 0; t < n; t++) {
+            float zv = h2f_sz(rec0 + (size_t)t * stride + nb + 4 * k + 2);
+            z0 += a0[t] * zv, z1 += a1[t] * zv, z2 += a2[t] * zv, z3 += a3[t] * zv;
+        }
+        const float zs[4] = {z0, z1, z2, z3};
+        for (int g = 0; g < G; g++) {
+            __m256 zv = _mm256_set1_ps(zs[g]);
+            float *o = out + (size_t)(g0 + g) * d + (size_t)k * group;
+            for (int c = 0; c < group; c += 8)
+                _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), zv));
+        }
+    }
+}
 
 /* Heads per pass so that planes x heads accumulators fit in 12 registers. */
 #define AXPYN(BITS, GP)                                                                        \
     AVX2 static void axpyn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *a,  \
                                    size_t as, int gq, int d, int group, float *out) {          \
         enum { PL = 8 / BITS };                                                                \
-        const int nb = d * BITS / 8, ng = d / group;                                           \
+        const int nb = d * BITS / 8;                                                           \
         const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);                               \
         for (int g0 = 0; g0 < gq; g0 += GP) {                                                  \
             int G = gq - g0 < GP ? gq - g0 : GP;                                               \
@@ -128,38 +171,100 @@ DOTN(2)
                         _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[pl][g]));    \
                     }                                                                          \
             }                                                                                  \
-            /* zero points: Σ_t a_t·zero_t per group, added to its channels */                 \
-            float zs[GP][MAXG];                                                                \
-            for (int g = 0; g < G; g++)                                                        \
-                for (int k = 0; k < ng; k++) zs[g][k] = 0.0f;                                  \
-            for (int t = 0; t < n; t++) {                                                      \
-                const uint8_t *sz = rec0 + (size_t)t * stride + nb;                            \
-                for (int k = 0; k < ng; k++) {                                                 \
-                    float zv = h2f_sz(sz + 4 * k + 2);                                         \
-                    for (int g = 0; g < G; g++) zs[g][k] += a[(size_t)(g0 + g) * as + t] * zv; \
-                }                                                                              \
-            }                                                                                  \
-            for (int g = 0; g < G; g++)                                                        \
-                for (int k = 0; k < ng; k++) {                                                 \
-                    __m256 zv = _mm256_set1_ps(zs[g][k]);                                      \
-                    float *o = out + (size_t)(g0 + g) * d + (size_t)k * group;                 \
-                    for (int c = 0; c < group; c += 8)                                         \
-                        _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), zv));    \
-                }                                                                              \
+            zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);                        \
         }                                                                                      \
     }
 AXPYN(8, 4)
 AXPYN(4, 4)
 AXPYN(2, 3)
 
+/* 3-bit records (kv_quant.h: the 2-bit planes, then a bitmask of the third
+ * bits): the same scheme as AXPYN, 8-channel chunks of Q3_CH at a time. A
+ * chunk's codes are built as bytes: its 8 plane bytes shifted and masked,
+ * OR'd with its mask byte spread to 8 bytes of 0 or 4 (Q3_HI, a table), then
+ * widened to floats. Chunk k of a pass is channels c0 + 8k: plane
+ * (c0 + 8k) / nb2, bytes (c0 + 8k) % nb2, so any chunk-aligned shape works.
+ * When a pass lies in one group (mikv: groups of 64) a token's scale and
+ * weights are read once for the pass instead of once per chunk. */
+#define Q3_GP 3 /* heads per pass: Q3_CH x Q3_GP accumulators in registers */
+#define Q3_CH 4
+
+#define Q3B(b, i) ((uint64_t)(((b) >> (i)) & 1) << (8 * (i) + 2))
+#define Q3E(b) (Q3B(b, 0) | Q3B(b, 1) | Q3B(b, 2) | Q3B(b, 3) | Q3B(b, 4) | Q3B(b, 5) | Q3B(b, 6) | Q3B(b, 7))
+#define Q3E4(b) Q3E(b), Q3E((b) + 1), Q3E((b) + 2), Q3E((b) + 3)
+#define Q3E16(b) Q3E4(b), Q3E4((b) + 4), Q3E4((b) + 8), Q3E4((b) + 12)
+#define Q3E64(b) Q3E16(b), Q3E16((b) + 16), Q3E16((b) + 32), Q3E16((b) + 48)
+static const uint64_t Q3_HI[256] = {Q3E64(0), Q3E64(64), Q3E64(128), Q3E64(192)};
+
+AVX2 __attribute__((always_inline)) static inline void
+q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, int g0, int G,
+        const int *boff, const int *shift, const int *moff, const int *soff, int uni, __m256 acc[Q3_CH][Q3_GP]) {
+    const __m128i three = _mm_set1_epi8(3);
+    for (int t = 0; t < n; t++) {
+        const uint8_t *rec = rec0 + (size_t)t * stride;
+        float wt[Q3_GP];
+        for (int g = 0; g < Q3_GP; g++) wt[g] = g < G ? a[(size_t)(g0 + g) * as + t] : 0.0f;
+        __m256 ws[Q3_GP];
+        if (uni) {
+            float sc = h2f_sz(rec + soff[0]);
+            for (int g = 0; g < Q3_GP; g++) ws[g] = _mm256_set1_ps(wt[g] * sc);
+        }
+        for (int k = 0; k < Q3_CH; k++) {
+            __m128i lo = _mm_loadl_epi64((const __m128i *)(const void *)(rec + boff[k]));
+            lo = _mm_and_si128(_mm_srl_epi16(lo, _mm_cvtsi32_si128(shift[k])), three);
+            __m128i hi = _mm_loadl_epi64((const __m128i *)(const void *)(Q3_HI + rec[moff[k]]));
+            __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_or_si128(lo, hi)));
+            if (!uni) {
+                float sc = h2f_sz(rec + soff[k]);
+                for (int g = 0; g < Q3_GP; g++) ws[g] = _mm256_set1_ps(wt[g] * sc);
+            }
+            for (int g = 0; g < Q3_GP; g++) acc[k][g] = _mm256_fmadd_ps(ws[g], x, acc[k][g]);
+        }
+    }
+}
+
+AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
+                          int gq, int d, int group, float *out) {
+    const int nb2 = d / 4, nb = d * 3 / 8;
+    for (int g0 = 0; g0 < gq; g0 += Q3_GP) {
+        const int G = gq - g0 < Q3_GP ? gq - g0 : Q3_GP;
+        for (int c0 = 0; c0 < d; c0 += 8 * Q3_CH) {
+            const int nch = (d - c0) / 8 < Q3_CH ? (d - c0) / 8 : Q3_CH;
+            int boff[Q3_CH], shift[Q3_CH], moff[Q3_CH], soff[Q3_CH];
+            for (int k = 0; k < Q3_CH; k++) { /* chunks past d re-read chunk 0, discarded */
+                int c = c0 + 8 * (k < nch ? k : 0);
+                boff[k] = c % nb2, shift[k] = 2 * (c / nb2), moff[k] = nb2 + c / 8;
+                soff[k] = nb + 4 * (c / group);
+            }
+            __m256 acc[Q3_CH][Q3_GP];
+            for (int k = 0; k < Q3_CH; k++)
+                for (int g = 0; g < Q3_GP; g++) acc[k][g] = _mm256_setzero_ps();
+            if (soff[0] == soff[Q3_CH - 1] && soff[0] == soff[nch - 1])
+                q3_pass(rec0, stride, n, a, as, g0, G, boff, shift, moff, soff, 1, acc);
+            else
+                q3_pass(rec0, stride, n, a, as, g0, G, boff, shift, moff, soff, 0, acc);
+            for (int k = 0; k < nch; k++)
+                for (int g = 0; g < G; g++) {
+                    float *o = out + (size_t)(g0 + g) * d + c0 + 8 * k;
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[k][g]));
+                }
+        }
+        zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);
+    }
+}
+
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
-    /* 16-channel blocks inside one plane and one group; int32 lanes sum at
-     * most group/16 products of <= 255 x 32767 each. */
+    /* 16-channel blocks inside one plane and one group; a group's whole dot
+     * is summed in int32 (sum4): codes <= 2^bits - 1 times |q16| <= 32767
+     * overflow past 257 channels at 8 bits (4- and 2-bit codes: past 4,369) */
     if (d * bits / 8 % 16 || group % 16 || group > 1024 || d / group > MAXG) return NULL;
+    if (bits == 8 && group > 256) return NULL;
     return bits == 8 ? dotn_q8 : bits == 4 ? dotn_q4 : bits == 2 ? dotn_q2 : NULL; /* no 3 */
 }
 
 kvq_axpyn_fn kvq_fast_axpyn(int bits, int d, int group) {
+    if (bits == 3) /* 8-channel chunks inside one 2-bit plane and one group */
+        return (d / 4) % 8 || group % 8 || d / group > MAXG ? NULL : axpyn_q3;
     if (d * bits / 8 % 8 || group % 8 || d / group > MAXG) return NULL;
     return bits == 8 ? axpyn_q8 : bits == 4 ? axpyn_q4 : bits == 2 ? axpyn_q2 : NULL;
 }

@@ -1,5 +1,6 @@
 /* kv_simd (internal): vector helpers shared by the attention kernels
- * (kv_attn.c, kv_mixed_blk.c). Callers are compiled for AVX-512F. */
+ * (kv_attn.c, kv_mixed_blk.c, kv_rows.c). Callers are compiled for the
+ * helper's target (AVX-512F, or AVX2 + FMA for kvs_exp256). */
 #ifndef PIVOT_KV_SIMD_H
 #define PIVOT_KV_SIMD_H
 
@@ -28,6 +29,28 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 kvs_exp51
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
+}
+
+/* The same e^x on 8 lanes for AVX2 CPUs, 2^n built in the exponent field:
+ * x is clamped at -87 so that n >= -126 stays a normal float (e^-87 ~
+ * 1.6e-38; callers zero masked entries themselves). */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 kvs_exp256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723e-6f), r);
+    __m256 q = _mm256_set1_ps(1.0f / 5040.0f);
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 720.0f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120.0f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24.0f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6.0f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
 }
 
 /* The codes of channels c..c+15 of a quantized record (kv_quant.h's

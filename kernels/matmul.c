@@ -167,43 +167,48 @@ static int weight_ok(const km_weight *w)
            kq_row_bytes(w->type, w->cols) > 0;
 }
 
-int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, int64_t n_tok,
-              float *y)
+/* x in the dot's format for weights of type `type`: x itself (F32 dots) or
+ * quantized into the scratch. */
+static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, const float *x, int64_t cols,
+                      int64_t n_tok, const char **xq, size_t *xrb_out)
 {
-    if (!s || !weight_ok(w) || !x || !y || n_tok < 1 || w->rows > INT32_MAX)
-        return PV_EINVAL;
-    const int bits = s->act_bits;
-    const uint32_t vdt = kq_vec_dot_type_bits(w->type, bits);
-    const size_t xrb = kq_row_bytes(vdt, w->cols);
+    const uint32_t vdt = kq_vec_dot_type_bits(type, s->act_bits);
+    const size_t xrb = kq_row_bytes(vdt, cols);
     if (xrb == 0) /* e.g. Q4_K with cols not a multiple of 256 is caught above */
         return PV_EINVAL;
     if ((size_t)n_tok > SIZE_MAX / xrb)
         return PV_ENOMEM;
-    const int nth = tp_size(pool);
-
-    const char *xq;
+    *xrb_out = xrb;
     if (vdt == KQ_F32) {
-        xq = (const char *)x; /* already in the dot's format: no copy */
-    } else {
-        int rc = scratch_reserve(s, (size_t)n_tok * xrb);
-        if (rc)
-            return rc;
-        quant_ctx qc = {kq_get_quant(vdt), x, w->cols, s->buf, xrb, 1, n_tok};
-        if (n_tok >= 2 * nth && nth > 1) {
-            qc.tok_per_task = (n_tok + 4 * nth - 1) / (4 * nth);
-            tp_run(pool, quant_task, &qc, (int)((n_tok + qc.tok_per_task - 1) / qc.tok_per_task));
-        } else {
-            qc.tok_per_task = n_tok;
-            quant_task(&qc, 0, 0);
-        }
-        xq = s->buf;
+        *xq = (const char *)x; /* already in the dot's format: no copy */
+        return PV_OK;
     }
+    int rc = scratch_reserve(s, (size_t)n_tok * xrb);
+    if (rc)
+        return rc;
+    const int nth = tp_size(pool);
+    quant_ctx qc = {kq_get_quant(vdt), x, cols, s->buf, xrb, 1, n_tok};
+    if (n_tok >= 2 * nth && nth > 1) {
+        qc.tok_per_task = (n_tok + 4 * nth - 1) / (4 * nth);
+        tp_run(pool, quant_task, &qc, (int)((n_tok + qc.tok_per_task - 1) / qc.tok_per_task));
+    } else {
+        qc.tok_per_task = n_tok;
+        quant_task(&qc, 0, 0);
+    }
+    *xq = s->buf;
+    return PV_OK;
+}
 
-    /* one lookup: dot, dot4 and multi from one family (quant_impl.h) */
-    const kq_dot_family *fam = kq_get_dot_family(w->type, bits);
-    if (!fam) /* cannot happen for a supported weight type and 8/16 bits */
-        return PV_EINVAL;
-    mm_ctx c = {
+/* One matrix's task context; returns its task count. */
+static int mm_setup(const km_scratch *s, const km_weight *w, const char *xq, size_t xrb,
+                    int64_t n_tok, float *y, int nth, mm_ctx *c)
+{
+    /* one lookup: dot, dot4 and multi from one family (quant_impl.h); cannot
+     * fail for a supported weight type and 8/16 bits */
+    const kq_dot_family *fam = kq_get_dot_family(w->type, s->act_bits);
+    if (!fam)
+        return -1;
+    *c = (mm_ctx){
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
          * gain ~50% when the matrix is cache-resident, but with long rows
@@ -223,15 +228,75 @@ int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, 
     };
     /* rows per task: small enough for load balance across threads, and for
      * prefill small enough that the block stays cached across token tiles */
-    int64_t rpt = (c.rows + (int64_t)nth * KM_TASKS_PER_THREAD - 1) / ((int64_t)nth * KM_TASKS_PER_THREAD);
-    int64_t cap = (int64_t)(KM_BLOCK_BYTES / c.wrb);
+    int64_t rpt = (c->rows + (int64_t)nth * KM_TASKS_PER_THREAD - 1) / ((int64_t)nth * KM_TASKS_PER_THREAD);
+    int64_t cap = (int64_t)(KM_BLOCK_BYTES / c->wrb);
     if (n_tok > 1 && rpt > cap)
         rpt = cap;
     /* multiples of 4 always: the 4-row decode kernel then sees the same row
      * groups whatever the thread count, so results do not depend on it */
     rpt = rpt < 4 ? 4 : (rpt + 3) & ~(int64_t)3;
-    c.rows_per_task = rpt;
-    tp_run(pool, mm_task, &c, (int)((c.rows + rpt - 1) / rpt));
+    c->rows_per_task = rpt;
+    return (int)((c->rows + rpt - 1) / rpt);
+}
+
+int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, int64_t n_tok,
+              float *y)
+{
+    float *ys[1] = {y};
+    return km_matmul_n(pool, s, &w, 1, x, n_tok, ys);
+}
+
+/* Tasks of several matrices numbered one after another. */
+typedef struct {
+    mm_ctx c[KM_MAX_N];
+    int base[KM_MAX_N + 1];
+    int n;
+} mm_multi;
+
+static void mm_multi_task(void *vctx, int task, int thread)
+{
+    const mm_multi *m = vctx;
+    int i = 0;
+    while (i + 1 < m->n && task >= m->base[i + 1])
+        i++;
+    mm_task((void *)&m->c[i], task - m->base[i], thread);
+}
+
+int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw, const float *x,
+                int64_t n_tok, float *const *y)
+{
+    if (!s || !w || !y || !x || nw < 1 || nw > KM_MAX_N || n_tok < 1)
+        return PV_EINVAL;
+    for (int i = 0; i < nw; i++)
+        if (!weight_ok(w[i]) || w[i]->rows > INT32_MAX || !y[i] || w[i]->cols != w[0]->cols)
+            return PV_EINVAL;
+    /* one activation format for all, or one call per matrix */
+    const uint32_t vdt = kq_vec_dot_type_bits(w[0]->type, s->act_bits);
+    for (int i = 1; i < nw; i++)
+        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt) {
+            for (int j = 0; j < nw; j++) {
+                int rc = km_matmul_n(pool, s, &w[j], 1, x, n_tok, &y[j]);
+                if (rc)
+                    return rc;
+            }
+            return PV_OK;
+        }
+    const char *xq;
+    size_t xrb;
+    int rc = quantize_x(pool, s, w[0]->type, x, w[0]->cols, n_tok, &xq, &xrb);
+    if (rc)
+        return rc;
+    mm_multi m = {.n = nw};
+    for (int i = 0; i < nw; i++) {
+        int nt = mm_setup(s, w[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
+        if (nt < 0)
+            return PV_EINVAL;
+        m.base[i + 1] = m.base[i] + nt;
+    }
+    if (nw == 1)
+        tp_run(pool, mm_task, &m.c[0], m.base[1]);
+    else
+        tp_run(pool, mm_multi_task, &m, m.base[nw]);
     return PV_OK;
 }
 

@@ -50,6 +50,15 @@ int km_scratch_act_bits(const km_scratch *s);
 int km_matmul(tp_pool *pool, km_scratch *s, const km_weight *w, const float *x, int64_t n_tok,
               float *y);
 
+/* y[i] = W[i]·x for nw <= KM_MAX_N matrices with the same column count (the
+ * products that share an input: Wq|Wk|Wv, gate|up): x is quantized once and
+ * all rows run in one pool run, so the threads stream one long job instead
+ * of nw short ones. Bit-identical to nw km_matmul calls (same row tasks);
+ * matrices whose activation formats differ fall back to those calls. */
+#define KM_MAX_N 4
+int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw, const float *x,
+                int64_t n_tok, float *const *y);
+
 /* Gather row `r` of W dequantized to f32 (embedding lookup). */
 int km_get_row(const km_weight *w, int64_t r, float *out);
 

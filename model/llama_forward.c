@@ -255,9 +255,11 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
         /* Attention block. */
         for (int r = 0; r < T; r++)
             ko_rmsnorm(c->xn + (size_t)r * D, c->x + (size_t)r * D, L->attn_norm, D, cf->norm_eps);
-        if ((rc = km_matmul(c->pool, c->ks, &L->wq, c->xn, T, c->q))) return rc;
-        if ((rc = km_matmul(c->pool, c->ks, &L->wk, c->xn, T, c->k))) return rc;
-        if ((rc = km_matmul(c->pool, c->ks, &L->wv, c->xn, T, c->v))) return rc;
+        { /* one pool run for the three products of xn (km_matmul_n) */
+            const km_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+            float *y[3] = {c->q, c->k, c->v};
+            if ((rc = km_matmul_n(c->pool, c->ks, w, 3, c->xn, T, y))) return rc;
+        }
         add_bias(c->q, L->bq, T, qd);
         add_bias(c->k, L->bk, T, kvd);
         add_bias(c->v, L->bv, T, kvd);
@@ -289,8 +291,11 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
         /* MLP block. */
         for (int r = 0; r < T; r++)
             ko_rmsnorm(c->xn + (size_t)r * D, c->x + (size_t)r * D, L->ffn_norm, D, cf->norm_eps);
-        if ((rc = km_matmul(c->pool, c->ks, &L->gate, c->xn, T, c->gate))) return rc;
-        if ((rc = km_matmul(c->pool, c->ks, &L->up, c->xn, T, c->up))) return rc;
+        {
+            const km_weight *w[2] = {&L->gate, &L->up};
+            float *y[2] = {c->gate, c->up};
+            if ((rc = km_matmul_n(c->pool, c->ks, w, 2, c->xn, T, y))) return rc;
+        }
         for (int r = 0; r < T; r++) {
             size_t o = (size_t)r * cf->n_ff;
             ko_swiglu(c->gate + o, c->gate + o, c->up + o, cf->n_ff);

@@ -341,3 +341,71 @@ Test(kv_quant, avx512_dotn_refuses_overflowing_groups) {
     cr_assert(fabs(sc - want) <= 1e-3 * fabs(want), "got %g want %g", sc, want);
     free(mem), free(rec), free(x), free(q);
 }
+
+/* The AVX2 run kernels over every query-head count a pass splits (the
+ * 3-bit axpyn takes 3 heads and 32 channels per pass; 4-bit dotn 4 heads),
+ * head_dims whose last pass is partial, against float64 over the decoded
+ * records. */
+Test(kv_quant, avx2_run_kernels_any_group_size) {
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+    unsigned r = 23;
+    enum { NT = 37, MAXD = 128, MAXGQ = 7 };
+    static uint8_t recs[NT * 192]; /* kvl_rec_bytes(8, 128, 64) = 136 */
+    static float dec[NT][MAXD], q[MAXGQ * MAXD], sc[MAXGQ * NT], a[MAXGQ * NT], out[MAXGQ * MAXD],
+        out0[MAXGQ * MAXD];
+    static char qmem[8192] __attribute__((aligned(32)));
+    const int bits[] = {3, 4, 2, 8}, dims[] = {32, 64, 96, 128}, gqs[] = {1, 2, 3, 4, 5, 7};
+    int ran = 0;
+    for (int bi = 0; bi < 4; bi++)
+        for (int di = 0; di < 4; di++)
+            for (int gi = 0; gi < 6; gi++) {
+                const int b = bits[bi], D = dims[di], GQ = gqs[gi], G = D == 96 ? 32 : D / 2;
+                kvq_axpyn_fn an = kvq_fast_axpyn(b, D, G);
+                kvq_dotn_fn dn = kvq_fast_dotn(b, D, G);
+                if (!an && !dn) continue;
+                size_t rec = kvl_rec_bytes(b, D, G);
+                cr_assert_leq(rec * NT, sizeof recs);
+                for (int t = 0; t < NT; t++) {
+                    float x[MAXD];
+                    for (int i = 0; i < D; i++) x[i] = 3 * frand(&r) + (i == 5 ? 7 : 0);
+                    kvq_encode(x, D, b, G, recs + t * rec);
+                    kvq_decode(recs + t * rec, D, b, G, dec[t]);
+                }
+                for (int i = 0; i < GQ * D; i++) q[i] = frand(&r), out[i] = out0[i] = frand(&r);
+                for (int i = 0; i < GQ * NT; i++) a[i] = frand(&r) * 0.1f;
+                if (an) {
+                    an(recs, rec, NT, a, NT, GQ, D, G, out);
+                    for (int g = 0; g < GQ; g++)
+                        for (int i = 0; i < D; i++) {
+                            double want = out0[g * D + i];
+                            for (int t = 0; t < NT; t++) want += (double)a[g * NT + t] * dec[t][i];
+                            cr_assert(fabs(out[g * D + i] - want) <= 1e-5 * (1 + fabs(want)),
+                                      "axpyn bits %d d %d gq %d: %g vs %g", b, D, GQ, out[g * D + i], want);
+                        }
+                    ran++;
+                }
+                if (dn) {
+                    kvq_qprep qp;
+                    kvq_qprep_init(&qp, qmem, GQ, D, G);
+                    kvq_prep(q, GQ, D, G, &qp);
+                    dn(recs, rec, NT, q, &qp, GQ, D, G, sc, NT);
+                    for (int g = 0; g < GQ; g++) {
+                        double qmax = 0;
+                        for (int i = 0; i < D; i++) qmax = fmax(qmax, fabs(q[g * D + i]));
+                        for (int t = 0; t < NT; t++) {
+                            double ref = 0, kabs = 0;
+                            for (int i = 0; i < D; i++) ref += (double)q[g * D + i] * dec[t][i], kabs += fabs(dec[t][i]);
+                            double tol = 0.5 * qmax / 32767 * kabs + 1e-5 * kabs * qmax + 1e-6;
+                            cr_assert(fabs(sc[g * NT + t] - ref) <= tol, "dotn bits %d d %d gq %d: %g vs %g", b, D,
+                                      GQ, sc[g * NT + t], ref);
+                        }
+                    }
+                    ran++;
+                }
+            }
+    cr_assert(ran > 20, "only %d kernel runs", ran);
+    /* int32 group sums: 8-bit groups over 256 channels would overflow */
+    cr_assert_null(kvq_fast_dotn(8, 512, 512));
+    cr_assert_not_null(kvq_fast_dotn(8, 256, 256));
+    cr_assert_not_null(kvq_fast_dotn(4, 512, 512));
+}

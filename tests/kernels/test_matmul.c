@@ -290,3 +290,56 @@ Test(matmul, prefetch_does_not_change_results, .timeout = 60)
     }
     tp_destroy(p2);
 }
+
+/* km_matmul_n (one pool run for products that share an input) gives the
+ * bits of one km_matmul per matrix: decode and batched token counts, 1 and 2
+ * threads, rows not a multiple of 4, mixed types with one activation format
+ * (Q4_1 + Q8_0 at 16 bits) and with two (F32 + Q4_1: the fallback); bad
+ * arguments are refused. */
+Test(matmul, matmul_n_matches_separate_calls, .timeout = 120)
+{
+    tp_pool *p2 = NULL;
+    cr_assert_eq(tp_create(2, &p2), PV_OK);
+    const int64_t cols = 576, rows[3] = {579, 193, 64};
+    const uint32_t sets[][3] = {{KQ_Q4_1, KQ_Q4_1, KQ_Q4_1}, {KQ_Q4_1, KQ_Q8_0, KQ_Q4_1}, {KQ_F32, KQ_Q4_1, KQ_Q8_0}};
+    const int64_t toks[] = {1, 3, 9};
+    for (int si = 0; si < 3; si++)
+        for (int ti = 0; ti < 3; ti++)
+            for (int th = 1; th <= 2; th++) {
+                rng_state = 77 + si * 10 + ti;
+                int64_t nt = toks[ti];
+                km_weight W[3];
+                const km_weight *wp[3];
+                float *y0[3], *y1[3];
+                float *x = malloc(sizeof(float) * (size_t)(cols * nt));
+                for (int64_t i = 0; i < cols * nt; i++)
+                    x[i] = rnd_unit();
+                for (int i = 0; i < 3; i++) {
+                    W[i] = (km_weight){sets[si][i], cols, rows[i], random_matrix(sets[si][i], rows[i], cols)};
+                    wp[i] = &W[i];
+                    y0[i] = malloc(sizeof(float) * (size_t)(rows[i] * nt));
+                    y1[i] = malloc(sizeof(float) * (size_t)(rows[i] * nt));
+                }
+                km_scratch *s = km_scratch_new();
+                tp_pool *p = th == 2 ? p2 : NULL;
+                for (int i = 0; i < 3; i++)
+                    cr_assert_eq(km_matmul(p, s, &W[i], x, nt, y0[i]), PV_OK);
+                cr_assert_eq(km_matmul_n(p, s, wp, 3, x, nt, y1), PV_OK);
+                for (int i = 0; i < 3; i++)
+                    cr_assert_eq(memcmp(y0[i], y1[i], sizeof(float) * (size_t)(rows[i] * nt)), 0,
+                                 "set %d matrix %d, %lld tokens, %d threads", si, i, (long long)nt, th);
+                if (si == 0 && ti == 0) {
+                    cr_assert_eq(km_matmul_n(p, s, wp, 0, x, nt, y1), PV_EINVAL);
+                    cr_assert_eq(km_matmul_n(p, s, wp, KM_MAX_N + 1, x, nt, y1), PV_EINVAL);
+                    km_weight bad = W[1];
+                    bad.cols = cols / 2;
+                    const km_weight *wb[2] = {&W[0], &bad};
+                    cr_assert_eq(km_matmul_n(p, s, wb, 2, x, nt, y1), PV_EINVAL);
+                }
+                km_scratch_free(s);
+                for (int i = 0; i < 3; i++)
+                    free((void *)W[i].data), free(y0[i]), free(y1[i]);
+                free(x);
+            }
+    tp_destroy(p2);
+}
