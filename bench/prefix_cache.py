@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "python"))
 from server_util import free_port  # noqa: E402
+from bench_server import client, metrics  # noqa: E402
 
-import openai  # noqa: E402
 
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXT = Path("/usr/share/common-licenses/GPL-3").read_text()
@@ -69,18 +69,12 @@ class Srv:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"{cmd} did not start")
-        self.client = openai.OpenAI(base_url=self.base + "/v1", api_key="x", max_retries=0,
-                                    timeout=600)
-        self.model = self.client.models.list().data[0].id
+        self.client, self.model = client(self.base)
 
     def hits(self):
         if self.kind != "pivot":
             return None
-        body = urllib.request.urlopen(self.base + "/metrics").read().decode()
-        for line in body.splitlines():
-            if line.startswith("pivot:prefix_cache_hits_total"):
-                return float(line.rsplit(" ", 1)[1])
-        return None
+        return metrics(self.base).get("pivot:prefix_cache_hits_total")
 
     def stop(self):
         self.proc.terminate()

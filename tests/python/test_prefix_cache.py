@@ -16,31 +16,23 @@ import threading
 import openai
 import pytest
 
-from server_util import Server, pivot_path, wait_until, REPO
+from server_util import default_server, wait_until
 
-MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 BLOCK = 64
 PARA = ("Ships carried grain, salt and timber along the coast, and every harbour kept a ledger "
         "of what arrived, what left and what was owed. ")
 
 
-def _need_binary():
-    if not pivot_path().is_file() or not MODEL.is_file():
-        pytest.skip("pivot binary or default model missing")
-
-
 @pytest.fixture(scope="module")
 def on():
-    _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "1024", "--max-batch", "4")
+    s = default_server("--ctx", "1024", "--max-batch", "4")
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
 def off():
-    _need_binary()
-    s = Server("--model", str(MODEL), "--ctx", "1024", "--max-batch", "4", "--prefix-cache", "off")
+    s = default_server("--ctx", "1024", "--max-batch", "4", "--prefix-cache", "off")
     yield s
     s.stop()
 
@@ -149,8 +141,7 @@ def test_shared_prefix_under_pressure_same_tokens(off):
     """Three concurrent requests share a 3-block prefix on a server whose KV
     memory holds ~7 pages: they share the blocks, some are preempted (their
     recompute may hit the cache), and each gives the tokens it gives alone."""
-    tight = Server("--model", str(MODEL), "--ctx", "1024", "--max-batch", "3",
-                   "--kv-memory", "10600K")
+    tight = default_server("--ctx", "1024", "--max-batch", "3", "--kv-memory", "10600K")
     try:
         base = "Ledger four. " + PARA * 7
         prompts = [base + f"Entry {k}: the ship named {w} carried" for k, w in
