@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kv_simd.h"
 #include "quant.h"
 
 #define FP16_MAX 65504.0f
@@ -176,15 +177,6 @@ QUANT_SCALAR(2)
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-AVX2 static inline float hsum8(__m256 acc) {
-    /* Same reduction order as kv_fp16.c's dot_f16c: bit-identical sums. */
-    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    return _mm_cvtss_f32(lo);
-}
-
 /* Up to 4 heads per pass keeps the accumulators in registers; a record is
  * converted once per pass. For bits 16 each head's accumulator sees exactly
  * the FMAs of dot_f16c, so results equal the plain cache's. */
@@ -206,7 +198,7 @@ AVX2 static void dot16_avx2(const uint8_t *rec, const float *q, int gq, int d, i
                 acc[g] = _mm256_fmadd_ps(kk, _mm256_loadu_ps(qb + (size_t)g * d + i), acc[g]);
         }
         for (int g = 0; g < G; g++) {
-            float s = hsum8(acc[g]);
+            float s = kvs_hsum256(acc[g]);
             for (int j = i; j < d; j++) s += kq_fp16_to_fp32(k[j]) * qb[(size_t)g * d + j];
             out[g0 + g] = s;
         }
@@ -264,7 +256,7 @@ AVX2 static inline void gsz(const uint8_t *rec, size_t nb, int gi, __m256 *s, __
                         acc[g] = _mm256_fmadd_ps(x, _mm256_loadu_ps(qb + (size_t)g * d + c), acc[g]); \
                 }                                                                             \
             }                                                                                 \
-            for (int g = 0; g < G; g++) out[g0 + g] = hsum8(acc[g]);                          \
+            for (int g = 0; g < G; g++) out[g0 + g] = kvs_hsum256(acc[g]);                          \
         }                                                                                     \
     }                                                                                         \
     AVX2 static void axpyq##BITS##_avx2(const uint8_t *rec, const float *a, int gq, int d,    \
@@ -325,7 +317,7 @@ AVX2 static void dotq3_avx2(const uint8_t *rec, const float *q, int gq, int d, i
         __m256 acc = _mm256_setzero_ps();
         for (int c = 0; c < d; c += 8)
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(q + (size_t)g * d + c), acc);
-        out[g] = hsum8(acc);
+        out[g] = kvs_hsum256(acc);
     }
 }
 

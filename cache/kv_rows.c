@@ -46,12 +46,6 @@ AVX2 static inline float hmax8(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
 }
 
-AVX2 static inline float hsum8(__m256 v) {
-    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_add_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
-
 AVX2 static int mask_scale_avx2(float *x, const int32_t *pos, int n, int32_t p, float scale) {
     const __m256 sc = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
     const __m256i pv = _mm256_set1_epi32(p);
@@ -89,7 +83,7 @@ AVX2 static float exp_row_avx2(float *x, int n) {
         _mm256_storeu_ps(buf, e);
         for (int u = 0; t + u < n; u++) x[t + u] = buf[u], tail += buf[u];
     }
-    return 1.0f / (hsum8(sum) + tail);
+    return 1.0f / (kvs_hsum256(sum) + tail);
 }
 
 AVX2 static void scale_row_avx2(float *x, int n, float a) {

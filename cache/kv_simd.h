@@ -53,6 +53,15 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 kvs_exp2
     return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
 }
 
+/* The sum of 8 lanes, in one fixed order (halves, then pairs, then the
+ * last two): kv_quant.c's dot kernels and kv_fp16.c's dot_f16c reduce in
+ * this order, so their sums are bit-identical. */
+__attribute__((target("avx2"), always_inline)) static inline float kvs_hsum256(__m256 v) {
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
 /* The codes of channels c..c+15 of a quantized record (kv_quant.h's
  * layout; bits 8/4/2 need 16 | nb, bits 3 needs 16 | head_dim/4 and 16 | c)
  * as 16 int32 lanes: the one unpacking rule of the AVX-512 kernels. */
