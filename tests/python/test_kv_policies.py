@@ -49,7 +49,16 @@ def test_full_equals_plain_and_large_budget_equals_full(pivot_bin, smol_model, t
         d = np.abs(got - full)
         report(f"kv policy {spec} (nothing demoted): |logit - full| max {d.max():.2e} mean {d.mean():.2e}")
         assert d.max() < 0.1 and d.mean() < 0.01, (spec, d.max(), d.mean())
-        assert np.array_equal(got.argmax(1), full.argmax(1)), spec
+        # top-1 agrees wherever full's winner leads by more than the two
+        # caches' logits can differ (2 * max |diff|): a near-tie may flip.
+        # Since the plain cache got its own AVX2 tile (polynomial exp, issue
+        # 17) the two are no longer computed alike: position 152 of this
+        # text leads by 7.4e-5 and flipped (2026-12-04).
+        top2 = np.sort(full, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 2 * d.max()
+        report(f"kv policy {spec}: top-1 compared at {clear.mean():.0%} of positions (the rest near-ties)")
+        assert clear.mean() > 0.7, (spec, clear.mean())  # 0.93, 0.84 measured for the mikv specs
+        assert np.array_equal(got.argmax(1)[clear], full.argmax(1)[clear]), spec
 
 
 # Sanity bounds on 160 tokens of pseudo-text, measured with margin.
