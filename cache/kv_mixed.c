@@ -230,7 +230,7 @@ int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, s
 
 /* ---- bookkeeping ---------------------------------------------------------- */
 
-static void mx_seq_reset(void *impl, int seq) {
+void kvmx_seq_reset(void *impl, int seq) {
     mixed_cache *c = impl;
     c->seq_budget[seq] = 0;
     for (int L = 0; L < c->s.n_layers; L++) {
@@ -299,7 +299,8 @@ static void mx_destroy(void *impl) {
     mixed_cache *c = impl;
     if (!c) return;
     if (c->heads && c->len && c->seq_budget)
-        for (int s = 0; s < c->s.max_seqs; s++) mx_seq_reset(c, s);
+        for (int s = 0; s < c->s.max_seqs; s++) kvmx_seq_reset(c, s);
+    if (c->pfx) kvmx_pfx_destroy(c); /* after every sequence gave its pages back */
     if (c->heads)
         for (size_t i = 0, nh = (size_t)c->s.max_seqs * c->s.n_layers * c->s.n_kv_heads; i < nh;
              i++) {
@@ -347,11 +348,15 @@ static const kv_vtable mixed_vt = {
     .name = "mixed",
     .store = mx_store,
     .attend_group = kvmx_attend,
-    .seq_reset = mx_seq_reset,
+    .seq_reset = kvmx_seq_reset,
     .seq_pos = mx_seq_pos,
     .seq_usage = mx_seq_usage,
     .seq_budget = mx_seq_budget,
     .seq_tiers = mx_seq_tiers,
+    .seq_attach = kvmx_pfx_attach,
+    .seq_publish = kvmx_pfx_publish,
+    .prefix_stats = kvmx_pfx_stats,
+    .prefix_evict = kvmx_pfx_evict,
     .policy = mx_policy,
     .destroy = mx_destroy,
 };
@@ -424,7 +429,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
                           c->rot + i * s->head_dim);
     }
     if (!c->len || !c->seq_budget || !c->heads || !c->scratch || !c->pend1 ||
-        (kv_policy_rotates(p) && !c->rot)) {
+        (kv_policy_rotates(p) && !c->rot) || kvmx_pfx_create(c)) {
         mx_destroy(c);
         return PV_ENOMEM;
     }

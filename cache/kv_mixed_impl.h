@@ -67,7 +67,12 @@ typedef struct {
     float *rot;   /* [n_layers][n_kv_heads][hd] kv_rot signs when p.rotate, else
                    * NULL: both tiers then hold R·k and R·v (kv_rot.h), the
                    * balance factors and every record live in that basis */
+    struct kvmx_pfx *pfx; /* prefix-cache snapshots (kv_mixed_pfx.c) */
 } mixed_cache;
+
+/* Tokens per prefix-cache block: snapshots are taken at multiples of it. */
+#define KVMX_PFX_BLOCK 64
+typedef struct kvmx_pfx kvmx_pfx;
 
 
 /* A page: KVL_PAGE key records, KVL_PAGE value records, KVL_PAGE int32
@@ -138,6 +143,17 @@ void kvmx_bal_freeze(head_t *hs, int hd);
 /* Demotes what the tier rule (kv_tier.h) says under p (the sequence's
  * policy, kvmx_seq_policy), once the call left the sequence at len tokens. */
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
+
+/* Empties sequence seq (every head's pages back to the pool). */
+void kvmx_seq_reset(void *impl, int seq);
+
+/* kv_mixed_pfx.c: prefix caching by snapshots (the vtable's prefix hooks). */
+int kvmx_pfx_create(mixed_cache *c);
+void kvmx_pfx_destroy(mixed_cache *c); /* frees every snapshot */
+int kvmx_pfx_attach(void *impl, int seq, const int32_t *tok, int n);
+int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n);
+void kvmx_pfx_stats(const void *impl, kv_prefix_stats *st);
+size_t kvmx_pfx_evict(void *impl, size_t bytes);
 
 /* kv_mixed_attend.c */
 /* Bytes of one thread's scratch, and its carving. */
