@@ -170,6 +170,13 @@ void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c);
 /* Offers the choice's whole stored pages to the cache (prefill done, or its
  * slot about to be freed). */
 void eng_prefix_publish(eng_engine *e, eng_choice *c);
+/* Where the choice's next prefill chunk must end at the latest: its fill,
+ * or for a compressed policy first the last block boundary before it (a
+ * snapshot is only taken between calls, docs/KV_CACHE.md). */
+int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c);
+/* After a prefill chunk of c that ended at position `end`: publishes what
+ * the cache can take there. */
+void eng_prefix_chunk_done(eng_engine *e, const eng_job *j, eng_choice *c, int end);
 /* Bytes of blocks in use by running sequences, each counted once. */
 size_t eng_prefix_shared(eng_engine *e);
 /* Evicts unused blocks until committed + cached fits kv_memory. */

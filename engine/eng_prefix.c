@@ -15,6 +15,11 @@
  *     evicted, least recently used first, as soon as what the running and
  *     admitted jobs can hold plus the cached blocks would exceed kv_memory
  *     (eng_prefix_trim), so admission never waits for it.
+ * The plain FP16 cache shares whole pages by reference; a compressed policy
+ * (the mixed cache) keeps snapshots of a sequence's whole state, which
+ * exist only between calls at a block boundary: such a choice's prefill
+ * ends one chunk at the last block boundary before its fill
+ * (eng_prefix_cut) and publishes there (eng_prefix_chunk_done).
  * Not on CUDA (the GPU cache has no blocks), not with --prefix-cache off,
  * not for requests with cache_prompt: false. */
 #include <stdint.h>
@@ -22,11 +27,7 @@
 #include "eng_internal.h"
 
 void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
-    /* only the plain FP16 cache keeps blocks (docs/KV_CACHE.md says what a
-     * compressed policy would need); other policies are not looked up, so
-     * they do not count as queries either */
-    c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache &&
-             kv_policy_is_plain(&j->p.policy);
+    c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache;
     /* prompt logprobs need a logits row for every prompt token */
     if (!c->pfx || (j->p.prompt_logprobs && !c->refill) || c->n_fed) return;
     int got = kv_seq_prefix_attach(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
@@ -45,6 +46,28 @@ void eng_prefix_publish(eng_engine *e, eng_choice *c) {
      * sampled token after the prompt; the last one is not stored yet) */
     if (n > c->n_prompt + c->n_gen) n = c->n_prompt + c->n_gen;
     if (n > 0) kv_seq_prefix_publish(kv, c->slot, c->prompt, n);
+}
+
+/* The block boundary a snapshot policy publishes at: the last one before
+ * the fill (the last token is always computed, for its logits). */
+static int snap_point(eng_engine *e, const eng_job *j, const eng_choice *c) {
+    if (!c->pfx || kv_policy_is_plain(&j->p.policy) || c->n_fill < 2) return 0;
+    kv_prefix_stats st;
+    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
+    if (st.block_tokens <= 0) return 0;
+    return (c->n_fill - 1) / st.block_tokens * st.block_tokens;
+}
+
+int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
+    int p = snap_point(e, j, c);
+    return p > c->n_fed ? p : c->n_fill;
+}
+
+void eng_prefix_chunk_done(eng_engine *e, const eng_job *j, eng_choice *c, int end) {
+    if (!c->pfx || c->finished) return;
+    if (kv_policy_is_plain(&j->p.policy) ? end == c->n_fill && c->n_fed == c->n_fill
+                                         : end > 0 && end == snap_point(e, j, c))
+        eng_prefix_publish(e, c);
 }
 
 size_t eng_prefix_shared(eng_engine *e) {

@@ -275,7 +275,7 @@ static int plan_step(eng_engine *e, int *rows) {
              * next token was sampled before. */
             int all = j->p.prompt_logprobs && !c->refill;
             if (all && all_used) continue;
-            int k = c->n_fill - c->n_fed;
+            int k = eng_prefix_cut(e, j, c) - c->n_fed;
             if (k > e->cfg.prefill_chunk) k = e->cfg.prefill_chunk;
             if (all && k > ECHO_LP_CHUNK) k = ECHO_LP_CHUNK;
             if (k > budget) k = budget;
@@ -334,14 +334,11 @@ static int step(eng_engine *e) {
     if (!rc) rc = llm_decode(e->ctx, e->ent, n, e->logits);
     if (rc) return rc;
     apply_step(e, n);
-    /* prefills done this step: their pages go to the prefix cache now, so
-     * requests running beside them with the same prefix can share them */
-    for (int i = 0; i < n; i++) {
-        eng_choice *c = e->ent_ch[i];
-        if (!c->finished && e->ent[i].pos + e->ent[i].n_tokens == c->n_fill &&
-            c->n_fed == c->n_fill)
-            eng_prefix_publish(e, c);
-    }
+    /* prefill chunks done this step: what the prefix cache can take goes
+     * there now, so requests running beside them with the same prefix can
+     * share it */
+    for (int i = 0; i < n; i++)
+        eng_prefix_chunk_done(e, e->ent_job[i], e->ent_ch[i], e->ent[i].pos + e->ent[i].n_tokens);
     return 0;
 }
 

@@ -160,3 +160,39 @@ Test(prefix, cancelling_one_sharer_leaves_the_other_intact) {
     eng_job_free(jb);
     stop();
 }
+
+/* A compressed policy (mikv: the mixed cache's snapshots). Its prefill
+ * ends a call at the last block boundary before the prompt's end, where
+ * the snapshot is taken; a request whose own last boundary is the
+ * snapshot's then computes exactly what a cold run computes (the same call
+ * boundaries), so greedy outputs match token for token. One prefill call
+ * of up to 256 tokens makes the cut itself matter. */
+Test(prefix, compressed_policy_snapshots_reproduce_cold_runs) {
+    const char *spec = "mikv,budget=0.25,recent=8,sinks=2";
+    int32_t a[200], b[200];
+    prompt_of(a, 150, 1, 150);
+    prompt_of(b, 170, 2, 140); /* its last boundary, 128, is inside what it shares with a */
+    rec ra, rb, x;
+    start((setup){.prefix_off = 1, .policy = spec, .prefill_chunk = 256});
+    eng_params p = greedy();
+    run_tokens(&p, a, 150, 40, &ra);
+    run_tokens(&p, b, 170, 40, &rb);
+    cr_expect_eq(gauges().prefix_bytes, 0, "a snapshot with the cache off");
+    stop();
+
+    start((setup){.policy = spec, .prefill_chunk = 256});
+    p = greedy();
+    cr_expect_eq(run_tokens(&p, a, 150, 40, &x), 0);
+    expect_same(&ra, &x, "cold, with the cut at 128");
+    eng_gauges g = gauges();
+    cr_expect_gt(g.prefix_bytes, 0, "no snapshot was taken");
+    cr_expect_eq(g.prefix_bytes_used, 0, "a snapshot is copied, never referenced");
+    cr_expect_eq(run_tokens(&p, a, 150, 40, &x), 2 * PAGE, "usage's cached_tokens");
+    expect_same(&ra, &x, "the same prompt again");
+    cr_expect_eq(run_tokens(&p, b, 170, 40, &x), 2 * PAGE);
+    expect_same(&rb, &x, "a shared prefix, another suffix");
+    cr_expect_eq(gauges().prefix_hits, 4 * PAGE);
+    cr_expect_eq(gauges().prefix_queries, 150 + 150 + 170);
+    expect_only_cache_left();
+    stop();
+}
