@@ -62,6 +62,10 @@ static void usage(FILE *f) {
             "                       else <repo>/.venv/bin/python, else python3; matplotlib)\n"
             "  --ratios LIST        memory targets of the sweep (default " DEFAULT_RATIOS ");\n"
             "                       given without --plot, sweeps into the JSON only\n"
+            "  --prefix-cached      each run also once more (\"POLICY +cached\") with the sample's\n"
+            "                       prefix, up to its last 64-token boundary, computed by another\n"
+            "                       sequence and taken from the prefix cache (the server's path\n"
+            "                       for a shared prompt prefix); compare the two rows\n"
             "  -h, --help           this help\n");
 }
 
@@ -70,6 +74,7 @@ typedef struct {
     const char *task, *policies, *model, *json, *plot, *ratios;
     double kv_ratio;
     int ratios_given; /* --ratios alone sweeps too (JSON without a plot) */
+    int prefix_cached; /* --prefix-cached: every run gets a twin whose prefix is attached */
 } eval_opts;
 
 static int bad(const char *msg, const char *arg) {
@@ -89,6 +94,7 @@ static int parse(int argc, char **argv, eval_opts *o) {
         {.name = "--ratios", .kind = CLI_STR, .dst = &o->ratios},
         {.name = "--text", .kind = CLI_STR, .dst = &t->text},
         {.name = "--copy-text", .kind = CLI_FLAG, .dst = &t->copy_text},
+        {.name = "--prefix-cached", .kind = CLI_FLAG, .dst = &o->prefix_cached},
         {.name = "--kv-ratio", .kind = CLI_DOUBLE, .dst = &o->kv_ratio,
          .lo = 0, .hi = 1, .open_lo = 1},
         {.name = "--samples", .kind = CLI_INT, .dst = &t->samples, .lo = 1, .hi = 100000},
@@ -217,6 +223,22 @@ static int build_runs(const eval_opts *o, ev_run **out, int *n_out) {
             r[n].budgeted = solve;
             r[n++].ratio_target = solve ? targets[j] : -1;
         }
+    }
+    if (o->prefix_cached) { /* each run, then its twin that takes the prefix from the cache */
+        ev_run *t = calloc((size_t)2 * n, sizeof *t);
+        if (!t) {
+            free(r);
+            return 1;
+        }
+        for (int k = 0; k < n; k++) {
+            t[2 * k] = t[2 * k + 1] = r[k];
+            t[2 * k + 1].prefix_cached = 1;
+            size_t len = strlen(t[2 * k + 1].spec);
+            snprintf(t[2 * k + 1].spec + len, sizeof t->spec - len, " +cached");
+        }
+        free(r);
+        r = t;
+        n *= 2;
     }
     *out = r;
     *n_out = n;

@@ -58,6 +58,9 @@ typedef struct {
     char spec[256];      /* as given on the command line */
     kv_policy pol;       /* parsed; budget overwritten per sample when solved */
     int budgeted;        /* the budget is solved for ratio_target */
+    int prefix_cached;   /* --prefix-cached twin: the prompt's prefix up to its last
+                            64-token boundary comes from the prefix cache (computed
+                            by another sequence, published, attached) */
     double ratio_target; /* < 0: none (natural ratio) */
     int feasible;        /* 0: even the smallest budget exceeds the target */
     double min_ratio;    /* smallest reachable ratio when infeasible */

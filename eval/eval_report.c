@@ -39,6 +39,7 @@ int ev_write_json(const char *path, const char *model_name, const ev_task_opts *
         if (r->ratio_target > 0) num(e, "kv_ratio_target", r->ratio_target);
         else cJSON_AddNullToObject(e, "kv_ratio_target");
         cJSON_AddBoolToObject(e, "budget_solved", r->budgeted);
+        cJSON_AddBoolToObject(e, "prefix_cached", r->prefix_cached);
         cJSON_AddBoolToObject(e, "feasible", r->feasible && r->samples > 0);
         num(e, "samples", r->samples);
         if (!r->feasible || r->samples == 0) {

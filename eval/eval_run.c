@@ -133,7 +133,8 @@ static void free_ctx(ev_run *r) {
 
 /* Creates run r's context for one sample: solves the budget, builds the cache. */
 static int open_run(const llm_model *m, const ev_task_opts *o, ev_run *r, int n_total) {
-    llm_ctx_params cp = {.n_threads = o->threads, .max_seqs = 1, .max_ctx = n_total + 1,
+    llm_ctx_params cp = {.n_threads = o->threads, .max_seqs = r->prefix_cached ? 2 : 1,
+                         .max_ctx = n_total + 1,
                          .max_batch_tokens = EV_BATCH, .device = o->device};
     kv_shape sh = llm_kv_shape(m, &cp);
     kv_policy p = r->pol;
@@ -175,16 +176,45 @@ static int decode1(ev_run *r, int pos, int32_t tok) {
     return rc;
 }
 
-static int prefill(ev_run *r, const ev_sample *s) {
-    for (int p = 0; p < s->prefix; p += EV_BATCH) {
-        int n = s->prefix - p < EV_BATCH ? s->prefix - p : EV_BATCH;
-        llm_batch_entry e = {.seq = 0, .pos = p, .n_tokens = n, .tokens = s->tokens + p,
-                             .logits = p + n == s->prefix ? LLM_LOGITS_LAST : LLM_LOGITS_NONE};
+/* Prefills tokens[from, to) of sequence seq in chunks of EV_BATCH (logits of
+ * the last token when `last`). */
+static int prefill_range(ev_run *r, int seq, const int32_t *tok, int from, int to, int last) {
+    for (int p = from; p < to; p += EV_BATCH) {
+        int n = to - p < EV_BATCH ? to - p : EV_BATCH;
+        llm_batch_entry e = {.seq = seq, .pos = p, .n_tokens = n, .tokens = tok + p,
+                             .logits = last && p + n == to ? LLM_LOGITS_LAST : LLM_LOGITS_NONE};
         int rc = llm_decode(r->ctx, &e, 1, r->logits);
         if (rc) return rc;
         track_peak(r);
     }
     return 0;
+}
+
+/* The server's path for a prompt whose prefix another request computed:
+ * sequence 1 prefills tokens[0, P) (P the last block boundary before the
+ * prefix's end, a call ending there as the engine ends one) and publishes
+ * it, is reset, and sequence 0 attaches it and computes only [P, prefix). */
+static int prefill_cached(ev_run *r, const ev_sample *s) {
+    kv_cache *kv = llm_ctx_kv(r->ctx);
+    kv_prefix_stats st;
+    kv_prefix_get_stats(kv, &st);
+    if (st.block_tokens <= 0) return PV_EUNSUPPORTED; /* a cache without a prefix cache (GPU) */
+    int P = (s->prefix - 1) / st.block_tokens * st.block_tokens;
+    if (P > 0) {
+        int rc = prefill_range(r, 1, s->tokens, 0, P, 0);
+        if (rc) return rc;
+        rc = kv_seq_prefix_publish(kv, 1, s->tokens, P);
+        kv_seq_reset(kv, 1);
+        if (rc != P) return rc < 0 ? rc : PV_ENOTFOUND;
+        rc = kv_seq_prefix_attach(kv, 0, s->tokens, s->prefix);
+        if (rc != P) return rc < 0 ? rc : PV_ENOTFOUND;
+    }
+    return prefill_range(r, 0, s->tokens, P, s->prefix, 1);
+}
+
+static int prefill(ev_run *r, const ev_sample *s) {
+    if (r->prefix_cached) return prefill_cached(r, s);
+    return prefill_range(r, 0, s->tokens, 0, s->prefix, 1);
 }
 
 static void end_sample(ev_run *r, const ev_sample *s, int task, int idx, int correct) {

@@ -293,3 +293,25 @@ def test_quality_random_copy(quality, policy):
     if policy != "full":
         assert r["mean_kl"] > 0 and r["tokens_low"] + r["tokens_dropped"] > 0, r
         assert r["kv_memory_ratio"] <= QUALITY_RATIO, r
+
+
+def test_prefix_cached_twins(pivot_bin, smol_model, tmp_path):
+    """--prefix-cached: each policy runs twice, the twin taking the prompt's
+    prefix (up to its last 64-token boundary) from the prefix cache after
+    another sequence computed and published it. For full the pages are the
+    very pages, so the twin is exact; for mikv the snapshot is exact at its
+    boundary and the run differs from a fresh one only by where a prefill
+    call ended (docs/KV_CACHE.md), so it stays close."""
+    doc, r = evaluate(pivot_bin, smol_model, tmp_path, "--task", "copy", "--policies",
+                      "full,mikv", "--length", "200", "--samples", "2", "--threads", "2",
+                      "--prefix-cached")
+    got = by_spec(doc)
+    assert list(got) == ["full", "full +cached", "mikv", "mikv +cached"], list(got)
+    assert [x["prefix_cached"] for x in doc["results"]] == [False, True, False, True]
+    full, twin = got["full"], got["full +cached"]
+    assert twin["top1_agreement"] == 1 and twin["mean_kl"] == 0 and twin["ppl"] == full["ppl"]
+    assert twin["accuracy"] == full["accuracy"]
+    mikv, mtwin = got["mikv"], got["mikv +cached"]
+    assert mtwin["kv_memory_ratio"] == mikv["kv_memory_ratio"]
+    assert abs(mtwin["top1_agreement"] - mikv["top1_agreement"]) <= 0.1, (mikv, mtwin)
+    assert "full +cached" in r.stdout
