@@ -73,17 +73,51 @@ def test_repeated_prompt_hits_whole_blocks_and_gives_the_same_tokens(on, off):
     assert m2["pivot:prefix_cache_blocks"] >= (n - 1) // BLOCK
 
 
-def test_cache_prompt_false_and_compressed_policies_neither_read_nor_count(on):
+def test_cache_prompt_false_neither_reads_nor_counts(on):
     prompt = "Ledger two. " + PARA * 6
     complete(on, prompt)
     m0 = idle(on)
     complete(on, prompt, cache_prompt=False)
-    complete(on, prompt, n=2, kv_policy="mikv")  # compressed policies are not cached (yet)
+    complete(on, prompt, n=2, kv_policy="mikv", cache_prompt=False)
     m1 = idle(on)
     assert m1["pivot:prefix_cache_hits_total"] == m0["pivot:prefix_cache_hits_total"]
     assert m1["pivot:prefix_cache_queries_total"] == m0["pivot:prefix_cache_queries_total"]
     st, _, raw = on.request("POST", "/v1/completions", {"prompt": "x", "cache_prompt": "no"})
     assert st == 400 and b"cache_prompt" in raw
+
+
+def test_compressed_policy_snapshots_hit_and_repeat_the_cold_output():
+    """mikv: the prefill ends a call at the last block boundary and keeps a
+    snapshot of the compressed state there; the same prompt again attaches it
+    and computes the same tokens as the cold run (same call boundaries). The
+    snapshots are all evictable (copied on attach) and flushed to 0 bytes."""
+    srv = default_server("--ctx", "1024", "--max-batch", "2")
+    try:
+        prompt = "Ledger six. " + PARA * 12
+        cold, n = complete(srv, prompt, kv_policy="mikv")
+        assert LAST["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+        m1 = idle(srv)
+        assert m1["pivot:prefix_cache_bytes"] > 0 and m1["pivot:prefix_cache_blocks"] == 1
+        assert m1["pivot:kv_pool_used_bytes"] == m1["pivot:prefix_cache_bytes"]
+        warm, _ = complete(srv, prompt, kv_policy="mikv")
+        hit = BLOCK * ((n - 1) // BLOCK)
+        assert LAST["usage"]["prompt_tokens_details"]["cached_tokens"] == hit
+        assert warm == cold, (cold, warm)
+        m2 = idle(srv)
+        assert m2["pivot:prefix_cache_hits_total"] - m1["pivot:prefix_cache_hits_total"] == hit
+        # the same prompt under full is another cache (the policy seeds the chain)
+        complete(srv, prompt, n=2)
+        assert LAST["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+        # a compressed snapshot of the prefix is smaller than full's pages of it
+        m3 = idle(srv)
+        full_bytes = m3["pivot:prefix_cache_bytes"] - m2["pivot:prefix_cache_bytes"]
+        assert 0 < m2["pivot:prefix_cache_bytes"] < full_bytes / 2, (m2, full_bytes)
+        st, _, raw = srv.request("POST", "/v1/cache/flush", {})
+        assert st == 202
+        srv.wait_metrics(lambda m: m["pivot:kv_pool_used_bytes"] == 0
+                         and m["pivot:prefix_cache_bytes"] == 0, 10, "a flushed cache")
+    finally:
+        srv.stop()
 
 
 def test_multi_turn_chat_reuses_the_history(on, off):
