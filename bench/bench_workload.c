@@ -45,6 +45,20 @@ char *bench_random_prompt(uint64_t *rng, long n) {
     return p;
 }
 
+char *bench_prefixed_prompt(const char *prefix, uint64_t *rng, long n) {
+    char *rest = bench_random_prompt(rng, n);
+    if (!rest || !prefix || !*prefix) return rest;
+    size_t lp = strlen(prefix), lr = strlen(rest);
+    char *p = malloc(lp + 1 + lr + 1);
+    if (p) {
+        memcpy(p, prefix, lp);
+        p[lp] = ' ';
+        memcpy(p + lp + 1, rest, lr + 1);
+    }
+    free(rest);
+    return p;
+}
+
 int bench_arrivals(double *out, size_t n, double rate, uint64_t seed) {
     if (!(rate > 0)) return -1;
     double t = 0;

@@ -24,6 +24,11 @@ const char *bench_word(size_t i);
  * when out of memory. n <= 0 gives "". */
 char *bench_random_prompt(uint64_t *rng, long n);
 
+/* The same behind a shared head: `prefix` (NULL or "" for none), a space,
+ * then n random words — vLLM bench's --random-prefix-len workload, where
+ * every request starts with one common system prompt. Caller frees. */
+char *bench_prefixed_prompt(const char *prefix, uint64_t *rng, long n);
+
 /* Arrival times in seconds from the start, for n requests at `rate` per
  * second: a Poisson process (exponential gaps with mean 1/rate, i.e. vLLM's
  * gamma with burstiness 1), the first request one gap after the start, as

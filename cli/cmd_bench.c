@@ -38,6 +38,7 @@ typedef struct {
     const char *url, *model, *api_key, *dataset, *json_out, *kv_policy;
     cJSON *extra; /* --extra-body: merged into every request */
     int num_prompts, concurrency, input_len, output_len;
+    int prefix_len; /* --prefix-len: words every random prompt starts with */
     double rate, timeout_s;
     int stream, ignore_eos, chat;
     uint64_t seed;
@@ -68,6 +69,8 @@ static int usage(FILE *f) {
             "  --rate R              Poisson arrivals per second, or inf (default inf)\n"
             "  --concurrency C       at most C requests in flight (default unlimited)\n"
             "  --input-len N         random prompt of N one-token words (default 128)\n"
+            "  --prefix-len N        every random prompt starts with the same N words (a\n"
+            "                        shared system prompt, vLLM's --random-prefix-len; default 0)\n"
             "  --output-len N        max_tokens per request (default 128)\n"
             "  --dataset FILE        prompts: JSONL {\"prompt\": ...} or ShareGPT JSON\n"
             "  --stream | --no-stream  SSE streaming (default) or whole responses\n"
@@ -98,20 +101,25 @@ static int build_workload(bench *b) {
         fprintf(stderr, "pivot bench: %s\n", err);
         return -1;
     }
+    /* drawn first, from the same stream: one seed, one workload */
+    char *head = !n_ds && b->prefix_len ? bench_random_prompt(&rng, b->prefix_len) : NULL;
+    if (!n_ds && b->prefix_len && !head) return -1;
     for (long i = 0; i < b->num_prompts; i++) {
         bench_item *it = &b->items[i];
         it->output_len = (int)b->output_len;
         if (n_ds) {
             it->prompt = strdup(ds[(size_t)i % n_ds]);
         } else {
-            it->prompt = bench_random_prompt(&rng, b->input_len);
-            it->input_len = (int)b->input_len;
+            it->prompt = bench_prefixed_prompt(head, &rng, b->input_len);
+            it->input_len = (int)(b->prefix_len + b->input_len);
         }
         if (!it->prompt) {
+            free(head);
             bench_prompts_free(ds, n_ds);
             return -1;
         }
     }
+    free(head);
     bench_prompts_free(ds, n_ds);
     return bench_arrivals(b->arrivals, (size_t)b->num_prompts, b->rate, b->seed);
 }
@@ -277,7 +285,7 @@ static void print_dist(const char *title, const char *name, bench_dist d) {
 
 static int report(bench *b) {
     size_t n = (size_t)b->num_prompts;
-    long planned = b->dataset ? 0 : b->input_len;
+    long planned = b->dataset ? 0 : (long)b->prefix_len + b->input_len;
     bench_metrics m;
     cJSON *o = cJSON_CreateObject();
     if (!o || bench_metrics_compute(&m, b->res, n, planned, b->t_end - b->t0,
@@ -333,6 +341,7 @@ static int report(bench *b) {
     cJSON_AddBoolToObject(o, "stream", b->stream);
     cJSON_AddNumberToObject(o, "seed", (double)b->seed);
     cJSON_AddNumberToObject(o, "input_len", b->dataset ? 0 : (double)b->input_len);
+    cJSON_AddNumberToObject(o, "prefix_len", b->dataset ? 0 : (double)b->prefix_len);
     cJSON_AddNumberToObject(o, "output_len", (double)b->output_len);
     cJSON_AddNumberToObject(o, "duration", dur);
     cJSON_AddNumberToObject(o, "completed", (double)n_ok);
@@ -414,6 +423,7 @@ static int parse_args(bench *b, int argc, char **argv) {
         {.name = "--num-prompts", .kind = CLI_INT, .dst = &b->num_prompts, .lo = 1, .hi = 10000000},
         {.name = "--concurrency", .kind = CLI_INT, .dst = &b->concurrency, .lo = 1, .hi = 100000},
         {.name = "--input-len", .kind = CLI_INT, .dst = &b->input_len, .lo = 1, .hi = 1000000},
+        {.name = "--prefix-len", .kind = CLI_INT, .dst = &b->prefix_len, .lo = 0, .hi = 1000000},
         {.name = "--output-len", .kind = CLI_INT, .dst = &b->output_len, .lo = 1, .hi = 1000000},
         {.name = "--timeout", .kind = CLI_DOUBLE, .dst = &b->timeout_s, .lo = 1e-3, .hi = 1e7},
         {.name = "--rate", .kind = CLI_FN, .dst = &b->rate, .fn = set_rate,

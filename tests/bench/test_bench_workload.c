@@ -61,6 +61,27 @@ Test(bench_workload, random_prompts) {
     free(big);
 }
 
+Test(bench_workload, prefixed_prompts_share_their_head_only) {
+    uint64_t r = 9;
+    char *head = bench_random_prompt(&r, 30);
+    cr_assert(head);
+    char *a = bench_prefixed_prompt(head, &r, 20), *b = bench_prefixed_prompt(head, &r, 20);
+    cr_assert(a && b);
+    size_t lh = strlen(head);
+    cr_expect_eq(strncmp(a, head, lh), 0, "the head is not at the start");
+    cr_expect_eq(strncmp(b, head, lh), 0);
+    cr_expect_eq(a[lh], ' ');
+    cr_expect_str_neq(a + lh, b + lh, "the tails are the same");
+    int spaces = 0;
+    for (char *p = a; *p; p++) spaces += *p == ' ';
+    cr_expect_eq(spaces, 30 + 20 - 1, "not 50 words");
+    char *c = bench_prefixed_prompt(NULL, &r, 5), *d = bench_prefixed_prompt("", &r, 5);
+    cr_assert(c && d);
+    cr_expect_neq(c[0], ' ', "no head, no leading space");
+    cr_expect_neq(d[0], ' ');
+    free(a), free(b), free(c), free(d), free(head);
+}
+
 #define N_ARR 20000
 
 static int cmp(const void *a, const void *b) {

@@ -254,3 +254,15 @@ def test_real_server_kv_policy_passed(srv, tmp_path):
     d, _ = bench(tmp_path, "--url", srv.base + "/v1", "--endpoint", "chat", "--num-prompts", "1",
                  "--input-len", "8", "--output-len", "2", "--kv-policy", "nonsense", expect=1)
     assert d["failed"] == 1 and any("HTTP 400" in r for r in d["failure_reasons"])
+
+
+def test_real_server_prefix_len_shares_a_head(srv, tmp_path):
+    """--prefix-len: every prompt starts with the same 140 words, so each
+    request after the first reuses the server's cached blocks of them."""
+    h0 = srv.metrics()["pivot:prefix_cache_hits_total"]
+    d, _ = bench(tmp_path, "--url", srv.base, "--num-prompts", "3", "--concurrency", "1",
+                 "--prefix-len", "140", "--input-len", "10", "--output-len", "2")
+    assert d["completed"] == 3 and d["prefix_len"] == 140 and d["input_len"] == 10
+    assert all(abs(n - 150) <= 1 for n in d["input_lens"]), d["input_lens"]
+    hits = srv.metrics()["pivot:prefix_cache_hits_total"] - h0
+    assert hits >= 2 * 128, hits  # two later requests, two whole 64-token blocks each
