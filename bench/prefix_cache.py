@@ -171,7 +171,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=24)
     ap.add_argument("--llama-server", help="a llama-server binary (its slot prompt cache)")
-    ap.add_argument("--configs", default="pivot-full-on,pivot-full-off")
+    ap.add_argument("--configs", default="pivot-full-on,pivot-full-off,pivot-mikv-on,pivot-mikv-off")
     ap.add_argument("--json")
     a = ap.parse_args()
     slots = max(a.convs, a.concurrency)
@@ -179,6 +179,10 @@ def main():
         "pivot-full-on": ("pivot", ["--ctx", "4096", "--max-batch", str(slots)]),
         "pivot-full-off": ("pivot", ["--ctx", "4096", "--max-batch", str(slots),
                                      "--prefix-cache", "off"]),
+        "pivot-mikv-on": ("pivot", ["--ctx", "4096", "--max-batch", str(slots),
+                                    "--kv-policy", "mikv"]),
+        "pivot-mikv-off": ("pivot", ["--ctx", "4096", "--max-batch", str(slots),
+                                     "--kv-policy", "mikv", "--prefix-cache", "off"]),
         "llama-server": ("llama", ["-np", str(slots), "-c", str(4096 * slots),
                                    "--cache-reuse", "256"]),
     }

@@ -63,7 +63,9 @@ typedef struct {
     size_t bytes_cached;
 } kv_usage;
 
-/* Automatic prefix caching (the plain FP16 cache; others report nothing).
+/* Automatic prefix caching (the plain FP16 cache's shared blocks, the mixed
+ * cache's snapshots — kv_mixed_pfx.c, one `block` each; the GPU cache
+ * reports nothing).
  * Totals over every block the cache holds: `bytes_referenced` is in use by
  * at least one sequence (each block counted once), `bytes_evictable` is
  * held only for reuse and is freed by kv_prefix_evict. */
@@ -171,16 +173,20 @@ int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *ti
  * at most n - 1, so the caller always computes at least the last token and
  * gets its logits); the caller then stores from that position on. 0 when
  * nothing matches or the cache has no prefix cache; PV_EINVAL for a bad
- * slot or a sequence that already holds tokens. Blocks are shared by
- * reference, never copied; a shared block is never written (only whole
- * blocks are shared, and a sequence only appends). */
+ * slot or a sequence that already holds tokens. The plain cache shares
+ * blocks by reference, never copied; a shared block is never written (only
+ * whole blocks are shared, and a sequence only appends). The mixed cache
+ * copies the longest matching snapshot (its whole state at that length). */
 int kv_seq_prefix_attach(kv_cache *c, int seq, const int32_t *tok, int n);
 /* Offers the sequence's whole blocks among its first n tokens (tok are the
  * tokens it stored, in order) to the prefix cache, where later sequences
  * find them; the sequence keeps using them (by reference). kv_seq_reset
  * later releases its references; unreferenced blocks stay cached until
  * evicted. Returns the sequence's tokens now in shared blocks, 0 without a
- * prefix cache, PV_ENOMEM (nothing lost: the pages stay the sequence's). */
+ * prefix cache, PV_ENOMEM (nothing lost: the pages stay the sequence's).
+ * The mixed cache snapshots the sequence's whole state only when it is at
+ * a block boundary between calls (its length a multiple of block_tokens,
+ * nothing pending, no elastic budget) and n covers it; else 0. */
 int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n);
 void kv_prefix_get_stats(const kv_cache *c, kv_prefix_stats *st);
 /* Frees unreferenced blocks, least recently used first, until `bytes` were

@@ -31,7 +31,7 @@ static void usage(FILE *f) {
             "                         request: kv_elastic)\n"
             "  --prefix-cache on|off  automatic prefix caching: requests reuse the KV of\n"
             "                         a prompt prefix an earlier one computed (default on;\n"
-            "                         CPU, kv-policy full; per request: cache_prompt)\n"
+            "                         CPU, every policy; per request: cache_prompt)\n"
             "  --device D             auto (CUDA when a GPU is usable and the policy is full),\n"
             "                         cpu, cuda (plain FP16 cache only: --kv-policy full)\n"
             "  --max-batch N          sequences decoded together (default 32)\n"
