@@ -196,3 +196,40 @@ Test(prefix, compressed_policy_snapshots_reproduce_cold_runs) {
     expect_only_cache_left();
     stop();
 }
+
+/* mikv under preemption with snapshots: two jobs that share a prefix grow
+ * past a tight kv_memory; the younger is preempted (its recompute may take
+ * a snapshot), both finish with every token, the pool never passes its
+ * limit, and once they are done only snapshots are left (flushed to 0). */
+Test(prefix, compressed_policy_under_preemption_loses_nothing) {
+    const char *spec = "mikv,budget=0.25,recent=8,sinks=2";
+    int32_t a[200], b[200];
+    prompt_of(a, 140, 1, 130);
+    prompt_of(b, 140, 2, 130);
+    rec xa, xb;
+    start((setup){.policy = spec, .kv_memory = 1});
+    eng_params p = greedy();
+    size_t one = eng_seq_bytes(E, &p.policy, 140 + 100);
+    stop();
+
+    start((setup){.policy = spec, .kv_memory = one + one / 2, .prefill_chunk = 256});
+    p = greedy();
+    run_tokens(&p, a, 140, 1, &xa); /* a snapshot of the shared 128 tokens */
+    eng_job *ja = job_tokens(&p, a, 140, 100, &xa), *jb = job_tokens(&p, b, 140, 100, &xb);
+    eng_job *js[] = {ja, jb};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(xa.err, 0, "%s", xa.msg);
+    cr_expect_eq(xb.err, 0, "%s", xb.msg);
+    cr_expect_eq(xa.tokens, 100);
+    cr_expect_eq(xb.tokens, 100);
+    eng_gauges g = gauges();
+    cr_expect_geq(g.preemptions, 1, "two 240-token sequences in 1.5 sequences' memory");
+    cr_expect_geq(g.prefix_hits, 2 * 2 * PAGE, "both jobs should start from the snapshot");
+    cr_expect_leq(g.pool_peak, g.pool_limit);
+    expect_only_cache_left();
+    eng_job_free(ja);
+    eng_job_free(jb);
+    stop();
+}
