@@ -113,6 +113,7 @@ typedef struct {
     size_t kv_memory;
     const char *policy; /* default "full" */
     int kv_snapshots;   /* eng_config.kv_snapshots */
+    long kv_snapshot_cells; /* eng_config.kv_snapshot_cells (0: its default) */
     int prefix_off;     /* no automatic prefix caching (default: on, as in the server) */
 } setup;
 
@@ -128,7 +129,8 @@ static inline void start(setup s) {
                     .max_batch_tokens = s.max_batch_tokens ? s.max_batch_tokens : 64,
                     .prefill_chunk = s.prefill_chunk ? s.prefill_chunk : 16,
                     .max_queue = s.max_queue ? s.max_queue : 8, .threads = 1, .ctx = 256,
-                    .kv_snapshots = s.kv_snapshots, .prefix_cache_off = s.prefix_off};
+                    .kv_snapshots = s.kv_snapshots, .kv_snapshot_cells = s.kv_snapshot_cells,
+                    .prefix_cache_off = s.prefix_off};
     eng_hooks h = {.wake = on_wake, .step = on_step, .gauges = on_gauges};
     cr_assert_eq(eng_start(&c, &h, &E), PV_OK);
     double t0 = pv_now();

@@ -83,3 +83,28 @@ Test(snap, asked_mid_sequence_arrives_while_it_runs) {
     eng_job_free(j);
     stop();
 }
+
+/* kv_snapshot_cells caps the final snapshot (it holds a cell per layer, KV
+ * head and position): a job over the cap keeps none, one within keeps it. */
+Test(snap, final_snapshot_over_the_cell_cap_is_not_kept) {
+    /* 2 layers x 2 KV heads x 47 stored positions (40 + 8, the last sampled
+     * token is never stored) = 188 cells */
+    start((setup){.max_seqs = 2, .prefill_chunk = 32, .max_queue = 4, .kv_snapshots = 1,
+                  .kv_snapshot_cells = 187});
+    rec r;
+    eng_job *j = mikv_job(40, 8, &r);
+    run_until_done(&j, 1);
+    cr_expect_eq(r.err, 0, "%s", r.msg);
+    cr_expect_null(eng_snap_take_final(j), "a 188-cell snapshot under a 187-cell cap");
+    eng_job_free(j);
+    stop();
+    start((setup){.max_seqs = 2, .prefill_chunk = 32, .max_queue = 4, .kv_snapshots = 1,
+                  .kv_snapshot_cells = 188});
+    j = mikv_job(40, 8, &r);
+    run_until_done(&j, 1);
+    eng_snap *s = eng_snap_take_final(j);
+    cr_expect_not_null(s, "a 188-cell snapshot under a 188-cell cap");
+    eng_snap_free(s);
+    eng_job_free(j);
+    stop();
+}
