@@ -177,6 +177,18 @@ static int copy_pages(kv_pool *pool, uint8_t **dst, uint8_t *const *src, int n, 
     return PV_OK;
 }
 
+/* A copy of balance factors, charged to the pool (and added to *acc). */
+static int bal_dup(const mixed_cache *c, const float *src, float **dst, size_t *acc) {
+    if (kv_pool_charge(c->s.pool, bal_bytes(c))) return PV_ENOMEM;
+    if (!(*dst = malloc(bal_bytes(c)))) {
+        kv_pool_uncharge(c->s.pool, bal_bytes(c));
+        return PV_ENOMEM;
+    }
+    memcpy(*dst, src, bal_bytes(c));
+    *acc += bal_bytes(c);
+    return PV_OK;
+}
+
 static int snap_head_take(const mixed_cache *c, const head_t *hs, snap_head *sh, size_t *acc) {
     sh->hi_n = hs->hi.n;
     sh->lo_n = hs->lo.n;
@@ -190,15 +202,7 @@ static int snap_head_take(const mixed_cache *c, const head_t *hs, snap_head *sh,
     int rc = copy_pages(c->s.pool, sh->pg, hs->hi.pages, nhi, c->hi_page, acc);
     if (!rc) rc = copy_pages(c->s.pool, sh->pg + nhi, hs->lo.pages, nlo, c->lo_page, acc);
     if (rc) return rc;
-    if (hs->bal) {
-        if (kv_pool_charge(c->s.pool, bal_bytes(c))) return PV_ENOMEM;
-        if (!(sh->bal = malloc(bal_bytes(c)))) {
-            kv_pool_uncharge(c->s.pool, bal_bytes(c));
-            return PV_ENOMEM;
-        }
-        memcpy(sh->bal, hs->bal, bal_bytes(c));
-        *acc += bal_bytes(c);
-    }
+    return hs->bal ? bal_dup(c, hs->bal, &sh->bal, acc) : PV_OK;
     return PV_OK;
 }
 
@@ -251,15 +255,7 @@ static int head_install(const mixed_cache *c, const snap_head *sh, head_t *hs) {
     if (rc) return rc;
     for (int p = 0; p < nhi; p++) memcpy(hs->hi.pages[p], sh->pg[p], c->hi_page);
     for (int p = 0; p < nlo; p++) memcpy(hs->lo.pages[p], sh->pg[nhi + p], c->lo_page);
-    if (sh->bal) {
-        if (kv_pool_charge(c->s.pool, bal_bytes(c))) return PV_ENOMEM;
-        if (!(hs->bal = malloc(bal_bytes(c)))) {
-            kv_pool_uncharge(c->s.pool, bal_bytes(c));
-            return PV_ENOMEM;
-        }
-        memcpy(hs->bal, sh->bal, bal_bytes(c));
-        hs->alloc += bal_bytes(c);
-    }
+    if (sh->bal && (rc = bal_dup(c, sh->bal, &hs->bal, &hs->alloc))) return rc;
     hs->hi.n = sh->hi_n;
     hs->lo.n = sh->lo_n;
     hs->n_dropped = sh->n_dropped;
