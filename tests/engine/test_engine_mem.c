@@ -1,9 +1,12 @@
 /* KV on demand (engine/eng_mem.c) on the tiny synthetic model: admission by
  * prompt bytes, preemption (recompute) with output equal to each job alone,
- * elastic compression to the policy's floor and never below it, never for
- * `full` or a job that opted out, and cancelling a preempted job. */
+ * elastic
+ * compression to the policy's floor and never below it nor above the
+ * policy's budget, never for `full` or a job that opted out, and cancelling
+ * a preempted job. */
 #include "eng_fixture.h"
 #include "kv_policy.h"
+#include "kv_tier.h"
 
 static size_t page_bytes(void) {
     start((setup){0});
@@ -198,6 +201,58 @@ Test(elastic, explicit_floor_is_respected) {
     cr_expect_eq(c->budget, 40);
     cr_expect_geq(u->n_high, 40 - 40 * 4 / 10, "below the floor's chunk: %d", u->n_high);
     cr_expect_leq(u->n_high, 40);
+}
+
+/* The floor as a fraction, the budget in tokens: "floor=0.5" is below
+ * "budget=96" only while 0.5 of the length is (up to 192 tokens). a is
+ * compressed early (at ~65 tokens, where the floor saves a high-tier page);
+ * from then on its budget must be min(floor, budget) in tokens at each
+ * length, never the bare fraction, which would let it reach 104 high tokens
+ * at 208, past the bytes it was admitted for (kv_max: its policy's bytes at
+ * prompt + max_tokens = the whole kv_memory here). b (not elastic) is
+ * preempted for it and runs when a is done. */
+Test(elastic, fraction_floor_never_lifts_a_token_budget) {
+    /* chunk 1: the high tier is exactly the budget at every length, so the
+     * last length shows the largest the budget ever was */
+    const char *spec = "mikv,budget=96,floor=0.5,sinks=2,recent=2,chunk=1";
+    start((setup){.policy = spec});
+    kv_policy pol = *eng_policy(E), lo = pol;
+    size_t bound = eng_seq_bytes(E, &pol, 208);
+    lo.budget = 48;
+    cr_assert_lt(eng_seq_bytes(E, &lo, 72), eng_seq_bytes(E, &pol, 72), "the floor saves at 72");
+    lo.budget = 104;
+    cr_assert_gt(eng_seq_bytes(E, &lo, 208), bound, "the bare fraction is over the bound at 208");
+    stop();
+    start((setup){.policy = spec, .kv_memory = bound});
+    eng_params p = greedy();
+    p.kv_elastic = 1;
+    eng_params q = p;
+    q.kv_elastic = 0;
+    rec ra, rb;
+    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_of(&q, 2, 8, 200, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(ra.err, 0, "a failed: %s", ra.msg);
+    cr_expect_eq(rb.err, 0, "b failed: %s", rb.msg);
+    cr_expect_eq(ra.n_ids, 200);
+    cr_expect_eq(rb.n_ids, 200);
+    eng_relief fa = relief_of(a);
+    kv_usage ua;
+    eng_job_kv_usage(a, 0, &ua);
+    cr_assert_geq(fa.compressions, 1, "a was never compressed");
+    cr_expect_eq(fa.preemptions, 0);
+    cr_expect_eq(fa.budget, 96, "a's budget at 208 tokens: min(104, 96) = 96, got %g", fa.budget);
+    cr_expect_leq(ua.n_high, kv_tier_max_high(&pol, 208), "a holds %d high tokens", ua.n_high);
+    cr_expect_leq(ua.bytes_stored, bound, "a holds %zu bytes, admitted for %zu", ua.bytes_stored,
+                  bound);
+    cr_expect_eq(ua.n_dropped, 0);
+    cr_expect_leq(W.g.pool_peak, W.g.pool_limit);
+    expect_only_cache_left();
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
 }
 
 Test(cancel_all, cancels_waiting_jobs_too) {
