@@ -20,8 +20,10 @@
  *      taken off the batch, its pages freed, and it waits at the front of
  *      the queue; resumed, it prefills its prompt + generated tokens again
  *      and carries on with the token it had sampled, so its output just
- *      pauses. The oldest job is never preempted: it fits alone
- *      (eng_submit refuses any job that does not).
+ *      pauses. It is let in again only when every choice fits at its
+ *      fill + 1 token (what its first step after the refill holds), so it is
+ *      not preempted again at that step. The oldest job is never
+ *      preempted: it fits alone (eng_submit refuses any job that does not).
  * The pool's byte limit is kv_memory plus the step headroom
  * (kv_router_headroom), so a step that fits here never hits it. */
 #include <stdio.h>
@@ -157,7 +159,12 @@ static void preempt(eng_engine *e, eng_job *j) {
         c->n_fill = c->n_gen > 0 ? c->n_prompt + c->n_gen - 1 : c->n_prompt;
         c->need = 0;
         c->relief.preemptions++;
-        need_now += eng_seq_bytes(e, &j->p.policy, c->n_fill);
+        /* what it holds once its first step after the refill is done: the
+         * fill plus the token that step feeds (eng_choice_need of a
+         * decoding choice). Only the fill would let a job whose choices
+         * sit at a page boundary back in a page per choice short, to be
+         * preempted again at that step, its refill wasted */
+        need_now += eng_seq_bytes(e, &j->p.policy, c->n_fill + 1);
     }
     e->n_preempt++;
     pthread_mutex_lock(&e->mu);

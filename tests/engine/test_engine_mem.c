@@ -1,6 +1,6 @@
 /* KV on demand (engine/eng_mem.c) on the tiny synthetic model: admission by
  * prompt bytes, preemption (recompute) with output equal to each job alone,
- * elastic
+ * a preempted job let in again only when its first step fits, elastic
  * compression to the policy's floor and never below it nor above the
  * policy's budget, never for `full` or a job that opted out, and cancelling
  * a preempted job. */
@@ -248,6 +248,58 @@ Test(elastic, fraction_floor_never_lifts_a_token_budget) {
     cr_expect_leq(ua.bytes_stored, bound, "a holds %zu bytes, admitted for %zu", ua.bytes_stored,
                   bound);
     cr_expect_eq(ua.n_dropped, 0);
+    cr_expect_leq(W.g.pool_peak, W.g.pool_limit);
+    expect_only_cache_left();
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
+}
+
+/* A job of 16 greedy choices of one prompt: it takes a page per choice
+ * each time its sequences cross a page together. */
+static eng_job *job_n16(const eng_params *p, int n, int max_new, rec *r) {
+    int32_t prompt[64];
+    for (int i = 0; i < n; i++) prompt[i] = (3 + 17 * i) % 1000;
+    const int32_t *pp[1] = {prompt};
+    eng_job *j;
+    cr_assert_eq(eng_job_create(p, 1, pp, &n, &max_new, 16, &j), PV_OK);
+    memset(r, 0, sizeof *r);
+    eng_job_set_user(j, r);
+    return j;
+}
+
+/* b (n=16) is preempted when its 16 sequences reach 65 tokens: 16 pages
+ * more than the 33 pages hold beside a. It must not come back before its
+ * first step fits: that step holds every choice at its fill + 1 token (two
+ * pages each, 32), not its fill plus one page (16 + 1: that let it in
+ * again at once, it recomputed 16 x 64 tokens, decoded one token and was
+ * preempted again). So it is preempted once, waits for a, and then runs
+ * to the end. Prefix caching is off: the 16 identical greedy choices would
+ * otherwise share their first page after the preemption. */
+Test(preemption, readmitted_job_with_16_choices_is_not_preempted_again) {
+    size_t page = page_bytes();
+    /* every prompt in one step: the 16 sequences grow in step */
+    start((setup){.kv_memory = 33 * page, .max_seqs = 17, .max_batch_tokens = 256, .prefix_off = 1});
+    eng_params p = greedy();
+    rec ra, rb;
+    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_n16(&p, 8, 100, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(ra.err, 0, "a failed: %s", ra.msg);
+    cr_expect_eq(rb.err, 0, "b failed: %s", rb.msg);
+    cr_expect_eq(ra.n_ids, 200);
+    cr_expect_eq(relief_of(a).preemptions, 0);
+    for (int i = 0; i < 16; i++) {
+        eng_relief f;
+        eng_job_relief(b, i, &f);
+        cr_expect_eq(f.preemptions, 1, "choice %d preempted %d times", i, f.preemptions);
+        eng_delta d;
+        eng_job_take(b, i, &d);
+        cr_expect_eq(d.tokens, 100, "choice %d: %d tokens", i, d.tokens);
+    }
+    cr_expect_eq(W.g.preemptions, 1, "%ld preemptions in all", W.g.preemptions);
     cr_expect_leq(W.g.pool_peak, W.g.pool_limit);
     expect_only_cache_left();
     eng_job_free(a);
