@@ -325,17 +325,19 @@ static int mx_seq_budget(void *impl, int seq, double budget) {
     p.budget = budget > 0 ? budget : c->p.budget;
     if ((p.budget >= 1 && p.budget != floor(p.budget)) || (!p.budget && p.select != KV_SELECT_RECENT))
         return PV_EINVAL;
-    c->seq_budget[seq] = budget;
+    /* mid-step (keys stored, not yet attended): refused before anything changes */
+    for (int L = 0; L < c->s.n_layers; L++)
+        for (int h = 0; h < c->s.n_kv_heads; h++)
+            if (head(c, seq, L, h)->n_pend) return PV_EINVAL;
     scratch_t s = kvmx_scratch_for(c, 0);
     for (int L = 0; L < c->s.n_layers; L++) {
         int len = c->len[(size_t)seq * c->s.n_layers + L];
         for (int h = 0; h < c->s.n_kv_heads; h++) {
-            head_t *hs = head(c, seq, L, h);
-            if (hs->n_pend) return PV_EINVAL; /* mid-step: keys stored, not yet attended */
-            int rc = kvmx_demote(c, &p, hs, len, &s);
-            if (rc) return rc;
+            int rc = kvmx_demote(c, &p, head(c, seq, L, h), len, &s);
+            if (rc) return rc; /* the budget stays: heads demoted so far hold less, never more */
         }
     }
+    c->seq_budget[seq] = budget; /* only once every head is under it */
     return PV_OK;
 }
 

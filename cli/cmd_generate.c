@@ -203,12 +203,13 @@ static int run(const gen_opts *o, const llm_model *m, llm_ctx *ctx, smp_sampler 
     int pos = n_prompt, n_gen = 0;
     char piece[512];
     while (n_gen < max_new) {
+        /* the constrained step's rule is gram_mask.h's, as in the engine */
         if (cg->s && gram_mask(cg->v, cg->s, max_new - n_gen, logits) <= 0) break; /* nothing may follow */
         int32_t tok = smp_sample(smp, logits);
         smp_accept(smp, tok);
-        if (cg->s) gram_accept_token(cg->v, cg->s, tok);
+        int gram_end = cg->s && gram_accept_token(cg->v, cg->s, tok) == GRAM_END;
         n_gen++;
-        if ((!o->ignore_eos || cg->s) && tok_is_eog(v, tok)) break;
+        if (gram_end || (!o->ignore_eos && tok_is_eog(v, tok))) break;
         int w = tok_stream_push(ts, tok, piece, sizeof piece);
         if (w > 0) {
             fwrite(piece, 1, w, stdout);

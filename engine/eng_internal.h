@@ -52,7 +52,8 @@ typedef struct {
                     last (next_tok, already sampled, is fed by decoding) */
     int refill;  /* prefilling after a preemption: no logits are wanted */
     int lp_next; /* prompt logprobs emitted so far (none twice after a preemption) */
-    double budget; /* elastic budget in force (kv_seq_set_budget); 0: the policy's */
+    double budget; /* elastic budget in force, whole tokens (kv_seq_set_budget,
+                      following the length: eng_mem.c); 0: the policy's */
     int elastic_done; /* compressed (or tried) since its slot was last filled */
     size_t need;   /* KV bytes this choice can hold after the current step,
                       less what it shares through prefix-cache blocks */

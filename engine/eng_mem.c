@@ -10,13 +10,20 @@
  *   1. elastic compression: choices whose job allows it and whose policy
  *      demotes to a low tier (kv_policy_elastic) get their high-tier budget
  *      lowered to the policy's floor, largest first; the cache demotes at
- *      once (kv_seq_set_budget), nothing is recomputed and nothing dropped;
+ *      once (kv_seq_set_budget), nothing is recomputed and nothing dropped.
+ *      From then on the choice's budget at each length is min(floor,
+ *      budget), both in tokens at that length (either may be a fraction),
+ *      set again before each step where it changes: never above the
+ *      policy's own, so the sequence stays within the bytes it was
+ *      admitted for;
  *   2. preemption (vLLM's recompute mode): the most recently admitted job is
  *      taken off the batch, its pages freed, and it waits at the front of
  *      the queue; resumed, it prefills its prompt + generated tokens again
  *      and carries on with the token it had sampled, so its output just
- *      pauses. The oldest job is never preempted: it fits alone
- *      (eng_submit refuses any job that does not).
+ *      pauses. It is let in again only when every choice fits at its
+ *      fill + 1 token (what its first step after the refill holds), so it is
+ *      not preempted again at that step. The oldest job is never
+ *      preempted: it fits alone (eng_submit refuses any job that does not).
  * The pool's byte limit is kv_memory plus the step headroom
  * (kv_router_headroom), so a step that fits here never hits it. */
 #include <stdio.h>
@@ -31,11 +38,16 @@ static kv_policy choice_policy(const eng_job *j, const eng_choice *c) {
     return p;
 }
 
+/* A choice's length once the coming step is done. Prefilling: the whole
+ * fill (admission counted it); decoding: the token this step feeds at
+ * position n_prompt + n_gen - 1. */
+static int len_after_step(const eng_choice *c) {
+    return c->n_fed < c->n_fill ? c->n_fill : c->n_prompt + c->n_gen;
+}
+
 size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c) {
     if (c->finished || c->slot < 0) return 0;
-    /* prefilling: the whole fill (admission counted it); decoding: the
-     * token this step feeds at position n_prompt + n_gen - 1 */
-    int len = c->n_fed < c->n_fill ? c->n_fill : c->n_prompt + c->n_gen;
+    int len = len_after_step(c);
     kv_policy p = choice_policy(j, c);
     size_t all = eng_seq_bytes(e, &p, len);
     /* pages in prefix-cache blocks are counted once for everyone
@@ -45,12 +57,20 @@ size_t eng_choice_need(eng_engine *e, const eng_job *j, const eng_choice *c) {
     return all > u.bytes_cached ? all - u.bytes_cached : 0;
 }
 
-/* The budget a choice may be compressed to: its policy's floor, or the
- * protected tokens (every budget below them keeps exactly them). */
-static double floor_budget(const kv_policy *p) {
-    if (p->floor > 0) return p->floor;
+/* The high-tier budget in tokens of a compressed sequence of len tokens:
+ * the smaller of its policy's floor and its policy's budget, each taken at
+ * that length by the tier rule (a fraction of len rounded up, or whole
+ * tokens, never below the protected tokens). Comparing the two knobs as
+ * numbers would mix units (floor 0.5 is not below budget 24 tokens past 48
+ * tokens), and a floor above the budget would let the sequence grow past
+ * the bytes its job was admitted for. Floor 0: the protected tokens (every
+ * budget below them keeps exactly them). */
+static int floor_tokens(const kv_policy *p, int len) {
+    kv_policy f = *p;
     int prot = p->sinks + p->recent;
-    return prot > 0 ? prot : 1;
+    f.budget = p->floor > 0 ? p->floor : prot > 0 ? prot : 1;
+    int fb = kv_tier_budget(&f, len), b = kv_tier_budget(p, len);
+    return b >= 0 && b < fb ? b : fb;
 }
 
 /* Bytes compressing c to its floor would save, 0 when it cannot be. */
@@ -59,19 +79,20 @@ static size_t elastic_gain(eng_engine *e, const eng_job *j, const eng_choice *c)
     if (!j->p.kv_elastic || !kv_policy_elastic(p) || c->finished || c->slot < 0 ||
         c->n_fed == 0 || c->elastic_done || e->on_cuda)
         return 0;
-    double fb = floor_budget(p);
+    int len = len_after_step(c);
     kv_policy q = *p;
-    q.budget = fb;
-    size_t after = eng_seq_bytes(e, &q, c->n_fed < c->n_fill ? c->n_fill : c->n_prompt + c->n_gen);
+    q.budget = floor_tokens(p, len);
+    size_t after = eng_seq_bytes(e, &q, len);
     return after < c->need ? c->need - after : 0;
 }
 
-/* Lowers c's budget to its floor; returns the bytes its need dropped by. */
+/* Lowers c's budget to its floor at its length after the step; returns the
+ * bytes its need dropped by. */
 static size_t compress(eng_engine *e, eng_job *j, eng_choice *c) {
     kv_cache *kv = llm_ctx_kv(e->ctx);
     kv_usage before, after;
     kv_seq_usage(kv, c->slot, &before);
-    double fb = floor_budget(&j->p.policy);
+    int fb = floor_tokens(&j->p.policy, len_after_step(c));
     c->elastic_done = 1; /* straight to the floor: one compression is all there is */
     if (kv_seq_set_budget(kv, c->slot, fb)) return 0; /* cannot: leave it to preemption */
     c->budget = fb;
@@ -138,7 +159,12 @@ static void preempt(eng_engine *e, eng_job *j) {
         c->n_fill = c->n_gen > 0 ? c->n_prompt + c->n_gen - 1 : c->n_prompt;
         c->need = 0;
         c->relief.preemptions++;
-        need_now += eng_seq_bytes(e, &j->p.policy, c->n_fill);
+        /* what it holds once its first step after the refill is done: the
+         * fill plus the token that step feeds (eng_choice_need of a
+         * decoding choice). Only the fill would let a job whose choices
+         * sit at a page boundary back in a page per choice short, to be
+         * preempted again at that step, its refill wasted */
+        need_now += eng_seq_bytes(e, &j->p.policy, c->n_fill + 1);
     }
     e->n_preempt++;
     pthread_mutex_lock(&e->mu);
@@ -162,10 +188,24 @@ static size_t job_need(const eng_job *j) {
     return n;
 }
 
+/* A compressed choice's budget follows its length (floor_tokens): set
+ * again before the step where it changes. A cache that refuses keeps the
+ * budget it had, which the need then counts. */
+static void follow_floor(eng_engine *e, eng_job *j, eng_choice *c) {
+    if (c->budget <= 0 || c->finished || c->slot < 0) return;
+    int fb = floor_tokens(&j->p.policy, len_after_step(c));
+    if (fb == (int)c->budget || kv_seq_set_budget(llm_ctx_kv(e->ctx), c->slot, fb)) return;
+    c->budget = fb;
+    c->relief.budget = fb;
+}
+
 void eng_relieve(eng_engine *e) {
     size_t shared = eng_prefix_shared(e), total = shared;
     for (eng_job *j = e->running; j; j = j->next)
-        for (int i = 0; i < j->n_choices; i++) total += j->ch[i].need = eng_choice_need(e, j, &j->ch[i]);
+        for (int i = 0; i < j->n_choices; i++) {
+            follow_floor(e, j, &j->ch[i]);
+            total += j->ch[i].need = eng_choice_need(e, j, &j->ch[i]);
+        }
     if (total > e->cfg.kv_memory) total = elastic(e, total);
     while (total > e->cfg.kv_memory && e->running && e->running->next) {
         eng_job *last = e->running;

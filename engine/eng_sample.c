@@ -123,8 +123,9 @@ static int piece_of(void *v, int32_t id, char *buf, int cap) {
 
 /* The grammar's mask on a choice's row (after min_tokens, before the
  * sampler's logit bias and penalties, which cannot lift a -INFINITY). 1 when
- * the choice ended instead: nothing is allowed (a complete document whose
- * end min_tokens holds back: "stop"; a dead end: "length"), or no memory. */
+ * the choice ended instead: nothing is left to sample ("stop": the grammar
+ * cannot go on, e.g. a complete document whose end min_tokens holds back;
+ * gram_mask.h has the rule), or no memory ("error"). */
 static int apply_grammar(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     const tok_vocab *v = llm_get_vocab(e->model);
     int n = PV_ENOMEM;
@@ -138,7 +139,7 @@ static int apply_grammar(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
     if (e->gv && (c->gs || !gram_state_new(j->p.grammar, &c->gs)))
         n = gram_mask(e->gv, c->gs, left, row);
     if (n > 0) return 0;
-    eng_finish_choice(e, c, n < 0 ? "error" : gram_state_complete(c->gs) ? "stop" : "length", 1);
+    eng_finish_choice(e, c, n < 0 ? "error" : "stop", 1);
     return 1;
 }
 
@@ -171,7 +172,8 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
         c->prompt = grown;
         grown[c->n_prompt + c->n_gen] = tok;
     }
-    if (c->gs) gram_accept_token(e->gv, c->gs, tok); /* allowed by the mask, so it succeeds */
+    /* allowed by the mask, so it succeeds; GRAM_END: the document is whole */
+    int gram_end = c->gs && gram_accept_token(e->gv, c->gs, tok) == GRAM_END;
     c->n_gen++;
     c->out.tokens = c->n_gen;
     c->next_tok = tok;
@@ -181,9 +183,7 @@ void eng_sample_choice(eng_engine *e, eng_job *j, eng_choice *c, float *row) {
         api_logprob *lp = push_lp(c);
         if (lp) fill_logprob(e->row_copy, n_vocab, tok, p->top_logprobs, lp);
     }
-    /* with a grammar, end of generation ends even with ignore_eos: the
-     * document is whole and nothing else may follow */
-    if (is_stop_token(e, p, tok) || (c->gs && is_eog(e, tok))) {
+    if (is_stop_token(e, p, tok) || gram_end) {
         eng_finish_choice(e, c, "stop", 1);
         return;
     }

@@ -31,7 +31,6 @@ typedef struct {
     size_t klen;
     uint8_t *key;   /* the state's bytes; NULL: empty slot */
     uint64_t *bits; /* allowed ids */
-    int n_allowed;
     int max_after;  /* the largest gram_set_close_len after an allowed token */
 } centry;
 
@@ -242,7 +241,7 @@ static const centry *lookup(gram_vocab *v, gram *g, const gram_set *s) {
     memcpy(e.key, s, klen);
     /* every token that leaves the document completable: dead ends (a key
      * opened where its value has no frame left) are never allowed */
-    e.n_allowed = walk(v, g, s, GRAM_CLOSE_INF - 1, e.bits, &e.max_after);
+    walk(v, g, s, GRAM_CLOSE_INF - 1, e.bits, &e.max_after);
     c->slot[i] = e;
     c->n++;
     return &c->slot[i];
@@ -252,7 +251,7 @@ int gram_mask(gram_vocab *v, const gram_state *s, int left, float *logits) {
     const centry *e = lookup(v, s->g, &s->set);
     if (!e) return PV_ENOMEM;
     const uint64_t *bits = e->bits;
-    int n = e->n_allowed, most;
+    int most;
     /* The token taken now and the end of generation leave left - 2 for the
      * rest. Once some allowed token would need more, the output only
      * closes: a token may not take the document further from complete
@@ -265,26 +264,33 @@ int gram_mask(gram_vocab *v, const gram_state *s, int left, float *logits) {
         int here = gram_set_close_len(s->g, &s->set);
         memset(v->tight, 0, words * 8);
         int m = walk(v, s->g, &s->set, here < left - 2 ? here : left - 2, v->tight, &most);
-        if (m > 0) {
-            bits = v->tight;
-            n = m;
-        }
+        if (m > 0) bits = v->tight;
     }
     /* a word at a time: all-allowed words (inside strings, most of them)
-     * are skipped, all-refused ones (elsewhere) written without tests */
+     * are only counted, all-refused ones (elsewhere) written without tests.
+     * The count is of the logits still finite after this mask: the caller's
+     * own masks (min_tokens sets end of generation to -INFINITY) may have
+     * removed tokens the grammar allows, and a row with nothing finite
+     * left would make the sampler pick a token nobody allowed. */
+    int finite = 0;
     for (int w = 0; w * 64 < v->n_vocab; w++) {
         uint64_t b = bits[w];
         int lo = w * 64, hi = lo + 64 < v->n_vocab ? lo + 64 : v->n_vocab;
-        if (b == ~0ull) continue;
-        for (int id = lo; id < hi; id++)
+        if (b == ~0ull) {
+            for (int id = lo; id < hi; id++) finite += logits[id] > -INFINITY;
+            continue;
+        }
+        for (int id = lo; id < hi; id++) {
             if (!(b >> (id - lo) & 1)) logits[id] = -INFINITY;
+            else finite += logits[id] > -INFINITY;
+        }
     }
-    return n;
+    return finite;
 }
 
 int gram_accept_token(const gram_vocab *v, gram_state *s, int32_t id) {
     if (id < 0 || id >= v->n_vocab) return PV_EINVAL;
-    if (v->is_eog[id]) return gram_state_complete(s) ? 0 : PV_EINVAL;
+    if (v->is_eog[id]) return gram_state_complete(s) ? GRAM_END : PV_EINVAL;
     if (!v->len[id]) return PV_EINVAL;
     return gram_state_advance(s, v->bytes + v->off[id], (size_t)v->len[id]);
 }

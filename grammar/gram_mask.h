@@ -39,10 +39,24 @@ void gram_vocab_free(gram_vocab *v);
 /* Token id's bytes as the vocab holds them (NULL, 0 for none). */
 const char *gram_vocab_piece(const gram_vocab *v, int32_t id, int *len);
 
+/* The rule of a constrained step, which the engine (eng_sample.c) and
+ * `pivot generate` (cmd_generate.c) both follow through these two calls
+ * rather than restating it:
+ *   1. before sampling, gram_mask; when it returns 0 nothing may follow and
+ *      the output ends there ("stop"): no token is sampled from a row with
+ *      nothing finite left (the sampler would pick a token no mask allowed);
+ *   2. after sampling, gram_accept_token; GRAM_END (an end-of-generation
+ *      token on a complete document) ends the output, even with ignore_eos:
+ *      the document is whole and nothing else may follow it. */
+#define GRAM_END 1
+
 /* Sets logits[id] = -INFINITY for every token that may not come next in
- * state s. Returns the number of tokens left allowed (0: none: the
- * grammar cannot go on with this vocabulary), or a negative PV_* code
- * (PV_ENOMEM: the logits are untouched).
+ * state s. Returns how many logits of the row are still finite afterwards
+ * (not -INFINITY, not NaN): the tokens the grammar allows minus those the
+ * caller had already set to -INFINITY (min_tokens' end of generation and
+ * stop ids). 0: nothing may follow (the grammar cannot go on with this
+ * vocabulary, or what it allows was masked before). A negative PV_* code
+ * on failure (PV_ENOMEM: the logits are untouched).
  *
  * left: how many tokens may still be generated, this one and the
  * end-of-generation token included (INT_MAX: no limit). A token is allowed
@@ -58,8 +72,8 @@ const char *gram_vocab_piece(const gram_vocab *v, int32_t id, int *len);
  * from the start), the grammar alone decides. */
 int gram_mask(gram_vocab *v, const gram_state *s, int left, float *logits);
 /* Advances s by token id's bytes: 0, or PV_EINVAL when the token is not
- * allowed (s unchanged). An EOG token leaves s unchanged and is allowed
- * when s is complete. */
+ * allowed (s unchanged). An EOG token leaves s unchanged, is allowed when s
+ * is complete and then returns GRAM_END: the output ends with it. */
 int gram_accept_token(const gram_vocab *v, gram_state *s, int32_t id);
 
 #endif

@@ -2,8 +2,8 @@
  * is demoted at once to the new budget in every layer and head, its bytes
  * drop and stay within kv_policy_seq_bytes of the policy with that budget
  * (and equal what the pool handed out), later tokens follow the new budget,
- * the other slots are untouched, a reset ends the override, and caches that
- * never demote refuse. */
+ * the other slots are untouched, a reset ends the override, a call refused
+ * mid-step changes nothing, and caches that never demote refuse. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
@@ -90,6 +90,59 @@ Test(elastic, demotes_at_once_and_bounds_the_bytes) {
     cr_expect_eq(kv_seq_set_budget(c, 0, 2.5), PV_EINVAL, "2.5 tokens is not a budget");
     kv_destroy(c);
     kv_pool_destroy(pool);
+}
+
+/* One token of one layer: stored, and attended unless `store_only`. */
+static void step_layer(kv_cache *c, int seq, int layer, int pos, int store_only, unsigned seed) {
+    const kv_shape *s = kv_get_shape(c);
+    int kvd = s->n_kv_heads * s->head_dim, qd = s->n_heads * s->head_dim;
+    float k[kvd], v[kvd], q[qd], o[qd];
+    for (int i = 0; i < kvd; i++) k[i] = frand(&seed), v[i] = frand(&seed);
+    for (int i = 0; i < qd; i++) q[i] = frand(&seed);
+    if (store_only != 2) cr_assert_eq(kv_store(c, seq, layer, pos, 1, k, v), 0);
+    if (store_only == 1) return;
+    for (int h = 0; h < s->n_kv_heads; h++)
+        cr_assert_eq(kv_attend_group(c, seq, layer, h, pos, 1, q, o, 0), 0);
+}
+
+/* Asked mid-step (layer 0 done, layer 1's keys stored, not yet attended),
+ * the cache refuses and changes nothing: no layer demoted, and the budget
+ * it had stays, so the rest of the step and the next ones follow it (the
+ * engine, told no, keeps counting the old budget). Slot 1 has the same
+ * tokens and is never asked: slot 0 must end with its counts. */
+Test(elastic, refused_mid_step_changes_nothing) {
+    kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
+                  .max_ctx = 256, .n_threads = 1, .routed = 1};
+    kv_policy p = pol("mikv,budget=0.5");
+    kv_cache *c;
+    char err[256];
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
+    for (int q = 0; q < 2; q++) {
+        cr_assert_eq(kv_seq_set_policy(c, q, &p, err, sizeof err), 0, "%s", err);
+        feed(c, q, 0, 160, 7);
+    }
+    for (int pos = 160; pos < 170; pos++)
+        for (int q = 0; q < 2; q++) {
+            step_layer(c, q, 0, pos, 0, 100 + pos);
+            step_layer(c, q, 1, pos, q == 0 && pos == 160, 200 + pos);
+            if (q == 0 && pos == 160) {
+                kv_usage mid;
+                kv_seq_usage(c, 0, &mid);
+                cr_expect_neq(kv_seq_set_budget(c, 0, 24), 0, "accepted with keys pending");
+                kv_usage now;
+                kv_seq_usage(c, 0, &now);
+                cr_expect_eq(now.n_high, mid.n_high, "a refused call demoted");
+                step_layer(c, q, 1, pos, 2, 200 + pos); /* layer 1's attend */
+            }
+        }
+    kv_usage a, b;
+    kv_seq_usage(c, 0, &a);
+    kv_seq_usage(c, 1, &b);
+    cr_expect_gt(b.n_high, 24);
+    cr_expect_eq(a.n_high, b.n_high, "the refused budget was kept: %d vs %d high", a.n_high,
+                 b.n_high);
+    cr_expect_eq(a.bytes_stored, b.bytes_stored);
+    kv_destroy(c);
 }
 
 Test(elastic, caches_that_never_demote_refuse) {

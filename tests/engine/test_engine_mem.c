@@ -1,9 +1,12 @@
 /* KV on demand (engine/eng_mem.c) on the tiny synthetic model: admission by
  * prompt bytes, preemption (recompute) with output equal to each job alone,
- * elastic compression to the policy's floor and never below it, never for
- * `full` or a job that opted out, and cancelling a preempted job. */
+ * a preempted job let in again only when its first step fits, elastic
+ * compression to the policy's floor and never below it nor above the
+ * policy's budget, never for `full` or a job that opted out, and cancelling
+ * a preempted job. */
 #include "eng_fixture.h"
 #include "kv_policy.h"
+#include "kv_tier.h"
 
 static size_t page_bytes(void) {
     start((setup){0});
@@ -198,6 +201,110 @@ Test(elastic, explicit_floor_is_respected) {
     cr_expect_eq(c->budget, 40);
     cr_expect_geq(u->n_high, 40 - 40 * 4 / 10, "below the floor's chunk: %d", u->n_high);
     cr_expect_leq(u->n_high, 40);
+}
+
+/* The floor as a fraction, the budget in tokens: "floor=0.5" is below
+ * "budget=96" only while 0.5 of the length is (up to 192 tokens). a is
+ * compressed early (at ~65 tokens, where the floor saves a high-tier page);
+ * from then on its budget must be min(floor, budget) in tokens at each
+ * length, never the bare fraction, which would let it reach 104 high tokens
+ * at 208, past the bytes it was admitted for (kv_max: its policy's bytes at
+ * prompt + max_tokens = the whole kv_memory here). b (not elastic) is
+ * preempted for it and runs when a is done. */
+Test(elastic, fraction_floor_never_lifts_a_token_budget) {
+    /* chunk 1: the high tier is exactly the budget at every length, so the
+     * last length shows the largest the budget ever was */
+    const char *spec = "mikv,budget=96,floor=0.5,sinks=2,recent=2,chunk=1";
+    start((setup){.policy = spec});
+    kv_policy pol = *eng_policy(E), lo = pol;
+    size_t bound = eng_seq_bytes(E, &pol, 208);
+    lo.budget = 48;
+    cr_assert_lt(eng_seq_bytes(E, &lo, 72), eng_seq_bytes(E, &pol, 72), "the floor saves at 72");
+    lo.budget = 104;
+    cr_assert_gt(eng_seq_bytes(E, &lo, 208), bound, "the bare fraction is over the bound at 208");
+    stop();
+    start((setup){.policy = spec, .kv_memory = bound});
+    eng_params p = greedy();
+    p.kv_elastic = 1;
+    eng_params q = p;
+    q.kv_elastic = 0;
+    rec ra, rb;
+    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_of(&q, 2, 8, 200, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(ra.err, 0, "a failed: %s", ra.msg);
+    cr_expect_eq(rb.err, 0, "b failed: %s", rb.msg);
+    cr_expect_eq(ra.n_ids, 200);
+    cr_expect_eq(rb.n_ids, 200);
+    eng_relief fa = relief_of(a);
+    kv_usage ua;
+    eng_job_kv_usage(a, 0, &ua);
+    cr_assert_geq(fa.compressions, 1, "a was never compressed");
+    cr_expect_eq(fa.preemptions, 0);
+    cr_expect_eq(fa.budget, 96, "a's budget at 208 tokens: min(104, 96) = 96, got %g", fa.budget);
+    cr_expect_leq(ua.n_high, kv_tier_max_high(&pol, 208), "a holds %d high tokens", ua.n_high);
+    cr_expect_leq(ua.bytes_stored, bound, "a holds %zu bytes, admitted for %zu", ua.bytes_stored,
+                  bound);
+    cr_expect_eq(ua.n_dropped, 0);
+    cr_expect_leq(W.g.pool_peak, W.g.pool_limit);
+    expect_only_cache_left();
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
+}
+
+/* A job of 16 greedy choices of one prompt: it takes a page per choice
+ * each time its sequences cross a page together. */
+static eng_job *job_n16(const eng_params *p, int n, int max_new, rec *r) {
+    int32_t prompt[64];
+    for (int i = 0; i < n; i++) prompt[i] = (3 + 17 * i) % 1000;
+    const int32_t *pp[1] = {prompt};
+    eng_job *j;
+    cr_assert_eq(eng_job_create(p, 1, pp, &n, &max_new, 16, &j), PV_OK);
+    memset(r, 0, sizeof *r);
+    eng_job_set_user(j, r);
+    return j;
+}
+
+/* b (n=16) is preempted when its 16 sequences reach 65 tokens: 16 pages
+ * more than the 33 pages hold beside a. It must not come back before its
+ * first step fits: that step holds every choice at its fill + 1 token (two
+ * pages each, 32), not its fill plus one page (16 + 1: that let it in
+ * again at once, it recomputed 16 x 64 tokens, decoded one token and was
+ * preempted again). So it is preempted once, waits for a, and then runs
+ * to the end. Prefix caching is off: the 16 identical greedy choices would
+ * otherwise share their first page after the preemption. */
+Test(preemption, readmitted_job_with_16_choices_is_not_preempted_again) {
+    size_t page = page_bytes();
+    /* every prompt in one step: the 16 sequences grow in step */
+    start((setup){.kv_memory = 33 * page, .max_seqs = 17, .max_batch_tokens = 256, .prefix_off = 1});
+    eng_params p = greedy();
+    rec ra, rb;
+    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_n16(&p, 8, 100, &rb);
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(ra.err, 0, "a failed: %s", ra.msg);
+    cr_expect_eq(rb.err, 0, "b failed: %s", rb.msg);
+    cr_expect_eq(ra.n_ids, 200);
+    cr_expect_eq(relief_of(a).preemptions, 0);
+    for (int i = 0; i < 16; i++) {
+        eng_relief f;
+        eng_job_relief(b, i, &f);
+        cr_expect_eq(f.preemptions, 1, "choice %d preempted %d times", i, f.preemptions);
+        eng_delta d;
+        eng_job_take(b, i, &d);
+        cr_expect_eq(d.tokens, 100, "choice %d: %d tokens", i, d.tokens);
+    }
+    cr_expect_eq(W.g.preemptions, 1, "%ld preemptions in all", W.g.preemptions);
+    cr_expect_leq(W.g.pool_peak, W.g.pool_limit);
+    expect_only_cache_left();
+    eng_job_free(a);
+    eng_job_free(b);
+    stop();
 }
 
 Test(cancel_all, cancels_waiting_jobs_too) {

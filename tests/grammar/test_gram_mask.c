@@ -2,8 +2,9 @@
  * mask allows exactly the tokens whose bytes keep the output a valid prefix
  * (checked against gram_state_accepts token by token, so the flattened-trie
  * walk and its skipping are compared with the plain automaton), EOG only on
- * a complete document, cached masks equal fresh ones, and a greedy decode
- * under the mask always yields a document. */
+ * a complete document, cached masks equal fresh ones, a greedy decode
+ * under the mask always yields a document, and the count returned is of the
+ * logits left finite, so masks applied before (min_tokens) count too. */
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <math.h>
@@ -94,7 +95,7 @@ Test(gram_mask, masked_greedy_decode_finishes) {
         int best = 0;
         for (int i = 1; i < NV; i++)
             if (logits[i] > logits[best]) best = i;
-        cr_assert_eq(gram_accept_token(v, s, best), 0);
+        cr_assert_eq(gram_accept_token(v, s, best), best == EOS ? GRAM_END : 0);
         if (best == EOS) done = 1;
         else strcat(out, VOCAB[best]);
     }
@@ -116,5 +117,47 @@ Test(gram_mask, vocab_pieces) {
     cr_expect(p && !memcmp(p, "abc", 3));
     cr_expect_null(gram_vocab_piece(v, EOS, &len));
     cr_expect_eq(len, 0);
+    gram_vocab_free(v);
+}
+
+/* min_tokens sets end of generation to -INFINITY before the grammar's mask
+ * (engine/eng_sample.c). On a complete document where the grammar allows
+ * only end of generation, nothing is left: gram_mask must say 0 (the
+ * caller ends the choice) rather than count the -INFINITY it allows, which
+ * would send an all -INFINITY row to the sampler (argmax: token 0, never
+ * allowed). Where more is allowed, each token masked before is one less. */
+Test(gram_mask, counts_only_logits_left_finite) {
+    gram_vocab *v = vocab();
+    gram *g = fx_schema("{\"const\":true}");
+    gram_state *s = NULL;
+    cr_assert_eq(gram_state_new(g, &s), 0);
+    cr_assert_eq(gram_state_advance(s, "true", 4), 0);
+    float logits[NV];
+    for (int i = 0; i < NV; i++) logits[i] = 1.0f;
+    cr_assert_eq(gram_mask(v, s, INT_MAX, logits), 1, "only end of generation after 'true'");
+    for (int i = 0; i < NV; i++) logits[i] = 1.0f;
+    logits[EOS] = -INFINITY; /* min_tokens not reached */
+    cr_expect_eq(gram_mask(v, s, INT_MAX, logits), 0, "a -INFINITY end of generation was counted");
+    for (int i = 0; i < NV; i++) cr_expect(isinf(logits[i]) && logits[i] < 0, "token %d left", i);
+    cr_expect_eq(gram_accept_token(v, s, EOS), GRAM_END, "the document is whole");
+    gram_state_free(s);
+    gram_free(g);
+
+    /* an integer: after "1" the digits "1", "12", "0" and end of generation */
+    g = fx_schema("{\"type\":\"integer\"}");
+    cr_assert_eq(gram_state_new(g, &s), 0);
+    cr_assert_eq(gram_state_advance(s, "1", 1), 0);
+    for (int i = 0; i < NV; i++) logits[i] = 1.0f;
+    int all = gram_mask(v, s, INT_MAX, logits), allowed[NV], want = 0;
+    for (int i = 0; i < NV; i++) allowed[i] = logits[i] == 1.0f;
+    cr_assert_geq(all, 2);
+    cr_assert(allowed[EOS] && allowed[12], "'1' then EOS and '1' allowed");
+    for (int i = 0; i < NV; i++) logits[i] = 1.0f;
+    logits[EOS] = logits[12] = logits[2] = -INFINITY; /* '}' is not allowed anyway */
+    for (int i = 0; i < NV; i++) want += allowed[i] && i != EOS && i != 12;
+    cr_expect_eq(gram_mask(v, s, INT_MAX, logits), want, "%d allowed, 2 masked before", all);
+    cr_expect_eq(want, all - 2);
+    gram_state_free(s);
+    gram_free(g);
     gram_vocab_free(v);
 }

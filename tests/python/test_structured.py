@@ -193,6 +193,29 @@ def test_grammar_that_cannot_finish_ends_with_length(client):
     assert r.choices[0].message.content.lstrip().startswith("[")
 
 
+def test_min_tokens_never_samples_a_token_no_mask_allowed(srv):
+    # after "true" the grammar allows only end of generation, which
+    # min_tokens holds back: nothing is left to sample, so the choice ends
+    # ("stop", a whole document) instead of sampling from a row of -inf
+    # (greedy argmax took token 0 there, with a null logprob)
+    body = {"prompt": "Is water wet? Answer true or false:", "max_tokens": 12,
+            "temperature": 0, "logprobs": 1, "guided_json": {"const": True}}
+    st, _, out = srv.request("POST", "/v1/completions", body)
+    assert st == 200, out
+    free = json.loads(out)
+    st, _, out = srv.request("POST", "/v1/completions", {**body, "min_tokens": 8})
+    assert st == 200, out
+    held = json.loads(out)
+    c, lp = held["choices"][0], held["choices"][0]["logprobs"]
+    assert c["finish_reason"] == "stop" and json.loads(c["text"]) is True, c
+    assert all(isinstance(x, float) and x > -1e30 for x in lp["token_logprobs"]), lp
+    n = held["usage"]["completion_tokens"]
+    assert n == len(lp["tokens"]) < 8, (n, lp["tokens"])
+    # the same text as without min_tokens, less its end-of-generation token
+    assert lp["tokens"] == free["choices"][0]["logprobs"]["tokens"][:-1], (lp, free)
+    assert c["text"] == free["choices"][0]["text"]
+
+
 def test_logprobs_are_of_the_masked_distribution(client):
     r = chat(client, "Say hello.", max_tokens=3, logprobs=True, top_logprobs=5,
              response_format={"type": "json_object"})
