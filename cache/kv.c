@@ -100,6 +100,11 @@ int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n) {
     return c->vt->seq_publish ? c->vt->seq_publish(c->impl, seq, tok, n) : 0;
 }
 
+int kv_prefix_match(const kv_cache *c, int seq, const int32_t *tok, int n) {
+    if (!c || bad_slot(c, seq) || n < 0 || (n && !tok)) return PV_EINVAL;
+    return c->vt->prefix_match ? c->vt->prefix_match(c->impl, seq, tok, n) : 0;
+}
+
 void kv_prefix_get_stats(const kv_cache *c, kv_prefix_stats *st) {
     memset(st, 0, sizeof *st);
     if (c && c->vt->prefix_stats) c->vt->prefix_stats(c->impl, st);

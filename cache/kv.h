@@ -99,6 +99,8 @@ typedef struct {
     /* Optional prefix caching (NULL: none); see kv_seq_prefix_attach. */
     int (*seq_attach)(void *impl, int seq, const int32_t *tok, int n);
     int (*seq_publish)(void *impl, int seq, const int32_t *tok, int n);
+    /* Optional (NULL: 0): kv_prefix_match. */
+    int (*prefix_match)(const void *impl, int seq, const int32_t *tok, int n);
     void (*prefix_stats)(const void *impl, kv_prefix_stats *st); /* adds to *st */
     size_t (*prefix_evict)(void *impl, size_t bytes);
     /* Optional: the one policy every slot runs (NULL: none, e.g. a router). */
@@ -188,6 +190,14 @@ int kv_seq_prefix_attach(kv_cache *c, int seq, const int32_t *tok, int n);
  * a block boundary between calls (its length a multiple of block_tokens,
  * nothing pending, no elastic budget) and n covers it; else 0. */
 int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n);
+/* The longest run of whole blocks (at most n - 1 tokens) that tok[0..n)
+ * shares with the tokens of any cached entry, whether or not that entry
+ * can be attached — where a new prompt leaves a cached one. The mixed
+ * cache keeps snapshots only where a sequence was published, so a
+ * sequence that leaves another's path there is asked to publish at this
+ * point too (eng_prefix.c): the third sequence with that prefix finds it.
+ * 0 for caches that share every block anyway (plain) or keep none. */
+int kv_prefix_match(const kv_cache *c, int seq, const int32_t *tok, int n);
 void kv_prefix_get_stats(const kv_cache *c, kv_prefix_stats *st);
 /* Frees unreferenced blocks, least recently used first, until `bytes` were
  * freed (SIZE_MAX: all of them, a flush); returns the bytes freed. Call

@@ -357,6 +357,7 @@ static const kv_vtable mixed_vt = {
     .seq_tiers = mx_seq_tiers,
     .seq_attach = kvmx_pfx_attach,
     .seq_publish = kvmx_pfx_publish,
+    .prefix_match = kvmx_pfx_match,
     .prefix_stats = kvmx_pfx_stats,
     .prefix_evict = kvmx_pfx_evict,
     .policy = mx_policy,

@@ -152,6 +152,7 @@ int kvmx_pfx_create(mixed_cache *c);
 void kvmx_pfx_destroy(mixed_cache *c); /* frees every snapshot */
 int kvmx_pfx_attach(void *impl, int seq, const int32_t *tok, int n);
 int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n);
+int kvmx_pfx_match(const void *impl, int seq, const int32_t *tok, int n);
 void kvmx_pfx_stats(const void *impl, kv_prefix_stats *st);
 size_t kvmx_pfx_evict(void *impl, size_t bytes);
 

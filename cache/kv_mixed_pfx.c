@@ -300,6 +300,19 @@ int kvmx_pfx_attach(void *impl, int seq, const int32_t *tok, int n) {
     return best->n_tok;
 }
 
+int kvmx_pfx_match(const void *impl, int seq, const int32_t *tok, int n) {
+    const mixed_cache *c = impl;
+    (void)seq;
+    int best = 0;
+    for (const kvmx_snap *s = c->pfx->newest; s; s = s->older) {
+        int m = s->n_tok < n - 1 ? s->n_tok : n - 1, i = 0;
+        while (i < m && s->tok[i] == tok[i]) i++;
+        i = i / KVMX_PFX_BLOCK * KVMX_PFX_BLOCK;
+        if (i > best) best = i;
+    }
+    return best;
+}
+
 void kvmx_pfx_stats(const void *impl, kv_prefix_stats *st) {
     const mixed_cache *c = impl;
     st->bytes += c->pfx->bytes;

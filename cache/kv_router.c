@@ -160,6 +160,11 @@ static int rt_publish(void *impl, int seq, const int32_t *tok, int n) {
     return c ? kv_seq_prefix_publish(c, seq, tok, n) : 0;
 }
 
+static int rt_match(const void *impl, int seq, const int32_t *tok, int n) {
+    kv_cache *c = sub_of(impl, seq);
+    return c ? kv_prefix_match(c, seq, tok, n) : 0;
+}
+
 /* Every sub-cache's blocks, idle ones included (they keep theirs until the
  * entry is reclaimed for another policy, which frees them). */
 static void rt_prefix_stats(const void *impl, kv_prefix_stats *st) {
@@ -206,6 +211,7 @@ static const kv_vtable router_vt = {
     .seq_tiers = rt_tiers,
     .seq_attach = rt_attach,
     .seq_publish = rt_publish,
+    .prefix_match = rt_match,
     .prefix_stats = rt_prefix_stats,
     .prefix_evict = rt_prefix_evict,
     .destroy = rt_destroy,

@@ -59,6 +59,8 @@ typedef struct {
                       less what it shares through prefix-cache blocks */
     int pfx;       /* prefix caching applies to it (eng_prefix.c) */
     int cached;    /* prompt tokens its first prefill took from the prefix cache */
+    int pfx_split; /* compressed policy: where its prompt leaves a cached
+                    * snapshot's tokens; its prefill also publishes there */
     eng_relief relief;
     int32_t next_tok;
     smp_sampler *smp;

@@ -28,12 +28,23 @@
 
 void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
     c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache;
+    c->pfx_split = 0;
     /* prompt logprobs need a logits row for every prompt token */
     if (!c->pfx || (j->p.prompt_logprobs && !c->refill) || c->n_fed) return;
     int got = kv_seq_prefix_attach(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
     if (got < 0) got = 0; /* nothing attached: the choice prefills everything */
     c->n_fed = got;
     if (!c->refill && !c->n_gen) c->cached = got;
+    /* A compressed cache keeps a snapshot only where a sequence published
+     * one (the end of its prompt's last block): a prompt that leaves a
+     * cached one's path before that (another question after the same
+     * system prompt) publishes where it leaves it, so the next such prompt
+     * finds the shared part — a radix tree's split, made by the second
+     * sequence that takes the branch. */
+    if (!kv_policy_is_plain(&j->p.policy)) {
+        int d = kv_prefix_match(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
+        if (d > got) c->pfx_split = d;
+    }
     e->pfx_queries += c->n_fill;
     e->pfx_hits += got;
 }
@@ -59,6 +70,7 @@ static int snap_point(eng_engine *e, const eng_job *j, const eng_choice *c) {
 }
 
 int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
+    if (c->pfx_split > c->n_fed) return c->pfx_split; /* before the last boundary */
     int p = snap_point(e, j, c);
     return p > c->n_fed ? p : c->n_fill;
 }
@@ -66,7 +78,7 @@ int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
 void eng_prefix_chunk_done(eng_engine *e, const eng_job *j, eng_choice *c, int end) {
     if (!c->pfx || c->finished) return;
     if (kv_policy_is_plain(&j->p.policy) ? end == c->n_fill && c->n_fed == c->n_fill
-                                         : end > 0 && end == snap_point(e, j, c))
+                                         : end > 0 && (end == snap_point(e, j, c) || end == c->pfx_split))
         eng_prefix_publish(e, c);
 }
 

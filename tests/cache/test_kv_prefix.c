@@ -194,6 +194,7 @@ Test(kv_prefix_fp16, attached_prefix_attends_bit_for_bit_like_the_computed_one) 
     t2[PAGE + 5]++;
     cr_expect_eq(kv_seq_prefix_attach(c, 2, t2, n), PAGE);
     cr_expect_eq(kv_seq_prefix_attach(c, 2, t2, n), PV_EINVAL, "attached to a non-empty slot");
+    cr_expect_eq(kv_prefix_match(c, 2, t2, n), 0, "the plain cache shares every block anyway");
     kv_seq_reset(c, 2);
     /* never the last token: a prompt of exactly two pages reuses one */
     cr_expect_eq(kv_seq_prefix_attach(c, 2, t, 2 * PAGE), PAGE);

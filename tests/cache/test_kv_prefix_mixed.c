@@ -176,6 +176,10 @@ Test(kv_prefix_mixed, lookups_compare_tokens_take_the_longest_and_never_the_last
     t2[2 * BLK + 3]++;
     cr_expect_eq(kv_seq_prefix_attach(c, 1, t2, 400), BLK);
     kv_seq_reset(c, 1);
+    /* where it leaves the 192-token snapshot's path: 2 whole blocks */
+    cr_expect_eq(kv_prefix_match(c, 1, t2, 400), 2 * BLK);
+    cr_expect_eq(kv_prefix_match(c, 1, t, 400), 3 * BLK);
+    cr_expect_eq(kv_prefix_match(c, 1, t, 2 * BLK + 1), 2 * BLK, "past n - 1");
     /* in the first block: nothing */
     t2[10]++;
     cr_expect_eq(kv_seq_prefix_attach(c, 1, t2, 400), 0);

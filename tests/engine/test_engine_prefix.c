@@ -193,6 +193,18 @@ Test(prefix, compressed_policy_snapshots_reproduce_cold_runs) {
     expect_same(&rb, &x, "a shared prefix, another suffix");
     cr_expect_eq(gauges().prefix_hits, 4 * PAGE);
     cr_expect_eq(gauges().prefix_queries, 150 + 150 + 170);
+    /* three prompts share 140 tokens, then differ (a system prompt and
+     * three questions): the first leaves a snapshot at its last boundary
+     * (192), which the second cannot use; the second publishes where it
+     * leaves the first's path (128), and the third starts there */
+    int32_t s3[3][200];
+    for (int k = 0; k < 3; k++) /* a head no earlier prompt had */
+        for (int i = 0; i < 200; i++) s3[k][i] = i < 140 ? (500 + 13 * i) % 1000 : (37 * k + 31 * i) % 1000;
+    long h0 = gauges().prefix_hits;
+    cr_expect_eq(run_tokens(&p, s3[0], 200, 4, &x), 0);
+    cr_expect_eq(run_tokens(&p, s3[1], 200, 4, &x), 0, "nothing to take yet");
+    cr_expect_eq(run_tokens(&p, s3[2], 200, 4, &x), 2 * PAGE, "the split was not published");
+    cr_expect_eq(gauges().prefix_hits - h0, 2 * PAGE);
     expect_only_cache_left();
     stop();
 }
