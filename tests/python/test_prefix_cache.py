@@ -112,6 +112,15 @@ def test_compressed_policy_snapshots_hit_and_repeat_the_cold_output():
         m3 = idle(srv)
         full_bytes = m3["pivot:prefix_cache_bytes"] - m2["pivot:prefix_cache_bytes"]
         assert 0 < m2["pivot:prefix_cache_bytes"] < full_bytes / 2, (m2, full_bytes)
+        # one system prompt, three questions: the second request publishes
+        # where it leaves the first one's path, the third starts there
+        head = "Ledger seven. " + PARA * 8
+        got = []
+        for q in ("Who kept the ledger?", "What did the ships carry?", "Where did they sail?"):
+            # long questions: the first request's last boundary lies in its own
+            complete(srv, head + (q + " ") * 12, n=2, kv_policy="mikv")
+            got.append(LAST["usage"]["prompt_tokens_details"]["cached_tokens"])
+        assert got[:2] == [0, 0] and got[2] >= 2 * BLOCK, got
         st, _, raw = srv.request("POST", "/v1/cache/flush", {})
         assert st == 202
         srv.wait_metrics(lambda m: m["pivot:kv_pool_used_bytes"] == 0
