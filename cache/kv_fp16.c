@@ -167,6 +167,33 @@ static int grow_pages(layer_store *l, int need) {
     return PV_OK;
 }
 
+/* After nb attached blocks, the last one's tail where the prompt
+ * continues it (never its last token): copied into pages of the
+ * sequence's own, which it then appends to. Returns the tokens it added
+ * (0: no tail, no match, or no memory — the sequence computes them). */
+static int attach_tail(fp16_cache *c, int seq, const kv_pfx_blk *last, const int32_t *tok, int n) {
+    int nb = c->n_blk[seq], at = nb * KV_PAGE;
+    int r = kv_pfx_tail_match(last, tok + at, n - 1 - at);
+    if (r <= 0) return 0;
+    size_t pb = page_elems(c) * sizeof(uint16_t);
+    int L = 0;
+    for (; L < c->s.n_layers; L++) {
+        layer_store *l = get_ls(c, seq, L);
+        if (grow_pages(l, nb + 1) || !(l->pages[nb] = kv_pool_alloc(c->s.pool, pb))) break;
+        memcpy(l->pages[nb], kv_pfx_tail_page(last, L), pb);
+    }
+    if (L < c->s.n_layers) { /* give back what was copied */
+        for (int i = 0; i < L; i++) kv_pool_free(c->s.pool, get_ls(c, seq, i)->pages[nb], pb);
+        return 0;
+    }
+    for (L = 0; L < c->s.n_layers; L++) {
+        layer_store *l = get_ls(c, seq, L);
+        l->n_pages = nb + 1;
+        l->len = at + r;
+    }
+    return r;
+}
+
 static int fp16_seq_attach(void *impl, int seq, const int32_t *tok, int n) {
     fp16_cache *c = impl;
     for (int L = 0; L < c->s.n_layers; L++)
@@ -189,7 +216,7 @@ static int fp16_seq_attach(void *impl, int seq, const int32_t *tok, int n) {
         l->len = nb * KV_PAGE;
     }
     c->n_blk[seq] = nb;
-    return nb * KV_PAGE;
+    return nb * KV_PAGE + (nb ? attach_tail(c, seq, b[nb - 1], tok, n) : 0);
 }
 
 static int fp16_seq_publish(void *impl, int seq, const int32_t *tok, int n) {
@@ -214,6 +241,13 @@ static int fp16_seq_publish(void *impl, int seq, const int32_t *tok, int n) {
         }
         b[nb] = k;
         c->n_blk[seq] = nb + 1;
+    }
+    /* the tokens past the last whole block, when every block before them
+     * is shared: the tail of that block (a copy; the sequence writes on) */
+    nb = c->n_blk[seq];
+    if (nb && nb == full && len % KV_PAGE) {
+        for (int L = 0; L < c->s.n_layers; L++) c->tmp[L] = get_ls(c, seq, L)->pages[nb];
+        kv_pfx_set_tail(c->pfx, b[nb - 1], tok + (size_t)nb * KV_PAGE, len % KV_PAGE, c->tmp);
     }
     return c->n_blk[seq] * KV_PAGE;
 }

@@ -14,6 +14,11 @@ struct kv_pfx_blk {
     kv_pfx_blk *lru_prev, *lru_next; /* while refs == 0 */
     int32_t *tok;  /* [block_tokens], compared on lookup */
     void **pages;  /* [n_pages] */
+    /* the tail: tokens some sequence stored after this block without
+     * filling the next one, and copies of their pages (NULL: none) */
+    int tail_n;
+    int32_t *tail_tok; /* [block_tokens] */
+    void **tail_pages; /* [n_pages] */
 };
 
 struct kv_pfx {
@@ -23,6 +28,7 @@ struct kv_pfx {
     uint64_t seed;
     kv_pfx_blk **bucket;
     size_t n_bucket, n_blk, n_ref;
+    size_t n_tail; /* blocks with a tail (never referenced: attach copies it) */
     kv_pfx_blk *lru_head, *lru_tail; /* head: released longest ago (evicted first) */
     uint64_t evictions;
 };
@@ -84,8 +90,15 @@ static void lru_push(kv_pfx *x, kv_pfx_blk *b) {
     x->lru_tail = b;
 }
 
+static void pages_free(kv_pfx *x, void **pages, int n) {
+    for (int i = 0; i < n; i++) kv_pool_free(x->pool, pages[i], x->page_bytes);
+}
+
 static void blk_free(kv_pfx *x, kv_pfx_blk *b) {
-    for (int i = 0; i < x->n_pages; i++) kv_pool_free(x->pool, b->pages[i], x->page_bytes);
+    pages_free(x, b->pages, x->n_pages);
+    if (b->tail_pages) pages_free(x, b->tail_pages, x->n_pages);
+    free(b->tail_pages);
+    free(b->tail_tok);
     free(b->pages);
     free(b->tok);
     free(b);
@@ -185,6 +198,40 @@ void kv_pfx_unref(kv_pfx *x, kv_pfx_blk *b) {
     }
 }
 
+int kv_pfx_set_tail(kv_pfx *x, kv_pfx_blk *b, const int32_t *tok, int n, void *const *pages) {
+    if (n <= 0 || n >= x->block_tokens) return PV_EINVAL;
+    if (!b->tail_pages) { /* pages of its own, kept for the next tail */
+        void **tp = calloc((size_t)x->n_pages, sizeof *tp);
+        int32_t *tt = malloc(sizeof *tt * (size_t)x->block_tokens);
+        int i = 0;
+        if (tp && tt)
+            for (; i < x->n_pages; i++)
+                if (!(tp[i] = kv_pool_alloc(x->pool, x->page_bytes))) break;
+        if (!tp || !tt || i < x->n_pages) {
+            if (tp) pages_free(x, tp, i);
+            free(tp);
+            free(tt);
+            return PV_ENOMEM;
+        }
+        b->tail_pages = tp;
+        b->tail_tok = tt;
+        x->n_tail++;
+    }
+    for (int i = 0; i < x->n_pages; i++) memcpy(b->tail_pages[i], pages[i], x->page_bytes);
+    memcpy(b->tail_tok, tok, sizeof *tok * (size_t)n);
+    b->tail_n = n;
+    return PV_OK;
+}
+
+int kv_pfx_tail_match(const kv_pfx_blk *b, const int32_t *tok, int n) {
+    if (!b->tail_pages) return 0;
+    int m = n < b->tail_n ? n : b->tail_n, i = 0;
+    while (i < m && b->tail_tok[i] == tok[i]) i++;
+    return i;
+}
+
+const void *kv_pfx_tail_page(const kv_pfx_blk *b, int i) { return b->tail_pages[i]; }
+
 void *kv_pfx_page(const kv_pfx_blk *b, int i) { return b->pages[i]; }
 int kv_pfx_refs(const kv_pfx_blk *b) { return b->refs; }
 
@@ -200,6 +247,7 @@ static void evict_one(kv_pfx *x, kv_pfx_blk *b) {
     while (*pp != b) pp = &(*pp)->hnext;
     *pp = b->hnext;
     x->n_blk--;
+    x->n_tail -= b->tail_pages != NULL;
     x->evictions++;
     blk_free(x, b);
 }
@@ -207,19 +255,35 @@ static void evict_one(kv_pfx *x, kv_pfx_blk *b) {
 size_t kv_pfx_evict(kv_pfx *x, size_t bytes) {
     size_t freed = 0, per = x->page_bytes * (size_t)x->n_pages;
     while (freed < bytes && x->lru_head) {
+        freed += per * (x->lru_head->tail_pages ? 2 : 1);
         evict_one(x, x->lru_head);
-        freed += per;
     }
+    /* then the tails of blocks in use: only ever copied, so free to go */
+    for (size_t i = 0; i < x->n_bucket && freed < bytes && x->n_tail; i++)
+        for (kv_pfx_blk *b = x->bucket[i]; b && freed < bytes; b = b->hnext)
+            if (b->tail_pages) {
+                pages_free(x, b->tail_pages, x->n_pages);
+                free(b->tail_pages);
+                free(b->tail_tok);
+                b->tail_pages = NULL;
+                b->tail_tok = NULL;
+                b->tail_n = 0;
+                x->n_tail--;
+                freed += per;
+            }
     return freed;
 }
 
 void kv_pfx_add_stats(const kv_pfx *x, kv_prefix_stats *st) {
     size_t per = x->page_bytes * (size_t)x->n_pages;
-    st->blocks += (long)x->n_blk;
-    st->blocks_referenced += (long)x->n_ref;
-    st->bytes += x->n_blk * per;
-    st->bytes_referenced += x->n_ref * per;
-    st->bytes_evictable += (x->n_blk - x->n_ref) * per;
+    /* a tail counts as one more block (its pages are a block's), never in
+     * use (attach copies it), so always evictable */
+    size_t n = x->n_blk + x->n_tail, r = x->n_ref;
+    st->blocks += (long)n;
+    st->blocks_referenced += (long)r;
+    st->bytes += n * per;
+    st->bytes_referenced += r * per;
+    st->bytes_evictable += (n - r) * per;
     st->evictions += x->evictions;
     if (!st->block_tokens) st->block_tokens = x->block_tokens;
 }

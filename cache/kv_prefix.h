@@ -56,6 +56,20 @@ kv_pfx_blk *kv_pfx_get(kv_pfx *x, const kv_pfx_blk *prev, const int32_t *tok);
  * memory (the caller keeps its pages). */
 kv_pfx_blk *kv_pfx_put(kv_pfx *x, const kv_pfx_blk *prev, const int32_t *tok, void *const *pages,
                        int *dup);
+/* Tails: the tokens a sequence stored after block b without filling the
+ * next block (a prompt's end, a chat turn's answer), so that a prompt that
+ * continues them need not recompute up to 63 tokens. A block keeps one
+ * tail, the latest offered: n tokens (0 < n < block_tokens) and a copy of
+ * the n_pages pages that hold them (the sequence keeps writing its own).
+ * Its pages count as one more block in the stats, never referenced (an
+ * attacher copies them), so always evictable: kv_pfx_evict takes the
+ * unreferenced blocks first, then tails of blocks in use. PV_ENOMEM
+ * leaves the block as it was. */
+int kv_pfx_set_tail(kv_pfx *x, kv_pfx_blk *b, const int32_t *tok, int n, void *const *pages);
+/* How many of tok[0..n) b's tail holds (its leading tokens that match). */
+int kv_pfx_tail_match(const kv_pfx_blk *b, const int32_t *tok, int n);
+/* Page i of b's tail: copied by the attacher (it will write into it). */
+const void *kv_pfx_tail_page(const kv_pfx_blk *b, int i);
 /* Drops one reference; at zero the block joins the LRU as its newest. */
 void kv_pfx_unref(kv_pfx *x, kv_pfx_blk *b);
 void *kv_pfx_page(const kv_pfx_blk *b, int i);

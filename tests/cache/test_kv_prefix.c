@@ -170,7 +170,8 @@ Test(kv_prefix_fp16, attached_prefix_attends_bit_for_bit_like_the_computed_one) 
     kv_usage u;
     kv_seq_usage(c, 0, &u);
     size_t seq_bytes = u.bytes_stored, page_bytes = seq_bytes / 3;
-    cr_expect_eq(kv_seq_prefix_publish(c, 0, t, n), 2 * PAGE, "two whole pages are shareable");
+    /* whole pages only here (the tail after them: kv_prefix_tail below) */
+    cr_expect_eq(kv_seq_prefix_publish(c, 0, t, 2 * PAGE), 2 * PAGE, "two whole pages are shareable");
     kv_seq_usage(c, 0, &u);
     cr_expect_eq(u.bytes_cached, 2 * page_bytes);
     kv_seq_reset(c, 0);
@@ -218,13 +219,13 @@ Test(kv_prefix_fp16, eviction_under_pressure_spares_shared_blocks_and_frees_each
     /* slot 0 computes prefix A and publishes it; slots 1 and 2 share it */
     store(c, 0, 0, n);
     attend(c, 0, n - 1, ref);
-    kv_seq_prefix_publish(c, 0, ta, n);
+    kv_seq_prefix_publish(c, 0, ta, 3 * PAGE); /* whole pages only: no tail */
     cr_expect_eq(kv_seq_prefix_attach(c, 1, ta, n), 3 * PAGE);
     store(c, 1, 3 * PAGE, n);
     kv_seq_reset(c, 0); /* A's blocks stay referenced by slot 1 */
     /* an unrelated prefix B, computed and left unreferenced */
     store(c, 2, 0, n);
-    kv_seq_prefix_publish(c, 2, tb, n);
+    kv_seq_prefix_publish(c, 2, tb, 3 * PAGE);
     kv_seq_reset(c, 2);
     kv_prefix_stats st;
     kv_prefix_get_stats(c, &st);
@@ -245,7 +246,7 @@ Test(kv_prefix_fp16, eviction_under_pressure_spares_shared_blocks_and_frees_each
     cr_expect_eq(kv_prefix_evict(c, SIZE_MAX), 0, "evicted while slot 0 holds it");
     /* a second publish of equal pages by another slot stays private */
     store(c, 2, 0, n);
-    cr_expect_eq(kv_seq_prefix_publish(c, 2, ta, n), 0);
+    cr_expect_eq(kv_seq_prefix_publish(c, 2, ta, 3 * PAGE), 0);
     kv_seq_reset(c, 0);
     kv_seq_reset(c, 2);
     kv_prefix_get_stats(c, &st);
@@ -270,7 +271,7 @@ Test(kv_prefix_fp16, router_forwards_and_destroy_frees_cached_blocks) {
     int32_t t[512];
     tokens(t, PAGE + 2, 5);
     store(c, 0, 0, PAGE + 2);
-    cr_expect_eq(kv_seq_prefix_publish(c, 0, t, PAGE + 2), PAGE);
+    cr_expect_eq(kv_seq_prefix_publish(c, 0, t, PAGE), PAGE);
     kv_seq_reset(c, 0);
     kv_prefix_stats st;
     kv_prefix_get_stats(c, &st);
@@ -283,4 +284,74 @@ Test(kv_prefix_fp16, router_forwards_and_destroy_frees_cached_blocks) {
     kv_destroy(c); /* cached blocks go back to the pool with their cache */
     cr_expect_eq(kv_pool_used(pool), 0);
     kv_pool_destroy(pool);
+}
+
+/* The tail: what a sequence stored after its last whole block (a prompt's
+ * end, an answer) is kept as a copy with that block, so a prompt that
+ * continues it takes those tokens too (never its own last one), attends
+ * bit for bit as if it had computed them, and follows the newest tail. */
+Test(kv_prefix_fp16, tail_after_the_last_block_is_copied_and_continued) {
+    kv_pool *pool;
+    kv_cache *c = fp16(&pool, 0);
+    int n = 2 * PAGE + 40, qd = 4 * 32;
+    int32_t t[512], t2[512];
+    tokens(t, n + 20, 3);
+    float *ref = calloc((size_t)2 * qd, sizeof(float)), *got = calloc((size_t)2 * qd, sizeof(float));
+    store(c, 0, 0, n);
+    attend(c, 0, n - 1, ref);
+    cr_expect_eq(kv_seq_prefix_publish(c, 0, t, n), 2 * PAGE);
+    kv_prefix_stats st;
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 3, "two blocks and a tail");
+    size_t block = st.bytes / 3;
+    cr_expect_eq(st.bytes_referenced, 2 * block, "the tail is never in use (attach copies it)");
+    cr_expect_eq(st.bytes_evictable, block);
+    kv_seq_reset(c, 0);
+    cr_expect_eq(kv_pool_used(pool), 3 * block, "the sequence's own page was not freed");
+    /* the same prompt: everything but its last token */
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t, n), n - 1);
+    cr_expect_eq(kv_seq_pos(c, 1), n - 1);
+    store(c, 1, n - 1, n);
+    attend(c, 1, n - 1, got);
+    cr_expect_eq(memcmp(ref, got, sizeof(float) * 2 * qd), 0, "attention differs with the tail");
+    kv_usage u;
+    kv_seq_usage(c, 1, &u);
+    cr_expect_eq(u.bytes_cached, 2 * block, "the tail's copy is the sequence's own");
+    /* it goes on past the tail (the next turn): the tail's 40 tokens */
+    kv_seq_reset(c, 1);
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t, n + 20), n);
+    kv_seq_reset(c, 1);
+    /* it leaves the tail after 10 tokens: those 10 */
+    memcpy(t2, t, sizeof t2);
+    t2[2 * PAGE + 10]++;
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t2, n), 2 * PAGE + 10);
+    kv_seq_reset(c, 1);
+    /* a newer tail after the same blocks replaces it, in its pages */
+    int32_t t3[512];
+    memcpy(t3, t, sizeof t3);
+    t3[2 * PAGE + 5]++;
+    cr_expect_eq(kv_seq_prefix_attach(c, 2, t3, 2 * PAGE + 1), 2 * PAGE);
+    store(c, 2, 2 * PAGE, 2 * PAGE + 30);
+    cr_expect_eq(kv_seq_prefix_publish(c, 2, t3, 2 * PAGE + 30), 2 * PAGE);
+    kv_seq_reset(c, 2);
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t3, n), 2 * PAGE + 30);
+    kv_seq_reset(c, 1);
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t, n), 2 * PAGE + 5, "not the newest tail");
+    /* pressure while the blocks are in use: the tail goes, the blocks stay */
+    cr_expect_eq(kv_prefix_evict(c, 1), block);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 2);
+    cr_expect_eq(st.bytes_evictable, 0);
+    kv_seq_reset(c, 1);
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t, n), 2 * PAGE, "a tail after its eviction");
+    store(c, 1, 2 * PAGE, n);
+    cr_expect_eq(kv_seq_prefix_publish(c, 1, t, n), 2 * PAGE);
+    kv_seq_reset(c, 1);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 3, "a second tail for one block");
+    cr_expect_eq(kv_prefix_evict(c, SIZE_MAX), 3 * block);
+    cr_expect_eq(kv_pool_used(pool), 0, "bytes left after a flush");
+    kv_destroy(c);
+    kv_pool_destroy(pool);
+    free(ref), free(got);
 }
