@@ -23,8 +23,36 @@
  * Not on CUDA (the GPU cache has no blocks), not with --prefix-cache off,
  * not for requests with cache_prompt: false. */
 #include <stdint.h>
+#include <string.h>
 
 #include "eng_internal.h"
+
+/* The longest block-aligned prefix (at most n_fill - 1 tokens) c's fill
+ * shares with the fill of a running choice under the same policy: two
+ * requests with one system prompt that start together cannot find each
+ * other's snapshot yet (neither has published), so the later one splits
+ * where they part and the third request finds the shared part. */
+static int running_match(eng_engine *e, const eng_job *j, const eng_choice *c) {
+    kv_prefix_stats st;
+    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
+    if (st.block_tokens <= 0) return 0;
+    char mine[320], other[320];
+    kv_policy_describe(&j->p.policy, mine, sizeof mine);
+    int best = 0;
+    for (const eng_job *o = e->running; o; o = o->next) {
+        kv_policy_describe(&o->p.policy, other, sizeof other);
+        if (strcmp(mine, other)) continue;
+        for (int i = 0; i < o->n_choices; i++) {
+            const eng_choice *oc = &o->ch[i];
+            if (oc == c || oc->finished || oc->slot < 0) continue;
+            int m = oc->n_fill < c->n_fill - 1 ? oc->n_fill : c->n_fill - 1, k = 0;
+            while (k < m && oc->prompt[k] == c->prompt[k]) k++;
+            k = k / st.block_tokens * st.block_tokens;
+            if (k > best) best = k;
+        }
+    }
+    return best;
+}
 
 void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
     c->pfx = !e->on_cuda && !e->cfg.prefix_cache_off && !j->p.no_prompt_cache;
@@ -43,6 +71,8 @@ void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
      * sequence that takes the branch. */
     if (!kv_policy_is_plain(&j->p.policy)) {
         int d = kv_prefix_match(llm_ctx_kv(e->ctx), c->slot, c->prompt, c->n_fill);
+        int r = running_match(e, j, c);
+        if (r > d) d = r;
         if (d > got) c->pfx_split = d;
     }
     e->pfx_queries += c->n_fill;
@@ -69,6 +99,16 @@ static int snap_point(eng_engine *e, const eng_job *j, const eng_choice *c) {
     return (c->n_fill - 1) / st.block_tokens * st.block_tokens;
 }
 
+/* A decode step (it ends past the fill) that left the sequence at a block
+ * boundary: a snapshot there holds part of the answer, which the next
+ * turn of a chat resends. */
+static int decode_boundary(eng_engine *e, const eng_choice *c, int end) {
+    if (end <= c->n_fill) return 0;
+    kv_prefix_stats st;
+    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
+    return st.block_tokens > 0 && end % st.block_tokens == 0;
+}
+
 int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
     if (c->pfx_split > c->n_fed) return c->pfx_split; /* before the last boundary */
     int p = snap_point(e, j, c);
@@ -78,7 +118,8 @@ int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
 void eng_prefix_chunk_done(eng_engine *e, const eng_job *j, eng_choice *c, int end) {
     if (!c->pfx || c->finished) return;
     if (kv_policy_is_plain(&j->p.policy) ? end == c->n_fill && c->n_fed == c->n_fill
-                                         : end > 0 && (end == snap_point(e, j, c) || end == c->pfx_split))
+                                         : end > 0 && (end == snap_point(e, j, c) ||
+                                                       end == c->pfx_split || decode_boundary(e, c, end)))
         eng_prefix_publish(e, c);
 }
 

@@ -208,6 +208,31 @@ Test(prefix, compressed_policy_snapshots_reproduce_cold_runs) {
     cr_expect_eq(run_tokens(&p, s3[1], 200, 4, &x), 0, "nothing to take yet");
     cr_expect_eq(run_tokens(&p, s3[2], 200, 4, &x), 2 * PAGE, "the split was not published");
     cr_expect_eq(gauges().prefix_hits - h0, 2 * PAGE);
+    /* two such prompts that start together cannot see each other's
+     * snapshot; the later one splits where it leaves the running one */
+    int32_t s4[3][200];
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 200; i++) s4[k][i] = i < 140 ? (700 + 17 * i) % 1000 : (41 * k + 29 * i) % 1000;
+    rec r0, r1;
+    eng_job *j0 = job_tokens(&p, s4[0], 200, 8, &r0), *j1 = job_tokens(&p, s4[1], 200, 8, &r1);
+    eng_job *js[] = {j0, j1};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(eng_job_cached_tokens(j0) + eng_job_cached_tokens(j1), 0);
+    eng_job_free(j0);
+    eng_job_free(j1);
+    cr_expect_eq(run_tokens(&p, s4[2], 200, 4, &x), 2 * PAGE, "no split from the running prompt");
+    /* the next turn of a chat: a decode step that ends on a block boundary
+     * leaves a snapshot there, inside the answer */
+    int32_t t5[256];
+    for (int i = 0; i < 100; i++) t5[i] = (300 + 23 * i) % 1000;
+    p.ignore_eos = 1;
+    run_tokens(&p, t5, 100, 40, &x); /* decodes positions 100..138: crosses 128 */
+    cr_assert_geq(x.n_ids, 29);
+    for (int i = 0; i < 29; i++) t5[100 + i] = x.ids[i];
+    for (int i = 129; i < 150; i++) t5[i] = (11 * i) % 1000;
+    cr_expect_eq(run_tokens(&p, t5, 150, 2, &x), 2 * PAGE, "no snapshot inside the answer");
     expect_only_cache_left();
     stop();
 }
