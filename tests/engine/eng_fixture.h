@@ -164,16 +164,22 @@ static inline eng_params greedy(void) {
     return p;
 }
 
-/* A one-choice job of prompt [base, base + 1, ...] (n tokens). */
-static inline eng_job *job_of(const eng_params *p, int base, int n, int max_new, rec *r) {
+/* A job of n_choices choices of prompt [base, base + 13, ...] (n tokens). */
+static inline eng_job *job_of_n(const eng_params *p, int base, int n, int max_new, int n_choices,
+                                rec *r) {
     int32_t prompt[128];
     for (int i = 0; i < n; i++) prompt[i] = (base + 13 * i) % 1000;
     const int32_t *pp[1] = {prompt};
     eng_job *j;
-    cr_assert_eq(eng_job_create(p, 1, pp, &n, &max_new, 1, &j), PV_OK);
+    cr_assert_eq(eng_job_create(p, 1, pp, &n, &max_new, n_choices, &j), PV_OK);
     memset(r, 0, sizeof *r);
     eng_job_set_user(j, r);
     return j;
+}
+
+/* A one-choice job. */
+static inline eng_job *job_of(const eng_params *p, int base, int n, int max_new, rec *r) {
+    return job_of_n(p, base, n, max_new, 1, r);
 }
 
 static inline void submit(eng_job *j) {
@@ -230,6 +236,17 @@ static inline void submit_behind_first(eng_job **js, int n) {
     submit(js[0]);
     wait_held();
     for (int i = 1; i < n; i++) submit(js[i]);
+}
+
+/* a, then b submitted behind it while the decoder is held, both run to
+ * the end; neither may fail. */
+static inline void run_two(eng_job *a, eng_job *b, const rec *ra, const rec *rb) {
+    eng_job *js[] = {a, b};
+    submit_behind_first(js, 2);
+    set_hold(0);
+    run_until_done(js, 2);
+    cr_expect_eq(ra->err, 0, "the first job failed: %s", ra->msg);
+    cr_expect_eq(rb->err, 0, "the second job failed: %s", rb->msg);
 }
 
 static inline eng_gauges gauges(void) {

@@ -230,12 +230,7 @@ Test(elastic, fraction_floor_never_lifts_a_token_budget) {
     q.kv_elastic = 0;
     rec ra, rb;
     eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_of(&q, 2, 8, 200, &rb);
-    eng_job *js[] = {a, b};
-    submit_behind_first(js, 2);
-    set_hold(0);
-    run_until_done(js, 2);
-    cr_expect_eq(ra.err, 0, "a failed: %s", ra.msg);
-    cr_expect_eq(rb.err, 0, "b failed: %s", rb.msg);
+    run_two(a, b, &ra, &rb);
     cr_expect_eq(ra.n_ids, 200);
     cr_expect_eq(rb.n_ids, 200);
     eng_relief fa = relief_of(a);
@@ -255,19 +250,6 @@ Test(elastic, fraction_floor_never_lifts_a_token_budget) {
     stop();
 }
 
-/* A job of 16 greedy choices of one prompt: it takes a page per choice
- * each time its sequences cross a page together. */
-static eng_job *job_n16(const eng_params *p, int n, int max_new, rec *r) {
-    int32_t prompt[64];
-    for (int i = 0; i < n; i++) prompt[i] = (3 + 17 * i) % 1000;
-    const int32_t *pp[1] = {prompt};
-    eng_job *j;
-    cr_assert_eq(eng_job_create(p, 1, pp, &n, &max_new, 16, &j), PV_OK);
-    memset(r, 0, sizeof *r);
-    eng_job_set_user(j, r);
-    return j;
-}
-
 /* b (n=16) is preempted when its 16 sequences reach 65 tokens: 16 pages
  * more than the 33 pages hold beside a. It must not come back before its
  * first step fits: that step holds every choice at its fill + 1 token (two
@@ -282,13 +264,8 @@ Test(preemption, readmitted_job_with_16_choices_is_not_preempted_again) {
     start((setup){.kv_memory = 33 * page, .max_seqs = 17, .max_batch_tokens = 256, .prefix_off = 1});
     eng_params p = greedy();
     rec ra, rb;
-    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_n16(&p, 8, 100, &rb);
-    eng_job *js[] = {a, b};
-    submit_behind_first(js, 2);
-    set_hold(0);
-    run_until_done(js, 2);
-    cr_expect_eq(ra.err, 0, "a failed: %s", ra.msg);
-    cr_expect_eq(rb.err, 0, "b failed: %s", rb.msg);
+    eng_job *a = job_of(&p, 1, 8, 200, &ra), *b = job_of_n(&p, 3, 8, 100, 16, &rb);
+    run_two(a, b, &ra, &rb);
     cr_expect_eq(ra.n_ids, 200);
     cr_expect_eq(relief_of(a).preemptions, 0);
     for (int i = 0; i < 16; i++) {

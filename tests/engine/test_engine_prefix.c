@@ -256,12 +256,7 @@ Test(prefix, compressed_policy_under_preemption_loses_nothing) {
     p = greedy();
     run_tokens(&p, a, 140, 1, &xa); /* a snapshot of the shared 128 tokens */
     eng_job *ja = job_tokens(&p, a, 140, 100, &xa), *jb = job_tokens(&p, b, 140, 100, &xb);
-    eng_job *js[] = {ja, jb};
-    submit_behind_first(js, 2);
-    set_hold(0);
-    run_until_done(js, 2);
-    cr_expect_eq(xa.err, 0, "%s", xa.msg);
-    cr_expect_eq(xb.err, 0, "%s", xb.msg);
+    run_two(ja, jb, &xa, &xb);
     cr_expect_eq(xa.tokens, 100);
     cr_expect_eq(xb.tokens, 100);
     eng_gauges g = gauges();
