@@ -22,7 +22,7 @@
  * given the same suffix (tests/cache/test_kv_prefix_mixed.c checks it bit
  * for bit). A fresh run differs from both only in where its prefill calls
  * ended (demotion runs at the end of each call; the tracker has seen
- * different queries by then), which `pivot eval --prefix-check` measures.
+ * different queries by then), which `pivot eval --prefix-cached` measures.
  *
  * Snapshots are stored compressed (the policy's own records), so the same
  * bytes hold ~3x more prefixes than the plain cache for mikv; they are
