@@ -168,3 +168,81 @@ Test(kv_prefix_random, random_operations_keep_the_books_and_the_bits) {
         kv_pool_destroy(rpool);
     }
 }
+
+/* One call of the mixed cache: store [from, to) and attend their queries. */
+static void call(kv_cache *c, int seq, const int32_t *tok, int from, int to) {
+    int n = to - from;
+    float *k = malloc(sizeof(float) * NKV * HD * n), *v = malloc(sizeof(float) * NKV * HD * n);
+    float *q = malloc(sizeof(float) * NH * HD * n), *o = malloc(sizeof(float) * NH * HD * n);
+    for (int l = 0; l < NL; l++) {
+        for (int i = 0; i < n; i++) {
+            rows_at(tok, from + i, l, 1, NKV * HD, k + (size_t)i * NKV * HD);
+            rows_at(tok, from + i, l, 2, NKV * HD, v + (size_t)i * NKV * HD);
+            rows_at(tok, from + i, l, 3, NH * HD, q + (size_t)i * NH * HD);
+        }
+        cr_assert_eq(kv_store(c, seq, l, from, n, k, v), PV_OK);
+        for (int h = 0; h < NKV; h++) cr_assert_eq(kv_attend_group(c, seq, l, h, from, n, q, o, 0), PV_OK);
+    }
+    free(k), free(v), free(q), free(o);
+}
+
+/* The mixed cache's snapshots under the same random life: prefills that
+ * end a call at the prompt's last block boundary and publish there, decode
+ * steps, resets, evictions. The books hold after every step (a snapshot's
+ * pages are all the cache's: pool = sequences + snapshots), attaches are
+ * whole blocks below n, and everything goes back at the end. */
+Test(kv_prefix_random, mixed_snapshots_keep_the_books) {
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        uint64_t r = seed;
+        kv_pool *pool;
+        cr_assert_eq(kv_pool_create(0, &pool), PV_OK);
+        kv_shape sh = {.n_layers = NL, .n_heads = NH, .n_kv_heads = NKV, .head_dim = HD,
+                       .max_seqs = SLOTS, .max_ctx = CTX, .n_threads = 1, .pool = pool};
+        kv_policy p;
+        char err[128];
+        cr_assert_eq(kv_policy_parse("mikv,budget=0.25,recent=8,sinks=2", &p, err, sizeof err), 0);
+        kv_cache *c;
+        cr_assert_eq(kv_create(&sh, &p, &c, err, sizeof err), PV_OK, "%s", err);
+        int32_t tok[SLOTS][CTX];
+        int len[SLOTS] = {0};
+        long attached = 0;
+        for (int step = 0; step < 300; step++) {
+            int s = rnd(&r, SLOTS), op = rnd(&r, 10);
+            if (!len[s]) {
+                int n = make_prompt(&r, tok[s]);
+                int a = kv_seq_prefix_attach(c, s, tok[s], n);
+                cr_assert(a >= 0 && a <= n - 1 && a % 64 == 0, "step %d: attached %d of %d", step, a, n);
+                attached += a;
+                int cut = (n - 1) / 64 * 64;
+                if (cut > a) {
+                    call(c, s, tok[s], a, cut);
+                    cr_assert_geq(kv_seq_prefix_publish(c, s, tok[s], cut), 0);
+                    a = cut;
+                }
+                call(c, s, tok[s], a, n);
+                len[s] = n;
+            } else if (op < 4 && len[s] + 20 < CTX) {
+                for (int i = 0; i < 8; i++, len[s]++) {
+                    tok[s][len[s]] = rnd(&r, 3);
+                    call(c, s, tok[s], len[s], len[s] + 1);
+                    if ((len[s] + 1) % 64 == 0)
+                        cr_assert_geq(kv_seq_prefix_publish(c, s, tok[s], len[s] + 1), 0);
+                }
+            } else if (op < 7) {
+                kv_seq_reset(c, s);
+                len[s] = 0;
+            } else {
+                kv_prefix_stats st;
+                kv_prefix_get_stats(c, &st);
+                kv_prefix_evict(c, op == 9 ? SIZE_MAX : st.bytes / 2);
+            }
+            check_books(c, pool, step);
+        }
+        cr_expect_gt(attached, 0, "seed %lu: nothing was ever attached", (unsigned long)seed);
+        for (int s = 0; s < SLOTS; s++) kv_seq_reset(c, s);
+        kv_prefix_evict(c, SIZE_MAX);
+        cr_expect_eq(kv_pool_used(pool), 0, "seed %lu: bytes left", (unsigned long)seed);
+        kv_destroy(c);
+        kv_pool_destroy(pool);
+    }
+}
