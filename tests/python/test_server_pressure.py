@@ -177,9 +177,12 @@ def test_opted_out_requests_are_never_compressed(elastic_srv):
 def test_sigterm_drain_waits_for_preempted_requests():
     with default_server("--ctx", "512", "--max-batch", "4", "--kv-memory", TIGHT) as s:
         socks = []
+        # Sent back to back: both must be past one page while the other still
+        # runs (4 pages in 3.2). A 0.3 s gap let the first finish before the
+        # second grew on a quiet machine (CI, 2026-12-04), with no preemption.
         for p in PROMPTS[:2]:
             socks.append(raw_post(s.port, "/v1/completions", body(p), timeout=300))
-            time.sleep(0.3)
+            time.sleep(0.02)
         s.wait_metrics(lambda m: m["pivot:num_preemptions_total"] >= 1, 120, "a preemption")
         s.proc.send_signal(signal.SIGTERM)
         for sk in socks:
