@@ -93,6 +93,15 @@ static void check_books(kv_cache *c, kv_pool *pool, int step) {
     cr_assert_leq(st.bytes_referenced + st.bytes_evictable, st.bytes, "step %d", step);
 }
 
+/* The end of a run: every slot reset, the cache flushed, the pool empty;
+ * the cache destroyed. */
+static void drain(kv_cache *c, kv_pool *pool, uint64_t seed) {
+    for (int s = 0; s < SLOTS; s++) kv_seq_reset(c, s);
+    kv_prefix_evict(c, SIZE_MAX);
+    cr_expect_eq(kv_pool_used(pool), 0, "seed %lu: bytes left", (unsigned long)seed);
+    kv_destroy(c);
+}
+
 /* A prompt: one of three heads (or none), then tokens from a small
  * alphabet, so prompts part inside blocks and inside tails. */
 static int make_prompt(uint64_t *r, int32_t *t) {
@@ -159,10 +168,7 @@ Test(kv_prefix_random, random_operations_keep_the_books_and_the_bits) {
         }
         cr_expect_gt(attached, 0, "seed %lu: nothing was ever attached", (unsigned long)seed);
         cr_expect_gt(tails, 0, "seed %lu: no attach ever took a tail", (unsigned long)seed);
-        for (int s = 0; s < SLOTS; s++) kv_seq_reset(c, s);
-        kv_prefix_evict(c, SIZE_MAX);
-        cr_expect_eq(kv_pool_used(pool), 0, "seed %lu: bytes left", (unsigned long)seed);
-        kv_destroy(c);
+        drain(c, pool, seed);
         kv_destroy(ref);
         kv_pool_destroy(pool);
         kv_pool_destroy(rpool);
@@ -239,10 +245,7 @@ Test(kv_prefix_random, mixed_snapshots_keep_the_books) {
             check_books(c, pool, step);
         }
         cr_expect_gt(attached, 0, "seed %lu: nothing was ever attached", (unsigned long)seed);
-        for (int s = 0; s < SLOTS; s++) kv_seq_reset(c, s);
-        kv_prefix_evict(c, SIZE_MAX);
-        cr_expect_eq(kv_pool_used(pool), 0, "seed %lu: bytes left", (unsigned long)seed);
-        kv_destroy(c);
+        drain(c, pool, seed);
         kv_pool_destroy(pool);
     }
 }
