@@ -300,7 +300,8 @@ Test(kv_attn, split_k_one_part_is_attend_group) {
     cr_assert_eq(kv_create_fp16(&sh, &c), 0);
     cr_assert_eq(kv_store(c, 0, 0, 0, N, d.K, d.V), 0);
     size_t qd = 9 * 64;
-    float *whole = calloc((size_t)n * qd, sizeof(float)), *merged = calloc((size_t)n * qd, sizeof(float));
+    float *whole = calloc((size_t)n * qd, sizeof(float));
+    float *merged = calloc((size_t)n * qd, sizeof(float));
     for (int g = 0; g < 3; g++)
         cr_assert_eq(kv_attend_group(c, 0, 0, g, N - n, n, d.Q + (N - n) * qd, whole, 0), 0);
     int cut[] = {0, N};

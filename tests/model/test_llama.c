@@ -147,7 +147,8 @@ static void split_vs_unsplit(int threads) {
     int differs = 0;
     for (int s = 0; s < STEPS; s++) {
         cr_assert_eq(ta, tb, "step %d: greedy token %d unsplit, %d split", s, ta, tb);
-        llm_batch_entry da = {0, P + s, 1, &ta, LLM_LOGITS_LAST}, db = {0, P + s, 1, &tb, LLM_LOGITS_LAST};
+        llm_batch_entry da = {0, P + s, 1, &ta, LLM_LOGITS_LAST};
+        llm_batch_entry db = {0, P + s, 1, &tb, LLM_LOGITS_LAST};
         cr_assert_eq(llm_decode_greedy(off, &da, 1, a, &ta), 0);
         cr_assert_eq(llm_decode_greedy(on, &db, 1, b, &tb), 0);
         double r = rel_l2(b, a, V);
