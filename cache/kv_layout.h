@@ -9,7 +9,12 @@
  *                       bits 8/4/2: head_dim codes packed in bit planes
  *                       (head_dim*bits/8 bytes) + per group of `group`
  *                       channels an fp16 scale and an fp16 zero
- *   position            int32, the token's original position
+ *   position            high tier only: int32, the token's original
+ *                       position. The low tier is kept sorted by position
+ *                       and, when it exists, nothing is dropped, so its
+ *                       positions are the ones below the length that the
+ *                       high tier does not hold: they cost no bytes
+ *                       (kvmx_lo_positions in kv_mixed.c recovers them)
  *   tracker state       high tier only: 4 bytes (persistence: two u16
  *                       bucket counters) or 8 (accumulated: f32 sum +
  *                       i32 first step); none for recent/none
@@ -48,7 +53,7 @@ static inline size_t kvl_hi_token_bytes(const kv_policy *p, int head_dim) {
 }
 static inline size_t kvl_lo_token_bytes(const kv_policy *p, int head_dim) {
     return p->lo_bits ? kvl_rec_bytes(p->lo_bits, head_dim, p->group) +
-                            kvl_rec_bytes(kv_policy_lo_v_bits(p), head_dim, p->group) + 4
+                            kvl_rec_bytes(kv_policy_lo_v_bits(p), head_dim, p->group)
                       : 0;
 }
 

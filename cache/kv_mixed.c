@@ -86,7 +86,6 @@ static void head_reset(const mixed_cache *c, head_t *hs) {
     memset(hs, 0, sizeof *hs);
     hs->hi = hi;
     hs->lo = lo;
-    hs->lo_max_pos = -1;
 }
 
 /* Room for `need` pending tokens: the head's arena slot for one, a heap
@@ -162,13 +161,61 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
 
 /* ---- demotion ------------------------------------------------------------- */
 
+int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int end, int32_t *out) {
+    int n = 0, h = 0;
+    for (int32_t pos = 0; pos < end && n < hs->lo.n; pos++) {
+        while (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) < pos) h++;
+        if (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) == pos) continue;
+        out[n++] = pos;
+    }
+    return n;
+}
+
+/* High-tier slot t re-encoded into low-tier slot `slot`. */
+static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int t, int slot,
+                       float *x) {
+    int hd = c->s.head_dim;
+    kvq_decode(t_k(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
+    /* FP16 high keys are raw; INT8 ones are balanced already. */
+    if (c->need_bal && p->hi_bits == 16)
+        for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
+    kvq_encode_clip(x, hd, p->lo_bits, p->group, p->clip, t_k(&hs->lo, &c->flo, slot));
+    kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
+    kvq_encode_clip(x, hd, kv_policy_lo_v_bits(p), p->group, p->clip, t_v(&hs->lo, &c->flo, slot));
+}
+
+/* Merges the victims (high slots vict[0..k), ascending, so ascending in
+ * position) into the low tier, which stays sorted by position: from the
+ * end backwards, a low record moves up past every victim older than it. The
+ * tier's positions come from kvmx_lo_positions (they are not stored), so
+ * this must run before the high tier is compacted. */
+static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, int k,
+                        scratch_t *s) {
+    int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
+    if (rc) return rc;
+    int32_t *lp = s->cpos; /* free again: kvt_pick is done with it */
+    int i = kvmx_lo_positions(c, hs, hs->n_pend ? hs->pend_pos0 : len, lp) - 1;
+    int j = k - 1, w = hs->lo.n + k - 1;
+    for (; j >= 0; w--) {
+        if (i >= 0 && lp[i] > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
+            memcpy(t_k(&hs->lo, &c->flo, w), t_k(&hs->lo, &c->flo, i), c->flo.krec);
+            memcpy(t_v(&hs->lo, &c->flo, w), t_v(&hs->lo, &c->flo, i), c->flo.vrec);
+            i--;
+        } else {
+            demote_one(c, p, hs, s->vict[j--], w, s->tmp);
+        }
+    }
+    hs->lo.n += k;
+    return PV_OK;
+}
+
 /* When the high tier is over budget: demote as many of the lowest-ranked
  * unprotected tokens as the tier rule says (kv_tier_demote) to the low tier
- * (or drop them), keeping the high tier sorted by position. */
+ * (or drop them), keeping both tiers sorted by position. */
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s) {
     const int want = kv_tier_demote(p, len, hs->hi.n);
     if (want == 0) return PV_OK;
-    int hd = c->s.head_dim, nc = 0;
+    int nc = 0;
     for (int t = 0; t < hs->hi.n; t++) {
         int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
         if (pos < p->sinks || pos >= (int64_t)len - p->recent) continue; /* protected */
@@ -185,24 +232,9 @@ int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, s
     int k = kvt_pick(s->cand, s->csc, s->cpos, nc, want, s->vict, s->pick);
     if (k == 0) return PV_OK;
     if (p->lo_bits) {
-        if (c->need_bal && !hs->bal_frozen) kvmx_bal_freeze(hs, hd);
-        int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
+        if (c->need_bal && !hs->bal_frozen) kvmx_bal_freeze(hs, c->s.head_dim);
+        int rc = demote_merge(c, p, hs, len, k, s);
         if (rc) return rc;
-        for (int i = 0; i < k; i++) {
-            int t = s->vict[i], slot = hs->lo.n++;
-            float *x = s->tmp;
-            kvq_decode(t_k(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
-            /* FP16 high keys are raw; INT8 ones are balanced already. */
-            if (c->need_bal && p->hi_bits == 16)
-                for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-            kvq_encode_clip(x, hd, p->lo_bits, p->group, p->clip, t_k(&hs->lo, &c->flo, slot));
-            kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
-            kvq_encode_clip(x, hd, kv_policy_lo_v_bits(p), p->group, p->clip,
-                            t_v(&hs->lo, &c->flo, slot));
-            int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
-            *t_pos(&hs->lo, &c->flo, slot) = pos;
-            if (pos > hs->lo_max_pos) hs->lo_max_pos = pos;
-        }
     } else {
         hs->n_dropped += k;
     }
@@ -286,9 +318,13 @@ static int mx_seq_tiers(const void *impl, int seq, int layer, int kv_head, uint8
         if (score && c->fhi.sb)
             score[p] = kvt_demote_score(c->p.select, t_state(&hs->hi, &c->fhi, i), hs->steps);
     }
-    for (int i = 0; i < hs->lo.n; i++) {
-        int32_t p = *t_pos(&hs->lo, &c->flo, i);
-        if (p >= 0 && p < n) tier[p] = KV_TIER_LOW;
+    if (hs->lo.n) {
+        int32_t *lp = malloc(sizeof *lp * (size_t)hs->lo.n);
+        if (!lp) return PV_ENOMEM;
+        int nl = kvmx_lo_positions(c, hs, hs->n_pend ? hs->pend_pos0 : len, lp);
+        for (int i = 0; i < nl; i++)
+            if (lp[i] < n) tier[lp[i]] = KV_TIER_LOW;
+        free(lp);
     }
     for (int i = 0; i < hs->n_pend; i++)
         if (hs->pend_pos0 + i < n) tier[hs->pend_pos0 + i] = KV_TIER_HIGH;
@@ -388,6 +424,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->p = *p;
     c->gq = s->n_heads / s->n_kv_heads;
     c->fhi.krec = c->fhi.vrec = kvl_rec_bytes(p->hi_bits, s->head_dim, p->group);
+    c->fhi.pb = sizeof(int32_t);
     c->fhi.sb = kvl_state_bytes(p->select);
     if (p->lo_bits) {
         c->flo.krec = kvl_rec_bytes(p->lo_bits, s->head_dim, p->group);
@@ -436,7 +473,6 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
         mx_destroy(c);
         return PV_ENOMEM;
     }
-    for (size_t i = 0; i < nh; i++) c->heads[i].lo_max_pos = -1;
     return kv_create_with(&mixed_vt, c, s, out);
 }
 
@@ -479,7 +515,16 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     const tfmt *rec = low ? &c->flo : &c->fhi;
     int bits = low ? c->p.lo_bits : c->p.hi_bits, hd = c->s.head_dim;
     int vbits = low ? kv_policy_lo_v_bits(&c->p) : c->p.hi_bits;
-    out->pos = *t_pos(t, rec, i);
+    if (low) { /* the i-th position the high tier does not hold (kv_layout.h) */
+        int32_t *lp = malloc(sizeof *lp * (size_t)t->n);
+        if (!lp) return PV_ENOMEM;
+        int len = c->len[(size_t)seq * c->s.n_layers + layer];
+        int nl = kvmx_lo_positions(c, hs, hs->n_pend ? hs->pend_pos0 : len, lp);
+        out->pos = i < nl ? lp[i] : -1;
+        free(lp);
+    } else {
+        out->pos = *t_pos(t, rec, i);
+    }
     out->score = !low && c->fhi.sb ? kvt_demote_score(c->p.select,
                                                      t_state(t, rec, i), hs->steps)
                                   : 0.0f;

@@ -24,6 +24,16 @@ static int hi_visible(const tier *t, const tfmt *rec, int p) {
     return lo;
 }
 
+/* Low-tier tokens a query at position p sees. The low tier is sorted by
+ * position and, when it exists, holds every stored position the high tier
+ * does not (nothing is dropped; pending tokens were just encoded high), so
+ * the positions <= p are p + 1 - nhv of them, its first records. Demotion
+ * runs after a call's queries, so in practice a query sees the whole tier. */
+static int lo_visible(const head_t *hs, int p, int nhv) {
+    int v = p + 1 - nhv;
+    return v < 0 ? 0 : v < hs->lo.n ? v : hs->lo.n;
+}
+
 static size_t blk_bytes(const kv_shape *s) {
     size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim, R = KVB_MAX_ROWS;
     return sizeof(float) * (M * R + 2 * hd * R + KVL_PAGE * hd) + R * (sizeof(int32_t) + sizeof(float *)) + 64;
@@ -147,7 +157,7 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                 qlo[(size_t)d * rp + r] = bal_lo ? x / hs->bal[d] : x;
             }
         }
-        const int lo_n = c->p.lo_bits ? lo->n : 0;
+        const int lo_n = c->p.lo_bits ? lo_visible(hs, pos0 + i0 + nq - 1, hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)) : 0;
         kvb_job j = {
             /* the high tier is sorted: past the block's last query nothing is visible */
             .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi,
@@ -161,10 +171,7 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
         for (int qi = 0; qi < nq; qi++) {
             const int p = pos0 + i0 + qi, nhv = hi_visible(hi, &c->fhi, p);
             if (c->fhi.sb) {
-                int n_vis = nhv;
-                if (hs->lo_max_pos <= p) n_vis += lo->n;
-                else
-                    for (int t = 0; t < lo->n; t++) n_vis += *t_pos(lo, &c->flo, t) <= p;
+                int n_vis = nhv + lo_visible(hs, p, nhv);
                 float thr = 1.0f / (float)n_vis;
                 for (int t = 0; t < nhv; t++) {
                     float agg = 0.0f;
@@ -249,22 +256,15 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
         qlo = s->qb;
         if (c->p.hi_bits == 8) qhi = s->qb;
     }
-    const int nhv = hi_visible(hi, &c->fhi, p), nl = lo->n;
-    const int lo_all = hs->lo_max_pos <= p;
-    int n_vis = nhv;
+    const int nhv = hi_visible(hi, &c->fhi, p), nl = lo_visible(hs, p, nhv);
+    const int n_vis = nhv + nl;
     hi_scores(c, hi, nhv, qhi, s, scale, dots);
-    /* The low tier a page at a time through the run kernels-> */
+    /* The low tier's visible prefix a page at a time through the run kernels,
+     * scaled, then softmax per query head: c->rows is AVX-512, AVX2 or
+     * portable C */
     if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s->qp);
     tier_dotn(&c->klo, lo, &c->flo, nl, qlo, &s->qp, c, s->sc + nhv);
-    /* mask and scale the low tier a page at a time (positions live per page),
-     * then softmax per query head: c->rows is AVX-512, AVX2 or portable C */
-    for (int g = 0; g < gq; g++)
-        for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
-            int v = c->rows.mask_scale(s->sc + (size_t)g * M + nhv + t0, t_pos(lo, &c->flo, t0),
-                                       nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE,
-                                       lo_all ? INT32_MAX : p, scale);
-            n_vis += g == 0 ? v : 0;
-        }
+    for (int g = 0; g < gq; g++) c->rows.scale_row(s->sc + (size_t)g * M + nhv, nl, scale);
     for (int g = 0; g < gq; g++) invp[g] = c->rows.exp_row(s->sc + (size_t)g * M, nhv + nl);
     memset(oi, 0, sizeof(float) * hd * gq);
     for (int g = 0; g < gq; g++) /* probabilities in place, both tiers (masked: 0) */

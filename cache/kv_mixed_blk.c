@@ -199,21 +199,6 @@ void kvb_attend(const kvb_job *j) {
 
 static inline __mmask16 first(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
-AVX512 int kvb_mask_scale(float *x, const int32_t *pos, int n, int32_t p, float scale) {
-    const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
-    const __m512i pv = _mm512_set1_epi32(p);
-    int vis = 0;
-    for (int t = 0; t < n; t += 16) {
-        __mmask16 live = first(n - t);
-        __m512i ps = _mm512_maskz_loadu_epi32(live, pos + t);
-        __mmask16 m = _mm512_mask_cmp_epi32_mask(live, ps, pv, _MM_CMPINT_LE);
-        __m512 v = _mm512_maskz_loadu_ps(live, x + t);
-        _mm512_mask_storeu_ps(x + t, live, _mm512_mask_mov_ps(ninf, m, _mm512_mul_ps(v, sc)));
-        vis += __builtin_popcount((unsigned)m);
-    }
-    return vis;
-}
-
 AVX512 float kvb_exp_row(float *x, int n) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 mv = ninf, sum = _mm512_setzero_ps();

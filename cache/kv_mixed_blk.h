@@ -54,10 +54,8 @@ int kvb_rpad(int rows);
 void kvb_attend(const kvb_job *j);
 
 /* Row helpers for the one-query path (same availability as the kernel).
- * kvb_mask_scale: x[t] = pos[t] <= p ? x[t] * scale : -inf for t < n;
- * returns how many are visible. kvb_exp_row: x[t] = e^(x[t] - max x),
+ * kvb_exp_row: x[t] = e^(x[t] - max x),
  * returns 1 / sum (masked entries become exactly 0). kvb_scale_row: x *= a. */
-int kvb_mask_scale(float *x, const int32_t *pos, int n, int32_t p, float scale);
 float kvb_exp_row(float *x, int n);
 void kvb_scale_row(float *x, int n, float a);
 

@@ -23,16 +23,17 @@ typedef struct {
 } tier;
 
 /* Record sizes of one tier's pages: keys and values may differ in width
- * (the low tier's lo_bits/lo_v_bits), sb is the tracker state per token. */
+ * (the low tier's lo_bits/lo_v_bits), pb is the position bytes per token (4
+ * in the high tier, 0 in the low tier: kv_layout.h), sb the tracker state
+ * per token. */
 typedef struct {
-    size_t krec, vrec, sb;
+    size_t krec, vrec, pb, sb;
 } tfmt;
 
 typedef struct {
     tier hi, lo;
     int n_dropped;
-    int64_t steps;      /* queries served (tracker clock) */
-    int32_t lo_max_pos; /* newest position in the low tier (-1: empty) */
+    int64_t steps; /* queries served (tracker clock) */
     float *bal;         /* [3][hd] factors b, running max|q|, max|k|; NULL until needed */
     int bal_frozen;
     float *pend; /* [n_pend][2][hd] keys, values stored but not yet encoded:
@@ -75,9 +76,10 @@ typedef struct {
 typedef struct kvmx_pfx kvmx_pfx;
 
 
-/* A page: KVL_PAGE key records, KVL_PAGE value records, KVL_PAGE int32
- * positions, then (high tier) KVL_PAGE tracker states. Records of one kind
- * are contiguous so the run kernels stream a page's keys or values. */
+/* A page: KVL_PAGE key records, KVL_PAGE value records, then (high tier)
+ * KVL_PAGE int32 positions and KVL_PAGE tracker states. Records of one kind
+ * are contiguous so the run kernels stream a page's keys or values. t_pos is
+ * for the high tier only (the low tier's positions: kvmx_lo_positions). */
 static inline uint8_t *t_k(const tier *t, const tfmt *f, int i) {
     return t->pages[i / KVL_PAGE] + (size_t)(i % KVL_PAGE) * f->krec;
 }
@@ -89,7 +91,7 @@ static inline int32_t *t_pos(const tier *t, const tfmt *f, int i) {
            i % KVL_PAGE;
 }
 static inline uint8_t *t_state(const tier *t, const tfmt *f, int i) {
-    return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec) + 4 * KVL_PAGE +
+    return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec + f->pb) +
            (size_t)(i % KVL_PAGE) * f->sb;
 }
 
@@ -143,6 +145,11 @@ void kvmx_bal_freeze(head_t *hs, int hd);
 /* Demotes what the tier rule (kv_tier.h) says under p (the sequence's
  * policy, kvmx_seq_policy), once the call left the sequence at len tokens. */
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
+/* The low tier's positions, ascending, into out[0..lo.n): the positions
+ * below `end` that the high tier does not hold, end being where the head's
+ * pending tokens start (or its length). Returns how many were found (lo.n
+ * unless the head is inconsistent). */
+int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int end, int32_t *out);
 
 /* Empties sequence seq (every head's pages back to the pool). */
 void kvmx_seq_reset(void *impl, int seq);

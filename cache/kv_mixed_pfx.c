@@ -43,7 +43,6 @@
 typedef struct {
     int hi_n, lo_n, n_dropped, bal_frozen;
     int64_t steps;
-    int32_t lo_max_pos;
     float *bal;   /* [3][hd] or NULL */
     uint8_t **pg; /* high-tier pages, then low-tier pages */
 } snap_head;
@@ -195,7 +194,6 @@ static int snap_head_take(const mixed_cache *c, const head_t *hs, snap_head *sh,
     sh->n_dropped = hs->n_dropped;
     sh->bal_frozen = hs->bal_frozen;
     sh->steps = hs->steps;
-    sh->lo_max_pos = hs->lo_max_pos;
     int nhi = pages_of(hs->hi.n), nlo = pages_of(hs->lo.n);
     if (nhi > hs->hi.n_pages || nlo > hs->lo.n_pages) return PV_EINVAL; /* cannot happen */
     if (nhi + nlo && !(sh->pg = calloc((size_t)(nhi + nlo), sizeof *sh->pg))) return PV_ENOMEM;
@@ -261,7 +259,6 @@ static int head_install(const mixed_cache *c, const snap_head *sh, head_t *hs) {
     hs->n_dropped = sh->n_dropped;
     hs->bal_frozen = sh->bal_frozen;
     hs->steps = sh->steps;
-    hs->lo_max_pos = sh->lo_max_pos;
     return PV_OK;
 }
 

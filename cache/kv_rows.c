@@ -12,16 +12,6 @@
 
 /* ---- portable ------------------------------------------------------------- */
 
-static int mask_scale_c(float *x, const int32_t *pos, int n, int32_t p, float scale) {
-    int vis = 0;
-    for (int t = 0; t < n; t++) {
-        int ok = pos[t] <= p;
-        vis += ok;
-        x[t] = ok ? x[t] * scale : -INFINITY;
-    }
-    return vis;
-}
-
 static float exp_row_c(float *x, int n) {
     float mx = -INFINITY;
     for (int t = 0; t < n; t++)
@@ -44,19 +34,6 @@ AVX2 static inline float hmax8(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
-
-AVX2 static int mask_scale_avx2(float *x, const int32_t *pos, int n, int32_t p, float scale) {
-    const __m256 sc = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
-    const __m256i pv = _mm256_set1_epi32(p);
-    int vis = 0, t = 0;
-    for (; t + 8 <= n; t += 8) {
-        __m256i hid = _mm256_cmpgt_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(pos + t)), pv);
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + t), sc);
-        _mm256_storeu_ps(x + t, _mm256_blendv_ps(v, ninf, _mm256_castsi256_ps(hid)));
-        vis += 8 - __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(hid)));
-    }
-    return vis + mask_scale_c(x + t, pos + t, n - t, p, scale);
 }
 
 AVX2 static float exp_row_avx2(float *x, int n) {
@@ -95,11 +72,11 @@ AVX2 static void scale_row_avx2(float *x, int n, float a) {
 
 void kvw_rows_for(int force_scalar, kvw_rows *r) {
     if (!force_scalar && kvb_available(64)) { /* the CPU test; head_dim does not matter here */
-        *r = (kvw_rows){kvb_mask_scale, kvb_exp_row, kvb_scale_row, "avx512"};
+        *r = (kvw_rows){kvb_exp_row, kvb_scale_row, "avx512"};
     } else if (!force_scalar && kq_simd_level() >= KQ_SIMD_AVX2 && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma")) {
-        *r = (kvw_rows){mask_scale_avx2, exp_row_avx2, scale_row_avx2, "avx2"};
+        *r = (kvw_rows){exp_row_avx2, scale_row_avx2, "avx2"};
     } else {
-        *r = (kvw_rows){mask_scale_c, exp_row_c, scale_row_c, "scalar"};
+        *r = (kvw_rows){exp_row_c, scale_row_c, "scalar"};
     }
 }

@@ -3,8 +3,6 @@
  * row helpers), AVX2 (kv_rows.c) or portable C (kv_rows.c: expf and a double
  * sum, the reference the others are tested against).
  *
- * mask_scale: x[t] = pos[t] <= p ? x[t] * scale : -inf for t < n; returns
- *   how many are visible.
  * exp_row: x[t] = e^(x[t] - max x), returns 1 / sum; masked (-inf) entries
  *   become exactly 0; a row of n >= 1 with at least one visible entry.
  * scale_row: x[t] *= a. */
@@ -14,7 +12,6 @@
 #include <stdint.h>
 
 typedef struct {
-    int (*mask_scale)(float *x, const int32_t *pos, int n, int32_t p, float scale);
     float (*exp_row)(float *x, int n);
     void (*scale_row)(float *x, int n, float a);
     const char *name; /* "avx512", "avx2", "scalar" */

@@ -145,10 +145,11 @@ Test(kv_policy, seq_bytes_by_hand) {
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), (size_t)2048 * 30 * 3 * 64 * 2 * 2);
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 1), (size_t)64 * 30 * 3 * 64 * 2 * 2);
     /* quant2 at 2048: high = 32 recent FP16 tokens (K,V 256 B + pos 4), low
-     * = 2016 INT2 tokens (K,V: 16 B codes + 2 groups x 4 B, + pos 4), in
-     * 32-token pages; plus 3 x 64 floats of balance state per head */
+     * = 2016 INT2 tokens (K,V: 16 B codes + 2 groups x 4 B; no position: the
+     * low tier's are implied), in 32-token pages; plus 3 x 64 floats of
+     * balance state per head */
     kv_policy_parse("quant2", &p, err, sizeof err);
-    size_t per_head = 1 * 32 * 260 + 63 * 32 * (2 * 24 + 4) + 768;
+    size_t per_head = 1 * 32 * 260 + 63 * 32 * (2 * 24) + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* scissorhands, budget 512 absolute: at most 512 high (+4 B persistence
      * state), the rest dropped */
@@ -160,9 +161,9 @@ Test(kv_policy, seq_bytes_by_hand) {
     double r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
     cr_assert(r > 0.25 && r < 0.40, "%g", r);
     /* quant4 with INT2 values, group 64: low tokens have a 36 B key record
-     * (32 B codes + one scale/zero), a 20 B value record and a 4 B position */
+     * (32 B codes + one scale/zero) and a 20 B value record (no position) */
     kv_policy_parse("quant4,lo-v-bits=2,group=64", &p, err, sizeof err);
-    per_head = 1 * 32 * 260 + 63 * 32 * (36 + 20 + 4) + 768;
+    per_head = 1 * 32 * 260 + 63 * 32 * (36 + 20) + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* mikv 4/2 with an FP16 high tier and 10% high tokens is about a third of FP16 */
     kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,group=64,budget=0.1", &p, err, sizeof err);
@@ -170,10 +171,10 @@ Test(kv_policy, seq_bytes_by_hand) {
     cr_assert(r > 0.30 && r < 0.33, "%g", r);
     /* the preset's formats: an INT8 high token is 2 x (64 B codes + one
      * scale/zero) + position + persistence state = 144 B; a low token INT4
-     * keys (36 B) + INT3 values (24 B codes + 4) + position = 68 B. With 64
+     * keys (36 B) + INT3 values (24 B codes + 4) = 64 B. With 64
      * high at most (chunk 1), the largest resting state is 33..63 high (two
      * pages) and 1985..2015 low (63 pages) */
     kv_policy_parse("mikv,budget=64,chunk=1", &p, err, sizeof err);
-    per_head = 2 * 32 * 144 + 63 * 32 * 68 + 768;
+    per_head = 2 * 32 * 144 + 63 * 32 * 64 + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
 }
