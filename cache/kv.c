@@ -1,6 +1,7 @@
 /* kv: the kv_cache wrapper every implementation sits behind (kv.h). */
 #include "kv.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,46 @@ int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int 
 int kv_attend_splits(const kv_cache *c, int seq) {
     if (bad_slot(c, seq) || !c->vt->attend_splits) return 0;
     return c->vt->attend_splits(c->impl, seq);
+}
+
+int kv_attend_parts(const kv_cache *c, int seq) {
+    if (bad_slot(c, seq) || !c->vt->attend_parts || !c->vt->attend_part) return 0;
+    return c->vt->attend_parts(c->impl, seq);
+}
+
+int kv_attend_part(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, int t0, int t1,
+                   const float *q, float *out, float *m, float *l, int thread) {
+    if (bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
+        kv_head >= c->shape.n_kv_heads || thread < 0 || thread >= c->shape.n_threads || t0 < 0 ||
+        t1 <= t0)
+        return PV_EINVAL;
+    int a = kv_attend_parts(c, seq);
+    if (a <= 0) return PV_EUNSUPPORTED;
+    if (t0 % a) return PV_EINVAL;
+    return c->vt->attend_part(c->impl, seq, layer, kv_head, pos0, n, t0, t1, q, out, m, l, thread);
+}
+
+/* Weights e^(m_p - M) <= 1 (the largest part's is exactly 1), so nothing
+ * overflows whatever the parts' scales. */
+void kv_attend_merge(int n_parts, int rows, int head_dim, const float *o, size_t o_stride,
+                     const float *m, const float *l, size_t ml_stride, float *out) {
+    for (int r = 0; r < rows; r++) {
+        float M = -INFINITY;
+        for (int p = 0; p < n_parts; p++)
+            if (m[p * ml_stride + r] > M) M = m[p * ml_stride + r];
+        float *dst = out + (size_t)r * head_dim, L = 0.0f;
+        memset(dst, 0, sizeof(float) * head_dim);
+        for (int p = 0; p < n_parts; p++) {
+            float mp = m[p * ml_stride + r];
+            if (mp == -INFINITY) continue; /* the part saw no key of this row */
+            float w = expf(mp - M);
+            const float *src = o + p * o_stride + (size_t)r * head_dim;
+            L += w * l[p * ml_stride + r];
+            for (int x = 0; x < head_dim; x++) dst[x] += w * src[x];
+        }
+        float inv = 1.0f / L;
+        for (int x = 0; x < head_dim; x++) dst[x] *= inv;
+    }
 }
 
 void kv_seq_reset(kv_cache *c, int seq) {

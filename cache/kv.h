@@ -87,6 +87,11 @@ typedef struct {
      * disjoint query ranges of one (seq, kv_head) (it only reads the cache).
      * NULL means no. */
     int (*attend_splits)(const void *impl, int seq);
+    /* Optional split-K decode attention (kv_attend_part): the key-range
+     * alignment for this sequence, 0 = unsupported; NULL: unsupported. */
+    int (*attend_parts)(const void *impl, int seq);
+    int (*attend_part)(void *impl, int seq, int layer, int kv_head, int pos0, int n, int t0, int t1,
+                       const float *q, float *out, float *m, float *l, int thread);
     void (*seq_reset)(void *impl, int seq);
     int (*seq_pos)(const void *impl, int seq); /* next position to store */
     void (*seq_usage)(const void *impl, int seq, kv_usage *u);
@@ -140,6 +145,36 @@ int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int 
  * all of them are stored (the model then splits long prompts across
  * threads). */
 int kv_attend_splits(const kv_cache *c, int seq);
+
+/* Split-K attention: one long sequence's attention cut along its keys, so
+ * that the pieces of one (seq, kv_head) run on different threads and a
+ * log-sum-exp merge (kv_attend_merge) puts them back together.
+ * kv_attend_parts: 0 when this sequence's cache cannot (the mixed cache,
+ * whose tracker must see every query's whole softmax; the GPU cache), else
+ * the alignment a: kv_attend_part takes key ranges starting at multiples
+ * of a (the plain cache: its page, 64). */
+int kv_attend_parts(const kv_cache *c, int seq);
+/* The attention of kv_attend_group restricted to the keys at positions
+ * [t0, t1) (t0 a multiple of kv_attend_parts, t1 > t0; t1 past the stored
+ * keys is capped), unnormalized. For query row i (position pos0+i) and
+ * query head qh of this KV head: out row (same layout as kv_attend_group)
+ * = Σ_j e^(s_j - m)·v_j over the range's keys j <= pos0+i, s_j = q·k_j /
+ * sqrt(head_dim); m[i*n_heads + qh] = max_j s_j (-inf when no key is
+ * visible: then l = 0 and the row is 0), l[i*n_heads + qh] = Σ_j
+ * e^(s_j - m). Only this KV head's entries of out, m, l are written. May
+ * run concurrently for different (kv_head, range) of one sequence (it only
+ * reads the cache), with distinct `thread` indices. PV_EUNSUPPORTED where
+ * kv_attend_parts is 0, PV_EINVAL for bad indices or ranges. */
+int kv_attend_part(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, int t0, int t1,
+                   const float *q, float *out, float *m, float *l, int thread);
+/* Merges n_parts partial results of the same `rows` rows (head_dim floats
+ * each) computed over disjoint key ranges that together cover the keys:
+ * out_r = Σ_p e^(m_p,r - M_r)·o_p,r / Σ_p e^(m_p,r - M_r)·l_p,r with
+ * M_r = max_p m_p,r. Part p's row r is at o + p*o_stride + r*head_dim, its
+ * m and l at m[p*ml_stride + r], l[p*ml_stride + r]; out row r at out +
+ * r*head_dim. Exact up to float rounding: the same softmax as one pass. */
+void kv_attend_merge(int n_parts, int rows, int head_dim, const float *o, size_t o_stride,
+                     const float *m, const float *l, size_t ml_stride, float *out);
 void kv_seq_reset(kv_cache *c, int seq);
 int kv_seq_pos(const kv_cache *c, int seq);
 void kv_seq_usage(const kv_cache *c, int seq, kv_usage *u);

@@ -252,16 +252,22 @@ __attribute__((target("avx512f,avx512bw"))) static void tile_avx512(tile_t *T, i
 
 /* ---- driver --------------------------------------------------------------- */
 
-void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, float *out,
-                float *scratch) {
+/* Keys [t0, t1) (t0 a multiple of KVA_PAGE) for query rows pos0..pos0+n-1.
+ * m/l NULL: the rows are normalized (kva_attend); else they stay the raw
+ * Σ e^(s-m)·v and each row's running max and sum go to m[i][head], l[i][head]
+ * (kva_attend_part). The arithmetic per key is the same either way. */
+static void attend_range(const kva_src *s, int kind, int pos0, int n, int t0, int t1,
+                         const float *q, float *out, float *mo, float *lo, float *scratch) {
     const int hd = s->head_dim, G = s->group, R = n * G;
     const size_t row = (size_t)s->n_heads * hd;
     float *kt = scratch, *vf = kt + (size_t)KVA_PAGE * hd, *pb = vf + (size_t)KVA_PAGE * hd;
     float *m = pb + KVA_TILE * KVA_PAGE, *l = m + KVA_CHUNK, *corr = l + KVA_CHUNK;
     tile_t T = {.kt = kt, .vf = vf, .p = pb, .corr = corr, .hd = hd,
                 .scale = 1.0f / sqrtf((float)hd)};
+    if (t1 > s->len) t1 = s->len;
 #define ROW_Q(r) (q + (size_t)((r) / G) * row + (size_t)(s->kv_head * G + (r) % G) * hd)
 #define ROW_O(r) (out + (size_t)((r) / G) * row + (size_t)(s->kv_head * G + (r) % G) * hd)
+#define ROW_ML(a, r) ((a) + (size_t)((r) / G) * s->n_heads + s->kv_head * G + (r) % G)
     for (int c0 = 0; c0 < R; c0 += KVA_CHUNK) {
         int c1 = R - c0 < KVA_CHUNK ? R : c0 + KVA_CHUNK;
         for (int r = c0; r < c1; r++) {
@@ -270,9 +276,9 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
             memset(ROW_O(r), 0, sizeof(float) * hd);
         }
         int last_key = pos0 + (c1 - 1) / G; /* the chunk's last row sees keys 0..last_key */
-        for (int p0 = 0; p0 <= last_key; p0 += KVA_PAGE) {
+        for (int p0 = t0; p0 <= last_key && p0 < t1; p0 += KVA_PAGE) {
             const uint16_t *page = s->pages[p0 / KVA_PAGE];
-            int nt = s->len - p0 < KVA_PAGE ? s->len - p0 : KVA_PAGE;
+            int nt = t1 - p0 < KVA_PAGE ? t1 - p0 : KVA_PAGE;
             if (last_key + 1 - p0 < nt) nt = last_key + 1 - p0;
             /* rows see the page once their limit pos0 + r/G reaches p0 */
             int r0 = p0 > pos0 ? (p0 - pos0) * G : 0;
@@ -285,15 +291,15 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
                 cvt(kind, kt, T.kh, (size_t)hd * KVA_PAGE);
                 cvt(kind, vf, T.vh, (size_t)nt * hd);
             }
-            for (int t0 = r0; t0 < c1; t0 += KVA_TILE) {
-                T.nr = c1 - t0 < KVA_TILE ? c1 - t0 : KVA_TILE;
-                T.m = m + (t0 - c0);
-                T.l = l + (t0 - c0);
+            for (int r1 = r0; r1 < c1; r1 += KVA_TILE) {
+                T.nr = c1 - r1 < KVA_TILE ? c1 - r1 : KVA_TILE;
+                T.m = m + (r1 - c0);
+                T.l = l + (r1 - c0);
                 for (int i = 0; i < T.nr; i++) {
-                    int lim = pos0 + (t0 + i) / G - p0 + 1;
+                    int lim = pos0 + (r1 + i) / G - p0 + 1;
                     T.nvalid[i] = lim < nt ? lim : nt;
-                    T.q[i] = ROW_Q(t0 + i);
-                    T.o[i] = ROW_O(t0 + i);
+                    T.q[i] = ROW_Q(r1 + i);
+                    T.o[i] = ROW_O(r1 + i);
                 }
                 if (kind == KVA_AVX512) tile_avx512(&T, direct);
                 else if (kind == KVA_F16C && hd % 8 == 0) tile_avx2(&T);
@@ -301,10 +307,26 @@ void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, flo
             }
         }
         for (int r = c0; r < c1; r++) {
+            if (mo) {
+                *ROW_ML(mo, r) = m[r - c0];
+                *ROW_ML(lo, r) = l[r - c0];
+                continue;
+            }
             float inv = 1.0f / l[r - c0], *o = ROW_O(r);
             for (int x = 0; x < hd; x++) o[x] *= inv;
         }
     }
 #undef ROW_Q
 #undef ROW_O
+#undef ROW_ML
+}
+
+void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, float *out,
+                float *scratch) {
+    attend_range(s, kind, pos0, n, 0, s->len, q, out, NULL, NULL, scratch);
+}
+
+void kva_attend_part(const kva_src *s, int kind, int pos0, int n, int t0, int t1, const float *q,
+                     float *out, float *m, float *l, float *scratch) {
+    attend_range(s, kind, pos0, n, t0, t1, q, out, m, l, scratch);
 }

@@ -51,5 +51,13 @@ size_t kva_scratch_floats(int head_dim);
  * kva_scratch_floats(head_dim) floats owned by the calling thread. */
 void kva_attend(const kva_src *s, int kind, int pos0, int n, const float *q, float *out,
                 float *scratch);
+/* Split-K (kv_attend_part): the same rows over keys [t0, t1) only (t0 a
+ * multiple of KVA_PAGE; t1 is capped at s->len), left unnormalized: out
+ * rows get Σ e^(s-m)·v and m, l ([n][n_heads], this KV head's entries) the
+ * row's largest scaled score and Σ e^(s-m); a row that sees no key of the
+ * range gets m = -inf, l = 0 and a zero row. kva_attend is this over
+ * [0, len) followed by out /= l. */
+void kva_attend_part(const kva_src *s, int kind, int pos0, int n, int t0, int t1, const float *q,
+                     float *out, float *m, float *l, float *scratch);
 
 #endif

@@ -111,12 +111,7 @@ static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const flo
     return PV_OK;
 }
 
-static int fp16_attend(void *impl, int seq, int layer, int kv_head, int pos0, int n, const float *q,
-                       float *out, int thread) {
-    fp16_cache *c = impl;
-    layer_store *l = get_ls(c, seq, layer);
-    if (pos0 < 0 || n < 0 || pos0 + n > l->len) return PV_EINVAL; /* queries follow their keys */
-    if (n == 0) return PV_OK;
+static kva_src src_of(const fp16_cache *c, const layer_store *l, int kv_head) {
     kva_src src = {.pages = (const uint16_t *const *)l->pages,
                    .k_off = k_off(c, kv_head),
                    .v_off = v_off(c, kv_head),
@@ -125,7 +120,35 @@ static int fp16_attend(void *impl, int seq, int layer, int kv_head, int pos0, in
                    .group = c->s.n_heads / c->s.n_kv_heads,
                    .n_heads = c->s.n_heads,
                    .kv_head = kv_head};
+    return src;
+}
+
+static int fp16_attend(void *impl, int seq, int layer, int kv_head, int pos0, int n, const float *q,
+                       float *out, int thread) {
+    fp16_cache *c = impl;
+    layer_store *l = get_ls(c, seq, layer);
+    if (pos0 < 0 || n < 0 || pos0 + n > l->len) return PV_EINVAL; /* queries follow their keys */
+    if (n == 0) return PV_OK;
+    kva_src src = src_of(c, l, kv_head);
     kva_attend(&src, c->kind, pos0, n, q, out, c->scratch + (size_t)thread * c->scratch_per_thread);
+    return PV_OK;
+}
+
+/* Split-K: key ranges start on a page (the kernel walks whole pages). */
+static int fp16_attend_parts(const void *impl, int seq) {
+    (void)impl, (void)seq;
+    return KV_PAGE;
+}
+
+static int fp16_attend_part(void *impl, int seq, int layer, int kv_head, int pos0, int n, int t0,
+                            int t1, const float *q, float *out, float *m, float *lsum, int thread) {
+    fp16_cache *c = impl;
+    layer_store *l = get_ls(c, seq, layer);
+    if (pos0 < 0 || n < 0 || pos0 + n > l->len || t0 >= l->len) return PV_EINVAL;
+    if (n == 0) return PV_OK;
+    kva_src src = src_of(c, l, kv_head);
+    kva_attend_part(&src, c->kind, pos0, n, t0, t1, q, out, m, lsum,
+                    c->scratch + (size_t)thread * c->scratch_per_thread);
     return PV_OK;
 }
 
@@ -318,6 +341,8 @@ static const kv_vtable fp16_vt = {
     .store = fp16_store,
     .attend_group = fp16_attend,
     .attend_splits = fp16_attend_splits,
+    .attend_parts = fp16_attend_parts,
+    .attend_part = fp16_attend_part,
     .seq_reset = fp16_seq_reset,
     .seq_pos = fp16_seq_pos,
     .seq_usage = fp16_seq_usage,

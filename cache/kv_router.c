@@ -113,6 +113,19 @@ static int rt_attend_splits(const void *impl, int seq) {
     return c ? kv_attend_splits(c, seq) : 0;
 }
 
+static int rt_attend_parts(const void *impl, int seq) {
+    kv_cache *c = sub_of(impl, seq);
+    return c ? kv_attend_parts(c, seq) : 0;
+}
+
+/* Like rt_attend: concurrent for one seq, reads the routing only. */
+static int rt_attend_part(void *impl, int seq, int layer, int kv_head, int pos0, int n, int t0,
+                          int t1, const float *q, float *out, float *m, float *l, int thread) {
+    kv_cache *c = sub_of(impl, seq);
+    if (!c) return PV_EINVAL;
+    return kv_attend_part(c, seq, layer, kv_head, pos0, n, t0, t1, q, out, m, l, thread);
+}
+
 /* Frees the slot's memory and its routing, so a sub-cache with no slot
  * left is destroyed. */
 static void rt_reset(void *impl, int seq) {
@@ -204,6 +217,8 @@ static const kv_vtable router_vt = {
     .store = rt_store,
     .attend_group = rt_attend,
     .attend_splits = rt_attend_splits,
+    .attend_parts = rt_attend_parts,
+    .attend_part = rt_attend_part,
     .seq_reset = rt_reset,
     .seq_pos = rt_pos,
     .seq_usage = rt_usage,

@@ -79,7 +79,16 @@ typedef struct {
     int max_batch_tokens; /* tokens one llm_decode call may carry */
     llm_device device;    /* LLM_DEVICE_CPU (default), _AUTO or _CUDA */
     int gpu;              /* CUDA device index with _CUDA/_AUTO */
+    /* Split-K decode attention (CPU, llama_forward.c): a one-token entry
+     * whose context holds at least this many tokens has each KV head's
+     * attention cut into key ranges run on different threads and merged,
+     * when the batch has fewer (entry, KV head) tasks than 2 x threads.
+     * 0: $PIVOT_ATTN_SPLIT if set ("off" or a token count), else the
+     * default (LLM_ATTN_SPLIT_DEFAULT); < 0: never. */
+    int attn_split;
 } llm_ctx_params;
+
+#define LLM_ATTN_SPLIT_DEFAULT 512
 
 typedef struct llm_ctx llm_ctx;
 

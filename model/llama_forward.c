@@ -4,6 +4,7 @@
  * matrix, so each weight matrix is streamed once per step for the whole batch
  * (the continuous-batching server depends on this). Only attention is per
  * sequence, and it is delegated to the KV cache (cache/kv.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,16 @@ struct llm_ctx {
     int *pos;         /* [B] position of each row */
     int *row0;        /* [max_seqs] first row of each batch entry (scratch) */
     int *blk0;        /* [max_seqs + 1] first attention query block of each entry */
+    /* Split-K decode attention (attn_plan): per entry, its key-range length
+     * (0: not split; its blocks are then query blocks) and its first row
+     * of the part buffers; the parts' unnormalized outputs and their
+     * softmax max and sum, merged into att after the pool run. */
+    int split_min;    /* context from which a decode entry may split; INT_MAX: never */
+    int *part_len;    /* [max_seqs] */
+    int *part0;       /* [max_seqs] */
+    int part_rows;    /* rows of the part buffers */
+    float *part_o;    /* [part_rows][n_heads*head_dim] */
+    float *part_m, *part_l; /* [part_rows][n_heads] */
     llm_cuda *cu;     /* non-NULL: the ctx runs on the GPU (llama_cuda.c) and
                          none of the CPU buffers above exist */
     float *greedy;    /* [rows][n_vocab] logits for llm_decode_greedy without
@@ -65,7 +76,52 @@ void llm_ctx_free(llm_ctx *c) {
     free(c->pos);
     free(c->row0);
     free(c->blk0);
+    free(c->part_len);
+    free(c->part0);
+    free(c->part_o);
+    free(c->part_m);
+    free(c->part_l);
     free(c);
+}
+
+/* Split-K decode attention. A batch of one or a few decode entries has
+ * fewer (entry, KV head) attention tasks than threads can balance (one
+ * sequence of SmolLM2: 3 KV heads on 2 threads, so one thread does two
+ * heads and the other waits). Such an entry's keys are then cut into
+ * SPLIT_MAX_PARTS or fewer page-aligned ranges of at least
+ * SPLIT_PART_MIN tokens, each (range, KV head) a task, and the ranges'
+ * partial softmaxes merged (kv_attend_merge). */
+#define SPLIT_MAX_PARTS 8
+#define SPLIT_PART_MIN 64
+
+/* The threshold (params, else $PIVOT_ATTN_SPLIT, else the default) and
+ * the part buffers, sized for the most parts attn_plan ever assigns:
+ * it splits only while the unsplit tasks are < 2 x threads, and gives
+ * each split entry at most ceil(4 x threads / tasks) parts. */
+static int split_setup(llm_ctx *c) {
+    int v = c->p.attn_split;
+    if (v == 0) {
+        const char *e = getenv("PIVOT_ATTN_SPLIT");
+        v = LLM_ATTN_SPLIT_DEFAULT;
+        if (e && *e) {
+            char *end;
+            long x = strtol(e, &end, 10);
+            if (!strcmp(e, "off")) v = -1;
+            else if (*end == '\0' && x > 0 && x < INT_MAX) v = (int)x;
+            else return PV_EINVAL;
+        }
+    }
+    c->split_min = v < 0 || c->p.n_threads < 2 ? INT_MAX : v;
+    const llm_config *cf = &c->m->cfg;
+    size_t qd = (size_t)cf->n_heads * cf->head_dim, T = (size_t)c->p.n_threads;
+    c->part_rows = c->split_min == INT_MAX ? 0 : (int)(8 * T + SPLIT_MAX_PARTS);
+    size_t R = c->part_rows ? (size_t)c->part_rows : 1;
+    c->part_len = calloc((size_t)c->p.max_seqs, sizeof(int));
+    c->part0 = calloc((size_t)c->p.max_seqs, sizeof(int));
+    c->part_o = malloc(sizeof(float) * R * qd);
+    c->part_m = malloc(sizeof(float) * R * cf->n_heads);
+    c->part_l = malloc(sizeof(float) * R * cf->n_heads);
+    return c->part_len && c->part0 && c->part_o && c->part_m && c->part_l ? PV_OK : PV_ENOMEM;
 }
 
 int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, llm_ctx **out) {
@@ -145,6 +201,7 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
     c->pos = malloc(sizeof(int) * B);
     c->row0 = malloc(sizeof(int) * (size_t)pin->max_seqs);
     c->blk0 = malloc(sizeof(int) * ((size_t)pin->max_seqs + 1));
+    if ((rc = split_setup(c))) goto fail;
     if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->tmp || !c->gate || !c->up ||
         !c->pos || !c->row0 || !c->blk0) {
         rc = PV_ENOMEM;
@@ -196,6 +253,16 @@ static void attn_task(void *ctx, int task, int thread) {
     int ei = 0;
     while (ei + 1 < j->n && j->c->blk0[ei + 1] <= b) ei++;
     const llm_batch_entry *e = &j->e[ei];
+    if (j->c->part_len[ei]) { /* split-K: block = key range */
+        llm_ctx *c = j->c;
+        int pi = b - c->blk0[ei], t0 = pi * c->part_len[ei];
+        size_t qd = (size_t)cf->n_heads * cf->head_dim, pr = (size_t)(c->part0[ei] + pi);
+        int rc = kv_attend_part(c->kv, e->seq, j->layer, h, e->pos, 1, t0, t0 + c->part_len[ei],
+                                c->q + (size_t)c->row0[ei] * qd, c->part_o + pr * qd,
+                                c->part_m + pr * cf->n_heads, c->part_l + pr * cf->n_heads, thread);
+        if (rc) j->rc = rc;
+        return;
+    }
     int nb = j->c->blk0[ei + 1] - j->c->blk0[ei];
     int bi = nb - 1 - (b - j->c->blk0[ei]);
     int i0 = nb == 1 ? 0 : bi * ATTN_BLOCK;
@@ -205,6 +272,49 @@ static void attn_task(void *ctx, int task, int thread) {
     int rc = kv_attend_group(j->c->kv, e->seq, j->layer, h, e->pos + i0, ni, j->c->q + r0 * qd,
                              j->c->att + r0 * qd, thread);
     if (rc) j->rc = rc;
+}
+
+/* The attention tasks of a batch: blk0 (query blocks per entry: a long
+ * prompt chunk is cut into ATTN_BLOCK queries when the cache allows), then
+ * split-K for the decode entries of a batch too small to keep the threads
+ * busy (part_len, part0; see split_setup). */
+static void attn_plan(llm_ctx *c, const llm_batch_entry *e, int n) {
+    const int nkv = c->m->cfg.n_kv_heads, T = c->p.n_threads;
+    c->blk0[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int split = e[i].n_tokens > ATTN_BLOCK && kv_attend_splits(c->kv, e[i].seq);
+        c->blk0[i + 1] = c->blk0[i] + (split ? (e[i].n_tokens + ATTN_BLOCK - 1) / ATTN_BLOCK : 1);
+        c->part_len[i] = 0;
+    }
+    int tasks = c->blk0[n] * nkv;
+    if (tasks >= 2 * T) return; /* enough tasks to balance already */
+    /* parts per split entry: the first count >= 2 whose tasks fill every
+     * thread evenly (3 KV heads, 2 threads: 2 parts, 3 + 3 tasks), else
+     * about 4 tasks per thread */
+    int want = 0;
+    for (int p = 2; p <= SPLIT_MAX_PARTS && !want; p++)
+        if (p * tasks >= 2 * T && p * tasks % T == 0) want = p;
+    if (!want) want = (4 * T + tasks - 1) / tasks;
+    if (want > SPLIT_MAX_PARTS) want = SPLIT_MAX_PARTS;
+    int row = 0;
+    for (int i = 0, add = 0; i < n; i++) {
+        int len = e[i].pos + 1, a;
+        c->blk0[i + 1] += add;
+        if (e[i].n_tokens != 1 || len < c->split_min || (a = kv_attend_parts(c->kv, e[i].seq)) <= 0)
+            continue;
+        int parts = want, most = len / SPLIT_PART_MIN;
+        if (parts > most) parts = most;
+        if (parts < 2) continue;
+        /* page-aligned ranges; the last may be shorter, none empty */
+        int plen = ((len + parts - 1) / parts + a - 1) / a * a;
+        parts = (len + plen - 1) / plen;
+        if (parts < 2 || row + parts > c->part_rows) continue;
+        c->part_len[i] = plen;
+        c->part0[i] = row;
+        row += parts;
+        add += parts - 1;
+        c->blk0[i + 1] += parts - 1;
+    }
 }
 
 static int check_batch(llm_ctx *c, const llm_batch_entry *e, int n, int *total) {
@@ -275,16 +385,17 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
                           c->v + r0 * kvd);
             if (rc) return rc;
         }
-        if (l == 0) /* after the first store: a router knows each sequence's cache by now */
-            for (int i = 0; i < n; i++) {
-                int split = e[i].n_tokens > ATTN_BLOCK && kv_attend_splits(c->kv, e[i].seq);
-                c->blk0[i + 1] = (i ? c->blk0[i] : 0) +
-                                 (split ? (e[i].n_tokens + ATTN_BLOCK - 1) / ATTN_BLOCK : 1);
-            }
-        c->blk0[0] = 0;
+        if (l == 0) attn_plan(c, e, n); /* after the first store: a router knows each cache */
         attn_job job = {.c = c, .e = e, .n = n, .layer = l, .rc = 0};
         tp_run(c->pool, attn_task, &job, c->blk0[n] * cf->n_kv_heads);
         if (job.rc) return job.rc;
+        for (int i = 0; i < n; i++) {
+            if (!c->part_len[i]) continue;
+            size_t pr = (size_t)c->part0[i];
+            kv_attend_merge(c->blk0[i + 1] - c->blk0[i], cf->n_heads, hd, c->part_o + pr * qd,
+                            (size_t)qd, c->part_m + pr * cf->n_heads, c->part_l + pr * cf->n_heads,
+                            (size_t)cf->n_heads, c->att + (size_t)c->row0[i] * qd);
+        }
         if ((rc = km_matmul(c->pool, c->ks, &L->wo, c->att, T, c->tmp))) return rc;
         for (int r = 0; r < T; r++) ko_add(c->x + (size_t)r * D, c->tmp + (size_t)r * D, D);
 

@@ -5,10 +5,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kv.h"
 #include "kv_internal.h"
 #include "kv_attn.h"
+#include "kv_policy.h"
 #include "pverr.h"
 #include "quant.h"
 
@@ -168,4 +170,175 @@ Test(kv_attn, picks_avx512_tiles_only_where_they_apply) {
         cr_assert_eq(kva_pick(128), KVA_AVX512);
         cr_assert_neq(kva_pick(80), KVA_AVX512, "head_dim 80 is not a multiple of 64");
     }
+}
+
+/* ---- split-K (kv_attend_part + kv_attend_merge) --------------------------- */
+
+/* Queries pos0..pos0+n-1 of every KV head over the keys cut at `cut`
+ * (np parts: [cut[p], cut[p+1])), each part through kv_attend_part on
+ * alternating threads, merged into O ([n][nh*hd]). */
+static void split_attend(kv_cache *c, const data_t *d, int pos0, int n, const int *cut, int np,
+                         float *O) {
+    size_t qd = (size_t)d->nh * d->hd, rows = (size_t)n * d->nh;
+    float *po = malloc(sizeof(float) * np * n * qd), *pm = malloc(sizeof(float) * np * rows);
+    float *pl = malloc(sizeof(float) * np * rows);
+    for (int g = 0; g < d->nkv; g++)
+        for (int p = 0; p < np; p++)
+            cr_assert_eq(kv_attend_part(c, 0, 0, g, pos0, n, cut[p], cut[p + 1], d->Q + pos0 * qd,
+                                        po + p * n * qd, pm + p * rows, pl + p * rows, p & 1), 0,
+                         "part [%d, %d)", cut[p], cut[p + 1]);
+    kv_attend_merge(np, (int)rows, d->hd, po, (size_t)n * qd, pm, pl, rows, O);
+    free(po), free(pm), free(pl);
+}
+
+/* Largest abs error of O (queries pos0..pos0+n-1) against the reference. */
+static double split_err(const data_t *d, int pos0, int n, const float *O) {
+    double maxerr = 0, *ref = malloc(sizeof(double) * d->hd);
+    for (int i = 0; i < n; i++)
+        for (int qh = 0; qh < d->nh; qh++) {
+            ref_row(d, pos0 + i, qh, ref);
+            for (int x = 0; x < d->hd; x++) {
+                double e = fabs(ref[x] - O[((size_t)i * d->nh + qh) * d->hd + x]);
+                if (!(e <= maxerr)) maxerr = e; /* NaN sticks */
+            }
+        }
+    free(ref);
+    return maxerr;
+}
+
+/* Random page-aligned cuts of [0, N): 1..6 parts; the last end sometimes
+ * past the stored keys (capped). Returns the parts. */
+static int random_cuts(unsigned *s, int N, int *cut) {
+    *s = *s * 1103515245u + 12345u;
+    int pages = (N + 63) / 64, np = 1 + (int)((*s >> 8) % 6u % (unsigned)pages);
+    cut[0] = 0;
+    for (int p = 1; p < np; p++) { /* increasing page starts inside (0, N) */
+        int lo = cut[p - 1] / 64 + 1, hi = pages - (np - p); /* leave a page per later part */
+        *s = *s * 1103515245u + 12345u;
+        cut[p] = 64 * (lo + (int)((*s >> 8) % (unsigned)(hi - lo + 1)));
+    }
+    *s = *s * 1103515245u + 12345u;
+    cut[np] = N + ((*s >> 12) & 1 ? 5 : 0);
+    return np;
+}
+
+/* Fresh random data each run (the seed is in the message): decode (one
+ * query at the last position) and a 70-query block whose early rows see
+ * nothing of the later parts (m = -inf there), every kernel, GQA shapes,
+ * lengths on and off page boundaries. Tolerance as the unsplit kernel's. */
+Test(kv_attn, split_k_merge_matches_float64_reference) {
+    int shapes[][3] = {{9, 3, 64}, {8, 2, 128}, {6, 2, 16}, {4, 4, 80}};
+    int lens[] = {1, 63, 64, 65, 200, 229, 700};
+    unsigned seed0 = (unsigned)time(NULL), s = seed0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (size_t ni = 0; ni < sizeof lens / sizeof *lens; ni++)
+            for (int li = 0; li < 3; li++) {
+                if (levels[li] > kq_simd_cpu_level()) continue;
+                int N = lens[ni], cut[8];
+                data_t d = make(shapes[si][0], shapes[si][1], shapes[si][2], N, 2.0f, s += 7919);
+                kq_set_simd_level(levels[li]);
+                kv_shape sh = {.n_layers = 1, .n_heads = d.nh, .n_kv_heads = d.nkv,
+                               .head_dim = d.hd, .max_seqs = 1, .max_ctx = N, .n_threads = 2};
+                kv_cache *c;
+                cr_assert_eq(kv_create_fp16(&sh, &c), 0);
+                kq_set_simd_level(-1);
+                cr_assert_eq(kv_attend_parts(c, 0), KVA_PAGE);
+                size_t kvd = (size_t)d.nkv * d.hd, qd = (size_t)d.nh * d.hd;
+                int a = N / 3;
+                cr_assert_eq(kv_store(c, 0, 0, 0, a, d.K, d.V), 0);
+                cr_assert_eq(kv_store(c, 0, 0, a, N - a, d.K + a * kvd, d.V + a * kvd), 0);
+                float *O = calloc((size_t)70 * qd, sizeof(float));
+                for (int rep = 0; rep < 2; rep++) {
+                    int n = rep == 0 || N < 70 ? 1 : 70, np = random_cuts(&s, N, cut);
+                    split_attend(c, &d, N - n, n, cut, np, O);
+                    double e = split_err(&d, N - n, n, O);
+                    cr_assert_lt(e, 2e-5,
+                                 "seed %u: nh %d nkv %d hd %d N %d n %d parts %d level %d: "
+                                 "max abs error %g",
+                                 seed0, d.nh, d.nkv, d.hd, N, n, np, levels[li], e);
+                }
+                free(O);
+                kv_destroy(c);
+                drop(&d);
+            }
+}
+
+/* Large scores: the merge's rescaling e^(m_p - M) carries whole-number
+ * exponents between parts (one part's max far above another's). */
+Test(kv_attn, split_k_peaked_softmax_matches_reference) {
+    const int N = 517;
+    unsigned seed0 = (unsigned)time(NULL) ^ 0x5bd1e995u, s = seed0;
+    for (int li = 0; li < 3; li++) {
+        if (levels[li] > kq_simd_cpu_level()) continue;
+        data_t d = make(9, 3, 64, N, 40.0f, s += 31);
+        kq_set_simd_level(levels[li]);
+        kv_shape sh = {.n_layers = 1, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+                       .max_seqs = 1, .max_ctx = N, .n_threads = 2};
+        kv_cache *c;
+        cr_assert_eq(kv_create_fp16(&sh, &c), 0);
+        kq_set_simd_level(-1);
+        cr_assert_eq(kv_store(c, 0, 0, 0, N, d.K, d.V), 0);
+        float *O = calloc((size_t)9 * 64, sizeof(float));
+        int cut[] = {0, 64, 192, 256, 448, N};
+        split_attend(c, &d, N - 1, 1, cut, 5, O);
+        double e = split_err(&d, N - 1, 1, O);
+        cr_assert_lt(e, 5e-5, "seed %u level %d: max abs error %g", seed0, levels[li], e);
+        free(O);
+        kv_destroy(c);
+        drop(&d);
+    }
+}
+
+/* One part over every key, merged, is the unsplit call bit for bit (the
+ * same per-key arithmetic, and the merge's single weight is exactly 1). */
+Test(kv_attn, split_k_one_part_is_attend_group) {
+    const int N = 300, n = 40;
+    data_t d = make(9, 3, 64, N, 2.0f, 3);
+    kv_shape sh = {.n_layers = 1, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+                   .max_seqs = 1, .max_ctx = N, .n_threads = 2};
+    kv_cache *c;
+    cr_assert_eq(kv_create_fp16(&sh, &c), 0);
+    cr_assert_eq(kv_store(c, 0, 0, 0, N, d.K, d.V), 0);
+    size_t qd = 9 * 64;
+    float *whole = calloc((size_t)n * qd, sizeof(float));
+    float *merged = calloc((size_t)n * qd, sizeof(float));
+    for (int g = 0; g < 3; g++)
+        cr_assert_eq(kv_attend_group(c, 0, 0, g, N - n, n, d.Q + (N - n) * qd, whole, 0), 0);
+    int cut[] = {0, N};
+    split_attend(c, &d, N - n, n, cut, 1, merged);
+    cr_assert(memcmp(whole, merged, sizeof(float) * n * qd) == 0, "one part differs from attend");
+    free(whole), free(merged);
+    kv_destroy(c);
+    drop(&d);
+}
+
+/* Refusals: a range start off the page grid, an empty or negative range, a
+ * range past the stored keys, queries past them; the mixed cache (its
+ * tracker needs whole softmax rows) says it cannot split. */
+Test(kv_attn, split_k_refuses_bad_ranges_and_mixed_cache) {
+    data_t d = make(9, 3, 64, 130, 1.0f, 11);
+    kv_shape sh = {.n_layers = 1, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+                   .max_seqs = 1, .max_ctx = 256, .n_threads = 2};
+    kv_cache *c;
+    cr_assert_eq(kv_create_fp16(&sh, &c), 0);
+    cr_assert_eq(kv_store(c, 0, 0, 0, 130, d.K, d.V), 0);
+    float o[9 * 64], m[9], l[9];
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, 0, 130, d.Q, o, m, l, 0), PV_OK);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, 32, 130, d.Q, o, m, l, 0), PV_EINVAL);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, 64, 64, d.Q, o, m, l, 0), PV_EINVAL);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, -64, 64, d.Q, o, m, l, 0), PV_EINVAL);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, 192, 256, d.Q, o, m, l, 0), PV_EINVAL);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 130, 1, 0, 130, d.Q, o, m, l, 0), PV_EINVAL);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 3, 129, 1, 0, 130, d.Q, o, m, l, 0), PV_EINVAL);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, 0, 130, d.Q, o, m, l, 2), PV_EINVAL);
+    kv_destroy(c);
+    kv_policy pol;
+    char err[128];
+    cr_assert_eq(kv_policy_parse("mikv", &pol, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_create(&sh, &pol, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_store(c, 0, 0, 0, 130, d.K, d.V), 0);
+    cr_assert_eq(kv_attend_parts(c, 0), 0);
+    cr_assert_eq(kv_attend_part(c, 0, 0, 0, 129, 1, 0, 130, d.Q, o, m, l, 0), PV_EUNSUPPORTED);
+    kv_destroy(c);
+    drop(&d);
 }

@@ -75,7 +75,7 @@ static uint64_t run_once(llm_ctx *ctx, int n_vocab, float *logits)
     return thread_allocated() - before;
 }
 
-static void check_policy(const char *spec, int router)
+static void check_policy_at(const char *spec, int router, int threads, int attn_split)
 {
     if (access(MODEL, R_OK) != 0)
         cr_skip_test("default model not fetched");
@@ -84,7 +84,8 @@ static void check_policy(const char *spec, int router)
     char err[256] = "";
     cr_assert_eq(llm_load(MODEL, &m, err, sizeof err), 0, "%s", err);
     int V = llm_get_config(m)->n_vocab;
-    llm_ctx_params cp = {.n_threads = 1, .max_seqs = 1, .max_ctx = CTX, .max_batch_tokens = 32};
+    llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = CTX, .max_batch_tokens = 32,
+                         .attn_split = attn_split};
     kv_pool *pool = NULL;
     cr_assert_eq(kv_pool_create(0, &pool), PV_OK);
     kv_shape ks = llm_kv_shape(m, &cp);
@@ -116,7 +117,13 @@ static void check_policy(const char *spec, int router)
     llm_free(m);
 }
 
+static void check_policy(const char *spec, int router) { check_policy_at(spec, router, 1, 0); }
+
 Test(noalloc, full_cache, .timeout = 120) { check_policy("full", 0); }
+/* Split-K decode attention (one sequence, 2 threads, split from 64 tokens
+ * on: 2 key ranges per KV head past 128): its part buffers are the ctx's.
+ * Only this thread is counted, which runs half the parts and every merge. */
+Test(noalloc, full_cache_split_k, .timeout = 120) { check_policy_at("full", 1, 2, 64); }
 /* mikv demotes (quantizes) chunks as the sequence outgrows its budget */
 Test(noalloc, mikv_cache, .timeout = 120) { check_policy("mikv,budget=48,recent=8", 0); }
 Test(noalloc, scissorhands_drops, .timeout = 120) { check_policy("scissorhands,budget=48", 0); }
