@@ -107,6 +107,34 @@ static void tile_plain(tile_t *T) {
  * transposed page), the softmax with kvs_exp256 instead of a libm call per
  * key, values added 8 channels at a time. Rows one after another. */
 #define KVA_V8 (KVA_PAGE / 8)
+/* o = o*corr + Σ_t s[t]·v_t over 64 output dimensions at a time: the eight
+ * accumulators stay in registers across the tokens, so each FMA costs one
+ * load (the value row) plus one broadcast per token shared by eight, instead
+ * of a broadcast and a load per FMA when the loop ran dimension-major. Each
+ * output element still sums its tokens in ascending order with the same
+ * FMAs, so the result is bit-identical to the dimension-major loop. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+pv_avx2(float *o, const float *s, int nv, const float *vf, int hd, float corr) {
+    const __m256 cv = _mm256_set1_ps(corr);
+    int x0 = 0;
+    for (; x0 + 64 <= hd; x0 += 64) {
+        __m256 ov[8];
+        for (int j = 0; j < 8; j++) ov[j] = _mm256_mul_ps(_mm256_loadu_ps(o + x0 + 8 * j), cv);
+        for (int t = 0; t < nv; t++) {
+            const __m256 sb = _mm256_set1_ps(s[t]);
+            const float *v = vf + (size_t)t * hd + x0;
+            for (int j = 0; j < 8; j++) ov[j] = _mm256_fmadd_ps(sb, _mm256_loadu_ps(v + 8 * j), ov[j]);
+        }
+        for (int j = 0; j < 8; j++) _mm256_storeu_ps(o + x0 + 8 * j, ov[j]);
+    }
+    for (int x = x0; x < hd; x += 8) { /* head_dim not a multiple of 64: the rest, 8 at a time */
+        __m256 ov = _mm256_mul_ps(_mm256_loadu_ps(o + x), cv);
+        for (int t = 0; t < nv; t++)
+            ov = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_loadu_ps(vf + (size_t)t * hd + x), ov);
+        _mm256_storeu_ps(o + x, ov);
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void tile_avx2(tile_t *T) {
     const int hd = T->hd;
     const __m256 ninf = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(T->scale);
@@ -144,13 +172,7 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(tile_t *T) {
         const float corr = T->m[r] == -INFINITY ? 0.0f : expf(T->m[r] - mx);
         T->m[r] = mx;
         T->l[r] = T->l[r] * corr + _mm_cvtss_f32(_mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1)));
-        float *o = T->o[r];
-        for (int x = 0; x < hd; x += 8) {
-            __m256 ov = _mm256_mul_ps(_mm256_loadu_ps(o + x), _mm256_set1_ps(corr));
-            for (int t = 0; t < nv; t++)
-                ov = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_loadu_ps(T->vf + (size_t)t * hd + x), ov);
-            _mm256_storeu_ps(o + x, ov);
-        }
+        pv_avx2(T->o[r], s, nv, T->vf, hd, corr);
     }
 }
 
