@@ -45,6 +45,12 @@ int kv_get_policy(const kv_cache *c, kv_policy *out) {
 
 static int bad_slot(const kv_cache *c, int seq) { return seq < 0 || seq >= c->shape.max_seqs; }
 
+/* The indices every attention entry point takes. */
+static int bad_head(const kv_cache *c, int seq, int layer, int kv_head, int thread) {
+    return bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
+           kv_head >= c->shape.n_kv_heads || thread < 0 || thread >= c->shape.n_threads;
+}
+
 int kv_store(kv_cache *c, int seq, int layer, int pos0, int n, const float *k, const float *v) {
     if (bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || n < 0) return PV_EINVAL;
     return c->vt->store(c->impl, seq, layer, pos0, n, k, v);
@@ -52,9 +58,7 @@ int kv_store(kv_cache *c, int seq, int layer, int pos0, int n, const float *k, c
 
 int kv_attend_group(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, const float *q,
                     float *out, int thread) {
-    if (bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
-        kv_head >= c->shape.n_kv_heads || thread < 0 || thread >= c->shape.n_threads)
-        return PV_EINVAL;
+    if (bad_head(c, seq, layer, kv_head, thread)) return PV_EINVAL;
     return c->vt->attend_group(c->impl, seq, layer, kv_head, pos0, n, q, out, thread);
 }
 
@@ -70,10 +74,7 @@ int kv_attend_parts(const kv_cache *c, int seq) {
 
 int kv_attend_part(kv_cache *c, int seq, int layer, int kv_head, int pos0, int n, int t0, int t1,
                    const float *q, float *out, float *m, float *l, int thread) {
-    if (bad_slot(c, seq) || layer < 0 || layer >= c->shape.n_layers || kv_head < 0 ||
-        kv_head >= c->shape.n_kv_heads || thread < 0 || thread >= c->shape.n_threads || t0 < 0 ||
-        t1 <= t0)
-        return PV_EINVAL;
+    if (bad_head(c, seq, layer, kv_head, thread) || t0 < 0 || t1 <= t0) return PV_EINVAL;
     int a = kv_attend_parts(c, seq);
     if (a <= 0) return PV_EUNSUPPORTED;
     if (t0 % a) return PV_EINVAL;
