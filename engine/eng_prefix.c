@@ -27,15 +27,21 @@
 
 #include "eng_internal.h"
 
+/* Tokens per prefix block of the engine's cache (0: no prefix caching). */
+static int pfx_block(eng_engine *e) {
+    kv_prefix_stats st;
+    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
+    return st.block_tokens > 0 ? st.block_tokens : 0;
+}
+
 /* The longest block-aligned prefix (at most n_fill - 1 tokens) c's fill
  * shares with the fill of a running choice under the same policy: two
  * requests with one system prompt that start together cannot find each
  * other's snapshot yet (neither has published), so the later one splits
  * where they part and the third request finds the shared part. */
 static int running_match(eng_engine *e, const eng_job *j, const eng_choice *c) {
-    kv_prefix_stats st;
-    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
-    if (st.block_tokens <= 0) return 0;
+    int bt = pfx_block(e);
+    if (!bt) return 0;
     char mine[320], other[320];
     kv_policy_describe(&j->p.policy, mine, sizeof mine);
     int best = 0;
@@ -47,7 +53,7 @@ static int running_match(eng_engine *e, const eng_job *j, const eng_choice *c) {
             if (oc == c || oc->finished || oc->slot < 0) continue;
             int m = oc->n_fill < c->n_fill - 1 ? oc->n_fill : c->n_fill - 1, k = 0;
             while (k < m && oc->prompt[k] == c->prompt[k]) k++;
-            k = k / st.block_tokens * st.block_tokens;
+            k = k / bt * bt;
             if (k > best) best = k;
         }
     }
@@ -93,10 +99,8 @@ void eng_prefix_publish(eng_engine *e, eng_choice *c) {
  * the fill (the last token is always computed, for its logits). */
 static int snap_point(eng_engine *e, const eng_job *j, const eng_choice *c) {
     if (!c->pfx || kv_policy_is_plain(&j->p.policy) || c->n_fill < 2) return 0;
-    kv_prefix_stats st;
-    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
-    if (st.block_tokens <= 0) return 0;
-    return (c->n_fill - 1) / st.block_tokens * st.block_tokens;
+    int bt = pfx_block(e);
+    return bt ? (c->n_fill - 1) / bt * bt : 0;
 }
 
 /* A decode step (it ends past the fill) that left the sequence at a block
@@ -104,9 +108,8 @@ static int snap_point(eng_engine *e, const eng_job *j, const eng_choice *c) {
  * turn of a chat resends. */
 static int decode_boundary(eng_engine *e, const eng_choice *c, int end) {
     if (end <= c->n_fill) return 0;
-    kv_prefix_stats st;
-    kv_prefix_get_stats(llm_ctx_kv(e->ctx), &st);
-    return st.block_tokens > 0 && end % st.block_tokens == 0;
+    int bt = pfx_block(e);
+    return bt && end % bt == 0;
 }
 
 int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
