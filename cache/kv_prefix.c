@@ -94,11 +94,21 @@ static void pages_free(kv_pfx *x, void **pages, int n) {
     for (int i = 0; i < n; i++) kv_pool_free(x->pool, pages[i], x->page_bytes);
 }
 
-static void blk_free(kv_pfx *x, kv_pfx_blk *b) {
-    pages_free(x, b->pages, x->n_pages);
-    if (b->tail_pages) pages_free(x, b->tail_pages, x->n_pages);
+/* Frees b's tail, if it has one (the block stays). */
+static void tail_drop(kv_pfx *x, kv_pfx_blk *b) {
+    if (!b->tail_pages) return;
+    pages_free(x, b->tail_pages, x->n_pages);
     free(b->tail_pages);
     free(b->tail_tok);
+    b->tail_pages = NULL;
+    b->tail_tok = NULL;
+    b->tail_n = 0;
+    x->n_tail--;
+}
+
+static void blk_free(kv_pfx *x, kv_pfx_blk *b) {
+    tail_drop(x, b);
+    pages_free(x, b->pages, x->n_pages);
     free(b->pages);
     free(b->tok);
     free(b);
@@ -247,7 +257,6 @@ static void evict_one(kv_pfx *x, kv_pfx_blk *b) {
     while (*pp != b) pp = &(*pp)->hnext;
     *pp = b->hnext;
     x->n_blk--;
-    x->n_tail -= b->tail_pages != NULL;
     x->evictions++;
     blk_free(x, b);
 }
@@ -262,13 +271,7 @@ size_t kv_pfx_evict(kv_pfx *x, size_t bytes) {
     for (size_t i = 0; i < x->n_bucket && freed < bytes && x->n_tail; i++)
         for (kv_pfx_blk *b = x->bucket[i]; b && freed < bytes; b = b->hnext)
             if (b->tail_pages) {
-                pages_free(x, b->tail_pages, x->n_pages);
-                free(b->tail_pages);
-                free(b->tail_tok);
-                b->tail_pages = NULL;
-                b->tail_tok = NULL;
-                b->tail_n = 0;
-                x->n_tail--;
+                tail_drop(x, b);
                 freed += per;
             }
     return freed;
