@@ -161,7 +161,8 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
 
 /* ---- demotion ------------------------------------------------------------- */
 
-int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int end, int32_t *out) {
+int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *out) {
+    const int end = hs->n_pend ? hs->pend_pos0 : len;
     int n = 0, h = 0;
     for (int32_t pos = 0; pos < end && n < hs->lo.n; pos++) {
         while (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) < pos) h++;
@@ -194,7 +195,7 @@ static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, in
     int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
     if (rc) return rc;
     int32_t *lp = s->cpos; /* free again: kvt_pick is done with it */
-    int i = kvmx_lo_positions(c, hs, hs->n_pend ? hs->pend_pos0 : len, lp) - 1;
+    int i = kvmx_lo_positions(c, hs, len, lp) - 1;
     int j = k - 1, w = hs->lo.n + k - 1;
     for (; j >= 0; w--) {
         if (i >= 0 && lp[i] > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
@@ -321,7 +322,7 @@ static int mx_seq_tiers(const void *impl, int seq, int layer, int kv_head, uint8
     if (hs->lo.n) {
         int32_t *lp = malloc(sizeof *lp * (size_t)hs->lo.n);
         if (!lp) return PV_ENOMEM;
-        int nl = kvmx_lo_positions(c, hs, hs->n_pend ? hs->pend_pos0 : len, lp);
+        int nl = kvmx_lo_positions(c, hs, len, lp);
         for (int i = 0; i < nl; i++)
             if (lp[i] < n) tier[lp[i]] = KV_TIER_LOW;
         free(lp);
@@ -519,7 +520,7 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
         int32_t *lp = malloc(sizeof *lp * (size_t)t->n);
         if (!lp) return PV_ENOMEM;
         int len = c->len[(size_t)seq * c->s.n_layers + layer];
-        int nl = kvmx_lo_positions(c, hs, hs->n_pend ? hs->pend_pos0 : len, lp);
+        int nl = kvmx_lo_positions(c, hs, len, lp);
         out->pos = i < nl ? lp[i] : -1;
         free(lp);
     } else {

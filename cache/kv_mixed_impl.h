@@ -145,11 +145,11 @@ void kvmx_bal_freeze(head_t *hs, int hd);
 /* Demotes what the tier rule (kv_tier.h) says under p (the sequence's
  * policy, kvmx_seq_policy), once the call left the sequence at len tokens. */
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
-/* The low tier's positions, ascending, into out[0..lo.n): the positions
- * below `end` that the high tier does not hold, end being where the head's
- * pending tokens start (or its length). Returns how many were found (lo.n
- * unless the head is inconsistent). */
-int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int end, int32_t *out);
+/* The low tier's positions, ascending, into out[0..lo.n): the stored
+ * positions (below the head's pending tokens, or below len, its layer's
+ * length) that the high tier does not hold. Returns how many were found
+ * (lo.n unless the head is inconsistent). */
+int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *out);
 
 /* Empties sequence seq (every head's pages back to the pool). */
 void kvmx_seq_reset(void *impl, int seq);
