@@ -256,8 +256,11 @@ static jv *arith(jj_eval *ev, int op, jv *a, jv *b, int line) {
          * must not make the server build it */
         if (ival(b) > 0 && (double)a->u.s.n * (double)ival(b) > (double)JJ_MAX_REPEAT)
             return jj_fail(ev, line, "string repeated past %d bytes", JJ_MAX_REPEAT);
+        /* the byte bound does not bound the loop: "" * 10**11 is empty but
+         * would still take 10**11 rounds */
+        long long n = a->u.s.n ? ival(b) : 0;
         jj_buf s = {0};
-        for (long long i = 0; i < ival(b); i++) jj_put(&s, a->u.s.p, a->u.s.n);
+        for (long long i = 0; i < n; i++) jj_put(&s, a->u.s.p, a->u.s.n);
         return jj_take_buf(ev, &s);
     }
     if (!nums) {

@@ -300,6 +300,11 @@ Test(jinja, syntax_errors_and_runtime_errors) {
     out = render_src("{{ 9223372036854775806 + 1 }}", "{}", &rc, err, sizeof err);
     cr_expect_str_eq(out, "9223372036854775807");
     free(out);
+    /* found by fuzz_jinja: an empty string repeated 10**11 times is empty
+     * at once (the repetition loop ran 10**11 rounds before) */
+    out = render_src("[{{ '' * 100000000000 }}][{{ 'ab' * 2 }}][{{ 'x' * -3 }}]", "{}", &rc, err, sizeof err);
+    cr_expect_str_eq(out, "[][abab][]", "%s", err);
+    free(out);
 }
 
 Test(jinja, uses_reports_variables_read) {
