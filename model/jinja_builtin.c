@@ -384,9 +384,14 @@ static jv *global(jj_eval *ev, int id, jv **av, const char **kw, int n, int line
         hi = a0->u.i;
         if (a1) lo = a0->u.i, hi = a1->u.i;
         if (a2) st = a2->u.i;
-        if (st == 0 || (hi - lo) / st > 1000000) return jj_fail(ev, line, "range too long");
+        /* count first, in 64 bits without overflow (range(-1, 2**63-1) must
+         * not wrap), then step that many times: i never passes hi */
+        long long span;
+        if (st == 0 || __builtin_sub_overflow(hi, lo, &span) || span / st > 1000000)
+            return jj_fail(ev, line, "range too long");
+        long long count = span / st + (span % st != 0);
         r = jv_list(A);
-        for (long long i = lo; r && (st > 0 ? i < hi : i > hi); i += st)
+        for (long long k = 0, i = lo; r && k < count; k++, i += k < count ? st : 0)
             if (jv_list_push(A, r, jv_int(A, i))) return NULL;
         return r;
     }

@@ -305,6 +305,15 @@ Test(jinja, syntax_errors_and_runtime_errors) {
     out = render_src("[{{ '' * 100000000000 }}][{{ 'ab' * 2 }}][{{ 'x' * -3 }}]", "{}", &rc, err, sizeof err);
     cr_expect_str_eq(out, "[][abab][]", "%s", err);
     free(out);
+    /* range near the 64-bit ends: its length without overflow, its last step
+     * not past hi */
+    out = render_src("{{ range(9223372036854775800, 9223372036854775807, 5) | list }}"
+                     "{{ range(5, 0, -2) | list }}{{ range(0, 5, -1) | list }}", "{}", &rc, err, sizeof err);
+    cr_expect_str_eq(out, "[9223372036854775800, 9223372036854775805][5, 3, 1][]", "%s", err);
+    free(out);
+    out = render_src("{{ range(-2, 9223372036854775807) | list }}", "{}", &rc, err, sizeof err);
+    cr_expect_null(out);
+    cr_expect(strstr(err, "range too long"), "%s", err);
 }
 
 Test(jinja, uses_reports_variables_read) {
