@@ -445,10 +445,9 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     /* Prompt chunks take the block kernel: up to KVB_MAX_ROWS rows = blocks
      * of queries x the query heads of a KV head. */
     kvw_rows_for(force_scalar, &c->rows);
-    c->blk_q = !force_scalar && c->gq <= KVB_MAX_ROWS && kvb_available(s->head_dim)
-                   ? KVB_MAX_ROWS / c->gq
-                   : 0;
-    if (c->blk_q) { /* decode: the AVX-512 run kernels where they apply (the INT8
+    c->blk_kind = force_scalar || c->gq > KVB_MAX_ROWS ? KVB_NONE : kvb_kind(s->head_dim);
+    c->blk_q = c->blk_kind != KVB_NONE ? KVB_MAX_ROWS / c->gq : 0;
+    if (c->blk_kind == KVB_AVX512) { /* decode: the AVX-512 run kernels where they apply (the INT8
                      * high tier is read a page at a time too) */
         if (p->hi_bits == 8) use_avx512_runs(&c->khi, 8, &c->khi, 8, s->head_dim, p->group);
         if (p->lo_bits)

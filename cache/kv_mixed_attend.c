@@ -161,10 +161,14 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
         kvb_job j = {
             /* the high tier is sorted: past the block's last query nothing is visible */
             .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi,
-                      hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)},
+                      hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1), 1},
+                     /* the low tier stores no positions; each query of the call
+                      * sees its first lo_visible records, the same count for all
+                      * (every low position is below pos0: the call's own tokens
+                      * were encoded high) */
                      {lo->pages, lo_n, c->p.lo_bits, kv_policy_lo_v_bits(&c->p), c->flo.krec,
-                      c->flo.vrec, qlo, lo_n}},
-            .page = KVL_PAGE, .head_dim = hd, .group = c->p.group, .rows = rows, .rpad = rp,
+                      c->flo.vrec, qlo, lo_n, 0}},
+            .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd, .group = c->p.group, .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
             .out = s->outp};
         kvb_attend(&j);

@@ -1,5 +1,6 @@
 /* kv_mixed_blk (internal): the mixed cache's attention for a block of query
- * rows at once (prompt chunks), AVX-512.
+ * rows at once (prompt chunks), AVX-512 or AVX2 (the driver here, one
+ * instruction set's steps in kv_mixed_blk_avx512.c / kv_mixed_blk_avx2.c).
  *
  * Per query the mixed cache needs every probability (the tracker observes
  * them), so this is a two-pass softmax rather than an online one. What makes
@@ -8,9 +9,10 @@
  * record is decoded once per block into fp32 (not once per query as in the
  * per-query loop) and then
  *   scores: pt[t][.] = sum_d k_t[d] * qt[d][.]  (qt: the block's queries
- *           transposed), 16 or 32 rows per vector op;
- *   softmax: per row, vertically across 16 rows at a time;
- *   output: rows of 6 x head_dim accumulate p[t][row] * v_t in registers.
+ *           transposed), 16 or 32 rows (8 per AVX2 vector, 16 per AVX-512);
+ *   softmax: per row, vertically across a vector of rows at a time;
+ *   output: tiles of rows (6 x 64 dims on AVX-512, 2 x 32 on AVX2)
+ *           accumulate p[t][row] * v_t in registers.
  * Decoding is value = code * scale + zero (kv_quant.h) with one fused
  * multiply-add, so results match the per-query kernels within float
  * rounding, not bit for bit. */
@@ -23,19 +25,26 @@
 #define KVB_MAX_ROWS 32
 
 /* One tier as the kernel reads it: pages of `page` tokens laid out as
- * [page x K record][page x V record][page x int32 position][...]. */
+ * [page x K record][page x V record][page x int32 position (has_pos)][...]. */
 typedef struct {
     uint8_t *const *pages;
     int n;            /* tokens */
-    int kbits, vbits; /* 16, 8, 4 or 2 */
+    int kbits, vbits; /* 16, 8, 4, 3 or 2 */
     size_t krec, vrec;
     const float *qt;  /* [head_dim][rpad] queries this tier's keys meet, transposed */
     int n_vis;        /* tokens [n_vis, n) are visible to no row (a tier sorted by
                        * position knows): not scored, probability 0 */
+    int has_pos;      /* 1: pages hold positions and a row sees a token only when
+                       * its position <= the row's lim; 0 (the low tier, which
+                       * stores none): every row sees tokens [0, n_vis) */
 } kvb_tier;
+
+/* The instruction sets the kernel comes in. */
+enum { KVB_NONE, KVB_AVX2, KVB_AVX512 };
 
 typedef struct {
     kvb_tier tier[2]; /* high then low; a tier with n = 0 is skipped */
+    int kind;         /* KVB_AVX2 or KVB_AVX512 (kvb_kind) */
     int page;         /* tokens per page */
     int head_dim, group;
     int rows, rpad;   /* rows used, rows stored per token (16 or 32) */
@@ -46,17 +55,34 @@ typedef struct {
     float *const *out; /* [rows] output rows (written, head_dim floats each) */
 } kvb_job;
 
-/* Nonzero when the CPU and the shape allow the kernel (AVX-512, head_dim a
- * multiple of 64). */
-int kvb_available(int head_dim);
+/* The best kind the CPU and the shape allow (head_dim a multiple of 64;
+ * AVX-512F/BW/VL, else AVX2 + FMA + F16C), or KVB_NONE. */
+int kvb_kind(int head_dim);
 /* rows (<= KVB_MAX_ROWS) rounded up to what pt stores per token. */
 int kvb_rpad(int rows);
 void kvb_attend(const kvb_job *j);
 
-/* Row helpers for the one-query path (same availability as the kernel).
+/* Row helpers for the one-query path (AVX-512: kvb_kind(64) == KVB_AVX512).
  * kvb_exp_row: x[t] = e^(x[t] - max x),
  * returns 1 / sum (masked entries become exactly 0). kvb_scale_row: x *= a. */
 float kvb_exp_row(float *x, int n);
 void kvb_scale_row(float *x, int n, float a);
+
+/* ---- internal to kv_mixed_blk*.c: one instruction set's steps ------------ */
+typedef struct {
+    /* One record to head_dim floats (kvq_decode's values, the scale and zero
+     * applied in one fused multiply-add). */
+    void (*decode)(const uint8_t *rec, int bits, int d, int group, float *x);
+    /* pt[t][row] = scale * q_row . k_t for nt decoded keys (kf, rows padded
+     * with zeros to a multiple of 8); with pos, -inf where pos[t] > lim[row]. */
+    void (*score)(const kvb_job *j, const float *qt, const float *kf, const int32_t *pos, int nt,
+                  float *pt);
+    /* Each row's softmax down ncol tokens of pt (-inf becomes exactly 0). */
+    void (*softmax)(float *pt, int ncol, int rp);
+    /* out[row] += sum_t pt[t][row] * v_t over nt decoded values, every row. */
+    void (*accum)(const kvb_job *j, const float *vf, const float *pt, int nt);
+} kvb_ops;
+
+extern const kvb_ops kvb_avx512_ops, kvb_avx2_ops;
 
 #endif

@@ -64,6 +64,7 @@ typedef struct {
     float *pend1; /* [max_seqs][n_layers][n_kv_heads][2][hd]: one pending token
                    * per head, so a decode step stores without malloc */
     int blk_q;    /* queries per block for kv_mixed_blk (prompt chunks); 0: off */
+    int blk_kind; /* its instruction set (KVB_AVX2/KVB_AVX512), KVB_NONE when off */
     kvw_rows rows; /* the decode path's softmax steps (kv_rows.h) */
     float *rot;   /* [n_layers][n_kv_heads][hd] kv_rot signs when p.rotate, else
                    * NULL: both tiers then hold R·k and R·v (kv_rot.h), the

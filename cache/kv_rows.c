@@ -71,7 +71,7 @@ AVX2 static void scale_row_avx2(float *x, int n, float a) {
 }
 
 void kvw_rows_for(int force_scalar, kvw_rows *r) {
-    if (!force_scalar && kvb_available(64)) { /* the CPU test; head_dim does not matter here */
+    if (!force_scalar && kvb_kind(64) == KVB_AVX512) { /* the CPU test; head_dim does not matter here */
         *r = (kvw_rows){kvb_exp_row, kvb_scale_row, "avx512"};
     } else if (!force_scalar && kq_simd_level() >= KQ_SIMD_AVX2 && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma")) {
