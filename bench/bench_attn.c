@@ -92,7 +92,9 @@ int main(int argc, char **argv) {
     /* Policies through prefill chunks and decode steps. */
     const char *defaults[] = {"full", "mikv"};
     const char **pols = argc > 2 ? (const char **)argv + 2 : defaults;
-    int npol = argc > 2 ? argc - 2 : 2, steps = 128, chunk = 256;
+    /* BENCH_STEPS: decode steps per policy (128), more for a decode profile */
+    const char *es = getenv("BENCH_STEPS");
+    int npol = argc > 2 ? argc - 2 : 2, steps = es && atoi(es) > 0 ? atoi(es) : 128, chunk = 256;
     float *qa = malloc(sizeof(float) * chunk * qd), *oa = malloc(sizeof(float) * chunk * qd);
     float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
     for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
