@@ -30,6 +30,13 @@ extern const int cli_device_values[];
     {.name = "--device", .kind = CLI_CHOICE, .dst = (d), .choices = cli_device_names, \
      .values = cli_device_values, __VA_ARGS__}
 
+/* --attn-split off|N into llm_ctx_params.attn_split (an int): split-K decode
+ * attention from N context tokens, or never (-1). Not given: 0, the default. */
+int cli_attn_split(void *dst, const char *value);
+#define CLI_OPT_ATTN_SPLIT(d, ...)                                                     \
+    {.name = "--attn-split", .kind = CLI_FN, .dst = (d), .fn = cli_attn_split,        \
+     .what = "off or a token count", __VA_ARGS__}
+
 /* --kv-policy and the --kv-<knob> flags (kv_policy_set's knobs), which
  * apply on top of the policy whatever their order on the command line. */
 #define CLI_KV_N_KNOBS 14

@@ -24,6 +24,14 @@ static const char *const kv_flags[CLI_KV_N_KNOBS] = {
     "--kv-recent", "--kv-sinks", "--kv-window", "--kv-chunk", "--kv-group", "--kv-select",
     "--kv-key-balance", "--kv-rotate", "--kv-clip"};
 
+int cli_attn_split(void *dst, const char *value) {
+    long n;
+    if (!strcmp(value, "off")) n = -1;
+    else if (cli_parse_int(value, 1, INT_MAX, &n)) return -1;
+    *(int *)dst = (int)n;
+    return 0;
+}
+
 const cli_opt *cli_kv_table(cli_kv *kv) {
     kv->opts[0] = (cli_opt)CLI_OPT_KV_POLICY(&kv->policy);
     for (int k = 0; k < CLI_KV_N_KNOBS; k++)

@@ -53,6 +53,8 @@ static void usage(FILE *f) {
             "  --lines N            retrieval: records per sample (default 12)\n"
             "  --digits N           retrieval, lookup: digits of each record's number (default 3)\n"
             "  --threads N          CPU threads (default: all cores)\n"
+            "  --attn-split off|N   split one sequence's decode attention across threads\n"
+            "                       from N context tokens (default 512)\n"
             "  --device D           cpu (default), cuda, auto: where every run decodes (on\n"
             "                       cuda each policy runs in the GPU's own cache)\n"
             "  --model PATH         GGUF model (default: $PIVOT_MODEL or the SmolLM2 default)\n"
@@ -105,6 +107,7 @@ static int parse(int argc, char **argv, eval_opts *o) {
         CLI_OPT_MODEL(&o->model),
         CLI_OPT_DEVICE(&t->device),
         CLI_OPT_THREADS(&t->threads),
+        CLI_OPT_ATTN_SPLIT(&t->attn_split, .env = "PIVOT_ATTN_SPLIT"),
         CLI_OPT_SEED(&t->seed),
         {.name = NULL},
     };

@@ -37,6 +37,8 @@ static void usage(FILE *f) {
             "  --penalty-last-n N       tokens the penalties look back over (default 64)\n"
             "  --seed S                 RNG seed (default 0); same seed, same output\n"
             "  --threads N              CPU threads (default: all cores)\n"
+            "  --attn-split off|N       split the decode attention across threads from N\n"
+            "                           context tokens (default 512)\n"
             "  --device D               auto (default: CUDA when a GPU is present), cpu, cuda\n"
             "  --batch N                prompt tokens per forward step (default 256)\n"
             "  --ctx N                  context size (default: prompt + max tokens, at most the\n"
@@ -72,7 +74,7 @@ typedef struct {
     const char *prompt, *model, *system, *schema;
     cli_kv kv;
     llm_device device;
-    int max_tokens, threads, batch, ctx;
+    int max_tokens, threads, batch, ctx, attn_split;
     int chat, ignore_eos, special, json;
     smp_params sp;
 } gen_opts;
@@ -91,6 +93,7 @@ static int parse(int argc, char **argv, gen_opts *o) {
         CLI_OPT_MODEL(&o->model),
         CLI_OPT_DEVICE(&o->device),
         CLI_OPT_THREADS(&o->threads),
+        CLI_OPT_ATTN_SPLIT(&o->attn_split, .env = "PIVOT_ATTN_SPLIT"),
         CLI_OPT_CTX(&o->ctx),
         CLI_OPT_SEED(&sp->seed),
         {.name = "--max-tokens", .kind = CLI_INT, .dst = &o->max_tokens, .lo = 0, .hi = 1 << 24},
@@ -278,7 +281,8 @@ int cmd_generate(int argc, char **argv) {
     }
     long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
     llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
-                         .max_ctx = (int)ctx_len, .max_batch_tokens = o.batch};
+                         .max_ctx = (int)ctx_len, .max_batch_tokens = o.batch,
+                         .attn_split = o.attn_split};
     cp.device = dev;
     kv_shape ks = llm_kv_shape(m, &cp);
     kv_cache *kv = NULL;

@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "  --prefill-chunk N      prompt tokens one sequence adds per step (default 256)\n"
             "  --max-queue N          waiting requests before 429 (default 64)\n"
             "  --threads N            CPU threads (default: all cores)\n"
+            "  --attn-split off|N     split one long sequence's decode attention across\n"
+            "                         threads from N context tokens (default 512)\n"
             "  --ctx N                tokens per sequence (default: the model's training context)\n"
             "  --drain-timeout S      on SIGTERM/SIGINT, seconds to finish running requests\n"
             "                         (default 30)\n"
@@ -86,6 +88,7 @@ static int parse(int argc, char **argv, srv_config *c) {
         {.name = "--max-queue", .kind = CLI_INT, .dst = &c->max_queue, .lo = 0, .hi = 1 << 20,
          .env = "PIVOT_MAX_QUEUE"},
         CLI_OPT_THREADS(&c->threads, .env = "PIVOT_THREADS"),
+        CLI_OPT_ATTN_SPLIT(&c->attn_split, .env = "PIVOT_ATTN_SPLIT"),
         CLI_OPT_CTX(&c->ctx, .env = "PIVOT_CTX"),
         {.name = "--drain-timeout", .kind = CLI_DOUBLE, .dst = &c->drain_timeout,
          .lo = 0, .hi = 86400,

@@ -50,6 +50,7 @@ typedef struct {
     long kv_snapshot_cells; /* ... only up to this many (layer, KV head, position)
                                cells; 0: 2^20 (eng_snap.h) */
     int prefix_cache_off;   /* 1: no automatic prefix caching (default: on, CPU only) */
+    int attn_split;         /* llm_ctx_params.attn_split (0: default, < 0: off) */
 } eng_config;
 
 typedef struct {

@@ -59,7 +59,8 @@ static int make_ctx(eng_engine *e) {
     int rc;
     llm_ctx_params p = {.n_threads = e->cfg.threads, .max_seqs = e->cfg.max_seqs,
                         .max_ctx = e->max_ctx, .max_batch_tokens = e->cfg.max_batch_tokens,
-                        .device = e->on_cuda ? LLM_DEVICE_CUDA : LLM_DEVICE_CPU};
+                        .device = e->on_cuda ? LLM_DEVICE_CUDA : LLM_DEVICE_CPU,
+                        .attn_split = e->cfg.attn_split};
     e->shape = llm_kv_shape(e->model, &p);
     kv_policy full;
     kv_policy_preset("full", &full);

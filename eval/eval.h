@@ -43,6 +43,7 @@ typedef struct {
     int lines;          /* retrieval: records per sample */
     int digits;         /* retrieval: digits of the numbers (LongEval: up to 5) */
     int threads;
+    int attn_split;     /* llm_ctx_params.attn_split (--attn-split) */
     llm_device device;  /* where the runs' contexts decode (default CPU) */
     int copy_text;      /* copy: the first copy is a window of `text` instead of
                            random word tokens (a 135M model copies text far better) */

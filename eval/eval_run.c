@@ -135,7 +135,8 @@ static void free_ctx(ev_run *r) {
 static int open_run(const llm_model *m, const ev_task_opts *o, ev_run *r, int n_total) {
     llm_ctx_params cp = {.n_threads = o->threads, .max_seqs = r->prefix_cached ? 2 : 1,
                          .max_ctx = n_total + 1,
-                         .max_batch_tokens = EV_BATCH, .device = o->device};
+                         .max_batch_tokens = EV_BATCH, .device = o->device,
+                         .attn_split = o->attn_split};
     kv_shape sh = llm_kv_shape(m, &cp);
     kv_policy p = r->pol;
     if (r->budgeted) {

@@ -83,8 +83,8 @@ typedef struct {
      * whose context holds at least this many tokens has each KV head's
      * attention cut into key ranges run on different threads and merged,
      * when the batch has fewer (entry, KV head) tasks than 2 x threads.
-     * 0: $PIVOT_ATTN_SPLIT if set ("off" or a token count), else the
-     * default (LLM_ATTN_SPLIT_DEFAULT); < 0: never. */
+     * 0: the default (LLM_ATTN_SPLIT_DEFAULT); < 0: never (pivot serve,
+     * generate and eval: --attn-split off|N, or $PIVOT_ATTN_SPLIT). */
     int attn_split;
 } llm_ctx_params;
 

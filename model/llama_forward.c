@@ -94,23 +94,12 @@ void llm_ctx_free(llm_ctx *c) {
 #define SPLIT_MAX_PARTS 8
 #define SPLIT_PART_MIN 64
 
-/* The threshold (params, else $PIVOT_ATTN_SPLIT, else the default) and
+/* The threshold (params, else the default) and
  * the part buffers, sized for the most parts attn_plan ever assigns:
  * it splits only while the unsplit tasks are < 2 x threads, and gives
  * each split entry at most ceil(4 x threads / tasks) parts. */
 static int split_setup(llm_ctx *c) {
-    int v = c->p.attn_split;
-    if (v == 0) {
-        const char *e = getenv("PIVOT_ATTN_SPLIT");
-        v = LLM_ATTN_SPLIT_DEFAULT;
-        if (e && *e) {
-            char *end;
-            long x = strtol(e, &end, 10);
-            if (!strcmp(e, "off")) v = -1;
-            else if (*end == '\0' && x > 0 && x < INT_MAX) v = (int)x;
-            else return PV_EINVAL;
-        }
-    }
+    int v = c->p.attn_split ? c->p.attn_split : LLM_ATTN_SPLIT_DEFAULT;
     c->split_min = v < 0 || c->p.n_threads < 2 ? INT_MAX : v;
     const llm_config *cf = &c->m->cfg;
     size_t qd = (size_t)cf->n_heads * cf->head_dim, T = (size_t)c->p.n_threads;

@@ -21,6 +21,7 @@ typedef struct {
     int ctx;               /* tokens per sequence (0: the model's training context) */
     int kv_elastic;        /* --kv-elastic: requests may be compressed under pressure */
     int prefix_cache;      /* --prefix-cache on|off: automatic prefix caching */
+    int attn_split;        /* --attn-split off|N (llm_ctx_params.attn_split) */
     double drain_timeout;  /* seconds */
     size_t max_body;
     int max_conns;

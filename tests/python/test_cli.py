@@ -3,6 +3,7 @@
 Runs the real binary (PIVOT_BIN or build/cli/pivot) on the default model."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -80,6 +81,9 @@ def test_help_documents_every_flag(pivot_bin):
     (["generate", "--prompt", "x", "--max-tokens", "abc"], "--max-tokens"),
     (["generate", "--prompt", "x", "--temperature", "-1"], "--temperature"),
     (["generate", "--prompt", "x", "--bogus"], "unknown option"),
+    (["generate", "--prompt", "x", "--attn-split", "0"], "--attn-split expects off or a token count"),
+    (["eval", "--task", "copy", "--attn-split", "on"], "--attn-split expects off or a token count"),
+    (["serve", "--attn-split", "-5"], "--attn-split expects off or a token count"),
     (["generate", "--prompt"], "needs a value"),
     (["frobnicate"], "unknown command"),
 ])
@@ -110,3 +114,19 @@ def test_missing_and_corrupt_model_files(pivot_bin, tmp_path, smol_model):
 def test_context_overflow_is_an_error(pivot_bin, smol_model):
     r = gen(pivot_bin, smol_model, "--prompt", "one two three four five six", "--ctx", "4")
     assert r.returncode == 1 and "context" in r.stderr
+
+
+def test_attn_split_from_the_environment_is_checked_like_the_flag(pivot_bin, smol_model):
+    """PIVOT_ATTN_SPLIT is the --attn-split option's variable (read by the
+    command line, no longer by the library): a bad value is a usage error
+    naming the variable; good ones run."""
+    r = run(pivot_bin, "generate", "--prompt", "x", env=dict(os.environ, PIVOT_ATTN_SPLIT="sometimes"))
+    assert r.returncode == 2 and "PIVOT_ATTN_SPLIT expects off or a token count" in r.stderr
+    outs = []
+    for v in ("off", "8"):
+        r = run(pivot_bin, "generate", "--model", str(smol_model), "--prompt", "The capital of France is",
+                "--max-tokens", "8", "--temperature", "0", "--threads", "2",
+                env=dict(os.environ, PIVOT_ATTN_SPLIT=v))
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+    assert outs[0] == outs[1], "split or not, greedy decoding gives the same tokens"
