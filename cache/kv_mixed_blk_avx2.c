@@ -17,12 +17,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-AVX2 static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
 /* The codes of channels c..c+7 as 8 int32 lanes (kv_quant.h's layout; 8 | c
  * and codes8_ok). */
 AVX2 static inline __m256i codes8(const uint8_t *rec, int bits, int d, int c) {
@@ -50,8 +44,8 @@ AVX2 __attribute__((always_inline)) static inline void
 decode_codes(const uint8_t *rec, const int BITS, int d, int group, float *x) {
     const uint8_t *sz = rec + d * BITS / 8;
     for (int g0 = 0; g0 < d; g0 += group) {
-        const __m256 s = _mm256_set1_ps(h2f(sz + 4 * (g0 / group)));
-        const __m256 z = _mm256_set1_ps(h2f(sz + 4 * (g0 / group) + 2));
+        const __m256 s = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group)));
+        const __m256 z = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group) + 2));
         for (int c0 = g0; c0 < g0 + group; c0 += 8) {
             __m256i w = BITS == 8 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c0)))
                                   : codes8(rec, BITS, d, c0);

@@ -13,12 +13,6 @@
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
 #define TILE 6 /* output rows per register tile: 6 x 4 zmm */
 
-AVX512 static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
 /* One record to head_dim floats (the same values as kvq_decode, with the
  * scale and zero applied in one fused multiply-add). */
 AVX512 static void decode(const uint8_t *rec, int bits, int d, int group, float *x) {
@@ -36,8 +30,8 @@ AVX512 static void decode(const uint8_t *rec, int bits, int d, int group, float 
     for (int c0 = 0; c0 < d; c0 += 16) {
         int g = c0 / group;
         __m512i w = kvs_codes16(rec, bits, d, c0);
-        _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(h2f(sz + 4 * g)),
-                                                 _mm512_set1_ps(h2f(sz + 4 * g + 2))));
+        _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(kvs_h2f(sz + 4 * g)),
+                                                 _mm512_set1_ps(kvs_h2f(sz + 4 * g + 2))));
     }
 }
 

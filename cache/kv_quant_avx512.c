@@ -23,12 +23,6 @@
 #define MAXG 64  /* groups per record */
 #define ROWS 6   /* query heads per register pass in axpyn */
 
-AVX512 static inline float h2f(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
 /* Lane t of the result is the sum of the 16 lanes of v[t]. */
 AVX512 static inline __m512i reduce16(const __m512i *v) {
     __m512i w[8], x[4];
@@ -64,8 +58,8 @@ AVX512 static void dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_
                 const uint8_t *rec = rec0 + (size_t)(t0 + u) * stride;
                 unpack16(rec, bits, d, codes + (size_t)u * d);
                 for (int gi = 0; gi < ng; gi++) {
-                    s[gi][u] = h2f(rec + nb + 4 * gi);
-                    z[gi][u] = h2f(rec + nb + 4 * gi + 2);
+                    s[gi][u] = kvs_h2f(rec + nb + 4 * gi);
+                    z[gi][u] = kvs_h2f(rec + nb + 4 * gi + 2);
                 }
             } else { /* past the run: zero codes, zero scale */
                 memset(codes + (size_t)u * d, 0, sizeof(int16_t) * d);
@@ -108,8 +102,8 @@ axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, 
         for (int j = 0; j < 4; j++) {
             int c = c0 + 16 * j, g = c / group;
             __m512i w = kvs_codes16(rec, bits, d, c);
-            x[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(h2f(rec + nb + 4 * g)),
-                                   _mm512_set1_ps(h2f(rec + nb + 4 * g + 2)));
+            x[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(kvs_h2f(rec + nb + 4 * g)),
+                                   _mm512_set1_ps(kvs_h2f(rec + nb + 4 * g + 2)));
         }
         for (int r = 0; r < NR; r++) {
             __m512 b = _mm512_set1_ps(a[(size_t)(r0 + r) * as + t]);

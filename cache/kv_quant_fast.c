@@ -14,14 +14,9 @@
 #include <string.h>
 
 #include "kv_quant.h"
+#include "kv_simd.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-AVX2 static inline float h2f_sz(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
 
 AVX2 static inline float hsum(__m256 v) {
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -121,7 +116,7 @@ AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float
         const float *a0 = a + (size_t)g0 * as, *a1 = G > 1 ? a0 + as : a0, *a2 = G > 2 ? a0 + 2 * as : a0,
                     *a3 = G > 3 ? a0 + 3 * as : a0;
         for (int t = 0; t < n; t++) {
-            float zv = h2f_sz(rec0 + (size_t)t * stride + nb + 4 * k + 2);
+            float zv = kvs_h2f(rec0 + (size_t)t * stride + nb + 4 * k + 2);
             z0 += a0[t] * zv, z1 += a1[t] * zv, z2 += a2[t] * zv, z3 += a3[t] * zv;
         }
         const float zs[4] = {z0, z1, z2, z3};
@@ -160,7 +155,7 @@ AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float
                     for (int pl = 0; pl < PL; pl++) {                                          \
                         __m256 x = _mm256_cvtepi32_ps(                                         \
                             _mm256_and_si256(_mm256_srli_epi32(w, pl * BITS), mask));          \
-                        float s = h2f_sz(rec + nb + 4 * gidx[pl]);                             \
+                        float s = kvs_h2f(rec + nb + 4 * gidx[pl]);                            \
                         for (int g = 0; g < GP; g++)                                           \
                             acc[pl][g] = _mm256_fmadd_ps(_mm256_set1_ps(wt[g] * s), x, acc[pl][g]); \
                     }                                                                          \
@@ -206,7 +201,7 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
         for (int g = 0; g < Q3_GP; g++) wt[g] = g < G ? a[(size_t)(g0 + g) * as + t] : 0.0f;
         __m256 ws[Q3_GP];
         if (uni) {
-            float sc = h2f_sz(rec + soff[0]);
+            float sc = kvs_h2f(rec + soff[0]);
             for (int g = 0; g < Q3_GP; g++) ws[g] = _mm256_set1_ps(wt[g] * sc);
         }
         for (int k = 0; k < Q3_CH; k++) {
@@ -215,7 +210,7 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
             __m128i hi = _mm_loadl_epi64((const __m128i *)(const void *)(Q3_HI + rec[moff[k]]));
             __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_or_si128(lo, hi)));
             if (!uni) {
-                float sc = h2f_sz(rec + soff[k]);
+                float sc = kvs_h2f(rec + soff[k]);
                 for (int g = 0; g < Q3_GP; g++) ws[g] = _mm256_set1_ps(wt[g] * sc);
             }
             for (int g = 0; g < Q3_GP; g++) acc[k][g] = _mm256_fmadd_ps(ws[g], x, acc[k][g]);

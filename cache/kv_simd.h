@@ -53,6 +53,14 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 kvs_exp2
     return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
 }
 
+/* The fp16 at p (a record's scale or zero: unaligned bytes) as a float;
+ * inlined into AVX2 and AVX-512 callers (both include F16C). */
+__attribute__((target("f16c"), always_inline)) static inline float kvs_h2f(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
+
 /* The sum of 8 lanes, in one fixed order (halves, then pairs, then the
  * last two): kv_quant.c's dot kernels and kv_fp16.c's dot_f16c reduce in
  * this order, so their sums are bit-identical. */
