@@ -40,6 +40,12 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* BENCH_STEPS: decode steps per policy (128), more for a decode profile. */
+static int decode_steps(void) {
+    const char *e = getenv("BENCH_STEPS");
+    return e && atoi(e) > 0 ? atoi(e) : 128;
+}
+
 int main(int argc, char **argv) {
     const int N = argc > 1 ? atoi(argv[1]) : 2048, nh = 9, nkv = 3, hd = 64, B = 64;
     if (N < B + 1 || N > 1 << 20) {
@@ -92,9 +98,7 @@ int main(int argc, char **argv) {
     /* Policies through prefill chunks and decode steps. */
     const char *defaults[] = {"full", "mikv"};
     const char **pols = argc > 2 ? (const char **)argv + 2 : defaults;
-    /* BENCH_STEPS: decode steps per policy (128), more for a decode profile */
-    const char *es = getenv("BENCH_STEPS");
-    int npol = argc > 2 ? argc - 2 : 2, steps = es && atoi(es) > 0 ? atoi(es) : 128, chunk = 256;
+    int npol = argc > 2 ? argc - 2 : 2, steps = decode_steps(), chunk = 256;
     float *qa = malloc(sizeof(float) * chunk * qd), *oa = malloc(sizeof(float) * chunk * qd);
     float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
     for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
