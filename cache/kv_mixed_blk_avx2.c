@@ -17,61 +17,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-/* The codes of channels c..c+7 as 8 int32 lanes (kv_quant.h's layout; 8 | c
- * and codes8_ok). */
-AVX2 static inline __m256i codes8(const uint8_t *rec, int bits, int d, int c) {
-    if (bits == 3) { /* low two bits from the 2-bit planes, the third from its mask byte */
-        const int nb2 = d / 4;
-        __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c % nb2)));
-        w = _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(2 * (c / nb2))), _mm256_set1_epi32(3));
-        const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        __m256i hb = _mm256_and_si256(_mm256_set1_epi32(rec[nb2 + c / 8]), bit);
-        return _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi32(hb, bit), _mm256_set1_epi32(4)));
-    }
-    const int nb = d * bits / 8;
-    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c % nb)));
-    return _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(bits * (c / nb))),
-                            _mm256_set1_epi32((1 << bits) - 1));
-}
-
-/* 1 when codes8 can read a record of this shape 8 channels at a time. */
-static int codes8_ok(int bits, int d) { return bits == 3 ? d % 32 == 0 : (d * bits / 8) % 8 == 0; }
-
-/* A group's scale and zero are broadcast once for the group's chunks, and
- * BITS is a constant after inlining (8-bit codes then need no shift and
- * mask): the decode pass was as costly as the scores before. */
-AVX2 __attribute__((always_inline)) static inline void
-decode_codes(const uint8_t *rec, const int BITS, int d, int group, float *x) {
-    const uint8_t *sz = rec + d * BITS / 8;
-    for (int g0 = 0; g0 < d; g0 += group) {
-        const __m256 s = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group)));
-        const __m256 z = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group) + 2));
-        for (int c0 = g0; c0 < g0 + group; c0 += 8) {
-            __m256i w = BITS == 8 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c0)))
-                                  : codes8(rec, BITS, d, c0);
-            _mm256_storeu_ps(x + c0, _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z));
-        }
-    }
-}
-
-AVX2 static void decode(const uint8_t *rec, int bits, int d, int group, float *x) {
-    if (bits == 16) {
-        for (int i = 0; i < d; i += 8)
-            _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(rec + 2 * i))));
-        return;
-    }
-    if (!codes8_ok(bits, d) || group % 8) { /* 8 channels need one plane run and one group */
-        kvq_decode(rec, d, bits, group, x);
-        return;
-    }
-    switch (bits) {
-    case 8: decode_codes(rec, 8, d, group, x); break;
-    case 4: decode_codes(rec, 4, d, group, x); break;
-    case 3: decode_codes(rec, 3, d, group, x); break;
-    default: decode_codes(rec, 2, d, group, x); break;
-    }
-}
-
 /* Scores of nt decoded keys for every row: U keys at a time, NZ vectors of 8
  * rows each (U x NZ accumulators), a key's value per dimension broadcast
  * once for all rows. kf holds whole groups of 8 keys, so U | 8 never reads
@@ -167,4 +112,4 @@ AVX2 static void accum(const kvb_job *j, const float *vf, const float *pt, int n
     if (r0 < j->rows) accum_values(j, vf, pt, nt, r0, 1);
 }
 
-const kvb_ops kvb_avx2_ops = {decode, score, softmax_cols, accum};
+const kvb_ops kvb_avx2_ops = {kvq_decode_avx2, score, softmax_cols, accum};

@@ -15,7 +15,7 @@
 
 /* One record to head_dim floats (the same values as kvq_decode, with the
  * scale and zero applied in one fused multiply-add). */
-AVX512 static void decode(const uint8_t *rec, int bits, int d, int group, float *x) {
+AVX512 static void decode(const uint8_t *rec, int d, int bits, int group, float *x) {
     if (bits == 16) {
         for (int i = 0; i < d; i += 16)
             _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * i))));

@@ -286,33 +286,70 @@ QUANT_AVX2(8)
 QUANT_AVX2(4)
 QUANT_AVX2(2)
 
-/* 3-bit records (d <= Q3_MAXD): decoded 8 channels at a time into floats
- * once (the 2-bit planes' loop of QUANT_AVX2, plus each chunk's third bits,
- * one byte of the mask, kv_quant.h), then a plain float dot or axpy. */
-#define Q3_MAXD 512
-
-AVX2 static void q3_decode_avx2(const uint8_t *rec, int d, int group, float *x) {
-    const int nb = (int)code_bytes(d, 3), nb2 = d / 4;
-    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    __m256 s = _mm256_setzero_ps(), z = s;
-    int gi = 0, left = 0, c = 0;
-    for (int pl = 0; pl < 4; pl++)
-        for (int j = 0; j < nb2; j += 8, c += 8, left -= 8) {
-            if (left == 0) {
-                gsz(rec, nb, gi++, &s, &z);
-                left = group;
-            }
-            __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j)));
-            w = _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(2 * pl)), _mm256_set1_epi32(3));
-            __m256i hb = _mm256_and_si256(_mm256_set1_epi32(rec[nb2 + c / 8]), sel);
-            w = _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi32(hb, sel), _mm256_set1_epi32(4)));
-            _mm256_storeu_ps(x + c, _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z));
-        }
+/* The codes of channels c..c+7 as 8 int32 lanes (8 | c, codes8_ok): 8
+ * consecutive bytes under one shift; 3 bits add each chunk's third bits
+ * from one byte of the mask (kv_quant.h). */
+AVX2 static inline __m256i codes8(const uint8_t *rec, int bits, int d, int c) {
+    if (bits == 3) {
+        const int nb2 = d / 4;
+        __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c % nb2)));
+        w = _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(2 * (c / nb2))), _mm256_set1_epi32(3));
+        const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        __m256i hb = _mm256_and_si256(_mm256_set1_epi32(rec[nb2 + c / 8]), bit);
+        return _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi32(hb, bit), _mm256_set1_epi32(4)));
+    }
+    const int nb = d * bits / 8;
+    __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c % nb)));
+    return _mm256_and_si256(_mm256_srl_epi32(w, _mm_cvtsi32_si128(bits * (c / nb))),
+                            _mm256_set1_epi32((1 << bits) - 1));
 }
+
+/* 1 when codes8 can read a record of this shape 8 channels at a time. */
+static int codes8_ok(int bits, int d) { return bits == 3 ? d % 32 == 0 : (d * bits / 8) % 8 == 0; }
+
+/* A group's scale and zero are broadcast once for its chunks, and BITS is a
+ * constant after inlining (8-bit codes need no shift and mask). */
+AVX2 __attribute__((always_inline)) static inline void
+decode_avx2_bits(const uint8_t *rec, const int BITS, int d, int group, float *x) {
+    const uint8_t *sz = rec + code_bytes(d, BITS);
+    for (int g0 = 0; g0 < d; g0 += group) {
+        const __m256 s = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group)));
+        const __m256 z = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group) + 2));
+        for (int c0 = g0; c0 < g0 + group; c0 += 8) {
+            __m256i w = BITS == 8 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c0)))
+                                  : codes8(rec, BITS, d, c0);
+            _mm256_storeu_ps(x + c0, _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z));
+        }
+    }
+}
+
+AVX2 void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float *x) {
+    if (bits == 16) {
+        int i = 0;
+        for (; i + 8 <= d; i += 8)
+            _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(rec + 2 * i))));
+        for (; i < d; i++) x[i] = kq_fp16_to_fp32(rd16(rec + 2 * i));
+        return;
+    }
+    if (!codes8_ok(bits, d) || group % 8) { /* 8 channels need one plane run and one group */
+        kvq_decode(rec, d, bits, group, x);
+        return;
+    }
+    switch (bits) {
+    case 8: decode_avx2_bits(rec, 8, d, group, x); break;
+    case 4: decode_avx2_bits(rec, 4, d, group, x); break;
+    case 3: decode_avx2_bits(rec, 3, d, group, x); break;
+    default: decode_avx2_bits(rec, 2, d, group, x); break;
+    }
+}
+
+/* 3-bit one-record kernels (d <= Q3_MAXD): the record decoded into floats
+ * once (kvq_decode_avx2), then a plain float dot or axpy. */
+#define Q3_MAXD 512
 
 AVX2 static void dotq3_avx2(const uint8_t *rec, const float *q, int gq, int d, int group, float *out) {
     float x[Q3_MAXD];
-    q3_decode_avx2(rec, d, group, x);
+    kvq_decode_avx2(rec, d, 3, group, x);
     for (int g = 0; g < gq; g++) {
         __m256 acc = _mm256_setzero_ps();
         for (int c = 0; c < d; c += 8)
@@ -323,7 +360,7 @@ AVX2 static void dotq3_avx2(const uint8_t *rec, const float *q, int gq, int d, i
 
 AVX2 static void axpyq3_avx2(const uint8_t *rec, const float *a, int gq, int d, int group, float *out) {
     float x[Q3_MAXD];
-    q3_decode_avx2(rec, d, group, x);
+    kvq_decode_avx2(rec, d, 3, group, x);
     for (int g = 0; g < gq; g++)
         for (int c = 0; c < d; c += 8) {
             float *o = out + (size_t)g * d + c;

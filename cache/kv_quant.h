@@ -44,6 +44,11 @@ void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec);
 void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec);
 /* Decodes a record back to floats (what the kernels compute with). */
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x);
+/* The same on AVX2 + FMA + F16C CPUs only (callers check): 8 channels at a
+ * time, a group's scale and zero applied in one fused multiply-add (so the
+ * last bit may differ from kvq_decode); shapes it cannot take in 8-channel
+ * chunks (8 ∤ group, a chunk across planes) fall back to kvq_decode. */
+void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float *x);
 
 /* out[g] = dot(q + g*d, record) for g < gq. */
 typedef void (*kvq_dot_fn)(const uint8_t *rec, const float *q, int gq, int d, int group,
