@@ -168,7 +168,8 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                       * were encoded high) */
                      {lo->pages, lo_n, c->p.lo_bits, kv_policy_lo_v_bits(&c->p), c->flo.krec,
                       c->flo.vrec, qlo, lo_n, 0}},
-            .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd, .group = c->p.group, .rows = rows, .rpad = rp,
+            .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd, .group = c->p.group,
+            .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
             .out = s->outp};
         kvb_attend(&j);

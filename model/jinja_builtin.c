@@ -385,14 +385,14 @@ static jv *global(jj_eval *ev, int id, jv **av, const char **kw, int n, int line
         if (a1) lo = a0->u.i, hi = a1->u.i;
         if (a2) st = a2->u.i;
         /* count first, in 64 bits without overflow (range(-1, 2**63-1) must
-         * not wrap), then step that many times: i never passes hi */
+         * not wrap); element k is lo + k*st, which lies between lo and hi */
         long long span;
         if (st == 0 || __builtin_sub_overflow(hi, lo, &span) || span / st > 1000000)
             return jj_fail(ev, line, "range too long");
         long long count = span / st + (span % st != 0);
         r = jv_list(A);
-        for (long long k = 0, i = lo; r && k < count; k++, i += k < count ? st : 0)
-            if (jv_list_push(A, r, jv_int(A, i))) return NULL;
+        for (long long k = 0; r && k < count; k++)
+            if (jv_list_push(A, r, jv_int(A, lo + k * st))) return NULL;
         return r;
     }
     case G_NAMESPACE: case G_DICT:
