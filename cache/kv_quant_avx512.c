@@ -7,7 +7,8 @@
  *   multiplies them with _mm512_madd_epi16 (32 channels per instruction),
  *   and the 16 per-token vectors are reduced together by a transpose-and-add
  *   tree (45 operations for 16 sums instead of ~8 per sum). Scales, zeros
- *   and the query's own scale are then applied to 16 tokens at once.
+ *   (one gather of 16 records' fp16 pairs per group) and the query's own
+ *   scale are then applied to 16 tokens at once.
  * axpyn: each record is decoded to float once (code * scale + zero, one
  *   fused multiply-add per 16 channels) and added to every query head's
  *   output, which stays in registers for the whole run (6 heads x 64
@@ -46,26 +47,51 @@ AVX512 static inline void unpack16(const uint8_t *rec, int bits, int d, int16_t 
         _mm256_storeu_si256((__m256i *)(void *)(out + c), _mm512_cvtepi32_epi16(kvs_codes16(rec, bits, d, c)));
 }
 
-AVX512 static void dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
-                           int d, int group, float *sc, size_t scs, int bits) {
+/* Codes of one record as int16 in channel order into out (64-byte aligned).
+ * Planes of a multiple of 32 bytes (4-bit or 8-bit codes at head_dim 64):
+ * 32 bytes widen to int16 once and each plane is a shift and a mask of
+ * them; other shapes 16 channels at a time (unpack16). */
+AVX512 __attribute__((always_inline)) static inline void unpack_rec(const uint8_t *rec, int bits, int d,
+                                                                    int16_t *out) {
+    const int nb = d * bits / 8;
+    if (bits == 3 || nb % 32) {
+        unpack16(rec, bits, d, out);
+        return;
+    }
+    const __m512i mask = _mm512_set1_epi16((int16_t)((1 << bits) - 1));
+    for (int j = 0; j < nb; j += 32) {
+        __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(rec + j)));
+        for (int p = 0; p < 8 / bits; p++)
+            _mm512_store_si512(out + p * nb + j, _mm512_and_si512(_mm512_srli_epi16(w, (unsigned)(p * bits)), mask));
+    }
+}
+
+/* Group gi's scale and zero of 16 records (lane u: record t0 + u; lanes
+ * from cnt on read nothing and are 0): one gather of their 4 bytes. */
+AVX512 static inline void scale_zero16(const uint8_t *rec0, size_t stride, int cnt, int off, __m512 *s,
+                                       __m512 *z) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)stride));
+    const __mmask16 live = (__mmask16)(cnt >= 16 ? 0xFFFF : (1u << cnt) - 1);
+    __m512i sz = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, rec0 + off, 1);
+    *s = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sz));
+    *z = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(sz, 16)));
+}
+
+AVX512 __attribute__((always_inline)) static inline void
+dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
+        float *sc, size_t scs, const int bits) {
     const int nb = d * bits / 8, ng = d / group;
     int16_t codes[16 * MAXD] __attribute__((aligned(64)));
-    float s[MAXG][16], z[MAXG][16];
+    __m512 s[MAXG], z[MAXG];
     for (int t0 = 0; t0 < n; t0 += 16) {
         const int cnt = n - t0 < 16 ? n - t0 : 16;
         for (int u = 0; u < 16; u++) {
-            if (u < cnt) {
-                const uint8_t *rec = rec0 + (size_t)(t0 + u) * stride;
-                unpack16(rec, bits, d, codes + (size_t)u * d);
-                for (int gi = 0; gi < ng; gi++) {
-                    s[gi][u] = kvs_h2f(rec + nb + 4 * gi);
-                    z[gi][u] = kvs_h2f(rec + nb + 4 * gi + 2);
-                }
-            } else { /* past the run: zero codes, zero scale */
-                memset(codes + (size_t)u * d, 0, sizeof(int16_t) * d);
-                for (int gi = 0; gi < ng; gi++) s[gi][u] = z[gi][u] = 0.0f;
-            }
+            if (u < cnt) unpack_rec(rec0 + (size_t)(t0 + u) * stride, bits, d, codes + (size_t)u * d);
+            else memset(codes + (size_t)u * d, 0, sizeof(int16_t) * d); /* past the run: zero codes */
         }
+        for (int gi = 0; gi < ng; gi++)
+            scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb + 4 * gi, &s[gi], &z[gi]);
         for (int r = 0; r < gq; r++) {
             const int16_t *q16 = qp->q16 + (size_t)r * d;
             __m512 f = _mm512_setzero_ps();
@@ -78,11 +104,11 @@ AVX512 static void dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_
                                                                       _mm512_loadu_si512(q16 + c)));
                     v[u] = acc;
                 }
-                f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce16(v)), _mm512_loadu_ps(s[gi]), f);
+                f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce16(v)), s[gi], f);
             }
             __m512 res = _mm512_mul_ps(f, _mm512_set1_ps(qp->qs[r]));
             for (int gi = 0; gi < ng; gi++)
-                res = _mm512_fmadd_ps(_mm512_loadu_ps(z[gi]), _mm512_set1_ps(qp->qsum[(size_t)r * ng + gi]), res);
+                res = _mm512_fmadd_ps(z[gi], _mm512_set1_ps(qp->qsum[(size_t)r * ng + gi]), res);
             _mm512_mask_storeu_ps(sc + (size_t)r * scs + t0, (__mmask16)((1u << cnt) - 1), res);
         }
     }
@@ -114,7 +140,7 @@ axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, 
         for (int j = 0; j < 4; j++) _mm512_storeu_ps(out + (size_t)(r0 + r) * d + c0 + 16 * j, acc[r][j]);
 }
 
-AVX512 static void axpyn512(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
+AVX512 __attribute__((always_inline)) static inline void axpyn512(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
                             int gq, int d, int group, float *out, int bits) {
     for (int r0 = 0; r0 < gq; r0 += ROWS)
         for (int c0 = 0; c0 < d; c0 += 64) {
@@ -124,15 +150,30 @@ AVX512 static void axpyn512(const uint8_t *rec0, size_t stride, int n, const flo
         }
 }
 
+/* The shapes models use get their own copies with head_dim and group as
+ * constants: the compiler then unrolls the channel loops and keeps the 16
+ * per-token sums in registers (a run-time group left a loop per token). */
+#define DOTN_SHAPES(B)                                                                            \
+    if (d == 64 && group == 64) dotn512(rec0, stride, n, qp, gq, 64, 64, sc, scs, B);             \
+    else if (d == 64 && group == 32) dotn512(rec0, stride, n, qp, gq, 64, 32, sc, scs, B);        \
+    else if (d == 128 && group == 128 && B != 8) dotn512(rec0, stride, n, qp, gq, 128, 128, sc, scs, B); \
+    else if (d == 128 && group == 64) dotn512(rec0, stride, n, qp, gq, 128, 64, sc, scs, B);      \
+    else if (d == 128 && group == 32) dotn512(rec0, stride, n, qp, gq, 128, 32, sc, scs, B);      \
+    else dotn512(rec0, stride, n, qp, gq, d, group, sc, scs, B);
+
 #define WRAP(B)                                                                                   \
-    static void dotn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *q,           \
-                             const kvq_qprep *qp, int gq, int d, int group, float *sc, size_t scs) { \
+    AVX512 static void dotn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *q,    \
+                                    const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
+                                    size_t scs) {                                                 \
         (void)q;                                                                                  \
-        dotn512(rec0, stride, n, qp, gq, d, group, sc, scs, B);                                   \
+        DOTN_SHAPES(B)                                                                            \
     }                                                                                             \
-    static void axpyn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, \
-                              int gq, int d, int group, float *out) {                             \
-        axpyn512(rec0, stride, n, a, as, gq, d, group, out, B);                                   \
+    AVX512 static void axpyn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,   \
+                                     size_t as, int gq, int d, int group, float *out) {           \
+        if (d == 64 && group == 64) axpyn512(rec0, stride, n, a, as, gq, 64, 64, out, B);         \
+        else if (d == 64 && group == 32) axpyn512(rec0, stride, n, a, as, gq, 64, 32, out, B);    \
+        else if (d == 128 && group == 64) axpyn512(rec0, stride, n, a, as, gq, 128, 64, out, B);  \
+        else axpyn512(rec0, stride, n, a, as, gq, d, group, out, B);                              \
     }
 WRAP(8)
 WRAP(4)

@@ -168,62 +168,73 @@ Test(kv_quant, clipped_ranges_lower_the_squared_error) {
     cr_assert(gain[2] >= 0, "4-bit: %g", gain[2]);
 }
 
+/* Every run kernel against float64 sums of the decoded records: bit widths,
+ * groups, head_dim 64 and 128 (the AVX-512 kernels have copies for both),
+ * and runs that end mid-block (23 tokens: the 16-token blocks' tail). */
 Test(kv_quant, run_kernels_match_float64) {
     unsigned r = 11;
-    enum { NT = 32, D = 64, GQ = 3 };
-    int bits[] = {16, 8, 4, 3, 2}, groups[] = {16, 32, 64};
-    static uint8_t recs[NT * 256];
-    static float dec[NT][D], q[GQ * D], sc[GQ * NT], a[GQ * NT], out[GQ * D], out0[GQ * D];
-    static char qmem[4096] __attribute__((aligned(32)));
-    for (int bi = 0; bi < 5; bi++)
-        for (int gi = 0; gi < 3; gi++)
-            for (int simd = 0; simd < 3; simd++) { /* portable, AVX2, AVX-512 run kernels */
-                int b = bits[bi], G = groups[gi];
-                size_t rec = kvl_rec_bytes(b, D, G);
-                kvq_kernels k;
-                kvq_kernels_for(b, D, G, simd == 0, &k);
-                if (simd == 2) {
-                    kvq_dotn_fn dn = b == 16 ? NULL : kvq_avx512_dotn(b, D, G);
-                    kvq_axpyn_fn an = b == 16 ? NULL : kvq_avx512_axpyn(b, D, G);
-                    if (!dn && !an) continue; /* this CPU or shape has none */
-                    if (dn) k.dotn = dn, k.wants_prep = 1;
-                    if (an) k.axpyn = an;
-                }
-                for (int t = 0; t < NT; t++) {
-                    float x[D];
-                    for (int i = 0; i < D; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0);
-                    kvq_encode(x, D, b, G, recs + t * rec);
-                    kvq_decode(recs + t * rec, D, b, G, dec[t]);
-                }
-                for (int i = 0; i < GQ * D; i++) q[i] = frand(&r), out[i] = out0[i] = frand(&r);
-                for (int i = 0; i < GQ * NT; i++) a[i] = frand(&r) * 0.1f;
-                kvq_qprep qp;
-                kvq_qprep_init(&qp, qmem, GQ, D, G);
-                kvq_prep(q, GQ, D, G, &qp);
-                k.dotn(recs, rec, NT, q, &qp, GQ, D, G, sc, NT);
-                k.axpyn(recs, rec, NT, a, NT, GQ, D, G, out);
-                for (int g = 0; g < GQ; g++) {
-                    double qmax = 0;
-                    for (int i = 0; i < D; i++) qmax = fmax(qmax, fabs(q[g * D + i]));
-                    for (int t = 0; t < NT; t++) {
-                        double ref = 0, kabs = 0;
-                        for (int i = 0; i < D; i++) {
-                            ref += (double)q[g * D + i] * dec[t][i];
-                            kabs += fabs(dec[t][i]);
+    enum { NT = 32, MD = 128, GQ = 3 };
+    int bits[] = {16, 8, 4, 3, 2}, groups[] = {16, 32, 64, 128}, dims[] = {64, 128}, runs[] = {NT, 23};
+    static uint8_t recs[NT * 512];
+    static float dec[NT][MD], q[GQ * MD], sc[GQ * NT], a[GQ * NT], out[GQ * MD], out0[GQ * MD];
+    static char qmem[8192] __attribute__((aligned(32)));
+    for (int di = 0; di < 2; di++)
+        for (int bi = 0; bi < 5; bi++)
+            for (int gi = 0; gi < 4; gi++)
+                for (int simd = 0; simd < 3; simd++) /* portable, AVX2, AVX-512 run kernels */
+                    for (int ri = 0; ri < 2; ri++) {
+                        int b = bits[bi], G = groups[gi], D = dims[di], n = runs[ri];
+                        if (G > D) continue;
+                        size_t rec = kvl_rec_bytes(b, D, G);
+                        kvq_kernels k;
+                        kvq_kernels_for(b, D, G, simd == 0, &k);
+                        if (simd == 2) {
+                            kvq_dotn_fn dn = b == 16 ? NULL : kvq_avx512_dotn(b, D, G);
+                            kvq_axpyn_fn an = b == 16 ? NULL : kvq_avx512_axpyn(b, D, G);
+                            if (!dn && !an) continue; /* this CPU or shape has none */
+                            if (dn) k.dotn = dn, k.wants_prep = 1;
+                            if (an) k.axpyn = an;
                         }
-                        /* int16 query: half a step of qmax/32767 per channel */
-                        double tol = (k.wants_prep ? 0.5 * qmax / 32767 * kabs : 0) + 1e-5 * kabs * qmax + 1e-6;
-                        cr_assert(fabs(sc[g * NT + t] - ref) <= tol, "bits %d G %d simd %d: %g vs %g",
-                                  b, G, simd, sc[g * NT + t], ref);
+                        for (int t = 0; t < NT; t++) {
+                            float x[MD];
+                            for (int i = 0; i < D; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0);
+                            kvq_encode(x, D, b, G, recs + t * rec);
+                            kvq_decode(recs + t * rec, D, b, G, dec[t]);
+                        }
+                        for (int i = 0; i < GQ * D; i++) q[i] = frand(&r), out[i] = out0[i] = frand(&r);
+                        for (int i = 0; i < GQ * NT; i++) a[i] = frand(&r) * 0.1f, sc[i] = 12345.0f;
+                        kvq_qprep qp;
+                        kvq_qprep_init(&qp, qmem, GQ, D, G);
+                        kvq_prep(q, GQ, D, G, &qp);
+                        k.dotn(recs, rec, n, q, &qp, GQ, D, G, sc, NT);
+                        k.axpyn(recs, rec, n, a, NT, GQ, D, G, out);
+                        for (int g = 0; g < GQ; g++) {
+                            double qmax = 0;
+                            for (int i = 0; i < D; i++) qmax = fmax(qmax, fabs(q[g * D + i]));
+                            for (int t = 0; t < NT; t++) {
+                                if (t >= n) { /* past the run: untouched */
+                                    cr_assert_eq(sc[g * NT + t], 12345.0f, "D %d bits %d G %d simd %d: wrote past the run", D, b, G, simd);
+                                    continue;
+                                }
+                                double ref = 0, kabs = 0;
+                                for (int i = 0; i < D; i++) {
+                                    ref += (double)q[g * D + i] * dec[t][i];
+                                    kabs += fabs(dec[t][i]);
+                                }
+                                /* int16 query: half a step of qmax/32767 per channel */
+                                double tol = (k.wants_prep ? 0.5 * qmax / 32767 * kabs : 0) + 1e-5 * kabs * qmax + 1e-6;
+                                cr_assert(fabs(sc[g * NT + t] - ref) <= tol, "D %d n %d bits %d G %d simd %d: %g vs %g",
+                                          D, n, b, G, simd, sc[g * NT + t], ref);
+                            }
+                            for (int i = 0; i < D; i++) {
+                                double want = out0[g * D + i];
+                                for (int t = 0; t < n; t++) want += (double)a[g * NT + t] * dec[t][i];
+                                cr_assert(fabs(out[g * D + i] - want) <= 1e-5 * (1 + fabs(want)),
+                                          "axpyn D %d n %d bits %d G %d simd %d: %g vs %g", D, n, b, G, simd,
+                                          out[g * D + i], want);
+                            }
+                        }
                     }
-                    for (int i = 0; i < D; i++) {
-                        double want = out0[g * D + i];
-                        for (int t = 0; t < NT; t++) want += (double)a[g * NT + t] * dec[t][i];
-                        cr_assert(fabs(out[g * D + i] - want) <= 1e-5 * (1 + fabs(want)),
-                                  "axpyn bits %d G %d simd %d: %g vs %g", b, G, simd, out[g * D + i], want);
-                    }
-                }
-            }
 }
 
 /* Keys with an outlier channel (3) and queries with a large channel (5). */
