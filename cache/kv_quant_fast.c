@@ -95,12 +95,18 @@ dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
     }
 }
 
+/* Shapes models use get copies with head_dim and group as constants (the
+ * channel loops unroll; a run-time group left a loop per token). */
 #define DOTN(BITS)                                                                              \
     AVX2 static void dotn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *q,    \
                                   const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                   size_t scs) {                                                 \
         (void)q;                                                                                \
-        if (n > 0) dotn_blk(rec0, stride, n, qp, gq, d, group, sc, scs, BITS);                  \
+        if (n <= 0) return;                                                                     \
+        if (d == 64 && group == 64) dotn_blk(rec0, stride, n, qp, gq, 64, 64, sc, scs, BITS);   \
+        else if (d == 64 && group == 32) dotn_blk(rec0, stride, n, qp, gq, 64, 32, sc, scs, BITS); \
+        else if (d == 128 && group == 64) dotn_blk(rec0, stride, n, qp, gq, 128, 64, sc, scs, BITS); \
+        else dotn_blk(rec0, stride, n, qp, gq, d, group, sc, scs, BITS);                        \
     }
 DOTN(8)
 DOTN(4)
@@ -218,8 +224,9 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
     }
 }
 
-AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
-                          int gq, int d, int group, float *out) {
+AVX2 __attribute__((always_inline)) static inline void
+axpyn_q3_shape(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, int gq, int d,
+               int group, float *out) {
     const int nb2 = d / 4, nb = d * 3 / 8;
     for (int g0 = 0; g0 < gq; g0 += Q3_GP) {
         const int G = gq - g0 < Q3_GP ? gq - g0 : Q3_GP;
@@ -246,6 +253,14 @@ AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float
         }
         zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);
     }
+}
+
+AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
+                          int gq, int d, int group, float *out) {
+    if (d == 64 && group == 64) axpyn_q3_shape(rec0, stride, n, a, as, gq, 64, 64, out);
+    else if (d == 64 && group == 32) axpyn_q3_shape(rec0, stride, n, a, as, gq, 64, 32, out);
+    else if (d == 128 && group == 64) axpyn_q3_shape(rec0, stride, n, a, as, gq, 128, 64, out);
+    else axpyn_q3_shape(rec0, stride, n, a, as, gq, d, group, out);
 }
 
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
