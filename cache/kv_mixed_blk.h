@@ -70,9 +70,10 @@ void kvb_scale_row(float *x, int n, float a);
 
 /* ---- internal to kv_mixed_blk*.c: one instruction set's steps ------------ */
 typedef struct {
-    /* One record to head_dim floats (kvq_decode's values and arguments, the
-     * scale and zero applied in one fused multiply-add; AVX2: kvq_decode_avx2). */
-    void (*decode)(const uint8_t *rec, int d, int bits, int group, float *x);
+    /* n records stride bytes apart to x[n][head_dim] (kvq_decode's values,
+     * the scale and zero applied in one fused multiply-add; AVX2:
+     * kvq_decode_run_avx2). */
+    void (*decode)(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group, float *x);
     /* pt[t][row] = scale * q_row . k_t for nt decoded keys (kf, rows padded
      * with zeros to a multiple of 8); with pos, -inf where pos[t] > lim[row]. */
     void (*score)(const kvb_job *j, const float *qt, const float *kf, const int32_t *pos, int nt,

@@ -112,4 +112,4 @@ AVX2 static void accum(const kvb_job *j, const float *vf, const float *pt, int n
     if (r0 < j->rows) accum_values(j, vf, pt, nt, r0, 1);
 }
 
-const kvb_ops kvb_avx2_ops = {kvq_decode_avx2, score, softmax_cols, accum};
+const kvb_ops kvb_avx2_ops = {kvq_decode_run_avx2, score, softmax_cols, accum};

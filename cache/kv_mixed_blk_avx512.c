@@ -15,7 +15,8 @@
 
 /* One record to head_dim floats (the same values as kvq_decode, with the
  * scale and zero applied in one fused multiply-add). */
-AVX512 static void decode(const uint8_t *rec, int d, int bits, int group, float *x) {
+AVX512 __attribute__((always_inline)) static inline void decode_one(const uint8_t *rec, int d, int bits,
+                                                                    int group, float *x) {
     if (bits == 16) {
         for (int i = 0; i < d; i += 16)
             _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * i))));
@@ -33,6 +34,21 @@ AVX512 static void decode(const uint8_t *rec, int d, int bits, int group, float 
         _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(kvs_h2f(sz + 4 * g)),
                                                  _mm512_set1_ps(kvs_h2f(sz + 4 * g + 2))));
     }
+}
+
+/* n records stride bytes apart; the shapes models use decode with
+ * head_dim, group and bits as constants (unrolled, a group's scale and zero
+ * read once, shared code loads), the rest one record at a time. */
+AVX512 static void decode(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group, float *x) {
+#define DEC_RUN(D, G, B) for (int u = 0; u < n; u++) decode_one(rec0 + (size_t)u * stride, D, B, G, x + (size_t)u * (D))
+    if (d == 64 && group == 64 && bits == 8) DEC_RUN(64, 64, 8);
+    else if (d == 64 && group == 64 && bits == 4) DEC_RUN(64, 64, 4);
+    else if (d == 64 && group == 64 && bits == 3) DEC_RUN(64, 64, 3);
+    else if (d == 128 && group == 64 && bits == 8) DEC_RUN(128, 64, 8);
+    else if (d == 128 && group == 64 && bits == 4) DEC_RUN(128, 64, 4);
+    else if (d == 128 && group == 64 && bits == 3) DEC_RUN(128, 64, 3);
+    else DEC_RUN(d, group, bits);
+#undef DEC_RUN
 }
 
 /* Scores of nt decoded keys (kf rows) for every row: 8 keys at a time, NZ

@@ -343,6 +343,25 @@ AVX2 void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float 
     }
 }
 
+/* n records (stride bytes apart) into n rows of d floats. The shapes models
+ * use decode with head_dim, group and bits as constants (unrolled, the
+ * group's scale read once); others record by record through
+ * kvq_decode_avx2. */
+AVX2 void kvq_decode_run_avx2(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group,
+                              float *x) {
+#define DEC_RUN(D, G, B)                                                                        \
+    for (int u = 0; u < n; u++) decode_avx2_bits(rec0 + (size_t)u * stride, B, D, G, x + (size_t)u * (D))
+    if (d == 64 && group == 64 && bits == 8) DEC_RUN(64, 64, 8);
+    else if (d == 64 && group == 64 && bits == 4) DEC_RUN(64, 64, 4);
+    else if (d == 64 && group == 64 && bits == 3) DEC_RUN(64, 64, 3);
+    else if (d == 128 && group == 64 && bits == 8) DEC_RUN(128, 64, 8);
+    else if (d == 128 && group == 64 && bits == 4) DEC_RUN(128, 64, 4);
+    else if (d == 128 && group == 64 && bits == 3) DEC_RUN(128, 64, 3);
+    else
+        for (int u = 0; u < n; u++) kvq_decode_avx2(rec0 + (size_t)u * stride, d, bits, group, x + (size_t)u * d);
+#undef DEC_RUN
+}
+
 /* 3-bit one-record kernels (d <= Q3_MAXD): the record decoded into floats
  * once (kvq_decode_avx2), then a plain float dot or axpy. */
 #define Q3_MAXD 512

@@ -49,6 +49,9 @@ void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x);
  * last bit may differ from kvq_decode); shapes it cannot take in 8-channel
  * chunks (8 ∤ group, a chunk across planes) fall back to kvq_decode. */
 void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float *x);
+/* n records stride bytes apart into x[n][d], as kvq_decode_avx2 each. */
+void kvq_decode_run_avx2(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group,
+                         float *x);
 
 /* out[g] = dot(q + g*d, record) for g < gq. */
 typedef void (*kvq_dot_fn)(const uint8_t *rec, const float *q, int gq, int d, int group,

@@ -11,6 +11,7 @@
 #include "kv_mixed.h"
 #include "kv_policy.h"
 #include "kv_quant.h"
+#include "kv_mixed_blk.h"
 #include "quant.h"
 
 /* The mikv preset before 2026-12-02 (FP16 high tier, INT4 keys + INT2
@@ -419,4 +420,39 @@ Test(kv_quant, avx2_run_kernels_any_group_size) {
     cr_assert_null(kvq_fast_dotn(8, 512, 512));
     cr_assert_not_null(kvq_fast_dotn(8, 256, 256));
     cr_assert_not_null(kvq_fast_dotn(4, 512, 512));
+}
+
+/* The block kernel's record-run decoders (kv_mixed_blk.h: AVX-512 and AVX2
+ * ops, the shapes with constant copies and the generic path) against
+ * kvq_decode, record for record, on runs of 1 to 37 records. */
+Test(kv_quant, block_decode_runs_match_kvq_decode) {
+    unsigned r = 5;
+    int bits[] = {16, 8, 4, 3, 2}, groups[] = {32, 64, 128}, dims[] = {64, 128}, runs[] = {1, 16, 37};
+    static uint8_t recs[37 * 512];
+    static float want[37 * 128], got[37 * 128];
+    const kvb_ops *ops[2] = {kvb_kind(64) == KVB_AVX512 ? &kvb_avx512_ops : NULL,
+                             kvb_kind(64) != KVB_NONE ? &kvb_avx2_ops : NULL};
+    int tested = 0;
+    for (int oi = 0; oi < 2; oi++)
+        for (int di = 0; di < 2; di++)
+            for (int bi = 0; bi < 5; bi++)
+                for (int gi = 0; gi < 3; gi++)
+                    for (int ri = 0; ri < 3; ri++) {
+                        int b = bits[bi], G = groups[gi], D = dims[di], n = runs[ri];
+                        if (!ops[oi] || G > D) continue;
+                        size_t rec = kvl_rec_bytes(b, D, G);
+                        for (int t = 0; t < n; t++) {
+                            float x[128];
+                            for (int i = 0; i < D; i++) x[i] = 3 * frand(&r) + (i == 5 ? 7 : 0);
+                            kvq_encode(x, D, b, G, recs + t * rec);
+                            kvq_decode(recs + t * rec, D, b, G, want + t * D);
+                        }
+                        ops[oi]->decode(recs, rec, n, D, b, G, got);
+                        for (int i = 0; i < n * D; i++)
+                            cr_assert(fabsf(got[i] - want[i]) <= 1e-5f * (1 + fabsf(want[i])),
+                                      "ops %d D %d bits %d G %d n %d: [%d] %g vs %g", oi, D, b, G, n, i,
+                                      got[i], want[i]);
+                        tested++;
+                    }
+    if (kvb_kind(64) != KVB_NONE) cr_assert_gt(tested, 0);
 }
