@@ -207,24 +207,41 @@ static void tier_axpyn(const kvq_kernels *k, const tier *t, const tfmt *f, int n
                  c->s.max_ctx, c->gq, c->s.head_dim, c->p.group, out);
 }
 
+/* Prepares q for the run kernels (kvq_prep) with the softmax scale folded
+ * into the query's scale and group sums, so their scores come out scaled. */
+static void prep_scaled(const mixed_cache *c, const float *q, float scale, kvq_qprep *qp) {
+    const int gq = c->gq, ng = c->s.head_dim / c->p.group;
+    kvq_prep(q, gq, c->s.head_dim, c->p.group, qp);
+    for (int g = 0; g < gq; g++) {
+        qp->qs[g] *= scale;
+        for (int k = 0; k < ng; k++) qp->qsum[(size_t)g * ng + k] *= scale;
+    }
+}
+
 /* The high tier's scores for one query row into s->sc[g][0..nhv), scaled.
  * An INT8 high tier is read like the low tier, a page of records at a time
- * through the run kernels (int16 query, integer dot products); FP16 records
- * one at a time (their dot converts a record once for all gq heads). */
-static void hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float *qhi, scratch_t *s,
-                      float scale, float *dots) {
+ * through the run kernels (int16 query, integer dot products, the scale in
+ * the prepared query); FP16 records one at a time (their dot converts a
+ * record once for all gq heads). Returns 1 when s->qp holds qhi prepared. */
+static int hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float *qhi, scratch_t *s,
+                     float scale, float *dots) {
     const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
     if (c->p.hi_bits == 8) {
-        if (nhv && c->khi.wants_prep) kvq_prep(qhi, gq, hd, c->p.group, &s->qp);
+        if (c->khi.wants_prep) {
+            if (nhv) prep_scaled(c, qhi, scale, &s->qp);
+            tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, c, s->sc);
+            return nhv > 0;
+        }
         tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, c, s->sc);
         for (int g = 0; g < gq; g++)
             for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= scale;
-        return;
+        return 0;
     }
     for (int t = 0; t < nhv; t++) {
         c->khi.dot(t_k(hi, &c->fhi, t), qhi, gq, hd, c->p.group, dots);
         for (int g = 0; g < gq; g++) s->sc[(size_t)g * M + t] = dots[g] * scale;
     }
+    return 0;
 }
 
 /* The high tier's values weighted by the probabilities s->sc[g][0..nhv)
@@ -263,19 +280,26 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     }
     const int nhv = hi_visible(hi, &c->fhi, p), nl = lo_visible(hs, p, nhv);
     const int n_vis = nhv + nl;
-    hi_scores(c, hi, nhv, qhi, s, scale, dots);
-    /* The low tier's visible prefix a page at a time through the run kernels,
-     * scaled, then softmax per query head: c->rows is AVX-512, AVX2 or
-     * portable C */
-    if (nl && c->klo.wants_prep) kvq_prep(qlo, gq, hd, c->p.group, &s->qp);
+    const int hi_prepped = hi_scores(c, hi, nhv, qhi, s, scale, dots);
+    /* The low tier's visible prefix a page at a time through the run kernels
+     * (prepared queries come out scaled; the high tier's preparation is
+     * reused when both tiers meet the same query and group), then softmax
+     * per query head: c->rows is AVX-512, AVX2 or portable C */
+    if (nl && c->klo.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, scale, &s->qp);
     tier_dotn(&c->klo, lo, &c->flo, nl, qlo, &s->qp, c, s->sc + nhv);
-    for (int g = 0; g < gq; g++) c->rows.scale_row(s->sc + (size_t)g * M + nhv, nl, scale);
+    if (!c->klo.wants_prep)
+        for (int g = 0; g < gq; g++) c->rows.scale_row(s->sc + (size_t)g * M + nhv, nl, scale);
     for (int g = 0; g < gq; g++) invp[g] = c->rows.exp_row(s->sc + (size_t)g * M, nhv + nl);
+    /* The low tier's values with the unnormalized weights, then the sums
+     * scaled once per head (not every weight: only the high tier's are
+     * normalized, for its values and the tracker) */
     memset(oi, 0, sizeof(float) * hd * gq);
-    for (int g = 0; g < gq; g++) /* probabilities in place, both tiers (masked: 0) */
-        c->rows.scale_row(s->sc + (size_t)g * M, nhv + nl, invp[g]);
-    hi_values(c, hi, nhv, s, a, oi);
     tier_axpyn(&c->klov, lo, &c->flo, nl, s->sc + nhv, c, oi);
+    for (int g = 0; g < gq; g++) {
+        if (nl) c->rows.scale_row(oi + (size_t)g * hd, hd, invp[g]);
+        c->rows.scale_row(s->sc + (size_t)g * M, nhv, invp[g]);
+    }
+    hi_values(c, hi, nhv, s, a, oi);
     if (c->fhi.sb) { /* tracker: mean probability over the group's heads */
         float thr = 1.0f / (float)n_vis;
         for (int t = 0; t < nhv; t++) {
