@@ -4,7 +4,7 @@
  *
  * dotn: the AVX2 kernel ends every (token, query head) with a horizontal
  *   sum. Here 16 tokens' codes are unpacked to int16 once, each query head
- *   multiplies them with _mm512_madd_epi16 (32 channels per instruction),
+ *   multiplies them with vpdpwssd (32 channels per instruction, the add folded in),
  *   and the 16 per-token vectors are reduced together by a transpose-and-add
  *   tree (45 operations for 16 sums instead of ~8 per sum). Scales, zeros
  *   (one gather of 16 records' fp16 pairs per group) and the query's own
@@ -19,7 +19,10 @@
 #include "kv_quant.h"
 #include "kv_simd.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
+/* VNNI too: the mixed cache takes these kernels only at the AVX512VNNI
+ * level (kv_mixed.c: with the AVX-512 block kernel), and vpdpwssd is the
+ * int16 multiply-add with the accumulate folded in. */
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
 #define MAXD 512 /* head_dim the kernels take */
 #define MAXG 64  /* groups per record */
 #define ROWS 6   /* query heads per register pass in axpyn */
@@ -100,8 +103,8 @@ dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, 
                 for (int u = 0; u < 16; u++) {
                     __m512i acc = _mm512_setzero_si512();
                     for (int c = gi * group; c < (gi + 1) * group; c += 32)
-                        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_load_si512(codes + (size_t)u * d + c),
-                                                                      _mm512_loadu_si512(q16 + c)));
+                        acc = _mm512_dpwssd_epi32(acc, _mm512_load_si512(codes + (size_t)u * d + c),
+                                                  _mm512_loadu_si512(q16 + c));
                     v[u] = acc;
                 }
                 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce16(v)), s[gi], f);
@@ -182,8 +185,8 @@ WRAP(2)
 
 static int cpu_ok(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group) {

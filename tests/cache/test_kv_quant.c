@@ -326,8 +326,9 @@ Test(kv_quant, key_balancing_factors_invariance_and_benefit) {
  * channels, so such shapes must fall back to the AVX2 kernels; worst-case
  * inputs at the largest accepted group must still be exact. */
 Test(kv_quant, avx512_dotn_refuses_overflowing_groups) {
-    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl"))
-        cr_skip_test("no AVX-512 here");
+    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
+        !__builtin_cpu_supports("avx512vnni"))
+        cr_skip_test("no AVX-512 VNNI here");
     cr_assert_null(kvq_avx512_dotn(8, 512, 512));
     cr_assert_null(kvq_avx512_dotn(8, 320, 320));
     cr_assert_not_null(kvq_avx512_dotn(4, 512, 512), "4-bit codes cannot overflow");
