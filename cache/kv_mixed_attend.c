@@ -240,15 +240,13 @@ static int hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float 
                      float scale, float *dots) {
     const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
     if (c->p.hi_bits == 8) {
-        if (c->khi.wants_prep) {
-            if (nhv) prep_scaled(c, qhi, scale, &s->qp);
-            tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, c, s->sc);
-            return nhv > 0;
-        }
+        const int prepped = c->khi.wants_prep && nhv;
+        if (prepped) prep_scaled(c, qhi, scale, &s->qp);
         tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, c, s->sc);
-        for (int g = 0; g < gq; g++)
-            for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= scale;
-        return 0;
+        if (!c->khi.wants_prep) /* kernels without a prepared query: scale here */
+            for (int g = 0; g < gq; g++)
+                for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= scale;
+        return prepped;
     }
     for (int t = 0; t < nhv; t++) {
         c->khi.dot(t_k(hi, &c->fhi, t), qhi, gq, hd, c->p.group, dots);

@@ -36,19 +36,21 @@ AVX512 __attribute__((always_inline)) static inline void decode_one(const uint8_
     }
 }
 
-/* n records stride bytes apart; the shapes models use decode with
- * head_dim, group and bits as constants (unrolled, a group's scale and zero
- * read once, shared code loads), the rest one record at a time. */
+/* n records stride bytes apart; 8-, 4- and 3-bit records decode with bits
+ * constant and, for the shapes of KVS_SHAPES, head_dim and group too
+ * (unrolled, a group's scale and zero read once, shared code loads). */
 AVX512 static void decode(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group, float *x) {
-#define DEC_RUN(D, G, B) for (int u = 0; u < n; u++) decode_one(rec0 + (size_t)u * stride, D, B, G, x + (size_t)u * (D))
-    if (d == 64 && group == 64 && bits == 8) DEC_RUN(64, 64, 8);
-    else if (d == 64 && group == 64 && bits == 4) DEC_RUN(64, 64, 4);
-    else if (d == 64 && group == 64 && bits == 3) DEC_RUN(64, 64, 3);
-    else if (d == 128 && group == 64 && bits == 8) DEC_RUN(128, 64, 8);
-    else if (d == 128 && group == 64 && bits == 4) DEC_RUN(128, 64, 4);
-    else if (d == 128 && group == 64 && bits == 3) DEC_RUN(128, 64, 3);
-    else DEC_RUN(d, group, bits);
-#undef DEC_RUN
+#define DEC(D, G, B) for (int u = 0; u < n; u++) decode_one(rec0 + (size_t)u * stride, D, B, G, x + (size_t)u * (D))
+#define DEC_BITS(D, G)                                                                          \
+    do {                                                                                        \
+        if (bits == 8) DEC(D, G, 8);                                                            \
+        else if (bits == 4) DEC(D, G, 4);                                                       \
+        else if (bits == 3) DEC(D, G, 3);                                                       \
+        else DEC(D, G, bits);                                                                   \
+    } while (0)
+    KVS_SHAPES(d, group, DEC_BITS);
+#undef DEC_BITS
+#undef DEC
 }
 
 /* Scores of nt decoded keys (kf rows) for every row: 8 keys at a time, NZ

@@ -343,23 +343,26 @@ AVX2 void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float 
     }
 }
 
-/* n records (stride bytes apart) into n rows of d floats. The shapes models
- * use decode with head_dim, group and bits as constants (unrolled, the
- * group's scale read once); others record by record through
- * kvq_decode_avx2. */
+/* n records (stride bytes apart) into n rows of d floats. 8-, 4- and 3-bit
+ * records that decode_avx2_bits takes run with bits constant and, for the
+ * shapes of KVS_SHAPES, head_dim and group too (unrolled, the group's scale
+ * read once); others record by record through kvq_decode_avx2. */
 AVX2 void kvq_decode_run_avx2(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group,
                               float *x) {
-#define DEC_RUN(D, G, B)                                                                        \
-    for (int u = 0; u < n; u++) decode_avx2_bits(rec0 + (size_t)u * stride, B, D, G, x + (size_t)u * (D))
-    if (d == 64 && group == 64 && bits == 8) DEC_RUN(64, 64, 8);
-    else if (d == 64 && group == 64 && bits == 4) DEC_RUN(64, 64, 4);
-    else if (d == 64 && group == 64 && bits == 3) DEC_RUN(64, 64, 3);
-    else if (d == 128 && group == 64 && bits == 8) DEC_RUN(128, 64, 8);
-    else if (d == 128 && group == 64 && bits == 4) DEC_RUN(128, 64, 4);
-    else if (d == 128 && group == 64 && bits == 3) DEC_RUN(128, 64, 3);
-    else
+    if ((bits != 8 && bits != 4 && bits != 3) || !codes8_ok(bits, d) || group % 8) {
         for (int u = 0; u < n; u++) kvq_decode_avx2(rec0 + (size_t)u * stride, d, bits, group, x + (size_t)u * d);
-#undef DEC_RUN
+        return;
+    }
+#define DEC(D, G, B) for (int u = 0; u < n; u++) decode_avx2_bits(rec0 + (size_t)u * stride, B, D, G, x + (size_t)u * (D))
+#define DEC_BITS(D, G)                                                                          \
+    do {                                                                                        \
+        if (bits == 8) DEC(D, G, 8);                                                            \
+        else if (bits == 4) DEC(D, G, 4);                                                       \
+        else DEC(D, G, 3);                                                                      \
+    } while (0)
+    KVS_SHAPES(d, group, DEC_BITS);
+#undef DEC_BITS
+#undef DEC
 }
 
 /* 3-bit one-record kernels (d <= Q3_MAXD): the record decoded into floats

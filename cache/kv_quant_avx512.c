@@ -153,31 +153,27 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512(const uint8_t 
         }
 }
 
-/* The shapes models use get their own copies with head_dim and group as
- * constants: the compiler then unrolls the channel loops and keeps the 16
- * per-token sums in registers (a run-time group left a loop per token). */
-#define DOTN_SHAPES(B)                                                                            \
-    if (d == 64 && group == 64) dotn512(rec0, stride, n, qp, gq, 64, 64, sc, scs, B);             \
-    else if (d == 64 && group == 32) dotn512(rec0, stride, n, qp, gq, 64, 32, sc, scs, B);        \
-    else if (d == 128 && group == 128 && B != 8) dotn512(rec0, stride, n, qp, gq, 128, 128, sc, scs, B); \
-    else if (d == 128 && group == 64) dotn512(rec0, stride, n, qp, gq, 128, 64, sc, scs, B);      \
-    else if (d == 128 && group == 32) dotn512(rec0, stride, n, qp, gq, 128, 32, sc, scs, B);      \
-    else dotn512(rec0, stride, n, qp, gq, d, group, sc, scs, B);
-
+/* Copies per shape (KVS_SHAPES): the channel loops unroll and the 16
+ * per-token sums stay in registers (a run-time group left a loop per token). */
 #define WRAP(B)                                                                                   \
     AVX512 static void dotn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *q,    \
                                     const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                     size_t scs) {                                                 \
         (void)q;                                                                                  \
-        DOTN_SHAPES(B)                                                                            \
+        KVS_SHAPES(d, group, DOTN_##B);                                                           \
     }                                                                                             \
     AVX512 static void axpyn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,   \
                                      size_t as, int gq, int d, int group, float *out) {           \
-        if (d == 64 && group == 64) axpyn512(rec0, stride, n, a, as, gq, 64, 64, out, B);         \
-        else if (d == 64 && group == 32) axpyn512(rec0, stride, n, a, as, gq, 64, 32, out, B);    \
-        else if (d == 128 && group == 64) axpyn512(rec0, stride, n, a, as, gq, 128, 64, out, B);  \
-        else axpyn512(rec0, stride, n, a, as, gq, d, group, out, B);                              \
+        KVS_SHAPES(d, group, AXPYN_##B);                                                          \
     }
+#define DOTN_8(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 8)
+#define DOTN_4(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
+#define DOTN_3(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 3)
+#define DOTN_2(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
+#define AXPYN_8(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 8)
+#define AXPYN_4(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 4)
+#define AXPYN_3(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 3)
+#define AXPYN_2(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 2)
 WRAP(8)
 WRAP(4)
 WRAP(3)

@@ -95,19 +95,19 @@ dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
     }
 }
 
-/* Shapes models use get copies with head_dim and group as constants (the
- * channel loops unroll; a run-time group left a loop per token). */
+/* Copies per shape (KVS_SHAPES: the channel loops unroll; a run-time group
+ * left a loop per token). */
 #define DOTN(BITS)                                                                              \
     AVX2 static void dotn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *q,    \
                                   const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                   size_t scs) {                                                 \
         (void)q;                                                                                \
         if (n <= 0) return;                                                                     \
-        if (d == 64 && group == 64) dotn_blk(rec0, stride, n, qp, gq, 64, 64, sc, scs, BITS);   \
-        else if (d == 64 && group == 32) dotn_blk(rec0, stride, n, qp, gq, 64, 32, sc, scs, BITS); \
-        else if (d == 128 && group == 64) dotn_blk(rec0, stride, n, qp, gq, 128, 64, sc, scs, BITS); \
-        else dotn_blk(rec0, stride, n, qp, gq, d, group, sc, scs, BITS);                        \
+        KVS_SHAPES(d, group, DOTN_SHAPE##BITS);                                                 \
     }
+#define DOTN_SHAPE8(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 8)
+#define DOTN_SHAPE4(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
+#define DOTN_SHAPE2(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
 DOTN(8)
 DOTN(4)
 DOTN(2)
@@ -257,10 +257,9 @@ axpyn_q3_shape(const uint8_t *rec0, size_t stride, int n, const float *a, size_t
 
 AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
                           int gq, int d, int group, float *out) {
-    if (d == 64 && group == 64) axpyn_q3_shape(rec0, stride, n, a, as, gq, 64, 64, out);
-    else if (d == 64 && group == 32) axpyn_q3_shape(rec0, stride, n, a, as, gq, 64, 32, out);
-    else if (d == 128 && group == 64) axpyn_q3_shape(rec0, stride, n, a, as, gq, 128, 64, out);
-    else axpyn_q3_shape(rec0, stride, n, a, as, gq, d, group, out);
+#define Q3_SHAPE(D, G) axpyn_q3_shape(rec0, stride, n, a, as, gq, D, G, out)
+    KVS_SHAPES(d, group, Q3_SHAPE);
+#undef Q3_SHAPE
 }
 
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {

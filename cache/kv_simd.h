@@ -94,6 +94,20 @@ static inline int kvs_codes16_ok(int bits, int d) {
     return bits == 3 ? d % 64 == 0 : (d * bits / 8) % 16 == 0;
 }
 
+/* Calls CALL(D, G) with head_dim D and group G as compile-time constants
+ * for the shapes models use (64/64, 64/32, 128/64, 128/128), else
+ * CALL(d, group): the one list of shapes the run kernels and decoders have
+ * unrolled copies for (with run-time values their channel loops stay loops,
+ * docs/PERFORMANCE.md). */
+#define KVS_SHAPES(d, group, CALL)                                                             \
+    do {                                                                                       \
+        if ((d) == 64 && (group) == 64) CALL(64, 64);                                          \
+        else if ((d) == 64 && (group) == 32) CALL(64, 32);                                     \
+        else if ((d) == 128 && (group) == 64) CALL(128, 64);                                   \
+        else if ((d) == 128 && (group) == 128) CALL(128, 128);                                 \
+        else CALL(d, group);                                                                   \
+    } while (0)
+
 /* Calls CALL(k) with k = n as a compile-time constant in 1..6 (n >= 6 takes
  * 6): the register-tiled kernels are always_inline functions of their row
  * count, and this is the one dispatch from a run-time count to them. */
