@@ -77,7 +77,7 @@ static void tier_release(kv_pool *pool, tier *t, size_t page_bytes) {
 static void head_reset(const mixed_cache *c, head_t *hs) {
     kv_pool *pool = c->s.pool;
     tier_release(pool, &hs->hi, c->hi_page);
-    tier_release(pool, &hs->lo, c->lo_page);
+    tier_release(pool, &hs->lo, lo_of(c, hs)->page);
     if (hs->bal) kv_pool_uncharge(pool, (size_t)3 * c->s.head_dim * sizeof(float));
     kv_pool_uncharge(pool, sizeof(float) * 2 * c->s.head_dim * (size_t)hs->n_pend);
     free(hs->bal);
@@ -176,13 +176,14 @@ int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *
 static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int t, int slot,
                        float *x) {
     int hd = c->s.head_dim;
+    const lo_fmt *lf = lo_of(c, hs);
     kvq_decode(t_k(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
     /* FP16 high keys are raw; INT8 ones are balanced already. */
     if (c->need_bal && p->hi_bits == 16)
         for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    kvq_encode_clip(x, hd, p->lo_bits, p->group, p->clip, t_k(&hs->lo, &c->flo, slot));
+    kvq_encode_clip(x, hd, lf->kbits, p->group, p->clip, t_k(&hs->lo, &lf->f, slot));
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
-    kvq_encode_clip(x, hd, kv_policy_lo_v_bits(p), p->group, p->clip, t_v(&hs->lo, &c->flo, slot));
+    kvq_encode_clip(x, hd, lf->vbits, p->group, p->clip, t_v(&hs->lo, &lf->f, slot));
 }
 
 /* Merges the victims (high slots vict[0..k), ascending, so ascending in
@@ -192,15 +193,16 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
  * this must run before the high tier is compacted. */
 static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, int k,
                         scratch_t *s) {
-    int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, c->lo_page, &hs->alloc);
+    const lo_fmt *lf = lo_of(c, hs);
+    int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, lf->page, &hs->alloc);
     if (rc) return rc;
     int32_t *lp = s->cpos; /* free again: kvt_pick is done with it */
     int i = kvmx_lo_positions(c, hs, len, lp) - 1;
     int j = k - 1, w = hs->lo.n + k - 1;
     for (; j >= 0; w--) {
         if (i >= 0 && lp[i] > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
-            memcpy(t_k(&hs->lo, &c->flo, w), t_k(&hs->lo, &c->flo, i), c->flo.krec);
-            memcpy(t_v(&hs->lo, &c->flo, w), t_v(&hs->lo, &c->flo, i), c->flo.vrec);
+            memcpy(t_k(&hs->lo, &lf->f, w), t_k(&hs->lo, &lf->f, i), lf->f.krec);
+            memcpy(t_v(&hs->lo, &lf->f, w), t_v(&hs->lo, &lf->f, i), lf->f.vrec);
             i--;
         } else {
             demote_one(c, p, hs, s->vict[j--], w, s->tmp);
@@ -284,7 +286,7 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
     for (int L = 0; L < c->s.n_layers; L++)
         for (int h = 0; h < c->s.n_kv_heads; h++) {
             const head_t *hs = head(c, seq, L, h);
-            bytes += (size_t)hs->hi.n_pages * c->hi_page + (size_t)hs->lo.n_pages * c->lo_page;
+            bytes += (size_t)hs->hi.n_pages * c->hi_page + (size_t)hs->lo.n_pages * c->lo[L].page;
             if (hs->bal) bytes += 3 * hd * sizeof(float);
             bytes += (size_t)hs->n_pend * 2 * hd * sizeof(float);
             hi += hs->hi.n + hs->n_pend;
@@ -335,7 +337,7 @@ static int mx_seq_tiers(const void *impl, int seq, int layer, int kv_head, uint8
 static void mx_destroy(void *impl) {
     mixed_cache *c = impl;
     if (!c) return;
-    if (c->heads && c->len && c->seq_budget)
+    if (c->heads && c->len && c->seq_budget && c->lo)
         for (int s = 0; s < c->s.max_seqs; s++) kvmx_seq_reset(c, s);
     if (c->pfx) kvmx_pfx_destroy(c); /* after every sequence gave its pages back */
     if (c->heads)
@@ -350,6 +352,7 @@ static void mx_destroy(void *impl) {
     free(c->scratch);
     free(c->pend1);
     free(c->rot);
+    free(c->lo);
     free(c);
 }
 
@@ -413,6 +416,24 @@ static void use_avx512_runs(kvq_kernels *kd, int dbits, kvq_kernels *ka, int abi
     if (an) ka->axpyn = an;
 }
 
+/* Layer L's low tier: widths, record and page sizes, kernels (the AVX-512
+ * run kernels where the block kernel is AVX-512, as for the high tier). */
+static void lo_fmt_init(mixed_cache *c, int L, int force_scalar) {
+    const kv_policy *p = &c->p;
+    lo_fmt *lf = &c->lo[L];
+    int hd = c->s.head_dim;
+    kv_policy_layer_widths(p, L, &lf->kbits, &lf->vbits);
+    if (lf->kbits) {
+        lf->f.krec = kvl_rec_bytes(lf->kbits, hd, p->group);
+        lf->f.vrec = kvl_rec_bytes(lf->vbits, hd, p->group);
+    }
+    lf->page = KVL_PAGE * kvl_lo_token_bytes(p, hd, L);
+    kvq_kernels_for(lf->kbits ? lf->kbits : 16, hd, p->group, force_scalar, &lf->kk);
+    kvq_kernels_for(lf->kbits ? lf->vbits : 16, hd, p->group, force_scalar, &lf->kv);
+    if (c->blk_kind == KVB_AVX512 && lf->kbits)
+        use_avx512_runs(&lf->kk, lf->kbits, &lf->kv, lf->vbits, hd, p->group);
+}
+
 int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar, kv_cache **out) {
     *out = NULL;
     if (!s || !p || s->n_layers <= 0 || s->n_heads <= 0 || s->n_kv_heads <= 0 ||
@@ -427,17 +448,9 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->fhi.krec = c->fhi.vrec = kvl_rec_bytes(p->hi_bits, s->head_dim, p->group);
     c->fhi.pb = sizeof(int32_t);
     c->fhi.sb = kvl_state_bytes(p->select);
-    if (p->lo_bits) {
-        c->flo.krec = kvl_rec_bytes(p->lo_bits, s->head_dim, p->group);
-        c->flo.vrec = kvl_rec_bytes(kv_policy_lo_v_bits(p), s->head_dim, p->group);
-    }
     c->hi_page = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
-    c->lo_page = KVL_PAGE * kvl_lo_token_bytes(p, s->head_dim);
     c->need_bal = kvl_needs_balance(p);
     kvq_kernels_for(p->hi_bits, s->head_dim, p->group, force_scalar, &c->khi);
-    kvq_kernels_for(p->lo_bits ? p->lo_bits : 16, s->head_dim, p->group, force_scalar, &c->klo);
-    kvq_kernels_for(p->lo_bits ? kv_policy_lo_v_bits(p) : 16, s->head_dim, p->group, force_scalar,
-                    &c->klov);
     size_t nh = (size_t)s->max_seqs * s->n_layers * s->n_kv_heads;
     c->len = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->len);
     c->seq_budget = calloc((size_t)s->max_seqs, sizeof *c->seq_budget);
@@ -450,10 +463,9 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     if (c->blk_kind == KVB_AVX512) { /* decode: the AVX-512 run kernels where they apply (the INT8
                      * high tier is read a page at a time too) */
         if (p->hi_bits == 8) use_avx512_runs(&c->khi, 8, &c->khi, 8, s->head_dim, p->group);
-        if (p->lo_bits)
-            use_avx512_runs(&c->klo, p->lo_bits, &c->klov, kv_policy_lo_v_bits(p), s->head_dim,
-                            p->group);
     }
+    if ((c->lo = calloc((size_t)s->n_layers, sizeof *c->lo)))
+        for (int L = 0; L < s->n_layers; L++) lo_fmt_init(c, L, force_scalar);
     c->scratch_per = (kvmx_scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
@@ -468,7 +480,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
                 kvr_signs((int)(i / s->n_kv_heads), (int)(i % s->n_kv_heads), s->head_dim,
                           c->rot + i * s->head_dim);
     }
-    if (!c->len || !c->seq_budget || !c->heads || !c->scratch || !c->pend1 ||
+    if (!c->lo || !c->len || !c->seq_budget || !c->heads || !c->scratch || !c->pend1 ||
         (kv_policy_rotates(p) && !c->rot) || kvmx_pfx_create(c)) {
         mx_destroy(c);
         return PV_ENOMEM;
@@ -512,9 +524,10 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     if (!hs) return PV_EINVAL;
     const tier *t = low ? &hs->lo : &hs->hi;
     if (i < 0 || i >= t->n) return PV_EINVAL;
-    const tfmt *rec = low ? &c->flo : &c->fhi;
-    int bits = low ? c->p.lo_bits : c->p.hi_bits, hd = c->s.head_dim;
-    int vbits = low ? kv_policy_lo_v_bits(&c->p) : c->p.hi_bits;
+    const lo_fmt *lf = &c->lo[layer];
+    const tfmt *rec = low ? &lf->f : &c->fhi;
+    int bits = low ? lf->kbits : c->p.hi_bits, hd = c->s.head_dim;
+    int vbits = low ? lf->vbits : c->p.hi_bits;
     if (low) { /* the i-th position the high tier does not hold (kv_layout.h) */
         int32_t *lp = malloc(sizeof *lp * (size_t)t->n);
         if (!lp) return PV_ENOMEM;

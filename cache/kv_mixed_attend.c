@@ -137,6 +137,7 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
     const kv_select sel = c->p.select;
     const int half = c->p.window / 2 > 0 ? c->p.window / 2 : 1;
     const tier *hi = &hs->hi, *lo = &hs->lo;
+    const lo_fmt *lf = lo_of(c, hs);
     const int bal_hi = hs->bal_frozen && c->p.hi_bits == 8, bal_lo = hs->bal_frozen;
     for (int i0 = 0; i0 < n; i0 += c->blk_q) {
         const int nq = n - i0 < c->blk_q ? n - i0 : c->blk_q, rows = nq * gq, rp = kvb_rpad(rows);
@@ -157,7 +158,7 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                 qlo[(size_t)d * rp + r] = bal_lo ? x / hs->bal[d] : x;
             }
         }
-        const int lo_n = c->p.lo_bits ? lo_visible(hs, pos0 + i0 + nq - 1, hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)) : 0;
+        const int lo_n = lf->kbits ? lo_visible(hs, pos0 + i0 + nq - 1, hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)) : 0;
         kvb_job j = {
             /* the high tier is sorted: past the block's last query nothing is visible */
             .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi,
@@ -166,8 +167,7 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                       * sees its first lo_visible records, the same count for all
                       * (every low position is below pos0: the call's own tokens
                       * were encoded high) */
-                     {lo->pages, lo_n, c->p.lo_bits, kv_policy_lo_v_bits(&c->p), c->flo.krec,
-                      c->flo.vrec, qlo, lo_n, 0}},
+                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, qlo, lo_n, 0}},
             .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd, .group = c->p.group,
             .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
@@ -296,16 +296,17 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
      * (prepared queries come out scaled; the high tier's preparation is
      * reused when both tiers meet the same query and group), then softmax
      * per query head: c->rows is AVX-512, AVX2 or portable C */
-    if (nl && c->klo.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, scale, &s->qp);
-    tier_dotn(&c->klo, lo, &c->flo, nl, qlo, &s->qp, c, s->sc + nhv);
-    if (!c->klo.wants_prep)
+    const lo_fmt *lf = lo_of(c, hs);
+    if (nl && lf->kk.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, scale, &s->qp);
+    tier_dotn(&lf->kk, lo, &lf->f, nl, qlo, &s->qp, c, s->sc + nhv);
+    if (!lf->kk.wants_prep)
         for (int g = 0; g < gq; g++) c->rows.scale_row(s->sc + (size_t)g * M + nhv, nl, scale);
     for (int g = 0; g < gq; g++) invp[g] = c->rows.exp_row(s->sc + (size_t)g * M, nhv + nl);
     /* The low tier's values with the unnormalized weights, then the sums
      * scaled once per head (not every weight: only the high tier's are
      * normalized, for its values and the tracker) */
     memset(oi, 0, sizeof(float) * hd * gq);
-    tier_axpyn(&c->klov, lo, &c->flo, nl, s->sc + nhv, c, oi);
+    tier_axpyn(&lf->kv, lo, &lf->f, nl, s->sc + nhv, c, oi);
     for (int g = 0; g < gq; g++) {
         if (nl) c->rows.scale_row(oi + (size_t)g * hd, hd, invp[g]);
         c->rows.scale_row(s->sc + (size_t)g * M, nhv, invp[g]);

@@ -48,13 +48,23 @@ typedef struct {
     size_t alloc;
 } head_t;
 
+/* One layer's low tier: its record sizes, page bytes and kernels (layers
+ * may differ in widths: kv_policy_layer_widths). */
+typedef struct {
+    tfmt f;
+    size_t page;
+    int kbits, vbits; /* 0 without a low tier */
+    kvq_kernels kk, kv; /* keys, values */
+} lo_fmt;
+
 typedef struct {
     kv_shape s;
     kv_policy p;
     int gq; /* query heads per KV head */
-    tfmt fhi, flo;
-    size_t hi_page, lo_page;
-    kvq_kernels khi, klo, klov; /* high tier; low-tier keys, low-tier values */
+    tfmt fhi;
+    size_t hi_page;
+    kvq_kernels khi; /* the high tier */
+    lo_fmt *lo;      /* [n_layers] */
     int need_bal;
     int *len;      /* [max_seqs][n_layers] tokens stored */
     double *seq_budget; /* [max_seqs] elastic budget (kv_seq_set_budget); 0: p.budget */
@@ -105,6 +115,12 @@ static inline head_t *head(const mixed_cache *c, int seq, int layer, int h) {
     return &c->heads[((size_t)seq * c->s.n_layers + layer) * c->s.n_kv_heads + h];
 }
 
+
+/* The low tier of the layer hs belongs to. */
+static inline const lo_fmt *lo_of(const mixed_cache *c, const head_t *hs) {
+    size_t i = (size_t)(hs - c->heads) / (size_t)c->s.n_kv_heads;
+    return &c->lo[i % (size_t)c->s.n_layers];
+}
 
 /* The policy sequence seq runs: the cache's, with its elastic budget. */
 static inline kv_policy kvmx_seq_policy(const mixed_cache *c, int seq) {

@@ -94,8 +94,9 @@ static void snap_free(const mixed_cache *c, kvmx_snap *s) {
             snap_head *sh = &s->h[i];
             if (sh->pg) {
                 int nhi = pages_of(sh->hi_n), nlo = pages_of(sh->lo_n);
+                size_t lo_page = c->lo[i / c->s.n_kv_heads].page;
                 for (int p = 0; p < nhi + nlo; p++)
-                    if (sh->pg[p]) kv_pool_free(pool, sh->pg[p], p < nhi ? c->hi_page : c->lo_page);
+                    if (sh->pg[p]) kv_pool_free(pool, sh->pg[p], p < nhi ? c->hi_page : lo_page);
                 free(sh->pg);
             }
             if (sh->bal) {
@@ -198,7 +199,7 @@ static int snap_head_take(const mixed_cache *c, const head_t *hs, snap_head *sh,
     if (nhi > hs->hi.n_pages || nlo > hs->lo.n_pages) return PV_EINVAL; /* cannot happen */
     if (nhi + nlo && !(sh->pg = calloc((size_t)(nhi + nlo), sizeof *sh->pg))) return PV_ENOMEM;
     int rc = copy_pages(c->s.pool, sh->pg, hs->hi.pages, nhi, c->hi_page, acc);
-    if (!rc) rc = copy_pages(c->s.pool, sh->pg + nhi, hs->lo.pages, nlo, c->lo_page, acc);
+    if (!rc) rc = copy_pages(c->s.pool, sh->pg + nhi, hs->lo.pages, nlo, lo_of(c, hs)->page, acc);
     if (rc) return rc;
     return hs->bal ? bal_dup(c, hs->bal, &sh->bal, acc) : PV_OK;
     return PV_OK;
@@ -249,10 +250,11 @@ int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n) {
 static int head_install(const mixed_cache *c, const snap_head *sh, head_t *hs) {
     int nhi = pages_of(sh->hi_n), nlo = pages_of(sh->lo_n);
     int rc = kvmx_tier_reserve(c->s.pool, &hs->hi, sh->hi_n, c->hi_page, &hs->alloc);
-    if (!rc) rc = kvmx_tier_reserve(c->s.pool, &hs->lo, sh->lo_n, c->lo_page, &hs->alloc);
+    const size_t lo_page = lo_of(c, hs)->page;
+    if (!rc) rc = kvmx_tier_reserve(c->s.pool, &hs->lo, sh->lo_n, lo_page, &hs->alloc);
     if (rc) return rc;
     for (int p = 0; p < nhi; p++) memcpy(hs->hi.pages[p], sh->pg[p], c->hi_page);
-    for (int p = 0; p < nlo; p++) memcpy(hs->lo.pages[p], sh->pg[nhi + p], c->lo_page);
+    for (int p = 0; p < nlo; p++) memcpy(hs->lo.pages[p], sh->pg[nhi + p], lo_page);
     if (sh->bal && (rc = bal_dup(c, sh->bal, &hs->bal, &hs->alloc))) return rc;
     hs->hi.n = sh->hi_n;
     hs->lo.n = sh->lo_n;

@@ -97,6 +97,42 @@ static int parse_double(const char *v, double *out) {
  * (0, 1); 2.5 tokens is a typo, not a request. */
 static int count_or_fraction(double x) { return x == 0 || (x > 0 && x < 1) || (x >= 1 && x == floor(x) && x <= 1e9); }
 
+/* "A-B:K/V" ranges joined by '+' into p->layer_bits ("none" clears). */
+static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t errlen) {
+    kv_layer_bits lb[KV_LAYER_BITS_MAX];
+    int n = 0;
+    if (strcasecmp(value, "none") && *value) {
+        char buf[128], *save = NULL;
+        if (strlen(value) >= sizeof buf) goto bad;
+        strcpy(buf, value);
+        for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save)) {
+            int a, b, k, v, used = 0;
+            if (n == KV_LAYER_BITS_MAX) goto bad;
+            if (sscanf(r, "%d-%d:%d/%d%n", &a, &b, &k, &v, &used) == 4 && !r[used]) {
+            } else if (sscanf(r, "%d-%d:%d%n", &a, &b, &k, &used) == 3 && !r[used]) {
+                v = k;
+            } else if (sscanf(r, "%d:%d/%d%n", &a, &k, &v, &used) == 3 && !r[used]) {
+                b = a;
+            } else if (sscanf(r, "%d:%d%n", &a, &k, &used) == 2 && !r[used]) {
+                b = a, v = k;
+            } else {
+                goto bad;
+            }
+            if (a < 0 || b < a || b > 4095 || !lo_width_ok(k) || !lo_width_ok(v)) goto bad;
+            lb[n++] = (kv_layer_bits){(short)a, (short)b, (signed char)k, (signed char)v};
+        }
+        if (!n) goto bad;
+    }
+    memcpy(p->layer_bits, lb, sizeof lb[0] * (size_t)n);
+    p->n_layer_bits = n;
+    return PV_OK;
+bad:
+    return fail(err, errlen, PV_EINVAL,
+                "layer-bits must be up to %d ranges FIRST-LAST:K/V of 2, 3 or 4 bits joined by '+' "
+                "(e.g. 15-24:4/4+5-9:2), or none; got '%s'",
+                KV_LAYER_BITS_MAX, value);
+}
+
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
     if (!p || !knob || !value) return fail(err, errlen, PV_EINVAL, "missing knob or value");
     long l;
@@ -131,6 +167,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         p->lo_v_bits = slash && vb != l ? (int)vb : 0;
         return PV_OK;
     }
+    if (!strcmp(knob, "layer-bits")) return parse_layer_bits(p, value, err, errlen);
     if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
         if (parse_long(value, 0, 64, &l) || !lo_width_ok(l))
             return fail(err, errlen, PV_EINVAL, "%s must be 2, 3 or 4, got '%s'", knob, value);
@@ -191,7 +228,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         return PV_OK;
     }
     return fail(err, errlen, PV_EINVAL,
-                "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, budget, recent, "
+                "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, "
+                "budget, recent, "
                 "sinks, window, chunk, group, key-balance, rotate, clip, floor)",
                 knob);
 }
@@ -233,6 +271,18 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
                     "lo-v-bits=%d with lo-bits=0: demoted tokens are dropped, so values cannot "
                     "be kept",
                     p->lo_v_bits);
+    if (p->n_layer_bits < 0 || p->n_layer_bits > KV_LAYER_BITS_MAX)
+        return fail(err, errlen, PV_EINVAL, "%d layer-bits ranges (at most %d)", p->n_layer_bits,
+                    KV_LAYER_BITS_MAX);
+    if (p->n_layer_bits && !p->lo_bits)
+        return fail(err, errlen, PV_EINVAL,
+                    "layer-bits sets low-tier widths, and lo-bits=0 has no low tier");
+    for (int i = 0; i < p->n_layer_bits; i++) {
+        const kv_layer_bits *r = &p->layer_bits[i];
+        if (r->first < 0 || r->last < r->first || !lo_width_ok(r->k) || !lo_width_ok(r->v))
+            return fail(err, errlen, PV_EINVAL, "layer-bits range %d-%d:%d/%d is not valid",
+                        r->first, r->last, r->k, r->v);
+    }
     if (!count_or_fraction(p->budget))
         return fail(err, errlen, PV_EINVAL, "budget %g is neither whole tokens nor a fraction",
                     p->budget);
@@ -281,9 +331,17 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(lo, sizeof lo, "%d/%d", p->lo_bits, p->lo_v_bits);
     else
         snprintf(lo, sizeof lo, "%d", p->lo_bits);
+    char layers[8 + KV_LAYER_BITS_MAX * 24] = "";
+    for (int i = 0; i < p->n_layer_bits && i < KV_LAYER_BITS_MAX; i++) {
+        const kv_layer_bits *r = &p->layer_bits[i];
+        size_t at = strlen(layers);
+        snprintf(layers + at, sizeof layers - at, "%s%d-%d:%d/%d", i ? "+" : ",layer-bits=",
+                 r->first, r->last, r->k, r->v);
+    }
     snprintf(buf, len,
-             "%s(select=%s,hi=%d,lo=%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
+             "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
              "key-balance=%d,rotate=%d,clip=%d)",
-             p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, p->budget,
-             p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance, p->rotate, p->clip);
+             p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, layers,
+             p->budget, p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance,
+             p->rotate, p->clip);
 }

@@ -37,6 +37,18 @@ typedef enum {
     KV_SELECT_RECENT,
 } kv_select;
 
+/* Low-tier widths for a range of layers (the `layer-bits` knob): layers
+ * first..last store keys at k bits and values at v bits instead of
+ * lo_bits / lo_v_bits. Layers differ: on SmolLM2-135M two bits in layers
+ * 5-9 cost the random-word copy little, the same in layers 15-24 most of it
+ * (docs/KV_CACHE.md, "Bits per layer"), so bytes go where they are missed. */
+typedef struct {
+    short first, last;
+    signed char k, v;
+} kv_layer_bits;
+
+#define KV_LAYER_BITS_MAX 4
+
 typedef struct kv_policy {
     char preset[24];  /* preset it started from ("full", "mikv", ...) */
     kv_select select;
@@ -59,6 +71,9 @@ typedef struct kv_policy {
     int clip;         /* low tier: each group's range chosen for the least
                          squared error instead of min-max (kvq_encode_clip;
                          1/0); no effect without a low tier */
+    kv_layer_bits layer_bits[KV_LAYER_BITS_MAX]; /* per-layer widths; a later
+                         entry wins where ranges overlap */
+    int n_layer_bits;
     double floor;     /* elastic compression (kv_seq_set_budget): the lowest
                          budget the server may lower this policy to under
                          memory pressure, same units as budget; 0 = the
@@ -69,7 +84,9 @@ typedef struct kv_policy {
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
- * lo-v-bits, budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, floor.
+ * lo-v-bits, layer-bits, budget, recent, sinks, window, chunk, group,
+ * key-balance, rotate, clip, floor. layer-bits is "A-B:K/V" ranges joined by
+ * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4"; "none" clears them).
  * Values
  * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
  * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
@@ -91,6 +108,19 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
 /* Bits of the low tier's values (lo_v_bits, or lo_bits when that is 0). */
 static inline int kv_policy_lo_v_bits(const kv_policy *p) {
     return p->lo_v_bits ? p->lo_v_bits : p->lo_bits;
+}
+
+/* The low tier's key and value widths in one layer: lo_bits / lo_v_bits
+ * unless a layer-bits range names the layer (both 0 without a low tier).
+ * The one rule the cache, its byte counts and admission all apply. */
+static inline void kv_policy_layer_widths(const kv_policy *p, int layer, int *kb, int *vb) {
+    *kb = p->lo_bits;
+    *vb = p->lo_bits ? kv_policy_lo_v_bits(p) : 0;
+    for (int i = 0; p->lo_bits && i < p->n_layer_bits; i++)
+        if (layer >= p->layer_bits[i].first && layer <= p->layer_bits[i].last) {
+            *kb = p->layer_bits[i].k;
+            *vb = p->layer_bits[i].v;
+        }
 }
 
 /* The cache rotates (kv_rot.h): rotate=1 and something is quantized (a low

@@ -237,6 +237,40 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
     }
 }
 
+/* layer-bits: each layer computes exactly what a cache with that layer's
+ * widths everywhere computes (same records, same kernels), through prompt
+ * chunks (block kernel) and decode (run kernels); and the layers really
+ * differ (a missing override would make layer 1 equal the uniform cache). */
+Test(kv_mixed, layer_bits_give_each_layer_its_own_widths) {
+    kv_shape s = {.n_layers = 3, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 200, .n_threads = 2};
+    const int N = 190;
+    seqdata d = make_seq(N, 2, 6, 64, 3, 11);
+    size_t on = (size_t)3 * N * 6 * 64, per_layer = (size_t)N * 6 * 64;
+    const char *specs[] = {"mikv,budget=24,layer-bits=1:2/4+2:4/4", "mikv,budget=24",
+                           "mikv,budget=24,lo-bits=2/4", "mikv,budget=24,lo-bits=4"};
+    float *out[4];
+    int chunks[] = {64, 64, 1, 1, 30, 1, 29};
+    for (int k = 0; k < 4; k++) {
+        out[k] = calloc(on, sizeof(float));
+        kv_cache *c = make(&s, specs[k]);
+        for (int i = 0, p = 0; i < 7; p += chunks[i++]) step(c, &d, 0, p, chunks[i], out[k]);
+        kv_usage u;
+        kv_seq_usage(c, 0, &u);
+        cr_assert_gt(u.n_low, 100, "%s: most tokens low", specs[k]);
+        kv_destroy(c);
+    }
+    for (int l = 0; l < 3; l++) {
+        const float *got = out[0] + l * per_layer, *want = out[1 + l] + l * per_layer;
+        cr_assert_eq(memcmp(got, want, per_layer * sizeof(float)), 0, "layer %d", l);
+        if (l) /* the default widths would give other outputs */
+            cr_assert_neq(memcmp(got, out[1] + l * per_layer, per_layer * sizeof(float)), 0,
+                          "layer %d ran the default widths", l);
+    }
+    for (int k = 0; k < 4; k++) free(out[k]);
+    free_seq(&d);
+}
+
 /* Budget, protection, positions and accounting through prefill in chunks
  * and decode, for every preset and some variants. */
 Test(kv_mixed, invariants_and_accounting_for_every_preset) {
@@ -251,8 +285,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            MIKV0 ",lo-bits=4/2", MIKV0 ",lo-bits=2/4,group=8,budget=30",
                            "quant4,lo-v-bits=2", "h2o,lo-k-bits=4,lo-v-bits=2,budget=0.2,chunk=1",
                            MIKV0 ",rotate=1", "quant2,rotate=1", MIKV0 ",lo-bits=4/3,rotate=1",
-                           "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv"};
-    for (int k = 0; k < 21; k++) {
+                           "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv",
+                           "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2"};
+    for (int k = 0; k < 23; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -279,15 +314,19 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                          specs[k]);
             /* Bytes from the format's definition, written out here. */
             size_t hrec = pol.hi_bits == 16 ? hd * 2 : hd + hd / pol.group * 4;
-            int lvb = pol.lo_v_bits ? pol.lo_v_bits : pol.lo_bits;
-            size_t lrec = pol.lo_bits ? hd * pol.lo_bits / 8 + hd / pol.group * 4 : 0;
-            size_t lvrec = pol.lo_bits ? hd * lvb / 8 + hd / pol.group * 4 : 0;
             size_t st = pol.select == KV_SELECT_PERSISTENCE ? 4 : pol.select == KV_SELECT_ACCUMULATED ? 8 : 0;
             size_t want = 0;
             long budget = pol.budget >= 1 ? (long)pol.budget : pol.budget > 0 ? (long)ceil(pol.budget * p) : pol.sinks + pol.recent;
             if (budget < pol.sinks + pol.recent) budget = pol.sinks + pol.recent;
             for (int l = 0; l < 2; l++)
                 for (int h = 0; h < 2; h++) {
+                    /* the layer's widths: lo-bits, unless a layer-bits
+                     * range (the last that names it) says otherwise */
+                    int lkb = pol.lo_bits, lvb = pol.lo_v_bits ? pol.lo_v_bits : pol.lo_bits;
+                    if (strstr(specs[k], "layer-bits=1:2/4") && l == 1) lkb = 2, lvb = 4;
+                    if (strstr(specs[k], "layer-bits=0-1:4/2+0:2")) lkb = l ? 4 : 2, lvb = 2;
+                    size_t lrec = pol.lo_bits ? hd * lkb / 8 + hd / pol.group * 4 : 0;
+                    size_t lvrec = pol.lo_bits ? hd * lvb / 8 + hd / pol.group * 4 : 0;
                     kv_mixed_head hi;
                     cr_assert_eq(kv_mixed_head_info(c, 1, l, h, &hi), 0);
                     /* rectangular: every head holds the same counts */

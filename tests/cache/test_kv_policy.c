@@ -178,3 +178,59 @@ Test(kv_policy, seq_bytes_by_hand) {
     per_head = 2 * 32 * 144 + 63 * 32 * 64 + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
 }
+
+Test(kv_policy, layer_bits_parse_describe_and_refuse) {
+    kv_policy p;
+    char err[256], d[512];
+    cr_assert_eq(kv_policy_parse("mikv,layer-bits=15-24:4/4+5-9:2+7:3/2", &p, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(p.n_layer_bits, 3);
+    int kb, vb;
+    kv_policy_layer_widths(&p, 0, &kb, &vb); /* the preset's own widths */
+    cr_assert(kb == 4 && vb == 3);
+    kv_policy_layer_widths(&p, 20, &kb, &vb);
+    cr_assert(kb == 4 && vb == 4);
+    kv_policy_layer_widths(&p, 5, &kb, &vb); /* "2" sets both */
+    cr_assert(kb == 2 && vb == 2);
+    kv_policy_layer_widths(&p, 7, &kb, &vb); /* the later range wins */
+    cr_assert(kb == 3 && vb == 2);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, "lo=4/3,layer-bits=15-24:4/4+5-9:2/2+7-7:3/2,"), "%s", d);
+    /* what describe writes parses back to the same widths */
+    cr_assert_eq(kv_policy_set(&p, "layer-bits", "none", err, sizeof err), 0);
+    cr_assert_eq(p.n_layer_bits, 0);
+    const char *bad[] = {"mikv,layer-bits=15-24:5/4", "mikv,layer-bits=24-15:4",
+                         "mikv,layer-bits=1:4+2:4+3:4+4:4+5:4", "mikv,layer-bits=x",
+                         "mikv,layer-bits=1:4/", "mikv,layer-bits=1-2:4/4x",
+                         "scissorhands,layer-bits=1:4"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        cr_assert_neq(kv_policy_parse(bad[i], &p, err, sizeof err), 0, "%s accepted", bad[i]);
+        cr_assert(strstr(err, "layer-bits"), "%s: %s", bad[i], err);
+    }
+    /* a layer the model does not have, and the GPU cache, are refused by name */
+    kv_shape s = {.n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 64, .n_threads = 1};
+    kv_policy_parse("mikv,layer-bits=25-30:4", &p, err, sizeof err);
+    kv_cache *c = NULL;
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "layer 30") && strstr(err, "30 layers"), "%s", err);
+    s.gpu = (struct pvc_ctx *)&s; /* only compared with NULL by the check */
+    kv_policy_parse("mikv,layer-bits=25-29:4", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_check_shape(&p, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "layer-bits"), "%s", err);
+}
+
+Test(kv_policy, layer_bits_seq_bytes_by_hand) {
+    kv_shape s = {.n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 4096, .n_threads = 1};
+    kv_policy p;
+    char err[200];
+    /* quant4 K4/V3 group 64 (64 B a low token), layers 15-24 at K4/V4 (72 B)
+     * and 5-9 at K2/V2 (40 B): at 2048 tokens one page of 32 recent FP16
+     * tokens (260 B each) per head, 63 low pages, 768 B of balance state */
+    kv_policy_parse("quant4,lo-bits=4/3,group=64,layer-bits=15-24:4/4+5-9:2", &p, err, sizeof err);
+    size_t lo = (size_t)63 * 32 * 3 * (15 * 64 + 10 * 72 + 5 * 40);
+    size_t hi = (size_t)90 * (32 * 260 + 768);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), hi + lo);
+}

@@ -120,6 +120,15 @@ def test_knob_fields_applied(srv):
     kv5 = b5["usage"]["kv_cache"]
     assert "lo=4/3" in kv5["spec"] and "rotate=1,clip=1" in kv5["spec"], kv5
     assert b3["usage"]["kv_cache"]["bytes_stored"] < kv5["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    # per-layer widths: every layer at 2 bits stores fewer bytes than the
+    # same policy at 4 bits; a layer the model lacks is refused
+    st8, b8 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_layer_bits="0-29:2")
+    assert st8 == 200, b8
+    kv8 = b8["usage"]["kv_cache"]
+    assert "layer-bits=0-29:2/2" in kv8["spec"] and kv8["tokens_low"] > 0, kv8
+    assert kv8["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    st9, b9 = complete(srv, kv_policy="mikv", kv_layer_bits="0-40:2")
+    assert st9 == 400 and "layer 40" in b9["error"]["message"], b9
     # a bad value names its field; a knob with nothing to act on is no error
     st6, b6 = complete(srv, kv_policy="mikv", kv_rotate="sideways")
     assert st6 == 400 and b6["error"]["param"] == "kv_rotate", b6
