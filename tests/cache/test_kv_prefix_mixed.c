@@ -95,6 +95,7 @@ static void expect_same_tiers(kv_cache *c, int a, int b, int n) {
 static const char *const SPECS[] = {
     "mikv,budget=0.25,recent=8,sinks=2",
     "mikv,budget=40,recent=8,sinks=2,hi-bits=8",
+    "mikv,budget=0.25,recent=8,sinks=2,layer-bits=0:2/4", /* layers of other widths */
     "h2o,budget=48,recent=8,sinks=2",
     "scissorhands,budget=48,recent=8,sinks=2",
 };
