@@ -460,10 +460,10 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     kvw_rows_for(force_scalar, &c->rows);
     c->blk_kind = force_scalar || c->gq > KVB_MAX_ROWS ? KVB_NONE : kvb_kind(s->head_dim);
     c->blk_q = c->blk_kind != KVB_NONE ? KVB_MAX_ROWS / c->gq : 0;
-    if (c->blk_kind == KVB_AVX512) { /* decode: the AVX-512 run kernels where they apply (the INT8
-                     * high tier is read a page at a time too) */
-        if (p->hi_bits == 8) use_avx512_runs(&c->khi, 8, &c->khi, 8, s->head_dim, p->group);
-    }
+    /* decode: the AVX-512 run kernels where they apply (the INT8 high tier
+     * is read a page at a time too; the low tier's: lo_fmt_init) */
+    if (c->blk_kind == KVB_AVX512 && p->hi_bits == 8)
+        use_avx512_runs(&c->khi, 8, &c->khi, 8, s->head_dim, p->group);
     if ((c->lo = calloc((size_t)s->n_layers, sizeof *c->lo)))
         for (int L = 0; L < s->n_layers; L++) lo_fmt_init(c, L, force_scalar);
     c->scratch_per = (kvmx_scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
