@@ -43,8 +43,12 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
             snprintf(err, errlen, "kv policy: layer-bits is not on the GPU cache yet (CPU only)");
         return PV_EINVAL;
     }
-    if (s->gpu && (rotating || (p->clip && p->lo_bits) || p->lo_bits == 3 ||
-                   kv_policy_lo_v_bits(p) == 3)) {
+    const int lo_k = p->lo_bits, lo_v = kv_policy_lo_v_bits(p);
+    if (s->gpu && (lo_k == 8 || lo_v == 8)) {
+        if (err && errlen) snprintf(err, errlen, "kv policy: an INT8 low tier is CPU only");
+        return PV_EINVAL;
+    }
+    if (s->gpu && (rotating || (p->clip && p->lo_bits) || lo_k == 3 || lo_v == 3)) {
         if (err && errlen)
             snprintf(err, errlen,
                      "kv policy: %s is not on the GPU cache yet (CPU only); on the GPU use e.g. "

@@ -70,8 +70,9 @@ int kv_policy_preset(const char *name, kv_policy *p) {
     return PV_ENOTFOUND;
 }
 
-/* The low tier's code widths (kv_quant.h has a record format for each). */
-static int lo_width_ok(long b) { return b == 2 || b == 3 || b == 4; }
+/* The low tier's code widths (kv_quant.h has a record format for each; 8
+ * is the INT8 high tier's format, for layers that miss every bit). */
+static int lo_width_ok(long b) { return b == 2 || b == 3 || b == 4 || b == 8; }
 
 static const char *select_names[] = {"none", "persistence", "accumulated", "recent"};
 
@@ -128,7 +129,7 @@ static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t e
     return PV_OK;
 bad:
     return fail(err, errlen, PV_EINVAL,
-                "layer-bits must be up to %d ranges FIRST-LAST:K/V of 2, 3 or 4 bits joined by '+' "
+                "layer-bits must be up to %d ranges FIRST-LAST:K/V of 2, 3, 4 or 8 bits joined by '+' "
                 "(e.g. 15-24:4/4+5-9:2), or none; got '%s'",
                 KV_LAYER_BITS_MAX, value);
 }
@@ -161,7 +162,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
             (l != 0 && !lo_width_ok(l)) ||
             (slash && (parse_long(slash + 1, 0, 64, &vb) || !lo_width_ok(vb) || l == 0)))
             return fail(err, errlen, PV_EINVAL,
-                        "lo-bits must be 0, 2, 3 or 4 (or K/V bits, e.g. 4/3), got '%s'",
+                        "lo-bits must be 0, 2, 3, 4 or 8 (or K/V bits, e.g. 4/3), got '%s'",
                         value);
         p->lo_bits = (int)l;
         p->lo_v_bits = slash && vb != l ? (int)vb : 0;
@@ -170,7 +171,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     if (!strcmp(knob, "layer-bits")) return parse_layer_bits(p, value, err, errlen);
     if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
         if (parse_long(value, 0, 64, &l) || !lo_width_ok(l))
-            return fail(err, errlen, PV_EINVAL, "%s must be 2, 3 or 4, got '%s'", knob, value);
+            return fail(err, errlen, PV_EINVAL, "%s must be 2, 3, 4 or 8, got '%s'", knob, value);
         /* One side only: pin the other to what it is now. Turning a dropping
          * policy (lo-bits 0) into a quantizing one takes both. */
         if (!p->lo_bits && knob[3] == 'v')
@@ -263,9 +264,9 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
     if (p->hi_bits != 16 && p->hi_bits != 8)
         return fail(err, errlen, PV_EINVAL, "hi-bits must be 16 or 8, got %d", p->hi_bits);
     if (p->lo_bits != 0 && !lo_width_ok(p->lo_bits))
-        return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2, 3 or 4, got %d", p->lo_bits);
+        return fail(err, errlen, PV_EINVAL, "lo-bits must be 0, 2, 3, 4 or 8, got %d", p->lo_bits);
     if (p->lo_v_bits != 0 && !lo_width_ok(p->lo_v_bits))
-        return fail(err, errlen, PV_EINVAL, "lo-v-bits must be 2, 3 or 4, got %d", p->lo_v_bits);
+        return fail(err, errlen, PV_EINVAL, "lo-v-bits must be 2, 3, 4 or 8, got %d", p->lo_v_bits);
     if (p->lo_bits == 0 && p->lo_v_bits != 0)
         return fail(err, errlen, PV_EINVAL,
                     "lo-v-bits=%d with lo-bits=0: demoted tokens are dropped, so values cannot "

@@ -53,8 +53,8 @@ typedef struct kv_policy {
     char preset[24];  /* preset it started from ("full", "mikv", ...) */
     kv_select select;
     int hi_bits;      /* 16 or 8 */
-    int lo_bits;      /* low-tier keys: 4, 3 or 2; 0 = demoted tokens are dropped */
-    int lo_v_bits;    /* low-tier values: 4, 3 or 2; 0 = same as lo_bits (presets
+    int lo_bits;      /* low-tier keys: 8, 4, 3 or 2; 0 = demoted tokens are dropped */
+    int lo_v_bits;    /* low-tier values: 8, 4, 3 or 2; 0 = same as lo_bits (presets
                          leave it 0, so one knob sets both) */
     double budget;    /* high-tier tokens per head: >= 1 absolute, (0,1) fraction of
                          the sequence length, 0 = unlimited */

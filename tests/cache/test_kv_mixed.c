@@ -242,16 +242,17 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
  * chunks (block kernel) and decode (run kernels); and the layers really
  * differ (a missing override would make layer 1 equal the uniform cache). */
 Test(kv_mixed, layer_bits_give_each_layer_its_own_widths) {
-    kv_shape s = {.n_layers = 3, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
+    kv_shape s = {.n_layers = 4, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
                   .max_ctx = 200, .n_threads = 2};
-    const int N = 190;
-    seqdata d = make_seq(N, 2, 6, 64, 3, 11);
-    size_t on = (size_t)3 * N * 6 * 64, per_layer = (size_t)N * 6 * 64;
-    const char *specs[] = {"mikv,budget=24,layer-bits=1:2/4+2:4/4", "mikv,budget=24",
-                           "mikv,budget=24,lo-bits=2/4", "mikv,budget=24,lo-bits=4"};
-    float *out[4];
+    const int N = 190, NL = 4;
+    seqdata d = make_seq(N, 2, 6, 64, NL, 11);
+    size_t on = (size_t)NL * N * 6 * 64, per_layer = (size_t)N * 6 * 64;
+    const char *specs[] = {"mikv,budget=24,layer-bits=1:2/4+2:4/4+3:8/4", "mikv,budget=24",
+                           "mikv,budget=24,lo-bits=2/4", "mikv,budget=24,lo-bits=4",
+                           "mikv,budget=24,lo-bits=8/4"};
+    float *out[5];
     int chunks[] = {64, 64, 1, 1, 30, 1, 29};
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         out[k] = calloc(on, sizeof(float));
         kv_cache *c = make(&s, specs[k]);
         for (int i = 0, p = 0; i < 7; p += chunks[i++]) step(c, &d, 0, p, chunks[i], out[k]);
@@ -260,14 +261,14 @@ Test(kv_mixed, layer_bits_give_each_layer_its_own_widths) {
         cr_assert_gt(u.n_low, 100, "%s: most tokens low", specs[k]);
         kv_destroy(c);
     }
-    for (int l = 0; l < 3; l++) {
+    for (int l = 0; l < NL; l++) {
         const float *got = out[0] + l * per_layer, *want = out[1 + l] + l * per_layer;
         cr_assert_eq(memcmp(got, want, per_layer * sizeof(float)), 0, "layer %d", l);
         if (l) /* the default widths would give other outputs */
             cr_assert_neq(memcmp(got, out[1] + l * per_layer, per_layer * sizeof(float)), 0,
                           "layer %d ran the default widths", l);
     }
-    for (int k = 0; k < 4; k++) free(out[k]);
+    for (int k = 0; k < 5; k++) free(out[k]);
     free_seq(&d);
 }
 
@@ -286,8 +287,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            "quant4,lo-v-bits=2", "h2o,lo-k-bits=4,lo-v-bits=2,budget=0.2,chunk=1",
                            MIKV0 ",rotate=1", "quant2,rotate=1", MIKV0 ",lo-bits=4/3,rotate=1",
                            "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv",
-                           "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2"};
-    for (int k = 0; k < 23; k++) {
+                           "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2",
+                           "quant4,lo-bits=8/3"};
+    for (int k = 0; k < 24; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);

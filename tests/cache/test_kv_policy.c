@@ -84,7 +84,7 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
     struct {
         const char *spec, *needle;
     } bad[] = {
-        {"mikv,lo-bits=5", "lo-bits must be 0, 2, 3 or 4"},
+        {"mikv,lo-bits=5", "lo-bits must be 0, 2, 3, 4 or 8"},
         {"mikv,hi-bits=4", "hi-bits must be 16 or 8"},
         {"mikv,budget=2.5", "budget must be"},
         {"mikv,budget=-1", "budget must be"},
@@ -99,11 +99,11 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"full,budget=100", "select=none never demotes"},
         {"full,lo-bits=2", "select=none never demotes"},
         {"quant2,recent=0", "both are 0"},
-        {"mikv,lo-bits=4/1", "lo-bits must be 0, 2, 3 or 4"},
-        {"mikv,lo-bits=0/2", "lo-bits must be 0, 2, 3 or 4"},
-        {"mikv,lo-bits=4/", "lo-bits must be 0, 2, 3 or 4"},
-        {"mikv,lo-v-bits=8", "lo-v-bits must be 2, 3 or 4"},
-        {"mikv,lo-k-bits=0", "lo-k-bits must be 2, 3 or 4"},
+        {"mikv,lo-bits=4/1", "lo-bits must be 0, 2, 3, 4 or 8"},
+        {"mikv,lo-bits=0/2", "lo-bits must be 0, 2, 3, 4 or 8"},
+        {"mikv,lo-bits=4/", "lo-bits must be 0, 2, 3, 4 or 8"},
+        {"mikv,lo-v-bits=6", "lo-v-bits must be 2, 3, 4 or 8"},
+        {"mikv,lo-k-bits=0", "lo-k-bits must be 2, 3, 4 or 8"},
         {"scissorhands,lo-v-bits=2", "needs a low tier"},
         {"mikv,rotate=2", "rotate must be 1 or 0"},
         {"mikv,clip=yes", "clip must be 1 or 0"},

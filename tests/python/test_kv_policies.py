@@ -89,8 +89,8 @@ def test_compressing_policies_stay_close(pivot_bin, smol_model, tmp_path, spec, 
 
 
 @pytest.mark.parametrize("spec,needle", [
-    ("mikv,lo-bits=5", "lo-bits must be 0, 2, 3 or 4"),
-    ("mikv,lo-bits=4/1", "lo-bits must be 0, 2, 3 or 4"),
+    ("mikv,lo-bits=5", "lo-bits must be 0, 2, 3, 4 or 8"),
+    ("mikv,lo-bits=4/1", "lo-bits must be 0, 2, 3, 4 or 8"),
     ("scissorhands,lo-v-bits=2", "needs a low tier"),
     ("nosuch", "unknown preset"),
     ("full,budget=10", "select=none never demotes"),
