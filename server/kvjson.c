@@ -68,6 +68,10 @@ static void add_layers(cJSON *o, const eng_snap *s, int scores) {
     for (int l = 0; l < s->n_layers; l++) {
         cJSON *lo = cJSON_CreateObject();
         cJSON_AddNumberToObject(lo, "layer", l);
+        if (s->lo_layer_bits) { /* this layer's low-tier widths (layer-bits) */
+            cJSON_AddNumberToObject(lo, "low_k", s->lo_layer_bits[2 * l]);
+            cJSON_AddNumberToObject(lo, "low_v", s->lo_layer_bits[2 * l + 1]);
+        }
         cJSON *hs = cJSON_AddArrayToObject(lo, "heads");
         for (int h = 0; h < s->n_kv_heads; h++) {
             size_t off = ((size_t)l * s->n_kv_heads + h) * s->n_pos;

@@ -90,6 +90,19 @@ def test_finished_sequence_tiers_add_up_to_usage(srv, policy):
     assert rid in ids
 
 
+def test_layers_report_their_own_low_tier_widths(srv):
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "0-4:2/4+29:8/4"})
+    kv = usage["kv_cache"]
+    assert kv["tokens_low"] > 0, kv
+    st, _, b = srv.get(f"/v1/kv/sequences/{rid}")
+    assert st == 200, b
+    seq = json.loads(b)
+    check_tiers_match(seq, kv)
+    widths = [(layer["low_k"], layer["low_v"]) for layer in seq["layers"]]
+    assert widths[:5] == [(2, 4)] * 5 and widths[29] == (8, 4), widths
+    assert set(widths[5:29]) == {(seq["bits"]["low_k"], seq["bits"]["low_v"])} == {(4, 3)}
+
+
 def test_events_stream_a_running_sequence_then_its_final_state(srv):
     snaps, ended = [], threading.Event()
 
