@@ -4,7 +4,8 @@
 #   bench/eval/layers/run.sh [PIVOT_BIN] [OUTDIR]
 # Random-word copy, 16 samples a seed: at 0.33 of FP16 with 512-token
 # samples (seeds 1-3), at 0.25 with 1,024-token samples (seeds 1-2; where
-# 3-bit mixes fit). ~12 + ~10 min on the 2-core VM. The layer ranges come
+# 3-bit mixes fit), and INT8 keys in the sensitive layers at 0.33 (seeds
+# 1-3). ~12 + ~10 + ~7 min on the 2-core VM. The layer ranges come
 # from bench/eval/layers/sweep.sh on SmolLM2-135M (30 layers).
 set -e
 BIN=${1:-build/cli/pivot}
@@ -22,3 +23,9 @@ for s in 1 2; do
         --threads 2 --json "$OUT/c1k-s$s.json" > "$OUT/c1k-s$s.txt"
 done
 $PY scripts/pool_eval.py "$OUT/c1k-s1.json" "$OUT/c1k-s2.json" > "$OUT/c1k.md"
+P8="full,mikv;layer-bits=15-24:8/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:8/4+5-9:2"
+for s in 1 2 3; do
+    $BIN eval --task copy --policies "$P8" --ratios 0.33 --length 512 --samples 16 --seed $s \
+        --threads 2 --json "$OUT/c8-s$s.json" > "$OUT/c8-s$s.txt"
+done
+$PY scripts/pool_eval.py "$OUT/c8-s1.json" "$OUT/c8-s2.json" "$OUT/c8-s3.json" > "$OUT/c8.md"
