@@ -5,7 +5,8 @@
 # Random-word copy, 16 samples a seed: at 0.33 of FP16 with 512-token
 # samples (seeds 1-3), at 0.25 with 1,024-token samples (seeds 1-2; where
 # 3-bit mixes fit), and INT8 keys in the sensitive layers at 0.33 (seeds
-# 1-3). ~12 + ~10 + ~7 min on the 2-core VM. The layer ranges come
+# 1-3); then key-value lookup at 0.33 (seeds 1-2). ~12 + ~10 + ~7 + ~9 min
+# on the 2-core VM. The layer ranges come
 # from bench/eval/layers/sweep.sh on SmolLM2-135M (30 layers).
 set -e
 BIN=${1:-build/cli/pivot}
@@ -29,3 +30,9 @@ for s in 1 2 3; do
         --threads 2 --json "$OUT/c8-s$s.json" > "$OUT/c8-s$s.txt"
 done
 $PY scripts/pool_eval.py "$OUT/c8-s1.json" "$OUT/c8-s2.json" "$OUT/c8-s3.json" > "$OUT/c8.md"
+PL="full,mikv,mikv;lo-bits=4,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4,mikv;layer-bits=15-24:8/4+5-9:2"
+for s in 1 2; do
+    $BIN eval --task lookup --policies "$PL" --ratios 0.33 --length 512 --samples 16 --seed $s \
+        --threads 2 --json "$OUT/lk-s$s.json" > "$OUT/lk-s$s.txt"
+done
+$PY scripts/pool_eval.py "$OUT/lk-s1.json" "$OUT/lk-s2.json" > "$OUT/lk.md"
