@@ -98,6 +98,18 @@ static int parse_double(const char *v, double *out) {
  * (0, 1); 2.5 tokens is a typo, not a request. */
 static int count_or_fraction(double x) { return x == 0 || (x > 0 && x < 1) || (x >= 1 && x == floor(x) && x <= 1e9); }
 
+/* "X" or "X<sep>Y" (non-negative integers): *y = *x for the first. -1 if
+ * neither. One rule for a range's layers ("15-24", "7") and widths ("4/3", "2"). */
+static int parse_pair(const char *t, char sep, int *x, int *y) {
+    char *end;
+    long a = strtol(t, &end, 10), b;
+    if (end == t || a < 0 || a > 4095) return -1;
+    if (*end == 0) b = a;
+    else if (*end != sep || (b = strtol(end + 1, &end, 10), *end) || b < 0 || b > 4095) return -1;
+    *x = (int)a, *y = (int)b;
+    return 0;
+}
+
 /* "A-B:K/V" ranges joined by '+' into p->layer_bits ("none" clears). */
 static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_layer_bits lb[KV_LAYER_BITS_MAX];
@@ -107,19 +119,13 @@ static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t e
         if (strlen(value) >= sizeof buf) goto bad;
         strcpy(buf, value);
         for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save)) {
-            int a, b, k, v, used = 0;
-            if (n == KV_LAYER_BITS_MAX) goto bad;
-            if (sscanf(r, "%d-%d:%d/%d%n", &a, &b, &k, &v, &used) == 4 && !r[used]) {
-            } else if (sscanf(r, "%d-%d:%d%n", &a, &b, &k, &used) == 3 && !r[used]) {
-                v = k;
-            } else if (sscanf(r, "%d:%d/%d%n", &a, &k, &v, &used) == 3 && !r[used]) {
-                b = a;
-            } else if (sscanf(r, "%d:%d%n", &a, &k, &used) == 2 && !r[used]) {
-                b = a, v = k;
-            } else {
+            char *colon = strchr(r, ':');
+            int a, b, k, v;
+            if (n == KV_LAYER_BITS_MAX || !colon) goto bad;
+            *colon = 0;
+            if (parse_pair(r, '-', &a, &b) || parse_pair(colon + 1, '/', &k, &v) || b < a ||
+                !lo_width_ok(k) || !lo_width_ok(v))
                 goto bad;
-            }
-            if (a < 0 || b < a || b > 4095 || !lo_width_ok(k) || !lo_width_ok(v)) goto bad;
             lb[n++] = (kv_layer_bits){(short)a, (short)b, (signed char)k, (signed char)v};
         }
         if (!n) goto bad;

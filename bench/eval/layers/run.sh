@@ -12,27 +12,17 @@ set -e
 BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval/layers}
 PY=${PY:-.venv/bin/python}
-P512="full,mikv,mikv;lo-bits=4,mikv;layer-bits=0-4:4/4+15-24:4/4,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4,mikv;lo-bits=4;layer-bits=5-9:2"
-for s in 1 2 3; do
-    $BIN eval --task copy --policies "$P512" --ratios 0.33 --length 512 --samples 16 --seed $s \
-        --threads 2 --json "$OUT/c512-s$s.json" > "$OUT/c512-s$s.txt"
-done
-$PY scripts/pool_eval.py "$OUT/c512-s1.json" "$OUT/c512-s2.json" "$OUT/c512-s3.json" > "$OUT/c512.md"
-P1k="full,mikv;lo-bits=3,mikv;lo-bits=4/2,mikv;lo-bits=3;layer-bits=15-24:4/4,mikv;lo-bits=3;layer-bits=15-24:4/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4+5-9:2"
-for s in 1 2; do
-    $BIN eval --task copy --policies "$P1k" --ratios 0.25 --length 1024 --samples 16 --seed $s \
-        --threads 2 --json "$OUT/c1k-s$s.json" > "$OUT/c1k-s$s.txt"
-done
-$PY scripts/pool_eval.py "$OUT/c1k-s1.json" "$OUT/c1k-s2.json" > "$OUT/c1k.md"
-P8="full,mikv;layer-bits=15-24:8/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:8/4+5-9:2"
-for s in 1 2 3; do
-    $BIN eval --task copy --policies "$P8" --ratios 0.33 --length 512 --samples 16 --seed $s \
-        --threads 2 --json "$OUT/c8-s$s.json" > "$OUT/c8-s$s.txt"
-done
-$PY scripts/pool_eval.py "$OUT/c8-s1.json" "$OUT/c8-s2.json" "$OUT/c8-s3.json" > "$OUT/c8.md"
-PL="full,mikv,mikv;lo-bits=4,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4,mikv;layer-bits=15-24:8/4+5-9:2"
-for s in 1 2; do
-    $BIN eval --task lookup --policies "$PL" --ratios 0.33 --length 512 --samples 16 --seed $s \
-        --threads 2 --json "$OUT/lk-s$s.json" > "$OUT/lk-s$s.txt"
-done
-$PY scripts/pool_eval.py "$OUT/lk-s1.json" "$OUT/lk-s2.json" > "$OUT/lk.md"
+# runs NAME TASK RATIO LENGTH "SEEDS" POLICIES: one report per seed, pooled
+runs() {
+    name=$1 task=$2 ratio=$3 len=$4 seeds=$5 pol=$6 js=""
+    for s in $seeds; do
+        $BIN eval --task "$task" --policies "$pol" --ratios "$ratio" --length "$len" --samples 16 \
+            --seed "$s" --threads 2 --json "$OUT/$name-s$s.json" > "$OUT/$name-s$s.txt"
+        js="$js $OUT/$name-s$s.json"
+    done
+    $PY scripts/pool_eval.py $js > "$OUT/$name.md"
+}
+runs c512 copy 0.33 512 "1 2 3" "full,mikv,mikv;lo-bits=4,mikv;layer-bits=0-4:4/4+15-24:4/4,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4,mikv;lo-bits=4;layer-bits=5-9:2"
+runs c1k copy 0.25 1024 "1 2" "full,mikv;lo-bits=3,mikv;lo-bits=4/2,mikv;lo-bits=3;layer-bits=15-24:4/4,mikv;lo-bits=3;layer-bits=15-24:4/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4+5-9:2"
+runs c8 copy 0.33 512 "1 2 3" "full,mikv;layer-bits=15-24:8/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:8/4+5-9:2"
+runs lk lookup 0.33 512 "1 2" "full,mikv,mikv;lo-bits=4,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4,mikv;layer-bits=15-24:8/4+5-9:2"
