@@ -196,7 +196,7 @@ Test(kv_policy, layer_bits_parse_describe_and_refuse) {
     cr_assert(kb == 3 && vb == 2);
     kv_policy_describe(&p, d, sizeof d);
     cr_assert(strstr(d, "lo=4/3,layer-bits=15-24:4/4+5-9:2/2+7-7:3/2,"), "%s", d);
-    /* what describe writes parses back to the same widths */
+    /* none clears the ranges */
     cr_assert_eq(kv_policy_set(&p, "layer-bits", "none", err, sizeof err), 0);
     cr_assert_eq(p.n_layer_bits, 0);
     const char *bad[] = {"mikv,layer-bits=15-24:5/4", "mikv,layer-bits=24-15:4",
