@@ -88,6 +88,7 @@ function requestBody() {
   b.kv_policy = $("policy").value || undefined;
   for (const k of ["kv_budget", "kv_recent", "kv_sinks"]) if ($(k).value !== "") b[k] = num(k);
   if ($("kv_lo_bits").value) b.kv_lo_bits = $("kv_lo_bits").value;
+  if ($("kv_layer_bits").value.trim()) b.kv_layer_bits = $("kv_layer_bits").value.trim();
   return b;
 }
 function addMsg(role, text) {
@@ -205,7 +206,18 @@ function showMem(s) {
     "%) · tokens high " + u.tokens_high + ", low " + u.tokens_low + ", dropped " + u.tokens_dropped +
     " (per KV head) · " + s.status;
   $("hibits").textContent = s.bits.high;
-  $("lobits").textContent = s.bits.low_k ? s.bits.low_k + "/" + s.bits.low_v + "-bit K/V" : "none in this policy";
+  $("lobits").textContent = s.bits.low_k ? s.bits.low_k + "/" + s.bits.low_v + "-bit K/V" + layerWidths(s) : "none in this policy";
+}
+/* The layers whose low tier differs from the policy's widths (layer-bits),
+ * as runs of consecutive layers: "; layers 15–24: 8/4". */
+function layerWidths(s) {
+  const runs = [];
+  (s.layers || []).forEach((l, i) => {
+    if (l.low_k === undefined || (l.low_k === s.bits.low_k && l.low_v === s.bits.low_v)) return;
+    const w = l.low_k + "/" + l.low_v, r = runs[runs.length - 1];
+    if (r && r.last === i - 1 && r.w === w) r.last = i; else runs.push({ first: i, last: i, w: w });
+  });
+  return runs.map((r) => "; layer" + (r.first === r.last ? " " + r.first : "s " + r.first + "–" + r.last) + ": " + r.w).join("");
 }
 function drawMap() {
   const c = $("kvmap"), s = st.snap, g = c.getContext("2d");
@@ -267,7 +279,8 @@ function showInfo() {
     per.push("h" + h + " " + names[s.grid[l0][h][p]] + (v !== null && v !== undefined ? " score " + v : "") +
              (d !== undefined ? " demoted at len " + d : ""));
   }
-  lines.push("layer " + l0 + ": " + per.join(" · "));
+  const lw = s.layers[l0] && s.layers[l0].low_k !== undefined ? " (low tier " + s.layers[l0].low_k + "/" + s.layers[l0].low_v + "-bit K/V)" : "";
+  lines.push("layer " + l0 + lw + ": " + per.join(" · "));
   info.textContent = lines.join("\n");
 }
 function watchSeq(id) {

@@ -178,6 +178,31 @@ def test_chat_streams_and_the_kv_map_shows_mikv_tiers(driver, srv):
     assert not console_errors(d), console_errors(d)
 
 
+def test_bits_per_layer_show_on_the_page(driver, srv):
+    """A layer-bits override typed in the settings reaches the server, and the
+    legend and the position info name the layers whose low tier differs."""
+    d = driver
+    d.get(srv.base + "/")
+    wait(d, lambda: "mikv" in [o.get_attribute("value") for o in
+                               Select(d.find_element(By.ID, "policy")).options], 20, "presets")
+    Select(d.find_element(By.ID, "policy")).select_by_value("mikv")
+    d.find_element(By.ID, "kv_layer_bits").send_keys("15-24:8/4+3:2")  # "3:2": K2/V2 in layer 3
+    d.find_element(By.ID, "max_tokens").clear()
+    d.find_element(By.ID, "max_tokens").send_keys("4")
+    d.find_element(By.ID, "clear").click()
+    ans = chat(d, LONG[:1200])
+    wait(d, lambda: ans.find_elements(By.CSS_SELECTOR, ".usage"), 180, "the answer never ended")
+    wait(d, lambda: "finished" in d.find_element(By.ID, "memtext").text, 20, "no finished map")
+    lo = d.find_element(By.ID, "lobits").text
+    # the preset's widths first, then each differing run of layers
+    assert lo == "4/3-bit K/V; layer 3: 2/2; layers 15–24: 8/4", lo
+    m = d.find_element(By.ID, "kvmap")
+    m.send_keys(Keys.HOME)
+    wait(d, lambda: "position 0" in d.find_element(By.ID, "kvinfo").text, 5, "Home did nothing")
+    assert "layer 0 (low tier 4/3-bit K/V)" in d.find_element(By.ID, "kvinfo").text
+    assert not console_errors(d), console_errors(d)
+
+
 def test_stop_and_regenerate(driver, srv):
     d = driver
     d.get(srv.base + "/")
