@@ -31,13 +31,21 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
                      s->head_dim);
         return PV_EINVAL;
     }
-    for (int i = 0; i < p->n_layer_bits; i++)
+    for (int i = 0; i < p->n_layer_bits; i++) {
         if (p->layer_bits[i].last >= s->n_layers) {
             if (err && errlen)
                 snprintf(err, errlen, "kv policy: layer-bits names layer %d, the model has %d layers",
                          p->layer_bits[i].last, s->n_layers);
             return PV_EINVAL;
         }
+        if (p->layer_bits[i].head >= s->n_kv_heads) {
+            if (err && errlen)
+                snprintf(err, errlen,
+                         "kv policy: layer-bits names KV head %d, the model has %d KV heads per layer",
+                         p->layer_bits[i].head, s->n_kv_heads);
+            return PV_EINVAL;
+        }
+    }
     if (s->gpu && p->n_layer_bits) {
         if (err && errlen)
             snprintf(err, errlen, "kv policy: layer-bits is not on the GPU cache yet (CPU only)");

@@ -51,18 +51,20 @@ static inline size_t kvl_state_bytes(kv_select sel) {
 static inline size_t kvl_hi_token_bytes(const kv_policy *p, int head_dim) {
     return 2 * kvl_rec_bytes(p->hi_bits, head_dim, p->group) + 4 + kvl_state_bytes(p->select);
 }
-/* A low token of `layer` (its widths: kv_policy_layer_widths). */
-static inline size_t kvl_lo_token_bytes(const kv_policy *p, int head_dim, int layer) {
+/* A low token of one (layer, KV head) (its widths: kv_policy_head_widths). */
+static inline size_t kvl_lo_token_bytes(const kv_policy *p, int head_dim, int layer, int head) {
     int kb, vb;
-    kv_policy_layer_widths(p, layer, &kb, &vb);
+    kv_policy_head_widths(p, layer, head, &kb, &vb);
     return kb ? kvl_rec_bytes(kb, head_dim, p->group) + kvl_rec_bytes(vb, head_dim, p->group) : 0;
 }
 
-/* The low tier's bytes per token summed over the layers (one KV head of
- * each): what a token demoted in every layer costs. */
-static inline size_t kvl_lo_token_bytes_all(const kv_policy *p, int head_dim, int n_layers) {
+/* The low tier's bytes per token summed over every (layer, KV head): what a
+ * token demoted everywhere costs (layers and heads may differ in widths). */
+static inline size_t kvl_lo_token_bytes_all(const kv_policy *p, int head_dim, int n_layers,
+                                            int n_kv_heads) {
     size_t b = 0;
-    for (int L = 0; L < n_layers; L++) b += kvl_lo_token_bytes(p, head_dim, L);
+    for (int L = 0; L < n_layers; L++)
+        for (int h = 0; h < n_kv_heads; h++) b += kvl_lo_token_bytes(p, head_dim, L, h);
     return b;
 }
 

@@ -52,8 +52,9 @@ void kvm_usage(const kv_policy *p, const kv_shape *sh, const kvm_seq *s, kv_usag
     size_t per = pages((size_t)s->n_hi) * KVL_PAGE * kvl_hi_token_bytes(p, sh->head_dim);
     if (s->bal_alloc) per += 3 * hd * sizeof(float);
     memset(u, 0, sizeof *u);
-    u->bytes_stored = heads * per + (size_t)sh->n_kv_heads * pages((size_t)s->n_lo) * KVL_PAGE *
-                                        kvl_lo_token_bytes_all(p, sh->head_dim, sh->n_layers);
+    u->bytes_stored = heads * per + pages((size_t)s->n_lo) * KVL_PAGE *
+                                        kvl_lo_token_bytes_all(p, sh->head_dim, sh->n_layers,
+                                                               sh->n_kv_heads);
     u->bytes_fp16 = (size_t)s->len * heads * hd * 2 * 2;
     u->n_tokens = s->len;
     u->n_high = s->n_hi;

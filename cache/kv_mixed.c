@@ -286,7 +286,7 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
     for (int L = 0; L < c->s.n_layers; L++)
         for (int h = 0; h < c->s.n_kv_heads; h++) {
             const head_t *hs = head(c, seq, L, h);
-            bytes += (size_t)hs->hi.n_pages * c->hi_page + (size_t)hs->lo.n_pages * c->lo[L].page;
+            bytes += (size_t)hs->hi.n_pages * c->hi_page + (size_t)hs->lo.n_pages * lo_of(c, hs)->page;
             if (hs->bal) bytes += 3 * hd * sizeof(float);
             bytes += (size_t)hs->n_pend * 2 * hd * sizeof(float);
             hi += hs->hi.n + hs->n_pend;
@@ -416,18 +416,19 @@ static void use_avx512_runs(kvq_kernels *kd, int dbits, kvq_kernels *ka, int abi
     if (an) ka->axpyn = an;
 }
 
-/* Layer L's low tier: widths, record and page sizes, kernels (the AVX-512
- * run kernels where the block kernel is AVX-512, as for the high tier). */
-static void lo_fmt_init(mixed_cache *c, int L, int force_scalar) {
+/* The low tier of layer L's KV head h: widths, record and page sizes,
+ * kernels (the AVX-512 run kernels where the block kernel is AVX-512, as for
+ * the high tier). */
+static void lo_fmt_init(mixed_cache *c, int L, int h, int force_scalar) {
     const kv_policy *p = &c->p;
-    lo_fmt *lf = &c->lo[L];
+    lo_fmt *lf = &c->lo[(size_t)L * c->s.n_kv_heads + h];
     int hd = c->s.head_dim;
-    kv_policy_layer_widths(p, L, &lf->kbits, &lf->vbits);
+    kv_policy_head_widths(p, L, h, &lf->kbits, &lf->vbits);
     if (lf->kbits) {
         lf->f.krec = kvl_rec_bytes(lf->kbits, hd, p->group);
         lf->f.vrec = kvl_rec_bytes(lf->vbits, hd, p->group);
     }
-    lf->page = KVL_PAGE * kvl_lo_token_bytes(p, hd, L);
+    lf->page = KVL_PAGE * kvl_lo_token_bytes(p, hd, L, h);
     kvq_kernels_for(lf->kbits ? lf->kbits : 16, hd, p->group, force_scalar, &lf->kk);
     kvq_kernels_for(lf->kbits ? lf->vbits : 16, hd, p->group, force_scalar, &lf->kv);
     if (c->blk_kind == KVB_AVX512 && lf->kbits)
@@ -464,8 +465,9 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
      * is read a page at a time too; the low tier's: lo_fmt_init) */
     if (c->blk_kind == KVB_AVX512 && p->hi_bits == 8)
         use_avx512_runs(&c->khi, 8, &c->khi, 8, s->head_dim, p->group);
-    if ((c->lo = calloc((size_t)s->n_layers, sizeof *c->lo)))
-        for (int L = 0; L < s->n_layers; L++) lo_fmt_init(c, L, force_scalar);
+    if ((c->lo = calloc((size_t)s->n_layers * s->n_kv_heads, sizeof *c->lo)))
+        for (int L = 0; L < s->n_layers; L++)
+            for (int h = 0; h < s->n_kv_heads; h++) lo_fmt_init(c, L, h, force_scalar);
     c->scratch_per = (kvmx_scratch_bytes(s, c->gq, c->blk_q > 0) + 63) & ~(size_t)63;
     c->scratch = malloc(c->scratch_per * s->n_threads);
     c->pend1 = malloc(sizeof(float) * 2 * (size_t)s->head_dim * nh);
@@ -524,7 +526,7 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     if (!hs) return PV_EINVAL;
     const tier *t = low ? &hs->lo : &hs->hi;
     if (i < 0 || i >= t->n) return PV_EINVAL;
-    const lo_fmt *lf = &c->lo[layer];
+    const lo_fmt *lf = lo_of(c, hs);
     const tfmt *rec = low ? &lf->f : &c->fhi;
     int bits = low ? lf->kbits : c->p.hi_bits, hd = c->s.head_dim;
     int vbits = low ? lf->vbits : c->p.hi_bits;

@@ -48,8 +48,8 @@ typedef struct {
     size_t alloc;
 } head_t;
 
-/* One layer's low tier: its record sizes, page bytes and kernels (layers
- * may differ in widths: kv_policy_layer_widths). */
+/* One (layer, KV head)'s low tier: its record sizes, page bytes and kernels
+ * (they may differ in widths: kv_policy_head_widths). */
 typedef struct {
     tfmt f;
     size_t page;
@@ -64,7 +64,7 @@ typedef struct {
     tfmt fhi;
     size_t hi_page;
     kvq_kernels khi; /* the high tier */
-    lo_fmt *lo;      /* [n_layers] */
+    lo_fmt *lo;      /* [n_layers * n_kv_heads], as heads of one sequence */
     int need_bal;
     int *len;      /* [max_seqs][n_layers] tokens stored */
     double *seq_budget; /* [max_seqs] elastic budget (kv_seq_set_budget); 0: p.budget */
@@ -116,10 +116,10 @@ static inline head_t *head(const mixed_cache *c, int seq, int layer, int h) {
 }
 
 
-/* The low tier of the layer hs belongs to. */
+/* The low tier of the (layer, KV head) hs belongs to. */
 static inline const lo_fmt *lo_of(const mixed_cache *c, const head_t *hs) {
-    size_t i = (size_t)(hs - c->heads) / (size_t)c->s.n_kv_heads;
-    return &c->lo[i % (size_t)c->s.n_layers];
+    size_t i = (size_t)(hs - c->heads);
+    return &c->lo[i % ((size_t)c->s.n_layers * c->s.n_kv_heads)];
 }
 
 /* The policy sequence seq runs: the cache's, with its elastic budget. */

@@ -94,7 +94,7 @@ static void snap_free(const mixed_cache *c, kvmx_snap *s) {
             snap_head *sh = &s->h[i];
             if (sh->pg) {
                 int nhi = pages_of(sh->hi_n), nlo = pages_of(sh->lo_n);
-                size_t lo_page = c->lo[i / c->s.n_kv_heads].page;
+                size_t lo_page = c->lo[i].page; /* lo is per (layer, head), as h */
                 for (int p = 0; p < nhi + nlo; p++)
                     if (sh->pg[p]) kv_pool_free(pool, sh->pg[p], p < nhi ? c->hi_page : lo_page);
                 free(sh->pg);
@@ -112,7 +112,7 @@ static void snap_free(const mixed_cache *c, kvmx_snap *s) {
 int kvmx_pfx_create(mixed_cache *c) {
     c->pfx = calloc(1, sizeof *c->pfx);
     if (!c->pfx) return PV_ENOMEM;
-    char key[256];
+    char key[KV_POLICY_DESC_MAX];
     kv_policy_describe(&c->p, key, sizeof key);
     c->pfx->seed = kv_pfx_seed(key);
     return PV_OK;

@@ -110,23 +110,27 @@ static int parse_pair(const char *t, char sep, int *x, int *y) {
     return 0;
 }
 
-/* "A-B:K/V" ranges joined by '+' into p->layer_bits ("none" clears). */
+/* "A-B[.H]:K/V" entries joined by '+' into p->layer_bits ("none" clears). */
 static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_layer_bits lb[KV_LAYER_BITS_MAX];
     int n = 0;
     if (strcasecmp(value, "none") && *value) {
-        char buf[128], *save = NULL;
+        char buf[256], *save = NULL;
         if (strlen(value) >= sizeof buf) goto bad;
         strcpy(buf, value);
         for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save)) {
-            char *colon = strchr(r, ':');
-            int a, b, k, v;
-            if (n == KV_LAYER_BITS_MAX || !colon) goto bad;
+            char *colon = strchr(r, ':'), *dot = strchr(r, '.');
+            int a, b, k, v, h = -1, h2;
+            if (n == KV_LAYER_BITS_MAX || !colon || (dot && dot > colon)) goto bad;
             *colon = 0;
+            if (dot) { /* one KV head of the layers: "18.2", "15-24.1" */
+                *dot = 0;
+                if (parse_pair(dot + 1, '.', &h, &h2) || h != h2 || h > 127) goto bad;
+            }
             if (parse_pair(r, '-', &a, &b) || parse_pair(colon + 1, '/', &k, &v) || b < a ||
                 !lo_width_ok(k) || !lo_width_ok(v))
                 goto bad;
-            lb[n++] = (kv_layer_bits){(short)a, (short)b, (signed char)k, (signed char)v};
+            lb[n++] = (kv_layer_bits){(short)a, (short)b, (signed char)h, (signed char)k, (signed char)v};
         }
         if (!n) goto bad;
     }
@@ -135,8 +139,9 @@ static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t e
     return PV_OK;
 bad:
     return fail(err, errlen, PV_EINVAL,
-                "layer-bits must be up to %d ranges FIRST-LAST:K/V of 2, 3, 4 or 8 bits joined by '+' "
-                "(e.g. 15-24:4/4+5-9:2), or none; got '%s'",
+                "layer-bits must be up to %d ranges FIRST-LAST[.HEAD]:K/V of 2, 3, 4 or 8 bits "
+                "joined by '+' (e.g. 15-24:4/4+5-9:2, 18.2:8/8 for KV head 2 of layer 18), or none; "
+                "got '%s'",
                 KV_LAYER_BITS_MAX, value);
 }
 
@@ -286,7 +291,8 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
                     "layer-bits sets low-tier widths, and lo-bits=0 has no low tier");
     for (int i = 0; i < p->n_layer_bits; i++) {
         const kv_layer_bits *r = &p->layer_bits[i];
-        if (r->first < 0 || r->last < r->first || !lo_width_ok(r->k) || !lo_width_ok(r->v))
+        if (r->first < 0 || r->last < r->first || r->head < -1 || !lo_width_ok(r->k) ||
+            !lo_width_ok(r->v))
             return fail(err, errlen, PV_EINVAL, "layer-bits range %d-%d:%d/%d is not valid",
                         r->first, r->last, r->k, r->v);
     }
@@ -338,12 +344,14 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(lo, sizeof lo, "%d/%d", p->lo_bits, p->lo_v_bits);
     else
         snprintf(lo, sizeof lo, "%d", p->lo_bits);
-    char layers[8 + KV_LAYER_BITS_MAX * 24] = "";
+    char layers[16 + KV_LAYER_BITS_MAX * 28] = "";
     for (int i = 0; i < p->n_layer_bits && i < KV_LAYER_BITS_MAX; i++) {
         const kv_layer_bits *r = &p->layer_bits[i];
         size_t at = strlen(layers);
-        snprintf(layers + at, sizeof layers - at, "%s%d-%d:%d/%d", i ? "+" : ",layer-bits=",
-                 r->first, r->last, r->k, r->v);
+        char head[8] = "";
+        if (r->head >= 0) snprintf(head, sizeof head, ".%d", r->head);
+        snprintf(layers + at, sizeof layers - at, "%s%d-%d%s:%d/%d", i ? "+" : ",layer-bits=",
+                 r->first, r->last, head, r->k, r->v);
     }
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"

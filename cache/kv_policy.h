@@ -37,17 +37,25 @@ typedef enum {
     KV_SELECT_RECENT,
 } kv_select;
 
-/* Low-tier widths for a range of layers (the `layer-bits` knob): layers
- * first..last store keys at k bits and values at v bits instead of
+/* Low-tier widths for a range of layers, or one KV head of them (the
+ * `layer-bits` knob): layers first..last (their KV head `head`, or all
+ * when head < 0) store keys at k bits and values at v bits instead of
  * lo_bits / lo_v_bits. Layers differ: on SmolLM2-135M two bits in layers
  * 5-9 cost the random-word copy little, the same in layers 15-24 most of it
- * (docs/KV_CACHE.md, "Bits per layer"), so bytes go where they are missed. */
+ * (docs/KV_CACHE.md, "Bits per layer"); and heads differ more: a handful of
+ * induction ("retrieval") heads do the copying ("Bits per head"), so bytes
+ * go where they are missed. */
 typedef struct {
     short first, last;
+    signed char head; /* KV head, or -1 for every head of the layers */
     signed char k, v;
 } kv_layer_bits;
 
-#define KV_LAYER_BITS_MAX 4
+#define KV_LAYER_BITS_MAX 12
+/* Room for kv_policy_describe with every knob and KV_LAYER_BITS_MAX entries:
+ * the size of every buffer that holds a description (descriptions are also
+ * compared as keys, so one cut short could make two policies equal). */
+#define KV_POLICY_DESC_MAX 512
 
 typedef struct kv_policy {
     char preset[24];  /* preset it started from ("full", "mikv", ...) */
@@ -86,8 +94,8 @@ int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
  * lo-v-bits, layer-bits, budget, recent, sinks, window, chunk, group,
  * key-balance, rotate, clip, floor. layer-bits is "A-B:K/V" ranges joined by
- * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4"; "none" clears them).
- * Values
+ * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4", one KV head of layers
+ * "18.2:8/8" or "15-24.1:4"; "none" clears them). Values
  * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
  * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
  * lo-k-bits and lo-v-bits set one side only. */
@@ -110,14 +118,16 @@ static inline int kv_policy_lo_v_bits(const kv_policy *p) {
     return p->lo_v_bits ? p->lo_v_bits : p->lo_bits;
 }
 
-/* The low tier's key and value widths in one layer: lo_bits / lo_v_bits
- * unless a layer-bits range names the layer (both 0 without a low tier).
- * The one rule the cache, its byte counts and admission all apply. */
-static inline void kv_policy_layer_widths(const kv_policy *p, int layer, int *kb, int *vb) {
+/* The low tier's key and value widths of one (layer, KV head): lo_bits /
+ * lo_v_bits unless a layer-bits entry names it (both 0 without a low tier;
+ * the last entry that names it wins). The one rule the cache, its byte
+ * counts and admission all apply. */
+static inline void kv_policy_head_widths(const kv_policy *p, int layer, int head, int *kb, int *vb) {
     *kb = p->lo_bits;
     *vb = p->lo_bits ? kv_policy_lo_v_bits(p) : 0;
     for (int i = 0; p->lo_bits && i < p->n_layer_bits; i++)
-        if (layer >= p->layer_bits[i].first && layer <= p->layer_bits[i].last) {
+        if (layer >= p->layer_bits[i].first && layer <= p->layer_bits[i].last &&
+            (p->layer_bits[i].head < 0 || p->layer_bits[i].head == head)) {
             *kb = p->layer_bits[i].k;
             *vb = p->layer_bits[i].v;
         }

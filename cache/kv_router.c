@@ -13,7 +13,7 @@
 typedef struct {
     kv_cache *c;   /* NULL: unused entry */
     kv_policy p;
-    char key[320]; /* the policy's knobs, for equivalence */
+    char key[KV_POLICY_DESC_MAX]; /* the policy's knobs, for equivalence */
     int users;     /* slots routed here; 0: idle, kept for reuse */
 } sub_t;
 
@@ -52,7 +52,7 @@ static void release(router *r, int seq) {
 
 /* Routes seq to the sub-cache for p, creating it if needed. */
 static int route(router *r, int seq, const kv_policy *p, char *err, size_t errlen) {
-    char key[320];
+    char key[KV_POLICY_DESC_MAX];
     policy_key(p, key, sizeof key);
     int free_i = -1, idle_i = -1;
     for (int i = 0; i < KV_ROUTER_MAX_POLICIES; i++) {

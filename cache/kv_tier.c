@@ -53,13 +53,13 @@ size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens)
     if (!p0 || !s || n_tokens <= 0) return 0;
     kv_policy fitted = kvl_fit_group(p0, s);
     const kv_policy *p = &fitted;
-    size_t heads = (size_t)s->n_layers * s->n_kv_heads, nl = (size_t)s->n_layers;
+    size_t heads = (size_t)s->n_layers * s->n_kv_heads;
     if (kv_policy_is_plain(p))
         return (size_t)s->n_layers * pages((size_t)n_tokens, KVL_FP16_PAGE) * 2 * s->n_kv_heads *
                KVL_FP16_PAGE * s->head_dim * 2;
     size_t hp = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
-    /* one KV head of every layer: layers may differ in low-tier widths */
-    size_t lp = KVL_PAGE * kvl_lo_token_bytes_all(p, s->head_dim, s->n_layers);
+    /* every (layer, KV head): they may differ in low-tier widths */
+    size_t lp = KVL_PAGE * kvl_lo_token_bytes_all(p, s->head_dim, s->n_layers, s->n_kv_heads);
     long n = n_tokens;
     /* Between calls the tier rule (kv_tier.h) leaves between the protected
      * tokens and hi_max high. The bytes are largest near hi_max (a high
@@ -71,8 +71,8 @@ size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens)
     size_t best = 0;
     for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
         if (kv_tier_demote(p, n_tokens, (int)k)) continue; /* never rests there */
-        size_t bytes = nl * pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
+        size_t bytes = heads * pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
         if (bytes > best) best = bytes;
     }
-    return (size_t)s->n_kv_heads * best + heads * kvl_balance_bytes(p, s->head_dim);
+    return best + heads * kvl_balance_bytes(p, s->head_dim);
 }

@@ -134,7 +134,7 @@ static int parse(int argc, char **argv, gen_opts *o) {
 
 static void print_kv_usage(llm_ctx *ctx, const kv_policy *p) {
     kv_usage u;
-    char desc[256];
+    char desc[KV_POLICY_DESC_MAX];
     kv_seq_usage(llm_ctx_kv(ctx), 0, &u);
     kv_policy_describe(p, desc, sizeof desc);
     fprintf(stderr, "pivot: kv %s: %.2f MiB stored vs %.2f MiB fp16 (%.1f%%); tokens per head: "

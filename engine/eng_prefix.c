@@ -42,7 +42,7 @@ static int pfx_block(eng_engine *e) {
 static int running_match(eng_engine *e, const eng_job *j, const eng_choice *c) {
     int bt = pfx_block(e);
     if (!bt) return 0;
-    char mine[320], other[320];
+    char mine[KV_POLICY_DESC_MAX], other[KV_POLICY_DESC_MAX];
     kv_policy_describe(&j->p.policy, mine, sizeof mine);
     int best = 0;
     for (const eng_job *o = e->running; o; o = o->next) {

@@ -26,7 +26,7 @@ void eng_snap_free(eng_snap *s) {
     free(s->tier);
     free(s->score);
     free(s->demoted_at);
-    free(s->lo_layer_bits);
+    free(s->lo_head_bits);
     free(s);
 }
 
@@ -92,13 +92,13 @@ static eng_snap *snap_take(eng_engine *e, eng_choice *c, int final) {
     s->tier = malloc(cells + 1);
     s->demoted_at = malloc(sizeof *s->demoted_at * (cells + 1));
     s->score = scored ? malloc(sizeof *s->score * (cells + 1)) : NULL;
-    s->lo_layer_bits = malloc((size_t)2 * sh->n_layers);
-    if (!s->tier || !s->demoted_at || (scored && !s->score) || !s->lo_layer_bits) goto fail;
-    for (int l = 0; l < sh->n_layers; l++) {
+    s->lo_head_bits = malloc((size_t)2 * nlh);
+    if (!s->tier || !s->demoted_at || (scored && !s->score) || !s->lo_head_bits) goto fail;
+    for (int r = 0; r < nlh; r++) {
         int kb, vb;
-        kv_policy_layer_widths(p, l, &kb, &vb);
-        s->lo_layer_bits[2 * l] = (int8_t)kb;
-        s->lo_layer_bits[2 * l + 1] = (int8_t)vb;
+        kv_policy_head_widths(p, r / sh->n_kv_heads, r % sh->n_kv_heads, &kb, &vb);
+        s->lo_head_bits[2 * r] = (int8_t)kb;
+        s->lo_head_bits[2 * r + 1] = (int8_t)vb;
     }
     /* n == 0 (a choice ended before anything was stored): no cells, and
      * demoted_at may still be NULL, where even a zero offset is undefined */

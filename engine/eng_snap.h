@@ -27,8 +27,8 @@ typedef struct {
     int n_pos;            /* positions covered: the tokens the cache holds */
     int n_prompt, n_gen;  /* the choice's prompt and generated tokens so far */
     int hi_bits, lo_bits, lo_v_bits; /* the job's policy: tier widths */
-    int8_t *lo_layer_bits; /* [n_layers][2] each layer's low-tier key and value
-                            * widths (layer-bits may set them per layer) */
+    int8_t *lo_head_bits; /* [n_layers][n_kv_heads][2] each head's low-tier key and
+                           * value widths (layer-bits may set them per layer or head) */
     int64_t step;         /* the engine's iteration when it was taken */
     int finished;         /* the final snapshot (the slot was freed right after) */
     kv_usage usage;       /* kv_seq_usage at the same moment */

@@ -56,7 +56,7 @@ void ev_free_samples(ev_sample *s, int n);
 
 /* One policy at one memory target, with what it accumulated over samples. */
 typedef struct {
-    char spec[256];      /* as given on the command line */
+    char spec[KV_POLICY_DESC_MAX]; /* as given on the command line */
     kv_policy pol;       /* parsed; budget overwritten per sample when solved */
     int budgeted;        /* the budget is solved for ratio_target */
     int prefix_cached;   /* --prefix-cached twin: the prompt's prefix up to its last
@@ -65,7 +65,7 @@ typedef struct {
     double ratio_target; /* < 0: none (natural ratio) */
     int feasible;        /* 0: even the smallest budget exceeds the target */
     double min_ratio;    /* smallest reachable ratio when infeasible */
-    char describe[320];  /* kv_policy_describe of the last sample's policy */
+    char describe[KV_POLICY_DESC_MAX];  /* kv_policy_describe of the last sample's policy */
     int last_budget;     /* budget (tokens per head) used for the last sample */
     double reserved_max; /* kv_policy_seq_bytes / FP16 bytes: what admission reserves */
     int n_high, n_low, n_dropped; /* tier counts per head at the end of the last sample */

@@ -49,7 +49,7 @@ typedef struct cmpl_req {
     int n_choices;
     cmpl_choice *ch;
     char policy_name[24];  /* KV policy preset, for usage.kv_cache */
-    char policy_spec[320]; /* kv_policy_describe, for usage.kv_cache.spec */
+    char policy_spec[KV_POLICY_DESC_MAX]; /* kv_policy_describe, for usage.kv_cache.spec */
     int started;
     int tools_on; /* chat with tools and tool_choice other than none: outputs may be calls */
 } cmpl_req;

@@ -68,14 +68,20 @@ static void add_layers(cJSON *o, const eng_snap *s, int scores) {
     for (int l = 0; l < s->n_layers; l++) {
         cJSON *lo = cJSON_CreateObject();
         cJSON_AddNumberToObject(lo, "layer", l);
-        if (s->lo_layer_bits) { /* this layer's low-tier widths (layer-bits) */
-            cJSON_AddNumberToObject(lo, "low_k", s->lo_layer_bits[2 * l]);
-            cJSON_AddNumberToObject(lo, "low_v", s->lo_layer_bits[2 * l + 1]);
+        const int8_t *wb = s->lo_head_bits + (size_t)2 * l * s->n_kv_heads;
+        int same = 1; /* the layer's heads agree: its widths once, at the layer */
+        for (int h = 1; h < s->n_kv_heads; h++) same &= wb[2 * h] == wb[0] && wb[2 * h + 1] == wb[1];
+        if (same) {
+            cJSON_AddNumberToObject(lo, "low_k", wb[0]);
+            cJSON_AddNumberToObject(lo, "low_v", wb[1]);
         }
         cJSON *hs = cJSON_AddArrayToObject(lo, "heads");
         for (int h = 0; h < s->n_kv_heads; h++) {
             size_t off = ((size_t)l * s->n_kv_heads + h) * s->n_pos;
-            cJSON_AddItemToArray(hs, head_json(s, off, h, scores, rle, cap));
+            cJSON *hj = head_json(s, off, h, scores, rle, cap);
+            cJSON_AddNumberToObject(hj, "low_k", wb[2 * h]); /* layer-bits, per head */
+            cJSON_AddNumberToObject(hj, "low_v", wb[2 * h + 1]);
+            cJSON_AddItemToArray(hs, hj);
         }
         cJSON_AddItemToArray(layers, lo);
     }

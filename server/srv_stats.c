@@ -143,7 +143,7 @@ void srv_presets_handle(eng_engine *e, srv_conn *c) {
     static const char *const names[] = {"full", "mikv", "scissorhands", "h2o", "streaming",
                                         "quant4", "quant2"};
     cJSON *o = cJSON_CreateObject();
-    char spec[320];
+    char spec[KV_POLICY_DESC_MAX];
     kv_policy_describe(eng_policy(e), spec, sizeof spec);
     cJSON_AddStringToObject(o, "default", eng_policy(e)->preset);
     cJSON_AddStringToObject(o, "default_spec", spec);

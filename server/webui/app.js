@@ -208,16 +208,26 @@ function showMem(s) {
   $("hibits").textContent = s.bits.high;
   $("lobits").textContent = s.bits.low_k ? s.bits.low_k + "/" + s.bits.low_v + "-bit K/V" + layerWidths(s) : "none in this policy";
 }
-/* The layers whose low tier differs from the policy's widths (layer-bits),
- * as runs of consecutive layers: "; layers 15–24: 8/4". */
+/* The layers (or KV heads) whose low tier differs from the policy's widths
+ * (layer-bits), runs of consecutive layers merged: "; layers 15–24: 8/4;
+ * layer 18 head 2: 8/8". A layer whose heads agree carries low_k/low_v. */
 function layerWidths(s) {
-  const runs = [];
+  const runs = [], dflt = s.bits.low_k + "/" + s.bits.low_v;
   (s.layers || []).forEach((l, i) => {
-    if (l.low_k === undefined || (l.low_k === s.bits.low_k && l.low_v === s.bits.low_v)) return;
-    const w = l.low_k + "/" + l.low_v, r = runs[runs.length - 1];
-    if (r && r.last === i - 1 && r.w === w) r.last = i; else runs.push({ first: i, last: i, w: w });
+    if (l.low_k !== undefined) {
+      const w = l.low_k + "/" + l.low_v, r = runs[runs.length - 1];
+      if (w === dflt) return;
+      if (r && r.head === undefined && r.last === i - 1 && r.w === w) r.last = i;
+      else runs.push({ first: i, last: i, w: w });
+      return;
+    }
+    l.heads.forEach((h, j) => {
+      const w = h.low_k + "/" + h.low_v;
+      if (h.low_k !== undefined && w !== dflt) runs.push({ first: i, last: i, head: j, w: w });
+    });
   });
-  return runs.map((r) => "; layer" + (r.first === r.last ? " " + r.first : "s " + r.first + "–" + r.last) + ": " + r.w).join("");
+  return runs.map((r) => "; layer" + (r.first === r.last ? " " + r.first : "s " + r.first + "–" + r.last) +
+                         (r.head === undefined ? "" : " head " + r.head) + ": " + r.w).join("");
 }
 function drawMap() {
   const c = $("kvmap"), s = st.snap, g = c.getContext("2d");
@@ -273,10 +283,12 @@ function showInfo() {
   for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) sum[s.grid[l][h][p]]++;
   lines.push("over " + L * H + " (layer, head) cells: " + sum[1] + " high, " + sum[2] + " low, " + sum[3] + " dropped");
   const l0 = Math.min(L - 1, st.hoverLayer || 0), per = [];
+  const hw = (h) => { const x = s.layers[l0] && s.layers[l0].low_k === undefined && s.layers[l0].heads[h];
+                      return x && x.low_k !== undefined ? " (low " + x.low_k + "/" + x.low_v + ")" : ""; };
   for (let h = 0; h < H; h++) {
     const sc = s.scoreLayers && s.scoreLayers[l0].heads[h].score;
     const v = sc ? sc[p] : null, d = s.demoted[l0][h].get(p);
-    per.push("h" + h + " " + names[s.grid[l0][h][p]] + (v !== null && v !== undefined ? " score " + v : "") +
+    per.push("h" + h + hw(h) + " " + names[s.grid[l0][h][p]] + (v !== null && v !== undefined ? " score " + v : "") +
              (d !== undefined ? " demoted at len " + d : ""));
   }
   const lw = s.layers[l0] && s.layers[l0].low_k !== undefined ? " (low tier " + s.layers[l0].low_k + "/" + s.layers[l0].low_v + "-bit K/V)" : "";

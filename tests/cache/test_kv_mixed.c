@@ -13,65 +13,7 @@
 #include "kv_policy.h"
 #include "pverr.h"
 
-/* The mikv preset before 2026-12-02 (FP16 high tier, INT4 keys + INT2
- * values, no rotation or clipping): what these tests were written against;
- * the current preset appears by name where a test covers every preset. */
-#define MIKV0 "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
-
-typedef struct {
-    int N, nkv, nh, hd, L;
-    float *K, *V, *Q; /* [N][nkv*hd], [N][nkv*hd], [N][nh*hd] */
-} seqdata;
-
-/* Random keys/values/queries; key channel 3 is an outlier (x8) as in real
- * models, so key balancing has something to do. */
-static seqdata make_seq(int N, int nkv, int nh, int hd, int L, unsigned seed) {
-    seqdata d = {N, nkv, nh, hd, L, NULL, NULL, NULL};
-    size_t kvn = (size_t)L * N * nkv * hd, qn = (size_t)L * N * nh * hd;
-    d.K = malloc(sizeof(float) * kvn);
-    d.V = malloc(sizeof(float) * kvn);
-    d.Q = malloc(sizeof(float) * qn);
-    for (size_t i = 0; i < kvn; i++) {
-        d.K[i] = 2 * frand(&seed) * (i % hd == 3 ? 8.0f : 1.0f);
-        d.V[i] = frand(&seed);
-    }
-    for (size_t i = 0; i < qn; i++) d.Q[i] = 2 * frand(&seed);
-    return d;
-}
-
-static void free_seq(seqdata *d) {
-    free(d->K);
-    free(d->V);
-    free(d->Q);
-}
-
-static const float *Kat(const seqdata *d, int l, int p) { return d->K + ((size_t)l * d->N + p) * d->nkv * d->hd; }
-static const float *Vat(const seqdata *d, int l, int p) { return d->V + ((size_t)l * d->N + p) * d->nkv * d->hd; }
-static const float *Qat(const seqdata *d, int l, int p) { return d->Q + ((size_t)l * d->N + p) * d->nh * d->hd; }
-
-/* One forward-like step: every layer stores then attends every KV head. */
-static void step(kv_cache *c, const seqdata *d, int seq, int p, int n, float *out) {
-    for (int l = 0; l < d->L; l++) {
-        cr_assert_eq(kv_store(c, seq, l, p, n, Kat(d, l, p), Vat(d, l, p)), 0);
-        for (int h = 0; h < d->nkv; h++)
-            cr_assert_eq(kv_attend_group(c, seq, l, h, p, n, Qat(d, l, p),
-                                         out + ((size_t)l * d->N + p) * d->nh * d->hd, h % 2), 0);
-    }
-}
-
-static kv_cache *make(const kv_shape *s, const char *spec) {
-    kv_policy p;
-    char err[256] = "";
-    kv_cache *c = NULL;
-    cr_assert_eq(kv_policy_parse(spec, &p, err, sizeof err), 0, "%s: %s", spec, err);
-    cr_assert_eq(kv_create(s, &p, &c, err, sizeof err), 0, "%s: %s", spec, err);
-    return c;
-}
+#include "kv_mixed_util.h"
 
 Test(kv_mixed, nothing_demoted_matches_fp16) {
     kv_shape s = {.n_layers = 2, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
@@ -237,41 +179,6 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
     }
 }
 
-/* layer-bits: each layer computes exactly what a cache with that layer's
- * widths everywhere computes (same records, same kernels), through prompt
- * chunks (block kernel) and decode (run kernels); and the layers really
- * differ (a missing override would make layer 1 equal the uniform cache). */
-Test(kv_mixed, layer_bits_give_each_layer_its_own_widths) {
-    kv_shape s = {.n_layers = 4, .n_heads = 6, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
-                  .max_ctx = 200, .n_threads = 2};
-    const int N = 190, NL = 4;
-    seqdata d = make_seq(N, 2, 6, 64, NL, 11);
-    size_t on = (size_t)NL * N * 6 * 64, per_layer = (size_t)N * 6 * 64;
-    const char *specs[] = {"mikv,budget=24,layer-bits=1:2/4+2:4/4+3:8/4", "mikv,budget=24",
-                           "mikv,budget=24,lo-bits=2/4", "mikv,budget=24,lo-bits=4",
-                           "mikv,budget=24,lo-bits=8/4"};
-    float *out[5];
-    int chunks[] = {64, 64, 1, 1, 30, 1, 29};
-    for (int k = 0; k < 5; k++) {
-        out[k] = calloc(on, sizeof(float));
-        kv_cache *c = make(&s, specs[k]);
-        for (int i = 0, p = 0; i < 7; p += chunks[i++]) step(c, &d, 0, p, chunks[i], out[k]);
-        kv_usage u;
-        kv_seq_usage(c, 0, &u);
-        cr_assert_gt(u.n_low, 100, "%s: most tokens low", specs[k]);
-        kv_destroy(c);
-    }
-    for (int l = 0; l < NL; l++) {
-        const float *got = out[0] + l * per_layer, *want = out[1 + l] + l * per_layer;
-        cr_assert_eq(memcmp(got, want, per_layer * sizeof(float)), 0, "layer %d", l);
-        if (l) /* the default widths would give other outputs */
-            cr_assert_neq(memcmp(got, out[1] + l * per_layer, per_layer * sizeof(float)), 0,
-                          "layer %d ran the default widths", l);
-    }
-    for (int k = 0; k < 5; k++) free(out[k]);
-    free_seq(&d);
-}
-
 /* Budget, protection, positions and accounting through prefill in chunks
  * and decode, for every preset and some variants. */
 Test(kv_mixed, invariants_and_accounting_for_every_preset) {
@@ -288,8 +195,8 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            MIKV0 ",rotate=1", "quant2,rotate=1", MIKV0 ",lo-bits=4/3,rotate=1",
                            "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv",
                            "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2",
-                           "quant4,lo-bits=8/3"};
-    for (int k = 0; k < 24; k++) {
+                           "quant4,lo-bits=8/3", "quant4,lo-bits=3,layer-bits=1.1:8/4+0.0:2"};
+    for (int k = 0; k < 25; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -327,6 +234,10 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                     int lkb = pol.lo_bits, lvb = pol.lo_v_bits ? pol.lo_v_bits : pol.lo_bits;
                     if (strstr(specs[k], "layer-bits=1:2/4") && l == 1) lkb = 2, lvb = 4;
                     if (strstr(specs[k], "layer-bits=0-1:4/2+0:2")) lkb = l ? 4 : 2, lvb = 2;
+                    if (strstr(specs[k], "layer-bits=1.1:8/4+0.0:2")) { /* per KV head */
+                        if (l == 1 && h == 1) lkb = 8, lvb = 4;
+                        if (l == 0 && h == 0) lkb = lvb = 2;
+                    }
                     size_t lrec = pol.lo_bits ? hd * lkb / 8 + hd / pol.group * 4 : 0;
                     size_t lvrec = pol.lo_bits ? hd * lvb / 8 + hd / pol.group * 4 : 0;
                     kv_mixed_head hi;

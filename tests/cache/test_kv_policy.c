@@ -1,5 +1,6 @@
 /* Presets, knob parsing and validation, and kv_policy_seq_bytes. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kv.h"
@@ -186,13 +187,13 @@ Test(kv_policy, layer_bits_parse_describe_and_refuse) {
                  "%s", err);
     cr_assert_eq(p.n_layer_bits, 3);
     int kb, vb;
-    kv_policy_layer_widths(&p, 0, &kb, &vb); /* the preset's own widths */
+    kv_policy_head_widths(&p, 0, 0, &kb, &vb); /* the preset's own widths */
     cr_assert(kb == 4 && vb == 3);
-    kv_policy_layer_widths(&p, 20, &kb, &vb);
+    kv_policy_head_widths(&p, 20, 1, &kb, &vb);
     cr_assert(kb == 4 && vb == 4);
-    kv_policy_layer_widths(&p, 5, &kb, &vb); /* "2" sets both */
+    kv_policy_head_widths(&p, 5, 2, &kb, &vb); /* "2" sets both */
     cr_assert(kb == 2 && vb == 2);
-    kv_policy_layer_widths(&p, 7, &kb, &vb); /* the later range wins */
+    kv_policy_head_widths(&p, 7, 0, &kb, &vb); /* the later range wins */
     cr_assert(kb == 3 && vb == 2);
     kv_policy_describe(&p, d, sizeof d);
     cr_assert(strstr(d, "lo=4/3,layer-bits=15-24:4/4+5-9:2/2+7-7:3/2,"), "%s", d);
@@ -200,7 +201,9 @@ Test(kv_policy, layer_bits_parse_describe_and_refuse) {
     cr_assert_eq(kv_policy_set(&p, "layer-bits", "none", err, sizeof err), 0);
     cr_assert_eq(p.n_layer_bits, 0);
     const char *bad[] = {"mikv,layer-bits=15-24:5/4", "mikv,layer-bits=24-15:4",
-                         "mikv,layer-bits=1:4+2:4+3:4+4:4+5:4", "mikv,layer-bits=x",
+                         "mikv,layer-bits=1:4+2:4+3:4+4:4+5:4+6:4+7:4+8:4+9:4+10:4+11:4+12:4+13:4",
+                         "mikv,layer-bits=x", "mikv,layer-bits=18.:4", "mikv,layer-bits=18.x:4",
+                         "mikv,layer-bits=18.1.2:4", "mikv,layer-bits=18:4.1", "mikv,layer-bits=.1:4",
                          "mikv,layer-bits=1:4/", "mikv,layer-bits=1-2:4/4x",
                          "scissorhands,layer-bits=1:4"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -215,10 +218,73 @@ Test(kv_policy, layer_bits_parse_describe_and_refuse) {
     kv_cache *c = NULL;
     cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "layer 30") && strstr(err, "30 layers"), "%s", err);
+    kv_policy_parse("mikv,layer-bits=18.3:8", &p, err, sizeof err); /* heads 0-2 only */
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "KV head 3") && strstr(err, "3 KV heads"), "%s", err);
     s.gpu = (struct pvc_ctx *)&s; /* only compared with NULL by the check */
     kv_policy_parse("mikv,layer-bits=25-29:4", &p, err, sizeof err);
     cr_assert_eq(kv_policy_check_shape(&p, &s, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "layer-bits"), "%s", err);
+}
+
+Test(kv_policy, head_bits_parse_and_describe) {
+    kv_policy p;
+    char err[256], d[KV_POLICY_DESC_MAX];
+    /* one KV head of a layer, one head of a range, and a whole layer after */
+    cr_assert_eq(kv_policy_parse("mikv,layer-bits=18.2:8/8+15-24.1:4/4+17:2+17.0:8/4", &p, err,
+                                 sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(p.n_layer_bits, 4);
+    const struct {
+        int layer, head, k, v;
+    } want[] = {{18, 2, 8, 8}, {18, 0, 4, 3}, {18, 1, 4, 4}, {15, 1, 4, 4}, {24, 1, 4, 4},
+                {25, 1, 4, 3}, {14, 1, 4, 3}, {17, 1, 2, 2}, {17, 2, 2, 2}, {17, 0, 8, 4}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        int kb, vb;
+        kv_policy_head_widths(&p, want[i].layer, want[i].head, &kb, &vb);
+        cr_assert(kb == want[i].k && vb == want[i].v, "layer %d head %d: %d/%d, want %d/%d",
+                  want[i].layer, want[i].head, kb, vb, want[i].k, want[i].v);
+    }
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",layer-bits=18-18.2:8/8+15-24.1:4/4+17-17:2/2+17-17.0:8/4,"), "%s", d);
+    /* the description parses back to the same widths (it is a policy's key) */
+    kv_policy q;
+    char spec[KV_POLICY_DESC_MAX];
+    const char *lb = strstr(d, "layer-bits=") + strlen("layer-bits=");
+    snprintf(spec, sizeof spec, "mikv,layer-bits=%.*s", (int)(strchr(lb, ',') - lb), lb);
+    cr_assert_eq(kv_policy_parse(spec, &q, err, sizeof err), 0, "%s: %s", spec, err);
+    cr_assert_eq(q.n_layer_bits, 4);
+    for (int i = 0; i < 4; i++) {
+        const kv_layer_bits *a = &q.layer_bits[i], *b = &p.layer_bits[i];
+        cr_assert(a->first == b->first && a->last == b->last && a->head == b->head &&
+                      a->k == b->k && a->v == b->v,
+                  "entry %d differs after the round trip", i);
+    }
+    /* twelve entries fit, and their description is not cut short */
+    cr_assert_eq(kv_policy_parse("mikv,budget=0.125,layer-bits=0-29.0:8/8+1-28.1:8/4+2-27.2:4/4+"
+                                 "3-26.0:3/3+4-25.1:3/2+5-24.2:2/3+6-23.0:8/8+7-22.1:8/4+"
+                                 "8-21.2:4/4+9-20.0:3/3+10-19.1:3/2+11-18.2:2/2",
+                                 &p, err, sizeof err),
+                 0, "%s", err);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0)"), "%s", d);
+}
+
+Test(kv_policy, head_bits_seq_bytes_by_hand) {
+    kv_shape s = {.n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 4096, .n_threads = 1};
+    kv_policy p;
+    char err[200];
+    /* quant4 K3/V3 group 64 (56 B a low token), KV head 2 of layer 18 and
+     * head 1 of layer 17 at K8/V8 (136 B): at 2048 tokens one page of 32
+     * recent FP16 tokens (260 B each) per head, 63 low pages of each of the
+     * 90 heads, 768 B of balance state per head */
+    cr_assert_eq(kv_policy_parse("quant4,lo-bits=3,group=64,layer-bits=18.2:8+17.1:8", &p, err,
+                                 sizeof err),
+                 0, "%s", err);
+    size_t lo = (size_t)63 * 32 * (88 * 56 + 2 * 136);
+    size_t hi = (size_t)90 * (32 * 260 + 768);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), hi + lo);
 }
 
 Test(kv_policy, layer_bits_seq_bytes_by_hand) {

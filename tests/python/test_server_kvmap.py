@@ -101,6 +101,29 @@ def test_layers_report_their_own_low_tier_widths(srv):
     widths = [(layer["low_k"], layer["low_v"]) for layer in seq["layers"]]
     assert widths[:5] == [(2, 4)] * 5 and widths[29] == (8, 4), widths
     assert set(widths[5:29]) == {(seq["bits"]["low_k"], seq["bits"]["low_v"])} == {(4, 3)}
+    for layer in seq["layers"]:  # every head carries its layer's widths
+        assert {(h["low_k"], h["low_v"]) for h in layer["heads"]} == {(layer["low_k"], layer["low_v"])}
+
+
+def test_heads_report_their_own_low_tier_widths(srv):
+    """layer-bits for one KV head: the layer no longer has one width (no
+    layer-level low_k), each head says its own."""
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "18.2:8/8+17:2+17.1:8/4"})
+    assert usage["kv_cache"]["tokens_low"] > 0, usage
+    assert "layer-bits=18-18.2:8/8+17-17:2/2+17-17.1:8/4" in usage["kv_cache"]["spec"], usage
+    st, _, b = srv.get(f"/v1/kv/sequences/{rid}")
+    assert st == 200, b
+    layers = json.loads(b)["layers"]
+    heads = {(L["layer"], h["head"]): (h["low_k"], h["low_v"]) for L in layers for h in L["heads"]}
+    assert heads[(18, 2)] == (8, 8) and heads[(18, 0)] == heads[(18, 1)] == (4, 3), heads
+    assert heads[(17, 0)] == heads[(17, 2)] == (2, 2) and heads[(17, 1)] == (8, 4), heads
+    assert "low_k" not in layers[18] and "low_k" not in layers[17]
+    assert (layers[16]["low_k"], layers[16]["low_v"]) == (4, 3)
+    # a head the model does not have (3 KV heads per layer) is refused by name
+    st, _, b = srv.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                           "max_tokens": 2, "kv_policy": "mikv",
+                           "kv_layer_bits": "18.3:8"})
+    assert st == 400 and "KV head 3" in json.loads(b)["error"]["message"], b
 
 
 def test_events_stream_a_running_sequence_then_its_final_state(srv):

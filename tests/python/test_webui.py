@@ -186,7 +186,7 @@ def test_bits_per_layer_show_on_the_page(driver, srv):
     wait(d, lambda: "mikv" in [o.get_attribute("value") for o in
                                Select(d.find_element(By.ID, "policy")).options], 20, "presets")
     Select(d.find_element(By.ID, "policy")).select_by_value("mikv")
-    d.find_element(By.ID, "kv_layer_bits").send_keys("15-24:8/4+3:2")  # "3:2": K2/V2 in layer 3
+    d.find_element(By.ID, "kv_layer_bits").send_keys("15-24:8/4+3:2+18.2:8/8")  # "3:2": K2/V2 in layer 3
     d.find_element(By.ID, "max_tokens").clear()
     d.find_element(By.ID, "max_tokens").send_keys("4")
     d.find_element(By.ID, "clear").click()
@@ -195,11 +195,17 @@ def test_bits_per_layer_show_on_the_page(driver, srv):
     wait(d, lambda: "finished" in d.find_element(By.ID, "memtext").text, 20, "no finished map")
     lo = d.find_element(By.ID, "lobits").text
     # the preset's widths first, then each differing run of layers
-    assert lo == "4/3-bit K/V; layer 3: 2/2; layers 15–24: 8/4", lo
+    # (layer 18 splits the run: its heads differ, so each is named)
+    assert lo == ("4/3-bit K/V; layer 3: 2/2; layers 15–17: 8/4; layer 18 head 0: 8/4; "
+                  "layer 18 head 1: 8/4; layer 18 head 2: 8/8; layers 19–24: 8/4"), lo
     m = d.find_element(By.ID, "kvmap")
     m.send_keys(Keys.HOME)
     wait(d, lambda: "position 0" in d.find_element(By.ID, "kvinfo").text, 5, "Home did nothing")
     assert "layer 0 (low tier 4/3-bit K/V)" in d.find_element(By.ID, "kvinfo").text
+    m.send_keys(*[Keys.ARROW_DOWN] * 18)  # ↓: the next layer, to layer 18
+    wait(d, lambda: "layer 18:" in d.find_element(By.ID, "kvinfo").text, 5, "↓ did nothing")
+    info = d.find_element(By.ID, "kvinfo").text
+    assert "h0 (low 8/4)" in info and "h2 (low 8/8)" in info, info
     assert not console_errors(d), console_errors(d)
 
 
