@@ -22,6 +22,7 @@ int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_heads(int argc, char **argv);
 
 /* --device auto|cpu|cuda into an llm_device (an int-sized enum). */
 extern const char *const cli_device_names[];

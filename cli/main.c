@@ -20,6 +20,7 @@ static void usage(FILE *f) {
             "  logits     write the logits of every position of a token list (testing)\n"
             "  info       describe a model file and this machine's compute devices\n"
             "  eval       quality of KV cache policies at equal memory (ppl, copy, retrieval)\n"
+            "  heads      rank the KV heads that copy (induction scores) for --kv-layer-bits\n"
             "  bench      load-test an OpenAI-compatible server (vLLM bench serve's metrics)\n"
             "\n"
             "options:\n"
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "heads")) return cmd_heads(argc - 1, argv + 1);
     fprintf(stderr, "pivot: unknown command '%s' (see pivot --help)\n", cmd);
     return 2;
 }

@@ -194,6 +194,46 @@ class RefModel:
         logits = x @ self.w(out_name).T
         return np.asarray(logits, dtype=np.float32)
 
+    def induction_scores(self, tokens, first: int, length: int) -> np.ndarray:
+        """Copy probe (what `pivot heads` measures, cache/kv_probe.h): tokens
+        hold `length` tokens from position `first`, then the same again. For
+        every query of the second copy at t (but the last), the probability
+        its heads put on t - length + 1, averaged over the KV group's query
+        heads and the queries: (n_layer, n_head_kv) in float64. Row [1] of
+        the result is the previous-token score (attention on t - 1 from every
+        t) of the same heads."""
+        c = self.cfg
+        toks = np.asarray(list(tokens), dtype=np.int64)
+        n = len(toks)
+        x = self.w("token_embd.weight")[toks].astype(np.float32)
+        cos, sin = self._rope_tables(np.arange(n))
+        group = c.n_head // c.n_head_kv
+        causal = np.triu(np.ones((n, n), dtype=bool), k=1)
+        qpos = np.arange(first + length, first + 2 * length - 1)
+        out = np.zeros((2, c.n_layer, c.n_head_kv))
+        for il in range(c.n_layer):
+            p = f"blk.{il}."
+            h = self._rmsnorm(x, self.w(p + "attn_norm.weight"))
+            q = self._rope(self._linear(h, p + "attn_q").reshape(n, c.n_head, c.head_dim), cos, sin)
+            k = self._rope(self._linear(h, p + "attn_k").reshape(n, c.n_head_kv, c.head_dim), cos, sin)
+            v = self._linear(h, p + "attn_v").reshape(n, c.n_head_kv, c.head_dim)
+            kk, vv = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+            s = np.einsum("qhd,khd->hqk", q, kk).astype(np.float64) / np.sqrt(c.head_dim)
+            s[:, causal] = -np.inf
+            s -= s.max(axis=-1, keepdims=True)
+            pr = np.exp(s)
+            pr /= pr.sum(axis=-1, keepdims=True)
+            out[0, il] = pr[:, qpos, qpos - length + 1].mean(axis=1).reshape(c.n_head_kv, group).mean(axis=1)
+            prev = pr[:, np.arange(1, n), np.arange(0, n - 1)].mean(axis=1)
+            out[1, il] = prev.reshape(c.n_head_kv, group).mean(axis=1)
+            att = np.einsum("hqk,khd->qhd", pr.astype(np.float32), vv).reshape(n, -1)
+            x = x + self._linear(att, p + "attn_output")
+            h = self._rmsnorm(x, self.w(p + "ffn_norm.weight"))
+            g = self._linear(h, p + "ffn_gate").astype(np.float64)
+            act = (g / (1.0 + np.exp(-g))).astype(np.float32) * self._linear(h, p + "ffn_up")
+            x = x + self._linear(act, p + "ffn_down")
+        return out
+
     def greedy(self, tokens, n_new: int) -> list[int]:
         """Greedy continuation by re-running the full prompt (no KV cache:
         the reference stays as simple as possible)."""

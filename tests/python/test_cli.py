@@ -86,6 +86,9 @@ def test_help_documents_every_flag(pivot_bin):
     (["serve", "--attn-split", "-5"], "--attn-split expects off or a token count"),
     (["generate", "--prompt"], "needs a value"),
     (["frobnicate"], "unknown command"),
+    (["heads", "--bits", "5"], "--bits must be K/V or N of 2, 3, 4 or 8 bits"),
+    (["heads", "--top", "13"], "--top expects an integer in [1, 12]"),
+    (["heads", "--length", "4"], "--length"),
 ])
 def test_usage_errors_are_one_line_exit_2(pivot_bin, args, needle):
     r = run(pivot_bin, *args)
@@ -130,3 +133,38 @@ def test_attn_split_from_the_environment_is_checked_like_the_flag(pivot_bin, smo
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout)
     assert outs[0] == outs[1], "split or not, greedy decoding gives the same tokens"
+
+
+def test_heads_ranks_what_the_numpy_reference_measures(pivot_bin, smol_model):
+    """`pivot heads` (exact float attention in cache/kv_probe.c) against the
+    float32 numpy forward of tests/python/ref_llama.py on the same probe: the
+    same induction score per KV head within 0.002, the same top five, and a
+    --kv-layer-bits value that names them with the asked widths."""
+    import json
+
+    import numpy as np
+    import ref_llama
+
+    r = run(pivot_bin, "heads", "--model", str(smol_model), "--length", "96", "--samples", "1",
+            "--seed", "7", "--top", "5", "--bits", "8/4", "--threads", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    toks = out["first_probe"]
+    L = len(toks) // 2
+    first = len(toks) - 2 * L
+    assert len(toks) == 96 and toks[first:first + L] == toks[first + L:]
+    ref = ref_llama.load(str(smol_model)).induction_scores(toks, first, L)[0]
+    got = np.zeros_like(ref)
+    for h in out["heads"]:
+        got[h["layer"], h["head"]] = h["score"]
+    assert np.abs(got - ref).max() < 2e-3, np.abs(got - ref).max()  # 1.6e-5 measured
+    top_ref = sorted(((ref[l, h], l, h) for l in range(ref.shape[0]) for h in range(ref.shape[1])),
+                     reverse=True)[:5]
+    top_got = [(h["layer"], h["head"]) for h in out["heads"][:5]]
+    assert set(top_got) == {(l, h) for _, l, h in top_ref}, (top_got, top_ref)
+    assert out["layer_bits"] == "+".join(f"{l}.{h}:8/4" for l, h in top_got)
+    assert out["heads"][0]["score"] > 0.2 > out["heads"][20]["score"]  # a few heads copy
+    # the plain-text form ends with the same value for --kv-layer-bits
+    r = run(pivot_bin, "heads", "--model", str(smol_model), "--length", "96", "--samples", "1",
+            "--seed", "7", "--bits", "8/4", "--threads", "2")
+    assert r.returncode == 0 and r.stdout.strip().endswith("--kv-layer-bits " + out["layer_bits"])

@@ -38,38 +38,9 @@ def word_tokens(vocab: list[str]) -> list[int]:
 
 
 def scores(m: ref_llama.RefModel, toks: np.ndarray, L: int) -> np.ndarray:
-    c = m.cfg
-    n = len(toks)
-    x = m.w("token_embd.weight")[toks].astype(np.float32)
-    cos, sin = m._rope_tables(np.arange(n))
-    group = c.n_head // c.n_head_kv
-    causal = np.triu(np.ones((n, n), dtype=bool), k=1)
-    qpos = np.arange(n - L, n - 1)  # queries in the second copy (not the last)
-    kpos = qpos - L + 1
-    out = np.zeros((2, c.n_layer, c.n_head_kv))
-    for il in range(c.n_layer):
-        p = f"blk.{il}."
-        h = m._rmsnorm(x, m.w(p + "attn_norm.weight"))
-        q = m._rope(m._linear(h, p + "attn_q").reshape(n, c.n_head, c.head_dim), cos, sin)
-        k = m._rope(m._linear(h, p + "attn_k").reshape(n, c.n_head_kv, c.head_dim), cos, sin)
-        v = m._linear(h, p + "attn_v").reshape(n, c.n_head_kv, c.head_dim)
-        kk, vv = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
-        s = np.einsum("qhd,khd->hqk", q, kk).astype(np.float64) / np.sqrt(c.head_dim)
-        s[:, causal] = -np.inf
-        s -= s.max(axis=-1, keepdims=True)
-        pr = np.exp(s)
-        pr /= pr.sum(axis=-1, keepdims=True)
-        ind = pr[:, qpos, kpos].mean(axis=1)  # (n_head,)
-        out[0, il] = ind.reshape(c.n_head_kv, group).mean(axis=1)
-        prev = pr[:, np.arange(1, n), np.arange(0, n - 1)].mean(axis=1)  # on the previous token
-        out[1, il] = prev.reshape(c.n_head_kv, group).mean(axis=1)
-        att = np.einsum("hqk,khd->qhd", pr.astype(np.float32), vv).reshape(n, -1)
-        x = x + m._linear(att, p + "attn_output")
-        h = m._rmsnorm(x, m.w(p + "ffn_norm.weight"))
-        g = m._linear(h, p + "ffn_gate").astype(np.float64)
-        x = x + m._linear((g / (1 + np.exp(-g))).astype(np.float32) * m._linear(h, p + "ffn_up"),
-                          p + "ffn_down")
-    return out
+    """(2, layers, KV heads): induction and previous-token scores of one probe
+    (BOS, then two copies of L tokens)."""
+    return m.induction_scores(toks, len(toks) - 2 * L, L)
 
 
 def main() -> None:

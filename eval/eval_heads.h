@@ -1,0 +1,27 @@
+/* eval_heads: which KV heads copy — the induction score of every (layer,
+ * KV head) of a model on random-word copy probes (kv_probe.h), the ranking
+ * `pivot heads` prints so that layer-bits can give those heads more bits
+ * (docs/KV_CACHE.md, "Bits per head"). */
+#ifndef PIVOT_EVAL_HEADS_H
+#define PIVOT_EVAL_HEADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llama.h"
+
+typedef struct {
+    int length;    /* tokens per probe: BOS (when the model adds one) + two copies */
+    int samples;   /* probes, each its own random words */
+    uint64_t seed; /* the words (the same generator as pivot eval's tasks) */
+    int threads;
+    int32_t *first_probe; /* optional: the first probe's tokens (room for length) */
+    int *n_first_probe;   /* ... and how many (with first_probe) */
+} ev_heads_opts;
+
+/* Runs the probes on the CPU with exact float attention; scores[layer *
+ * n_kv_heads + head] gets each KV head's mean induction score (the caller
+ * allocates n_layers * n_kv_heads). 0, or nonzero with err set. */
+int ev_heads(const llm_model *m, const ev_heads_opts *o, double *scores, char *err, size_t errlen);
+
+#endif
