@@ -135,7 +135,7 @@ static void accounting(const char *spec) {
 Test(kv_pool, accounting_equals_bytes_stored) {
     const char *specs[] = {"full", "mikv,budget=20,chunk=4", "scissorhands,budget=16",
                            "quant4", "h2o,budget=0.3", "mikv,hi-bits=8,budget=24",
-                           "mikv,budget=20,layer-bits=0:2/4"};
+                           "mikv,budget=20,layer-bits=0:2/4", "mikv,budget=20,layer-bits=1.1:8/4+0.0:2"};
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) accounting(specs[i]);
 }
 

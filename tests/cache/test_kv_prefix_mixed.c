@@ -96,6 +96,7 @@ static const char *const SPECS[] = {
     "mikv,budget=0.25,recent=8,sinks=2",
     "mikv,budget=40,recent=8,sinks=2,hi-bits=8",
     "mikv,budget=0.25,recent=8,sinks=2,layer-bits=0:2/4", /* layers of other widths */
+    "mikv,budget=0.25,recent=8,sinks=2,layer-bits=1.1:8/4+0.0:2", /* and heads */
     "h2o,budget=48,recent=8,sinks=2",
     "scissorhands,budget=48,recent=8,sinks=2",
 };
