@@ -234,7 +234,7 @@ int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, s
      * high), so this picks exactly `want`. */
     int k = kvt_pick(s->cand, s->csc, s->cpos, nc, want, s->vict, s->pick);
     if (k == 0) return PV_OK;
-    if (p->lo_bits) {
+    if (lo_of(c, hs)->kbits) { /* else this head drops (layer-bits width 0, or lo-bits=0) */
         if (c->need_bal && !hs->bal_frozen) kvmx_bal_freeze(hs, c->s.head_dim);
         int rc = demote_merge(c, p, hs, len, k, s);
         if (rc) return rc;
@@ -297,9 +297,12 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
     u->bytes_stored = bytes;
     u->bytes_fp16 = (size_t)n * c->s.n_layers * c->s.n_kv_heads * hd * 2 * 2;
     u->n_tokens = n;
+    /* per KV head: every head holds the same high count; low and dropped
+     * differ where layer-bits lets some heads drop (width 0), so they are
+     * means, the dropped one taking the rounding (the three sum to n) */
     u->n_high = (int)(hi / nheads);
     u->n_low = (int)(lo / nheads);
-    u->n_dropped = (int)(dr / nheads);
+    u->n_dropped = dr ? n - u->n_high - u->n_low : 0;
 }
 
 /* Dropped is the default: a position below the length that neither tier

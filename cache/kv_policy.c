@@ -110,6 +110,11 @@ static int parse_pair(const char *t, char sep, int *x, int *y) {
     return 0;
 }
 
+/* A layer-bits entry's widths: the low tier's (lo_width_ok), or 0 for
+ * both: those heads drop what they demote (DuoAttention's streaming heads
+ * keep only their high tier, while the heads that copy keep a low tier). */
+static int entry_widths_ok(long k, long v) { return (k == 0 && v == 0) || (lo_width_ok(k) && lo_width_ok(v)); }
+
 /* "A-B[.H]:K/V" entries joined by '+' into p->layer_bits ("none" clears). */
 static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_layer_bits lb[KV_LAYER_BITS_MAX];
@@ -128,7 +133,7 @@ static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t e
                 if (parse_pair(dot + 1, '.', &h, &h2) || h != h2 || h > 127) goto bad;
             }
             if (parse_pair(r, '-', &a, &b) || parse_pair(colon + 1, '/', &k, &v) || b < a ||
-                !lo_width_ok(k) || !lo_width_ok(v))
+                !entry_widths_ok(k, v))
                 goto bad;
             lb[n++] = (kv_layer_bits){(short)a, (short)b, (signed char)h, (signed char)k, (signed char)v};
         }
@@ -140,8 +145,8 @@ static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t e
 bad:
     return fail(err, errlen, PV_EINVAL,
                 "layer-bits must be up to %d ranges FIRST-LAST[.HEAD]:K/V of 2, 3, 4 or 8 bits "
-                "joined by '+' (e.g. 15-24:4/4+5-9:2, 18.2:8/8 for KV head 2 of layer 18), or none; "
-                "got '%s'",
+                "(0: drop) joined by '+' (e.g. 15-24:4/4+5-9:2, 18.2:8/8 for KV head 2 of layer "
+                "18), or none; got '%s'",
                 KV_LAYER_BITS_MAX, value);
 }
 
@@ -291,8 +296,7 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
                     "layer-bits sets low-tier widths, and lo-bits=0 has no low tier");
     for (int i = 0; i < p->n_layer_bits; i++) {
         const kv_layer_bits *r = &p->layer_bits[i];
-        if (r->first < 0 || r->last < r->first || r->head < -1 || !lo_width_ok(r->k) ||
-            !lo_width_ok(r->v))
+        if (r->first < 0 || r->last < r->first || r->head < -1 || !entry_widths_ok(r->k, r->v))
             return fail(err, errlen, PV_EINVAL, "layer-bits range %d-%d:%d/%d is not valid",
                         r->first, r->last, r->k, r->v);
     }

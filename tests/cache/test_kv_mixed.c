@@ -195,8 +195,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            MIKV0 ",rotate=1", "quant2,rotate=1", MIKV0 ",lo-bits=4/3,rotate=1",
                            "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv",
                            "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2",
-                           "quant4,lo-bits=8/3", "quant4,lo-bits=3,layer-bits=1.1:8/4+0.0:2"};
-    for (int k = 0; k < 25; k++) {
+                           "quant4,lo-bits=8/3", "quant4,lo-bits=3,layer-bits=1.1:8/4+0.0:2",
+                           "mikv,layer-bits=0-1:0+1.0:8"}; /* heads that drop */
+    for (int k = 0; k < 26; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -238,15 +239,27 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                         if (l == 1 && h == 1) lkb = 8, lvb = 4;
                         if (l == 0 && h == 0) lkb = lvb = 2;
                     }
-                    size_t lrec = pol.lo_bits ? hd * lkb / 8 + hd / pol.group * 4 : 0;
-                    size_t lvrec = pol.lo_bits ? hd * lvb / 8 + hd / pol.group * 4 : 0;
+                    int drops = 0; /* a head of width 0 drops what it demotes */
+                    if (strstr(specs[k], "layer-bits=0-1:0+1.0:8")) {
+                        drops = !(l == 1 && h == 0);
+                        lkb = lvb = drops ? 0 : 8;
+                    }
+                    size_t lrec = pol.lo_bits && lkb ? hd * lkb / 8 + hd / pol.group * 4 : 0;
+                    size_t lvrec = pol.lo_bits && lkb ? hd * lvb / 8 + hd / pol.group * 4 : 0;
                     kv_mixed_head hi;
                     cr_assert_eq(kv_mixed_head_info(c, 1, l, h, &hi), 0);
-                    /* rectangular: every head holds the same counts */
+                    /* every head holds the same high count; low and dropped
+                     * too unless some heads drop (then usage has the means) */
                     cr_assert_eq(hi.n_high, u.n_high);
-                    cr_assert_eq(hi.n_low, u.n_low);
-                    cr_assert_eq(hi.n_dropped, u.n_dropped);
+                    if (strstr(specs[k], ":0+")) {
+                        cr_assert_eq(drops ? hi.n_low : hi.n_dropped, 0, "%s", specs[k]);
+                        cr_assert_eq(u.n_low, (p - hi.n_high) / 4, "one head of four keeps its low tier");
+                    } else {
+                        cr_assert_eq(hi.n_low, u.n_low);
+                        cr_assert_eq(hi.n_dropped, u.n_dropped);
+                    }
                     cr_assert_eq(hi.n_high + hi.n_low + hi.n_dropped, p);
+                    cr_assert_eq(u.n_high + u.n_low + u.n_dropped, p);
                     cr_assert(hi.n_high <= budget, "%s: %d high > budget %ld", specs[k],
                               hi.n_high, budget);
                     want += (size_t)(hi.n_high + 31) / 32 * 32 * (2 * hrec + 4 + st);

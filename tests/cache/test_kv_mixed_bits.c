@@ -55,19 +55,21 @@ Test(kv_mixed, head_bits_give_each_head_its_own_widths) {
     seqdata d = make_seq(N, 2, NH, HD, NL, 12);
     size_t on = (size_t)NL * N * NH * HD;
     /* widths of (layer, KV head) in the first spec, as indices of specs[] */
-    const char *specs[] = {"mikv,budget=24,layer-bits=1.1:2/4+2.0:8/4+3:4/4+3.1:2", "mikv,budget=24",
-                           "mikv,budget=24,lo-bits=2/4", "mikv,budget=24,lo-bits=8/4",
-                           "mikv,budget=24,lo-bits=4", "mikv,budget=24,lo-bits=2"};
-    const int want_of[4][2] = {{1, 1}, {1, 2}, {3, 1}, {4, 5}};
-    float *out[6];
+    /* (layer 0's KV head 1 drops what it demotes: width 0, like lo-bits=0) */
+    const char *specs[] = {"mikv,budget=24,layer-bits=1.1:2/4+2.0:8/4+3:4/4+3.1:2+0.1:0",
+                           "mikv,budget=24", "mikv,budget=24,lo-bits=2/4",
+                           "mikv,budget=24,lo-bits=8/4", "mikv,budget=24,lo-bits=4",
+                           "mikv,budget=24,lo-bits=2", "mikv,budget=24,lo-bits=0"};
+    const int want_of[4][2] = {{1, 6}, {1, 2}, {3, 1}, {4, 5}};
+    float *out[7];
     int chunks[] = {64, 64, 1, 1, 30, 1, 29};
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
         out[k] = calloc(on, sizeof(float));
         kv_cache *c = make(&s, specs[k]);
         for (int i = 0, p = 0; i < 7; p += chunks[i++]) step(c, &d, 0, p, chunks[i], out[k]);
         kv_usage u;
         kv_seq_usage(c, 0, &u);
-        cr_assert_gt(u.n_low, 100, "%s: most tokens low", specs[k]);
+        cr_assert_gt(k == 6 ? u.n_dropped : u.n_low, 100, "%s: most tokens demoted", specs[k]);
         cr_assert_eq(u.bytes_stored, kv_mixed_allocated(c, 0), "%s: reported != allocated", specs[k]);
         kv_destroy(c);
     }
@@ -82,6 +84,6 @@ Test(kv_mixed, head_bits_give_each_head_its_own_widths) {
             cr_assert(same, "layer %d KV head %d: not the outputs of %s", l, h, specs[w]);
             if (w != 1) cr_assert(!dflt, "layer %d KV head %d ran the default widths", l, h);
         }
-    for (int k = 0; k < 6; k++) free(out[k]);
+    for (int k = 0; k < 7; k++) free(out[k]);
     free_seq(&d);
 }

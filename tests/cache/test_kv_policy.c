@@ -260,6 +260,17 @@ Test(kv_policy, head_bits_parse_and_describe) {
                       a->k == b->k && a->v == b->v,
                   "entry %d differs after the round trip", i);
     }
+    /* width 0 drops (both sides or neither) */
+    cr_assert_eq(kv_policy_parse("mikv,layer-bits=0-29:0+18.2:8", &p, err, sizeof err), 0, "%s", err);
+    int k0, v0;
+    kv_policy_head_widths(&p, 7, 1, &k0, &v0);
+    cr_assert(k0 == 0 && v0 == 0);
+    kv_policy_head_widths(&p, 18, 2, &k0, &v0);
+    cr_assert(k0 == 8 && v0 == 8);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",layer-bits=0-29:0/0+18-18.2:8/8,"), "%s", d);
+    cr_assert_neq(kv_policy_parse("mikv,layer-bits=5:0/4", &p, err, sizeof err), 0);
+    cr_assert_neq(kv_policy_parse("mikv,layer-bits=5:4/0", &p, err, sizeof err), 0);
     /* twelve entries fit, and their description is not cut short */
     cr_assert_eq(kv_policy_parse("mikv,budget=0.125,layer-bits=0-29.0:8/8+1-28.1:8/4+2-27.2:4/4+"
                                  "3-26.0:3/3+4-25.1:3/2+5-24.2:2/3+6-23.0:8/8+7-22.1:8/4+"
