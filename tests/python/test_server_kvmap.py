@@ -108,9 +108,12 @@ def test_layers_report_their_own_low_tier_widths(srv):
 def test_heads_report_their_own_low_tier_widths(srv):
     """layer-bits for one KV head: the layer no longer has one width (no
     layer-level low_k), each head says its own."""
-    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "18.2:8/8+17:2+17.1:8/4"})
-    assert usage["kv_cache"]["tokens_low"] > 0, usage
-    assert "layer-bits=18-18.2:8/8+17-17:2/2+17-17.1:8/4" in usage["kv_cache"]["spec"], usage
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "18.2:8/8+17:2+17.1:8/4+16:0"})
+    kv = usage["kv_cache"]
+    assert kv["tokens_low"] > 0 and kv["tokens_dropped"] > 0, usage  # layer 16 drops (width 0)
+    assert kv["tokens_high"] + kv["tokens_low"] + kv["tokens_dropped"] == usage["prompt_tokens"] + \
+        usage["completion_tokens"] - 1, usage  # the last token is never stored
+    assert "layer-bits=18-18.2:8/8+17-17:2/2+17-17.1:8/4+16-16:0/0" in kv["spec"], usage
     st, _, b = srv.get(f"/v1/kv/sequences/{rid}")
     assert st == 200, b
     layers = json.loads(b)["layers"]
@@ -118,7 +121,9 @@ def test_heads_report_their_own_low_tier_widths(srv):
     assert heads[(18, 2)] == (8, 8) and heads[(18, 0)] == heads[(18, 1)] == (4, 3), heads
     assert heads[(17, 0)] == heads[(17, 2)] == (2, 2) and heads[(17, 1)] == (8, 4), heads
     assert "low_k" not in layers[18] and "low_k" not in layers[17]
-    assert (layers[16]["low_k"], layers[16]["low_v"]) == (4, 3)
+    assert (layers[16]["low_k"], layers[16]["low_v"]) == (0, 0)
+    assert all("D" in h["rle"] and "L" not in h["rle"] for h in layers[16]["heads"])
+    assert all("L" in h["rle"] and "D" not in h["rle"] for h in layers[15]["heads"])
     # a head the model does not have (3 KV heads per layer) is refused by name
     st, _, b = srv.request("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
                            "max_tokens": 2, "kv_policy": "mikv",
