@@ -68,7 +68,7 @@ static void usage(FILE *f) {
             "  --kv-rotate 1|0          randomized Hadamard rotation before quantizing\n"
             "  --kv-clip 1|0            low tier: least-squares ranges instead of min-max\n"
             "  --kv-layer-bits R        low-tier widths per layer range or KV head, e.g.\n"
-            "                           15-24:4/4+5-9:2, 18.2:8 (KV head 2 of layer 18)\n"
+            "                           15-24:4/4+5-9:2, 18.2:8 (KV head 2 of layer 18), 0: drop\n"
             "  -h, --help               this help\n");
 }
 
