@@ -201,7 +201,9 @@ class RefModel:
         its heads put on t - length + 1, averaged over the KV group's query
         heads and the queries: (n_layer, n_head_kv) in float64. Row [1] of
         the result is the previous-token score (attention on t - 1 from every
-        t) of the same heads."""
+        t) of the same heads; row [2] the attention the second copy's queries
+        put on tokens more than 64 positions back (the first 4 excluded: sinks),
+        what a head that kept only a window would lose."""
         c = self.cfg
         toks = np.asarray(list(tokens), dtype=np.int64)
         n = len(toks)
@@ -210,7 +212,10 @@ class RefModel:
         group = c.n_head // c.n_head_kv
         causal = np.triu(np.ones((n, n), dtype=bool), k=1)
         qpos = np.arange(first + length, first + 2 * length - 1)
-        out = np.zeros((2, c.n_layer, c.n_head_kv))
+        out = np.zeros((3, c.n_layer, c.n_head_kv))
+        far = np.zeros((n, n), dtype=bool)  # [query, key]: key in [4, t - 64)
+        for t in range(first + length, n):
+            far[t, 4:max(4, t - 64)] = True
         for il in range(c.n_layer):
             p = f"blk.{il}."
             h = self._rmsnorm(x, self.w(p + "attn_norm.weight"))
@@ -226,6 +231,8 @@ class RefModel:
             out[0, il] = pr[:, qpos, qpos - length + 1].mean(axis=1).reshape(c.n_head_kv, group).mean(axis=1)
             prev = pr[:, np.arange(1, n), np.arange(0, n - 1)].mean(axis=1)
             out[1, il] = prev.reshape(c.n_head_kv, group).mean(axis=1)
+            fm = (pr * far[None]).sum(axis=-1)[:, first + length:].mean(axis=1)
+            out[2, il] = fm.reshape(c.n_head_kv, group).mean(axis=1)
             att = np.einsum("hqk,khd->qhd", pr.astype(np.float32), vv).reshape(n, -1)
             x = x + self._linear(att, p + "attn_output")
             h = self._rmsnorm(x, self.w(p + "ffn_norm.weight"))

@@ -7,7 +7,8 @@ on position t - L + 1 (the token that followed last time: what an induction
 head retrieves), averaged over the KV group's query heads, the positions and
 the samples. Also the previous-token score (attention on position t - 1 from
 every t), the heads that let an induction head's key say which token came
-before.
+before; and how much attention goes more than 64 tokens back (what a
+window-only head would lose).
 
   .venv/bin/python bench/eval/heads/induction.py [--samples 4] [--length 512] [--seed 1]
 
@@ -38,8 +39,8 @@ def word_tokens(vocab: list[str]) -> list[int]:
 
 
 def scores(m: ref_llama.RefModel, toks: np.ndarray, L: int) -> np.ndarray:
-    """(2, layers, KV heads): induction and previous-token scores of one probe
-    (BOS, then two copies of L tokens)."""
+    """(3, layers, KV heads): induction, previous-token and far-attention
+    scores of one probe (BOS, then two copies of L tokens)."""
     return m.induction_scores(toks, len(toks) - 2 * L, L)
 
 
@@ -68,6 +69,9 @@ def main() -> None:
         for s, l, h in rank[:12]:
             print(f"  layer {l:2d} head {h}: {s:.3f}")
         print(json.dumps([[l, h, round(float(s), 4)] for s, l, h in rank]))
+    far = tot[2]
+    print(f"far attention (keys > 64 back, sinks excluded, second-copy queries): median "
+          f"{np.median(far):.3f}, heads above 0.1: {(far > 0.1).sum()} of {far.size}")
 
 
 if __name__ == "__main__":
