@@ -75,7 +75,8 @@ scratch_t kvmx_scratch_for(const mixed_cache *c, int thread) {
  * the balance factors come from; freezes them when INT8 keys need them now. */
 static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, int kvh) {
     int hd = c->s.head_dim, nh = c->s.n_heads;
-    if (!c->need_bal || hs->bal_frozen) return PV_OK;
+    /* a head that drops (width 0) behind an FP16 high tier quantizes no key */
+    if (!c->need_bal || hs->bal_frozen || (c->p.hi_bits == 16 && !lo_of(c, hs)->kbits)) return PV_OK;
     if (!hs->bal) {
         if (kv_pool_charge(c->s.pool, (size_t)3 * hd * sizeof(float))) return PV_ENOMEM;
         if (!(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) {

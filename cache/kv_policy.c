@@ -130,7 +130,7 @@ static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t e
             *colon = 0;
             if (dot) { /* one KV head of the layers: "18.2", "15-24.1" */
                 *dot = 0;
-                if (parse_pair(dot + 1, '.', &h, &h2) || h != h2 || h > 127) goto bad;
+                if (parse_pair(dot + 1, 0, &h, &h2) || h > 127) goto bad; /* a plain number */
             }
             if (parse_pair(r, '-', &a, &b) || parse_pair(colon + 1, '/', &k, &v) || b < a ||
                 !entry_widths_ok(k, v))

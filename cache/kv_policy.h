@@ -140,8 +140,11 @@ static inline int kv_policy_rotates(const kv_policy *p) {
 }
 
 /* Elastic compression may apply: the policy demotes to a low tier (nothing
- * it demotes is lost) and has a budget to lower. */
+ * it demotes is lost: no layer-bits entry of width 0 makes heads drop) and
+ * has a budget to lower. */
 static inline int kv_policy_elastic(const kv_policy *p) {
+    for (int i = 0; i < p->n_layer_bits; i++)
+        if (!p->layer_bits[i].k) return 0;
     return p->lo_bits > 0 && p->select != KV_SELECT_NONE && p->budget > 0;
 }
 

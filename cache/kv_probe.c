@@ -27,7 +27,8 @@ static int pr_store(void *impl, int seq, int layer, int pos0, int n, const float
                     const float *v) {
     probe *c = impl;
     const int hd = c->s.head_dim, nkv = c->s.n_kv_heads;
-    if (seq != 0 || pos0 != c->n[layer] || n < 0 || pos0 + n > c->s.max_ctx) return PV_EINVAL;
+    if (seq != 0 || pos0 != c->n[layer] || n < 0) return PV_EINVAL;
+    if (pos0 + n > c->s.max_ctx) return PV_ECTXFULL;
     for (int i = 0; i < n; i++)
         for (int h = 0; h < nkv; h++) {
             size_t o = head_off(c, layer, h) + (size_t)(pos0 + i) * hd;

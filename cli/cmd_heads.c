@@ -63,7 +63,8 @@ int cmd_heads(int argc, char **argv) {
     kv_policy chk;
     char err[256] = "", val[32];
     snprintf(val, sizeof val, "0:%s", bits);
-    if (kv_policy_preset("mikv", &chk) || kv_policy_set(&chk, "layer-bits", val, err, sizeof err)) {
+    if (strpbrk(bits, "+.") || bits[0] == '0' || kv_policy_preset("mikv", &chk) ||
+        kv_policy_set(&chk, "layer-bits", val, err, sizeof err) || !chk.layer_bits[0].k) {
         fprintf(stderr, "pivot heads: --bits must be K/V or N of 2, 3, 4 or 8 bits, got '%s'\n", bits);
         return 2;
     }

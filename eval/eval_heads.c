@@ -4,6 +4,7 @@
 #include "eval_heads.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "eval_internal.h"
 #include "kv_probe.h"
@@ -33,7 +34,12 @@ int ev_heads(const llm_model *m, const ev_heads_opts *o, double *scores, char *e
         free(tok);
         return ev_set_err(err, errlen, "%sthe vocabulary has only %ld plain word tokens", "", nw, 0);
     }
-    llm_ctx_params cp = {.n_threads = o->threads, .max_seqs = 1, .max_ctx = o->length,
+    int threads = o->threads;
+    if (threads <= 0) { /* one per CPU, as the thread pool picks */
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = ncpu > 0 ? (int)ncpu : 1;
+    }
+    llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = o->length,
                          .max_batch_tokens = o->length, .device = LLM_DEVICE_CPU,
                          .attn_split = -1};
     kv_shape sh = llm_kv_shape(m, &cp);

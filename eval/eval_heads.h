@@ -14,7 +14,7 @@ typedef struct {
     int length;    /* tokens per probe: BOS (when the model adds one) + two copies */
     int samples;   /* probes, each its own random words */
     uint64_t seed; /* the words (the same generator as pivot eval's tasks) */
-    int threads;
+    int threads;          /* <= 0: one per CPU */
     int32_t *first_probe; /* optional: the first probe's tokens (room for length) */
     int *n_first_probe;   /* ... and how many (with first_probe) */
 } ev_heads_opts;

@@ -196,8 +196,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            "quant4,lo-bits=3", MIKV0 ",lo-bits=4/3,rotate=1,clip=1", "mikv",
                            "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2",
                            "quant4,lo-bits=8/3", "quant4,lo-bits=3,layer-bits=1.1:8/4+0.0:2",
-                           "mikv,layer-bits=0-1:0+1.0:8"}; /* heads that drop */
-    for (int k = 0; k < 26; k++) {
+                           "mikv,layer-bits=0-1:0+1.0:8", /* heads that drop */
+                           "quant4,lo-bits=3,layer-bits=0.1:0+1.1:3"}; /* ... behind FP16 */
+    for (int k = 0; k < 27; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -239,10 +240,14 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                         if (l == 1 && h == 1) lkb = 8, lvb = 4;
                         if (l == 0 && h == 0) lkb = lvb = 2;
                     }
-                    int drops = 0; /* a head of width 0 drops what it demotes */
+                    int drops = 0, keep = 4; /* a head of width 0 drops what it demotes */
                     if (strstr(specs[k], "layer-bits=0-1:0+1.0:8")) {
-                        drops = !(l == 1 && h == 0);
+                        drops = !(l == 1 && h == 0), keep = 1;
                         lkb = lvb = drops ? 0 : 8;
+                    }
+                    if (strstr(specs[k], "layer-bits=0.1:0+1.1:3")) {
+                        drops = l == 0 && h == 1, keep = 3;
+                        lkb = lvb = drops ? 0 : 3;
                     }
                     size_t lrec = pol.lo_bits && lkb ? hd * lkb / 8 + hd / pol.group * 4 : 0;
                     size_t lvrec = pol.lo_bits && lkb ? hd * lvb / 8 + hd / pol.group * 4 : 0;
@@ -253,7 +258,8 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                     cr_assert_eq(hi.n_high, u.n_high);
                     if (strstr(specs[k], ":0+")) {
                         cr_assert_eq(drops ? hi.n_low : hi.n_dropped, 0, "%s", specs[k]);
-                        cr_assert_eq(u.n_low, (p - hi.n_high) / 4, "one head of four keeps its low tier");
+                        cr_assert_eq(u.n_low, keep * (p - hi.n_high) / 4, "%d of 4 heads keep a low tier", keep);
+                        if (drops) cr_assert(!hi.balanced || pol.hi_bits == 8, "%s: balanced a head that quantizes nothing", specs[k]);
                     } else {
                         cr_assert_eq(hi.n_low, u.n_low);
                         cr_assert_eq(hi.n_dropped, u.n_dropped);

@@ -204,6 +204,7 @@ Test(kv_policy, layer_bits_parse_describe_and_refuse) {
                          "mikv,layer-bits=1:4+2:4+3:4+4:4+5:4+6:4+7:4+8:4+9:4+10:4+11:4+12:4+13:4",
                          "mikv,layer-bits=x", "mikv,layer-bits=18.:4", "mikv,layer-bits=18.x:4",
                          "mikv,layer-bits=18.1.2:4", "mikv,layer-bits=18:4.1", "mikv,layer-bits=.1:4",
+                         "mikv,layer-bits=18.2.2:4",
                          "mikv,layer-bits=1:4/", "mikv,layer-bits=1-2:4/4x",
                          "scissorhands,layer-bits=1:4"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -269,6 +270,9 @@ Test(kv_policy, head_bits_parse_and_describe) {
     cr_assert(k0 == 8 && v0 == 8);
     kv_policy_describe(&p, d, sizeof d);
     cr_assert(strstr(d, ",layer-bits=0-29:0/0+18-18.2:8/8,"), "%s", d);
+    cr_assert(!kv_policy_elastic(&p), "heads that drop: elastic compression would lose tokens");
+    cr_assert_eq(kv_policy_parse("mikv,layer-bits=18.2:8", &p, err, sizeof err), 0, "%s", err);
+    cr_assert(kv_policy_elastic(&p));
     cr_assert_neq(kv_policy_parse("mikv,layer-bits=5:0/4", &p, err, sizeof err), 0);
     cr_assert_neq(kv_policy_parse("mikv,layer-bits=5:4/0", &p, err, sizeof err), 0);
     /* twelve entries fit, and their description is not cut short */
