@@ -9,7 +9,8 @@
 # h1k (copy at 0.25, 1,024 tokens, seeds 1-2), h1kb (the same with what
 # fits 0.25: two-bit values in layers 5-9, or the five heads at K8/V4), h1kc
 # (two more: K8/V8 paid by V2 in layers 5-11, eight heads at K8/V4), h1kd
-# (K4/V2 elsewhere instead of K3/V3, copy and text at 0.25), h1ke (0.125:
+# (K4/V2 elsewhere instead of K3/V3, copy and text at 0.25), lk1k (lookup at
+# 0.25 with 1,024-token samples, where 0.25 fits), h1ke (0.125:
 # every other head drops what it demotes, layer-bits width 0), lk
 # (lookup at 0.33 and 0.25, seeds 1-2), ppl (natural text at 0.33 and 0.25:
 # 8 windows of 1,024 tokens of GPL-3 and argparse.py, as bench/eval/run_docs.sh).
@@ -50,6 +51,7 @@ for part in $PARTS; do
           done ;;
     h1ke) runs h1ke copy 0.125 1024 "1 2" "full,scissorhands,mikv;lo-bits=8;layer-bits=0-29:0+$T5,mikv;lo-bits=8;layer-bits=0-29:0+$T5+$T10MORE" ;;
     h1kb) runs h1kb copy 0.25 1024 "1 2" "full,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5,mikv;lo-bits=3;layer-bits=$T5KV,quant4;lo-bits=3;group=64;rotate=1;recent=16;layer-bits=5-9:3/2+$T5" ;;
+    lk1k) runs lk1k lookup 0.25 1024 "1 2" "full,mikv;lo-bits=4/2;layer-bits=$T5KV,mikv;lo-bits=4/2" ;;
     lk) runs lk lookup 0.33,0.25 512 "1 2" "full,mikv;layer-bits=$LAYERS8,mikv;layer-bits=$T5,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5" ;;
     ppl) for text in /usr/share/common-licenses/GPL-3 /usr/lib/python3.11/argparse.py; do
              name=$(basename "$text" .py)
