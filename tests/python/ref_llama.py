@@ -146,9 +146,11 @@ class RefModel:
             y = y + self.w(name + ".bias")
         return y
 
-    def forward(self, tokens, dtype=np.float32) -> np.ndarray:
+    def forward(self, tokens, dtype=np.float32, on_probs=None) -> np.ndarray:
         """Logits for every position of `tokens` (full causal prompt from
-        position 0). Returns (n_tokens, n_vocab) float32."""
+        position 0). Returns (n_tokens, n_vocab) float32. on_probs(layer, pr),
+        when given, sees each layer's attention probabilities (float64,
+        [n_head][query][key])."""
         c = self.cfg
         toks = np.asarray(list(tokens), dtype=np.int64)
         if toks.ndim != 1 or len(toks) == 0:
@@ -178,6 +180,8 @@ class RefModel:
             s -= s.max(axis=-1, keepdims=True)
             pr = np.exp(s)
             pr /= pr.sum(axis=-1, keepdims=True)
+            if on_probs is not None:
+                on_probs(il, pr)
             att = np.einsum("hqk,khd->qhd", pr.astype(dtype), vv)
             att = att.reshape(n, c.n_head * c.head_dim)
             x = x + self._linear(att, p + "attn_output")
@@ -205,40 +209,23 @@ class RefModel:
         put on tokens more than 64 positions back (the first 4 excluded: sinks),
         what a head that kept only a window would lose."""
         c = self.cfg
-        toks = np.asarray(list(tokens), dtype=np.int64)
-        n = len(toks)
-        x = self.w("token_embd.weight")[toks].astype(np.float32)
-        cos, sin = self._rope_tables(np.arange(n))
+        n = len(tokens)
         group = c.n_head // c.n_head_kv
-        causal = np.triu(np.ones((n, n), dtype=bool), k=1)
         qpos = np.arange(first + length, first + 2 * length - 1)
         out = np.zeros((3, c.n_layer, c.n_head_kv))
         far = np.zeros((n, n), dtype=bool)  # [query, key]: key in [4, t - 64)
         for t in range(first + length, n):
             far[t, 4:max(4, t - 64)] = True
-        for il in range(c.n_layer):
-            p = f"blk.{il}."
-            h = self._rmsnorm(x, self.w(p + "attn_norm.weight"))
-            q = self._rope(self._linear(h, p + "attn_q").reshape(n, c.n_head, c.head_dim), cos, sin)
-            k = self._rope(self._linear(h, p + "attn_k").reshape(n, c.n_head_kv, c.head_dim), cos, sin)
-            v = self._linear(h, p + "attn_v").reshape(n, c.n_head_kv, c.head_dim)
-            kk, vv = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
-            s = np.einsum("qhd,khd->hqk", q, kk).astype(np.float64) / np.sqrt(c.head_dim)
-            s[:, causal] = -np.inf
-            s -= s.max(axis=-1, keepdims=True)
-            pr = np.exp(s)
-            pr /= pr.sum(axis=-1, keepdims=True)
-            out[0, il] = pr[:, qpos, qpos - length + 1].mean(axis=1).reshape(c.n_head_kv, group).mean(axis=1)
-            prev = pr[:, np.arange(1, n), np.arange(0, n - 1)].mean(axis=1)
-            out[1, il] = prev.reshape(c.n_head_kv, group).mean(axis=1)
-            fm = (pr * far[None]).sum(axis=-1)[:, first + length:].mean(axis=1)
-            out[2, il] = fm.reshape(c.n_head_kv, group).mean(axis=1)
-            att = np.einsum("hqk,khd->qhd", pr.astype(np.float32), vv).reshape(n, -1)
-            x = x + self._linear(att, p + "attn_output")
-            h = self._rmsnorm(x, self.w(p + "ffn_norm.weight"))
-            g = self._linear(h, p + "ffn_gate").astype(np.float64)
-            act = (g / (1.0 + np.exp(-g))).astype(np.float32) * self._linear(h, p + "ffn_up")
-            x = x + self._linear(act, p + "ffn_down")
+
+        def per_kv_head(x):  # (n_head,) -> (n_head_kv,): the mean over a group
+            return x.reshape(c.n_head_kv, group).mean(axis=1)
+
+        def on_probs(il, pr):
+            out[0, il] = per_kv_head(pr[:, qpos, qpos - length + 1].mean(axis=1))
+            out[1, il] = per_kv_head(pr[:, np.arange(1, n), np.arange(0, n - 1)].mean(axis=1))
+            out[2, il] = per_kv_head((pr * far[None]).sum(axis=-1)[:, first + length:].mean(axis=1))
+
+        self.forward(tokens, on_probs=on_probs)
         return out
 
     def greedy(self, tokens, n_new: int) -> list[int]:
