@@ -10,16 +10,16 @@
 # fits 0.25: two-bit values in layers 5-9, or the five heads at K8/V4), h1kc
 # (two more: K8/V8 paid by V2 in layers 5-11, eight heads at K8/V4), h1kd
 # (K4/V2 elsewhere instead of K3/V3, copy and text at 0.25), lk1k (lookup at
-# 0.25 with 1,024-token samples, where 0.25 fits), h1ke (0.125:
+# 0.25 with ~1,000-token samples), h1ke (0.125:
 # every other head drops what it demotes, layer-bits width 0), lk
 # (lookup at 0.33 and 0.25, seeds 1-2), ppl (natural text at 0.33 and 0.25:
 # 8 windows of 1,024 tokens of GPL-3 and argparse.py, as bench/eval/run_docs.sh).
-# 16 samples a seed; ~7 + ~8 + ~8 + ~8 + ~10 min on the 2-core VM.
+# 16 samples a seed; each part ~4-10 min on the 2-core VM.
 set -e
 BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval/heads}
 shift 2 2>/dev/null || shift $#
-PARTS=${*:-h512 h1k h1kb lk ppl}
+PARTS=${*:-h512 h1k h1kb h1kc h1kd lk1k h1ke lk ppl}
 PY=${PY:-.venv/bin/python}
 T5="18.2:8+17.1:8+23.0:8+20.2:8+23.2:8" # the five heads induction.py ranks first
 T5KV="18.2:8/4+17.1:8/4+23.0:8/4+20.2:8/4+23.2:8/4"
@@ -27,16 +27,7 @@ T10MORE="20.1:8+21.2:8+24.0:8+22.2:8+24.1:8" # induction.py's sixth to tenth
 PREV44="11.0:4/4+1.0:4/4+16.0:4/4+10.1:4/4" # the top previous-token heads (induction.py)
 LAYERS8="15-24:8/4+5-9:2"                # the best per-layer allocation at 0.33
 LAYERS3="15-24:4/4+5-9:2"                # ... and with 3 bits elsewhere at 0.25
-# runs NAME TASK RATIOS LENGTH "SEEDS" POLICIES: one report per seed, pooled
-runs() {
-    name=$1 task=$2 ratio=$3 len=$4 seeds=$5 pol=$6 js=""
-    for s in $seeds; do
-        $BIN eval --task "$task" --policies "$pol" --ratios "$ratio" --length "$len" --samples 16 \
-            --seed "$s" --threads 2 --json "$OUT/$name-s$s.json" > "$OUT/$name-s$s.txt"
-        js="$js $OUT/$name-s$s.json"
-    done
-    $PY scripts/pool_eval.py $js > "$OUT/$name.md"
-}
+. bench/eval/runs.sh # runs()
 for part in $PARTS; do
     case $part in
     h512) runs h512 copy 0.33 512 "1 2 3" "full,mikv;layer-bits=$LAYERS8,mikv;layer-bits=$T5,mikv;lo-bits=3;layer-bits=$T5" ;;

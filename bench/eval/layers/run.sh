@@ -12,16 +12,7 @@ set -e
 BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval/layers}
 PY=${PY:-.venv/bin/python}
-# runs NAME TASK RATIO LENGTH "SEEDS" POLICIES: one report per seed, pooled
-runs() {
-    name=$1 task=$2 ratio=$3 len=$4 seeds=$5 pol=$6 js=""
-    for s in $seeds; do
-        $BIN eval --task "$task" --policies "$pol" --ratios "$ratio" --length "$len" --samples 16 \
-            --seed "$s" --threads 2 --json "$OUT/$name-s$s.json" > "$OUT/$name-s$s.txt"
-        js="$js $OUT/$name-s$s.json"
-    done
-    $PY scripts/pool_eval.py $js > "$OUT/$name.md"
-}
+. bench/eval/runs.sh # runs()
 runs c512 copy 0.33 512 "1 2 3" "full,mikv,mikv;lo-bits=4,mikv;layer-bits=0-4:4/4+15-24:4/4,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4,mikv;lo-bits=4;layer-bits=5-9:2"
 runs c1k copy 0.25 1024 "1 2" "full,mikv;lo-bits=3,mikv;lo-bits=4/2,mikv;lo-bits=3;layer-bits=15-24:4/4,mikv;lo-bits=3;layer-bits=15-24:4/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:4/4+5-9:2"
 runs c8 copy 0.33 512 "1 2 3" "full,mikv;layer-bits=15-24:8/4+5-9:2,mikv;lo-bits=3;layer-bits=0-4:4/4+15-24:8/4+5-9:2"
