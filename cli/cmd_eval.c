@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "threadpool.h"
 #include "device.h"
 #include "eval.h"
 #include "pverr.h"
@@ -130,10 +131,7 @@ static int parse(int argc, char **argv, eval_opts *o) {
         fprintf(stderr, "pivot eval: cannot read text file '%s'\n", t->text);
         return 1;
     }
-    if (t->threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t->threads = n > 0 ? (int)n : 1;
-    }
+    if (t->threads <= 0) t->threads = tp_default_threads();
     return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "api_req.h"
 #include "cli.h"
+#include "threadpool.h"
 #include "pvtime.h"
 #include "device.h"
 #include "kv_policy.h"
@@ -281,8 +282,7 @@ int cmd_generate(int argc, char **argv) {
                 ctx_len);
         goto out;
     }
-    long nthr = o.threads > 0 ? o.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    llm_ctx_params cp = {.n_threads = nthr > 0 ? (int)nthr : 1, .max_seqs = 1,
+    llm_ctx_params cp = {.n_threads = o.threads > 0 ? o.threads : tp_default_threads(), .max_seqs = 1,
                          .max_ctx = (int)ctx_len, .max_batch_tokens = o.batch,
                          .attn_split = o.attn_split};
     cp.device = dev;

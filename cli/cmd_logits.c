@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "threadpool.h"
 #include "kv_policy.h"
 #include "llama.h"
 #include "pverr.h"
@@ -82,7 +83,7 @@ int cmd_logits(int argc, char **argv) {
     }
     const llm_config *cf = llm_get_config(m);
     int chunk = split > 0 ? (int)split : n;
-    if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (threads <= 0) threads = tp_default_threads();
     llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk,
                          .device = dev};
     llm_ctx *ctx = NULL;

@@ -4,11 +4,11 @@
 #include "eval_heads.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "eval_internal.h"
 #include "kv_probe.h"
 #include "pverr.h"
+#include "threadpool.h"
 
 int ev_heads(const llm_model *m, const ev_heads_opts *o, double *scores, char *err, size_t errlen) {
     if (o->length < 5 || o->samples < 1)
@@ -23,12 +23,7 @@ int ev_heads(const llm_model *m, const ev_heads_opts *o, double *scores, char *e
         for (int i = 0; i < smp[0].n; i++) o->first_probe[i] = smp[0].tokens[i];
         *o->n_first_probe = smp[0].n;
     }
-    int threads = o->threads;
-    if (threads <= 0) { /* one per CPU, as the thread pool picks */
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = ncpu > 0 ? (int)ncpu : 1;
-    }
-    llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = o->length,
+    llm_ctx_params cp = {.n_threads = o->threads > 0 ? o->threads : tp_default_threads(), .max_seqs = 1, .max_ctx = o->length,
                          .max_batch_tokens = o->length, .device = LLM_DEVICE_CPU,
                          .attn_split = -1};
     kv_shape sh = llm_kv_shape(m, &cp);

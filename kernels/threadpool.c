@@ -110,15 +110,19 @@ static void *worker_main(void *argp)
     return NULL;
 }
 
+int tp_default_threads(void)
+{
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (int)c : 1;
+}
+
 int tp_create(int n_threads, tp_pool **out)
 {
     if (!out)
         return PV_EINVAL;
     *out = NULL;
-    if (n_threads <= 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = c > 0 ? (int)c : 1;
-    }
+    if (n_threads <= 0)
+        n_threads = tp_default_threads();
     if (n_threads > 1024)
         return PV_EINVAL;
     tp_pool *p = calloc(1, sizeof *p);

@@ -12,7 +12,9 @@
 typedef struct tp_pool tp_pool;
 typedef void (*tp_fn)(void *ctx, int task, int thread);
 
-/* n_threads <= 0 means one per online CPU. Returns 0 or PV_ENOMEM/PV_EINVAL. */
+/* One per online CPU (at least 1): what n_threads <= 0 means everywhere. */
+int tp_default_threads(void);
+/* n_threads <= 0 means tp_default_threads(). Returns 0 or PV_ENOMEM/PV_EINVAL. */
 int tp_create(int n_threads, tp_pool **out);
 /* Joins the workers. NULL is allowed. */
 void tp_destroy(tp_pool *pool);
