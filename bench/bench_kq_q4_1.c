@@ -1,14 +1,13 @@
 /* Micro-benchmark of the three Q4_1 x 16-bit kernel families side by side
  * (not part of the test suite): AVX2 (quant_avx2_q16.c), its AVX512-VNNI
- * build (vpdpwssd, what quant.c picks on a VNNI CPU) and the 512-bit pair
- * kernels of quant_avx512.c (opt-in, -DKQ_Q41_PAIRS=1). One thread, the
- * matrix cache-resident, so it measures instructions, not memory.
+ * build (vpdpwssd on 256-bit vectors) and the AVX512-VBMI kernels of
+ * quant_avx512.c (vpdpbusd on 512-bit vectors over prepped activations;
+ * what quant.c picks on a VBMI CPU). One thread, the matrix cache-resident,
+ * so it measures instructions, not memory.
  *
- * Build (after ninja -C build-vnni) and run:
- *   cc -O2 -std=gnu11 -Ikernels bench/bench_kq_q4_1.c build-vnni/libpivotcore.a \
- *      build-vnni/kernels/libkq_avx2.a build-vnni/kernels/libkq_vnni.a -lpthread -lm \
- *      -o /tmp/bench_kq_q4_1
- *   /tmp/bench_kq_q4_1 [cols rows]     (default 576 1536)
+ * Build and run (needs an AVX512-VBMI CPU):
+ *   ninja -C build bench/bench_kq_q4_1
+ *   build/bench/bench_kq_q4_1 [cols rows]     (default 576 1536)
  *
  * Per family: dot_multi over all rows with an 8-token tile (prefill), dot4
  * and dot over all rows with one token (decode); the families alternate
@@ -39,14 +38,15 @@ enum { NT = 8, ROUNDS = 11, NF = 3 };
 int main(int argc, char **argv)
 {
     int cols = argc > 2 ? atoi(argv[1]) : 576, rows = argc > 2 ? atoi(argv[2]) : 1536;
-    if (kq_simd_cpu_level() < KQ_SIMD_AVX512VNNI || cols <= 0 || cols % 32 || rows <= 0 || rows % 4) {
-        fprintf(stderr, "bench_kq_q4_1: needs an AVX512-VNNI CPU, cols %% 32 == 0, rows %% 4 == 0\n");
+    if (kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI || cols <= 0 || cols % 32 || rows <= 0 || rows % 4) {
+        fprintf(stderr, "bench_kq_q4_1: needs an AVX512-VBMI CPU, cols %% 32 == 0, rows %% 4 == 0\n");
         return 2;
     }
     size_t wrb = kq_row_bytes(KQ_Q4_1, cols), xrb = kq_row_bytes(KQ_Q16_1, cols);
-    uint8_t *w = malloc(wrb * rows), *xq = malloc(xrb * NT);
+    size_t prb = kq_prep_row_bytes(KQ_Q16_1, cols);
+    uint8_t *w = malloc(wrb * rows), *xq = malloc(xrb * NT), *xp = malloc(prb * NT);
     float *x = malloc(sizeof(float) * cols * NT), *y = malloc(sizeof(float) * rows * NT);
-    if (!w || !xq || !x || !y)
+    if (!w || !xq || !xp || !x || !y)
         return 1;
     uint64_t s = 1;
     for (size_t i = 0; i < wrb * rows; i++) {
@@ -59,14 +59,19 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < cols * NT; i++)
         x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
-    for (int t = 0; t < NT; t++)
+    for (int t = 0; t < NT; t++) {
         kq_q16_quantize_1(x + t * cols, xq + t * xrb, cols);
+        kq_vbmi_q16_prep_pairs(cols, xq + t * xrb, xp + t * prb);
+    }
 
     const kq_dot_multi_fn mf[NF] = {kq_avx2_q16_dot_multi_q4_1, kq_vnni_q16_dot_multi_q4_1,
-                                    kq_avx512_q16_dot_multi_q4_1};
-    const kq_dot4_fn d4[NF] = {kq_avx2_q16_dot4_q4_1, kq_vnni_q16_dot4_q4_1, kq_avx512_q16_dot4_q4_1};
-    const kq_dot_fn d1[NF] = {kq_avx2_q16_dot_q4_1, kq_vnni_q16_dot_q4_1, kq_avx512_q16_dot_q4_1};
-    static const char *names[NF] = {"avx2", "vnni256", "pairs512"};
+                                    kq_vbmi_q16_dot_multi_q4_1};
+    const kq_dot4_fn d4[NF] = {kq_avx2_q16_dot4_q4_1, kq_vnni_q16_dot4_q4_1, kq_vbmi_q16_dot4_q4_1};
+    const kq_dot_fn d1[NF] = {kq_avx2_q16_dot_q4_1, kq_vnni_q16_dot_q4_1, kq_vbmi_q16_dot_q4_1};
+    static const char *names[NF] = {"avx2", "vnni256", "vbmi512"};
+    /* the VBMI family reads the prepped rows (matmul.c preps once per call) */
+    const uint8_t *xs[NF] = {xq, xq, xp};
+    const size_t xsb[NF] = {xrb, xrb, prb};
     static double tm[3][NF][ROUNDS];
     for (int r = 0; r < ROUNDS; r++)
         for (int kk = 0; kk < NF; kk++) {
@@ -74,17 +79,17 @@ int main(int argc, char **argv)
             double t0 = now();
             for (int it = 0; it < 20; it++)
                 for (int i = 0; i < rows; i++)
-                    mf[k](cols, w + i * wrb, xq, xrb, NT, y + i, rows);
+                    mf[k](cols, w + i * wrb, xs[k], xsb[k], NT, y + i, rows);
             tm[0][k][r] = (now() - t0) / 20;
             t0 = now();
             for (int it = 0; it < 200; it++)
                 for (int i = 0; i < rows; i += 4)
-                    d4[k](cols, w + i * wrb, wrb, xq, y + i);
+                    d4[k](cols, w + i * wrb, wrb, xs[k], y + i);
             tm[1][k][r] = (now() - t0) / 200;
             t0 = now();
             for (int it = 0; it < 200; it++)
                 for (int i = 0; i < rows; i++)
-                    y[i] = d1[k](cols, w + i * wrb, xq);
+                    y[i] = d1[k](cols, w + i * wrb, xs[k]);
             tm[2][k][r] = (now() - t0) / 200;
         }
     static const char *fn[3] = {"multi x8", "dot4", "dot"};
@@ -101,6 +106,7 @@ int main(int argc, char **argv)
     }
     free(w);
     free(xq);
+    free(xp);
     free(x);
     free(y);
     return 0;

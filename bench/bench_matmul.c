@@ -4,7 +4,7 @@
  *   cc -O2 -std=gnu11 -Ikernels bench/bench_matmul.c build-vnni/libpivotcore.a \
  *      build-vnni/kernels/libkq_avx2.a build-vnni/kernels/libkq_vnni.a -lpthread -lm \
  *      -o /tmp/bench_matmul
- *   /tmp/bench_matmul [threads] [--scalar] [--bits 8|16] [--simd avx2,avx512vnni]
+ *   /tmp/bench_matmul [threads] [--scalar] [--bits 8|16] [--simd avx2,avx512vnni,avx512vbmi]
  *                     [--reps N] [--smollm2]
  *
  * --bits picks the activation precision (km_scratch_set_act_bits; default
@@ -136,12 +136,14 @@ static int parse_level(const char *t)
         return KQ_SIMD_SCALAR;
     if (!strcmp(t, "avx2"))
         return KQ_SIMD_AVX2;
-    if (!strcmp(t, "avx512vnni") || !strcmp(t, "avx512"))
+    if (!strcmp(t, "avx512vnni"))
         return KQ_SIMD_AVX512VNNI;
+    if (!strcmp(t, "avx512vbmi") || !strcmp(t, "avx512"))
+        return KQ_SIMD_AVX512VBMI;
     return -1;
 }
 
-enum { MAX_LEVELS = 3, MAX_REPS = 15, MAX_SHAPES = 4 };
+enum { MAX_LEVELS = 4, MAX_REPS = 15, MAX_SHAPES = 4 };
 
 int main(int argc, char **argv)
 {
@@ -214,7 +216,8 @@ int main(int argc, char **argv)
                     v[k][ll][1][r] = res.cold;
                     v[k][ll][2][r] = res.pre;
                 }
-        printf("\nmedians (ratio to %s):\n", levels[0] == 2 ? "avx512vnni" : levels[0] ? "avx2" : "scalar");
+        static const char *lname[] = {"scalar", "avx2", "avx512vnni", "avx512vbmi"};
+        printf("\nmedians (ratio to %s):\n", lname[levels[0]]);
         for (int k = 0; k < nshape; k++) {
             double m0[3];
             for (int l = 0; l < nlev; l++) {

@@ -1,7 +1,9 @@
 /* km: y = W x with W in its GGUF format.
  *
  * Steps: (1) quantize every token's activations once into the scratch, in
- * the weight's vec_dot type (parallel over tokens when there are many);
+ * the weight's vec_dot type (parallel over tokens when there are many),
+ * and where the kernel family has its own layout (kq_dot_family.prep)
+ * convert them once more, so no weight row pays for it;
  * (2) split W's rows into blocks, one pool task per block; a task walks the
  * tokens in tiles of KM_TILE and, per weight row, computes the tile's dots
  * with the multi-row kernel, which unpacks each weight block once for up to
@@ -80,10 +82,11 @@ static int scratch_reserve(km_scratch *s, size_t bytes)
 
 typedef struct {
     kq_quant_fn quant;
+    kq_prep_fn prep; /* NULL: the kernels read xq */
     const float *x;
     int64_t cols;
-    char *xq;
-    size_t xrb;
+    char *xq, *xp;   /* quantized rows; prepped rows (prep only) */
+    size_t xrb, prb;
     int64_t tok_per_task;
     int64_t n_tok;
 } quant_ctx;
@@ -95,8 +98,12 @@ static void quant_task(void *vctx, int task, int thread)
     int64_t t0 = task * c->tok_per_task, t1 = t0 + c->tok_per_task;
     if (t1 > c->n_tok)
         t1 = c->n_tok;
-    for (int64_t t = t0; t < t1; t++)
-        c->quant(c->x + t * c->cols, c->xq + (size_t)t * c->xrb, c->cols);
+    for (int64_t t = t0; t < t1; t++) {
+        char *q = c->xq + (size_t)t * c->xrb;
+        c->quant(c->x + t * c->cols, q, c->cols);
+        if (c->prep)
+            c->prep(c->cols, q, c->xp + (size_t)t * c->prb);
+    }
 }
 
 typedef struct {
@@ -168,26 +175,28 @@ static int weight_ok(const km_weight *w)
 }
 
 /* x in the dot's format for weights of type `type`: x itself (F32 dots) or
- * quantized into the scratch. */
-static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, const float *x, int64_t cols,
-                      int64_t n_tok, const char **xq, size_t *xrb_out)
+ * quantized into the scratch, then converted by `prep` (the family's own
+ * layout) when there is one. */
+static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, kq_prep_fn prep, const float *x,
+                      int64_t cols, int64_t n_tok, const char **xq, size_t *xrb_out)
 {
     const uint32_t vdt = kq_vec_dot_type_bits(type, s->act_bits);
-    const size_t xrb = kq_row_bytes(vdt, cols);
+    const size_t xrb = kq_row_bytes(vdt, cols), prb = prep ? kq_prep_row_bytes(vdt, cols) : 0;
     if (xrb == 0) /* e.g. Q4_K with cols not a multiple of 256 is caught above */
         return PV_EINVAL;
-    if ((size_t)n_tok > SIZE_MAX / xrb)
+    if ((size_t)n_tok > SIZE_MAX / 2 / (xrb + prb))
         return PV_ENOMEM;
-    *xrb_out = xrb;
+    *xrb_out = prep ? prb : xrb;
     if (vdt == KQ_F32) {
         *xq = (const char *)x; /* already in the dot's format: no copy */
         return PV_OK;
     }
-    int rc = scratch_reserve(s, (size_t)n_tok * xrb);
+    int rc = scratch_reserve(s, (size_t)n_tok * (xrb + prb));
     if (rc)
         return rc;
     const int nth = tp_size(pool);
-    quant_ctx qc = {kq_get_quant(vdt), x, cols, s->buf, xrb, 1, n_tok};
+    quant_ctx qc = {kq_get_quant(vdt), prep, x, cols, s->buf, (char *)s->buf + (size_t)n_tok * xrb,
+                    xrb, prb, 1, n_tok};
     if (n_tok >= 2 * nth && nth > 1) {
         qc.tok_per_task = (n_tok + 4 * nth - 1) / (4 * nth);
         tp_run(pool, quant_task, &qc, (int)((n_tok + qc.tok_per_task - 1) / qc.tok_per_task));
@@ -195,7 +204,7 @@ static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, const float *
         qc.tok_per_task = n_tok;
         quant_task(&qc, 0, 0);
     }
-    *xq = s->buf;
+    *xq = prep ? qc.xp : qc.xq;
     return PV_OK;
 }
 
@@ -270,10 +279,14 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
     for (int i = 0; i < nw; i++)
         if (!weight_ok(w[i]) || w[i]->rows > INT32_MAX || !y[i] || w[i]->cols != w[0]->cols)
             return PV_EINVAL;
-    /* one activation format for all, or one call per matrix */
+    /* one activation format (and layout) for all, or one call per matrix */
     const uint32_t vdt = kq_vec_dot_type_bits(w[0]->type, s->act_bits);
+    const kq_dot_family *f0 = kq_get_dot_family(w[0]->type, s->act_bits);
+    if (!f0)
+        return PV_EINVAL;
     for (int i = 1; i < nw; i++)
-        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt) {
+        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt ||
+            kq_get_dot_family(w[i]->type, s->act_bits)->prep != f0->prep) {
             for (int j = 0; j < nw; j++) {
                 int rc = km_matmul_n(pool, s, &w[j], 1, x, n_tok, &y[j]);
                 if (rc)
@@ -283,7 +296,7 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
         }
     const char *xq;
     size_t xrb;
-    int rc = quantize_x(pool, s, w[0]->type, x, w[0]->cols, n_tok, &xq, &xrb);
+    int rc = quantize_x(pool, s, w[0]->type, f0->prep, x, w[0]->cols, n_tok, &xq, &xrb);
     if (rc)
         return rc;
     mm_multi m = {.n = nw};

@@ -54,8 +54,11 @@ int kq_simd_cpu_level(void)
         __builtin_cpu_supports("f16c")) {
         lvl = KQ_SIMD_AVX2;
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
             lvl = KQ_SIMD_AVX512VNNI;
+            if (__builtin_cpu_supports("avx512vbmi"))
+                lvl = KQ_SIMD_AVX512VBMI;
+        }
     }
 #endif
     atomic_store_explicit(&g_cpu_level, lvl, memory_order_relaxed);
@@ -73,8 +76,10 @@ static int env_cap(void)
         cap = KQ_SIMD_SCALAR;
     else if (e && !strcmp(e, "avx2"))
         cap = KQ_SIMD_AVX2;
-    else if (e && (!strcmp(e, "avx512vnni") || !strcmp(e, "avx512")))
+    else if (e && !strcmp(e, "avx512vnni"))
         cap = KQ_SIMD_AVX512VNNI;
+    else if (e && (!strcmp(e, "avx512vbmi") || !strcmp(e, "avx512")))
+        cap = KQ_SIMD_AVX512VBMI;
     atomic_store_explicit(&g_env_cap, cap, memory_order_relaxed);
     return cap;
 }
@@ -88,7 +93,7 @@ int kq_simd_level(void)
     return cap >= 0 && cap < lvl ? cap : lvl;
 }
 
-static const char *const k_simd_names[] = {"scalar", "avx2", "avx512vnni"};
+static const char *const k_simd_names[] = {"scalar", "avx2", "avx512vnni", "avx512vbmi"};
 
 const char *kq_simd_name(void) { return k_simd_names[kq_simd_level()]; }
 
@@ -196,26 +201,12 @@ DEFINE_MULTI(multi_vnni_q16_q5_1, kq_vnni_q16_dot_q5_1)
 DEFINE_MULTI(multi_vnni_q16_q4_K, kq_vnni_q16_dot_q4_K)
 DEFINE_MULTI(multi_vnni_q16_q6_K, kq_vnni_q16_dot_q6_K)
 
-/* Q4_1 x 16-bit at the VNNI level: the VNNI build of the AVX2 kernels, or
- * with -DKQ_Q41_PAIRS=1 the 512-bit pair kernels of quant_avx512.c; all
- * three (dot, dot4, multi) from one family. The pairs are not the default:
- * on the Zen 4 EPYC they were measured no faster than AVX2 (512-bit ops run
- * as two 256-bit halves there) while the VNNI build is ~9% faster
- * (docs/PERFORMANCE.md). */
-#ifndef KQ_Q41_PAIRS
-#define KQ_Q41_PAIRS 0
-#endif
-#if KQ_Q41_PAIRS
-#define Q41(f) kq_avx512_q16_##f##_q4_1
-#else
-#define Q41(f) kq_vnni_q16_##f##_q4_1
-#endif
-
 /* ---- the type traits table ----------------------------------------------------
  * Per weight type, .dot[precision][level] = {dot, multi, dot4}; {0} = none at
- * that level (the lookup falls back to the level below). Float weights take
+ * that level (the lookup falls back to the level below; entries list the
+ * levels up to their last non-empty one). Float weights take
  * f32 activations whatever the precision, so both rows are the same. */
-#define NONE {NULL, NULL, NULL}
+#define NONE {NULL, NULL, NULL, NULL}
 #define FLOAT_DOTS(sc, scm, avx2, avx2m)                                                      \
     {{{sc, scm, NULL}, {avx2, avx2m, NULL}, NONE}, {{sc, scm, NULL}, {avx2, avx2m, NULL}, NONE}}
 
@@ -239,7 +230,9 @@ static const kq_type_traits k_traits[KQ_TYPE_COUNT] = {
                    {kq_vnni_dot_q4_1, kq_vnni_dot_multi_q4_1, kq_vnni_dot4_q4_1}},
                   {{kq_scalar_q16_dot_q4_1, multi_scalar_q16_q4_1, NULL},
                    {kq_avx2_q16_dot_q4_1, kq_avx2_q16_dot_multi_q4_1, kq_avx2_q16_dot4_q4_1},
-                   {Q41(dot), Q41(dot_multi), Q41(dot4)}}}},
+                   {kq_vnni_q16_dot_q4_1, kq_vnni_q16_dot_multi_q4_1, kq_vnni_q16_dot4_q4_1},
+                   {kq_vbmi_q16_dot_q4_1, kq_vbmi_q16_dot_multi_q4_1, kq_vbmi_q16_dot4_q4_1,
+                    kq_vbmi_q16_prep_pairs}}}},
     [KQ_Q5_0] = {"Q5_0", KQ_QK, sizeof(kq_block_q5_0), 1, kq_dequant_q5_0, {NULL}, {KQ_Q8_0, KQ_Q16_1},
                  {{{kq_scalar_dot_q5_0, multi_scalar_q5_0, NULL}, NONE, NONE},
                   {{kq_scalar_q16_dot_q5_0, multi_scalar_q16_q5_0, NULL},
@@ -376,13 +369,29 @@ kq_dot4_fn kq_get_dot4(uint32_t type, int bits)
     return f ? f->dot4 : NULL;
 }
 
+size_t kq_prep_row_bytes(uint32_t vdt, int64_t n)
+{
+    int64_t pair = 2 * (int64_t)kq_block_elems(vdt);
+    return pair > 0 && n >= 0 ? kq_row_bytes(vdt, (n + pair - 1) / pair * pair) : 0;
+}
+
 float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row)
 {
-    kq_dot_fn f = kq_get_dot(type, bits);
+    const kq_dot_family *f = kq_get_dot_family(type, bits);
     /* NaN (not 0) for misuse: a silent zero would hide the bug downstream */
     if (!f || !w_row || !x_row || n < 0 || n % (int64_t)kq_block_elems(type))
         return NAN;
-    return f(n, w_row, x_row);
+    if (!f->prep)
+        return f->dot(n, w_row, x_row);
+    /* a convenience for tests and one-off dots (matmul.c preps once per
+     * call): the family's layout in a temporary */
+    void *xp = malloc(kq_prep_row_bytes(kq_vec_dot_type_bits(type, bits), n) + 1);
+    if (!xp)
+        return NAN;
+    f->prep(n, x_row, xp);
+    float r = f->dot(n, w_row, xp);
+    free(xp);
+    return r;
 }
 
 float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row)

@@ -76,7 +76,8 @@ uint32_t kq_vec_dot_type(uint32_t type);
 int kq_quantize_row(uint32_t vec_dot_type, const float *src, void *dst, int64_t n);
 /* Dot product of one weight row (type `type`, n elements) with an activation
  * row already in kq_vec_dot_type_bits(type, bits). kq_vec_dot is bits = 8.
- * NaN on bad arguments. */
+ * NaN on bad arguments (or, where the kernels want their own activation
+ * layout, when the temporary for it cannot be allocated). */
 float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row);
 float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row);
 
@@ -87,12 +88,16 @@ float kq_bf16_to_fp32(uint16_t h);
 
 /* SIMD levels, lowest first. Each level's kernels give the same results
  * as the scalar ones within float rounding (the AVX512-VNNI ones are even
- * bit-identical to the AVX2 ones: same integer lane sums, same float steps). */
-enum { KQ_SIMD_SCALAR = 0, KQ_SIMD_AVX2 = 1, KQ_SIMD_AVX512VNNI = 2 };
+ * bit-identical to the AVX2 ones: same integer lane sums, same float steps).
+ * AVX512-VBMI adds only the Q4_1 x 16-bit kernels of quant_avx512.c (8-bit
+ * dots on 512-bit vectors: another float order); every other format runs
+ * its AVX512-VNNI kernels there. */
+enum { KQ_SIMD_SCALAR = 0, KQ_SIMD_AVX2 = 1, KQ_SIMD_AVX512VNNI = 2, KQ_SIMD_AVX512VBMI = 3 };
 /* Caps the level the kernels may use (tests and benchmarks compare levels
  * in one process); what is used is min(cap, what the CPU has). A negative
  * cap means auto (the default): the environment variable PIVOT_SIMD
- * (scalar, avx2, avx512vnni; read once, at the first kernel lookup) caps it,
+ * (scalar, avx2, avx512vnni, avx512vbmi or avx512 = the highest; read once,
+ * at the first kernel lookup) caps it,
  * else the CPU's best is used. */
 void kq_set_simd_level(int max_level);
 /* The level in use now (after the cap and the CPU check). */
@@ -101,7 +106,7 @@ int kq_simd_level(void);
 int kq_simd_cpu_level(void);
 /* kq_set_simd_level(KQ_SIMD_SCALAR) when on, auto (-1) when off. */
 void kq_set_force_scalar(int on);
-/* "avx512vnni", "avx2", or "scalar": what kq_vec_dot uses now. */
+/* "avx512vbmi", "avx512vnni", "avx2", or "scalar": what kq_vec_dot uses now. */
 const char *kq_simd_name(void);
 
 #endif

@@ -1,102 +1,149 @@
-/* kq AVX-512 kernels that are more than the AVX2 ones with vpdpwssd
- * (those are kernels/meson.build's KQ_VNNI build of quant_avx2*.c): Q4_1
- * weights with 16-bit activations, the default model's format. Compiled
- * with -mavx512f/bw/vl/vnni (the kq_vnni library); only called after
- * quant.c's run-time CPU check.
+/* kq AVX512-VBMI kernels: Q4_1 weights x 16-bit activations (the default
+ * model's format) with 8-bit integer dots on 512-bit vectors. Compiled with
+ * -mavx512f/bw/vl/vnni/vbmi (the kq_vbmi library); quant.c lists them at
+ * the KQ_SIMD_AVX512VBMI level, which it reports only when the CPU has all
+ * of those.
  *
- * Why: in the AVX2 kernel the integer part of a (block, token) step is two
- * multiplies, but the float part (int32 -> float, broadcast the block
- * scale, FMA, the min term) is six instructions and dominates prefill.
- * Here two consecutive blocks share one 512-bit float step: block i's 8
- * int32 lanes go to lanes 0-7, block i+1's to lanes 8-15, and one
- * conversion and one FMA with [s_i x8 | s_i+1 x8] handle both. The scales
- * of both blocks come from one 128-bit multiply [d_i dx_i, m_i sx_i,
- * d_i+1 dx_i+1, m_i+1 sx_i+1].
+ * Why: the AVX2/VNNI kernels widen every 4-bit code to int16 and multiply
+ * int16 by int16 (vpdpwssd: 16 products per 256-bit instruction), so the
+ * decode matvec is bound by instructions, not by memory (~20 GB/s per core
+ * with the matrix in cache, docs/PERFORMANCE.md). Here a 16-bit activation
+ * y is split into its bytes, y = 256 * hi + lo with hi signed and lo
+ * unsigned, and a code w (0..15) fits either byte role of vpdpbusd
+ * (unsigned x signed bytes, 64 products per 512-bit instruction):
+ *     w . y = 256 * dpbusd(w as unsigned, hi as signed)
+ *                 + dpbusd(lo as unsigned, w as signed).
+ * Both are exact: per int32 lane 4 products, |256 * 4 * 15 * 128| +
+ * 4 * 255 * 15 < 2^21, so a block's lane sums convert to float exactly,
+ * and the integer dot of a block is the same number the other kernels
+ * compute; only the float summation order differs (results match the
+ * AVX2 ones within float rounding, not bitwise).
  *
- * Consistency contract (quant_impl.h): the single-row, 4-row and multi-token
- * kernels below all run q4_1_pair on the same block pairs (a lone last
- * block is a pair with zero scales and a zero product) and end with
- * pair_finish, so a row's result does not depend on which one computed it.
- * The float summation differs from the AVX2 kernels' (two blocks per
- * accumulator), so results match them within float rounding, not bitwise.
+ * Layout of one step (two consecutive blocks i, i+1): the 2 x 16 bytes of
+ * codes become one 512-bit vector of 64 codes
+ *     [i: e0..15 | i+1: e0..15 | i: e16..31 | i+1: e16..31]
+ * (low nibbles, then high nibbles). The activations' low and high bytes in
+ * the same order are picked (vpermt2b) once per matmul call by
+ * kq_vbmi_q16_prep_pairs into q16_pair records, not per weight row: picking
+ * them inside the kernels cost ~30% of the single-row and multi-token
+ * kernels' time (bench/bench_kq_q4_1.c). int32
+ * lanes 0-3 and 8-11 then belong to block i, 4-7 and 12-15 to block i+1,
+ * and one conversion and one FMA with [s_i x4 | s_i+1 x4 | s_i x4 |
+ * s_i+1 x4] scale both blocks (s = d * dx). The min term m * sx is summed
+ * separately, as in every Q4_1 kernel.
  *
- * Measured (docs/PERFORMANCE.md, "AVX-512 VNNI kernels"): on the 2-core
- * Zen 4 EPYC these are no faster than the AVX2 kernels for 8-token tiles
- * (0.99-1.01x) while the VNNI build of the AVX2 kernels is ~1.09x: Zen 4
- * runs 512-bit instructions as two 256-bit halves, so fewer, wider float
- * steps save nothing. quant.c's traits table therefore lists them only
- * when built with -DKQ_Q41_PAIRS=1 (for CPUs with full-width 512-bit
- * units); tests/kernels/test_quant_avx512.c tests them directly either way. */
+ * Consistency contract (quant_impl.h): dot, dot4 and multi run the same
+ * steps on the same block pairs (a lone last block pairs with zeros) and
+ * end with the same reduction (pair_finish), so a row's result does not
+ * depend on which of them computed it. */
 #include "quant_avx2_util.h"
 
-/* 16 nibbles -> elements 0..15 and 16..31 as int16 (as quant_avx2_q16.c) */
-static inline void nib16(const uint8_t *qs, __m256i *lo, __m256i *hi)
+/* The activations' byte order of a step: position p of the 64 takes
+ * element (p / 32) * 16 + p % 16 of block (p / 16) % 2, i.e. byte
+ * 2 * element (+1 for the high byte) of that block's q (the second block
+ * is vpermt2b's second table, +64). */
+static inline __m512i lo_bytes_index(void)
 {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
-    *lo = _mm256_cvtepu8_epi16(_mm_and_si128(b, m));
-    *hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), m));
+    static const uint8_t idx[64] __attribute__((aligned(64))) = {
+#define E(seg, e) (uint8_t)(((seg)&1 ? 64 : 0) + 2 * (((seg) >> 1) * 16 + (e)))
+#define ROW(seg)                                                                                   \
+    E(seg, 0), E(seg, 1), E(seg, 2), E(seg, 3), E(seg, 4), E(seg, 5), E(seg, 6), E(seg, 7),        \
+        E(seg, 8), E(seg, 9), E(seg, 10), E(seg, 11), E(seg, 12), E(seg, 13), E(seg, 14), E(seg, 15)
+        ROW(0), ROW(1), ROW(2), ROW(3)
+#undef ROW
+#undef E
+    };
+    return _mm512_load_si512(idx);
 }
 
-/* int32 lanes of a 32-value block's dot: lane k holds the products of
- * elements 2k, 2k+1, 16+2k, 17+2k (the AVX2 kernel's lanes) */
-static inline __m256i blk_dot(__m256i wlo, __m256i whi, const int16_t *y)
-{
-    return _mm256_dpwssd_epi32(_mm256_madd_epi16(wlo, _mm256_loadu_si256((const __m256i *)y)), whi,
-                               _mm256_loadu_si256((const __m256i *)(y + 16)));
-}
-
-/* The unpacked weights of blocks i and i+1 and their [d, m, d', m'] */
+/* Two Q16_1 blocks (i, i+1) in the kernels' layout: the size of the two
+ * blocks, so a prepped row of an even block count is the size of the row. A
+ * lone last block is paired with zeros. */
 typedef struct {
-    __m256i lo0, hi0, lo1, hi1;
+    uint8_t lo[64], hi[64]; /* the 64 values' low / high bytes, step order */
+    float xs[4];            /* dx_i, sx_i, dx_i+1, sx_i+1 */
+} q16_pair;
+_Static_assert(sizeof(q16_pair) == 2 * sizeof(kq_block_q16_1), "pair = two blocks");
+
+void kq_vbmi_q16_prep_pairs(int64_t n, const void *x, void *dst)
+{
+    const __m512i ilo = lo_bytes_index(), ihi = _mm512_add_epi8(ilo, _mm512_set1_epi8(1));
+    const kq_block_q16_1 *b = x;
+    q16_pair *p = dst;
+    const int64_t nb = n / KQ_QK;
+    for (int64_t i = 0; i < nb; i += 2, p++) {
+        const int two = i + 1 < nb;
+        __m512i q0 = _mm512_loadu_si512(b[i].q);
+        __m512i q1 = two ? _mm512_loadu_si512(b[i + 1].q) : _mm512_setzero_si512();
+        _mm512_storeu_si512(p->lo, _mm512_permutex2var_epi8(q0, ilo, q1));
+        _mm512_storeu_si512(p->hi, _mm512_permutex2var_epi8(q0, ihi, q1));
+        p->xs[0] = b[i].d;
+        p->xs[1] = b[i].s;
+        p->xs[2] = two ? b[i + 1].d : 0.0f;
+        p->xs[3] = two ? b[i + 1].s : 0.0f;
+    }
+}
+
+/* The activation side of one step */
+typedef struct {
+    __m512i lo, hi;
+    __m128 xs;
+} ypair;
+
+static inline __attribute__((always_inline)) ypair load_ypair(const q16_pair *p)
+{
+    return (ypair){_mm512_loadu_si512(p->lo), _mm512_loadu_si512(p->hi), _mm_loadu_ps(p->xs)};
+}
+
+/* The codes of blocks i, i+1 in the step's order, and [d, m, d', m']. */
+typedef struct {
+    __m512i q;
     __m128 dm;
 } wpair;
 
-static inline __attribute__((always_inline)) wpair load_wpair(const kq_block_q4_1 *a, int64_t i, int two)
+static inline __attribute__((always_inline)) wpair load_wpair(const kq_block_q4_1 *a, int two)
 {
-    wpair p;
+    wpair w;
     uint32_t d0, d1 = 0;
-    memcpy(&d0, &a[i], 4); /* d and m, adjacent fp16 */
-    nib16(a[i].qs, &p.lo0, &p.hi0);
+    memcpy(&d0, &a[0], 4); /* d and m, adjacent fp16 */
+    __m128i c0 = _mm_loadu_si128((const __m128i *)a[0].qs), c1 = _mm_setzero_si128();
     if (two) {
-        memcpy(&d1, &a[i + 1], 4);
-        nib16(a[i + 1].qs, &p.lo1, &p.hi1);
-    } else {
-        p.lo1 = p.hi1 = _mm256_setzero_si256();
+        memcpy(&d1, &a[1], 4);
+        c1 = _mm_loadu_si128((const __m128i *)a[1].qs);
     }
-    p.dm = _mm_cvtph_ps(_mm_set_epi32(0, 0, (int)d1, (int)d0));
-    return p;
+    __m256i c = _mm256_inserti128_si256(_mm256_castsi128_si256(c0), c1, 1);
+    __m256i m = _mm256_set1_epi8(0x0F);
+    __m256i lo = _mm256_and_si256(c, m), hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m);
+    w.q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    w.dm = _mm_cvtph_ps(_mm_set_epi32(0, 0, (int)d1, (int)d0));
+    return w;
 }
 
-/* One token's step over a block pair: acc lanes 0-7 += s_i * p_i, lanes
- * 8-15 += s_i+1 * p_i+1; ms += [.., m_i sx_i, .., m_i+1 sx_i+1]. For a lone
- * last block (two = 0) the second half's scale and product are 0, so it
- * adds exact zeros. */
-static inline __attribute__((always_inline)) void q4_1_pair(const wpair *w, const kq_block_q16_1 *b,
-                                                            int two, __m512 *acc, __m128 *ms)
+/* One (row, token) step over a block pair: acc += s . p (lanes as in the
+ * header), ms += [d dx, m sx, d' dx', m' sx']. A lone last block has zero
+ * codes, activations and scales in its half: it adds exact zeros. */
+static inline __attribute__((always_inline)) void step(const wpair *w, const ypair *y, __m512 *acc,
+                                                       __m128 *ms)
 {
-    const __m512i bidx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    __m128d xs = _mm_load_sd((const double *)&b[0]); /* dx, sx */
-    __m256i p0 = blk_dot(w->lo0, w->hi0, b[0].q), p1 = _mm256_setzero_si256();
-    if (two) {
-        xs = _mm_loadh_pd(xs, (const double *)&b[1]);
-        p1 = blk_dot(w->lo1, w->hi1, b[1].q);
-    }
-    __m128 s = _mm_mul_ps(w->dm, _mm_castpd_ps(xs));
-    __m512i p = _mm512_inserti64x4(_mm512_castsi256_si512(p0), p1, 1);
+    const __m512i bidx = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->q, y->hi);
+    p = _mm512_dpbusd_epi32(_mm512_slli_epi32(p, 8), y->lo, w->q);
+    __m128 s = _mm_mul_ps(w->dm, y->xs);
     __m512 sv = _mm512_permutexvar_ps(bidx, _mm512_castps128_ps512(s));
     *acc = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(p), *acc);
     *ms = _mm_add_ps(*ms, s);
 }
 
-/* The one final reduction: fold the two halves (even + odd blocks) and the
- * two min lanes, then the AVX2 kernels' q4_1_finish4 order. */
+/* The one final reduction: fold the two 256-bit halves and the two min
+ * lanes, then the AVX2 kernels' q4_1_finish4 order. Unused slots are
+ * copies (as q4_1_store). */
 static inline __attribute__((always_inline)) void pair_finish(const __m512 *acc, const __m128 *ms, int NX,
                                                               float *out, int64_t os)
 {
     __m256 a[4];
     __m128 m[4];
     for (int r = 0; r < 4; r++) {
-        int k = r < NX ? r : 0; /* unused slots: copies, as q4_1_store */
+        int k = r < NX ? r : 0;
         /* 64x4 extract: the f32x8 one needs AVX512DQ, which we do not check */
         a[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[k]),
                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1)));
@@ -108,6 +155,20 @@ static inline __attribute__((always_inline)) void pair_finish(const __m512 *acc,
         out[r * os] = v[r];
 }
 
+/* One block pair (blocks i, i+1 of the row at a) for NX tokens: the codes
+ * unpacked once. `two` is a literal at both call sites. */
+static inline __attribute__((always_inline)) void multi_pair(const kq_block_q4_1 *a, const char *x,
+                                                             size_t xs, int64_t i, int two,
+                                                             __m512 *acc, __m128 *ms, const int NX)
+{
+    wpair w = load_wpair(a, two);
+    for (int r = 0; r < NX; r++) {
+        ypair y = load_ypair((const q16_pair *)(x + (size_t)r * xs) + i / 2);
+        step(&w, &y, &acc[r], &ms[r]);
+    }
+}
+
+/* NX (1..4) tokens, one weight row */
 static inline __attribute__((always_inline)) void
 multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *out, int64_t os,
            const int NX)
@@ -120,47 +181,42 @@ multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *o
     }
     const int64_t nb = n / KQ_QK;
     int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        wpair w = load_wpair(a, i, 1); /* unpacked once, used for NX tokens */
-        for (int r = 0; r < NX; r++)
-            q4_1_pair(&w, (const kq_block_q16_1 *)(x + (size_t)r * xs) + i, 1, &acc[r], &ms[r]);
-    }
-    if (i < nb) {
-        wpair w = load_wpair(a, i, 0);
-        for (int r = 0; r < NX; r++)
-            q4_1_pair(&w, (const kq_block_q16_1 *)(x + (size_t)r * xs) + i, 0, &acc[r], &ms[r]);
-    }
+    for (; i + 2 <= nb; i += 2)
+        multi_pair(a + i, x, xs, i, 1, acc, ms, NX);
+    if (i < nb)
+        multi_pair(a + i, x, xs, i, 0, acc, ms, NX);
     pair_finish(acc, ms, NX, out, os);
 }
 
-float kq_avx512_q16_dot_q4_1(int64_t n, const void *w, const void *x)
+float kq_vbmi_q16_dot_q4_1(int64_t n, const void *w, const void *x)
 {
     float out;
     multi_q4_1(n, w, x, 0, &out, 1, 1);
     return out;
 }
 
-void kq_avx512_q16_dot_multi_q4_1(int64_t n, const void *w, const void *x, size_t xs, int nx,
-                                  float *out, int64_t os)
+KQ_DEFINE_DOT_MULTI(kq_vbmi_q16_dot_multi_q4_1, multi_q4_1)
+
+/* Block pair i, i+1 of 4 rows, one token (`two` a literal at both calls) */
+static inline __attribute__((always_inline)) void rows4_pair(const kq_block_q4_1 *const *a,
+                                                             const q16_pair *b, int64_t i, int two,
+                                                             __m512 *acc, __m128 *ms)
 {
-    const char *xp = x;
-    for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)
-        multi_q4_1(n, w, xp, xs, out, os, 4);
-    switch (nx) {
-    case 3: multi_q4_1(n, w, xp, xs, out, os, 3); break;
-    case 2: multi_q4_1(n, w, xp, xs, out, os, 2); break;
-    case 1: multi_q4_1(n, w, xp, xs, out, os, 1); break;
-    default: break;
+    ypair y = load_ypair(b + i / 2);
+    for (int r = 0; r < 4; r++) {
+        wpair wp = load_wpair(a[r] + i, two);
+        step(&wp, &y, &acc[r], &ms[r]);
     }
 }
 
-/* 4 weight rows, one token: the same q4_1_pair steps per row */
-void kq_avx512_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
+/* 4 weight rows, one token (decode): the activation bytes of a block pair
+ * are picked once for the 4 rows */
+void kq_vbmi_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, float *out)
 {
     const kq_block_q4_1 *a[4];
     for (int r = 0; r < 4; r++)
         a[r] = (const kq_block_q4_1 *)((const char *)w + (size_t)r * ws);
-    const kq_block_q16_1 *b = x;
+    const q16_pair *b = x;
     __m512 acc[4];
     __m128 ms[4];
     for (int r = 0; r < 4; r++) {
@@ -170,14 +226,8 @@ void kq_avx512_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x,
     const int64_t nb = n / KQ_QK;
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2)
-        for (int r = 0; r < 4; r++) {
-            wpair wp = load_wpair(a[r], i, 1);
-            q4_1_pair(&wp, b + i, 1, &acc[r], &ms[r]);
-        }
+        rows4_pair(a, b, i, 1, acc, ms);
     if (i < nb)
-        for (int r = 0; r < 4; r++) {
-            wpair wp = load_wpair(a[r], i, 0);
-            q4_1_pair(&wp, b + i, 0, &acc[r], &ms[r]);
-        }
+        rows4_pair(a, b, i, 0, acc, ms);
     pair_finish(acc, ms, 4, out, 1);
 }

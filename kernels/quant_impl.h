@@ -117,6 +117,10 @@ typedef void kq_dot_multi_kernel(int64_t n, const void *w, const void *x, size_t
 typedef void kq_dot4_kernel(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
 /* n f32 activations -> n elements of an activation format */
 typedef void kq_quant_kernel(const float *src, void *dst, int64_t n);
+/* One activation row of n elements in the vec-dot format -> the layout a
+ * family's kernels read instead (kq_dot_family.prep); dst holds
+ * kq_prep_row_bytes(vec_dot_type, n). */
+typedef void kq_prep_kernel(int64_t n, const void *x, void *dst);
 /* n elements (a multiple of the block) of a format -> f32 */
 typedef void kq_dequant_kernel(const void *src, float *dst, int64_t n);
 
@@ -124,6 +128,7 @@ typedef kq_dot_kernel *kq_dot_fn;
 typedef kq_dot_multi_kernel *kq_dot_multi_fn;
 typedef kq_dot4_kernel *kq_dot4_fn;
 typedef kq_quant_kernel *kq_quant_fn;
+typedef kq_prep_kernel *kq_prep_fn;
 typedef kq_dequant_kernel *kq_dequant_fn;
 
 /* ---- type traits (kernels/quant.c holds the table) ---------------------------
@@ -132,7 +137,7 @@ typedef kq_dequant_kernel *kq_dequant_fn;
 
 /* Index of an activation precision in kq_type_traits.vec_dot_type / .dot */
 enum { KQ_ACT8 = 0, KQ_ACT16 = 1, KQ_ACT_KINDS = 2 };
-#define KQ_SIMD_LEVELS 3 /* KQ_SIMD_SCALAR, KQ_SIMD_AVX2, KQ_SIMD_AVX512VNNI */
+#define KQ_SIMD_LEVELS 4 /* KQ_SIMD_SCALAR, AVX2, AVX512VNNI, AVX512VBMI */
 
 /* The kernels of one (weight type, activation precision, SIMD level).
  * Consistency contract (matmul relies on it): dot, multi and dot4 of one
@@ -147,7 +152,15 @@ typedef struct {
     kq_dot_fn dot;
     kq_dot_multi_fn multi; /* non-NULL when dot is */
     kq_dot4_fn dot4;       /* optional: NULL where there is none */
+    /* optional: when set, the three read activation rows converted by it
+     * (once per matmul call, not per weight row), not the vec-dot format */
+    kq_prep_fn prep;
 } kq_dot_family;
+
+/* Bytes of one prepped activation row: the vec-dot row of n elements
+ * rounded up to an even number of blocks (the only layout so far pairs
+ * blocks, quant_avx512.c). */
+size_t kq_prep_row_bytes(uint32_t vec_dot_type, int64_t n);
 
 typedef struct {
     const char *name;  /* NULL: no such type */
@@ -254,10 +267,13 @@ kq_dot_kernel kq_vnni_q16_dot_q4_0, kq_vnni_q16_dot_q4_1, kq_vnni_q16_dot_q5_0,
 kq_dot_multi_kernel kq_vnni_q16_dot_multi_q4_1, kq_vnni_q16_dot_multi_q8_0;
 kq_dot4_kernel kq_vnni_q16_dot4_q4_1;
 
-/* 512-bit Q4_1 x Q16_1 kernels (quant_avx512.c, two blocks per float step):
- * bit-identical among themselves, not to the AVX2 ones (float order). */
-kq_dot_kernel kq_avx512_q16_dot_q4_1;
-kq_dot_multi_kernel kq_avx512_q16_dot_multi_q4_1;
-kq_dot4_kernel kq_avx512_q16_dot4_q4_1;
+/* AVX512-VBMI Q4_1 x Q16_1 kernels (quant_avx512.c: the activations split
+ * into bytes by kq_vbmi_q16_prep_pairs, vpdpbusd on 512-bit vectors, two
+ * blocks per step): the same integer block dots, another float order than
+ * the AVX2 ones. */
+kq_dot_kernel kq_vbmi_q16_dot_q4_1;
+kq_dot_multi_kernel kq_vbmi_q16_dot_multi_q4_1;
+kq_dot4_kernel kq_vbmi_q16_dot4_q4_1;
+kq_prep_kernel kq_vbmi_q16_prep_pairs;
 
 #endif

@@ -1,8 +1,9 @@
-/* kq SIMD levels: the AVX512-VNNI kernels against the AVX2 and scalar ones
- * on fresh random inputs (the seed comes from the clock and is printed with
- * every failure), and the consistency contract of kernels/quant_impl.h
- * (dot, dot4 and dot_multi bit-identical) at every level the CPU has.
- * Tests that need VNNI skip visibly (cr_skip_test) on CPUs without it. */
+/* kq SIMD levels: the AVX512-VNNI and AVX512-VBMI kernels against the AVX2
+ * and scalar ones on fresh random inputs (the seed comes from the clock and
+ * is printed with every failure), and the consistency contract of
+ * kernels/quant_impl.h (dot, dot4 and dot_multi bit-identical) at every
+ * level the CPU has. Tests that need VNNI or VBMI skip visibly
+ * (cr_skip_test) on CPUs without them. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -62,15 +63,16 @@ static void random_rows(uint32_t t, uint8_t *w, int64_t n, int rows)
 }
 
 static int have_vnni(void) { return kq_simd_cpu_level() >= KQ_SIMD_AVX512VNNI; }
+static int have_vbmi(void) { return kq_simd_cpu_level() >= KQ_SIMD_AVX512VBMI; }
 
 static const uint32_t k_qtypes[] = {KQ_Q4_0, KQ_Q4_1, KQ_Q5_0, KQ_Q5_1, KQ_Q8_0, KQ_Q4_K, KQ_Q6_K};
 
 Test(quant_avx512, levels_cap_and_names)
 {
     int cpu = kq_simd_cpu_level();
-    cr_assert(cpu >= KQ_SIMD_SCALAR && cpu <= KQ_SIMD_AVX512VNNI);
-    static const char *names[] = {"scalar", "avx2", "avx512vnni"};
-    for (int l = KQ_SIMD_SCALAR; l <= KQ_SIMD_AVX512VNNI; l++) {
+    cr_assert(cpu >= KQ_SIMD_SCALAR && cpu <= KQ_SIMD_AVX512VBMI);
+    static const char *names[] = {"scalar", "avx2", "avx512vnni", "avx512vbmi"};
+    for (int l = KQ_SIMD_SCALAR; l <= KQ_SIMD_AVX512VBMI; l++) {
         kq_set_simd_level(l);
         int used = l < cpu ? l : cpu;
         cr_assert_eq(kq_simd_level(), used, "cap %d on a level-%d CPU", l, cpu);
@@ -104,9 +106,10 @@ Test(quant_avx512, pivot_simd_env_caps_level)
 
 /* One weight row against one activation row at each level; VNNI must equal
  * AVX2 bit for bit (same lane integers, same float steps, by construction,
- * kernels/meson.build), and both the scalar path within float rounding:
- * 2e-6 * sum|w x| at 16 bits (the bound test_quant.c uses for AVX2 vs
- * scalar), 1e-5 at 8 bits. */
+ * kernels/meson.build), VBMI must equal VNNI bit for bit where it has no
+ * kernels of its own (everything but Q4_1 x 16-bit), and all the scalar
+ * path within float rounding: 2e-6 * sum|w x| at 16 bits (the bound
+ * test_quant.c uses for AVX2 vs scalar), 1e-5 at 8 bits. */
 static void compare_levels(int bits, int64_t n, int reps)
 {
     static uint8_t w[8192], xq[8192];
@@ -128,24 +131,25 @@ static void compare_levels(int bits, int64_t n, int reps)
             double mag = 0;
             for (int64_t i = 0; i < n; i++)
                 mag += fabs((double)wf[i] * x[i]);
-            float res[3];
-            for (int l = KQ_SIMD_SCALAR; l <= KQ_SIMD_AVX512VNNI; l++) {
+            float res[4];
+            for (int l = KQ_SIMD_SCALAR; l <= KQ_SIMD_AVX512VBMI; l++) {
                 kq_set_simd_level(l);
                 cr_assert_eq(kq_quantize_row(vdt, x, xq, n), 0);
                 res[l] = kq_vec_dot_bits(t, bits, n, w, xq);
             }
             kq_set_simd_level(-1);
             double tol = (bits == 16 ? 2e-6 : 1e-5) * mag + 1e-6;
-            /* bitwise unless Q4_1 x 16-bit was built with the 512-bit pair
-             * kernels (another float order: then within tol) */
-            kq_set_simd_level(KQ_SIMD_AVX512VNNI);
-            int same_family = !(t == KQ_Q4_1 && bits == 16 &&
-                                kq_get_dot(t, bits) == kq_avx512_q16_dot_q4_1);
-            kq_set_simd_level(-1);
-            if (same_family)
-                cr_assert(res[2] == res[1], "%s %d-bit n %lld rep %d seed %llu: vnni %.9g avx2 %.9g",
-                          kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[2],
-                          res[1]);
+            cr_assert(res[2] == res[1], "%s %d-bit n %lld rep %d seed %llu: vnni %.9g avx2 %.9g",
+                      kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[2],
+                      res[1]);
+            if (!(t == KQ_Q4_1 && bits == 16)) /* VBMI's only kernels: another float order */
+                cr_assert(res[3] == res[2], "%s %d-bit n %lld rep %d seed %llu: vbmi %.9g vnni %.9g",
+                          kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[3],
+                          res[2]);
+            cr_assert_leq(fabs(res[3] - res[0]), tol,
+                          "%s %d-bit n %lld rep %d seed %llu: vbmi %.9g scalar %.9g (mag %g)",
+                          kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[3],
+                          res[0], mag);
             cr_assert_leq(fabs(res[2] - res[1]), tol,
                           "%s %d-bit n %lld rep %d seed %llu: vnni %.9g avx2 %.9g (mag %g)",
                           kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[2],
@@ -179,22 +183,25 @@ typedef struct {
     kq_dot_fn dot;
     kq_dot4_fn dot4;
     kq_dot_multi_fn multi;
+    kq_prep_fn prep; /* NULL: the kernels read the vec-dot rows */
     const char *name;
 } family;
 
 static void check_family(uint32_t t, int bits, int64_t n, family f)
 {
     enum { ROWS = 8, TOK = 9 };
-    static uint8_t w[ROWS * 2048], xq[TOK * 4096];
+    static uint8_t w[ROWS * 2048], xq[TOK * 4096], xv[4096];
     static float x[2048];
     uint32_t vdt = kq_vec_dot_type_bits(t, bits);
-    size_t wrb = kq_row_bytes(t, n), xrb = kq_row_bytes(vdt, n);
-    cr_assert(wrb * ROWS <= sizeof w && xrb * TOK <= sizeof xq);
+    size_t wrb = kq_row_bytes(t, n), xrb = f.prep ? kq_prep_row_bytes(vdt, n) : kq_row_bytes(vdt, n);
+    cr_assert(wrb * ROWS <= sizeof w && xrb * TOK <= sizeof xq && xrb <= sizeof xv);
     random_rows(t, w, n, ROWS);
     for (int tk = 0; tk < TOK; tk++) {
         for (int64_t i = 0; i < n; i++)
             x[i] = rnd_unit() * (tk % 3 ? 1.0f : 30.0f);
-        cr_assert_eq(kq_quantize_row(vdt, x, xq + (size_t)tk * xrb, n), 0);
+        cr_assert_eq(kq_quantize_row(vdt, x, f.prep ? xv : xq + (size_t)tk * xrb, n), 0);
+        if (f.prep)
+            f.prep(n, xv, xq + (size_t)tk * xrb);
     }
     kq_dot_fn dot = f.dot;
     kq_dot4_fn dot4 = f.dot4;
@@ -231,7 +238,8 @@ static void check_family(uint32_t t, int bits, int64_t n, family f)
 static void check_contract(uint32_t t, int bits, int level, int64_t n)
 {
     kq_set_simd_level(level);
-    family f = {kq_get_dot(t, bits), kq_get_dot4(t, bits), kq_get_dot_multi(t, bits), kq_simd_name()};
+    const kq_dot_family *k = kq_get_dot_family(t, bits);
+    family f = {k->dot, k->dot4, k->multi, k->prep, kq_simd_name()};
     check_family(t, bits, n, f);
     kq_set_simd_level(-1);
 }
@@ -253,20 +261,26 @@ Test(quant_avx512, dot_dot4_multi_bit_identical)
         cr_skip_test("CPU lacks AVX512-VNNI: checked scalar%s only", cpu ? " and AVX2" : "");
 }
 
-/* quant_avx512.c's 512-bit Q4_1 pair kernels are not what quant_q16.c picks
- * by default (KQ_Q41_PAIRS), so they are tested here directly: their own
- * contract, odd block counts (a lone last block), and the scalar path. */
-Test(quant_avx512, q4_1_pair_kernels)
+/* quant_avx512.c's VBMI Q4_1 kernels by name (what the VBMI level picks):
+ * their own contract on odd block counts (a lone last block pairs with
+ * zeros), the prepped layout's size, and the scalar path within the bound
+ * above. */
+Test(quant_avx512, q4_1_vbmi_kernels)
 {
-    if (!have_vnni())
-        cr_skip_test("CPU lacks AVX512-VNNI/BW/VL: the pair kernels cannot run");
+    if (!have_vbmi())
+        cr_skip_test("CPU lacks AVX512-VBMI: the kernels cannot run");
     fresh_seed();
-    family f = {kq_avx512_q16_dot_q4_1, kq_avx512_q16_dot4_q4_1, kq_avx512_q16_dot_multi_q4_1,
-                "pairs512"};
+    family f = {kq_vbmi_q16_dot_q4_1, kq_vbmi_q16_dot4_q4_1, kq_vbmi_q16_dot_multi_q4_1,
+                kq_vbmi_q16_prep_pairs, "vbmi512"};
+    kq_set_simd_level(KQ_SIMD_AVX512VBMI);
+    cr_assert(kq_get_dot_family(KQ_Q4_1, 16)->prep == kq_vbmi_q16_prep_pairs);
+    kq_set_simd_level(-1);
+    cr_assert_eq(kq_prep_row_bytes(KQ_Q16_1, 576), kq_row_bytes(KQ_Q16_1, 576));
+    cr_assert_eq(kq_prep_row_bytes(KQ_Q16_1, 96), kq_row_bytes(KQ_Q16_1, 128));
     static const int64_t ns[] = {32, 96, 576, 1536};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
         check_family(KQ_Q4_1, 16, ns[i], f);
-    static uint8_t w[1024], xq[4096];
+    static uint8_t w[1024], xq[4096], xp[4096];
     static float x[1536], wf[1536];
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
         for (int rep = 0; rep < 12; rep++) {
@@ -274,6 +288,9 @@ Test(quant_avx512, q4_1_pair_kernels)
             random_rows(KQ_Q4_1, w, n, 1);
             for (int64_t i = 0; i < n; i++)
                 x[i] = rnd_unit() * (rep % 3 ? 1.0f : 100.0f);
+            if (rep == 1) /* full-range codes everywhere: the int32 bounds */
+                for (int64_t i = 0; i < n; i++)
+                    x[i] = i % 2 ? 100.0f : -100.0f;
             kq_dequantize_row(KQ_Q4_1, w, wf, n);
             double mag = 0;
             for (int64_t i = 0; i < n; i++)
@@ -282,8 +299,9 @@ Test(quant_avx512, q4_1_pair_kernels)
             kq_quantize_row(KQ_Q16_1, x, xq, n);
             float ref = kq_vec_dot_bits(KQ_Q4_1, 16, n, w, xq);
             kq_set_simd_level(-1);
-            float got = kq_avx512_q16_dot_q4_1(n, w, xq);
-            cr_assert_leq(fabs(got - ref), 2e-6 * mag + 1e-6, "n %lld rep %d seed %llu: pairs %.9g scalar %.9g",
+            kq_vbmi_q16_prep_pairs(n, xq, xp);
+            float got = kq_vbmi_q16_dot_q4_1(n, w, xp);
+            cr_assert_leq(fabs(got - ref), 2e-6 * mag + 1e-6, "n %lld rep %d seed %llu: vbmi %.9g scalar %.9g",
                           (long long)n, rep, (unsigned long long)seed, got, ref);
         }
 }

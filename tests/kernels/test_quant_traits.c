@@ -222,14 +222,25 @@ static void check_family(const kq_type_traits *t, int p, int l, const uint8_t *w
     const kq_dot_family *f = &t->dot[p][l], *s = &t->dot[p][KQ_SIMD_SCALAR];
     char what[48];
     snprintf(what, sizeof what, "%s %d-bit", t->name, bits_of(p));
+    /* a family with its own activation layout reads the rows prepped */
+    static uint8_t xp[5 * 4096];
+    const uint8_t *fx = xq;
+    size_t fxb = xrb;
+    if (f->prep) {
+        fxb = kq_prep_row_bytes(t->vec_dot_type[p], n);
+        cr_assert(5 * fxb <= sizeof xp);
+        for (int k = 0; k < 5; k++)
+            f->prep(n, xq + k * xrb, xp + k * fxb);
+        fx = xp;
+    }
     float multi[4][5], d4[5][4];
     for (int r = 0; r < 4; r++)
-        f->multi(n, w + r * wrb, xq, xrb, 5, multi[r], 1);
+        f->multi(n, w + r * wrb, fx, fxb, 5, multi[r], 1);
     for (int k = 0; k < 5 && f->dot4; k++)
-        f->dot4(n, w, wrb, xq + k * xrb, d4[k]);
+        f->dot4(n, w, wrb, fx + k * fxb, d4[k]);
     for (int r = 0; r < 4; r++)
         for (int k = 0; k < 5; k++) {
-            float one = f->dot(n, w + r * wrb, xq + k * xrb);
+            float one = f->dot(n, w + r * wrb, fx + k * fxb);
             float sc = s->dot(n, w + r * wrb, xq + k * xrb);
             assert_close(one, sc, mag[r * 5 + k], what, l);
             /* the family's forms agree bit for bit (quant_impl.h) */

@@ -53,14 +53,16 @@ def kq(tmp_path_factory):
     out = tmp_path_factory.mktemp("kq")
     objs = []
     # the same objects kernels/meson.build makes: the SIMD files once for
-    # AVX2 and once more for AVX512-VNNI (kq_vnni_* names), which quant.c
-    # references whichever level the CPU has
+    # AVX2 and once more for AVX512-VNNI (kq_vnni_* names), and the VBMI
+    # file, which quant.c references whichever level the CPU has
     avx2 = ["-mavx2", "-mfma", "-mf16c", "-ffp-contract=off"]
-    vnni = avx2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-DKQ_VNNI=1"]
+    avx512 = avx2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]
+    vnni = avx512 + ["-DKQ_VNNI=1"]
+    vbmi = avx512 + ["-mavx512vbmi"]
     units = [("quant.c", [], ""), ("quant_dequant.c", [], ""), ("quant_scalar.c", [], ""),
              ("quant_q16.c", [], ""), ("quant_avx2.c", avx2, ""),
              ("quant_avx2_q16.c", avx2, ""), ("quant_avx2.c", vnni, "vnni-"),
-             ("quant_avx2_q16.c", vnni, "vnni-"), ("quant_avx512.c", vnni, "vnni-")]
+             ("quant_avx2_q16.c", vnni, "vnni-"), ("quant_avx512.c", vbmi, "vbmi-")]
     for src, flags, tag in units:
         obj = out / (tag + src + ".o")
         subprocess.run([cc, "-std=gnu11", "-O2", "-fPIC", *flags, "-I", str(REPO / "kernels"),
