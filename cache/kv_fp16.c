@@ -101,9 +101,13 @@ static int fp16_store(void *impl, int seq, int layer, int pos0, int n, const flo
             uint16_t *page = l->pages[t / KV_PAGE];
             uint16_t *kd = page + k_off(c, h) + t % KV_PAGE; /* column t of [hd][KV_PAGE] */
             uint16_t *vd = page + v_off(c, h) + (size_t)(t % KV_PAGE) * hd;
-            for (int d = 0; d < hd; d++) {
-                kd[(size_t)d * KV_PAGE] = kq_fp32_to_fp16(ks[d]);
-                vd[d] = kq_fp32_to_fp16(vs[d]);
+            kq_fp32_to_fp16_row(vs, vd, hd);
+            for (int d0 = 0; d0 < hd; d0 += 64) { /* keys: converted, then one column */
+                uint16_t kb[64];
+                int nd = hd - d0 < 64 ? hd - d0 : 64;
+                kq_fp32_to_fp16_row(ks + d0, kb, nd);
+                for (int d = 0; d < nd; d++)
+                    kd[(size_t)(d0 + d) * KV_PAGE] = kb[d];
             }
         }
     }

@@ -36,6 +36,7 @@ void kq_set_force_scalar(int on) { kq_set_simd_level(on ? KQ_SIMD_SCALAR : -1); 
 
 #if defined(__x86_64__) || defined(__i386__)
 #define KQ_X86 1
+#include <immintrin.h>
 #endif
 
 int kq_simd_cpu_level(void)
@@ -154,6 +155,31 @@ uint16_t kq_fp32_to_fp16(float f)
     if (h >= 0x7c00u)
         h = 0x7c00u;
     return (uint16_t)(sign | h);
+}
+
+#ifdef KQ_X86
+/* F16C rounds to nearest even and quiets NaNs keeping their top payload
+ * bits, as kq_fp32_to_fp16 does: the same bits */
+__attribute__((target("avx,f16c"))) static void fp16_row_f16c(const float *src, uint16_t *dst, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        dst[i] = kq_fp32_to_fp16(src[i]);
+}
+#endif
+
+void kq_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n)
+{
+#ifdef KQ_X86
+    if (kq_simd_cpu_level() >= KQ_SIMD_AVX2) {
+        fp16_row_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = kq_fp32_to_fp16(src[i]);
 }
 
 float kq_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }

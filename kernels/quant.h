@@ -84,6 +84,9 @@ float kq_vec_dot(uint32_t type, int64_t n, const void *w_row, const void *x_row)
 /* Scalar half/bfloat conversions (round-to-nearest-even for fp32->fp16). */
 float kq_fp16_to_fp32(uint16_t h);
 uint16_t kq_fp32_to_fp16(float f);
+/* n of them at once (F16C where the CPU has it): the same bits as
+ * kq_fp32_to_fp16 one by one. */
+void kq_fp32_to_fp16_row(const float *src, uint16_t *dst, int64_t n);
 float kq_bf16_to_fp32(uint16_t h);
 
 /* SIMD levels, lowest first. Each level's kernels give the same results

@@ -366,3 +366,40 @@ Test(quant, q6_K_block)
     for (int e = 0; e < 256; e++)
         cr_assert_eq(y[e], 0.5f * (e / 16 - 8) * ((e * 7) % 64 - 32), "element %d", e);
 }
+
+/* kq_fp32_to_fp16_row (F16C where the CPU has it) writes kq_fp32_to_fp16's
+ * bits: every half's value and the midpoints around it (the rounding
+ * cases), the overflow edge, NaN and odd lengths (the scalar tail) */
+Test(quant, fp16_row_matches_scalar)
+{
+    enum { N = 3 * 65536 + 7 };
+    static float x[N];
+    static uint16_t got[N];
+    int64_t n = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = kq_fp16_to_fp32((uint16_t)h);
+        x[n++] = f;
+        x[n++] = nextafterf(f, INFINITY);
+        x[n++] = (h & 0x7FFF) < 0x7BFF ? (float)(((double)f + kq_fp16_to_fp32((uint16_t)(h + 1))) / 2) : f;
+    }
+    x[n++] = 65519.0f;
+    x[n++] = 65520.0f;
+    x[n++] = -1e10f;
+    x[n++] = NAN;
+    x[n++] = 1e-30f;
+    x[n++] = -0.0f;
+    x[n++] = 1.0f + ldexpf(1.0f, -11);
+    cr_assert_eq(n, N);
+    for (int64_t len = N; len > N - 9; len--) {
+        memset(got, 0, sizeof got);
+        kq_fp32_to_fp16_row(x, got, len);
+        for (int64_t i = 0; i < len; i++) {
+            uint16_t want = kq_fp32_to_fp16(x[i]);
+            if (isnan(x[i]))
+                cr_assert((got[i] & 0x7C00) == 0x7C00 && (got[i] & 0x3FF), "NaN at %lld: %04x", (long long)i, got[i]);
+            else
+                cr_assert_eq(got[i], want, "len %lld i %lld: %.9g -> %04x, scalar %04x", (long long)len,
+                             (long long)i, x[i], got[i], want);
+        }
+    }
+}
