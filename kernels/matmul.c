@@ -22,6 +22,12 @@
 #define KM_TILE 8                /* tokens per tile: 8 quantized rows sit in L1 */
 #define KM_BLOCK_BYTES (24 << 10) /* weight bytes per row block (fits L1/L2) */
 #define KM_TASKS_PER_THREAD 8     /* enough tasks for dynamic load balance */
+/* A matvec (decode) streams its weights from memory, and every task starts
+ * a new stream the prefetchers meet cold: 16 tasks per matrix on 2 threads
+ * ran decode at 247-260 tok/s, 4 at 285-330, 2 (static halves) at 288-329
+ * (bench_decode --ctx 256, 2 threads, alternated; docs/PERFORMANCE.md).
+ * Two per thread keep some dynamic balance on a shared machine. */
+#define KM_TASKS_PER_THREAD_MATVEC 2
 #define KM_DOT4_MAX_ROW_BYTES 512
 
 struct km_scratch {
@@ -237,7 +243,8 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const char *xq, siz
     };
     /* rows per task: small enough for load balance across threads, and for
      * prefill small enough that the block stays cached across token tiles */
-    int64_t rpt = (c->rows + (int64_t)nth * KM_TASKS_PER_THREAD - 1) / ((int64_t)nth * KM_TASKS_PER_THREAD);
+    const int64_t tpt = n_tok == 1 ? KM_TASKS_PER_THREAD_MATVEC : KM_TASKS_PER_THREAD;
+    int64_t rpt = (c->rows + (int64_t)nth * tpt - 1) / ((int64_t)nth * tpt);
     int64_t cap = (int64_t)(KM_BLOCK_BYTES / c->wrb);
     if (n_tok > 1 && rpt > cap)
         rpt = cap;
