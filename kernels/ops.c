@@ -12,14 +12,24 @@ void ko_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-void ko_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base, int neox) {
-    int half = rope_dim / 2;
-    for (int i = 0; i < half; i++) {
+/* Pairs i0..i1-1 of the angles, into cs[2(i - i0)], cs[2(i - i0) + 1] */
+static void rope_angles(float *cs, int i0, int i1, int rope_dim, int pos, float base) {
+    for (int i = i0; i < i1; i++) {
         /* theta_i = pos * base^(-2i/rope_dim); computed in double because
          * pos * freq loses precision in float at long positions. */
         double freq = pow((double)base, -2.0 * i / rope_dim);
         double ang = pos * freq;
-        float c = (float)cos(ang), s = (float)sin(ang);
+        cs[2 * (i - i0)] = (float)cos(ang);
+        cs[2 * (i - i0) + 1] = (float)sin(ang);
+    }
+}
+
+/* Pairs i0..i1-1 of every head rotated by those angles */
+static void rope_rotate(float *x, int n_heads, int head_dim, int rope_dim, int i0, int i1,
+                        const float *cs, int neox) {
+    int half = rope_dim / 2;
+    for (int i = i0; i < i1; i++) {
+        float c = cs[2 * (i - i0)], s = cs[2 * (i - i0) + 1];
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)h * head_dim;
             int a = neox ? i : 2 * i;
@@ -29,6 +39,24 @@ void ko_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float b
             v[b] = x0 * s + x1 * c;
         }
     }
+}
+
+void ko_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base, int neox) {
+    enum { CHUNK = 32 }; /* pairs per stack table */
+    float cs[2 * CHUNK];
+    for (int i0 = 0, half = rope_dim / 2; i0 < half; i0 += CHUNK) {
+        int i1 = half - i0 < CHUNK ? half : i0 + CHUNK;
+        rope_angles(cs, i0, i1, rope_dim, pos, base);
+        rope_rotate(x, n_heads, head_dim, rope_dim, i0, i1, cs, neox);
+    }
+}
+
+void ko_rope_angles(float *cs, int rope_dim, int pos, float base) {
+    rope_angles(cs, 0, rope_dim / 2, rope_dim, pos, base);
+}
+
+void ko_rope_cs(float *x, int n_heads, int head_dim, int rope_dim, const float *cs, int neox) {
+    rope_rotate(x, n_heads, head_dim, rope_dim, 0, rope_dim / 2, cs, neox);
 }
 
 void ko_swiglu(float *out, const float *gate, const float *up, int n) {

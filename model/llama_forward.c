@@ -31,6 +31,7 @@ struct llm_ctx {
     float *tmp;       /* [B][n_embd] projection output before the residual add */
     float *gate, *up; /* [B][n_ff] */
     int *pos;         /* [B] position of each row */
+    float *rope;      /* [B][rope_dim] each row's RoPE cos/sin (ko_rope_angles), all layers */
     int *row0;        /* [max_seqs] first row of each batch entry (scratch) */
     int *blk0;        /* [max_seqs + 1] first attention query block of each entry */
     /* Split-K decode attention (attn_plan): per entry, its key-range length
@@ -74,6 +75,7 @@ void llm_ctx_free(llm_ctx *c) {
     float *bufs[] = {c->x, c->xn, c->q, c->k, c->v, c->att, c->tmp, c->gate, c->up};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
+    free(c->rope);
     free(c->row0);
     free(c->blk0);
     free(c->part_len);
@@ -188,11 +190,12 @@ int llm_ctx_create(const llm_model *m, const llm_ctx_params *pin, kv_cache *kv, 
     c->gate = malloc(sizeof(float) * B * cf->n_ff);
     c->up = malloc(sizeof(float) * B * cf->n_ff);
     c->pos = malloc(sizeof(int) * B);
+    c->rope = malloc(sizeof(float) * B * (size_t)(cf->rope_dim > 0 ? cf->rope_dim : 1));
     c->row0 = malloc(sizeof(int) * (size_t)pin->max_seqs);
     c->blk0 = malloc(sizeof(int) * ((size_t)pin->max_seqs + 1));
     if ((rc = split_setup(c))) goto fail;
     if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->tmp || !c->gate || !c->up ||
-        !c->pos || !c->row0 || !c->blk0) {
+        !c->pos || !c->rope || !c->row0 || !c->blk0) {
         rc = PV_ENOMEM;
         goto fail;
     }
@@ -346,6 +349,7 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
         for (int j = 0; j < e[i].n_tokens; j++, r++) {
             if ((rc = km_get_row(&m->tok_embd, e[i].tokens[j], c->x + (size_t)r * D))) return rc;
             c->pos[r] = e[i].pos + j;
+            ko_rope_angles(c->rope + (size_t)r * cf->rope_dim, cf->rope_dim, c->pos[r], cf->rope_base);
         }
     }
 
@@ -363,10 +367,9 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
         add_bias(c->k, L->bk, T, kvd);
         add_bias(c->v, L->bv, T, kvd);
         for (int r = 0; r < T; r++) {
-            ko_rope(c->q + (size_t)r * qd, cf->n_heads, hd, cf->rope_dim, c->pos[r], cf->rope_base,
-                    cf->rope_neox);
-            ko_rope(c->k + (size_t)r * kvd, cf->n_kv_heads, hd, cf->rope_dim, c->pos[r],
-                    cf->rope_base, cf->rope_neox);
+            const float *cs = c->rope + (size_t)r * cf->rope_dim;
+            ko_rope_cs(c->q + (size_t)r * qd, cf->n_heads, hd, cf->rope_dim, cs, cf->rope_neox);
+            ko_rope_cs(c->k + (size_t)r * kvd, cf->n_kv_heads, hd, cf->rope_dim, cs, cf->rope_neox);
         }
         for (int i = 0; i < n; i++) {
             size_t r0 = (size_t)c->row0[i];

@@ -60,6 +60,34 @@ Test(ops, rope_partial_dims_and_relative_positions) {
     for (int i = 32; i < 64; i++) cr_assert_eq(v[i], o[i], "dims past rope_dim stay");
 }
 
+/* Long rotations (more pairs than ko_rope's stack table of 32, an odd
+ * number of them, 3 heads) against the double-precision formula, and the
+ * two-step form (angles once, then rotations) bit for bit against ko_rope */
+Test(ops, rope_two_step_matches_rope) {
+    unsigned s = 11;
+    static const int dims[] = {128, 96, 70, 8};
+    static const int poss[] = {0, 7, 4095, 100000};
+    for (int di = 0; di < 4; di++)
+        for (int pi = 0; pi < 4; pi++)
+            for (int neox = 0; neox <= 1; neox++) {
+                const int hd = 128, nh = 3, rd = dims[di], pos = poss[pi];
+                float x[3 * 128], a[3 * 128], b[3 * 128], cs[128];
+                for (int i = 0; i < nh * hd; i++) x[i] = a[i] = b[i] = frand(&s);
+                ko_rope(a, nh, hd, rd, pos, 10000.0f, neox);
+                ko_rope_angles(cs, rd, pos, 10000.0f);
+                ko_rope_cs(b, nh, hd, rd, cs, neox);
+                for (int h = 0; h < nh; h++)
+                    for (int i = 0; i < rd / 2; i++) {
+                        double th = pos * pow(10000.0, -2.0 * i / rd);
+                        int ia = h * hd + (neox ? i : 2 * i), ib = h * hd + (neox ? i + rd / 2 : 2 * i + 1);
+                        cr_assert_float_eq(a[ia], x[ia] * cos(th) - x[ib] * sin(th), 2e-6, "rd %d pos %d", rd, pos);
+                        cr_assert_float_eq(a[ib], x[ia] * sin(th) + x[ib] * cos(th), 2e-6, "rd %d pos %d", rd, pos);
+                    }
+                for (int i = 0; i < nh * hd; i++)
+                    cr_assert(a[i] == b[i], "rd %d pos %d neox %d elem %d: %.9g vs %.9g", rd, pos, neox, i, a[i], b[i]);
+            }
+}
+
 Test(ops, swiglu_softmax_add) {
     float g[3] = {-2, 0, 3}, u[3] = {1, 5, -2}, o[3];
     ko_swiglu(o, g, u, 3);
