@@ -55,7 +55,7 @@ static uint8_t *make_matrix(uint32_t type, int64_t rows, int64_t cols, int copie
 }
 
 typedef struct {
-    double hot, cold, pre; /* GB/s, GB/s, GFLOP/s */
+    double hot, cold, pre, cold8; /* GB/s, GB/s, GFLOP/s, GB/s */
 } result;
 
 typedef struct {
@@ -95,6 +95,14 @@ static result bench(tp_pool *pool, km_scratch *s, shape sh, int quiet)
     }
     double cold = now() - t0;
 
+    /* 8 tokens (a batch of 8 decoding sequences), weights from DRAM */
+    t0 = now();
+    for (int i = 0; i < iters; i++) {
+        kw.data = w + (size_t)(i % copies) * mb;
+        km_matmul(pool, s, &kw, x, 8, y);
+    }
+    double cold8 = now() - t0;
+
     kw.data = w;
     double flop = 2.0 * rows * cols * 128;
     int piters = (int)(1.5e10 / flop);
@@ -105,12 +113,13 @@ static result bench(tp_pool *pool, km_scratch *s, shape sh, int quiet)
         km_matmul(pool, s, &kw, x, 128, y);
     double pre = now() - t0;
 
-    result r = {mb * (double)iters / hot / 1e9, mb * (double)iters / cold / 1e9, flop * piters / pre / 1e9};
+    result r = {mb * (double)iters / hot / 1e9, mb * (double)iters / cold / 1e9, flop * piters / pre / 1e9,
+                mb * (double)iters / cold8 / 1e9};
     if (!quiet)
         printf("%-5s cols %5lld rows %5lld (%7.1f KB) %-10s matvec hot %6.2f GB/s (%7.1f us)  cold %6.2f "
-               "GB/s  prefill128 %6.1f GFLOP/s\n",
+               "GB/s  8 tokens cold %6.2f GB/s  prefill128 %6.1f GFLOP/s\n",
                kq_type_name(type), (long long)cols, (long long)rows, mb / 1024.0, kq_simd_name(), r.hot,
-               hot / iters * 1e6, r.cold, r.pre);
+               hot / iters * 1e6, r.cold, r.cold8, r.pre);
     fflush(stdout);
     free(w);
     free(x);
