@@ -43,7 +43,8 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t wrb = kq_row_bytes(KQ_Q4_1, cols), xrb = kq_row_bytes(KQ_Q16_1, cols);
-    size_t prb = kq_prep_row_bytes(KQ_Q16_1, cols);
+    const kq_dot_family vbmi = {.prep = kq_vbmi_q16_prep_pairs, .prep_pair_bytes = KQ_VBMI_PAIR_BYTES};
+    size_t prb = kq_prep_row_bytes(&vbmi, KQ_Q16_1, cols);
     uint8_t *w = malloc(wrb * rows), *xq = malloc(xrb * NT), *xp = malloc(prb * NT);
     float *x = malloc(sizeof(float) * cols * NT), *y = malloc(sizeof(float) * rows * NT);
     if (!w || !xq || !xp || !x || !y)

@@ -183,11 +183,12 @@ static int weight_ok(const km_weight *w)
 /* x in the dot's format for weights of type `type`: x itself (F32 dots) or
  * quantized into the scratch, then converted by `prep` (the family's own
  * layout) when there is one. */
-static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, kq_prep_fn prep, const float *x,
-                      int64_t cols, int64_t n_tok, const char **xq, size_t *xrb_out)
+static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, const kq_dot_family *fam,
+                      const float *x, int64_t cols, int64_t n_tok, const char **xq, size_t *xrb_out)
 {
     const uint32_t vdt = kq_vec_dot_type_bits(type, s->act_bits);
-    const size_t xrb = kq_row_bytes(vdt, cols), prb = prep ? kq_prep_row_bytes(vdt, cols) : 0;
+    const kq_prep_fn prep = fam->prep;
+    const size_t xrb = kq_row_bytes(vdt, cols), prb = prep ? kq_prep_row_bytes(fam, vdt, cols) : 0;
     if (xrb == 0) /* e.g. Q4_K with cols not a multiple of 256 is caught above */
         return PV_EINVAL;
     if ((size_t)n_tok > SIZE_MAX / 2 / (xrb + prb))
@@ -215,14 +216,9 @@ static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, kq_prep_fn pr
 }
 
 /* One matrix's task context; returns its task count. */
-static int mm_setup(const km_scratch *s, const km_weight *w, const char *xq, size_t xrb,
-                    int64_t n_tok, float *y, int nth, mm_ctx *c)
+static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family *fam,
+                    const char *xq, size_t xrb, int64_t n_tok, float *y, int nth, mm_ctx *c)
 {
-    /* one lookup: dot, dot4 and multi from one family (quant_impl.h); cannot
-     * fail for a supported weight type and 8/16 bits */
-    const kq_dot_family *fam = kq_get_dot_family(w->type, s->act_bits);
-    if (!fam)
-        return -1;
     *c = (mm_ctx){
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
@@ -286,14 +282,18 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
     for (int i = 0; i < nw; i++)
         if (!weight_ok(w[i]) || w[i]->rows > INT32_MAX || !y[i] || w[i]->cols != w[0]->cols)
             return PV_EINVAL;
-    /* one activation format (and layout) for all, or one call per matrix */
+    /* one activation format (and layout) for all, or one call per matrix.
+     * The families are looked up once here and used for both the
+     * activations' layout and the products (a SIMD cap changed in between
+     * by another thread cannot mix two families' layouts). */
     const uint32_t vdt = kq_vec_dot_type_bits(w[0]->type, s->act_bits);
-    const kq_dot_family *f0 = kq_get_dot_family(w[0]->type, s->act_bits);
-    if (!f0)
-        return PV_EINVAL;
+    const kq_dot_family *fam[KM_MAX_N];
+    for (int i = 0; i < nw; i++)
+        if (!(fam[i] = kq_get_dot_family(w[i]->type, s->act_bits)))
+            return PV_EINVAL; /* cannot happen for a supported type and 8/16 bits */
+    const kq_dot_family *f0 = fam[0];
     for (int i = 1; i < nw; i++)
-        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt ||
-            kq_get_dot_family(w[i]->type, s->act_bits)->prep != f0->prep) {
+        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt || fam[i]->prep != f0->prep) {
             for (int j = 0; j < nw; j++) {
                 int rc = km_matmul_n(pool, s, &w[j], 1, x, n_tok, &y[j]);
                 if (rc)
@@ -303,12 +303,12 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
         }
     const char *xq;
     size_t xrb;
-    int rc = quantize_x(pool, s, w[0]->type, f0->prep, x, w[0]->cols, n_tok, &xq, &xrb);
+    int rc = quantize_x(pool, s, w[0]->type, f0, x, w[0]->cols, n_tok, &xq, &xrb);
     if (rc)
         return rc;
     mm_multi m = {.n = nw};
     for (int i = 0; i < nw; i++) {
-        int nt = mm_setup(s, w[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
+        int nt = mm_setup(s, w[i], fam[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
         if (nt < 0)
             return PV_EINVAL;
         m.base[i + 1] = m.base[i] + nt;

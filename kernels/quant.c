@@ -232,7 +232,7 @@ DEFINE_MULTI(multi_vnni_q16_q6_K, kq_vnni_q16_dot_q6_K)
  * that level (the lookup falls back to the level below; entries list the
  * levels up to their last non-empty one). Float weights take
  * f32 activations whatever the precision, so both rows are the same. */
-#define NONE {NULL, NULL, NULL, NULL}
+#define NONE {NULL, NULL, NULL, NULL, 0}
 #define FLOAT_DOTS(sc, scm, avx2, avx2m)                                                      \
     {{{sc, scm, NULL}, {avx2, avx2m, NULL}, NONE}, {{sc, scm, NULL}, {avx2, avx2m, NULL}, NONE}}
 
@@ -258,7 +258,7 @@ static const kq_type_traits k_traits[KQ_TYPE_COUNT] = {
                    {kq_avx2_q16_dot_q4_1, kq_avx2_q16_dot_multi_q4_1, kq_avx2_q16_dot4_q4_1},
                    {kq_vnni_q16_dot_q4_1, kq_vnni_q16_dot_multi_q4_1, kq_vnni_q16_dot4_q4_1},
                    {kq_vbmi_q16_dot_q4_1, kq_vbmi_q16_dot_multi_q4_1, kq_vbmi_q16_dot4_q4_1,
-                    kq_vbmi_q16_prep_pairs}}}},
+                    kq_vbmi_q16_prep_pairs, KQ_VBMI_PAIR_BYTES}}}},
     [KQ_Q5_0] = {"Q5_0", KQ_QK, sizeof(kq_block_q5_0), 1, kq_dequant_q5_0, {NULL}, {KQ_Q8_0, KQ_Q16_1},
                  {{{kq_scalar_dot_q5_0, multi_scalar_q5_0, NULL}, NONE, NONE},
                   {{kq_scalar_q16_dot_q5_0, multi_scalar_q16_q5_0, NULL},
@@ -277,7 +277,9 @@ static const kq_type_traits k_traits[KQ_TYPE_COUNT] = {
                    {kq_vnni_dot_q8_0, kq_vnni_dot_multi_q8_0, NULL}},
                   {{kq_scalar_q16_dot_q8_0, multi_scalar_q16_q8_0, NULL},
                    {kq_avx2_q16_dot_q8_0, kq_avx2_q16_dot_multi_q8_0, NULL},
-                   {kq_vnni_q16_dot_q8_0, kq_vnni_q16_dot_multi_q8_0, NULL}}}},
+                   {kq_vnni_q16_dot_q8_0, kq_vnni_q16_dot_multi_q8_0, NULL},
+                   {kq_vbmi_q16_dot_q8_0, kq_vbmi_q16_dot_multi_q8_0, NULL, kq_vbmi_q16_prep_pairs8,
+                    KQ_VBMI_PAIR8_BYTES}}}},
     [KQ_Q4_K] = {"Q4_K", KQ_QKK, sizeof(kq_block_q4_K), 1, kq_dequant_q4_K, {NULL}, {KQ_Q8_K, KQ_Q16_K},
                  {{{kq_scalar_dot_q4_K, multi_scalar_q4_K, NULL},
                    {kq_avx2_dot_q4_K, multi_avx2_q4_K, NULL}, NONE},
@@ -395,10 +397,12 @@ kq_dot4_fn kq_get_dot4(uint32_t type, int bits)
     return f ? f->dot4 : NULL;
 }
 
-size_t kq_prep_row_bytes(uint32_t vdt, int64_t n)
+size_t kq_prep_row_bytes(const kq_dot_family *f, uint32_t vdt, int64_t n)
 {
+    if (!f || !f->prep)
+        return kq_row_bytes(vdt, n);
     int64_t pair = 2 * (int64_t)kq_block_elems(vdt);
-    return pair > 0 && n >= 0 ? kq_row_bytes(vdt, (n + pair - 1) / pair * pair) : 0;
+    return pair > 0 && n >= 0 ? (size_t)((n + pair - 1) / pair) * f->prep_pair_bytes : 0;
 }
 
 float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, const void *x_row)
@@ -411,7 +415,7 @@ float kq_vec_dot_bits(uint32_t type, int bits, int64_t n, const void *w_row, con
         return f->dot(n, w_row, x_row);
     /* a convenience for tests and one-off dots (matmul.c preps once per
      * call): the family's layout in a temporary */
-    void *xp = malloc(kq_prep_row_bytes(kq_vec_dot_type_bits(type, bits), n) + 1);
+    void *xp = malloc(kq_prep_row_bytes(f, kq_vec_dot_type_bits(type, bits), n) + 1);
     if (!xp)
         return NAN;
     f->prep(n, x_row, xp);

@@ -63,7 +63,7 @@ typedef struct {
     uint8_t lo[64], hi[64]; /* the 64 values' low / high bytes, step order */
     float xs[4];            /* dx_i, sx_i, dx_i+1, sx_i+1 */
 } q16_pair;
-_Static_assert(sizeof(q16_pair) == 2 * sizeof(kq_block_q16_1), "pair = two blocks");
+_Static_assert(sizeof(q16_pair) == KQ_VBMI_PAIR_BYTES, "quant_impl.h's size of the layout");
 
 void kq_vbmi_q16_prep_pairs(int64_t n, const void *x, void *dst)
 {
@@ -231,3 +231,118 @@ void kq_vbmi_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, f
         rows4_pair(a, b, i, 0, acc, ms);
     pair_finish(acc, ms, 4, out, 1);
 }
+
+/* ---- Q8_0 weights x 16-bit activations ----------------------------------------
+ * The same byte split, with signed codes w (-127..127) on both sides of it:
+ * the low bytes pair as dpbusd(lo unsigned, w signed); for the high bytes
+ * (signed) the codes are made unsigned, w + 128, and the surplus
+ * 128 * sum(hi) of each int32 lane is the accumulator's starting value
+ * (prepped with the activations, q16_pair8.corr):
+ *     w . y = 256 * (dpbusd(w + 128, hi) - 128 * sum hi) + dpbusd(lo, w),
+ * exact per lane (|w . y| <= 4 * 127 * 32767 < 2^24, the intermediate
+ * 256 * 4 * 255 * 128 < 2^31). A step is two blocks in element order:
+ * int32 lanes 0-7 are block i, 8-15 block i+1. */
+
+/* Two Q16_1 blocks for the Q8_0 kernels */
+typedef struct {
+    uint8_t lo[64], hi[64]; /* low / high bytes, element order, block i then i+1 */
+    int32_t corr[16];       /* -128 * the sum of each lane's 4 high bytes */
+    float xs[4];            /* dx_i, unused, dx_i+1, unused */
+} q16_pair8;
+_Static_assert(sizeof(q16_pair8) == KQ_VBMI_PAIR8_BYTES, "quant_impl.h's size of the layout");
+
+void kq_vbmi_q16_prep_pairs8(int64_t n, const void *x, void *dst)
+{
+    static const uint8_t idx[64] __attribute__((aligned(64))) = {
+#define B8(o) (o), (o) + 2, (o) + 4, (o) + 6, (o) + 8, (o) + 10, (o) + 12, (o) + 14
+        B8(0), B8(16), B8(32), B8(48), B8(64), B8(80), B8(96), B8(112)
+#undef B8
+    };
+    const __m512i ilo = _mm512_load_si512(idx), ihi = _mm512_add_epi8(ilo, _mm512_set1_epi8(1));
+    const __m512i ones = _mm512_set1_epi8(1);
+    const kq_block_q16_1 *b = x;
+    q16_pair8 *p = dst;
+    const int64_t nb = n / KQ_QK;
+    for (int64_t i = 0; i < nb; i += 2, p++) {
+        const int two = i + 1 < nb;
+        __m512i q0 = _mm512_loadu_si512(b[i].q);
+        __m512i q1 = two ? _mm512_loadu_si512(b[i + 1].q) : _mm512_setzero_si512();
+        __m512i hi = _mm512_permutex2var_epi8(q0, ihi, q1);
+        _mm512_storeu_si512(p->lo, _mm512_permutex2var_epi8(q0, ilo, q1));
+        _mm512_storeu_si512(p->hi, hi);
+        __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, hi);
+        _mm512_storeu_si512(p->corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+        p->xs[0] = b[i].d;
+        p->xs[1] = 0.0f;
+        p->xs[2] = two ? b[i + 1].d : 0.0f;
+        p->xs[3] = 0.0f;
+    }
+}
+
+/* The codes of blocks i, i+1 (signed and +128), and [d, 0, d', 0] */
+typedef struct {
+    __m512i q, qu;
+    __m128 d;
+} wpair8;
+
+static inline __attribute__((always_inline)) wpair8 load_wpair8(const kq_block_q8_0 *a, int two)
+{
+    wpair8 w;
+    __m256i c0 = _mm256_loadu_si256((const __m256i *)a[0].qs);
+    __m256i c1 = two ? _mm256_loadu_si256((const __m256i *)a[1].qs) : _mm256_setzero_si256();
+    w.q = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
+    w.qu = _mm512_xor_si512(w.q, _mm512_set1_epi8((char)0x80));
+    w.d = _mm_cvtph_ps(_mm_set_epi32(0, 0, two ? (int)a[1].d : 0, (int)a[0].d)); /* d, 0, d', 0 */
+    return w;
+}
+
+/* One (row, token) step over a block pair of Q8_0: acc += s . p. A lone last
+ * block's half has zero activations, correction and scale: it adds zeros
+ * (its codes are zero too: w + 128 = 128 meets hi = 0). */
+static inline __attribute__((always_inline)) void step8(const wpair8 *w, const q16_pair8 *y, __m512 *acc)
+{
+    const __m512i bidx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(y->corr), w->qu, _mm512_loadu_si512(y->hi));
+    p = _mm512_dpbusd_epi32(_mm512_slli_epi32(p, 8), _mm512_loadu_si512(y->lo), w->q);
+    __m128 s = _mm_mul_ps(w->d, _mm_loadu_ps(y->xs));
+    __m512 sv = _mm512_permutexvar_ps(bidx, _mm512_castps128_ps512(s));
+    *acc = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(p), *acc);
+}
+
+static inline __attribute__((always_inline)) void multi_pair8(const kq_block_q8_0 *a, const char *x,
+                                                              size_t xs, int64_t i, int two,
+                                                              __m512 *acc, const int NX)
+{
+    wpair8 w = load_wpair8(a, two);
+    for (int r = 0; r < NX; r++)
+        step8(&w, (const q16_pair8 *)(x + (size_t)r * xs) + i / 2, &acc[r]);
+}
+
+/* NX (1..4) tokens, one weight row; ends with pair_finish (no min term) */
+static inline __attribute__((always_inline)) void
+multi_q8_0(int64_t n, const kq_block_q8_0 *a, const char *x, size_t xs, float *out, int64_t os,
+           const int NX)
+{
+    __m512 acc[4];
+    __m128 ms[4];
+    for (int r = 0; r < NX; r++) {
+        acc[r] = _mm512_setzero_ps();
+        ms[r] = _mm_setzero_ps();
+    }
+    const int64_t nb = n / KQ_QK;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2)
+        multi_pair8(a + i, x, xs, i, 1, acc, NX);
+    if (i < nb)
+        multi_pair8(a + i, x, xs, i, 0, acc, NX);
+    pair_finish(acc, ms, NX, out, os);
+}
+
+float kq_vbmi_q16_dot_q8_0(int64_t n, const void *w, const void *x)
+{
+    float out;
+    multi_q8_0(n, w, x, 0, &out, 1, 1);
+    return out;
+}
+
+KQ_DEFINE_DOT_MULTI(kq_vbmi_q16_dot_multi_q8_0, multi_q8_0)

@@ -153,14 +153,20 @@ typedef struct {
     kq_dot_multi_fn multi; /* non-NULL when dot is */
     kq_dot4_fn dot4;       /* optional: NULL where there is none */
     /* optional: when set, the three read activation rows converted by it
-     * (once per matmul call, not per weight row), not the vec-dot format */
+     * (once per matmul call, not per weight row), not the vec-dot format;
+     * a prepped row holds the row's blocks in pairs (a lone last block
+     * padded), prep_pair_bytes per pair */
     kq_prep_fn prep;
+    uint32_t prep_pair_bytes;
 } kq_dot_family;
 
-/* Bytes of one prepped activation row: the vec-dot row of n elements
- * rounded up to an even number of blocks (the only layout so far pairs
- * blocks, quant_avx512.c). */
-size_t kq_prep_row_bytes(uint32_t vec_dot_type, int64_t n);
+/* Bytes of one activation row of n elements as family f's kernels read it:
+ * the vec-dot row, or its prepped form. */
+size_t kq_prep_row_bytes(const kq_dot_family *f, uint32_t vec_dot_type, int64_t n);
+
+/* The prepped layouts of quant_avx512.c (sizes checked there) */
+#define KQ_VBMI_PAIR_BYTES 144  /* Q4_1: low and high bytes, dx and sx of two blocks */
+#define KQ_VBMI_PAIR8_BYTES 208 /* Q8_0: the same and a per-lane correction */
 
 typedef struct {
     const char *name;  /* NULL: no such type */
@@ -275,5 +281,8 @@ kq_dot_kernel kq_vbmi_q16_dot_q4_1;
 kq_dot_multi_kernel kq_vbmi_q16_dot_multi_q4_1;
 kq_dot4_kernel kq_vbmi_q16_dot4_q4_1;
 kq_prep_kernel kq_vbmi_q16_prep_pairs;
+kq_dot_kernel kq_vbmi_q16_dot_q8_0;
+kq_dot_multi_kernel kq_vbmi_q16_dot_multi_q8_0;
+kq_prep_kernel kq_vbmi_q16_prep_pairs8;
 
 #endif

@@ -107,7 +107,7 @@ Test(quant_avx512, pivot_simd_env_caps_level)
 /* One weight row against one activation row at each level; VNNI must equal
  * AVX2 bit for bit (same lane integers, same float steps, by construction,
  * kernels/meson.build), VBMI must equal VNNI bit for bit where it has no
- * kernels of its own (everything but Q4_1 x 16-bit), and all the scalar
+ * kernels of its own (everything but Q4_1 and Q8_0 x 16-bit), and all the scalar
  * path within float rounding: 2e-6 * sum|w x| at 16 bits (the bound
  * test_quant.c uses for AVX2 vs scalar), 1e-5 at 8 bits. */
 static void compare_levels(int bits, int64_t n, int reps)
@@ -142,7 +142,7 @@ static void compare_levels(int bits, int64_t n, int reps)
             cr_assert(res[2] == res[1], "%s %d-bit n %lld rep %d seed %llu: vnni %.9g avx2 %.9g",
                       kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[2],
                       res[1]);
-            if (!(t == KQ_Q4_1 && bits == 16)) /* VBMI's only kernels: another float order */
+            if (!((t == KQ_Q4_1 || t == KQ_Q8_0) && bits == 16)) /* VBMI's own kernels: another float order */
                 cr_assert(res[3] == res[2], "%s %d-bit n %lld rep %d seed %llu: vbmi %.9g vnni %.9g",
                           kq_type_name(t), bits, (long long)n, rep, (unsigned long long)seed, res[3],
                           res[2]);
@@ -184,16 +184,18 @@ typedef struct {
     kq_dot4_fn dot4;
     kq_dot_multi_fn multi;
     kq_prep_fn prep; /* NULL: the kernels read the vec-dot rows */
+    uint32_t prep_pair_bytes;
     const char *name;
 } family;
 
 static void check_family(uint32_t t, int bits, int64_t n, family f)
 {
     enum { ROWS = 8, TOK = 9 };
-    static uint8_t w[ROWS * 2048], xq[TOK * 4096], xv[4096];
+    static uint8_t w[ROWS * 2048], xq[TOK * 8192], xv[8192];
     static float x[2048];
     uint32_t vdt = kq_vec_dot_type_bits(t, bits);
-    size_t wrb = kq_row_bytes(t, n), xrb = f.prep ? kq_prep_row_bytes(vdt, n) : kq_row_bytes(vdt, n);
+    const kq_dot_family kf = {.prep = f.prep, .prep_pair_bytes = f.prep_pair_bytes};
+    size_t wrb = kq_row_bytes(t, n), xrb = kq_prep_row_bytes(&kf, vdt, n);
     cr_assert(wrb * ROWS <= sizeof w && xrb * TOK <= sizeof xq && xrb <= sizeof xv);
     random_rows(t, w, n, ROWS);
     for (int tk = 0; tk < TOK; tk++) {
@@ -239,7 +241,7 @@ static void check_contract(uint32_t t, int bits, int level, int64_t n)
 {
     kq_set_simd_level(level);
     const kq_dot_family *k = kq_get_dot_family(t, bits);
-    family f = {k->dot, k->dot4, k->multi, k->prep, kq_simd_name()};
+    family f = {k->dot, k->dot4, k->multi, k->prep, k->prep_pair_bytes, kq_simd_name()};
     check_family(t, bits, n, f);
     kq_set_simd_level(-1);
 }
@@ -261,47 +263,62 @@ Test(quant_avx512, dot_dot4_multi_bit_identical)
         cr_skip_test("CPU lacks AVX512-VNNI: checked scalar%s only", cpu ? " and AVX2" : "");
 }
 
-/* quant_avx512.c's VBMI Q4_1 kernels by name (what the VBMI level picks):
- * their own contract on odd block counts (a lone last block pairs with
- * zeros), the prepped layout's size, and the scalar path within the bound
- * above. */
-Test(quant_avx512, q4_1_vbmi_kernels)
+/* quant_avx512.c's VBMI kernels by name (what the VBMI level picks for Q4_1
+ * and Q8_0 with 16-bit activations): their own contract on odd block counts
+ * (a lone last block pairs with zeros), the prepped layout's size, and the
+ * scalar path within the bound above, with full-range codes and
+ * activations (the int32 and float-exactness bounds of the byte split). */
+Test(quant_avx512, vbmi_kernels)
 {
     if (!have_vbmi())
         cr_skip_test("CPU lacks AVX512-VBMI: the kernels cannot run");
     fresh_seed();
-    family f = {kq_vbmi_q16_dot_q4_1, kq_vbmi_q16_dot4_q4_1, kq_vbmi_q16_dot_multi_q4_1,
-                kq_vbmi_q16_prep_pairs, "vbmi512"};
-    kq_set_simd_level(KQ_SIMD_AVX512VBMI);
-    cr_assert(kq_get_dot_family(KQ_Q4_1, 16)->prep == kq_vbmi_q16_prep_pairs);
-    kq_set_simd_level(-1);
-    cr_assert_eq(kq_prep_row_bytes(KQ_Q16_1, 576), kq_row_bytes(KQ_Q16_1, 576));
-    cr_assert_eq(kq_prep_row_bytes(KQ_Q16_1, 96), kq_row_bytes(KQ_Q16_1, 128));
+    const family fams[2] = {
+        {kq_vbmi_q16_dot_q4_1, kq_vbmi_q16_dot4_q4_1, kq_vbmi_q16_dot_multi_q4_1, kq_vbmi_q16_prep_pairs,
+         KQ_VBMI_PAIR_BYTES, "vbmi512 q4_1"},
+        {kq_vbmi_q16_dot_q8_0, NULL, kq_vbmi_q16_dot_multi_q8_0, kq_vbmi_q16_prep_pairs8,
+         KQ_VBMI_PAIR8_BYTES, "vbmi512 q8_0"}};
+    const uint32_t types[2] = {KQ_Q4_1, KQ_Q8_0};
     static const int64_t ns[] = {32, 96, 576, 1536};
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
-        check_family(KQ_Q4_1, 16, ns[i], f);
-    static uint8_t w[1024], xq[4096], xp[4096];
-    static float x[1536], wf[1536];
-    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
-        for (int rep = 0; rep < 12; rep++) {
-            int64_t n = ns[k];
-            random_rows(KQ_Q4_1, w, n, 1);
-            for (int64_t i = 0; i < n; i++)
-                x[i] = rnd_unit() * (rep % 3 ? 1.0f : 100.0f);
-            if (rep == 1) /* full-range codes everywhere: the int32 bounds */
+    for (int fi = 0; fi < 2; fi++) {
+        const family f = fams[fi];
+        const uint32_t t = types[fi];
+        kq_set_simd_level(KQ_SIMD_AVX512VBMI);
+        const kq_dot_family *k = kq_get_dot_family(t, 16);
+        cr_assert(k->dot == f.dot && k->prep == f.prep && k->prep_pair_bytes == f.prep_pair_bytes, "%s",
+                  f.name);
+        kq_set_simd_level(-1);
+        cr_assert_eq(kq_prep_row_bytes(k, KQ_Q16_1, 576), 9 * (size_t)f.prep_pair_bytes);
+        cr_assert_eq(kq_prep_row_bytes(k, KQ_Q16_1, 96), 2 * (size_t)f.prep_pair_bytes);
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            check_family(t, 16, ns[i], f);
+        static uint8_t w[2048], xq[4096], xp[8192];
+        static float x[1536], wf[1536];
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+            for (int rep = 0; rep < 12; rep++) {
+                int64_t n = ns[j];
+                random_rows(t, w, n, 1);
+                if (rep == 2) /* extreme codes: -128/127 (Q8_0), 0/15 (Q4_1) */
+                    for (size_t o = 0; o < kq_row_bytes(t, n); o += kq_block_bytes(t))
+                        for (size_t b = t == KQ_Q8_0 ? 2 : 4; b < kq_block_bytes(t); b++)
+                            w[o + b] = (uint8_t)(b % 2 ? 0x80 : 0x7F) | (t == KQ_Q4_1 ? 0xFF : 0);
                 for (int64_t i = 0; i < n; i++)
-                    x[i] = i % 2 ? 100.0f : -100.0f;
-            kq_dequantize_row(KQ_Q4_1, w, wf, n);
-            double mag = 0;
-            for (int64_t i = 0; i < n; i++)
-                mag += fabs((double)wf[i] * x[i]);
-            kq_set_simd_level(KQ_SIMD_SCALAR);
-            kq_quantize_row(KQ_Q16_1, x, xq, n);
-            float ref = kq_vec_dot_bits(KQ_Q4_1, 16, n, w, xq);
-            kq_set_simd_level(-1);
-            kq_vbmi_q16_prep_pairs(n, xq, xp);
-            float got = kq_vbmi_q16_dot_q4_1(n, w, xp);
-            cr_assert_leq(fabs(got - ref), 2e-6 * mag + 1e-6, "n %lld rep %d seed %llu: vbmi %.9g scalar %.9g",
-                          (long long)n, rep, (unsigned long long)seed, got, ref);
-        }
+                    x[i] = rnd_unit() * (rep % 3 ? 1.0f : 100.0f);
+                if (rep == 1 || rep == 2) /* full-range activations everywhere */
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = i % 2 ? 100.0f : -100.0f;
+                kq_dequantize_row(t, w, wf, n);
+                double mag = 0;
+                for (int64_t i = 0; i < n; i++)
+                    mag += fabs((double)wf[i] * x[i]);
+                kq_set_simd_level(KQ_SIMD_SCALAR);
+                kq_quantize_row(KQ_Q16_1, x, xq, n);
+                float ref = kq_vec_dot_bits(t, 16, n, w, xq);
+                kq_set_simd_level(-1);
+                f.prep(n, xq, xp);
+                float got = f.dot(n, w, xp);
+                cr_assert_leq(fabs(got - ref), 2e-6 * mag + 1e-6, "%s n %lld rep %d seed %llu: vbmi %.9g scalar %.9g",
+                              f.name, (long long)n, rep, (unsigned long long)seed, got, ref);
+            }
+    }
 }

@@ -227,7 +227,7 @@ static void check_family(const kq_type_traits *t, int p, int l, const uint8_t *w
     const uint8_t *fx = xq;
     size_t fxb = xrb;
     if (f->prep) {
-        fxb = kq_prep_row_bytes(t->vec_dot_type[p], n);
+        fxb = kq_prep_row_bytes(f, t->vec_dot_type[p], n);
         cr_assert(5 * fxb <= sizeof xp);
         for (int k = 0; k < 5; k++)
             f->prep(n, xq + k * xrb, xp + k * fxb);
