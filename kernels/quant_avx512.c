@@ -1,5 +1,6 @@
-/* kq AVX512-VBMI kernels: Q4_1 weights x 16-bit activations (the default
- * model's format) with 8-bit integer dots on 512-bit vectors. Compiled with
+/* kq AVX512-VBMI kernels: Q4_1 and Q8_0 weights x 16-bit activations (the
+ * default model's formats) with 8-bit integer dots on 512-bit vectors (the
+ * Q8_0 variant at the end of the file). Compiled with
  * -mavx512f/bw/vl/vnni/vbmi (the kq_vbmi library); quant.c lists them at
  * the KQ_SIMD_AVX512VBMI level, which it reports only when the CPU has all
  * of those.
@@ -26,8 +27,8 @@
  * the same order are picked (vpermt2b) once per matmul call by
  * kq_vbmi_q16_prep_pairs into q16_pair records, not per weight row: picking
  * them inside the kernels cost ~30% of the single-row and multi-token
- * kernels' time (bench/bench_kq_q4_1.c). int32
- * lanes 0-3 and 8-11 then belong to block i, 4-7 and 12-15 to block i+1,
+ * kernels' time (bench/bench_kq_q4_1.c). int32 lanes 0-3 and 8-11 then
+ * belong to block i, 4-7 and 12-15 to block i+1,
  * and one conversion and one FMA with [s_i x4 | s_i+1 x4 | s_i x4 |
  * s_i+1 x4] scale both blocks (s = d * dx). The min term m * sx is summed
  * separately, as in every Q4_1 kernel.
