@@ -308,10 +308,8 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
         return rc;
     mm_multi m = {.n = nw};
     for (int i = 0; i < nw; i++) {
-        int nt = mm_setup(s, w[i], fam[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
-        if (nt < 0)
-            return PV_EINVAL;
-        m.base[i + 1] = m.base[i] + nt;
+        m.base[i + 1] =
+            m.base[i] + mm_setup(s, w[i], fam[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
     }
     if (nw == 1)
         tp_run(pool, mm_task, &m.c[0], m.base[1]);

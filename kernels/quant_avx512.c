@@ -156,6 +156,27 @@ static inline __attribute__((always_inline)) void pair_finish(const __m512 *acc,
         out[r * os] = v[r];
 }
 
+/* Zeroed accumulators of n rows or tokens */
+static inline __attribute__((always_inline)) void zero_acc(__m512 *acc, __m128 *ms, int n)
+{
+    for (int r = 0; r < n; r++) {
+        acc[r] = _mm512_setzero_ps();
+        ms[r] = _mm_setzero_ps();
+    }
+}
+
+/* The walk every kernel here makes over a row of nb blocks: PAIR(i, 1) for
+ * the full pairs, then PAIR(i, 0) for a lone last block (`two` a literal,
+ * so each call site is specialized). */
+#define FOR_BLOCK_PAIRS(nb, PAIR)                                                                  \
+    do {                                                                                           \
+        int64_t i_ = 0;                                                                            \
+        for (; i_ + 2 <= (nb); i_ += 2)                                                            \
+            PAIR(i_, 1);                                                                           \
+        if (i_ < (nb))                                                                             \
+            PAIR(i_, 0);                                                                           \
+    } while (0)
+
 /* One block pair (blocks i, i+1 of the row at a) for NX tokens: the codes
  * unpacked once. `two` is a literal at both call sites. */
 static inline __attribute__((always_inline)) void multi_pair(const kq_block_q4_1 *a, const char *x,
@@ -176,16 +197,10 @@ multi_q4_1(int64_t n, const kq_block_q4_1 *a, const char *x, size_t xs, float *o
 {
     __m512 acc[4];
     __m128 ms[4];
-    for (int r = 0; r < NX; r++) {
-        acc[r] = _mm512_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    const int64_t nb = n / KQ_QK;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2)
-        multi_pair(a + i, x, xs, i, 1, acc, ms, NX);
-    if (i < nb)
-        multi_pair(a + i, x, xs, i, 0, acc, ms, NX);
+    zero_acc(acc, ms, NX);
+#define PAIR(i, two) multi_pair(a + (i), x, xs, (i), (two), acc, ms, NX)
+    FOR_BLOCK_PAIRS(n / KQ_QK, PAIR);
+#undef PAIR
     pair_finish(acc, ms, NX, out, os);
 }
 
@@ -220,16 +235,10 @@ void kq_vbmi_q16_dot4_q4_1(int64_t n, const void *w, size_t ws, const void *x, f
     const q16_pair *b = x;
     __m512 acc[4];
     __m128 ms[4];
-    for (int r = 0; r < 4; r++) {
-        acc[r] = _mm512_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    const int64_t nb = n / KQ_QK;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2)
-        rows4_pair(a, b, i, 1, acc, ms);
-    if (i < nb)
-        rows4_pair(a, b, i, 0, acc, ms);
+    zero_acc(acc, ms, 4);
+#define PAIR(i, two) rows4_pair(a, b, (i), (two), acc, ms)
+    FOR_BLOCK_PAIRS(n / KQ_QK, PAIR);
+#undef PAIR
     pair_finish(acc, ms, 4, out, 1);
 }
 
@@ -325,17 +334,11 @@ multi_q8_0(int64_t n, const kq_block_q8_0 *a, const char *x, size_t xs, float *o
            const int NX)
 {
     __m512 acc[4];
-    __m128 ms[4];
-    for (int r = 0; r < NX; r++) {
-        acc[r] = _mm512_setzero_ps();
-        ms[r] = _mm_setzero_ps();
-    }
-    const int64_t nb = n / KQ_QK;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2)
-        multi_pair8(a + i, x, xs, i, 1, acc, NX);
-    if (i < nb)
-        multi_pair8(a + i, x, xs, i, 0, acc, NX);
+    __m128 ms[4]; /* stays zero: Q8_0 has no min term */
+    zero_acc(acc, ms, NX);
+#define PAIR(i, two) multi_pair8(a + (i), x, xs, (i), (two), acc, NX)
+    FOR_BLOCK_PAIRS(n / KQ_QK, PAIR);
+#undef PAIR
     pair_finish(acc, ms, NX, out, os);
 }
 
