@@ -26,7 +26,10 @@
  * an INT8 high tier (half the bytes of FP16, so the same memory keeps twice
  * the important tokens, and one 32-token page of protected tokens costs
  * half as much), 8% of tokens high and 4 sinks + 16 recent: about 0.31 of
- * FP16 at 512 tokens.
+ * FP16 at 512 tokens. And the few KV heads that copy (the model's top five
+ * by induction score, found at load: kv_policy_resolve_heads) keep INT8
+ * low tokens: they hold most of what a copy or a lookup reads, for ~1.5% of
+ * FP16's bytes (docs/KV_CACHE.md, "Bits per head").
  * The budgets are starting points: `pivot eval --kv-ratio` solves them for
  * an equal memory comparison. */
 typedef struct {
@@ -42,7 +45,7 @@ static const preset presets[] = {
                       .key_balance = 0}},
     {"mikv", {.select = KV_SELECT_PERSISTENCE, .hi_bits = 8, .lo_bits = 4, .lo_v_bits = 3,
               .budget = 0.08, .recent = 16, .sinks = 4, .window = 400, .chunk = 0.4, .group = 64,
-              .key_balance = 1, .rotate = 1, .clip = 0}},
+              .key_balance = 1, .rotate = 1, .clip = 0, .heads = 5, .heads_k = 8, .heads_v = 8}},
     {"h2o", {.select = KV_SELECT_ACCUMULATED, .hi_bits = 16, .lo_bits = 0, .budget = 0.3,
              .recent = 32, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
              .key_balance = 0}},
@@ -150,6 +153,46 @@ bad:
                 KV_LAYER_BITS_MAX, value);
 }
 
+/* "N", "N:B" or "N:K/V" into heads / heads_k / heads_v (INT8 when no
+ * widths are given: what "Bits per head" measured). */
+static int parse_heads(kv_policy *p, const char *value, char *err, size_t errlen) {
+    char buf[32], *colon;
+    int k = 8, v = 8;
+    long n;
+    snprintf(buf, sizeof buf, "%s", value);
+    if ((colon = strchr(buf, ':'))) *colon = 0;
+    if (strlen(value) >= sizeof buf || parse_long(buf, 0, KV_LAYER_BITS_MAX, &n) ||
+        (colon && (parse_pair(colon + 1, '/', &k, &v) || !lo_width_ok(k) || !lo_width_ok(v))))
+        return fail(err, errlen, PV_EINVAL,
+                    "heads must be N (0-%d: the top N KV heads by induction score at INT8), or "
+                    "N:K/V with widths of 2, 3, 4 or 8 bits; got '%s'",
+                    KV_LAYER_BITS_MAX, value);
+    p->heads = (int)n;
+    p->heads_k = (signed char)k, p->heads_v = (signed char)v;
+    return PV_OK;
+}
+
+int kv_policy_resolve_heads(kv_policy *p, const int *rank, int n_rank, int n_kv_heads, char *err,
+                            size_t errlen) {
+    if (!p || p->heads <= 0) return PV_OK;
+    int n = p->heads < n_rank ? p->heads : n_rank;
+    if (!p->lo_bits || !rank || n_kv_heads <= 0) n = 0; /* nothing to widen, or no ranking */
+    if (n + p->n_layer_bits > KV_LAYER_BITS_MAX)
+        return fail(err, errlen, PV_EINVAL,
+                    "heads=%d and %d layer-bits ranges make more than %d entries", p->heads,
+                    p->n_layer_bits, KV_LAYER_BITS_MAX);
+    /* before the explicit entries: a later entry wins where both name a head */
+    memmove(p->layer_bits + n, p->layer_bits, sizeof p->layer_bits[0] * (size_t)p->n_layer_bits);
+    for (int i = 0; i < n; i++) {
+        short layer = (short)(rank[i] / n_kv_heads);
+        p->layer_bits[i] = (kv_layer_bits){layer, layer, (signed char)(rank[i] % n_kv_heads),
+                                           p->heads_k, p->heads_v};
+    }
+    p->n_layer_bits += n;
+    p->heads = 0;
+    return PV_OK;
+}
+
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
     if (!p || !knob || !value) return fail(err, errlen, PV_EINVAL, "missing knob or value");
     long l;
@@ -185,6 +228,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         return PV_OK;
     }
     if (!strcmp(knob, "layer-bits")) return parse_layer_bits(p, value, err, errlen);
+    if (!strcmp(knob, "heads")) return parse_heads(p, value, err, errlen);
     if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
         if (parse_long(value, 0, 64, &l) || !lo_width_ok(l))
             return fail(err, errlen, PV_EINVAL, "%s must be 2, 3, 4 or 8, got '%s'", knob, value);
@@ -246,7 +290,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     }
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, "
-                "budget, recent, "
+                "heads, budget, recent, "
                 "sinks, window, chunk, group, key-balance, rotate, clip, floor)",
                 knob);
 }
@@ -300,6 +344,10 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
             return fail(err, errlen, PV_EINVAL, "layer-bits range %d-%d:%d/%d is not valid",
                         r->first, r->last, r->k, r->v);
     }
+    if (p->heads < 0 || p->heads > KV_LAYER_BITS_MAX ||
+        (p->heads && (!lo_width_ok(p->heads_k) || !lo_width_ok(p->heads_v))))
+        return fail(err, errlen, PV_EINVAL, "heads=%d:%d/%d is not valid", p->heads, p->heads_k,
+                    p->heads_v);
     if (!count_or_fraction(p->budget))
         return fail(err, errlen, PV_EINVAL, "budget %g is neither whole tokens nor a fraction",
                     p->budget);
@@ -348,7 +396,7 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(lo, sizeof lo, "%d/%d", p->lo_bits, p->lo_v_bits);
     else
         snprintf(lo, sizeof lo, "%d", p->lo_bits);
-    char layers[16 + KV_LAYER_BITS_MAX * 28] = "";
+    char layers[40 + KV_LAYER_BITS_MAX * 28] = "";
     for (int i = 0; i < p->n_layer_bits && i < KV_LAYER_BITS_MAX; i++) {
         const kv_layer_bits *r = &p->layer_bits[i];
         size_t at = strlen(layers);
@@ -357,10 +405,12 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(layers + at, sizeof layers - at, "%s%d-%d%s:%d/%d", i ? "+" : ",layer-bits=",
                  r->first, r->last, head, r->k, r->v);
     }
+    char heads[32] = ""; /* unresolved: the request, not yet the heads */
+    if (p->heads) snprintf(heads, sizeof heads, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
-             "key-balance=%d,rotate=%d,clip=%d)",
+             "key-balance=%d,rotate=%d,clip=%d%s)",
              p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, layers,
              p->budget, p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance,
-             p->rotate, p->clip);
+             p->rotate, p->clip, heads);
 }

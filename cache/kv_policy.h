@@ -82,6 +82,13 @@ typedef struct kv_policy {
     kv_layer_bits layer_bits[KV_LAYER_BITS_MAX]; /* per-layer widths; a later
                          entry wins where ranges overlap */
     int n_layer_bits;
+    /* The `heads` knob: the model's top `heads` KV heads by induction score
+     * (the heads that copy; `pivot heads`) get low-tier widths heads_k /
+     * heads_v. A request until kv_policy_resolve_heads turns it into
+     * layer-bits entries with the model's ranking (0 afterwards); a cache
+     * built from an unresolved policy leaves those heads uniform. */
+    int heads;
+    signed char heads_k, heads_v;
     double floor;     /* elastic compression (kv_seq_set_budget): the lowest
                          budget the server may lower this policy to under
                          memory pressure, same units as budget; 0 = the
@@ -92,8 +99,9 @@ typedef struct kv_policy {
 /* Fills *p with a preset. PV_ENOTFOUND for an unknown name. */
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
- * lo-v-bits, layer-bits, budget, recent, sinks, window, chunk, group,
- * key-balance, rotate, clip, floor. layer-bits is "A-B:K/V" ranges joined by
+ * lo-v-bits, layer-bits, heads, budget, recent, sinks, window, chunk, group,
+ * key-balance, rotate, clip, floor. heads is "N" (the top N heads at INT8
+ * keys and values), "N:K/V" or "N:B", 0 for none. layer-bits is "A-B:K/V" ranges joined by
  * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4", one KV head of layers
  * "18.2:8/8" or "15-24.1:4"; "none" clears them). Values
  * are validated; err says what is wrong ("kv policy: lo-bits must be 0, 2 or
@@ -102,6 +110,15 @@ int kv_policy_preset(const char *name, kv_policy *p);
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen);
 /* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
+/* Resolves the `heads` knob with a model's ranking: rank[0..n_rank) are KV
+ * heads (layer * n_kv_heads + head), best first. The top p->heads become
+ * layer-bits entries placed before the explicit ones (which still win where
+ * they name the same head), and p->heads becomes 0. Without a low tier
+ * (lo-bits=0), or without a ranking (n_rank 0: a model the probe cannot
+ * run), the knob is cleared and the low tier stays uniform. PV_EINVAL when
+ * the entries would exceed KV_LAYER_BITS_MAX. */
+int kv_policy_resolve_heads(kv_policy *p, const int *rank, int n_rank, int n_kv_heads, char *err,
+                            size_t errlen);
 /* Cross-knob checks (impossible combinations), e.g. hi_bits 8 without
  * key balancing, group not dividing head_dim (checked in kv_create). */
 int kv_policy_validate(const kv_policy *p, char *err, size_t errlen);

@@ -40,7 +40,7 @@ int cli_attn_split(void *dst, const char *value);
 
 /* --kv-policy and the --kv-<knob> flags (kv_policy_set's knobs), which
  * apply on top of the policy whatever their order on the command line. */
-#define CLI_KV_N_KNOBS 15
+#define CLI_KV_N_KNOBS 16
 typedef struct {
     const char *policy;                /* NULL: full */
     const char *vals[CLI_KV_N_KNOBS];  /* NULL: not given */
@@ -52,6 +52,11 @@ const cli_opt *cli_kv_table(cli_kv *kv);
  * in the table's order, then the cross-knob checks. 0, or 2 after one line
  * "pivot <cmd>: ..." on stderr. */
 int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv_policy *p);
+/* Resolves the `heads` knob of *p[0..n) (kv_policy_resolve_heads) with m's
+ * ranking (ev_heads_rank, run once, only when one of them asks; a model
+ * the probe cannot run leaves them uniform after a note on stderr). 0, or
+ * 2 after one line "pivot <cmd>: ..." on stderr. */
+int cli_resolve_heads(const char *cmd, const llm_model *m, int threads, kv_policy *const *p, int n);
 
 /* Loads the model for a run on dev: --device cuda is refused before any
  * loading when no GPU is usable, and after it when the model cannot run

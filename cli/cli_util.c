@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "device.h"
+#include "eval_heads.h"
 #include "pverr.h"
 
 #define DEFAULT_MODEL_REL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -22,7 +23,7 @@ const int cli_device_values[] = {LLM_DEVICE_AUTO, LLM_DEVICE_CPU, LLM_DEVICE_CUD
 static const char *const kv_flags[CLI_KV_N_KNOBS] = {
     "--kv-budget", "--kv-hi-bits", "--kv-lo-bits", "--kv-lo-k-bits", "--kv-lo-v-bits",
     "--kv-recent", "--kv-sinks", "--kv-window", "--kv-chunk", "--kv-group", "--kv-select",
-    "--kv-key-balance", "--kv-rotate", "--kv-clip", "--kv-layer-bits"};
+    "--kv-key-balance", "--kv-rotate", "--kv-clip", "--kv-layer-bits", "--kv-heads"};
 
 int cli_attn_split(void *dst, const char *value) {
     long n;
@@ -49,6 +50,32 @@ int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv
     if (!rc) return 0;
     fprintf(stderr, "pivot %s: %s\n", cmd, err);
     return 2;
+}
+
+int cli_resolve_heads(const char *cmd, const llm_model *m, int threads, kv_policy *const *p, int n) {
+    int want = 0, n_rank = 0, *rank = NULL;
+    char err[256] = "";
+    for (int i = 0; i < n; i++) want |= p[i]->heads > 0 && p[i]->lo_bits > 0;
+    if (want) {
+        const llm_config *cf = llm_get_config(m);
+        n_rank = cf->n_layers * cf->n_kv_heads;
+        if (!(rank = malloc(sizeof(int) * (size_t)n_rank))) {
+            fprintf(stderr, "pivot %s: out of memory\n", cmd);
+            return 2;
+        }
+        if (ev_heads_rank(m, threads, rank, err, sizeof err)) {
+            fprintf(stderr, "pivot %s: no KV head ranking (%s): the heads knob leaves the low tier "
+                            "uniform\n", cmd, err);
+            n_rank = 0;
+        }
+    }
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++)
+        if ((rc = kv_policy_resolve_heads(p[i], rank, n_rank, llm_get_config(m)->n_kv_heads, err,
+                                          sizeof err)))
+            fprintf(stderr, "pivot %s: %s\n", cmd, err);
+    free(rank);
+    return rc ? 2 : 0;
 }
 
 llm_model *cli_load_model(const char *cmd, const char *path, const char *synth, uint64_t seed,

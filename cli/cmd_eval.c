@@ -247,6 +247,17 @@ static int build_runs(const eval_opts *o, ev_run **out, int *n_out) {
 }
 
 /* Refuses policies the cache cannot build before any time is spent. */
+/* Each run's heads knob with the model's ranking, before the budget solver
+ * counts its bytes. */
+static int resolve_heads(const llm_model *m, ev_run *r, int n, int threads) {
+    kv_policy **p = malloc(sizeof *p * (size_t)(n > 0 ? n : 1));
+    if (!p) return 1;
+    for (int k = 0; k < n; k++) p[k] = &r[k].pol;
+    int rc = cli_resolve_heads("eval", m, threads, p, n);
+    free(p);
+    return rc;
+}
+
 static int check_policies(const llm_model *m, const ev_run *r, int n, int threads) {
     llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = 64,
                          .max_batch_tokens = 1};
@@ -328,7 +339,8 @@ int cmd_eval(int argc, char **argv) {
     int n_smp = 0, status = 1;
     llm_model *m = cli_load_model("eval", o.model, NULL, 0, o.t.device);
     if (!m) goto out;
-    if (check_policies(m, runs, n_runs, o.t.threads)) goto out;
+    if (resolve_heads(m, runs, n_runs, o.t.threads) || check_policies(m, runs, n_runs, o.t.threads))
+        goto out;
     if (ev_build_samples(m, &o.t, &smp, &n_smp, err, sizeof err)) {
         fprintf(stderr, "pivot eval: %s\n", err);
         goto out;

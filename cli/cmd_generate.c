@@ -70,6 +70,8 @@ static void usage(FILE *f) {
             "  --kv-clip 1|0            low tier: least-squares ranges instead of min-max\n"
             "  --kv-layer-bits R        low-tier widths per layer range or KV head, e.g.\n"
             "                           15-24:4/4+5-9:2, 18.2:8 (KV head 2 of layer 18), 0: drop\n"
+            "  --kv-heads N[:K/V]       the model's top N copying KV heads (pivot heads) at\n"
+            "                           K/V low-tier bits (default 8); mikv: 5, 0: none\n"
             "  -h, --help               this help\n");
 }
 
@@ -266,7 +268,12 @@ int cmd_generate(int argc, char **argv) {
     llm_ctx *ctx = NULL;
     smp_sampler *smp = NULL;
     cli_gram cg = {0};
+    kv_policy *pp = &pol;
     if (!prompt) goto out;
+    if ((rc = cli_resolve_heads("generate", m, o.threads, &pp, 1))) {
+        status = rc;
+        goto out;
+    }
     if ((rc = cli_gram_open("generate", o.json, o.schema, m, &cg))) {
         status = rc;
         goto out;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eval_heads.h"
 #include "kv_policy.h"
 #include "llama.h"
 #include "srv_server.h"
@@ -61,7 +62,8 @@ static int parse(int argc, char **argv, srv_config *c) {
                       .kv_memory = (size_t)1 << 30, .max_seqs = 32, .max_batch_tokens = 512,
                       .prefill_chunk = 256, .max_queue = 64, .drain_timeout = 30,
                       .max_body = 4u << 20, .max_conns = 1024, .idle_timeout = 60,
-                      .request_timeout = 30, .kv_elastic = 1, .prefix_cache = 1};
+                      .request_timeout = 30, .kv_elastic = 1, .prefix_cache = 1,
+                      .rank_heads = ev_heads_rank};
     static const char *const on_off[] = {"off", "on", NULL};
     int dev = -1; /* not given: the engine's auto */
     const cli_opt opts[] = {

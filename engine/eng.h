@@ -51,6 +51,12 @@ typedef struct {
                                cells; 0: 2^20 (eng_snap.h) */
     int prefix_cache_off;   /* 1: no automatic prefix caching (default: on, CPU only) */
     int attn_split;         /* llm_ctx_params.attn_split (0: default, < 0: off) */
+    /* Ranks the model's KV heads for the policies' `heads` knob
+     * (kv_policy_resolve_heads; ev_heads_rank has this shape): every
+     * (layer * n_kv_heads + head) into rank, best first; 0 or nonzero with
+     * err. Called once at load on the CPU; NULL: no ranking, `heads` leaves
+     * the low tier uniform. */
+    int (*rank_heads)(const llm_model *m, int threads, int *rank, char *err, size_t errlen);
 } eng_config;
 
 typedef struct {
@@ -119,6 +125,9 @@ const kv_policy *eng_policy(eng_engine *e); /* the default policy */
 /* Bytes the cache holds for one sequence of n tokens under p (NULL: the
  * default policy): what a choice reserves at admission. */
 size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens);
+/* Resolves p's `heads` knob with the model's ranking (kv_policy_resolve_heads);
+ * the default policy is resolved at load. 0, or a PV_* code with err. */
+int eng_resolve_policy(eng_engine *e, kv_policy *p, char *err, size_t errlen);
 /* Whether this engine can run a sequence under p (shape, device): 0, or a
  * PV_* code with the reason in err. */
 int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen);

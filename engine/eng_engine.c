@@ -13,6 +13,7 @@
 #include "eng_internal.h"
 #include "kv_router.h"
 #include "pverr.h"
+#include "pvtime.h"
 
 int eng_state(eng_engine *e) { return atomic_load(&e->state); }
 const char *eng_error(eng_engine *e) { return e->err; }
@@ -24,6 +25,11 @@ const kv_policy *eng_policy(eng_engine *e) { return &e->policy; }
 
 size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens) {
     return kv_policy_seq_bytes(p ? p : &e->policy, &e->shape, n_tokens);
+}
+
+int eng_resolve_policy(eng_engine *e, kv_policy *p, char *err, size_t errlen) {
+    return kv_policy_resolve_heads(p, e->head_rank, e->n_head_rank,
+                                   llm_get_config(e->model)->n_kv_heads, err, errlen);
 }
 
 int eng_check_policy(eng_engine *e, const kv_policy *p, char *err, size_t errlen) {
@@ -51,6 +57,33 @@ static int pick_device(eng_engine *e) {
     e->on_cuda = dev == LLM_DEVICE_CUDA ||
                  (dev == LLM_DEVICE_AUTO && plain && llm_cuda_usable(e->model, 0, NULL, 0));
     return 0;
+}
+
+/* The ranking of the KV heads, on the CPU (the only device whose caches
+ * quantize), then the default policy resolved with it. A model the probe
+ * cannot run (no vocabulary: a synthetic one) serves without a ranking. */
+static int rank_heads(eng_engine *e) {
+    const llm_config *cf = llm_get_config(e->model);
+    char err[256] = "";
+    int rc;
+    if (!e->on_cuda && e->cfg.rank_heads) {
+        double t0 = pv_now();
+        int n = cf->n_layers * cf->n_kv_heads;
+        if (!(e->head_rank = malloc(sizeof(int) * (size_t)n))) return PV_ENOMEM;
+        if (e->cfg.rank_heads(e->model, e->cfg.threads, e->head_rank, err, sizeof err)) {
+            fprintf(stderr, "pivot serve: no KV head ranking (%s): the kv policies' heads knob "
+                            "leaves the low tier uniform\n", err);
+            free(e->head_rank);
+            e->head_rank = NULL;
+        } else {
+            e->n_head_rank = n;
+            fprintf(stderr, "pivot serve: ranked the KV heads in %.2f s (top: %d.%d)\n",
+                    pv_now() - t0, e->head_rank[0] / cf->n_kv_heads, e->head_rank[0] % cf->n_kv_heads);
+        }
+    }
+    if ((rc = eng_resolve_policy(e, &e->policy, err, sizeof err)))
+        snprintf(e->err, sizeof e->err, "kv cache: %s", err);
+    return rc;
 }
 
 /* The context and, on the CPU, the page pool and the per-slot router. */
@@ -134,7 +167,7 @@ int eng_load(eng_engine *e) {
         snprintf(e->err, sizeof e->err, "kv cache: %s", err);
         return rc;
     }
-    if ((rc = pick_device(e)) || (rc = make_ctx(e))) return rc;
+    if ((rc = pick_device(e)) || (rc = rank_heads(e)) || (rc = make_ctx(e))) return rc;
     fprintf(stderr, "pivot serve: decoding on %s\n", e->on_cuda ? "cuda" : "cpu");
     return alloc_scratch(e);
 }
@@ -143,6 +176,7 @@ void eng_unload(eng_engine *e) {
     llm_ctx_free(e->ctx);
     kv_pool_destroy(e->pool); /* after the caches that take pages from it */
     llm_free(e->owned_model);
+    free(e->head_rank);
     free(e->slot_free);
     free(e->logits);
     free(e->row_copy);

@@ -125,6 +125,8 @@ struct eng_engine {
     const llm_model *model;
     int max_ctx;
     kv_policy policy;
+    int *head_rank; /* KV heads by induction score (cfg.rank_heads), or NULL */
+    int n_head_rank;
     kv_shape shape;
     kv_pool *pool; /* pages of every CPU cache (NULL on CUDA) */
     int on_cuda;   /* GPU cache: plain FP16 only, no per-slot policies */

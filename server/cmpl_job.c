@@ -93,9 +93,11 @@ static int resolve_policy(srv_cmpl *s, const api_request *r, kv_policy *want, ap
             return -1;
         }
     }
-    /* Cross-knob checks, the shape (group | head_dim) and the device; the
-     * last knob given is the likeliest culprit of a combination. */
-    if (eng_check_policy(s->eng, want, err, sizeof err)) {
+    /* The heads knob with the model's ranking, then cross-knob checks, the
+     * shape (group | head_dim) and the device; the last knob given is the
+     * likeliest culprit of a combination. */
+    if (eng_resolve_policy(s->eng, want, err, sizeof err) ||
+        eng_check_policy(s->eng, want, err, sizeof err)) {
         api_err_set(e, 400, param, "invalid_value", "%s", err);
         return -1;
     }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "llama.h"
+
 typedef struct {
     const char *model_path;
     const char *host;
@@ -28,6 +30,9 @@ typedef struct {
     double idle_timeout, request_timeout; /* seconds */
     int no_webui;          /* --no-webui: no page at "/" (the JSON endpoints stay) */
     int webui_show_text;   /* --webui-show-text: the KV map shows every request's text */
+    /* eng_config.rank_heads: how the engine ranks the KV heads for the
+     * policies' `heads` knob (cmd_serve passes ev_heads_rank; NULL: none) */
+    int (*rank_heads)(const llm_model *m, int threads, int *rank, char *err, size_t errlen);
 } srv_config;
 
 #endif

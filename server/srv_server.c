@@ -143,7 +143,7 @@ static int start_engine(srv_server *s) {
                      .kv_elastic = c->kv_elastic, .prefix_cache_off = !c->prefix_cache,
                      .max_batch_tokens = c->max_batch_tokens, .prefill_chunk = c->prefill_chunk,
                      .max_queue = c->max_queue, .ctx = c->ctx, .kv_snapshots = 1,
-                     .attn_split = c->attn_split,
+                     .attn_split = c->attn_split, .rank_heads = c->rank_heads,
                      .threads = c->threads > 0 ? c->threads : (int)uv_available_parallelism()};
     eng_hooks h = {.wake = eng_wake, .request_done = eng_request_done, .gauges = eng_publish,
                    .arg = s};

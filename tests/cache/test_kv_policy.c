@@ -282,7 +282,83 @@ Test(kv_policy, head_bits_parse_and_describe) {
                                  &p, err, sizeof err),
                  0, "%s", err);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0)"), "%s", d);
+    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0,heads=5:8/8)"), "%s", d);
+    /* ... so the preset's five heads cannot be added to them */
+    int rank[5] = {56, 52, 69, 62, 71};
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 5, 3, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "more than 12 entries"), "%s", err);
+}
+
+/* The heads knob: a request for the model's top heads, resolved into
+ * layer-bits entries with a ranking (SmolLM2-135M's top five here). */
+Test(kv_policy, heads_resolve_into_layer_bits) {
+    kv_shape s = {.n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 4096, .n_threads = 1};
+    const int rank[] = {56, 52, 69, 62, 71, 3, 40}; /* 18.2 17.1 23.0 20.2 23.2 1.0 13.1 */
+    kv_policy p, q;
+    char err[256] = "", d[KV_POLICY_DESC_MAX];
+    cr_assert_eq(kv_policy_parse("mikv", &p, err, sizeof err), 0, "%s", err);
+    cr_assert(p.heads == 5 && p.heads_k == 8 && p.heads_v == 8 && p.n_layer_bits == 0);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",clip=0,heads=5:8/8)"), "%s", d);
+    size_t uniform = kv_policy_seq_bytes(&p, &s, 2048);
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0, "%s", err);
+    cr_assert(p.heads == 0 && p.n_layer_bits == 5);
+    int kb, vb;
+    kv_policy_head_widths(&p, 18, 2, &kb, &vb);
+    cr_assert(kb == 8 && vb == 8);
+    kv_policy_head_widths(&p, 23, 0, &kb, &vb);
+    cr_assert(kb == 8 && vb == 8);
+    kv_policy_head_widths(&p, 18, 1, &kb, &vb); /* not a top head: the preset's K4/V3 */
+    cr_assert(kb == 4 && vb == 3);
+    kv_policy_head_widths(&p, 1, 0, &kb, &vb); /* sixth: beyond heads=5 */
+    cr_assert(kb == 4 && vb == 3);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",layer-bits=18-18.2:8/8+17-17.1:8/8+23-23.0:8/8+20-20.2:8/8+23-23.2:8/8,"),
+              "%s", d);
+    cr_assert(!strstr(d, "heads="), "%s", d);
+    /* the same bytes as the entries written by hand, and more than uniform */
+    cr_assert_eq(kv_policy_parse("mikv,heads=0,layer-bits=18.2:8+17.1:8+23.0:8+20.2:8+23.2:8", &q,
+                                 err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), kv_policy_seq_bytes(&q, &s, 2048));
+    cr_assert_gt(kv_policy_seq_bytes(&p, &s, 2048), uniform);
+    /* resolving again changes nothing */
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0);
+    cr_assert_eq(p.n_layer_bits, 5);
+    /* explicit entries come after, so they win where they name a top head */
+    kv_policy_parse("mikv,heads=2:4/2,layer-bits=17.1:3/3", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.n_layer_bits, 3);
+    kv_policy_head_widths(&p, 18, 2, &kb, &vb);
+    cr_assert(kb == 4 && vb == 2);
+    kv_policy_head_widths(&p, 17, 1, &kb, &vb);
+    cr_assert(kb == 3 && vb == 3);
+    /* "N:B" sets both widths */
+    kv_policy_parse("mikv,heads=1:4", &p, err, sizeof err);
+    cr_assert(p.heads == 1 && p.heads_k == 4 && p.heads_v == 4);
+    /* fewer ranked heads than asked: those there are */
+    kv_policy_parse("mikv", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 3, 3, err, sizeof err), 0);
+    cr_assert(p.n_layer_bits == 3 && p.heads == 0);
+    /* no ranking (a model the probe cannot run) or no low tier: uniform */
+    kv_policy_parse("mikv", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_resolve_heads(&p, NULL, 0, 3, err, sizeof err), 0);
+    cr_assert(p.n_layer_bits == 0 && p.heads == 0);
+    cr_assert_eq(kv_policy_parse("mikv,lo-bits=0", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0);
+    cr_assert(p.n_layer_bits == 0 && p.heads == 0);
+    cr_assert_eq(kv_policy_validate(&p, err, sizeof err), 0, "%s", err);
+    /* heads=0 turns it off; bad values are named */
+    kv_policy_parse("mikv,heads=0", &p, err, sizeof err);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(p.heads == 0 && !strstr(d, "heads="), "%s", d);
+    const char *bad[] = {"mikv,heads=13", "mikv,heads=-1", "mikv,heads=x", "mikv,heads=2:5",
+                         "mikv,heads=2:4/1", "mikv,heads=2:"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_neq(kv_policy_parse(bad[i], &p, err, sizeof err), 0, "%s", bad[i]);
+        cr_assert(strstr(err, "heads must be"), "%s: %s", bad[i], err);
+    }
 }
 
 Test(kv_policy, head_bits_seq_bytes_by_hand) {

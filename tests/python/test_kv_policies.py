@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import numpy as np
@@ -115,6 +116,13 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
                         "--kv-budget", "16", "--kv-recent", "8"],
                        capture_output=True, text=True, timeout=TIMEOUT_S)
     assert r.returncode == 0, r.stderr
-    assert "pivot: kv mikv(select=persistence,hi=8,lo=4/3,budget=16,recent=8" in r.stderr
+    # the preset's heads knob, resolved with the model's own ranking (the
+    # probe at load): its five copying KV heads get INT8 low tokens
+    m = re.search(r"pivot: kv mikv\(select=persistence,hi=8,lo=4/3,layer-bits=([^,]*),budget=16,"
+                  r"recent=8,", r.stderr)
+    assert m, r.stderr
+    heads = {e.split(":")[0] for e in m.group(1).split("+")}
+    assert heads == {"18-18.2", "17-17.1", "23-23.0", "20-20.2", "23-23.2"}, m.group(1)
+    assert all(e.endswith(":8/8") for e in m.group(1).split("+")), m.group(1)
     assert "rotate=1,clip=0)" in r.stderr
     assert "MiB stored vs" in r.stderr and "low" in r.stderr and "dropped" in r.stderr

@@ -122,11 +122,23 @@ def test_knob_fields_applied(srv):
     assert b3["usage"]["kv_cache"]["bytes_stored"] < kv5["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
     # per-layer widths: every layer at 2 bits stores fewer bytes than the
     # same policy at 4 bits; a layer the model lacks is refused
-    st8, b8 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_layer_bits="0-29:2")
+    st8, b8 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_layer_bits="0-29:2",
+                       kv_heads=0)
     assert st8 == 200, b8
     kv8 = b8["usage"]["kv_cache"]
     assert "layer-bits=0-29:2/2" in kv8["spec"] and kv8["tokens_low"] > 0, kv8
     assert kv8["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    # the preset's five copying heads come from the server's ranking, at
+    # INT8 (or what kv_heads asks), before any explicit layer-bits
+    top5 = "18-18.2:8/8+17-17.1:8/8+23-23.0:8/8+"
+    assert f"layer-bits={top5}" in b2["usage"]["kv_cache"]["spec"], b2
+    st10, b10 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_heads="2:4/2")
+    assert st10 == 200, b10
+    assert "layer-bits=18-18.2:4/2+17-17.1:4/2," in b10["usage"]["kv_cache"]["spec"], b10
+    assert b10["usage"]["kv_cache"]["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    st11, b11 = complete(srv, kv_policy="mikv", kv_heads=13)
+    assert st11 == 400 and b11["error"]["param"] == "kv_heads", b11
+    assert "heads must be" in b11["error"]["message"], b11
     st9, b9 = complete(srv, kv_policy="mikv", kv_layer_bits="0-40:2")
     assert st9 == 400 and "layer 40" in b9["error"]["message"], b9
     # a bad value names its field; a knob with nothing to act on is no error

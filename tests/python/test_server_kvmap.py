@@ -91,7 +91,7 @@ def test_finished_sequence_tiers_add_up_to_usage(srv, policy):
 
 
 def test_layers_report_their_own_low_tier_widths(srv):
-    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "0-4:2/4+29:8/4"})
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "0-4:2/4+29:8/4", "kv_heads": 0})
     kv = usage["kv_cache"]
     assert kv["tokens_low"] > 0, kv
     st, _, b = srv.get(f"/v1/kv/sequences/{rid}")
@@ -105,10 +105,27 @@ def test_layers_report_their_own_low_tier_widths(srv):
         assert {(h["low_k"], h["low_v"]) for h in layer["heads"]} == {(layer["low_k"], layer["low_v"])}
 
 
+def test_preset_keeps_the_copying_heads_at_int8(srv):
+    """The mikv preset's heads knob, resolved with the ranking the server
+    made at load: the five KV heads `pivot heads` ranks first (SmolLM2-135M)
+    store INT8 low tokens, every other head the preset's K4/V3."""
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv"})
+    kv = usage["kv_cache"]
+    assert kv["tokens_low"] > 0, kv
+    st, _, b = srv.get(f"/v1/kv/sequences/{rid}")
+    assert st == 200, b
+    layers = json.loads(b)["layers"]
+    heads = {(L["layer"], h["head"]): (h["low_k"], h["low_v"]) for L in layers for h in L["heads"]}
+    top = {(18, 2), (17, 1), (23, 0), (20, 2), (23, 2)}
+    assert {h for h, w in heads.items() if w == (8, 8)} == top, heads
+    assert {w for h, w in heads.items() if h not in top} == {(4, 3)}, heads
+
+
 def test_heads_report_their_own_low_tier_widths(srv):
     """layer-bits for one KV head: the layer no longer has one width (no
     layer-level low_k), each head says its own."""
-    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "18.2:8/8+17:2+17.1:8/4+16:0"})
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "18.2:8/8+17:2+17.1:8/4+16:0",
+                                   "kv_heads": 0})
     kv = usage["kv_cache"]
     assert kv["tokens_low"] > 0 and kv["tokens_dropped"] > 0, usage  # layer 16 drops (width 0)
     assert kv["tokens_high"] + kv["tokens_low"] + kv["tokens_dropped"] == usage["prompt_tokens"] + \
