@@ -103,7 +103,9 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
 /* AVX-512 run kernels (kv_quant_avx512.c), the same contracts as dotn
  * (wants_prep: reads the kvq_qprep) and axpyn; NULL when the CPU or the
  * shape does not allow them. Not bit-identical to the AVX2 ones (other
- * float summation order); the mixed cache uses them where it uses its
+ * float summation order; axpyn rounds the weights times the records'
+ * scales to int16 on a step of 1/32767 of a 32-token block's largest, like
+ * the int16 query of dotn); the mixed cache uses them where it uses its
  * AVX-512 block kernel. */
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group);
 kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group);
