@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "kv.h"
+#include "eval_heads.h"
 #include "kv_policy.h"
 #include "llama.h"
 
@@ -28,6 +29,22 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The policy's heads knob as the server resolves it (the model's ranking,
+ * ev_heads_rank); a model the probe cannot run (synthetic) keeps it uniform. */
+static int resolve_heads(const llm_model *m, int threads, kv_policy *p, char *err, size_t errlen) {
+    const llm_config *cf = llm_get_config(m);
+    int n = cf->n_layers * cf->n_kv_heads, *rank = malloc(sizeof(int) * (size_t)n);
+    char why[256];
+    if (!rank) return snprintf(err, errlen, "out of memory"), 1;
+    if (p->heads && p->lo_bits && ev_heads_rank(m, threads, rank, why, sizeof why)) {
+        fprintf(stderr, "bench_decode: no KV head ranking (%s): heads left uniform\n", why);
+        n = 0;
+    }
+    int rc = kv_policy_resolve_heads(p, rank, n, cf->n_kv_heads, err, errlen);
+    free(rank);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -73,7 +90,7 @@ int main(int argc, char **argv) {
         kv_policy pol;
         kv_cache *kv = NULL;
         kv_shape sh = llm_kv_shape(m, &p);
-        if (kv_policy_parse(policy, &pol, err, sizeof err) ||
+        if (kv_policy_parse(policy, &pol, err, sizeof err) || resolve_heads(m, threads, &pol, err, sizeof err) ||
             kv_create(&sh, &pol, &kv, err, sizeof err) || llm_ctx_create(m, &p, kv, &c[s])) {
             fprintf(stderr, "bench_decode: %s\n", err[0] ? err : "cannot create the context");
             return 1;

@@ -12,12 +12,14 @@
 #
 # "mikv;hi-bits=16;lo-bits=4/2;rotate=0;clip=0" is the mikv preset before
 # 2026-12-02 (FP16 high tier, INT4 keys + INT2 values, no rotation).
+# "mikv;heads=0" is the preset without its INT8 copying heads (before
+# 2026-12-05: uniform K4/V3 low tier).
 set -e
 BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval}
 PY=${PY:-.venv/bin/python}
 OLD='mikv;hi-bits=16;lo-bits=4/2;rotate=0;clip=0'
-POL="full,mikv,$OLD,scissorhands,h2o,streaming,quant4,quant2,quant4;rotate=1,quant4;lo-bits=3;rotate=1,quant2;rotate=1"
+POL="full,mikv,mikv;heads=0,$OLD,scissorhands,h2o,streaming,quant4,quant2,quant4;rotate=1,quant4;lo-bits=3;rotate=1,quant2;rotate=1"
 R=0.5,0.33,0.25,0.2,0.125
 for task in lookup copy; do
     for seed in 1 2; do
@@ -26,7 +28,7 @@ for task in lookup copy; do
     done
     $PY scripts/pool_eval.py "$OUT/$task-s1.json" "$OUT/$task-s2.json" > "$OUT/$task.md"
 done
-PPOL="full,mikv,$OLD,quant4,quant4;rotate=1,quant4;lo-bits=4/3;rotate=1,scissorhands,h2o"
+PPOL="full,mikv,mikv;heads=0,$OLD,quant4,quant4;rotate=1,quant4;lo-bits=4/3;rotate=1,scissorhands,h2o"
 for text in /usr/share/common-licenses/GPL-3 /usr/lib/python3.11/argparse.py; do
     name=$(basename "$text" .py)
     $BIN eval --task ppl --text "$text" --policies "$PPOL" --ratios 0.33,0.25 --length 1024 \
