@@ -31,20 +31,21 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The policy's heads knob as the server resolves it (the model's ranking,
- * ev_heads_rank); a model the probe cannot run (synthetic) keeps it uniform. */
-static int resolve_heads(const llm_model *m, int threads, kv_policy *p, char *err, size_t errlen) {
+/* The model's ranking for the policy's heads knob, as the server makes it
+ * (ev_heads_rank); *n = 0 when the policy asks for none or the probe cannot
+ * run (a synthetic model: the knob then leaves the low tier uniform). */
+static int *rank_heads(const llm_model *m, int threads, const kv_policy *p, int *n) {
     const llm_config *cf = llm_get_config(m);
-    int n = cf->n_layers * cf->n_kv_heads, *rank = malloc(sizeof(int) * (size_t)n);
+    int *rank = malloc(sizeof(int) * (size_t)cf->n_layers * cf->n_kv_heads);
     char why[256];
-    if (!rank) return snprintf(err, errlen, "out of memory"), 1;
-    if (p->heads && p->lo_bits && ev_heads_rank(m, threads, rank, why, sizeof why)) {
-        fprintf(stderr, "bench_decode: no KV head ranking (%s): heads left uniform\n", why);
-        n = 0;
+    *n = 0;
+    if (rank && p->heads && p->lo_bits) {
+        if (ev_heads_rank(m, threads, rank, why, sizeof why))
+            fprintf(stderr, "bench_decode: no KV head ranking (%s): heads left uniform\n", why);
+        else
+            *n = cf->n_layers * cf->n_kv_heads;
     }
-    int rc = kv_policy_resolve_heads(p, rank, n, cf->n_kv_heads, err, errlen);
-    free(rank);
-    return rc;
+    return rank;
 }
 
 int main(int argc, char **argv) {
@@ -84,14 +85,20 @@ int main(int argc, char **argv) {
     }
     const int V = llm_get_config(m)->n_vocab;
     llm_ctx *c[MAX_SET];
+    kv_policy pol;
+    int n_rank = 0, *rank = NULL;
+    if (kv_policy_parse(policy, &pol, err, sizeof err) || !(rank = rank_heads(m, threads, &pol, &n_rank)) ||
+        kv_policy_resolve_heads(&pol, rank, n_rank, llm_get_config(m)->n_kv_heads, err, sizeof err)) {
+        fprintf(stderr, "bench_decode: %s\n", err[0] ? err : "out of memory");
+        return 1;
+    }
+    free(rank);
     for (int s = 0; s < nset; s++) {
         llm_ctx_params p = {.n_threads = threads, .max_seqs = 1, .max_ctx = ctx + steps + 1,
                             .max_batch_tokens = 1, .attn_split = split[s]};
-        kv_policy pol;
         kv_cache *kv = NULL;
         kv_shape sh = llm_kv_shape(m, &p);
-        if (kv_policy_parse(policy, &pol, err, sizeof err) || resolve_heads(m, threads, &pol, err, sizeof err) ||
-            kv_create(&sh, &pol, &kv, err, sizeof err) || llm_ctx_create(m, &p, kv, &c[s])) {
+        if (kv_create(&sh, &pol, &kv, err, sizeof err) || llm_ctx_create(m, &p, kv, &c[s])) {
             fprintf(stderr, "bench_decode: %s\n", err[0] ? err : "cannot create the context");
             return 1;
         }

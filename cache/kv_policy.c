@@ -176,7 +176,12 @@ int kv_policy_resolve_heads(kv_policy *p, const int *rank, int n_rank, int n_kv_
                             size_t errlen) {
     if (!p || p->heads <= 0) return PV_OK;
     int n = p->heads < n_rank ? p->heads : n_rank;
-    if (!p->lo_bits || !rank || n_kv_heads <= 0) n = 0; /* nothing to widen, or no ranking */
+    if (!p->lo_bits || !rank || n_kv_heads <= 0 || n < 0) n = 0; /* nothing to widen, or no ranking */
+    if (n_kv_heads > 127) /* kv_layer_bits.head is a signed char */
+        return fail(err, errlen, PV_EINVAL, "heads: %d KV heads per layer is more than 127", n_kv_heads);
+    for (int i = 0; i < n; i++)
+        if (rank[i] < 0 || rank[i] / n_kv_heads > 32767)
+            return fail(err, errlen, PV_EINVAL, "heads: ranked head %d is not a KV head", rank[i]);
     if (n + p->n_layer_bits > KV_LAYER_BITS_MAX)
         return fail(err, errlen, PV_EINVAL,
                     "heads=%d and %d layer-bits ranges make more than %d entries", p->heads,
@@ -348,6 +353,12 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
         (p->heads && (!lo_width_ok(p->heads_k) || !lo_width_ok(p->heads_v))))
         return fail(err, errlen, PV_EINVAL, "heads=%d:%d/%d is not valid", p->heads, p->heads_k,
                     p->heads_v);
+    /* checked here, not only when a model resolves it (after loading) */
+    if (p->lo_bits && p->heads + p->n_layer_bits > KV_LAYER_BITS_MAX)
+        return fail(err, errlen, PV_EINVAL,
+                    "heads=%d and %d layer-bits ranges make more than %d entries (set heads=0 "
+                    "or fewer ranges)",
+                    p->heads, p->n_layer_bits, KV_LAYER_BITS_MAX);
     if (!count_or_fraction(p->budget))
         return fail(err, errlen, PV_EINVAL, "budget %g is neither whole tokens nor a fraction",
                     p->budget);

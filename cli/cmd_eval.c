@@ -246,7 +246,6 @@ static int build_runs(const eval_opts *o, ev_run **out, int *n_out) {
     return 0;
 }
 
-/* Refuses policies the cache cannot build before any time is spent. */
 /* Each run's heads knob with the model's ranking, before the budget solver
  * counts its bytes. */
 static int resolve_heads(const llm_model *m, ev_run *r, int n, int threads) {
@@ -258,6 +257,7 @@ static int resolve_heads(const llm_model *m, ev_run *r, int n, int threads) {
     return rc;
 }
 
+/* Refuses policies the cache cannot build before any time is spent. */
 static int check_policies(const llm_model *m, const ev_run *r, int n, int threads) {
     llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = 64,
                          .max_batch_tokens = 1};
@@ -339,7 +339,8 @@ int cmd_eval(int argc, char **argv) {
     int n_smp = 0, status = 1;
     llm_model *m = cli_load_model("eval", o.model, NULL, 0, o.t.device);
     if (!m) goto out;
-    if (resolve_heads(m, runs, n_runs, o.t.threads) || check_policies(m, runs, n_runs, o.t.threads))
+    if ((o.t.device != LLM_DEVICE_CUDA && resolve_heads(m, runs, n_runs, o.t.threads)) ||
+        check_policies(m, runs, n_runs, o.t.threads))
         goto out;
     if (ev_build_samples(m, &o.t, &smp, &n_smp, err, sizeof err)) {
         fprintf(stderr, "pivot eval: %s\n", err);

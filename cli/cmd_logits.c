@@ -82,6 +82,14 @@ int cmd_logits(int argc, char **argv) {
         return 1;
     }
     const llm_config *cf = llm_get_config(m);
+    kv_policy *pp = &pol;
+    /* the heads knob as generate and serve resolve it (not on the GPU,
+     * whose cache does not quantize) */
+    if (dev != LLM_DEVICE_CUDA && (rc = cli_resolve_heads("logits", m, threads, &pp, 1))) {
+        free(ids);
+        llm_free(m);
+        return rc;
+    }
     int chunk = split > 0 ? (int)split : n;
     if (threads <= 0) threads = tp_default_threads();
     llm_ctx_params cp = {.n_threads = threads, .max_seqs = 1, .max_ctx = n, .max_batch_tokens = chunk,

@@ -33,6 +33,11 @@ static void usage(FILE *f) {
             "  --prefix-cache on|off  automatic prefix caching: requests reuse the KV of\n"
             "                         a prompt prefix an earlier one computed (default on;\n"
             "                         CPU, every policy; per request: cache_prompt)\n"
+            "  --rank-heads on|off    rank the model's KV heads at start (a 2x256-token\n"
+            "                         probe, ~1 s for SmolLM2-135M on 2 cores) so that the\n"
+            "                         policies' heads knob (mikv: 5) finds the heads that\n"
+            "                         copy; off: that knob leaves the low tier uniform\n"
+            "                         (default on)\n"
             "  --device D             auto (CUDA when a GPU is usable and the policy is full),\n"
             "                         cpu, cuda (plain FP16 cache only: --kv-policy full)\n"
             "  --max-batch N          sequences decoded together (default 32)\n"
@@ -66,6 +71,7 @@ static int parse(int argc, char **argv, srv_config *c) {
                       .rank_heads = ev_heads_rank};
     static const char *const on_off[] = {"off", "on", NULL};
     int dev = -1; /* not given: the engine's auto */
+    int rank = 1; /* --rank-heads */
     const cli_opt opts[] = {
         CLI_OPT_MODEL(&c->model_path, .env = "PIVOT_MODEL"),
         {.name = "--host", .kind = CLI_STR, .dst = &c->host, .env = "PIVOT_HOST"},
@@ -79,6 +85,8 @@ static int parse(int argc, char **argv, srv_config *c) {
          .env = "PIVOT_KV_ELASTIC"},
         {.name = "--prefix-cache", .kind = CLI_CHOICE, .dst = &c->prefix_cache,
          .choices = on_off, .env = "PIVOT_PREFIX_CACHE"},
+        {.name = "--rank-heads", .kind = CLI_CHOICE, .dst = &rank, .choices = on_off,
+         .env = "PIVOT_RANK_HEADS"},
         CLI_OPT_DEVICE(&dev, .env = "PIVOT_DEVICE"),
         {.name = "--max-batch", .kind = CLI_INT, .dst = &c->max_seqs, .lo = 1, .hi = 1024,
          .env = "PIVOT_MAX_BATCH"},
@@ -119,6 +127,7 @@ static int parse(int argc, char **argv, srv_config *c) {
     kv_policy kp;
     if ((rc = cli_kv_policy("serve", c->kv_policy, NULL, &kp))) return rc;
     if (dev >= 0) c->device = llm_device_name((llm_device)dev);
+    if (!rank) c->rank_heads = NULL;
     /* Checked before loading anything: the GPU has only the plain FP16
      * cache, so a compressed default policy (and per-request ones) cannot
      * run there. */

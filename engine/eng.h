@@ -121,12 +121,14 @@ const char *eng_error(eng_engine *e);      /* why ENG_FAILED */
 const llm_model *eng_model(eng_engine *e); /* NULL until READY */
 /* The following are valid once READY. */
 int eng_max_ctx(eng_engine *e);
-const kv_policy *eng_policy(eng_engine *e); /* the default policy */
+/* The default policy as given (its heads knob unresolved): what a request
+ * starts from before its own knobs and eng_resolve_policy. */
+const kv_policy *eng_policy(eng_engine *e);
 /* Bytes the cache holds for one sequence of n tokens under p (NULL: the
  * default policy): what a choice reserves at admission. */
 size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens);
-/* Resolves p's `heads` knob with the model's ranking (kv_policy_resolve_heads);
- * the default policy is resolved at load. 0, or a PV_* code with err. */
+/* Resolves p's `heads` knob with the model's ranking (kv_policy_resolve_heads;
+ * the cache's default is resolved at load). 0, or a PV_* code with err. */
 int eng_resolve_policy(eng_engine *e, kv_policy *p, char *err, size_t errlen);
 /* Whether this engine can run a sequence under p (shape, device): 0, or a
  * PV_* code with the reason in err. */

@@ -24,7 +24,7 @@ int eng_max_ctx(eng_engine *e) { return e->max_ctx; }
 const kv_policy *eng_policy(eng_engine *e) { return &e->policy; }
 
 size_t eng_seq_bytes(eng_engine *e, const kv_policy *p, int n_tokens) {
-    return kv_policy_seq_bytes(p ? p : &e->policy, &e->shape, n_tokens);
+    return kv_policy_seq_bytes(p ? p : &e->policy_run, &e->shape, n_tokens);
 }
 
 int eng_resolve_policy(eng_engine *e, kv_policy *p, char *err, size_t errlen) {
@@ -69,7 +69,10 @@ static int rank_heads(eng_engine *e) {
     if (!e->on_cuda && e->cfg.rank_heads) {
         double t0 = pv_now();
         int n = cf->n_layers * cf->n_kv_heads;
-        if (!(e->head_rank = malloc(sizeof(int) * (size_t)n))) return PV_ENOMEM;
+        if (!(e->head_rank = malloc(sizeof(int) * (size_t)n))) {
+            snprintf(e->err, sizeof e->err, "out of memory");
+            return PV_ENOMEM;
+        }
         if (e->cfg.rank_heads(e->model, e->cfg.threads, e->head_rank, err, sizeof err)) {
             fprintf(stderr, "pivot serve: no KV head ranking (%s): the kv policies' heads knob "
                             "leaves the low tier uniform\n", err);
@@ -81,7 +84,8 @@ static int rank_heads(eng_engine *e) {
                     pv_now() - t0, e->head_rank[0] / cf->n_kv_heads, e->head_rank[0] % cf->n_kv_heads);
         }
     }
-    if ((rc = eng_resolve_policy(e, &e->policy, err, sizeof err)))
+    e->policy_run = e->policy;
+    if ((rc = eng_resolve_policy(e, &e->policy_run, err, sizeof err)))
         snprintf(e->err, sizeof e->err, "kv cache: %s", err);
     return rc;
 }
@@ -113,7 +117,7 @@ static int make_ctx(eng_engine *e) {
         e->shape.pool = e->pool;
         kv_shape routed = e->shape; /* slots take each request's own policy */
         routed.routed = 1;
-        if ((rc = kv_create(&routed, &e->policy, &kv, err, sizeof err))) {
+        if ((rc = kv_create(&routed, &e->policy_run, &kv, err, sizeof err))) {
             snprintf(e->err, sizeof e->err, "kv cache: %s", err);
             return rc;
         }

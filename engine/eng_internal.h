@@ -124,7 +124,8 @@ struct eng_engine {
     llm_model *owned_model; /* loaded from model_path; NULL when borrowed */
     const llm_model *model;
     int max_ctx;
-    kv_policy policy;
+    kv_policy policy;     /* the default as given (requests start from it) */
+    kv_policy policy_run; /* ... with its heads resolved: what the cache builds */
     int *head_rank; /* KV heads by induction score (cfg.rank_heads), or NULL */
     int n_head_rank;
     kv_shape shape;

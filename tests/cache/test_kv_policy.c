@@ -275,18 +275,29 @@ Test(kv_policy, head_bits_parse_and_describe) {
     cr_assert(kv_policy_elastic(&p));
     cr_assert_neq(kv_policy_parse("mikv,layer-bits=5:0/4", &p, err, sizeof err), 0);
     cr_assert_neq(kv_policy_parse("mikv,layer-bits=5:4/0", &p, err, sizeof err), 0);
-    /* twelve entries fit, and their description is not cut short */
-    cr_assert_eq(kv_policy_parse("mikv,budget=0.125,layer-bits=0-29.0:8/8+1-28.1:8/4+2-27.2:4/4+"
-                                 "3-26.0:3/3+4-25.1:3/2+5-24.2:2/3+6-23.0:8/8+7-22.1:8/4+"
-                                 "8-21.2:4/4+9-20.0:3/3+10-19.1:3/2+11-18.2:2/2",
-                                 &p, err, sizeof err),
-                 0, "%s", err);
+    /* twelve entries fit, and their description is not cut short; the
+     * preset's five heads cannot be added to them, which the parse says
+     * before any model resolves them */
+    const char *twelve = "mikv,budget=0.125,layer-bits=0-29.0:8/8+1-28.1:8/4+2-27.2:4/4+"
+                         "3-26.0:3/3+4-25.1:3/2+5-24.2:2/3+6-23.0:8/8+7-22.1:8/4+"
+                         "8-21.2:4/4+9-20.0:3/3+10-19.1:3/2+11-18.2:2/2";
+    char spec12[600];
+    cr_assert_neq(kv_policy_parse(twelve, &p, err, sizeof err), 0);
+    cr_assert(strstr(err, "more than 12 entries"), "%s", err);
+    snprintf(spec12, sizeof spec12, "%s,heads=0", twelve);
+    cr_assert_eq(kv_policy_parse(spec12, &p, err, sizeof err), 0, "%s", err);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0,heads=5:8/8)"), "%s", d);
-    /* ... so the preset's five heads cannot be added to them */
+    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0)"), "%s", d);
+    p.heads = 5; /* set past the parse: the resolver refuses too */
     int rank[5] = {56, 52, 69, 62, 71};
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 5, 3, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "more than 12 entries"), "%s", err);
+    cr_assert_eq(p.n_layer_bits, 12); /* unchanged */
+    /* a ranking that names no KV head is refused, not taken as a layer */
+    int bad_rank[1] = {-1};
+    kv_policy_parse("mikv", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_resolve_heads(&p, bad_rank, 1, 3, err, sizeof err), PV_EINVAL);
+    cr_assert_eq(p.n_layer_bits, 0);
 }
 
 /* The heads knob: a request for the model's top heads, resolved into

@@ -214,3 +214,36 @@ def test_device_cpu_serves():
         assert "decoding on cpu" in s.output()
     finally:
         s.stop()
+
+
+def test_requests_start_from_the_default_as_given():
+    """A server whose default is mikv resolves its heads for its own cache,
+    but a request's knobs apply to the default as given (heads unresolved):
+    kv_heads and kv_lo_bits=0 act as on any other server. --rank-heads off
+    leaves the heads uniform."""
+    if not pivot_path().is_file() or not MODEL.is_file():
+        pytest.skip("pivot binary or default model missing")
+    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "2", "--kv-memory", "64M",
+               "--kv-policy", "mikv")
+    try:
+        st, b = complete(s)
+        assert st == 200, b
+        top = "layer-bits=18-18.2:8/8+17-17.1:8/8+23-23.0:8/8+"
+        assert top in b["usage"]["kv_cache"]["spec"], b
+        st, b = complete(s, kv_heads=0)  # no heads: no layer-bits at all
+        assert st == 200 and "layer-bits" not in b["usage"]["kv_cache"]["spec"], b
+        st, b = complete(s, kv_heads="2:4/2")  # only the top two, at 4/2
+        spec = b["usage"]["kv_cache"]["spec"]
+        assert st == 200 and "layer-bits=18-18.2:4/2+17-17.1:4/2," in spec, b
+        st, b = complete(s, kv_lo_bits=0)  # eviction: the heads knob has nothing to widen
+        assert st == 200 and "layer-bits" not in b["usage"]["kv_cache"]["spec"], b
+        assert b["usage"]["kv_cache"]["tokens_low"] == 0
+    finally:
+        s.stop()
+    s = Server("--model", str(MODEL), "--ctx", "512", "--max-batch", "2", "--kv-memory", "64M",
+               "--rank-heads", "off")
+    try:
+        st, b = complete(s, kv_policy="mikv")
+        assert st == 200 and "layer-bits" not in b["usage"]["kv_cache"]["spec"], b
+    finally:
+        s.stop()
