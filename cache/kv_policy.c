@@ -294,9 +294,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         return PV_OK;
     }
     return fail(err, errlen, PV_EINVAL,
-                "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, "
-                "heads, budget, recent, "
-                "sinks, window, chunk, group, key-balance, rotate, clip, floor)",
+                "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, heads, "
+                "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, floor)",
                 knob);
 }
 
