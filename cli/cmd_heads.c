@@ -10,17 +10,6 @@
 #include "cli.h"
 #include "eval_heads.h"
 
-typedef struct {
-    double score;
-    int layer, head;
-} ranked;
-
-static int by_score(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return x->layer != y->layer ? x->layer - y->layer : x->head - y->head;
-}
-
 static void help(void) {
     printf("usage: pivot heads [options]\n"
            "  Ranks the model's KV heads by induction score: the attention a query of a\n"
@@ -73,7 +62,7 @@ int cmd_heads(int argc, char **argv) {
     const llm_config *c = llm_get_config(m);
     int nh = c->n_layers * c->n_kv_heads;
     double *sc = calloc((size_t)nh, sizeof *sc);
-    ranked *r = calloc((size_t)nh, sizeof *r);
+    int *r = calloc((size_t)nh, sizeof *r);
     int32_t *probe = malloc(sizeof(int32_t) * (size_t)o.length);
     int n_probe = 0;
     o.first_probe = probe, o.n_first_probe = &n_probe;
@@ -85,13 +74,13 @@ int cmd_heads(int argc, char **argv) {
         llm_free(m);
         return 1;
     }
-    for (int i = 0; i < nh; i++) r[i] = (ranked){sc[i], i / c->n_kv_heads, i % c->n_kv_heads};
-    qsort(r, (size_t)nh, sizeof *r, by_score);
+    ev_heads_order(sc, nh, r); /* r[i]: layer * n_kv_heads + head */
+    const int nkv = c->n_kv_heads;
     if (top > nh) top = nh;
     char spec[KV_POLICY_DESC_MAX] = "";
     for (int i = 0; i < top; i++) {
         size_t at = strlen(spec);
-        snprintf(spec + at, sizeof spec - at, "%s%d.%d:%s", i ? "+" : "", r[i].layer, r[i].head, bits);
+        snprintf(spec + at, sizeof spec - at, "%s%d.%d:%s", i ? "+" : "", r[i] / nkv, r[i] % nkv, bits);
     }
     if (json) {
         cJSON *o_ = cJSON_CreateObject(), *hs = NULL, *tk = NULL;
@@ -103,9 +92,9 @@ int cmd_heads(int argc, char **argv) {
         hs = cJSON_AddArrayToObject(o_, "heads"); /* ranked */
         for (int i = 0; hs && i < nh; i++) {
             cJSON *h = cJSON_CreateObject();
-            cJSON_AddNumberToObject(h, "layer", r[i].layer);
-            cJSON_AddNumberToObject(h, "head", r[i].head);
-            cJSON_AddNumberToObject(h, "score", r[i].score);
+            cJSON_AddNumberToObject(h, "layer", r[i] / nkv);
+            cJSON_AddNumberToObject(h, "head", r[i] % nkv);
+            cJSON_AddNumberToObject(h, "score", sc[r[i]]);
             cJSON_AddItemToArray(hs, h);
         }
         tk = cJSON_AddArrayToObject(o_, "first_probe"); /* its tokens: a reference can rerun it */
@@ -118,7 +107,7 @@ int cmd_heads(int argc, char **argv) {
         printf("induction score per KV head (%s, %d probes of %d tokens, seed %llu):\n", llm_get_name(m),
                o.samples, o.length, (unsigned long long)o.seed);
         for (int i = 0; i < nh && i < 12; i++)
-            printf("  %2d. layer %2d head %d  %.4f\n", i + 1, r[i].layer, r[i].head, r[i].score);
+            printf("  %2d. layer %2d head %d  %.4f\n", i + 1, r[i] / nkv, r[i] % nkv, sc[r[i]]);
         printf("--kv-layer-bits %s\n", spec);
     }
     free(sc);

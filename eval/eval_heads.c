@@ -50,6 +50,14 @@ int ev_heads(const llm_model *m, const ev_heads_opts *o, double *scores, char *e
 /* An insertion sort of the indices by score: qsort's comparator could not
  * see the scores without a global, ties keep the lower index first, and
  * n_layers * n_kv_heads is at most a few thousand. */
+void ev_heads_order(const double *scores, int n, int *rank) {
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && scores[rank[j - 1]] < scores[i]; j--) rank[j] = rank[j - 1];
+        rank[j] = i;
+    }
+}
+
 int ev_heads_rank(const llm_model *m, int threads, int *rank, char *err, size_t errlen) {
     const llm_config *c = llm_get_config(m);
     const int n = c->n_layers * c->n_kv_heads;
@@ -58,11 +66,7 @@ int ev_heads_rank(const llm_model *m, int threads, int *rank, char *err, size_t 
     ev_heads_opts o = {.length = EV_HEADS_RANK_LENGTH, .samples = EV_HEADS_RANK_SAMPLES, .seed = 1,
                        .threads = threads};
     int rc = ev_heads(m, &o, sc, err, errlen);
-    for (int i = 0; !rc && i < n; i++) {
-        int j = i;
-        for (; j > 0 && sc[rank[j - 1]] < sc[i]; j--) rank[j] = rank[j - 1];
-        rank[j] = i;
-    }
+    if (!rc) ev_heads_order(sc, n, rank);
     free(sc);
     return rc;
 }
