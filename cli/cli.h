@@ -54,9 +54,11 @@ const cli_opt *cli_kv_table(cli_kv *kv);
 int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv_policy *p);
 /* Resolves the `heads` knob of *p[0..n) (kv_policy_resolve_heads) with m's
  * ranking (ev_heads_rank, run once, only when one of them asks; a model
- * the probe cannot run leaves them uniform after a note on stderr). 0, or
- * 2 after one line "pivot <cmd>: ..." on stderr. */
-int cli_resolve_heads(const char *cmd, const llm_model *m, int threads, kv_policy *const *p, int n);
+ * the probe cannot run leaves them uniform after a note on stderr). On
+ * --device cuda nothing is ranked or resolved: the GPU's cache does not
+ * quantize. 0, or 2 after one line "pivot <cmd>: ..." on stderr. */
+int cli_resolve_heads(const char *cmd, const llm_model *m, llm_device dev, int threads,
+                      kv_policy *const *p, int n);
 
 /* Loads the model for a run on dev: --device cuda is refused before any
  * loading when no GPU is usable, and after it when the model cannot run

@@ -52,9 +52,11 @@ int cli_kv_policy(const char *cmd, const char *spec, const char *const *vals, kv
     return 2;
 }
 
-int cli_resolve_heads(const char *cmd, const llm_model *m, int threads, kv_policy *const *p, int n) {
+int cli_resolve_heads(const char *cmd, const llm_model *m, llm_device dev, int threads,
+                      kv_policy *const *p, int n) {
     int want = 0, n_rank = 0, *rank = NULL;
     char err[256] = "";
+    if (dev == LLM_DEVICE_CUDA) return 0;
     for (int i = 0; i < n; i++) want |= p[i]->heads > 0 && p[i]->lo_bits > 0;
     if (want) {
         const llm_config *cf = llm_get_config(m);

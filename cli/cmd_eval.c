@@ -248,11 +248,11 @@ static int build_runs(const eval_opts *o, ev_run **out, int *n_out) {
 
 /* Each run's heads knob with the model's ranking, before the budget solver
  * counts its bytes. */
-static int resolve_heads(const llm_model *m, ev_run *r, int n, int threads) {
+static int resolve_heads(const llm_model *m, ev_run *r, int n, const ev_task_opts *t) {
     kv_policy **p = malloc(sizeof *p * (size_t)(n > 0 ? n : 1));
     if (!p) return 1;
     for (int k = 0; k < n; k++) p[k] = &r[k].pol;
-    int rc = cli_resolve_heads("eval", m, threads, p, n);
+    int rc = cli_resolve_heads("eval", m, t->device, t->threads, p, n);
     free(p);
     return rc;
 }
@@ -339,9 +339,7 @@ int cmd_eval(int argc, char **argv) {
     int n_smp = 0, status = 1;
     llm_model *m = cli_load_model("eval", o.model, NULL, 0, o.t.device);
     if (!m) goto out;
-    if ((o.t.device != LLM_DEVICE_CUDA && resolve_heads(m, runs, n_runs, o.t.threads)) ||
-        check_policies(m, runs, n_runs, o.t.threads))
-        goto out;
+    if (resolve_heads(m, runs, n_runs, &o.t) || check_policies(m, runs, n_runs, o.t.threads)) goto out;
     if (ev_build_samples(m, &o.t, &smp, &n_smp, err, sizeof err)) {
         fprintf(stderr, "pivot eval: %s\n", err);
         goto out;

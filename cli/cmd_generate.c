@@ -270,8 +270,7 @@ int cmd_generate(int argc, char **argv) {
     cli_gram cg = {0};
     kv_policy *pp = &pol;
     if (!prompt) goto out;
-    /* the GPU's cache does not quantize: no ranking to run there */
-    if (dev != LLM_DEVICE_CUDA && (rc = cli_resolve_heads("generate", m, o.threads, &pp, 1))) {
+    if ((rc = cli_resolve_heads("generate", m, dev, o.threads, &pp, 1))) {
         status = rc;
         goto out;
     }

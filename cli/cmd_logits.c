@@ -83,9 +83,7 @@ int cmd_logits(int argc, char **argv) {
     }
     const llm_config *cf = llm_get_config(m);
     kv_policy *pp = &pol;
-    /* the heads knob as generate and serve resolve it (not on the GPU,
-     * whose cache does not quantize) */
-    if (dev != LLM_DEVICE_CUDA && (rc = cli_resolve_heads("logits", m, threads, &pp, 1))) {
+    if ((rc = cli_resolve_heads("logits", m, dev, threads, &pp, 1))) { /* as generate and serve */
         free(ids);
         llm_free(m);
         return rc;
