@@ -11,8 +11,8 @@
  *   scale are then applied to 16 tokens at once.
  * axpyn: the weights a·scale are rounded to int16 per block of 32 tokens
  *   and two tokens' codes meet them in one vpdpwssd (axpyn512i, below:
- *   ~1.5x faster than decoding to float, within half a step of 1/32767 of
- *   the block's largest weight per token). Shapes it does not take decode
+ *   within half a step of 1/32767 of the block's largest weight per token;
+ *   `bench_attn 2048 mikv` decode -10% per KV head, docs/PERFORMANCE.md). Shapes it does not take decode
  *   each record to float once (code * scale + zero, one fused multiply-add
  *   per 16 channels) and add it to every query head's output, which stays
  *   in registers for the whole run (6 heads x 64 channels at a time). */
