@@ -149,6 +149,11 @@ static int get_vec(const gguf_file *g, const char *name, int64_t n, int required
 static int load_layers(llm_model *m, char *err, size_t errlen) {
     const llm_config *c = &m->cfg;
     int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    /* every layer needs its own tensors: a block_count beyond the file's
+     * tensor count is corrupt (and would allocate for it first) */
+    if (c->n_layers > gguf_n_tensors(m->g))
+        return pv_fail(err, errlen, PV_EFORMAT, "model: block_count %d, but the file has %lld tensors",
+                       c->n_layers, (long long)gguf_n_tensors(m->g));
     m->layers = calloc(c->n_layers, sizeof *m->layers);
     if (!m->layers) return PV_ENOMEM;
     for (int i = 0; i < c->n_layers; i++) {
