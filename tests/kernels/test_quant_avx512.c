@@ -190,7 +190,7 @@ typedef struct {
 
 static void check_family(uint32_t t, int bits, int64_t n, family f)
 {
-    enum { ROWS = 8, TOK = 9 };
+    enum { ROWS = 8, TOK = 17 };
     static uint8_t w[ROWS * 2048], xq[TOK * 8192], xv[8192];
     static float x[2048];
     uint32_t vdt = kq_vec_dot_type_bits(t, bits);
@@ -213,7 +213,7 @@ static void check_family(uint32_t t, int bits, int64_t n, family f)
     for (int r = 0; r < ROWS; r++)
         for (int tk = 0; tk < TOK; tk++)
             ref[r][tk] = dot(n, w + (size_t)r * wrb, xq + (size_t)tk * xrb);
-    /* every token count 1..TOK: the multi kernels split it into 4s and a tail */
+    /* every token count 1..TOK: the multi kernels split it into 8s or 4s and a tail */
     for (int nx = 1; nx <= TOK; nx++)
         for (int r = 0; r < ROWS; r++) {
             float out[TOK * 2];
