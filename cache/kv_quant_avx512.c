@@ -316,6 +316,101 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
     }
 }
 
+/* dotn with tokens in lanes (dotn512t, below; kvq_avx512_dotn takes it for
+ * 2-4-bit codes where axpy_int_ok and gq <= TMAXQ): dotn512 reduces each
+ * (token, query head) vector of channel sums with its share of a
+ * 16-token tree (45 operations per group and head); here 16 records'
+ * codes (codes64: bytes in channel order) are transposed once so that
+ * vector k holds dword k (channels 4k..4k+3) of every token, and one
+ * vpdpbusd per dword and query head adds the four products into each
+ * token's lane: no reduction. vpdpbusd multiplies unsigned by signed
+ * bytes, so the int16 query is split into bytes, q16 = 256·hi + lo (hi
+ * signed, lo unsigned), and a group's sum is 256·Σ code·hi + Σ lo·code:
+ * the same integer as dotn512's (|sums| < 2^31 for codes <= 15 over 512
+ * channels), scaled in the same order, so the scores are bit-identical. */
+#define TMAXQ 16 /* query heads whose bytes the kernel keeps on its stack */
+
+/* Where dotn512t is the faster (bench/bench_kq_dotn.c: one thread, 1,000
+ * records, head_dim and group constants as KVS_SHAPES makes them): its
+ * transpose is shared by the query heads and saves dotn512 one tree per
+ * group and head, so it wins with two or more groups per record (64/32,
+ * 4-bit, three heads 3.7x, 3-bit 4.1x; 128/64 1.4x at one head, 2.0x at
+ * four) and at head_dim 64 with one group (1.06-1.12x), and loses with
+ * one 128-channel group (0.9x at four heads, 0.8x at eight). */
+static int dotn_t_ok(int bits, int d, int group, int gq) {
+    return bits != 8 && gq <= TMAXQ && axpy_int_ok(bits, d, group) && (d == 64 || group < d);
+}
+
+/* r[k] lane u <- dword k of r[u], 16 x 16 (four shuffle stages). */
+AVX512 __attribute__((always_inline)) static inline void transpose16(__m512i *r) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) { /* per 128-bit lane: [a0 b0 a1 b1], [a2 b2 a3 b3] */
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* u[4i + j], lane L: dword 4L + j of records 4i..4i+3 */
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int j = 0; j < 4; j++) { /* dword 4L + j gathers lane L of u[j], u[4+j], u[8+j], u[12+j] */
+        const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), b = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+        const __m512i c = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE), e = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+        r[j] = _mm512_shuffle_i32x4(a, b, 0x88);
+        r[4 + j] = _mm512_shuffle_i32x4(a, b, 0xDD);
+        r[8 + j] = _mm512_shuffle_i32x4(c, e, 0x88);
+        r[12 + j] = _mm512_shuffle_i32x4(c, e, 0xDD);
+    }
+}
+
+AVX512 __attribute__((always_inline)) static inline void
+dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
+         float *sc, size_t scs, const int bits) {
+    const int nb = d * bits / 8, ng = d / group;
+    /* the query's high and low bytes, per head, in channel order */
+    uint8_t qh[TMAXQ * MAXD] __attribute__((aligned(64))), ql[TMAXQ * MAXD] __attribute__((aligned(64)));
+    for (int r = 0; r < gq; r++)
+        for (int c = 0; c < d; c += 32) {
+            const __m512i v = _mm512_loadu_si512(qp->q16 + (size_t)r * d + c);
+            _mm256_store_si256((__m256i *)(void *)(qh + (size_t)r * d + c), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+            _mm256_store_si256((__m256i *)(void *)(ql + (size_t)r * d + c), _mm512_cvtepi16_epi8(v));
+        }
+    __m512i T[MAXD / 4];
+    __m512 s[MAXG], z[MAXG];
+    for (int t0 = 0; t0 < n; t0 += 16) {
+        const int cnt = n - t0 < 16 ? n - t0 : 16;
+        for (int c0 = 0; c0 < d; c0 += 64) {
+            __m512i *R = T + c0 / 4;
+            for (int u = 0; u < 16; u++) /* past the run: zero codes */
+                R[u] = u < cnt ? codes64(rec0 + (size_t)(t0 + u) * stride, bits, d, c0) : _mm512_setzero_si512();
+            transpose16(R);
+        }
+        for (int gi = 0; gi < ng; gi++)
+            scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb + 4 * gi, &s[gi], &z[gi]);
+        for (int r = 0; r < gq; r++) {
+            const uint8_t *h = qh + (size_t)r * d, *l = ql + (size_t)r * d;
+            __m512 f = _mm512_setzero_ps();
+            for (int gi = 0; gi < ng; gi++) {
+                __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
+                for (int k = gi * group / 4; k < (gi + 1) * group / 4; k++) {
+                    int32_t bh, bl;
+                    memcpy(&bh, h + 4 * k, 4);
+                    memcpy(&bl, l + 4 * k, 4);
+                    ah = _mm512_dpbusd_epi32(ah, T[k], _mm512_set1_epi32(bh));
+                    al = _mm512_dpbusd_epi32(al, _mm512_set1_epi32(bl), T[k]);
+                }
+                const __m512i sum = _mm512_add_epi32(_mm512_slli_epi32(ah, 8), al);
+                f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), s[gi], f);
+            }
+            __m512 res = _mm512_mul_ps(f, _mm512_set1_ps(qp->qs[r]));
+            for (int gi = 0; gi < ng; gi++)
+                res = _mm512_fmadd_ps(z[gi], _mm512_set1_ps(qp->qsum[(size_t)r * ng + gi]), res);
+            _mm512_mask_storeu_ps(sc + (size_t)r * scs + t0, (__mmask16)((1u << cnt) - 1), res);
+        }
+    }
+}
+
 /* Copies per shape (KVS_SHAPES): the channel loops unroll and the 16
  * per-token sums stay in registers (a run-time group left a loop per token). */
 #define WRAP(B)                                                                                   \
@@ -323,7 +418,10 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
                                     const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                     size_t scs) {                                                 \
         (void)q;                                                                                  \
-        KVS_SHAPES(d, group, DOTN_##B);                                                           \
+        if (B != 8 && dotn_t_ok(B, d, group, gq))                                                 \
+            KVS_SHAPES(d, group, DOTNT_##B);                                                      \
+        else                                                                                      \
+            KVS_SHAPES(d, group, DOTN_##B);                                                       \
     }                                                                                             \
     AVX512 static void axpyn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,   \
                                      size_t as, int gq, int d, int group, float *out) {           \
@@ -334,6 +432,10 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
         KVS_SHAPES(d, group, AXPYNI_##B);                                                         \
     }
 #define DOTN_8(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 8)
+#define DOTNT_8(D, G) DOTN_8(D, G) /* 8-bit codes do not fit vpdpbusd's signed side */
+#define DOTNT_4(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
+#define DOTNT_3(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 3)
+#define DOTNT_2(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
 #define DOTN_4(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
 #define DOTN_3(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 3)
 #define DOTN_2(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
