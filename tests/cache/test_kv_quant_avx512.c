@@ -1,0 +1,82 @@
+/* The AVX-512 key kernels of the mixed cache against each other: dotn512t
+ * (tokens in lanes) must give the same bits as dotn512 (per-token trees)
+ * for every shape, width and head count it takes, since kvq_avx512_dotn
+ * picks between them by shape (dotn_t_ok) and the quality figures must not
+ * depend on the pick. Includes the kernel file to reach both. */
+#include "../../cache/kv_quant_avx512.c"
+
+#include <criterion/criterion.h>
+
+#include "kv_layout.h"
+
+static float frand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+AVX512 static void both(const uint8_t *rec, size_t stride, int n, const kvq_qprep *qp, int gq, int d,
+                        int group, int bits, float *s0, float *s1, size_t scs) {
+#define PAIR(B)                                                                                   \
+    do {                                                                                          \
+        dotn512(rec, stride, n, qp, gq, d, group, s0, scs, B);                                    \
+        dotn512t(rec, stride, n, qp, gq, d, group, s1, scs, B);                                   \
+    } while (0)
+    if (bits == 4) PAIR(4);
+    else if (bits == 3) PAIR(3);
+    else PAIR(2);
+#undef PAIR
+}
+
+Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
+    if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
+    enum { NT = 41, MD = 256, MQ = TMAXQ };
+    static uint8_t recs[NT * 256];
+    static float x[MD], q[MQ * MD], s0[MQ * NT], s1[MQ * NT];
+    static char qmem[MQ * MD * 8] __attribute__((aligned(64)));
+    const int shapes[][2] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {128, 128}, {256, 64}};
+    const int bits[] = {4, 3, 2}, heads[] = {1, 2, 3, 4, 8, MQ}, runs[] = {1, 15, 16, 17, NT};
+    unsigned r = 5;
+    int checked = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int bi = 0; bi < 3; bi++) {
+            const int d = shapes[si][0], G = shapes[si][1], b = bits[bi];
+            cr_assert(axpy_int_ok(b, d, G), "d %d group %d bits %d", d, G, b);
+            const size_t rec = kvl_rec_bytes(b, d, G);
+            for (int t = 0; t < NT; t++) { /* real records: an outlier channel, an offset */
+                for (int i = 0; i < d; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0) + (t % 7 == 0 ? 5 : 0);
+                kvq_encode(x, d, b, G, recs + t * rec);
+            }
+            for (int hi = 0; hi < 6; hi++)
+                for (int ri = 0; ri < 5; ri++) {
+                    const int gq = heads[hi], n = runs[ri];
+                    for (int i = 0; i < gq * d; i++) q[i] = frand(&r) * (i % d == 5 ? 30.0f : 1.0f);
+                    kvq_qprep qp;
+                    kvq_qprep_init(&qp, qmem, gq, d, G);
+                    kvq_prep(q, gq, d, G, &qp);
+                    for (int i = 0; i < MQ * NT; i++) s0[i] = 1.0f, s1[i] = 2.0f;
+                    both(recs, rec, n, &qp, gq, d, G, b, s0, s1, NT);
+                    for (int g = 0; g < gq; g++)
+                        for (int t = 0; t < NT; t++) {
+                            /* past the run both leave the scores alone */
+                            float want0 = t < n ? s0[g * NT + t] : 1.0f, want1 = t < n ? s0[g * NT + t] : 2.0f;
+                            cr_assert(memcmp(&s1[g * NT + t], t < n ? &want0 : &want1, 4) == 0,
+                                      "d %d group %d bits %d heads %d run %d: head %d token %d %.9g vs %.9g", d,
+                                      G, b, gq, n, g, t, s1[g * NT + t], s0[g * NT + t]);
+                        }
+                    checked++;
+                }
+        }
+    cr_assert_eq(checked, 6 * 3 * 6 * 5);
+}
+
+/* The pick: the transposed kernel where it is the faster (dotn_t_ok's
+ * comment), never for 8-bit codes or more heads than its stack holds. */
+Test(kv_quant_avx512, transposed_kernel_pick) {
+    cr_assert(dotn_t_ok(4, 64, 32, 3));
+    cr_assert(dotn_t_ok(3, 64, 64, 1));
+    cr_assert(dotn_t_ok(4, 128, 64, 1));
+    cr_assert_not(dotn_t_ok(4, 128, 128, 4), "one 128-channel group: the trees are faster");
+    cr_assert_not(dotn_t_ok(8, 64, 32, 3), "8-bit codes do not fit vpdpbusd's signed operand");
+    cr_assert_not(dotn_t_ok(4, 64, 32, TMAXQ + 1));
+    cr_assert_not(dotn_t_ok(4, 96, 32, 3), "head_dim not a multiple of 64");
+}
