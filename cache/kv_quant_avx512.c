@@ -330,13 +330,14 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
  * channels), scaled in the same order, so the scores are bit-identical. */
 #define TMAXQ 16 /* query heads whose bytes the kernel keeps on its stack */
 
-/* Where dotn512t is the faster (bench/bench_kq_dotn.c: one thread, 1,000
- * records, head_dim and group constants as KVS_SHAPES makes them): its
- * transpose is shared by the query heads and saves dotn512 one tree per
- * group and head, so it wins with two or more groups per record (64/32,
- * 4-bit, three heads 3.7x, 3-bit 4.1x; 128/64 1.4x at one head, 2.0x at
- * four) and at head_dim 64 with one group (1.06-1.12x), and loses with
- * one 128-channel group (0.9x at four heads, 0.8x at eight). */
+/* Where dotn512t is the faster (bench/bench_kq_dotn.c: one thread, best of
+ * 201 alternated runs, head_dim and group constants as KVS_SHAPES makes
+ * them): its transpose is shared by the query heads and saves dotn512 one
+ * tree per group and head, so it wins with two or more groups per record
+ * (64/32, 4-bit, three heads 2.3x; 128/64 1.4x at one head, 2.0x at four)
+ * and at head_dim 64 with one group (mikv's 64/64: 1.42x over 1,000
+ * records, 1.25x over a 32-token page), and loses with one 128-channel
+ * group (0.9x at four heads, 0.8x at eight). */
 static int dotn_t_ok(int bits, int d, int group, int gq) {
     return bits != 8 && gq <= TMAXQ && axpy_int_ok(bits, d, group) && (d == 64 || group < d);
 }
