@@ -139,7 +139,10 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
  * token instead of per (query, token). Bit-identical to the query-by-query
  * walk (`pivot eval` JSON equal for mikv, accumulated, h2o, scissorhands);
  * its speed was within the noise (bench_attn 4096/8192 mikv prompt), the
- * bookkeeping is ~11% of a long mikv prefill either way (`perf`). */
+ * bookkeeping is ~11% of a long mikv prefill either way (`perf`). So on
+ * AVX-512 persistence takes a token's comparisons for 16 queries at once
+ * (kvb_low_mask) and adds their count (kvt_persist_block): the same
+ * divisions and comparisons, the same counts. */
 static void observe_block(const mixed_cache *c, head_t *hs, int p0, int nq, const float *pt, int rp) {
     const int gq = c->gq;
     const kv_select sel = c->p.select;
@@ -152,6 +155,17 @@ static void observe_block(const mixed_cache *c, head_t *hs, int p0, int nq, cons
         nhv[qi] = c->fhi.sb ? hi_visible(hi, &c->fhi, p) : 0;
         thr[qi] = c->fhi.sb ? 1.0f / (float)(nhv[qi] + lo_visible(hs, p, nhv[qi])) : 0.0f;
         rot[qi] = sel == KV_SELECT_PERSISTENCE && (hs->steps + qi + 1) % half == 0;
+    }
+    if (sel == KV_SELECT_PERSISTENCE && c->blk_kind == KVB_AVX512) {
+        /* the same counts, 16 queries' comparisons per instruction */
+        uint32_t rotm = 0;
+        for (int qi = 0; qi < nq; qi++) rotm |= (uint32_t)rot[qi] << qi;
+        for (int t = 0; t < hi->n; t++) {
+            uint32_t low = kvb_low_mask(pt + (size_t)t * rp, rp, nq, gq, thr, nhv, t);
+            if (low || rotm) kvt_persist_block(t_state(hi, &c->fhi, t), low, rotm, nq);
+        }
+        hs->steps += nq;
+        return;
     }
     for (int t = 0; t < hi->n; t++) {
         uint8_t *st = t_state(hi, &c->fhi, t);

@@ -62,6 +62,13 @@ int kvb_kind(int head_dim);
 int kvb_rpad(int rows);
 void kvb_attend(const kvb_job *j);
 
+/* The tracker's view of one token's probabilities (AVX-512: kvb_kind(64) ==
+ * KVB_AVX512): bit qi is set when query qi (rows qi*gq .. qi*gq+gq-1 of
+ * row, rp floats: 16 or 32) sees the token (t < nhv[qi]) and its mean
+ * probability over its gq rows, summed in row order and divided by gq as
+ * kv_mixed_attend.c's scalar loop does, is below thr[qi]. nq * gq <= rp. */
+uint32_t kvb_low_mask(const float *row, int rp, int nq, int gq, const float *thr, const int *nhv, int t);
+
 /* Row helpers for the one-query path (AVX-512: kvb_kind(64) == KVB_AVX512).
  * kvb_exp_row: x[t] = e^(x[t] - max x),
  * returns 1 / sum (masked entries become exactly 0). kvb_scale_row: x *= a. */

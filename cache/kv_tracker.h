@@ -72,6 +72,25 @@ static inline void kvt_rotate(kv_select sel, uint8_t *st) {
     memcpy(st, &s, sizeof s);
 }
 
+/* Persistence over a block of nq queries at once: bit qi of `low` is
+ * kvt_observe's p < threshold for query qi (and the query saw the token),
+ * bit qi of `rot` a kvt_rotate after it; the same counts as calling the two
+ * in query order. */
+static inline void kvt_persist_block(uint8_t *st, uint32_t low, uint32_t rot, int nq) {
+    kvt_persist s;
+    memcpy(&s, st, sizeof s);
+    if (!rot) { /* the common case: no bucket starts inside the block */
+        unsigned c = (unsigned)s.cur + (unsigned)__builtin_popcount(low);
+        s.cur = (uint16_t)(c < UINT16_MAX ? c : UINT16_MAX);
+    } else {
+        for (int qi = 0; qi < nq; qi++) {
+            if ((low >> qi & 1u) && s.cur < UINT16_MAX) s.cur++;
+            if (rot >> qi & 1u) s.prev = s.cur, s.cur = 0;
+        }
+    }
+    memcpy(st, &s, sizeof s);
+}
+
 /* Higher = demote sooner. steps: queries served so far by this head. */
 static inline float kvt_demote_score(kv_select sel, const uint8_t *st, int64_t steps) {
     if (sel == KV_SELECT_PERSISTENCE) {

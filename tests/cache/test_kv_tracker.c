@@ -186,3 +186,30 @@ Test(kv_tracker, gqa_aggregation_matches_hand_computation) {
         kv_destroy(c);
     }
 }
+
+/* kvt_persist_block (a block of queries' persistence counts at once) against
+ * kvt_observe / kvt_rotate called query by query: random masks, rotations
+ * inside the block, and counters near their ceiling. */
+Test(kv_tracker, persistence_block_equals_query_by_query) {
+    unsigned r = 3;
+    for (int trial = 0; trial < 5000; trial++) {
+        r = r * 1103515245u + 12345u;
+        const int nq = 1 + (int)(r >> 16) % 32;
+        r = r * 1103515245u + 12345u;
+        uint32_t low = r, rot = 0;
+        r = r * 1103515245u + 12345u;
+        if (trial % 3 == 0) rot = r & (r >> 7) & (r << 5); /* sparse */
+        if (nq < 32) low &= (1u << nq) - 1, rot &= (1u << nq) - 1;
+        kvt_persist s0 = {.cur = (uint16_t)(trial % 4 == 0 ? UINT16_MAX - (trial % 40) : (r >> 20) % 1000),
+                          .prev = (uint16_t)(trial % 977)};
+        uint8_t a[sizeof s0], b[sizeof s0];
+        memcpy(a, &s0, sizeof s0);
+        memcpy(b, &s0, sizeof s0);
+        for (int qi = 0; qi < nq; qi++) {
+            kvt_observe(KV_SELECT_PERSISTENCE, a, (low >> qi & 1u) ? 0.0f : 1.0f, 0.5f);
+            if (rot >> qi & 1u) kvt_rotate(KV_SELECT_PERSISTENCE, a);
+        }
+        kvt_persist_block(b, low, rot, nq);
+        cr_assert(memcmp(a, b, sizeof a) == 0, "trial %d nq %d low %x rot %x", trial, nq, low, rot);
+    }
+}

@@ -1,0 +1,46 @@
+/* The block kernel's helpers against scalar references: kvb_low_mask (the
+ * tracker's per-token comparisons for a block of queries) must set exactly
+ * the bits the scalar loop of kv_mixed_attend.c would, for every query-head
+ * group size and row padding. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "kv_mixed_blk.h"
+
+static float frand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFF) / 65536.0f;
+}
+
+Test(kv_mixed_blk, low_mask_matches_scalar_loop) {
+    if (kvb_kind(64) != KVB_AVX512) cr_skip_test("no AVX-512 block kernel here");
+    unsigned r = 9;
+    int checked = 0;
+    for (int gq = 1; gq <= 8; gq++)
+        for (int rp = 16; rp <= 32; rp += 16)
+            for (int trial = 0; trial < 300; trial++) {
+                const int maxq = rp / gq;
+                if (maxq < 1) continue;
+                const int nq = 1 + trial % maxq, t = trial % 50;
+                float row[32], thr[32];
+                int nhv[32];
+                for (int i = 0; i < 32; i++) row[i] = i < rp ? frand(&r) * (trial % 2 ? 0.02f : 1.0f) : 1e9f;
+                for (int qi = 0; qi < nq; qi++) {
+                    nhv[qi] = (int)(frand(&r) * 100);
+                    /* some thresholds exactly at a mean: the strict < decides */
+                    float agg = 0.0f;
+                    for (int g = 0; g < gq; g++) agg += row[qi * gq + g];
+                    thr[qi] = qi % 4 == 0 ? agg / (float)gq : frand(&r) * 0.02f;
+                }
+                uint32_t want = 0;
+                for (int qi = 0; qi < nq; qi++) {
+                    float agg = 0.0f;
+                    for (int g = 0; g < gq; g++) agg += row[qi * gq + g];
+                    if (t < nhv[qi] && agg / (float)gq < thr[qi]) want |= 1u << qi;
+                }
+                uint32_t got = kvb_low_mask(row, rp, nq, gq, thr, nhv, t);
+                cr_assert_eq(got, want, "gq %d rp %d nq %d t %d: %x vs %x", gq, rp, nq, t, got, want);
+                checked++;
+            }
+    cr_assert_gt(checked, 4000);
+}
