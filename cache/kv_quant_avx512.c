@@ -356,8 +356,10 @@ AVX512 __attribute__((always_inline)) static inline void transpose16(__m512i *r)
         u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
     }
     for (int j = 0; j < 4; j++) { /* dword 4L + j gathers lane L of u[j], u[4+j], u[8+j], u[12+j] */
-        const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), b = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-        const __m512i c = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE), e = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+        const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
+        const __m512i b = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+        const __m512i c = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
+        const __m512i e = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
         r[j] = _mm512_shuffle_i32x4(a, b, 0x88);
         r[4 + j] = _mm512_shuffle_i32x4(a, b, 0xDD);
         r[8 + j] = _mm512_shuffle_i32x4(c, e, 0x88);
@@ -370,21 +372,24 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
          float *sc, size_t scs, const int bits) {
     const int nb = d * bits / 8, ng = d / group;
     /* the query's high and low bytes, per head, in channel order */
-    uint8_t qh[TMAXQ * MAXD] __attribute__((aligned(64))), ql[TMAXQ * MAXD] __attribute__((aligned(64)));
+    uint8_t qh[TMAXQ * MAXD] __attribute__((aligned(64)));
+    uint8_t ql[TMAXQ * MAXD] __attribute__((aligned(64)));
     for (int r = 0; r < gq; r++)
         for (int c = 0; c < d; c += 32) {
             const __m512i v = _mm512_loadu_si512(qp->q16 + (size_t)r * d + c);
-            _mm256_store_si256((__m256i *)(void *)(qh + (size_t)r * d + c), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
-            _mm256_store_si256((__m256i *)(void *)(ql + (size_t)r * d + c), _mm512_cvtepi16_epi8(v));
+            const __m256i h = _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)), l = _mm512_cvtepi16_epi8(v);
+            _mm256_store_si256((__m256i *)(void *)(qh + (size_t)r * d + c), h);
+            _mm256_store_si256((__m256i *)(void *)(ql + (size_t)r * d + c), l);
         }
     __m512i T[MAXD / 4];
-    __m512 s[MAXG], z[MAXG];
+    __m512 s[IMAXG], z[IMAXG]; /* dotn_t_ok: axpy_int_ok's groups per record */
     for (int t0 = 0; t0 < n; t0 += 16) {
         const int cnt = n - t0 < 16 ? n - t0 : 16;
         for (int c0 = 0; c0 < d; c0 += 64) {
             __m512i *R = T + c0 / 4;
             for (int u = 0; u < 16; u++) /* past the run: zero codes */
-                R[u] = u < cnt ? codes64(rec0 + (size_t)(t0 + u) * stride, bits, d, c0) : _mm512_setzero_si512();
+                R[u] = u < cnt ? codes64(rec0 + (size_t)(t0 + u) * stride, bits, d, c0)
+                               : _mm512_setzero_si512();
             transpose16(R);
         }
         for (int gi = 0; gi < ng; gi++)
@@ -419,6 +424,7 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
                                     const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                     size_t scs) {                                                 \
         (void)q;                                                                                  \
+        /* B != 8: a constant, so the 8-bit copy has no transposed branch */                      \
         if (B != 8 && dotn_t_ok(B, d, group, gq))                                                 \
             KVS_SHAPES(d, group, DOTNT_##B);                                                      \
         else                                                                                      \
@@ -433,7 +439,8 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
         KVS_SHAPES(d, group, AXPYNI_##B);                                                         \
     }
 #define DOTN_8(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 8)
-#define DOTNT_8(D, G) DOTN_8(D, G) /* 8-bit codes do not fit vpdpbusd's signed side */
+/* never taken (8-bit codes do not fit vpdpbusd's signed side); spelled so WRAP(8) compiles */
+#define DOTNT_8(D, G) DOTN_8(D, G)
 #define DOTNT_4(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
 #define DOTNT_3(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 3)
 #define DOTNT_2(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 2)

@@ -46,12 +46,24 @@ static inline void kvt_init(kv_select sel, uint8_t *st, int64_t first_step) {
     }
 }
 
+/* Persistence's two rules, for one query (kvt_observe, kvt_rotate) and for
+ * a block of them (kvt_persist_block): k more low-attention steps, the
+ * count saturating; a new bucket. */
+static inline void kvt_persist_add(kvt_persist *s, unsigned k) {
+    unsigned c = (unsigned)s->cur + k;
+    s->cur = (uint16_t)(c < UINT16_MAX ? c : UINT16_MAX);
+}
+static inline void kvt_persist_rotate(kvt_persist *s) {
+    s->prev = s->cur;
+    s->cur = 0;
+}
+
 static inline void kvt_observe(kv_select sel, uint8_t *st, float p, float threshold) {
     if (sel == KV_SELECT_PERSISTENCE) {
         if (p < threshold) {
             kvt_persist s;
             memcpy(&s, st, sizeof s);
-            if (s.cur < UINT16_MAX) s.cur++;
+            kvt_persist_add(&s, 1);
             memcpy(st, &s, sizeof s);
         }
     } else if (sel == KV_SELECT_ACCUMULATED) {
@@ -67,25 +79,25 @@ static inline void kvt_rotate(kv_select sel, uint8_t *st) {
     if (sel != KV_SELECT_PERSISTENCE) return;
     kvt_persist s;
     memcpy(&s, st, sizeof s);
-    s.prev = s.cur;
-    s.cur = 0;
+    kvt_persist_rotate(&s);
     memcpy(st, &s, sizeof s);
 }
 
-/* Persistence over a block of nq queries at once: bit qi of `low` is
- * kvt_observe's p < threshold for query qi (and the query saw the token),
- * bit qi of `rot` a kvt_rotate after it; the same counts as calling the two
- * in query order. */
+/* Persistence over a block of nq (<= 32) queries at once: bit qi of `low`
+ * is kvt_observe's p < threshold for query qi (and the query saw the
+ * token), bit qi of `rot` a kvt_rotate after it (bits from nq on are
+ * ignored); the same counts as calling the two in query order. */
 static inline void kvt_persist_block(uint8_t *st, uint32_t low, uint32_t rot, int nq) {
+    const uint32_t live = nq < 32 ? (1u << nq) - 1 : ~0u;
     kvt_persist s;
     memcpy(&s, st, sizeof s);
+    low &= live, rot &= live;
     if (!rot) { /* the common case: no bucket starts inside the block */
-        unsigned c = (unsigned)s.cur + (unsigned)__builtin_popcount(low);
-        s.cur = (uint16_t)(c < UINT16_MAX ? c : UINT16_MAX);
+        kvt_persist_add(&s, (unsigned)__builtin_popcount(low));
     } else {
         for (int qi = 0; qi < nq; qi++) {
-            if ((low >> qi & 1u) && s.cur < UINT16_MAX) s.cur++;
-            if (rot >> qi & 1u) s.prev = s.cur, s.cur = 0;
+            kvt_persist_add(&s, low >> qi & 1u);
+            if (rot >> qi & 1u) kvt_persist_rotate(&s);
         }
     }
     memcpy(st, &s, sizeof s);

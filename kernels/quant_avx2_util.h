@@ -120,10 +120,18 @@ static inline __attribute__((always_inline)) void q4_1_store(const __m256 *acc, 
  * taking the token count NX (1..4) as its last argument. Tokens go in groups
  * of 4 and the tail is dispatched on a literal, so every call sees NX as a
  * compile-time constant and its per-token loops unroll. */
-#define KQ_DEFINE_DOT_MULTI(name, multi)                                                           \
+#define KQ_DEFINE_DOT_MULTI(name, multi) KQ_DEFINE_DOT_MULTI_BY(name, multi, 0)
+
+/* The same with groups of 8 tokens first when by8 is 1 (kernels holding 8
+ * tokens' accumulators: quant_avx512.c); the tail is the same 4s and the
+ * literal 3, 2, 1. */
+#define KQ_DEFINE_DOT_MULTI_BY(name, multi, by8)                                                   \
     void name(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out, int64_t os) \
     {                                                                                              \
         const char *xp = x;                                                                        \
+        if (by8)                                                                                   \
+            for (; nx >= 8; nx -= 8, xp += 8 * xs, out += 8 * os)                                  \
+                multi(n, w, xp, xs, out, os, (by8) ? 8 : 4);                                       \
         for (; nx >= 4; nx -= 4, xp += 4 * xs, out += 4 * os)                                     \
             multi(n, w, xp, xs, out, os, 4);                                                       \
         switch (nx) {                                                                              \

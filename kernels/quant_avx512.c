@@ -165,29 +165,6 @@ static inline __attribute__((always_inline)) void pair_finish(const __m512 *acc,
         pair_finish4(acc + g, ms + g, NX - g < 4 ? NX - g : 4, out + g * os, os);
 }
 
-/* Defines `name`, a kq_dot_multi_fn over `multi` (NX a literal 1..8):
- * tokens in groups of 8, a weight block pair unpacked once per group (8
- * instead of KQ_DEFINE_DOT_MULTI's 4: 15% less time for the Q4_1 kernel
- * over an 8-token tile, bit-identical results, docs/PERFORMANCE.md), then
- * a group of 4 and a tail on literals. */
-#define KQ_VBMI_DEFINE_DOT_MULTI(name, multi)                                                     \
-    void name(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out, int64_t os) \
-    {                                                                                              \
-        const char *xp = x;                                                                        \
-        for (; nx >= 8; nx -= 8, xp += 8 * xs, out += 8 * os)                                      \
-            multi(n, w, xp, xs, out, os, 8);                                                       \
-        if (nx >= 4) {                                                                             \
-            multi(n, w, xp, xs, out, os, 4);                                                       \
-            nx -= 4, xp += 4 * xs, out += 4 * os;                                                  \
-        }                                                                                          \
-        switch (nx) {                                                                              \
-        case 3: multi(n, w, xp, xs, out, os, 3); break;                                            \
-        case 2: multi(n, w, xp, xs, out, os, 2); break;                                            \
-        case 1: multi(n, w, xp, xs, out, os, 1); break;                                            \
-        default: break;                                                                            \
-        }                                                                                          \
-    }
-
 /* Zeroed accumulators of n rows or tokens */
 static inline __attribute__((always_inline)) void zero_acc(__m512 *acc, __m128 *ms, int n)
 {
@@ -243,7 +220,10 @@ float kq_vbmi_q16_dot_q4_1(int64_t n, const void *w, const void *x)
     return out;
 }
 
-KQ_VBMI_DEFINE_DOT_MULTI(kq_vbmi_q16_dot_multi_q4_1, multi_q4_1)
+/* Tokens in groups of 8: a weight block pair unpacked once per 8 (4 before:
+ * 15% less time over an 8-token tile, bit-identical results,
+ * docs/PERFORMANCE.md). */
+KQ_DEFINE_DOT_MULTI_BY(kq_vbmi_q16_dot_multi_q4_1, multi_q4_1, 1)
 
 /* Block pair i, i+1 of 4 rows, one token (`two` a literal at both calls) */
 static inline __attribute__((always_inline)) void rows4_pair(const kq_block_q4_1 *const *a,
@@ -381,4 +361,4 @@ float kq_vbmi_q16_dot_q8_0(int64_t n, const void *w, const void *x)
     return out;
 }
 
-KQ_VBMI_DEFINE_DOT_MULTI(kq_vbmi_q16_dot_multi_q8_0, multi_q8_0)
+KQ_DEFINE_DOT_MULTI_BY(kq_vbmi_q16_dot_multi_q8_0, multi_q8_0, 1)

@@ -29,11 +29,11 @@ AVX512 static void both(const uint8_t *rec, size_t stride, int n, const kvq_qpre
 
 Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
     if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
-    enum { NT = 41, MD = 256, MQ = TMAXQ };
-    static uint8_t recs[NT * 256];
+    enum { NT = 41, MD = 512, MQ = TMAXQ };
+    static uint8_t recs[NT * 512];
     static float x[MD], q[MQ * MD], s0[MQ * NT], s1[MQ * NT];
     static char qmem[MQ * MD * 8] __attribute__((aligned(64)));
-    const int shapes[][2] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {128, 128}, {256, 64}};
+    const int shapes[][2] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {128, 128}, {256, 64}, {512, 64}};
     const int bits[] = {4, 3, 2}, heads[] = {1, 2, 3, 4, 8, MQ}, runs[] = {1, 15, 16, 17, NT};
     unsigned r = 5;
     int checked = 0;
@@ -57,16 +57,25 @@ Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
                     both(recs, rec, n, &qp, gq, d, G, b, s0, s1, NT);
                     for (int g = 0; g < gq; g++)
                         for (int t = 0; t < NT; t++) {
-                            /* past the run both leave the scores alone */
-                            float want0 = t < n ? s0[g * NT + t] : 1.0f, want1 = t < n ? s0[g * NT + t] : 2.0f;
-                            cr_assert(memcmp(&s1[g * NT + t], t < n ? &want0 : &want1, 4) == 0,
-                                      "d %d group %d bits %d heads %d run %d: head %d token %d %.9g vs %.9g", d,
-                                      G, b, gq, n, g, t, s1[g * NT + t], s0[g * NT + t]);
+                            const float *a = &s0[g * NT + t], *c = &s1[g * NT + t];
+                            if (t < n)
+                                cr_assert(memcmp(c, a, 4) == 0,
+                                          "d %d group %d bits %d heads %d run %d: head %d token %d %.9g vs %.9g",
+                                          d, G, b, gq, n, g, t, *c, *a);
+                            else /* past the run both leave the scores alone */
+                                cr_assert(*a == 1.0f && *c == 2.0f, "d %d bits %d run %d: token %d written", d, b, n, t);
                         }
+                    /* and through the cache's entry point (the shape-constant copies, the pick) */
+                    kvq_dotn_fn dn = kvq_avx512_dotn(b, d, G);
+                    cr_assert_not_null(dn);
+                    dn(recs, rec, n, NULL, &qp, gq, d, G, s1, NT);
+                    for (int i = 0; i < gq; i++)
+                        cr_assert(memcmp(&s1[i * NT], &s0[i * NT], sizeof(float) * (size_t)n) == 0,
+                                  "kvq_avx512_dotn d %d group %d bits %d heads %d run %d", d, G, b, gq, n);
                     checked++;
                 }
         }
-    cr_assert_eq(checked, 6 * 3 * 6 * 5);
+    cr_assert_eq(checked, 7 * 3 * 6 * 5);
 }
 
 /* The pick: the transposed kernel where it is the faster (dotn_t_ok's
