@@ -433,20 +433,27 @@ RUN_WRAP(q4_avx2)
 RUN_WRAP(q3_avx2)
 RUN_WRAP(q2_avx2)
 
+/* The buffers of a kvq_qprep, each 32-byte aligned: q16, qhi, qlo, qs, qsum. */
+static size_t qprep_sizes(int gq, int d, int group, size_t sz[5]) {
+    sz[0] = (size_t)gq * d * 2, sz[1] = sz[2] = (size_t)gq * d, sz[3] = (size_t)gq * 4;
+    sz[4] = (size_t)gq * (d / group) * 4;
+    size_t b = 0;
+    for (int i = 0; i < 5; i++) b += (sz[i] + 31) & ~(size_t)31;
+    return b;
+}
+
 size_t kvq_qprep_bytes(int gq, int d, int group) {
-    size_t b = ((size_t)gq * d * 2 + 31) & ~(size_t)31;
-    b += ((size_t)gq * 4 + 31) & ~(size_t)31;
-    return b + (size_t)gq * (d / group) * 4;
+    size_t sz[5];
+    return qprep_sizes(gq, d, group, sz);
 }
 
 void kvq_qprep_init(kvq_qprep *p, void *mem, int gq, int d, int group) {
-    (void)group;
+    size_t sz[5];
+    qprep_sizes(gq, d, group, sz);
+    void *at[5];
     uint8_t *m = mem;
-    p->q16 = (int16_t *)(void *)m;
-    m += ((size_t)gq * d * 2 + 31) & ~(size_t)31;
-    p->qs = (float *)(void *)m;
-    m += ((size_t)gq * 4 + 31) & ~(size_t)31;
-    p->qsum = (float *)(void *)m;
+    for (int i = 0; i < 5; i++) at[i] = m, m += (sz[i] + 31) & ~(size_t)31;
+    p->q16 = at[0], p->qhi = at[1], p->qlo = at[2], p->qs = at[3], p->qsum = at[4];
 }
 
 void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p) {
@@ -457,7 +464,12 @@ void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p) {
         for (int c = 0; c < d; c++) mx = fabsf(qg[c]) > mx ? fabsf(qg[c]) : mx;
         float s = mx > 0 ? mx / 32767.0f : 1.0f, inv = 1.0f / s;
         p->qs[g] = s;
-        for (int c = 0; c < d; c++) p->q16[(size_t)g * d + c] = (int16_t)lrintf(qg[c] * inv);
+        for (int c = 0; c < d; c++) {
+            const int v = (int)lrintf(qg[c] * inv), lo = ((v % 256) + 256) % 256;
+            p->q16[(size_t)g * d + c] = (int16_t)v;
+            p->qlo[(size_t)g * d + c] = (uint8_t)lo;
+            p->qhi[(size_t)g * d + c] = (int8_t)((v - lo) / 256);
+        }
         for (int gi = 0; gi < ng; gi++) {
             float sum = 0.0f;
             for (int c = gi * group; c < (gi + 1) * group; c++) sum += qg[c];

@@ -66,6 +66,10 @@ typedef void (*kvq_axpy_fn)(const uint8_t *rec, const float *a, int gq, int d, i
  * with the code products in integer SIMD. */
 typedef struct {
     int16_t *q16; /* [gq][d] */
+    /* [gq][d] q16's bytes, q16 = 256·qhi + qlo (qhi signed, qlo unsigned):
+     * the two byte roles of vpdpbusd for the AVX-512 key kernel */
+    int8_t *qhi;
+    uint8_t *qlo;
     float *qs;    /* [gq] */
     float *qsum;  /* [gq][d/group] */
 } kvq_qprep;

@@ -317,19 +317,17 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
 }
 
 /* dotn with tokens in lanes (dotn512t, below; kvq_avx512_dotn takes it for
- * 2-4-bit codes where axpy_int_ok and gq <= TMAXQ): dotn512 reduces each
+ * 2-4-bit codes where axpy_int_ok): dotn512 reduces each
  * (token, query head) vector of channel sums with its share of a
  * 16-token tree (45 operations per group and head); here 16 records'
  * codes (codes64: bytes in channel order) are transposed once so that
  * vector k holds dword k (channels 4k..4k+3) of every token, and one
  * vpdpbusd per dword and query head adds the four products into each
  * token's lane: no reduction. vpdpbusd multiplies unsigned by signed
- * bytes, so the int16 query is split into bytes, q16 = 256·hi + lo (hi
- * signed, lo unsigned), and a group's sum is 256·Σ code·hi + Σ lo·code:
+ * bytes, so it takes the int16 query split into bytes (kvq_prep: q16 =
+ * 256·hi + lo, hi signed, lo unsigned), and a group's sum is 256·Σ code·hi + Σ lo·code:
  * the same integer as dotn512's (|sums| < 2^31 for codes <= 15 over 512
  * channels), scaled in the same order, so the scores are bit-identical. */
-#define TMAXQ 16 /* query heads whose bytes the kernel keeps on its stack */
-
 /* Where dotn512t is the faster (bench/bench_kq_dotn.c: one thread, best of
  * 201 alternated runs, head_dim and group constants as KVS_SHAPES makes
  * them): its transpose is shared by the query heads and saves dotn512 one
@@ -338,6 +336,7 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
  * and at head_dim 64 with one group (mikv's 64/64: 1.42x over 1,000
  * records, 1.25x over a 32-token page), and loses with one 128-channel
  * group (0.9x at four heads, 0.8x at eight). */
+#define TMAXQ 16 /* the most query heads per KV head the pick was measured with */
 static int dotn_t_ok(int bits, int d, int group, int gq) {
     return bits != 8 && gq <= TMAXQ && axpy_int_ok(bits, d, group) && (d == 64 || group < d);
 }
@@ -371,16 +370,6 @@ AVX512 __attribute__((always_inline)) static inline void
 dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
          float *sc, size_t scs, const int bits) {
     const int nb = d * bits / 8, ng = d / group;
-    /* the query's high and low bytes, per head, in channel order */
-    uint8_t qh[TMAXQ * MAXD] __attribute__((aligned(64)));
-    uint8_t ql[TMAXQ * MAXD] __attribute__((aligned(64)));
-    for (int r = 0; r < gq; r++)
-        for (int c = 0; c < d; c += 32) {
-            const __m512i v = _mm512_loadu_si512(qp->q16 + (size_t)r * d + c);
-            const __m256i h = _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)), l = _mm512_cvtepi16_epi8(v);
-            _mm256_store_si256((__m256i *)(void *)(qh + (size_t)r * d + c), h);
-            _mm256_store_si256((__m256i *)(void *)(ql + (size_t)r * d + c), l);
-        }
     __m512i T[MAXD / 4];
     __m512 s[IMAXG], z[IMAXG]; /* dotn_t_ok: axpy_int_ok's groups per record */
     for (int t0 = 0; t0 < n; t0 += 16) {
@@ -395,7 +384,8 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
         for (int gi = 0; gi < ng; gi++)
             scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb + 4 * gi, &s[gi], &z[gi]);
         for (int r = 0; r < gq; r++) {
-            const uint8_t *h = qh + (size_t)r * d, *l = ql + (size_t)r * d;
+            const int8_t *h = qp->qhi + (size_t)r * d; /* kvq_prep's byte split of q16 */
+            const uint8_t *l = qp->qlo + (size_t)r * d;
             __m512 f = _mm512_setzero_ps();
             for (int gi = 0; gi < ng; gi++) {
                 __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
