@@ -141,7 +141,7 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
  * its speed was within the noise (bench_attn 4096/8192 mikv prompt), the
  * bookkeeping is ~11% of a long mikv prefill either way (`perf`). So on
  * AVX-512 persistence takes a token's comparisons for 16 queries at once
- * (kvb_low_mask) and adds their count (kvt_persist_block): the same
+ * (kvb_low_masks) and adds their count (kvt_persist_block): the same
  * divisions and comparisons, the same counts; `bench_attn 2048 mikv`
  * prompt 25.7-26.8 -> 21.2-21.6 us per token (docs/KV_CACHE.md). */
 static void observe_block(const mixed_cache *c, head_t *hs, int p0, int nq, const float *pt, int rp) {
@@ -161,9 +161,12 @@ static void observe_block(const mixed_cache *c, head_t *hs, int p0, int nq, cons
         /* the same counts, 16 queries' comparisons per instruction */
         uint32_t rotm = 0;
         for (int qi = 0; qi < nq; qi++) rotm |= (uint32_t)rot[qi] << qi;
-        for (int t = 0; t < hi->n; t++) {
-            uint32_t low = kvb_low_mask(pt + (size_t)t * rp, rp, nq, gq, thr, nhv, t);
-            if (low || rotm) kvt_persist_block(t_state(hi, &c->fhi, t), low, rotm, nq);
+        uint32_t low[256];
+        for (int t0 = 0; t0 < hi->n; t0 += 256) {
+            const int n = hi->n - t0 < 256 ? hi->n - t0 : 256;
+            kvb_low_masks(pt + (size_t)t0 * rp, t0, n, rp, nq, gq, thr, nhv, low);
+            for (int t = 0; t < n; t++)
+                if (low[t] || rotm) kvt_persist_block(t_state(hi, &c->fhi, t0 + t), low[t], rotm, nq);
         }
         hs->steps += nq;
         return;

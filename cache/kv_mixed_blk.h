@@ -62,12 +62,14 @@ int kvb_kind(int head_dim);
 int kvb_rpad(int rows);
 void kvb_attend(const kvb_job *j);
 
-/* The tracker's view of one token's probabilities (AVX-512: kvb_kind(64) ==
- * KVB_AVX512): bit qi is set when query qi (rows qi*gq .. qi*gq+gq-1 of
- * row, rp floats: 16 or 32) sees the token (t < nhv[qi]) and its mean
- * probability over its gq rows, summed in row order and divided by gq as
- * kv_mixed_attend.c's scalar loop does, is below thr[qi]. nq * gq <= rp. */
-uint32_t kvb_low_mask(const float *row, int rp, int nq, int gq, const float *thr, const int *nhv, int t);
+/* The tracker's view of tokens t0..t0+n-1's probabilities (pt: their rows,
+ * rp floats each, 16 or 32; AVX-512: kvb_kind(64) == KVB_AVX512): bit qi of
+ * mask[t] is set when query qi (rows qi*gq .. qi*gq+gq-1) sees token t0+t
+ * (t0+t < nhv[qi]) and its mean probability over its gq rows, summed in
+ * row order and divided by gq as kv_mixed_attend.c's scalar loop does, is
+ * below thr[qi]. nq * gq <= rp. */
+void kvb_low_masks(const float *pt, int t0, int n, int rp, int nq, int gq, const float *thr, const int *nhv,
+                   uint32_t *mask);
 
 /* Row helpers for the one-query path (AVX-512: kvb_kind(64) == KVB_AVX512).
  * kvb_exp_row: x[t] = e^(x[t] - max x),

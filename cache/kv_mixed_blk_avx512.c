@@ -191,30 +191,33 @@ AVX512 void kvb_scale_row(float *x, int n, float a) {
     }
 }
 
-/* 16 queries at a time: their rows' sums gathered across the token's one or
- * two vectors of rows (vpermt2ps per row of a query), in row order. */
-AVX512 uint32_t kvb_low_mask(const float *row, int rp, int nq, int gq, const float *thr, const int *nhv,
-                             int t) {
-    const __m512 lo = _mm512_loadu_ps(row), hi = rp > 16 ? _mm512_loadu_ps(row + 16) : _mm512_setzero_ps();
+/* 16 queries at a time: their rows' sums gathered across a token's one or
+ * two vectors of rows (vpermt2ps per row of a query), in row order; the
+ * indices, thresholds and visibilities set up once per run of tokens. */
+AVX512 void kvb_low_masks(const float *pt, int t0, int n, int rp, int nq, int gq, const float *thr,
+                          const int *nhv, uint32_t *mask) {
     const __m512 div = _mm512_set1_ps((float)gq);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    uint32_t m = 0;
+    for (int t = 0; t < n; t++) mask[t] = 0;
     for (int q0 = 0; q0 < nq; q0 += 16) {
         const int k = nq - q0 < 16 ? nq - q0 : 16;
         const __mmask16 live = (__mmask16)((1u << k) - 1);
         /* lane i: row (q0 + i) * gq of the 32 (0 past the live lanes) */
         const __m512i base =
             _mm512_maskz_mullo_epi32(live, _mm512_add_epi32(_mm512_set1_epi32(q0), lane), _mm512_set1_epi32(gq));
-        __m512 agg = _mm512_permutex2var_ps(lo, base, hi);
-        for (int g = 1; g < gq; g++) {
-            const __m512i idx = _mm512_maskz_add_epi32(live, base, _mm512_set1_epi32(g));
-            agg = _mm512_add_ps(agg, _mm512_permutex2var_ps(lo, idx, hi));
-        }
         const __m512 th = _mm512_maskz_loadu_ps(live, thr + q0);
-        const __mmask16 low = _mm512_mask_cmp_ps_mask(live, _mm512_div_ps(agg, div), th, _CMP_LT_OQ);
         const __m512i seen = _mm512_maskz_loadu_epi32(live, nhv + q0);
-        const __mmask16 vis = _mm512_mask_cmpgt_epi32_mask(live, seen, _mm512_set1_epi32(t));
-        m |= (uint32_t)(low & vis) << q0;
+        for (int t = 0; t < n; t++) {
+            const float *row = pt + (size_t)t * rp;
+            const __m512 lo = _mm512_loadu_ps(row), hi = rp > 16 ? _mm512_loadu_ps(row + 16) : _mm512_setzero_ps();
+            __m512 agg = _mm512_permutex2var_ps(lo, base, hi);
+            for (int g = 1; g < gq; g++) {
+                const __m512i idx = _mm512_maskz_add_epi32(live, base, _mm512_set1_epi32(g));
+                agg = _mm512_add_ps(agg, _mm512_permutex2var_ps(lo, idx, hi));
+            }
+            const __mmask16 low = _mm512_mask_cmp_ps_mask(live, _mm512_div_ps(agg, div), th, _CMP_LT_OQ);
+            const __mmask16 vis = _mm512_mask_cmpgt_epi32_mask(live, seen, _mm512_set1_epi32(t0 + t));
+            mask[t] |= (uint32_t)(low & vis) << q0;
+        }
     }
-    return m;
 }
