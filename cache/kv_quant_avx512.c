@@ -9,10 +9,13 @@
  *   tree (45 operations for 16 sums instead of ~8 per sum). Scales, zeros
  *   (one gather of 16 records' fp16 pairs per group) and the query's own
  *   scale are then applied to 16 tokens at once.
+ *   Where it is the faster (dotn_t_ok), dotn512t transposes the 16 records
+ *   instead, tokens in lanes, and needs no reduction (bit-identical).
  * axpyn: the weights a·scale are rounded to int16 per block of 32 tokens
  *   and two tokens' codes meet them in one vpdpwssd (axpyn512i, below:
  *   within half a step of 1/32767 of the block's largest weight per token;
- *   `bench_attn 2048 mikv` decode -10% per KV head, docs/PERFORMANCE.md). Shapes it does not take decode
+ *   `bench_attn 2048 mikv` decode -10% per KV head, docs/PERFORMANCE.md).
+ *   Shapes it does not take decode
  *   each record to float once (code * scale + zero, one fused multiply-add
  *   per 16 channels) and add it to every query head's output, which stays
  *   in registers for the whole run (6 heads x 64 channels at a time). */

@@ -30,8 +30,9 @@ void ev_heads_order(const double *scores, int n, int *rank);
 
 /* The probe that resolves a policy's `heads` knob (kv_policy_resolve_heads)
  * when a model is loaded: 2 probes of 256 tokens, seed 1 (0.9 s for
- * SmolLM2-135M on two cores, `pivot serve`'s log; every seed 1-5 ranks the same five heads first
- * there, as do 4 probes of 512 tokens, docs/KV_CACHE.md). */
+ * SmolLM2-135M on two cores, `pivot serve`'s log; every seed 1-5 ranks the
+ * same five heads first there, as do 4 probes of 512 tokens,
+ * docs/KV_CACHE.md). */
 #define EV_HEADS_RANK_LENGTH 256
 #define EV_HEADS_RANK_SAMPLES 2
 
