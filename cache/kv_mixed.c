@@ -414,9 +414,12 @@ static void use_avx512_runs(kvq_kernels *kd, int dbits, kvq_kernels *ka, int abi
     kvq_axpyn_fn an = kvq_avx512_axpyn(abits, d, group);
     if (dn) {
         kd->dotn = dn;
-        kd->wants_prep = 1;
+        kd->wants_prep = kd->dotn512 = 1;
     }
-    if (an) ka->axpyn = an;
+    if (an) {
+        ka->axpyn = an;
+        ka->axpyn512 = 1;
+    }
 }
 
 /* The low tier of layer L's KV head h: widths, record and page sizes,

@@ -36,7 +36,8 @@ static int lo_visible(const head_t *hs, int p, int nhv) {
 
 static size_t blk_bytes(const kv_shape *s) {
     size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim, R = KVB_MAX_ROWS;
-    return sizeof(float) * (M * R + 2 * hd * R + KVL_PAGE * hd) + R * (sizeof(int32_t) + sizeof(float *)) + 64;
+    return sizeof(float) * (2 * M * R + 2 * hd * R + KVL_PAGE * hd) + R * (sizeof(int32_t) + sizeof(float *)) +
+           kvq_qprep_bytes(KVMX_RUN_ROWS, s->head_dim, 8) + 3 * 64;
 }
 
 size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk) {
@@ -67,6 +68,10 @@ scratch_t kvmx_scratch_for(const mixed_cache *c, int thread) {
         s.kf = s.qt + 2 * hd * KVB_MAX_ROWS;
         s.lim = (int32_t *)(s.kf + KVL_PAGE * hd);
         s.outp = (float **)(void *)(s.lim + KVB_MAX_ROWS);
+        uintptr_t sm = ((uintptr_t)(s.outp + KVB_MAX_ROWS) + 63) & ~(uintptr_t)63;
+        s.sr = (float *)sm;
+        uintptr_t pm = ((uintptr_t)(s.sr + M * KVB_MAX_ROWS) + 63) & ~(uintptr_t)63;
+        kvq_qprep_init(&s.qpb, (void *)pm, KVMX_RUN_ROWS, c->s.head_dim, c->p.group);
     }
     return s;
 }
@@ -244,27 +249,27 @@ static inline void prefetch_bytes(const uint8_t *p, size_t n) {
  * at a time (the next page's records prefetched): scores sc[g*M + t] =
  * q_g · key t, or out += Σ_t a[g*M + t]·value t. */
 static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *q,
-                      const kvq_qprep *qp, const mixed_cache *c, float *sc) {
+                      const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
     for (int t0 = 0; t0 < n; t0 += KVL_PAGE) {
         if (t0 + KVL_PAGE < n) prefetch_bytes(t_k(t, f, t0 + KVL_PAGE), f->krec * KVL_PAGE);
-        k->dotn(t_k(t, f, t0), f->krec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, q, qp, c->gq,
+        k->dotn(t_k(t, f, t0), f->krec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, q, qp, gq,
                 c->s.head_dim, c->p.group, sc + t0, c->s.max_ctx);
     }
 }
 
 static void tier_axpyn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *a,
-                       const mixed_cache *c, float *out) {
+                       int gq, const mixed_cache *c, float *out) {
     for (int t0 = 0; t0 < n; t0 += KVL_PAGE) {
         if (t0 + KVL_PAGE < n) prefetch_bytes(t_v(t, f, t0 + KVL_PAGE), f->vrec * KVL_PAGE);
         k->axpyn(t_v(t, f, t0), f->vrec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, a + t0,
-                 c->s.max_ctx, c->gq, c->s.head_dim, c->p.group, out);
+                 c->s.max_ctx, gq, c->s.head_dim, c->p.group, out);
     }
 }
 
 /* Prepares q for the run kernels (kvq_prep) with the softmax scale folded
  * into the query's scale and group sums, so their scores come out scaled. */
-static void prep_scaled(const mixed_cache *c, const float *q, float scale, kvq_qprep *qp) {
-    const int gq = c->gq, ng = c->s.head_dim / c->p.group;
+static void prep_scaled(const mixed_cache *c, const float *q, int gq, float scale, kvq_qprep *qp) {
+    const int ng = c->s.head_dim / c->p.group;
     kvq_prep(q, gq, c->s.head_dim, c->p.group, qp);
     for (int g = 0; g < gq; g++) {
         qp->qs[g] *= scale;
@@ -282,8 +287,8 @@ static int hi_scores(const mixed_cache *c, const tier *hi, int nhv, const float 
     const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
     if (c->p.hi_bits == 8) {
         const int prepped = c->khi.wants_prep && nhv;
-        if (prepped) prep_scaled(c, qhi, scale, &s->qp);
-        tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, c, s->sc);
+        if (prepped) prep_scaled(c, qhi, gq, scale, &s->qp);
+        tier_dotn(&c->khi, hi, &c->fhi, nhv, qhi, &s->qp, gq, c, s->sc);
         if (!c->khi.wants_prep) /* kernels without a prepared query: scale here */
             for (int g = 0; g < gq; g++)
                 for (int t = 0; t < nhv; t++) s->sc[(size_t)g * M + t] *= scale;
@@ -302,12 +307,68 @@ static void hi_values(const mixed_cache *c, const tier *hi, int nhv, scratch_t *
                       float *oi) {
     const int gq = c->gq, M = c->s.max_ctx;
     if (c->p.hi_bits == 8) {
-        tier_axpyn(&c->khi, hi, &c->fhi, nhv, s->sc, c, oi);
+        tier_axpyn(&c->khi, hi, &c->fhi, nhv, s->sc, gq, c, oi);
         return;
     }
     for (int t = 0; t < nhv; t++) {
         for (int g = 0; g < gq; g++) a[g] = s->sc[(size_t)g * M + t];
         c->khi.axpy(t_v(hi, &c->fhi, t), a, gq, c->s.head_dim, c->p.group, oi);
+    }
+}
+
+/* Prompt chunks through the run kernels where both tiers have the AVX-512
+ * ones (an INT8 high tier; blocks_ok): a block's rows (queries x query
+ * heads) meet a page's records once per KVMX_RUN_ROWS rows with decode's
+ * integer products, where the float block kernel (kv_mixed_blk) decodes
+ * every record to fp32 and multiplies in float. Scores and probabilities
+ * are row-major here (s->sr); the tracker reads the high tier's
+ * token-major (s->pt), as after the block kernel. */
+static int blocks_run_ok(const mixed_cache *c, const lo_fmt *lf) {
+    return c->blk_kind == KVB_AVX512 && c->p.hi_bits == 8 && c->khi.dotn512 && c->khi.axpyn512 &&
+           (!lf->kbits || (lf->kk.dotn512 && lf->kv.axpyn512));
+}
+
+static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos0, int n,
+                              const float *q, float *out, scratch_t *s) {
+    const int hd = c->s.head_dim, nh = c->s.n_heads, gq = c->gq, M = c->s.max_ctx, R = KVMX_RUN_ROWS;
+    const tier *hi = &hs->hi, *lo = &hs->lo;
+    const lo_fmt *lf = lo_of(c, hs);
+    /* an INT8 high tier freezes the balance at once: both tiers' keys meet Q/b */
+    float *qr = s->qt, *ob = s->qt + (size_t)hd * KVB_MAX_ROWS; /* [rows][hd] each */
+    for (int i0 = 0; i0 < n; i0 += c->blk_q) {
+        const int nq = n - i0 < c->blk_q ? n - i0 : c->blk_q, rows = nq * gq, rp = kvb_rpad(rows);
+        const int nhv = hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1);
+        const int nl = lf->kbits ? lo_visible(hs, pos0 + i0 + nq - 1, nhv) : 0;
+        for (int r = 0; r < rows; r++) {
+            const float *qv = q + ((size_t)(i0 + r / gq) * nh + (size_t)kvh * gq + r % gq) * hd;
+            for (int d = 0; d < hd; d++) qr[(size_t)r * hd + d] = hs->bal_frozen ? qv[d] / hs->bal[d] : qv[d];
+        }
+        for (int r0 = 0; r0 < rows; r0 += R) {
+            const int nr = rows - r0 < R ? rows - r0 : R;
+            float *sr = s->sr + (size_t)r0 * M;
+            prep_scaled(c, qr + (size_t)r0 * hd, nr, 1.0f / sqrtf((float)hd), &s->qpb);
+            tier_dotn(&c->khi, hi, &c->fhi, nhv, NULL, &s->qpb, nr, c, sr);
+            tier_dotn(&lf->kk, lo, &lf->f, nl, NULL, &s->qpb, nr, c, sr + nhv);
+        }
+        for (int r = 0; r < rows; r++) { /* a query sees the high tokens up to its position */
+            float *x = s->sr + (size_t)r * M;
+            for (int t = hi_visible(hi, &c->fhi, pos0 + i0 + r / gq); t < nhv; t++) x[t] = -INFINITY;
+            c->rows.scale_row(x, nhv + nl, c->rows.exp_row(x, nhv + nl));
+        }
+        memset(ob, 0, sizeof(float) * (size_t)rows * hd);
+        for (int r0 = 0; r0 < rows; r0 += R) {
+            const int nr = rows - r0 < R ? rows - r0 : R;
+            const float *a = s->sr + (size_t)r0 * M;
+            tier_axpyn(&c->khi, hi, &c->fhi, nhv, a, nr, c, ob + (size_t)r0 * hd);
+            tier_axpyn(&lf->kv, lo, &lf->f, nl, a + nhv, nr, c, ob + (size_t)r0 * hd);
+        }
+        for (int r = 0; r < rows; r++)
+            memcpy(out + ((size_t)(i0 + r / gq) * nh + (size_t)kvh * gq + r % gq) * hd, ob + (size_t)r * hd,
+                   sizeof(float) * hd);
+        for (int t = 0; t < hi->n; t++) /* the tracker's view: token-major, 0 where unseen */
+            for (int r = 0; r < rp; r++)
+                s->pt[(size_t)t * rp + r] = r < rows && t < nhv ? s->sr[(size_t)r * M + t] : 0.0f;
+        observe_block(c, hs, pos0 + i0, nq, s->pt, rp);
     }
 }
 
@@ -338,8 +399,8 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
      * reused when both tiers meet the same query and group), then softmax
      * per query head: c->rows is AVX-512, AVX2 or portable C */
     const lo_fmt *lf = lo_of(c, hs);
-    if (nl && lf->kk.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, scale, &s->qp);
-    tier_dotn(&lf->kk, lo, &lf->f, nl, qlo, &s->qp, c, s->sc + nhv);
+    if (nl && lf->kk.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, gq, scale, &s->qp);
+    tier_dotn(&lf->kk, lo, &lf->f, nl, qlo, &s->qp, gq, c, s->sc + nhv);
     if (!lf->kk.wants_prep)
         for (int g = 0; g < gq; g++) c->rows.scale_row(s->sc + (size_t)g * M + nhv, nl, scale);
     for (int g = 0; g < gq; g++) invp[g] = c->rows.exp_row(s->sc + (size_t)g * M, nhv + nl);
@@ -347,7 +408,7 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
      * scaled once per head (not every weight: only the high tier's are
      * normalized, for its values and the tracker) */
     memset(oi, 0, sizeof(float) * hd * gq);
-    tier_axpyn(&lf->kv, lo, &lf->f, nl, s->sc + nhv, c, oi);
+    tier_axpyn(&lf->kv, lo, &lf->f, nl, s->sc + nhv, gq, c, oi);
     for (int g = 0; g < gq; g++) {
         if (nl) c->rows.scale_row(oi + (size_t)g * hd, hd, invp[g]);
         c->rows.scale_row(s->sc + (size_t)g * M, nhv, invp[g]);
@@ -401,7 +462,8 @@ int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const 
     if ((rc = bal_observe(c, hs, q, n, kvh))) return rc;
     if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
     if (c->blk_q && n > 1) {
-        attend_blocks(c, hs, kvh, pos0, n, q, out, &s);
+        if (blocks_run_ok(c, lo_of(c, hs))) attend_blocks_run(c, hs, kvh, pos0, n, q, out, &s);
+        else attend_blocks(c, hs, kvh, pos0, n, q, out, &s);
     } else {
         for (int i = 0; i < n; i++)
             attend_query(c, hs, pos0 + i, q + ((size_t)i * nh + (size_t)kvh * gq) * hd,

@@ -152,7 +152,14 @@ typedef struct {
     float *kf;      /* [KVL_PAGE][hd] decoded records */
     int32_t *lim;   /* [KVB_MAX_ROWS] */
     float **outp;   /* [KVB_MAX_ROWS] */
+    /* prompt blocks through the run kernels (kv_mixed_attend.c, blocks_run) */
+    float *sr;      /* [KVB_MAX_ROWS][max_ctx] scores, then probabilities, row-major */
+    kvq_qprep qpb;  /* KVMX_RUN_ROWS rows prepared for the run kernels */
 } scratch_t;
+
+/* Rows per call of the run kernels in a prompt block (dotn512t's measured
+ * limit of query heads, kv_quant_avx512.c). */
+#define KVMX_RUN_ROWS 16
 
 /* kv_mixed.c */
 /* Pages come from the shape's pool (kv_pool.h), which may refuse: PV_ENOMEM. */

@@ -502,7 +502,7 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
     default: PICK(q2, 0); break;
     }
 #undef PICK
-    k->wants_prep = 0;
+    k->wants_prep = k->dotn512 = k->axpyn512 = 0;
     if (simd && bits != 16) {
         kvq_dotn_fn dn = kvq_fast_dotn(bits, d, group);
         kvq_axpyn_fn an = kvq_fast_axpyn(bits, d, group);

@@ -94,6 +94,7 @@ typedef struct {
     kvq_dotn_fn dotn;   /* runs of records (the low tier, a page at a time) */
     kvq_axpyn_fn axpyn;
     int wants_prep;     /* dotn reads a kvq_qprep */
+    int dotn512, axpyn512; /* dotn / axpyn are the AVX-512 run kernels (any gq) */
     int simd;           /* 1 when the AVX2 kernels were chosen */
 } kvq_kernels;
 
