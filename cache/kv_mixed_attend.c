@@ -350,24 +350,31 @@ static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos
             tier_dotn(&c->khi, hi, &c->fhi, nhv, NULL, &s->qpb, nr, c, sr);
             tier_dotn(&lf->kk, lo, &lf->f, nl, NULL, &s->qpb, nr, c, sr + nhv);
         }
+        float inv[KVB_MAX_ROWS];
         for (int r = 0; r < rows; r++) { /* a query sees the high tokens up to its position */
             float *x = s->sr + (size_t)r * M;
             for (int t = hi_visible(hi, &c->fhi, pos0 + i0 + r / gq); t < nhv; t++) x[t] = -INFINITY;
-            c->rows.scale_row(x, nhv + nl, c->rows.exp_row(x, nhv + nl));
+            inv[r] = c->rows.exp_row(x, nhv + nl);
         }
+        /* as attend_query: the low tier's values with the unnormalized weights
+         * and the sums scaled once; the high tier's normalized (the tracker) */
         memset(ob, 0, sizeof(float) * (size_t)rows * hd);
-        for (int r0 = 0; r0 < rows; r0 += R) {
-            const int nr = rows - r0 < R ? rows - r0 : R;
-            const float *a = s->sr + (size_t)r0 * M;
-            tier_axpyn(&c->khi, hi, &c->fhi, nhv, a, nr, c, ob + (size_t)r0 * hd);
-            tier_axpyn(&lf->kv, lo, &lf->f, nl, a + nhv, nr, c, ob + (size_t)r0 * hd);
+        for (int r0 = 0; r0 < rows; r0 += R)
+            tier_axpyn(&lf->kv, lo, &lf->f, nl, s->sr + (size_t)r0 * M + nhv, rows - r0 < R ? rows - r0 : R, c,
+                       ob + (size_t)r0 * hd);
+        for (int r = 0; r < rows; r++) {
+            if (nl) c->rows.scale_row(ob + (size_t)r * hd, hd, inv[r]);
+            c->rows.scale_row(s->sr + (size_t)r * M, nhv, inv[r]);
         }
+        for (int r0 = 0; r0 < rows; r0 += R)
+            tier_axpyn(&c->khi, hi, &c->fhi, nhv, s->sr + (size_t)r0 * M, rows - r0 < R ? rows - r0 : R, c,
+                       ob + (size_t)r0 * hd);
         for (int r = 0; r < rows; r++)
             memcpy(out + ((size_t)(i0 + r / gq) * nh + (size_t)kvh * gq + r % gq) * hd, ob + (size_t)r * hd,
                    sizeof(float) * hd);
-        for (int t = 0; t < hi->n; t++) /* the tracker's view: token-major, 0 where unseen */
-            for (int r = 0; r < rp; r++)
-                s->pt[(size_t)t * rp + r] = r < rows && t < nhv ? s->sr[(size_t)r * M + t] : 0.0f;
+        memset(s->pt, 0, sizeof(float) * (size_t)hi->n * rp); /* the tracker's view: token-major */
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < nhv; t++) s->pt[(size_t)t * rp + r] = s->sr[(size_t)r * M + t];
         observe_block(c, hs, pos0 + i0, nq, s->pt, rp);
     }
 }

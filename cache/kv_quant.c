@@ -464,12 +464,13 @@ void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p) {
         for (int c = 0; c < d; c++) mx = fabsf(qg[c]) > mx ? fabsf(qg[c]) : mx;
         float s = mx > 0 ? mx / 32767.0f : 1.0f, inv = 1.0f / s;
         p->qs[g] = s;
-        for (int c = 0; c < d; c++) {
-            const int v = (int)lrintf(qg[c] * inv), lo = ((v % 256) + 256) % 256;
-            p->q16[(size_t)g * d + c] = (int16_t)v;
-            p->qlo[(size_t)g * d + c] = (uint8_t)lo;
-            p->qhi[(size_t)g * d + c] = (int8_t)((v - lo) / 256);
-        }
+        if (!kvq_avx512_prep_row(qg, d, inv, p->q16 + (size_t)g * d, p->qhi + (size_t)g * d, p->qlo + (size_t)g * d))
+            for (int c = 0; c < d; c++) {
+                const int v = (int)lrintf(qg[c] * inv), lo = ((v % 256) + 256) % 256;
+                p->q16[(size_t)g * d + c] = (int16_t)v;
+                p->qlo[(size_t)g * d + c] = (uint8_t)lo;
+                p->qhi[(size_t)g * d + c] = (int8_t)((v - lo) / 256);
+            }
         for (int gi = 0; gi < ng; gi++) {
             float sum = 0.0f;
             for (int c = gi * group; c < (gi + 1) * group; c++) sum += qg[c];

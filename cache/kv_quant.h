@@ -113,6 +113,10 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
  * the int16 query of dotn); the mixed cache uses them where it uses its
  * AVX-512 block kernel. */
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group);
+/* kvq_prep's rounding of one row (q16 = round(q·inv), its bytes) on
+ * AVX-512, bit-identical; returns 0 (nothing written) when the CPU or d
+ * (a multiple of 16) does not allow it. */
+int kvq_avx512_prep_row(const float *qg, int d, float inv, int16_t *q16, int8_t *qhi, uint8_t *qlo);
 kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group);
 
 /* kv_quant_fast.c: AVX2 run kernels for quantized records; NULL when the

@@ -6,6 +6,8 @@
 #include "../../cache/kv_quant_avx512.c"
 
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
 
 #include "kv_layout.h"
 
@@ -88,4 +90,57 @@ Test(kv_quant_avx512, transposed_kernel_pick) {
     cr_assert_not(dotn_t_ok(8, 64, 32, 3), "8-bit codes do not fit vpdpbusd's signed operand");
     cr_assert_not(dotn_t_ok(4, 64, 32, TMAXQ + 1));
     cr_assert_not(dotn_t_ok(4, 96, 32, 3), "head_dim not a multiple of 64");
+}
+
+/* kvq_prep's rounding on AVX-512 (prep16) against lrintf's: exact ties
+ * (k + 0.5 rounds to even), the ends of the int16 range, negatives (the
+ * byte split's high byte is signed), and random rows at kvq_prep's own
+ * scale; then kvq_prep as a whole (which takes prep16 here) against the
+ * scalar formula. Truncating instead of rounding (vcvttps2dq) fails it. */
+Test(kv_quant_avx512, prep_matches_scalar) {
+    if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
+    enum { D = 64 };
+    float q[D];
+    int16_t q16[D];
+    int8_t qhi[D];
+    uint8_t qlo[D];
+    unsigned seed = 5;
+    for (int rep = 0; rep < 200; rep++) {
+        float inv = 1.0f;
+        for (int c = 0; c < D; c++) {
+            if (rep == 0) q[c] = (float)(c - 32) + 0.5f;                 /* ties */
+            else if (rep == 1) q[c] = c % 2 ? 32767.0f : -32767.0f + c; /* the ends */
+            else q[c] = frand(&seed) * 3.0f;
+        }
+        if (rep > 1) { /* kvq_prep's scale: the row's largest |q| at 32767 */
+            float mx = 0.0f;
+            for (int c = 0; c < D; c++) mx = fabsf(q[c]) > mx ? fabsf(q[c]) : mx;
+            inv = 1.0f / (mx / 32767.0f);
+        }
+        prep16(q, D, inv, q16, qhi, qlo);
+        for (int c = 0; c < D; c++) {
+            const int v = (int)lrintf(q[c] * inv), lo = ((v % 256) + 256) % 256;
+            cr_assert_eq(q16[c], v, "rep %d channel %d: %d want %d", rep, c, q16[c], v);
+            cr_assert_eq(qlo[c], lo, "rep %d channel %d", rep, c);
+            cr_assert_eq(qhi[c], (v - lo) / 256, "rep %d channel %d", rep, c);
+        }
+    }
+    /* kvq_prep with 3 rows against the same formula */
+    void *mem = aligned_alloc(64, (kvq_qprep_bytes(3, D, 32) + 63) / 64 * 64);
+    kvq_qprep p;
+    kvq_qprep_init(&p, mem, 3, D, 32);
+    float rows[3 * D];
+    for (int i = 0; i < 3 * D; i++) rows[i] = frand(&seed) * (i % 7 ? 1.0f : 20.0f);
+    kvq_prep(rows, 3, D, 32, &p);
+    for (int g = 0; g < 3; g++) {
+        float mx = 0.0f;
+        for (int c = 0; c < D; c++) mx = fabsf(rows[g * D + c]) > mx ? fabsf(rows[g * D + c]) : mx;
+        const float inv = 1.0f / (mx / 32767.0f);
+        for (int c = 0; c < D; c++) {
+            const int v = (int)lrintf(rows[g * D + c] * inv);
+            cr_assert_eq(p.q16[g * D + c], v, "row %d channel %d", g, c);
+            cr_assert_eq(p.qlo[g * D + c] + 256 * p.qhi[g * D + c], v, "row %d channel %d", g, c);
+        }
+    }
+    free(mem);
 }
