@@ -2,8 +2,10 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
+#include "quant.h"
 
 static float frand(unsigned *s) {
     *s = *s * 1103515245u + 12345u;
@@ -110,6 +112,29 @@ Test(ops, swiglu_matches_formula_everywhere) {
     float gn[1] = {NAN}, un[1] = {1.0f}, on[1];
     ko_swiglu(on, gn, un, 1);
     cr_assert(isnan(on[0]));
+}
+
+/* SwiGLU's AVX-512 loop (kq_simd_level >= AVX512VNNI) gives the portable
+ * loop's bits: the same inputs as above plus random ones, through both
+ * levels. A fused multiply-add in either (fp-contract) would differ in
+ * the last bit for many of them. */
+Test(ops, swiglu_levels_agree) {
+    kq_set_simd_level(-1);
+    if (kq_simd_level() < KQ_SIMD_AVX512VNNI) cr_skip_test("no AVX-512 here");
+    enum { N = 20011 };
+    static float g[N], u[N], a[N], b[N];
+    unsigned s = 9;
+    for (int i = 0; i < N; i++) {
+        g[i] = i % 2 ? -110.0f + 220.0f * (float)i / (N - 1) : frand(&s) * 12.0f;
+        u[i] = frand(&s) * 4.0f;
+    }
+    g[17] = NAN, g[18] = -0.0f, g[19] = 1e-30f, g[20] = -1e30f, g[21] = 1e30f;
+    ko_swiglu(a, g, u, N);
+    kq_set_simd_level(KQ_SIMD_AVX2);
+    ko_swiglu(b, g, u, N);
+    kq_set_simd_level(-1);
+    for (int i = 0; i < N; i++)
+        cr_assert(!memcmp(&a[i], &b[i], sizeof(float)), "g %.9g u %.9g: %.9g vs %.9g", g[i], u[i], a[i], b[i]);
 }
 
 Test(ops, swiglu_softmax_add) {
