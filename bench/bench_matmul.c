@@ -79,7 +79,7 @@ static result bench(tp_pool *pool, km_scratch *s, shape sh, int quiet)
     for (int64_t i = 0; i < cols * 128; i++)
         x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
 
-    km_weight kw = {type, cols, rows, w};
+    km_weight kw = {type, cols, rows, w, NULL};
     int iters = (int)(1.2e9 / (double)mb);
     iters = iters < 10 ? 10 : iters > 2000 ? 2000 : iters;
     km_matmul(pool, s, &kw, x, 1, y);

@@ -116,6 +116,7 @@ typedef struct {
     kq_dot_fn dot;
     kq_dot4_fn dot4; /* optional */
     kq_dot_multi_fn multi;
+    const char *w16; /* km_weight.r16 when the 16-row kernel runs, else NULL */
     const char *w;
     size_t wrb;
     int64_t cols, rows;
@@ -150,6 +151,15 @@ static void mm_task(void *vctx, int task, int thread)
     int64_t r0 = task * c->rows_per_task, r1 = r0 + c->rows_per_task;
     if (r1 > c->rows)
         r1 = c->rows;
+    if (c->w16) { /* groups of 16 rows (rows_per_task and rows are multiples of 16) */
+        const char *wg = c->w16 + (size_t)(r0 / 16) * (size_t)(c->cols / 32) * KQ_R16_BLOCK;
+        for (int64_t t0 = 0; t0 < c->n_tok; t0 += KM_TILE) {
+            int nt = (int)(c->n_tok - t0 < KM_TILE ? c->n_tok - t0 : KM_TILE);
+            kq_vbmi_q41r16_rows(c->cols, wg, (r1 - r0) / 16, c->xq + (size_t)t0 * c->xrb, c->xrb, nt,
+                                c->y + t0 * c->rows + r0, c->rows, c->n_tok == 1 && c->prefetch);
+        }
+        return;
+    }
     if (c->n_tok == 1) {
         int64_t r = r0;
         /* no prefetch: requests nothing past the task's own rows */
@@ -179,6 +189,44 @@ static int weight_ok(const km_weight *w)
     return w && w->data && kq_weight_supported(w->type) && w->cols > 0 && w->rows > 0 &&
            kq_row_bytes(w->type, w->cols) > 0;
 }
+
+/* The 16-row kernel takes w on this call: a repacked Q4_1 matrix, 16-bit
+ * activations, and the AVX512-VBMI level (which a SIMD cap may lower). */
+static int r16_usable(const km_weight *w, const km_scratch *s)
+{
+    return w->r16 && w->type == KQ_Q4_1 && w->rows % 16 == 0 && w->cols % 32 == 0 && s->act_bits == 16 &&
+           kq_simd_level() >= KQ_SIMD_AVX512VBMI;
+}
+
+size_t km_repack16_bytes(const km_weight *w)
+{
+    if (!weight_ok(w) || w->type != KQ_Q4_1 || w->rows % 16 || w->cols % 32 ||
+        kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI)
+        return 0;
+    return (size_t)(w->rows / 16) * (size_t)(w->cols / 32) * KQ_R16_BLOCK;
+}
+
+static int q41_code(const kq_block_q4_1 *b, int j) { return j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4; }
+
+void km_repack16(const km_weight *w, void *dst)
+{
+    const int64_t nb = w->cols / 32;
+    const size_t wrb = kq_row_bytes(KQ_Q4_1, w->cols);
+    uint8_t *out = dst;
+    for (int64_t g = 0; g < w->rows / 16; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = out + ((size_t)g * nb + b) * KQ_R16_BLOCK;
+            for (int r = 0; r < 16; r++) {
+                const kq_block_q4_1 *blk =
+                    (const kq_block_q4_1 *)(const void *)((const char *)w->data + (size_t)(16 * g + r) * wrb) + b;
+                for (int k = 0; k < 16; k++)
+                    o[16 * k + r] = (uint8_t)(q41_code(blk, 2 * k) | q41_code(blk, 2 * k + 1) << 4);
+                memcpy(o + 256 + 2 * r, &blk->d, 2);
+                memcpy(o + 288 + 2 * r, &blk->m, 2);
+            }
+        }
+}
+
 
 /* x in the dot's format for weights of type `type`: x itself (F32 dots) or
  * quantized into the scratch, then converted by `prep` (the family's own
@@ -216,10 +264,11 @@ static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, const kq_dot_
 }
 
 /* One matrix's task context; returns its task count. */
-static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family *fam,
+static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family *fam, int use16,
                     const char *xq, size_t xrb, int64_t n_tok, float *y, int nth, mm_ctx *c)
 {
     *c = (mm_ctx){
+        .w16 = use16 ? w->r16 : NULL,
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
          * gain ~50% when the matrix is cache-resident, but with long rows
@@ -247,6 +296,8 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family
     /* multiples of 4 always: the 4-row decode kernel then sees the same row
      * groups whatever the thread count, so results do not depend on it */
     rpt = rpt < 4 ? 4 : (rpt + 3) & ~(int64_t)3;
+    if (use16) /* whole groups */
+        rpt = (rpt + 15) & ~(int64_t)15;
     c->rows_per_task = rpt;
     return (int)((c->rows + rpt - 1) / rpt);
 }
@@ -291,9 +342,17 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
     for (int i = 0; i < nw; i++)
         if (!(fam[i] = kq_get_dot_family(w[i]->type, s->act_bits)))
             return PV_EINVAL; /* cannot happen for a supported type and 8/16 bits */
-    const kq_dot_family *f0 = fam[0];
+    /* the 16-row kernel reads the plain 16-bit activations: no prep */
+    int use16[KM_MAX_N];
+    kq_dot_family plain = *fam[0];
+    for (int i = 0; i < nw; i++)
+        use16[i] = r16_usable(w[i], s);
+    if (use16[0])
+        plain.prep = NULL;
+    const kq_dot_family *f0 = &plain;
     for (int i = 1; i < nw; i++)
-        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt || fam[i]->prep != f0->prep) {
+        if (kq_vec_dot_type_bits(w[i]->type, s->act_bits) != vdt || use16[i] != use16[0] ||
+            (!use16[i] && fam[i]->prep != f0->prep)) {
             for (int j = 0; j < nw; j++) {
                 int rc = km_matmul_n(pool, s, &w[j], 1, x, n_tok, &y[j]);
                 if (rc)
@@ -309,7 +368,7 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
     mm_multi m = {.n = nw};
     for (int i = 0; i < nw; i++) {
         m.base[i + 1] =
-            m.base[i] + mm_setup(s, w[i], fam[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
+            m.base[i] + mm_setup(s, w[i], fam[i], use16[i], xq, xrb, n_tok, y[i], tp_size(pool), &m.c[i]);
     }
     if (nw == 1)
         tp_run(pool, mm_task, &m.c[0], m.base[1]);

@@ -184,6 +184,36 @@ static int load_layers(llm_model *m, char *err, size_t errlen) {
     return PV_OK;
 }
 
+/* A Q4_1 matrix the 16-row kernel can read, repacked once here
+ * (kernels/quant_q41r16.c: ~1.9x the row kernels over 8 tokens): a second
+ * copy of the matrix in memory, owned by the model; the mapped file's copy
+ * stays for the embedding lookup and the GPU. PIVOT_R16=0 skips it, for A/B
+ * measurements. */
+static int repack16(llm_model *m, km_weight *w) {
+    const size_t n = km_repack16_bytes(w);
+    const char *e = getenv("PIVOT_R16");
+    if (!n || (e && e[0] == '0')) return PV_OK;
+    void **o = realloc(m->owned, sizeof *o * (size_t)(m->n_owned + 1));
+    if (!o) return PV_ENOMEM;
+    m->owned = o;
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
+    if (!p) return PV_ENOMEM;
+    m->owned[m->n_owned++] = p;
+    km_repack16(w, p);
+    w->r16 = p;
+    return PV_OK;
+}
+
+static int repack_all(llm_model *m) {
+    int rc = PV_OK;
+    for (int i = 0; !rc && i < m->cfg.n_layers; i++) {
+        llm_layer *L = &m->layers[i];
+        km_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (size_t k = 0; !rc && k < sizeof ws / sizeof *ws; k++) rc = repack16(m, ws[k]);
+    }
+    return rc ? rc : repack16(m, &m->output);
+}
+
 int llm_load(const char *path, llm_model **out, char *err, size_t errlen) {
     *out = NULL;
     llm_model *m = calloc(1, sizeof *m);
@@ -210,6 +240,7 @@ int llm_load(const char *path, llm_model **out, char *err, size_t errlen) {
     if ((rc = get_vec(m->g, "output_norm.weight", c->n_embd, 1, &m->output_norm, err, errlen)))
         goto fail;
     if ((rc = load_layers(m, err, errlen))) goto fail;
+    if ((rc = repack_all(m))) goto fail;
     if ((rc = tok_load(m->g, &m->vocab, err, errlen))) goto fail;
     if (tok_n_vocab(m->vocab) > c->n_vocab) {
         rc = pv_fail(err, errlen, PV_EFORMAT, "model: tokenizer has %d tokens but token_embd has %d rows",

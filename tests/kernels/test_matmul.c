@@ -80,7 +80,7 @@ static double check_case(uint32_t t, int64_t rows, int64_t cols, int64_t n_tok, 
     cr_assert_eq(km_scratch_set_act_bits(s, bits), PV_OK);
     double err2 = 0, mag2 = 0;
     uint8_t *wd = random_matrix(t, rows, cols);
-    km_weight w = {t, cols, rows, wd};
+    km_weight w = {t, cols, rows, wd, NULL};
     float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
     float *wf = malloc(sizeof(float) * (size_t)(rows * cols));
     float *y1 = malloc(sizeof(float) * (size_t)(n_tok * rows));
@@ -192,7 +192,7 @@ Test(matmul, get_row_and_errors)
 {
     rng_state = 5;
     uint8_t *wd = random_matrix(KQ_Q8_0, 3, 64);
-    km_weight w = {KQ_Q8_0, 64, 3, wd};
+    km_weight w = {KQ_Q8_0, 64, 3, wd, NULL};
     float out[64], ref[64], x[64] = {0}, y[3];
     cr_assert_eq(km_get_row(&w, 2, out), PV_OK);
     cr_assert_eq(kq_dequantize_row(KQ_Q8_0, wd + 2 * 68, ref, 64), PV_OK);
@@ -270,7 +270,7 @@ Test(matmul, prefetch_does_not_change_results, .timeout = 60)
         uint32_t types[2] = {KQ_Q4_1, KQ_Q8_0};
         for (int ti = 0; ti < 2; ti++) {
             uint8_t *w = random_matrix(types[ti], rows, cols);
-            km_weight W = {types[ti], cols, rows, w};
+            km_weight W = {types[ti], cols, rows, w, NULL};
             float *x = malloc(sizeof(float) * (size_t)cols);
             float *y0 = malloc(sizeof(float) * (size_t)rows), *y1 = malloc(sizeof(float) * (size_t)rows);
             for (int64_t i = 0; i < cols; i++)
@@ -315,7 +315,7 @@ Test(matmul, matmul_n_matches_separate_calls, .timeout = 120)
                 for (int64_t i = 0; i < cols * nt; i++)
                     x[i] = rnd_unit();
                 for (int i = 0; i < 3; i++) {
-                    W[i] = (km_weight){sets[si][i], cols, rows[i], random_matrix(sets[si][i], rows[i], cols)};
+                    W[i] = (km_weight){sets[si][i], cols, rows[i], random_matrix(sets[si][i], rows[i], cols), NULL};
                     wp[i] = &W[i];
                     y0[i] = malloc(sizeof(float) * (size_t)(rows[i] * nt));
                     y1[i] = malloc(sizeof(float) * (size_t)(rows[i] * nt));
@@ -342,4 +342,84 @@ Test(matmul, matmul_n_matches_separate_calls, .timeout = 120)
                 free(x);
             }
     tp_destroy(p2);
+}
+
+/* Q4_1 matrices repacked 16 rows at a time (km_repack16, the 16-row kernel
+ * on AVX512-VBMI CPUs): against a float64 reference within check_case's
+ * bound for 16-bit activations, against the row kernels (the same integer
+ * block dots) within 2e-6 of sum|w x| (float order only), every token count's
+ * result bit-identical to the same token alone (matmul.h's determinism:
+ * tiles of 8 and a tail), 1 and 3 threads bit-identical, km_matmul_n with
+ * a repacked and a plain matrix (the fallback) equal to separate calls, and
+ * a SIMD cap below VBMI back on the row kernels' bits. A repack that swaps
+ * two codes of a pair, or reads m for d, fails the reference check. */
+Test(matmul, repack16_q4_1, .timeout = 120)
+{
+    kq_set_simd_level(-1);
+    tp_pool *p1 = NULL, *p3 = NULL;
+    cr_assert_eq(tp_create(1, &p1), PV_OK);
+    cr_assert_eq(tp_create(3, &p3), PV_OK);
+    km_scratch *s = km_scratch_new();
+    const int64_t shapes[][2] = {{576, 1536}, {1536, 576}, {64, 16}, {96, 48}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int64_t cols = shapes[k][0], rows = shapes[k][1], nt = 11;
+        rng_state = 77 + k;
+        uint8_t *w = random_matrix(KQ_Q4_1, rows, cols);
+        km_weight W = {KQ_Q4_1, cols, rows, w, NULL};
+        const size_t nb = km_repack16_bytes(&W);
+        if (kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI) {
+            cr_assert_eq(nb, 0);
+            free(w);
+            continue;
+        }
+        cr_assert_eq(nb, (size_t)(rows / 16) * (size_t)(cols / 32) * 320);
+        void *r16 = aligned_alloc(64, (nb + 63) / 64 * 64);
+        km_repack16(&W, r16);
+        km_weight R = W;
+        R.r16 = r16;
+        float *x = malloc(sizeof(float) * (size_t)(cols * nt));
+        float *y = malloc(sizeof(float) * (size_t)(rows * nt)), *y1 = malloc(sizeof(float) * (size_t)rows);
+        float *yr = malloc(sizeof(float) * (size_t)(rows * nt)), *row = malloc(sizeof(float) * (size_t)cols);
+        for (int64_t i = 0; i < cols * nt; i++)
+            x[i] = rnd_unit();
+        cr_assert_eq(km_matmul(p3, s, &R, x, nt, y), PV_OK);
+        cr_assert_eq(km_matmul(p3, s, &W, x, nt, yr), PV_OK); /* the row kernels */
+        for (int64_t r = 0; r < rows; r++) {
+            cr_assert_eq(km_get_row(&W, r, row), PV_OK);
+            for (int64_t t = 0; t < nt; t++) {
+                double ref = 0, mag = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    ref += (double)row[c] * x[t * cols + c];
+                    mag += fabs((double)row[c] * x[t * cols + c]);
+                }
+                const double got = y[t * rows + r];
+                cr_assert_leq(fabs(got - ref), 1e-4 * mag + 1e-6, "%lld x %lld row %lld token %lld: %g vs %g",
+                              (long long)cols, (long long)rows, (long long)r, (long long)t, got, ref);
+                cr_assert_leq(fabs(got - yr[t * rows + r]), 2e-6 * mag, "%lld x %lld row %lld token %lld",
+                              (long long)cols, (long long)rows, (long long)r, (long long)t);
+            }
+        }
+        for (int64_t t = 0; t < nt; t++) { /* each token alone, one thread */
+            cr_assert_eq(km_matmul(p1, s, &R, x + t * cols, 1, y1), PV_OK);
+            cr_assert_eq(memcmp(y1, y + t * rows, sizeof(float) * (size_t)rows), 0, "token %lld", (long long)t);
+        }
+        cr_assert_eq(km_matmul(p1, s, &R, x, nt, yr), PV_OK); /* one thread, all tokens */
+        cr_assert_eq(memcmp(yr, y, sizeof(float) * (size_t)(rows * nt)), 0);
+        const km_weight *pair[2] = {&R, &W}; /* a repacked and a plain matrix: separate calls' bits */
+        float *ys[2] = {yr, y1};
+        float *yw = malloc(sizeof(float) * (size_t)rows);
+        cr_assert_eq(km_matmul_n(p3, s, pair, 2, x, 1, ys), PV_OK);
+        cr_assert_eq(km_matmul(p3, s, &W, x, 1, yw), PV_OK);
+        cr_assert_eq(memcmp(yr, y, sizeof(float) * (size_t)rows), 0);
+        cr_assert_eq(memcmp(y1, yw, sizeof(float) * (size_t)rows), 0);
+        kq_set_simd_level(KQ_SIMD_AVX512VNNI); /* below VBMI: the row kernels, whatever r16 says */
+        cr_assert_eq(km_matmul(p3, s, &R, x, nt, yr), PV_OK);
+        cr_assert_eq(km_matmul(p3, s, &W, x, nt, y), PV_OK);
+        kq_set_simd_level(-1);
+        cr_assert_eq(memcmp(yr, y, sizeof(float) * (size_t)(rows * nt)), 0);
+        free(w), free(r16), free(x), free(y), free(y1), free(yr), free(row), free(yw);
+    }
+    km_scratch_free(s);
+    tp_destroy(p1);
+    tp_destroy(p3);
 }

@@ -1,0 +1,82 @@
+/* kq Q4_1 with 16 rows in the lanes of a register (the kq_vbmi library:
+ * compiled for AVX512F/BW/VL/VNNI, taken only at KQ_SIMD_AVX512VBMI).
+ *
+ * Why: the VBMI kernels of quant_avx512.c spread one row's block pair over
+ * the 16 lanes, so every (row, token, block pair) pays an int-to-float
+ * conversion, a multiply-add and the scale products on 16 lanes of partial
+ * sums, about as many instructions as its two vpdpbusd. With 16 rows in the
+ * 16 lanes a lane holds a whole block's integer sum, and the float work is
+ * one conversion and two multiply-adds per 16 rows, token and block:
+ * bench/bench_q41_rows16.c measured 1.93x the multi-token kernel over 8
+ * tokens and 1.5-1.7x dot4 over one, one thread, matrix in cache.
+ *
+ * Layout (km_repack16): per group of 16 rows and block of 32 columns, 16
+ * steps of 16 bytes (step k, byte r: row r's codes 2k | 2k+1 << 4), then
+ * the 16 rows' fp16 d and their fp16 m: 320 bytes, the 20 bytes per row
+ * and block of GGUF's Q4_1. A step's bytes widen to dwords and become the
+ * int16 pair (code 2k, code 2k+1) per lane; a token's int16 activations
+ * 2k, 2k+1 (kq_block_q16_1) are one broadcast dword, so one vpdpwssd adds
+ * two products to each of 16 rows (exact: 32 x 15 x 32767 < 2^31).
+ *
+ * Consistency: every token count runs the same steps per lane (blocks in
+ * column order; f += d·dx·Σ then f += m·sx per block; summing the min
+ * terms apart, as the row kernels do, moved test_reference's error from
+ * mean 4.85e-4 / max 3.2e-3 to 5.3e-4 / 4.0e-3), so a row's result does
+ * not depend on how many tokens share the call (matmul.h's contract). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+#define PF_BYTES 2048 /* prefetch distance of the one-token (decode) walk, as matmul.c's */
+
+__attribute__((always_inline)) static inline void
+rows16(const uint8_t *w, int64_t groups, int nb, const kq_block_q16_1 *x, size_t xb, float *y, int64_t ys,
+       int prefetch, const int NT) {
+    const __m512i mask = _mm512_set1_epi32(0x000F000F);
+    for (int64_t g = 0; g < groups; g++) {
+        __m512 f[8];
+        for (int t = 0; t < NT; t++) f[t] = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = w + ((size_t)g * nb + b) * KQ_R16_BLOCK;
+            if (prefetch)
+                for (int o = 0; o < KQ_R16_BLOCK; o += 64) __builtin_prefetch(blk + PF_BYTES + o, 0, 3);
+            __m512i acc[8];
+            for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_si512();
+            for (int k = 0; k < 16; k++) {
+                const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * k)));
+                /* (v | v << 12) & 0x000F000F: code 2k in the low int16, 2k+1 in the high */
+                const __m512i c = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), mask, 0xA8);
+                for (int t = 0; t < NT; t++) {
+                    int32_t xx;
+                    memcpy(&xx, ((const kq_block_q16_1 *)(const void *)((const char *)x + (size_t)t * xb))[b].q + 2 * k, 4);
+                    acc[t] = _mm512_dpwssd_epi32(acc[t], c, _mm512_set1_epi32(xx));
+                }
+            }
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 256)));
+            const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 288)));
+            for (int t = 0; t < NT; t++) {
+                const kq_block_q16_1 *xq = (const kq_block_q16_1 *)(const void *)((const char *)x + (size_t)t * xb) + b;
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(d, _mm512_set1_ps(xq->d)), f[t]);
+                f[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xq->s), f[t]);
+            }
+        }
+        for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + (size_t)t * ys + 16 * g, f[t]);
+    }
+}
+
+void kq_vbmi_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
+                         float *y, int64_t ys, int prefetch) {
+    const int nb = (int)(cols / 32);
+    const kq_block_q16_1 *xq = x;
+    switch (nt) { /* the token count a constant: accumulators stay in registers */
+    case 1: rows16(w, groups, nb, xq, xb, y, ys, prefetch, 1); break;
+    case 2: rows16(w, groups, nb, xq, xb, y, ys, 0, 2); break;
+    case 3: rows16(w, groups, nb, xq, xb, y, ys, 0, 3); break;
+    case 4: rows16(w, groups, nb, xq, xb, y, ys, 0, 4); break;
+    case 5: rows16(w, groups, nb, xq, xb, y, ys, 0, 5); break;
+    case 6: rows16(w, groups, nb, xq, xb, y, ys, 0, 6); break;
+    case 7: rows16(w, groups, nb, xq, xb, y, ys, 0, 7); break;
+    default: rows16(w, groups, nb, xq, xb, y, ys, 0, 8); break;
+    }
+}
