@@ -117,6 +117,8 @@ typedef struct {
     kq_dot4_fn dot4; /* optional */
     kq_dot_multi_fn multi;
     const char *w16; /* km_weight.r16 when the 16-row kernel runs, else NULL */
+    kq_r16_kernel *k16;
+    size_t bb16;     /* its bytes per group and block */
     const char *w;
     size_t wrb;
     int64_t cols, rows;
@@ -152,11 +154,11 @@ static void mm_task(void *vctx, int task, int thread)
     if (r1 > c->rows)
         r1 = c->rows;
     if (c->w16) { /* groups of 16 rows (rows_per_task and rows are multiples of 16) */
-        const char *wg = c->w16 + (size_t)(r0 / 16) * (size_t)(c->cols / 32) * KQ_R16_BLOCK;
+        const char *wg = c->w16 + (size_t)(r0 / 16) * (size_t)(c->cols / 32) * c->bb16;
         for (int64_t t0 = 0; t0 < c->n_tok; t0 += KM_TILE) {
             int nt = (int)(c->n_tok - t0 < KM_TILE ? c->n_tok - t0 : KM_TILE);
-            kq_vbmi_q41r16_rows(c->cols, wg, (r1 - r0) / 16, c->xq + (size_t)t0 * c->xrb, c->xrb, nt,
-                                c->y + t0 * c->rows + r0, c->rows, c->n_tok == 1 && c->prefetch);
+            c->k16(c->cols, wg, (r1 - r0) / 16, c->xq + (size_t)t0 * c->xrb, c->xrb, nt, c->y + t0 * c->rows + r0,
+                   c->rows, c->n_tok == 1 && c->prefetch);
         }
         return;
     }
@@ -194,16 +196,16 @@ static int weight_ok(const km_weight *w)
  * activations, and the AVX512-VBMI level (which a SIMD cap may lower). */
 static int r16_usable(const km_weight *w, const km_scratch *s)
 {
-    return w->r16 && w->type == KQ_Q4_1 && w->rows % 16 == 0 && w->cols % 32 == 0 && s->act_bits == 16 &&
-           kq_simd_level() >= KQ_SIMD_AVX512VBMI;
+    return w->r16 && (w->type == KQ_Q4_1 || w->type == KQ_Q8_0) && w->rows % 16 == 0 && w->cols % 32 == 0 &&
+           s->act_bits == 16 && kq_simd_level() >= KQ_SIMD_AVX512VBMI;
 }
 
 size_t km_repack16_bytes(const km_weight *w)
 {
-    if (!weight_ok(w) || w->type != KQ_Q4_1 || w->rows % 16 || w->cols % 32 ||
+    if (!weight_ok(w) || (w->type != KQ_Q4_1 && w->type != KQ_Q8_0) || w->rows % 16 || w->cols % 32 ||
         kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI)
         return 0;
-    return (size_t)(w->rows / 16) * (size_t)(w->cols / 32) * KQ_R16_BLOCK;
+    return (size_t)(w->rows / 16) * (size_t)(w->cols / 32) * (w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK);
 }
 
 static int q41_code(const kq_block_q4_1 *b, int j) { return j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4; }
@@ -211,8 +213,22 @@ static int q41_code(const kq_block_q4_1 *b, int j) { return j < 16 ? b->qs[j] & 
 void km_repack16(const km_weight *w, void *dst)
 {
     const int64_t nb = w->cols / 32;
-    const size_t wrb = kq_row_bytes(KQ_Q4_1, w->cols);
+    const size_t wrb = kq_row_bytes(w->type, w->cols);
     uint8_t *out = dst;
+    if (w->type == KQ_Q8_0) { /* 16 x 32 code bytes (row r: 2r, 2r+1), then 16 d */
+        for (int64_t g = 0; g < w->rows / 16; g++)
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *o = out + ((size_t)g * nb + b) * KQ_R16_BLOCK_Q8;
+                for (int r = 0; r < 16; r++) {
+                    const kq_block_q8_0 *blk =
+                        (const kq_block_q8_0 *)(const void *)((const char *)w->data + (size_t)(16 * g + r) * wrb) + b;
+                    for (int k = 0; k < 16; k++)
+                        memcpy(o + 32 * k + 2 * r, blk->qs + 2 * k, 2);
+                    memcpy(o + 512 + 2 * r, &blk->d, 2);
+                }
+            }
+        return;
+    }
     for (int64_t g = 0; g < w->rows / 16; g++)
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = out + ((size_t)g * nb + b) * KQ_R16_BLOCK;
@@ -269,6 +285,8 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family
 {
     *c = (mm_ctx){
         .w16 = use16 ? w->r16 : NULL,
+        .k16 = w->type == KQ_Q8_0 ? kq_vbmi_q80r16_rows : kq_vbmi_q41r16_rows,
+        .bb16 = w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK,
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
          * gain ~50% when the matrix is cache-resident, but with long rows

@@ -23,8 +23,8 @@ typedef struct {
     const void *data;
     /* Optional: the same matrix with 16 rows in the lanes of a register
      * (km_repack16), not owned; NULL when none. km_matmul reads it instead
-     * of data where the kernels allow (Q4_1, 16-bit activations, an
-     * AVX512-VBMI CPU); data stays the matrix for everything else. */
+     * of data where the kernels allow (Q4_1 or Q8_0, 16-bit activations,
+     * an AVX512-VBMI CPU); data stays the matrix for everything else. */
     const void *r16;
 } km_weight;
 
@@ -66,7 +66,8 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
                 int64_t n_tok, float *const *y);
 
 /* Bytes km_repack16 writes for w, or 0 when no kernel on this CPU would
- * read them (w not Q4_1, rows not a multiple of 16, or no AVX512-VBMI). */
+ * read them (w not Q4_1 or Q8_0, rows not a multiple of 16, or no
+ * AVX512-VBMI). */
 size_t km_repack16_bytes(const km_weight *w);
 /* Writes w's rows 16 at a time into dst (km_repack16_bytes(w) bytes, 64-byte
  * aligned; kernels/quant_q41r16.c has the layout); the caller owns dst and

@@ -292,7 +292,13 @@ kq_prep_kernel kq_vbmi_q16_prep_pairs8;
  * for the weights ~2 KB ahead (the one-token walk). Same result for a row
  * whatever nt. */
 #define KQ_R16_BLOCK 320
+typedef void kq_r16_kernel(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
+                           float *y, int64_t ys, int prefetch);
 void kq_vbmi_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
+                         float *y, int64_t ys, int prefetch);
+/* The same for Q8_0 (16 x 32 code bytes, then 16 fp16 d per group and block). */
+#define KQ_R16_BLOCK_Q8 544
+void kq_vbmi_q80r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
                          float *y, int64_t ys, int prefetch);
 
 #endif

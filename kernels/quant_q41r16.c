@@ -18,6 +18,12 @@
  * 2k, 2k+1 (kq_block_q16_1) are one broadcast dword, so one vpdpwssd adds
  * two products to each of 16 rows (exact: 32 x 15 x 32767 < 2^31).
  *
+ * Q8_0 the same way (kq_vbmi_q80r16_rows; the default model's output
+ * projection): per group and block 16 steps of 32 bytes (row r's signed
+ * codes 2k, 2k+1 at bytes 2r, 2r+1), then the 16 rows' fp16 d: 544 bytes,
+ * GGUF's 34 per row and block. A step sign-extends to the int16 pairs in
+ * one instruction; |Σ| <= 32 x 128 x 32767 < 2^31. No min term.
+ *
  * Consistency: every token count runs the same steps per lane (blocks in
  * column order; f += d·dx·Σ then f += m·sx per block; summing the min
  * terms apart, as the row kernels do, moved test_reference's error from
@@ -30,53 +36,71 @@
 
 #define PF_BYTES 2048 /* prefetch distance of the one-token (decode) walk, as matmul.c's */
 
-__attribute__((always_inline)) static inline void
-rows16(const uint8_t *w, int64_t groups, int nb, const kq_block_q16_1 *x, size_t xb, float *y, int64_t ys,
-       int prefetch, const int NT) {
+/* One copy per (token count, format): Q8 selects Q8_0's steps. */
+__attribute__((always_inline)) static inline void rows16(const uint8_t *w, int64_t groups, int nb,
+                                                         const kq_block_q16_1 *x, size_t xb, float *y,
+                                                         int64_t ys, int prefetch, const int NT, const int Q8) {
+    const int bb = Q8 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK;
     const __m512i mask = _mm512_set1_epi32(0x000F000F);
     for (int64_t g = 0; g < groups; g++) {
         __m512 f[8];
         for (int t = 0; t < NT; t++) f[t] = _mm512_setzero_ps();
         for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = w + ((size_t)g * nb + b) * KQ_R16_BLOCK;
+            const uint8_t *blk = w + ((size_t)g * nb + b) * bb;
             if (prefetch)
-                for (int o = 0; o < KQ_R16_BLOCK; o += 64) __builtin_prefetch(blk + PF_BYTES + o, 0, 3);
+                for (int o = 0; o < bb; o += 64) __builtin_prefetch(blk + PF_BYTES + o, 0, 3);
             __m512i acc[8];
             for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_si512();
             for (int k = 0; k < 16; k++) {
-                const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * k)));
-                /* (v | v << 12) & 0x000F000F: code 2k in the low int16, 2k+1 in the high */
-                const __m512i c = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), mask, 0xA8);
+                __m512i c;
+                if (Q8) { /* 16 rows x (code 2k, 2k+1) sign-extended */
+                    c = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32 * k)));
+                } else { /* (v | v << 12) & 0x000F000F: code 2k in the low int16, 2k+1 in the high */
+                    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * k)));
+                    c = _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 12), mask, 0xA8);
+                }
                 for (int t = 0; t < NT; t++) {
                     int32_t xx;
                     memcpy(&xx, ((const kq_block_q16_1 *)(const void *)((const char *)x + (size_t)t * xb))[b].q + 2 * k, 4);
                     acc[t] = _mm512_dpwssd_epi32(acc[t], c, _mm512_set1_epi32(xx));
                 }
             }
-            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 256)));
-            const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 288)));
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + (Q8 ? 512 : 256))));
+            const __m512 m = Q8 ? d : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 288)));
             for (int t = 0; t < NT; t++) {
                 const kq_block_q16_1 *xq = (const kq_block_q16_1 *)(const void *)((const char *)x + (size_t)t * xb) + b;
                 f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(d, _mm512_set1_ps(xq->d)), f[t]);
-                f[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xq->s), f[t]);
+                if (!Q8) f[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xq->s), f[t]);
             }
         }
         for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + (size_t)t * ys + 16 * g, f[t]);
     }
 }
 
-void kq_vbmi_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
-                         float *y, int64_t ys, int prefetch) {
+/* The token count a constant: the accumulators stay in registers. */
+__attribute__((always_inline)) static inline void run(int64_t cols, const void *w, int64_t groups, const void *x,
+                                                      size_t xb, int nt, float *y, int64_t ys, int prefetch,
+                                                      const int Q8) {
     const int nb = (int)(cols / 32);
     const kq_block_q16_1 *xq = x;
-    switch (nt) { /* the token count a constant: accumulators stay in registers */
-    case 1: rows16(w, groups, nb, xq, xb, y, ys, prefetch, 1); break;
-    case 2: rows16(w, groups, nb, xq, xb, y, ys, 0, 2); break;
-    case 3: rows16(w, groups, nb, xq, xb, y, ys, 0, 3); break;
-    case 4: rows16(w, groups, nb, xq, xb, y, ys, 0, 4); break;
-    case 5: rows16(w, groups, nb, xq, xb, y, ys, 0, 5); break;
-    case 6: rows16(w, groups, nb, xq, xb, y, ys, 0, 6); break;
-    case 7: rows16(w, groups, nb, xq, xb, y, ys, 0, 7); break;
-    default: rows16(w, groups, nb, xq, xb, y, ys, 0, 8); break;
+    switch (nt) {
+    case 1: rows16(w, groups, nb, xq, xb, y, ys, prefetch, 1, Q8); break;
+    case 2: rows16(w, groups, nb, xq, xb, y, ys, 0, 2, Q8); break;
+    case 3: rows16(w, groups, nb, xq, xb, y, ys, 0, 3, Q8); break;
+    case 4: rows16(w, groups, nb, xq, xb, y, ys, 0, 4, Q8); break;
+    case 5: rows16(w, groups, nb, xq, xb, y, ys, 0, 5, Q8); break;
+    case 6: rows16(w, groups, nb, xq, xb, y, ys, 0, 6, Q8); break;
+    case 7: rows16(w, groups, nb, xq, xb, y, ys, 0, 7, Q8); break;
+    default: rows16(w, groups, nb, xq, xb, y, ys, 0, 8, Q8); break;
     }
+}
+
+void kq_vbmi_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
+                         float *y, int64_t ys, int prefetch) {
+    run(cols, w, groups, x, xb, nt, y, ys, prefetch, 0);
+}
+
+void kq_vbmi_q80r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
+                         float *y, int64_t ys, int prefetch) {
+    run(cols, w, groups, x, xb, nt, y, ys, prefetch, 1);
 }

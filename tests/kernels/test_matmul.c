@@ -344,16 +344,16 @@ Test(matmul, matmul_n_matches_separate_calls, .timeout = 120)
     tp_destroy(p2);
 }
 
-/* Q4_1 matrices repacked 16 rows at a time (km_repack16, the 16-row kernel
- * on AVX512-VBMI CPUs): against a float64 reference within check_case's
+/* Q4_1 and Q8_0 matrices repacked 16 rows at a time (km_repack16, the
+ * 16-row kernels on AVX512-VBMI CPUs): against a float64 reference within check_case's
  * bound for 16-bit activations, against the row kernels (the same integer
  * block dots) within 2e-6 of sum|w x| (float order only), every token count's
  * result bit-identical to the same token alone (matmul.h's determinism:
  * tiles of 8 and a tail), 1 and 3 threads bit-identical, km_matmul_n with
  * a repacked and a plain matrix (the fallback) equal to separate calls, and
  * a SIMD cap below VBMI back on the row kernels' bits. A repack that swaps
- * two codes of a pair, or reads m for d, fails the reference check. */
-Test(matmul, repack16_q4_1, .timeout = 120)
+ * the two codes of a pair fails the comparison with the row kernels. */
+Test(matmul, repack16, .timeout = 120)
 {
     kq_set_simd_level(-1);
     tp_pool *p1 = NULL, *p3 = NULL;
@@ -361,18 +361,19 @@ Test(matmul, repack16_q4_1, .timeout = 120)
     cr_assert_eq(tp_create(3, &p3), PV_OK);
     km_scratch *s = km_scratch_new();
     const int64_t shapes[][2] = {{576, 1536}, {1536, 576}, {64, 16}, {96, 48}};
-    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
-        const int64_t cols = shapes[k][0], rows = shapes[k][1], nt = 11;
+    for (size_t k = 0; k < 2 * sizeof shapes / sizeof shapes[0]; k++) {
+        const uint32_t type = k % 2 ? KQ_Q8_0 : KQ_Q4_1;
+        const int64_t cols = shapes[k / 2][0], rows = shapes[k / 2][1], nt = 11;
         rng_state = 77 + k;
-        uint8_t *w = random_matrix(KQ_Q4_1, rows, cols);
-        km_weight W = {KQ_Q4_1, cols, rows, w, NULL};
+        uint8_t *w = random_matrix(type, rows, cols);
+        km_weight W = {type, cols, rows, w, NULL};
         const size_t nb = km_repack16_bytes(&W);
         if (kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI) {
             cr_assert_eq(nb, 0);
             free(w);
             continue;
         }
-        cr_assert_eq(nb, (size_t)(rows / 16) * (size_t)(cols / 32) * 320);
+        cr_assert_eq(nb, (size_t)(rows / 16) * (size_t)(cols / 32) * (type == KQ_Q8_0 ? 544 : 320));
         void *r16 = aligned_alloc(64, (nb + 63) / 64 * 64);
         km_repack16(&W, r16);
         km_weight R = W;
@@ -393,10 +394,10 @@ Test(matmul, repack16_q4_1, .timeout = 120)
                     mag += fabs((double)row[c] * x[t * cols + c]);
                 }
                 const double got = y[t * rows + r];
-                cr_assert_leq(fabs(got - ref), 1e-4 * mag + 1e-6, "%lld x %lld row %lld token %lld: %g vs %g",
-                              (long long)cols, (long long)rows, (long long)r, (long long)t, got, ref);
-                cr_assert_leq(fabs(got - yr[t * rows + r]), 2e-6 * mag, "%lld x %lld row %lld token %lld",
-                              (long long)cols, (long long)rows, (long long)r, (long long)t);
+                cr_assert_leq(fabs(got - ref), 1e-4 * mag + 1e-6, "type %u %lld x %lld row %lld token %lld: %g vs %g",
+                              type, (long long)cols, (long long)rows, (long long)r, (long long)t, got, ref);
+                cr_assert_leq(fabs(got - yr[t * rows + r]), 2e-6 * mag, "type %u %lld x %lld row %lld token %lld",
+                              type, (long long)cols, (long long)rows, (long long)r, (long long)t);
             }
         }
         for (int64_t t = 0; t < nt; t++) { /* each token alone, one thread */
