@@ -317,7 +317,7 @@ static void hi_values(const mixed_cache *c, const tier *hi, int nhv, scratch_t *
 }
 
 /* Prompt chunks through the run kernels where both tiers have the AVX-512
- * ones (an INT8 high tier; blocks_ok): a block's rows (queries x query
+ * ones (an INT8 high tier; blocks_run_ok): a block's rows (queries x query
  * heads) meet a page's records once per KVMX_RUN_ROWS rows with decode's
  * integer products, where the float block kernel (kv_mixed_blk) decodes
  * every record to fp32 and multiplies in float. Scores and probabilities

@@ -78,6 +78,12 @@ enum { ENG_J_NONE = 0, ENG_J_WAITING, ENG_J_ADMITTED, ENG_J_RUNNING };
 struct eng_job {
     eng_job *next;       /* engine queues (under mu / decoder thread) */
     eng_job *dirty_next; /* under out_mu */
+    /* The caller's copy of the list eng_collect handed over (eng_job_next):
+     * once out_mu is released the decoder may mark the job dirty again and
+     * rewrite dirty_next, and a caller walking dirty_next then followed the
+     * decoder's new list and lost the rest of its own (a finished job never
+     * answered: the soak test's hung request). Written only by eng_collect. */
+    eng_job *coll_next;
     int in_dirty;        /* under out_mu */
     int where;           /* under mu: ENG_J_* */
     eng_params p;        /* stop_ids and stop strings point at owned copies */

@@ -109,7 +109,7 @@ void eng_job_free(eng_job *j) {
 
 void eng_job_set_user(eng_job *j, void *user) { j->user = user; }
 void *eng_job_user(const eng_job *j) { return j->user; }
-eng_job *eng_job_next(const eng_job *j) { return j->dirty_next; }
+eng_job *eng_job_next(const eng_job *j) { return j->coll_next; }
 int eng_job_n_choices(const eng_job *j) { return j->n_choices; }
 int eng_job_prompt_tokens(const eng_job *j) { return j->prompt_tokens; }
 size_t eng_job_kv_reserved(const eng_job *j) { return atomic_load(&((eng_job *)j)->commit); }
@@ -180,6 +180,7 @@ eng_job *eng_collect(eng_engine *e) {
     eng_job *list = e->dirty;
     e->dirty = NULL;
     for (eng_job *j = list; j; j = j->dirty_next) {
+        j->coll_next = j->dirty_next;
         j->in_dirty = 0;
         for (int i = 0; i < j->n_choices; i++) hand_over(&j->ch[i]);
         if (j->engine_done) j->done_seen = 1;

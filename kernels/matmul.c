@@ -9,7 +9,9 @@
  * with the multi-row kernel, which unpacks each weight block once for up to
  * 4 tokens. The row block (<= KM_BLOCK_BYTES of weights) stays in L1/L2
  * while the task sweeps the token tiles, so weights are read from memory
- * once per call whatever n_tok is. */
+ * once per call whatever n_tok is. A matrix the model repacked 16 rows at a
+ * time (km_repack16) goes through the 16-row kernel instead, on the plain
+ * quantized activations, in tasks of whole 16-row groups. */
 #include "matmul.h"
 
 #include <stdlib.h>
@@ -192,8 +194,9 @@ static int weight_ok(const km_weight *w)
            kq_row_bytes(w->type, w->cols) > 0;
 }
 
-/* The 16-row kernel takes w on this call: a repacked Q4_1 matrix, 16-bit
- * activations, and the AVX512-VBMI level (which a SIMD cap may lower). */
+/* The 16-row kernel takes w on this call: a repacked Q4_1 or Q8_0 matrix,
+ * 16-bit activations, and the AVX512-VBMI level (which a SIMD cap may
+ * lower). */
 static int r16_usable(const km_weight *w, const km_scratch *s)
 {
     return w->r16 && (w->type == KQ_Q4_1 || w->type == KQ_Q8_0) && w->rows % 16 == 0 && w->cols % 32 == 0 &&
@@ -242,7 +245,6 @@ void km_repack16(const km_weight *w, void *dst)
             }
         }
 }
-
 
 /* x in the dot's format for weights of type `type`: x itself (F32 dots) or
  * quantized into the scratch, then converted by `prep` (the family's own
