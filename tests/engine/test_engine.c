@@ -9,6 +9,9 @@
  * running) and can fail a chosen step. The synthetic model has no
  * vocabulary, so output is read as token ids. */
 #include "eng_fixture.h"
+#include "eng_internal.h" /* the hand-over test builds an engine by hand */
+
+#include <stdlib.h>
 
 /* ---- admission ---- */
 
@@ -283,4 +286,33 @@ Test(sampling, min_tokens_suppresses_stop_ids) {
     if (!strcmp(r3.finish, "stop")) cr_expect_eq(r3.ids[r3.n_ids - 1], stop_id);
     else cr_expect_eq(r3.n_ids, 8);
     stop();
+}
+
+/* ---- hand-over ---- */
+
+/* eng_collect's list stays the caller's: the decoder marking a collected
+ * job dirty again (it produced more output right after the hand-over) must
+ * not cut the list the caller is walking. Walking the decoder's dirty_next
+ * instead lost every job behind the re-marked one: a finished job was then
+ * never answered (the soak test's hung request). */
+Test(collect, caller_list_survives_a_new_mark) {
+    eng_engine *e = calloc(1, sizeof *e);
+    cr_assert_not_null(e);
+    pthread_mutex_init(&e->out_mu, NULL);
+    eng_job jobs[3];
+    memset(jobs, 0, sizeof jobs);
+    pthread_mutex_lock(&e->out_mu);
+    for (int i = 2; i >= 0; i--) eng_mark_dirty_locked(e, &jobs[i]);
+    pthread_mutex_unlock(&e->out_mu);
+    eng_job *list = eng_collect(e);
+    cr_assert_eq(list, &jobs[0]);
+    pthread_mutex_lock(&e->out_mu); /* the decoder, between the hand-over and the walk */
+    eng_mark_dirty_locked(e, &jobs[0]);
+    pthread_mutex_unlock(&e->out_mu);
+    int n = 0;
+    for (eng_job *j = list; j; j = eng_job_next(j)) cr_assert_eq(j, &jobs[n++]);
+    cr_assert_eq(n, 3, "the caller's walk saw %d of 3 collected jobs", n);
+    cr_assert_eq(eng_collect(e), &jobs[0]); /* the new mark is the next hand-over */
+    pthread_mutex_destroy(&e->out_mu);
+    free(e);
 }
