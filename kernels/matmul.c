@@ -213,37 +213,35 @@ size_t km_repack16_bytes(const km_weight *w)
 
 static int q41_code(const kq_block_q4_1 *b, int j) { return j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4; }
 
+/* Row r's block (GGUF layout) into its group's record o (kernels/quant_q41r16.c
+ * has the layouts): Q8_0 16 x 32 code bytes (row r: 2r, 2r+1), then 16 d;
+ * Q4_1 16 x 16 bytes (row r: code 2k | 2k+1 << 4), then 16 d, 16 m. */
+static void put_row16(uint32_t type, const void *blk, int r, uint8_t *o)
+{
+    if (type == KQ_Q8_0) {
+        const kq_block_q8_0 *b = blk;
+        for (int k = 0; k < 16; k++)
+            memcpy(o + 32 * k + 2 * r, b->qs + 2 * k, 2);
+        memcpy(o + 512 + 2 * r, &b->d, 2);
+        return;
+    }
+    const kq_block_q4_1 *b = blk;
+    for (int k = 0; k < 16; k++)
+        o[16 * k + r] = (uint8_t)(q41_code(b, 2 * k) | q41_code(b, 2 * k + 1) << 4);
+    memcpy(o + 256 + 2 * r, &b->d, 2);
+    memcpy(o + 288 + 2 * r, &b->m, 2);
+}
+
 void km_repack16(const km_weight *w, void *dst)
 {
     const int64_t nb = w->cols / 32;
-    const size_t wrb = kq_row_bytes(w->type, w->cols);
-    uint8_t *out = dst;
-    if (w->type == KQ_Q8_0) { /* 16 x 32 code bytes (row r: 2r, 2r+1), then 16 d */
-        for (int64_t g = 0; g < w->rows / 16; g++)
-            for (int64_t b = 0; b < nb; b++) {
-                uint8_t *o = out + ((size_t)g * nb + b) * KQ_R16_BLOCK_Q8;
-                for (int r = 0; r < 16; r++) {
-                    const kq_block_q8_0 *blk =
-                        (const kq_block_q8_0 *)(const void *)((const char *)w->data + (size_t)(16 * g + r) * wrb) + b;
-                    for (int k = 0; k < 16; k++)
-                        memcpy(o + 32 * k + 2 * r, blk->qs + 2 * k, 2);
-                    memcpy(o + 512 + 2 * r, &blk->d, 2);
-                }
-            }
-        return;
-    }
+    const size_t wrb = kq_row_bytes(w->type, w->cols), blkb = kq_block_bytes(w->type);
+    const size_t bb = w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK;
     for (int64_t g = 0; g < w->rows / 16; g++)
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = out + ((size_t)g * nb + b) * KQ_R16_BLOCK;
-            for (int r = 0; r < 16; r++) {
-                const kq_block_q4_1 *blk =
-                    (const kq_block_q4_1 *)(const void *)((const char *)w->data + (size_t)(16 * g + r) * wrb) + b;
-                for (int k = 0; k < 16; k++)
-                    o[16 * k + r] = (uint8_t)(q41_code(blk, 2 * k) | q41_code(blk, 2 * k + 1) << 4);
-                memcpy(o + 256 + 2 * r, &blk->d, 2);
-                memcpy(o + 288 + 2 * r, &blk->m, 2);
-            }
-        }
+        for (int64_t b = 0; b < nb; b++)
+            for (int r = 0; r < 16; r++)
+                put_row16(w->type, (const char *)w->data + (size_t)(16 * g + r) * wrb + (size_t)b * blkb, r,
+                          (uint8_t *)dst + ((size_t)g * nb + b) * bb);
 }
 
 /* x in the dot's format for weights of type `type`: x itself (F32 dots) or
