@@ -19,6 +19,7 @@
 
 #include "quant.h"
 #include "quant_impl.h"
+#include "bench_q41_data.h"
 
 static double now(void)
 {
@@ -49,17 +50,7 @@ int main(int argc, char **argv)
     float *x = malloc(sizeof(float) * cols * NT), *y = malloc(sizeof(float) * rows * NT);
     if (!w || !xq || !xp || !x || !y)
         return 1;
-    uint64_t s = 1;
-    for (size_t i = 0; i < wrb * rows; i++) {
-        s = s * 6364136223846793005ULL + 1;
-        w[i] = (uint8_t)(s >> 56);
-    }
-    for (size_t o = 0; o < wrb * rows; o += 20) { /* finite fp16 d and m */
-        w[o + 1] &= 0x3B;
-        w[o + 3] &= 0x3B;
-    }
-    for (int i = 0; i < cols * NT; i++)
-        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    q41_bench_data(w, wrb * rows, x, cols * NT);
     for (int t = 0; t < NT; t++) {
         kq_q16_quantize_1(x + t * cols, xq + t * xrb, cols);
         kq_vbmi_q16_prep_pairs(cols, xq + t * xrb, xp + t * prb);
