@@ -351,9 +351,11 @@ static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos
             tier_dotn(&lf->kk, lo, &lf->f, nl, NULL, &s->qpb, nr, c, sr + nhv);
         }
         float inv[KVB_MAX_ROWS];
+        int vis = 0;
         for (int r = 0; r < rows; r++) { /* a query sees the high tokens up to its position */
             float *x = s->sr + (size_t)r * M;
-            for (int t = hi_visible(hi, &c->fhi, pos0 + i0 + r / gq); t < nhv; t++) x[t] = -INFINITY;
+            if (r % gq == 0) vis = hi_visible(hi, &c->fhi, pos0 + i0 + r / gq); /* once per query */
+            for (int t = vis; t < nhv; t++) x[t] = -INFINITY;
             inv[r] = c->rows.exp_row(x, nhv + nl);
         }
         /* as attend_query: the low tier's values with the unnormalized weights
