@@ -46,6 +46,71 @@ static int decode_steps(void) {
     return e && atoi(e) > 0 ? atoi(e) : 128;
 }
 
+/* BENCH_LAYERS=L: the policies' cache holds L layers of the same keys and
+ * values and each step attends over all of them, so the bytes read per step
+ * exceed the CPU's caches as in a served model (30 layers x 2,048 tokens of
+ * SmolLM2's three KV heads is 47 MB of FP16); default 1 (cache-resident). */
+static int bench_layers(void) {
+    const char *e = getenv("BENCH_LAYERS");
+    return e && atoi(e) > 0 ? atoi(e) : 1;
+}
+
+/* Policies through prefill chunks and decode steps, one line each. */
+static int run_policies(int N, const float *k, const float *v, const char **pols, int npol) {
+    const int nh = 9, nkv = 3, hd = 64;
+    const size_t kvd = (size_t)nkv * hd, qd = (size_t)nh * hd;
+    int steps = decode_steps(), chunk = 256, L = bench_layers();
+    float *qa = malloc(sizeof(float) * chunk * qd), *oa = malloc(sizeof(float) * chunk * qd);
+    float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
+    for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
+    for (size_t i = 0; i < chunk * qd; i++) qa[i] = k[(i * 7) % (N * kvd)];
+    /* last column: decode time over the bytes held (as a share of FP16's):
+     * time per byte read, the figure a lower-bit format must not worsen */
+    if (L > 1) printf("\n%d layers: prompt and decode figures per layer\n", L);
+    printf("\n%-34s %16s %21s %10s %14s\n", "policy (one thread)", "prompt us/token",
+           "decode us/step/head", "kv/fp16", "decode/kv");
+    for (int pi = 0; pi < npol; pi++) {
+        kv_policy pol;
+        char err[256];
+        kv_cache *c;
+        kv_shape sh = {.n_layers = L, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                       .max_seqs = 1, .max_ctx = N + steps, .n_threads = 1};
+        if (kv_policy_parse(pols[pi], &pol, err, sizeof err) || kv_create(&sh, &pol, &c, err, sizeof err)) {
+            fprintf(stderr, "bench_attn: %s: %s\n", pols[pi], err);
+            return 1;
+        }
+        double t0 = now();
+        for (int p = 0; p < N; p += chunk) {
+            int n = N - p < chunk ? N - p : chunk;
+            for (int l = 0; l < L; l++) {
+                if (kv_store(c, 0, l, p, n, k2 + p * kvd, v2 + p * kvd)) return 1;
+                for (int h = 0; h < nkv; h++)
+                    if (kv_attend_group(c, 0, l, h, p, n, qa, oa, 0)) return 1;
+            }
+        }
+        double tp = (now() - t0) / N / L;
+        t0 = now();
+        for (int i = 0; i < steps; i++) {
+            int p = N + i;
+            for (int l = 0; l < L; l++) {
+                if (kv_store(c, 0, l, p, 1, k2 + p * kvd, v2 + p * kvd)) return 1;
+                for (int h = 0; h < nkv; h++)
+                    if (kv_attend_group(c, 0, l, h, p, 1, qa, oa, 0)) return 1;
+            }
+        }
+        double td = (now() - t0) / steps / nkv / L;
+        /* the bytes the decode steps read, so kernels compare per byte */
+        kv_usage u = {0};
+        kv_seq_usage(c, 0, &u);
+        double ratio = u.bytes_fp16 ? (double)u.bytes_stored / (double)u.bytes_fp16 : 0;
+        printf("%-34s %16.1f %21.1f %10.3f %14.1f\n", pols[pi], tp * 1e6, td * 1e6, ratio,
+               ratio > 0 ? td * 1e6 / ratio : 0.0);
+        kv_destroy(c);
+    }
+    free(qa), free(oa), free(k2), free(v2);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const int N = argc > 1 ? atoi(argv[1]) : 2048, nh = 9, nkv = 3, hd = 64, B = 64;
     if (N < B + 1 || N > 1 << 20) {
@@ -95,53 +160,8 @@ int main(int argc, char **argv) {
     }
     kq_set_simd_level(-1);
 
-    /* Policies through prefill chunks and decode steps. */
     const char *defaults[] = {"full", "mikv"};
-    const char **pols = argc > 2 ? (const char **)argv + 2 : defaults;
-    int npol = argc > 2 ? argc - 2 : 2, steps = decode_steps(), chunk = 256;
-    float *qa = malloc(sizeof(float) * chunk * qd), *oa = malloc(sizeof(float) * chunk * qd);
-    float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
-    for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
-    for (size_t i = 0; i < chunk * qd; i++) qa[i] = k[(i * 7) % (N * kvd)];
-    /* last column: decode time over the bytes held (as a share of FP16's):
-     * time per byte read, the figure a lower-bit format must not worsen */
-    printf("\n%-34s %16s %21s %10s %14s\n", "policy (one thread)", "prompt us/token",
-           "decode us/step/head", "kv/fp16", "decode/kv");
-    for (int pi = 0; pi < npol; pi++) {
-        kv_policy pol;
-        char err[256];
-        kv_cache *c;
-        kv_shape sh = {.n_layers = 1, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
-                       .max_seqs = 1, .max_ctx = N + steps, .n_threads = 1};
-        if (kv_policy_parse(pols[pi], &pol, err, sizeof err) || kv_create(&sh, &pol, &c, err, sizeof err)) {
-            fprintf(stderr, "bench_attn: %s: %s\n", pols[pi], err);
-            return 1;
-        }
-        double t0 = now();
-        for (int p = 0; p < N; p += chunk) {
-            int n = N - p < chunk ? N - p : chunk;
-            if (kv_store(c, 0, 0, p, n, k2 + p * kvd, v2 + p * kvd)) return 1;
-            for (int h = 0; h < nkv; h++)
-                if (kv_attend_group(c, 0, 0, h, p, n, qa, oa, 0)) return 1;
-        }
-        double tp = (now() - t0) / N;
-        t0 = now();
-        for (int i = 0; i < steps; i++) {
-            int p = N + i;
-            if (kv_store(c, 0, 0, p, 1, k2 + p * kvd, v2 + p * kvd)) return 1;
-            for (int h = 0; h < nkv; h++)
-                if (kv_attend_group(c, 0, 0, h, p, 1, qa, oa, 0)) return 1;
-        }
-        double td = (now() - t0) / steps / nkv;
-        /* the bytes the decode steps read, so kernels compare per byte */
-        kv_usage u = {0};
-        kv_seq_usage(c, 0, &u);
-        double ratio = u.bytes_fp16 ? (double)u.bytes_stored / (double)u.bytes_fp16 : 0;
-        printf("%-34s %16.1f %21.1f %10.3f %14.1f\n", pols[pi], tp * 1e6, td * 1e6, ratio,
-               ratio > 0 ? td * 1e6 / ratio : 0.0);
-        kv_destroy(c);
-    }
-    free(qa), free(oa), free(k2), free(v2);
+    int rc = run_policies(N, k, v, argc > 2 ? (const char **)argv + 2 : defaults, argc > 2 ? argc - 2 : 2);
     free(k), free(v), free(q), free(o);
-    return 0;
+    return rc;
 }

@@ -210,12 +210,15 @@ tile_avx512_n(tile_t *T, const int NR, const int DIRECT) {
          * hardware prefetcher meets cold: request the next page's keys and
          * values (2 x hd x 64 fp16) while this one is computed, a key row
          * and a value row per dimension (bench_decode, 2 threads: +5-8% at 256
-         * tokens, +15% at 2,048; docs/PERFORMANCE.md). */
+         * tokens, +15% at 2,048; docs/PERFORMANCE.md). Into L2, not L1: the
+         * 128 lines of a page outnumber the L1's miss buffers, and with T0
+         * hints a decode over 30 layers of 2,048 tokens (BENCH_LAYERS=30
+         * bench_attn) took 47-53 us per KV head against 28-31 with T1. */
         if (DIRECT && T->next_k) {
             const char *nk = (const char *)(T->next_k + o), *nvp = (const char *)(T->next_v + (size_t)d * hd);
-            for (int b = 0; b < KVA_PAGE * 2; b += 64) _mm_prefetch(nk + b, _MM_HINT_T0);
+            for (int b = 0; b < KVA_PAGE * 2; b += 64) _mm_prefetch(nk + b, _MM_HINT_T1);
             if (d < KVA_PAGE) /* value rows: one per token */
-                for (int b = 0; b < hd * 2; b += 64) _mm_prefetch(nvp + b, _MM_HINT_T0);
+                for (int b = 0; b < hd * 2; b += 64) _mm_prefetch(nvp + b, _MM_HINT_T1);
         }
         __m512 kv[KVA_NV];
         for (int j = 0; j < KVA_NV; j++) kv[j] = LD(DIRECT, T->kt, T->kh, o + 16 * j);
