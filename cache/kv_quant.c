@@ -35,7 +35,7 @@ static void put_code(uint8_t *rec, int d, int bits, int c, int q) {
 }
 
 /* fp16 (scale, zero) for [lo, hi] at qmax steps, rounded as stored. */
-static void range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z) {
+void kvq_range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z) {
     *hs = kq_fp32_to_fp16(clamp_h((hi - lo) / (float)qmax));
     *hz = kq_fp32_to_fp16(clamp_h(lo));
     *s = kq_fp16_to_fp32(*hs);
@@ -52,6 +52,8 @@ static const float clip_alpha[] = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f, 0.75f, 0.7f, 
 #define N_ALPHA ((int)(sizeof clip_alpha / sizeof clip_alpha[0]))
 
 void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec) {
+    if (!clip && bits != 16 && kq_simd_level() >= KQ_SIMD_AVX512VNNI && kvq_avx512_encode_row(x, d, bits, group, rec))
+        return;
     if (bits == 16) {
         for (int i = 0; i < d; i++) wr16(rec + 2 * i, kq_fp32_to_fp16(x[i]));
         return;
@@ -72,14 +74,14 @@ void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8
          * not add to the error twice. */
         uint16_t hs, hz;
         float s, z;
-        range_sz(mn, mx, qmax, &hs, &hz, &s, &z);
+        kvq_range_sz(mn, mx, qmax, &hs, &hz, &s, &z);
         if (clip) {
             const float mid = 0.5f * (mn + mx), half = 0.5f * (mx - mn);
             double best = -1;
             for (int a = 0; a < N_ALPHA; a++) {
                 uint16_t hs2, hz2;
                 float s2, z2;
-                range_sz(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, qmax, &hs2, &hz2,
+                kvq_range_sz(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, qmax, &hs2, &hz2,
                          &s2, &z2);
                 float inv2 = s2 > 0 ? 1.0f / s2 : 0.0f;
                 double err = 0;
@@ -105,6 +107,7 @@ void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
 }
 
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {
+    if (kq_simd_level() >= KQ_SIMD_AVX512VNNI && kvq_avx512_decode_row(rec, d, bits, group, x)) return;
     if (bits == 16) {
         for (int i = 0; i < d; i++) x[i] = kq_fp16_to_fp32(rd16(rec + 2 * i));
         return;

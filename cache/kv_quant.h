@@ -119,6 +119,19 @@ kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group);
 int kvq_avx512_prep_row(const float *qg, int d, float inv, int16_t *q16, int8_t *qhi, uint8_t *qlo);
 kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group);
 
+/* kv_quant_rec512.c: kvq_encode (no clipping) and kvq_decode of one record
+ * on AVX-512, bit-identical to the portable loops except the sign of a zero
+ * point of exactly ±0 (no decoded value differs); return 0 (nothing
+ * written) when the CPU or the shape (bits 2, 3, 4, 8 with kvs_codes16's
+ * planes and groups of a multiple of 16; decode also FP16) does not allow
+ * it. kvq_encode_clip and kvq_decode take them at the AVX512VNNI level. */
+int kvq_avx512_encode_row(const float *x, int d, int bits, int group, uint8_t *rec);
+int kvq_avx512_decode_row(const uint8_t *rec, int d, int bits, int group, float *x);
+/* The fp16 (scale, zero) of a record group spanning [lo, hi] with qmax
+ * steps, and their float values as decoding reads them: the one rule both
+ * encoders use. */
+void kvq_range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z);
+
 /* kv_quant_fast.c: AVX2 run kernels for quantized records; NULL when the
  * shape does not suit them (16-channel blocks inside one plane and group). */
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group);
