@@ -15,6 +15,9 @@
  *   and two tokens' codes meet them in one vpdpwssd (axpyn512i, below:
  *   within half a step of 1/32767 of the block's largest weight per token;
  *   `bench_attn 2048 mikv` decode -10% per KV head, docs/PERFORMANCE.md).
+ *   A call with more than one pass of query heads (prompt blocks) unpacks
+ *   a block's codes into those int16 pairs once, not once per pass
+ *   (prompt -6%, bit-identical).
  *   Shapes it does not take decode
  *   each record to float once (code * scale + zero, one fused multiply-add
  *   per 16 channels) and add it to every query head's output, which stays
@@ -172,6 +175,7 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512(const uint8_t 
 #define IB 32
 #define IROWS 16 /* query heads whose weights are prepared at once */
 #define IMAXG 8  /* groups per record (the weights: IMAXG x IROWS x IB int16 on the stack) */
+#define STAGE_D 128 /* head_dim up to which axpyn512i stages a block's int16 pairs (8 KB) */
 
 /* Codes of channels c0..c0+63 (c0 % 64 == 0) of one record as 64 bytes in
  * channel order: the low bits from planes of 16 or 32 bytes (broadcast,
@@ -221,28 +225,46 @@ AVX512 __attribute__((always_inline)) static inline void dpwssd_tied(__m512i *ac
     __asm__("vpdpwssd %2, %1, %0" : "+v"(*acc) : "v"(P), "v"(x));
 }
 
-/* One pair of tokens (codes A, B: codes64) into the accumulators of NR
- * query heads: their (token t, token t+1) int16 pairs, P0 channels c0 +
- * 0-7 and 16-23, P1 32-39 and 48-55, P2 8-15 and 24-31, P3 40-47 and
- * 56-63, against the two tokens' weights (wa for the first 32 channels'
- * group, wb for the last 32's). */
-AVX512 __attribute__((always_inline)) static inline void
-axpy_int_pair(__m512i A, __m512i B, const int16_t *wa, const int16_t *wb, __m512i (*acc)[4], const int NR) {
+/* One pair of tokens (codes A, B: codes64) as the int16 pairs (token t,
+ * token t+1) of channels c0 + 0-7 and 16-23 (P[0]), 32-39 and 48-55
+ * (P[1]), 8-15 and 24-31 (P[2]), 40-47 and 56-63 (P[3]). */
+AVX512 __attribute__((always_inline)) static inline void pair_P(__m512i A, __m512i B, __m512i *P) {
     const __m512i lo = _mm512_unpacklo_epi8(A, B), hi = _mm512_unpackhi_epi8(A, B);
-    const __m512i P0 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(lo));
-    const __m512i P1 = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(lo, 1));
-    const __m512i P2 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(hi));
-    const __m512i P3 = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(hi, 1));
+    P[0] = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(lo));
+    P[1] = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(lo, 1));
+    P[2] = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(hi));
+    P[3] = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(hi, 1));
+}
+
+/* A pair's int16 pairs P into the accumulators of NR query heads, against
+ * the two tokens' weights (wa for the first 32 channels' group, wb for the
+ * last 32's). */
+AVX512 __attribute__((always_inline)) static inline void pair_acc(const __m512i *P, const int16_t *wa,
+                                                                  const int16_t *wb, __m512i (*acc)[4], const int NR) {
     for (int r = 0; r < NR; r++) {
         int32_t pa, pb;
         memcpy(&pa, wa + (size_t)r * IB, 4);
         memcpy(&pb, wb + (size_t)r * IB, 4);
         const __m512i xa = _mm512_set1_epi32(pa), xb = _mm512_set1_epi32(pb);
-        dpwssd_tied(&acc[r][0], P0, xa);
-        dpwssd_tied(&acc[r][2], P2, xa);
-        dpwssd_tied(&acc[r][1], P1, xb);
-        dpwssd_tied(&acc[r][3], P3, xb);
+        dpwssd_tied(&acc[r][0], P[0], xa);
+        dpwssd_tied(&acc[r][2], P[2], xa);
+        dpwssd_tied(&acc[r][1], P[1], xb);
+        dpwssd_tied(&acc[r][3], P[3], xb);
     }
+}
+
+/* Token pair t / 2 of the block at channels c0: from the staged pairs
+ * (axpy_stage) or unpacked from the records (an odd last token pairs with
+ * zero codes, and weighs 0). */
+AVX512 __attribute__((always_inline)) static inline void pair_of(const uint8_t *rec0, size_t stride, int cnt, int t,
+                                                                 int bits, int d, int c0, const __m512i *stage,
+                                                                 __m512i *P) {
+    if (stage) {
+        for (int j = 0; j < 4; j++) P[j] = _mm512_load_si512(stage + (size_t)(t / 2) * 4 + j);
+        return;
+    }
+    pair_P(codes64(rec0 + (size_t)t * stride, bits, d, c0),
+           t + 1 < cnt ? codes64(rec0 + (size_t)(t + 1) * stride, bits, d, c0) : _mm512_setzero_si512(), P);
 }
 
 /* NR query heads x channels c0..c0+63 over the block's cnt tokens: the
@@ -251,19 +273,18 @@ axpy_int_pair(__m512i A, __m512i B, const int16_t *wa, const int16_t *wb, __m512
  * weight for head r0 + r in group gi; qs/zs[gi][r]: the step, Σ a·z. */
 AVX512 __attribute__((always_inline)) static inline void
 axpy_int_pass(const uint8_t *rec0, size_t stride, int cnt, const int16_t *w16, const float *qs,
-              const float *zs, int d, int group, int bits, int r0, int c0, float *out, const int NR) {
+              const float *zs, int d, int group, int bits, int r0, int c0, const __m512i *stage, float *out,
+              const int NR) {
     const int ga = c0 / group, gb = (c0 + 32) / group;
     const int16_t *wa = w16 + ((size_t)ga * IROWS + r0) * IB, *wb = w16 + ((size_t)gb * IROWS + r0) * IB;
     __m512i acc[ROWS][4];
     for (int r = 0; r < NR; r++)
         for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_si512();
-    int t = 0;
-    for (; t + 1 < cnt; t += 2)
-        axpy_int_pair(codes64(rec0 + (size_t)t * stride, bits, d, c0),
-                      codes64(rec0 + (size_t)(t + 1) * stride, bits, d, c0), wa + t, wb + t, acc, NR);
-    if (t < cnt) /* an odd last token: its partner's codes and weight are 0 */
-        axpy_int_pair(codes64(rec0 + (size_t)t * stride, bits, d, c0), _mm512_setzero_si512(), wa + t,
-                      wb + t, acc, NR);
+    for (int t = 0; t < cnt; t += 2) {
+        __m512i P[4];
+        pair_of(rec0, stride, cnt, t, bits, d, c0, stage, P);
+        pair_acc(P, wa + t, wb + t, acc, NR);
+    }
     for (int r = 0; r < NR; r++) {
         const __m512 sa = _mm512_set1_ps(qs[ga * IROWS + r0 + r]), sb = _mm512_set1_ps(qs[gb * IROWS + r0 + r]);
         const __m512 F0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][0]), sa);
@@ -312,16 +333,29 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
                                                                    size_t as, int gq, int d, int group, float *out, int bits) {
     int16_t w16[IMAXG * IROWS * IB] __attribute__((aligned(64)));
     float qs[IMAXG * IROWS], zs[IMAXG * IROWS];
+    /* More than one pass of heads (prompt blocks: 16 rows a call) unpack a
+     * block's codes once into its int16 pairs (STAGE_D channels at most,
+     * 4 KB per 64) instead of once per pass. */
+    __m512i stage[STAGE_D / 64 * IB / 2 * 4];
+    const int staged = gq > 4 && d <= STAGE_D;
     for (int t0 = 0; t0 < n; t0 += IB) {
         const int cnt = n - t0 < IB ? n - t0 : IB;
         const uint8_t *rb = rec0 + (size_t)t0 * stride;
+        if (staged)
+            for (int c0 = 0; c0 < d; c0 += 64)
+                for (int t = 0; t < cnt; t += 2) {
+                    __m512i *P = stage + ((size_t)(c0 / 64) * (IB / 2) + t / 2) * 4;
+                    pair_of(rb, stride, cnt, t, bits, d, c0, NULL, P);
+                }
         for (int h0 = 0; h0 < gq; h0 += IROWS) {
             const int nr = gq - h0 < IROWS ? gq - h0 : IROWS;
             axpy_int_weights(rb, stride, cnt, a + t0, as, h0, nr, d, group, bits, w16, qs, zs);
             /* the weights sit at rows 0..nr of the arrays; out at h0 */
             for (int r0 = 0; r0 < nr; r0 += 4)
                 for (int c0 = 0; c0 < d; c0 += 64) {
-#define IPASS(k) axpy_int_pass(rb, stride, cnt, w16, qs, zs, d, group, bits, r0, c0, out + (size_t)h0 * d, k)
+#define IPASS(k)                                                                                   \
+    axpy_int_pass(rb, stride, cnt, w16, qs, zs, d, group, bits, r0, c0,                            \
+                  staged ? stage + (size_t)(c0 / 64) * (IB / 2) * 4 : NULL, out + (size_t)h0 * d, k)
                     KVS_SWITCH6(nr - r0 < 4 ? nr - r0 : 4, IPASS)
 #undef IPASS
                 }

@@ -144,3 +144,41 @@ Test(kv_quant_avx512, prep_matches_scalar) {
     }
     free(mem);
 }
+
+/* axpyn512i unpacks a block's codes once into int16 pairs when a call has
+ * more than one pass of query heads (prompt blocks); every row must come
+ * out bit-identical to the same row alone (one pass, unpacked per pass):
+ * the weights are prepared per row and the products summed in the same
+ * order either way. A wrong staged offset or a stale pair fails it. */
+Test(kv_quant_avx512, staged_value_pairs_match_one_row_at_a_time) {
+    if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
+    enum { NT = 32, MD = 128, MQ = 16 };
+    const int bits[] = {2, 3, 4, 8}, dims[] = {64, 128}, groups[] = {32, 64}, gqs[] = {16, 7, 5}, runs[] = {32, 23};
+    static uint8_t recs[NT * 256];
+    static float a[MQ * NT], out[MQ * MD], one[MQ * MD];
+    unsigned seed = 3;
+    int checked = 0;
+    for (int bi = 0; bi < 4; bi++)
+        for (int di = 0; di < 2; di++)
+            for (int gi = 0; gi < 2; gi++)
+                for (int qi = 0; qi < 3; qi++)
+                    for (int ri = 0; ri < 2; ri++) {
+                        const int b = bits[bi], D = dims[di], G = groups[gi], GQ = gqs[qi], n = runs[ri];
+                        kvq_axpyn_fn an = kvq_avx512_axpyn(b, D, G);
+                        cr_assert(an, "bits %d d %d group %d: the AVX-512 kernel takes this shape", b, D, G);
+                        const size_t rec = kvl_rec_bytes(b, D, G);
+                        for (int t = 0; t < NT; t++) {
+                            float x[MD];
+                            for (int i = 0; i < D; i++) x[i] = 2 * frand(&seed);
+                            kvq_encode(x, D, b, G, recs + t * rec);
+                        }
+                        for (int i = 0; i < MQ * NT; i++) a[i] = fabsf(frand(&seed)) * 0.1f;
+                        for (int i = 0; i < MQ * MD; i++) out[i] = one[i] = frand(&seed);
+                        an(recs, rec, n, a, NT, GQ, D, G, out);
+                        for (int g = 0; g < GQ; g++) an(recs, rec, n, a + g * NT, NT, 1, D, G, one + g * D);
+                        cr_assert(memcmp(out, one, sizeof(float) * GQ * D) == 0,
+                                  "bits %d d %d group %d gq %d n %d: rows differ", b, D, G, GQ, n);
+                        checked++;
+                    }
+    cr_assert_eq(checked, 4 * 2 * 2 * 3 * 2);
+}
