@@ -13,27 +13,15 @@
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
 #define TILE 6 /* output rows per register tile: 6 x 4 zmm */
 
-/* One record to head_dim floats (the same values as kvq_decode, with the
- * scale and zero applied in one fused multiply-add). */
+/* One record to head_dim floats (kvs_decode16, or kvq_decode for shapes
+ * whose 16 channels straddle a plane or a group). */
 AVX512 __attribute__((always_inline)) static inline void decode_one(const uint8_t *rec, int d, int bits,
                                                                     int group, float *x) {
-    if (bits == 16) {
-        for (int i = 0; i < d; i += 16)
-            _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * i))));
-        return;
-    }
-    const int nb = d * bits / 8;
-    if (!kvs_codes16_ok(bits, d) || group % 16) { /* 16 channels need one plane and one group */
+    if (bits != 16 && (!kvs_codes16_ok(bits, d) || group % 16)) {
         kvq_decode(rec, d, bits, group, x);
         return;
     }
-    const uint8_t *sz = rec + nb;
-    for (int c0 = 0; c0 < d; c0 += 16) {
-        int g = c0 / group;
-        __m512i w = kvs_codes16(rec, bits, d, c0);
-        _mm512_storeu_ps(x + c0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(kvs_h2f(sz + 4 * g)),
-                                                 _mm512_set1_ps(kvs_h2f(sz + 4 * g + 2))));
-    }
+    kvs_decode16(rec, d, bits, group, x);
 }
 
 /* n records stride bytes apart; 8-, 4- and 3-bit records decode with bits

@@ -254,8 +254,8 @@ AVX512 __attribute__((always_inline)) static inline void pair_acc(const __m512i 
 }
 
 /* Token pair t / 2 of the block at channels c0: from the staged pairs
- * (axpy_stage) or unpacked from the records (an odd last token pairs with
- * zero codes, and weighs 0). */
+ * (stage: axpyn512i's buffer at c0, stage_at) or unpacked from the records
+ * (an odd last token pairs with zero codes, and weighs 0). */
 AVX512 __attribute__((always_inline)) static inline void pair_of(const uint8_t *rec0, size_t stride, int cnt, int t,
                                                                  int bits, int d, int c0, const __m512i *stage,
                                                                  __m512i *P) {
@@ -266,6 +266,9 @@ AVX512 __attribute__((always_inline)) static inline void pair_of(const uint8_t *
     pair_P(codes64(rec0 + (size_t)t * stride, bits, d, c0),
            t + 1 < cnt ? codes64(rec0 + (size_t)(t + 1) * stride, bits, d, c0) : _mm512_setzero_si512(), P);
 }
+
+/* axpyn512i's staged pairs of channels c0.. (IB / 2 token pairs of 4). */
+static inline __m512i *stage_at(__m512i *stage, int c0) { return stage + (size_t)(c0 / 64) * (IB / 2) * 4; }
 
 /* NR query heads x channels c0..c0+63 over the block's cnt tokens: the
  * products in int32 (pairs of tokens), then scaled, put back in channel
@@ -343,10 +346,8 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
         const uint8_t *rb = rec0 + (size_t)t0 * stride;
         if (staged)
             for (int c0 = 0; c0 < d; c0 += 64)
-                for (int t = 0; t < cnt; t += 2) {
-                    __m512i *P = stage + ((size_t)(c0 / 64) * (IB / 2) + t / 2) * 4;
-                    pair_of(rb, stride, cnt, t, bits, d, c0, NULL, P);
-                }
+                for (int t = 0; t < cnt; t += 2)
+                    pair_of(rb, stride, cnt, t, bits, d, c0, NULL, stage_at(stage, c0) + t / 2 * 4);
         for (int h0 = 0; h0 < gq; h0 += IROWS) {
             const int nr = gq - h0 < IROWS ? gq - h0 : IROWS;
             axpy_int_weights(rb, stride, cnt, a + t0, as, h0, nr, d, group, bits, w16, qs, zs);
@@ -355,7 +356,7 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
                 for (int c0 = 0; c0 < d; c0 += 64) {
 #define IPASS(k)                                                                                   \
     axpy_int_pass(rb, stride, cnt, w16, qs, zs, d, group, bits, r0, c0,                            \
-                  staged ? stage + (size_t)(c0 / 64) * (IB / 2) * 4 : NULL, out + (size_t)h0 * d, k)
+                  staged ? stage_at(stage, c0) : NULL, out + (size_t)h0 * d, k)
                     KVS_SWITCH6(nr - r0 < 4 ? nr - r0 : 4, IPASS)
 #undef IPASS
                 }

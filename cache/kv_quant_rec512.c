@@ -9,9 +9,8 @@
  * kvq_decode 3.6%). Same values: the codes are round((x - z)·inv) in float
  * with vcvtps2dq's nearest-even, lrintf's default mode, clamped to
  * [0, qmax] (clamped in float to [-1, qmax + 1] first, so a value past
- * int32 still lands where the long of lrintf does); decoding is code·s + z,
- * where code·s is exact in float (<= 8 + 11 significant bits), so the FMA
- * equals the portable multiply and add. The one difference: the range's
+ * int32 still lands where the long of lrintf does); decoding is kv_simd.h's
+ * kvs_decode16 (the block kernel's decoder). The one difference: the range's
  * minimum through vminps may be +0 where the loop kept a -0 it met first
  * (or the reverse), which changes the stored zero point's sign and no
  * decoded value. */
@@ -73,18 +72,7 @@ AVX512 static void encode_row(const float *x, int d, int bits, int group, uint8_
 }
 
 AVX512 static void decode_row(const uint8_t *rec, int d, int bits, int group, float *x) {
-    if (bits == 16) {
-        for (int c = 0; c < d; c += 16)
-            _mm512_storeu_ps(x + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * c))));
-        return;
-    }
-    const uint8_t *sz = rec + d * bits / 8;
-    for (int c = 0; c < d; c += 16) {
-        const int g = c / group;
-        _mm512_storeu_ps(x + c, _mm512_fmadd_ps(_mm512_cvtepi32_ps(kvs_codes16(rec, bits, d, c)),
-                                                _mm512_set1_ps(kvs_h2f(sz + 4 * g)),
-                                                _mm512_set1_ps(kvs_h2f(sz + 4 * g + 2))));
-    }
+    kvs_decode16(rec, d, bits, group, x);
 }
 
 int kvq_avx512_encode_row(const float *x, int d, int bits, int group, uint8_t *rec) {

@@ -61,7 +61,7 @@ AVX512 static void fwht512(float *x, int d, float scale) {
 /* head_dim 64 whole in four registers, the signs applied before the
  * butterfly (forward) or after it (inverse): per element the same
  * operations in the same order as kvr_forward / kvr_inverse's loops
- * (signs ±1 are exact), so the same bits (kv_rot::rot64_matches_loops);
+ * (signs ±1 are exact), so the same bits (kv_rot_avx512::rot64_matches_loops);
  * a prompt of the mixed cache rotates every query and output row, and the
  * memory round trips of fwht512 were 3% of one (perf, bench_attn 2048). */
 AVX512 static void rot64(const float *signs, float *x, int inverse) {

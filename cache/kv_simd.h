@@ -94,6 +94,27 @@ static inline int kvs_codes16_ok(int bits, int d) {
     return bits == 3 ? d % 64 == 0 : (d * bits / 8) % 16 == 0;
 }
 
+/* One record to head_dim floats, 16 channels at a time: FP16 (bits 16)
+ * converted, or a shape kvs_codes16_ok takes with groups of a multiple of
+ * 16 as code·scale + zero in one FMA — code·scale is exact in float (at
+ * most 8 + 11 significant bits), so the same values as kvq_decode's loop.
+ * The one decoder of the AVX-512 block kernel and kvq_avx512_decode_row. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"), always_inline)) static inline void
+kvs_decode16(const uint8_t *rec, int d, int bits, int group, float *x) {
+    if (bits == 16) {
+        for (int c = 0; c < d; c += 16)
+            _mm512_storeu_ps(x + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * c))));
+        return;
+    }
+    const uint8_t *sz = rec + d * bits / 8;
+    for (int c = 0; c < d; c += 16) {
+        const int g = c / group;
+        _mm512_storeu_ps(x + c, _mm512_fmadd_ps(_mm512_cvtepi32_ps(kvs_codes16(rec, bits, d, c)),
+                                                _mm512_set1_ps(kvs_h2f(sz + 4 * g)),
+                                                _mm512_set1_ps(kvs_h2f(sz + 4 * g + 2))));
+    }
+}
+
 /* Calls CALL(D, G) with head_dim D and group G as compile-time constants
  * for the shapes models use (64/64, 64/32, 128/64, 128/128), else
  * CALL(d, group): the one list of shapes the run kernels and decoders have
