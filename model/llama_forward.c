@@ -334,6 +334,27 @@ static void add_bias(float *y, const float *b, int rows, int dim) {
     for (int r = 0; r < rows; r++) ko_add(y + (size_t)r * dim, b, dim);
 }
 
+/* Packs the rows that produce logits to the front of att and x, in the
+ * order the final norm takes them, and returns their count (0 without a
+ * logits buffer). Called at the last layer after its attention: every
+ * row's K and V are stored by then, and only these rows' output projection
+ * and MLP reach a result, so a prompt chunk that wants no logits skips
+ * them (llama.cpp does the same). Rows move only towards the front, in
+ * increasing order, so no row is overwritten before it is read. */
+static int pack_logit_rows(llm_ctx *c, const llm_batch_entry *e, int n, const float *logits, int D, int qd) {
+    int nr = 0;
+    for (int i = 0; i < n && logits; i++) {
+        if (e[i].logits == LLM_LOGITS_NONE) continue;
+        for (int j = e[i].logits == LLM_LOGITS_ALL ? 0 : e[i].n_tokens - 1; j < e[i].n_tokens; j++, nr++) {
+            size_t r = (size_t)c->row0[i] + j;
+            if (r == (size_t)nr) continue;
+            memcpy(c->att + (size_t)nr * qd, c->att + r * qd, sizeof(float) * qd);
+            memcpy(c->x + (size_t)nr * D, c->x + r * D, sizeof(float) * D);
+        }
+    }
+    return nr;
+}
+
 int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
     const llm_model *m = c->m;
     const llm_config *cf = &m->cfg;
@@ -388,6 +409,7 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
                             (size_t)qd, c->part_m + pr * cf->n_heads, c->part_l + pr * cf->n_heads,
                             (size_t)cf->n_heads, c->att + (size_t)c->row0[i] * qd);
         }
+        if (l == cf->n_layers - 1 && (T = pack_logit_rows(c, e, n, logits, D, qd)) == 0) break;
         if ((rc = km_matmul(c->pool, c->ks, &L->wo, c->att, T, c->tmp))) return rc;
         for (int r = 0; r < T; r++) ko_add(c->x + (size_t)r * D, c->tmp + (size_t)r * D, D);
 
@@ -407,17 +429,12 @@ int llm_decode(llm_ctx *c, const llm_batch_entry *e, int n, float *logits) {
         for (int r = 0; r < T; r++) ko_add(c->x + (size_t)r * D, c->tmp + (size_t)r * D, D);
     }
 
-    /* Final norm on the rows that want logits, packed together so the
-     * vocabulary projection (the largest matrix) runs once. */
-    int nr = 0;
-    for (int i = 0; i < n; i++) {
-        int first = e[i].logits == LLM_LOGITS_ALL ? 0 : e[i].n_tokens - 1;
-        if (e[i].logits == LLM_LOGITS_NONE) continue;
-        for (int j = first; j < e[i].n_tokens; j++, nr++) {
-            size_t r = (size_t)c->row0[i] + j;
-            ko_rmsnorm(c->xn + (size_t)nr * D, c->x + r * D, m->output_norm, D, cf->norm_eps);
-        }
-    }
+    /* Final norm on the rows that want logits (packed to the front at the
+     * last layer: T of them), so the vocabulary projection (the largest
+     * matrix) runs once. */
+    const int nr = cf->n_layers > 0 ? T : pack_logit_rows(c, e, n, logits, D, qd);
+    for (int r = 0; r < nr; r++)
+        ko_rmsnorm(c->xn + (size_t)r * D, c->x + (size_t)r * D, m->output_norm, D, cf->norm_eps);
     if (nr > 0 && logits) {
         if ((rc = km_matmul(c->pool, c->ks, &m->output, c->xn, nr, logits))) return rc;
     }

@@ -76,6 +76,44 @@ Test(llama, batched_equals_sequential) {
     llm_free(m);
 }
 
+/* The last layer runs its output projection and MLP only on the rows that
+ * produce logits (llm_decode packs them): a batch mixing an entry without
+ * logits, one with all and one with the last gives the rows each entry
+ * gives alone with all its logits, and the entry without logits still
+ * stored its last layer's K/V (its next token's logits agree). */
+Test(llama, only_logit_rows_finish_the_last_layer) {
+    llm_model *m = load_or_skip();
+    int V = llm_get_config(m)->n_vocab;
+    int32_t a[6] = {504, 3575, 282, 4649, 314, 9}, b[5] = {1, 22, 333, 4444, 5555}, x[7] = {66, 777, 8888, 99, 5, 6, 7};
+    int32_t na = 1001;
+    llm_ctx_params p = {.n_threads = 2, .max_seqs = 3, .max_ctx = 32, .max_batch_tokens = 18};
+    llm_ctx *c1, *c2;
+    cr_assert_eq(llm_ctx_create(m, &p, NULL, &c1), 0);
+    cr_assert_eq(llm_ctx_create(m, &p, NULL, &c2), 0);
+    float *s = malloc(sizeof(float) * 18 * V), *t = malloc(sizeof(float) * 18 * V);
+    /* alone, every row's logits: a's 6 (rows 0-5), b's 5 (6-10), x's 7 (11-17) */
+    llm_batch_entry ea = {0, 0, 6, a, LLM_LOGITS_ALL}, eb = {1, 0, 5, b, LLM_LOGITS_ALL}, ex = {2, 0, 7, x, LLM_LOGITS_ALL};
+    cr_assert_eq(llm_decode(c1, &ea, 1, s), 0);
+    cr_assert_eq(llm_decode(c1, &eb, 1, s + 6 * (size_t)V), 0);
+    cr_assert_eq(llm_decode(c1, &ex, 1, s + 11 * (size_t)V), 0);
+    /* together: b's 5 rows, then x's last */
+    llm_batch_entry mixed[3] = {{0, 0, 6, a, LLM_LOGITS_NONE}, {1, 0, 5, b, LLM_LOGITS_ALL}, {2, 0, 7, x, LLM_LOGITS_LAST}};
+    cr_assert_eq(llm_decode(c2, mixed, 3, t), 0);
+    for (int r = 0; r < 6; r++) {
+        const float *ref = s + (size_t)(r < 5 ? 6 + r : 17) * V;
+        double e = rel_l2(t + (size_t)r * V, ref, V);
+        cr_assert_lt(e, 1e-4, "row %d: relative L2 %g", r, e);
+    }
+    llm_batch_entry da = {0, 6, 1, &na, LLM_LOGITS_LAST};
+    cr_assert_eq(llm_decode(c1, &da, 1, s), 0);
+    cr_assert_eq(llm_decode(c2, &da, 1, t), 0);
+    double e = rel_l2(t, s, V);
+    cr_assert_lt(e, 1e-4, "next token after a prompt without logits: relative L2 %g", e);
+    free(s), free(t);
+    llm_ctx_free(c1), llm_ctx_free(c2);
+    llm_free(m);
+}
+
 Test(llama, bad_batches_are_refused) {
     llm_model *m = load_or_skip();
     llm_ctx_params p = {.n_threads = 1, .max_seqs = 2, .max_ctx = 8, .max_batch_tokens = 4};
