@@ -1,0 +1,75 @@
+/* Issue rate of one core for the instructions the CPU kernels are built on
+ * (not part of the test suite): 512-bit vpdpwssd, vpdpbusd and vfmadd231ps
+ * on 4, 8 and 16 independent register chains, no memory traffic. The
+ * kernels' figures in docs/PERFORMANCE.md are read against these: the
+ * 16-row Q4_1 kernel issues one vpdpwssd per 32 multiply-adds, the FP16
+ * attention one FMA per 16.
+ *
+ *   cc -O2 -march=native -std=gnu11 bench/peak.c -o /tmp/peak && /tmp/peak
+ *
+ * Prints G instructions per second for each (instruction, chains); the
+ * figure that stops growing with the chains is the core's throughput. */
+#include <immintrin.h>
+#include <stdio.h>
+#include <time.h>
+
+#define ITERS 50000000L
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* One copy per (instruction, chain count): the chains stay in registers.
+ * The empty asm makes the operands opaque so the loop cannot be folded. */
+#define INT_LOOP(NAME, OP, K)                                                                     \
+    static double NAME(void) {                                                                    \
+        __m512i a[K], b = _mm512_set1_epi32(3), c = _mm512_set1_epi32(5);                         \
+        for (int i = 0; i < K; i++) a[i] = _mm512_set1_epi32(i);                                  \
+        double t = now();                                                                         \
+        for (long n = 0; n < ITERS; n++) {                                                        \
+            _Pragma("GCC unroll 16") for (int i = 0; i < K; i++) a[i] = OP(a[i], b, c);           \
+            __asm__ volatile("" : "+v"(b), "+v"(c));                                              \
+        }                                                                                         \
+        t = now() - t;                                                                            \
+        __m512i s = a[0];                                                                         \
+        for (int i = 1; i < K; i++) s = _mm512_add_epi32(s, a[i]);                                \
+        volatile int sink = _mm512_reduce_add_epi32(s);                                           \
+        (void)sink;                                                                               \
+        return (double)ITERS * K / t * 1e-9;                                                      \
+    }
+#define FMA_LOOP(NAME, K)                                                                         \
+    static double NAME(void) {                                                                    \
+        __m512 a[K], b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);                       \
+        for (int i = 0; i < K; i++) a[i] = _mm512_set1_ps(1e-3f * (float)i);                      \
+        double t = now();                                                                         \
+        for (long n = 0; n < ITERS; n++) {                                                        \
+            _Pragma("GCC unroll 16") for (int i = 0; i < K; i++) a[i] = _mm512_fmadd_ps(a[i], b, c); \
+            __asm__ volatile("" : "+v"(b), "+v"(c));                                              \
+        }                                                                                         \
+        t = now() - t;                                                                            \
+        __m512 s = a[0];                                                                          \
+        for (int i = 1; i < K; i++) s = _mm512_add_ps(s, a[i]);                                   \
+        volatile float sink = _mm512_reduce_add_ps(s);                                            \
+        (void)sink;                                                                               \
+        return (double)ITERS * K / t * 1e-9;                                                      \
+    }
+
+INT_LOOP(wssd4, _mm512_dpwssd_epi32, 4)
+INT_LOOP(wssd8, _mm512_dpwssd_epi32, 8)
+INT_LOOP(wssd16, _mm512_dpwssd_epi32, 16)
+INT_LOOP(busd4, _mm512_dpbusd_epi32, 4)
+INT_LOOP(busd8, _mm512_dpbusd_epi32, 8)
+INT_LOOP(busd16, _mm512_dpbusd_epi32, 16)
+FMA_LOOP(fma4, 4)
+FMA_LOOP(fma8, 8)
+FMA_LOOP(fma16, 16)
+
+int main(void) {
+    printf("chains            4       8      16   (G instructions/s, one thread)\n");
+    printf("vpdpwssd zmm  %6.2f  %6.2f  %6.2f\n", wssd4(), wssd8(), wssd16());
+    printf("vpdpbusd zmm  %6.2f  %6.2f  %6.2f\n", busd4(), busd8(), busd16());
+    printf("vfmadd   zmm  %6.2f  %6.2f  %6.2f\n", fma4(), fma8(), fma16());
+    return 0;
+}
