@@ -22,39 +22,29 @@ static double now(void) {
 }
 
 /* One copy per (instruction, chain count): the chains stay in registers.
- * The empty asm makes the operands opaque so the loop cannot be folded. */
-#define INT_LOOP(NAME, OP, K)                                                                     \
+ * The empty asm makes the operands opaque so the loop cannot be folded.
+ * T/SET/ADD/RED/S: the register type, its broadcast, add, reduction and
+ * scalar type (int32 lanes for the dot products, floats for the FMA). */
+#define LOOP(NAME, T, SET, ADD, RED, S, OP, K)                                                    \
     static double NAME(void) {                                                                    \
-        __m512i a[K], b = _mm512_set1_epi32(3), c = _mm512_set1_epi32(5);                         \
-        for (int i = 0; i < K; i++) a[i] = _mm512_set1_epi32(i);                                  \
+        T a[K], b = SET((S)3), c = SET((S)5);                                                     \
+        for (int i = 0; i < K; i++) a[i] = SET((S)i);                                             \
         double t = now();                                                                         \
         for (long n = 0; n < ITERS; n++) {                                                        \
             _Pragma("GCC unroll 16") for (int i = 0; i < K; i++) a[i] = OP(a[i], b, c);           \
             __asm__ volatile("" : "+v"(b), "+v"(c));                                              \
         }                                                                                         \
         t = now() - t;                                                                            \
-        __m512i s = a[0];                                                                         \
-        for (int i = 1; i < K; i++) s = _mm512_add_epi32(s, a[i]);                                \
-        volatile int sink = _mm512_reduce_add_epi32(s);                                           \
+        T s = a[0];                                                                               \
+        for (int i = 1; i < K; i++) s = ADD(s, a[i]);                                             \
+        volatile S sink = RED(s);                                                                 \
         (void)sink;                                                                               \
         return (double)ITERS * K / t * 1e-9;                                                      \
     }
-#define FMA_LOOP(NAME, K)                                                                         \
-    static double NAME(void) {                                                                    \
-        __m512 a[K], b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);                       \
-        for (int i = 0; i < K; i++) a[i] = _mm512_set1_ps(1e-3f * (float)i);                      \
-        double t = now();                                                                         \
-        for (long n = 0; n < ITERS; n++) {                                                        \
-            _Pragma("GCC unroll 16") for (int i = 0; i < K; i++) a[i] = _mm512_fmadd_ps(a[i], b, c); \
-            __asm__ volatile("" : "+v"(b), "+v"(c));                                              \
-        }                                                                                         \
-        t = now() - t;                                                                            \
-        __m512 s = a[0];                                                                          \
-        for (int i = 1; i < K; i++) s = _mm512_add_ps(s, a[i]);                                   \
-        volatile float sink = _mm512_reduce_add_ps(s);                                            \
-        (void)sink;                                                                               \
-        return (double)ITERS * K / t * 1e-9;                                                      \
-    }
+#define INT_LOOP(NAME, OP, K) LOOP(NAME, __m512i, _mm512_set1_epi32, _mm512_add_epi32, _mm512_reduce_add_epi32, int, OP, K)
+/* (the FMA chains grow to infinity within a few hundred steps; x86 adds and
+ * multiplies infinities at full speed, so the rate is the same) */
+#define FMA_LOOP(NAME, K) LOOP(NAME, __m512, _mm512_set1_ps, _mm512_add_ps, _mm512_reduce_add_ps, float, _mm512_fmadd_ps, K)
 
 INT_LOOP(wssd4, _mm512_dpwssd_epi32, 4)
 INT_LOOP(wssd8, _mm512_dpwssd_epi32, 8)
