@@ -55,13 +55,47 @@ static int bench_layers(void) {
     return e && atoi(e) > 0 ? atoi(e) : 1;
 }
 
+/* One policy's cache through the prompt (chunks) and the decode steps:
+ * *tp, *td the microseconds per token and layer, per step, KV head and
+ * layer; 1 on a cache error (the caller destroys c either way). */
+static int time_policy(kv_cache *c, int N, int steps, int L, int chunk, const float *k2, const float *v2,
+                       const float *qa, float *oa, double *tp, double *td) {
+    const int nkv = 3;
+    const size_t kvd = (size_t)nkv * 64;
+    double t0 = now();
+    for (int p = 0; p < N; p += chunk) {
+        int n = N - p < chunk ? N - p : chunk;
+        for (int l = 0; l < L; l++) {
+            if (kv_store(c, 0, l, p, n, k2 + p * kvd, v2 + p * kvd)) return 1;
+            for (int h = 0; h < nkv; h++)
+                if (kv_attend_group(c, 0, l, h, p, n, qa, oa, 0)) return 1;
+        }
+    }
+    *tp = (now() - t0) / N / L * 1e6;
+    t0 = now();
+    for (int i = 0; i < steps; i++) {
+        int p = N + i;
+        for (int l = 0; l < L; l++) {
+            if (kv_store(c, 0, l, p, 1, k2 + p * kvd, v2 + p * kvd)) return 1;
+            for (int h = 0; h < nkv; h++)
+                if (kv_attend_group(c, 0, l, h, p, 1, qa, oa, 0)) return 1;
+        }
+    }
+    *td = (now() - t0) / steps / nkv / L * 1e6;
+    return 0;
+}
+
 /* Policies through prefill chunks and decode steps, one line each. */
 static int run_policies(int N, const float *k, const float *v, const char **pols, int npol) {
     const int nh = 9, nkv = 3, hd = 64;
     const size_t kvd = (size_t)nkv * hd, qd = (size_t)nh * hd;
-    int steps = decode_steps(), chunk = 256, L = bench_layers();
+    int steps = decode_steps(), chunk = 256, L = bench_layers(), rc = 1;
     float *qa = malloc(sizeof(float) * chunk * qd), *oa = malloc(sizeof(float) * chunk * qd);
     float *k2 = malloc(sizeof(float) * (N + steps) * kvd), *v2 = malloc(sizeof(float) * (N + steps) * kvd);
+    if (!qa || !oa || !k2 || !v2) {
+        fprintf(stderr, "bench_attn: out of memory\n");
+        goto done;
+    }
     for (size_t i = 0; i < (size_t)(N + steps) * kvd; i++) k2[i] = k[i % (N * kvd)], v2[i] = v[i % (N * kvd)];
     for (size_t i = 0; i < chunk * qd; i++) qa[i] = k[(i * 7) % (N * kvd)];
     /* last column: decode time over the bytes held (as a share of FP16's):
@@ -77,38 +111,25 @@ static int run_policies(int N, const float *k, const float *v, const char **pols
                        .max_seqs = 1, .max_ctx = N + steps, .n_threads = 1};
         if (kv_policy_parse(pols[pi], &pol, err, sizeof err) || kv_create(&sh, &pol, &c, err, sizeof err)) {
             fprintf(stderr, "bench_attn: %s: %s\n", pols[pi], err);
-            return 1;
+            goto done;
         }
-        double t0 = now();
-        for (int p = 0; p < N; p += chunk) {
-            int n = N - p < chunk ? N - p : chunk;
-            for (int l = 0; l < L; l++) {
-                if (kv_store(c, 0, l, p, n, k2 + p * kvd, v2 + p * kvd)) return 1;
-                for (int h = 0; h < nkv; h++)
-                    if (kv_attend_group(c, 0, l, h, p, n, qa, oa, 0)) return 1;
-            }
+        double tp, td;
+        if (time_policy(c, N, steps, L, chunk, k2, v2, qa, oa, &tp, &td)) {
+            fprintf(stderr, "bench_attn: %s: the cache refused a store or an attend\n", pols[pi]);
+            kv_destroy(c);
+            goto done;
         }
-        double tp = (now() - t0) / N / L;
-        t0 = now();
-        for (int i = 0; i < steps; i++) {
-            int p = N + i;
-            for (int l = 0; l < L; l++) {
-                if (kv_store(c, 0, l, p, 1, k2 + p * kvd, v2 + p * kvd)) return 1;
-                for (int h = 0; h < nkv; h++)
-                    if (kv_attend_group(c, 0, l, h, p, 1, qa, oa, 0)) return 1;
-            }
-        }
-        double td = (now() - t0) / steps / nkv / L;
         /* the bytes the decode steps read, so kernels compare per byte */
         kv_usage u = {0};
         kv_seq_usage(c, 0, &u);
         double ratio = u.bytes_fp16 ? (double)u.bytes_stored / (double)u.bytes_fp16 : 0;
-        printf("%-34s %16.1f %21.1f %10.3f %14.1f\n", pols[pi], tp * 1e6, td * 1e6, ratio,
-               ratio > 0 ? td * 1e6 / ratio : 0.0);
+        printf("%-34s %16.1f %21.1f %10.3f %14.1f\n", pols[pi], tp, td, ratio, ratio > 0 ? td / ratio : 0.0);
         kv_destroy(c);
     }
+    rc = 0;
+done:
     free(qa), free(oa), free(k2), free(v2);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
