@@ -52,7 +52,7 @@ static const float clip_alpha[] = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f, 0.75f, 0.7f, 
 #define N_ALPHA ((int)(sizeof clip_alpha / sizeof clip_alpha[0]))
 
 void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec) {
-    if (!clip && bits != 16 && kq_simd_level() >= KQ_SIMD_AVX512VNNI && kvq_avx512_encode_row(x, d, bits, group, rec))
+    if (!clip && bits != 16 && kvq_avx512_encode_row(x, d, bits, group, rec))
         return;
     if (bits == 16) {
         for (int i = 0; i < d; i++) wr16(rec + 2 * i, kq_fp32_to_fp16(x[i]));
@@ -107,7 +107,7 @@ void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
 }
 
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {
-    if (kq_simd_level() >= KQ_SIMD_AVX512VNNI && kvq_avx512_decode_row(rec, d, bits, group, x)) return;
+    if (kvq_avx512_decode_row(rec, d, bits, group, x)) return;
     if (bits == 16) {
         for (int i = 0; i < d; i++) x[i] = kq_fp16_to_fp32(rd16(rec + 2 * i));
         return;

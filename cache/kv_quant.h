@@ -124,7 +124,8 @@ kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group);
  * point of exactly ±0 (no decoded value differs); return 0 (nothing
  * written) when the CPU or the shape (bits 2, 3, 4, 8 with kvs_codes16's
  * planes and groups of a multiple of 16; decode also FP16) does not allow
- * it. kvq_encode_clip and kvq_decode take them at the AVX512VNNI level. */
+ * it (checked here, below the AVX512VNNI level too). kvq_encode_clip and
+ * kvq_decode try them first. */
 int kvq_avx512_encode_row(const float *x, int d, int bits, int group, uint8_t *rec);
 int kvq_avx512_decode_row(const uint8_t *rec, int d, int bits, int group, float *x);
 /* The fp16 (scale, zero) of a record group spanning [lo, hi] with qmax

@@ -19,14 +19,16 @@
 
 #include "kv_quant.h"
 #include "kv_simd.h"
+#include "quant.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
 
+/* The CPU (the AVX512VNNI level, which a SIMD cap may lower: it implies
+ * every feature of AVX512 above) and the shape. The level is a cached load,
+ * cheap per record. */
 static int shape_ok(int d, int bits, int group) {
     return (bits == 2 || bits == 3 || bits == 4 || bits == 8) && d % 16 == 0 && group % 16 == 0 &&
-           group > 0 && d % group == 0 && kvs_codes16_ok(bits, d) && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+           group > 0 && d % group == 0 && kvs_codes16_ok(bits, d) && kq_simd_level() >= KQ_SIMD_AVX512VNNI;
 }
 
 /* ORs 16 bytes (the low byte of each lane of v) into dst. */
@@ -82,7 +84,7 @@ int kvq_avx512_encode_row(const float *x, int d, int bits, int group, uint8_t *r
 }
 
 int kvq_avx512_decode_row(const uint8_t *rec, int d, int bits, int group, float *x) {
-    if (bits == 16 ? d % 16 || !__builtin_cpu_supports("avx512f") : !shape_ok(d, bits, group)) return 0;
+    if (bits == 16 ? d % 16 || kq_simd_level() < KQ_SIMD_AVX512VNNI : !shape_ok(d, bits, group)) return 0;
     decode_row(rec, d, bits, group, x);
     return 1;
 }
