@@ -8,7 +8,8 @@
  *                       and values may differ in bits, lo_bits/lo_v_bits)
  *                       bits 8/4/2: head_dim codes packed in bit planes
  *                       (head_dim*bits/8 bytes) + per group of `group`
- *                       channels an fp16 scale and an fp16 zero
+ *                       channels an fp16 scale and an fp16 zero (low
+ *                       tier with scale-bits=8: one byte each, KVQ_SZ8)
  *   position            high tier only: int32, the token's original
  *                       position. The low tier is kept sorted by position
  *                       and, when it exists, nothing is dropped, so its
@@ -26,6 +27,7 @@
 #include <stddef.h>
 
 #include "kv_policy.h"
+#include "kv_quant.h"
 
 /* Tokens per page. Small enough that page rounding costs little on short
  * sequences, large enough that page bookkeeping is negligible. */
@@ -38,9 +40,16 @@
 #define KVL_FP16_PAGE 64
 #endif
 
+/* group: the record format's argument (kv_quant.h), KVQ_SZ8 included. */
 static inline size_t kvl_rec_bytes(int bits, int head_dim, int group) {
     if (bits == 16) return (size_t)head_dim * 2;
-    return (size_t)head_dim * bits / 8 + (size_t)(head_dim / group) * 4;
+    return (size_t)head_dim * bits / 8 + (size_t)(head_dim / kvq_group(group)) * kvq_sz_bytes(group);
+}
+
+/* The low tier's record format argument: the policy's group, with KVQ_SZ8
+ * when scale-bits=8 (the high tier keeps fp16 scales). */
+static inline int kvl_lo_group(const kv_policy *p) {
+    return p->group | (p->scale_bits == 8 ? KVQ_SZ8 : 0);
 }
 
 static inline size_t kvl_state_bytes(kv_select sel) {
@@ -55,7 +64,7 @@ static inline size_t kvl_hi_token_bytes(const kv_policy *p, int head_dim) {
 static inline size_t kvl_lo_token_bytes(const kv_policy *p, int head_dim, int layer, int head) {
     int kb, vb;
     kv_policy_head_widths(p, layer, head, &kb, &vb);
-    return kb ? kvl_rec_bytes(kb, head_dim, p->group) + kvl_rec_bytes(vb, head_dim, p->group) : 0;
+    return kb ? kvl_rec_bytes(kb, head_dim, kvl_lo_group(p)) + kvl_rec_bytes(vb, head_dim, kvl_lo_group(p)) : 0;
 }
 
 /* The low tier's bytes per token summed over every (layer, KV head): what a

@@ -181,9 +181,9 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     /* FP16 high keys are raw; INT8 ones are balanced already. */
     if (c->need_bal && p->hi_bits == 16)
         for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    kvq_encode_clip(x, hd, lf->kbits, p->group, p->clip, t_k(&hs->lo, &lf->f, slot));
+    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, p->clip, t_k(&hs->lo, &lf->f, slot));
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, p->group, x);
-    kvq_encode_clip(x, hd, lf->vbits, p->group, p->clip, t_v(&hs->lo, &lf->f, slot));
+    kvq_encode_clip(x, hd, lf->vbits, lf->f.group, p->clip, t_v(&hs->lo, &lf->f, slot));
 }
 
 /* Merges the victims (high slots vict[0..k), ascending, so ascending in
@@ -430,15 +430,16 @@ static void lo_fmt_init(mixed_cache *c, int L, int h, int force_scalar) {
     lo_fmt *lf = &c->lo[(size_t)L * c->s.n_kv_heads + h];
     int hd = c->s.head_dim;
     kv_policy_head_widths(p, L, h, &lf->kbits, &lf->vbits);
+    lf->f.group = kvl_lo_group(p);
     if (lf->kbits) {
-        lf->f.krec = kvl_rec_bytes(lf->kbits, hd, p->group);
-        lf->f.vrec = kvl_rec_bytes(lf->vbits, hd, p->group);
+        lf->f.krec = kvl_rec_bytes(lf->kbits, hd, lf->f.group);
+        lf->f.vrec = kvl_rec_bytes(lf->vbits, hd, lf->f.group);
     }
     lf->page = KVL_PAGE * kvl_lo_token_bytes(p, hd, L, h);
-    kvq_kernels_for(lf->kbits ? lf->kbits : 16, hd, p->group, force_scalar, &lf->kk);
-    kvq_kernels_for(lf->kbits ? lf->vbits : 16, hd, p->group, force_scalar, &lf->kv);
+    kvq_kernels_for(lf->kbits ? lf->kbits : 16, hd, lf->f.group, force_scalar, &lf->kk);
+    kvq_kernels_for(lf->kbits ? lf->vbits : 16, hd, lf->f.group, force_scalar, &lf->kv);
     if (c->blk_kind == KVB_AVX512 && lf->kbits)
-        use_avx512_runs(&lf->kk, lf->kbits, &lf->kv, lf->vbits, hd, p->group);
+        use_avx512_runs(&lf->kk, lf->kbits, &lf->kv, lf->vbits, hd, lf->f.group);
 }
 
 int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar, kv_cache **out) {
@@ -453,6 +454,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->p = *p;
     c->gq = s->n_heads / s->n_kv_heads;
     c->fhi.krec = c->fhi.vrec = kvl_rec_bytes(p->hi_bits, s->head_dim, p->group);
+    c->fhi.group = p->group;
     c->fhi.pb = sizeof(int32_t);
     c->fhi.sb = kvl_state_bytes(p->select);
     c->hi_page = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
@@ -549,8 +551,8 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     out->score = !low && c->fhi.sb ? kvt_demote_score(c->p.select,
                                                      t_state(t, rec, i), hs->steps)
                                   : 0.0f;
-    if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, c->p.group, out->k);
-    if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, c->p.group, out->v);
+    if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, rec->group, out->k);
+    if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, rec->group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
     out->rotated = c->rot != NULL;
     return PV_OK;

@@ -221,14 +221,14 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
         const int lo_n = lf->kbits ? lo_visible(hs, pos0 + i0 + nq - 1, hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1)) : 0;
         kvb_job j = {
             /* the high tier is sorted: past the block's last query nothing is visible */
-            .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, qhi,
+            .tier = {{hi->pages, hi->n, c->p.hi_bits, c->p.hi_bits, c->fhi.krec, c->fhi.vrec, c->fhi.group, qhi,
                       hi_visible(hi, &c->fhi, pos0 + i0 + nq - 1), 1},
                      /* the low tier stores no positions; each query of the call
                       * sees its first lo_visible records, the same count for all
                       * (every low position is below pos0: the call's own tokens
                       * were encoded high) */
-                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, qlo, lo_n, 0}},
-            .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd, .group = c->p.group,
+                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, lf->f.group, qlo, lo_n, 0}},
+            .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd,
             .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
             .out = s->outp};
@@ -253,7 +253,7 @@ static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n,
     for (int t0 = 0; t0 < n; t0 += KVL_PAGE) {
         if (t0 + KVL_PAGE < n) prefetch_bytes(t_k(t, f, t0 + KVL_PAGE), f->krec * KVL_PAGE);
         k->dotn(t_k(t, f, t0), f->krec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, q, qp, gq,
-                c->s.head_dim, c->p.group, sc + t0, c->s.max_ctx);
+                c->s.head_dim, f->group, sc + t0, c->s.max_ctx);
     }
 }
 
@@ -262,7 +262,7 @@ static void tier_axpyn(const kvq_kernels *k, const tier *t, const tfmt *f, int n
     for (int t0 = 0; t0 < n; t0 += KVL_PAGE) {
         if (t0 + KVL_PAGE < n) prefetch_bytes(t_v(t, f, t0 + KVL_PAGE), f->vrec * KVL_PAGE);
         k->axpyn(t_v(t, f, t0), f->vrec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, a + t0,
-                 c->s.max_ctx, gq, c->s.head_dim, c->p.group, out);
+                 c->s.max_ctx, gq, c->s.head_dim, f->group, out);
     }
 }
 

@@ -37,7 +37,7 @@ void kvb_attend(const kvb_job *j) {
         const kvb_tier *T = &j->tier[ti];
         for (int t0 = 0; t0 < T->n_vis; t0 += P) {
             int nt = T->n_vis - t0 < P ? T->n_vis - t0 : P, pg = t0 / P;
-            o->decode(T->pages[pg], T->krec, nt, hd, T->kbits, j->group, kf);
+            o->decode(T->pages[pg], T->krec, nt, hd, T->kbits, T->group, kf);
             /* the last group of 8 keys may run past nt: keep those rows defined */
             int pad = (nt + 7) / 8 * 8;
             if (pad > nt) memset(kf + (size_t)nt * hd, 0, sizeof(float) * hd * (size_t)(pad - nt));
@@ -57,7 +57,7 @@ void kvb_attend(const kvb_job *j) {
         for (int t0 = 0; t0 < T->n_vis; t0 += P) {
             int nt = T->n_vis - t0 < P ? T->n_vis - t0 : P, pg = t0 / P;
             const uint8_t *vrec = T->pages[pg] + (size_t)P * T->krec;
-            o->decode(vrec, T->vrec, nt, hd, T->vbits, j->group, kf);
+            o->decode(vrec, T->vrec, nt, hd, T->vbits, T->group, kf);
             o->accum(j, kf, j->pt + (size_t)(col + t0) * rp, nt);
         }
         col += T->n;

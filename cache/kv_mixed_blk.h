@@ -31,6 +31,7 @@ typedef struct {
     int n;            /* tokens */
     int kbits, vbits; /* 16, 8, 4, 3 or 2 */
     size_t krec, vrec;
+    int group;        /* the records' format argument (kv_quant.h: KVQ_SZ8 too) */
     const float *qt;  /* [head_dim][rpad] queries this tier's keys meet, transposed */
     int n_vis;        /* tokens [n_vis, n) are visible to no row (a tier sorted by
                        * position knows): not scored, probability 0 */
@@ -46,7 +47,7 @@ typedef struct {
     kvb_tier tier[2]; /* high then low; a tier with n = 0 is skipped */
     int kind;         /* KVB_AVX2 or KVB_AVX512 (kvb_kind) */
     int page;         /* tokens per page */
-    int head_dim, group;
+    int head_dim;
     int rows, rpad;   /* rows used, rows stored per token (16 or 32) */
     const int32_t *lim; /* [rpad] last position each row may see */
     float scale;

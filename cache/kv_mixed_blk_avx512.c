@@ -17,7 +17,7 @@
  * whose 16 channels straddle a plane or a group). */
 AVX512 __attribute__((always_inline)) static inline void decode_one(const uint8_t *rec, int d, int bits,
                                                                     int group, float *x) {
-    if (bits != 16 && (!kvs_codes16_ok(bits, d) || group % 16)) {
+    if (bits != 16 && (!kvs_codes16_ok(bits, d) || kvq_group(group) % 16)) {
         kvq_decode(rec, d, bits, group, x);
         return;
     }
@@ -28,7 +28,9 @@ AVX512 __attribute__((always_inline)) static inline void decode_one(const uint8_
  * constant and, for the shapes of KVS_SHAPES, head_dim and group too
  * (unrolled, a group's scale and zero read once, shared code loads). */
 AVX512 static void decode(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group, float *x) {
-#define DEC(D, G, B) for (int u = 0; u < n; u++) decode_one(rec0 + (size_t)u * stride, D, B, G, x + (size_t)u * (D))
+    const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */
+    group = kvq_group(group);
+#define DEC(D, G, B) for (int u = 0; u < n; u++) decode_one(rec0 + (size_t)u * stride, D, B, (G) | sz8, x + (size_t)u * (D))
 #define DEC_BITS(D, G)                                                                          \
     do {                                                                                        \
         if (bits == 8) DEC(D, G, 8);                                                            \

@@ -25,9 +25,11 @@ typedef struct {
 /* Record sizes of one tier's pages: keys and values may differ in width
  * (the low tier's lo_bits/lo_v_bits), pb is the position bytes per token (4
  * in the high tier, 0 in the low tier: kv_layout.h), sb the tracker state
- * per token. */
+ * per token, group the kernels' format argument. */
 typedef struct {
     size_t krec, vrec, pb, sb;
+    int group; /* the records' format argument (kv_quant.h): the policy's
+                  group, with KVQ_SZ8 in a low tier of scale-bits=8 */
 } tfmt;
 
 typedef struct {

@@ -232,6 +232,12 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         p->lo_v_bits = slash && vb != l ? (int)vb : 0;
         return PV_OK;
     }
+    if (!strcmp(knob, "scale-bits")) {
+        if (parse_long(value, 0, 64, &l) || (l != 16 && l != 8))
+            return fail(err, errlen, PV_EINVAL, "scale-bits must be 16 or 8, got '%s'", value);
+        p->scale_bits = (int)l;
+        return PV_OK;
+    }
     if (!strcmp(knob, "layer-bits")) return parse_layer_bits(p, value, err, errlen);
     if (!strcmp(knob, "heads")) return parse_heads(p, value, err, errlen);
     if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
@@ -295,7 +301,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     }
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, heads, "
-                "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, floor)",
+                "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, scale-bits, floor)",
                 knob);
 }
 
@@ -372,6 +378,8 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
     if (p->group < 8 || p->group % 8)
         return fail(err, errlen, PV_EINVAL, "group must be a positive multiple of 8, got %d",
                     p->group);
+    if (p->scale_bits != 0 && p->scale_bits != 16 && p->scale_bits != 8)
+        return fail(err, errlen, PV_EINVAL, "scale-bits must be 16 or 8, got %d", p->scale_bits);
     if (p->select == KV_SELECT_PERSISTENCE && (p->window < 2 || p->window > 65535))
         return fail(err, errlen, PV_EINVAL, "window must be in [2, 65535], got %d", p->window);
     if (p->select == KV_SELECT_NONE && p->budget != 0)
@@ -415,8 +423,10 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(layers + at, sizeof layers - at, "%s%d-%d%s:%d/%d", i ? "+" : ",layer-bits=",
                  r->first, r->last, head, r->k, r->v);
     }
-    char heads[32] = ""; /* unresolved: the request, not yet the heads */
+    char heads[48] = ""; /* unresolved: the request, not yet the heads */
     if (p->heads) snprintf(heads, sizeof heads, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
+    if (p->scale_bits == 8) /* listed only when not the default, as heads */
+        snprintf(heads + strlen(heads), sizeof heads - strlen(heads), ",scale-bits=8");
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
              "key-balance=%d,rotate=%d,clip=%d%s)",

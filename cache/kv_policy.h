@@ -79,6 +79,9 @@ typedef struct kv_policy {
     int clip;         /* low tier: each group's range chosen for the least
                          squared error instead of min-max (kvq_encode_clip;
                          1/0); no effect without a low tier */
+    int scale_bits;   /* low tier: each group's (scale, zero) as two fp16
+                         (16; 0 reads as 16) or two bytes (8: KVQ_SZ8 in
+                         kv_quant.h, 2 bytes a group less) */
     kv_layer_bits layer_bits[KV_LAYER_BITS_MAX]; /* per-layer widths; a later
                          entry wins where ranges overlap */
     int n_layer_bits;
@@ -100,7 +103,7 @@ typedef struct kv_policy {
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
  * lo-v-bits, layer-bits, heads, budget, recent, sinks, window, chunk, group,
- * key-balance, rotate, clip, floor. heads is "N" (the top N heads at INT8
+ * key-balance, rotate, clip, scale-bits (16 or 8), floor. heads is "N" (the top N heads at INT8
  * keys and values), "N:K/V" or "N:B", 0 for none. layer-bits is "A-B:K/V" ranges joined by
  * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4", one KV head of layers
  * "18.2:8/8" or "15-24.1:4"; "none" clears them). Values

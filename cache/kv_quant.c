@@ -42,6 +42,50 @@ void kvq_range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, floa
     *z = kq_fp16_to_fp32(*hz);
 }
 
+void kvq_range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float *s, float *z) {
+    lo = lo < 0 ? lo : 0.0f; /* NaN reads as 0 too */
+    hi = hi > 0 ? hi : 0.0f;
+    const float step = kvq_z8_step(bits);
+    const union {
+        float f;
+        uint32_t u;
+    } need = {.f = (hi - lo) / ((float)((1 << bits) - 1) - step)};
+    const uint32_t base = 116u << 23; /* kvq_s8(0) */
+    /* the smallest code whose value is >= need: round the bits up */
+    uint32_t c = need.u <= base ? 0 : (need.u - base + (1u << 19) - 1) >> 19;
+    *sc = (uint8_t)(c > 255 ? 255 : c);
+    *s = kvq_s8(*sc);
+    const float zf = ceilf(-lo / (*s * step));
+    *zc = (uint8_t)(zf >= 255.0f ? 255 : zf > 0 ? (int)zf : 0);
+    *z = -(float)*zc * *s * step;
+}
+
+/* A group's side bytes (fp16 pair, or KVQ_SZ8's two bytes) for [lo, hi],
+ * and the float scale and zero decoding will use: the one rule of both
+ * formats for kvq_encode_clip. */
+static void range_bytes(float lo, float hi, int bits, int group, uint8_t side[4], float *s, float *z) {
+    if (group & KVQ_SZ8) {
+        kvq_range_sz8(lo, hi, bits, side, side + 1, s, z);
+        return;
+    }
+    uint16_t hs, hz;
+    kvq_range_sz(lo, hi, (1 << bits) - 1, &hs, &hz, s, z);
+    wr16(side, hs);
+    wr16(side + 2, hz);
+}
+
+/* Group gi's scale and zero of a record of either format. */
+static void rec_sz(const uint8_t *rec, int d, int bits, int group, int gi, float *s, float *z) {
+    const uint8_t *p = rec + code_bytes(d, bits) + (size_t)kvq_sz_bytes(group) * gi;
+    if (group & KVQ_SZ8) {
+        *s = kvq_s8(p[0]);
+        *z = -(float)p[1] * *s * kvq_z8_step(bits);
+    } else {
+        *s = kq_fp16_to_fp32(rd16(p));
+        *z = kq_fp16_to_fp32(rd16(p + 2));
+    }
+}
+
 static int code_of(float x, float z, float inv, int qmax) {
     long q = inv > 0 ? lrintf((x - z) * inv) : 0;
     return q < 0 ? 0 : q > qmax ? qmax : (int)q;
@@ -58,47 +102,48 @@ void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8
         for (int i = 0; i < d; i++) wr16(rec + 2 * i, kq_fp32_to_fp16(x[i]));
         return;
     }
+    const int gs = kvq_group(group), szb = kvq_sz_bytes(group);
     size_t nb = code_bytes(d, bits);
     uint8_t *sz = rec + nb;
     const int qmax = (1 << bits) - 1;
     memset(rec, 0, nb);
-    for (int g = 0; g < d / group; g++) {
-        const float *xg = x + g * group;
+    for (int g = 0; g < d / gs; g++) {
+        const float *xg = x + g * gs;
         float mn = xg[0], mx = xg[0];
-        for (int i = 1; i < group; i++) {
+        for (int i = 1; i < gs; i++) {
             if (xg[i] < mn) mn = xg[i];
             if (xg[i] > mx) mx = xg[i];
         }
-        /* Codes are chosen against the fp16-rounded scale and zero, i.e.
+        /* Codes are chosen against the rounded scale and zero, i.e.
          * against what decoding will use, so rounding of the metadata does
          * not add to the error twice. */
-        uint16_t hs, hz;
+        uint8_t side[4];
         float s, z;
-        kvq_range_sz(mn, mx, qmax, &hs, &hz, &s, &z);
+        range_bytes(mn, mx, bits, group, side, &s, &z);
         if (clip) {
             const float mid = 0.5f * (mn + mx), half = 0.5f * (mx - mn);
             double best = -1;
             for (int a = 0; a < N_ALPHA; a++) {
-                uint16_t hs2, hz2;
+                uint8_t side2[4];
                 float s2, z2;
-                kvq_range_sz(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, qmax, &hs2, &hz2,
-                         &s2, &z2);
+                range_bytes(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, bits, group, side2,
+                            &s2, &z2);
                 float inv2 = s2 > 0 ? 1.0f / s2 : 0.0f;
                 double err = 0;
-                for (int i = 0; i < group; i++) {
+                for (int i = 0; i < gs; i++) {
                     double e = xg[i] - ((float)code_of(xg[i], z2, inv2, qmax) * s2 + z2);
                     err += e * e;
                 }
                 if (best < 0 || err < best) {
                     best = err;
-                    hs = hs2, hz = hz2, s = s2, z = z2;
+                    memcpy(side, side2, sizeof side);
+                    s = s2, z = z2;
                 }
             }
         }
         float inv = s > 0 ? 1.0f / s : 0.0f;
-        wr16(sz + 4 * g, hs);
-        wr16(sz + 4 * g + 2, hz);
-        for (int i = 0; i < group; i++) put_code(rec, d, bits, g * group + i, code_of(xg[i], z, inv, qmax));
+        memcpy(sz + (size_t)szb * g, side, (size_t)szb);
+        for (int i = 0; i < gs; i++) put_code(rec, d, bits, g * gs + i, code_of(xg[i], z, inv, qmax));
     }
 }
 
@@ -112,11 +157,10 @@ void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {
         for (int i = 0; i < d; i++) x[i] = kq_fp16_to_fp32(rd16(rec + 2 * i));
         return;
     }
-    size_t nb = code_bytes(d, bits);
-    const uint8_t *sz = rec + nb;
+    const int gs = kvq_group(group);
     for (int c = 0; c < d; c++) {
-        int g = c / group;
-        float s = kq_fp16_to_fp32(rd16(sz + 4 * g)), z = kq_fp16_to_fp32(rd16(sz + 4 * g + 2));
+        float s, z;
+        rec_sz(rec, d, bits, group, c / gs, &s, &z);
         x[c] = (float)kvq_code(rec, d, bits, c) * s + z;
     }
 }
@@ -148,12 +192,12 @@ static void axpy16_scalar(const uint8_t *rec, const float *a, int gq, int d, int
 #define QUANT_SCALAR(BITS)                                                                       \
     static void dotq##BITS##_scalar(const uint8_t *rec, const float *q, int gq, int d,           \
                                     int group, float *out) {                                     \
-        size_t nb = code_bytes(d, BITS);                                                         \
+        const int gs = kvq_group(group);                                                         \
         for (int g = 0; g < gq; g++) out[g] = 0.0f;                                              \
-        for (int c0 = 0; c0 < d; c0 += group) {                                                  \
-            float s = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group)));                        \
-            float z = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group) + 2));                    \
-            for (int c = c0; c < c0 + group; c++) {                                              \
+        for (int c0 = 0; c0 < d; c0 += gs) {                                                     \
+            float s, z;                                                                          \
+            rec_sz(rec, d, BITS, group, c0 / gs, &s, &z);                                        \
+            for (int c = c0; c < c0 + gs; c++) {                                                 \
                 float x = (float)kvq_code(rec, d, BITS, c) * s + z;                              \
                 for (int g = 0; g < gq; g++) out[g] += x * q[(size_t)g * d + c];                 \
             }                                                                                    \
@@ -161,11 +205,11 @@ static void axpy16_scalar(const uint8_t *rec, const float *a, int gq, int d, int
     }                                                                                            \
     static void axpyq##BITS##_scalar(const uint8_t *rec, const float *a, int gq, int d,          \
                                      int group, float *out) {                                    \
-        size_t nb = code_bytes(d, BITS);                                                         \
-        for (int c0 = 0; c0 < d; c0 += group) {                                                  \
-            float s = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group)));                        \
-            float z = kq_fp16_to_fp32(rd16(rec + nb + 4 * (c0 / group) + 2));                    \
-            for (int c = c0; c < c0 + group; c++) {                                              \
+        const int gs = kvq_group(group);                                                         \
+        for (int c0 = 0; c0 < d; c0 += gs) {                                                     \
+            float s, z;                                                                          \
+            rec_sz(rec, d, BITS, group, c0 / gs, &s, &z);                                        \
+            for (int c = c0; c < c0 + gs; c++) {                                                 \
                 float x = (float)kvq_code(rec, d, BITS, c) * s + z;                              \
                 for (int g = 0; g < gq; g++) out[(size_t)g * d + c] += a[g] * x;                 \
             }                                                                                    \
@@ -438,6 +482,7 @@ RUN_WRAP(q2_avx2)
 
 /* The buffers of a kvq_qprep, each 32-byte aligned: q16, qhi, qlo, qs, qsum. */
 static size_t qprep_sizes(int gq, int d, int group, size_t sz[5]) {
+    group = kvq_group(group);
     sz[0] = (size_t)gq * d * 2, sz[1] = sz[2] = (size_t)gq * d, sz[3] = (size_t)gq * 4;
     sz[4] = (size_t)gq * (d / group) * 4;
     size_t b = 0;
@@ -460,6 +505,7 @@ void kvq_qprep_init(kvq_qprep *p, void *mem, int gq, int d, int group) {
 }
 
 void kvq_prep(const float *q, int gq, int d, int group, kvq_qprep *p) {
+    group = kvq_group(group);
     int ng = d / group;
     for (int g = 0; g < gq; g++) {
         const float *qg = q + (size_t)g * d;

@@ -23,6 +23,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A record format's `group` argument may carry KVQ_SZ8 (bit 0: groups are
+ * multiples of 8, so the bit is free): each group's (scale, zero) is then
+ * two bytes instead of two fp16 (the low tier's scale-bits=8; docs/
+ * KV_CACHE.md, "Two-byte scales"). Byte 0 is the scale with 4 exponent and
+ * 4 mantissa bits, s = 2^(e-11)·(1 + m/16) (2^-11 .. 31); byte 1 the zero
+ * point below 0 in steps of s·2^(bits-8), z = -zc·s·2^(bits-8), so the
+ * grid z + k·s always straddles 0 and zc fits a byte at every width. A
+ * kernel that does not know the flag sees an odd group, which every SIMD
+ * shape check refuses: it falls back to the portable kernels, which read
+ * both formats (kvq_group, kvq_sz_bytes strip and size the flag). */
+#define KVQ_SZ8 1
+static inline int kvq_group(int group) { return group & ~KVQ_SZ8; }
+static inline int kvq_sz_bytes(int group) { return group & KVQ_SZ8 ? 2 : 4; }
+/* The scale byte's value: its 8 bits shifted into a float's exponent and
+ * top mantissa bits (one shift and one add in SIMD). */
+static inline float kvq_s8(unsigned sc) {
+    union {
+        uint32_t u;
+        float f;
+    } b = {.u = (sc << 19) + (116u << 23)};
+    return b.f;
+}
+/* The zero byte's step in units of the scale: 2^(bits-8). */
+static inline float kvq_z8_step(int bits) { return (float)(1 << bits) / 256.0f; }
+
 /* The code of channel c (bits 8/4/3/2), and the bytes of the codes. */
 static inline int kvq_code(const uint8_t *rec, int d, int bits, int c) {
     if (bits == 3) {
@@ -132,6 +157,12 @@ int kvq_avx512_decode_row(const uint8_t *rec, int d, int bits, int group, float 
  * steps, and their float values as decoding reads them: the one rule both
  * encoders use. */
 void kvq_range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z);
+/* The same for KVQ_SZ8 records: the two bytes of a group spanning [lo, hi]
+ * at `bits`, widened to include 0, and their float values. The scale is
+ * the smallest code at least (hi - lo) / (2^bits - 1 - 2^(bits-8)), the
+ * zero the smallest step count at or below lo, so the grid covers the
+ * range (the 2^(bits-8) absorbs the zero's rounding). */
+void kvq_range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float *s, float *z);
 
 /* kv_quant_fast.c: AVX2 run kernels for quantized records; NULL when the
  * shape does not suit them (16-channel blocks inside one plane and group). */

@@ -78,21 +78,33 @@ AVX512 __attribute__((always_inline)) static inline void unpack_rec(const uint8_
     }
 }
 
-/* Group gi's scale and zero of 16 records (lane u: record t0 + u; lanes
- * from cnt on read nothing and are 0): one gather of their 4 bytes. */
-AVX512 static inline void scale_zero16(const uint8_t *rec0, size_t stride, int cnt, int off, __m512 *s,
-                                       __m512 *z) {
+/* Group gi's scale and zero of 16 records whose codes take nb bytes (lane
+ * u: record t0 + u; lanes from cnt on read nothing and are 0): one gather
+ * of their 4 bytes, or with sz8 (KVQ_SZ8) of the dword that ends with
+ * their 2 (the codes' last two bytes before them, so nothing past a record
+ * is read); the same floats as kvs_sz. */
+AVX512 static inline void scale_zero16(const uint8_t *rec0, size_t stride, int cnt, int nb, int gi, int sz8,
+                                       int bits, __m512 *s, __m512 *z) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)stride));
     const __mmask16 live = (__mmask16)(cnt >= 16 ? 0xFFFF : (1u << cnt) - 1);
-    __m512i sz = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, rec0 + off, 1);
+    if (sz8) {
+        __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, rec0 + nb + 2 * gi - 2, 1);
+        const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(w, 16), _mm512_set1_epi32(255));
+        *s = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(sc, 19), _mm512_set1_epi32(116 << 23)));
+        *z = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(w, 24)), *s),
+                           _mm512_set1_ps(-kvq_z8_step(bits)));
+        *s = _mm512_maskz_mov_ps(live, *s); /* dead lanes 0, as the fp16 path's */
+        return;
+    }
+    __m512i sz = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, rec0 + nb + 4 * gi, 1);
     *s = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sz));
     *z = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(sz, 16)));
 }
 
 AVX512 __attribute__((always_inline)) static inline void
 dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
-        float *sc, size_t scs, const int bits) {
+        float *sc, size_t scs, const int bits, int sz8) {
     const int nb = d * bits / 8, ng = d / group;
     int16_t codes[16 * MAXD] __attribute__((aligned(64)));
     __m512 s[MAXG], z[MAXG];
@@ -103,7 +115,7 @@ dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, 
             else memset(codes + (size_t)u * d, 0, sizeof(int16_t) * d); /* past the run: zero codes */
         }
         for (int gi = 0; gi < ng; gi++)
-            scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb + 4 * gi, &s[gi], &z[gi]);
+            scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb, gi, sz8, bits, &s[gi], &z[gi]);
         for (int r = 0; r < gq; r++) {
             const int16_t *q16 = qp->q16 + (size_t)r * d;
             __m512 f = _mm512_setzero_ps();
@@ -129,7 +141,7 @@ dotn512(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, 
 /* NR query heads (constant after inlining) x 64 channels from c0. */
 AVX512 __attribute__((always_inline)) static inline void
 axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, int d, int group,
-          int bits, int r0, int c0, float *out, const int NR) {
+          int bits, int sz8, int r0, int c0, float *out, const int NR) {
     const int nb = d * bits / 8;
     __m512 acc[ROWS][4];
     for (int r = 0; r < NR; r++)
@@ -138,10 +150,11 @@ axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, 
         const uint8_t *rec = rec0 + (size_t)t * stride;
         __m512 x[4];
         for (int j = 0; j < 4; j++) {
-            int c = c0 + 16 * j, g = c / group;
+            int c = c0 + 16 * j;
+            float sg, zg;
+            kvs_sz(rec, nb, bits, group | sz8, c / group, &sg, &zg);
             __m512i w = kvs_codes16(rec, bits, d, c);
-            x[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(kvs_h2f(rec + nb + 4 * g)),
-                                   _mm512_set1_ps(kvs_h2f(rec + nb + 4 * g + 2)));
+            x[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(sg), _mm512_set1_ps(zg));
         }
         for (int r = 0; r < NR; r++) {
             __m512 b = _mm512_set1_ps(a[(size_t)(r0 + r) * as + t]);
@@ -153,10 +166,10 @@ axpy_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, 
 }
 
 AVX512 __attribute__((always_inline)) static inline void axpyn512(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
-                            int gq, int d, int group, float *out, int bits) {
+                            int gq, int d, int group, float *out, int bits, int sz8) {
     for (int r0 = 0; r0 < gq; r0 += ROWS)
         for (int c0 = 0; c0 < d; c0 += 64) {
-#define PASS(k) axpy_pass(rec0, stride, n, a, as, d, group, bits, r0, c0, out, k)
+#define PASS(k) axpy_pass(rec0, stride, n, a, as, d, group, bits, sz8, r0, c0, out, k)
             KVS_SWITCH6(gq - r0, PASS)
 #undef PASS
         }
@@ -308,14 +321,14 @@ axpy_int_pass(const uint8_t *rec0, size_t stride, int cnt, const int16_t *w16, c
  * the block's largest |w| (qs), and Σ a·z (zs). Tokens past cnt weigh 0. */
 AVX512 static inline void axpy_int_weights(const uint8_t *rec0, size_t stride, int cnt, const float *a,
                                            size_t as, int r0, int nr, int d, int group, int bits,
-                                           int16_t *w16, float *qs, float *zs) {
+                                           int sz8, int16_t *w16, float *qs, float *zs) {
     const int nb = d * bits / 8, ng = d / group;
     const __mmask16 m0 = (__mmask16)(cnt >= 16 ? 0xFFFF : (1u << cnt) - 1);
     const __mmask16 m1 = (__mmask16)(cnt <= 16 ? 0 : cnt >= 32 ? 0xFFFF : (1u << (cnt - 16)) - 1);
     for (int gi = 0; gi < ng; gi++) {
         __m512 s0, z0, s1, z1;
-        scale_zero16(rec0, stride, cnt, nb + 4 * gi, &s0, &z0);
-        scale_zero16(rec0 + 16 * stride, stride, cnt > 16 ? cnt - 16 : 0, nb + 4 * gi, &s1, &z1);
+        scale_zero16(rec0, stride, cnt, nb, gi, sz8, bits, &s0, &z0);
+        scale_zero16(rec0 + 16 * stride, stride, cnt > 16 ? cnt - 16 : 0, nb, gi, sz8, bits, &s1, &z1);
         for (int r = 0; r < nr; r++) {
             const float *ar = a + (size_t)(r0 + r) * as;
             const __m512 A0 = _mm512_maskz_loadu_ps(m0, ar), A1 = _mm512_maskz_loadu_ps(m1, ar + 16);
@@ -333,7 +346,8 @@ AVX512 static inline void axpy_int_weights(const uint8_t *rec0, size_t stride, i
 }
 
 AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t *rec0, size_t stride, int n, const float *a,
-                                                                   size_t as, int gq, int d, int group, float *out, int bits) {
+                                                                   size_t as, int gq, int d, int group, float *out, int bits,
+                                                                   int sz8) {
     int16_t w16[IMAXG * IROWS * IB] __attribute__((aligned(64)));
     float qs[IMAXG * IROWS], zs[IMAXG * IROWS];
     /* More than one pass of heads (prompt blocks: 16 rows a call) unpack a
@@ -350,7 +364,7 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
                     pair_of(rb, stride, cnt, t, bits, d, c0, NULL, stage_at(stage, c0) + t / 2 * 4);
         for (int h0 = 0; h0 < gq; h0 += IROWS) {
             const int nr = gq - h0 < IROWS ? gq - h0 : IROWS;
-            axpy_int_weights(rb, stride, cnt, a + t0, as, h0, nr, d, group, bits, w16, qs, zs);
+            axpy_int_weights(rb, stride, cnt, a + t0, as, h0, nr, d, group, bits, sz8, w16, qs, zs);
             /* the weights sit at rows 0..nr of the arrays; out at h0 */
             for (int r0 = 0; r0 < nr; r0 += 4)
                 for (int c0 = 0; c0 < d; c0 += 64) {
@@ -442,7 +456,7 @@ AVX512 __attribute__((always_inline)) static inline __m512i group_dot4(const __m
 
 AVX512 __attribute__((always_inline)) static inline void
 dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
-         float *sc, size_t scs, const int bits) {
+         float *sc, size_t scs, const int bits, int sz8) {
     const int nb = d * bits / 8, ng = d / group;
     __m512i T[MAXD / 4];
     __m512 s[IMAXG], z[IMAXG]; /* dotn_t_ok: axpy_int_ok's groups per record */
@@ -456,7 +470,7 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
             transpose16(R);
         }
         for (int gi = 0; gi < ng; gi++)
-            scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb + 4 * gi, &s[gi], &z[gi]);
+            scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb, gi, sz8, bits, &s[gi], &z[gi]);
         for (int r = 0; r < gq; r++) {
             const int8_t *h = qp->qhi + (size_t)r * d; /* kvq_prep's byte split of q16 */
             const uint8_t *l = qp->qlo + (size_t)r * d;
@@ -493,6 +507,8 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
                                     const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                     size_t scs) {                                                 \
         (void)q;                                                                                  \
+        const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */                  \
+        group = kvq_group(group);                                                                 \
         /* B != 8: a constant, so the 8-bit copy has no transposed branch */                      \
         if (B != 8 && dotn_t_ok(B, d, group, gq))                                                 \
             KVS_SHAPES(d, group, DOTNT_##B);                                                      \
@@ -501,29 +517,33 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
     }                                                                                             \
     AVX512 static void axpyn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,   \
                                      size_t as, int gq, int d, int group, float *out) {           \
+        const int sz8 = group & KVQ_SZ8;                                                          \
+        group = kvq_group(group);                                                                 \
         KVS_SHAPES(d, group, AXPYN_##B);                                                          \
     }                                                                                             \
     AVX512 static void axpyn512i_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,  \
                                       size_t as, int gq, int d, int group, float *out) {          \
+        const int sz8 = group & KVQ_SZ8;                                                          \
+        group = kvq_group(group);                                                                 \
         KVS_SHAPES(d, group, AXPYNI_##B);                                                         \
     }
-#define DOTN_8(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 8)
+#define DOTN_8(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 8, sz8)
 /* never taken (8-bit codes do not fit vpdpbusd's signed side); spelled so WRAP(8) compiles */
 #define DOTNT_8(D, G) DOTN_8(D, G)
-#define DOTNT_4(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
-#define DOTNT_3(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 3)
-#define DOTNT_2(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
-#define DOTN_4(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
-#define DOTN_3(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 3)
-#define DOTN_2(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
-#define AXPYN_8(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 8)
-#define AXPYN_4(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 4)
-#define AXPYN_3(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 3)
-#define AXPYN_2(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 2)
-#define AXPYNI_8(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 8)
-#define AXPYNI_4(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 4)
-#define AXPYNI_3(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 3)
-#define AXPYNI_2(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 2)
+#define DOTNT_4(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 4, sz8)
+#define DOTNT_3(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 3, sz8)
+#define DOTNT_2(D, G) dotn512t(rec0, stride, n, qp, gq, D, G, sc, scs, 2, sz8)
+#define DOTN_4(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 4, sz8)
+#define DOTN_3(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 3, sz8)
+#define DOTN_2(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 2, sz8)
+#define AXPYN_8(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 8, sz8)
+#define AXPYN_4(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 4, sz8)
+#define AXPYN_3(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 3, sz8)
+#define AXPYN_2(D, G) axpyn512(rec0, stride, n, a, as, gq, D, G, out, 2, sz8)
+#define AXPYNI_8(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 8, sz8)
+#define AXPYNI_4(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 4, sz8)
+#define AXPYNI_3(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 3, sz8)
+#define AXPYNI_2(D, G) axpyn512i(rec0, stride, n, a, as, gq, D, G, out, 2, sz8)
 WRAP(8)
 WRAP(4)
 WRAP(3)
@@ -557,6 +577,7 @@ int kvq_avx512_prep_row(const float *qg, int d, float inv, int16_t *q16, int8_t 
 }
 
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group) {
+    group = kvq_group(group); /* either side format (kv_quant.h) */
     /* 16 channels per plane step, 32 per madd inside one group */
     if (!cpu_ok() || d > MAXD || d % 32 || !kvs_codes16_ok(bits, d) || group % 32 || d / group > MAXG)
         return NULL;
@@ -567,6 +588,7 @@ kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group) {
 }
 
 kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group) {
+    group = kvq_group(group);
     if (!cpu_ok() || d % 64 || !kvs_codes16_ok(bits, d) || group % 16) return NULL;
     if (axpy_int_ok(bits, d, group))
         return bits == 8 ? axpyn512i_q8 : bits == 4 ? axpyn512i_q4 : bits == 3 ? axpyn512i_q3 : axpyn512i_q2;

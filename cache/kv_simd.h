@@ -61,6 +61,25 @@ __attribute__((target("f16c"), always_inline)) static inline float kvs_h2f(const
     return _cvtsh_ss(v);
 }
 
+/* Group gi's scale and zero of a record whose codes take nb bytes, in
+ * either side format (group: the format argument, kv_quant.h's KVQ_SZ8);
+ * the same floats as kv_quant.c's rec_sz. */
+__attribute__((target("f16c"), always_inline)) static inline void
+kvs_sz(const uint8_t *rec, int nb, int bits, int group, int gi, float *s, float *z) {
+    if (group & 1) { /* KVQ_SZ8 (kv_quant.h; this header does not include it) */
+        const uint8_t *p = rec + nb + 2 * gi;
+        union {
+            uint32_t u;
+            float f;
+        } b = {.u = ((uint32_t)p[0] << 19) + (116u << 23)};
+        *s = b.f;
+        *z = -(float)p[1] * b.f * ((float)(1 << bits) / 256.0f);
+        return;
+    }
+    *s = kvs_h2f(rec + nb + 4 * gi);
+    *z = kvs_h2f(rec + nb + 4 * gi + 2);
+}
+
 /* The sum of 8 lanes, in one fixed order (halves, then pairs, then the
  * last two): kv_quant.c's dot kernels and kv_fp16.c's dot_f16c reduce in
  * this order, so their sums are bit-identical. */
@@ -98,6 +117,7 @@ static inline int kvs_codes16_ok(int bits, int d) {
  * converted, or a shape kvs_codes16_ok takes with groups of a multiple of
  * 16 as code·scale + zero in one FMA — code·scale is exact in float (at
  * most 8 + 11 significant bits), so the same values as kvq_decode's loop.
+ * group is the format argument (KVQ_SZ8 read too).
  * The one decoder of the AVX-512 block kernel and kvq_avx512_decode_row. */
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"), always_inline)) static inline void
 kvs_decode16(const uint8_t *rec, int d, int bits, int group, float *x) {
@@ -106,12 +126,12 @@ kvs_decode16(const uint8_t *rec, int d, int bits, int group, float *x) {
             _mm512_storeu_ps(x + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * c))));
         return;
     }
-    const uint8_t *sz = rec + d * bits / 8;
+    const int gs = group & ~1; /* without KVQ_SZ8 */
     for (int c = 0; c < d; c += 16) {
-        const int g = c / group;
+        float s, z;
+        kvs_sz(rec, d * bits / 8, bits, group, c / gs, &s, &z);
         _mm512_storeu_ps(x + c, _mm512_fmadd_ps(_mm512_cvtepi32_ps(kvs_codes16(rec, bits, d, c)),
-                                                _mm512_set1_ps(kvs_h2f(sz + 4 * g)),
-                                                _mm512_set1_ps(kvs_h2f(sz + 4 * g + 2))));
+                                                _mm512_set1_ps(s), _mm512_set1_ps(z)));
     }
 }
 

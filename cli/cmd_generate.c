@@ -68,6 +68,7 @@ static void usage(FILE *f) {
             "  --kv-key-balance 1|0     MiKV per-channel key balancing\n"
             "  --kv-rotate 1|0          randomized Hadamard rotation before quantizing\n"
             "  --kv-clip 1|0            low tier: least-squares ranges instead of min-max\n"
+            "  --kv-scale-bits 16|8     low tier: each group's scale and zero as fp16 or bytes\n"
             "  --kv-layer-bits R        low-tier widths per layer range or KV head, e.g.\n"
             "                           15-24:4/4+5-9:2, 18.2:8 (KV head 2 of layer 18), 0: drop\n"
             "  --kv-heads N[:K/V]       the model's top N copying KV heads (pivot heads) at\n"

@@ -17,11 +17,11 @@ static float frand(unsigned *s) {
 }
 
 AVX512 static void both(const uint8_t *rec, size_t stride, int n, const kvq_qprep *qp, int gq, int d,
-                        int group, int bits, float *s0, float *s1, size_t scs) {
+                        int group, int bits, int sz8, float *s0, float *s1, size_t scs) {
 #define PAIR(B)                                                                                   \
     do {                                                                                          \
-        dotn512(rec, stride, n, qp, gq, d, group, s0, scs, B);                                    \
-        dotn512t(rec, stride, n, qp, gq, d, group, s1, scs, B);                                   \
+        dotn512(rec, stride, n, qp, gq, d, group, s0, scs, B, sz8);                               \
+        dotn512t(rec, stride, n, qp, gq, d, group, s1, scs, B, sz8);                              \
     } while (0)
     if (bits == 4) PAIR(4);
     else if (bits == 3) PAIR(3);
@@ -40,13 +40,13 @@ Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
     unsigned r = 5;
     int checked = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int bi = 0; bi < 3; bi++) {
-            const int d = shapes[si][0], G = shapes[si][1], b = bits[bi];
+        for (int bi = 0; bi < 6; bi++) { /* both side formats: fp16 pairs, then KVQ_SZ8 */
+            const int d = shapes[si][0], G = shapes[si][1], b = bits[bi % 3], sz8 = bi >= 3 ? KVQ_SZ8 : 0;
             cr_assert(axpy_int_ok(b, d, G), "d %d group %d bits %d", d, G, b);
-            const size_t rec = kvl_rec_bytes(b, d, G);
+            const size_t rec = kvl_rec_bytes(b, d, G | sz8);
             for (int t = 0; t < NT; t++) { /* real records: an outlier channel, an offset */
                 for (int i = 0; i < d; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0) + (t % 7 == 0 ? 5 : 0);
-                kvq_encode(x, d, b, G, recs + t * rec);
+                kvq_encode(x, d, b, G | sz8, recs + t * rec);
             }
             for (int hi = 0; hi < 6; hi++)
                 for (int ri = 0; ri < 5; ri++) {
@@ -56,7 +56,7 @@ Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
                     kvq_qprep_init(&qp, qmem, gq, d, G);
                     kvq_prep(q, gq, d, G, &qp);
                     for (int i = 0; i < MQ * NT; i++) s0[i] = 1.0f, s1[i] = 2.0f;
-                    both(recs, rec, n, &qp, gq, d, G, b, s0, s1, NT);
+                    both(recs, rec, n, &qp, gq, d, G, b, sz8, s0, s1, NT);
                     for (int g = 0; g < gq; g++)
                         for (int t = 0; t < NT; t++) {
                             const float *a = &s0[g * NT + t], *c = &s1[g * NT + t];
@@ -68,16 +68,16 @@ Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
                                 cr_assert(*a == 1.0f && *c == 2.0f, "d %d bits %d run %d: token %d written", d, b, n, t);
                         }
                     /* and through the cache's entry point (the shape-constant copies, the pick) */
-                    kvq_dotn_fn dn = kvq_avx512_dotn(b, d, G);
+                    kvq_dotn_fn dn = kvq_avx512_dotn(b, d, G | sz8);
                     cr_assert_not_null(dn);
-                    dn(recs, rec, n, NULL, &qp, gq, d, G, s1, NT);
+                    dn(recs, rec, n, NULL, &qp, gq, d, G | sz8, s1, NT);
                     for (int i = 0; i < gq; i++)
                         cr_assert(memcmp(&s1[i * NT], &s0[i * NT], sizeof(float) * (size_t)n) == 0,
                                   "kvq_avx512_dotn d %d group %d bits %d heads %d run %d", d, G, b, gq, n);
                     checked++;
                 }
         }
-    cr_assert_eq(checked, 7 * 3 * 6 * 5);
+    cr_assert_eq(checked, 7 * 6 * 6 * 5);
 }
 
 /* The pick: the transposed kernel where it is the faster (dotn_t_ok's
