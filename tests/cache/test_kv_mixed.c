@@ -200,8 +200,10 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
                            /* 3-bit codes: the portable and the AVX-512 kernels */
                            MIKV0 ",budget=40,lo-bits=4/3,rotate=1", "quant4,lo-bits=3,group=16,budget=40,chunk=8",
                            MIKV0 ",budget=40,lo-bits=3/2", MIKV0 ",budget=40,lo-bits=4/3,rotate=1,clip=1",
-                           "mikv,budget=40" /* the preset: INT8 high, rotated 4/3, clipped */};
-    for (int i = 0; i < 20; i++) {
+                           "mikv,budget=40", /* the preset: INT8 high, rotated 4/3, clipped */
+                           /* two-byte scales (KVQ_SZ8): the low tier's records, both kernel sets */
+                           "mikv,budget=40,scale-bits=8", "quant4,lo-bits=3,group=16,budget=40,chunk=8,scale-bits=8"};
+    for (int i = 0; i < 22; i++) {
         check_vs_reference(specs[i], 0);
         check_vs_reference(specs[i], 1);
     }
@@ -225,8 +227,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                            "mikv,layer-bits=1:2/4", "quant4,lo-bits=3,layer-bits=0-1:4/2+0:2",
                            "quant4,lo-bits=8/3", "quant4,lo-bits=3,layer-bits=1.1:8/4+0.0:2",
                            "mikv,layer-bits=0-1:0+1.0:8", /* heads that drop */
-                           "quant4,lo-bits=3,layer-bits=0.1:0+1.1:3"}; /* ... behind FP16 */
-    for (int k = 0; k < 27; k++) {
+                           "quant4,lo-bits=3,layer-bits=0.1:0+1.1:3", /* ... behind FP16 */
+                           "mikv,scale-bits=8", "quant4,lo-bits=3,group=8,scale-bits=8"}; /* two-byte scales */
+    for (int k = 0; k < 29; k++) {
         kv_policy pol;
         char err[256];
         cr_assert_eq(kv_policy_parse(specs[k], &pol, err, sizeof err), 0);
@@ -277,8 +280,9 @@ Test(kv_mixed, invariants_and_accounting_for_every_preset) {
                         drops = l == 0 && h == 1, keep = 3;
                         lkb = lvb = drops ? 0 : 3;
                     }
-                    size_t lrec = pol.lo_bits && lkb ? hd * lkb / 8 + hd / pol.group * 4 : 0;
-                    size_t lvrec = pol.lo_bits && lkb ? hd * lvb / 8 + hd / pol.group * 4 : 0;
+                    const size_t side = pol.scale_bits == 8 ? 2 : 4; /* a low group's scale + zero */
+                    size_t lrec = pol.lo_bits && lkb ? hd * lkb / 8 + hd / pol.group * side : 0;
+                    size_t lvrec = pol.lo_bits && lkb ? hd * lvb / 8 + hd / pol.group * side : 0;
                     kv_mixed_head hi;
                     cr_assert_eq(kv_mixed_head_info(c, 1, l, h, &hi), 0);
                     /* every head holds the same high count; low and dropped

@@ -79,6 +79,15 @@ Test(kv_policy, parse_sets_every_knob) {
     cr_assert(p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3);
     cr_assert_eq(kv_policy_parse("quant4,lo-bits=3", &p, err, sizeof err), 0, "%s", err);
     cr_assert(p.lo_bits == 3 && kv_policy_lo_v_bits(&p) == 3);
+    /* scale-bits: listed only when 8, and the description parses back */
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(!strstr(d, "scale-bits"), "%s", d);
+    cr_assert_eq(kv_policy_parse("mikv,scale-bits=8", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.scale_bits, 8);
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",scale-bits=8)"), "%s", d);
+    cr_assert_eq(kv_policy_parse("mikv,scale-bits=8,scale-bits=16", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.scale_bits, 16);
 }
 
 Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
@@ -108,6 +117,8 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"scissorhands,lo-v-bits=2", "needs a low tier"},
         {"mikv,rotate=2", "rotate must be 1 or 0"},
         {"mikv,clip=yes", "clip must be 1 or 0"},
+        {"mikv,scale-bits=4", "scale-bits must be 16 or 8"},
+        {"mikv,scale-bits=x", "scale-bits must be 16 or 8"},
 
 
     };
@@ -177,6 +188,11 @@ Test(kv_policy, seq_bytes_by_hand) {
      * pages) and 1985..2015 low (63 pages) */
     kv_policy_parse("mikv,budget=64,chunk=1", &p, err, sizeof err);
     per_head = 2 * 32 * 144 + 63 * 32 * 64 + 768;
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
+    /* scale-bits=8: a low group's scale and zero are 2 B instead of 4 (keys
+     * 32 + 2, values 24 + 2); the INT8 high tier keeps fp16 ones */
+    cr_assert_eq(kv_policy_parse("mikv,budget=64,chunk=1,scale-bits=8", &p, err, sizeof err), 0, "%s", err);
+    per_head = 2 * 32 * 144 + 63 * 32 * 60 + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
 }
 

@@ -71,6 +71,58 @@ Test(kv_quant, round_trip_within_format_bound) {
     for (int i = 0; i < 64; i++) cr_assert_eq(y[i], kq_fp16_to_fp32(kq_fp32_to_fp16(x[i])));
 }
 
+/* scale-bits=8 (KVQ_SZ8): the record is two bytes a group shorter, the
+ * scale byte the smallest at least the range (0 included) over 2^b - 1 -
+ * 2^(b-8) steps, the grid covers the range, so every value is within half
+ * a step; and a step is at most 1/16 coarser than that bound. */
+Test(kv_quant, two_byte_scales_cover_the_range_within_half_a_step) {
+    unsigned r = 9;
+    const int bits[] = {8, 4, 3, 2}, groups[] = {8, 32, 64};
+    float x[64], y[64];
+    uint8_t rec[256];
+    for (int bi = 0; bi < 4; bi++)
+        for (int gi = 0; gi < 3; gi++) {
+            const int b = bits[bi], G = groups[gi], d = 64, L = (1 << b) - 1;
+            const size_t nb = (size_t)d * b / 8;
+            cr_assert_eq(kvl_rec_bytes(b, d, G | KVQ_SZ8), nb + 2 * (size_t)(d / G));
+            cr_assert_eq(kvl_rec_bytes(b, d, G), nb + 4 * (size_t)(d / G));
+            double worst_ratio = 0;
+            for (int trial = 0; trial < 300; trial++) {
+                /* centred, offset (all positive or all negative), an outlier, tiny */
+                float off = trial % 3 == 0 ? 30.0f * frand(&r) : 0.0f;
+                float mag = trial % 7 == 0 ? 1e-4f : 2.0f;
+                for (int i = 0; i < d; i++) x[i] = off + frand(&r) * (trial % 5 == 0 && i == 7 ? 25 * mag : mag);
+                kvq_encode(x, d, b, G | KVQ_SZ8, rec);
+                kvq_decode(rec, d, b, G | KVQ_SZ8, y);
+                for (int g = 0; g < d / G; g++) {
+                    double lo = 0, hi = 0;
+                    for (int i = 0; i < G; i++) lo = fmin(lo, x[g * G + i]), hi = fmax(hi, x[g * G + i]);
+                    const uint8_t *side = rec + nb + 2 * g;
+                    const double s = kvq_s8(side[0]), step = kvq_z8_step(b), z = -side[1] * s * step;
+                    const double need = (hi - lo) / (L - step);
+                    cr_assert(s >= need * (1 - 1e-6), "bits %d G %d: scale %g below %g", b, G, s, need);
+                    cr_assert(s <= fmax(need * 17 / 16, kvq_s8(0)) * (1 + 1e-6), "bits %d G %d: scale %g, need %g", b, G, s, need);
+                    cr_assert(z <= lo + 1e-6 * s && z + L * s >= hi - 1e-6 * s, "bits %d G %d: [%g, %g] misses [%g, %g]",
+                              b, G, z, z + L * s, lo, hi);
+                    for (int i = 0; i < G; i++) {
+                        const double e = fabs((double)y[g * G + i] - x[g * G + i]);
+                        cr_assert(e <= s / 2 * (1 + 1e-5) + 1e-7, "bits %d G %d: |%g - %g| = %g, step %g", b, G,
+                                  y[g * G + i], x[g * G + i], e, s);
+                        worst_ratio = fmax(worst_ratio, e / s);
+                    }
+                }
+            }
+            /* round to nearest, not truncation: errors reach ~half a step */
+            cr_assert(worst_ratio > 0.3 && worst_ratio <= 0.5 + 1e-5, "bits %d G %d: %g", b, G, worst_ratio);
+        }
+    /* Past the largest scale (31) the codes saturate and stay finite. */
+    for (int i = 0; i < 64; i++) x[i] = 1e5f * frand(&r);
+    kvq_encode(x, 64, 2, 64 | KVQ_SZ8, rec);
+    kvq_decode(rec, 64, 2, 64 | KVQ_SZ8, y);
+    cr_assert_eq(rec[16], 255);
+    for (int i = 0; i < 64; i++) cr_assert(isfinite(y[i]) && fabs(y[i]) <= 2 * 3 * 31.0f + 1);
+}
+
 Test(kv_quant, kernels_match_float64_over_decoded_records) {
     unsigned r = 3;
     int bits[] = {16, 8, 4, 3, 2};
@@ -79,17 +131,18 @@ Test(kv_quant, kernels_match_float64_over_decoded_records) {
     for (int bi = 0; bi < 5; bi++)
         for (int G = 8; G <= 64; G *= 2)
             for (int gq = 1; gq <= 5; gq++)
-                for (int simd = 0; simd < 2; simd++) {
+                for (int simd = 0; simd < 4; simd++) { /* x2: KVQ_SZ8 (portable kernels) */
+                    const int F = G | (simd >= 2 && bits[bi] != 16 ? KVQ_SZ8 : 0);
                     kvq_kernels k;
-                    kvq_kernels_for(bits[bi], 64, G, !simd, &k);
-                    if (simd && !k.simd) continue; /* CPU without AVX2 */
+                    kvq_kernels_for(bits[bi], 64, F, simd % 2 == 0, &k);
+                    if (simd % 2 && !k.simd) continue; /* CPU without AVX2 */
                     for (int i = 0; i < 64; i++) x[i] = 3 * frand(&r);
                     for (int i = 0; i < gq * 64; i++) q[i] = frand(&r), acc[i] = acc2[i] = frand(&r);
                     for (int g = 0; g < gq; g++) a[g] = frand(&r);
-                    kvq_encode(x, 64, bits[bi], G, rec);
-                    kvq_decode(rec, 64, bits[bi], G, dec);
-                    k.dot(rec, q, gq, 64, G, out);
-                    k.axpy(rec, a, gq, 64, G, acc);
+                    kvq_encode(x, 64, bits[bi], F, rec);
+                    kvq_decode(rec, 64, bits[bi], F, dec);
+                    k.dot(rec, q, gq, 64, F, out);
+                    k.axpy(rec, a, gq, 64, F, acc);
                     for (int g = 0; g < gq; g++) {
                         double ref = 0, mag = 0;
                         for (int i = 0; i < 64; i++) {
@@ -182,16 +235,18 @@ Test(kv_quant, run_kernels_match_float64) {
     for (int di = 0; di < 2; di++)
         for (int bi = 0; bi < 5; bi++)
             for (int gi = 0; gi < 4; gi++)
-                for (int simd = 0; simd < 3; simd++) /* portable, AVX2, AVX-512 run kernels */
+                for (int simd = 0; simd < 6; simd++) /* portable, AVX2, AVX-512 run kernels; x2 side formats */
                     for (int ri = 0; ri < 2; ri++) {
                         int b = bits[bi], G = groups[gi], D = dims[di], n = runs[ri];
-                        if (G > D) continue;
-                        size_t rec = kvl_rec_bytes(b, D, G);
+                        /* F: the format argument, KVQ_SZ8 in the second three (AVX2 takes the portable kernels) */
+                        const int F = G | (simd >= 3 ? KVQ_SZ8 : 0);
+                        if (G > D || (simd >= 3 && b == 16)) continue;
+                        size_t rec = kvl_rec_bytes(b, D, F);
                         kvq_kernels k;
-                        kvq_kernels_for(b, D, G, simd == 0, &k);
-                        if (simd == 2) {
-                            kvq_dotn_fn dn = b == 16 ? NULL : kvq_avx512_dotn(b, D, G);
-                            kvq_axpyn_fn an = b == 16 ? NULL : kvq_avx512_axpyn(b, D, G);
+                        kvq_kernels_for(b, D, F, simd % 3 == 0, &k);
+                        if (simd % 3 == 2) {
+                            kvq_dotn_fn dn = b == 16 ? NULL : kvq_avx512_dotn(b, D, F);
+                            kvq_axpyn_fn an = b == 16 ? NULL : kvq_avx512_axpyn(b, D, F);
                             if (!dn && !an) continue; /* this CPU or shape has none */
                             if (dn) k.dotn = dn, k.wants_prep = 1;
                             if (an) k.axpyn = an;
@@ -199,16 +254,16 @@ Test(kv_quant, run_kernels_match_float64) {
                         for (int t = 0; t < NT; t++) {
                             float x[MD];
                             for (int i = 0; i < D; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0);
-                            kvq_encode(x, D, b, G, recs + t * rec);
-                            kvq_decode(recs + t * rec, D, b, G, dec[t]);
+                            kvq_encode(x, D, b, F, recs + t * rec);
+                            kvq_decode(recs + t * rec, D, b, F, dec[t]);
                         }
                         for (int i = 0; i < GQ * D; i++) q[i] = frand(&r), out[i] = out0[i] = frand(&r);
                         for (int i = 0; i < GQ * NT; i++) a[i] = frand(&r) * 0.1f, sc[i] = 12345.0f;
                         kvq_qprep qp;
                         kvq_qprep_init(&qp, qmem, GQ, D, G);
                         kvq_prep(q, GQ, D, G, &qp);
-                        k.dotn(recs, rec, n, q, &qp, GQ, D, G, sc, NT);
-                        k.axpyn(recs, rec, n, a, NT, GQ, D, G, out);
+                        k.dotn(recs, rec, n, q, &qp, GQ, D, F, sc, NT);
+                        k.axpyn(recs, rec, n, a, NT, GQ, D, F, out);
                         for (int g = 0; g < GQ; g++) {
                             double qmax = 0;
                             for (int i = 0; i < D; i++) qmax = fmax(qmax, fabs(q[g * D + i]));
@@ -239,7 +294,7 @@ Test(kv_quant, run_kernels_match_float64) {
                                         lo = fmin(lo, dec[t][c]), hi = fmax(hi, dec[t][c]);
                                     wq = fmax(wq, fabs(a[g * NT + t]) * (hi - lo));
                                 }
-                                double tol = 1e-5 * (1 + fabs(want)) + (simd == 2 ? 0.5 * n * wq / 32767 * 1.01 : 0);
+                                double tol = 1e-5 * (1 + fabs(want)) + (simd % 3 == 2 ? 0.5 * n * wq / 32767 * 1.01 : 0);
                                 cr_assert(fabs(out[g * D + i] - want) <= tol,
                                           "axpyn D %d n %d bits %d G %d simd %d: %g vs %g", D, n, b, G, simd,
                                           out[g * D + i], want);
@@ -447,10 +502,11 @@ Test(kv_quant, block_decode_runs_match_kvq_decode) {
     for (int oi = 0; oi < 2; oi++)
         for (int di = 0; di < 2; di++)
             for (int bi = 0; bi < 5; bi++)
-                for (int gi = 0; gi < 3; gi++)
+                for (int gi = 0; gi < 6; gi++) /* x2: KVQ_SZ8 */
                     for (int ri = 0; ri < 3; ri++) {
-                        int b = bits[bi], G = groups[gi], D = dims[di], n = runs[ri];
-                        if (!ops[oi] || G > D) continue;
+                        int b = bits[bi], G = groups[gi % 3] | (gi >= 3 && b != 16 ? KVQ_SZ8 : 0), D = dims[di],
+                            n = runs[ri];
+                        if (!ops[oi] || kvq_group(G) > D) continue;
                         size_t rec = kvl_rec_bytes(b, D, G);
                         for (int t = 0; t < n; t++) {
                             float x[128];

@@ -1,6 +1,7 @@
 /* kv_quant_rec512: the AVX-512 record encode/decode against the portable
  * loops of kv_quant.c (taken below the AVX512VNNI level), byte for byte
- * and bit for bit, on random rows and the edges of the range rule: a
+ * and bit for bit, in both side formats (fp16 pairs, KVQ_SZ8's bytes), on
+ * random rows and the edges of the range rule: a
  * constant group (scale 0), values past fp16 (clamped zero point), tiny
  * ranges (subnormal scales), exact half steps. */
 #include <criterion/criterion.h>
@@ -45,10 +46,11 @@ Test(kv_quant_rec512, encode_decode_match_portable) {
     unsigned seed = 11;
     int taken = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int wi = 0; wi < 4; wi++)
+        for (int wi = 0; wi < 8; wi++) /* both side formats: fp16 pairs, then KVQ_SZ8 */
             for (int k = 0; k < 60; k++) {
-                const int d = shapes[si][0], group = shapes[si][1], bits = widths[wi];
-                const size_t rec = (size_t)d * bits / 8 + 4 * (size_t)(d / group);
+                const int d = shapes[si][0], sz8 = wi >= 4 ? KVQ_SZ8 : 0, bits = widths[wi % 4];
+                const int group = shapes[si][1] | sz8;
+                const size_t rec = (size_t)d * bits / 8 + (sz8 ? 2 : 4) * (size_t)(d / shapes[si][1]);
                 fill(x, d, k, &seed);
                 memset(ra, 0xA5, sizeof ra), memset(rb, 0x5A, sizeof rb);
                 kq_set_simd_level(KQ_SIMD_SCALAR); /* the portable loops */
@@ -66,7 +68,7 @@ Test(kv_quant_rec512, encode_decode_match_portable) {
                 kvq_encode(x, d, bits, group, rc);
                 cr_assert(memcmp(rc, rb, rec) == 0);
             }
-    cr_assert_eq(taken, 6 * 4 * 60, "every shape and width here is one the AVX-512 path takes (%d)", taken);
+    cr_assert_eq(taken, 6 * 8 * 60, "every shape and width here is one the AVX-512 path takes (%d)", taken);
     /* FP16 records decode the same way */
     uint16_t h[64];
     for (int c = 0; c < 64; c++) h[c] = kq_fp32_to_fp16(frand(&seed) * 100.0f);
