@@ -198,6 +198,15 @@ int kv_policy_resolve_heads(kv_policy *p, const int *rank, int n_rank, int n_kv_
     return PV_OK;
 }
 
+/* The knobs that take 16 or 8 (hi-bits, scale-bits). */
+static int set_16_or_8(const char *knob, const char *value, int *dst, char *err, size_t errlen) {
+    long l;
+    if (parse_long(value, 0, 64, &l) || (l != 16 && l != 8))
+        return fail(err, errlen, PV_EINVAL, "%s must be 16 or 8, got '%s'", knob, value);
+    *dst = (int)l;
+    return PV_OK;
+}
+
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
     if (!p || !knob || !value) return fail(err, errlen, PV_EINVAL, "missing knob or value");
     long l;
@@ -211,12 +220,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         return fail(err, errlen, PV_EINVAL,
                     "select must be persistence, accumulated, recent or none, got '%s'", value);
     }
-    if (!strcmp(knob, "hi-bits")) {
-        if (parse_long(value, 0, 64, &l) || (l != 16 && l != 8))
-            return fail(err, errlen, PV_EINVAL, "hi-bits must be 16 or 8, got '%s'", value);
-        p->hi_bits = (int)l;
-        return PV_OK;
-    }
+    if (!strcmp(knob, "hi-bits")) return set_16_or_8(knob, value, &p->hi_bits, err, errlen);
+    if (!strcmp(knob, "scale-bits")) return set_16_or_8(knob, value, &p->scale_bits, err, errlen);
     if (!strcmp(knob, "lo-bits")) { /* "N" (keys and values) or "K/V" */
         char kb[16], *slash;
         long vb = 0;
@@ -230,12 +235,6 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
                         value);
         p->lo_bits = (int)l;
         p->lo_v_bits = slash && vb != l ? (int)vb : 0;
-        return PV_OK;
-    }
-    if (!strcmp(knob, "scale-bits")) {
-        if (parse_long(value, 0, 64, &l) || (l != 16 && l != 8))
-            return fail(err, errlen, PV_EINVAL, "scale-bits must be 16 or 8, got '%s'", value);
-        p->scale_bits = (int)l;
         return PV_OK;
     }
     if (!strcmp(knob, "layer-bits")) return parse_layer_bits(p, value, err, errlen);

@@ -200,6 +200,8 @@ Test(api_req, completion_fields) {
         OK("{" P ",\"kv_key_balance\":true}", "kv", "key-balance=1"),
         OK("{" P ",\"kv_rotate\":true}", "kv", "rotate=1"),
         OK("{" P ",\"kv_clip\":1}", "kv", "clip=1"),
+        OK("{" P ",\"kv_scale_bits\":8}", "kv", "scale-bits=8"),
+        BAD("{" P ",\"kv_scale_bits\":[8]}", "kv_scale_bits", NULL),
         BAD("{" P ",\"kv_budget\":[0.25]}", "kv_budget", NULL),
         BAD("{" P ",\"kv_recent\":{}}", "kv_recent", NULL),
     };
