@@ -268,9 +268,11 @@ AVX2 static void axpy16_avx2(const uint8_t *rec, const float *a, int gq, int d, 
         for (int g = 0; g < gq; g++) out[(size_t)g * d + i] += a[g] * kq_fp16_to_fp32(v[i]);
 }
 
-AVX2 static inline void gsz(const uint8_t *rec, size_t nb, int gi, __m256 *s, __m256 *z) {
-    *s = _mm256_set1_ps(_cvtsh_ss(rd16(rec + nb + 4 * gi)));
-    *z = _mm256_set1_ps(_cvtsh_ss(rd16(rec + nb + 4 * gi + 2)));
+AVX2 static inline void gsz(const uint8_t *rec, int nb, int bits, int group, int gi, __m256 *s, __m256 *z) {
+    float sf, zf;
+    kvs_sz(rec, nb, bits, group, gi, &sf, &zf);
+    *s = _mm256_set1_ps(sf);
+    *z = _mm256_set1_ps(zf);
 }
 
 /* Channels are visited plane by plane (c = plane*nb + byte), so each
@@ -293,8 +295,8 @@ AVX2 static inline void gsz(const uint8_t *rec, size_t nb, int gi, __m256 *s, __
                 const __m128i sh = _mm_cvtsi32_si128(pl * BITS);                              \
                 for (int j = 0; j < nb; j += 8, c += 8, left -= 8) {                          \
                     if (left == 0) {                                                          \
-                        gsz(rec, nb, gi++, &s, &z);                                           \
-                        left = group;                                                         \
+                        gsz(rec, nb, BITS, group, gi++, &s, &z);                              \
+                        left = kvq_group(group);                                              \
                     }                                                                         \
                     __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j))); \
                     w = _mm256_and_si256(_mm256_srl_epi32(w, sh), mask);                      \
@@ -316,8 +318,8 @@ AVX2 static inline void gsz(const uint8_t *rec, size_t nb, int gi, __m256 *s, __
             const __m128i sh = _mm_cvtsi32_si128(pl * BITS);                                  \
             for (int j = 0; j < nb; j += 8, c += 8, left -= 8) {                              \
                 if (left == 0) {                                                              \
-                    gsz(rec, nb, gi++, &s, &z);                                               \
-                    left = group;                                                             \
+                    gsz(rec, nb, BITS, group, gi++, &s, &z);                                  \
+                    left = kvq_group(group);                                                  \
                 }                                                                             \
                 __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rec + j))); \
                 w = _mm256_and_si256(_mm256_srl_epi32(w, sh), mask);                          \
@@ -358,11 +360,11 @@ static int codes8_ok(int bits, int d) { return bits == 3 ? d % 32 == 0 : (d * bi
  * constant after inlining (8-bit codes need no shift and mask). */
 AVX2 __attribute__((always_inline)) static inline void
 decode_avx2_bits(const uint8_t *rec, const int BITS, int d, int group, float *x) {
-    const uint8_t *sz = rec + code_bytes(d, BITS);
-    for (int g0 = 0; g0 < d; g0 += group) {
-        const __m256 s = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group)));
-        const __m256 z = _mm256_set1_ps(kvs_h2f(sz + 4 * (g0 / group) + 2));
-        for (int c0 = g0; c0 < g0 + group; c0 += 8) {
+    const int gs = kvq_group(group);
+    for (int g0 = 0; g0 < d; g0 += gs) {
+        __m256 s, z;
+        gsz(rec, (int)code_bytes(d, BITS), BITS, group, g0 / gs, &s, &z);
+        for (int c0 = g0; c0 < g0 + gs; c0 += 8) {
             __m256i w = BITS == 8 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(rec + c0)))
                                   : codes8(rec, BITS, d, c0);
             _mm256_storeu_ps(x + c0, _mm256_fmadd_ps(_mm256_cvtepi32_ps(w), s, z));
@@ -378,7 +380,7 @@ AVX2 void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float 
         for (; i < d; i++) x[i] = kq_fp16_to_fp32(rd16(rec + 2 * i));
         return;
     }
-    if (!codes8_ok(bits, d) || group % 8) { /* 8 channels need one plane run and one group */
+    if (!codes8_ok(bits, d) || kvq_group(group) % 8) { /* 8 channels need one plane run and one group */
         kvq_decode(rec, d, bits, group, x);
         return;
     }
@@ -396,11 +398,13 @@ AVX2 void kvq_decode_avx2(const uint8_t *rec, int d, int bits, int group, float 
  * read once); others record by record through kvq_decode_avx2. */
 AVX2 void kvq_decode_run_avx2(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group,
                               float *x) {
-    if ((bits != 8 && bits != 4 && bits != 3) || !codes8_ok(bits, d) || group % 8) {
+    if ((bits != 8 && bits != 4 && bits != 3) || !codes8_ok(bits, d) || kvq_group(group) % 8) {
         for (int u = 0; u < n; u++) kvq_decode_avx2(rec0 + (size_t)u * stride, d, bits, group, x + (size_t)u * d);
         return;
     }
-#define DEC(D, G, B) for (int u = 0; u < n; u++) decode_avx2_bits(rec0 + (size_t)u * stride, B, D, G, x + (size_t)u * (D))
+    const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */
+    group = kvq_group(group);
+#define DEC(D, G, B) for (int u = 0; u < n; u++) decode_avx2_bits(rec0 + (size_t)u * stride, B, D, (G) | sz8, x + (size_t)u * (D))
 #define DEC_BITS(D, G)                                                                          \
     do {                                                                                        \
         if (bits == 8) DEC(D, G, 8);                                                            \
@@ -533,7 +537,7 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
               __builtin_cpu_supports("f16c");
     /* 8-channel chunks must not straddle a bit plane or a group (3 bits:
      * the 2-bit planes, d/4 bytes each). */
-    int shape_ok = bits == 16 || (group % 8 == 0 && (bits == 3 ? (d / 4) % 8 == 0 && d <= Q3_MAXD
+    int shape_ok = bits == 16 || (kvq_group(group) % 8 == 0 && (bits == 3 ? (d / 4) % 8 == 0 && d <= Q3_MAXD
                                                                 : code_bytes(d, bits) % 8 == 0));
     int simd = cpu && shape_ok && !force_scalar;
     k->simd = simd;

@@ -29,10 +29,10 @@
  * KV_CACHE.md, "Two-byte scales"). Byte 0 is the scale with 4 exponent and
  * 4 mantissa bits, s = 2^(e-11)·(1 + m/16) (2^-11 .. 31); byte 1 the zero
  * point below 0 in steps of s·2^(bits-8), z = -zc·s·2^(bits-8), so the
- * grid z + k·s always straddles 0 and zc fits a byte at every width. A
- * kernel that does not know the flag sees an odd group, which every SIMD
- * shape check refuses: it falls back to the portable kernels, which read
- * both formats (kvq_group, kvq_sz_bytes strip and size the flag). */
+ * grid z + k·s always straddles 0 and zc fits a byte at every width. Every
+ * kernel here reads both formats (kvq_group, kvq_sz_bytes strip and size
+ * the flag); one that did not know the flag would see an odd group, which
+ * every SIMD shape check refuses, and fall back to the portable kernels. */
 #define KVQ_SZ8 1
 static inline int kvq_group(int group) { return group & ~KVQ_SZ8; }
 static inline int kvq_sz_bytes(int group) { return group & KVQ_SZ8 ? 2 : 4; }

@@ -43,6 +43,20 @@ AVX2 static inline __m128 h2f4(const uint8_t *const *rec, int off) {
     return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)v));
 }
 
+/* Group gi's scales and zeros of the DN_T records (either side format:
+ * sz8 is KVQ_SZ8 or 0). */
+AVX2 static inline void sz4(const uint8_t *const *rec, int nb, int bits, int sz8, int gi, __m128 *s, __m128 *z) {
+    if (!sz8) {
+        *s = h2f4(rec, nb + 4 * gi);
+        *z = h2f4(rec, nb + 4 * gi + 2);
+        return;
+    }
+    float sv[DN_T], zv[DN_T];
+    for (int u = 0; u < DN_T; u++) kvs_sz(rec[u], nb, bits, KVQ_SZ8, gi, &sv[u], &zv[u]);
+    *s = _mm_loadu_ps(sv);
+    *z = _mm_loadu_ps(zv);
+}
+
 /* lane u = the sum of the 8 lanes of v[u] */
 AVX2 static inline __m128i sum4(const __m256i *v) {
     __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
@@ -51,7 +65,7 @@ AVX2 static inline __m128i sum4(const __m256i *v) {
 
 AVX2 __attribute__((always_inline)) static inline void
 dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
-         float *sc, size_t scs, const int BITS) {
+         float *sc, size_t scs, const int BITS, int sz8) {
     const int nb = d * BITS / 8, ng = d / group;
     const __m256i mask = _mm256_set1_epi16((1 << BITS) - 1);
     for (int t0 = 0; t0 < n; t0 += DN_T) {
@@ -80,7 +94,8 @@ dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
                                 acc[g][u], _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)(const void *)(qr[g] + c))));
                     }
                 }
-                const __m128 s4 = h2f4(rec, nb + 4 * gi), z4 = h2f4(rec, nb + 4 * gi + 2);
+                __m128 s4, z4;
+                sz4(rec, nb, BITS, sz8, gi, &s4, &z4);
                 for (int g = 0; g < DN_G; g++) {
                     f[g] = _mm_fmadd_ps(_mm_cvtepi32_ps(sum4(acc[g])), s4, f[g]);
                     zt[g] = _mm_fmadd_ps(z4, _mm_set1_ps(qp->qsum[(size_t)(g0 + (g < G ? g : 0)) * ng + gi]), zt[g]);
@@ -103,11 +118,13 @@ dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
                                   size_t scs) {                                                 \
         (void)q;                                                                                \
         if (n <= 0) return;                                                                     \
+        const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */                \
+        group = kvq_group(group);                                                               \
         KVS_SHAPES(d, group, DOTN_SHAPE##BITS);                                                 \
     }
-#define DOTN_SHAPE8(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 8)
-#define DOTN_SHAPE4(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 4)
-#define DOTN_SHAPE2(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 2)
+#define DOTN_SHAPE8(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 8, sz8)
+#define DOTN_SHAPE4(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 4, sz8)
+#define DOTN_SHAPE2(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 2, sz8)
 DOTN(8)
 DOTN(4)
 DOTN(2)
@@ -116,13 +133,14 @@ DOTN(2)
  * heads from g0 (G <= 4), one group at a time with the sums in registers
  * (a [head][group] array in memory made every token a store-to-load chain). */
 AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
-                          int g0, int G, int d, int group, int nb, float *out) {
+                          int g0, int G, int d, int group, int nb, int bits, int sz8, float *out) {
     for (int k = 0; k < d / group; k++) {
         float z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
         const float *a0 = a + (size_t)g0 * as, *a1 = G > 1 ? a0 + as : a0, *a2 = G > 2 ? a0 + 2 * as : a0,
                     *a3 = G > 3 ? a0 + 3 * as : a0;
         for (int t = 0; t < n; t++) {
-            float zv = kvs_h2f(rec0 + (size_t)t * stride + nb + 4 * k + 2);
+            float sv, zv;
+            kvs_sz(rec0 + (size_t)t * stride, nb, bits, group | sz8, k, &sv, &zv);
             z0 += a0[t] * zv, z1 += a1[t] * zv, z2 += a2[t] * zv, z3 += a3[t] * zv;
         }
         const float zs[4] = {z0, z1, z2, z3};
@@ -140,6 +158,8 @@ AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float
     AVX2 static void axpyn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *a,  \
                                    size_t as, int gq, int d, int group, float *out) {          \
         enum { PL = 8 / BITS };                                                                \
+        const int sz8 = group & KVQ_SZ8;                                                       \
+        group = kvq_group(group);                                                              \
         const int nb = d * BITS / 8;                                                           \
         const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);                               \
         for (int g0 = 0; g0 < gq; g0 += GP) {                                                  \
@@ -161,7 +181,8 @@ AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float
                     for (int pl = 0; pl < PL; pl++) {                                          \
                         __m256 x = _mm256_cvtepi32_ps(                                         \
                             _mm256_and_si256(_mm256_srli_epi32(w, pl * BITS), mask));          \
-                        float s = kvs_h2f(rec + nb + 4 * gidx[pl]);                            \
+                        float s, z;                                                            \
+                        kvs_sz(rec, nb, BITS, group | sz8, gidx[pl], &s, &z);                  \
                         for (int g = 0; g < GP; g++)                                           \
                             acc[pl][g] = _mm256_fmadd_ps(_mm256_set1_ps(wt[g] * s), x, acc[pl][g]); \
                     }                                                                          \
@@ -172,7 +193,7 @@ AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float
                         _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[pl][g]));    \
                     }                                                                          \
             }                                                                                  \
-            zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);                        \
+            zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, BITS, sz8, out);             \
         }                                                                                      \
     }
 AXPYN(8, 4)
@@ -199,7 +220,8 @@ static const uint64_t Q3_HI[256] = {Q3E64(0), Q3E64(64), Q3E64(128), Q3E64(192)}
 
 AVX2 __attribute__((always_inline)) static inline void
 q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, int g0, int G,
-        const int *boff, const int *shift, const int *moff, const int *soff, int uni, __m256 acc[Q3_CH][Q3_GP]) {
+        const int *boff, const int *shift, const int *moff, const int *sgi, int nb, int sz8, int uni,
+        __m256 acc[Q3_CH][Q3_GP]) {
     const __m128i three = _mm_set1_epi8(3);
     for (int t = 0; t < n; t++) {
         const uint8_t *rec = rec0 + (size_t)t * stride;
@@ -207,7 +229,8 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
         for (int g = 0; g < Q3_GP; g++) wt[g] = g < G ? a[(size_t)(g0 + g) * as + t] : 0.0f;
         __m256 ws[Q3_GP];
         if (uni) {
-            float sc = kvs_h2f(rec + soff[0]);
+            float sc, zz;
+            kvs_sz(rec, nb, 3, sz8, sgi[0], &sc, &zz);
             for (int g = 0; g < Q3_GP; g++) ws[g] = _mm256_set1_ps(wt[g] * sc);
         }
         for (int k = 0; k < Q3_CH; k++) {
@@ -216,7 +239,8 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
             __m128i hi = _mm_loadl_epi64((const __m128i *)(const void *)(Q3_HI + rec[moff[k]]));
             __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_or_si128(lo, hi)));
             if (!uni) {
-                float sc = kvs_h2f(rec + soff[k]);
+                float sc, zz;
+                kvs_sz(rec, nb, 3, sz8, sgi[k], &sc, &zz);
                 for (int g = 0; g < Q3_GP; g++) ws[g] = _mm256_set1_ps(wt[g] * sc);
             }
             for (int g = 0; g < Q3_GP; g++) acc[k][g] = _mm256_fmadd_ps(ws[g], x, acc[k][g]);
@@ -226,43 +250,46 @@ q3_pass(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, in
 
 AVX2 __attribute__((always_inline)) static inline void
 axpyn_q3_shape(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as, int gq, int d,
-               int group, float *out) {
+               int group, int sz8, float *out) {
     const int nb2 = d / 4, nb = d * 3 / 8;
     for (int g0 = 0; g0 < gq; g0 += Q3_GP) {
         const int G = gq - g0 < Q3_GP ? gq - g0 : Q3_GP;
         for (int c0 = 0; c0 < d; c0 += 8 * Q3_CH) {
             const int nch = (d - c0) / 8 < Q3_CH ? (d - c0) / 8 : Q3_CH;
-            int boff[Q3_CH], shift[Q3_CH], moff[Q3_CH], soff[Q3_CH];
+            int boff[Q3_CH], shift[Q3_CH], moff[Q3_CH], sgi[Q3_CH]; /* sgi: the chunk's group */
             for (int k = 0; k < Q3_CH; k++) { /* chunks past d re-read chunk 0, discarded */
                 int c = c0 + 8 * (k < nch ? k : 0);
                 boff[k] = c % nb2, shift[k] = 2 * (c / nb2), moff[k] = nb2 + c / 8;
-                soff[k] = nb + 4 * (c / group);
+                sgi[k] = c / group;
             }
             __m256 acc[Q3_CH][Q3_GP];
             for (int k = 0; k < Q3_CH; k++)
                 for (int g = 0; g < Q3_GP; g++) acc[k][g] = _mm256_setzero_ps();
-            if (soff[0] == soff[Q3_CH - 1] && soff[0] == soff[nch - 1])
-                q3_pass(rec0, stride, n, a, as, g0, G, boff, shift, moff, soff, 1, acc);
+            if (sgi[0] == sgi[Q3_CH - 1] && sgi[0] == sgi[nch - 1])
+                q3_pass(rec0, stride, n, a, as, g0, G, boff, shift, moff, sgi, nb, sz8, 1, acc);
             else
-                q3_pass(rec0, stride, n, a, as, g0, G, boff, shift, moff, soff, 0, acc);
+                q3_pass(rec0, stride, n, a, as, g0, G, boff, shift, moff, sgi, nb, sz8, 0, acc);
             for (int k = 0; k < nch; k++)
                 for (int g = 0; g < G; g++) {
                     float *o = out + (size_t)(g0 + g) * d + c0 + 8 * k;
                     _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[k][g]));
                 }
         }
-        zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, out);
+        zero_add(rec0, stride, n, a, as, g0, G, d, group, nb, 3, sz8, out);
     }
 }
 
 AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
                           int gq, int d, int group, float *out) {
-#define Q3_SHAPE(D, G) axpyn_q3_shape(rec0, stride, n, a, as, gq, D, G, out)
+    const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */
+    group = kvq_group(group);
+#define Q3_SHAPE(D, G) axpyn_q3_shape(rec0, stride, n, a, as, gq, D, G, sz8, out)
     KVS_SHAPES(d, group, Q3_SHAPE);
 #undef Q3_SHAPE
 }
 
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
+    group = kvq_group(group); /* either side format (kv_quant.h) */
     /* 16-channel blocks inside one plane and one group; a group's whole dot
      * is summed in int32 (sum4): codes <= 2^bits - 1 times |q16| <= 32767
      * overflow past 257 channels at 8 bits (4- and 2-bit codes: past 4,369) */
@@ -272,6 +299,7 @@ kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
 }
 
 kvq_axpyn_fn kvq_fast_axpyn(int bits, int d, int group) {
+    group = kvq_group(group);
     if (bits == 3) /* 8-channel chunks inside one 2-bit plane and one group */
         return (d / 4) % 8 || group % 8 || d / group > MAXG ? NULL : axpyn_q3;
     if (d * bits / 8 % 8 || group % 8 || d / group > MAXG) return NULL;

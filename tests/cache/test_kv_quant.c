@@ -131,7 +131,7 @@ Test(kv_quant, kernels_match_float64_over_decoded_records) {
     for (int bi = 0; bi < 5; bi++)
         for (int G = 8; G <= 64; G *= 2)
             for (int gq = 1; gq <= 5; gq++)
-                for (int simd = 0; simd < 4; simd++) { /* x2: KVQ_SZ8 (portable kernels) */
+                for (int simd = 0; simd < 4; simd++) { /* portable, AVX2; x2: KVQ_SZ8 */
                     const int F = G | (simd >= 2 && bits[bi] != 16 ? KVQ_SZ8 : 0);
                     kvq_kernels k;
                     kvq_kernels_for(bits[bi], 64, F, simd % 2 == 0, &k);
@@ -238,7 +238,7 @@ Test(kv_quant, run_kernels_match_float64) {
                 for (int simd = 0; simd < 6; simd++) /* portable, AVX2, AVX-512 run kernels; x2 side formats */
                     for (int ri = 0; ri < 2; ri++) {
                         int b = bits[bi], G = groups[gi], D = dims[di], n = runs[ri];
-                        /* F: the format argument, KVQ_SZ8 in the second three (AVX2 takes the portable kernels) */
+                        /* F: the format argument, KVQ_SZ8 in the second three */
                         const int F = G | (simd >= 3 ? KVQ_SZ8 : 0);
                         if (G > D || (simd >= 3 && b == 16)) continue;
                         size_t rec = kvl_rec_bytes(b, D, F);
