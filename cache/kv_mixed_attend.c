@@ -122,8 +122,8 @@ static int encode_pending(const mixed_cache *c, head_t *hs, int pos0, float *tmp
             for (int d = 0; d < hd; d++) tmp[d] = kv[d] * hs->bal[d];
             kk = tmp;
         }
-        kvq_encode(kk, hd, c->p.hi_bits, c->p.group, t_k(&hs->hi, &c->fhi, slot));
-        kvq_encode(kv + hd, hd, c->p.hi_bits, c->p.group, t_v(&hs->hi, &c->fhi, slot));
+        kvq_encode(kk, hd, c->p.hi_bits, c->fhi.group, t_k(&hs->hi, &c->fhi, slot));
+        kvq_encode(kv + hd, hd, c->p.hi_bits, c->fhi.group, t_v(&hs->hi, &c->fhi, slot));
         *t_pos(&hs->hi, &c->fhi, slot) = pos;
         if (c->fhi.sb)
             kvt_init(c->p.select, t_state(&hs->hi, &c->fhi, slot),

@@ -74,6 +74,9 @@ static void range_bytes(float lo, float hi, int bits, int group, uint8_t side[4]
     wr16(side + 2, hz);
 }
 
+/* kv_simd.h's kvs_sz tests bit 0 itself (it does not include kv_quant.h). */
+_Static_assert(KVQ_SZ8 == 1, "kvs_sz reads KVQ_SZ8 as bit 0");
+
 /* Group gi's scale and zero of a record of either format. */
 static void rec_sz(const uint8_t *rec, int d, int bits, int group, int gi, float *s, float *z) {
     const uint8_t *p = rec + code_bytes(d, bits) + (size_t)kvq_sz_bytes(group) * gi;
