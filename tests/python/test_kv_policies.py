@@ -126,3 +126,29 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
     assert all(e.endswith(":8/8") for e in m.group(1).split("+")), m.group(1)
     assert "rotate=1,clip=0)" in r.stderr
     assert "MiB stored vs" in r.stderr and "low" in r.stderr and "dropped" in r.stderr
+
+
+def test_generate_two_byte_scales_store_fewer_bytes(pivot_bin, smol_model):
+    """--kv-scale-bits 8: the same tokens per tier in fewer stored bytes; a
+    value other than 16 or 8 is a one-line error and a non-zero exit."""
+    def run(*extra):
+        return subprocess.run([str(pivot_bin), "generate", "--model", str(smol_model), "--prompt",
+                               "The quick brown fox jumps over the lazy dog. " * 8, "--max-tokens", "8",
+                               "--temperature", "0", "--threads", "2", "--kv-policy", "mikv",
+                               "--kv-budget", "16", "--kv-recent", "8", *extra],
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+
+    def stored(r):
+        m = re.search(r": ([0-9.]+) MiB stored vs .*tokens per head: (\d+) high, (\d+) low", r.stderr)
+        assert m, r.stderr
+        return float(m.group(1)), int(m.group(2)), int(m.group(3))
+
+    a, b = run(), run("--kv-scale-bits", "8")
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    assert "scale-bits=8)" in b.stderr and "scale-bits" not in a.stderr
+    (ma, ha, la), (mb, hb, lb) = stored(a), stored(b)
+    assert (ha, la) == (hb, lb) and la > 0
+    assert mb < ma, (ma, mb)
+    bad = run("--kv-scale-bits", "5")
+    assert bad.returncode != 0
+    assert "scale-bits must be 16 or 8, got '5'" in bad.stderr
