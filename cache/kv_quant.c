@@ -50,9 +50,8 @@ void kvq_range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float
         float f;
         uint32_t u;
     } need = {.f = (hi - lo) / ((float)((1 << bits) - 1) - step)};
-    const uint32_t base = 116u << 23; /* kvq_s8(0) */
     /* the smallest code whose value is >= need: round the bits up */
-    uint32_t c = need.u <= base ? 0 : (need.u - base + (1u << 19) - 1) >> 19;
+    uint32_t c = need.u <= KVQ_S8_BASE ? 0 : (need.u - KVQ_S8_BASE + (1u << 19) - 1) >> 19;
     *sc = (uint8_t)(c > 255 ? 255 : c);
     *s = kvq_s8(*sc);
     const float zf = ceilf(-lo / (*s * step));
@@ -74,15 +73,11 @@ static void range_bytes(float lo, float hi, int bits, int group, uint8_t side[4]
     wr16(side + 2, hz);
 }
 
-/* kv_simd.h's kvs_sz tests bit 0 itself (it does not include kv_quant.h). */
-_Static_assert(KVQ_SZ8 == 1, "kvs_sz reads KVQ_SZ8 as bit 0");
-
 /* Group gi's scale and zero of a record of either format. */
 static void rec_sz(const uint8_t *rec, int d, int bits, int group, int gi, float *s, float *z) {
     const uint8_t *p = rec + code_bytes(d, bits) + (size_t)kvq_sz_bytes(group) * gi;
     if (group & KVQ_SZ8) {
-        *s = kvq_s8(p[0]);
-        *z = -(float)p[1] * *s * kvq_z8_step(bits);
+        kvq_sz8_get(p, bits, s, z);
     } else {
         *s = kq_fp16_to_fp32(rd16(p));
         *z = kq_fp16_to_fp32(rd16(p + 2));

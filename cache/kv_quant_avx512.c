@@ -91,7 +91,7 @@ AVX512 static inline void scale_zero16(const uint8_t *rec0, size_t stride, int c
     if (sz8) {
         __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, rec0 + nb + 2 * gi - 2, 1);
         const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(w, 16), _mm512_set1_epi32(255));
-        *s = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(sc, 19), _mm512_set1_epi32(116 << 23)));
+        *s = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(sc, 19), _mm512_set1_epi32((int)KVQ_S8_BASE)));
         *z = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(w, 24)), *s),
                            _mm512_set1_ps(-kvq_z8_step(bits)));
         *s = _mm512_maskz_mov_ps(live, *s); /* dead lanes 0, as the fp16 path's */

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kv_quant.h"
+
 /* e^x for x <= 0 (softmax arguments): 2^n * e^r with n = round(x/ln2),
  * r = x - n*ln2 (ln2 split in two so r is exact enough), e^r by its Taylor
  * series to r^7 (|r| <= ln2/2: truncation < 6e-9 relative). Below -104 the
@@ -66,14 +68,8 @@ __attribute__((target("f16c"), always_inline)) static inline float kvs_h2f(const
  * the same floats as kv_quant.c's rec_sz. */
 __attribute__((target("f16c"), always_inline)) static inline void
 kvs_sz(const uint8_t *rec, int nb, int bits, int group, int gi, float *s, float *z) {
-    if (group & 1) { /* KVQ_SZ8 (kv_quant.h; this header does not include it) */
-        const uint8_t *p = rec + nb + 2 * gi;
-        union {
-            uint32_t u;
-            float f;
-        } b = {.u = ((uint32_t)p[0] << 19) + (116u << 23)};
-        *s = b.f;
-        *z = -(float)p[1] * b.f * ((float)(1 << bits) / 256.0f);
+    if (group & KVQ_SZ8) {
+        kvq_sz8_get(rec + nb + 2 * gi, bits, s, z);
         return;
     }
     *s = kvs_h2f(rec + nb + 4 * gi);
@@ -126,7 +122,7 @@ kvs_decode16(const uint8_t *rec, int d, int bits, int group, float *x) {
             _mm512_storeu_ps(x + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(rec + 2 * c))));
         return;
     }
-    const int gs = group & ~1; /* without KVQ_SZ8 */
+    const int gs = kvq_group(group);
     for (int c = 0; c < d; c += 16) {
         float s, z;
         kvs_sz(rec, d * bits / 8, bits, group, c / gs, &s, &z);
