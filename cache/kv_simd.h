@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kv_quant.h"
+#include "kv_side.h"
 
 /* e^x for x <= 0 (softmax arguments): 2^n * e^r with n = round(x/ln2),
  * r = x - n*ln2 (ln2 split in two so r is exact enough), e^r by its Taylor
