@@ -51,6 +51,11 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
             snprintf(err, errlen, "kv policy: layer-bits is not on the GPU cache yet (CPU only)");
         return PV_EINVAL;
     }
+    if (s->gpu && p->lo_bits && p->scale_bits == 8) { /* the GPU's records have fp16 scales */
+        if (err && errlen)
+            snprintf(err, errlen, "kv policy: scale-bits=8 is not on the GPU cache yet (CPU only)");
+        return PV_EINVAL;
+    }
     const int lo_k = p->lo_bits, lo_v = kv_policy_lo_v_bits(p);
     if (s->gpu && (lo_k == 8 || lo_v == 8)) {
         if (err && errlen) snprintf(err, errlen, "kv policy: an INT8 low tier is CPU only");

@@ -109,6 +109,14 @@ Test(kv_create, rejects_what_it_cannot_build) {
     s.gpu = (struct pvc_ctx *)&s; /* only compared with NULL by the check */
     cr_assert_eq(kv_policy_check_shape(&p, &s, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "CPU only") != NULL, "%s", err);
+    /* two-byte scales too: the GPU cache's records have fp16 ones */
+    kv_policy q;
+    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0,scale-bits=8", &q, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
+    q.scale_bits = 16;
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
     cr_assert_eq(kv_create(&shape, &p, &c, err, sizeof err), 0, "%s", err);
     kv_policy got;
     cr_assert_eq(kv_get_policy(c, &got), 0);
