@@ -282,13 +282,17 @@ static void fmt_or_dash(char *b, size_t n, const char *fmt, double v, int show) 
 
 static void print_table(const eval_opts *o, const ev_run *r, int n) {
     int ppl = o->t.task != EV_RETRIEVAL, acc = o->t.task != EV_PPL;
-    printf("%-28s %7s %7s %9s %8s %7s %8s %8s\n", "policy", "target", "kv mem", "ppl", "dppl%",
+    /* the policy column fits the longest spec: a cut one could hide what
+     * two rows differ in (knobs past the 28th character) */
+    int w = 28;
+    for (int k = 0; k < n; k++) w = (int)strlen(r[k].spec) > w ? (int)strlen(r[k].spec) : w;
+    printf("%-*s %7s %7s %9s %8s %7s %8s %8s\n", w, "policy", "target", "kv mem", "ppl", "dppl%",
            "top1", "KL", "acc");
     for (int k = 0; k < n; k++) {
         char tgt[16], mem[16], p[16], dp[16], t1[16], kl[16], ac[16];
         fmt_or_dash(tgt, sizeof tgt, "%.3f", r[k].ratio_target, r[k].ratio_target > 0);
         if (!r[k].feasible || !r[k].samples) {
-            printf("%-28.28s %7s  infeasible: needs >= %.3f of FP16\n", r[k].spec, tgt,
+            printf("%-*s %7s  infeasible: needs >= %.3f of FP16\n", w, r[k].spec, tgt,
                    r[k].min_ratio);
             continue;
         }
@@ -300,7 +304,7 @@ static void print_table(const eval_opts *o, const ev_run *r, int n) {
         fmt_or_dash(t1, sizeof t1, "%.4f", mt.top1_agreement, ppl);
         fmt_or_dash(kl, sizeof kl, "%.4f", mt.mean_kl, ppl);
         fmt_or_dash(ac, sizeof ac, "%.4f", mt.accuracy, acc);
-        printf("%-28.28s %7s %7s %9s %8s %7s %8s %8s\n", r[k].spec, tgt, mem, p, dp, t1, kl, ac);
+        printf("%-*s %7s %7s %9s %8s %7s %8s %8s\n", w, r[k].spec, tgt, mem, p, dp, t1, kl, ac);
     }
     fflush(stdout);
 }

@@ -132,6 +132,18 @@ def test_infeasible_target_is_reported_not_run(pivot_bin, smol_model, tmp_path):
     assert "infeasible" in r.stdout
 
 
+def test_table_shows_whole_policy_specs(pivot_bin, smol_model, tmp_path):
+    # two policies that differ past the 28th character: each row names its own
+    long_a = "mikv;lo-bits=4/2;heads=0;scale-bits=16;budget=8"
+    long_b = "mikv;lo-bits=4/2;heads=0;scale-bits=8;budget=8"
+    doc, r = evaluate(pivot_bin, smol_model, tmp_path, "--task", "ppl", "--policies",
+                      f"full,{long_a},{long_b}", *TINY)
+    rows = [line.split()[0] for line in r.stdout.splitlines()[1:] if line.strip()]
+    assert rows[0] == "full" and len(rows) == 3, r.stdout
+    assert rows[1] != rows[2] and rows[2].endswith("scale-bits=8,budget=8"), r.stdout
+    assert rows[1:] == [x["policy_spec"] for x in doc["results"][1:]], (rows, r.stdout)
+
+
 def test_retrieval_runs_and_scores(pivot_bin, smol_model, tmp_path):
     doc, _ = evaluate(pivot_bin, smol_model, tmp_path, "--task", "retrieval", "--policies",
                       "full", "--lines", "2", "--samples", "2", "--threads", "2")
