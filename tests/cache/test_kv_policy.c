@@ -418,3 +418,23 @@ Test(kv_policy, layer_bits_seq_bytes_by_hand) {
     size_t hi = (size_t)90 * (32 * 260 + 768);
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), hi + lo);
 }
+
+/* The longest description kv_policy_describe can write (every knob at its
+ * widest value, twelve layer-bits entries of the widest numbers) fits
+ * KV_POLICY_DESC_MAX: descriptions are compared as keys (prefix cache,
+ * router), so a cut one could make two policies equal. A new knob that
+ * breaks this fails here. */
+Test(kv_policy, the_longest_description_fits) {
+    kv_policy p;
+    char err[300] = "", d[4 * KV_POLICY_DESC_MAX];
+    cr_assert_eq(kv_policy_parse("scissorhands,select=accumulated,hi-bits=16,lo-bits=8/2,budget=0.123456789,"
+                                 "recent=16777216,sinks=16777215,window=65535,chunk=0.987654321,group=4096,"
+                                 "key-balance=1,rotate=1,clip=1,scale-bits=8,heads=12:8/8",
+                                 &p, err, sizeof err), 0, "%s", err);
+    kv_layer_bits wide = {4095, 4095, 127, 8, 8};
+    for (int i = 0; i < KV_LAYER_BITS_MAX; i++) p.layer_bits[i] = wide;
+    p.n_layer_bits = KV_LAYER_BITS_MAX;
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",scale-bits=8)") && strstr(d, "+4095-4095.127:8/8,budget="), "%s", d);
+    cr_assert_lt(strlen(d), KV_POLICY_DESC_MAX - 1, "%zu characters: %s", strlen(d), d);
+}
