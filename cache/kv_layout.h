@@ -27,7 +27,7 @@
 #include <stddef.h>
 
 #include "kv_policy.h"
-#include "kv_quant.h"
+#include "kv_side.h"
 
 /* Tokens per page. Small enough that page rounding costs little on short
  * sequences, large enough that page bookkeeping is negligible. */
@@ -40,7 +40,7 @@
 #define KVL_FP16_PAGE 64
 #endif
 
-/* group: the record format's argument (kv_quant.h), KVQ_SZ8 included. */
+/* group: the record format's argument (kv_side.h), KVQ_SZ8 included. */
 static inline size_t kvl_rec_bytes(int bits, int head_dim, int group) {
     if (bits == 16) return (size_t)head_dim * 2;
     return (size_t)head_dim * bits / 8 + (size_t)(head_dim / kvq_group(group)) * kvq_sz_bytes(group);

@@ -31,7 +31,7 @@ typedef struct {
     int n;            /* tokens */
     int kbits, vbits; /* 16, 8, 4, 3 or 2 */
     size_t krec, vrec;
-    int group;        /* the records' format argument (kv_quant.h: KVQ_SZ8 too) */
+    int group;        /* the records' format argument (kv_side.h: KVQ_SZ8 too) */
     const float *qt;  /* [head_dim][rpad] queries this tier's keys meet, transposed */
     int n_vis;        /* tokens [n_vis, n) are visible to no row (a tier sorted by
                        * position knows): not scored, probability 0 */

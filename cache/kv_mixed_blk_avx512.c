@@ -28,8 +28,7 @@ AVX512 __attribute__((always_inline)) static inline void decode_one(const uint8_
  * constant and, for the shapes of KVS_SHAPES, head_dim and group too
  * (unrolled, a group's scale and zero read once, shared code loads). */
 AVX512 static void decode(const uint8_t *rec0, size_t stride, int n, int d, int bits, int group, float *x) {
-    const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */
-    group = kvq_group(group);
+    const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */
 #define DEC(D, G, B) for (int u = 0; u < n; u++) decode_one(rec0 + (size_t)u * stride, D, B, (G) | sz8, x + (size_t)u * (D))
 #define DEC_BITS(D, G)                                                                          \
     do {                                                                                        \

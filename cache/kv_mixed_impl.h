@@ -28,7 +28,7 @@ typedef struct {
  * per token, group the kernels' format argument. */
 typedef struct {
     size_t krec, vrec, pb, sb;
-    int group; /* the records' format argument (kv_quant.h): the policy's
+    int group; /* the records' format argument (kv_side.h): the policy's
                   group, with KVQ_SZ8 in a low tier of scale-bits=8 */
 } tfmt;
 

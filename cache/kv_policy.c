@@ -422,14 +422,15 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
         snprintf(layers + at, sizeof layers - at, "%s%d-%d%s:%d/%d", i ? "+" : ",layer-bits=",
                  r->first, r->last, head, r->k, r->v);
     }
-    char heads[48] = ""; /* unresolved: the request, not yet the heads */
-    if (p->heads) snprintf(heads, sizeof heads, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
-    if (p->scale_bits == 8) /* listed only when not the default, as heads */
-        snprintf(heads + strlen(heads), sizeof heads - strlen(heads), ",scale-bits=8");
+    /* knobs listed only when set: heads (unresolved: the request, not yet
+     * the heads) and two-byte scales */
+    char tail[48] = "";
+    if (p->heads) snprintf(tail, sizeof tail, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
+    if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
              "key-balance=%d,rotate=%d,clip=%d%s)",
              p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, layers,
              p->budget, p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance,
-             p->rotate, p->clip, heads);
+             p->rotate, p->clip, tail);
 }

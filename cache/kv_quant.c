@@ -34,15 +34,20 @@ static void put_code(uint8_t *rec, int d, int bits, int c, int q) {
     rec[c % nb] |= (uint8_t)(q << (bits * (c / nb)));
 }
 
-/* fp16 (scale, zero) for [lo, hi] at qmax steps, rounded as stored. */
-void kvq_range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z) {
+/* fp16 (scale, zero) for [lo, hi] at qmax steps, rounded as stored, and
+ * their float values as decoding reads them. */
+static void range_sz16(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z) {
     *hs = kq_fp32_to_fp16(clamp_h((hi - lo) / (float)qmax));
     *hz = kq_fp32_to_fp16(clamp_h(lo));
     *s = kq_fp16_to_fp32(*hs);
     *z = kq_fp16_to_fp32(*hz);
 }
 
-void kvq_range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float *s, float *z) {
+/* KVQ_SZ8's two bytes for [lo, hi] at `bits`, widened to include 0: the
+ * scale is the smallest code at least (hi - lo) / (2^bits - 1 - 2^(bits-8)),
+ * the zero the smallest step count at or below lo, so the grid covers the
+ * range (the 2^(bits-8) absorbs the zero's rounding). */
+static void range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float *s, float *z) {
     lo = lo < 0 ? lo : 0.0f; /* NaN reads as 0 too */
     hi = hi > 0 ? hi : 0.0f;
     const float step = kvq_z8_step(bits);
@@ -59,16 +64,13 @@ void kvq_range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float
     *z = -(float)*zc * *s * step;
 }
 
-/* A group's side bytes (fp16 pair, or KVQ_SZ8's two bytes) for [lo, hi],
- * and the float scale and zero decoding will use: the one rule of both
- * formats for kvq_encode_clip. */
-static void range_bytes(float lo, float hi, int bits, int group, uint8_t side[4], float *s, float *z) {
+void kvq_range_side(float lo, float hi, int bits, int group, uint8_t *side, float *s, float *z) {
     if (group & KVQ_SZ8) {
-        kvq_range_sz8(lo, hi, bits, side, side + 1, s, z);
+        range_sz8(lo, hi, bits, side, side + 1, s, z);
         return;
     }
     uint16_t hs, hz;
-    kvq_range_sz(lo, hi, (1 << bits) - 1, &hs, &hz, s, z);
+    range_sz16(lo, hi, (1 << bits) - 1, &hs, &hz, s, z);
     wr16(side, hs);
     wr16(side + 2, hz);
 }
@@ -117,14 +119,14 @@ void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8
          * not add to the error twice. */
         uint8_t side[4];
         float s, z;
-        range_bytes(mn, mx, bits, group, side, &s, &z);
+        kvq_range_side(mn, mx, bits, group, side, &s, &z);
         if (clip) {
             const float mid = 0.5f * (mn + mx), half = 0.5f * (mx - mn);
             double best = -1;
             for (int a = 0; a < N_ALPHA; a++) {
                 uint8_t side2[4];
                 float s2, z2;
-                range_bytes(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, bits, group, side2,
+                kvq_range_side(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, bits, group, side2,
                             &s2, &z2);
                 float inv2 = s2 > 0 ? 1.0f / s2 : 0.0f;
                 double err = 0;
@@ -400,8 +402,7 @@ AVX2 void kvq_decode_run_avx2(const uint8_t *rec0, size_t stride, int n, int d, 
         for (int u = 0; u < n; u++) kvq_decode_avx2(rec0 + (size_t)u * stride, d, bits, group, x + (size_t)u * d);
         return;
     }
-    const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */
-    group = kvq_group(group);
+    const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */
 #define DEC(D, G, B) for (int u = 0; u < n; u++) decode_avx2_bits(rec0 + (size_t)u * stride, B, D, (G) | sz8, x + (size_t)u * (D))
 #define DEC_BITS(D, G)                                                                          \
     do {                                                                                        \

@@ -130,16 +130,12 @@ kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group);
  * kvq_decode try them first. */
 int kvq_avx512_encode_row(const float *x, int d, int bits, int group, uint8_t *rec);
 int kvq_avx512_decode_row(const uint8_t *rec, int d, int bits, int group, float *x);
-/* The fp16 (scale, zero) of a record group spanning [lo, hi] with qmax
- * steps, and their float values as decoding reads them: the one rule both
- * encoders use. */
-void kvq_range_sz(float lo, float hi, int qmax, uint16_t *hs, uint16_t *hz, float *s, float *z);
-/* The same for KVQ_SZ8 records: the two bytes of a group spanning [lo, hi]
- * at `bits`, widened to include 0, and their float values. The scale is
- * the smallest code at least (hi - lo) / (2^bits - 1 - 2^(bits-8)), the
- * zero the smallest step count at or below lo, so the grid covers the
- * range (the 2^(bits-8) absorbs the zero's rounding). */
-void kvq_range_sz8(float lo, float hi, int bits, uint8_t *sc, uint8_t *zc, float *s, float *z);
+/* A group's side bytes for [lo, hi] at `bits` in the format `group` names
+ * (kvq_sz_bytes(group) bytes at side: an fp16 scale and zero, or
+ * KVQ_SZ8's two bytes, the range widened to include 0 and the scale rounded
+ * up so the grid covers it; kv_side.h), and the floats decoding will
+ * read: the one rule both encoders use. */
+void kvq_range_side(float lo, float hi, int bits, int group, uint8_t *side, float *s, float *z);
 
 /* kv_quant_fast.c: AVX2 run kernels for quantized records; NULL when the
  * shape does not suit them (16-channel blocks inside one plane and group). */

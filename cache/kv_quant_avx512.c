@@ -507,8 +507,7 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
                                     const kvq_qprep *qp, int gq, int d, int group, float *sc,     \
                                     size_t scs) {                                                 \
         (void)q;                                                                                  \
-        const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */                  \
-        group = kvq_group(group);                                                                 \
+        const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */             \
         /* B != 8: a constant, so the 8-bit copy has no transposed branch */                      \
         if (B != 8 && dotn_t_ok(B, d, group, gq))                                                 \
             KVS_SHAPES(d, group, DOTNT_##B);                                                      \
@@ -517,14 +516,12 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
     }                                                                                             \
     AVX512 static void axpyn512_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,   \
                                      size_t as, int gq, int d, int group, float *out) {           \
-        const int sz8 = group & KVQ_SZ8;                                                          \
-        group = kvq_group(group);                                                                 \
+        const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */             \
         KVS_SHAPES(d, group, AXPYN_##B);                                                          \
     }                                                                                             \
     AVX512 static void axpyn512i_q##B(const uint8_t *rec0, size_t stride, int n, const float *a,  \
                                       size_t as, int gq, int d, int group, float *out) {          \
-        const int sz8 = group & KVQ_SZ8;                                                          \
-        group = kvq_group(group);                                                                 \
+        const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */             \
         KVS_SHAPES(d, group, AXPYNI_##B);                                                         \
     }
 #define DOTN_8(D, G) dotn512(rec0, stride, n, qp, gq, D, G, sc, scs, 8, sz8)
@@ -577,7 +574,7 @@ int kvq_avx512_prep_row(const float *qg, int d, float inv, int16_t *q16, int8_t 
 }
 
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group) {
-    group = kvq_group(group); /* either side format (kv_quant.h) */
+    group = kvq_group(group); /* either side format (kv_side.h) */
     /* 16 channels per plane step, 32 per madd inside one group */
     if (!cpu_ok() || d > MAXD || d % 32 || !kvs_codes16_ok(bits, d) || group % 32 || d / group > MAXG)
         return NULL;

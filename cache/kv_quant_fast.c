@@ -118,8 +118,7 @@ dotn_blk(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
                                   size_t scs) {                                                 \
         (void)q;                                                                                \
         if (n <= 0) return;                                                                     \
-        const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */                \
-        group = kvq_group(group);                                                               \
+        const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */           \
         KVS_SHAPES(d, group, DOTN_SHAPE##BITS);                                                 \
     }
 #define DOTN_SHAPE8(D, G) dotn_blk(rec0, stride, n, qp, gq, D, G, sc, scs, 8, sz8)
@@ -158,8 +157,7 @@ AVX2 static void zero_add(const uint8_t *rec0, size_t stride, int n, const float
     AVX2 static void axpyn_q##BITS(const uint8_t *rec0, size_t stride, int n, const float *a,  \
                                    size_t as, int gq, int d, int group, float *out) {          \
         enum { PL = 8 / BITS };                                                                \
-        const int sz8 = group & KVQ_SZ8;                                                       \
-        group = kvq_group(group);                                                              \
+        const int sz8 = kvq_take_sz8(&group); /* the channel loops take the bare group */     \
         const int nb = d * BITS / 8;                                                           \
         const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);                               \
         for (int g0 = 0; g0 < gq; g0 += GP) {                                                  \
@@ -281,15 +279,14 @@ axpyn_q3_shape(const uint8_t *rec0, size_t stride, int n, const float *a, size_t
 
 AVX2 static void axpyn_q3(const uint8_t *rec0, size_t stride, int n, const float *a, size_t as,
                           int gq, int d, int group, float *out) {
-    const int sz8 = group & KVQ_SZ8; /* KVS_SHAPES matches the bare group */
-    group = kvq_group(group);
+    const int sz8 = kvq_take_sz8(&group); /* KVS_SHAPES matches the bare group */
 #define Q3_SHAPE(D, G) axpyn_q3_shape(rec0, stride, n, a, as, gq, D, G, sz8, out)
     KVS_SHAPES(d, group, Q3_SHAPE);
 #undef Q3_SHAPE
 }
 
 kvq_dotn_fn kvq_fast_dotn(int bits, int d, int group) {
-    group = kvq_group(group); /* either side format (kv_quant.h) */
+    group = kvq_group(group); /* either side format (kv_side.h) */
     /* 16-channel blocks inside one plane and one group; a group's whole dot
      * is summed in int32 (sum4): codes <= 2^bits - 1 times |q16| <= 32767
      * overflow past 257 channels at 8 bits (4- and 2-bit codes: past 4,369) */

@@ -27,7 +27,7 @@
  * every feature of AVX512 above) and the shape. The level is a cached load,
  * cheap per record. */
 static int shape_ok(int d, int bits, int group) {
-    group = kvq_group(group); /* either side format (kv_quant.h) */
+    group = kvq_group(group); /* either side format (kv_side.h) */
     return (bits == 2 || bits == 3 || bits == 4 || bits == 8) && d % 16 == 0 && group % 16 == 0 &&
            group > 0 && d % group == 0 && kvs_codes16_ok(bits, d) && kq_simd_level() >= KQ_SIMD_AVX512VNNI;
 }
@@ -40,7 +40,7 @@ AVX512 static inline void or16(uint8_t *dst, __m512i v) {
 
 AVX512 static void encode_row(const float *x, int d, int bits, int group, uint8_t *rec) {
     const int nb = d * bits / 8, qmax = (1 << bits) - 1, pb = bits == 3 ? 2 : bits, np = d * pb / 8;
-    const int sz8 = group & KVQ_SZ8;
+    const int fmt = group; /* the format argument; group: its channels */
     uint8_t *sz = rec + nb;
     group = kvq_group(group);
     memset(rec, 0, (size_t)nb);
@@ -52,15 +52,8 @@ AVX512 static void encode_row(const float *x, int d, int bits, int group, uint8_
             vmx = _mm512_max_ps(vmx, _mm512_loadu_ps(xg + i));
         }
         float s, z;
-        if (sz8) {
-            kvq_range_sz8(_mm512_reduce_min_ps(vmn), _mm512_reduce_max_ps(vmx), bits, sz + 2 * g,
-                          sz + 2 * g + 1, &s, &z);
-        } else {
-            uint16_t hs, hz;
-            kvq_range_sz(_mm512_reduce_min_ps(vmn), _mm512_reduce_max_ps(vmx), qmax, &hs, &hz, &s, &z);
-            memcpy(sz + 4 * g, &hs, 2);
-            memcpy(sz + 4 * g + 2, &hz, 2);
-        }
+        kvq_range_side(_mm512_reduce_min_ps(vmn), _mm512_reduce_max_ps(vmx), bits, fmt,
+                       sz + (size_t)kvq_sz_bytes(fmt) * g, &s, &z);
         if (!(s > 0)) continue; /* the portable code_of: inv 0, every code 0 */
         const __m512 inv = _mm512_set1_ps(1.0f / s), zv = _mm512_set1_ps(z);
         const __m512 lo = _mm512_set1_ps(-1.0f), hi = _mm512_set1_ps((float)qmax + 1.0f);

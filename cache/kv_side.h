@@ -20,6 +20,13 @@
 #define KVQ_SZ8 1
 static inline int kvq_group(int group) { return group & ~KVQ_SZ8; }
 static inline int kvq_sz_bytes(int group) { return group & KVQ_SZ8 ? 2 : 4; }
+/* Splits a format argument: strips KVQ_SZ8 from *group (what channel loops
+ * and KVS_SHAPES want) and returns it (what the side-byte readers want). */
+static inline int kvq_take_sz8(int *group) {
+    const int f = *group & KVQ_SZ8;
+    *group &= ~KVQ_SZ8;
+    return f;
+}
 /* The scale byte's value: its 8 bits shifted into a float's exponent and
  * top mantissa bits, plus KVQ_S8_BASE (the float 2^-11): one shift and one
  * add in SIMD. */

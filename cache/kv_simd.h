@@ -64,7 +64,7 @@ __attribute__((target("f16c"), always_inline)) static inline float kvs_h2f(const
 }
 
 /* Group gi's scale and zero of a record whose codes take nb bytes, in
- * either side format (group: the format argument, kv_quant.h's KVQ_SZ8);
+ * either side format (group: the format argument, kv_side.h's KVQ_SZ8);
  * the same floats as kv_quant.c's rec_sz. */
 __attribute__((target("f16c"), always_inline)) static inline void
 kvs_sz(const uint8_t *rec, int nb, int bits, int group, int gi, float *s, float *z) {
