@@ -51,22 +51,24 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
             snprintf(err, errlen, "kv policy: layer-bits is not on the GPU cache yet (CPU only)");
         return PV_EINVAL;
     }
-    if (s->gpu && p->lo_bits && p->scale_bits == 8) { /* the GPU's records have fp16 scales */
-        if (err && errlen)
-            snprintf(err, errlen, "kv policy: scale-bits=8 is not on the GPU cache yet (CPU only)");
-        return PV_EINVAL;
-    }
     const int lo_k = p->lo_bits, lo_v = kv_policy_lo_v_bits(p);
     if (s->gpu && (lo_k == 8 || lo_v == 8)) {
         if (err && errlen) snprintf(err, errlen, "kv policy: an INT8 low tier is CPU only");
         return PV_EINVAL;
     }
-    if (s->gpu && (rotating || (p->clip && p->lo_bits) || lo_k == 3 || lo_v == 3)) {
+    /* the GPU's records have fp16 scales, no rotation, no clipped ranges and
+     * no 3-bit codes; the message names the first such knob and the spelling
+     * of mikv the GPU serves (the preset of 2026-12-02) */
+    const int sz8 = p->lo_bits && p->scale_bits == 8;
+    if (s->gpu && (rotating || (p->clip && p->lo_bits) || lo_k == 3 || lo_v == 3 || sz8)) {
         if (err && errlen)
             snprintf(err, errlen,
                      "kv policy: %s is not on the GPU cache yet (CPU only); on the GPU use e.g. "
-                     "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0",
-                     rotating ? "rotate=1" : p->clip && p->lo_bits ? "clip=1" : "a 3-bit low tier");
+                     "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16",
+                     rotating                  ? "rotate=1"
+                     : p->clip && p->lo_bits   ? "clip=1"
+                     : lo_k == 3 || lo_v == 3 ? "a 3-bit low tier"
+                                               : "scale-bits=8");
         return PV_EINVAL;
     }
     return PV_OK;

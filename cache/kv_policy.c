@@ -29,7 +29,10 @@
  * FP16 at 512 tokens. And the few KV heads that copy (the model's top five
  * by induction score, found at load: kv_policy_resolve_heads) keep INT8
  * low tokens: they hold most of what a copy or a lookup reads, for ~1.5% of
- * FP16's bytes (docs/KV_CACHE.md, "Bits per head").
+ * FP16's bytes (docs/KV_CACHE.md, "Bits per head"). Low groups keep their
+ * scale and zero point in a byte each (scale-bits=8): the same copy and
+ * text figures for 1.5 points less of FP16 (docs/KV_CACHE.md, "At 0.25
+ * with two-byte scales"; GPU specs say scale-bits=16).
  * The budgets are starting points: `pivot eval --kv-ratio` solves them for
  * an equal memory comparison. */
 typedef struct {
@@ -45,7 +48,8 @@ static const preset presets[] = {
                       .key_balance = 0}},
     {"mikv", {.select = KV_SELECT_PERSISTENCE, .hi_bits = 8, .lo_bits = 4, .lo_v_bits = 3,
               .budget = 0.08, .recent = 16, .sinks = 4, .window = 400, .chunk = 0.4, .group = 64,
-              .key_balance = 1, .rotate = 1, .clip = 0, .heads = 5, .heads_k = 8, .heads_v = 8}},
+              .key_balance = 1, .rotate = 1, .clip = 0, .heads = 5, .heads_k = 8, .heads_v = 8,
+              .scale_bits = 8}},
     {"h2o", {.select = KV_SELECT_ACCUMULATED, .hi_bits = 16, .lo_bits = 0, .budget = 0.3,
              .recent = 32, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
              .key_balance = 0}},

@@ -1,6 +1,7 @@
 /* kv_create (the one constructor) and kv_policy_is_plain (the one test for
  * "is this the plain FP16 cache?"): what each policy and shape builds. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kv_tier.h"
@@ -113,6 +114,17 @@ Test(kv_create, rejects_what_it_cannot_build) {
     kv_policy q;
     cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0,scale-bits=8", &q, err, sizeof err),
                  0, "%s", err);
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
+    /* the spelling the message offers is one the GPU takes */
+    const char *use = strstr(err, "use e.g. ");
+    cr_assert(use != NULL, "%s", err);
+    char spec[100];
+    snprintf(spec, sizeof spec, "%s", use + 9);
+    cr_assert_eq(kv_policy_parse(spec, &q, err, sizeof err), 0, "%s: %s", spec, err);
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
+    /* the preset's own two-byte scales (since 2026-12-06) are refused by name */
+    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0", &q, err, sizeof err), 0, "%s", err);
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
     q.scale_bits = 16;

@@ -23,7 +23,7 @@ Test(kv_policy, presets_are_valid_and_distinct) {
     kv_policy_preset("mikv", &p);
     cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3 &&
               p.hi_bits == 8 && p.rotate == 1 && p.clip == 0 && p.group == 64 &&
-              p.key_balance == 1 && p.sinks == 4);
+              p.key_balance == 1 && p.sinks == 4 && p.scale_bits == 8);
     kv_policy_preset("scissorhands", &p);
     cr_assert(p.lo_bits == 0 && p.recent == 10 && p.window == 400 && p.chunk == 0.4);
     kv_policy_preset("h2o", &p);
@@ -177,22 +177,23 @@ Test(kv_policy, seq_bytes_by_hand) {
     kv_policy_parse("quant4,lo-v-bits=2,group=64", &p, err, sizeof err);
     per_head = 1 * 32 * 260 + 63 * 32 * (36 + 20) + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
-    /* mikv 4/2 with an FP16 high tier and 10% high tokens is about a third of FP16 */
-    kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,group=64,budget=0.1", &p, err, sizeof err);
+    /* mikv 4/2 with an FP16 high tier, fp16 scales and 10% high tokens is about a third of FP16 */
+    kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,group=64,budget=0.1,scale-bits=16", &p, err, sizeof err);
     r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
     cr_assert(r > 0.30 && r < 0.33, "%g", r);
-    /* the preset's formats: an INT8 high token is 2 x (64 B codes + one
-     * scale/zero) + position + persistence state = 144 B; a low token INT4
-     * keys (36 B) + INT3 values (24 B codes + 4) = 64 B. With 64
-     * high at most (chunk 1), the largest resting state is 33..63 high (two
-     * pages) and 1985..2015 low (63 pages) */
+    /* the preset's formats: an INT8 high token is 2 x (64 B codes + one fp16
+     * scale/zero pair) + position + persistence state = 144 B; a low token
+     * INT4 keys (32 B codes + a one-byte scale and zero) + INT3 values (24 B
+     * codes + 2) = 60 B (two-byte scales: the high tier keeps fp16 ones).
+     * With 64 high at most (chunk 1), the largest resting state is 33..63
+     * high (two pages) and 1985..2015 low (63 pages) */
     kv_policy_parse("mikv,budget=64,chunk=1", &p, err, sizeof err);
-    per_head = 2 * 32 * 144 + 63 * 32 * 64 + 768;
-    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
-    /* scale-bits=8: a low group's scale and zero are 2 B instead of 4 (keys
-     * 32 + 2, values 24 + 2); the INT8 high tier keeps fp16 ones */
-    cr_assert_eq(kv_policy_parse("mikv,budget=64,chunk=1,scale-bits=8", &p, err, sizeof err), 0, "%s", err);
     per_head = 2 * 32 * 144 + 63 * 32 * 60 + 768;
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
+    /* scale-bits=16: a low group's scale and zero are fp16, 4 B instead of 2
+     * (keys 32 + 4, values 24 + 4) */
+    cr_assert_eq(kv_policy_parse("mikv,budget=64,chunk=1,scale-bits=16", &p, err, sizeof err), 0, "%s", err);
+    per_head = 2 * 32 * 144 + 63 * 32 * 64 + 768;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
 }
 
@@ -303,7 +304,7 @@ Test(kv_policy, head_bits_parse_and_describe) {
     snprintf(spec12, sizeof spec12, "%s,heads=0", twelve);
     cr_assert_eq(kv_policy_parse(spec12, &p, err, sizeof err), 0, "%s", err);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0)"), "%s", d);
+    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0,scale-bits=8)"), "%s", d);
     p.heads = 5; /* set past the parse: the resolver refuses too */
     int rank[5] = {56, 52, 69, 62, 71};
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 5, 3, err, sizeof err), PV_EINVAL);
@@ -327,7 +328,7 @@ Test(kv_policy, heads_resolve_into_layer_bits) {
     cr_assert_eq(kv_policy_parse("mikv", &p, err, sizeof err), 0, "%s", err);
     cr_assert(p.heads == 5 && p.heads_k == 8 && p.heads_v == 8 && p.n_layer_bits == 0);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, ",clip=0,heads=5:8/8)"), "%s", d);
+    cr_assert(strstr(d, ",clip=0,heads=5:8/8,scale-bits=8)"), "%s", d);
     size_t uniform = kv_policy_seq_bytes(&p, &s, 2048);
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0, "%s", err);
     cr_assert(p.heads == 0 && p.n_layer_bits == 5);

@@ -71,7 +71,7 @@ def test_full_equals_plain_and_large_budget_equals_full(pivot_bin, smol_model, t
     # one (FP16 high, INT4/INT2, no rotation) measured top-1 0.912, KL 0.0117.
     # (measured 2026-12-02: top-1 0.950, KL 0.0032; the old preset fails the KL bound)
     ("mikv,budget=0.5", 0.85, 0.008),
-    ("mikv,budget=0.5,hi-bits=16,lo-bits=4/2,rotate=0,clip=0", 0.85, 0.03),
+    ("mikv,budget=0.5,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16", 0.85, 0.03),
 ])
 def test_compressing_policies_stay_close(pivot_bin, smol_model, tmp_path, spec, min_top1, max_kl):
     full = logits(pivot_bin, smol_model, tmp_path, "--kv-policy", "full", split=40)
@@ -124,13 +124,14 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
     heads = {e.split(":")[0] for e in m.group(1).split("+")}
     assert heads == {"18-18.2", "17-17.1", "23-23.0", "20-20.2", "23-23.2"}, m.group(1)
     assert all(e.endswith(":8/8") for e in m.group(1).split("+")), m.group(1)
-    assert "rotate=1,clip=0)" in r.stderr
+    assert "rotate=1,clip=0,scale-bits=8)" in r.stderr
     assert "MiB stored vs" in r.stderr and "low" in r.stderr and "dropped" in r.stderr
 
 
 def test_generate_two_byte_scales_store_fewer_bytes(pivot_bin, smol_model):
-    """--kv-scale-bits 8: the same tokens per tier in fewer stored bytes; a
-    value other than 16 or 8 is a one-line error and a non-zero exit."""
+    """--kv-scale-bits 8 (the mikv preset's since 2026-12-06) stores the same
+    tokens per tier in fewer bytes than 16 (fp16 scales); a value other
+    than 16 or 8 is a one-line error and a non-zero exit."""
     def run(*extra):
         return subprocess.run([str(pivot_bin), "generate", "--model", str(smol_model), "--prompt",
                                "The quick brown fox jumps over the lazy dog. " * 8, "--max-tokens", "8",
@@ -143,9 +144,10 @@ def test_generate_two_byte_scales_store_fewer_bytes(pivot_bin, smol_model):
         assert m, r.stderr
         return float(m.group(1)), int(m.group(2)), int(m.group(3))
 
-    a, b = run(), run("--kv-scale-bits", "8")
+    a, b, preset = run("--kv-scale-bits", "16"), run("--kv-scale-bits", "8"), run()
     assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
     assert "scale-bits=8)" in b.stderr and "scale-bits" not in a.stderr
+    assert stored(preset) == stored(b), (preset.stderr, b.stderr)
     (ma, ha, la), (mb, hb, lb) = stored(a), stored(b)
     assert (ha, la) == (hb, lb) and la > 0
     assert mb < ma, (ma, mb)

@@ -139,13 +139,14 @@ def test_knob_fields_applied(srv):
     st11, b11 = complete(srv, kv_policy="mikv", kv_heads=13)
     assert st11 == 400 and b11["error"]["param"] == "kv_heads", b11
     assert "heads must be" in b11["error"]["message"], b11
-    # two-byte scales: the same tokens in fewer bytes; only 16 or 8
-    st12, b12 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_scale_bits=8)
+    # two-byte scales (the preset's): the same tokens in fewer bytes than
+    # fp16 scales (kv_scale_bits 16); only 16 or 8
+    st12, b12 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_scale_bits=16)
     assert st12 == 200, b12
     kv12, kv2 = b12["usage"]["kv_cache"], b2["usage"]["kv_cache"]
-    assert "scale-bits=8" in kv12["spec"] and "scale-bits" not in kv2["spec"], (kv12, kv2)
+    assert "scale-bits=8" in kv2["spec"] and "scale-bits" not in kv12["spec"], (kv12, kv2)
     assert kv12["tokens_low"] == kv2["tokens_low"] > 0 and kv12["tokens_high"] == kv2["tokens_high"]
-    assert kv12["bytes_stored"] < kv2["bytes_stored"], (kv12, kv2)
+    assert kv12["bytes_stored"] > kv2["bytes_stored"], (kv12, kv2)
     st13, b13 = complete(srv, kv_policy="mikv", kv_scale_bits=4)
     assert st13 == 400 and b13["error"]["param"] == "kv_scale_bits", b13
     assert "scale-bits must be 16 or 8" in b13["error"]["message"], b13
