@@ -58,7 +58,7 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
     }
     /* the GPU's records have fp16 scales, no rotation, no clipped ranges and
      * no 3-bit codes; the message names the first such knob and the spelling
-     * of mikv the GPU serves (the preset of 2026-12-02) */
+     * of mikv the GPU serves (the preset before 2026-12-02) */
     const int sz8 = p->lo_bits && p->scale_bits == 8;
     if (s->gpu && (rotating || (p->clip && p->lo_bits) || lo_k == 3 || lo_v == 3 || sz8)) {
         if (err && errlen)

@@ -124,7 +124,9 @@ Test(kv_create, rejects_what_it_cannot_build) {
     cr_assert_eq(kv_policy_parse(spec, &q, err, sizeof err), 0, "%s: %s", spec, err);
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
     /* the preset's own two-byte scales (since 2026-12-06) are refused by name */
-    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0", &q, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0", &q, err,
+                                 sizeof err),
+                 0, "%s", err);
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
     q.scale_bits = 16;

@@ -13,8 +13,9 @@
 #include "kv_policy.h"
 
 /* The mikv preset before 2026-12-02 (FP16 high tier, INT4 keys + INT2
- * values, no rotation or clipping): what these tests were written against;
- * the current preset appears by name where a test covers every preset. */
+ * values, fp16 scales, no rotation or clipping): what these tests were
+ * written against; the current preset appears by name where a test covers
+ * every preset. */
 #define MIKV0 "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16"
 
 static float frand(unsigned *s) {
