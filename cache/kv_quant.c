@@ -126,8 +126,8 @@ void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8
             for (int a = 0; a < N_ALPHA; a++) {
                 uint8_t side2[4];
                 float s2, z2;
-                kvq_range_side(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, bits, group, side2,
-                            &s2, &z2);
+                kvq_range_side(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, bits, group,
+                               side2, &s2, &z2);
                 float inv2 = s2 > 0 ? 1.0f / s2 : 0.0f;
                 double err = 0;
                 for (int i = 0; i < gs; i++) {

@@ -14,9 +14,10 @@
  * 4 mantissa bits, s = 2^(e-11)·(1 + m/16) (2^-11 .. 31); byte 1 the zero
  * point below 0 in steps of s·2^(bits-8), z = -zc·s·2^(bits-8), so the
  * grid z + k·s always straddles 0 and zc fits a byte at every width. Every
- * kernel of kv_quant*.c and kv_mixed_blk*.c reads both formats (kvq_group, kvq_sz_bytes strip and size
- * the flag); one that did not know the flag would see an odd group, which
- * every SIMD shape check refuses, and fall back to the portable kernels. */
+ * kernel of kv_quant*.c and kv_mixed_blk*.c reads both formats (kvq_group
+ * and kvq_sz_bytes strip and size the flag); one that did not know the flag
+ * would see an odd group, which every SIMD shape check refuses, and fall
+ * back to the portable kernels. */
 #define KVQ_SZ8 1
 static inline int kvq_group(int group) { return group & ~KVQ_SZ8; }
 static inline int kvq_sz_bytes(int group) { return group & KVQ_SZ8 ? 2 : 4; }

@@ -285,7 +285,10 @@ static void print_table(const eval_opts *o, const ev_run *r, int n) {
     /* the policy column fits the longest spec: a cut one could hide what
      * two rows differ in (knobs past the 28th character) */
     int w = 28;
-    for (int k = 0; k < n; k++) w = (int)strlen(r[k].spec) > w ? (int)strlen(r[k].spec) : w;
+    for (int k = 0; k < n; k++) {
+        const int len = (int)strlen(r[k].spec);
+        if (len > w) w = len;
+    }
     printf("%-*s %7s %7s %9s %8s %7s %8s %8s\n", w, "policy", "target", "kv mem", "ppl", "dppl%",
            "top1", "KL", "acc");
     for (int k = 0; k < n; k++) {
