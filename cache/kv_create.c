@@ -60,7 +60,7 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
      * no 3-bit codes: the first such knob, named with the spelling of mikv
      * the GPU serves (the preset before 2026-12-02) */
     const char *cpu_only = rotating                        ? "rotate=1"
-                           : p->clip && p->lo_bits         ? "clip=1"
+                           : p->clip && p->lo_bits         ? kv_clip_spec(p->clip)
                            : lo_k == 3 || lo_v == 3        ? "a 3-bit low tier"
                            : p->lo_bits && p->scale_bits == 8 ? "scale-bits=8"
                                                            : NULL;

@@ -181,9 +181,9 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     /* FP16 high keys are raw; INT8 ones are balanced already. */
     if (c->need_bal && p->hi_bits == 16)
         for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, p->clip, t_k(&hs->lo, &lf->f, slot));
+    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, p->clip == KV_CLIP_ALL, t_k(&hs->lo, &lf->f, slot));
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, c->fhi.group, x);
-    kvq_encode_clip(x, hd, lf->vbits, lf->f.group, p->clip, t_v(&hs->lo, &lf->f, slot));
+    kvq_encode_clip(x, hd, lf->vbits, lf->f.group, p->clip != KV_CLIP_NONE, t_v(&hs->lo, &lf->f, slot));
 }
 
 /* Merges the victims (high slots vict[0..k), ascending, so ascending in

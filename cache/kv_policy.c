@@ -83,6 +83,10 @@ static int lo_width_ok(long b) { return b == 2 || b == 3 || b == 4 || b == 8; }
 
 static const char *select_names[] = {"none", "persistence", "accumulated", "recent"};
 
+const char *kv_clip_spec(int clip) {
+    return clip == KV_CLIP_VALUES ? "clip=values" : clip ? "clip=1" : "clip=0";
+}
+
 static int parse_long(const char *v, long lo, long hi, long *out) {
     char *end;
     errno = 0;
@@ -288,6 +292,10 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         *ints[i].dst = (int)l;
         return PV_OK;
     }
+    if (!strcmp(knob, "clip") && !strcasecmp(value, "values")) {
+        p->clip = KV_CLIP_VALUES;
+        return PV_OK;
+    }
     int *flag = !strcmp(knob, "key-balance") ? &p->key_balance
                 : !strcmp(knob, "rotate")      ? &p->rotate
                 : !strcmp(knob, "clip")        ? &p->clip
@@ -298,7 +306,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         } else if (!strcmp(value, "0") || !strcasecmp(value, "off") || !strcasecmp(value, "false")) {
             *flag = 0;
         } else {
-            return fail(err, errlen, PV_EINVAL, "%s must be 1 or 0, got '%s'", knob, value);
+            return fail(err, errlen, PV_EINVAL, "%s must be 1 or 0%s, got '%s'", knob,
+                        flag == &p->clip ? " (or values)" : "", value);
         }
         return PV_OK;
     }
@@ -433,8 +442,8 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
     if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
-             "key-balance=%d,rotate=%d,clip=%d%s)",
+             "key-balance=%d,rotate=%d,%s%s)",
              p->preset[0] ? p->preset : "custom", select_names[sel], p->hi_bits, lo, layers,
              p->budget, p->recent, p->sinks, p->window, p->chunk, p->group, p->key_balance,
-             p->rotate, p->clip, tail);
+             p->rotate, kv_clip_spec(p->clip), tail);
 }

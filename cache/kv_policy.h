@@ -37,6 +37,11 @@ typedef enum {
     KV_SELECT_RECENT,
 } kv_select;
 
+/* Which low-tier records take clipped ranges (the `clip` knob): none
+ * (min-max, "0"), keys and values ("1"), or values only ("values"; keys
+ * keep min-max, whose extremes are what make a key stand out). */
+typedef enum { KV_CLIP_NONE = 0, KV_CLIP_ALL = 1, KV_CLIP_VALUES = 2 } kv_clip;
+
 /* Low-tier widths for a range of layers, or one KV head of them (the
  * `layer-bits` knob): layers first..last (their KV head `head`, or all
  * when head < 0) store keys at k bits and values at v bits instead of
@@ -77,8 +82,9 @@ typedef struct kv_policy {
                          when nothing is quantized (FP16 high tier, no low
                          tier), so a preset's rotate=1 survives lo-bits=0 */
     int clip;         /* low tier: each group's range chosen for the least
-                         squared error instead of min-max (kvq_encode_clip;
-                         1/0); no effect without a low tier */
+                         squared error instead of min-max (kvq_encode_clip)
+                         on the records kv_clip names; no effect without a
+                         low tier */
     int scale_bits;   /* low tier: each group's (scale, zero) as two fp16
                          (16; 0 reads as 16) or two bytes (8: KVQ_SZ8 in
                          kv_quant.h, 2 bytes a group less) */
@@ -103,7 +109,7 @@ typedef struct kv_policy {
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
  * lo-v-bits, layer-bits, heads, budget, recent, sinks, window, chunk, group,
- * key-balance, rotate, clip, scale-bits (16 or 8), floor. heads is "N" (the top N heads at INT8
+ * key-balance, rotate, clip (1, 0 or "values": kv_clip), scale-bits (16 or 8), floor. heads is "N" (the top N heads at INT8
  * keys and values), "N:K/V" or "N:B", 0 for none. layer-bits is "A-B:K/V" ranges joined by
  * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4", one KV head of layers
  * "18.2:8/8" or "15-24.1:4"; "none" clears them). Values
@@ -111,6 +117,8 @@ int kv_policy_preset(const char *name, kv_policy *p);
  * 4, got 3"). lo-bits sets keys and values ("4", or "4/2" for K/V);
  * lo-k-bits and lo-v-bits set one side only. */
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen);
+/* The clip knob as a spec spells it: "clip=0", "clip=1" or "clip=values". */
+const char *kv_clip_spec(int clip);
 /* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
 /* Resolves the `heads` knob with a model's ranking: rank[0..n_rank) are KV

@@ -131,6 +131,14 @@ Test(kv_create, rejects_what_it_cannot_build) {
     cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
     q.scale_bits = 16;
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
+    /* clipped ranges, both kinds, are refused by the name they were given */
+    q.clip = KV_CLIP_VALUES;
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "clip=values is not on the GPU cache yet") != NULL, "%s", err);
+    q.clip = KV_CLIP_ALL;
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "clip=1 is not on the GPU cache yet") != NULL, "%s", err);
+    q.clip = KV_CLIP_NONE;
     cr_assert_eq(kv_create(&shape, &p, &c, err, sizeof err), 0, "%s", err);
     kv_policy got;
     cr_assert_eq(kv_get_policy(c, &got), 0);

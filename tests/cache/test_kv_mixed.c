@@ -200,10 +200,11 @@ Test(kv_mixed, attention_matches_float64_over_dequantized_cache) {
                            /* 3-bit codes: the portable and the AVX-512 kernels */
                            MIKV0 ",budget=40,lo-bits=4/3,rotate=1", "quant4,lo-bits=3,group=16,budget=40,chunk=8",
                            MIKV0 ",budget=40,lo-bits=3/2", MIKV0 ",budget=40,lo-bits=4/3,rotate=1,clip=1",
+                           MIKV0 ",budget=40,lo-bits=4/3,rotate=1,clip=values",
                            "mikv,budget=40", /* the preset: INT8 high, rotated 4/3, clipped */
                            /* two-byte scales (KVQ_SZ8): the low tier's records, both kernel sets */
                            "mikv,budget=40,scale-bits=8", "quant4,lo-bits=3,group=16,budget=40,chunk=8,scale-bits=8"};
-    for (int i = 0; i < 22; i++) {
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         check_vs_reference(specs[i], 0);
         check_vs_reference(specs[i], 1);
     }

@@ -1,14 +1,17 @@
-/* The mixed cache's low-tier widths per layer and per KV head (layer-bits):
- * each (layer, KV head) gives exactly the outputs of a uniform cache of its
- * widths. (test_kv_mixed.c has the rest of the cache's tests.) */
+/* The mixed cache's low-tier records per kind: widths per layer and per KV
+ * head (layer-bits: each (layer, KV head) gives exactly the outputs of a
+ * uniform cache of its widths), and which records take clipped ranges
+ * (clip=values). (test_kv_mixed.c has the rest of the cache's tests.) */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv.h"
+#include "kv_quant.h"
 #include "kv_mixed.h"
 #include "kv_policy.h"
 #include "kv_mixed_util.h"
+#include "quant.h"
 
 /* Runs one sequence through a cache of each spec (prompt chunks, then
  * decode steps and more chunks): out[k] gets spec k's outputs, [layer][token]
@@ -84,5 +87,53 @@ Test(kv_mixed, head_bits_give_each_head_its_own_widths) {
             if (w != 1) cr_assert(!dflt, "layer %d KV head %d ran the default widths", l, h);
         }
     for (int k = 0; k < 7; k++) free(out[k]);
+    free_seq(&d);
+}
+
+/* x through the FP16 high tier (what demotion re-encodes), then encoded
+ * with clipping on or off and decoded. */
+static void through(const float *x, int bits, int clip, float *y) {
+    float h[64];
+    uint8_t rec[256] = {0};
+    for (int i = 0; i < 64; i++) h[i] = kq_fp16_to_fp32(kq_fp32_to_fp16(x[i]));
+    kvq_encode_clip(h, 64, bits, 16, clip, rec);
+    kvq_decode(rec, 64, bits, 16, y);
+}
+
+/* clip=values: every low value record takes the least-squares range and
+ * every low key record the min-max one. Unrotated and unbalanced under an
+ * FP16 high tier, a low record is the encoding of the fp16-rounded input,
+ * so each decoded low token must equal, bit for bit, that input encoded by
+ * the rule of its kind; and on these inputs the two rules differ for some
+ * keys and some values (else swapped rules could pass). */
+Test(kv_mixed, clip_values_clips_values_only) {
+    kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 200, .n_threads = 2};
+    const int N = 160;
+    seqdata d = make_seq(N, 1, 2, 64, 1, 5);
+    kv_cache *c = make(&s, "quant4,lo-bits=4/2,group=16,key-balance=0,clip=values");
+    float *out = calloc((size_t)N * 2 * 64, sizeof(float));
+    step(c, &d, 0, 0, 100, out);
+    for (int p = 100; p < N; p++) step(c, &d, 0, p, 1, out);
+    kv_mixed_head hi;
+    cr_assert_eq(kv_mixed_head_info(c, 0, 0, 0, &hi), 0);
+    cr_assert_gt(hi.n_low, 100);
+    int kdiff = 0, vdiff = 0;
+    for (int i = 0; i < hi.n_low; i++) {
+        float k[64], v[64], want[64], other[64];
+        kv_mixed_tok t = {.k = k, .v = v};
+        cr_assert_eq(kv_mixed_token(c, 0, 0, 0, 1, i, &t), 0);
+        through(Kat(&d, 0, t.pos), 4, 0, want);
+        through(Kat(&d, 0, t.pos), 4, 1, other);
+        cr_assert_eq(memcmp(k, want, sizeof k), 0, "token %d: the key is not min-max encoded", t.pos);
+        kdiff += memcmp(want, other, sizeof want) != 0;
+        through(Vat(&d, 0, t.pos), 2, 1, want);
+        through(Vat(&d, 0, t.pos), 2, 0, other);
+        cr_assert_eq(memcmp(v, want, sizeof v), 0, "token %d: the value is not clipped", t.pos);
+        vdiff += memcmp(want, other, sizeof want) != 0;
+    }
+    cr_assert(kdiff > 0 && vdiff > 0, "the rules differ on %d keys, %d values", kdiff, vdiff);
+    kv_destroy(c);
+    free(out);
     free_seq(&d);
 }

@@ -72,7 +72,13 @@ Test(kv_policy, parse_sets_every_knob) {
     kv_policy_describe(&p, d, sizeof d);
     cr_assert(strstr(d, ",rotate=1,clip=0)"), "%s", d);
     cr_assert_eq(kv_policy_parse("quant2,clip=1", &p, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(p.clip, 1);
+    cr_assert_eq(p.clip, KV_CLIP_ALL);
+    cr_assert_eq(kv_policy_parse("mikv,clip=values", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.clip, KV_CLIP_VALUES);
+    kv_policy_describe(&p, d, sizeof d); /* describe spells it back as the knob takes it */
+    cr_assert(strstr(d, ",rotate=1,clip=values"), "%s", d);
+    cr_assert_eq(kv_policy_parse("mikv,clip=values,clip=0", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.clip, KV_CLIP_NONE);
     cr_assert_eq(kv_policy_parse("mikv,hi-bits=8,lo-bits=0,rotate=1", &p, err, sizeof err), 0,
                  "%s", err); /* an INT8 high tier is quantized too */
     cr_assert_eq(kv_policy_parse("mikv,lo-bits=4/3", &p, err, sizeof err), 0, "%s", err);
@@ -116,7 +122,8 @@ Test(kv_policy, bad_values_and_combinations_say_what_is_wrong) {
         {"mikv,lo-k-bits=0", "lo-k-bits must be 2, 3, 4 or 8"},
         {"scissorhands,lo-v-bits=2", "needs a low tier"},
         {"mikv,rotate=2", "rotate must be 1 or 0"},
-        {"mikv,clip=yes", "clip must be 1 or 0"},
+        {"mikv,clip=yes", "clip must be 1 or 0 (or values), got 'yes'"},
+        {"mikv,rotate=values", "rotate must be 1 or 0, got"}, /* values is clip's alone */
         {"mikv,scale-bits=4", "scale-bits must be 16 or 8"},
         {"mikv,scale-bits=x", "scale-bits must be 16 or 8"},
 

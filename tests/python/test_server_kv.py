@@ -120,6 +120,17 @@ def test_knob_fields_applied(srv):
     kv5 = b5["usage"]["kv_cache"]
     assert "lo=4/3" in kv5["spec"] and "rotate=1,clip=1" in kv5["spec"], kv5
     assert b3["usage"]["kv_cache"]["bytes_stored"] < kv5["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
+    # clipped ranges on the value records only: same tokens and bytes, and
+    # only "values" besides a flag
+    st14, b14 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits="4/3", kv_rotate=True,
+                         kv_clip="values")
+    assert st14 == 200, b14
+    kv14 = b14["usage"]["kv_cache"]
+    assert "rotate=1,clip=values" in kv14["spec"], kv14
+    assert kv14["bytes_stored"] == kv5["bytes_stored"] and kv14["tokens_low"] == kv5["tokens_low"] > 0
+    st15, b15 = complete(srv, kv_policy="mikv", kv_clip="keys")
+    assert st15 == 400 and b15["error"]["param"] == "kv_clip", b15
+    assert "clip must be 1 or 0 (or values)" in b15["error"]["message"], b15
     # per-layer widths: every layer at 2 bits stores fewer bytes than the
     # same policy at 4 bits; a layer the model lacks is refused
     st8, b8 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_layer_bits="0-29:2",
