@@ -1,4 +1,4 @@
-# Sourced by bench/eval/*/run.sh (needs BIN, OUT, PY set):
+# Sourced by bench/eval/*/run.sh (needs BIN, OUT, PY set): runs and texts.
 # runs NAME TASK RATIOS LENGTH "SEEDS" POLICIES — one `pivot eval` report per
 # seed (16 samples, 2 threads) as OUT/NAME-sS.{json,txt}, pooled into
 # OUT/NAME.md by scripts/pool_eval.py.
@@ -10,4 +10,16 @@ runs() {
         js="$js $OUT/$name-s$s.json"
     done
     $PY scripts/pool_eval.py $js > "$OUT/$name.md"
+}
+
+# texts NAME RATIOS POLICIES — perplexity over 8 windows of 1,024 tokens (256
+# prefilled, 768 scored) of each of the two texts the docs use, as
+# OUT/NAME-GPL-3.{json,txt} and OUT/NAME-argparse.{json,txt}.
+texts() {
+    name=$1 ratio=$2 pol=$3
+    for text in /usr/share/common-licenses/GPL-3 /usr/lib/python3.11/argparse.py; do
+        t=$(basename "$text" .py)
+        $BIN eval --task ppl --text "$text" --policies "$pol" --ratios "$ratio" --length 1024 --prefix 256 \
+            --samples 8 --threads 2 --json "$OUT/$name-$t.json" > "$OUT/$name-$t.txt"
+    done
 }
