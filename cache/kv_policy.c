@@ -215,6 +215,26 @@ static int set_16_or_8(const char *knob, const char *value, int *dst, char *err,
     return PV_OK;
 }
 
+/* The on/off knobs: key-balance, rotate and clip (which also takes
+ * "values", kv_clip). PV_ENOTFOUND when knob is none of them. */
+static int set_flag(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
+    int *flag = !strcmp(knob, "key-balance") ? &p->key_balance
+                : !strcmp(knob, "rotate")      ? &p->rotate
+                : !strcmp(knob, "clip")        ? &p->clip
+                                               : NULL;
+    if (!flag) return PV_ENOTFOUND;
+    if (flag == &p->clip && !strcasecmp(value, "values"))
+        *flag = KV_CLIP_VALUES;
+    else if (!strcmp(value, "1") || !strcasecmp(value, "on") || !strcasecmp(value, "true"))
+        *flag = 1;
+    else if (!strcmp(value, "0") || !strcasecmp(value, "off") || !strcasecmp(value, "false"))
+        *flag = 0;
+    else
+        return fail(err, errlen, PV_EINVAL, "%s must be 1 or 0%s, got '%s'", knob,
+                    flag == &p->clip ? " (or values)" : "", value);
+    return PV_OK;
+}
+
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
     if (!p || !knob || !value) return fail(err, errlen, PV_EINVAL, "missing knob or value");
     long l;
@@ -292,25 +312,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         *ints[i].dst = (int)l;
         return PV_OK;
     }
-    if (!strcmp(knob, "clip") && !strcasecmp(value, "values")) {
-        p->clip = KV_CLIP_VALUES;
-        return PV_OK;
-    }
-    int *flag = !strcmp(knob, "key-balance") ? &p->key_balance
-                : !strcmp(knob, "rotate")      ? &p->rotate
-                : !strcmp(knob, "clip")        ? &p->clip
-                                               : NULL;
-    if (flag) {
-        if (!strcmp(value, "1") || !strcasecmp(value, "on") || !strcasecmp(value, "true")) {
-            *flag = 1;
-        } else if (!strcmp(value, "0") || !strcasecmp(value, "off") || !strcasecmp(value, "false")) {
-            *flag = 0;
-        } else {
-            return fail(err, errlen, PV_EINVAL, "%s must be 1 or 0%s, got '%s'", knob,
-                        flag == &p->clip ? " (or values)" : "", value);
-        }
-        return PV_OK;
-    }
+    int rc = set_flag(p, knob, value, err, errlen);
+    if (rc != PV_ENOTFOUND) return rc;
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, heads, "
                 "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, scale-bits, floor)",
