@@ -20,6 +20,7 @@ set -e
 BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval}
 PY=${PY:-.venv/bin/python}
+. bench/eval/runs.sh # texts()
 OLD='mikv;hi-bits=16;lo-bits=4/2;rotate=0;clip=0;heads=0;scale-bits=16'
 POL="full,mikv,mikv;heads=0,$OLD,scissorhands,h2o,streaming,quant4,quant2,quant4;rotate=1,quant4;lo-bits=3;rotate=1,quant2;rotate=1"
 R=0.5,0.33,0.25,0.2,0.125
@@ -31,10 +32,6 @@ for task in lookup copy; do
     $PY scripts/pool_eval.py "$OUT/$task-s1.json" "$OUT/$task-s2.json" > "$OUT/$task.md"
 done
 PPOL="full,mikv,mikv;heads=0,$OLD,quant4,quant4;rotate=1,quant4;lo-bits=4/3;rotate=1,scissorhands,h2o"
-for text in /usr/share/common-licenses/GPL-3 /usr/lib/python3.11/argparse.py; do
-    name=$(basename "$text" .py)
-    $BIN eval --task ppl --text "$text" --policies "$PPOL" --ratios 0.33,0.25 --length 1024 \
-        --prefix 256 --samples 8 --threads 2 --json "$OUT/ppl-$name.json" > "$OUT/ppl-$name.txt"
-done
+texts ppl 0.33,0.25 "$PPOL"
 $PY scripts/plot_eval.py "$OUT/lookup-s1.json" "$OUT/lookup-s2.json" "$OUT/copy-s1.json" \
     "$OUT/copy-s2.json" "$OUT/ppl-GPL-3.json" "$OUT/ppl-argparse.json" docs/kv_eval.png

@@ -27,31 +27,19 @@ T10MORE="20.1:8+21.2:8+24.0:8+22.2:8+24.1:8" # induction.py's sixth to tenth
 PREV44="11.0:4/4+1.0:4/4+16.0:4/4+10.1:4/4" # the top previous-token heads (induction.py)
 LAYERS8="15-24:8/4+5-9:2"                # the best per-layer allocation at 0.33
 LAYERS3="15-24:4/4+5-9:2"                # ... and with 3 bits elsewhere at 0.25
-. bench/eval/runs.sh # runs()
+. bench/eval/runs.sh # runs(), texts()
 for part in $PARTS; do
     case $part in
     h512) runs h512 copy 0.33 512 "1 2 3" "full,mikv;layer-bits=$LAYERS8,mikv;layer-bits=$T5,mikv;lo-bits=3;layer-bits=$T5" ;;
     h1k) runs h1k copy 0.25 1024 "1 2" "full,mikv;lo-bits=3;layer-bits=$LAYERS3,mikv;lo-bits=3;layer-bits=$T5,quant4;lo-bits=3;group=64;rotate=1;layer-bits=$T5" ;;
     h1kc) runs h1kc copy 0.25 1024 "1 2" "full,mikv;lo-bits=3;layer-bits=5-11:3/2+$T5,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5KV+20.1:8/4+21.2:8/4+24.0:8/4" ;;
     h1kd) runs h1kd copy 0.25 1024 "1 2" "full,mikv;lo-bits=4/2;layer-bits=$T5KV,mikv;lo-bits=4/2;layer-bits=$T5KV+$PREV44"
-          for text in /usr/share/common-licenses/GPL-3 /usr/lib/python3.11/argparse.py; do
-              name=$(basename "$text" .py)
-              $BIN eval --task ppl --text "$text" --policies "full,mikv;lo-bits=4/2;layer-bits=$T5KV,mikv;lo-bits=4/2;layer-bits=$T5KV+$PREV44" \
-                  --ratios 0.25 --length 1024 --prefix 256 --samples 8 --threads 2 \
-                  --json "$OUT/ppl25d-$name.json" > "$OUT/ppl25d-$name.txt"
-          done ;;
+          texts ppl25d 0.25 "full,mikv;lo-bits=4/2;layer-bits=$T5KV,mikv;lo-bits=4/2;layer-bits=$T5KV+$PREV44" ;;
     h1ke) runs h1ke copy 0.125 1024 "1 2" "full,scissorhands,mikv;lo-bits=8;layer-bits=0-29:0+$T5,mikv;lo-bits=8;layer-bits=0-29:0+$T5+$T10MORE" ;;
     h1kb) runs h1kb copy 0.25 1024 "1 2" "full,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5,mikv;lo-bits=3;layer-bits=$T5KV,quant4;lo-bits=3;group=64;rotate=1;recent=16;layer-bits=5-9:3/2+$T5" ;;
     lk1k) runs lk1k lookup 0.25 1024 "1 2" "full,mikv;lo-bits=4/2;layer-bits=$T5KV,mikv;lo-bits=4/2" ;;
     lk) runs lk lookup 0.33,0.25 512 "1 2" "full,mikv;layer-bits=$LAYERS8,mikv;layer-bits=$T5,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5" ;;
-    ppl) for text in /usr/share/common-licenses/GPL-3 /usr/lib/python3.11/argparse.py; do
-             name=$(basename "$text" .py)
-             $BIN eval --task ppl --text "$text" --policies "full,mikv;layer-bits=$T5,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5" \
-                 --ratios 0.33,0.25 --length 1024 --prefix 256 --samples 8 --threads 2 \
-                 --json "$OUT/ppl-$name.json" > "$OUT/ppl-$name.txt"
-             $BIN eval --task ppl --text "$text" --policies "full,mikv;lo-bits=3;layer-bits=$T5KV" \
-                 --ratios 0.25 --length 1024 --prefix 256 --samples 8 --threads 2 \
-                 --json "$OUT/ppl25-$name.json" > "$OUT/ppl25-$name.txt"
-         done ;;
+    ppl) texts ppl 0.33,0.25 "full,mikv;layer-bits=$T5,mikv;lo-bits=3;layer-bits=5-9:3/2+$T5"
+         texts ppl25 0.25 "full,mikv;lo-bits=3;layer-bits=$T5KV" ;;
     esac
 done
