@@ -181,9 +181,9 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     /* FP16 high keys are raw; INT8 ones are balanced already. */
     if (c->need_bal && p->hi_bits == 16)
         for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, p->clip == KV_CLIP_ALL, t_k(&hs->lo, &lf->f, slot));
+    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, t_k(&hs->lo, &lf->f, slot));
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, c->fhi.group, x);
-    kvq_encode_clip(x, hd, lf->vbits, lf->f.group, p->clip != KV_CLIP_NONE, t_v(&hs->lo, &lf->f, slot));
+    kvq_encode_clip(x, hd, lf->vbits, lf->f.group, lf->vfloor, t_v(&hs->lo, &lf->f, slot));
 }
 
 /* Merges the victims (high slots vict[0..k), ascending, so ascending in
@@ -430,6 +430,7 @@ static void lo_fmt_init(mixed_cache *c, int L, int h, int force_scalar) {
     lo_fmt *lf = &c->lo[(size_t)L * c->s.n_kv_heads + h];
     int hd = c->s.head_dim;
     kv_policy_head_widths(p, L, h, &lf->kbits, &lf->vbits);
+    kv_policy_clip_floors(p, L, &lf->kfloor, &lf->vfloor);
     lf->f.group = kvl_lo_group(p);
     if (lf->kbits) {
         lf->f.krec = kvl_rec_bytes(lf->kbits, hd, lf->f.group);

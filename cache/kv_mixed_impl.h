@@ -56,6 +56,7 @@ typedef struct {
     tfmt f;
     size_t page;
     int kbits, vbits; /* 0 without a low tier */
+    float kfloor, vfloor; /* kvq_encode_clip's floors (kv_policy_clip_floors) */
     kvq_kernels kk, kv; /* keys, values */
 } lo_fmt;
 

@@ -161,6 +161,47 @@ bad:
                 KV_LAYER_BITS_MAX, value);
 }
 
+void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *vfloor) {
+    float f = KV_CLIP_FLOOR_DEFAULT;
+    for (int i = 0; i < p->n_clip_floor; i++)
+        if (layer >= p->clip_floor[i].first && layer <= p->clip_floor[i].last) f = p->clip_floor[i].floor;
+    *kfloor = p->clip == KV_CLIP_ALL ? f : 1.0f;
+    *vfloor = p->clip != KV_CLIP_NONE ? f : 1.0f;
+}
+
+/* "F" (every layer) or "FIRST-LAST:F" ranges joined by '+', F in [0.5, 1];
+ * "none" clears them. */
+static int parse_clip_floor(kv_policy *p, const char *value, char *err, size_t errlen) {
+    kv_clip_floor cf[KV_CLIP_FLOORS_MAX];
+    int n = 0;
+    if (strcasecmp(value, "none") && *value) {
+        char buf[160], *save = NULL;
+        if (strlen(value) >= sizeof buf) goto bad;
+        strcpy(buf, value);
+        for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save)) {
+            char *colon = strchr(r, ':');
+            int a = 0, b = KV_CLIP_ALL_LAYERS;
+            double f;
+            if (n == KV_CLIP_FLOORS_MAX) goto bad;
+            if (colon) {
+                *colon = 0;
+                if (parse_pair(r, '-', &a, &b) || b < a || b >= KV_CLIP_ALL_LAYERS) goto bad;
+            }
+            if (parse_double(colon ? colon + 1 : r, &f) || !(f >= KV_CLIP_FLOOR_DEFAULT && f <= 1.0)) goto bad;
+            cf[n++] = (kv_clip_floor){(short)a, (short)b, (float)f};
+        }
+        if (!n) goto bad;
+    }
+    memcpy(p->clip_floor, cf, sizeof cf[0] * (size_t)n);
+    p->n_clip_floor = n;
+    return PV_OK;
+bad:
+    return fail(err, errlen, PV_EINVAL,
+                "clip-floor must be a fraction in [0.5, 1] (the narrowest clipped range tried), or up "
+                "to %d ranges FIRST-LAST:F joined by '+' (e.g. 0-14:0.8+15-29:0.5), or none; got '%s'",
+                KV_CLIP_FLOORS_MAX, value);
+}
+
 /* "N", "N:B" or "N:K/V" into heads / heads_k / heads_v (INT8 when no
  * widths are given: what "Bits per head" measured). */
 static int parse_heads(kv_policy *p, const char *value, char *err, size_t errlen) {
@@ -266,6 +307,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
         return PV_OK;
     }
     if (!strcmp(knob, "layer-bits")) return parse_layer_bits(p, value, err, errlen);
+    if (!strcmp(knob, "clip-floor")) return parse_clip_floor(p, value, err, errlen);
     if (!strcmp(knob, "heads")) return parse_heads(p, value, err, errlen);
     if (!strcmp(knob, "lo-k-bits") || !strcmp(knob, "lo-v-bits")) {
         if (parse_long(value, 0, 64, &l) || !lo_width_ok(l))
@@ -316,7 +358,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     if (rc != PV_ENOTFOUND) return rc;
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, heads, "
-                "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, scale-bits, floor)",
+                "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, clip-floor, scale-bits, "
+                "floor)",
                 knob);
 }
 
@@ -440,9 +483,18 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
     }
     /* knobs listed only when set: heads (unresolved: the request, not yet
      * the heads) and two-byte scales */
-    char tail[48] = "";
+    char tail[48 + KV_CLIP_FLOORS_MAX * 20] = "";
     if (p->heads) snprintf(tail, sizeof tail, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
     if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");
+    for (int i = 0; i < p->n_clip_floor && i < KV_CLIP_FLOORS_MAX; i++) {
+        const kv_clip_floor *f = &p->clip_floor[i];
+        size_t at = strlen(tail);
+        if (f->first == 0 && f->last == KV_CLIP_ALL_LAYERS)
+            snprintf(tail + at, sizeof tail - at, "%s%g", i ? "+" : ",clip-floor=", f->floor);
+        else
+            snprintf(tail + at, sizeof tail - at, "%s%d-%d:%g", i ? "+" : ",clip-floor=", f->first, f->last,
+                     f->floor);
+    }
     snprintf(buf, len,
              "%s(select=%s,hi=%d,lo=%s%s,budget=%g,recent=%d,sinks=%d,window=%d,chunk=%g,group=%d,"
              "key-balance=%d,rotate=%d,%s%s)",

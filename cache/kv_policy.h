@@ -57,10 +57,24 @@ typedef struct {
 } kv_layer_bits;
 
 #define KV_LAYER_BITS_MAX 12
+
+/* How far clipped ranges may shrink in a range of layers (the `clip-floor`
+ * knob): the narrowest range kvq_encode_clip tries there, as a fraction of
+ * the group's min-max range, in [0.5, 1]. Layers differ: on SmolLM2-135M at
+ * 0.25 of FP16, value ranges clipped in layers 0-14 hold the random-word
+ * copy but cost text, in layers 15-29 they help both (docs/KV_CACHE.md,
+ * "How far to clip, and where"). */
+typedef struct {
+    short first, last; /* 0 and KV_CLIP_ALL_LAYERS: every layer ("0.8") */
+    float floor;
+} kv_clip_floor;
+#define KV_CLIP_FLOORS_MAX 6
+#define KV_CLIP_ALL_LAYERS 32767
+#define KV_CLIP_FLOOR_DEFAULT 0.5f /* layers no entry names: the full search */
 /* Room for kv_policy_describe with every knob and KV_LAYER_BITS_MAX entries:
  * the size of every buffer that holds a description (descriptions are also
  * compared as keys, so one cut short could make two policies equal). */
-#define KV_POLICY_DESC_MAX 512
+#define KV_POLICY_DESC_MAX 640
 
 typedef struct kv_policy {
     char preset[24];  /* preset it started from ("full", "mikv", ...) */
@@ -85,6 +99,9 @@ typedef struct kv_policy {
                          squared error instead of min-max (kvq_encode_clip)
                          on the records kv_clip names; no effect without a
                          low tier */
+    kv_clip_floor clip_floor[KV_CLIP_FLOORS_MAX]; /* where clip is on: per-layer
+                         floors of the range search; a later entry wins */
+    int n_clip_floor;
     int scale_bits;   /* low tier: each group's (scale, zero) as two fp16
                          (16; 0 reads as 16) or two bytes (8: KVQ_SZ8 in
                          kv_quant.h, 2 bytes a group less) */
@@ -109,7 +126,8 @@ typedef struct kv_policy {
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
  * lo-v-bits, layer-bits, heads, budget, recent, sinks, window, chunk, group,
- * key-balance, rotate, clip (1, 0 or "values": kv_clip), scale-bits (16 or 8), floor. heads is "N" (the top N heads at INT8
+ * key-balance, rotate, clip (1, 0 or "values": kv_clip), clip-floor ("0.8", or
+ * ranges "0-14:0.8+15-29:0.5"; "none"), scale-bits (16 or 8), floor. heads is "N" (the top N heads at INT8
  * keys and values), "N:K/V" or "N:B", 0 for none. layer-bits is "A-B:K/V" ranges joined by
  * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4", one KV head of layers
  * "18.2:8/8" or "15-24.1:4"; "none" clears them). Values
@@ -119,6 +137,10 @@ int kv_policy_preset(const char *name, kv_policy *p);
 int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen);
 /* The clip knob as a spec spells it: "clip=0", "clip=1" or "clip=values". */
 const char *kv_clip_spec(int clip);
+/* The floors of layer L's low key and value records for kvq_encode_clip:
+ * 1 (min-max) where clip leaves them alone, else the last clip-floor entry
+ * that names L, KV_CLIP_FLOOR_DEFAULT without one. */
+void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *vfloor);
 /* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
 /* Resolves the `heads` knob with a model's ranking: rank[0..n_rank) are KV

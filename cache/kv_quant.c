@@ -95,7 +95,8 @@ static int code_of(float x, float z, float inv, int qmax) {
 static const float clip_alpha[] = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f, 0.75f, 0.7f, 0.65f, 0.6f, 0.55f, 0.5f};
 #define N_ALPHA ((int)(sizeof clip_alpha / sizeof clip_alpha[0]))
 
-void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec) {
+void kvq_encode_clip(const float *x, int d, int bits, int group, float floor, uint8_t *rec) {
+    const int clip = floor < 1.0f;
     if (!clip && bits != 16 && kvq_avx512_encode_row(x, d, bits, group, rec))
         return;
     if (bits == 16) {
@@ -123,7 +124,9 @@ void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8
         if (clip) {
             const float mid = 0.5f * (mn + mx), half = 0.5f * (mx - mn);
             double best = -1;
-            for (int a = 0; a < N_ALPHA; a++) {
+            /* the factors are exact multiples of 0.05 as floats; the slack
+             * keeps a floor spelled 0.8 from dropping the 0.8f range */
+            for (int a = 0; a < N_ALPHA && clip_alpha[a] >= floor - 1e-4f; a++) {
                 uint8_t side2[4];
                 float s2, z2;
                 kvq_range_side(mid - clip_alpha[a] * half, mid + clip_alpha[a] * half, bits, group,
@@ -148,7 +151,7 @@ void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8
 }
 
 void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec) {
-    kvq_encode_clip(x, d, bits, group, 0, rec);
+    kvq_encode_clip(x, d, bits, group, 1.0f, rec);
 }
 
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x) {

@@ -37,13 +37,17 @@ static inline int kvq_code(const uint8_t *rec, int d, int bits, int c) {
 
 /* Encodes x[0..d) into rec (kvl_rec_bytes(bits, d, group) bytes). */
 void kvq_encode(const float *x, int d, int bits, int group, uint8_t *rec);
-/* The same with clip = 1: each group's range is the one, among the full
- * (min, max) and ranges shrunk about its middle, whose codes give the least
- * squared error (values outside it saturate). At 2 bits a Gaussian-like
- * group (rotated keys and values are) loses ~40% less than with min-max;
- * the full range is a candidate, so the error is never larger. The format
- * and the kernels are unchanged: only the scale and zero differ. */
-void kvq_encode_clip(const float *x, int d, int bits, int group, int clip, uint8_t *rec);
+/* The same with clipped ranges: each group's range is the one, among the
+ * full (min, max) and ranges shrunk about its middle by factors 0.95, 0.9,
+ * ... down to floor (at least 0.5; KVQ_CLIP_FULL), whose codes give the
+ * least squared error (values outside it saturate). floor >= 1 is min-max,
+ * kvq_encode. At 2 bits a Gaussian-like group (rotated keys and values
+ * are) loses ~40% less than with min-max; the full range is a candidate, so
+ * the error is never larger. A higher floor trades some of that for the
+ * extreme channels (the clip-floor knob, docs/KV_CACHE.md). The format and
+ * the kernels are unchanged: only the scale and zero differ. */
+void kvq_encode_clip(const float *x, int d, int bits, int group, float floor, uint8_t *rec);
+#define KVQ_CLIP_FULL 0.5f /* the narrowest range the search tries */
 /* Decodes a record back to floats (what the kernels compute with). */
 void kvq_decode(const uint8_t *rec, int d, int bits, int group, float *x);
 /* The same on AVX2 + FMA + F16C CPUs only (callers check): 8 channels at a

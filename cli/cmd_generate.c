@@ -69,6 +69,8 @@ static void usage(FILE *f) {
             "  --kv-rotate 1|0          randomized Hadamard rotation before quantizing\n"
             "  --kv-clip 1|0|values     low tier: least-squares ranges instead of min-max\n"
             "                           (values: on value records only)\n"
+            "  --kv-clip-floor F|R      the narrowest clipped range tried, 0.5-1 of min-max,\n"
+            "                           or per layer range, e.g. 0-14:0.8+15-29:0.5\n"
             "  --kv-scale-bits 16|8     low tier: each group's scale and zero as fp16 or bytes\n"
             "  --kv-layer-bits R        low-tier widths per layer range or KV head, e.g.\n"
             "                           15-24:4/4+5-9:2, 18.2:8 (KV head 2 of layer 18), 0: drop\n"

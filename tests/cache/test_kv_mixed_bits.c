@@ -91,13 +91,50 @@ Test(kv_mixed, head_bits_give_each_head_its_own_widths) {
 }
 
 /* x through the FP16 high tier (what demotion re-encodes), then encoded
- * with clipping on or off and decoded. */
-static void through(const float *x, int bits, int clip, float *y) {
+ * with the clip floor given (1: min-max) and decoded. */
+static void through(const float *x, int bits, float floor, float *y) {
     float h[64];
     uint8_t rec[256] = {0};
     for (int i = 0; i < 64; i++) h[i] = kq_fp16_to_fp32(kq_fp32_to_fp16(x[i]));
-    kvq_encode_clip(h, 64, bits, 16, clip, rec);
+    kvq_encode_clip(h, 64, bits, 16, floor, rec);
     kvq_decode(rec, 64, bits, 16, y);
+}
+
+/* Layer L's low tokens (KV head 0) against their inputs encoded by the
+ * rules given: 4-bit keys with floor kf, 2-bit values with floor vf, bit
+ * for bit. Counts the tokens where the rules kf2 / vf2 would have given
+ * other records (so a test can show its rules are told apart). */
+static void check_low(kv_cache *c, const seqdata *d, int L, float kf, float vf, float kf2, float vf2,
+                      int *kdiff, int *vdiff) {
+    kv_mixed_head hi;
+    cr_assert_eq(kv_mixed_head_info(c, 0, L, 0, &hi), 0);
+    cr_assert_gt(hi.n_low, 100);
+    for (int i = 0; i < hi.n_low; i++) {
+        float k[64], v[64], want[64], other[64];
+        kv_mixed_tok t = {.k = k, .v = v};
+        cr_assert_eq(kv_mixed_token(c, 0, L, 0, 1, i, &t), 0);
+        through(Kat(d, L, t.pos), 4, kf, want);
+        through(Kat(d, L, t.pos), 4, kf2, other);
+        cr_assert_eq(memcmp(k, want, sizeof k), 0, "layer %d token %d: the key is not encoded with floor %g", L,
+                     t.pos, kf);
+        *kdiff += memcmp(want, other, sizeof want) != 0;
+        through(Vat(d, L, t.pos), 2, vf, want);
+        through(Vat(d, L, t.pos), 2, vf2, other);
+        cr_assert_eq(memcmp(v, want, sizeof v), 0, "layer %d token %d: the value is not encoded with floor %g", L,
+                     t.pos, vf);
+        *vdiff += memcmp(want, other, sizeof want) != 0;
+    }
+}
+
+/* A cache of spec over one sequence of N tokens (a prompt chunk, then
+ * decode steps), most of them demoted by the time it returns. */
+static kv_cache *filled(const kv_shape *s, const seqdata *d, const char *spec, int N) {
+    kv_cache *c = make(s, spec);
+    float *out = calloc((size_t)N * s->n_layers * s->n_heads * s->head_dim, sizeof(float));
+    step(c, d, 0, 0, 100, out);
+    for (int p = 100; p < N; p++) step(c, d, 0, p, 1, out);
+    free(out);
+    return c;
 }
 
 /* clip=values: every low value record takes the least-squares range and
@@ -111,29 +148,40 @@ Test(kv_mixed, clip_values_clips_values_only) {
                   .max_ctx = 200, .n_threads = 2};
     const int N = 160;
     seqdata d = make_seq(N, 1, 2, 64, 1, 5);
-    kv_cache *c = make(&s, "quant4,lo-bits=4/2,group=16,key-balance=0,clip=values");
-    float *out = calloc((size_t)N * 2 * 64, sizeof(float));
-    step(c, &d, 0, 0, 100, out);
-    for (int p = 100; p < N; p++) step(c, &d, 0, p, 1, out);
-    kv_mixed_head hi;
-    cr_assert_eq(kv_mixed_head_info(c, 0, 0, 0, &hi), 0);
-    cr_assert_gt(hi.n_low, 100);
+    kv_cache *c = filled(&s, &d, "quant4,lo-bits=4/2,group=16,key-balance=0,clip=values", N);
     int kdiff = 0, vdiff = 0;
-    for (int i = 0; i < hi.n_low; i++) {
-        float k[64], v[64], want[64], other[64];
-        kv_mixed_tok t = {.k = k, .v = v};
-        cr_assert_eq(kv_mixed_token(c, 0, 0, 0, 1, i, &t), 0);
-        through(Kat(&d, 0, t.pos), 4, 0, want);
-        through(Kat(&d, 0, t.pos), 4, 1, other);
-        cr_assert_eq(memcmp(k, want, sizeof k), 0, "token %d: the key is not min-max encoded", t.pos);
-        kdiff += memcmp(want, other, sizeof want) != 0;
-        through(Vat(&d, 0, t.pos), 2, 1, want);
-        through(Vat(&d, 0, t.pos), 2, 0, other);
-        cr_assert_eq(memcmp(v, want, sizeof v), 0, "token %d: the value is not clipped", t.pos);
-        vdiff += memcmp(want, other, sizeof want) != 0;
-    }
+    check_low(c, &d, 0, 1.0f, KVQ_CLIP_FULL, KVQ_CLIP_FULL, 1.0f, &kdiff, &vdiff);
     cr_assert(kdiff > 0 && vdiff > 0, "the rules differ on %d keys, %d values", kdiff, vdiff);
     kv_destroy(c);
-    free(out);
+    free_seq(&d);
+}
+
+/* clip-floor per layer: layer 0 min-max (floor 1), layer 1 floor 0.8, layer
+ * 2 no entry (the full search, 0.5); each layer's values must be encoded
+ * by its own floor, and on these inputs the neighbouring floors give other
+ * records for some values (else a floor applied to the wrong layer, or not
+ * at all, could pass). With clip=1 the keys take the same floors. */
+Test(kv_mixed, clip_floor_per_layer) {
+    kv_shape s = {.n_layers = 3, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 200, .n_threads = 2};
+    const int N = 160;
+    /* the floor each layer's records must show, and one that would give
+     * other records for some of them (4-bit keys rarely shrink below 0.8,
+     * so theirs is compared with min-max) */
+    const float fl[3] = {1.0f, 0.8f, KVQ_CLIP_FULL}, other[3] = {0.8f, KVQ_CLIP_FULL, 0.8f},
+                kother[3] = {0.8f, 1.0f, 1.0f};
+    seqdata d = make_seq(N, 1, 2, 64, 3, 6);
+    for (int all = 0; all < 2; all++) {
+        kv_cache *c = filled(&s, &d, all ? "quant4,lo-bits=4/2,group=16,key-balance=0,clip=1,clip-floor=0:1+1:0.8"
+                                         : "quant4,lo-bits=4/2,group=16,key-balance=0,clip=values,clip-floor=0:1+1-1:0.8",
+                             N);
+        for (int L = 0; L < 3; L++) {
+            int kdiff = 0, vdiff = 0;
+            check_low(c, &d, L, all ? fl[L] : 1.0f, fl[L], all ? kother[L] : 1.0f, other[L], &kdiff, &vdiff);
+            cr_assert(vdiff > 0, "layer %d: floors %g and %g agree on every value", L, fl[L], other[L]);
+            if (all) cr_assert(kdiff > 0, "layer %d: floors %g and %g agree on every key", L, fl[L], kother[L]);
+        }
+        kv_destroy(c);
+    }
     free_seq(&d);
 }

@@ -442,7 +442,52 @@ Test(kv_policy, the_longest_description_fits) {
     kv_layer_bits wide = {4095, 4095, 127, 8, 8};
     for (int i = 0; i < KV_LAYER_BITS_MAX; i++) p.layer_bits[i] = wide;
     p.n_layer_bits = KV_LAYER_BITS_MAX;
+    kv_clip_floor cf = {32766, 32766, 0.95f};
+    for (int i = 0; i < KV_CLIP_FLOORS_MAX; i++) p.clip_floor[i] = cf;
+    p.n_clip_floor = KV_CLIP_FLOORS_MAX;
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, ",scale-bits=8)") && strstr(d, "+4095-4095.127:8/8,budget="), "%s", d);
+    cr_assert(strstr(d, "+32766-32766:0.95)") && strstr(d, "+4095-4095.127:8/8,budget="), "%s", d);
     cr_assert_lt(strlen(d), KV_POLICY_DESC_MAX - 1, "%zu characters: %s", strlen(d), d);
+}
+
+/* clip-floor: one floor for every layer or per layer range (a later entry
+ * wins), described back in the form it takes; kv_policy_clip_floors gives
+ * each layer's key and value floors as the clip knob allows them. */
+Test(kv_policy, clip_floor_parse_describe_and_floors) {
+    kv_policy p;
+    char err[300] = "", d[KV_POLICY_DESC_MAX];
+    float kf, vf;
+    cr_assert_eq(kv_policy_parse("mikv,clip=values", &p, err, sizeof err), 0, "%s", err);
+    kv_policy_clip_floors(&p, 3, &kf, &vf);
+    cr_assert(kf == 1.0f && vf == KV_CLIP_FLOOR_DEFAULT, "no entry: keys %g values %g", kf, vf);
+    cr_assert_eq(kv_policy_parse("mikv,clip=values,clip-floor=0-14:0.8+15-29:0.5+20:1", &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.n_clip_floor, 3);
+    const float want[] = {0.8f, 0.8f, 0.5f, 1.0f, 0.5f, 0.5f}; /* layers 0, 14, 15, 20, 29, 30 */
+    const int layers[] = {0, 14, 15, 20, 29, 30};
+    for (int i = 0; i < 6; i++) {
+        kv_policy_clip_floors(&p, layers[i], &kf, &vf);
+        cr_assert(kf == 1.0f && vf == want[i], "layer %d: keys %g values %g", layers[i], kf, vf);
+    }
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",clip-floor=0-14:0.8+15-29:0.5+20-20:1)"), "%s", d);
+    kv_policy q;
+    cr_assert_eq(kv_policy_parse("mikv,clip=1,clip-floor=0.85", &q, err, sizeof err), 0, "%s", err);
+    kv_policy_clip_floors(&q, 7, &kf, &vf);
+    cr_assert(kf == 0.85f && vf == 0.85f, "clip=1: keys %g values %g", kf, vf);
+    kv_policy_describe(&q, d, sizeof d);
+    cr_assert(strstr(d, ",clip-floor=0.85)"), "%s", d);
+    cr_assert_eq(kv_policy_parse("mikv,clip=0,clip-floor=0.85", &q, err, sizeof err), 0, "%s", err);
+    kv_policy_clip_floors(&q, 7, &kf, &vf);
+    cr_assert(kf == 1.0f && vf == 1.0f, "clip=0: keys %g values %g", kf, vf);
+    cr_assert_eq(kv_policy_parse("mikv,clip-floor=0.85,clip-floor=none", &q, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(q.n_clip_floor, 0);
+    const char *bad[] = {"0.4", "1.01", "x", "14-0:0.8", "0-14:", "0-14:0.8+x", "-1:0.8", "0-32767:0.8",
+                         "1+1+1+1+1+1+1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "mikv,clip-floor=%s", bad[i]);
+        err[0] = 0;
+        cr_assert_neq(kv_policy_parse(spec, &q, err, sizeof err), 0, "%s was taken", spec);
+        cr_assert(strstr(err, "clip-floor must be"), "%s: %s", spec, err);
+    }
 }

@@ -203,7 +203,7 @@ Test(kv_quant, clipped_ranges_lower_the_squared_error) {
             }
             kvq_encode(x, 64, bits[bi], 32, rec);
             kvq_decode(rec, 64, bits[bi], 32, y);
-            kvq_encode_clip(x, 64, bits[bi], 32, 1, rec);
+            kvq_encode_clip(x, 64, bits[bi], 32, KVQ_CLIP_FULL, rec);
             kvq_decode(rec, 64, bits[bi], 32, z);
             for (int g = 0; g < 2; g++) {
                 double a = 0, b = 0;
@@ -221,6 +221,50 @@ Test(kv_quant, clipped_ranges_lower_the_squared_error) {
     cr_assert(gain[0] > 0.2, "2-bit: clipping saved only %.0f%%", 100 * gain[0]);
     cr_assert(gain[1] > 0.05, "3-bit: clipping saved only %.0f%%", 100 * gain[1]);
     cr_assert(gain[2] >= 0, "4-bit: %g", gain[2]);
+}
+
+/* The floor bounds the search: floor 1 is min-max (kvq_encode, byte for
+ * byte); the candidate sets nest, so the squared error can only fall as the
+ * floor falls (1 >= 0.8 >= 0.5); and with floor 0.8 no group's decoded
+ * range (the codes' span, scale x (2^bits - 1), fp16 scales) is narrower
+ * than 0.8 of its min-max range, while the full search does go narrower
+ * on these 2-bit groups (else the bound would be tested on nothing). */
+Test(kv_quant, clip_floor_bounds_the_range) {
+    unsigned r = 5;
+    float x[64], y[64];
+    uint8_t rec[3][64], mm[64];
+    const float fl[3] = {1.0f, 0.8f, KVQ_CLIP_FULL};
+    int narrow = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < 64; i++) {
+            float u = 0;
+            for (int k = 0; k < 4; k++) u += frand(&r);
+            x[i] = u * 0.866f;
+        }
+        const int bits = trial % 2 ? 2 : 3, nb = 64 * bits / 8;
+        double err[3];
+        kvq_encode(x, 64, bits, 32, mm);
+        for (int f = 0; f < 3; f++) {
+            memset(rec[f], 0, sizeof rec[f]);
+            kvq_encode_clip(x, 64, bits, 32, fl[f], rec[f]);
+            kvq_decode(rec[f], 64, bits, 32, y);
+            err[f] = 0;
+            for (int i = 0; i < 64; i++) err[f] += (double)(x[i] - y[i]) * (x[i] - y[i]);
+            for (int g = 0; g < 2; g++) {
+                float mn = x[32 * g], mx = x[32 * g];
+                for (int i = 32 * g; i < 32 * g + 32; i++) mn = x[i] < mn ? x[i] : mn, mx = x[i] > mx ? x[i] : mx;
+                uint16_t hs;
+                memcpy(&hs, rec[f] + nb + 4 * g, 2); /* fp16 scale, then zero */
+                const float span = kq_fp16_to_fp32(hs) * (float)((1 << bits) - 1), want = fl[f] * (mx - mn);
+                if (f == 1) cr_assert(span >= want * 0.995f, "trial %d group %d: span %g < 0.8 x %g", trial, g, span, mx - mn);
+                if (f == 2) narrow += span < 0.79f * (mx - mn);
+            }
+        }
+        cr_assert_eq(memcmp(rec[0], mm, (size_t)nb + 8), 0, "trial %d: floor 1 is not min-max", trial);
+        cr_assert(err[1] <= err[0] && err[2] <= err[1], "trial %d: errors %g %g %g do not fall with the floor",
+                  trial, err[0], err[1], err[2]);
+    }
+    cr_assert_gt(narrow, 20, "the full search went below 0.8 on only %d groups", narrow);
 }
 
 /* Every run kernel against float64 sums of the decoded records: bit widths,

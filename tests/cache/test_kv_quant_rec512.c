@@ -54,7 +54,7 @@ Test(kv_quant_rec512, encode_decode_match_portable) {
                 fill(x, d, k, &seed);
                 memset(ra, 0xA5, sizeof ra), memset(rb, 0x5A, sizeof rb);
                 kq_set_simd_level(KQ_SIMD_SCALAR); /* the portable loops */
-                kvq_encode_clip(x, d, bits, group, 0, ra);
+                kvq_encode_clip(x, d, bits, group, 1.0f, ra);
                 kvq_decode(ra, d, bits, group, xa);
                 kq_set_simd_level(-1);
                 if (!kvq_avx512_encode_row(x, d, bits, group, rb)) continue;

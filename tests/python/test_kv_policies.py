@@ -154,3 +154,26 @@ def test_generate_two_byte_scales_store_fewer_bytes(pivot_bin, smol_model):
     bad = run("--kv-scale-bits", "5")
     assert bad.returncode != 0
     assert "scale-bits must be 16 or 8, got '5'" in bad.stderr
+
+
+def test_generate_clip_floor(pivot_bin, smol_model):
+    """--kv-clip-floor sets how far clipped ranges may shrink, per layer
+    range: the policy line names it back and the bytes stay those of the
+    same policy without it (only each group's range differs); a floor
+    outside [0.5, 1] is a one-line error and a non-zero exit."""
+    def run(*extra):
+        return subprocess.run([str(pivot_bin), "generate", "--model", str(smol_model), "--prompt",
+                               "The quick brown fox jumps over the lazy dog. " * 8, "--max-tokens", "8",
+                               "--temperature", "0", "--threads", "2", "--kv-policy", "mikv",
+                               "--kv-budget", "16", "--kv-recent", "8", "--kv-clip", "values", *extra],
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+
+    a, b = run(), run("--kv-clip-floor", "0-14:0.8+15-29:0.5")
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    assert "clip=values" in b.stderr and "clip-floor=0-14:0.8+15-29:0.5)" in b.stderr, b.stderr
+    assert "clip-floor" not in a.stderr
+    mib = [re.search(r": ([0-9.]+) MiB stored vs", r.stderr) for r in (a, b)]
+    assert all(mib) and mib[0].group(1) == mib[1].group(1), (a.stderr, b.stderr)
+    bad = run("--kv-clip-floor", "0.4")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "clip-floor must be a fraction in [0.5, 1]" in bad.stderr, bad.stderr

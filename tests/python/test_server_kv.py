@@ -131,6 +131,18 @@ def test_knob_fields_applied(srv):
     st15, b15 = complete(srv, kv_policy="mikv", kv_clip="keys")
     assert st15 == 400 and b15["error"]["param"] == "kv_clip", b15
     assert "clip must be 1 or 0 (or values)" in b15["error"]["message"], b15
+    # how far the clipped ranges may shrink, per layer range: the same
+    # tokens and bytes (only the ranges differ), described back; a floor
+    # below 0.5 is refused by name
+    st16, b16 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits="4/3", kv_rotate=True,
+                         kv_clip="values", kv_clip_floor="0-14:0.8+15-29:0.5")
+    assert st16 == 200, b16
+    kv16 = b16["usage"]["kv_cache"]
+    assert "clip=values" in kv16["spec"] and "clip-floor=0-14:0.8+15-29:0.5" in kv16["spec"], kv16
+    assert kv16["bytes_stored"] == kv5["bytes_stored"] and kv16["tokens_low"] == kv5["tokens_low"]
+    st17, b17 = complete(srv, kv_policy="mikv", kv_clip="values", kv_clip_floor=0.3)
+    assert st17 == 400 and b17["error"]["param"] == "kv_clip_floor", b17
+    assert "clip-floor must be a fraction in [0.5, 1]" in b17["error"]["message"], b17
     # per-layer widths: every layer at 2 bits stores fewer bytes than the
     # same policy at 4 bits; a layer the model lacks is refused
     st8, b8 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_layer_bits="0-29:2",
