@@ -46,6 +46,13 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
             return PV_EINVAL;
         }
     }
+    for (int i = 0; i < p->n_clip_floor; i++) /* "0.8" (every layer) ends at KV_CLIP_ALL_LAYERS */
+        if (p->clip_floor[i].last != KV_CLIP_ALL_LAYERS && p->clip_floor[i].last >= s->n_layers) {
+            if (err && errlen)
+                snprintf(err, errlen, "kv policy: clip-floor names layer %d, the model has %d layers",
+                         p->clip_floor[i].last, s->n_layers);
+            return PV_EINVAL;
+        }
     if (s->gpu && p->n_layer_bits) {
         if (err && errlen)
             snprintf(err, errlen, "kv policy: layer-bits is not on the GPU cache yet (CPU only)");

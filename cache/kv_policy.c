@@ -482,7 +482,7 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
                  r->first, r->last, head, r->k, r->v);
     }
     /* knobs listed only when set: heads (unresolved: the request, not yet
-     * the heads) and two-byte scales */
+     * the heads), two-byte scales and clip floors */
     char tail[48 + KV_CLIP_FLOORS_MAX * 20] = "";
     if (p->heads) snprintf(tail, sizeof tail, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
     if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");

@@ -143,6 +143,8 @@ def test_knob_fields_applied(srv):
     st17, b17 = complete(srv, kv_policy="mikv", kv_clip="values", kv_clip_floor=0.3)
     assert st17 == 400 and b17["error"]["param"] == "kv_clip_floor", b17
     assert "clip-floor must be a fraction in [0.5, 1]" in b17["error"]["message"], b17
+    st18, b18 = complete(srv, kv_policy="mikv", kv_clip="values", kv_clip_floor="25-40:0.8")
+    assert st18 == 400 and "clip-floor names layer 40, the model has 30 layers" in b18["error"]["message"], b18
     # per-layer widths: every layer at 2 bits stores fewer bytes than the
     # same policy at 4 bits; a layer the model lacks is refused
     st8, b8 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_layer_bits="0-29:2",
