@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv_quant.h"
 #include "pverr.h"
 
 /* Every message names the module; fmt is always a literal. */
@@ -162,7 +163,7 @@ bad:
 }
 
 void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *vfloor) {
-    float f = KV_CLIP_FLOOR_DEFAULT;
+    float f = KVQ_CLIP_FULL;
     for (int i = 0; i < p->n_clip_floor; i++)
         if (layer >= p->clip_floor[i].first && layer <= p->clip_floor[i].last) f = p->clip_floor[i].floor;
     *kfloor = p->clip == KV_CLIP_ALL ? f : 1.0f;
@@ -187,7 +188,7 @@ static int parse_clip_floor(kv_policy *p, const char *value, char *err, size_t e
                 *colon = 0;
                 if (parse_pair(r, '-', &a, &b) || b < a || b >= KV_CLIP_ALL_LAYERS) goto bad;
             }
-            if (parse_double(colon ? colon + 1 : r, &f) || !(f >= KV_CLIP_FLOOR_DEFAULT && f <= 1.0)) goto bad;
+            if (parse_double(colon ? colon + 1 : r, &f) || !(f >= KVQ_CLIP_FULL && f <= 1.0)) goto bad;
             cf[n++] = (kv_clip_floor){(short)a, (short)b, (float)f};
         }
         if (!n) goto bad;

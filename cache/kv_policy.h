@@ -60,7 +60,7 @@ typedef struct {
 
 /* How far clipped ranges may shrink in a range of layers (the `clip-floor`
  * knob): the narrowest range kvq_encode_clip tries there, as a fraction of
- * the group's min-max range, in [0.5, 1]. Layers differ: on SmolLM2-135M at
+ * the group's min-max range, in [KVQ_CLIP_FULL, 1]. Layers differ: on SmolLM2-135M at
  * 0.25 of FP16, value ranges clipped in layers 0-14 hold the random-word
  * copy but cost text, in layers 15-29 they help both (docs/KV_CACHE.md,
  * "How far to clip, and where"). */
@@ -70,7 +70,6 @@ typedef struct {
 } kv_clip_floor;
 #define KV_CLIP_FLOORS_MAX 6
 #define KV_CLIP_ALL_LAYERS 32767
-#define KV_CLIP_FLOOR_DEFAULT 0.5f /* layers no entry names: the full search */
 /* Room for kv_policy_describe with every knob and KV_LAYER_BITS_MAX entries:
  * the size of every buffer that holds a description (descriptions are also
  * compared as keys, so one cut short could make two policies equal). */
@@ -139,7 +138,7 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
 const char *kv_clip_spec(int clip);
 /* The floors of layer L's low key and value records for kvq_encode_clip:
  * 1 (min-max) where clip leaves them alone, else the last clip-floor entry
- * that names L, KV_CLIP_FLOOR_DEFAULT without one. */
+ * that names L, KVQ_CLIP_FULL (the full search) without one. */
 void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *vfloor);
 /* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);

@@ -91,7 +91,8 @@ static int code_of(float x, float z, float inv, int qmax) {
     return q < 0 ? 0 : q > qmax ? qmax : (int)q;
 }
 
-/* Shrink factors tried by clip: the full range first, so a tie keeps it. */
+/* Shrink factors tried by clip: the full range first, so a tie keeps it;
+ * the last is KVQ_CLIP_FULL, the narrowest any floor allows. */
 static const float clip_alpha[] = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f, 0.75f, 0.7f, 0.65f, 0.6f, 0.55f, 0.5f};
 #define N_ALPHA ((int)(sizeof clip_alpha / sizeof clip_alpha[0]))
 

@@ -5,6 +5,7 @@
 
 #include "kv.h"
 #include "kv_policy.h"
+#include "kv_quant.h"
 #include "kv_tier.h"
 #include "pverr.h"
 
@@ -459,7 +460,7 @@ Test(kv_policy, clip_floor_parse_describe_and_floors) {
     float kf, vf;
     cr_assert_eq(kv_policy_parse("mikv,clip=values", &p, err, sizeof err), 0, "%s", err);
     kv_policy_clip_floors(&p, 3, &kf, &vf);
-    cr_assert(kf == 1.0f && vf == KV_CLIP_FLOOR_DEFAULT, "no entry: keys %g values %g", kf, vf);
+    cr_assert(kf == 1.0f && vf == KVQ_CLIP_FULL, "no entry: keys %g values %g", kf, vf);
     cr_assert_eq(kv_policy_parse("mikv,clip=values,clip-floor=0-14:0.8+15-29:0.5+20:1", &p, err, sizeof err), 0, "%s", err);
     cr_assert_eq(p.n_clip_floor, 3);
     const float want[] = {0.8f, 0.8f, 0.5f, 1.0f, 0.5f, 0.5f}; /* layers 0, 14, 15, 20, 29, 30 */
