@@ -289,10 +289,12 @@ static void print_table(const eval_opts *o, const ev_run *r, int n) {
         const int len = (int)strlen(r[k].spec);
         if (len > w) w = len;
     }
-    printf("%-*s %7s %7s %9s %8s %7s %8s %8s\n", w, "policy", "target", "kv mem", "ppl", "dppl%",
+    /* top-1 with its 95% interval over samples ("0.9504±0.0048"; the '±' is
+     * two bytes of UTF-8, so that column's width is one more in bytes) */
+    printf("%-*s %7s %7s %9s %8s %13s %8s %8s\n", w, "policy", "target", "kv mem", "ppl", "dppl%",
            "top1", "KL", "acc");
     for (int k = 0; k < n; k++) {
-        char tgt[16], mem[16], p[16], dp[16], t1[16], kl[16], ac[16];
+        char tgt[16], mem[16], p[16], dp[16], t1[32], kl[16], ac[16];
         fmt_or_dash(tgt, sizeof tgt, "%.3f", r[k].ratio_target, r[k].ratio_target > 0);
         if (!r[k].feasible || !r[k].samples) {
             printf("%-*s %7s  infeasible: needs >= %.3f of FP16\n", w, r[k].spec, tgt,
@@ -304,10 +306,16 @@ static void print_table(const eval_opts *o, const ev_run *r, int n) {
         snprintf(mem, sizeof mem, "%.3f", mt.kv_memory_ratio);
         fmt_or_dash(p, sizeof p, "%.3f", mt.ppl, ppl);
         fmt_or_dash(dp, sizeof dp, "%+.2f", mt.delta_ppl_pct, ppl);
-        fmt_or_dash(t1, sizeof t1, "%.4f", mt.top1_agreement, ppl);
+        int t1w = 13;
+        if (ppl && mt.top1_ci95 >= 0) {
+            snprintf(t1, sizeof t1, "%.4f\u00b1%.4f", mt.top1_agreement, mt.top1_ci95);
+            t1w = 14;
+        } else {
+            fmt_or_dash(t1, sizeof t1, "%.4f", mt.top1_agreement, ppl);
+        }
         fmt_or_dash(kl, sizeof kl, "%.4f", mt.mean_kl, ppl);
         fmt_or_dash(ac, sizeof ac, "%.4f", mt.accuracy, acc);
-        printf("%-*s %7s %7s %9s %8s %7s %8s %8s\n", w, r[k].spec, tgt, mem, p, dp, t1, kl, ac);
+        printf("%-*s %7s %7s %9s %8s %*s %8s %8s\n", w, r[k].spec, tgt, mem, p, dp, t1w, t1, kl, ac);
     }
     fflush(stdout);
 }
@@ -370,6 +378,7 @@ out:
         free(runs[k].logits);
         free(runs[k].sample_acc);
         free(runs[k].sample_ppl);
+        free(runs[k].sample_top1);
     }
     free(runs);
     ev_free_samples(smp, n_smp);

@@ -81,12 +81,13 @@ typedef struct {
     size_t bytes_stored_max, bytes_fp16_max;
     double *sample_acc;          /* per-sample accuracy (copy, retrieval) */
     double *sample_ppl;          /* per-sample perplexity (ppl) */
+    double *sample_top1;         /* per-sample top-1 agreement with full (ppl, copy, lookup) */
     double seconds;              /* decode wall time spent in this run */
     /* per-sample state */
     llm_ctx *ctx;
     float *logits;
     double s_nll;
-    long s_scored, s_correct;
+    long s_scored, s_correct, s_agree;
     size_t s_peak; /* most bytes_stored so far in this sample */
 } ev_run;
 
@@ -107,7 +108,10 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
 /* Derived metrics of a run (ref = the full run). */
 typedef struct {
     double ppl, delta_ppl_pct, top1_agreement, mean_kl, accuracy, kv_memory_ratio;
-    double accuracy_ci95, delta_ppl_ci95; /* half-widths over samples, -1 when < 2 samples */
+    /* half-widths of 95% intervals over samples (1.96 standard errors of the
+     * per-sample values: a window's tokens are not independent, the windows
+     * are), -1 when < 2 samples */
+    double accuracy_ci95, delta_ppl_ci95, top1_ci95;
 } ev_metrics;
 void ev_metrics_of(const ev_run *r, const ev_run *ref, ev_task task, ev_metrics *out);
 

@@ -65,6 +65,10 @@ int ev_write_json(const char *path, const char *model_name, const ev_task_opts *
             num(e, "delta_ppl_pct", mt.delta_ppl_pct);
             if (mt.delta_ppl_ci95 >= 0) num(e, "delta_ppl_pct_ci95", mt.delta_ppl_ci95);
             num(e, "top1_agreement", mt.top1_agreement);
+            if (mt.top1_ci95 >= 0) num(e, "top1_agreement_ci95", mt.top1_ci95);
+            cJSON *st = cJSON_AddArrayToObject(e, "sample_top1");
+            for (int i = 0; st && i < r->samples; i++)
+                cJSON_AddItemToArray(st, cJSON_CreateNumber(r->sample_top1[i]));
             num(e, "mean_kl", mt.mean_kl);
         }
         if (o->task != EV_PPL) {

@@ -81,7 +81,7 @@ static void score_step(ev_run *r, const float *ref_lp, int ref_top, int is_ref, 
     r->s_nll -= lp[target];
     r->s_scored++;
     r->s_correct += top == target;
-    r->n_agree += top == ref_top;
+    r->s_agree += top == ref_top;
     r->kl_sum += kl > 0 ? kl : 0; /* rounding can give -1e-9 for identical rows */
 }
 
@@ -236,6 +236,8 @@ static void end_sample(ev_run *r, const ev_sample *s, int task, int idx, int cor
         r->nll_sum += r->s_nll;
         r->n_scored += r->s_scored;
         r->n_correct += r->s_correct;
+        r->n_agree += r->s_agree;
+        r->sample_top1[idx] = r->s_scored ? (double)r->s_agree / r->s_scored : 0;
         r->sample_ppl[idx] = r->s_scored ? exp(r->s_nll / r->s_scored) : 0;
         r->sample_acc[idx] = r->s_scored ? (double)r->s_correct / r->s_scored : 0;
     }
@@ -273,7 +275,9 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
         runs[k].logits = malloc(sizeof(float) * n_vocab);
         runs[k].sample_acc = calloc((size_t)n_smp, sizeof(double));
         runs[k].sample_ppl = calloc((size_t)n_smp, sizeof(double));
-        if (!runs[k].logits || !runs[k].sample_acc || !runs[k].sample_ppl) {
+        runs[k].sample_top1 = calloc((size_t)n_smp, sizeof(double));
+        if (!runs[k].logits || !runs[k].sample_acc || !runs[k].sample_ppl ||
+            !runs[k].sample_top1) {
             fprintf(stderr, "pivot eval: out of memory\n");
             return 1;
         }
@@ -287,7 +291,7 @@ int ev_run_all(const llm_model *m, const ev_task_opts *o, ev_sample *smp, int n_
         int n_total = s->n + s->gen_max;
         for (int k = 0; k < n_runs; k++) {
             ev_run *r = &runs[k];
-            r->s_nll = 0, r->s_scored = 0, r->s_correct = 0, r->s_peak = 0;
+            r->s_nll = 0, r->s_scored = 0, r->s_correct = 0, r->s_agree = 0, r->s_peak = 0;
             if (!r->feasible) continue;
             if (open_run(m, o, r, n_total)) goto out;
             if (!r->ctx) continue; /* infeasible at this target */
@@ -364,7 +368,7 @@ void ev_metrics_of(const ev_run *r, const ev_run *ref, ev_task task, ev_metrics 
     if (task == EV_RETRIEVAL) {
         out->accuracy = n ? (double)r->n_correct / n : 0;
         out->accuracy_ci95 = ci95(r->sample_acc, n);
-        out->delta_ppl_ci95 = -1;
+        out->delta_ppl_ci95 = out->top1_ci95 = -1;
         return;
     }
     out->ppl = r->n_scored ? exp(r->nll_sum / r->n_scored) : 0;
@@ -374,6 +378,7 @@ void ev_metrics_of(const ev_run *r, const ev_run *ref, ev_task task, ev_metrics 
     out->mean_kl = r->n_scored ? r->kl_sum / r->n_scored : 0;
     out->accuracy = r->n_scored ? (double)r->n_correct / r->n_scored : 0;
     out->accuracy_ci95 = ci95(r->sample_acc, n);
+    out->top1_ci95 = ci95(r->sample_top1, n);
     /* Per-sample relative change against the same sample under full. */
     if (n >= 2 && ref->samples == n) {
         double *d = malloc(sizeof(double) * n);

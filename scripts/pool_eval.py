@@ -3,7 +3,8 @@
 seeds into one table: per (policy spec, ratio target), the accuracy over all
 samples with its 95% interval (1.96 standard errors over samples), the
 share of full's accuracy, the largest KV memory ratio reached, top-1
-agreement and Δppl (weighted by samples).
+agreement (with its interval over samples when the reports carry
+`sample_top1`) and Δppl (weighted by samples).
 
   scripts/pool_eval.py copy_s1.json copy_s2.json [--markdown]
 
@@ -35,7 +36,8 @@ def pool(docs):
         for r in d["results"]:
             key = (r["policy_spec"], r.get("kv_ratio_target"))
             if key not in rows:
-                rows[key] = {"acc": [], "ids": [], "ratio": 0.0, "top1": 0.0, "dppl": 0.0, "w": 0,
+                rows[key] = {"acc": [], "ids": [], "ratio": 0.0, "top1": 0.0, "t1s": [], "dppl": 0.0,
+                             "w": 0,
                              "infeasible": None, "spec": r["policy_spec"],
                              "target": r.get("kv_ratio_target")}
                 order.append(key)
@@ -49,6 +51,7 @@ def pool(docs):
             e["ratio"] = max(e["ratio"], r.get("kv_memory_ratio", 0))
             n = r["samples"]
             e["top1"] += r.get("top1_agreement", 0) * n
+            e["t1s"] += r.get("sample_top1", [])
             e["dppl"] += r.get("delta_ppl_pct", 0) * n
             e["w"] += n
     return [rows[k] for k in order]
@@ -65,7 +68,7 @@ def stats(acc):
 
 def print_ppl(docs):
     print(f"task ppl, {len(docs)} reports")
-    print("| text | policy | target | KV memory | Δppl % (±95%) | top-1 | mean KL | windows |")
+    print("| text | policy | target | KV memory | Δppl % (±95%) | top-1 (±95%) | mean KL | windows |")
     print("|---|---|---|---|---|---|---|---|")
     for d in docs:
         text = d.get("text", "?").rsplit("/", 1)[-1]
@@ -78,9 +81,11 @@ def print_ppl(docs):
                       (f" (≥ {mn:.3f})" if mn else "") + " | | | | 0 |")
                 continue
             ci = r.get("delta_ppl_pct_ci95")
+            tci = r.get("top1_agreement_ci95")
             print(f"| {text} | {r['policy_spec']} | {tgt} | {r['kv_memory_ratio']:.3f} | "
                   f"{r['delta_ppl_pct']:+.2f}" + (f" (±{ci:.2f})" if ci is not None else "") +
-                  f" | {r['top1_agreement']:.3f} | {r['mean_kl']:.4f} | {r['samples']} |")
+                  f" | {r['top1_agreement']:.3f}" + (f" (±{tci:.3f})" if tci is not None else "") +
+                  f" | {r['mean_kl']:.4f} | {r['samples']} |")
 
 
 def main(argv=None):
@@ -104,7 +109,7 @@ def main(argv=None):
     full = next((r for r in rows if r["spec"] == "full" and r["acc"]), None)
     full_acc = stats(full["acc"])[0] if full else None
     print(f"task {tasks.pop()}, {len(docs)} reports")
-    print("| policy | target | KV memory | accuracy (±95%) | of full's | − full (±95%, paired) | top-1 | Δppl % | samples |")
+    print("| policy | target | KV memory | accuracy (±95%) | of full's | − full (±95%, paired) | top-1 (±95%) | Δppl % | samples |")
     print("|---|---|---|---|---|---|---|---|---|")
     full_by_id = dict(zip(full["ids"], full["acc"])) if full else {}
     for r in rows:
@@ -119,8 +124,12 @@ def main(argv=None):
         # the same samples under full, so the sample-to-sample spread cancels
         diffs = [a - full_by_id[i] for i, a in zip(r["ids"], r["acc"]) if i in full_by_id]
         dm, dci = stats(diffs) if diffs else (float("nan"), float("nan"))
+        # the interval only when every report carried its samples' top-1
+        t1 = f"{r['top1'] / r['w']:.3f}"
+        if len(r["t1s"]) == r["w"] and r["w"] >= 2:
+            t1 += f" (±{stats(r['t1s'])[1]:.3f})"
         print(f"| {r['spec']} | {tgt} | {r['ratio']:.3f} | {m:.3f} (±{ci:.3f}) | {share} | "
-              f"{dm:+.3f} (±{dci:.3f}) | {r['top1'] / r['w']:.3f} | {r['dppl'] / r['w']:+.1f} | "
+              f"{dm:+.3f} (±{dci:.3f}) | {t1} | {r['dppl'] / r['w']:+.1f} | "
               f"{len(r['acc'])} |")
 
 

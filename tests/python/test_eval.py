@@ -122,6 +122,26 @@ def test_budgeted_policies_meet_the_ratio(pivot_bin, smol_model, tmp_path, task)
     assert q["budget_solved"] is False and q["kv_memory_ratio"] < 0.6
 
 
+def test_top1_interval_over_windows(pivot_bin, smol_model, tmp_path):
+    # Three windows: top-1 agreement per window, its mean the pooled figure
+    # (equal windows) and an interval of 1.96 standard errors over them.
+    doc, r = evaluate(pivot_bin, smol_model, tmp_path, "--task", "ppl", "--policies", "full,quant2",
+                      "--length", "96", "--prefix", "32", "--samples", "3", "--threads", "2")
+    full, q = doc["results"]
+    assert full["sample_top1"] == [1, 1, 1] and full["top1_agreement_ci95"] == 0
+    t = q["sample_top1"]
+    assert len(t) == 3 and all(0 <= x <= 1 for x in t), q
+    assert abs(sum(t) / 3 - q["top1_agreement"]) < 1e-12, q
+    m = sum(t) / 3
+    sd = (sum((x - m) ** 2 for x in t) / 2) ** 0.5
+    assert abs(q["top1_agreement_ci95"] - 1.96 * sd / 3 ** 0.5) < 1e-12, q
+    # INT2 keys and values disagree with full somewhere, by a different share
+    # per window (measured: 0.70-0.77 at 96 tokens)
+    assert q["top1_agreement"] < 0.95 and q["top1_agreement_ci95"] > 0, q
+    row = next(line for line in r.stdout.splitlines() if line.startswith("quant2"))
+    assert f"{q['top1_agreement']:.4f}\u00b1{q['top1_agreement_ci95']:.4f}" in row, row
+
+
 def test_infeasible_target_is_reported_not_run(pivot_bin, smol_model, tmp_path):
     # 32 recent FP16 tokens of 48 cannot fit in 10% of FP16.
     doc, r = evaluate(pivot_bin, smol_model, tmp_path, "--task", "ppl", "--policies",

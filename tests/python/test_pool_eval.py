@@ -39,6 +39,24 @@ def test_pools_samples_of_every_seed(tmp_path):
     assert "infeasible (≥ 0.310)" in rows["quant4"]
 
 
+def test_pools_top1_samples_into_an_interval(tmp_path):
+    a = report(tmp_path, "a.json", [0.4, 0.6], [0.2, 0.4])
+    b = report(tmp_path, "b.json", [0.5, 0.5], [0.3, 0.3])
+    for p, t1 in ((a, [0.8, 0.9]), (b, [0.94, 1.0])):
+        doc = json.loads(Path(p).read_text())
+        doc["results"][1]["sample_top1"] = t1
+        doc["results"][1]["top1_agreement"] = sum(t1) / 2
+        Path(p).write_text(json.dumps(doc))
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), a, b],
+                       capture_output=True, text=True, check=True)
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| mikv "))
+    # four samples: mean 0.91, sd 0.0841 -> ±0.082; full's reports carry
+    # no samples' top-1, so its row has no interval
+    assert "| 0.910 (±0.082) |" in row, row
+    full = next(line for line in r.stdout.splitlines() if line.startswith("| full "))
+    assert "| 1.000 | +0.0 |" in full, full
+
+
 def test_refuses_mixed_tasks(tmp_path):
     a = report(tmp_path, "a.json", [0.5, 0.5], [0.3, 0.3])
     doc = json.loads(Path(a).read_text())
@@ -56,7 +74,8 @@ def test_ppl_reports_are_listed_per_text(tmp_path):
         doc = {"task": "ppl", "text": text, "results": [
             {"policy_spec": "mikv", "kv_ratio_target": 0.33, "feasible": True, "samples": 8,
              "kv_memory_ratio": 0.31, "delta_ppl_pct": d, "delta_ppl_pct_ci95": 0.2,
-             "top1_agreement": 0.96, "mean_kl": 0.004},
+             "top1_agreement": 0.96, "mean_kl": 0.004,
+             **({"top1_agreement_ci95": 0.004} if "GPL" in text else {})},
             {"policy_spec": "mikv", "kv_ratio_target": 0.25, "feasible": False, "samples": 0,
              "min_kv_memory_ratio": 0.29}]}
         p = tmp_path / (text.rsplit("/", 1)[-1] + ".json")
@@ -64,6 +83,7 @@ def test_ppl_reports_are_listed_per_text(tmp_path):
         docs.append(str(p))
     r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), *docs],
                        capture_output=True, text=True, check=True)
-    assert "| GPL-3 | mikv | 0.33 | 0.310 | +0.50 (±0.20) | 0.960 |" in r.stdout
-    assert "| argparse.py | mikv | 0.33 | 0.310 | +1.25 (±0.20) |" in r.stdout
+    assert "| GPL-3 | mikv | 0.33 | 0.310 | +0.50 (±0.20) | 0.960 (±0.004) |" in r.stdout
+    # an older report without the top-1 interval: the figure alone
+    assert "| argparse.py | mikv | 0.33 | 0.310 | +1.25 (±0.20) | 0.960 | 0.0040 |" in r.stdout
     assert "| GPL-3 | mikv | 0.25 | infeasible (≥ 0.290) |" in r.stdout
