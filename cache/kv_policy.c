@@ -127,39 +127,52 @@ static int parse_pair(const char *t, char sep, int *x, int *y) {
  * keep only their high tier, while the heads that copy keep a low tier). */
 static int entry_widths_ok(long k, long v) { return (k == 0 && v == 0) || (lo_width_ok(k) && lo_width_ok(v)); }
 
+/* Calls fn on each '+'-joined entry of value (a writable copy, so fn may cut
+ * it). Returns the number of entries, 0 for "none" or "", -1 when value is
+ * longer than a spec can be, has an empty list or fn refuses an entry. One
+ * walker for layer-bits and clip-floor lists. */
+static int each_entry(const char *value, int (*fn)(char *entry, int i, void *out), void *out) {
+    if (!strcasecmp(value, "none") || !*value) return 0;
+    char buf[KV_POLICY_DESC_MAX], *save = NULL;
+    if (strlen(value) >= sizeof buf) return -1;
+    strcpy(buf, value);
+    int n = 0;
+    for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save))
+        if (fn(r, n++, out)) return -1;
+    return n ? n : -1;
+}
+
+/* One layer-bits entry "A-B[.H]:K/V" into ((kv_layer_bits *)out)[i]. */
+static int layer_bits_entry(char *r, int i, void *out) {
+    char *colon = strchr(r, ':'), *dot = strchr(r, '.');
+    int a, b, k, v, h = -1, h2;
+    if (i == KV_LAYER_BITS_MAX || !colon || (dot && dot > colon)) return -1;
+    *colon = 0;
+    if (dot) { /* one KV head of the layers: "18.2", "15-24.1" */
+        *dot = 0;
+        if (parse_pair(dot + 1, 0, &h, &h2) || h > 127) return -1; /* a plain number */
+    }
+    if (parse_pair(r, '-', &a, &b) || parse_pair(colon + 1, '/', &k, &v) || b < a ||
+        !entry_widths_ok(k, v))
+        return -1;
+    ((kv_layer_bits *)out)[i] =
+        (kv_layer_bits){(short)a, (short)b, (signed char)h, (signed char)k, (signed char)v};
+    return 0;
+}
+
 /* "A-B[.H]:K/V" entries joined by '+' into p->layer_bits ("none" clears). */
 static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_layer_bits lb[KV_LAYER_BITS_MAX];
-    int n = 0;
-    if (strcasecmp(value, "none") && *value) {
-        char buf[256], *save = NULL;
-        if (strlen(value) >= sizeof buf) goto bad;
-        strcpy(buf, value);
-        for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save)) {
-            char *colon = strchr(r, ':'), *dot = strchr(r, '.');
-            int a, b, k, v, h = -1, h2;
-            if (n == KV_LAYER_BITS_MAX || !colon || (dot && dot > colon)) goto bad;
-            *colon = 0;
-            if (dot) { /* one KV head of the layers: "18.2", "15-24.1" */
-                *dot = 0;
-                if (parse_pair(dot + 1, 0, &h, &h2) || h > 127) goto bad; /* a plain number */
-            }
-            if (parse_pair(r, '-', &a, &b) || parse_pair(colon + 1, '/', &k, &v) || b < a ||
-                !entry_widths_ok(k, v))
-                goto bad;
-            lb[n++] = (kv_layer_bits){(short)a, (short)b, (signed char)h, (signed char)k, (signed char)v};
-        }
-        if (!n) goto bad;
-    }
+    int n = each_entry(value, layer_bits_entry, lb);
+    if (n < 0)
+        return fail(err, errlen, PV_EINVAL,
+                    "layer-bits must be up to %d ranges FIRST-LAST[.HEAD]:K/V of 2, 3, 4 or 8 bits "
+                    "(0: drop) joined by '+' (e.g. 15-24:4/4+5-9:2, 18.2:8/8 for KV head 2 of layer "
+                    "18), or none; got '%s'",
+                    KV_LAYER_BITS_MAX, value);
     memcpy(p->layer_bits, lb, sizeof lb[0] * (size_t)n);
     p->n_layer_bits = n;
     return PV_OK;
-bad:
-    return fail(err, errlen, PV_EINVAL,
-                "layer-bits must be up to %d ranges FIRST-LAST[.HEAD]:K/V of 2, 3, 4 or 8 bits "
-                "(0: drop) joined by '+' (e.g. 15-24:4/4+5-9:2, 18.2:8/8 for KV head 2 of layer "
-                "18), or none; got '%s'",
-                KV_LAYER_BITS_MAX, value);
 }
 
 void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *vfloor) {
@@ -170,37 +183,35 @@ void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *
     *vfloor = p->clip != KV_CLIP_NONE ? f : 1.0f;
 }
 
-/* "F" (every layer) or "FIRST-LAST:F" ranges joined by '+', F in [0.5, 1];
- * "none" clears them. */
+/* One clip-floor entry, "F" (every layer) or "FIRST-LAST:F" with F in
+ * [0.5, 1], into ((kv_clip_floor *)out)[i]. */
+static int clip_floor_entry(char *r, int i, void *out) {
+    char *colon = strchr(r, ':');
+    int a = 0, b = KV_CLIP_ALL_LAYERS;
+    double f;
+    if (i == KV_CLIP_FLOORS_MAX) return -1;
+    if (colon) {
+        *colon = 0;
+        if (parse_pair(r, '-', &a, &b) || b < a || b >= KV_CLIP_ALL_LAYERS) return -1;
+    }
+    if (parse_double(colon ? colon + 1 : r, &f) || !(f >= KVQ_CLIP_FULL && f <= 1.0)) return -1;
+    ((kv_clip_floor *)out)[i] = (kv_clip_floor){(short)a, (short)b, (float)f};
+    return 0;
+}
+
+/* clip-floor entries joined by '+' into p->clip_floor ("none" clears). */
 static int parse_clip_floor(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_clip_floor cf[KV_CLIP_FLOORS_MAX];
-    int n = 0;
-    if (strcasecmp(value, "none") && *value) {
-        char buf[160], *save = NULL;
-        if (strlen(value) >= sizeof buf) goto bad;
-        strcpy(buf, value);
-        for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save)) {
-            char *colon = strchr(r, ':');
-            int a = 0, b = KV_CLIP_ALL_LAYERS;
-            double f;
-            if (n == KV_CLIP_FLOORS_MAX) goto bad;
-            if (colon) {
-                *colon = 0;
-                if (parse_pair(r, '-', &a, &b) || b < a || b >= KV_CLIP_ALL_LAYERS) goto bad;
-            }
-            if (parse_double(colon ? colon + 1 : r, &f) || !(f >= KVQ_CLIP_FULL && f <= 1.0)) goto bad;
-            cf[n++] = (kv_clip_floor){(short)a, (short)b, (float)f};
-        }
-        if (!n) goto bad;
-    }
+    int n = each_entry(value, clip_floor_entry, cf);
+    if (n < 0)
+        return fail(err, errlen, PV_EINVAL,
+                    "clip-floor must be a fraction in [0.5, 1] (the narrowest clipped range tried), "
+                    "or up to %d ranges FIRST-LAST:F joined by '+' (e.g. 0-14:0.8+15-29:0.5), or "
+                    "none; got '%s'",
+                    KV_CLIP_FLOORS_MAX, value);
     memcpy(p->clip_floor, cf, sizeof cf[0] * (size_t)n);
     p->n_clip_floor = n;
     return PV_OK;
-bad:
-    return fail(err, errlen, PV_EINVAL,
-                "clip-floor must be a fraction in [0.5, 1] (the narrowest clipped range tried), or up "
-                "to %d ranges FIRST-LAST:F joined by '+' (e.g. 0-14:0.8+15-29:0.5), or none; got '%s'",
-                KV_CLIP_FLOORS_MAX, value);
 }
 
 /* "N", "N:B" or "N:K/V" into heads / heads_k / heads_v (INT8 when no
