@@ -128,13 +128,15 @@ static int parse_pair(const char *t, char sep, int *x, int *y) {
 static int entry_widths_ok(long k, long v) { return (k == 0 && v == 0) || (lo_width_ok(k) && lo_width_ok(v)); }
 
 /* Calls fn on each '+'-joined entry of value (a writable copy, so fn may cut
- * it). Returns the number of entries, 0 for "none" or "", -1 when value is
- * longer than a spec can be, has an empty list or fn refuses an entry. One
- * walker for layer-bits and clip-floor lists. */
-static int each_entry(const char *value, int (*fn)(char *entry, int i, void *out), void *out) {
+ * it). Returns the number of entries, 0 for "none" or "", -1 when value has
+ * max bytes or more (no list of valid entries is that long), an empty list
+ * or an entry fn refuses. One walker for layer-bits and clip-floor lists. */
+static int each_entry(const char *value, size_t max, int (*fn)(char *entry, int i, void *out),
+                      void *out) {
     if (!strcasecmp(value, "none") || !*value) return 0;
     char buf[KV_POLICY_DESC_MAX], *save = NULL;
-    if (strlen(value) >= sizeof buf) return -1;
+    if (max > sizeof buf) max = sizeof buf;
+    if (strlen(value) >= max) return -1;
     strcpy(buf, value);
     int n = 0;
     for (char *r = strtok_r(buf, "+", &save); r; r = strtok_r(NULL, "+", &save))
@@ -163,7 +165,7 @@ static int layer_bits_entry(char *r, int i, void *out) {
 /* "A-B[.H]:K/V" entries joined by '+' into p->layer_bits ("none" clears). */
 static int parse_layer_bits(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_layer_bits lb[KV_LAYER_BITS_MAX];
-    int n = each_entry(value, layer_bits_entry, lb);
+    int n = each_entry(value, 256, layer_bits_entry, lb);
     if (n < 0)
         return fail(err, errlen, PV_EINVAL,
                     "layer-bits must be up to %d ranges FIRST-LAST[.HEAD]:K/V of 2, 3, 4 or 8 bits "
@@ -202,7 +204,7 @@ static int clip_floor_entry(char *r, int i, void *out) {
 /* clip-floor entries joined by '+' into p->clip_floor ("none" clears). */
 static int parse_clip_floor(kv_policy *p, const char *value, char *err, size_t errlen) {
     kv_clip_floor cf[KV_CLIP_FLOORS_MAX];
-    int n = each_entry(value, clip_floor_entry, cf);
+    int n = each_entry(value, 160, clip_floor_entry, cf);
     if (n < 0)
         return fail(err, errlen, PV_EINVAL,
                     "clip-floor must be a fraction in [0.5, 1] (the narrowest clipped range tried), "
