@@ -13,6 +13,15 @@
 #include "kv_router.h"
 #include "pverr.h"
 
+/* A per-layer knob's range must end inside the model: one rule for
+ * layer-bits and clip-floor. */
+static int check_last_layer(const char *knob, int last, const kv_shape *s, char *err,
+                            size_t errlen) {
+    if (last < s->n_layers) return PV_OK;
+    return pv_fail(err, errlen, PV_EINVAL, "kv policy: %s names layer %d, the model has %d layers",
+                   knob, last, s->n_layers);
+}
+
 int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size_t errlen) {
     int rc = kv_policy_validate(p, err, errlen);
     if (rc) return rc;
@@ -32,12 +41,7 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
         return PV_EINVAL;
     }
     for (int i = 0; i < p->n_layer_bits; i++) {
-        if (p->layer_bits[i].last >= s->n_layers) {
-            if (err && errlen)
-                snprintf(err, errlen, "kv policy: layer-bits names layer %d, the model has %d layers",
-                         p->layer_bits[i].last, s->n_layers);
-            return PV_EINVAL;
-        }
+        if ((rc = check_last_layer("layer-bits", p->layer_bits[i].last, s, err, errlen))) return rc;
         if (p->layer_bits[i].head >= s->n_kv_heads) {
             if (err && errlen)
                 snprintf(err, errlen,
@@ -47,12 +51,9 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
         }
     }
     for (int i = 0; i < p->n_clip_floor; i++) /* "0.8" (every layer) ends at KV_CLIP_ALL_LAYERS */
-        if (p->clip_floor[i].last != KV_CLIP_ALL_LAYERS && p->clip_floor[i].last >= s->n_layers) {
-            if (err && errlen)
-                snprintf(err, errlen, "kv policy: clip-floor names layer %d, the model has %d layers",
-                         p->clip_floor[i].last, s->n_layers);
-            return PV_EINVAL;
-        }
+        if (p->clip_floor[i].last != KV_CLIP_ALL_LAYERS &&
+            (rc = check_last_layer("clip-floor", p->clip_floor[i].last, s, err, errlen)))
+            return rc;
     if (s->gpu && p->n_layer_bits) {
         if (err && errlen)
             snprintf(err, errlen, "kv policy: layer-bits is not on the GPU cache yet (CPU only)");

@@ -37,8 +37,7 @@ def pool(docs):
             key = (r["policy_spec"], r.get("kv_ratio_target"))
             if key not in rows:
                 rows[key] = {"acc": [], "ids": [], "ratio": 0.0, "top1": 0.0, "t1s": [], "dppl": 0.0,
-                             "w": 0,
-                             "infeasible": None, "spec": r["policy_spec"],
+                             "w": 0, "infeasible": None, "spec": r["policy_spec"],
                              "target": r.get("kv_ratio_target")}
                 order.append(key)
             e = rows[key]
