@@ -4,11 +4,7 @@
 # 8 windows of 1,024 tokens. ~4 min on the 2-core VM.
 # Usage: bench/eval/clipfloor/mid-lgpl.sh [PIVOT_BIN] [OUTDIR]
 set -e
-BIN=${1:-build/cli/pivot}
-OUT=${2:-bench/eval/clipfloor}
-R="mikv;lo-bits=4/2;heads=5:8/4;layer-bits=10-14:4/3"
-C="$R;clip=values;clip-floor=1+5-9:0.8+15-29:0.5"
-D1="$R;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5"
+. bench/eval/clipfloor/mid-defs.sh # BIN, OUT, PY, runs(), texts(), R, C, D1, D2
 $BIN eval --task ppl --text /usr/share/common-licenses/LGPL-2.1 --policies "full,$C,$D1" --ratios 0.25 \
     --length 1024 --prefix 256 --samples 8 --threads 2 --json "$OUT/mid-ppl-LGPL-2.1.json" \
     > "$OUT/mid-ppl-LGPL-2.1.txt"

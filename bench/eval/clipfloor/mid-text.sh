@@ -5,14 +5,7 @@
 # copy on the fresh seeds 7-9 for comparison.
 # ~20 min on the 2-core VM. Usage: bench/eval/clipfloor/mid-text.sh [PIVOT_BIN] [OUTDIR]
 set -e
-BIN=${1:-build/cli/pivot}
-OUT=${2:-bench/eval/clipfloor}
-PY=${PY:-.venv/bin/python}
-R="mikv;lo-bits=4/2;heads=5:8/4;layer-bits=10-14:4/3"
-C="$R;clip=values;clip-floor=1+5-9:0.8+15-29:0.5"
-D1="$R;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5"
-D2="$R;clip=values;clip-floor=0.85+5-9:0.8+10-14:1+15-29:0.5"
-. bench/eval/runs.sh # runs(), texts()
+. bench/eval/clipfloor/mid-defs.sh # BIN, OUT, PY, runs(), texts(), R, C, D1, D2
 texts mid-ppl 0.25 "full,$C,$D1,$D2"
 for text in /usr/lib/python3.11/subprocess.py /usr/lib/python3.11/typing.py; do
     t=$(basename "$text" .py)

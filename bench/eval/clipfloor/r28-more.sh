@@ -4,12 +4,7 @@
 # 512 tokens (seeds 1-2). ~10 min on the 2-core VM.
 # Usage: bench/eval/clipfloor/r28-more.sh [PIVOT_BIN] [OUTDIR]
 set -e
-BIN=${1:-build/cli/pivot}
-OUT=${2:-bench/eval/clipfloor}
-PY=${PY:-.venv/bin/python}
-R="mikv;lo-bits=4/2;heads=5:8/4;layer-bits=10-14:4/3"
-D1="$R;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5"
-. bench/eval/runs.sh # runs(), texts()
+. bench/eval/clipfloor/mid-defs.sh # BIN, OUT, PY, runs(), texts(), R, C, D1, D2
 for text in /usr/lib/python3.11/argparse.py /usr/lib/python3.11/subprocess.py; do
     t=$(basename "$text" .py)
     $BIN eval --task ppl --text "$text" --policies "full,$D1;recent=28" --ratios 0.25 --length 1024 \
