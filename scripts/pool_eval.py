@@ -9,7 +9,13 @@ agreement (with its interval over samples when the reports carry
   scripts/pool_eval.py copy_s1.json copy_s2.json [--markdown]
 
 Reports written before `sample_accuracy` existed are pooled from their mean
-and `accuracy_ci95` (the same standard deviation, recovered)."""
+and `accuracy_ci95` (the same standard deviation, recovered).
+
+--against N adds a table of every policy paired with the N-th policy of the
+reports (1 = the first), sample by sample (window by window for ppl): the
+mean difference in accuracy and in top-1 agreement with its 95% interval,
+which is how two policies on the same samples are compared (the samples'
+own spread cancels)."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +71,49 @@ def stats(acc):
     return m, 1.96 * math.sqrt(var / n)
 
 
+def paired(a, b):
+    """(mean, ±95%) of a - b over the items both have (dicts id -> value)."""
+    d = [a[i] - b[i] for i in a if i in b]
+    return stats(d) if d else (float("nan"), float("nan"))
+
+
+def fmt_pair(m, ci):
+    return "–" if m != m else f"{m:+.4f} (±{ci:.4f})"
+
+
+def print_against(docs, n):
+    """Every policy against the n-th of its report, paired over samples."""
+    ppl = docs[0]["task"] == "ppl"
+    base = None
+    rows = {}  # (text or '', spec, target) -> ({id: acc}, {id: top1})
+    for di, d in enumerate(docs):
+        res = [r for r in d["results"] if r.get("feasible", True) and r.get("samples", 0)]
+        if not 1 <= n <= len(d["results"]):
+            sys.exit(f"pool_eval: --against {n}: a report has {len(d['results'])} policies")
+        b = d["results"][n - 1]
+        if base not in (None, (b["policy_spec"], b.get("kv_ratio_target"))):
+            sys.exit(f"pool_eval: --against {n} names {base[0]} in one report and {b['policy_spec']} in another")
+        base = (b["policy_spec"], b.get("kv_ratio_target"))
+        text = d.get("text", "?").rsplit("/", 1)[-1] if ppl else ""
+        for r in res:
+            e = rows.setdefault((text, r["policy_spec"], r.get("kv_ratio_target")), ({}, {}))
+            acc = r.get("sample_accuracy", []) if not ppl else []
+            e[0].update({(di, i): v for i, v in enumerate(acc)})
+            e[1].update({(di, i): v for i, v in enumerate(r.get("sample_top1", []))})
+    print(f"paired against {base[0]}" + (f" at {base[1]:g}" if base[1] is not None else ""))
+    print("| text | policy | accuracy − it (±95%) | top-1 − it (±95%) |" if ppl else
+          "| policy | accuracy − it (±95%) | top-1 − it (±95%) |")
+    print("|---|---|---|---|" if ppl else "|---|---|---|")
+    for (text, spec, tgt), (acc, t1) in rows.items():
+        if (spec, tgt) == base:
+            continue
+        bacc, bt1 = rows.get((text,) + base, ({}, {}))
+        if tgt is not None:
+            spec += f" at {tgt:g}"
+        cells = f"{fmt_pair(*paired(acc, bacc))} | {fmt_pair(*paired(t1, bt1))} |"
+        print(f"| {text} | {spec} | {cells}" if ppl else f"| {spec} | {cells}")
+
+
 def print_ppl(docs):
     print(f"task ppl, {len(docs)} reports")
     print("| text | policy | target | KV memory | Δppl % (±95%) | top-1 (±95%) | mean KL | windows |")
@@ -90,6 +139,8 @@ def print_ppl(docs):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("json", nargs="+")
+    ap.add_argument("--against", type=int, metavar="N",
+                    help="also pair every policy with the N-th of the reports (1 = the first)")
     a = ap.parse_args(argv)
     docs = []
     for p in a.json:
@@ -103,8 +154,16 @@ def main(argv=None):
         sys.exit(f"pool_eval: reports of different tasks: {sorted(tasks)}")
     if tasks == {"ppl"}:  # one table row per (text, policy, target): texts are not pooled
         print_ppl(docs)
-        return
+    else:
+        print_pooled(docs)
+    if a.against is not None:
+        print()
+        print_against(docs, a.against)
+
+
+def print_pooled(docs):
     rows = pool(docs)
+    tasks = {d["task"] for d in docs}
     full = next((r for r in rows if r["spec"] == "full" and r["acc"]), None)
     full_acc = stats(full["acc"])[0] if full else None
     print(f"task {tasks.pop()}, {len(docs)} reports")

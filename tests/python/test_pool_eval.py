@@ -87,3 +87,40 @@ def test_ppl_reports_are_listed_per_text(tmp_path):
     # an older report without the top-1 interval: the figure alone
     assert "| argparse.py | mikv | 0.33 | 0.310 | +1.25 (±0.20) | 0.960 | 0.0040 |" in r.stdout
     assert "| GPL-3 | mikv | 0.25 | infeasible (≥ 0.290) |" in r.stdout
+
+
+def test_against_pairs_policies_sample_by_sample(tmp_path):
+    def doc(task, a_acc, b_acc, a_t1, b_t1, text=None):
+        res = [{"policy_spec": "full", "kv_ratio_target": None, "feasible": True, "samples": 2,
+                "accuracy": 0.5, "sample_accuracy": [0.5, 0.5], "kv_memory_ratio": 1.0,
+                "top1_agreement": 1, "sample_top1": [1, 1], "delta_ppl_pct": 0, "mean_kl": 0}]
+        for spec, acc, t1 in (("A", a_acc, a_t1), ("B", b_acc, b_t1)):
+            res.append({"policy_spec": spec, "kv_ratio_target": 0.25, "feasible": True, "samples": 2,
+                        "accuracy": sum(acc) / 2, "sample_accuracy": acc, "kv_memory_ratio": 0.25,
+                        "top1_agreement": sum(t1) / 2, "sample_top1": t1, "delta_ppl_pct": 1.0,
+                        "mean_kl": 0.01})
+        d = {"task": task, "results": res, **({"text": text} if text else {})}
+        p = tmp_path / f"{task}-{len(list(tmp_path.iterdir()))}.json"
+        p.write_text(json.dumps(d))
+        return str(p)
+    # copy, two seeds: B is 0.1 above A on every sample, its top-1 0.02 above
+    a = doc("copy", [0.2, 0.4], [0.3, 0.5], [0.90, 0.92], [0.92, 0.94])
+    b = doc("copy", [0.1, 0.3], [0.2, 0.4], [0.80, 0.90], [0.82, 0.92])
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), a, b, "--against", "2"],
+                       capture_output=True, text=True, check=True)
+    assert "paired against A at 0.25" in r.stdout
+    assert "| B at 0.25 | +0.1000 (±0.0000) | +0.0200 (±0.0000) |" in r.stdout, r.stdout
+    # full (0.5 everywhere) against A's 0.2, 0.4, 0.1, 0.3: mean 0.25, sd
+    # 0.1291 -> ±0.1265; the base row itself is not listed
+    assert "| full | +0.2500 (±0.1265) |" in r.stdout
+    assert "| A at 0.25 |" not in r.stdout
+    # ppl: windows paired within each text, texts not pooled; B's top-1
+    # differences 0.01 and 0.03: mean 0.02, sd 0.01414 -> ±0.0196
+    p = doc("ppl", [], [], [0.95, 0.93], [0.96, 0.96], text="/x/GPL-3")
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), p, "--against", "2"],
+                       capture_output=True, text=True, check=True)
+    assert "| GPL-3 | B at 0.25 | – | +0.0200 (±0.0196) |" in r.stdout, r.stdout
+    # a row that is not there is an error, not an empty table
+    r = subprocess.run([sys.executable, str(REPO / "scripts/pool_eval.py"), p, "--against", "7"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "--against 7" in r.stderr
