@@ -186,24 +186,38 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     kvq_encode_clip(x, hd, lf->vbits, lf->f.group, lf->vfloor, t_v(&hs->lo, &lf->f, slot));
 }
 
+/* The largest position below pos that no high token holds: the low record
+ * before the one at pos. Every position below the pending tokens that is
+ * not high is low (a head with a low tier drops nothing), so walking the
+ * high tier backwards alongside (*h: its last slot not above pos) finds it. */
+static int32_t prev_low(const mixed_cache *c, const head_t *hs, int32_t pos, int *h) {
+    for (pos--;; pos--) {
+        while (*h >= 0 && *t_pos(&hs->hi, &c->fhi, *h) > pos) (*h)--;
+        if (*h < 0 || *t_pos(&hs->hi, &c->fhi, *h) != pos) return pos;
+    }
+}
+
 /* Merges the victims (high slots vict[0..k), ascending, so ascending in
  * position) into the low tier, which stays sorted by position: from the
  * end backwards, a low record moves up past every victim older than it. The
- * tier's positions come from kvmx_lo_positions (they are not stored), so
- * this must run before the high tier is compacted. */
+ * tier's positions are not stored (prev_low recovers them from the high
+ * tier's), so this must run before the high tier is compacted. */
 static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, int k,
                         scratch_t *s) {
     const lo_fmt *lf = lo_of(c, hs);
     int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, lf->page, &hs->alloc);
     if (rc) return rc;
-    int32_t *lp = s->cpos; /* free again: kvt_pick is done with it */
-    int i = kvmx_lo_positions(c, hs, len, lp) - 1;
+    /* The low records' positions from the newest back, only as far as the
+     * oldest victim (prev_low), not kvmx_lo_positions' walk from position
+     * 0: with one-token chunks that walk was most of a demotion. */
+    int i = hs->lo.n - 1, h = hs->hi.n - 1;
+    int32_t lpos = i >= 0 ? prev_low(c, hs, hs->n_pend ? hs->pend_pos0 : len, &h) : -1;
     int j = k - 1, w = hs->lo.n + k - 1;
     for (; j >= 0; w--) {
-        if (i >= 0 && lp[i] > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
+        if (i >= 0 && lpos > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
             memcpy(t_k(&hs->lo, &lf->f, w), t_k(&hs->lo, &lf->f, i), lf->f.krec);
             memcpy(t_v(&hs->lo, &lf->f, w), t_v(&hs->lo, &lf->f, i), lf->f.vrec);
-            i--;
+            if (--i >= 0) lpos = prev_low(c, hs, lpos, &h);
         } else {
             demote_one(c, p, hs, s->vict[j--], w, s->tmp);
         }

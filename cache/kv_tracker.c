@@ -20,11 +20,12 @@ static int before(const cand_t *x, const cand_t *y) {
 /* In-place heap sorts: glibc's qsort mallocs a merge buffer for arrays over
  * a few hundred bytes, and this runs inside decode steps, which must not
  * allocate (tests/unit/test_noalloc.c). */
+/* A heap whose root is the candidate first in demotion order. */
 static void sift_cand(cand_t *a, int i, int n) {
     for (;;) {
         int m = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && before(&a[m], &a[l])) m = l;
-        if (r < n && before(&a[m], &a[r])) m = r;
+        if (l < n && before(&a[l], &a[m])) m = l;
+        if (r < n && before(&a[r], &a[m])) m = r;
         if (m == i) return;
         cand_t t = a[i];
         a[i] = a[m];
@@ -33,9 +34,14 @@ static void sift_cand(cand_t *a, int i, int n) {
     }
 }
 
-static void sort_cand(cand_t *a, int n) {
+/* The k candidates first in demotion order to a[n-k..n), in any order:
+ * heapify (O(n)) and k pops (O(k log n)). Demotion runs every step with
+ * small chunks (chunk=1: k = 1 of ~budget candidates), where a full sort
+ * of the tier was most of its cost. The order is total, so the set equals
+ * the full sort's first k. */
+static void select_cand(cand_t *a, int n, int k) {
     for (int i = n / 2 - 1; i >= 0; i--) sift_cand(a, i, n);
-    for (int e = n - 1; e > 0; e--) {
+    for (int e = n - 1; e >= n - k; e--) {
         cand_t t = a[0];
         a[0] = a[e];
         a[e] = t;
@@ -72,10 +78,8 @@ int kvt_pick(const int *cand, const float *score, const int32_t *pos, int n, int
     if (k <= 0) return 0;
     cand_t *c = scratch;
     for (int i = 0; i < n; i++) c[i] = (cand_t){score[i], pos[i], cand[i], 0};
-    /* Demotion runs once per chunk of steps, so a full sort is cheap enough
-     * and keeps the tie rule exact. */
-    sort_cand(c, n);
-    for (int i = 0; i < k; i++) out[i] = c[i].slot;
+    select_cand(c, n, k);
+    for (int i = 0; i < k; i++) out[i] = c[n - 1 - i].slot;
     sort_int(out, k);
     return k;
 }

@@ -107,6 +107,37 @@ Test(kv_tracker, pick_orders_by_score_then_age) {
     cr_assert_eq(kvt_pick(cand, score, pos, 5, 9, out, scratch), 5);
 }
 
+/* kvt_pick selects (heapify, k pops) instead of sorting the whole tier: for
+ * every k it must choose exactly the first k of the full order (score
+ * descending, then position ascending), ties included. The reference here
+ * is a selection by counting: candidate i is chosen iff fewer than k others
+ * come before it. */
+Test(kv_tracker, pick_equals_the_full_order_for_every_k) {
+    enum { N = 61 };
+    int cand[N], out[N];
+    float score[N];
+    int32_t pos[N];
+    static char scratch[N * 16];
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        cand[i] = 3 * i + 1;                      /* slots ascending, as kvmx_demote lists them */
+        score[i] = (float)(rand() % 9) * 0.25f; /* many ties */
+        pos[i] = (int32_t)((i * 37) % N) + 5;   /* unique, not in slot order */
+    }
+    for (int k = 1; k <= N; k++) {
+        cr_assert_eq(kvt_pick(cand, score, pos, N, k, out, scratch), k);
+        int want[N], nw = 0;
+        for (int i = 0; i < N; i++) {
+            int ahead = 0;
+            for (int j = 0; j < N; j++)
+                ahead += score[j] > score[i] || (score[j] == score[i] && pos[j] < pos[i]);
+            if (ahead < k) want[nw++] = cand[i];
+        }
+        cr_assert_eq(nw, k);
+        for (int i = 0; i < k; i++) cr_assert_eq(out[i], want[i], "k=%d: slot %d is %d, want %d", k, i, out[i], want[i]);
+    }
+}
+
 static float h16(float x) { return kq_fp16_to_fp32(kq_fp32_to_fp16(x)); }
 
 /* Three query heads share one KV head. The cache must count, per token, the
