@@ -43,3 +43,12 @@ $PY scripts/pool_eval.py "$OUT"/c1024-s*.json --against 2 > "$OUT/c1024.md"
 $PY scripts/pool_eval.py "$OUT"/lk1024-s*.json --against 2 > "$OUT/lk1024.md"
 $PY scripts/pool_eval.py "$OUT"/ppl-*.json --against 2 > "$OUT/ppl.md"
 $PY scripts/pool_eval.py "$OUT"/tenth-ppl-*.json --against 2 > "$OUT/tenth-ppl.md"
+# 2,048-token windows (8 each, 512 prefilled) of the two longest texts.
+if [ "${PART:-all}" = long ] || [ "${PART:-all}" = all ]; then
+    for text in /usr/lib/python3.11/argparse.py /usr/lib/python3.11/subprocess.py; do
+        t=$(basename "$text" .py)
+        $BIN eval --task ppl --text "$text" --policies "full,$D1,$D1;chunk=1" --ratios 0.25 --length 2048 \
+            --prefix 512 --samples 8 --threads 2 --json "$OUT/long-ppl-$t.json" > "$OUT/long-ppl-$t.txt"
+    done
+    $PY scripts/pool_eval.py "$OUT"/long-ppl-*.json --against 2 > "$OUT/long-ppl.md"
+fi
