@@ -17,10 +17,10 @@ static int before(const cand_t *x, const cand_t *y) {
     return x->pos < y->pos;
 }
 
-/* In-place heap sorts: glibc's qsort mallocs a merge buffer for arrays over
- * a few hundred bytes, and this runs inside decode steps, which must not
- * allocate (tests/unit/test_noalloc.c). */
-/* A heap whose root is the candidate first in demotion order. */
+/* In-place heaps, not qsort: glibc's qsort mallocs a merge buffer for arrays
+ * over a few hundred bytes, and this runs inside decode steps, which must
+ * not allocate (tests/unit/test_noalloc.c). sift_cand keeps the candidate
+ * first in demotion order at the root. */
 static void sift_cand(cand_t *a, int i, int n) {
     for (;;) {
         int m = i, l = 2 * i + 1, r = l + 1;
