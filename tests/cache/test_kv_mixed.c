@@ -369,17 +369,22 @@ Test(kv_mixed, demoted_values_keep_their_positions) {
  * for long and demotes late must then land between older low records, not
  * after them. Decoding one token at a time under both trackers, such late
  * demotions must happen (counted), and every low record must still decode
- * to the original value at the position the cache reports for it. */
+ * to the original value at the position the cache reports for it, with
+ * chunks of victims and with one at a time. */
 Test(kv_mixed, late_demotions_keep_the_low_tier_in_position_order) {
     kv_shape s = {.n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .max_seqs = 1,
                   .max_ctx = 300, .n_threads = 1};
     const int N = 300, hd = 32;
+    /* chunk=1: one victim a step, merged by demote_merge's backward walk
+     * (prev_low) instead of chunks of 16 */
     const char *specs[] = {MIKV0 ",lo-bits=4,budget=40,select=persistence",
-                           MIKV0 ",lo-bits=4,budget=40,select=accumulated"};
+                           MIKV0 ",lo-bits=4,budget=40,select=accumulated",
+                           MIKV0 ",lo-bits=4,budget=40,select=persistence,chunk=1",
+                           MIKV0 ",lo-bits=4,budget=40,select=accumulated,chunk=1"};
     seqdata d = make_seq(N, 1, 2, hd, 1, 11);
     float *out = calloc((size_t)N * 2 * hd, sizeof(float)), v[32];
     char *was_low = calloc(N, 1);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         kv_cache *c = make(&s, specs[k]);
         memset(was_low, 0, N);
         int newest_low = -1, late = 0;
