@@ -52,3 +52,10 @@ if [ "${PART:-all}" = long ] || [ "${PART:-all}" = all ]; then
     done
     $PY scripts/pool_eval.py "$OUT"/long-ppl-*.json --against 2 > "$OUT/long-ppl.md"
 fi
+# The preset at 0.33 with one-token demotions (information: the preset keeps 0.4·B).
+if [ "${PART:-all}" = preset ] || [ "${PART:-all}" = all ]; then
+    runs preset-c512 copy 0.33 512 "1 2 3" "full,mikv,mikv;chunk=1"
+    $PY scripts/pool_eval.py "$OUT"/preset-c512-s*.json --against 2 > "$OUT/preset-c512.md"
+    texts preset 0.33 "full,mikv,mikv;chunk=1"
+    $PY scripts/pool_eval.py "$OUT"/preset-GPL-3.json "$OUT"/preset-argparse.json --against 2 > "$OUT/preset-ppl.md"
+fi
