@@ -1,8 +1,8 @@
 /* kv_mixed: the importance-aware KV cache.
  *
  * Per (sequence, layer, KV head) two tiers of pages (layout in kv_layout.h):
- * the high tier (FP16, or INT8 with balanced keys) sorted by position, and
- * the low tier (INT4/INT2) in demotion order. Dropped tokens are counted
+ * the high tier (FP16, or INT8 with balanced keys) and the low tier (2-4
+ * bits, or INT8), each sorted by position. Dropped tokens are counted
  * only. Every token keeps its original position; causal masking compares
  * positions, nothing is ever renumbered.
  *
@@ -23,8 +23,8 @@
  * layer holds the same number of high and low tokens (rectangular storage);
  * only which positions sit where differs per head. How many are demoted is
  * the tier rule's (kv_tier.h); which ones, the tracker's (kv_tracker.h).
- * The attention itself is kv_mixed_attend.c; the state both files share is
- * kv_mixed_impl.h. */
+ * The attention itself is kv_mixed_attend.c, demotion kv_mixed_demote.c;
+ * the state the files share is kv_mixed_impl.h. */
 #include "kv_mixed.h"
 
 #include <math.h>
@@ -57,9 +57,8 @@ int kvmx_tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, si
     return PV_OK;
 }
 
-/* Frees pages no token uses any more (after demotion shrank the tier), so
- * that reported bytes follow the tier's size. */
-static void tier_trim(kv_pool *pool, tier *t, size_t page_bytes, size_t *alloc) {
+/* Frees pages no token uses any more (kv_mixed_impl.h). */
+void kvmx_tier_trim(kv_pool *pool, tier *t, size_t page_bytes, size_t *alloc) {
     int need = (t->n + KVL_PAGE - 1) / KVL_PAGE;
     for (; t->n_pages > need; *alloc -= page_bytes)
         kv_pool_free(pool, t->pages[--t->n_pages], page_bytes);
@@ -156,124 +155,6 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
         hs->n_pend += n;
     }
     *len += n;
-    return PV_OK;
-}
-
-/* ---- demotion ------------------------------------------------------------- */
-
-int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *out) {
-    const int end = hs->n_pend ? hs->pend_pos0 : len;
-    int n = 0, h = 0;
-    for (int32_t pos = 0; pos < end && n < hs->lo.n; pos++) {
-        while (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) < pos) h++;
-        if (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) == pos) continue;
-        out[n++] = pos;
-    }
-    return n;
-}
-
-/* High-tier slot t re-encoded into low-tier slot `slot`. */
-static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int t, int slot,
-                       float *x) {
-    int hd = c->s.head_dim;
-    const lo_fmt *lf = lo_of(c, hs);
-    kvq_decode(t_k(&hs->hi, &c->fhi, t), hd, p->hi_bits, c->fhi.group, x);
-    /* FP16 high keys are raw; INT8 ones are balanced already. */
-    if (c->need_bal && p->hi_bits == 16)
-        for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, t_k(&hs->lo, &lf->f, slot));
-    kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, c->fhi.group, x);
-    kvq_encode_clip(x, hd, lf->vbits, lf->f.group, lf->vfloor, t_v(&hs->lo, &lf->f, slot));
-}
-
-/* The largest position below pos that no high token holds: the low record
- * before the one at pos. Every position below the pending tokens that is
- * not high is low (a head with a low tier drops nothing), so walking the
- * high tier backwards alongside (*h: its last slot not above pos) finds it. */
-static int32_t prev_low(const mixed_cache *c, const head_t *hs, int32_t pos, int *h) {
-    for (pos--;; pos--) {
-        while (*h >= 0 && *t_pos(&hs->hi, &c->fhi, *h) > pos) (*h)--;
-        if (*h < 0 || *t_pos(&hs->hi, &c->fhi, *h) != pos) return pos;
-    }
-}
-
-/* Merges the victims (high slots vict[0..k), ascending, so ascending in
- * position) into the low tier, which stays sorted by position: from the
- * end backwards, a low record moves up past every victim older than it. The
- * tier's positions are not stored (prev_low recovers them from the high
- * tier's), so this must run before the high tier is compacted. */
-static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, int k,
-                        scratch_t *s) {
-    const lo_fmt *lf = lo_of(c, hs);
-    int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, lf->page, &hs->alloc);
-    if (rc) return rc;
-    /* The low records' positions from the newest back, only as far as the
-     * oldest victim (prev_low), not kvmx_lo_positions' walk from position
-     * 0: with one-token chunks that walk was most of a demotion. */
-    int i = hs->lo.n - 1, h = hs->hi.n - 1;
-    int32_t lpos = i >= 0 ? prev_low(c, hs, hs->n_pend ? hs->pend_pos0 : len, &h) : -1;
-    int j = k - 1, w = hs->lo.n + k - 1;
-    for (; j >= 0; w--) {
-        if (i >= 0 && lpos > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
-            memcpy(t_k(&hs->lo, &lf->f, w), t_k(&hs->lo, &lf->f, i), lf->f.krec);
-            memcpy(t_v(&hs->lo, &lf->f, w), t_v(&hs->lo, &lf->f, i), lf->f.vrec);
-            if (--i >= 0) lpos = prev_low(c, hs, lpos, &h);
-        } else {
-            demote_one(c, p, hs, s->vict[j--], w, s->tmp);
-        }
-    }
-    hs->lo.n += k;
-    return PV_OK;
-}
-
-/* When the high tier is over budget: demote as many of the lowest-ranked
- * unprotected tokens as the tier rule says (kv_tier_demote) to the low tier
- * (or drop them), keeping both tiers sorted by position. */
-int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s) {
-    const int want = kv_tier_demote(p, len, hs->hi.n);
-    if (want == 0) return PV_OK;
-    int nc = 0;
-    for (int t = 0; t < hs->hi.n; t++) {
-        int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
-        if (pos < p->sinks || pos >= (int64_t)len - p->recent) continue; /* protected */
-        s->cand[nc] = t;
-        s->cpos[nc] = pos;
-        s->csc[nc] = c->fhi.sb ? kvt_demote_score(p->select,
-                                                 t_state(&hs->hi, &c->fhi, t),
-                                                 hs->steps)
-                              : 0.0f;
-        nc++;
-    }
-    /* The rule counted the same unprotected tokens (every protected one is
-     * high), so this picks exactly `want`. */
-    int k = kvt_pick(s->cand, s->csc, s->cpos, nc, want, s->vict, s->pick);
-    if (k == 0) return PV_OK;
-    if (lo_of(c, hs)->kbits) { /* else this head drops (layer-bits width 0, or lo-bits=0) */
-        if (c->need_bal && !hs->bal_frozen) kvmx_bal_freeze(hs, c->s.head_dim);
-        int rc = demote_merge(c, p, hs, len, k, s);
-        if (rc) return rc;
-    } else {
-        hs->n_dropped += k;
-    }
-    /* Stable compaction keeps positions sorted (binary search on masking). */
-    int w = 0, vi = 0;
-    for (int t = 0; t < hs->hi.n; t++) {
-        if (vi < k && s->vict[vi] == t) {
-            vi++;
-            continue;
-        }
-        if (w != t) {
-            memcpy(t_k(&hs->hi, &c->fhi, w), t_k(&hs->hi, &c->fhi, t), c->fhi.krec);
-            memcpy(t_v(&hs->hi, &c->fhi, w), t_v(&hs->hi, &c->fhi, t), c->fhi.vrec);
-            *t_pos(&hs->hi, &c->fhi, w) = *t_pos(&hs->hi, &c->fhi, t);
-            if (c->fhi.sb)
-                memcpy(t_state(&hs->hi, &c->fhi, w),
-                       t_state(&hs->hi, &c->fhi, t), c->fhi.sb);
-        }
-        w++;
-    }
-    hs->hi.n = w;
-    tier_trim(c->s.pool, &hs->hi, c->hi_page, &hs->alloc);
     return PV_OK;
 }
 

@@ -167,8 +167,13 @@ typedef struct {
 /* kv_mixed.c */
 /* Pages come from the shape's pool (kv_pool.h), which may refuse: PV_ENOMEM. */
 int kvmx_tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, size_t *alloc);
+/* Frees the pages past the tier's tokens (after demotion shrank it), so that
+ * reported bytes follow the tier's size. */
+void kvmx_tier_trim(kv_pool *pool, tier *t, size_t page_bytes, size_t *alloc);
 /* Freezes the head's balance factors from the maxima seen so far. */
 void kvmx_bal_freeze(head_t *hs, int hd);
+
+/* kv_mixed_demote.c */
 /* Demotes what the tier rule (kv_tier.h) says under p (the sequence's
  * policy, kvmx_seq_policy), once the call left the sequence at len tokens. */
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
