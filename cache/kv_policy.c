@@ -382,14 +382,16 @@ int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen) {
     char buf[512];
     if (strlen(spec) >= sizeof buf) return fail(err, errlen, PV_EINVAL, "policy string too long");
     strcpy(buf, spec);
-    char *save = NULL, *tok = strtok_r(buf, ",", &save);
+    /* ';' separates knobs too: lists of specs (pivot eval --policies) keep
+     * ',' between specs, and a spec copied from one must work alone */
+    char *save = NULL, *tok = strtok_r(buf, ",;", &save);
     if (!tok) return fail(err, errlen, PV_EINVAL, "empty policy");
     while (isspace((unsigned char)*tok)) tok++;
     if (kv_policy_preset(tok, p))
         return fail(err, errlen, PV_ENOTFOUND,
                     "unknown preset '%s' (full, scissorhands, mikv, h2o, streaming, quant4, quant2)",
                     tok);
-    while ((tok = strtok_r(NULL, ",", &save))) {
+    while ((tok = strtok_r(NULL, ",;", &save))) {
         char *eq = strchr(tok, '=');
         if (!eq) return fail(err, errlen, PV_EINVAL, "expected knob=value, got '%s'", tok);
         *eq = 0;

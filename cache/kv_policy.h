@@ -140,7 +140,9 @@ const char *kv_clip_spec(int clip);
  * 1 (min-max) where clip leaves them alone, else the last clip-floor entry
  * that names L, KVQ_CLIP_FULL (the full search) without one. */
 void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *vfloor);
-/* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4". */
+/* "PRESET[,knob=value...]" in one string, e.g. "mikv,budget=0.25,lo-bits=4";
+ * ';' separates knobs as ',' does ("mikv;budget=0.25", the form of a spec
+ * inside pivot eval's comma-separated --policies list). */
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
 /* Resolves the `heads` knob with a model's ranking: rank[0..n_rank) are KV
  * heads (layer * n_kv_heads + head), best first. The top p->heads become

@@ -205,6 +205,31 @@ Test(kv_policy, seq_bytes_by_hand) {
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
 }
 
+/* A spec from pivot eval's --policies list joins its knobs with ';' (commas
+ * separate the list's specs); the same spec must parse alone, in serve or a
+ * request's kv_policy, to the same policy, and mixed separators too. */
+Test(kv_policy, semicolons_separate_knobs_as_commas_do) {
+    kv_policy a, b;
+    char err[256], da[512], db[512];
+    const char *commas = "mikv,lo-bits=4/2,heads=5:8/4,layer-bits=10-14:4/3,clip=values,"
+                         "clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5,budget=0.0625,chunk=1";
+    const char *forms[] = {"mikv;lo-bits=4/2;heads=5:8/4;layer-bits=10-14:4/3;clip=values;"
+                           "clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5;budget=0.0625;chunk=1",
+                           "mikv;lo-bits=4/2,heads=5:8/4;layer-bits=10-14:4/3,clip=values;"
+                           "clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5,budget=0.0625;chunk=1"};
+    cr_assert_eq(kv_policy_parse(commas, &a, err, sizeof err), 0, "%s", err);
+    kv_policy_describe(&a, da, sizeof da);
+    cr_assert_eq(a.chunk, 1.0);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(kv_policy_parse(forms[i], &b, err, sizeof err), 0, "%s", err);
+        kv_policy_describe(&b, db, sizeof db);
+        cr_assert_str_eq(db, da);
+    }
+    /* still an error where a knob has no value */
+    cr_assert_neq(kv_policy_parse("mikv;budget", &b, err, sizeof err), 0);
+    cr_assert(strstr(err, "expected knob=value"), "%s", err);
+}
+
 Test(kv_policy, layer_bits_parse_describe_and_refuse) {
     kv_policy p;
     char err[256], d[512];
