@@ -155,18 +155,17 @@ def main(argv=None):
     if tasks == {"ppl"}:  # one table row per (text, policy, target): texts are not pooled
         print_ppl(docs)
     else:
-        print_pooled(docs)
+        print_pooled(docs, tasks.pop())
     if a.against is not None:
         print()
         print_against(docs, a.against)
 
 
-def print_pooled(docs):
+def print_pooled(docs, task):
     rows = pool(docs)
-    tasks = {d["task"] for d in docs}
     full = next((r for r in rows if r["spec"] == "full" and r["acc"]), None)
     full_acc = stats(full["acc"])[0] if full else None
-    print(f"task {tasks.pop()}, {len(docs)} reports")
+    print(f"task {task}, {len(docs)} reports")
     print("| policy | target | KV memory | accuracy (±95%) | of full's | − full (±95%, paired) | top-1 (±95%) | Δppl % | samples |")
     print("|---|---|---|---|---|---|---|---|---|")
     full_by_id = dict(zip(full["ids"], full["acc"])) if full else {}
@@ -180,8 +179,7 @@ def print_pooled(docs):
         m, ci = stats(r["acc"])
         share = f"{m / full_acc:.2f}" if full_acc else "–"
         # the same samples under full, so the sample-to-sample spread cancels
-        diffs = [a - full_by_id[i] for i, a in zip(r["ids"], r["acc"]) if i in full_by_id]
-        dm, dci = stats(diffs) if diffs else (float("nan"), float("nan"))
+        dm, dci = paired(dict(zip(r["ids"], r["acc"])), full_by_id)
         # the interval only when every report carried its samples' top-1
         t1 = f"{r['top1'] / r['w']:.3f}"
         if len(r["t1s"]) == r["w"] and r["w"] >= 2:
