@@ -61,13 +61,22 @@ size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens)
     /* every (layer, KV head): they may differ in low-tier widths */
     size_t lp = KVL_PAGE * kvl_lo_token_bytes_all(p, s->head_dim, s->n_layers, s->n_kv_heads);
     long n = n_tokens;
-    /* Between calls the tier rule (kv_tier.h) leaves between the protected
-     * tokens and hi_max high. The bytes are largest near hi_max (a high
-     * token costs more than a low one), but page rounding can make one fewer
-     * high token one more low page, so take the maximum over the last page's
-     * worth of counts the rule lets rest. */
+    /* Between calls the tier rule (kv_tier.h) leaves at most hi_max high;
+     * the fewest is what a demotion leaves, b + 1 - chunk (never below the
+     * protected tokens), since the tier then only grows a token per token
+     * while b grows no faster (a fraction <= 1 of the length) until the next
+     * demotion; before the first one (length <= b) every token is high.
+     * The bytes are largest near hi_max (a high token costs more than a low
+     * one), but page rounding can make one fewer high token one more low
+     * page, so take the maximum over those counts, within the last page's
+     * worth. With chunk 1 that is hi_max alone: the bound is exact. */
     long hi_max = kv_tier_max_high(p, n_tokens);
     long hi_min = kv_tier_protected(p, n_tokens);
+    int b = kv_tier_budget(p, n_tokens);
+    if (b >= 0) {
+        long rest = n_tokens <= b ? hi_max : (long)b + 1 - chunk(p, b);
+        if (rest > hi_min) hi_min = rest;
+    }
     size_t best = 0;
     for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
         if (kv_tier_demote(p, n_tokens, (int)k)) continue; /* never rests there */

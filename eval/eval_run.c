@@ -35,23 +35,19 @@ int ev_solve_budget(const kv_policy *pin, const kv_shape *s, int n_tokens, doubl
     int lo = p.sinks + p.recent;
     if (lo < 1) lo = 1;
     if (lo > n_tokens) lo = n_tokens;
-    double r_lo = ratio_at(&p, s, n_tokens, lo);
-    if (r_lo > target) {
-        if (min_ratio) *min_ratio = r_lo;
-        return -1;
-    }
     /* Bytes grow with the budget (a high token costs more than a low or a
-     * dropped one) except for page-rounding wiggles, so bisect, then step down
-     * until the exact prediction fits. */
-    int hi = n_tokens;
-    if (ratio_at(&p, s, n_tokens, hi) <= target) return hi;
-    while (hi - lo > 1) {
-        int mid = lo + (hi - lo) / 2;
-        if (ratio_at(&p, s, n_tokens, mid) <= target) lo = mid;
-        else hi = mid;
+     * dropped one) except for page rounding: one more high token can be one
+     * low page fewer (at 512 tokens a budget of 20 needs more bytes than one
+     * of 32), so no bisection: every budget, largest first (n_tokens
+     * predictions of a few dozen page counts each). */
+    double best = -1;
+    for (int b = n_tokens; b >= lo; b--) {
+        double r = ratio_at(&p, s, n_tokens, b);
+        if (r <= target) return b;
+        if (best < 0 || r < best) best = r;
     }
-    while (lo > 1 && ratio_at(&p, s, n_tokens, lo) > target) lo--;
-    return lo;
+    if (min_ratio) *min_ratio = best;
+    return -1;
 }
 
 /* log-softmax in place; returns the argmax. */

@@ -1,6 +1,6 @@
 # Demotion one token at a time (chunk=1) against Scissorhands' chunks of
 # 0.4·B, at 0.25 ("Demote one token at a time" in docs/KV_CACHE.md).
-# PART=screen|validate|tenth|r512|long|preset bash bench/eval/chunk/run.sh [BIN] [OUT]
+# PART=screen|validate|tenth|r512|long|preset|fit512 bash bench/eval/chunk/run.sh [BIN] [OUT]
 # (default: all, in that order). The screen came first; everything after it
 # validates or measures what the docs cite. Pooled tables pair every policy
 # with D1 (scripts/pool_eval.py --against 2).
@@ -50,4 +50,13 @@ if part preset; then
     pair preset-c512.md "$OUT"/preset-c512-s*.json
     texts preset 0.33 "full,mikv,mikv;chunk=1"
     pair preset-ppl.md "$OUT"/preset-GPL-3.json "$OUT"/preset-argparse.json
+fi
+# 512 tokens at 0.25 once the solver looks past page rounding (a budget of 32
+# needs fewer bytes than the protected 20): copy on seeds 1-3 against
+# recent=28 at the same bytes, and text at 512-token windows
+if part fit512; then
+    runs fit512-c copy 0.25 512 "1 2 3" "full,$E,$D1;recent=28"
+    pair fit512-c.md "$OUT"/fit512-c-s*.json
+    for text in "$GPL" $PYLIB/argparse.py; do ppl fit512-ppl "$text" "full,$E" 512 128 16; done
+    pair fit512-ppl.md "$OUT"/fit512-ppl-*.json
 fi
