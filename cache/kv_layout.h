@@ -20,7 +20,7 @@
  *                       bucket counters) or 8 (accumulated: f32 sum +
  *                       i32 first step); none for recent/none
  * Per head there is also, when a quantized tier exists and key balancing is
- * on, 3*head_dim floats (balance factors and the running max|q|, max|k|). */
+ * on, the balance state (kvl_balance_bytes). */
 #ifndef PIVOT_KV_LAYOUT_H
 #define PIVOT_KV_LAYOUT_H
 
@@ -81,8 +81,15 @@ static inline size_t kvl_lo_token_bytes_all(const kv_policy *p, int head_dim, in
 static inline int kvl_needs_balance(const kv_policy *p) {
     return p->key_balance && (p->hi_bits == 8 || p->lo_bits > 0);
 }
+/* A head's balance state: the factors, and until they freeze the running
+ * max|q| and max|k| they come from. INT8 high keys need the factors at the
+ * first call, which freezes them there: its maxima live in scratch and
+ * only the factors are kept (512 B less a head at head_dim 64: 0.4% of
+ * FP16 at 512 tokens). An FP16 high tier folds maxima until the first
+ * demotion and keeps all three. */
 static inline size_t kvl_balance_bytes(const kv_policy *p, int head_dim) {
-    return kvl_needs_balance(p) ? (size_t)3 * head_dim * sizeof(float) : 0;
+    if (!kvl_needs_balance(p)) return 0;
+    return (size_t)(p->hi_bits == 8 ? 1 : 3) * head_dim * sizeof(float);
 }
 
 /* A group never spans more than one head's vector: a policy's group larger

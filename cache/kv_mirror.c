@@ -50,7 +50,7 @@ void kvm_usage(const kv_policy *p, const kv_shape *sh, const kvm_seq *s, kv_usag
      * demotion, the low tier only grows), balance statistics once allocated */
     size_t hd = (size_t)sh->head_dim, heads = (size_t)sh->n_layers * sh->n_kv_heads;
     size_t per = pages((size_t)s->n_hi) * KVL_PAGE * kvl_hi_token_bytes(p, sh->head_dim);
-    if (s->bal_alloc) per += 3 * hd * sizeof(float);
+    if (s->bal_alloc) per += kvl_balance_bytes(p, sh->head_dim);
     memset(u, 0, sizeof *u);
     u->bytes_stored = heads * per + pages((size_t)s->n_lo) * KVL_PAGE *
                                         kvl_lo_token_bytes_all(p, sh->head_dim, sh->n_layers,

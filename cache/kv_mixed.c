@@ -77,7 +77,7 @@ static void head_reset(const mixed_cache *c, head_t *hs) {
     kv_pool *pool = c->s.pool;
     tier_release(pool, &hs->hi, c->hi_page);
     tier_release(pool, &hs->lo, lo_of(c, hs)->page);
-    if (hs->bal) kv_pool_uncharge(pool, (size_t)3 * c->s.head_dim * sizeof(float));
+    if (hs->bal) kv_pool_uncharge(pool, c->bal_bytes);
     kv_pool_uncharge(pool, sizeof(float) * 2 * c->s.head_dim * (size_t)hs->n_pend);
     free(hs->bal);
     pend_release(hs);
@@ -109,8 +109,8 @@ static int pend_reserve(const mixed_cache *c, head_t *hs, int need) {
 /* b = sqrt(max|q| / max|k|) per channel, from what was seen so far (the
  * prompt, in practice: the first quantized encode happens at the end of the
  * prefill or at its first chunk). A channel never seen keeps b = 1. */
-void kvmx_bal_freeze(head_t *hs, int hd) {
-    float *b = hs->bal, *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
+void kvmx_bal_freeze(head_t *hs, const float *qm, const float *km, int hd) {
+    float *b = hs->bal;
     for (int i = 0; i < hd; i++) {
         float r = qm[i] > 0 && km[i] > 0 ? sqrtf(qm[i] / km[i]) : 1.0f;
         b[i] = isfinite(r) && r > 0 ? r : 1.0f;
@@ -182,7 +182,7 @@ static void mx_seq_usage(const void *impl, int seq, kv_usage *u) {
         for (int h = 0; h < c->s.n_kv_heads; h++) {
             const head_t *hs = head(c, seq, L, h);
             bytes += (size_t)hs->hi.n_pages * c->hi_page + (size_t)hs->lo.n_pages * lo_of(c, hs)->page;
-            if (hs->bal) bytes += 3 * hd * sizeof(float);
+            if (hs->bal) bytes += c->bal_bytes;
             bytes += (size_t)hs->n_pend * 2 * hd * sizeof(float);
             hi += hs->hi.n + hs->n_pend;
             lo += hs->lo.n;
@@ -355,6 +355,7 @@ int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar,
     c->fhi.sb = kvl_state_bytes(p->select);
     c->hi_page = KVL_PAGE * kvl_hi_token_bytes(p, s->head_dim);
     c->need_bal = kvl_needs_balance(p);
+    c->bal_bytes = kvl_balance_bytes(p, s->head_dim);
     kvq_kernels_for(p->hi_bits, s->head_dim, p->group, force_scalar, &c->khi);
     size_t nh = (size_t)s->max_seqs * s->n_layers * s->n_kv_heads;
     c->len = calloc((size_t)s->max_seqs * s->n_layers, sizeof *c->len);

@@ -77,20 +77,23 @@ scratch_t kvmx_scratch_for(const mixed_cache *c, int thread) {
 }
 
 /* Folds this call's queries and the pending keys into the running maxima
- * the balance factors come from; freezes them when INT8 keys need them now. */
-static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, int kvh) {
+ * the balance factors come from; freezes them when INT8 keys need them now
+ * (then the maxima are this call's alone, in tmp: 2 * head_dim floats). */
+static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, int kvh, float *tmp) {
     int hd = c->s.head_dim, nh = c->s.n_heads;
     /* a head that drops (width 0) behind an FP16 high tier quantizes no key */
     if (!c->need_bal || hs->bal_frozen || (c->p.hi_bits == 16 && !lo_of(c, hs)->kbits)) return PV_OK;
     if (!hs->bal) {
-        if (kv_pool_charge(c->s.pool, (size_t)3 * hd * sizeof(float))) return PV_ENOMEM;
-        if (!(hs->bal = calloc((size_t)3 * hd, sizeof(float)))) {
-            kv_pool_uncharge(c->s.pool, (size_t)3 * hd * sizeof(float));
+        if (kv_pool_charge(c->s.pool, c->bal_bytes)) return PV_ENOMEM;
+        if (!(hs->bal = calloc(1, c->bal_bytes))) {
+            kv_pool_uncharge(c->s.pool, c->bal_bytes);
             return PV_ENOMEM;
         }
-        hs->alloc += (size_t)3 * hd * sizeof(float);
+        hs->alloc += c->bal_bytes;
     }
-    float *qm = hs->bal + hd, *km = hs->bal + 2 * hd;
+    const int now = c->p.hi_bits == 8;
+    float *qm = now ? tmp : hs->bal + hd, *km = qm + hd;
+    if (now) memset(tmp, 0, sizeof(float) * 2 * (size_t)hd);
     for (int i = 0; i < n; i++)
         for (int g = 0; g < c->gq; g++) {
             const float *qv = q + ((size_t)i * nh + (size_t)kvh * c->gq + g) * hd;
@@ -102,7 +105,7 @@ static int bal_observe(const mixed_cache *c, head_t *hs, const float *q, int n, 
         for (int d = 0; d < hd; d++)
             if (fabsf(kv[d]) > km[d]) km[d] = fabsf(kv[d]);
     }
-    if (c->p.hi_bits == 8) kvmx_bal_freeze(hs, hd);
+    if (now) kvmx_bal_freeze(hs, qm, km, hd);
     return PV_OK;
 }
 
@@ -468,7 +471,7 @@ int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const 
         q = out;
     }
     int rc;
-    if ((rc = bal_observe(c, hs, q, n, kvh))) return rc;
+    if ((rc = bal_observe(c, hs, q, n, kvh, s.tmp))) return rc;
     if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
     if (c->blk_q && n > 1) {
         if (blocks_run_ok(c, lo_of(c, hs))) attend_blocks_run(c, hs, kvh, pos0, n, q, out, &s);

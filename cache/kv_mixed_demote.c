@@ -100,7 +100,10 @@ int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, s
     int k = kvt_pick(s->cand, s->csc, s->cpos, nc, want, s->vict, s->pick);
     if (k == 0) return PV_OK;
     if (lo_of(c, hs)->kbits) { /* else this head drops (layer-bits width 0, or lo-bits=0) */
-        if (c->need_bal && !hs->bal_frozen) kvmx_bal_freeze(hs, c->s.head_dim);
+        if (c->need_bal && !hs->bal_frozen) {
+            const int hd = c->s.head_dim; /* an FP16 high tier kept its maxima */
+            kvmx_bal_freeze(hs, hs->bal + hd, hs->bal + 2 * hd, hd);
+        }
         int rc = demote_merge(c, p, hs, len, k, s);
         if (rc) return rc;
     } else {

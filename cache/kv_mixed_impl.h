@@ -69,6 +69,7 @@ typedef struct {
     kvq_kernels khi; /* the high tier */
     lo_fmt *lo;      /* [n_layers * n_kv_heads], as heads of one sequence */
     int need_bal;
+    size_t bal_bytes; /* a head's balance state (kvl_balance_bytes) */
     int *len;      /* [max_seqs][n_layers] tokens stored */
     double *seq_budget; /* [max_seqs] elastic budget (kv_seq_set_budget); 0: p.budget */
     head_t *heads; /* [max_seqs][n_layers][n_kv_heads] */
@@ -170,8 +171,9 @@ int kvmx_tier_reserve(kv_pool *pool, tier *t, int n_total, size_t page_bytes, si
 /* Frees the pages past the tier's tokens (after demotion shrank it), so that
  * reported bytes follow the tier's size. */
 void kvmx_tier_trim(kv_pool *pool, tier *t, size_t page_bytes, size_t *alloc);
-/* Freezes the head's balance factors from the maxima seen so far. */
-void kvmx_bal_freeze(head_t *hs, int hd);
+/* Freezes the head's balance factors (hs->bal[0..hd)) from the maxima seen
+ * so far, qm and km (hd each; they may live in hs->bal past the factors). */
+void kvmx_bal_freeze(head_t *hs, const float *qm, const float *km, int hd);
 
 /* kv_mixed_demote.c */
 /* Demotes what the tier rule (kv_tier.h) says under p (the sequence's

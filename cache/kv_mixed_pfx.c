@@ -67,7 +67,7 @@ struct kvmx_pfx {
 
 static int pages_of(int n) { return (n + KVL_PAGE - 1) / KVL_PAGE; }
 
-static size_t bal_bytes(const mixed_cache *c) { return (size_t)3 * c->s.head_dim * sizeof(float); }
+static size_t bal_bytes(const mixed_cache *c) { return c->bal_bytes; }
 
 static void lru_unlink(kvmx_pfx *x, kvmx_snap *s) {
     if (s->older) s->older->newer = s->newer;

@@ -194,24 +194,26 @@ Test(kv_policy, seq_bytes_by_hand) {
      * INT4 keys (32 B codes + a one-byte scale and zero) + INT3 values (24 B
      * codes + 2) = 60 B (two-byte scales: the high tier keeps fp16 ones).
      * Chunk 1 demotes back to exactly 64 high every call, so the tier rests
-     * at 64 high (two pages) and 1984 low (62 pages), nothing above */
+     * at 64 high (two pages) and 1984 low (62 pages), nothing above; INT8
+     * high keys freeze the balance at the first call, so a head keeps its
+     * 64 factors only (256 B) */
     kv_policy_parse("mikv,budget=64,chunk=1", &p, err, sizeof err);
-    per_head = 2 * 32 * 144 + 62 * 32 * 60 + 768;
+    per_head = 2 * 32 * 144 + 62 * 32 * 60 + 256;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* scale-bits=16: a low group's scale and zero are fp16, 4 B instead of 2
      * (keys 32 + 4, values 24 + 4) */
     cr_assert_eq(kv_policy_parse("mikv,budget=64,chunk=1,scale-bits=16", &p, err, sizeof err), 0, "%s", err);
-    per_head = 2 * 32 * 144 + 62 * 32 * 64 + 768;
+    per_head = 2 * 32 * 144 + 62 * 32 * 64 + 256;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* Scissorhands' chunks of 0.4·64 = 25 leave 40 high after a demotion, so
      * the tier rests anywhere in 40..64: at 63 high (two pages) the low tier
      * holds 1985 (63 pages), the largest */
     kv_policy_parse("mikv,budget=64", &p, err, sizeof err);
-    per_head = 2 * 32 * 144 + 63 * 32 * 60 + 768;
+    per_head = 2 * 32 * 144 + 63 * 32 * 60 + 256;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* shorter than the budget: nothing was ever demoted, every token high */
     kv_policy_parse("mikv,budget=64", &p, err, sizeof err);
-    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 40), 90 * (2 * 32 * 144 + 768));
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 40), 90 * (2 * 32 * 144 + 256));
 }
 
 /* A spec from pivot eval's --policies list joins its knobs with ';' (commas
