@@ -237,8 +237,10 @@ def test_plot_writes_a_png(pivot_bin, smol_model, tmp_path):
 #
 # One sample each of a natural-text perplexity window (ppl: the default text,
 # GPL-3, 128 tokens, 32 prefilled, 96 scored) and of a random-token copy (copy:
-# 128 tokens, seed 0), every preset at --kv-ratio 0.6 (the budgeted ones are
-# infeasible at 0.5 on 128 tokens: their recent window and pages need ~0.52).
+# 128 tokens, seed 0), every preset at --kv-ratio 0.55 (the budgeted ones are
+# infeasible at 0.5 on 128 tokens: their recent window and pages need ~0.52;
+# at 0.6 the solver, which since 2026-12-06 tries every budget, lets mikv keep
+# all 128 tokens at INT8, 0.57 of FP16, and nothing low is left to test).
 # Two `pivot eval` runs, ~45 s each on 2 loaded cores.
 #
 # Measured 2026-12-02 over 4 windows (GPL-3 from byte 0, 8000, 16000, 24000)
@@ -254,6 +256,9 @@ def test_plot_writes_a_png(pivot_bin, smol_model, tmp_path):
 #   quant4       0.528     -6.0 .. +3.9        0.896 .. 0.969  0.0055 .. 0.0145
 #   quant2       0.433     +27.8 .. +46.9      0.531 .. 0.729  0.212 .. 0.501
 #
+#   (at 0.55, 2026-12-06, window 0 / seed 0: mikv 0.480 with budget 64,
+#   -1.25% / 0.969 / 0.0021 and copy 0.563 / 0.875 / 0.032; the others as above)
+#
 #   copy         kv ratio  accuracy            top-1          mean KL
 #   full         1.008     0.453 .. 0.594      1              0
 #   mikv         0.520     0.250 .. 0.328      0.406 .. 0.609  0.417 .. 0.673
@@ -268,7 +273,7 @@ def test_plot_writes_a_png(pivot_bin, smol_model, tmp_path):
 # separate neighbours: quant4 degraded to 2-bit values, or mikv back to the old
 # INT2 keys (top-1 0.78, KL 0.27 on ppl at 0.5), fail.
 QUALITY_POLICIES = ["mikv", "scissorhands", "h2o", "streaming", "quant4", "quant2"]
-QUALITY_RATIO = 0.6
+QUALITY_RATIO = 0.55
 # policy: (max delta ppl %, min top-1, max KL, max kv ratio)
 PPL_BOUNDS = {
     "mikv": (15, 0.80, 0.08, QUALITY_RATIO),  # peak memory (since 2026-12-02) reaches the target
