@@ -15,7 +15,7 @@
  *                       and, when it exists, nothing is dropped, so its
  *                       positions are the ones below the length that the
  *                       high tier does not hold: they cost no bytes
- *                       (kvmx_lo_positions in kv_mixed.c recovers them)
+ *                       (kvmx_lo_positions in kv_mixed_demote.c recovers them)
  *   tracker state       high tier only: 4 bytes (persistence: two u16
  *                       bucket counters) or 8 (accumulated: f32 sum +
  *                       i32 first step); none for recent/none

@@ -12,14 +12,24 @@
 #include "kv_tracker.h"
 #include "pverr.h"
 
-int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *out) {
-    const int end = hs->n_pend ? hs->pend_pos0 : len;
-    int n = 0, h = 0;
-    for (int32_t pos = 0; pos < end && n < hs->lo.n; pos++) {
-        while (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) < pos) h++;
-        if (h < hs->hi.n && *t_pos(&hs->hi, &c->fhi, h) == pos) continue;
-        out[n++] = pos;
+/* The largest position below pos that no high token holds: the low record
+ * before the one at pos. Every position below the pending tokens that is
+ * not high is low (a head with a low tier drops nothing), so walking the
+ * high tier backwards alongside (*h: its last slot not above pos) finds it. */
+static int32_t prev_low(const mixed_cache *c, const head_t *hs, int32_t pos, int *h) {
+    for (pos--;; pos--) {
+        while (*h >= 0 && *t_pos(&hs->hi, &c->fhi, *h) > pos) (*h)--;
+        if (*h < 0 || *t_pos(&hs->hi, &c->fhi, *h) != pos) return pos;
     }
+}
+
+int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *out) {
+    /* the same walk as a merge's, from the newest low record back */
+    const int m = hs->lo.n;
+    int32_t pos = hs->n_pend ? hs->pend_pos0 : len;
+    int h = hs->hi.n - 1, n = 0;
+    for (; n < m && (pos = prev_low(c, hs, pos, &h)) >= 0; n++) out[m - 1 - n] = pos;
+    if (n < m) memmove(out, out + (m - n), sizeof *out * (size_t)n);
     return n;
 }
 
@@ -37,17 +47,6 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     kvq_encode_clip(x, hd, lf->vbits, lf->f.group, lf->vfloor, t_v(&hs->lo, &lf->f, slot));
 }
 
-/* The largest position below pos that no high token holds: the low record
- * before the one at pos. Every position below the pending tokens that is
- * not high is low (a head with a low tier drops nothing), so walking the
- * high tier backwards alongside (*h: its last slot not above pos) finds it. */
-static int32_t prev_low(const mixed_cache *c, const head_t *hs, int32_t pos, int *h) {
-    for (pos--;; pos--) {
-        while (*h >= 0 && *t_pos(&hs->hi, &c->fhi, *h) > pos) (*h)--;
-        if (*h < 0 || *t_pos(&hs->hi, &c->fhi, *h) != pos) return pos;
-    }
-}
-
 /* Merges the victims (high slots vict[0..k), ascending, so ascending in
  * position) into the low tier, which stays sorted by position: from the
  * end backwards, a low record moves up past every victim older than it. The
@@ -59,8 +58,8 @@ static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, in
     int rc = kvmx_tier_reserve(c->s.pool, &hs->lo, hs->lo.n + k, lf->page, &hs->alloc);
     if (rc) return rc;
     /* The low records' positions from the newest back, only as far as the
-     * oldest victim (prev_low), not kvmx_lo_positions' walk from position
-     * 0: with one-token chunks that walk was most of a demotion. */
+     * oldest victim (prev_low), not all of them (kvmx_lo_positions): with
+     * one-token chunks a walk over every position was most of a demotion. */
     int i = hs->lo.n - 1, h = hs->hi.n - 1;
     int32_t lpos = i >= 0 ? prev_low(c, hs, hs->n_pend ? hs->pend_pos0 : len, &h) : -1;
     int j = k - 1, w = hs->lo.n + k - 1;

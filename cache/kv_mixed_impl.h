@@ -181,7 +181,8 @@ void kvmx_bal_freeze(head_t *hs, const float *qm, const float *km, int hd);
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
 /* The low tier's positions, ascending, into out[0..lo.n): the stored
  * positions (below the head's pending tokens, or below len, its layer's
- * length) that the high tier does not hold. Returns how many were found
+ * length) that the high tier does not hold, found walking back from the
+ * newest as a demotion's merge does (prev_low). Returns how many were found
  * (lo.n unless the head is inconsistent). */
 int kvmx_lo_positions(const mixed_cache *c, const head_t *hs, int len, int32_t *out);
 
