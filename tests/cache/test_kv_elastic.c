@@ -110,6 +110,40 @@ static void step_layer(kv_cache *c, int seq, int layer, int pos, int store_only,
  * it had stays, so the rest of the step and the next ones follow it (the
  * engine, told no, keeps counting the old budget). Slot 1 has the same
  * tokens and is never asked: slot 0 must end with its counts. */
+/* With one-token demotions kv_policy_seq_bytes is exact (the tier rests at
+ * the budget), so it has no page of slack: a cut, then the budget raised
+ * step by step as the engine's floor follows the length (eng_mem.c), must
+ * stay within the bound of the budget in force at every length. */
+Test(elastic, one_token_demotions_stay_within_the_exact_bound) {
+    kv_pool *pool;
+    cr_assert_eq(kv_pool_create(0, &pool), 0);
+    kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
+                  .max_ctx = 320, .n_threads = 1, .pool = pool, .routed = 1};
+    kv_policy p = pol("mikv,budget=0.5,chunk=1");
+    kv_cache *c;
+    char err[256];
+    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_seq_set_policy(c, 0, &p, err, sizeof err), 0, "%s", err);
+    feed(c, 0, 0, 100, 3);
+    kv_usage u;
+    kv_seq_usage(c, 0, &u);
+    cr_assert_eq(u.bytes_stored, kv_policy_seq_bytes(&p, &s, 100), "exact before the cut");
+    kv_policy q = p;
+    for (int len = 100; len < 300; len++) {
+        /* the floor: a quarter of the length, rounded up, from the cut on */
+        int b = (len + 1 + 3) / 4;
+        cr_assert_eq(kv_seq_set_budget(c, 0, b), 0);
+        feed(c, 0, len, 1, 100u + (unsigned)len);
+        q.budget = b;
+        kv_seq_usage(c, 0, &u);
+        cr_assert_leq(u.bytes_stored, kv_policy_seq_bytes(&q, &s, len + 1), "at %d tokens, budget %d", len + 1, b);
+        cr_assert_eq(u.n_high, b, "at %d tokens", len + 1);
+        cr_assert_eq(kv_pool_used(pool), u.bytes_stored, "accounting differs from allocation");
+    }
+    kv_destroy(c);
+    kv_pool_destroy(pool);
+}
+
 Test(elastic, refused_mid_step_changes_nothing) {
     kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
                   .max_ctx = 256, .n_threads = 1, .routed = 1};
