@@ -2,8 +2,9 @@
  * is demoted at once to the new budget in every layer and head, its bytes
  * drop and stay within kv_policy_seq_bytes of the policy with that budget
  * (and equal what the pool handed out), later tokens follow the new budget,
- * the other slots are untouched, a reset ends the override, a call refused
- * mid-step changes nothing, and caches that never demote refuse. */
+ * the other slots are untouched, a reset ends the override, one-token
+ * demotions keep to their exact bound as the budget follows the length, a
+ * call refused mid-step changes nothing, and caches that never demote refuse. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
@@ -46,17 +47,26 @@ static void feed(kv_cache *c, int seq, int from, int n, unsigned seed) {
     free(k), free(v), free(q), free(o);
 }
 
-Test(elastic, demotes_at_once_and_bounds_the_bytes) {
-    kv_pool *pool;
-    cr_assert_eq(kv_pool_create(0, &pool), 0);
-    kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
-                  .max_ctx = 256, .n_threads = 1, .pool = pool, .routed = 1};
-    kv_policy p = pol("mikv,budget=0.5");
+/* A routed cache on its own pool, every slot given the policy of spec. */
+static kv_cache *routed(const char *spec, int max_seqs, int max_ctx, kv_pool **pool, kv_shape *s,
+                        kv_policy *p) {
+    cr_assert_eq(kv_pool_create(0, pool), 0);
+    *s = (kv_shape){.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = max_seqs,
+                    .max_ctx = max_ctx, .n_threads = 1, .pool = *pool, .routed = 1};
+    *p = pol(spec);
     kv_cache *c;
     char err[256];
-    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(kv_seq_set_policy(c, 0, &p, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(kv_seq_set_policy(c, 1, &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_create(s, p, &c, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < max_seqs; i++) cr_assert_eq(kv_seq_set_policy(c, i, p, err, sizeof err), 0, "%s", err);
+    return c;
+}
+
+Test(elastic, demotes_at_once_and_bounds_the_bytes) {
+    kv_pool *pool;
+    kv_shape s;
+    kv_policy p;
+    kv_cache *c = routed("mikv,budget=0.5", 2, 256, &pool, &s, &p);
+    char err[256];
     feed(c, 0, 0, 160, 7);
     feed(c, 1, 0, 160, 9);
     kv_usage before, after, other;
@@ -105,25 +115,15 @@ static void step_layer(kv_cache *c, int seq, int layer, int pos, int store_only,
         cr_assert_eq(kv_attend_group(c, seq, layer, h, pos, 1, q, o, 0), 0);
 }
 
-/* Asked mid-step (layer 0 done, layer 1's keys stored, not yet attended),
- * the cache refuses and changes nothing: no layer demoted, and the budget
- * it had stays, so the rest of the step and the next ones follow it (the
- * engine, told no, keeps counting the old budget). Slot 1 has the same
- * tokens and is never asked: slot 0 must end with its counts. */
 /* With one-token demotions kv_policy_seq_bytes is exact (the tier rests at
  * the budget), so it has no page of slack: a cut, then the budget raised
  * step by step as the engine's floor follows the length (eng_mem.c), must
  * stay within the bound of the budget in force at every length. */
 Test(elastic, one_token_demotions_stay_within_the_exact_bound) {
     kv_pool *pool;
-    cr_assert_eq(kv_pool_create(0, &pool), 0);
-    kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 1,
-                  .max_ctx = 320, .n_threads = 1, .pool = pool, .routed = 1};
-    kv_policy p = pol("mikv,budget=0.5,chunk=1");
-    kv_cache *c;
-    char err[256];
-    cr_assert_eq(kv_create(&s, &p, &c, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(kv_seq_set_policy(c, 0, &p, err, sizeof err), 0, "%s", err);
+    kv_shape s;
+    kv_policy p;
+    kv_cache *c = routed("mikv,budget=0.5,chunk=1", 1, 320, &pool, &s, &p);
     feed(c, 0, 0, 100, 3);
     kv_usage u;
     kv_seq_usage(c, 0, &u);
@@ -144,6 +144,11 @@ Test(elastic, one_token_demotions_stay_within_the_exact_bound) {
     kv_pool_destroy(pool);
 }
 
+/* Asked mid-step (layer 0 done, layer 1's keys stored, not yet attended),
+ * the cache refuses and changes nothing: no layer demoted, and the budget
+ * it had stays, so the rest of the step and the next ones follow it (the
+ * engine, told no, keeps counting the old budget). Slot 1 has the same
+ * tokens and is never asked: slot 0 must end with its counts. */
 Test(elastic, refused_mid_step_changes_nothing) {
     kv_shape s = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .max_seqs = 2,
                   .max_ctx = 256, .n_threads = 1, .routed = 1};
