@@ -59,4 +59,5 @@ if part fit512; then
     pair fit512-c.md "$OUT"/fit512-c-s*.json
     for text in "$GPL" $PYLIB/argparse.py; do ppl fit512-ppl "$text" "full,$E" 512 128 16; done
     pair fit512-ppl.md "$OUT"/fit512-ppl-*.json
+    runs fit512-lk lookup 0.25 512 "1 2" "full,$E"
 fi
