@@ -67,8 +67,6 @@ struct kvmx_pfx {
 
 static int pages_of(int n) { return (n + KVL_PAGE - 1) / KVL_PAGE; }
 
-static size_t bal_bytes(const mixed_cache *c) { return c->bal_bytes; }
-
 static void lru_unlink(kvmx_pfx *x, kvmx_snap *s) {
     if (s->older) s->older->newer = s->newer;
     else x->oldest = s->newer;
@@ -100,7 +98,7 @@ static void snap_free(const mixed_cache *c, kvmx_snap *s) {
                 free(sh->pg);
             }
             if (sh->bal) {
-                kv_pool_uncharge(pool, bal_bytes(c));
+                kv_pool_uncharge(pool, c->bal_bytes);
                 free(sh->bal);
             }
         }
@@ -179,13 +177,13 @@ static int copy_pages(kv_pool *pool, uint8_t **dst, uint8_t *const *src, int n, 
 
 /* A copy of balance factors, charged to the pool (and added to *acc). */
 static int bal_dup(const mixed_cache *c, const float *src, float **dst, size_t *acc) {
-    if (kv_pool_charge(c->s.pool, bal_bytes(c))) return PV_ENOMEM;
-    if (!(*dst = malloc(bal_bytes(c)))) {
-        kv_pool_uncharge(c->s.pool, bal_bytes(c));
+    if (kv_pool_charge(c->s.pool, c->bal_bytes)) return PV_ENOMEM;
+    if (!(*dst = malloc(c->bal_bytes))) {
+        kv_pool_uncharge(c->s.pool, c->bal_bytes);
         return PV_ENOMEM;
     }
-    memcpy(*dst, src, bal_bytes(c));
-    *acc += bal_bytes(c);
+    memcpy(*dst, src, c->bal_bytes);
+    *acc += c->bal_bytes;
     return PV_OK;
 }
 

@@ -79,7 +79,6 @@ size_t kv_policy_seq_bytes(const kv_policy *p0, const kv_shape *s, int n_tokens)
     }
     size_t best = 0;
     for (long k = hi_max; k >= hi_min && k >= hi_max - KVL_PAGE; k--) {
-        if (kv_tier_demote(p, n_tokens, (int)k)) continue; /* never rests there */
         size_t bytes = heads * pages((size_t)k, KVL_PAGE) * hp + pages((size_t)(n - k), KVL_PAGE) * lp;
         if (bytes > best) best = bytes;
     }
