@@ -1,6 +1,6 @@
 # Demotion one token at a time (chunk=1) against Scissorhands' chunks of
 # 0.4·B, at 0.25 ("Demote one token at a time" in docs/KV_CACHE.md).
-# PART=screen|validate|tenth|r512|long|preset|fit512 bash bench/eval/chunk/run.sh [BIN] [OUT]
+# PART=screen|validate|tenth|r512|long|preset|fit512|screen512 bash bench/eval/chunk/run.sh [BIN] [OUT]
 # (default: all, in that order). The screen came first; everything after it
 # validates or measures what the docs cite. Pooled tables pair every policy
 # with D1 (scripts/pool_eval.py --against 2).
@@ -60,4 +60,13 @@ if part fit512; then
     for text in "$GPL" $PYLIB/argparse.py; do ppl fit512-ppl "$text" "full,$E" 512 128 16; done
     pair fit512-ppl.md "$OUT"/fit512-ppl-*.json
     runs fit512-lk lookup 0.25 512 "1 2" "full,$E"
+fi
+# What the text at 512 tokens would need (docs "512 tokens at 0.25"), GPL-3
+# only: explicit budgets; shorter recent windows; a budget of 64 paid for by
+# dropping the INT8 heads and 3-bit values, or by 3-bit keys in some layers
+if part screen512; then
+    ppl s512-budget "$GPL" "full,$E;budget=40,$E;budget=48,$E;budget=64" 512 128 16
+    ppl s512-recent "$GPL" "full,$E;budget=32;recent=8,$E;budget=32;recent=4" 512 128 16
+    B="mikv;lo-bits=4/2;heads=5:8/4;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5;chunk=1"
+    ppl s512-pay "$GPL" "full,mikv;lo-bits=4/2;heads=0;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5;chunk=1,$B;layer-bits=10-14:4/3+15-29:3/2,$B;layer-bits=10-14:4/3+20-29:3/2,$B;layer-bits=10-14:4/3+15-24:3/2,$B;layer-bits=10-14:4/3+0-9:3/2,$B;layer-bits=10-14:4/3+0-4:3/2+25-29:3/2" 512 128 16
 fi
