@@ -85,7 +85,7 @@ int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, s
     int nc = 0;
     for (int t = 0; t < hs->hi.n; t++) {
         int32_t pos = *t_pos(&hs->hi, &c->fhi, t);
-        if (pos < p->sinks || pos >= (int64_t)len - p->recent) continue; /* protected */
+        if (kv_tier_pos_protected(p->sinks, p->recent, len, pos)) continue;
         s->cand[nc] = t;
         s->cpos[nc] = pos;
         s->csc[nc] = c->fhi.sb ? kvt_demote_score(p->select,

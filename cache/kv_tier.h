@@ -21,6 +21,16 @@ int kv_tier_budget(const kv_policy *p, int len);
 /* Protected tokens (the first `sinks`, the last `recent`) among positions
  * 0..len-1: they never leave the high tier. */
 int kv_tier_protected(const kv_policy *p, int len);
+/* Whether position pos of a sequence of len tokens is one of them: the one
+ * predicate the CPU demotion (kv_mixed_demote.c) and the GPU's
+ * (cuda/kv_mixed_demote.cu) apply, so both skip exactly the tokens
+ * kv_tier_protected counts. Plain ints so device code can call it. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int kv_tier_pos_protected(long sinks, long recent, long len, long pos) {
+    return pos < sinks || pos >= len - recent;
+}
 /* Tokens demoted at the end of a call that leaves the sequence at `len`
  * tokens with `n_hi` of them high: 0 while n_hi is within the budget;
  * otherwise a chunk (from b+1 tokens a chunk of m leaves b+1-m; chunk 1

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "cuda/kv_mixed_common.cuh"
+#include "kv_tier.h"
 
 __device__ __forceinline__ float mx_score(int sel, const uint32_t *st, int steps) {
     if (sel == SEL_PERSIST) return (float)(st[0] & 0xffffu) + (float)(st[0] >> 16);
@@ -109,7 +110,7 @@ __global__ void __launch_bounds__(MX_DEM_THREADS)
     for (int t = tid; t < nhi; t += blockDim.x) {
         const int32_t p = HP[t];
         ps[t] = p;
-        cnd[t] = !(p < kv.sinks || (long)p >= (long)len - kv.recent);
+        cnd[t] = !kv_tier_pos_protected(kv.sinks, kv.recent, len, p);
         sc[t] = mx_score(kv.select, HS + (size_t)t * 2, steps);
     }
     __syncthreads();

@@ -137,3 +137,27 @@ Test(kv_tier, chunk_and_protection) {
     cr_assert_eq(kv_policy_parse("streaming,budget=5,chunk=5,sinks=2,recent=3", &p, NULL, 0), 0);
     cr_assert_eq(kv_tier_demote(&p, 11, 11), 6);
 }
+
+/* The per-position predicate the demotions apply (CPU and GPU) marks exactly
+ * the tokens kv_tier_protected counts, sinks and recent window overlapping or
+ * not, and always the first sinks and the last recent positions. */
+Test(kv_tier, protected_positions_are_the_counted_ones) {
+    kv_policy p;
+    cr_assert_eq(kv_policy_preset("streaming", &p), 0);
+    const int sinks[] = {0, 1, 4, 9}, recents[] = {0, 1, 16, 40};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            for (int len = 1; len <= 70; len++) {
+                p.sinks = sinks[i];
+                p.recent = recents[j];
+                int n = 0;
+                for (int pos = 0; pos < len; pos++) {
+                    int prot = kv_tier_pos_protected(p.sinks, p.recent, len, pos);
+                    if (pos < p.sinks || pos >= len - p.recent)
+                        cr_assert(prot, "sinks %d recent %d len %d pos %d", p.sinks, p.recent, len, pos);
+                    n += prot;
+                }
+                cr_assert_eq(n, kv_tier_protected(&p, len), "sinks %d recent %d len %d", p.sinks,
+                             p.recent, len);
+            }
+}
