@@ -10,17 +10,13 @@
 
 #include "kv.h"
 #include "kv_policy.h"
+#include "../test_rand.h"
 
 /* The mikv preset before 2026-12-02 (FP16 high tier, INT4 keys + INT2
  * values, fp16 scales, no rotation or clipping): what these tests were
  * written against; the current preset appears by name where a test covers
  * every preset. */
 #define MIKV0 "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16"
-
-static inline float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
 
 typedef struct {
     int N, nkv, nh, hd, L;

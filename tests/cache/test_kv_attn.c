@@ -13,11 +13,7 @@
 #include "kv_policy.h"
 #include "pverr.h"
 #include "quant.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 static double h(float x) { return kq_fp16_to_fp32(kq_fp32_to_fp16(x)); }
 

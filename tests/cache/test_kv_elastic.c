@@ -14,11 +14,7 @@
 #include "kv_router.h"
 #include "kv_tier.h"
 #include "pverr.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 static kv_policy pol(const char *spec) {
     kv_policy p;

@@ -6,11 +6,11 @@
 #include <string.h>
 
 #include "kv_mixed_blk.h"
+#include "../test_rand.h"
 
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 65536.0f;
-}
+/* Uniform in [0, 1): the shared draw, shifted (exactly: every step is a
+ * power-of-two scaling or an exact sum). */
+static float urand(unsigned *s) { return 0.5f * (frand(s) + 1.0f); }
 
 Test(kv_mixed_blk, low_mask_matches_scalar_loop) {
     if (kvb_kind(64) != KVB_AVX512) cr_skip_test("no AVX-512 block kernel here");
@@ -24,13 +24,13 @@ Test(kv_mixed_blk, low_mask_matches_scalar_loop) {
                 const int nq = 1 + trial % maxq, t = trial % 50;
                 float row[32], thr[32];
                 int nhv[32];
-                for (int i = 0; i < 32; i++) row[i] = i < rp ? frand(&r) * (trial % 2 ? 0.02f : 1.0f) : 1e9f;
+                for (int i = 0; i < 32; i++) row[i] = i < rp ? urand(&r) * (trial % 2 ? 0.02f : 1.0f) : 1e9f;
                 for (int qi = 0; qi < nq; qi++) {
-                    nhv[qi] = (int)(frand(&r) * 100);
+                    nhv[qi] = (int)(urand(&r) * 100);
                     /* some thresholds exactly at a mean: the strict < decides */
                     float agg = 0.0f;
                     for (int g = 0; g < gq; g++) agg += row[qi * gq + g];
-                    thr[qi] = qi % 4 == 0 ? agg / (float)gq : frand(&r) * 0.02f;
+                    thr[qi] = qi % 4 == 0 ? agg / (float)gq : urand(&r) * 0.02f;
                 }
                 uint32_t want = 0;
                 for (int qi = 0; qi < nq; qi++) {
@@ -55,7 +55,7 @@ Test(kv_mixed_blk, low_masks_over_a_run_match_one_token_calls) {
     float thr[NQ];
     int nhv[NQ];
     unsigned r = 4;
-    for (int i = 0; i < N * RP; i++) pt[i] = frand(&r) * 0.05f;
+    for (int i = 0; i < N * RP; i++) pt[i] = urand(&r) * 0.05f;
     for (int qi = 0; qi < NQ; qi++) thr[qi] = 0.01f + 0.002f * qi, nhv[qi] = 5 + 9 * qi;
     uint32_t run[N], one;
     kvb_low_masks(pt, 7, N, RP, NQ, GQ, thr, nhv, run);

@@ -10,11 +10,7 @@
 #include "kv_policy.h"
 #include "kv_pool.h"
 #include "pverr.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 static kv_shape shape(kv_pool *pool) {
     return (kv_shape){.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32,

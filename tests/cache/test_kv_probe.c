@@ -10,11 +10,7 @@
 #include "kv_internal.h"
 #include "kv_probe.h"
 #include "pverr.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 enum { NL = 2, NKV = 2, NH = 4, HD = 16, FIRST = 1, LEN = 20, N = FIRST + 2 * LEN };
 

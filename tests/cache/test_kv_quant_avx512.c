@@ -10,11 +10,7 @@
 #include <stdlib.h>
 
 #include "kv_layout.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 AVX512 static void both(const uint8_t *rec, size_t stride, int n, const kvq_qprep *qp, int gq, int d,
                         int group, int bits, int sz8, float *s0, float *s1, size_t scs) {

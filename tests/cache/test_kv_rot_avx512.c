@@ -7,11 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <string.h>
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 Test(kv_rot_avx512, rot64_matches_loops) {
     if (!rot64_ok(64)) cr_skip_test("no AVX-512 here");

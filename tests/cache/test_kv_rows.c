@@ -8,11 +8,7 @@
 
 #include "kv_rows.h"
 #include "quant.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return (float)((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 /* The tables to test: the portable one always, then what the SIMD caps give. */
 static int tables(kvw_rows *out) {

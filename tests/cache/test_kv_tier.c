@@ -10,16 +10,7 @@
 #include "kv_policy.h"
 #include "kv_tier.h"
 #include "pverr.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
-
-static int irand(unsigned *s, int n) {
-    *s = *s * 1103515245u + 12345u;
-    return (int)((*s >> 8) % (unsigned)n);
-}
+#include "../test_rand.h"
 
 /* Every head of every layer of `seq` holds n_high / n_low / n_dropped. */
 static void expect_counts(const kv_cache *c, const kv_shape *sh, int seq, int hi, int lo, int dr,

@@ -10,11 +10,7 @@
 #include "kv_policy.h"
 #include "kv_router.h"
 #include "pverr.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 static const kv_shape shape = {.n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 64,
                                .max_seqs = 2, .max_ctx = 256, .n_threads = 1};

@@ -10,13 +10,9 @@
 #include "kv_policy.h"
 #include "kv_tracker.h"
 #include "quant.h"
+#include "../test_rand.h"
 
 enum { HD = 8 };
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
 
 static kv_cache *make(const kv_shape *s, const char *spec) {
     kv_policy p;

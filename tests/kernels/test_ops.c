@@ -6,11 +6,7 @@
 
 #include "ops.h"
 #include "quant.h"
-
-static float frand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+#include "../test_rand.h"
 
 Test(ops, rmsnorm_matches_formula) {
     unsigned s = 7;
