@@ -25,16 +25,10 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "python"))
 import ref_llama  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench" / "eval" / "heads"))
+from induction import word_tokens  # noqa: E402  (the eval's word rule)
+
 SINKS = 4
-
-
-def word_tokens(vocab):
-    out = []
-    for i, p in enumerate(vocab):
-        s = p.replace("\u0120", " ").replace("\u2581", " ")
-        if 4 <= len(s) <= 11 and s[0] == " " and all("a" <= ch <= "z" for ch in s[1:]):
-            out.append(i)
-    return out
 
 
 def attend(q, k, v, scale, mode, window):
