@@ -1,6 +1,6 @@
 # Demotion one token at a time (chunk=1) against Scissorhands' chunks of
 # 0.4·B, at 0.25 ("Demote one token at a time" in docs/KV_CACHE.md).
-# PART=screen|validate|tenth|r512|long|preset|fit512|screen512 bash bench/eval/chunk/run.sh [BIN] [OUT]
+# PART=screen|validate|tenth|r512|long|preset|fit512|screen512|acc512 bash bench/eval/chunk/run.sh [BIN] [OUT]
 # (default: all, in that order). The screen came first; everything after it
 # validates or measures what the docs cite. Pooled tables pair every policy
 # with D1 (scripts/pool_eval.py --against 2).
@@ -69,4 +69,17 @@ if part screen512; then
     ppl s512-recent "$GPL" "full,$E;budget=32;recent=8,$E;budget=32;recent=4" 512 128 16
     B="mikv;lo-bits=4/2;heads=5:8/4;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5;chunk=1"
     ppl s512-pay "$GPL" "full,mikv;lo-bits=4/2;heads=0;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5;chunk=1,$B;layer-bits=10-14:4/3+15-29:3/2,$B;layer-bits=10-14:4/3+20-29:3/2,$B;layer-bits=10-14:4/3+15-24:3/2,$B;layer-bits=10-14:4/3+0-9:3/2,$B;layer-bits=10-14:4/3+0-4:3/2+25-29:3/2" 512 128 16
+fi
+# H2O's accumulated attention instead of persistence as the high tier's
+# selection, one-token demotions, 512 tokens at 0.25 (docs "Accumulated
+# attention at 512 tokens"): text on four texts, copy on seeds 1-3, lookup on
+# seeds 1-2, each paired with D1;chunk=1 (E) on the same samples
+if part acc512; then
+    A="$E;select=accumulated"
+    for text in "$GPL" $PYLIB/argparse.py "$LGPL" $PYLIB/typing.py; do ppl acc512-ppl "$text" "full,$E,$A" 512 128 16; done
+    pair acc512-ppl.md "$OUT"/acc512-ppl-*.json
+    runs acc512-c copy 0.25 512 "1 2 3" "full,$E,$A"
+    pair acc512-c.md "$OUT"/acc512-c-s*.json
+    runs acc512-lk lookup 0.25 512 "1 2" "full,$E,$A"
+    pair acc512-lk.md "$OUT"/acc512-lk-s*.json
 fi
