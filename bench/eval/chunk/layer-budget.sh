@@ -4,7 +4,7 @@
 # bench/experiments/layer-budget.patch (PIVOT_LB="A-B:N+C-D:M" gives layers
 # A..B a high budget of N, the rest the spec's): git apply the patch, build,
 # copy build/cli/pivot to BIN, revert. Prints one line per run: text | layer
-# budgets | KV memory, delta ppl %, top-1 (+- 95%), KL. 16 windows of 512
+# budgets | the policy beyond E (when another) | KV memory, delta ppl %, top-1 (+- 95%), KL. 16 windows of 512
 # tokens (128 prefilled) per text, ~25 s a run on the 2-core VM.
 # Usage: bench/eval/chunk/layer-budget.sh BIN > bench/eval/chunk/layer-budget.txt
 set -e
@@ -14,7 +14,7 @@ E="$D1;chunk=1;budget=32"
 GPL=/usr/share/common-licenses/GPL-3 LGPL=/usr/share/common-licenses/LGPL-2.1 PYLIB=/usr/lib/python3.11
 J=$(mktemp)
 run() { # TEXT LAYER-BUDGETS [POLICY]
-    printf '%s | %s%s | ' "$(basename "$1")" "$2" "${3:+ (without layers 10-14's 3-bit values)}"
+    printf '%s | %s | %s | ' "$(basename "$1")" "$2" "${3:+${3#"$D1;chunk=1;budget=32"}}"
     PIVOT_LB="$2" "$BIN" eval --task ppl --text "$1" --policies "${3:-$E}" --length 512 --prefix 128 \
         --samples 16 --threads 2 --json "$J" > /dev/null 2>&1
     $PY -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][-1]; print('%.4f %+.2f %.4f±%.4f %.4f' % (r['kv_memory_ratio'], r['delta_ppl_pct'], r['top1_agreement'], r['top1_agreement_ci95'], r['mean_kl']))" "$J"
@@ -28,6 +28,10 @@ done
 X="mikv;lo-bits=4/2;heads=5:8/4;clip=values;clip-floor=0.9+5-9:0.8+10-14:1+15-29:0.5;chunk=1;budget=32"
 run $GPL 0-4:64+18-29:64 "$X"
 run $GPL 0-4:64+20-29:64+10-11:64 "$X"
+# the best split with H2O's selection, and with persistence over a shorter window
+# (docs "Accumulated attention at 512 tokens")
+run $GPL 0-4:64+20-24:64 "$E;select=accumulated"
+run $GPL 0-4:64+20-24:64 "$E;window=100"
 for t in $PYLIB/argparse.py $LGPL $PYLIB/typing.py; do
     run $t 0-29:32
     run $t 0-4:64+20-24:64
