@@ -16,6 +16,11 @@
 # copying heads (before 2026-12-05: uniform K4/V3 low tier). The preset has
 # two-byte scales since 2026-12-06 (the tables of docs/KV_CACHE.md were
 # measured before, with fp16 ones: add ";scale-bits=16" to mikv to redo them).
+#
+# ONLY="mikv,mikv;heads=0" reruns just those policies (into OUT/only/) and
+# puts their rows into OUT's reports (scripts/merge_eval.py) before pooling:
+# for a change that moves only their rows; every other row would come out
+# the same (`pivot eval` is deterministic), so OUT must hold a full run.
 set -e
 BIN=${1:-build/cli/pivot}
 OUT=${2:-bench/eval}
@@ -24,14 +29,31 @@ PY=${PY:-.venv/bin/python}
 OLD='mikv;hi-bits=16;lo-bits=4/2;rotate=0;clip=0;heads=0;scale-bits=16'
 POL="full,mikv,mikv;heads=0,$OLD,scissorhands,h2o,streaming,quant4,quant2,quant4;rotate=1,quant4;lo-bits=3;rotate=1,quant2;rotate=1"
 R=0.5,0.33,0.25,0.2,0.125
+PPOL="full,mikv,mikv;heads=0,$OLD,quant4,quant4;rotate=1,quant4;lo-bits=4/3;rotate=1,scissorhands,h2o"
+RUN=$OUT
+if [ -n "${ONLY:-}" ]; then
+    RUN=$OUT/only POL=$ONLY PPOL=$ONLY
+    mkdir -p "$RUN"
+fi
+# merged NAME: OUT/NAME.json with RUN's rows in it (nothing to do without ONLY)
+merged() {
+    [ "$RUN" = "$OUT" ] && return 0
+    $PY scripts/merge_eval.py "$OUT/$1.json" "$RUN/$1.json" > "$OUT/$1.json.new"
+    mv "$OUT/$1.json.new" "$OUT/$1.json"
+}
 for task in lookup copy; do
     for seed in 1 2; do
         $BIN eval --task $task --policies "$POL" --ratios $R --length 512 --samples 8 \
-            --seed $seed --threads 2 --json "$OUT/$task-s$seed.json" > "$OUT/$task-s$seed.txt"
+            --seed $seed --threads 2 --json "$RUN/$task-s$seed.json" > "$RUN/$task-s$seed.txt"
+        merged $task-s$seed
     done
     $PY scripts/pool_eval.py "$OUT/$task-s1.json" "$OUT/$task-s2.json" > "$OUT/$task.md"
 done
-PPOL="full,mikv,mikv;heads=0,$OLD,quant4,quant4;rotate=1,quant4;lo-bits=4/3;rotate=1,scissorhands,h2o"
-texts ppl 0.33,0.25 "$PPOL"
+KEEP=$OUT OUT=$RUN
+texts ppl 0.33,0.25 "$PPOL" # writes OUT/ppl-<text>.json
+OUT=$KEEP
+merged ppl-GPL-3
+merged ppl-argparse
+$PY scripts/pool_eval.py "$OUT/ppl-GPL-3.json" "$OUT/ppl-argparse.json" > "$OUT/ppl.md"
 $PY scripts/plot_eval.py "$OUT/lookup-s1.json" "$OUT/lookup-s2.json" "$OUT/copy-s1.json" \
     "$OUT/copy-s2.json" "$OUT/ppl-GPL-3.json" "$OUT/ppl-argparse.json" docs/kv_eval.png

@@ -22,7 +22,7 @@ Test(kv_policy, presets_are_valid_and_distinct) {
     }
     kv_policy p;
     kv_policy_preset("mikv", &p);
-    cr_assert(p.select == KV_SELECT_PERSISTENCE && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3 &&
+    cr_assert(p.select == KV_SELECT_ACCUMULATED && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3 &&
               p.hi_bits == 8 && p.rotate == 1 && p.clip == 0 && p.group == 64 &&
               p.key_balance == 1 && p.sinks == 4 && p.scale_bits == 8);
     kv_policy_preset("scissorhands", &p);
@@ -190,7 +190,8 @@ Test(kv_policy, seq_bytes_by_hand) {
     r = (double)kv_policy_seq_bytes(&p, &s, 2048) / ((size_t)2048 * 30 * 3 * 64 * 4);
     cr_assert(r > 0.30 && r < 0.33, "%g", r);
     /* the preset's formats: an INT8 high token is 2 x (64 B codes + one fp16
-     * scale/zero pair) + position + persistence state = 144 B; a low token
+     * scale/zero pair) + position + accumulated state (f32 sum + i32 first
+     * step) = 148 B; a low token
      * INT4 keys (32 B codes + a one-byte scale and zero) + INT3 values (24 B
      * codes + 2) = 60 B (two-byte scales: the high tier keeps fp16 ones).
      * Chunk 1 demotes back to exactly 64 high every call, so the tier rests
@@ -198,22 +199,22 @@ Test(kv_policy, seq_bytes_by_hand) {
      * high keys freeze the balance at the first call, so a head keeps its
      * 64 factors only (256 B) */
     kv_policy_parse("mikv,budget=64,chunk=1", &p, err, sizeof err);
-    per_head = 2 * 32 * 144 + 62 * 32 * 60 + 256;
+    per_head = 2 * 32 * 148 + 62 * 32 * 60 + 256;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* scale-bits=16: a low group's scale and zero are fp16, 4 B instead of 2
      * (keys 32 + 4, values 24 + 4) */
     cr_assert_eq(kv_policy_parse("mikv,budget=64,chunk=1,scale-bits=16", &p, err, sizeof err), 0, "%s", err);
-    per_head = 2 * 32 * 144 + 62 * 32 * 64 + 256;
+    per_head = 2 * 32 * 148 + 62 * 32 * 64 + 256;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* Scissorhands' chunks of 0.4·64 = 25 leave 40 high after a demotion, so
      * the tier rests anywhere in 40..64: at 63 high (two pages) the low tier
      * holds 1985 (63 pages), the largest */
     kv_policy_parse("mikv,budget=64", &p, err, sizeof err);
-    per_head = 2 * 32 * 144 + 63 * 32 * 60 + 256;
+    per_head = 2 * 32 * 148 + 63 * 32 * 60 + 256;
     cr_assert_eq(kv_policy_seq_bytes(&p, &s, 2048), 90 * per_head);
     /* shorter than the budget: nothing was ever demoted, every token high */
     kv_policy_parse("mikv,budget=64", &p, err, sizeof err);
-    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 40), 90 * (2 * 32 * 144 + 256));
+    cr_assert_eq(kv_policy_seq_bytes(&p, &s, 40), 90 * (2 * 32 * 148 + 256));
 }
 
 /* A spec from pivot eval's --policies list joins its knobs with ';' (commas

@@ -118,7 +118,7 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
     assert r.returncode == 0, r.stderr
     # the preset's heads knob, resolved with the model's own ranking (the
     # probe at load): its five copying KV heads get INT8 low tokens
-    m = re.search(r"pivot: kv mikv\(select=persistence,hi=8,lo=4/3,layer-bits=([^,]*),budget=16,"
+    m = re.search(r"pivot: kv mikv\(select=accumulated,hi=8,lo=4/3,layer-bits=([^,]*),budget=16,"
                   r"recent=8,", r.stderr)
     assert m, r.stderr
     heads = {e.split(":")[0] for e in m.group(1).split("+")}

@@ -1,0 +1,42 @@
+# Which tokens the high tier keeps, persistence (Scissorhands, the preset's)
+# or accumulated attention (H2O), at equal bytes, where the docs had not
+# compared them ("Persistence or accumulated attention" in docs/KV_CACHE.md):
+#   PART=p33   the mikv preset at 0.33, 512 tokens: copy seeds 1-3 (48
+#              samples), lookup seeds 1-2 (32), text 8 windows of 1,024 on
+#              GPL-3 and argparse.py (texts()) and 16 of 512 on LGPL-2.1, typing.py
+#   PART=a1024 D1;chunk=1 at 0.25, 1,024 tokens: copy seeds 7-9 (48), text
+#              16 windows of 1,024 on five texts
+# PART=... bash bench/eval/select/run.sh [BIN] [OUT]. Every table pairs the
+# accumulated row with the persistence row on the same samples
+# (scripts/pool_eval.py --against 2).
+set -e
+. bench/eval/clipfloor/mid-defs.sh "${1:-build/cli/pivot}" "${2:-bench/eval/select}" # BIN, OUT, PY, runs(), texts(), D1
+E="$D1;chunk=1"
+part() { [ "${PART:-all}" = "$1" ] || [ "${PART:-all}" = all ]; }
+pair() { out=$1; shift; $PY scripts/pool_eval.py "$@" --against 2 > "$OUT/$out"; }
+# ppl NAME TEXT POLICIES RATIO LENGTH PREFIX SAMPLES: OUT/NAME-<text>.{json,txt}
+ppl() {
+    t=$(basename "$2" .py)
+    $BIN eval --task ppl --text "$2" --policies "$3" --ratios "$4" --length "$5" --prefix "$6" \
+        --samples "$7" --threads 2 --json "$OUT/$1-$t.json" > "$OUT/$1-$t.txt"
+}
+GPL=/usr/share/common-licenses/GPL-3 LGPL=/usr/share/common-licenses/LGPL-2.1 PYLIB=/usr/lib/python3.11
+if part p33; then
+    P="full,mikv,mikv;select=accumulated"
+    runs p33-c copy 0.33 512 "1 2 3" "$P"
+    pair p33-c.md "$OUT"/p33-c-s*.json
+    runs p33-lk lookup 0.33 512 "1 2" "$P"
+    pair p33-lk.md "$OUT"/p33-lk-s*.json
+    texts p33 0.33 "$P"
+    for text in "$LGPL" $PYLIB/typing.py; do ppl p33-512 "$text" "$P" 0.33 512 128 16; done
+    pair p33-ppl.md "$OUT"/p33-GPL-3.json "$OUT"/p33-argparse.json "$OUT"/p33-512-*.json
+fi
+if part a1024; then
+    P="full,$E,$E;select=accumulated"
+    runs a1024-c copy 0.25 1024 "7 8 9" "$P"
+    pair a1024-c.md "$OUT"/a1024-c-s*.json
+    for text in "$GPL" "$LGPL" $PYLIB/argparse.py $PYLIB/subprocess.py $PYLIB/typing.py; do
+        ppl a1024-ppl "$text" "$P" 0.25 1024 256 16
+    done
+    pair a1024-ppl.md "$OUT"/a1024-ppl-*.json
+fi
