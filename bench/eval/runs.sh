@@ -23,3 +23,17 @@ texts() {
             --samples 8 --threads 2 --json "$OUT/$name-$t.json" > "$OUT/$name-$t.txt"
     done
 }
+
+# The helpers of the PART=... scripts (bench/eval/chunk/run.sh,
+# bench/eval/select/run.sh):
+# part P: true when PART (default all) selects part P
+part() { [ "${PART:-all}" = "$1" ] || [ "${PART:-all}" = all ]; }
+# pair OUT.md JSON...: pooled tables, every policy paired with the second
+pair() { out=$1; shift; $PY scripts/pool_eval.py "$@" --against 2 > "$OUT/$out"; }
+# ppl_at NAME TEXT POLICIES RATIO LENGTH PREFIX SAMPLES: perplexity windows
+# of TEXT as OUT/NAME-<text>.{json,txt}
+ppl_at() {
+    t=$(basename "$2" .py)
+    $BIN eval --task ppl --text "$2" --policies "$3" --ratios "$4" --length "$5" --prefix "$6" \
+        --samples "$7" --threads 2 --json "$OUT/$1-$t.json" > "$OUT/$1-$t.txt"
+}

@@ -7,15 +7,10 @@
 set -e
 . bench/eval/clipfloor/mid-defs.sh "${1:-build/cli/pivot}" "${2:-bench/eval/chunk}" # BIN, OUT, PY, runs(), texts(), D1
 E="$D1;chunk=1"
-part() { [ "${PART:-all}" = "$1" ] || [ "${PART:-all}" = all ]; }
-pair() { out=$1; shift; $PY scripts/pool_eval.py "$@" --against 2 > "$OUT/$out"; }
 # ppl NAME TEXT POLICIES [LENGTH PREFIX SAMPLES]: OUT/NAME-<text>.{json,txt},
 # 16 windows of 1,024 tokens, 256 prefilled, at target 0.25 unless given
-ppl() {
-    t=$(basename "$2" .py)
-    $BIN eval --task ppl --text "$2" --policies "$3" --ratios 0.25 --length "${4:-1024}" --prefix "${5:-256}" \
-        --samples "${6:-16}" --threads 2 --json "$OUT/$1-$t.json" > "$OUT/$1-$t.txt"
-}
+# (part, pair, ppl_at: bench/eval/runs.sh)
+ppl() { ppl_at "$1" "$2" "$3" 0.25 "${4:-1024}" "${5:-256}" "${6:-16}"; }
 GPL=/usr/share/common-licenses/GPL-3 LGPL=/usr/share/common-licenses/LGPL-2.1 PYLIB=/usr/lib/python3.11
 if part screen; then
     ppl select "$GPL" "full,$D1,$D1;select=accumulated,$D1;select=recent"

@@ -12,14 +12,7 @@
 set -e
 . bench/eval/clipfloor/mid-defs.sh "${1:-build/cli/pivot}" "${2:-bench/eval/select}" # BIN, OUT, PY, runs(), texts(), D1
 E="$D1;chunk=1"
-part() { [ "${PART:-all}" = "$1" ] || [ "${PART:-all}" = all ]; }
-pair() { out=$1; shift; $PY scripts/pool_eval.py "$@" --against 2 > "$OUT/$out"; }
-# ppl NAME TEXT POLICIES RATIO LENGTH PREFIX SAMPLES: OUT/NAME-<text>.{json,txt}
-ppl() {
-    t=$(basename "$2" .py)
-    $BIN eval --task ppl --text "$2" --policies "$3" --ratios "$4" --length "$5" --prefix "$6" \
-        --samples "$7" --threads 2 --json "$OUT/$1-$t.json" > "$OUT/$1-$t.txt"
-}
+# part, pair, ppl_at: bench/eval/runs.sh
 GPL=/usr/share/common-licenses/GPL-3 LGPL=/usr/share/common-licenses/LGPL-2.1 PYLIB=/usr/lib/python3.11
 if part p33; then
     P="full,mikv,mikv;select=accumulated"
@@ -28,7 +21,7 @@ if part p33; then
     runs p33-lk lookup 0.33 512 "1 2" "$P"
     pair p33-lk.md "$OUT"/p33-lk-s*.json
     texts p33 0.33 "$P"
-    for text in "$LGPL" $PYLIB/typing.py; do ppl p33-512 "$text" "$P" 0.33 512 128 16; done
+    for text in "$LGPL" $PYLIB/typing.py; do ppl_at p33-512 "$text" "$P" 0.33 512 128 16; done
     pair p33-ppl.md "$OUT"/p33-GPL-3.json "$OUT"/p33-argparse.json "$OUT"/p33-512-*.json
 fi
 if part a1024; then
@@ -36,7 +29,7 @@ if part a1024; then
     runs a1024-c copy 0.25 1024 "7 8 9" "$P"
     pair a1024-c.md "$OUT"/a1024-c-s*.json
     for text in "$GPL" "$LGPL" $PYLIB/argparse.py $PYLIB/subprocess.py $PYLIB/typing.py; do
-        ppl a1024-ppl "$text" "$P" 0.25 1024 256 16
+        ppl_at a1024-ppl "$text" "$P" 0.25 1024 256 16
     done
     pair a1024-ppl.md "$OUT"/a1024-ppl-*.json
 fi
