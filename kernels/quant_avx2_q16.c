@@ -25,9 +25,16 @@
 /* 16 nibbles -> elements 0..15 (low nibbles) and 16..31 (high) as int16 */
 static inline void nibbles16(const uint8_t *qs, __m256i *lo, __m256i *hi)
 {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
-    *lo = _mm256_cvtepu8_epi16(_mm_and_si128(b, m));
-    *hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), m));
+    /* the 16 bytes in both lanes (a load), byte j to int16 slot j in-lane (low
+     * lane bytes 0..7, high lane 8..15; the zero byte above each from a
+     * shuffle index with the top bit set): one in-lane shuffle instead of two
+     * cross-lane widenings */
+    const __m256i spread = _mm256_setr_epi8(0, -1, 1, -1, 2, -1, 3, -1, 4, -1, 5, -1, 6, -1, 7, -1,
+                                            8, -1, 9, -1, 10, -1, 11, -1, 12, -1, 13, -1, 14, -1, 15, -1);
+    const __m256i m = _mm256_set1_epi16(0x0F);
+    __m256i v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs)), spread);
+    *lo = _mm256_and_si256(v, m);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
 }
 
 /* int32 lanes of sum(w[j] * y[j]) over a 32-value block (w, y int16) */
@@ -61,8 +68,15 @@ static inline __attribute__((always_inline)) __m256i q4_1_idot(kq_w2 w, const kq
 /* Q8_0 (the output projection of SmolLM2's tied embedding): widened once */
 static inline __attribute__((always_inline)) kq_w2 q8_0_weights(const kq_block_q8_0 *a)
 {
-    kq_w2 w = {_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->qs)),
-               _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a->qs + 16)))};
+    /* byte j into the high byte of int16 slot j in-lane (as nibbles16), then
+     * an arithmetic shift sign-extends: in-lane work instead of two
+     * cross-lane widenings */
+    const __m256i hi8 = _mm256_setr_epi8(-1, 0, -1, 1, -1, 2, -1, 3, -1, 4, -1, 5, -1, 6, -1, 7,
+                                         -1, 8, -1, 9, -1, 10, -1, 11, -1, 12, -1, 13, -1, 14, -1, 15);
+    __m256i b0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
+    __m256i b1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a->qs + 16)));
+    kq_w2 w = {_mm256_srai_epi16(_mm256_shuffle_epi8(b0, hi8), 8),
+               _mm256_srai_epi16(_mm256_shuffle_epi8(b1, hi8), 8)};
     return w;
 }
 
