@@ -1,6 +1,8 @@
 /* The 16-row Q4_1 kernel (kernels/quant_q41r16.c, on matrices km_repack16
  * wrote) against the row kernels it replaced for repacked matrices
- * (kernels/quant_avx512.c), in one run (not part of the test suite). The
+ * (kernels/quant_avx512.c), in one run (not part of the test suite); on a
+ * CPU without AVX512-VBMI the AVX2 16-row kernel (quant_q41r16_avx2.c)
+ * against the AVX2 row kernels (quant_avx2_tmpl.h) the same way. The
  * row kernels put one row's 64 weights of a block pair across the 16 lanes,
  * so every (row, token, block pair) pays an int-to-float conversion, a
  * multiply-add and the scale products on 16 lanes of partial sums, about
@@ -42,25 +44,36 @@ static int cmp(const void *a, const void *b) {
 
 static int code_at(const kq_block_q4_1 *b, int j) { return j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4; }
 
+/* The kernels of the CPU's level: VBMI (the row kernels on prepared pairs)
+ * or AVX2 (on the plain 16-bit blocks). */
+static kq_r16_kernel *k16;
+static kq_dot_multi_kernel *kmulti;
+static kq_dot4_kernel *kdot4;
+
 static void rows16_x8(const uint8_t *W, int groups, int cols, const void *x, size_t xb, float *y, int ys) {
-    kq_vbmi_q41r16_rows(cols, W, groups, x, xb, 8, y, ys, 0);
+    k16(cols, W, groups, x, xb, 8, y, ys, 0);
 }
 static void rows16_x1(const uint8_t *W, int groups, int cols, const void *x, size_t xb, float *y, int ys) {
-    kq_vbmi_q41r16_rows(cols, W, groups, x, xb, 1, y, ys, 0);
+    k16(cols, W, groups, x, xb, 1, y, ys, 0);
 }
 
 enum { NT = 8, ROUNDS = 11 };
 
 int main(int argc, char **argv) {
     const int cols = argc > 2 ? atoi(argv[1]) : 576, rows = argc > 2 ? atoi(argv[2]) : 1536;
-    if (kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI || cols <= 0 || cols % 32 || rows <= 0 || rows % 16) {
-        fprintf(stderr, "bench_q41_rows16: needs an AVX512-VBMI CPU, cols %% 32 == 0, rows %% 16 == 0\n");
+    const int vb = kq_simd_cpu_level() >= KQ_SIMD_AVX512VBMI;
+    if (kq_simd_cpu_level() < KQ_SIMD_AVX2 || cols <= 0 || cols % 32 || rows <= 0 || rows % 16) {
+        fprintf(stderr, "bench_q41_rows16: needs an AVX2 CPU, cols %% 32 == 0, rows %% 16 == 0\n");
         return 2;
     }
+    k16 = vb ? kq_vbmi_q41r16_rows : kq_avx2_q41r16_rows;
+    kmulti = vb ? kq_vbmi_q16_dot_multi_q4_1 : kq_avx2_q16_dot_multi_q4_1;
+    kdot4 = vb ? kq_vbmi_q16_dot4_q4_1 : kq_avx2_q16_dot4_q4_1;
+    printf("%s kernels\n", vb ? "AVX512-VBMI" : "AVX2");
     const int nb = cols / 32;
     const size_t wrb = kq_row_bytes(KQ_Q4_1, cols), xrb = kq_row_bytes(KQ_Q16_1, cols);
     const kq_dot_family vbmi = {.prep = kq_vbmi_q16_prep_pairs, .prep_pair_bytes = KQ_VBMI_PAIR_BYTES};
-    const size_t prb = kq_prep_row_bytes(&vbmi, KQ_Q16_1, cols);
+    const size_t prb = vb ? kq_prep_row_bytes(&vbmi, KQ_Q16_1, cols) : xrb;
     uint8_t *w = malloc(wrb * rows), *wr = aligned_alloc(64, (size_t)rows / 16 * nb * KQ_R16_BLOCK), *xq = malloc(xrb * NT),
             *xp = malloc(prb * NT);
     float *x = malloc(sizeof(float) * cols * NT), *y0 = malloc(sizeof(float) * rows * NT),
@@ -69,13 +82,14 @@ int main(int argc, char **argv) {
     q41_bench_data(w, wrb * rows, x, cols * NT);
     for (int t = 0; t < NT; t++) {
         kq_q16_quantize_1(x + t * cols, xq + t * xrb, cols);
-        kq_vbmi_q16_prep_pairs(cols, xq + t * xrb, xp + t * prb);
+        if (vb) kq_vbmi_q16_prep_pairs(cols, xq + t * xrb, xp + t * prb);
+        else memcpy(xp + t * prb, xq + t * xrb, xrb); /* the AVX2 row kernels take the plain blocks */
     }
     const km_weight kw = {KQ_Q4_1, cols, rows, w, NULL};
     km_repack16(&kw, wr);
 
     /* agreement: 8 tokens and 1, against the shipped multi-token kernel */
-    for (int i = 0; i < rows; i++) kq_vbmi_q16_dot_multi_q4_1(cols, w + i * wrb, xp, prb, NT, y0 + i, rows);
+    for (int i = 0; i < rows; i++) kmulti(cols, w + i * wrb, xp, prb, NT, y0 + i, rows);
     rows16_x8(wr, rows / 16, cols, xq, xrb, y1, rows);
     float y1one[16];
     double worst = 0;
@@ -100,12 +114,12 @@ int main(int argc, char **argv) {
     for (int r = 0; r < ROUNDS; r++) {
         double t0 = now();
         for (int it = 0; it < 20; it++)
-            for (int i = 0; i < rows; i++) kq_vbmi_q16_dot_multi_q4_1(cols, w + i * wrb, xp, prb, NT, y0 + i, rows);
+            for (int i = 0; i < rows; i++) kmulti(cols, w + i * wrb, xp, prb, NT, y0 + i, rows);
         double t1 = now();
         for (int it = 0; it < 20; it++) rows16_x8(wr, rows / 16, cols, xq, xrb, y1, rows);
         double t2 = now();
         for (int it = 0; it < 200; it++)
-            for (int i = 0; i < rows; i += 4) kq_vbmi_q16_dot4_q4_1(cols, w + i * wrb, wrb, xp, y0 + i);
+            for (int i = 0; i < rows; i += 4) kdot4(cols, w + i * wrb, wrb, xp, y0 + i);
         double t3 = now();
         for (int it = 0; it < 200; it++) rows16_x1(wr, rows / 16, cols, xq, xrb, y1, rows);
         double t4 = now();

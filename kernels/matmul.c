@@ -194,19 +194,29 @@ static int weight_ok(const km_weight *w)
            kq_row_bytes(w->type, w->cols) > 0;
 }
 
-/* The 16-row kernel takes w on this call: a repacked Q4_1 or Q8_0 matrix,
- * 16-bit activations, and the AVX512-VBMI level (which a SIMD cap may
- * lower). */
+/* The 16-row kernel for `type` at SIMD level `level`, or NULL: Q4_1 and Q8_0
+ * at AVX512-VBMI, Q4_1 also at AVX2 (quant_q41r16_avx2.c, the same bits).
+ * At the VNNI level the row kernels stay: their vpdpwssd forms were not
+ * measured against the AVX2 16-row kernel. */
+static kq_r16_kernel *r16_kernel(uint32_t type, int level)
+{
+    if (level >= KQ_SIMD_AVX512VBMI)
+        return type == KQ_Q8_0 ? kq_vbmi_q80r16_rows : type == KQ_Q4_1 ? kq_vbmi_q41r16_rows : NULL;
+    return level == KQ_SIMD_AVX2 && type == KQ_Q4_1 ? kq_avx2_q41r16_rows : NULL;
+}
+
+/* The 16-row kernel takes w on this call: a repacked matrix, 16-bit
+ * activations, and a level (which a SIMD cap may lower) with a kernel for
+ * its type. */
 static int r16_usable(const km_weight *w, const km_scratch *s)
 {
-    return w->r16 && (w->type == KQ_Q4_1 || w->type == KQ_Q8_0) && w->rows % 16 == 0 && w->cols % 32 == 0 &&
-           s->act_bits == 16 && kq_simd_level() >= KQ_SIMD_AVX512VBMI;
+    return w->r16 && w->rows % 16 == 0 && w->cols % 32 == 0 && s->act_bits == 16 &&
+           r16_kernel(w->type, kq_simd_level());
 }
 
 size_t km_repack16_bytes(const km_weight *w)
 {
-    if (!weight_ok(w) || (w->type != KQ_Q4_1 && w->type != KQ_Q8_0) || w->rows % 16 || w->cols % 32 ||
-        kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI)
+    if (!weight_ok(w) || w->rows % 16 || w->cols % 32 || !r16_kernel(w->type, kq_simd_cpu_level()))
         return 0;
     return (size_t)(w->rows / 16) * (size_t)(w->cols / 32) * (w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK);
 }
@@ -285,7 +295,7 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family
 {
     *c = (mm_ctx){
         .w16 = use16 ? w->r16 : NULL,
-        .k16 = w->type == KQ_Q8_0 ? kq_vbmi_q80r16_rows : kq_vbmi_q41r16_rows,
+        .k16 = use16 ? r16_kernel(w->type, kq_simd_level()) : NULL,
         .bb16 = w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK,
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to

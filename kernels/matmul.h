@@ -66,14 +66,16 @@ int km_matmul_n(tp_pool *pool, km_scratch *s, const km_weight *const *w, int nw,
                 int64_t n_tok, float *const *y);
 
 /* Bytes km_repack16 writes for w, or 0 when no kernel on this CPU would
- * read them (w not Q4_1 or Q8_0, rows not a multiple of 16, or no
- * AVX512-VBMI). */
+ * read them (rows not a multiple of 16, or no 16-row kernel for w's type
+ * at the CPU's level: Q4_1 and Q8_0 at AVX512-VBMI, Q4_1 at AVX2). */
 size_t km_repack16_bytes(const km_weight *w);
 /* Writes w's rows 16 at a time into dst (km_repack16_bytes(w) bytes, 64-byte
  * aligned; kernels/quant_q41r16.c has the layout); the caller owns dst and
  * sets w->r16 = dst. The products are then ~1.9x faster over 8 tokens and
- * ~1.6x over one with the matrix in cache (bench/bench_q41_rows16.c), with
- * results that differ from the row kernels' in float rounding only. */
+ * ~1.6x over one with the matrix in cache on AVX512-VBMI, 1.14-1.28x and
+ * 1.0-1.08x on AVX2 (bench/bench_q41_rows16.c), with results that differ
+ * from the row kernels' in float rounding only (and are the same on both
+ * levels). */
 void km_repack16(const km_weight *w, void *dst);
 
 /* Gather row `r` of W dequantized to f32 (embedding lookup). */

@@ -296,6 +296,10 @@ typedef void kq_r16_kernel(int64_t cols, const void *w, int64_t groups, const vo
                            float *y, int64_t ys, int prefetch);
 void kq_vbmi_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
                          float *y, int64_t ys, int prefetch);
+/* The same steps on AVX2, 8 rows a register (quant_q41r16_avx2.c): the same
+ * bits as kq_vbmi_q41r16_rows. */
+void kq_avx2_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
+                         float *y, int64_t ys, int prefetch);
 /* The same for Q8_0 (16 x 32 code bytes, then 16 fp16 d per group and block). */
 #define KQ_R16_BLOCK_Q8 544
 void kq_vbmi_q80r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,

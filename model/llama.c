@@ -185,7 +185,8 @@ static int load_layers(llm_model *m, char *err, size_t errlen) {
 }
 
 /* A Q4_1 or Q8_0 matrix the 16-row kernels can read, repacked once here
- * (kernels/quant_q41r16.c: ~1.9x the row kernels over 8 tokens): a second
+ * (kernels/quant_q41r16.c: ~1.9x the row kernels over 8 tokens on
+ * AVX512-VBMI; quant_q41r16_avx2.c, Q4_1 only, 1.14-1.28x on AVX2): a second
  * copy of the matrix in memory, owned by the model; the mapped file's copy
  * stays for the embedding lookup and the GPU. PIVOT_R16=0 skips it, for A/B
  * measurements. */

@@ -345,13 +345,14 @@ Test(matmul, matmul_n_matches_separate_calls, .timeout = 120)
 }
 
 /* Q4_1 and Q8_0 matrices repacked 16 rows at a time (km_repack16, the
- * 16-row kernels on AVX512-VBMI CPUs): against a float64 reference within check_case's
+ * 16-row kernels on AVX512-VBMI CPUs, and Q4_1's on AVX2 ones): against a float64 reference within check_case's
  * bound for 16-bit activations, against the row kernels (the same integer
  * block dots) within 2e-6 of sum|w x| (float order only), every token count's
  * result bit-identical to the same token alone (matmul.h's determinism:
  * tiles of 8 and a tail), 1 and 3 threads bit-identical, km_matmul_n with
- * a repacked and a plain matrix (the fallback) equal to separate calls, and
- * a SIMD cap below VBMI back on the row kernels' bits. A repack that swaps
+ * a repacked and a plain matrix (the fallback) equal to separate calls, on
+ * a VBMI CPU the AVX2 kernel equal to the VBMI one, and a SIMD cap without
+ * a 16-row kernel back on the row kernels' bits. A repack that swaps
  * the two codes of a pair fails the comparison with the row kernels. */
 Test(matmul, repack16, .timeout = 120)
 {
@@ -368,7 +369,9 @@ Test(matmul, repack16, .timeout = 120)
         uint8_t *w = random_matrix(type, rows, cols);
         km_weight W = {type, cols, rows, w, NULL};
         const size_t nb = km_repack16_bytes(&W);
-        if (kq_simd_cpu_level() < KQ_SIMD_AVX512VBMI) {
+        const int lvl = kq_simd_cpu_level();
+        /* a 16-row kernel: VBMI (both types), AVX2 (Q4_1) */
+        if (!(lvl >= KQ_SIMD_AVX512VBMI || (lvl == KQ_SIMD_AVX2 && type == KQ_Q4_1))) {
             cr_assert_eq(nb, 0);
             free(w);
             continue;
@@ -413,7 +416,13 @@ Test(matmul, repack16, .timeout = 120)
         cr_assert_eq(km_matmul(p3, s, &W, x, 1, yw), PV_OK);
         cr_assert_eq(memcmp(yr, y, sizeof(float) * (size_t)rows), 0);
         cr_assert_eq(memcmp(y1, yw, sizeof(float) * (size_t)rows), 0);
-        kq_set_simd_level(KQ_SIMD_AVX512VNNI); /* below VBMI: the row kernels, whatever r16 says */
+        if (lvl >= KQ_SIMD_AVX512VBMI && type == KQ_Q4_1) { /* the AVX2 kernel: the VBMI kernel's bits */
+            kq_set_simd_level(KQ_SIMD_AVX2);
+            cr_assert_eq(km_matmul(p3, s, &R, x, nt, yr), PV_OK);
+            cr_assert_eq(memcmp(yr, y, sizeof(float) * (size_t)(rows * nt)), 0);
+        }
+        /* a level without a 16-row kernel: the row kernels, whatever r16 says */
+        kq_set_simd_level(lvl >= KQ_SIMD_AVX512VBMI ? KQ_SIMD_AVX512VNNI : KQ_SIMD_SCALAR);
         cr_assert_eq(km_matmul(p3, s, &R, x, nt, yr), PV_OK);
         cr_assert_eq(km_matmul(p3, s, &W, x, nt, y), PV_OK);
         kq_set_simd_level(-1);
