@@ -12,6 +12,9 @@ ev() { $BIN eval --task ppl --text $GPL --policies "$1" --ratios 0.25 --length 5
 ev "full,$E" b64
 for kv in "6 6" "5 5" "8 6" "6 8" "8 5"; do
     set -- $kv
-    k=$1 v=$2
-    env $([ $k != 8 ] && echo PIVOT_HI6K=$k) $([ $v != 8 ] && echo PIVOT_HI6V=$v) PIVOT_X=1 ev "$E" "k${k}v${v}"
+    ( # a width of 8 leaves that side as built (no variable)
+        if [ "$1" != 8 ]; then export PIVOT_HI6K=$1; fi
+        if [ "$2" != 8 ]; then export PIVOT_HI6V=$2; fi
+        ev "$E" "k${1}v${2}"
+    )
 done
