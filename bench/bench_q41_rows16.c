@@ -57,7 +57,7 @@ static void rows16_x1(const uint8_t *W, int groups, int cols, const void *x, siz
     k16(cols, W, groups, x, xb, 1, y, ys, 0);
 }
 
-enum { NT = 8, ROUNDS = 11 };
+enum { NT = 8, NT16 = 16, ROUNDS = 11 };
 
 int main(int argc, char **argv) {
     const int cols = argc > 2 ? atoi(argv[1]) : 576, rows = argc > 2 ? atoi(argv[2]) : 1536;
@@ -74,12 +74,13 @@ int main(int argc, char **argv) {
     const size_t wrb = kq_row_bytes(KQ_Q4_1, cols), xrb = kq_row_bytes(KQ_Q16_1, cols);
     const kq_dot_family vbmi = {.prep = kq_vbmi_q16_prep_pairs, .prep_pair_bytes = KQ_VBMI_PAIR_BYTES};
     const size_t prb = vb ? kq_prep_row_bytes(&vbmi, KQ_Q16_1, cols) : xrb;
-    uint8_t *w = malloc(wrb * rows), *wr = aligned_alloc(64, (size_t)rows / 16 * nb * KQ_R16_BLOCK), *xq = malloc(xrb * NT),
+    uint8_t *w = malloc(wrb * rows), *wr = aligned_alloc(64, (size_t)rows / 16 * nb * KQ_R16_BLOCK), *xq = malloc(xrb * NT16),
             *xp = malloc(prb * NT);
-    float *x = malloc(sizeof(float) * cols * NT), *y0 = malloc(sizeof(float) * rows * NT),
-          *y1 = malloc(sizeof(float) * rows * NT);
+    float *x = malloc(sizeof(float) * cols * NT16), *y0 = malloc(sizeof(float) * rows * NT16),
+          *y1 = malloc(sizeof(float) * rows * NT16);
     if (!w || !wr || !xq || !xp || !x || !y0 || !y1) return 1;
-    q41_bench_data(w, wrb * rows, x, cols * NT);
+    q41_bench_data(w, wrb * rows, x, cols * NT16);
+    for (int t = NT; t < NT16; t++) kq_q16_quantize_1(x + t * cols, xq + t * xrb, cols);
     for (int t = 0; t < NT; t++) {
         kq_q16_quantize_1(x + t * cols, xq + t * xrb, cols);
         if (vb) kq_vbmi_q16_prep_pairs(cols, xq + t * xrb, xp + t * prb);
@@ -109,8 +110,19 @@ int main(int argc, char **argv) {
     printf("Q4_1, cols %d rows %d: 16-row vs row kernels within %.2g of sum|w x|; 1 token alone %s 8 tokens\n",
            cols, rows, worst, same ? "bit-identical to" : "DIFFERS from");
     if (worst > 2e-6 || !same) return 1;
+    /* VBMI: 16 tokens in one call (one unpack per step for all 16) against
+     * two calls of 8: the same bits */
+    if (vb) {
+        k16(cols, wr, rows / 16, xq, xrb, NT16, y0, rows, 0);
+        rows16_x8(wr, rows / 16, cols, xq, xrb, y1, rows);
+        rows16_x8(wr, rows / 16, cols, xq + (size_t)NT * xrb, xrb, y1 + (size_t)NT * rows, rows);
+        if (memcmp(y0, y1, sizeof(float) * rows * NT16)) {
+            printf("16 tokens in one call DIFFER from two calls of 8\n");
+            return 1;
+        }
+    }
 
-    static double tm[4][ROUNDS];
+    static double tm[6][ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         double t0 = now();
         for (int it = 0; it < 20; it++)
@@ -124,8 +136,18 @@ int main(int argc, char **argv) {
         for (int it = 0; it < 200; it++) rows16_x1(wr, rows / 16, cols, xq, xrb, y1, rows);
         double t4 = now();
         tm[0][r] = (t1 - t0) / 20, tm[1][r] = (t2 - t1) / 20, tm[2][r] = (t3 - t2) / 200, tm[3][r] = (t4 - t3) / 200;
+        if (vb) {
+            for (int it = 0; it < 20; it++) {
+                rows16_x8(wr, rows / 16, cols, xq, xrb, y1, rows);
+                rows16_x8(wr, rows / 16, cols, xq + (size_t)NT * xrb, xrb, y1 + (size_t)NT * rows, rows);
+            }
+            double t5 = now();
+            for (int it = 0; it < 20; it++) k16(cols, wr, rows / 16, xq, xrb, NT16, y1, rows, 0);
+            double t6 = now();
+            tm[4][r] = (t5 - t4) / 20, tm[5][r] = (t6 - t5) / 20;
+        }
     }
-    for (int k = 0; k < 4; k++) qsort(tm[k], ROUNDS, sizeof(double), cmp);
+    for (int k = 0; k < 6; k++) qsort(tm[k], ROUNDS, sizeof(double), cmp);
     const double flop8 = 2.0 * cols * rows * NT, flop1 = 2.0 * cols * rows;
     printf("8 tokens: row multi %.1f us (%.0f GFLOP/s), 16-row %.1f us (%.0f GFLOP/s): %.2fx\n",
            tm[0][ROUNDS / 2] * 1e6, flop8 / tm[0][ROUNDS / 2] * 1e-9, tm[1][ROUNDS / 2] * 1e6,
@@ -133,6 +155,10 @@ int main(int argc, char **argv) {
     printf("1 token:  row dot4  %.1f us (%.0f GFLOP/s), 16-row %.1f us (%.0f GFLOP/s): %.2fx\n",
            tm[2][ROUNDS / 2] * 1e6, flop1 / tm[2][ROUNDS / 2] * 1e-9, tm[3][ROUNDS / 2] * 1e6,
            flop1 / tm[3][ROUNDS / 2] * 1e-9, tm[2][ROUNDS / 2] / tm[3][ROUNDS / 2]);
+    if (vb)
+        printf("16 tokens: 16-row 2 x 8 %.1f us (%.0f GFLOP/s), 1 x 16 %.1f us (%.0f GFLOP/s): %.2fx\n",
+               tm[4][ROUNDS / 2] * 1e6, 2 * flop8 / tm[4][ROUNDS / 2] * 1e-9, tm[5][ROUNDS / 2] * 1e6,
+               2 * flop8 / tm[5][ROUNDS / 2] * 1e-9, tm[4][ROUNDS / 2] / tm[5][ROUNDS / 2]);
     free(w), free(wr), free(xq), free(xp), free(x), free(y0), free(y1);
     return 0;
 }

@@ -120,6 +120,7 @@ typedef struct {
     kq_dot_multi_fn multi;
     const char *w16; /* km_weight.r16 when the 16-row kernel runs, else NULL */
     kq_r16_kernel *k16;
+    int t16; /* tokens per call of k16 */
     size_t bb16;     /* its bytes per group and block */
     const char *w;
     size_t wrb;
@@ -157,8 +158,8 @@ static void mm_task(void *vctx, int task, int thread)
         r1 = c->rows;
     if (c->w16) { /* groups of 16 rows (rows_per_task and rows are multiples of 16) */
         const char *wg = c->w16 + (size_t)(r0 / 16) * (size_t)(c->cols / 32) * c->bb16;
-        for (int64_t t0 = 0; t0 < c->n_tok; t0 += KM_TILE) {
-            int nt = (int)(c->n_tok - t0 < KM_TILE ? c->n_tok - t0 : KM_TILE);
+        for (int64_t t0 = 0; t0 < c->n_tok; t0 += c->t16) {
+            int nt = (int)(c->n_tok - t0 < c->t16 ? c->n_tok - t0 : c->t16);
             c->k16(c->cols, wg, (r1 - r0) / 16, c->xq + (size_t)t0 * c->xrb, c->xrb, nt, c->y + t0 * c->rows + r0,
                    c->rows, c->n_tok == 1 && c->prefetch);
         }
@@ -194,15 +195,26 @@ static int weight_ok(const km_weight *w)
            kq_row_bytes(w->type, w->cols) > 0;
 }
 
-/* The 16-row kernel for `type` at SIMD level `level`, or NULL: Q4_1 and Q8_0
- * at AVX512-VBMI, Q4_1 also at AVX2 (quant_q41r16_avx2.c, the same bits).
- * At the VNNI level the row kernels stay: their vpdpwssd forms were not
- * measured against the AVX2 16-row kernel. */
-static kq_r16_kernel *r16_kernel(uint32_t type, int level)
+/* The 16-row kernel for `type` at SIMD level `level` (fn NULL if none) and
+ * the most tokens one call takes: Q4_1 and Q8_0 at AVX512-VBMI (16 tokens:
+ * 32 registers hold 16 accumulators; one unpack per step for all of them
+ * was 1.11x two calls of 8 on a Xeon, bench_q41_rows16), Q4_1 also at AVX2
+ * (quant_q41r16_avx2.c, the same bits; 8 tokens in 16 registers). At the
+ * VNNI level the row kernels stay: their vpdpwssd forms were not measured
+ * against the AVX2 16-row kernel. */
+typedef struct {
+    kq_r16_kernel *fn;
+    int max_nt;
+} r16_impl;
+
+static r16_impl r16_kernel(uint32_t type, int level)
 {
     if (level >= KQ_SIMD_AVX512VBMI)
-        return type == KQ_Q8_0 ? kq_vbmi_q80r16_rows : type == KQ_Q4_1 ? kq_vbmi_q41r16_rows : NULL;
-    return level == KQ_SIMD_AVX2 && type == KQ_Q4_1 ? kq_avx2_q41r16_rows : NULL;
+        return (r16_impl){type == KQ_Q8_0   ? kq_vbmi_q80r16_rows
+                          : type == KQ_Q4_1 ? kq_vbmi_q41r16_rows
+                                            : NULL,
+                          KQ_R16_MAX_NT_VBMI};
+    return (r16_impl){level == KQ_SIMD_AVX2 && type == KQ_Q4_1 ? kq_avx2_q41r16_rows : NULL, KQ_R16_MAX_NT_AVX2};
 }
 
 /* The 16-row kernel takes w on this call: a repacked matrix, 16-bit
@@ -211,12 +223,12 @@ static kq_r16_kernel *r16_kernel(uint32_t type, int level)
 static int r16_usable(const km_weight *w, const km_scratch *s)
 {
     return w->r16 && w->rows % 16 == 0 && w->cols % 32 == 0 && s->act_bits == 16 &&
-           r16_kernel(w->type, kq_simd_level());
+           r16_kernel(w->type, kq_simd_level()).fn;
 }
 
 size_t km_repack16_bytes(const km_weight *w)
 {
-    if (!weight_ok(w) || w->rows % 16 || w->cols % 32 || !r16_kernel(w->type, kq_simd_cpu_level()))
+    if (!weight_ok(w) || w->rows % 16 || w->cols % 32 || !r16_kernel(w->type, kq_simd_cpu_level()).fn)
         return 0;
     return (size_t)(w->rows / 16) * (size_t)(w->cols / 32) * (w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK);
 }
@@ -295,7 +307,8 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family
 {
     *c = (mm_ctx){
         .w16 = use16 ? w->r16 : NULL,
-        .k16 = use16 ? r16_kernel(w->type, kq_simd_level()) : NULL,
+        .k16 = use16 ? r16_kernel(w->type, kq_simd_level()).fn : NULL,
+        .t16 = r16_kernel(w->type, kq_simd_level()).max_nt,
         .bb16 = w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK,
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to

@@ -288,10 +288,13 @@ kq_prep_kernel kq_vbmi_q16_prep_pairs8;
 /* Q4_1 with 16 rows in the lanes of a register (quant_q41r16.c; the layout
  * km_repack16 writes: per 16 rows and 32 columns, 16 x 16 code bytes, then
  * 16 fp16 d and 16 fp16 m). y[t * ys + r] for the groups' 16 * groups rows
- * and nt <= 8 tokens of kq_block_q16_1 rows xb bytes apart; prefetch: ask
+ * and nt tokens of kq_block_q16_1 rows xb bytes apart (nt <= 16 for the
+ * VBMI kernels, <= 8 for the AVX2 one); prefetch: ask
  * for the weights ~2 KB ahead (the one-token walk). Same result for a row
  * whatever nt. */
 #define KQ_R16_BLOCK 320
+#define KQ_R16_MAX_NT_VBMI 16
+#define KQ_R16_MAX_NT_AVX2 8
 typedef void kq_r16_kernel(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
                            float *y, int64_t ys, int prefetch);
 void kq_vbmi_q41r16_rows(int64_t cols, const void *w, int64_t groups, const void *x, size_t xb, int nt,
