@@ -161,7 +161,7 @@ static void mm_task(void *vctx, int task, int thread)
         for (int64_t t0 = 0; t0 < c->n_tok; t0 += c->t16) {
             int nt = (int)(c->n_tok - t0 < c->t16 ? c->n_tok - t0 : c->t16);
             c->k16(c->cols, wg, (r1 - r0) / 16, c->xq + (size_t)t0 * c->xrb, c->xrb, nt, c->y + t0 * c->rows + r0,
-                   c->rows, c->n_tok == 1 && c->prefetch);
+                   c->rows, c->n_tok <= c->t16 && c->prefetch);
         }
         return;
     }

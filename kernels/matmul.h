@@ -31,9 +31,10 @@ typedef struct {
 /* Scratch for quantized activations; grows on demand and is reused, so a
  * steady-state decode loop does not allocate. One per caller thread.
  *
- * Decode (n_tok = 1) issues software prefetches ~2 KB ahead of the weight
- * rows being read (measured +5-35% single-thread streaming throughput on
- * the SmolLM2 shapes); PIVOT_PREFETCH=0 in the environment when the scratch
+ * Decode (n_tok = 1, and batches that fit one call of a 16-row kernel,
+ * where the weights stream once) issues software prefetches ~2 KB ahead of
+ * the weight rows being read (measured +5-35% single-thread streaming
+ * throughput on the SmolLM2 shapes; 8 decodes a step +9% on a Xeon); PIVOT_PREFETCH=0 in the environment when the scratch
  * is created turns that off, for A/B measurements.
  *
  * It also carries the activation precision of the matmuls run with it:

@@ -91,11 +91,11 @@ __attribute__((always_inline)) static inline void run(int64_t cols, const void *
     const int nb = (int)(cols / 32);
     const kq_block_q16_1 *xq = x;
     switch (nt) {
-#define NT_CASE(n) case n: rows16(w, groups, nb, xq, xb, y, ys, n == 1 ? prefetch : 0, n, Q8); break;
+#define NT_CASE(n) case n: rows16(w, groups, nb, xq, xb, y, ys, prefetch, n, Q8); break;
     NT_CASE(1) NT_CASE(2) NT_CASE(3) NT_CASE(4) NT_CASE(5) NT_CASE(6) NT_CASE(7) NT_CASE(8)
     NT_CASE(9) NT_CASE(10) NT_CASE(11) NT_CASE(12) NT_CASE(13) NT_CASE(14) NT_CASE(15)
 #undef NT_CASE
-    default: rows16(w, groups, nb, xq, xb, y, ys, 0, 16, Q8); break;
+    default: rows16(w, groups, nb, xq, xb, y, ys, prefetch, 16, Q8); break;
     }
 }
 
