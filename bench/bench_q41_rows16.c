@@ -13,13 +13,15 @@
  *
  *   ninja -C build bench/bench_q41_rows16
  *   build/bench/bench_q41_rows16 [cols rows]     (default 576 1536; rows % 16 == 0)
+ *   BENCH_AVX2=1 build/bench/bench_q41_rows16    (the AVX2 kernels on a VBMI CPU)
  *
  * One thread, matrix cache-resident (instructions, not memory): the row
  * kernels' multi-token kernel over 8 tokens against the 16-row kernel with
  * 8, dot4 over 1 token against the 16-row kernel with 1; medians of 11
  * alternated rounds. Exits 1 if the two disagree by more than float
  * rounding allows (2e-6 of sum |w x| per output) or one token alone gives
- * other bits than the same token among 8. */
+ * other bits than the same token among 8. On VBMI also 16 tokens in one
+ * call against two calls of 8 (the same bits, or exit 1). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +63,8 @@ enum { NT = 8, NT16 = 16, ROUNDS = 11 };
 
 int main(int argc, char **argv) {
     const int cols = argc > 2 ? atoi(argv[1]) : 576, rows = argc > 2 ? atoi(argv[2]) : 1536;
-    const int vb = kq_simd_cpu_level() >= KQ_SIMD_AVX512VBMI;
+    /* BENCH_AVX2=1: the AVX2 kernels on a VBMI CPU */
+    const int vb = kq_simd_cpu_level() >= KQ_SIMD_AVX512VBMI && !getenv("BENCH_AVX2");
     if (kq_simd_cpu_level() < KQ_SIMD_AVX2 || cols <= 0 || cols % 32 || rows <= 0 || rows % 16) {
         fprintf(stderr, "bench_q41_rows16: needs an AVX2 CPU, cols %% 32 == 0, rows %% 16 == 0\n");
         return 2;
