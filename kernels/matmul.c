@@ -329,10 +329,13 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family
     };
     /* rows per task: small enough for load balance across threads, and for
      * prefill small enough that the block stays cached across token tiles */
-    const int64_t tpt = n_tok == 1 ? KM_TASKS_PER_THREAD_MATVEC : KM_TASKS_PER_THREAD;
+    /* one pass over the weights (a token, or a batch one 16-row call takes):
+     * streamed once, as a matvec */
+    const int stream = n_tok == 1 || (use16 && n_tok <= c->t16);
+    const int64_t tpt = stream ? KM_TASKS_PER_THREAD_MATVEC : KM_TASKS_PER_THREAD;
     int64_t rpt = (c->rows + (int64_t)nth * tpt - 1) / ((int64_t)nth * tpt);
     int64_t cap = (int64_t)(KM_BLOCK_BYTES / c->wrb);
-    if (n_tok > 1 && rpt > cap)
+    if (!stream && rpt > cap)
         rpt = cap;
     /* multiples of 4 always: the 4-row decode kernel then sees the same row
      * groups whatever the thread count, so results do not depend on it */
