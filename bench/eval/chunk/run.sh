@@ -1,6 +1,6 @@
 # Demotion one token at a time (chunk=1) against Scissorhands' chunks of
 # 0.4·B, at 0.25 ("Demote one token at a time" in docs/KV_CACHE.md).
-# PART=screen|validate|tenth|r512|long|preset|fit512|screen512|acc512 bash bench/eval/chunk/run.sh [BIN] [OUT]
+# PART=screen|validate|tenth|r512|long|preset|fit512|screen512|acc512|b48 bash bench/eval/chunk/run.sh [BIN] [OUT]
 # (default: all, in that order). The screen came first; everything after it
 # validates or measures what the docs cite. Pooled tables pair every policy
 # with D1 (scripts/pool_eval.py --against 2).
@@ -77,4 +77,10 @@ if part acc512; then
     pair acc512-c.md "$OUT"/acc512-c-s*.json
     runs acc512-lk lookup 0.25 512 "1 2" "full,$E,$A"
     pair acc512-lk.md "$OUT"/acc512-lk-s*.json
+fi
+# Budgets of 48 and 64 with the preset's accumulated selection (E since the
+# preset selects by it), 512 tokens, four texts (docs "What a budget of 48
+# would need at 512 tokens"): the quality a finer page would buy
+if part b48; then
+    for text in "$GPL" $PYLIB/argparse.py "$LGPL" $PYLIB/typing.py; do ppl b48 "$text" "full,$E;budget=48,$E;budget=64" 512 128 16; done
 fi
