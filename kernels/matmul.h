@@ -34,8 +34,9 @@ typedef struct {
  * Decode (n_tok = 1, and batches that fit one call of a 16-row kernel,
  * where the weights stream once) issues software prefetches ~2 KB ahead of
  * the weight rows being read (measured +5-35% single-thread streaming
- * throughput on the SmolLM2 shapes; 8 decodes a step +9% on a Xeon); PIVOT_PREFETCH=0 in the environment when the scratch
- * is created turns that off, for A/B measurements.
+ * throughput on the SmolLM2 shapes; 8 decodes a step +9% on a Xeon);
+ * PIVOT_PREFETCH=0 in the environment when the scratch is created turns
+ * that off, for A/B measurements.
  *
  * It also carries the activation precision of the matmuls run with it:
  * 16 bits by default (KQ_ACT_BITS_DEFAULT), or 8 (GGML-style Q8 activations,

@@ -289,8 +289,8 @@ kq_prep_kernel kq_vbmi_q16_prep_pairs8;
  * km_repack16 writes: per 16 rows and 32 columns, 16 x 16 code bytes, then
  * 16 fp16 d and 16 fp16 m). y[t * ys + r] for the groups' 16 * groups rows
  * and nt tokens of kq_block_q16_1 rows xb bytes apart (nt <= 16 for the
- * VBMI kernels, <= 8 for the AVX2 one); prefetch: ask
- * for the weights ~2 KB ahead (the one-token walk). Same result for a row
+ * VBMI kernels, <= 8 for the AVX2 one); prefetch: ask for the weights ~2 KB
+ * ahead (a walk that reads them once: decode). Same result for a row
  * whatever nt. */
 #define KQ_R16_BLOCK 320
 #define KQ_R16_MAX_NT_VBMI 16
