@@ -52,6 +52,8 @@ static kq_r16_kernel *k16;
 static kq_dot_multi_kernel *kmulti;
 static kq_dot4_kernel *kdot4;
 
+enum { NT = 8, NT16 = 16, ROUNDS = 11 };
+
 static void rows16_x8(const uint8_t *W, int groups, int cols, const void *x, size_t xb, float *y, int ys) {
     k16(cols, W, groups, x, xb, 8, y, ys, 0);
 }
@@ -59,7 +61,14 @@ static void rows16_x1(const uint8_t *W, int groups, int cols, const void *x, siz
     k16(cols, W, groups, x, xb, 1, y, ys, 0);
 }
 
-enum { NT = 8, NT16 = 16, ROUNDS = 11 };
+/* VBMI: 16 tokens in one call (one unpack per step for all 16) against two
+ * calls of 8: 1 when the bits are the same (ya, yb: rows * 16 floats). */
+static int same16(const uint8_t *wr, int rows, int cols, const uint8_t *xq, size_t xrb, float *ya, float *yb) {
+    k16(cols, wr, rows / 16, xq, xrb, NT16, ya, rows, 0);
+    rows16_x8(wr, rows / 16, cols, xq, xrb, yb, rows);
+    rows16_x8(wr, rows / 16, cols, xq + (size_t)NT * xrb, xrb, yb + (size_t)NT * rows, rows);
+    return !memcmp(ya, yb, sizeof(float) * rows * NT16);
+}
 
 int main(int argc, char **argv) {
     const int cols = argc > 2 ? atoi(argv[1]) : 576, rows = argc > 2 ? atoi(argv[2]) : 1536;
@@ -113,16 +122,9 @@ int main(int argc, char **argv) {
     printf("Q4_1, cols %d rows %d: 16-row vs row kernels within %.2g of sum|w x|; 1 token alone %s 8 tokens\n",
            cols, rows, worst, same ? "bit-identical to" : "DIFFERS from");
     if (worst > 2e-6 || !same) return 1;
-    /* VBMI: 16 tokens in one call (one unpack per step for all 16) against
-     * two calls of 8: the same bits */
-    if (vb) {
-        k16(cols, wr, rows / 16, xq, xrb, NT16, y0, rows, 0);
-        rows16_x8(wr, rows / 16, cols, xq, xrb, y1, rows);
-        rows16_x8(wr, rows / 16, cols, xq + (size_t)NT * xrb, xrb, y1 + (size_t)NT * rows, rows);
-        if (memcmp(y0, y1, sizeof(float) * rows * NT16)) {
-            printf("16 tokens in one call DIFFER from two calls of 8\n");
-            return 1;
-        }
+    if (vb && !same16(wr, rows, cols, xq, xrb, y0, y1)) {
+        printf("16 tokens in one call DIFFER from two calls of 8\n");
+        return 1;
     }
 
     static double tm[6][ROUNDS];
