@@ -61,12 +61,20 @@ static void rows16_x1(const uint8_t *W, int groups, int cols, const void *x, siz
     k16(cols, W, groups, x, xb, 1, y, ys, 0);
 }
 
-/* VBMI: 16 tokens in one call (one unpack per step for all 16) against two
- * calls of 8: 1 when the bits are the same (ya, yb: rows * 16 floats). */
+/* 16 tokens as two calls of 8, and as one call of 16 (VBMI: one unpack per
+ * step for all 16); y: rows * 16 floats. */
+static void rows16_2x8(const uint8_t *W, int rows, int cols, const uint8_t *x, size_t xb, float *y) {
+    rows16_x8(W, rows / 16, cols, x, xb, y, rows);
+    rows16_x8(W, rows / 16, cols, x + (size_t)NT * xb, xb, y + (size_t)NT * rows, rows);
+}
+static void rows16_x16(const uint8_t *W, int rows, int cols, const uint8_t *x, size_t xb, float *y) {
+    k16(cols, W, rows / 16, x, xb, NT16, y, rows, 0);
+}
+
+/* 1 when one call of 16 gives the bits of two calls of 8 (ya, yb: rows * 16 floats). */
 static int same16(const uint8_t *wr, int rows, int cols, const uint8_t *xq, size_t xrb, float *ya, float *yb) {
-    k16(cols, wr, rows / 16, xq, xrb, NT16, ya, rows, 0);
-    rows16_x8(wr, rows / 16, cols, xq, xrb, yb, rows);
-    rows16_x8(wr, rows / 16, cols, xq + (size_t)NT * xrb, xrb, yb + (size_t)NT * rows, rows);
+    rows16_x16(wr, rows, cols, xq, xrb, ya);
+    rows16_2x8(wr, rows, cols, xq, xrb, yb);
     return !memcmp(ya, yb, sizeof(float) * rows * NT16);
 }
 
@@ -142,12 +150,9 @@ int main(int argc, char **argv) {
         double t4 = now();
         tm[0][r] = (t1 - t0) / 20, tm[1][r] = (t2 - t1) / 20, tm[2][r] = (t3 - t2) / 200, tm[3][r] = (t4 - t3) / 200;
         if (vb) {
-            for (int it = 0; it < 20; it++) {
-                rows16_x8(wr, rows / 16, cols, xq, xrb, y1, rows);
-                rows16_x8(wr, rows / 16, cols, xq + (size_t)NT * xrb, xrb, y1 + (size_t)NT * rows, rows);
-            }
+            for (int it = 0; it < 20; it++) rows16_2x8(wr, rows, cols, xq, xrb, y1);
             double t5 = now();
-            for (int it = 0; it < 20; it++) k16(cols, wr, rows / 16, xq, xrb, NT16, y1, rows, 0);
+            for (int it = 0; it < 20; it++) rows16_x16(wr, rows, cols, xq, xrb, y1);
             double t6 = now();
             tm[4][r] = (t5 - t4) / 20, tm[5][r] = (t6 - t5) / 20;
         }

@@ -129,7 +129,7 @@ typedef struct {
     size_t xrb;
     int64_t n_tok;
     int64_t rows_per_task;
-    int prefetch;
+    int prefetch; /* the weights are read once (a matvec, or a batch one 16-row call takes) */
     float *y;
 } mm_ctx;
 
@@ -161,7 +161,7 @@ static void mm_task(void *vctx, int task, int thread)
         for (int64_t t0 = 0; t0 < c->n_tok; t0 += c->t16) {
             int nt = (int)(c->n_tok - t0 < c->t16 ? c->n_tok - t0 : c->t16);
             c->k16(c->cols, wg, (r1 - r0) / 16, c->xq + (size_t)t0 * c->xrb, c->xrb, nt, c->y + t0 * c->rows + r0,
-                   c->rows, c->n_tok <= c->t16 && c->prefetch);
+                   c->rows, c->prefetch);
         }
         return;
     }
@@ -305,10 +305,14 @@ static int quantize_x(tp_pool *pool, km_scratch *s, uint32_t type, const kq_dot_
 static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family *fam, int use16,
                     const char *xq, size_t xrb, int64_t n_tok, float *y, int nth, mm_ctx *c)
 {
+    const r16_impl k16 = r16_kernel(w->type, kq_simd_level());
+    /* one pass over the weights (a token, or a batch one 16-row call takes):
+     * streamed once, as a matvec (tasks, prefetch) */
+    const int stream = n_tok == 1 || (use16 && n_tok <= k16.max_nt);
     *c = (mm_ctx){
         .w16 = use16 ? w->r16 : NULL,
-        .k16 = use16 ? r16_kernel(w->type, kq_simd_level()).fn : NULL,
-        .t16 = r16_kernel(w->type, kq_simd_level()).max_nt,
+        .k16 = use16 ? k16.fn : NULL,
+        .t16 = k16.max_nt,
         .bb16 = w->type == KQ_Q8_0 ? KQ_R16_BLOCK_Q8 : KQ_R16_BLOCK,
         .dot = fam->dot,
         /* 4 rows at a time only for short rows: measured (bench_matmul) to
@@ -324,14 +328,11 @@ static int mm_setup(const km_scratch *s, const km_weight *w, const kq_dot_family
         .xq = xq,
         .xrb = xrb,
         .n_tok = n_tok,
-        .prefetch = s->prefetch,
+        .prefetch = s->prefetch && stream,
         .y = y,
     };
     /* rows per task: small enough for load balance across threads, and for
      * prefill small enough that the block stays cached across token tiles */
-    /* one pass over the weights (a token, or a batch one 16-row call takes):
-     * streamed once, as a matvec */
-    const int stream = n_tok == 1 || (use16 && n_tok <= c->t16);
     const int64_t tpt = stream ? KM_TASKS_PER_THREAD_MATVEC : KM_TASKS_PER_THREAD;
     int64_t rpt = (c->rows + (int64_t)nth * tpt - 1) / ((int64_t)nth * tpt);
     int64_t cap = (int64_t)(KM_BLOCK_BYTES / c->wrb);

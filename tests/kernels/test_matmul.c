@@ -349,8 +349,9 @@ Test(matmul, matmul_n_matches_separate_calls, .timeout = 120)
  * bound for 16-bit activations, against the row kernels (the same integer
  * block dots) within 2e-6 of sum|w x| (float order only), every token count's
  * result bit-identical to the same token alone (matmul.h's determinism:
- * tiles of 16 on VBMI, 8 on AVX2, and a tail), 1 and 3 threads bit-identical, km_matmul_n with
- * a repacked and a plain matrix (the fallback) equal to separate calls, on
+ * tiles of 16 on VBMI, 8 on AVX2, and a tail), 1 and 3 threads
+ * bit-identical, km_matmul_n with a repacked and a plain matrix (the
+ * fallback) equal to separate calls, on
  * a VBMI CPU the AVX2 kernel equal to the VBMI one, and a SIMD cap without
  * a 16-row kernel back on the row kernels' bits. A repack that swaps
  * the two codes of a pair fails the comparison with the row kernels. */
