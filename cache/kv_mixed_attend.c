@@ -243,19 +243,44 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
 /* Asks for the bytes [p, p + n) in cache ahead of use: a tier's pages are
  * separate allocations of ~1-2 KB per kind of record, too short for the
  * hardware prefetcher to train on before the walk jumps to the next one
- * (decode over a batch reads the cache from DRAM). */
+ * (decode over a batch reads the cache from DRAM). prefetch_bytes: NTA, for
+ * the next kernel call; prefetch_l2: prefetcht1, for records read later
+ * (L1 would lose them). Two functions, not one with a flag: with the flag
+ * GCC 12 -O2 dropped the second of two inlined calls' loops entirely
+ * (prefetches have no semantics it must keep; `objdump -d` of tier_dotn). */
 static inline void prefetch_bytes(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i += 64) __builtin_prefetch(p + i, 0, 0);
 }
+static inline void prefetch_l2(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i += 64) __builtin_prefetch(p + i, 0, 2);
+}
 
-/* The first n records of a tier through a kernel set's run kernels, a page
- * at a time (the next page's records prefetched): scores sc[g*M + t] =
- * q_g · key t, or out += Σ_t a[g*M + t]·value t. */
+/* Records per key kernel call. The AVX-512 key kernel transposes 16 records
+ * at a time, so calls of 16 cost it nothing, and the walk can ask for the
+ * next page in slices of 16 between them instead of one page's burst: in a
+ * served batch (workload c, decode only) the burst's prefetches stalled
+ * with the line fill buffers full, ~18% of the step in `perf` (docs/
+ * PERFORMANCE.md, "Issue 17, 2026-12-07 (12:00–14:00 UTC)"). */
+#define KEY_RUN 16
+_Static_assert(KVL_PAGE % KEY_RUN == 0, "a key run never crosses a page");
+
+/* The first n records of a tier through a kernel set's run kernels:
+ * scores sc[g*M + t] = q_g · key t, or out += Σ_t a[g*M + t]·value t. The
+ * key walk asks, a slice at a time, for the next page's keys (NTA: read by
+ * the next call) and values (into L2: the value walk that follows the
+ * softmax then finds them there instead of waiting on DRAM a page at a
+ * time). Keys into L2 as well were slower than either (docs/PERFORMANCE.md).
+ * The value walk still asks for its next page: cheap when it is in L2. */
 static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *q,
                       const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
-    for (int t0 = 0; t0 < n; t0 += KVL_PAGE) {
-        if (t0 + KVL_PAGE < n) prefetch_bytes(t_k(t, f, t0 + KVL_PAGE), f->krec * KVL_PAGE);
-        k->dotn(t_k(t, f, t0), f->krec, n - t0 < KVL_PAGE ? n - t0 : KVL_PAGE, q, qp, gq,
+    for (int t0 = 0; t0 < n; t0 += KEY_RUN) {
+        const int ahead = n - t0 - KVL_PAGE; /* records of the next page's slice */
+        if (ahead > 0) {
+            const int m = ahead < KEY_RUN ? ahead : KEY_RUN;
+            prefetch_bytes(t_k(t, f, t0 + KVL_PAGE), f->krec * m);
+            prefetch_l2(t_v(t, f, t0 + KVL_PAGE), f->vrec * m);
+        }
+        k->dotn(t_k(t, f, t0), f->krec, n - t0 < KEY_RUN ? n - t0 : KEY_RUN, q, qp, gq,
                 c->s.head_dim, f->group, sc + t0, c->s.max_ctx);
     }
 }
