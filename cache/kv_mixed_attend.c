@@ -246,8 +246,8 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
  * (decode over a batch reads the cache from DRAM). prefetch_bytes: NTA, for
  * the next kernel call; prefetch_l2: prefetcht1, for records read later
  * (L1 would lose them). Two functions, not one with a flag: with the flag
- * GCC 12 -O2 dropped the second of two inlined calls' loops entirely
- * (prefetches have no semantics it must keep; `objdump -d` of tier_dotn). */
+ * GCC 12 -O2 kept at most one of two inlined calls' loops (prefetches have
+ * no semantics it must keep; `objdump -d` of tier_dotn showed it). */
 static inline void prefetch_bytes(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i += 64) __builtin_prefetch(p + i, 0, 0);
 }
@@ -269,7 +269,7 @@ _Static_assert(KVL_PAGE % KEY_RUN == 0, "a key run never crosses a page");
  * key walk asks, a slice at a time, for the next page's keys (NTA: read by
  * the next call) and values (into L2: the value walk that follows the
  * softmax then finds them there instead of waiting on DRAM a page at a
- * time). Keys into L2 as well were slower than either (docs/PERFORMANCE.md).
+ * time). Keys into L2 as well measured no better (docs/PERFORMANCE.md).
  * The value walk still asks for its next page: cheap when it is in L2. */
 static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *q,
                       const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
