@@ -234,6 +234,7 @@ const char *const api_kv_fields[API_KV_FIELDS + 1][2] = {
     {"kv_chunk", "chunk"},         {"kv_group", "group"},       {"kv_key_balance", "key-balance"},
     {"kv_rotate", "rotate"},       {"kv_clip", "clip"},         {"kv_clip_floor", "clip-floor"}, {"kv_floor", "floor"},
     {"kv_layer_bits", "layer-bits"}, {"kv_heads", "heads"}, {"kv_scale_bits", "scale-bits"},
+    {"kv_value_norm", "value-norm"},
     {NULL, NULL},
 };
 

@@ -36,7 +36,7 @@ typedef struct {
 
 /* A KV cache knob given as its own field: "kv_budget": 0.25 ->
  * {field "kv_budget", knob "budget", value "0.25"}. */
-#define API_KV_FIELDS 19
+#define API_KV_FIELDS 20
 typedef struct {
     const char *field; /* JSON field (static), the `param` of errors */
     const char *knob;  /* kv_policy_set's name (static) */

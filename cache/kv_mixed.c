@@ -36,7 +36,6 @@
 #include "kv_mixed_impl.h"
 #include "kv_rot.h"
 #include "kv_tier.h"
-#include "kv_tracker.h"
 #include "pverr.h"
 
 /* ---- tiers ---------------------------------------------------------------- */
@@ -212,13 +211,15 @@ static int mx_seq_tiers(const void *impl, int seq, int layer, int kv_head, uint8
         tier[p] = p < len ? KV_TIER_DROPPED : KV_TIER_NONE;
         if (score) score[p] = NAN;
     }
+    float *x = score && c->fhi.sb ? malloc(sizeof *x * (size_t)c->s.head_dim) : NULL;
+    if (score && c->fhi.sb && !x) return PV_ENOMEM;
     for (int i = 0; i < hs->hi.n; i++) {
         int32_t p = *t_pos(&hs->hi, &c->fhi, i);
         if (p < 0 || p >= n) continue;
         tier[p] = KV_TIER_HIGH;
-        if (score && c->fhi.sb)
-            score[p] = kvt_demote_score(c->p.select, t_state(&hs->hi, &c->fhi, i), hs->steps);
+        if (x) score[p] = kvmx_hi_score(c, hs, i, x);
     }
+    free(x);
     if (hs->lo.n) {
         int32_t *lp = malloc(sizeof *lp * (size_t)hs->lo.n);
         if (!lp) return PV_ENOMEM;
@@ -445,9 +446,13 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
     } else {
         out->pos = *t_pos(t, rec, i);
     }
-    out->score = !low && c->fhi.sb ? kvt_demote_score(c->p.select,
-                                                     t_state(t, rec, i), hs->steps)
-                                  : 0.0f;
+    out->score = 0.0f;
+    if (!low && c->fhi.sb) {
+        float *x = malloc(sizeof *x * (size_t)hd);
+        if (!x) return PV_ENOMEM;
+        out->score = kvmx_hi_score(c, hs, i, x);
+        free(x);
+    }
     if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, rec->group, out->k);
     if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, rec->group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);

@@ -5,6 +5,7 @@
  * the head's low widths and merged into the low tier, which stays sorted
  * by position and stores no positions: they are the ones below the pending
  * tokens that the high tier does not hold. */
+#include <math.h>
 #include <string.h>
 
 #include "kv_mixed_impl.h"
@@ -76,6 +77,17 @@ static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, in
     return PV_OK;
 }
 
+float kvmx_hi_score(const mixed_cache *c, const head_t *hs, int t, float *x) {
+    if (!c->fhi.sb) return 0.0f; /* recent / none keep no state */
+    float sc = kvt_demote_score(c->p.select, t_state(&hs->hi, &c->fhi, t), hs->steps);
+    if (!c->p.value_norm || sc == -FLT_MAX) return sc; /* unseen tokens stay */
+    const int hd = c->s.head_dim;
+    kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, c->p.hi_bits, c->fhi.group, x);
+    double ss = 0;
+    for (int d = 0; d < hd; d++) ss += (double)x[d] * x[d];
+    return sc * (float)sqrt(ss); /* sc = -importance: the product stays <= 0 */
+}
+
 /* When the high tier is over budget: demote as many of the lowest-ranked
  * unprotected tokens as the tier rule says (kv_tier_demote) to the low tier
  * (or drop them), keeping both tiers sorted by position. */
@@ -88,10 +100,7 @@ int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, s
         if (kv_tier_pos_protected(p->sinks, p->recent, len, pos)) continue;
         s->cand[nc] = t;
         s->cpos[nc] = pos;
-        s->csc[nc] = c->fhi.sb ? kvt_demote_score(p->select,
-                                                 t_state(&hs->hi, &c->fhi, t),
-                                                 hs->steps)
-                              : 0.0f;
+        s->csc[nc] = kvmx_hi_score(c, hs, t, s->tmp);
         nc++;
     }
     /* The rule counted the same unprotected tokens (every protected one is

@@ -179,6 +179,10 @@ void kvmx_bal_freeze(head_t *hs, const float *qm, const float *km, int hd);
 /* Demotes what the tier rule (kv_tier.h) says under p (the sequence's
  * policy, kvmx_seq_policy), once the call left the sequence at len tokens. */
 int kvmx_demote(const mixed_cache *c, const kv_policy *p, head_t *hs, int len, scratch_t *s);
+/* High-tier slot t's demotion score (kvt_demote_score; higher goes first),
+ * times its value's L2 norm under value-norm. x: head_dim floats of scratch.
+ * The one rule for demotion, the tier map and the token inspector. */
+float kvmx_hi_score(const mixed_cache *c, const head_t *hs, int t, float *x);
 /* The low tier's positions, ascending, into out[0..lo.n): the stored
  * positions (below the head's pending tokens, or below len, its layer's
  * length) that the high tier does not hold, found walking back from the

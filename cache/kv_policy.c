@@ -275,11 +275,12 @@ static int set_16_or_8(const char *knob, const char *value, int *dst, char *err,
     return PV_OK;
 }
 
-/* The on/off knobs: key-balance, rotate and clip (which also takes
+/* The on/off knobs: key-balance, rotate, value-norm and clip (which also takes
  * "values", kv_clip). PV_ENOTFOUND when knob is none of them. */
 static int set_flag(kv_policy *p, const char *knob, const char *value, char *err, size_t errlen) {
     int *flag = !strcmp(knob, "key-balance") ? &p->key_balance
                 : !strcmp(knob, "rotate")      ? &p->rotate
+                : !strcmp(knob, "value-norm")  ? &p->value_norm
                 : !strcmp(knob, "clip")        ? &p->clip
                                                : NULL;
     if (!flag) return PV_ENOTFOUND;
@@ -377,8 +378,8 @@ int kv_policy_set(kv_policy *p, const char *knob, const char *value, char *err, 
     if (rc != PV_ENOTFOUND) return rc;
     return fail(err, errlen, PV_EINVAL,
                 "unknown knob '%s' (select, hi-bits, lo-bits, lo-k-bits, lo-v-bits, layer-bits, heads, "
-                "budget, recent, sinks, window, chunk, group, key-balance, rotate, clip, clip-floor, scale-bits, "
-                "floor)",
+                "budget, recent, sinks, window, chunk, group, key-balance, rotate, value-norm, clip, clip-floor, "
+                "scale-bits, floor)",
                 knob);
 }
 
@@ -471,6 +472,10 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
                     "select=none never demotes, so lo-bits=%d would never be used; choose a "
                     "select policy (quant2/quant4 use select=recent)",
                     p->lo_bits);
+    if (p->value_norm && p->select != KV_SELECT_ACCUMULATED)
+        return fail(err, errlen, PV_EINVAL,
+                    "value-norm weights accumulated attention by the value's norm and needs "
+                    "select=accumulated");
     if (p->hi_bits == 8 && !p->key_balance)
         return fail(err, errlen, PV_EINVAL,
                     "hi-bits=8 quantizes every key and needs key-balance=1 (outlier key channels "
@@ -503,10 +508,11 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
                  r->first, r->last, head, r->k, r->v);
     }
     /* knobs listed only when set: heads (unresolved: the request, not yet
-     * the heads), two-byte scales and clip floors */
+     * the heads), two-byte scales, value norms and clip floors */
     char tail[48 + KV_CLIP_FLOORS_MAX * 20] = "";
     if (p->heads) snprintf(tail, sizeof tail, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
     if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");
+    if (p->value_norm) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",value-norm=1");
     for (int i = 0; i < p->n_clip_floor && i < KV_CLIP_FLOORS_MAX; i++) {
         const kv_clip_floor *f = &p->clip_floor[i];
         size_t at = strlen(tail);

@@ -90,6 +90,12 @@ typedef struct kv_policy {
     double chunk;     /* tokens demoted at once: >= 1 absolute, (0,1) fraction of budget */
     int group;        /* channels per low-precision quantization group */
     int key_balance;  /* MiKV per-channel key balancing (1/0) */
+    int value_norm;   /* select=accumulated only: a token's importance is its
+                         normalized accumulated attention times the L2 norm
+                         of its value (1/0). What a token adds to the output
+                         is p * v, so a small value matters little however
+                         often it is attended (VATP, Guo et al. 2024, uses
+                         the L1 norm; L2 does not change under rotate=1) */
     int rotate;       /* randomized Hadamard rotation of keys, values and
                          queries before quantizing (kv_rot.h; 1/0); no effect
                          when nothing is quantized (FP16 high tier, no low
@@ -125,7 +131,7 @@ typedef struct kv_policy {
 int kv_policy_preset(const char *name, kv_policy *p);
 /* Sets one knob by its CLI/API name: select, hi-bits, lo-bits, lo-k-bits,
  * lo-v-bits, layer-bits, heads, budget, recent, sinks, window, chunk, group,
- * key-balance, rotate, clip (1, 0 or "values": kv_clip), clip-floor ("0.8", or
+ * key-balance, rotate, value-norm, clip (1, 0 or "values": kv_clip), clip-floor ("0.8", or
  * ranges "0-14:0.8+15-29:0.5"; "none"), scale-bits (16 or 8), floor. heads is "N" (the top N heads at INT8
  * keys and values), "N:K/V" or "N:B", 0 for none. layer-bits is "A-B:K/V" ranges joined by
  * '+' ("15-24:4/4+5-9:2", a single layer "7:4/4", one KV head of layers

@@ -40,7 +40,7 @@ int cli_attn_split(void *dst, const char *value);
 
 /* --kv-policy and the --kv-<knob> flags (kv_policy_set's knobs), which
  * apply on top of the policy whatever their order on the command line. */
-#define CLI_KV_N_KNOBS 18
+#define CLI_KV_N_KNOBS 19
 typedef struct {
     const char *policy;                /* NULL: full */
     const char *vals[CLI_KV_N_KNOBS];  /* NULL: not given */

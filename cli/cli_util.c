@@ -24,7 +24,7 @@ static const char *const kv_flags[CLI_KV_N_KNOBS] = {
     "--kv-budget", "--kv-hi-bits", "--kv-lo-bits", "--kv-lo-k-bits", "--kv-lo-v-bits",
     "--kv-recent", "--kv-sinks", "--kv-window", "--kv-chunk", "--kv-group", "--kv-select",
     "--kv-key-balance", "--kv-rotate", "--kv-clip", "--kv-clip-floor", "--kv-layer-bits", "--kv-heads",
-    "--kv-scale-bits"};
+    "--kv-scale-bits", "--kv-value-norm"};
 
 int cli_attn_split(void *dst, const char *value) {
     long n;

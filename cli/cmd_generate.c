@@ -67,6 +67,7 @@ static void usage(FILE *f) {
             "  --kv-select S            persistence, accumulated (H2O), recent, none\n"
             "  --kv-key-balance 1|0     MiKV per-channel key balancing\n"
             "  --kv-rotate 1|0          randomized Hadamard rotation before quantizing\n"
+            "  --kv-value-norm 1|0      accumulated: attention times the value's norm\n"
             "  --kv-clip 1|0|values     low tier: least-squares ranges instead of min-max\n"
             "                           (values: on value records only)\n"
             "  --kv-clip-floor F|R      the narrowest clipped range tried, 0.5-1 of min-max,\n"

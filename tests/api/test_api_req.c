@@ -199,6 +199,7 @@ Test(api_req, completion_fields) {
         OK("{" P ",\"kv_budget\":0.25,\"kv_lo_bits\":4,\"kv_select\":\"recent\"}", "kv", "select=recent;lo-bits=4;budget=0.25"),
         OK("{" P ",\"kv_key_balance\":true}", "kv", "key-balance=1"),
         OK("{" P ",\"kv_rotate\":true}", "kv", "rotate=1"),
+        OK("{" P ",\"kv_value_norm\":true}", "kv", "value-norm=1"),
         OK("{" P ",\"kv_clip\":1}", "kv", "clip=1"),
         OK("{" P ",\"kv_clip\":\"values\",\"kv_clip_floor\":\"0-14:0.8+15-29:0.5\"}", "kv",
            "clip=values;clip-floor=0-14:0.8+15-29:0.5"),

@@ -95,6 +95,7 @@ def test_compressing_policies_stay_close(pivot_bin, smol_model, tmp_path, spec, 
     ("scissorhands,lo-v-bits=2", "needs a low tier"),
     ("nosuch", "unknown preset"),
     ("full,budget=10", "select=none never demotes"),
+    ("scissorhands,value-norm=1", "needs select=accumulated"),
 ])
 def test_bad_policy_is_a_usage_error(pivot_bin, spec, needle):
     r = subprocess.run([str(pivot_bin), "logits", "--tokens", "1,2", "--out", "/dev/null",

@@ -1,0 +1,47 @@
+#!/bin/bash
+# value-norm (kv_policy.h): a token's importance is its accumulated attention
+# times its value's L2 norm (VATP's rule, Guo et al. 2024) instead of the
+# attention alone. Each table pairs the value-norm row with the same policy
+# without it, on the same samples (scripts/pool_eval.py --against 2):
+#   PART=p33   the mikv preset at 0.33, 512 tokens: copy seeds 1-3 (48
+#              samples), lookup seeds 1-2 (32), text 8 windows of 1,024 on
+#              GPL-3 and argparse.py (texts()) and 16 of 512 on LGPL-2.1, typing.py
+#   PART=e512  the 512-token text point at 0.25 (docs "Accumulated attention
+#              at 512 tokens": D1;chunk=1;select=accumulated): four texts, 16
+#              windows of 512 (128 prefilled), copy seeds 1-3, lookup 1-2
+#   PART=h2o   eviction (h2o, where VATP was proposed) at 0.5 and 0.33:
+#              copy seeds 1-3, lookup seeds 1-2
+# PART=... bash bench/eval/vnorm/run.sh [BIN] [OUT] (default: all three, ~25
+# minutes on 2 cores).
+set -e
+. bench/eval/clipfloor/mid-defs.sh "${1:-build/cli/pivot}" "${2:-bench/eval/vnorm}" # BIN, OUT, PY, runs(), texts(), D1
+A="$D1;chunk=1;select=accumulated"
+GPL=/usr/share/common-licenses/GPL-3 LGPL=/usr/share/common-licenses/LGPL-2.1 PYLIB=/usr/lib/python3.11
+if part p33; then
+    P="full,mikv,mikv;value-norm=1"
+    runs p33-c copy 0.33 512 "1 2 3" "$P"
+    pair p33-c.md "$OUT"/p33-c-s*.json
+    runs p33-lk lookup 0.33 512 "1 2" "$P"
+    pair p33-lk.md "$OUT"/p33-lk-s*.json
+    texts p33 0.33 "$P"
+    for text in "$LGPL" $PYLIB/typing.py; do ppl_at p33-512 "$text" "$P" 0.33 512 128 16; done
+    pair p33-ppl.md "$OUT"/p33-GPL-3.json "$OUT"/p33-argparse.json "$OUT"/p33-512-*.json
+fi
+if part e512; then
+    P="full,$A,$A;value-norm=1"
+    for text in "$GPL" $PYLIB/argparse.py "$LGPL" $PYLIB/typing.py; do ppl_at e512-ppl "$text" "$P" 0.25 512 128 16; done
+    pair e512-ppl.md "$OUT"/e512-ppl-*.json
+    runs e512-c copy 0.25 512 "1 2 3" "$P"
+    pair e512-c.md "$OUT"/e512-c-s*.json
+    runs e512-lk lookup 0.25 512 "1 2" "$P"
+    pair e512-lk.md "$OUT"/e512-lk-s*.json
+fi
+if part h2o; then
+    P="full,h2o,h2o;value-norm=1"
+    for r in 0.5 0.33; do # one target a report: pairs are within a target
+        runs h2o$r-c copy $r 512 "1 2 3" "$P"
+        pair h2o$r-c.md "$OUT"/h2o$r-c-s*.json
+        runs h2o$r-lk lookup $r 512 "1 2" "$P"
+        pair h2o$r-lk.md "$OUT"/h2o$r-lk-s*.json
+    done
+fi
