@@ -124,7 +124,7 @@ static const kv_vtable gkv_mixed_vt = GKV_VTABLE("mixed-cuda");
 static int mixed_setup(gpu_kv *g) {
     const kv_policy *pol = &g->pol;
     const kv_shape *s = &g->s;
-    if (pol->hi_bits != 16 || pol->select == KV_SELECT_NONE || pol->value_norm) {
+    if (pol->hi_bits != 16 || pol->select == KV_SELECT_NONE || kv_policy_value_norm(pol)) {
         /* INT8 high tiers and value-norm scores are CPU-only for now;
          * select=none with FP16 is plain */
         return PV_EUNSUPPORTED;

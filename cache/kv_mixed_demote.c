@@ -80,7 +80,7 @@ static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, in
 float kvmx_hi_score(const mixed_cache *c, const head_t *hs, int t, float *x) {
     if (!c->fhi.sb) return 0.0f; /* recent / none keep no state */
     float sc = kvt_demote_score(c->p.select, t_state(&hs->hi, &c->fhi, t), hs->steps);
-    if (!c->p.value_norm || sc == -FLT_MAX) return sc; /* unseen tokens stay */
+    if (!kv_policy_value_norm(&c->p) || sc == -FLT_MAX) return sc; /* unseen tokens stay */
     const int hd = c->s.head_dim;
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, c->p.hi_bits, c->fhi.group, x);
     double ss = 0;

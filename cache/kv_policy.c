@@ -55,7 +55,7 @@ static const preset presets[] = {
     {"mikv", {.select = KV_SELECT_ACCUMULATED, .hi_bits = 8, .lo_bits = 4, .lo_v_bits = 3,
               .budget = 0.08, .recent = 16, .sinks = 4, .window = 400, .chunk = 0.4, .group = 64,
               .key_balance = 1, .rotate = 1, .clip = 0, .heads = 5, .heads_k = 8, .heads_v = 8,
-              .scale_bits = 8}},
+              .scale_bits = 8, .value_norm = 1}},
     {"h2o", {.select = KV_SELECT_ACCUMULATED, .hi_bits = 16, .lo_bits = 0, .budget = 0.3,
              .recent = 32, .sinks = 4, .window = 400, .chunk = 0.4, .group = 32,
              .key_balance = 0}},
@@ -472,10 +472,6 @@ int kv_policy_validate(const kv_policy *p, char *err, size_t errlen) {
                     "select=none never demotes, so lo-bits=%d would never be used; choose a "
                     "select policy (quant2/quant4 use select=recent)",
                     p->lo_bits);
-    if (p->value_norm && p->select != KV_SELECT_ACCUMULATED)
-        return fail(err, errlen, PV_EINVAL,
-                    "value-norm weights accumulated attention by the value's norm and needs "
-                    "select=accumulated");
     if (p->hi_bits == 8 && !p->key_balance)
         return fail(err, errlen, PV_EINVAL,
                     "hi-bits=8 quantizes every key and needs key-balance=1 (outlier key channels "
@@ -508,11 +504,12 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
                  r->first, r->last, head, r->k, r->v);
     }
     /* knobs listed only when set: heads (unresolved: the request, not yet
-     * the heads), two-byte scales, value norms and clip floors */
+     * the heads), two-byte scales, value norms where they rank and clip
+     * floors */
     char tail[48 + KV_CLIP_FLOORS_MAX * 20] = "";
     if (p->heads) snprintf(tail, sizeof tail, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
     if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");
-    if (p->value_norm) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",value-norm=1");
+    if (kv_policy_value_norm(p)) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",value-norm=1");
     for (int i = 0; i < p->n_clip_floor && i < KV_CLIP_FLOORS_MAX; i++) {
         const kv_clip_floor *f = &p->clip_floor[i];
         size_t at = strlen(tail);

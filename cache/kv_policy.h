@@ -90,12 +90,14 @@ typedef struct kv_policy {
     double chunk;     /* tokens demoted at once: >= 1 absolute, (0,1) fraction of budget */
     int group;        /* channels per low-precision quantization group */
     int key_balance;  /* MiKV per-channel key balancing (1/0) */
-    int value_norm;   /* select=accumulated only: a token's importance is its
+    int value_norm;   /* with select=accumulated: a token's importance is its
                          normalized accumulated attention times the L2 norm
-                         of its value (1/0). What a token adds to the output
-                         is p * v, so a small value matters little however
-                         often it is attended (VATP, Guo et al. 2024, uses
-                         the L1 norm; L2 does not change under rotate=1) */
+                         of its value (1/0; kv_policy_value_norm). What a
+                         token adds to the output is p * v, so a small value
+                         matters little however often it is attended (VATP,
+                         Guo et al. 2024, uses the L1 norm; L2 does not change
+                         under rotate=1). No effect with another select, so
+                         the preset's value-norm survives select=persistence */
     int rotate;       /* randomized Hadamard rotation of keys, values and
                          queries before quantizing (kv_rot.h; 1/0); no effect
                          when nothing is quantized (FP16 high tier, no low
@@ -194,6 +196,11 @@ static inline void kv_policy_head_widths(const kv_policy *p, int layer, int head
  * tier or an INT8 high tier); rotating FP16-only caches would buy nothing. */
 static inline int kv_policy_rotates(const kv_policy *p) {
     return p->rotate && (p->lo_bits || p->hi_bits == 8);
+}
+
+/* Demotion ranks by attention x ||v|| (the value-norm knob in effect). */
+static inline int kv_policy_value_norm(const kv_policy *p) {
+    return p->value_norm && p->select == KV_SELECT_ACCUMULATED;
 }
 
 /* Elastic compression may apply: the policy demotes to a low tier (nothing

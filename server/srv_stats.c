@@ -166,7 +166,7 @@ void srv_presets_handle(eng_engine *e, srv_conn *c) {
         cJSON_AddNumberToObject(k, "kv_sinks", p.sinks);
         cJSON_AddNumberToObject(k, "kv_window", p.window);
         cJSON_AddBoolToObject(k, "kv_rotate", p.rotate);
-        cJSON_AddBoolToObject(k, "kv_value_norm", p.value_norm);
+        cJSON_AddBoolToObject(k, "kv_value_norm", kv_policy_value_norm(&p));
         cJSON_AddItemToArray(a, x);
     }
     srv_conn_reply_json(c, 200, o);

@@ -24,7 +24,7 @@ Test(kv_policy, presets_are_valid_and_distinct) {
     kv_policy_preset("mikv", &p);
     cr_assert(p.select == KV_SELECT_ACCUMULATED && p.lo_bits == 4 && kv_policy_lo_v_bits(&p) == 3 &&
               p.hi_bits == 8 && p.rotate == 1 && p.clip == 0 && p.group == 64 &&
-              p.key_balance == 1 && p.sinks == 4 && p.scale_bits == 8);
+              p.key_balance == 1 && p.sinks == 4 && p.scale_bits == 8 && kv_policy_value_norm(&p));
     kv_policy_preset("scissorhands", &p);
     cr_assert(p.lo_bits == 0 && p.recent == 10 && p.window == 400 && p.chunk == 0.4);
     kv_policy_preset("h2o", &p);
@@ -92,7 +92,7 @@ Test(kv_policy, parse_sets_every_knob) {
     cr_assert_eq(kv_policy_parse("mikv,scale-bits=8", &p, err, sizeof err), 0, "%s", err);
     cr_assert_eq(p.scale_bits, 8);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, ",scale-bits=8)"), "%s", d);
+    cr_assert(strstr(d, ",scale-bits=8,value-norm=1)"), "%s", d);
     cr_assert_eq(kv_policy_parse("mikv,scale-bits=8,scale-bits=16", &p, err, sizeof err), 0, "%s", err);
     cr_assert_eq(p.scale_bits, 16);
 }
@@ -349,7 +349,7 @@ Test(kv_policy, head_bits_parse_and_describe) {
     snprintf(spec12, sizeof spec12, "%s,heads=0", twelve);
     cr_assert_eq(kv_policy_parse(spec12, &p, err, sizeof err), 0, "%s", err);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0,scale-bits=8)"), "%s", d);
+    cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0,scale-bits=8,value-norm=1)"), "%s", d);
     p.heads = 5; /* set past the parse: the resolver refuses too */
     int rank[5] = {56, 52, 69, 62, 71};
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 5, 3, err, sizeof err), PV_EINVAL);
@@ -373,7 +373,7 @@ Test(kv_policy, heads_resolve_into_layer_bits) {
     cr_assert_eq(kv_policy_parse("mikv", &p, err, sizeof err), 0, "%s", err);
     cr_assert(p.heads == 5 && p.heads_k == 8 && p.heads_v == 8 && p.n_layer_bits == 0);
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, ",clip=0,heads=5:8/8,scale-bits=8)"), "%s", d);
+    cr_assert(strstr(d, ",clip=0,heads=5:8/8,scale-bits=8,value-norm=1)"), "%s", d);
     size_t uniform = kv_policy_seq_bytes(&p, &s, 2048);
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0, "%s", err);
     cr_assert(p.heads == 0 && p.n_layer_bits == 5);

@@ -175,15 +175,17 @@ def test_knob_fields_applied(srv):
     st13, b13 = complete(srv, kv_policy="mikv", kv_scale_bits=4)
     assert st13 == 400 and b13["error"]["param"] == "kv_scale_bits", b13
     assert "scale-bits must be 16 or 8" in b13["error"]["message"], b13
-    # value-norm ranks by attention x ||v||: which tokens stay differs, how
-    # many does not; it needs accumulated attention to weight
-    st19, b19 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_value_norm=True)
+    # value-norm (the preset's) ranks by attention x ||v||: which tokens stay
+    # differs, how many does not; it weights accumulated attention only
+    st19, b19 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_value_norm=False)
     assert st19 == 200, b19
     kv19 = b19["usage"]["kv_cache"]
-    assert "value-norm=1" in kv19["spec"] and "value-norm" not in kv2["spec"], kv19
+    assert "value-norm=1" in kv2["spec"] and "value-norm" not in kv19["spec"], kv19
     assert kv19["tokens_low"] == kv2["tokens_low"] > 0 and kv19["bytes_stored"] == kv2["bytes_stored"]
     st20, b20 = complete(srv, kv_policy="mikv", kv_select="persistence", kv_value_norm=True)
-    assert st20 == 400 and "needs select=accumulated" in b20["error"]["message"], b20
+    assert st20 == 200 and "value-norm" not in b20["usage"]["kv_cache"]["spec"], b20
+    st21, b21 = complete(srv, kv_policy="mikv", kv_value_norm="maybe")
+    assert st21 == 400 and b21["error"]["param"] == "kv_value_norm", b21
     st9, b9 = complete(srv, kv_policy="mikv", kv_layer_bits="0-40:2")
     assert st9 == 400 and "layer 40" in b9["error"]["message"], b9
     # a bad value names its field; a knob with nothing to act on is no error
