@@ -65,18 +65,20 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
         return PV_EINVAL;
     }
     /* the GPU's records have fp16 scales, no rotation, no clipped ranges and
-     * no 3-bit codes: the first such knob, named with the spelling of mikv
-     * the GPU serves (the preset before 2026-12-02) */
+     * no 3-bit codes, and its demotion ranks by attention alone: the first
+     * such knob, named with the spelling of mikv the GPU serves (the preset
+     * before 2026-12-02) */
     const char *cpu_only = rotating                        ? "rotate=1"
                            : p->clip && p->lo_bits         ? kv_clip_spec(p->clip)
                            : lo_k == 3 || lo_v == 3        ? "a 3-bit low tier"
                            : p->lo_bits && p->scale_bits == 8 ? "scale-bits=8"
+                           : kv_policy_value_norm(p)       ? "value-norm=1"
                                                            : NULL;
     if (s->gpu && cpu_only) {
         if (err && errlen)
             snprintf(err, errlen,
                      "kv policy: %s is not on the GPU cache yet (CPU only); on the GPU use e.g. "
-                     "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16",
+                     "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16,value-norm=0",
                      cpu_only);
         return PV_EINVAL;
     }

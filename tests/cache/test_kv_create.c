@@ -112,7 +112,7 @@ Test(kv_create, rejects_what_it_cannot_build) {
     cr_assert(strstr(err, "CPU only") != NULL, "%s", err);
     /* two-byte scales too: the GPU cache's records have fp16 ones */
     kv_policy q;
-    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0,scale-bits=8", &q, err, sizeof err),
+    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0,scale-bits=8,value-norm=0", &q, err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
@@ -124,12 +124,18 @@ Test(kv_create, rejects_what_it_cannot_build) {
     cr_assert_eq(kv_policy_parse(spec, &q, err, sizeof err), 0, "%s: %s", spec, err);
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
     /* the preset's own two-byte scales (since 2026-12-06) are refused by name */
-    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0", &q, err,
-                                 sizeof err),
+    cr_assert_eq(kv_policy_parse("mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,heads=0,value-norm=0", &q,
+                                 err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "scale-bits=8 is not on the GPU cache yet") != NULL, "%s", err);
     q.scale_bits = 16;
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
+    /* the preset's value-norm too: the GPU's demotion ranks by attention alone */
+    q.value_norm = 1;
+    cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), PV_EINVAL);
+    cr_assert(strstr(err, "value-norm=1 is not on the GPU cache yet") != NULL, "%s", err);
+    q.value_norm = 0;
     cr_assert_eq(kv_policy_check_shape(&q, &s, err, sizeof err), 0, "%s", err);
     /* clipped ranges, both kinds, are refused by the name they were given */
     q.clip = KV_CLIP_VALUES;

@@ -14,7 +14,7 @@
 /* The cache presets the end-to-end check runs, CUDA vs CPU. mikv in the
  * form the GPU cache serves: its rotation, 3-bit values, clipped ranges,
  * INT8 high tier and two-byte scales are CPU-only for now (docs/CUDA.md). */
-#define MIKV_GPU "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16"
+#define MIKV_GPU "mikv,hi-bits=16,lo-bits=4/2,rotate=0,clip=0,scale-bits=16,value-norm=0"
 static const char *presets[] = {"full", "scissorhands", MIKV_GPU, "h2o", "streaming", "quant4", "quant2"};
 #define N_PRESETS (int)(sizeof presets / sizeof presets[0])
 
