@@ -37,3 +37,19 @@ ppl_at() {
     $BIN eval --task ppl --text "$2" --policies "$3" --ratios "$4" --length "$5" --prefix "$6" \
         --samples "$7" --threads 2 --json "$OUT/$1-$t.json" > "$OUT/$1-$t.txt"
 }
+# paired NAME TASK RATIO LENGTH "SEEDS" POLICIES: runs, then OUT/NAME.md with
+# every policy paired with the second
+paired() { runs "$@"; pair "$1.md" "$OUT/$1"-s*.json; }
+# at33 NAME POLICIES: a preset's point at 0.33 and 512 tokens, every table
+# paired with the second policy: copy seeds 1-3 (48 samples), lookup seeds
+# 1-2 (32), text 8 windows of 1,024 on GPL-3 and argparse.py (texts()) and
+# 16 of 512 on LGPL-2.1 and typing.py (OUT/NAME-{c,lk,ppl}.md)
+at33() {
+    paired "$1-c" copy 0.33 512 "1 2 3" "$2"
+    paired "$1-lk" lookup 0.33 512 "1 2" "$2"
+    texts "$1" 0.33 "$2"
+    for text in /usr/share/common-licenses/LGPL-2.1 /usr/lib/python3.11/typing.py; do
+        ppl_at "$1-512" "$text" "$2" 0.33 512 128 16
+    done
+    pair "$1-ppl.md" "$OUT/$1-GPL-3.json" "$OUT/$1-argparse.json" "$OUT/$1"-512-*.json
+}

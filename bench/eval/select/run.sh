@@ -15,14 +15,9 @@ E="$D1;chunk=1"
 # part, pair, ppl_at: bench/eval/runs.sh
 GPL=/usr/share/common-licenses/GPL-3 LGPL=/usr/share/common-licenses/LGPL-2.1 PYLIB=/usr/lib/python3.11
 if part p33; then
-    P="full,mikv,mikv;select=accumulated"
-    runs p33-c copy 0.33 512 "1 2 3" "$P"
-    pair p33-c.md "$OUT"/p33-c-s*.json
-    runs p33-lk lookup 0.33 512 "1 2" "$P"
-    pair p33-lk.md "$OUT"/p33-lk-s*.json
-    texts p33 0.33 "$P"
-    for text in "$LGPL" $PYLIB/typing.py; do ppl_at p33-512 "$text" "$P" 0.33 512 128 16; done
-    pair p33-ppl.md "$OUT"/p33-GPL-3.json "$OUT"/p33-argparse.json "$OUT"/p33-512-*.json
+    # the preset then selected by persistence; its reports here say "mikv"
+    # and "mikv,select=accumulated" (no value-norm then)
+    at33 p33 "full,mikv;select=persistence,mikv;select=accumulated;value-norm=0" # bench/eval/runs.sh
 fi
 if part a1024; then
     P="full,$E,$E;select=accumulated"

@@ -21,30 +21,19 @@ if part p33; then
     # "mikv" was the preset without value-norm when the reports in this
     # folder were made (their rows say "mikv"); spelled out now that the
     # preset has it
-    P="full,mikv;value-norm=0,mikv;value-norm=1"
-    runs p33-c copy 0.33 512 "1 2 3" "$P"
-    pair p33-c.md "$OUT"/p33-c-s*.json
-    runs p33-lk lookup 0.33 512 "1 2" "$P"
-    pair p33-lk.md "$OUT"/p33-lk-s*.json
-    texts p33 0.33 "$P"
-    for text in "$LGPL" $PYLIB/typing.py; do ppl_at p33-512 "$text" "$P" 0.33 512 128 16; done
-    pair p33-ppl.md "$OUT"/p33-GPL-3.json "$OUT"/p33-argparse.json "$OUT"/p33-512-*.json
+    at33 p33 "full,mikv;value-norm=0,mikv;value-norm=1" # bench/eval/runs.sh
 fi
 if part e512; then
     P="full,$A,$A;value-norm=1"
     for text in "$GPL" $PYLIB/argparse.py "$LGPL" $PYLIB/typing.py; do ppl_at e512-ppl "$text" "$P" 0.25 512 128 16; done
     pair e512-ppl.md "$OUT"/e512-ppl-*.json
-    runs e512-c copy 0.25 512 "1 2 3" "$P"
-    pair e512-c.md "$OUT"/e512-c-s*.json
-    runs e512-lk lookup 0.25 512 "1 2" "$P"
-    pair e512-lk.md "$OUT"/e512-lk-s*.json
+    paired e512-c copy 0.25 512 "1 2 3" "$P"
+    paired e512-lk lookup 0.25 512 "1 2" "$P"
 fi
 if part h2o; then
     P="full,h2o,h2o;value-norm=1"
     for r in 0.5 0.33; do # one target a report: pairs are within a target
-        runs h2o$r-c copy $r 512 "1 2 3" "$P"
-        pair h2o$r-c.md "$OUT"/h2o$r-c-s*.json
-        runs h2o$r-lk lookup $r 512 "1 2" "$P"
-        pair h2o$r-lk.md "$OUT"/h2o$r-lk-s*.json
+        paired h2o$r-c copy $r 512 "1 2 3" "$P"
+        paired h2o$r-lk lookup $r 512 "1 2" "$P"
     done
 fi
