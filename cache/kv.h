@@ -200,7 +200,8 @@ enum { KV_TIER_NONE = 0, KV_TIER_HIGH = 1, KV_TIER_LOW = 2, KV_TIER_DROPPED = 3 
  * positions the sequence holds in that layer (may exceed n: the rest is not
  * written), PV_EINVAL for bad indices or n < 0, PV_EUNSUPPORTED when the
  * cache cannot say (the GPU cache), PV_ENOMEM when it cannot get the memory to
- * work the low tier's positions out (they are not stored). The counts agree
+ * work the low tier's positions out (they are not stored) or to decode values
+ * for value-norm scores. The counts agree
  * with kv_seq_usage. */
 int kv_seq_tiers(const kv_cache *c, int seq, int layer, int kv_head, uint8_t *tier, float *score,
                  int n);

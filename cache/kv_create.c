@@ -66,8 +66,8 @@ int kv_policy_check_shape(const kv_policy *p, const kv_shape *s, char *err, size
     }
     /* the GPU's records have fp16 scales, no rotation, no clipped ranges and
      * no 3-bit codes, and its demotion ranks by attention alone: the first
-     * such knob, named with the spelling of mikv the GPU serves (the preset
-     * before 2026-12-02) */
+     * such knob, named with the spelling of mikv the GPU serves (the preset's
+     * widths before 2026-12-02) */
     const char *cpu_only = rotating                        ? "rotate=1"
                            : p->clip && p->lo_bits         ? kv_clip_spec(p->clip)
                            : lo_k == 3 || lo_v == 3        ? "a 3-bit low tier"

@@ -175,8 +175,9 @@ def test_knob_fields_applied(srv):
     st13, b13 = complete(srv, kv_policy="mikv", kv_scale_bits=4)
     assert st13 == 400 and b13["error"]["param"] == "kv_scale_bits", b13
     assert "scale-bits must be 16 or 8" in b13["error"]["message"], b13
-    # value-norm (the preset's) ranks by attention x ||v||: which tokens stay
-    # differs, how many does not; it weights accumulated attention only
+    # value-norm (the preset's) ranks by attention x ||v||: how many tokens
+    # stay and their bytes do not change (which ones do: test_kv_vnorm.c);
+    # it weights accumulated attention only
     st19, b19 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_value_norm=False)
     assert st19 == 200, b19
     kv19 = b19["usage"]["kv_cache"]

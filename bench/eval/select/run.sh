@@ -20,7 +20,7 @@ if part p33; then
     at33 p33 "full,mikv;select=persistence,mikv;select=accumulated;value-norm=0" # bench/eval/runs.sh
 fi
 if part a1024; then
-    P="full,$E,$E;select=accumulated"
+    P="full,$E;select=persistence,$E;select=accumulated;value-norm=0" # the preset's selection then, and now
     runs a1024-c copy 0.25 1024 "7 8 9" "$P"
     pair a1024-c.md "$OUT"/a1024-c-s*.json
     for text in "$GPL" "$LGPL" $PYLIB/argparse.py $PYLIB/subprocess.py $PYLIB/typing.py; do
