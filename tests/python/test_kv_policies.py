@@ -128,28 +128,33 @@ def test_generate_reports_kv_usage(pivot_bin, smol_model):
     assert "MiB stored vs" in r.stderr and "low" in r.stderr and "dropped" in r.stderr
 
 
+def generate_mikv(pivot_bin, smol_model, *extra):
+    """`pivot generate` with the mikv preset at a budget of 16 on a repeated
+    sentence (the preset's knobs tests below change one of)."""
+    return subprocess.run([str(pivot_bin), "generate", "--model", str(smol_model), "--prompt",
+                           "The quick brown fox jumps over the lazy dog. " * 8, "--max-tokens", "8",
+                           "--temperature", "0", "--threads", "2", "--kv-policy", "mikv",
+                           "--kv-budget", "16", "--kv-recent", "8", *extra],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def stored(r):
+    """(MiB stored, high, low tokens per head) from generate's KV line."""
+    m = re.search(r": ([0-9.]+) MiB stored vs .*tokens per head: (\d+) high, (\d+) low", r.stderr)
+    assert m, r.stderr
+    return float(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
 def test_generate_value_norm_flag(pivot_bin, smol_model):
     """--kv-value-norm 0 turns the mikv preset's value-norm off: the spec says
     so, the tiers hold the same counts in the same bytes (only which tokens
     differs: tests/cache/test_kv_vnorm.c); a value other than 1 or 0 is a
     one-line error and exit 2."""
-    def run(*extra):
-        return subprocess.run([str(pivot_bin), "generate", "--model", str(smol_model), "--prompt",
-                               "The quick brown fox jumps over the lazy dog. " * 8, "--max-tokens", "8",
-                               "--temperature", "0", "--threads", "2", "--kv-policy", "mikv",
-                               "--kv-budget", "16", "--kv-recent", "8", *extra],
-                              capture_output=True, text=True, timeout=TIMEOUT_S)
-
-    def stored(r):
-        m = re.search(r": ([0-9.]+) MiB stored vs .*tokens per head: (\d+) high, (\d+) low", r.stderr)
-        assert m, r.stderr
-        return m.groups()
-
-    off, on = run("--kv-value-norm", "0"), run()
+    off, on = generate_mikv(pivot_bin, smol_model, "--kv-value-norm", "0"), generate_mikv(pivot_bin, smol_model)
     assert off.returncode == 0 and on.returncode == 0, (off.stderr, on.stderr)
     assert "value-norm=1" in on.stderr and "value-norm" not in off.stderr, (off.stderr, on.stderr)
-    assert stored(off) == stored(on) and int(stored(on)[2]) > 0
-    bad = run("--kv-value-norm", "2")
+    assert stored(off) == stored(on) and stored(on)[2] > 0
+    bad = generate_mikv(pivot_bin, smol_model, "--kv-value-norm", "2")
     assert bad.returncode == 2 and "value-norm must be 1 or 0" in bad.stderr, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
@@ -159,16 +164,7 @@ def test_generate_two_byte_scales_store_fewer_bytes(pivot_bin, smol_model):
     tokens per tier in fewer bytes than 16 (fp16 scales); a value other
     than 16 or 8 is a one-line error and a non-zero exit."""
     def run(*extra):
-        return subprocess.run([str(pivot_bin), "generate", "--model", str(smol_model), "--prompt",
-                               "The quick brown fox jumps over the lazy dog. " * 8, "--max-tokens", "8",
-                               "--temperature", "0", "--threads", "2", "--kv-policy", "mikv",
-                               "--kv-budget", "16", "--kv-recent", "8", *extra],
-                              capture_output=True, text=True, timeout=TIMEOUT_S)
-
-    def stored(r):
-        m = re.search(r": ([0-9.]+) MiB stored vs .*tokens per head: (\d+) high, (\d+) low", r.stderr)
-        assert m, r.stderr
-        return float(m.group(1)), int(m.group(2)), int(m.group(3))
+        return generate_mikv(pivot_bin, smol_model, *extra)
 
     a, b, preset = run("--kv-scale-bits", "16"), run("--kv-scale-bits", "8"), run()
     assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
