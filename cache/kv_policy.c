@@ -506,7 +506,7 @@ void kv_policy_describe(const kv_policy *p, char *buf, size_t len) {
     /* knobs listed only when set: heads (unresolved: the request, not yet
      * the heads), two-byte scales, value norms where they rank and clip
      * floors */
-    char tail[48 + KV_CLIP_FLOORS_MAX * 20] = "";
+    char tail[64 + KV_CLIP_FLOORS_MAX * 20] = ""; /* heads, scales, value norms: 39 */
     if (p->heads) snprintf(tail, sizeof tail, ",heads=%d:%d/%d", p->heads, p->heads_k, p->heads_v);
     if (p->scale_bits == 8) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",scale-bits=8");
     if (kv_policy_value_norm(p)) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ",value-norm=1");

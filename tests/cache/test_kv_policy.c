@@ -475,7 +475,7 @@ Test(kv_policy, the_longest_description_fits) {
     char err[300] = "", d[4 * KV_POLICY_DESC_MAX];
     cr_assert_eq(kv_policy_parse("scissorhands,select=accumulated,hi-bits=16,lo-bits=8/2,budget=0.123456789,"
                                  "recent=16777216,sinks=16777215,window=65535,chunk=0.987654321,group=4096,"
-                                 "key-balance=1,rotate=1,clip=1,scale-bits=8,heads=12:8/8",
+                                 "key-balance=1,rotate=1,clip=1,scale-bits=8,heads=12:8/8,value-norm=1",
                                  &p, err, sizeof err), 0, "%s", err);
     kv_layer_bits wide = {4095, 4095, 127, 8, 8};
     for (int i = 0; i < KV_LAYER_BITS_MAX; i++) p.layer_bits[i] = wide;
@@ -484,7 +484,9 @@ Test(kv_policy, the_longest_description_fits) {
     for (int i = 0; i < KV_CLIP_FLOORS_MAX; i++) p.clip_floor[i] = cf;
     p.n_clip_floor = KV_CLIP_FLOORS_MAX;
     kv_policy_describe(&p, d, sizeof d);
-    cr_assert(strstr(d, "+32766-32766:0.95)") && strstr(d, "+4095-4095.127:8/8,budget="), "%s", d);
+    cr_assert(strstr(d, "+32766-32766:0.95)") && strstr(d, "+4095-4095.127:8/8,budget=") &&
+                  strstr(d, ",scale-bits=8,value-norm=1,clip-floor="),
+              "%s", d);
     cr_assert_lt(strlen(d), KV_POLICY_DESC_MAX - 1, "%zu characters: %s", strlen(d), d);
 }
 
