@@ -11,20 +11,11 @@
 
 #include "kv.h"
 #include "kv_policy.h"
-#include "../test_rand.h"
+#include "kv_mixed_util.h" /* make() */
 
 enum { HD = 64, NH = 2, N = 96 };
 static const kv_shape shape = {.n_layers = 1, .n_heads = NH, .n_kv_heads = 1, .head_dim = HD,
                                .max_seqs = 1, .max_ctx = 256, .n_threads = 1};
-
-static kv_cache *make(const char *spec) {
-    kv_policy p;
-    char err[256] = "";
-    kv_cache *c = NULL;
-    cr_assert_eq(kv_policy_parse(spec, &p, err, sizeof err), 0, "%s: %s", spec, err);
-    cr_assert_eq(kv_create(&shape, &p, &c, err, sizeof err), 0, "%s: %s", spec, err);
-    return c;
-}
 
 /* The prompt in one call: store k, v and attend q (NH query heads). */
 static void prompt(kv_cache *c, const float *k, const float *v, const float *q) {
@@ -52,7 +43,7 @@ Test(kv_vnorm, scores_are_accumulated_attention_times_the_value_norm) {
     float sc[2][N];
     uint8_t t[N];
     for (int w = 0; w < 2; w++) {
-        kv_cache *c = make(spec[w]);
+        kv_cache *c = make(&shape, spec[w]);
         prompt(c, k, v, q);
         cr_assert_eq(kv_seq_tiers(c, 0, 0, 0, t, sc[w], N), N);
         kv_destroy(c);
@@ -92,7 +83,7 @@ static void kept_set(const char *base, int vnorm) {
     }
     char spec[160];
     snprintf(spec, sizeof spec, "%s,budget=32,recent=0,sinks=0,chunk=1,value-norm=%d", base, vnorm);
-    kv_cache *c = make(spec);
+    kv_cache *c = make(&shape, spec);
     prompt(c, k, v, q);
     uint8_t t[N];
     cr_assert_eq(kv_seq_tiers(c, 0, 0, 0, t, NULL, N), N);
@@ -148,7 +139,7 @@ Test(kv_vnorm, only_accumulated_selection_is_weighted) {
     float sc[2][N];
     uint8_t t[2][N];
     for (int w = 0; w < 2; w++) {
-        kv_cache *c = make(spec[w]);
+        kv_cache *c = make(&shape, spec[w]);
         prompt(c, k, v, q);
         cr_assert_eq(kv_seq_tiers(c, 0, 0, 0, t[w], sc[w], N), N);
         kv_destroy(c);
