@@ -42,7 +42,7 @@ static size_t blk_bytes(const kv_shape *s) {
 
 size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk) {
     size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim;
-    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2)) + M * (4 + 4 + 4 + 4 + 16) +
+    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2) + 2 * gq) + M * (4 + 4 + 4 + 4 + 16) +
            64 + kvq_qprep_bytes(gq, s->head_dim, 8) + (blk ? blk_bytes(s) : 0);
 }
 
@@ -55,7 +55,8 @@ scratch_t kvmx_scratch_for(const mixed_cache *c, int thread) {
     s.sc = (float *)(void *)b;
     s.qb = s.sc + c->gq * M;
     s.tmp = s.qb + c->gq * hd;
-    s.csc = s.tmp + 2 * hd + (c->gq > 2 ? c->gq : 2);
+    s.run = s.tmp + 2 * hd + (c->gq > 2 ? c->gq : 2);
+    s.csc = s.run + 2 * c->gq;
     s.cand = (int *)(void *)(s.csc + M);
     s.cpos = (int32_t *)(s.cand + M);
     s.vict = (int *)(s.cpos + M);
@@ -265,24 +266,30 @@ static inline void prefetch_l2(const uint8_t *p, size_t n) {
 _Static_assert(KVL_PAGE % KEY_RUN == 0, "a key run never crosses a page");
 
 /* The first n records of a tier through a kernel set's run kernels:
- * scores sc[g*M + t] = q_g · key t, or out += Σ_t a[g*M + t]·value t. The
+ * scores sc[g*M + t] = q_g · key t, or out += Σ_t a[g*M + t]·value t
+ * (tier_dotn_span: the records [from, to) of the n the walk reads). The
  * key walk asks, a slice at a time, for the next page's keys (NTA: read by
  * the next call) and values (into L2: the value walk that follows the
  * softmax then finds them there instead of waiting on DRAM a page at a
  * time). Keys into L2 as well measured no better (docs/PERFORMANCE.md).
  * The value walk still asks for its next page: cheap when it is in L2. */
-static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *q,
-                      const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
-    for (int t0 = 0; t0 < n; t0 += KEY_RUN) {
+static void tier_dotn_span(const kvq_kernels *k, const tier *t, const tfmt *f, int from, int to, int n,
+                           const float *q, const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
+    for (int t0 = from; t0 < to; t0 += KEY_RUN) {
         const int ahead = n - t0 - KVL_PAGE; /* records of the next page's slice */
         if (ahead > 0) {
             const int m = ahead < KEY_RUN ? ahead : KEY_RUN;
             prefetch_bytes(t_k(t, f, t0 + KVL_PAGE), f->krec * m);
             prefetch_l2(t_v(t, f, t0 + KVL_PAGE), f->vrec * m);
         }
-        k->dotn(t_k(t, f, t0), f->krec, n - t0 < KEY_RUN ? n - t0 : KEY_RUN, q, qp, gq,
-                c->s.head_dim, f->group, sc + t0, c->s.max_ctx);
+        k->dotn(t_k(t, f, t0), f->krec, to - t0 < KEY_RUN ? to - t0 : KEY_RUN, q, qp, gq, c->s.head_dim,
+                f->group, sc + t0, c->s.max_ctx);
     }
+}
+
+static void tier_dotn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *q,
+                      const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
+    tier_dotn_span(k, t, f, 0, n, n, q, qp, gq, c, sc);
 }
 
 static void tier_axpyn(const kvq_kernels *k, const tier *t, const tfmt *f, int n, const float *a,
@@ -384,7 +391,7 @@ static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos
             float *x = s->sr + (size_t)r * M;
             if (r % gq == 0) vis = hi_visible(hi, &c->fhi, pos0 + i0 + r / gq); /* once per query */
             for (int t = vis; t < nhv; t++) x[t] = -INFINITY;
-            inv[r] = c->rows.exp_row(x, nhv + nl);
+            inv[r] = kvw_exp_row(&c->rows, x, nhv + nl);
         }
         /* as attend_query: the low tier's values with the unnormalized weights
          * and the sums scaled once; the high tier's normalized (the tracker) */
@@ -409,6 +416,42 @@ static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos
     }
 }
 
+/* The low tier's nl visible records a page at a time, a page's keys and
+ * then its values before the next page (the online softmax of flash
+ * decoding): scores through the run kernels into s->sc[g][nhv + t],
+ * exponentiated against a running maximum mx[g] per query head (the high
+ * tier's scores start it), their values weighted into oi and the weights
+ * summed into sm[g], both rescaled when a page raises the maximum. With a
+ * key walk and then a value walk, the next pages were asked for during the
+ * key walk only, whose prefetches then waited for line fill buffers while
+ * the value walk asked DRAM for nothing (docs/PERFORMANCE.md, "Issue 17,
+ * 2026-12-07 (19:00"); a page's keys and values together spread the
+ * requests over all of the walk's arithmetic. */
+static void lo_walk(const mixed_cache *c, const head_t *hs, int nhv, int nl, const float *qlo, scratch_t *s,
+                    float scale, float *mx, float *sm, float *oi) {
+    const lo_fmt *lf = lo_of(c, hs);
+    const tier *lo = &hs->lo;
+    const int hd = c->s.head_dim, gq = c->gq, M = c->s.max_ctx;
+    float *sc = s->sc + nhv;
+    for (int t0 = 0; t0 < nl; t0 += KVL_PAGE) {
+        const int cnt = nl - t0 < KVL_PAGE ? nl - t0 : KVL_PAGE;
+        tier_dotn_span(&lf->kk, lo, &lf->f, t0, t0 + cnt, nl, qlo, &s->qp, gq, c, sc);
+        for (int g = 0; g < gq; g++) {
+            float *x = sc + (size_t)g * M + t0;
+            if (!lf->kk.wants_prep) c->rows.scale_row(x, cnt, scale);
+            const float pm = c->rows.max_row(x, cnt);
+            if (pm > mx[g]) { /* a new maximum: what was summed shrinks by e^(old - new) */
+                const float r = expf(mx[g] - pm); /* 0 when mx[g] is -inf */
+                c->rows.scale_row(oi + (size_t)g * hd, hd, r);
+                sm[g] *= r;
+                mx[g] = pm;
+            }
+            sm[g] += c->rows.exp_sum(x, cnt, mx[g]);
+        }
+        lf->kv.axpyn(t_v(lo, &lf->f, t0), lf->f.vrec, cnt, sc + t0, M, gq, hd, lf->f.group, oi);
+    }
+}
+
 /* One query row (position p, the gq heads of KV head hs) over both tiers:
  * scores, softmax, the weighted values into oi, then the tracker. */
 static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *qi, float *oi,
@@ -417,9 +460,8 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     const float scale = 1.0f / sqrtf((float)hd);
     const kv_select sel = c->p.select;
     const int half = c->p.window / 2 > 0 ? c->p.window / 2 : 1;
-    const tier *hi = &hs->hi, *lo = &hs->lo;
-    float *dots = s->tmp, *a = s->tmp + hd, inv[16];
-    float *invp = gq <= 16 ? inv : s->tmp + hd + gq; /* gq > 16 borrows scratch */
+    const tier *hi = &hs->hi;
+    float *dots = s->tmp, *a = s->tmp + hd, *mx = s->run, *sm = s->run + gq;
     const float *qhi = qi, *qlo = qi;
     if (hs->bal_frozen) { /* balanced keys meet Q/b */
         for (int g = 0; g < gq; g++)
@@ -430,25 +472,30 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     }
     const int nhv = hi_visible(hi, &c->fhi, p), nl = lo_visible(hs, p, nhv);
     const int n_vis = nhv + nl;
+    if (qlo == oi && nl) { /* a rotated query is oi (rot_rows), which the walk writes as it reads */
+        memcpy(s->qb, qi, sizeof(float) * hd * gq);
+        qlo = s->qb;
+    }
     const int hi_prepped = hi_scores(c, hi, nhv, qhi, s, scale, dots);
-    /* The low tier's visible prefix a page at a time through the run kernels
-     * (prepared queries come out scaled; the high tier's preparation is
-     * reused when both tiers meet the same query and group), then softmax
-     * per query head: c->rows is AVX-512, AVX2 or portable C */
+    /* The low tier through the run kernels (prepared queries come out
+     * scaled; the high tier's preparation is reused when both tiers meet
+     * the same query and group) with the high tier's maximum to start;
+     * c->rows is AVX-512, AVX2 or portable C */
     const lo_fmt *lf = lo_of(c, hs);
     if (nl && lf->kk.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, gq, scale, &s->qp);
-    tier_dotn(&lf->kk, lo, &lf->f, nl, qlo, &s->qp, gq, c, s->sc + nhv);
-    if (!lf->kk.wants_prep)
-        for (int g = 0; g < gq; g++) c->rows.scale_row(s->sc + (size_t)g * M + nhv, nl, scale);
-    for (int g = 0; g < gq; g++) invp[g] = c->rows.exp_row(s->sc + (size_t)g * M, nhv + nl);
-    /* The low tier's values with the unnormalized weights, then the sums
-     * scaled once per head (not every weight: only the high tier's are
-     * normalized, for its values and the tracker) */
-    memset(oi, 0, sizeof(float) * hd * gq);
-    tier_axpyn(&lf->kv, lo, &lf->f, nl, s->sc + nhv, gq, c, oi);
     for (int g = 0; g < gq; g++) {
-        if (nl) c->rows.scale_row(oi + (size_t)g * hd, hd, invp[g]);
-        c->rows.scale_row(s->sc + (size_t)g * M, nhv, invp[g]);
+        mx[g] = c->rows.max_row(s->sc + (size_t)g * M, nhv);
+        sm[g] = 0.0f;
+    }
+    memset(oi, 0, sizeof(float) * hd * gq);
+    lo_walk(c, hs, nhv, nl, qlo, s, scale, mx, sm, oi);
+    /* The high tier's weights against the final maximum, then the low
+     * tier's sums scaled once per head (not every weight: only the high
+     * tier's are normalized, for its values and the tracker) */
+    for (int g = 0; g < gq; g++) {
+        const float inv = 1.0f / (sm[g] + c->rows.exp_sum(s->sc + (size_t)g * M, nhv, mx[g]));
+        if (nl) c->rows.scale_row(oi + (size_t)g * hd, hd, inv);
+        c->rows.scale_row(s->sc + (size_t)g * M, nhv, inv);
     }
     hi_values(c, hi, nhv, s, a, oi);
     if (c->fhi.sb) { /* tracker: mean probability over the group's heads */
@@ -467,9 +514,10 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
 /* dst <- R·src (inverse: Rᵀ) on the gq rows of KV head kvh of n queries,
  * in the [n][nh][hd] layout of q and out. The rotated queries are written
  * into out itself, which is safe because every path reads a query row
- * before it writes the output row at the same place (attend_query
- * computes all scores before clearing its output; attend_blocks copies a
- * block's queries out before the block kernel writes that block), and it
+ * before it writes the output row at the same place (attend_query copies
+ * the query into scratch before its low-tier walk writes the output;
+ * attend_blocks copies a block's queries out before the block kernel
+ * writes that block), and it
  * keeps decode free of allocation. */
 static void rot_rows(const float *rs, const float *src, float *dst, int n, int nh, int kvh, int gq,
                      int hd, int inverse) {

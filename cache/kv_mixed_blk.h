@@ -72,10 +72,10 @@ void kvb_attend(const kvb_job *j);
 void kvb_low_masks(const float *pt, int t0, int n, int rp, int nq, int gq, const float *thr, const int *nhv,
                    uint32_t *mask);
 
-/* Row helpers for the one-query path (AVX-512: kvb_kind(64) == KVB_AVX512).
- * kvb_exp_row: x[t] = e^(x[t] - max x),
- * returns 1 / sum (masked entries become exactly 0). kvb_scale_row: x *= a. */
-float kvb_exp_row(float *x, int n);
+/* Row helpers for the one-query path (AVX-512: kvb_kind(64) == KVB_AVX512),
+ * kv_rows.h's max_row, exp_sum and scale_row. */
+float kvb_max_row(const float *x, int n);
+float kvb_exp_sum(float *x, int n, float m);
 void kvb_scale_row(float *x, int n, float a);
 
 /* ---- internal to kv_mixed_blk*.c: one instruction set's steps ------------ */

@@ -155,12 +155,16 @@ const kvb_ops kvb_avx512_ops = {decode, score, softmax_cols, accum};
 
 static inline __mmask16 first(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
-AVX512 float kvb_exp_row(float *x, int n) {
+AVX512 float kvb_max_row(const float *x, int n) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 mv = ninf, sum = _mm512_setzero_ps();
-    for (int t = 0; t < n; t += 16)
-        mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(ninf, first(n - t), x + t));
-    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    __m512 mv = ninf;
+    for (int t = 0; t < n; t += 16) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(ninf, first(n - t), x + t));
+    return _mm512_reduce_max_ps(mv);
+}
+
+AVX512 float kvb_exp_sum(float *x, int n, float m) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), mx = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
     for (int t = 0; t < n; t += 16) {
         __mmask16 live = first(n - t);
         __m512 s = _mm512_mask_loadu_ps(ninf, live, x + t);
@@ -169,7 +173,7 @@ AVX512 float kvb_exp_row(float *x, int n) {
         sum = _mm512_add_ps(sum, e);
         _mm512_mask_storeu_ps(x + t, live, e);
     }
-    return 1.0f / _mm512_reduce_add_ps(sum);
+    return _mm512_reduce_add_ps(sum);
 }
 
 AVX512 void kvb_scale_row(float *x, int n, float a) {

@@ -144,6 +144,7 @@ typedef struct {
     float *sc;   /* [gq][max_ctx] scores, then probabilities */
     float *qb;   /* [gq][hd] balanced queries */
     float *tmp;  /* [2][hd] a decoded record / dot results */
+    float *run;  /* [2][gq] the decode walk's running maxima and sums */
     int *cand;   /* [max_ctx] */
     float *csc;  /* [max_ctx] */
     int32_t *cpos;
