@@ -137,9 +137,17 @@ int kv_seq_prefix_attach(kv_cache *c, int seq, const int32_t *tok, int n) {
     return c->vt->seq_attach ? c->vt->seq_attach(c->impl, seq, tok, n) : 0;
 }
 
-int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n) {
+static int publish(kv_cache *c, int seq, const int32_t *tok, int n, int latest) {
     if (!c || bad_slot(c, seq) || n < 0 || (n && !tok)) return PV_EINVAL;
-    return c->vt->seq_publish ? c->vt->seq_publish(c->impl, seq, tok, n) : 0;
+    return c->vt->seq_publish ? c->vt->seq_publish(c->impl, seq, tok, n, latest) : 0;
+}
+
+int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n) {
+    return publish(c, seq, tok, n, 0);
+}
+
+int kv_seq_prefix_publish_latest(kv_cache *c, int seq, const int32_t *tok, int n) {
+    return publish(c, seq, tok, n, 1);
 }
 
 int kv_prefix_match(const kv_cache *c, int seq, const int32_t *tok, int n) {

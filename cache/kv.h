@@ -103,7 +103,7 @@ typedef struct {
                      float *score, int n);
     /* Optional prefix caching (NULL: none); see kv_seq_prefix_attach. */
     int (*seq_attach)(void *impl, int seq, const int32_t *tok, int n);
-    int (*seq_publish)(void *impl, int seq, const int32_t *tok, int n);
+    int (*seq_publish)(void *impl, int seq, const int32_t *tok, int n, int latest);
     /* Optional (NULL: 0): kv_prefix_match. */
     int (*prefix_match)(const void *impl, int seq, const int32_t *tok, int n);
     void (*prefix_stats)(const void *impl, kv_prefix_stats *st); /* adds to *st */
@@ -228,6 +228,16 @@ int kv_seq_prefix_attach(kv_cache *c, int seq, const int32_t *tok, int n);
  * a block boundary between calls (its length a multiple of block_tokens,
  * nothing pending, no elastic budget) and n covers it; else 0. */
 int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n);
+/* kv_seq_prefix_publish for a sequence that publishes as it generates (at
+ * every block boundary of its answer, which the next turn of a chat
+ * resends): where entries are copies (the mixed cache's snapshots), the new
+ * one replaces the entry this sequence published last through this function
+ * since its last reset, when the new one extends it and no sequence
+ * attached it, so an answer leaves one snapshot (its latest), not one per
+ * block, and the replaced one's pages go to the new one. Entries published
+ * with kv_seq_prefix_publish (a prompt's) are never replaced. The plain
+ * cache shares blocks by reference and keeps them all, as before. */
+int kv_seq_prefix_publish_latest(kv_cache *c, int seq, const int32_t *tok, int n);
 /* The longest run of whole blocks (at most n - 1 tokens) that tok[0..n)
  * shares with the tokens of any cached entry, whether or not that entry
  * can be attached — where a new prompt leaves a cached one. The mixed

@@ -246,7 +246,8 @@ static int fp16_seq_attach(void *impl, int seq, const int32_t *tok, int n) {
     return nb * KV_PAGE + (nb ? attach_tail(c, seq, b[nb - 1], tok, n) : 0);
 }
 
-static int fp16_seq_publish(void *impl, int seq, const int32_t *tok, int n) {
+static int fp16_seq_publish(void *impl, int seq, const int32_t *tok, int n, int latest) {
+    (void)latest; /* blocks are shared by reference: every one is kept */
     fp16_cache *c = impl;
     int len = n; /* every layer must hold a page whole (a failed step may leave them uneven) */
     for (int L = 0; L < c->s.n_layers; L++)

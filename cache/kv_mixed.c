@@ -162,6 +162,7 @@ static int mx_store(void *impl, int seq, int layer, int pos0, int n, const float
 void kvmx_seq_reset(void *impl, int seq) {
     mixed_cache *c = impl;
     c->seq_budget[seq] = 0;
+    kvmx_pfx_forget(c, seq);
     for (int L = 0; L < c->s.n_layers; L++) {
         c->len[(size_t)seq * c->s.n_layers + L] = 0;
         for (int h = 0; h < c->s.n_kv_heads; h++) head_reset(c, head(c, seq, L, h));

@@ -198,7 +198,10 @@ void kvmx_seq_reset(void *impl, int seq);
 int kvmx_pfx_create(mixed_cache *c);
 void kvmx_pfx_destroy(mixed_cache *c); /* frees every snapshot */
 int kvmx_pfx_attach(void *impl, int seq, const int32_t *tok, int n);
-int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n);
+int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n, int latest);
+/* The sequence starts over (kvmx_seq_reset): what it published stays, but
+ * its next publish_latest replaces nothing of its past. */
+void kvmx_pfx_forget(mixed_cache *c, int seq);
 int kvmx_pfx_match(const void *impl, int seq, const int32_t *tok, int n);
 void kvmx_pfx_stats(const void *impl, kv_prefix_stats *st);
 size_t kvmx_pfx_evict(void *impl, size_t bytes);

@@ -52,6 +52,7 @@ struct kvmx_snap {
     kvmx_snap *older, *newer; /* LRU: newest = used or made last */
     uint64_t hash;
     int n_tok;
+    int owner; /* the sequence whose next publish_latest may replace it, or -1 */
     int32_t *tok;
     size_t bytes; /* pool bytes: pages and balance factors */
     snap_head *h; /* [n_layers][n_kv_heads] */
@@ -63,6 +64,7 @@ struct kvmx_pfx {
     long n;
     size_t bytes;
     uint64_t evictions;
+    kvmx_snap **latest; /* [max_seqs] the last publish_latest of each sequence, or NULL */
 };
 
 static int pages_of(int n) { return (n + KVL_PAGE - 1) / KVL_PAGE; }
@@ -81,6 +83,16 @@ static void lru_push_newest(kvmx_pfx *x, kvmx_snap *s) {
     if (x->newest) x->newest->newer = s;
     else x->oldest = s;
     x->newest = s;
+}
+
+/* No sequence may replace s any more (it was attached, evicted or replaced). */
+static void disown(kvmx_pfx *x, kvmx_snap *s) {
+    if (s->owner >= 0 && x->latest[s->owner] == s) x->latest[s->owner] = NULL;
+    s->owner = -1;
+}
+
+void kvmx_pfx_forget(mixed_cache *c, int seq) {
+    if (c->pfx && c->pfx->latest[seq]) disown(c->pfx, c->pfx->latest[seq]);
 }
 
 /* Frees a snapshot that is not (or no longer) in the LRU. */
@@ -110,6 +122,11 @@ static void snap_free(const mixed_cache *c, kvmx_snap *s) {
 int kvmx_pfx_create(mixed_cache *c) {
     c->pfx = calloc(1, sizeof *c->pfx);
     if (!c->pfx) return PV_ENOMEM;
+    if (!(c->pfx->latest = calloc((size_t)c->s.max_seqs, sizeof *c->pfx->latest))) {
+        free(c->pfx);
+        c->pfx = NULL;
+        return PV_ENOMEM;
+    }
     char key[KV_POLICY_DESC_MAX];
     kv_policy_describe(&c->p, key, sizeof key);
     c->pfx->seed = kv_pfx_seed(key);
@@ -119,6 +136,7 @@ int kvmx_pfx_create(mixed_cache *c) {
 void kvmx_pfx_destroy(mixed_cache *c) {
     if (!c->pfx) return;
     kvmx_pfx_evict(c, SIZE_MAX);
+    free(c->pfx->latest);
     free(c->pfx);
     c->pfx = NULL;
 }
@@ -203,7 +221,25 @@ static int snap_head_take(const mixed_cache *c, const head_t *hs, snap_head *sh,
     return PV_OK;
 }
 
-int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n) {
+/* With publish_latest: frees the sequence's previous such snapshot when
+ * the new one (its first len tokens, chain h) extends it, first, so that
+ * the pool's free lists hand its pages to the copy that follows instead of
+ * fresh memory (a decode snapshot of 2k mikv tokens was ~8 ms, mostly page
+ * faults: docs/PERFORMANCE.md). */
+static void replace_latest(mixed_cache *c, int seq, const uint64_t *h, const int32_t *tok, int len) {
+    kvmx_pfx *x = c->pfx;
+    kvmx_snap *o = x->latest[seq];
+    if (!o || o->n_tok >= len || h[o->n_tok / KVMX_PFX_BLOCK - 1] != o->hash ||
+        memcmp(o->tok, tok, sizeof *tok * (size_t)o->n_tok))
+        return;
+    disown(x, o);
+    lru_unlink(x, o);
+    x->n--;
+    x->bytes -= o->bytes;
+    snap_free(c, o);
+}
+
+int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n, int latest) {
     mixed_cache *c = impl;
     kvmx_pfx *x = c->pfx;
     int len = publishable(c, seq);
@@ -213,13 +249,15 @@ int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n) {
     if (!h) return PV_ENOMEM;
     chain(x->seed, tok, nb, h);
     uint64_t hash = h[nb - 1];
-    free(h);
     kvmx_snap *s = find(c, hash, tok, len);
     if (s) { /* the same prefix again: it is the newest now */
+        free(h);
         lru_unlink(x, s);
         lru_push_newest(x, s);
         return len;
     }
+    if (latest) replace_latest(c, seq, h, tok, len);
+    free(h);
     int nh = c->s.n_layers * c->s.n_kv_heads;
     s = calloc(1, sizeof *s);
     if (!s || !(s->tok = malloc(sizeof *tok * (size_t)len)) || !(s->h = calloc((size_t)nh, sizeof *s->h))) {
@@ -229,6 +267,7 @@ int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n) {
     memcpy(s->tok, tok, sizeof *tok * (size_t)len);
     s->hash = hash;
     s->n_tok = len;
+    s->owner = -1;
     for (int L = 0; L < c->s.n_layers; L++)
         for (int hh = 0; hh < c->s.n_kv_heads; hh++) {
             int rc = snap_head_take(c, head(c, seq, L, hh), &s->h[L * c->s.n_kv_heads + hh],
@@ -241,6 +280,10 @@ int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n) {
     lru_push_newest(x, s);
     x->n++;
     x->bytes += s->bytes;
+    if (latest) {
+        s->owner = seq;
+        x->latest[seq] = s;
+    }
     return len;
 }
 
@@ -292,6 +335,7 @@ int kvmx_pfx_attach(void *impl, int seq, const int32_t *tok, int n) {
         }
         c->len[(size_t)seq * c->s.n_layers + L] = best->n_tok;
     }
+    disown(x, best); /* in use: the publisher's next snapshot must not replace it */
     lru_unlink(x, best);
     lru_push_newest(x, best);
     return best->n_tok;
@@ -326,6 +370,7 @@ size_t kvmx_pfx_evict(void *impl, size_t bytes) {
     while (x->oldest && freed < bytes) {
         kvmx_snap *s = x->oldest;
         lru_unlink(x, s);
+        disown(x, s);
         freed += s->bytes;
         x->bytes -= s->bytes;
         x->n--;

@@ -168,9 +168,10 @@ static int rt_attach(void *impl, int seq, const int32_t *tok, int n) {
     return c ? kv_seq_prefix_attach(c, seq, tok, n) : 0;
 }
 
-static int rt_publish(void *impl, int seq, const int32_t *tok, int n) {
+static int rt_publish(void *impl, int seq, const int32_t *tok, int n, int latest) {
     kv_cache *c = sub_of(impl, seq);
-    return c ? kv_seq_prefix_publish(c, seq, tok, n) : 0;
+    if (!c) return 0;
+    return latest ? kv_seq_prefix_publish_latest(c, seq, tok, n) : kv_seq_prefix_publish(c, seq, tok, n);
 }
 
 static int rt_match(const void *impl, int seq, const int32_t *tok, int n) {

@@ -19,7 +19,9 @@
  * (the mixed cache) keeps snapshots of a sequence's whole state, which
  * exist only between calls at a block boundary: such a choice's prefill
  * ends one chunk at the last block boundary before its fill
- * (eng_prefix_cut) and publishes there (eng_prefix_chunk_done).
+ * (eng_prefix_cut) and publishes there (eng_prefix_chunk_done); while it
+ * generates it publishes at every block boundary of its answer, each
+ * snapshot replacing the one before (kv_seq_prefix_publish_latest).
  * Not on CUDA (the GPU cache has no blocks), not with --prefix-cache off,
  * not for requests with cache_prompt: false. */
 #include <stdint.h>
@@ -85,15 +87,21 @@ void eng_prefix_attach(eng_engine *e, const eng_job *j, eng_choice *c) {
     e->pfx_hits += got;
 }
 
-void eng_prefix_publish(eng_engine *e, eng_choice *c) {
+/* latest: a decode boundary's, which replaces the choice's previous one
+ * (kv_seq_prefix_publish_latest): the next turn resends the whole answer,
+ * so only the newest matters. */
+static void publish(eng_engine *e, eng_choice *c, int latest) {
     if (!c->pfx || c->slot < 0) return;
     kv_cache *kv = llm_ctx_kv(e->ctx);
     int n = kv_seq_pos(kv, c->slot);
     /* the tokens the cache holds: prompt + generated (c->prompt keeps every
      * sampled token after the prompt; the last one is not stored yet) */
     if (n > c->n_prompt + c->n_gen) n = c->n_prompt + c->n_gen;
-    if (n > 0) kv_seq_prefix_publish(kv, c->slot, c->prompt, n);
+    if (n > 0 && latest) kv_seq_prefix_publish_latest(kv, c->slot, c->prompt, n);
+    else if (n > 0) kv_seq_prefix_publish(kv, c->slot, c->prompt, n);
 }
+
+void eng_prefix_publish(eng_engine *e, eng_choice *c) { publish(e, c, 0); }
 
 /* The block boundary a snapshot policy publishes at: the last one before
  * the fill (the last token is always computed, for its logits). */
@@ -121,9 +129,10 @@ int eng_prefix_cut(eng_engine *e, const eng_job *j, const eng_choice *c) {
 void eng_prefix_chunk_done(eng_engine *e, const eng_job *j, eng_choice *c, int end) {
     if (!c->pfx || c->finished) return;
     if (kv_policy_is_plain(&j->p.policy) ? end == c->n_fill && c->n_fed == c->n_fill
-                                         : end > 0 && (end == snap_point(e, j, c) ||
-                                                       end == c->pfx_split || decode_boundary(e, c, end)))
-        eng_prefix_publish(e, c);
+                                         : end > 0 && (end == snap_point(e, j, c) || end == c->pfx_split))
+        publish(e, c, 0);
+    else if (!kv_policy_is_plain(&j->p.policy) && decode_boundary(e, c, end))
+        publish(e, c, 1);
 }
 
 size_t eng_prefix_shared(eng_engine *e) {

@@ -263,3 +263,67 @@ Test(kv_prefix_mixed, accounting_lru_eviction_and_refused_memory_lose_nothing) {
     cr_expect_eq(kv_pool_used(pool), 0);
     kv_pool_destroy(pool);
 }
+
+/* A sequence that publishes as it generates (kv_seq_prefix_publish_latest)
+ * keeps one snapshot of its answer: each replaces the one before when it
+ * extends it, the replaced one's pages are reused (the pool's free list), and
+ * nothing else is replaced — a prompt's snapshot, one another sequence
+ * attached, one whose tokens it does not extend, or one from before the
+ * sequence's reset. */
+Test(kv_prefix_mixed, a_generating_sequence_keeps_its_latest_snapshot_only) {
+    kv_pool *pool;
+    kv_cache *c = mixed(&pool, 0, SPECS[0], 3);
+    int32_t t[512], u[512];
+    tokens(t, 512, 3);
+    kv_prefix_stats st;
+    kv_pool_stats ps0, ps1;
+    call(c, 0, 0, BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish(c, 0, t, BLK), BLK, "the prompt's");
+    call(c, 0, BLK, 2 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, t, 2 * BLK), 2 * BLK);
+    call(c, 0, 2 * BLK, 3 * BLK, 0, NULL);
+    kv_pool_get_stats(pool, &ps0);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, t, 3 * BLK), 3 * BLK);
+    kv_pool_get_stats(pool, &ps1);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 2, "the prompt's and the latest (64 and 192), not the 128 one");
+    /* the replaced one held 128 of these 192 tokens: most pages are its */
+    cr_expect_gt(ps1.n_reused - ps0.n_reused, ps1.n_malloc - ps0.n_malloc, "pages from the replaced snapshot");
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t, 2 * BLK + 1), BLK, "128 was replaced: the prompt's");
+    kv_seq_reset(c, 1);
+    cr_expect_eq(kv_seq_prefix_attach(c, 1, t, 400), 3 * BLK);
+    /* attached: the publisher's next one must not replace it */
+    call(c, 0, 3 * BLK, 4 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, t, 4 * BLK), 4 * BLK);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 3, "64, 192 (attached) and 256");
+    kv_seq_reset(c, 1);
+    /* tokens that do not extend it (same length bound, another path): kept */
+    memcpy(u, t, sizeof u);
+    u[10]++;
+    call(c, 0, 4 * BLK, 5 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 5 * BLK), 5 * BLK);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 4, "256 stays: the 320 one is not its extension");
+    /* a reset starts over: the next lifetime replaces nothing of the last */
+    kv_seq_reset(c, 0);
+    call(c, 0, 0, BLK, 0, NULL);
+    call(c, 0, BLK, 2 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 2 * BLK), 2 * BLK);
+    call(c, 0, 2 * BLK, 3 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 3 * BLK), 3 * BLK);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 5, "the old lifetime's four, and this one's latest");
+    kv_seq_reset(c, 0);
+    /* eviction of a sequence's latest: its next publish replaces nothing */
+    cr_expect_eq(kv_prefix_evict(c, SIZE_MAX), st.bytes);
+    cr_expect_eq(kv_pool_used(pool), 0, "bytes left after a flush");
+    call(c, 2, 0, BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 2, t, BLK), BLK);
+    cr_expect_eq(kv_prefix_evict(c, SIZE_MAX) > 0, 1);
+    call(c, 2, BLK, 2 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 2, t, 2 * BLK), 2 * BLK, "no stale pointer followed");
+    kv_seq_reset(c, 2);
+    kv_destroy(c);
+    kv_pool_destroy(pool);
+}

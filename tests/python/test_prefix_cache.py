@@ -131,6 +131,34 @@ def test_compressed_policy_snapshots_hit_and_repeat_the_cold_output():
         srv.stop()
 
 
+def test_compressed_policy_keeps_one_snapshot_of_an_answer():
+    """mikv while it generates: a snapshot at every 64-token boundary of the
+    answer (the next turn of a chat resends it), each replacing the one
+    before (kv_seq_prefix_publish_latest): after 250 tokens the cache holds
+    the prompt's snapshot and the answer's latest, not one per boundary, and
+    the answer's is what a request resending it attaches."""
+    srv = default_server("--ctx", "1024", "--max-batch", "2")
+    try:
+        prompt = "Ledger eight. " + PARA * 5
+        st, _, raw = srv.request("POST", "/v1/completions",
+                                 {"prompt": prompt, "max_tokens": 250, "temperature": 0,
+                                  "ignore_eos": True, "kv_policy": "mikv"}, timeout=300)
+        assert st == 200, raw
+        o = json.loads(raw)
+        n, text = o["usage"]["prompt_tokens"], o["choices"][0]["text"]
+        assert o["usage"]["completion_tokens"] == 250
+        # the cache held n + 249 tokens; boundaries past the prompt: at least 3
+        assert (n + 249) // BLOCK - n // BLOCK >= 3, n
+        m = idle(srv)
+        assert m["pivot:prefix_cache_blocks"] == 2, m["pivot:prefix_cache_blocks"]
+        # the answer resent: its latest snapshot, past every replaced one
+        complete(srv, prompt + text + " And then?", n=2, kv_policy="mikv")
+        got = LAST["usage"]["prompt_tokens_details"]["cached_tokens"]
+        assert got > BLOCK * (n // BLOCK) + 2 * BLOCK, (got, n)
+    finally:
+        srv.stop()
+
+
 def test_multi_turn_chat_reuses_the_history(on, off):
     def chat(srv, turns):
         c = openai.OpenAI(base_url=srv.base + "/v1", api_key="x", max_retries=0)
