@@ -235,8 +235,10 @@ int kv_seq_prefix_publish(kv_cache *c, int seq, const int32_t *tok, int n);
  * since its last reset, when the new one extends it and no sequence
  * attached it, so an answer leaves one snapshot (its latest), not one per
  * block, and the replaced one's pages go to the new one. Entries published
- * with kv_seq_prefix_publish (a prompt's) are never replaced. The plain
- * cache shares blocks by reference and keeps them all, as before. */
+ * with kv_seq_prefix_publish (a prompt's) are never replaced. The replaced
+ * entry is freed before the copy, so a copy the pool refuses loses both
+ * (PV_ENOMEM; the sequence's own state is untouched). The plain cache
+ * shares blocks by reference and keeps them all, as before. */
 int kv_seq_prefix_publish_latest(kv_cache *c, int seq, const int32_t *tok, int n);
 /* The longest run of whole blocks (at most n - 1 tokens) that tok[0..n)
  * shares with the tokens of any cached entry, whether or not that entry

@@ -269,9 +269,9 @@ _Static_assert(KVL_PAGE % KEY_RUN == 0, "a key run never crosses a page");
  * scores sc[g*M + t] = q_g · key t, or out += Σ_t a[g*M + t]·value t
  * (tier_dotn_span: the records [from, to) of the n the walk reads). The
  * key walk asks, a slice at a time, for the next page's keys (NTA: read by
- * the next call) and values (into L2: the value walk that follows the
- * softmax then finds them there instead of waiting on DRAM a page at a
- * time). Keys into L2 as well measured no better (docs/PERFORMANCE.md).
+ * the next call) and values (into L2: the value kernel that reads them
+ * after the scores, lo_walk's for the page or a whole tier's value walk,
+ * then finds them there instead of waiting on DRAM a page at a time). Keys into L2 as well measured no better (docs/PERFORMANCE.md).
  * The value walk still asks for its next page: cheap when it is in L2. */
 static void tier_dotn_span(const kvq_kernels *k, const tier *t, const tfmt *f, int from, int to, int n,
                            const float *q, const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
@@ -472,7 +472,10 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
     }
     const int nhv = hi_visible(hi, &c->fhi, p), nl = lo_visible(hs, p, nhv);
     const int n_vis = nhv + nl;
-    if (qlo == oi && nl) { /* a rotated query is oi (rot_rows), which the walk writes as it reads */
+    const lo_fmt *lf = lo_of(c, hs);
+    /* a rotated query is oi (rot_rows), which the walk writes while a key
+     * kernel without a prepared query still reads it */
+    if (qlo == oi && nl && !lf->kk.wants_prep) {
         memcpy(s->qb, qi, sizeof(float) * hd * gq);
         qlo = s->qb;
     }
@@ -481,7 +484,6 @@ static void attend_query(const mixed_cache *c, head_t *hs, int p, const float *q
      * scaled; the high tier's preparation is reused when both tiers meet
      * the same query and group) with the high tier's maximum to start;
      * c->rows is AVX-512, AVX2 or portable C */
-    const lo_fmt *lf = lo_of(c, hs);
     if (nl && lf->kk.wants_prep && !(hi_prepped && qhi == qlo)) prep_scaled(c, qlo, gq, scale, &s->qp);
     for (int g = 0; g < gq; g++) {
         mx[g] = c->rows.max_row(s->sc + (size_t)g * M, nhv);

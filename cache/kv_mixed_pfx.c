@@ -218,14 +218,14 @@ static int snap_head_take(const mixed_cache *c, const head_t *hs, snap_head *sh,
     if (!rc) rc = copy_pages(c->s.pool, sh->pg + nhi, hs->lo.pages, nlo, lo_of(c, hs)->page, acc);
     if (rc) return rc;
     return hs->bal ? bal_dup(c, hs->bal, &sh->bal, acc) : PV_OK;
-    return PV_OK;
 }
 
 /* With publish_latest: frees the sequence's previous such snapshot when
  * the new one (its first len tokens, chain h) extends it, first, so that
  * the pool's free lists hand its pages to the copy that follows instead of
  * fresh memory (a decode snapshot of 2k mikv tokens was ~8 ms, mostly page
- * faults: docs/PERFORMANCE.md). */
+ * faults: docs/PERFORMANCE.md). Should the copy then be refused, both are
+ * gone: a cache entry lost, never a sequence's state. */
 static void replace_latest(mixed_cache *c, int seq, const uint64_t *h, const int32_t *tok, int len) {
     kvmx_pfx *x = c->pfx;
     kvmx_snap *o = x->latest[seq];
@@ -252,6 +252,7 @@ int kvmx_pfx_publish(void *impl, int seq, const int32_t *tok, int n, int latest)
     kvmx_snap *s = find(c, hash, tok, len);
     if (s) { /* the same prefix again: it is the newest now */
         free(h);
+        if (!latest) disown(x, s); /* published plainly too: never replaced */
         lru_unlink(x, s);
         lru_push_newest(x, s);
         return len;

@@ -101,7 +101,8 @@ static void publish(eng_engine *e, eng_choice *c, int latest) {
     else if (n > 0) kv_seq_prefix_publish(kv, c->slot, c->prompt, n);
 }
 
-void eng_prefix_publish(eng_engine *e, eng_choice *c) { publish(e, c, 0); }
+/* At finish or preemption: past the prompt it is the answer's latest. */
+void eng_prefix_publish(eng_engine *e, eng_choice *c) { publish(e, c, c->n_gen > 0); }
 
 /* The block boundary a snapshot policy publishes at: the last one before
  * the fill (the last token is always computed, for its logits). */

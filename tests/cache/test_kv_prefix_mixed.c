@@ -305,15 +305,19 @@ Test(kv_prefix_mixed, a_generating_sequence_keeps_its_latest_snapshot_only) {
     cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 5 * BLK), 5 * BLK);
     kv_prefix_get_stats(c, &st);
     cr_expect_eq(st.blocks, 4, "256 stays: the 320 one is not its extension");
-    /* a reset starts over: the next lifetime replaces nothing of the last */
+    /* a reset starts over: the next lifetime replaces nothing of the last,
+     * not even the latest (320 tokens of u) that its own one extends */
     kv_seq_reset(c, 0);
-    call(c, 0, 0, BLK, 0, NULL);
-    call(c, 0, BLK, 2 * BLK, 0, NULL);
-    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 2 * BLK), 2 * BLK);
-    call(c, 0, 2 * BLK, 3 * BLK, 0, NULL);
-    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 3 * BLK), 3 * BLK);
+    call(c, 0, 0, 6 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 6 * BLK), 6 * BLK);
     kv_prefix_get_stats(c, &st);
     cr_expect_eq(st.blocks, 5, "the old lifetime's four, and this one's latest");
+    /* published plainly as well: no longer the sequence's to replace */
+    cr_expect_eq(kv_seq_prefix_publish(c, 0, u, 6 * BLK), 6 * BLK);
+    call(c, 0, 6 * BLK, 7 * BLK, 0, NULL);
+    cr_expect_eq(kv_seq_prefix_publish_latest(c, 0, u, 7 * BLK), 7 * BLK);
+    kv_prefix_get_stats(c, &st);
+    cr_expect_eq(st.blocks, 6, "the 384 one stays beside the 448 one");
     kv_seq_reset(c, 0);
     /* eviction of a sequence's latest: its next publish replaces nothing */
     cr_expect_eq(kv_prefix_evict(c, SIZE_MAX), st.bytes);

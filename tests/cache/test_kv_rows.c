@@ -44,7 +44,7 @@ Test(kv_rows, softmax_steps_match_float64) {
                     /* about a quarter of the keys are past the query, never the first */
                     pos[t] = t > 0 && frand(&r) > 0.5f ? p + 1 + t : p - t;
                 }
-                /* masked entries are -inf (exp_row's contract), the rest scaled */
+                /* masked entries are -inf (exp_sum's contract), the rest scaled */
                 for (int t = 0; t < n; t++) x[t] = pos[t] <= p ? x0[t] : -INFINITY;
                 tb[ti].scale_row(x, n, scale);
                 double mx = -INFINITY, sum = 0;
