@@ -194,9 +194,11 @@ static void call(kv_cache *c, int seq, const int32_t *tok, int from, int to) {
 
 /* The mixed cache's snapshots under the same random life: prefills that
  * end a call at the prompt's last block boundary and publish there, decode
- * steps, resets, evictions. The books hold after every step (a snapshot's
- * pages are all the cache's: pool = sequences + snapshots), attaches are
- * whole blocks below n, and everything goes back at the end. */
+ * steps that publish at block boundaries (mostly each replacing the last:
+ * kv_seq_prefix_publish_latest), resets, evictions. The books hold after
+ * every step (a snapshot's pages are all the cache's: pool = sequences +
+ * snapshots), attaches are whole blocks below n, and everything goes back
+ * at the end. */
 Test(kv_prefix_random, mixed_snapshots_keep_the_books) {
     for (uint64_t seed = 1; seed <= 2; seed++) {
         uint64_t r = seed;
@@ -228,11 +230,14 @@ Test(kv_prefix_random, mixed_snapshots_keep_the_books) {
                 call(c, s, tok[s], a, n);
                 len[s] = n;
             } else if (op < 4 && len[s] + 20 < CTX) {
-                for (int i = 0; i < 8; i++, len[s]++) {
+                /* up to 72 tokens: a sequence crosses several boundaries in a lifetime */
+                for (int i = 0, k = 8 + 32 * rnd(&r, 3); i < k && len[s] + 1 < CTX; i++, len[s]++) {
                     tok[s][len[s]] = rnd(&r, 3);
                     call(c, s, tok[s], len[s], len[s] + 1);
-                    if ((len[s] + 1) % 64 == 0)
-                        cr_assert_geq(kv_seq_prefix_publish(c, s, tok[s], len[s] + 1), 0);
+                    if ((len[s] + 1) % 64 == 0) /* mostly as the engine does; a plain one at times */
+                        cr_assert_geq(rnd(&r, 4) ? kv_seq_prefix_publish_latest(c, s, tok[s], len[s] + 1)
+                                                 : kv_seq_prefix_publish(c, s, tok[s], len[s] + 1),
+                                      0);
                 }
             } else if (op < 7) {
                 kv_seq_reset(c, s);
