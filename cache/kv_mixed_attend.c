@@ -42,7 +42,7 @@ static size_t blk_bytes(const kv_shape *s) {
 
 size_t kvmx_scratch_bytes(const kv_shape *s, int gq, int blk) {
     size_t M = (size_t)s->max_ctx, hd = (size_t)s->head_dim;
-    return sizeof(float) * (gq * M + gq * hd + 2 * hd + (gq > 2 ? gq : 2) + 2 * gq) + M * (4 + 4 + 4 + 4 + 16) +
+    return sizeof(float) * (gq * M + gq * hd + 2 * hd + 2 * gq) + M * (4 + 4 + 4 + 4 + 16) +
            64 + kvq_qprep_bytes(gq, s->head_dim, 8) + (blk ? blk_bytes(s) : 0);
 }
 
@@ -55,7 +55,7 @@ scratch_t kvmx_scratch_for(const mixed_cache *c, int thread) {
     s.sc = (float *)(void *)b;
     s.qb = s.sc + c->gq * M;
     s.tmp = s.qb + c->gq * hd;
-    s.run = s.tmp + 2 * hd + (c->gq > 2 ? c->gq : 2);
+    s.run = s.tmp + 2 * hd;
     s.csc = s.run + 2 * c->gq;
     s.cand = (int *)(void *)(s.csc + M);
     s.cpos = (int32_t *)(s.cand + M);
@@ -271,8 +271,9 @@ _Static_assert(KVL_PAGE % KEY_RUN == 0, "a key run never crosses a page");
  * key walk asks, a slice at a time, for the next page's keys (NTA: read by
  * the next call) and values (into L2: the value kernel that reads them
  * after the scores, lo_walk's for the page or a whole tier's value walk,
- * then finds them there instead of waiting on DRAM a page at a time). Keys into L2 as well measured no better (docs/PERFORMANCE.md).
- * The value walk still asks for its next page: cheap when it is in L2. */
+ * then finds them there instead of waiting on DRAM a page at a time). Keys
+ * into L2 as well measured no better (docs/PERFORMANCE.md). A whole tier's
+ * value walk (tier_axpyn) still asks for its next page: cheap in L2. */
 static void tier_dotn_span(const kvq_kernels *k, const tier *t, const tfmt *f, int from, int to, int n,
                            const float *q, const kvq_qprep *qp, int gq, const mixed_cache *c, float *sc) {
     for (int t0 = from; t0 < to; t0 += KEY_RUN) {
@@ -424,8 +425,8 @@ static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos
  * summed into sm[g], both rescaled when a page raises the maximum. With a
  * key walk and then a value walk, the next pages were asked for during the
  * key walk only, whose prefetches then waited for line fill buffers while
- * the value walk asked DRAM for nothing (docs/PERFORMANCE.md, "Issue 17,
- * 2026-12-07 (19:00"); a page's keys and values together spread the
+ * the value walk asked DRAM for nothing (docs/PERFORMANCE.md, "one walk
+ * over the low tier's pages"); a page's keys and values together spread the
  * requests over all of the walk's arithmetic. */
 static void lo_walk(const mixed_cache *c, const head_t *hs, int nhv, int nl, const float *qlo, scratch_t *s,
                     float scale, float *mx, float *sm, float *oi) {
