@@ -336,8 +336,17 @@ static void lo_fmt_init(mixed_cache *c, int L, int h, int force_scalar) {
     lf->page = KVL_PAGE * kvl_lo_token_bytes(p, hd, L, h);
     kvq_kernels_for(lf->kbits ? lf->kbits : 16, hd, lf->f.group, force_scalar, &lf->kk);
     kvq_kernels_for(lf->kbits ? lf->vbits : 16, hd, lf->f.group, force_scalar, &lf->kv);
-    if (c->blk_kind == KVB_AVX512 && lf->kbits)
+    if (c->blk_kind == KVB_AVX512 && lf->kbits) {
         use_avx512_runs(&lf->kk, lf->kbits, &lf->kv, lf->vbits, hd, lf->f.group);
+        /* 4-bit keys the AVX-512 transposed kernel reads: stored transposed
+         * in blocks of 16 (kv_kblk.h), 1.4x faster per record (bench/
+         * bench_kq_dotn, bit-identical) */
+        kvq_dotn_fn db = lf->kk.dotn512 ? kvq_avx512_dotb(lf->kbits, hd, lf->f.group, c->gq) : NULL;
+        if (db) {
+            lf->kk.dotn = db;
+            lf->kblk = 1;
+        }
+    }
 }
 
 int kv_create_mixed_opt(const kv_shape *s, const kv_policy *p, int force_scalar, kv_cache **out) {
@@ -454,7 +463,13 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
         out->score = kvmx_hi_score(c, hs, i, x);
         free(x);
     }
-    if (out->k) kvq_decode(t_k(t, rec, i), hd, bits, rec->group, out->k);
+    if (out->k && low && lf->kblk) {
+        uint8_t r[KVKB_REC_MAX];
+        lo_key_get(lf, t, i, r, hd);
+        kvq_decode(r, hd, bits, rec->group, out->k);
+    } else if (out->k) {
+        kvq_decode(t_k(t, rec, i), hd, bits, rec->group, out->k);
+    }
     if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, rec->group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
     out->rotated = c->rot != NULL;

@@ -231,7 +231,8 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                       * sees its first lo_visible records, the same count for all
                       * (every low position is below pos0: the call's own tokens
                       * were encoded high) */
-                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, lf->f.group, qlo, lo_n, 0}},
+                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, lf->f.group, qlo, lo_n, 0,
+                      lf->kblk}},
             .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd,
             .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,

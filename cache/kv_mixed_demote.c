@@ -43,7 +43,13 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     /* FP16 high keys are raw; INT8 ones are balanced already. */
     if (c->need_bal && p->hi_bits == 16)
         for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, t_k(&hs->lo, &lf->f, slot));
+    if (lf->kblk) { /* a record, then into its block */
+        uint8_t rec[KVKB_REC_MAX];
+        kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, rec);
+        lo_key_put(lf, &hs->lo, slot, rec, hd);
+    } else {
+        kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, t_k(&hs->lo, &lf->f, slot));
+    }
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, c->fhi.group, x);
     kvq_encode_clip(x, hd, lf->vbits, lf->f.group, lf->vfloor, t_v(&hs->lo, &lf->f, slot));
 }
@@ -66,7 +72,7 @@ static int demote_merge(const mixed_cache *c, const kv_policy *p, head_t *hs, in
     int j = k - 1, w = hs->lo.n + k - 1;
     for (; j >= 0; w--) {
         if (i >= 0 && lpos > *t_pos(&hs->hi, &c->fhi, s->vict[j])) {
-            memcpy(t_k(&hs->lo, &lf->f, w), t_k(&hs->lo, &lf->f, i), lf->f.krec);
+            lo_key_move(lf, &hs->lo, w, i, c->s.head_dim);
             memcpy(t_v(&hs->lo, &lf->f, w), t_v(&hs->lo, &lf->f, i), lf->f.vrec);
             if (--i >= 0) lpos = prev_low(c, hs, lpos, &h);
         } else {

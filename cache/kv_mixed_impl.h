@@ -7,8 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kv.h"
+#include "kv_kblk.h"
 #include "kv_layout.h"
 #include "kv_pool.h"
 #include "kv_quant.h"
@@ -57,6 +59,9 @@ typedef struct {
     size_t page;
     int kbits, vbits; /* 0 without a low tier */
     float kfloor, vfloor; /* kvq_encode_clip's floors (kv_policy_clip_floors) */
+    int kblk; /* the key records are stored in blocks of 16 (kv_kblk.h) for
+               * kk.dotn = kvq_avx512_dotb: read and write them through
+               * lo_key_get / lo_key_put */
     kvq_kernels kk, kv; /* keys, values */
 } lo_fmt;
 
@@ -108,6 +113,31 @@ static inline int32_t *t_pos(const tier *t, const tfmt *f, int i) {
 static inline uint8_t *t_state(const tier *t, const tfmt *f, int i) {
     return t->pages[i / KVL_PAGE] + (size_t)KVL_PAGE * (f->krec + f->vrec + f->pb) +
            (size_t)(i % KVL_PAGE) * f->sb;
+}
+
+/* Low-tier key record i of hs (lf: its format) into rec (lf->f.krec bytes),
+ * from a block when the keys are blocked; lo_key_put writes one back. The
+ * one place the two layouts differ for every reader and writer but the
+ * decode walk's kernel. */
+static inline void lo_key_get(const lo_fmt *lf, const tier *t, int i, uint8_t *rec, int hd) {
+    if (lf->kblk)
+        kvkb_get(t_k(t, &lf->f, i - i % KVKB_TOKENS), i % KVKB_TOKENS, rec, hd, lf->f.group);
+    else
+        memcpy(rec, t_k(t, &lf->f, i), lf->f.krec);
+}
+static inline void lo_key_put(const lo_fmt *lf, tier *t, int i, const uint8_t *rec, int hd) {
+    if (lf->kblk)
+        kvkb_put(t_k(t, &lf->f, i - i % KVKB_TOKENS), i % KVKB_TOKENS, rec, hd, lf->f.group);
+    else
+        memcpy(t_k(t, &lf->f, i), rec, lf->f.krec);
+}
+/* Low-tier key record i to slot w of the same tier (a demotion's merge). */
+static inline void lo_key_move(const lo_fmt *lf, tier *t, int w, int i, int hd) {
+    if (lf->kblk)
+        kvkb_move(t_k(t, &lf->f, w - w % KVKB_TOKENS), w % KVKB_TOKENS, t_k(t, &lf->f, i - i % KVKB_TOKENS),
+                  i % KVKB_TOKENS, hd, lf->f.group);
+    else
+        memcpy(t_k(t, &lf->f, w), t_k(t, &lf->f, i), lf->f.krec);
 }
 
 /* The rotation signs of (layer, KV head); NULL when the policy has none. */

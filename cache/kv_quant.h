@@ -119,6 +119,11 @@ void kvq_kernels_for(int bits, int d, int group, int force_scalar, kvq_kernels *
  * the int16 query of dotn); the mixed cache uses them where it uses its
  * AVX-512 block kernel. */
 kvq_dotn_fn kvq_avx512_dotn(int bits, int d, int group);
+/* The same key kernel over blocked keys (kv_kblk.h; rec0 a block's first
+ * record, stride the record bytes, n tokens of whole blocks from there),
+ * bit-identical to kvq_avx512_dotn's over the same records; NULL where the
+ * CPU, the shape (kvkb_ok) or gq query heads do not take it. */
+kvq_dotn_fn kvq_avx512_dotb(int bits, int d, int group, int gq);
 /* kvq_prep's rounding of one row (q16 = round(q·inv), its bytes) on
  * AVX-512, bit-identical; returns 0 (nothing written) when the CPU or d
  * (a multiple of 16) does not allow it. */

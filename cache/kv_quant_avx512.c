@@ -26,13 +26,12 @@
 #include <string.h>
 
 #include "kv_quant.h"
+#include "kv_quant512.h"
 #include "kv_simd.h"
 
 /* VNNI too: the mixed cache takes these kernels only at the AVX512VNNI
  * level (kv_mixed.c: with the AVX-512 block kernel), and vpdpwssd is the
  * int16 multiply-add with the accumulate folded in. */
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
-#define MAXD 512 /* head_dim the kernels take */
 #define MAXG 64  /* groups per record */
 #define ROWS 6   /* query heads per register pass in axpyn */
 
@@ -187,7 +186,6 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512(const uint8_t 
  * weights <= 32767 summed over 32 tokens stay inside int32. */
 #define IB 32
 #define IROWS 16 /* query heads whose weights are prepared at once */
-#define IMAXG 8  /* groups per record (the weights: IMAXG x IROWS x IB int16 on the stack) */
 #define STAGE_D 128 /* head_dim up to which axpyn512i stages a block's int16 pairs (8 KB) */
 
 /* Codes of channels c0..c0+63 (c0 % 64 == 0) of one record as 64 bytes in
@@ -219,14 +217,6 @@ AVX512 __attribute__((always_inline)) static inline __m512i codes64(const uint8_
     return w;
 }
 
-/* The shapes codes64 and the integer kernel take: 64-channel passes, plane
- * sizes above, and groups of a multiple of 32 channels (each accumulator
- * below holds channels of one 32-channel half, so of one group). */
-static int axpy_int_ok(int bits, int d, int group) {
-    const int pb = bits == 3 ? 2 : bits, nbp = d * pb / 8;
-    return d % 64 == 0 && (nbp == 16 || nbp == 32 || nbp % 64 == 0) && group % 32 == 0 &&
-           d % group == 0 && d / group <= IMAXG && (bits == 2 || bits == 3 || bits == 4 || bits == 8);
-}
 
 /* acc += vpdpwssd(P, x), the accumulator tied to the instruction's
  * destination. Through the intrinsic GCC copied every accumulator of
@@ -390,25 +380,6 @@ AVX512 __attribute__((always_inline)) static inline void axpyn512i(const uint8_t
  * 256·hi + lo, hi signed, lo unsigned), and a group's sum is 256·Σ code·hi + Σ lo·code:
  * the same integer as dotn512's (|sums| < 2^31 for codes <= 15 over 512
  * channels), scaled in the same order, so the scores are bit-identical. */
-/* Where dotn512t is the faster (bench/bench_kq_dotn.c: one thread, best of
- * 201 alternated runs, head_dim and group constants as KVS_SHAPES makes
- * them): its transpose is shared by the query heads and saves dotn512 one
- * tree per group and head, so it wins with two or more groups per record
- * (64/32, 4-bit, three heads 2.3x; 128/64 1.4x at one head, 2.0x at four)
- * and at head_dim 64 with one group (mikv's 64/64: 1.42x over 1,000
- * records, 1.25x over a 32-token page), and loses with one 128-channel
- * group (0.9x at four heads, 0.8x at eight). */
-/* Where dotn512t sums a group in 4 independent vpdpbusd chains
- * (group_dot4): one 64-channel group's 16 dependent ones wait on their
- * latency, but the extra accumulators spill next to head_dim 128's 32 dword
- * vectors and cost more than they save with two groups per record
- * (bench_kq_dotn, 3 heads, 1,000 records: 64/64 1.81 -> 1.46 us; 64/32
- * 2.98 -> 3.77 with 2 chains; 128/64 4.81 -> 9.19 with 4). */
-#define CHAINS4(d, g) ((d) <= 64 && (g) >= 64)
-#define TMAXQ 16 /* the most query heads per KV head the pick was measured with */
-static int dotn_t_ok(int bits, int d, int group, int gq) {
-    return bits != 8 && gq <= TMAXQ && axpy_int_ok(bits, d, group) && (d == 64 || group < d);
-}
 
 /* r[k] lane u <- dword k of r[u], 16 x 16 (four shuffle stages). */
 AVX512 __attribute__((always_inline)) static inline void transpose16(__m512i *r) {
@@ -435,24 +406,6 @@ AVX512 __attribute__((always_inline)) static inline void transpose16(__m512i *r)
     }
 }
 
-/* One group's integer sum over dwords k0..k1 of the transposed codes T,
- * 256·Σ code·hi + Σ lo·code, in 4 chains (CHAINS4); int32 sums are exact
- * in any order, so it equals the one-chain loop in dotn512t bit for bit. */
-AVX512 __attribute__((always_inline)) static inline __m512i group_dot4(const __m512i *T, const int8_t *h,
-                                                                      const uint8_t *l, int k0, int k1) {
-    __m512i ah[4], al[4];
-    for (int j = 0; j < 4; j++) ah[j] = al[j] = _mm512_setzero_si512();
-    for (int k = k0; k < k1; k++) {
-        int32_t bh, bl;
-        memcpy(&bh, h + 4 * k, 4);
-        memcpy(&bl, l + 4 * k, 4);
-        ah[k % 4] = _mm512_dpbusd_epi32(ah[k % 4], T[k], _mm512_set1_epi32(bh));
-        al[k % 4] = _mm512_dpbusd_epi32(al[k % 4], _mm512_set1_epi32(bl), T[k]);
-    }
-    const __m512i sh = _mm512_add_epi32(_mm512_add_epi32(ah[0], ah[1]), _mm512_add_epi32(ah[2], ah[3]));
-    const __m512i sl = _mm512_add_epi32(_mm512_add_epi32(al[0], al[1]), _mm512_add_epi32(al[2], al[3]));
-    return _mm512_add_epi32(_mm512_slli_epi32(sh, 8), sl);
-}
 
 AVX512 __attribute__((always_inline)) static inline void
 dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
@@ -471,32 +424,7 @@ dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq,
         }
         for (int gi = 0; gi < ng; gi++)
             scale_zero16(rec0 + (size_t)t0 * stride, stride, cnt, nb, gi, sz8, bits, &s[gi], &z[gi]);
-        for (int r = 0; r < gq; r++) {
-            const int8_t *h = qp->qhi + (size_t)r * d; /* kvq_prep's byte split of q16 */
-            const uint8_t *l = qp->qlo + (size_t)r * d;
-            __m512 f = _mm512_setzero_ps();
-            for (int gi = 0; gi < ng; gi++) {
-                __m512i sum;
-                if (CHAINS4(d, group)) {
-                    sum = group_dot4(T, h, l, gi * group / 4, (gi + 1) * group / 4);
-                } else { /* one chain, spelled out: inside group_dot4's form GCC kept the arrays in memory */
-                    __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
-                    for (int k = gi * group / 4; k < (gi + 1) * group / 4; k++) {
-                        int32_t bh, bl;
-                        memcpy(&bh, h + 4 * k, 4);
-                        memcpy(&bl, l + 4 * k, 4);
-                        ah = _mm512_dpbusd_epi32(ah, T[k], _mm512_set1_epi32(bh));
-                        al = _mm512_dpbusd_epi32(al, _mm512_set1_epi32(bl), T[k]);
-                    }
-                    sum = _mm512_add_epi32(_mm512_slli_epi32(ah, 8), al);
-                }
-                f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), s[gi], f);
-            }
-            __m512 res = _mm512_mul_ps(f, _mm512_set1_ps(qp->qs[r]));
-            for (int gi = 0; gi < ng; gi++)
-                res = _mm512_fmadd_ps(z[gi], _mm512_set1_ps(qp->qsum[(size_t)r * ng + gi]), res);
-            _mm512_mask_storeu_ps(sc + (size_t)r * scs + t0, (__mmask16)((1u << cnt) - 1), res);
-        }
+        heads_dot(T, s, z, qp, gq, d, group, sc, scs, t0, cnt);
     }
 }
 
@@ -546,11 +474,6 @@ WRAP(4)
 WRAP(3)
 WRAP(2)
 
-static int cpu_ok(void) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
 
 /* kvq_prep's int16 query and its byte split, 16 channels per step: the
  * same product q·inv rounded to nearest even by vcvtps2dq as lrintf does
@@ -591,3 +514,4 @@ kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group) {
         return bits == 8 ? axpyn512i_q8 : bits == 4 ? axpyn512i_q4 : bits == 3 ? axpyn512i_q3 : axpyn512i_q2;
     return bits == 8 ? axpyn512_q8 : bits == 4 ? axpyn512_q4 : bits == 3 ? axpyn512_q3 : bits == 2 ? axpyn512_q2 : NULL;
 }
+

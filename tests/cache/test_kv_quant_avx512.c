@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kv_kblk.h"
 #include "kv_layout.h"
 #include "../test_rand.h"
 
@@ -74,6 +75,70 @@ Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
                 }
         }
     cr_assert_eq(checked, 7 * 6 * 6 * 5);
+}
+
+/* The key kernel over blocked records (kv_kblk.h) against dotn512t over
+ * the same records as they are: the same bits for every shape the blocks
+ * take, both side formats, 1 to 16 heads, runs of part of a block, one
+ * block and more; slots of a block past the run hold garbage and must
+ * change nothing. A block whose words come in another nibble order or
+ * whose scales sit elsewhere fails it. */
+AVX512 static void ref_t(const uint8_t *rec, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
+                         int sz8, float *sc, size_t scs) {
+    dotn512t(rec, stride, n, qp, gq, d, group, sc, scs, 4, sz8);
+}
+
+Test(kv_quant_avx512, blocked_key_kernel_is_bit_identical) {
+    if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
+    enum { NT = 41, NB = 48, MD = 512, MQ = TMAXQ };
+    static uint8_t recs[NT * 768], blks[NB * 768];
+    static float x[MD], q[MQ * MD], s0[MQ * NT], s1[MQ * NT];
+    static char qmem[MQ * MD * 8] __attribute__((aligned(64)));
+    const int shapes[][2] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {256, 64}, {512, 64}};
+    const int heads[] = {1, 3, 4, 8, MQ}, runs[] = {1, 15, 16, 17, 32, NT};
+    unsigned r = 11;
+    int checked = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int f = 0; f < 2; f++) {
+            const int d = shapes[si][0], G = shapes[si][1], sz8 = f ? KVQ_SZ8 : 0;
+            cr_assert(kvkb_ok(4, d, G | sz8), "d %d group %d", d, G);
+            const size_t rec = kvl_rec_bytes(4, d, G | sz8);
+            memset(blks, 0xA5, sizeof blks);
+            for (int t = 0; t < NT; t++) {
+                for (int i = 0; i < d; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0) + (t % 7 == 0 ? 5 : 0);
+                kvq_encode(x, d, 4, G | sz8, recs + t * rec);
+                kvkb_put(blks + (size_t)(t / 16 * 16) * rec, t % 16, recs + t * rec, d, G | sz8);
+            }
+            for (int hi = 0; hi < 5; hi++)
+                for (int ri = 0; ri < 6; ri++) {
+                    const int gq = heads[hi], n = runs[ri];
+                    for (int i = 0; i < gq * d; i++) q[i] = frand(&r) * (i % d == 5 ? 30.0f : 1.0f);
+                    kvq_qprep qp;
+                    kvq_qprep_init(&qp, qmem, gq, d, G);
+                    kvq_prep(q, gq, d, G, &qp);
+                    for (int i = 0; i < MQ * NT; i++) s0[i] = 1.0f, s1[i] = 2.0f;
+                    ref_t(recs, rec, n, &qp, gq, d, G, sz8, s0, NT);
+                    kvq_dotn_fn db = kvq_avx512_dotb(4, d, G | sz8, gq); /* the cache's entry point */
+                    cr_assert_not_null(db, "d %d group %d heads %d", d, G, gq);
+                    db(blks, rec, n, NULL, &qp, gq, d, G | sz8, s1, NT);
+                    for (int g = 0; g < gq; g++)
+                        for (int t = 0; t < NT; t++) {
+                            const float *a = &s0[g * NT + t], *c = &s1[g * NT + t];
+                            if (t < n)
+                                cr_assert(memcmp(c, a, 4) == 0, "d %d group %d sz8 %d heads %d run %d: head %d token %d %.9g vs %.9g",
+                                          d, G, sz8, gq, n, g, t, *c, *a);
+                            else
+                                cr_assert(*c == 2.0f, "d %d run %d: token %d written", d, n, t);
+                        }
+                    checked++;
+                }
+        }
+    cr_assert_eq(checked, 6 * 2 * 5 * 6);
+    /* 4-bit keys the transposed kernel takes, nothing else */
+    cr_assert_not_null(kvq_avx512_dotb(4, 64, 64 | KVQ_SZ8, 3));
+    cr_assert_null(kvq_avx512_dotb(3, 64, 64, 3), "3-bit keys are not blocked");
+    cr_assert_null(kvq_avx512_dotb(4, 96, 32, 3), "head_dim not a multiple of 64");
+    cr_assert_null(kvq_avx512_dotb(4, 128, 128, 4), "where dotn512 is the faster kernel, no blocks");
 }
 
 /* The pick: the transposed kernel where it is the faster (dotn_t_ok's
