@@ -16,8 +16,9 @@
  *     token u's at u * kvq_sz_bytes, the record's own bytes unchanged.
  * A page of KVL_PAGE tokens holds KVL_PAGE / 16 blocks where the records
  * were. Only the key side of a low tier whose format kvkb_ok takes, and
- * only when the cache runs the AVX-512 kernels (kv_mixed.c decides; every
- * other reader goes through kvkb_get). */
+ * only where decode and prompts both run the AVX-512 run kernels
+ * (kv_mixed.c decides; kvmx_blocks_run_ok); every other reader goes
+ * through kvkb_get. */
 #ifndef PIVOT_KV_KBLK_H
 #define PIVOT_KV_KBLK_H
 
@@ -28,6 +29,11 @@
 /* Bytes of a blockable record at most (kvkb_ok: head_dim <= 512, 4-bit
  * codes, fp16 scale and zero per group of >= 4 channels). */
 #define KVKB_REC_MAX (512 / 2 + 512)
+
+/* Where token i of a page lives: its block starts this many bytes after the
+ * page's first key record (krec bytes a record), and it is slot
+ * i % KVKB_TOKENS there. */
+static inline size_t kvkb_block_off(int i, size_t krec) { return (size_t)(i - i % KVKB_TOKENS) * krec; }
 
 /* Whether 4-bit keys of head_dim d and format group (kv_side.h) can be
  * blocked: d a multiple of 64 up to 512 (the kernel's passes), groups of

@@ -340,8 +340,10 @@ static void lo_fmt_init(mixed_cache *c, int L, int h, int force_scalar) {
         use_avx512_runs(&lf->kk, lf->kbits, &lf->kv, lf->vbits, hd, lf->f.group);
         /* 4-bit keys the AVX-512 transposed kernel reads: stored transposed
          * in blocks of 16 (kv_kblk.h), 1.4x faster per record (bench/
-         * bench_kq_dotn, bit-identical) */
-        kvq_dotn_fn db = lf->kk.dotn512 ? kvq_avx512_dotb(lf->kbits, hd, lf->f.group, c->gq) : NULL;
+         * bench_kq_dotn, bit-identical). Only where prompts take the run
+         * kernels too: the block kernel would unpack every record a query
+         * block reads (quant4's prompt +43% in bench_attn when it did). */
+        kvq_dotn_fn db = kvmx_blocks_run_ok(c, lf) ? kvq_avx512_dotb(lf->kbits, hd, lf->f.group, c->gq) : NULL;
         if (db) {
             lf->kk.dotn = db;
             lf->kblk = 1;

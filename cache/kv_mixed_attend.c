@@ -231,8 +231,7 @@ static void attend_blocks(const mixed_cache *c, head_t *hs, int kvh, int pos0, i
                       * sees its first lo_visible records, the same count for all
                       * (every low position is below pos0: the call's own tokens
                       * were encoded high) */
-                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, lf->f.group, qlo, lo_n, 0,
-                      lf->kblk}},
+                     {lo->pages, lo_n, lf->kbits, lf->vbits, lf->f.krec, lf->f.vrec, lf->f.group, qlo, lo_n, 0}},
             .kind = c->blk_kind, .page = KVL_PAGE, .head_dim = hd,
             .rows = rows, .rpad = rp,
             .lim = s->lim, .scale = 1.0f / sqrtf((float)hd), .pt = s->pt, .kf = s->kf,
@@ -265,6 +264,8 @@ static inline void prefetch_l2(const uint8_t *p, size_t n) {
  * PERFORMANCE.md, "Issue 17, 2026-12-07 (12:00–14:00 UTC)"). */
 #define KEY_RUN 16
 _Static_assert(KVL_PAGE % KEY_RUN == 0, "a key run never crosses a page");
+/* blocked keys (kv_kblk.h): every call starts at a block of its page */
+_Static_assert(KEY_RUN % KVKB_TOKENS == 0 && KVL_PAGE % KVKB_TOKENS == 0, "a key run starts a block");
 
 /* The first n records of a tier through a kernel set's run kernels:
  * scores sc[g*M + t] = q_g · key t, or out += Σ_t a[g*M + t]·value t
@@ -354,16 +355,12 @@ static void hi_values(const mixed_cache *c, const tier *hi, int nhv, scratch_t *
 }
 
 /* Prompt chunks through the run kernels where both tiers have the AVX-512
- * ones (an INT8 high tier; blocks_run_ok): a block's rows (queries x query
+ * ones (an INT8 high tier; kvmx_blocks_run_ok): a block's rows (queries x query
  * heads) meet a page's records once per KVMX_RUN_ROWS rows with decode's
  * integer products, where the float block kernel (kv_mixed_blk) decodes
  * every record to fp32 and multiplies in float. Scores and probabilities
  * are row-major here (s->sr); the tracker reads the high tier's
  * token-major (s->pt), as after the block kernel. */
-static int blocks_run_ok(const mixed_cache *c, const lo_fmt *lf) {
-    return c->blk_kind == KVB_AVX512 && c->p.hi_bits == 8 && c->khi.dotn512 && c->khi.axpyn512 &&
-           (!lf->kbits || (lf->kk.dotn512 && lf->kv.axpyn512));
-}
 
 static void attend_blocks_run(const mixed_cache *c, head_t *hs, int kvh, int pos0, int n,
                               const float *q, float *out, scratch_t *s) {
@@ -551,7 +548,7 @@ int kvmx_attend(void *impl, int seq, int layer, int kvh, int pos0, int n, const 
     if ((rc = bal_observe(c, hs, q, n, kvh, s.tmp))) return rc;
     if ((rc = encode_pending(c, hs, pos0, s.tmp))) return rc;
     if (c->blk_q && n > 1) {
-        if (blocks_run_ok(c, lo_of(c, hs))) attend_blocks_run(c, hs, kvh, pos0, n, q, out, &s);
+        if (kvmx_blocks_run_ok(c, lo_of(c, hs))) attend_blocks_run(c, hs, kvh, pos0, n, q, out, &s);
         else attend_blocks(c, hs, kvh, pos0, n, q, out, &s);
     } else {
         for (int i = 0; i < n; i++)

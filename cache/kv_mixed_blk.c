@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "kv_kblk.h"
 #include "quant.h"
 
 int kvb_kind(int head_dim) {
@@ -38,17 +37,7 @@ void kvb_attend(const kvb_job *j) {
         const kvb_tier *T = &j->tier[ti];
         for (int t0 = 0; t0 < T->n_vis; t0 += P) {
             int nt = T->n_vis - t0 < P ? T->n_vis - t0 : P, pg = t0 / P;
-            if (T->kblk) /* a record at a time out of its block: blocked keys go with the
-                           * AVX-512 run kernels, whose prompts take this path only
-                           * with a 16-bit high tier (blocks_run_ok) */
-                for (int u = 0; u < nt; u++) {
-                    uint8_t rec[KVKB_REC_MAX];
-                    kvkb_get(T->pages[pg] + (size_t)(u / KVKB_TOKENS * KVKB_TOKENS) * T->krec, u % KVKB_TOKENS,
-                             rec, hd, T->group);
-                    o->decode(rec, T->krec, 1, hd, T->kbits, T->group, kf + (size_t)u * hd);
-                }
-            else
-                o->decode(T->pages[pg], T->krec, nt, hd, T->kbits, T->group, kf);
+            o->decode(T->pages[pg], T->krec, nt, hd, T->kbits, T->group, kf);
             /* the last group of 8 keys may run past nt: keep those rows defined */
             int pad = (nt + 7) / 8 * 8;
             if (pad > nt) memset(kf + (size_t)nt * hd, 0, sizeof(float) * hd * (size_t)(pad - nt));

@@ -38,7 +38,6 @@ typedef struct {
     int has_pos;      /* 1: pages hold positions and a row sees a token only when
                        * its position <= the row's lim; 0 (the low tier, which
                        * stores none): every row sees tokens [0, n_vis) */
-    int kblk;         /* the keys are in blocks of 16 (kv_kblk.h) */
 } kvb_tier;
 
 /* The instruction sets the kernel comes in. */

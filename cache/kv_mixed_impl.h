@@ -12,6 +12,7 @@
 #include "kv.h"
 #include "kv_kblk.h"
 #include "kv_layout.h"
+#include "kv_mixed_blk.h"
 #include "kv_pool.h"
 #include "kv_quant.h"
 #include "kv_rows.h"
@@ -61,7 +62,7 @@ typedef struct {
     float kfloor, vfloor; /* kvq_encode_clip's floors (kv_policy_clip_floors) */
     int kblk; /* the key records are stored in blocks of 16 (kv_kblk.h) for
                * kk.dotn = kvq_avx512_dotb: read and write them through
-               * lo_key_get / lo_key_put */
+               * lo_key_get / lo_key_put / lo_key_move */
     kvq_kernels kk, kv; /* keys, values */
 } lo_fmt;
 
@@ -115,27 +116,33 @@ static inline uint8_t *t_state(const tier *t, const tfmt *f, int i) {
            (size_t)(i % KVL_PAGE) * f->sb;
 }
 
-/* Low-tier key record i of hs (lf: its format) into rec (lf->f.krec bytes),
- * from a block when the keys are blocked; lo_key_put writes one back. The
- * one place the two layouts differ for every reader and writer but the
- * decode walk's kernel. */
+/* Whether prompt chunks of a head with low tier lf take the run kernels
+ * (kv_mixed_attend.c, attend_blocks_run) rather than the float block
+ * kernel (kv_mixed_blk.c): both tiers have the AVX-512 ones, the high tier
+ * is INT8. Blocked keys exist only where this holds, so the block kernel
+ * reads plain records only. */
+static inline int kvmx_blocks_run_ok(const mixed_cache *c, const lo_fmt *lf) {
+    return c->blk_kind == KVB_AVX512 && c->p.hi_bits == 8 && c->khi.dotn512 && c->khi.axpyn512 &&
+           (!lf->kbits || (lf->kk.dotn512 && lf->kv.axpyn512));
+}
+
+/* Token i's key block in a blocked low tier (kv_kblk.h). */
+static inline uint8_t *lo_key_block(const lo_fmt *lf, const tier *t, int i) {
+    return t->pages[i / KVL_PAGE] + kvkb_block_off(i % KVL_PAGE, lf->f.krec);
+}
+/* Blocked keys only (lf->kblk): low-tier key record i into rec (lf->f.krec
+ * bytes), or rec into record i. Plain records are read in place (t_k). */
 static inline void lo_key_get(const lo_fmt *lf, const tier *t, int i, uint8_t *rec, int hd) {
-    if (lf->kblk)
-        kvkb_get(t_k(t, &lf->f, i - i % KVKB_TOKENS), i % KVKB_TOKENS, rec, hd, lf->f.group);
-    else
-        memcpy(rec, t_k(t, &lf->f, i), lf->f.krec);
+    kvkb_get(lo_key_block(lf, t, i), i % KVKB_TOKENS, rec, hd, lf->f.group);
 }
 static inline void lo_key_put(const lo_fmt *lf, tier *t, int i, const uint8_t *rec, int hd) {
-    if (lf->kblk)
-        kvkb_put(t_k(t, &lf->f, i - i % KVKB_TOKENS), i % KVKB_TOKENS, rec, hd, lf->f.group);
-    else
-        memcpy(t_k(t, &lf->f, i), rec, lf->f.krec);
+    kvkb_put(lo_key_block(lf, t, i), i % KVKB_TOKENS, rec, hd, lf->f.group);
 }
-/* Low-tier key record i to slot w of the same tier (a demotion's merge). */
+/* Low-tier key record i to slot w of the same tier (a demotion's merge),
+ * blocked or not. */
 static inline void lo_key_move(const lo_fmt *lf, tier *t, int w, int i, int hd) {
     if (lf->kblk)
-        kvkb_move(t_k(t, &lf->f, w - w % KVKB_TOKENS), w % KVKB_TOKENS, t_k(t, &lf->f, i - i % KVKB_TOKENS),
-                  i % KVKB_TOKENS, hd, lf->f.group);
+        kvkb_move(lo_key_block(lf, t, w), w % KVKB_TOKENS, lo_key_block(lf, t, i), i % KVKB_TOKENS, hd, lf->f.group);
     else
         memcpy(t_k(t, &lf->f, w), t_k(t, &lf->f, i), lf->f.krec);
 }

@@ -26,8 +26,8 @@ static inline int cpu_ok(void) {
            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
-/* The shapes codes64 and the integer kernel take: 64-channel passes, plane
- * sizes above, and groups of a multiple of 32 channels (each accumulator
+/* The shapes codes64 (kv_quant_avx512.c) and the integer kernel take:
+ * 64-channel passes, the plane sizes codes64 unpacks, and groups of a multiple of 32 channels (each accumulator
  * below holds channels of one 32-channel half, so of one group). */
 static inline int axpy_int_ok(int bits, int d, int group) {
     const int pb = bits == 3 ? 2 : bits, nbp = d * pb / 8;

@@ -29,9 +29,6 @@
 #include "kv_quant512.h"
 #include "kv_simd.h"
 
-/* VNNI too: the mixed cache takes these kernels only at the AVX512VNNI
- * level (kv_mixed.c: with the AVX-512 block kernel), and vpdpwssd is the
- * int16 multiply-add with the accumulate folded in. */
 #define MAXG 64  /* groups per record */
 #define ROWS 6   /* query heads per register pass in axpyn */
 
@@ -216,7 +213,6 @@ AVX512 __attribute__((always_inline)) static inline __m512i codes64(const uint8_
     }
     return w;
 }
-
 
 /* acc += vpdpwssd(P, x), the accumulator tied to the instruction's
  * destination. Through the intrinsic GCC copied every accumulator of
@@ -406,7 +402,6 @@ AVX512 __attribute__((always_inline)) static inline void transpose16(__m512i *r)
     }
 }
 
-
 AVX512 __attribute__((always_inline)) static inline void
 dotn512t(const uint8_t *rec0, size_t stride, int n, const kvq_qprep *qp, int gq, int d, int group,
          float *sc, size_t scs, const int bits, int sz8) {
@@ -474,7 +469,6 @@ WRAP(4)
 WRAP(3)
 WRAP(2)
 
-
 /* kvq_prep's int16 query and its byte split, 16 channels per step: the
  * same product q·inv rounded to nearest even by vcvtps2dq as lrintf does
  * under the default rounding mode, so the same codes (test:
@@ -514,4 +508,3 @@ kvq_axpyn_fn kvq_avx512_axpyn(int bits, int d, int group) {
         return bits == 8 ? axpyn512i_q8 : bits == 4 ? axpyn512i_q4 : bits == 3 ? axpyn512i_q3 : axpyn512i_q2;
     return bits == 8 ? axpyn512_q8 : bits == 4 ? axpyn512_q4 : bits == 3 ? axpyn512_q3 : bits == 2 ? axpyn512_q2 : NULL;
 }
-

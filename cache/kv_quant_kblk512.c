@@ -15,6 +15,10 @@
 #include "kv_side.h"
 #include "kv_simd.h"
 
+/* The kernel's constants (a vector's 16 lanes, 32 bytes of words per dword
+ * of channels, 8·d bytes of codes) are kv_kblk.h's for blocks of 16. */
+_Static_assert(KVKB_TOKENS == 16, "one block per 16-lane vector");
+
 /* rec0 is a block's first record, stride the record size, n tokens from
  * there (whole blocks back to back, the last one partial). The scales and
  * zeros are scale_zero16's floats (kv_quant_avx512.c) from the same bytes.
@@ -60,7 +64,8 @@ AVX512 static void dotn512b_q4(const uint8_t *rec0, size_t stride, int n, const 
 }
 
 kvq_dotn_fn kvq_avx512_dotb(int bits, int d, int group, int gq) {
-    if (!cpu_ok() || !kvkb_ok(bits, d, group) || d > MAXD || gq > TMAXQ) return NULL;
+    /* kvkb_ok: d <= MAXD; dotn_t_ok: gq <= TMAXQ */
+    if (!cpu_ok() || !kvkb_ok(bits, d, group)) return NULL;
     group = kvq_group(group);
     if (!axpy_int_ok(bits, d, group) || !dotn_t_ok(bits, d, group, gq)) return NULL;
     return dotn512b_q4;

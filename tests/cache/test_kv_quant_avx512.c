@@ -91,7 +91,7 @@ AVX512 static void ref_t(const uint8_t *rec, size_t stride, int n, const kvq_qpr
 Test(kv_quant_avx512, blocked_key_kernel_is_bit_identical) {
     if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
     enum { NT = 41, NB = 48, MD = 512, MQ = TMAXQ };
-    static uint8_t recs[NT * 768], blks[NB * 768];
+    static uint8_t recs[NT * KVKB_REC_MAX], blks[NB * KVKB_REC_MAX];
     static float x[MD], q[MQ * MD], s0[MQ * NT], s1[MQ * NT];
     static char qmem[MQ * MD * 8] __attribute__((aligned(64)));
     const int shapes[][2] = {{64, 32}, {64, 64}, {128, 32}, {128, 64}, {256, 64}, {512, 64}};
