@@ -26,6 +26,20 @@ AVX512 static void both(const uint8_t *rec, size_t stride, int n, const kvq_qpre
 #undef PAIR
 }
 
+/* A record as real keys make them (an outlier channel, an offset every
+ * seventh token) of d channels at `bits`, format fmt (kv_side.h). */
+static void real_record(float *x, int d, int bits, int fmt, int t, unsigned *r, uint8_t *rec) {
+    for (int i = 0; i < d; i++) x[i] = 2 * frand(r) + (i == 3 ? 9 : 0) + (t % 7 == 0 ? 5 : 0);
+    kvq_encode(x, d, bits, fmt, rec);
+}
+
+/* gq random query heads (channel 5 an outlier) prepared into qp (qmem). */
+static void random_query(float *q, int gq, int d, int G, unsigned *r, void *qmem, kvq_qprep *qp) {
+    for (int i = 0; i < gq * d; i++) q[i] = frand(r) * (i % d == 5 ? 30.0f : 1.0f);
+    kvq_qprep_init(qp, qmem, gq, d, G);
+    kvq_prep(q, gq, d, G, qp);
+}
+
 Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
     if (!cpu_ok()) cr_skip_test("no AVX-512 VNNI here");
     enum { NT = 41, MD = 512, MQ = TMAXQ };
@@ -41,17 +55,12 @@ Test(kv_quant_avx512, transposed_key_kernel_is_bit_identical) {
             const int d = shapes[si][0], G = shapes[si][1], b = bits[bi % 3], sz8 = bi >= 3 ? KVQ_SZ8 : 0;
             cr_assert(axpy_int_ok(b, d, G), "d %d group %d bits %d", d, G, b);
             const size_t rec = kvl_rec_bytes(b, d, G | sz8);
-            for (int t = 0; t < NT; t++) { /* real records: an outlier channel, an offset */
-                for (int i = 0; i < d; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0) + (t % 7 == 0 ? 5 : 0);
-                kvq_encode(x, d, b, G | sz8, recs + t * rec);
-            }
+            for (int t = 0; t < NT; t++) real_record(x, d, b, G | sz8, t, &r, recs + t * rec);
             for (int hi = 0; hi < 6; hi++)
                 for (int ri = 0; ri < 5; ri++) {
                     const int gq = heads[hi], n = runs[ri];
-                    for (int i = 0; i < gq * d; i++) q[i] = frand(&r) * (i % d == 5 ? 30.0f : 1.0f);
                     kvq_qprep qp;
-                    kvq_qprep_init(&qp, qmem, gq, d, G);
-                    kvq_prep(q, gq, d, G, &qp);
+                    random_query(q, gq, d, G, &r, qmem, &qp);
                     for (int i = 0; i < MQ * NT; i++) s0[i] = 1.0f, s1[i] = 2.0f;
                     both(recs, rec, n, &qp, gq, d, G, b, sz8, s0, s1, NT);
                     for (int g = 0; g < gq; g++)
@@ -105,17 +114,14 @@ Test(kv_quant_avx512, blocked_key_kernel_is_bit_identical) {
             const size_t rec = kvl_rec_bytes(4, d, G | sz8);
             memset(blks, 0xA5, sizeof blks);
             for (int t = 0; t < NT; t++) {
-                for (int i = 0; i < d; i++) x[i] = 2 * frand(&r) + (i == 3 ? 9 : 0) + (t % 7 == 0 ? 5 : 0);
-                kvq_encode(x, d, 4, G | sz8, recs + t * rec);
-                kvkb_put(blks + (size_t)(t / 16 * 16) * rec, t % 16, recs + t * rec, d, G | sz8);
+                real_record(x, d, 4, G | sz8, t, &r, recs + t * rec);
+                kvkb_put(blks + kvkb_block_off(t, rec), t % 16, recs + t * rec, d, G | sz8);
             }
             for (int hi = 0; hi < 5; hi++)
                 for (int ri = 0; ri < 6; ri++) {
                     const int gq = heads[hi], n = runs[ri];
-                    for (int i = 0; i < gq * d; i++) q[i] = frand(&r) * (i % d == 5 ? 30.0f : 1.0f);
                     kvq_qprep qp;
-                    kvq_qprep_init(&qp, qmem, gq, d, G);
-                    kvq_prep(q, gq, d, G, &qp);
+                    random_query(q, gq, d, G, &r, qmem, &qp);
                     for (int i = 0; i < MQ * NT; i++) s0[i] = 1.0f, s1[i] = 2.0f;
                     ref_t(recs, rec, n, &qp, gq, d, G, sz8, s0, NT);
                     kvq_dotn_fn db = kvq_avx512_dotb(4, d, G | sz8, gq); /* the cache's entry point */
