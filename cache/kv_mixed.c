@@ -465,13 +465,8 @@ int kv_mixed_token(const kv_cache *kc, int seq, int layer, int h, int low, int i
         out->score = kvmx_hi_score(c, hs, i, x);
         free(x);
     }
-    if (out->k && low && lf->kblk) {
-        uint8_t r[KVKB_REC_MAX];
-        lo_key_get(lf, t, i, r, hd);
-        kvq_decode(r, hd, bits, rec->group, out->k);
-    } else if (out->k) {
-        kvq_decode(t_k(t, rec, i), hd, bits, rec->group, out->k);
-    }
+    uint8_t kb[KVKB_REC_MAX];
+    if (out->k) kvq_decode(low ? lo_key_rec(lf, t, i, kb, hd) : t_k(t, rec, i), hd, bits, rec->group, out->k);
     if (out->v) kvq_decode(t_v(t, rec, i), hd, vbits, rec->group, out->v);
     out->k_balanced = hs->bal_frozen && (low || c->p.hi_bits == 8);
     out->rotated = c->rot != NULL;

@@ -43,13 +43,7 @@ static void demote_one(const mixed_cache *c, const kv_policy *p, head_t *hs, int
     /* FP16 high keys are raw; INT8 ones are balanced already. */
     if (c->need_bal && p->hi_bits == 16)
         for (int d = 0; d < hd; d++) x[d] *= hs->bal[d];
-    if (lf->kblk) { /* a record, then into its block */
-        uint8_t rec[KVKB_REC_MAX];
-        kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, rec);
-        lo_key_put(lf, &hs->lo, slot, rec, hd);
-    } else {
-        kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, t_k(&hs->lo, &lf->f, slot));
-    }
+    lo_key_store(lf, &hs->lo, slot, x, hd);
     kvq_decode(t_v(&hs->hi, &c->fhi, t), hd, p->hi_bits, c->fhi.group, x);
     kvq_encode_clip(x, hd, lf->vbits, lf->f.group, lf->vfloor, t_v(&hs->lo, &lf->f, slot));
 }

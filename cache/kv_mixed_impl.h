@@ -62,7 +62,7 @@ typedef struct {
     float kfloor, vfloor; /* kvq_encode_clip's floors (kv_policy_clip_floors) */
     int kblk; /* the key records are stored in blocks of 16 (kv_kblk.h) for
                * kk.dotn = kvq_avx512_dotb: read and write them through
-               * lo_key_get / lo_key_put / lo_key_move */
+               * lo_key_rec / lo_key_store / lo_key_move */
     kvq_kernels kk, kv; /* keys, values */
 } lo_fmt;
 
@@ -130,13 +130,19 @@ static inline int kvmx_blocks_run_ok(const mixed_cache *c, const lo_fmt *lf) {
 static inline uint8_t *lo_key_block(const lo_fmt *lf, const tier *t, int i) {
     return t->pages[i / KVL_PAGE] + kvkb_block_off(i % KVL_PAGE, lf->f.krec);
 }
-/* Blocked keys only (lf->kblk): low-tier key record i into rec (lf->f.krec
- * bytes), or rec into record i. Plain records are read in place (t_k). */
-static inline void lo_key_get(const lo_fmt *lf, const tier *t, int i, uint8_t *rec, int hd) {
-    kvkb_get(lo_key_block(lf, t, i), i % KVKB_TOKENS, rec, hd, lf->f.group);
+/* Low-tier key record i: in place, or with blocked keys copied out of its
+ * block into buf (KVKB_REC_MAX bytes). */
+static inline const uint8_t *lo_key_rec(const lo_fmt *lf, const tier *t, int i, uint8_t *buf, int hd) {
+    if (!lf->kblk) return t_k(t, &lf->f, i);
+    kvkb_get(lo_key_block(lf, t, i), i % KVKB_TOKENS, buf, hd, lf->f.group);
+    return buf;
 }
-static inline void lo_key_put(const lo_fmt *lf, tier *t, int i, const uint8_t *rec, int hd) {
-    kvkb_put(lo_key_block(lf, t, i), i % KVKB_TOKENS, rec, hd, lf->f.group);
+/* Encodes x (hd floats) as low-tier key record i (the tier's width and
+ * clip floor), in place or into its block. */
+static inline void lo_key_store(const lo_fmt *lf, tier *t, int i, const float *x, int hd) {
+    uint8_t buf[KVKB_REC_MAX];
+    kvq_encode_clip(x, hd, lf->kbits, lf->f.group, lf->kfloor, lf->kblk ? buf : t_k(t, &lf->f, i));
+    if (lf->kblk) kvkb_put(lo_key_block(lf, t, i), i % KVKB_TOKENS, buf, hd, lf->f.group);
 }
 /* Low-tier key record i to slot w of the same tier (a demotion's merge),
  * blocked or not. */

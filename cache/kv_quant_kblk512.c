@@ -64,9 +64,7 @@ AVX512 static void dotn512b_q4(const uint8_t *rec0, size_t stride, int n, const 
 }
 
 kvq_dotn_fn kvq_avx512_dotb(int bits, int d, int group, int gq) {
-    /* kvkb_ok: d <= MAXD; dotn_t_ok: gq <= TMAXQ */
-    if (!cpu_ok() || !kvkb_ok(bits, d, group)) return NULL;
-    group = kvq_group(group);
-    if (!axpy_int_ok(bits, d, group) || !dotn_t_ok(bits, d, group, gq)) return NULL;
+    /* kvkb_ok: d <= MAXD; dotn_t_ok: gq <= TMAXQ and axpy_int_ok's shapes */
+    if (!cpu_ok() || !kvkb_ok(bits, d, group) || !dotn_t_ok(bits, d, kvq_group(group), gq)) return NULL;
     return dotn512b_q4;
 }
