@@ -240,6 +240,16 @@ static int parse_heads(kv_policy *p, const char *value, char *err, size_t errlen
     return PV_OK;
 }
 
+/* An explicit layer-bits entry names (layer, head) by the head's own index
+ * ("18.2", "15-24.2"), not as one of a range's heads. */
+static int names_head(const kv_policy *p, int layer, int head) {
+    for (int i = 0; i < p->n_layer_bits; i++)
+        if (p->layer_bits[i].head == head && layer >= p->layer_bits[i].first &&
+            layer <= p->layer_bits[i].last)
+            return 1;
+    return 0;
+}
+
 int kv_policy_resolve_heads(kv_policy *p, const int *rank, int n_rank, int n_kv_heads, char *err,
                             size_t errlen) {
     if (!p || p->heads <= 0) return PV_OK;
@@ -250,18 +260,24 @@ int kv_policy_resolve_heads(kv_policy *p, const int *rank, int n_rank, int n_kv_
     for (int i = 0; i < n; i++)
         if (rank[i] < 0 || rank[i] / n_kv_heads > 32767)
             return fail(err, errlen, PV_EINVAL, "heads: ranked head %d is not a KV head", rank[i]);
-    if (n + p->n_layer_bits > KV_LAYER_BITS_MAX)
-        return fail(err, errlen, PV_EINVAL,
-                    "heads=%d and %d layer-bits ranges make more than %d entries", p->heads,
-                    p->n_layer_bits, KV_LAYER_BITS_MAX);
-    /* before the explicit entries: a later entry wins where both name a head */
-    memmove(p->layer_bits + n, p->layer_bits, sizeof p->layer_bits[0] * (size_t)p->n_layer_bits);
+    /* After the explicit entries, so a ranked head keeps its widths inside
+     * a layer range written for the others ("10-29:3/2" would otherwise
+     * take a copying head's INT8 away unnoticed); a ranked head that an
+     * explicit entry names by its own index is left to that entry. */
+    kv_layer_bits add[KV_LAYER_BITS_MAX];
+    int n_add = 0;
     for (int i = 0; i < n; i++) {
         short layer = (short)(rank[i] / n_kv_heads);
-        p->layer_bits[i] = (kv_layer_bits){layer, layer, (signed char)(rank[i] % n_kv_heads),
-                                           p->heads_k, p->heads_v};
+        signed char head = (signed char)(rank[i] % n_kv_heads);
+        if (names_head(p, layer, head)) continue;
+        if (p->n_layer_bits + n_add == KV_LAYER_BITS_MAX)
+            return fail(err, errlen, PV_EINVAL,
+                        "heads=%d and %d layer-bits ranges make more than %d entries", p->heads,
+                        p->n_layer_bits, KV_LAYER_BITS_MAX);
+        add[n_add++] = (kv_layer_bits){layer, layer, head, p->heads_k, p->heads_v};
     }
-    p->n_layer_bits += n;
+    memcpy(p->layer_bits + p->n_layer_bits, add, sizeof add[0] * (size_t)n_add);
+    p->n_layer_bits += n_add;
     p->heads = 0;
     return PV_OK;
 }

@@ -154,8 +154,10 @@ void kv_policy_clip_floors(const kv_policy *p, int layer, float *kfloor, float *
 int kv_policy_parse(const char *spec, kv_policy *p, char *err, size_t errlen);
 /* Resolves the `heads` knob with a model's ranking: rank[0..n_rank) are KV
  * heads (layer * n_kv_heads + head), best first. The top p->heads become
- * layer-bits entries placed before the explicit ones (which still win where
- * they name the same head), and p->heads becomes 0. Without a low tier
+ * layer-bits entries placed after the explicit ones, so they win over a
+ * layer range that covers them, while an explicit entry that names one of
+ * them by its index ("18.2:4/4") keeps it (no entry is added for that
+ * head), and p->heads becomes 0. Without a low tier
  * (lo-bits=0), or without a ranking (n_rank 0: a model the probe cannot
  * run), the knob is cleared and the low tier stays uniform. PV_EINVAL when
  * the entries would exceed KV_LAYER_BITS_MAX. */

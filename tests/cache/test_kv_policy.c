@@ -350,11 +350,16 @@ Test(kv_policy, head_bits_parse_and_describe) {
     cr_assert_eq(kv_policy_parse(spec12, &p, err, sizeof err), 0, "%s", err);
     kv_policy_describe(&p, d, sizeof d);
     cr_assert(strstr(d, "+11-18.2:2/2,budget=0.125,") && strstr(d, "clip=0,scale-bits=8,value-norm=1)"), "%s", d);
-    p.heads = 5; /* set past the parse: the resolver refuses too */
-    int rank[5] = {56, 52, 69, 62, 71};
+    p.heads = 5; /* set past the parse: the resolver refuses too, once a
+                  * ranked head is one no entry names by its index (0.1) */
+    int rank[5] = {56, 52, 1, 62, 71};
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 5, 3, err, sizeof err), PV_EINVAL);
     cr_assert(strstr(err, "more than 12 entries"), "%s", err);
     cr_assert_eq(p.n_layer_bits, 12); /* unchanged */
+    /* heads the entries all name by index add nothing, so they fit */
+    int named[5] = {56, 52, 69, 62, 71}; /* 18.2 17.1 23.0 20.2 23.2 */
+    cr_assert_eq(kv_policy_resolve_heads(&p, named, 5, 3, err, sizeof err), 0, "%s", err);
+    cr_assert(p.n_layer_bits == 12 && p.heads == 0);
     /* a ranking that names no KV head is refused, not taken as a layer */
     int bad_rank[1] = {-1};
     kv_policy_parse("mikv", &p, err, sizeof err);
@@ -399,14 +404,30 @@ Test(kv_policy, heads_resolve_into_layer_bits) {
     /* resolving again changes nothing */
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0);
     cr_assert_eq(p.n_layer_bits, 5);
-    /* explicit entries come after, so they win where they name a top head */
+    /* an explicit entry that names a top head by its index keeps it (no
+     * entry is added for that head) */
     kv_policy_parse("mikv,heads=2:4/2,layer-bits=17.1:3/3", &p, err, sizeof err);
     cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(p.n_layer_bits, 3);
+    cr_assert_eq(p.n_layer_bits, 2);
     kv_policy_head_widths(&p, 18, 2, &kb, &vb);
     cr_assert(kb == 4 && vb == 2);
     kv_policy_head_widths(&p, 17, 1, &kb, &vb);
     cr_assert(kb == 3 && vb == 3);
+    /* a layer range does not take the top heads' widths away: they come
+     * after it; a head index over several layers names each of them */
+    kv_policy_parse("mikv,layer-bits=15-29:3/2+15-20.2:4/4", &p, err, sizeof err);
+    cr_assert_eq(kv_policy_resolve_heads(&p, rank, 7, 3, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(p.n_layer_bits, 5); /* 18.2 and 20.2 are the explicit entry's */
+    const int want[][4] = {{18, 2, 4, 4}, {20, 2, 4, 4}, {17, 1, 8, 8}, {23, 0, 8, 8},
+                           {23, 2, 8, 8}, {18, 1, 3, 2}, {1, 0, 4, 3}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        kv_policy_head_widths(&p, want[i][0], want[i][1], &kb, &vb);
+        cr_assert(kb == want[i][2] && vb == want[i][3], "%d.%d: %d/%d", want[i][0], want[i][1], kb,
+                  vb);
+    }
+    kv_policy_describe(&p, d, sizeof d);
+    cr_assert(strstr(d, ",layer-bits=15-29:3/2+15-20.2:4/4+17-17.1:8/8+23-23.0:8/8+23-23.2:8/8,"),
+              "%s", d);
     /* "N:B" sets both widths */
     kv_policy_parse("mikv,heads=1:4", &p, err, sizeof err);
     cr_assert(p.heads == 1 && p.heads_k == 4 && p.heads_v == 4);
