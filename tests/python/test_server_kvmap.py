@@ -121,6 +121,25 @@ def test_preset_keeps_the_copying_heads_at_int8(srv):
     assert {w for h, w in heads.items() if h not in top} == {(4, 3)}, heads
 
 
+def test_layer_range_leaves_the_copying_heads_at_int8(srv):
+    """kv_layer_bits over the layers of the copying heads (17, 18, 20, 23)
+    sets the other heads there; the five ranked heads keep INT8, and one
+    named by its index takes that entry's widths instead."""
+    rid, usage = stream_chat(srv, {"kv_policy": "mikv", "kv_layer_bits": "15-29:3/2+18.2:4/4"})
+    assert usage["kv_cache"]["tokens_low"] > 0, usage
+    assert "layer-bits=15-29:3/2+18-18.2:4/4+17-17.1:8/8+" in usage["kv_cache"]["spec"], usage
+    st, _, b = srv.get(f"/v1/kv/sequences/{rid}")
+    assert st == 200, b
+    layers = json.loads(b)["layers"]
+    heads = {(L["layer"], h["head"]): (h["low_k"], h["low_v"]) for L in layers for h in L["heads"]}
+    ranked = {(17, 1), (23, 0), (20, 2), (23, 2)}
+    assert {h for h, w in heads.items() if w == (8, 8)} == ranked, heads
+    assert heads[(18, 2)] == (4, 4), heads
+    assert {w for (layer, head), w in heads.items()
+            if layer >= 15 and (layer, head) not in ranked | {(18, 2)}} == {(3, 2)}, heads
+    assert {w for (layer, _), w in heads.items() if layer < 15} == {(4, 3)}, heads
+
+
 def test_heads_report_their_own_low_tier_widths(srv):
     """layer-bits for one KV head: the layer no longer has one width (no
     layer-level low_k), each head says its own."""
