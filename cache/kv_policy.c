@@ -244,9 +244,7 @@ static int parse_heads(kv_policy *p, const char *value, char *err, size_t errlen
  * ("18.2", "15-24.2"), not as one of a range's heads. */
 static int names_head(const kv_policy *p, int layer, int head) {
     for (int i = 0; i < p->n_layer_bits; i++)
-        if (p->layer_bits[i].head == head && layer >= p->layer_bits[i].first &&
-            layer <= p->layer_bits[i].last)
-            return 1;
+        if (kv_layer_bits_names(&p->layer_bits[i], layer, head, 1)) return 1;
     return 0;
 }
 

@@ -183,12 +183,17 @@ static inline int kv_policy_lo_v_bits(const kv_policy *p) {
  * lo_v_bits unless a layer-bits entry names it (both 0 without a low tier;
  * the last entry that names it wins). The one rule the cache, its byte
  * counts and admission all apply. */
+/* Entry r names (layer, head): by the head's own index when exact, or also
+ * as one of every head of its layers (head -1) when not. */
+static inline int kv_layer_bits_names(const kv_layer_bits *r, int layer, int head, int exact) {
+    return layer >= r->first && layer <= r->last && (r->head == head || (!exact && r->head < 0));
+}
+
 static inline void kv_policy_head_widths(const kv_policy *p, int layer, int head, int *kb, int *vb) {
     *kb = p->lo_bits;
     *vb = p->lo_bits ? kv_policy_lo_v_bits(p) : 0;
     for (int i = 0; p->lo_bits && i < p->n_layer_bits; i++)
-        if (layer >= p->layer_bits[i].first && layer <= p->layer_bits[i].last &&
-            (p->layer_bits[i].head < 0 || p->layer_bits[i].head == head)) {
+        if (kv_layer_bits_names(&p->layer_bits[i], layer, head, 0)) {
             *kb = p->layer_bits[i].k;
             *vb = p->layer_bits[i].v;
         }

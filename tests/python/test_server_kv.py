@@ -154,7 +154,7 @@ def test_knob_fields_applied(srv):
     assert "layer-bits=0-29:2/2" in kv8["spec"] and kv8["tokens_low"] > 0, kv8
     assert kv8["bytes_stored"] < b2["usage"]["kv_cache"]["bytes_stored"]
     # the preset's five copying heads come from the server's ranking, at
-    # INT8 (or what kv_heads asks), before any explicit layer-bits
+    # INT8 (or what kv_heads asks), after any explicit layer-bits
     top5 = "18-18.2:8/8+17-17.1:8/8+23-23.0:8/8+"
     assert f"layer-bits={top5}" in b2["usage"]["kv_cache"]["spec"], b2
     st10, b10 = complete(srv, kv_policy="mikv", kv_budget=0.25, kv_lo_bits=4, kv_heads="2:4/2")
