@@ -198,10 +198,15 @@ def test_bits_per_layer_show_on_the_page(driver, srv):
     wait(d, lambda: ans.find_elements(By.CSS_SELECTOR, ".usage"), 180, "the answer never ended")
     wait(d, lambda: "finished" in d.find_element(By.ID, "memtext").text, 20, "no finished map")
     lo = d.find_element(By.ID, "lobits").text
-    # the preset's widths first, then each differing run of layers
-    # (layer 18 splits the run: its heads differ, so each is named)
-    assert lo == ("4/3-bit K/V; layer 3: 2/2; layers 15–17: 8/4; layer 18 head 0: 8/4; "
-                  "layer 18 head 1: 8/4; layer 18 head 2: 8/8; layers 19–24: 8/4"), lo
+    # the preset's widths first, then each differing run of layers; the
+    # preset's ranked copying heads (17.1, 20.2, 23.0, 23.2; 18.2 is named
+    # by the override) keep INT8 inside the 15-24 range, so their layers
+    # split the run and each of their heads is named
+    assert lo == ("4/3-bit K/V; layer 3: 2/2; layers 15–16: 8/4; layer 17 head 0: 8/4; "
+                  "layer 17 head 1: 8/8; layer 17 head 2: 8/4; layer 18 head 0: 8/4; "
+                  "layer 18 head 1: 8/4; layer 18 head 2: 8/8; layer 19: 8/4; layer 20 head 0: 8/4; "
+                  "layer 20 head 1: 8/4; layer 20 head 2: 8/8; layers 21–22: 8/4; "
+                  "layer 23 head 0: 8/8; layer 23 head 1: 8/4; layer 23 head 2: 8/8; layer 24: 8/4"), lo
     m = d.find_element(By.ID, "kvmap")
     m.send_keys(Keys.HOME)
     wait(d, lambda: "position 0" in d.find_element(By.ID, "kvinfo").text, 5, "Home did nothing")
